@@ -1,0 +1,1213 @@
+/* tokenctl: the admin CLI for tokend.
+ *
+ *   tokenctl [--socket PATH] [--timeout MS] <command> [options]
+ *
+ * Exit status: 0 success, 1 `verify` found the token invalid, 2 any error
+ * (bad usage, tokend unreachable, tokend refused the call). */
+/* wcwidth() and reallocarray(). */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "tokend_client.h"
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_INVALID 1
+#define CTL_EXIT_ERROR 2
+
+#define CTL_TIMEOUT_DEFAULT_MS 10000
+/* Room for one token line plus stray whitespace; anything longer is not a
+ * token. */
+#define CTL_VERIFY_INPUT_BYTES 1024
+
+/* ctl_getopt() results besides option characters. */
+#define CTL_GETOPT_HELP (-2)
+#define CTL_GETOPT_BAD (-3)
+
+/* Long-only options. */
+enum {
+  OPT_SOCKET = 256,
+  OPT_TIMEOUT,
+  OPT_SCOPE,
+  OPT_JSON,
+  OPT_ALL,
+  OPT_PAGE_SIZE
+};
+
+#define CTL_COMMON_LONGOPTS                                                    \
+  {"socket", required_argument, NULL, OPT_SOCKET},                             \
+      {"timeout", required_argument, NULL, OPT_TIMEOUT}, {                     \
+    "help", no_argument, NULL, 'h'                                             \
+  }
+
+#define CTL_COMMON_HELP                                                        \
+  "      --socket PATH       tokend's socket (default: $TOKEND_SOCKET, else\n" \
+  "                          " TOKEND_SOCKET_DEFAULT ")\n"                     \
+  "      --timeout MS        give up after MS milliseconds (default 10000;\n"  \
+  "                          0: wait forever)\n"                               \
+  "  -h, --help              show this help\n"
+
+typedef struct {
+  const char *socket_path; /* NULL: $TOKEND_SOCKET, else the default */
+  int timeout_ms;
+} ctl_opts_t;
+
+typedef struct {
+  const char *name;
+  int (*run)(ctl_opts_t *opts, int argc, char **argv);
+  const char *usage;
+} ctl_command_t;
+
+static const char ctl_main_usage[] =
+    "Usage: tokenctl [--socket PATH] [--timeout MS] <command> [options]\n"
+    "\n"
+    "Issues, verifies, revokes and lists tokend's API tokens.\n"
+    "\n"
+    "Commands:\n"
+    "  issue    issue a new token; its secret is shown this once\n"
+    "  verify   check a token read from standard input\n"
+    "  revoke   revoke a token by its id\n"
+    "  list     list a domain's tokens\n"
+    "  help     show a command's help\n"
+    "\n"
+    "Options:\n" CTL_COMMON_HELP "\n"
+    "Run `tokenctl <command> --help` for a command's options.\n"
+    "Exit status: 0 success, 1 `verify` found the token invalid, 2 error.\n";
+
+static const char ctl_issue_usage[] =
+    "Usage: tokenctl issue --domain D --label L [--expires-in DURATION]\n"
+    "                      [--scope S]... [--json]\n"
+    "\n"
+    "Issues a new token. The token alone goes to standard output, its id and\n"
+    "details to standard error. tokend keeps only a hash of it: the secret\n"
+    "cannot be shown again.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           the domain the token belongs to (required)\n"
+    "  -l, --label L            a name for people, 1-100 characters "
+    "(required)\n"
+    "  -e, --expires-in DURATION\n"
+    "                           lifetime: a whole number and a unit s, m, h, "
+    "d\n"
+    "                           or w (90s, 15m, 12h, 30d, 2w); default: never\n"
+    "      --scope S            grant scope S; repeat for more (at most 32)\n"
+    "      --json               print one JSON object with the token and its\n"
+    "                           details on standard output (times in Unix ms,\n"
+    "                           null when not set)\n" CTL_COMMON_HELP "\n"
+    "Example:\n"
+    "  TOKEN=$(tokenctl issue --domain example.com --label 'CI deploy' \\\n"
+    "          --expires-in 30d --scope deploy)\n";
+
+static const char ctl_verify_usage[] =
+    "Usage: tokenctl verify [--json] < FILE\n"
+    "\n"
+    "Reads one token from standard input (never from the command line, where\n"
+    "ps and shell history would see it) and asks tokend whether it is valid.\n"
+    "Exit status: 0 valid, 1 invalid (the reason is printed), 2 error.\n"
+    "\n"
+    "Options:\n"
+    "      --json               print one JSON object on standard output\n"
+    "                           (times in Unix ms, null when not "
+    "set)\n" CTL_COMMON_HELP "\n"
+    "Example:\n"
+    "  printf '%s\\n' \"$TOKEN\" | tokenctl verify\n";
+
+static const char ctl_revoke_usage[] =
+    "Usage: tokenctl revoke --domain D [--json] TOKEN_ID\n"
+    "\n"
+    "Revokes a token by its id (tok_...). Revoking a revoked token is not an\n"
+    "error: it reports when the token was first revoked.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           the domain the token belongs to (required)\n"
+    "      --json               print one JSON object on standard output\n"
+    "                           (times in Unix ms)\n" CTL_COMMON_HELP;
+
+static const char ctl_list_usage[] =
+    "Usage: tokenctl list --domain D [--all] [--json] [--page-size N]\n"
+    "\n"
+    "Lists a domain's tokens, newest first, as a table (times in UTC). "
+    "Fetches\n"
+    "every page.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           the domain to list (required)\n"
+    "      --all                include revoked tokens\n"
+    "      --json               print one JSON object {\"domain\": ...,\n"
+    "                           \"tokens\": [...]} on standard output (times\n"
+    "                           in Unix ms, null when not set)\n"
+    "      --page-size N        tokens per request, 1-1000 (default: "
+    "tokend's)\n"
+    "" CTL_COMMON_HELP;
+
+static const char ctl_help_usage[] = "Usage: tokenctl help [COMMAND]\n";
+
+static const char ctl_start_hint[] =
+    "is tokend running? start it with `make run`, or pass --socket / set "
+    "TOKEND_SOCKET";
+
+/* ---- parsing ---- */
+
+/* Parses a whole decimal number in [0, max]: no sign, no spaces. */
+static int ctl_parse_uint(const char *s, unsigned long long max,
+                          unsigned long long *out) {
+  unsigned long long v = 0;
+  const char *p;
+
+  if (*s == '\0')
+    return TOKEND_EINVAL;
+  for (p = s; *p != '\0'; p++) {
+    if (*p < '0' || *p > '9')
+      return TOKEND_EINVAL;
+    if (v > (max - (unsigned)(*p - '0')) / 10)
+      return TOKEND_EINVAL;
+    v = v * 10 + (unsigned)(*p - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+/* "90s", "15m", "12h", "30d", "2w" -> milliseconds, > 0 and small enough
+ * that now + it fits an int64. */
+static int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out) {
+  unsigned long long n, unit_ms;
+  char digits[32];
+  size_t len = strlen(s);
+
+  if (len < 2 || len - 1 >= sizeof(digits))
+    return TOKEND_EINVAL;
+  switch (s[len - 1]) {
+  case 's':
+    unit_ms = 1000ULL;
+    break;
+  case 'm':
+    unit_ms = 60ULL * 1000;
+    break;
+  case 'h':
+    unit_ms = 3600ULL * 1000;
+    break;
+  case 'd':
+    unit_ms = 86400ULL * 1000;
+    break;
+  case 'w':
+    unit_ms = 7ULL * 86400 * 1000;
+    break;
+  default:
+    return TOKEND_EINVAL;
+  }
+  memcpy(digits, s, len - 1);
+  digits[len - 1] = '\0';
+  if (ctl_parse_uint(digits, (unsigned long long)(INT64_MAX - now_ms) / unit_ms,
+                     &n) != 0 ||
+      n == 0)
+    return TOKEND_EINVAL;
+  *out = (int64_t)(n * unit_ms);
+  return 0;
+}
+
+static int64_t ctl_now_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Like getopt_long, but handles the options every command shares and
+ * reports bad ones itself. Returns an option, -1 at the end,
+ * CTL_GETOPT_HELP (usage printed on stdout) or CTL_GETOPT_BAD (a message
+ * and the usage printed on stderr). */
+static int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
+                      char **argv, const char *shortopts,
+                      const struct option *longopts) {
+  unsigned long long v;
+  int c;
+
+  for (;;) {
+    c = getopt_long(argc, argv, shortopts, longopts, NULL);
+    switch (c) {
+    case OPT_SOCKET:
+      opts->socket_path = optarg;
+      continue;
+    case OPT_TIMEOUT:
+      if (ctl_parse_uint(optarg, INT_MAX, &v) != 0) {
+        fprintf(stderr,
+                "tokenctl: --timeout: '%s' is not a number of milliseconds "
+                "(0 to %d; 0 waits forever)\n",
+                optarg, INT_MAX);
+        return CTL_GETOPT_BAD;
+      }
+      opts->timeout_ms = (int)v;
+      continue;
+    case 'h':
+      fputs(cmd->usage, stdout);
+      return CTL_GETOPT_HELP;
+    case '?':
+      if (optopt != 0 && optopt < 256)
+        fprintf(stderr, "tokenctl%s%s: unknown option '-%c'\n",
+                cmd->name[0] ? " " : "", cmd->name, optopt);
+      else
+        fprintf(stderr, "tokenctl%s%s: unknown option '%s'\n",
+                cmd->name[0] ? " " : "", cmd->name, argv[optind - 1]);
+      fputs(cmd->usage, stderr);
+      return CTL_GETOPT_BAD;
+    case ':':
+      fprintf(stderr, "tokenctl%s%s: option '%s' needs a value\n",
+              cmd->name[0] ? " " : "", cmd->name, argv[optind - 1]);
+      fputs(cmd->usage, stderr);
+      return CTL_GETOPT_BAD;
+    default:
+      return c;
+    }
+  }
+}
+
+static int ctl_usage_error(const ctl_command_t *cmd, const char *msg,
+                           const char *arg) {
+  fprintf(stderr, "tokenctl %s: %s%s%s\n", cmd->name, msg,
+          arg != NULL ? " " : "", arg != NULL ? arg : "");
+  fputs(cmd->usage, stderr);
+  return CTL_EXIT_ERROR;
+}
+
+/* ---- tokend ---- */
+
+static const char *ctl_socket_path(const ctl_opts_t *opts) {
+  const char *env;
+
+  if (opts->socket_path != NULL)
+    return opts->socket_path;
+  env = getenv(TOKEND_SOCKET_ENV);
+  return env != NULL && env[0] != '\0' ? env : TOKEND_SOCKET_DEFAULT;
+}
+
+/* Connects, or says on stderr why not and what to do. */
+static int ctl_connect(const ctl_opts_t *opts, tokend_client_t **client) {
+  const char *path = ctl_socket_path(opts);
+  const char *why;
+  struct stat st;
+  int rc;
+
+  rc = tokend_client_connect(path, opts->timeout_ms, client);
+  switch (rc) {
+  case 0:
+    return 0;
+  case TOKEND_EINVAL:
+    fprintf(stderr,
+            "tokenctl: socket path is empty or too long (at most %zu bytes): "
+            "'%s'\n",
+            sizeof(((struct sockaddr_un *)0)->sun_path) - 1, path);
+    return rc;
+  case TOKEND_ETIMEDOUT:
+    fprintf(stderr,
+            "tokenctl: timed out connecting to tokend at %s: tokend is too "
+            "busy; try again or pass a larger --timeout\n",
+            path);
+    return rc;
+  case TOKEND_ECONNECT:
+    /* connect() does not say why; the socket file usually does. */
+    if (stat(path, &st) != 0)
+      why = errno == ENOENT ? "no such socket" : strerror(errno);
+    else if (!S_ISSOCK(st.st_mode))
+      why = "not a socket";
+    else if (access(path, W_OK) != 0)
+      why = "permission denied";
+    else
+      why = "connection refused";
+    fprintf(stderr, "tokenctl: cannot connect to tokend at %s (%s): %s\n", path,
+            why, ctl_start_hint);
+    return rc;
+  default:
+    fprintf(stderr, "tokenctl: cannot connect to tokend at %s: %s\n", path,
+            tokend_strerror(rc));
+    return rc;
+  }
+}
+
+/* One line on stderr: what failed, tokend's status code name and message,
+ * and what to do about it when we can tell. */
+static void ctl_report(const char *what, tokend_client_t *client, int rc,
+                       const char *hint) {
+  const char *msg = tokend_client_errmsg(client);
+
+  if (msg[0] == '\0')
+    msg = tokend_strerror(rc);
+  if (hint == NULL) {
+    switch (rc) {
+    case TOKEND_ETIMEDOUT:
+      hint = "tokend did not answer in time; pass a larger --timeout "
+             "(0 waits forever)";
+      break;
+    case TOKEND_ECLOSED:
+    case TOKEND_EIO:
+      hint = "tokend's log may say why";
+      break;
+    case TOKEND_EPROTO:
+    case TOKEND_EMSGSIZE:
+      hint = "are tokenctl and tokend the same version?";
+      break;
+    case TOKEND_EUNAVAIL:
+      hint = "tokend may be shutting down; try again";
+      break;
+    }
+  }
+  fprintf(stderr, "tokenctl: %s failed: %s: %s%s%s%s\n", what,
+          tokend_grpc_name(tokend_client_grpc_status(client)), msg,
+          hint != NULL ? " (" : "", hint != NULL ? hint : "",
+          hint != NULL ? ")" : "");
+}
+
+/* ---- output helpers ---- */
+
+/* "2026-11-29T10:07:00Z", or "never" for 0. */
+static void ctl_fmt_iso(int64_t ms, char *buf, size_t len) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+
+  if (ms == 0)
+    snprintf(buf, len, "never");
+  else if (gmtime_r(&t, &tm) == NULL ||
+           strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(buf, len, "%lld ms", (long long)ms);
+}
+
+/* "2026-11-29 10:07", or "-" for 0. */
+static void ctl_fmt_short(int64_t ms, char *buf, size_t len) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+
+  if (ms == 0)
+    snprintf(buf, len, "-");
+  else if (gmtime_r(&t, &tm) == NULL ||
+           strftime(buf, len, "%Y-%m-%d %H:%M", &tm) == 0)
+    snprintf(buf, len, "%lld", (long long)ms);
+}
+
+static void ctl_print_scopes(FILE *f, const char (*scopes)[TOKEND_SCOPE_BYTES],
+                             size_t n) {
+  size_t i;
+
+  if (n == 0)
+    fputs("(none)", f);
+  for (i = 0; i < n; i++)
+    fprintf(f, "%s%s", i > 0 ? ", " : "", scopes[i]);
+  fputc('\n', f);
+}
+
+static json_t *ctl_json_time(int64_t ms) {
+  return ms != 0 ? json_integer((json_int_t)ms) : json_null();
+}
+
+static json_t *ctl_json_scopes(const char (*scopes)[TOKEND_SCOPE_BYTES],
+                               size_t n) {
+  json_t *arr = json_array();
+  size_t i;
+
+  if (arr == NULL)
+    return NULL;
+  for (i = 0; i < n; i++) {
+    if (json_array_append_new(arr, json_string(scopes[i])) != 0) {
+      json_decref(arr);
+      return NULL;
+    }
+  }
+  return arr;
+}
+
+static json_t *ctl_json_info(const tokend_token_info_t *t) {
+  return json_pack("{s:s, s:s, s:s, s:s, s:o*, s:s, s:o*, s:o*, s:o*, s:o*}",
+                   "id", t->id, "domain", t->domain, "label", t->label, "hint",
+                   t->hint, "scopes", ctl_json_scopes(t->scopes, t->n_scopes),
+                   "status", tokend_token_status_name(t->status), "created_at",
+                   ctl_json_time(t->created_at), "expires_at",
+                   ctl_json_time(t->expires_at), "last_used_at",
+                   ctl_json_time(t->last_used_at), "revoked_at",
+                   ctl_json_time(t->revoked_at));
+}
+
+/* Writes all of buf to fd; stdio is bypassed so that no stdio buffer keeps
+ * a copy of a secret. */
+static int ctl_write_all(int fd, const char *buf, size_t len) {
+  ssize_t n;
+
+  while (len > 0) {
+    n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return TOKEND_EIO;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Prints one JSON value and a newline on stdout. */
+static int ctl_print_json(json_t *root) {
+  if (root == NULL ||
+      json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+    fputs("tokenctl: cannot encode the result as JSON\n", stderr);
+    return CTL_EXIT_ERROR;
+  }
+  fputc('\n', stdout);
+  return CTL_EXIT_OK;
+}
+
+/* ---- issue ---- */
+
+static int ctl_issue_print_json(const tokend_issued_t *issued) {
+  json_t *root, *token = NULL;
+  const char *copy;
+  char *text = NULL;
+  int rc = CTL_EXIT_ERROR;
+
+  root = json_object();
+  token = json_string(issued->token);
+  /* json_object_set, not _set_new: we keep a reference to wipe it. */
+  if (root != NULL && token != NULL &&
+      json_object_set(root, "token", token) == 0 &&
+      json_object_update_new(root, ctl_json_info(&issued->info)) == 0)
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  if (text == NULL)
+    fputs("tokenctl: cannot encode the result as JSON\n", stderr);
+  else if (ctl_write_all(STDOUT_FILENO, text, strlen(text)) != 0 ||
+           ctl_write_all(STDOUT_FILENO, "\n", 1) != 0)
+    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
+            strerror(errno));
+  else
+    rc = CTL_EXIT_OK;
+  if (text != NULL) {
+    sodium_memzero(text, strlen(text));
+    free(text);
+  }
+  /* jansson holds its own copy of the secret. */
+  copy = json_string_value(token);
+  if (copy != NULL)
+    sodium_memzero((char *)copy, strlen(copy));
+  json_decref(token);
+  json_decref(root);
+  return rc;
+}
+
+static int ctl_issue(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_verify(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_list(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_help(ctl_opts_t *opts, int argc, char **argv);
+
+static const ctl_command_t ctl_commands[] = {
+    {"issue", ctl_issue, ctl_issue_usage},
+    {"verify", ctl_verify, ctl_verify_usage},
+    {"revoke", ctl_revoke, ctl_revoke_usage},
+    {"list", ctl_list, ctl_list_usage},
+    {"help", ctl_help, ctl_help_usage},
+};
+
+static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};
+
+static const ctl_command_t *ctl_find_command(const char *name) {
+  size_t i;
+
+  for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
+    if (strcmp(ctl_commands[i].name, name) == 0)
+      return &ctl_commands[i];
+  return NULL;
+}
+
+static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"label", required_argument, NULL, 'l'},
+      {"expires-in", required_argument, NULL, 'e'},
+      {"scope", required_argument, NULL, OPT_SCOPE},
+      {"json", no_argument, NULL, OPT_JSON},
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("issue");
+  const char *scopes[TOKEND_MAX_SCOPES];
+  const char *expires_in = NULL;
+  tokend_issue_params_t params;
+  tokend_client_t *client;
+  tokend_issued_t issued;
+  char created[32], expires[32];
+  int64_t now, duration;
+  int c, rc, json = 0;
+
+  memset(&params, 0, sizeof(params));
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:l:e:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      params.domain = optarg;
+      break;
+    case 'l':
+      params.label = optarg;
+      break;
+    case 'e':
+      expires_in = optarg;
+      break;
+    case OPT_SCOPE:
+      if (params.n_scopes == TOKEND_MAX_SCOPES)
+        return ctl_usage_error(cmd, "too many --scope options; at most", "32");
+      scopes[params.n_scopes++] = optarg;
+      break;
+    case OPT_JSON:
+      json = 1;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (params.domain == NULL)
+    return ctl_usage_error(cmd, "--domain is required", NULL);
+  if (params.label == NULL)
+    return ctl_usage_error(cmd, "--label is required", NULL);
+  params.scopes = scopes;
+  if (expires_in != NULL) {
+    now = ctl_now_ms();
+    if (ctl_parse_duration_ms(expires_in, now, &duration) != 0) {
+      fprintf(stderr,
+              "tokenctl issue: --expires-in: '%s' is not a duration: expected "
+              "a whole number above 0 and a unit s, m, h, d or w (90s, 15m, "
+              "12h, 30d, 2w), at most a few hundred million years\n",
+              expires_in);
+      return CTL_EXIT_ERROR;
+    }
+    params.expires_at = now + duration;
+  }
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc = tokend_client_issue(client, &params, &issued);
+  if (rc != 0) {
+    ctl_report("issue", client, rc, NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+
+  if (json) {
+    rc = ctl_issue_print_json(&issued);
+  } else if (ctl_write_all(STDOUT_FILENO, issued.token, strlen(issued.token)) !=
+                 0 ||
+             ctl_write_all(STDOUT_FILENO, "\n", 1) != 0) {
+    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
+            strerror(errno));
+    rc = CTL_EXIT_ERROR;
+  } else {
+    rc = CTL_EXIT_OK;
+  }
+  tokend_client_wipe(&issued);
+  if (rc != CTL_EXIT_OK) {
+    /* The token exists but nobody has its secret. */
+    fprintf(stderr,
+            "tokenctl: token %s was issued but its secret is lost; revoke it "
+            "with `tokenctl revoke --domain %s %s`\n",
+            issued.info.id, issued.info.domain, issued.info.id);
+    return rc;
+  }
+  if (json)
+    return CTL_EXIT_OK;
+
+  ctl_fmt_iso(issued.info.created_at, created, sizeof(created));
+  ctl_fmt_iso(issued.info.expires_at, expires, sizeof(expires));
+  fprintf(stderr,
+          "id:      %s\n"
+          "domain:  %s\n"
+          "label:   %s\n"
+          "hint:    %s\n"
+          "created: %s\n"
+          "expires: %s\n"
+          "scopes:  ",
+          issued.info.id, issued.info.domain, issued.info.label,
+          issued.info.hint, created, expires);
+  ctl_print_scopes(stderr, issued.info.scopes, issued.info.n_scopes);
+  fputs("tokenctl: store the token now: tokend keeps only its hash and will "
+        "not show it again\n",
+        stderr);
+  return CTL_EXIT_OK;
+}
+
+/* ---- verify ---- */
+
+static struct termios ctl_saved_termios;
+static volatile sig_atomic_t ctl_echo_off;
+
+static void ctl_restore_echo_and_die(int sig) {
+  if (ctl_echo_off)
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &ctl_saved_termios);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* Reads the first line of stdin into buf (len bytes), without stdio so no
+ * stdio buffer keeps a copy. When stdin is a terminal the token is typed
+ * without echo, so it does not stay on screen. */
+static int ctl_read_token(char *buf, size_t len, size_t *out_len) {
+  struct sigaction sa, old_int, old_term;
+  struct termios noecho;
+  size_t got = 0;
+  ssize_t n;
+  int rc = 0, tty = 0;
+
+  if (isatty(STDIN_FILENO) &&
+      tcgetattr(STDIN_FILENO, &ctl_saved_termios) == 0) {
+    tty = 1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = ctl_restore_echo_and_die;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    noecho = ctl_saved_termios;
+    noecho.c_lflag &= ~(tcflag_t)ECHO;
+    ctl_echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho) == 0;
+    fputs("token (not echoed): ", stderr);
+  }
+  while (got < len) {
+    n = read(STDIN_FILENO, buf + got, len - got);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = TOKEND_EIO;
+      break;
+    }
+    if (n == 0 || memchr(buf + got, '\n', (size_t)n) != NULL) {
+      got += (size_t)n;
+      break;
+    }
+    got += (size_t)n;
+  }
+  if (tty) {
+    if (ctl_echo_off)
+      tcsetattr(STDIN_FILENO, TCSAFLUSH, &ctl_saved_termios);
+    ctl_echo_off = 0;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    fputc('\n', stderr);
+  }
+  if (rc != 0)
+    return rc;
+  if (got == len && memchr(buf, '\n', len) == NULL)
+    return TOKEND_EMSGSIZE;
+  *out_len = got;
+  return 0;
+}
+
+/* Cuts buf[0..len) down to its first line without surrounding whitespace,
+ * NUL-terminated in place. */
+static const char *ctl_trim_line(char *buf, size_t len) {
+  char *nl = memchr(buf, '\n', len);
+  char *start = buf, *end;
+
+  if (nl != NULL)
+    len = (size_t)(nl - buf);
+  end = buf + len;
+  while (start < end && (*start == ' ' || *start == '\t'))
+    start++;
+  while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
+                         end[-1] == '\n'))
+    end--;
+  *end = '\0';
+  return start;
+}
+
+static int ctl_verify_print_json(const tokend_verify_result_t *r) {
+  json_t *root;
+  int rc;
+
+  root = json_pack("{s:b, s:s}", "valid", r->valid, "reason",
+                   tokend_verify_reason_name(r->reason));
+  /* The details exist only when tokend knows the token. */
+  if (root != NULL && r->token_id[0] != '\0' &&
+      json_object_update_new(
+          root, json_pack("{s:s, s:s, s:s, s:o*, s:o*}", "token_id",
+                          r->token_id, "domain", r->domain, "label", r->label,
+                          "scopes", ctl_json_scopes(r->scopes, r->n_scopes),
+                          "expires_at", ctl_json_time(r->expires_at))) != 0) {
+    json_decref(root);
+    root = NULL;
+  }
+  rc = ctl_print_json(root);
+  json_decref(root);
+  return rc;
+}
+
+static int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"json", no_argument, NULL, OPT_JSON},
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("verify");
+  char buf[CTL_VERIFY_INPUT_BYTES + 1];
+  tokend_verify_result_t result;
+  tokend_client_t *client = NULL;
+  char expires[32];
+  const char *token, *nl;
+  size_t len = 0;
+  int c, rc, json = 0;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":h", longopts)) != -1) {
+    switch (c) {
+    case OPT_JSON:
+      json = 1;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd,
+                           "reads the token from standard input, never from "
+                           "the command line (ps and shell history would "
+                           "see it)",
+                           NULL);
+
+  rc = ctl_read_token(buf, CTL_VERIFY_INPUT_BYTES, &len);
+  if (rc != 0) {
+    fprintf(stderr, "tokenctl verify: %s\n",
+            rc == TOKEND_EMSGSIZE
+                ? "the first line of standard input is too long to be a token"
+                : "cannot read standard input");
+    rc = CTL_EXIT_ERROR;
+    goto wipe_buf;
+  }
+  /* A NUL inside the line would have us verify only the part before it. */
+  nl = memchr(buf, '\n', len);
+  if (memchr(buf, '\0', nl != NULL ? (size_t)(nl - buf) : len) != NULL) {
+    fputs("tokenctl verify: the token on standard input contains a NUL "
+          "byte\n",
+          stderr);
+    rc = CTL_EXIT_ERROR;
+    goto wipe_buf;
+  }
+  token = ctl_trim_line(buf, len);
+  if (token[0] == '\0') {
+    fputs("tokenctl verify: no token on standard input (pipe it in: "
+          "printf '%s\\n' \"$TOKEN\" | tokenctl verify)\n",
+          stderr);
+    rc = CTL_EXIT_ERROR;
+    goto wipe_buf;
+  }
+
+  if (ctl_connect(opts, &client) != 0) {
+    rc = CTL_EXIT_ERROR;
+    goto wipe_buf;
+  }
+  rc = tokend_client_verify(client, token, &result);
+  if (rc != 0) {
+    ctl_report("verify", client, rc, NULL);
+    rc = CTL_EXIT_ERROR;
+    goto close_client;
+  }
+  rc = result.valid ? CTL_EXIT_OK : CTL_EXIT_INVALID;
+  if (json) {
+    if (ctl_verify_print_json(&result) != CTL_EXIT_OK)
+      rc = CTL_EXIT_ERROR;
+    goto close_client;
+  }
+  if (result.valid)
+    puts("valid");
+  else
+    printf("invalid: %s\n", tokend_verify_reason_name(result.reason));
+  if (result.token_id[0] != '\0') {
+    ctl_fmt_iso(result.expires_at, expires, sizeof(expires));
+    printf("id:      %s\n"
+           "domain:  %s\n"
+           "label:   %s\n"
+           "expires: %s\n"
+           "scopes:  ",
+           result.token_id, result.domain, result.label, expires);
+    ctl_print_scopes(stdout, result.scopes, result.n_scopes);
+  }
+
+close_client:
+  tokend_client_close(client);
+wipe_buf:
+  sodium_memzero(buf, sizeof(buf));
+  return rc;
+}
+
+/* ---- revoke ---- */
+
+static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"json", no_argument, NULL, OPT_JSON},
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("revoke");
+  const char *domain = NULL, *token_id;
+  char hint[TOKEND_DOMAIN_BYTES + 64], when[32];
+  tokend_client_t *client;
+  int64_t revoked_at = 0;
+  int c, rc, already = 0, json = 0;
+  json_t *root;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      domain = optarg;
+      break;
+    case OPT_JSON:
+      json = 1;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (domain == NULL)
+    return ctl_usage_error(cmd, "--domain is required", NULL);
+  if (optind >= argc)
+    return ctl_usage_error(cmd, "TOKEN_ID is required", NULL);
+  if (optind + 1 < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind + 1]);
+  token_id = argv[optind];
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc = tokend_client_revoke(client, domain, token_id, &revoked_at, &already);
+  if (rc != 0) {
+    snprintf(hint, sizeof(hint),
+             "`tokenctl list --domain %s --all` shows its tokens", domain);
+    ctl_report("revoke", client, rc, rc == TOKEND_ENOTFOUND ? hint : NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+
+  if (json) {
+    root = json_pack("{s:s, s:s, s:I, s:b}", "token_id", token_id, "domain",
+                     domain, "revoked_at", (json_int_t)revoked_at,
+                     "already_revoked", already);
+    rc = ctl_print_json(root);
+    json_decref(root);
+    return rc;
+  }
+  ctl_fmt_iso(revoked_at, when, sizeof(when));
+  if (already)
+    printf("%s was already revoked at %s\n", token_id, when);
+  else
+    printf("revoked %s at %s\n", token_id, when);
+  return CTL_EXIT_OK;
+}
+
+/* ---- list ---- */
+
+enum {
+  COL_ID,
+  COL_LABEL,
+  COL_HINT,
+  COL_STATUS,
+  COL_CREATED,
+  COL_EXPIRES,
+  COL_LAST_USED,
+  COL_REVOKED,
+  COL_COUNT
+};
+
+static const char *const ctl_col_names[COL_COUNT] = {
+    "ID",      "LABEL",   "HINT",      "STATUS",
+    "CREATED", "EXPIRES", "LAST USED", "REVOKED"};
+
+/* Terminal columns of a UTF-8 string (tokend accepts only valid UTF-8
+ * labels): wcwidth() of each code point, so that CJK characters count as
+ * two, or one column per code point where wcwidth() does not know it. */
+static size_t ctl_display_width(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = 0, len;
+  uint32_t cp;
+  int w;
+
+  while (*p != '\0') {
+    if (*p < 0x80)
+      cp = *p, len = 1;
+    else if ((*p & 0xE0) == 0xC0)
+      cp = *p & 0x1F, len = 2;
+    else if ((*p & 0xF0) == 0xE0)
+      cp = *p & 0x0F, len = 3;
+    else
+      cp = *p & 0x07, len = 4;
+    for (p++; --len > 0 && (*p & 0xC0) == 0x80; p++)
+      cp = (cp << 6) | (*p & 0x3F);
+    w = wcwidth((wchar_t)cp);
+    n += w >= 0 ? (size_t)w : 1;
+  }
+  return n;
+}
+
+static void ctl_print_cell(const char *s, size_t width, int last) {
+  size_t w = ctl_display_width(s);
+
+  fputs(s, stdout);
+  if (last)
+    return;
+  for (; w < width + 2; w++)
+    fputc(' ', stdout);
+}
+
+static void ctl_list_print_table(const tokend_token_info_t *tokens, size_t n,
+                                 int all) {
+  size_t width[COL_COUNT], i, col, ncols = all ? COL_COUNT : COL_REVOKED;
+  char times[4][32];
+  const char *cell[COL_COUNT];
+
+  for (col = 0; col < COL_COUNT; col++)
+    width[col] = ctl_display_width(ctl_col_names[col]);
+  /* Two passes over the same cells: one to size the columns, one to print
+   * them. */
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      for (col = 0; col < ncols; col++)
+        ctl_print_cell(ctl_col_names[col], width[col], col + 1 == ncols);
+      fputc('\n', stdout);
+    }
+    for (i = 0; i < n; i++) {
+      const tokend_token_info_t *t = &tokens[i];
+
+      ctl_fmt_short(t->created_at, times[0], sizeof(times[0]));
+      ctl_fmt_short(t->expires_at, times[1], sizeof(times[1]));
+      ctl_fmt_short(t->last_used_at, times[2], sizeof(times[2]));
+      ctl_fmt_short(t->revoked_at, times[3], sizeof(times[3]));
+      cell[COL_ID] = t->id;
+      cell[COL_LABEL] = t->label;
+      cell[COL_HINT] = t->hint;
+      cell[COL_STATUS] = tokend_token_status_name(t->status);
+      cell[COL_CREATED] = times[0];
+      cell[COL_EXPIRES] = times[1];
+      cell[COL_LAST_USED] = times[2];
+      cell[COL_REVOKED] = times[3];
+      for (col = 0; col < ncols; col++) {
+        if (pass == 0) {
+          size_t w = ctl_display_width(cell[col]);
+          if (w > width[col])
+            width[col] = w;
+        } else {
+          ctl_print_cell(cell[col], width[col], col + 1 == ncols);
+        }
+      }
+      if (pass == 1)
+        fputc('\n', stdout);
+    }
+  }
+}
+
+static int ctl_list_print_json(const char *domain,
+                               const tokend_token_info_t *tokens, size_t n) {
+  json_t *root, *arr;
+  size_t i;
+  int rc;
+
+  arr = json_array();
+  for (i = 0; arr != NULL && i < n; i++) {
+    if (json_array_append_new(arr, ctl_json_info(&tokens[i])) != 0) {
+      json_decref(arr);
+      arr = NULL;
+    }
+  }
+  root = json_pack("{s:s, s:o*}", "domain", domain, "tokens", arr);
+  if (arr == NULL) {
+    json_decref(root);
+    root = NULL;
+  }
+  rc = ctl_print_json(root);
+  json_decref(root);
+  return rc;
+}
+
+static int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"all", no_argument, NULL, OPT_ALL},
+      {"json", no_argument, NULL, OPT_JSON},
+      {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("list");
+  char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
+  tokend_token_info_t *tokens = NULL, *grown;
+  tokend_token_list_t *page = NULL;
+  tokend_client_t *client = NULL;
+  size_t n = 0, cap = 0;
+  const char *domain = NULL;
+  unsigned long long v;
+  uint32_t page_size = 0;
+  int c, rc, all = 0, json = 0;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      domain = optarg;
+      break;
+    case OPT_ALL:
+      all = 1;
+      break;
+    case OPT_JSON:
+      json = 1;
+      break;
+    case OPT_PAGE_SIZE:
+      if (ctl_parse_uint(optarg, TOKEND_LIST_PAGE_MAX, &v) != 0 || v == 0)
+        return ctl_usage_error(cmd, "--page-size must be 1 to 1000, not",
+                               optarg);
+      page_size = (uint32_t)v;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (domain == NULL)
+    return ctl_usage_error(cmd, "--domain is required", NULL);
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  for (;;) {
+    rc = tokend_client_list(client, domain, page_size, page_token, all, &page);
+    if (rc != 0) {
+      ctl_report("list", client, rc, NULL);
+      rc = CTL_EXIT_ERROR;
+      goto err_free_tokens;
+    }
+    /* A page that makes no progress would have us loop forever. */
+    if (page->next_page_token[0] != '\0' &&
+        (page->n_tokens == 0 ||
+         strcmp(page->next_page_token, page_token) == 0)) {
+      fputs("tokenctl: list failed: tokend's pages do not advance (are "
+            "tokenctl and tokend the same version?)\n",
+            stderr);
+      rc = CTL_EXIT_ERROR;
+      goto err_free_page;
+    }
+    if (page->n_tokens > cap - n) {
+      cap = cap * 2 > n + page->n_tokens ? cap * 2 : n + page->n_tokens;
+      grown = reallocarray(tokens, cap, sizeof(*tokens));
+      if (grown == NULL) {
+        fputs("tokenctl: list failed: out of memory\n", stderr);
+        rc = CTL_EXIT_ERROR;
+        goto err_free_page;
+      }
+      tokens = grown;
+    }
+    if (page->n_tokens > 0)
+      memcpy(tokens + n, page->tokens, page->n_tokens * sizeof(*tokens));
+    n += page->n_tokens;
+    memcpy(page_token, page->next_page_token, sizeof(page_token));
+    tokend_token_list_free(page);
+    page = NULL;
+    if (page_token[0] == '\0')
+      break;
+  }
+  tokend_client_close(client);
+  client = NULL;
+
+  if (json) {
+    rc = ctl_list_print_json(domain, tokens, n);
+  } else if (n == 0) {
+    fprintf(stderr, "tokenctl: no %stokens in domain %s%s\n",
+            all ? "" : "active or expired ", domain,
+            all ? "" : " (--all includes revoked ones)");
+    rc = CTL_EXIT_OK;
+  } else {
+    ctl_list_print_table(tokens, n, all);
+    rc = CTL_EXIT_OK;
+  }
+  free(tokens);
+  return rc;
+
+err_free_page:
+  tokend_token_list_free(page);
+err_free_tokens:
+  free(tokens);
+  tokend_client_close(client);
+  return rc;
+}
+
+/* ---- help and main ---- */
+
+static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
+  const ctl_command_t *cmd;
+
+  if (argc < 2) {
+    fputs(ctl_main_usage, stdout);
+    return CTL_EXIT_OK;
+  }
+  cmd = ctl_find_command(argv[1]);
+  if (cmd == NULL) {
+    fprintf(stderr, "tokenctl: unknown command '%s'\n", argv[1]);
+    fputs(ctl_main_usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  fputs(cmd->usage, stdout);
+  return CTL_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {CTL_COMMON_LONGOPTS,
+                                           {NULL, 0, NULL, 0}};
+  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS};
+  const ctl_command_t *cmd;
+  int c, rc;
+
+  /* A closed stdout must give an error we can report (the token may be
+   * lost), not a silent death. */
+  signal(SIGPIPE, SIG_IGN);
+  /* wcwidth() needs a UTF-8 LC_CTYPE to measure labels, whatever the user's
+   * locale; glibc always has C.UTF-8. Nothing else here is locale-aware. */
+  setlocale(LC_CTYPE, "C.UTF-8");
+  opterr = 0;
+  /* "+": stop at the command name; its options are parsed by the command. */
+  while ((c = ctl_getopt(&ctl_main, &opts, argc, argv, "+:h", longopts)) !=
+         -1) {
+    if (c == CTL_GETOPT_HELP)
+      return CTL_EXIT_OK;
+    return CTL_EXIT_ERROR;
+  }
+  if (optind >= argc) {
+    fputs("tokenctl: missing command\n", stderr);
+    fputs(ctl_main_usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  cmd = ctl_find_command(argv[optind]);
+  if (cmd == NULL) {
+    fprintf(stderr, "tokenctl: unknown command '%s'\n", argv[optind]);
+    fputs(ctl_main_usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  argc -= optind;
+  argv += optind;
+  /* 0 makes glibc's getopt start over, at argv[1] of the command's argv. */
+  optind = 0;
+  rc = cmd->run(&opts, argc, argv);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
+            strerror(errno));
+    return CTL_EXIT_ERROR;
+  }
+  return rc;
+}

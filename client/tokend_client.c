@@ -1,0 +1,775 @@
+/* libtokend-client: blocking calls over tokend's Unix socket.
+ *
+ * The socket is non-blocking and every wait goes through poll(), so one
+ * deadline per call bounds the write and the read alike. A call writes one
+ * framed Request and reads framed Responses until the one carrying its
+ * call_id arrives. */
+#include "tokend_client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "frame.h"
+#include "tokend.pb-c.h"
+
+/* A deadline that never passes: timeout_ms 0. */
+#define CLIENT_NO_DEADLINE INT64_MAX
+/* While the listener's backlog is full, connect() fails with EAGAIN and
+ * nothing is queued, so we retry at this interval until the deadline. */
+#define CLIENT_CONNECT_RETRY_MS 10
+
+struct tokend_client_s {
+  int fd; /* -1 once the stream can no longer be trusted */
+  int timeout_ms;
+  uint64_t last_call_id;
+  int grpc_status;
+  char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
+  /* The frame being read. It outlives a call that timed out, so the next
+   * call finishes reading it (and skips it by call_id) instead of losing
+   * its place in the stream. */
+  uint8_t hdr[TOKEND_FRAME_HEADER_BYTES];
+  size_t hdr_got;
+  uint8_t *body;
+  uint32_t body_len;
+  size_t body_got;
+};
+
+static int64_t client_now_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t client_deadline(int timeout_ms) {
+  if (timeout_ms <= 0)
+    return CLIENT_NO_DEADLINE;
+  return client_now_ms() + timeout_ms;
+}
+
+/* The poll() timeout left until deadline: -1 forever, 0 once it passed. */
+static int client_remaining_ms(int64_t deadline) {
+  int64_t left;
+
+  if (deadline == CLIENT_NO_DEADLINE)
+    return -1;
+  left = deadline - client_now_ms();
+  if (left <= 0)
+    return 0;
+  return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+__attribute__((format(printf, 3, 4))) static int
+client_fail(tokend_client_t *client, int err, const char *fmt, ...) {
+  va_list ap;
+
+  client->grpc_status = tokend_err_grpc(err);
+  va_start(ap, fmt);
+  vsnprintf(client->errmsg, sizeof(client->errmsg), fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+/* Drops a partly read frame. */
+static void client_reset_read(tokend_client_t *client) {
+  if (client->body != NULL) {
+    sodium_memzero(client->body, client->body_got);
+    free(client->body);
+  }
+  client->body = NULL;
+  client->body_len = 0;
+  client->body_got = 0;
+  client->hdr_got = 0;
+}
+
+/* After a failed write, a read error or a bad frame we no longer know where
+ * the next frame starts, so the connection is closed for good. */
+static void client_break(tokend_client_t *client) {
+  if (client->fd >= 0)
+    close(client->fd);
+  client->fd = -1;
+  client_reset_read(client);
+}
+
+/* Waits until fd is ready for events. Returns 0 (also when poll reports an
+ * error or hang-up: the next send or recv tells which), TOKEND_ETIMEDOUT or
+ * TOKEND_EIO. */
+static int client_wait(int fd, short events, int64_t deadline) {
+  struct pollfd pfd;
+  int n;
+
+  for (;;) {
+    pfd.fd = fd;
+    pfd.events = events;
+    pfd.revents = 0;
+    n = poll(&pfd, 1, client_remaining_ms(deadline));
+    if (n > 0)
+      return (pfd.revents & POLLNVAL) ? TOKEND_EIO : 0;
+    if (n == 0)
+      return TOKEND_ETIMEDOUT;
+    if (errno != EINTR)
+      return TOKEND_EIO;
+  }
+}
+
+static int client_connect_fd(int fd, const struct sockaddr_un *addr,
+                             int64_t deadline) {
+  socklen_t len;
+  int soerr, rc;
+
+  for (;;) {
+    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0)
+      return 0;
+    if (errno == EAGAIN) {
+      rc = client_remaining_ms(deadline);
+      if (rc == 0)
+        return TOKEND_ETIMEDOUT;
+      if (rc < 0 || rc > CLIENT_CONNECT_RETRY_MS)
+        rc = CLIENT_CONNECT_RETRY_MS;
+      poll(NULL, 0, rc);
+      continue;
+    }
+    /* An interrupted non-blocking connect goes on in the background, like
+     * one in progress: wait for it to finish either way. */
+    if (errno != EINPROGRESS && errno != EINTR)
+      return errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
+                                                 : TOKEND_ECONNECT;
+    rc = client_wait(fd, POLLOUT, deadline);
+    if (rc != 0)
+      return rc == TOKEND_ETIMEDOUT ? rc : TOKEND_ECONNECT;
+    soerr = 0;
+    len = sizeof(soerr);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
+      return TOKEND_ECONNECT;
+    return 0;
+  }
+}
+
+int tokend_client_connect(const char *socket_path, int timeout_ms,
+                          tokend_client_t **out) {
+  struct sockaddr_un addr;
+  tokend_client_t *client;
+  size_t len;
+  int fd, rc;
+
+  if (out == NULL || timeout_ms < 0)
+    return TOKEND_EINVAL;
+  *out = NULL;
+  if (socket_path == NULL) {
+    socket_path = getenv(TOKEND_SOCKET_ENV);
+    if (socket_path == NULL || socket_path[0] == '\0')
+      socket_path = TOKEND_SOCKET_DEFAULT;
+  }
+  len = strlen(socket_path);
+  /* sun_path needs room for the NUL; a longer path would be cut silently. */
+  if (len == 0 || len >= sizeof(addr.sun_path))
+    return TOKEND_EINVAL;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, socket_path, len);
+
+  client = calloc(1, sizeof(*client));
+  if (client == NULL)
+    return TOKEND_ENOMEM;
+  client->fd = -1;
+  client->timeout_ms = timeout_ms;
+
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    rc = errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM : TOKEND_ECONNECT;
+    goto err_free_client;
+  }
+  rc = client_connect_fd(fd, &addr, client_deadline(timeout_ms));
+  if (rc != 0)
+    goto err_close_fd;
+  client->fd = fd;
+  *out = client;
+  return 0;
+
+err_close_fd:
+  close(fd);
+err_free_client:
+  free(client);
+  return rc;
+}
+
+void tokend_client_close(tokend_client_t *client) {
+  if (client == NULL)
+    return;
+  client_break(client);
+  free(client);
+}
+
+const char *tokend_client_errmsg(const tokend_client_t *client) {
+  return client == NULL ? "" : client->errmsg;
+}
+
+int tokend_client_grpc_status(const tokend_client_t *client) {
+  return client == NULL ? TOKEND_GRPC_INVALID_ARGUMENT : client->grpc_status;
+}
+
+/* Writes all of iov, resuming after partial writes. MSG_NOSIGNAL: a peer
+ * that went away gives EPIPE here instead of killing the process. */
+static int client_send_all(tokend_client_t *client, struct iovec *iov,
+                           int iovcnt, int64_t deadline) {
+  struct msghdr msg;
+  ssize_t n;
+  int rc;
+
+  while (iovcnt > 0) {
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    n = sendmsg(client->fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        rc = client_wait(client->fd, POLLOUT, deadline);
+        if (rc == TOKEND_ETIMEDOUT)
+          return client_fail(client, rc,
+                             "tokend did not accept the request "
+                             "within %d ms",
+                             client->timeout_ms);
+        if (rc != 0)
+          return client_fail(client, rc, "waiting to send to tokend failed");
+        continue;
+      }
+      if (errno == EPIPE || errno == ECONNRESET)
+        return client_fail(client, TOKEND_ECLOSED,
+                           "tokend closed the connection");
+      return client_fail(client, TOKEND_EIO, "send: %s", strerror(errno));
+    }
+    while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+      n -= (ssize_t)iov->iov_len;
+      iov++;
+      iovcnt--;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = (uint8_t *)iov->iov_base + n;
+      iov->iov_len -= (size_t)n;
+    }
+  }
+  return 0;
+}
+
+/* Reads at most len bytes into buf; *got receives how many (at least 1). */
+static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
+                       int64_t deadline, size_t *got) {
+  ssize_t n;
+  int rc;
+
+  for (;;) {
+    n = recv(client->fd, buf, len, 0);
+    if (n > 0) {
+      *got = (size_t)n;
+      return 0;
+    }
+    if (n == 0)
+      return client_fail(client, TOKEND_ECLOSED,
+                         "tokend closed the connection");
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      rc = client_wait(client->fd, POLLIN, deadline);
+      if (rc == TOKEND_ETIMEDOUT)
+        return client_fail(client, rc, "no response from tokend within %d ms",
+                           client->timeout_ms);
+      if (rc != 0)
+        return client_fail(client, rc, "waiting for tokend's answer failed");
+      continue;
+    }
+    if (errno == ECONNRESET)
+      return client_fail(client, TOKEND_ECLOSED,
+                         "tokend closed the connection");
+    return client_fail(client, TOKEND_EIO, "recv: %s", strerror(errno));
+  }
+}
+
+/* Reads one whole frame, resuming one a timed-out call left half read. On
+ * success *body (malloc'd; the caller wipes and frees it) holds *body_len
+ * bytes. */
+static int client_read_frame(tokend_client_t *client, int64_t deadline,
+                             uint8_t **body, uint32_t *body_len) {
+  const uint8_t *unused;
+  frame_result_t fr;
+  uint32_t declared;
+  size_t got, need;
+  int rc;
+
+  while (client->hdr_got < TOKEND_FRAME_HEADER_BYTES) {
+    rc = client_recv(client, client->hdr + client->hdr_got,
+                     TOKEND_FRAME_HEADER_BYTES - client->hdr_got, deadline,
+                     &got);
+    if (rc != 0)
+      return rc;
+    client->hdr_got += got;
+  }
+  if (client->body == NULL) {
+    /* frame_decode checks the declared length against the cap before we
+     * allocate anything. */
+    fr = frame_decode(client->hdr, TOKEND_FRAME_HEADER_BYTES,
+                      TOKEND_MAX_FRAME_BYTES_LIMIT, &unused, &declared, &need);
+    switch (fr) {
+    case FRAME_OK: /* an empty body */
+      client->body_len = 0;
+      break;
+    case FRAME_NEED_MORE:
+      client->body_len = (uint32_t)(need - TOKEND_FRAME_HEADER_BYTES);
+      break;
+    case FRAME_ERR_TOO_LARGE:
+      return client_fail(client, TOKEND_EMSGSIZE,
+                         "tokend sent a frame of %u bytes (the limit is %u)",
+                         declared, TOKEND_MAX_FRAME_BYTES_LIMIT);
+    default:
+      return client_fail(client, TOKEND_EPROTO,
+                         "tokend sent a frame with a non-zero flag byte");
+    }
+    client->body = malloc(client->body_len > 0 ? client->body_len : 1);
+    if (client->body == NULL)
+      return client_fail(client, TOKEND_ENOMEM,
+                         "no memory for a %u-byte response", client->body_len);
+    client->body_got = 0;
+  }
+  while (client->body_got < client->body_len) {
+    rc = client_recv(client, client->body + client->body_got,
+                     client->body_len - client->body_got, deadline, &got);
+    if (rc != 0)
+      return rc;
+    client->body_got += got;
+  }
+  *body = client->body;
+  *body_len = client->body_len;
+  client->body = NULL;
+  client_reset_read(client);
+  return 0;
+}
+
+/* Frees a response, wiping the one secret a response can carry. */
+static void client_response_free(Tokend__V1__Response *resp) {
+  if (resp == NULL)
+    return;
+  if (resp->result_case == TOKEND__V1__RESPONSE__RESULT_ISSUE &&
+      resp->issue != NULL && resp->issue->token != NULL)
+    sodium_memzero(resp->issue->token, strlen(resp->issue->token));
+  tokend__v1__response__free_unpacked(resp, NULL);
+}
+
+/* Sends req (its call_id is set here) and waits for its answer. On success
+ * *out is a Response with status OK and result want, which the caller frees
+ * with client_response_free(). */
+static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
+                       Tokend__V1__Response__ResultCase want,
+                       Tokend__V1__Response **out) {
+  uint8_t hdr[TOKEND_FRAME_HEADER_BYTES];
+  Tokend__V1__Response *resp = NULL;
+  struct iovec iov[2];
+  uint8_t *packed, *body = NULL;
+  size_t packed_len;
+  uint32_t body_len = 0;
+  int64_t deadline;
+  int rc, code;
+
+  *out = NULL;
+  client->grpc_status = TOKEND_GRPC_OK;
+  client->errmsg[0] = '\0';
+  if (client->fd < 0)
+    return client_fail(client, TOKEND_ECLOSED,
+                       "the connection to tokend was closed after an earlier "
+                       "error; connect again");
+  deadline = client_deadline(client->timeout_ms);
+  req->call_id = ++client->last_call_id;
+
+  packed_len = tokend__v1__request__get_packed_size(req);
+  if (packed_len > TOKEND_MAX_FRAME_BYTES_LIMIT)
+    return client_fail(client, TOKEND_EMSGSIZE,
+                       "request of %zu bytes is too large", packed_len);
+  packed = malloc(packed_len > 0 ? packed_len : 1);
+  if (packed == NULL)
+    return client_fail(client, TOKEND_ENOMEM, "no memory for the request");
+  tokend__v1__request__pack(req, packed);
+  frame_encode_header(hdr, (uint32_t)packed_len);
+  /* Header and body go out in one vectored write. */
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = sizeof(hdr);
+  iov[1].iov_base = packed;
+  iov[1].iov_len = packed_len;
+  rc = client_send_all(client, iov, 2, deadline);
+  /* A verify request carries a secret. */
+  sodium_memzero(packed, packed_len);
+  free(packed);
+  if (rc != 0)
+    goto err_break;
+
+  for (;;) {
+    rc = client_read_frame(client, deadline, &body, &body_len);
+    if (rc == TOKEND_ETIMEDOUT)
+      return rc; /* the stream is intact: a later call skips the answer */
+    if (rc != 0)
+      goto err_break;
+    resp = tokend__v1__response__unpack(NULL, body_len, body);
+    /* An issue response carries a secret. */
+    sodium_memzero(body, body_len);
+    free(body);
+    if (resp == NULL) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "could not decode tokend's response");
+      goto err_break;
+    }
+    if (resp->call_id == req->call_id)
+      break;
+    if (resp->call_id > req->call_id) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend answered call %llu, which was never made",
+                       (unsigned long long)resp->call_id);
+      client_response_free(resp);
+      goto err_break;
+    }
+    /* The late answer to an earlier call that timed out: nobody waits for
+     * it any more. */
+    client_response_free(resp);
+    resp = NULL;
+  }
+
+  code = resp->status != NULL ? resp->status->code : TOKEND_GRPC_OK;
+  if (code != TOKEND_GRPC_OK) {
+    client->grpc_status = code;
+    snprintf(client->errmsg, sizeof(client->errmsg), "%s",
+             resp->status->message != NULL ? resp->status->message : "");
+    rc = tokend_err_from_grpc(code);
+    goto err_free_resp;
+  }
+  if (resp->result_case != want) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend answered with the wrong kind of result");
+    goto err_free_resp;
+  }
+  *out = resp;
+  return 0;
+
+err_free_resp:
+  client_response_free(resp);
+  return rc;
+err_break:
+  client_break(client);
+  return rc;
+}
+
+/* Copies src into dst[dst_size]. Never truncates: a string that does not fit
+ * is more than tokend may send. */
+static int client_copy_str(char *dst, size_t dst_size, const char *src) {
+  size_t n = src != NULL ? strlen(src) : 0;
+
+  if (n >= dst_size)
+    return TOKEND_EPROTO;
+  if (n > 0)
+    memcpy(dst, src, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+static int client_copy_scopes(char (*dst)[TOKEND_SCOPE_BYTES], size_t *n_dst,
+                              char *const *src, size_t n_src) {
+  size_t i;
+
+  *n_dst = 0;
+  if (n_src > TOKEND_MAX_SCOPES)
+    return TOKEND_EPROTO;
+  for (i = 0; i < n_src; i++)
+    if (client_copy_str(dst[i], TOKEND_SCOPE_BYTES, src[i]) != 0)
+      return TOKEND_EPROTO;
+  *n_dst = n_src;
+  return 0;
+}
+
+static int client_copy_info(tokend_token_info_t *dst,
+                            const Tokend__V1__TokenInfo *src) {
+  if (src == NULL)
+    return TOKEND_EPROTO;
+  switch (src->status) {
+  case TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_ACTIVE:
+    dst->status = TOKEND_TOKEN_ACTIVE;
+    break;
+  case TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_REVOKED:
+    dst->status = TOKEND_TOKEN_REVOKED;
+    break;
+  case TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_EXPIRED:
+    dst->status = TOKEND_TOKEN_EXPIRED;
+    break;
+  default:
+    return TOKEND_EPROTO;
+  }
+  if (client_copy_str(dst->id, sizeof(dst->id), src->id) != 0 ||
+      client_copy_str(dst->domain, sizeof(dst->domain), src->domain) != 0 ||
+      client_copy_str(dst->label, sizeof(dst->label), src->label) != 0 ||
+      client_copy_str(dst->hint, sizeof(dst->hint), src->hint) != 0 ||
+      client_copy_scopes(dst->scopes, &dst->n_scopes, src->scopes,
+                         src->n_scopes) != 0)
+    return TOKEND_EPROTO;
+  dst->created_at = src->created_at;
+  dst->expires_at = src->expires_at;
+  dst->last_used_at = src->last_used_at;
+  dst->revoked_at = src->revoked_at;
+  return 0;
+}
+
+int tokend_client_issue(tokend_client_t *client,
+                        const tokend_issue_params_t *params,
+                        tokend_issued_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest issue = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__IssueResponse *res;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || params == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (params->domain == NULL || params->label == NULL ||
+      (params->n_scopes > 0 && params->scopes == NULL))
+    return client_fail(client, TOKEND_EINVAL,
+                       "domain, label or scopes is NULL");
+  issue.domain = (char *)params->domain;
+  issue.label = (char *)params->label;
+  issue.expires_at = params->expires_at;
+  issue.n_scopes = params->n_scopes;
+  issue.scopes = (char **)params->scopes;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &issue;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_ISSUE, &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->issue;
+  if (res->token == NULL || res->token[0] == '\0' ||
+      client_copy_str(out->token, sizeof(out->token), res->token) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent an empty token or one longer than %d "
+                     "characters",
+                     TOKEND_TOKEN_MAX_CHARS);
+    goto err_wipe_out;
+  }
+  if (client_copy_info(&out->info, res->info) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent token details that do not fit");
+    goto err_wipe_out;
+  }
+  client_response_free(resp);
+  return 0;
+
+err_wipe_out:
+  sodium_memzero(out, sizeof(*out));
+  client_response_free(resp);
+  return rc;
+}
+
+int tokend_client_verify(tokend_client_t *client, const char *token,
+                         tokend_verify_result_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__VerifyResponse *res;
+  Tokend__V1__Response *resp;
+  int rc = 0;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (token == NULL)
+    return client_fail(client, TOKEND_EINVAL, "token is NULL");
+  verify.token = (char *)token;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &verify;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_VERIFY, &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->verify;
+  out->valid = res->valid ? 1 : 0;
+  if (res->valid) {
+    out->reason = TOKEND_VERIFY_VALID;
+  } else {
+    switch (res->reason) {
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED:
+      out->reason = TOKEND_VERIFY_MALFORMED;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN:
+      out->reason = TOKEND_VERIFY_UNKNOWN;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED:
+      out->reason = TOKEND_VERIFY_REVOKED;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED:
+      out->reason = TOKEND_VERIFY_EXPIRED;
+      break;
+    default:
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend said the token is invalid without a reason");
+      goto done;
+    }
+  }
+  if (client_copy_str(out->token_id, sizeof(out->token_id), res->token_id) !=
+          0 ||
+      client_copy_str(out->domain, sizeof(out->domain), res->domain) != 0 ||
+      client_copy_str(out->label, sizeof(out->label), res->label) != 0 ||
+      client_copy_scopes(out->scopes, &out->n_scopes, res->scopes,
+                         res->n_scopes) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent token details that do not fit");
+    goto done;
+  }
+  out->expires_at = res->expires_at;
+
+done:
+  if (rc != 0)
+    memset(out, 0, sizeof(*out));
+  client_response_free(resp);
+  return rc;
+}
+
+int tokend_client_revoke(tokend_client_t *client, const char *domain,
+                         const char *token_id, int64_t *revoked_at,
+                         int *already_revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeRequest revoke = TOKEND__V1__REVOKE_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || token_id == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain or token id is NULL");
+  revoke.domain = (char *)domain;
+  revoke.token_id = (char *)token_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
+  req.revoke = &revoke;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_REVOKE, &resp);
+  if (rc != 0)
+    return rc;
+  if (revoked_at != NULL)
+    *revoked_at = resp->revoke->revoked_at;
+  if (already_revoked != NULL)
+    *already_revoked = resp->revoke->already_revoked ? 1 : 0;
+  client_response_free(resp);
+  return 0;
+}
+
+int tokend_client_list(tokend_client_t *client, const char *domain,
+                       uint32_t page_size, const char *page_token,
+                       int include_revoked, tokend_token_list_t **out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest list_req = TOKEND__V1__LIST_REQUEST__INIT;
+  Tokend__V1__ListResponse *res;
+  Tokend__V1__Response *resp;
+  tokend_token_list_t *list;
+  size_t i;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  *out = NULL;
+  if (domain == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain is NULL");
+  list_req.domain = (char *)domain;
+  list_req.page_size = page_size;
+  if (page_token != NULL)
+    list_req.page_token = (char *)page_token;
+  list_req.include_revoked = include_revoked ? 1 : 0;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &list_req;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_LIST, &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->list;
+
+  list = calloc(1, sizeof(*list));
+  if (list == NULL) {
+    rc = client_fail(client, TOKEND_ENOMEM, "no memory for the token list");
+    goto err_free_resp;
+  }
+  /* n_tokens is bounded by the frame cap; calloc checks the product. */
+  if (res->n_tokens > 0) {
+    list->tokens = calloc(res->n_tokens, sizeof(*list->tokens));
+    if (list->tokens == NULL) {
+      rc = client_fail(client, TOKEND_ENOMEM, "no memory for %zu tokens",
+                       res->n_tokens);
+      goto err_free_list;
+    }
+  }
+  for (i = 0; i < res->n_tokens; i++) {
+    if (client_copy_info(&list->tokens[i], res->tokens[i]) != 0) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent token details that do not fit");
+      goto err_free_list;
+    }
+  }
+  list->n_tokens = res->n_tokens;
+  if (client_copy_str(list->next_page_token, sizeof(list->next_page_token),
+                      res->next_page_token) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent a page token longer than %d bytes",
+                     TOKEND_PAGE_TOKEN_BYTES - 1);
+    goto err_free_list;
+  }
+  client_response_free(resp);
+  *out = list;
+  return 0;
+
+err_free_list:
+  tokend_token_list_free(list);
+err_free_resp:
+  client_response_free(resp);
+  return rc;
+}
+
+void tokend_token_list_free(tokend_token_list_t *list) {
+  if (list == NULL)
+    return;
+  free(list->tokens);
+  free(list);
+}
+
+void tokend_client_wipe(tokend_issued_t *issued) {
+  if (issued != NULL)
+    sodium_memzero(issued->token, sizeof(issued->token));
+}
+
+const char *tokend_verify_reason_name(tokend_verify_reason_t reason) {
+  switch (reason) {
+  case TOKEND_VERIFY_VALID:
+    return "VALID";
+  case TOKEND_VERIFY_MALFORMED:
+    return "MALFORMED";
+  case TOKEND_VERIFY_UNKNOWN:
+    return "UNKNOWN";
+  case TOKEND_VERIFY_REVOKED:
+    return "REVOKED";
+  case TOKEND_VERIFY_EXPIRED:
+    return "EXPIRED";
+  }
+  return "UNSPECIFIED";
+}
+
+const char *tokend_token_status_name(tokend_token_status_t status) {
+  switch (status) {
+  case TOKEND_TOKEN_ACTIVE:
+    return "ACTIVE";
+  case TOKEND_TOKEN_REVOKED:
+    return "REVOKED";
+  case TOKEND_TOKEN_EXPIRED:
+    return "EXPIRED";
+  }
+  return "UNSPECIFIED";
+}

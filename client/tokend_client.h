@@ -1,0 +1,149 @@
+/* libtokend-client: a small blocking C client for tokend.
+ *
+ *   #include <tokend_client.h>      link with -ltokend-client
+ *
+ * One tokend_client_t is one connection to tokend's Unix socket. It is not
+ * thread-safe: use one per thread, or lock around it. Every function returns
+ * 0 on success or a negative TOKEND_E* code (see tokend_strerror()). When
+ * tokend answers a call with a non-OK status, the function returns the code
+ * that status maps to and tokend_client_errmsg() gives tokend's message and
+ * tokend_client_grpc_status() its gRPC status code.
+ *
+ * Output structs are filled by the library; their strings are fixed-size
+ * arrays sized by the TOKEND_*_BYTES constants, always NUL-terminated. */
+#ifndef TOKEND_CLIENT_H
+#define TOKEND_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokend_error.h"
+#include "tokend_limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tokend_client_s tokend_client_t;
+
+typedef enum {
+  TOKEND_TOKEN_ACTIVE = 1,
+  TOKEND_TOKEN_REVOKED = 2,
+  TOKEND_TOKEN_EXPIRED = 3
+} tokend_token_status_t;
+
+typedef enum {
+  TOKEND_VERIFY_VALID = 0,
+  TOKEND_VERIFY_MALFORMED = 1,
+  TOKEND_VERIFY_UNKNOWN = 2,
+  TOKEND_VERIFY_REVOKED = 3,
+  TOKEND_VERIFY_EXPIRED = 4
+} tokend_verify_reason_t;
+
+typedef struct {
+  char id[TOKEND_TOKEN_ID_BYTES];
+  char domain[TOKEND_DOMAIN_BYTES];
+  char label[TOKEND_LABEL_BYTES];
+  char hint[TOKEND_HINT_BYTES];
+  size_t n_scopes;
+  char scopes[TOKEND_MAX_SCOPES][TOKEND_SCOPE_BYTES];
+  int64_t created_at;   /* Unix ms */
+  int64_t expires_at;   /* Unix ms; 0: never */
+  int64_t last_used_at; /* Unix ms; 0: never used */
+  int64_t revoked_at;   /* Unix ms; 0: not revoked */
+  tokend_token_status_t status;
+} tokend_token_info_t;
+
+typedef struct {
+  const char *domain;        /* required */
+  const char *label;         /* required */
+  int64_t expires_at;        /* Unix ms; 0: never expires */
+  const char *const *scopes; /* n_scopes strings; may be NULL if n_scopes 0 */
+  size_t n_scopes;
+} tokend_issue_params_t;
+
+typedef struct {
+  /* The secret, shown this once. Wipe it (sodium_memzero or
+   * tokend_client_wipe) when done. */
+  char token[TOKEND_TOKEN_BYTES];
+  tokend_token_info_t info;
+} tokend_issued_t;
+
+typedef struct {
+  int valid;                     /* 1 valid, 0 not */
+  tokend_verify_reason_t reason; /* TOKEND_VERIFY_VALID when valid */
+  /* Filled when tokend knows the token (valid, revoked or expired). */
+  char token_id[TOKEND_TOKEN_ID_BYTES];
+  char domain[TOKEND_DOMAIN_BYTES];
+  char label[TOKEND_LABEL_BYTES];
+  size_t n_scopes;
+  char scopes[TOKEND_MAX_SCOPES][TOKEND_SCOPE_BYTES];
+  int64_t expires_at;
+} tokend_verify_result_t;
+
+typedef struct {
+  size_t n_tokens;
+  tokend_token_info_t *tokens; /* newest first */
+  /* Pass to the next tokend_client_list() call; "" on the last page. */
+  char next_page_token[TOKEND_PAGE_TOKEN_BYTES];
+} tokend_token_list_t;
+
+/* Connects to tokend at socket_path (NULL: $TOKEND_SOCKET, else
+ * TOKEND_SOCKET_DEFAULT). timeout_ms bounds the connect and, later, each
+ * call's wait for its response (0: wait forever). On success *out is a new
+ * client the caller frees with tokend_client_close().
+ * Returns 0, TOKEND_ECONNECT (no tokend there), TOKEND_ETIMEDOUT,
+ * TOKEND_EINVAL (path too long) or TOKEND_ENOMEM. */
+int tokend_client_connect(const char *socket_path, int timeout_ms,
+                          tokend_client_t **out) TOKEND_MUST_CHECK;
+
+/* Closes the connection and frees the client. NULL is a no-op. */
+void tokend_client_close(tokend_client_t *client);
+
+/* tokend's status message for the last failed call, or a local description
+ * of the last local failure; "" if none. Valid until the next call. */
+const char *tokend_client_errmsg(const tokend_client_t *client);
+
+/* The gRPC status code of the last call (0 OK; a local failure gives the
+ * status its error code maps to). */
+int tokend_client_grpc_status(const tokend_client_t *client);
+
+/* Issues a token. On success *out holds the secret and its metadata. */
+int tokend_client_issue(tokend_client_t *client,
+                        const tokend_issue_params_t *params,
+                        tokend_issued_t *out) TOKEND_MUST_CHECK;
+
+/* Verifies token (NUL-terminated). An invalid token is not an error: it
+ * returns 0 with out->valid == 0 and out->reason saying why. */
+int tokend_client_verify(tokend_client_t *client, const char *token,
+                         tokend_verify_result_t *out) TOKEND_MUST_CHECK;
+
+/* Revokes token_id of domain. *revoked_at (may be NULL) receives the time of
+ * the first revocation; *already_revoked (may be NULL) is set to 1 if an
+ * earlier call revoked it. TOKEND_ENOTFOUND if domain has no such token. */
+int tokend_client_revoke(tokend_client_t *client, const char *domain,
+                         const char *token_id, int64_t *revoked_at,
+                         int *already_revoked) TOKEND_MUST_CHECK;
+
+/* Lists one page of domain's tokens, newest first. page_size 0 means the
+ * server default; page_token NULL or "" starts at the newest. On success
+ * *out is a new list the caller frees with tokend_token_list_free(). */
+int tokend_client_list(tokend_client_t *client, const char *domain,
+                       uint32_t page_size, const char *page_token,
+                       int include_revoked,
+                       tokend_token_list_t **out) TOKEND_MUST_CHECK;
+
+void tokend_token_list_free(tokend_token_list_t *list);
+
+/* Overwrites an issued token's secret with zeros. */
+void tokend_client_wipe(tokend_issued_t *issued);
+
+/* Static names: "VALID", "MALFORMED", ...; "ACTIVE", "REVOKED", "EXPIRED". */
+const char *tokend_verify_reason_name(tokend_verify_reason_t reason);
+const char *tokend_token_status_name(tokend_token_status_t status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,28 @@
+/* Validation of the fields a peer sends. Each function returns 0 or
+ * TOKEND_EINVAL and, on failure, writes a short reason meant for the peer into
+ * why (why_len bytes, NUL-terminated; may be NULL). Reasons never quote the
+ * input. */
+#ifndef TOKEND_VALIDATE_H
+#define TOKEND_VALIDATE_H
+
+#include <stddef.h>
+
+#include "tokend_error.h"
+
+/* 1-128 chars of [A-Za-z0-9._:-]. */
+int validate_domain(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
+
+/* 1-100 characters of valid UTF-8 (no overlong forms, no surrogates), with no
+ * control characters (C0, DEL, C1). */
+int validate_label(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
+
+/* 1-64 chars of [A-Za-z0-9._:/-]. */
+int validate_scope(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
+
+/* Writes into out (out_len bytes) at most max_in bytes of in, with every byte
+ * outside printable ASCII, and backslash and double quote, escaped as \xNN,
+ * and "..." appended if in was longer. For log lines about bad input. */
+void validate_escape_excerpt(const char *in, size_t in_len, size_t max_in,
+                             char *out, size_t out_len);
+
+#endif

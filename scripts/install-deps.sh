@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian 12 packages tokend needs to build and test, if any are
+# missing. Needs root (or sudo) only when something must be installed.
+set -eu
+PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
+protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
+sqlite3"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

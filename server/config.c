@@ -1,0 +1,175 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "token.h"
+
+static const char usage[] =
+    "Usage: tokend [OPTION]...\n"
+    "Serve API-token Issue/Verify/Revoke/List over a Unix socket.\n"
+    "\n"
+    "  --socket PATH            socket to listen on (default: $TOKEND_SOCKET,\n"
+    "                           else " TOKEND_SOCKET_DEFAULT ")\n"
+    "  --db PATH                SQLite database (default: " CONFIG_DB_DEFAULT
+    ")\n"
+    "  --pepper-file PATH       32-byte hashing key, mode 0600, created on\n"
+    "                           first start (default: " CONFIG_PEPPER_DEFAULT
+    ")\n"
+    "  --token-prefix PREFIX    prefix of new tokens, 1-16 chars of [a-z0-9]\n"
+    "                           (default: " TOKEND_PREFIX_DEFAULT ")\n"
+    "  --max-frame-bytes N      largest request accepted (default: 1048576)\n"
+    "  --flush-interval-ms N    how often last_used_at is written back\n"
+    "                           (default: 5000)\n"
+    "  --shutdown-timeout-ms N  how long shutdown waits for peers to take\n"
+    "                           their last responses (default: 5000)\n"
+    "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
+    "  -h, --help               show this help and exit\n"
+    "  --version                show the version and exit\n";
+
+enum {
+  OPT_SOCKET = 256,
+  OPT_DB,
+  OPT_PEPPER,
+  OPT_PREFIX,
+  OPT_MAX_FRAME,
+  OPT_FLUSH,
+  OPT_SHUTDOWN,
+  OPT_LOG_LEVEL,
+  OPT_VERSION
+};
+
+static const struct option long_options[] = {
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"db", required_argument, NULL, OPT_DB},
+    {"pepper-file", required_argument, NULL, OPT_PEPPER},
+    {"token-prefix", required_argument, NULL, OPT_PREFIX},
+    {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
+    {"flush-interval-ms", required_argument, NULL, OPT_FLUSH},
+    {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0}};
+
+void config_defaults(config_t *cfg) {
+  const char *env = getenv(TOKEND_SOCKET_ENV);
+
+  memset(cfg, 0, sizeof(*cfg));
+  snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s",
+           env != NULL && env[0] != '\0' ? env : TOKEND_SOCKET_DEFAULT);
+  snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", CONFIG_DB_DEFAULT);
+  snprintf(cfg->pepper_path, sizeof(cfg->pepper_path), "%s",
+           CONFIG_PEPPER_DEFAULT);
+  snprintf(cfg->token_prefix, sizeof(cfg->token_prefix), "%s",
+           TOKEND_PREFIX_DEFAULT);
+  cfg->max_frame_bytes = TOKEND_MAX_FRAME_BYTES_DEFAULT;
+  cfg->flush_interval_ms = CONFIG_FLUSH_INTERVAL_MS_DEFAULT;
+  cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
+  cfg->log_level = LOG_INFO;
+}
+
+static int set_path(char *dst, const char *flag, const char *val, FILE *err) {
+  if (val[0] == '\0' || strlen(val) >= CONFIG_PATH_BYTES) {
+    fprintf(err, "tokend: %s: path is empty or too long\n", flag);
+    return TOKEND_EINVAL;
+  }
+  memcpy(dst, val, strlen(val) + 1);
+  return 0;
+}
+
+static int parse_u32(const char *flag, const char *val, uint32_t min,
+                     uint32_t max, uint32_t *out, FILE *err) {
+  char *end;
+  unsigned long long v;
+
+  errno = 0;
+  if (val[0] < '0' || val[0] > '9') {
+    fprintf(err, "tokend: %s: '%s' is not a number\n", flag, val);
+    return TOKEND_EINVAL;
+  }
+  v = strtoull(val, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) {
+    fprintf(err, "tokend: %s: '%s' is not a number from %u to %u\n", flag, val,
+            min, max);
+    return TOKEND_EINVAL;
+  }
+  *out = (uint32_t)v;
+  return 0;
+}
+
+int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
+  int c, rc = 0, explicit_paths = 0;
+
+  optind = 1;
+  opterr = 0;
+  while (rc == 0 &&
+         (c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+    switch (c) {
+    case OPT_SOCKET:
+      rc = set_path(cfg->socket_path, "--socket", optarg, err);
+      break;
+    case OPT_DB:
+      rc = set_path(cfg->db_path, "--db", optarg, err);
+      explicit_paths++;
+      break;
+    case OPT_PEPPER:
+      rc = set_path(cfg->pepper_path, "--pepper-file", optarg, err);
+      explicit_paths++;
+      break;
+    case OPT_PREFIX:
+      if (token_prefix_check(optarg) != 0) {
+        fprintf(err,
+                "tokend: --token-prefix: must be 1-16 chars of [a-z0-9]\n");
+        rc = TOKEND_EINVAL;
+      } else {
+        snprintf(cfg->token_prefix, sizeof(cfg->token_prefix), "%s", optarg);
+      }
+      break;
+    case OPT_MAX_FRAME:
+      rc = parse_u32("--max-frame-bytes", optarg, 64,
+                     TOKEND_MAX_FRAME_BYTES_LIMIT, &cfg->max_frame_bytes, err);
+      break;
+    case OPT_FLUSH:
+      rc = parse_u32("--flush-interval-ms", optarg, 10, 3600000,
+                     &cfg->flush_interval_ms, err);
+      break;
+    case OPT_SHUTDOWN:
+      rc = parse_u32("--shutdown-timeout-ms", optarg, 0, 600000,
+                     &cfg->shutdown_timeout_ms, err);
+      break;
+    case OPT_LOG_LEVEL:
+      if (log_level_parse(optarg, &cfg->log_level) != 0) {
+        fprintf(err,
+                "tokend: --log-level: must be debug, info, warn or error\n");
+        rc = TOKEND_EINVAL;
+      }
+      break;
+    case 'h':
+      fputs(usage, out);
+      return 1;
+    case OPT_VERSION:
+      fprintf(out, "tokend %s\n", TOKEND_VERSION);
+      return 1;
+    case ':':
+      fprintf(err, "tokend: %s needs a value (see --help)\n", argv[optind - 1]);
+      rc = TOKEND_EINVAL;
+      break;
+    default:
+      fprintf(err, "tokend: unknown option '%s' (see --help)\n",
+              argv[optind - 1]);
+      rc = TOKEND_EINVAL;
+      break;
+    }
+  }
+  if (rc == 0 && optind < argc) {
+    fprintf(err, "tokend: unexpected argument '%s' (see --help)\n",
+            argv[optind]);
+    rc = TOKEND_EINVAL;
+  }
+  /* Only the all-default layout creates var/ by itself. */
+  cfg->default_dir = explicit_paths == 0;
+  return rc;
+}

@@ -1,0 +1,327 @@
+#include "conn.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "frame.h"
+#include "log.h"
+#include "server.h"
+#include "tokend_error.h"
+
+/* Smallest free space offered to each read, and the initial buffer. */
+#define CONN_READ_CHUNK 16384
+
+typedef struct {
+  uv_write_t req;
+  conn_t *conn;
+  uint8_t *buf;
+  size_t len;
+  int secret;
+} conn_write_t;
+
+static void conn_maybe_free(conn_t *c) {
+  if (!c->closed || c->jobs > 0)
+    return;
+  if (c->wbuf_secret && c->wbuf != NULL)
+    sodium_memzero(c->wbuf, c->wcap);
+  free(c->rbuf);
+  free(c->wbuf);
+  free(c);
+}
+
+static void on_close(uv_handle_t *handle) {
+  conn_t *c = handle->data;
+
+  server_conn_removed(c->server, c);
+  c->closed = 1;
+  conn_maybe_free(c);
+}
+
+int conn_is_open(const conn_t *c) { return !c->closing; }
+
+void conn_close(conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  log_debug("conn %llu: closed", (unsigned long long)c->id);
+  /* Pending writes are cancelled; their callbacks run before on_close. */
+  uv_close((uv_handle_t *)&c->pipe, on_close);
+}
+
+void conn_job_begin(conn_t *c) { c->jobs++; }
+
+void conn_job_end(conn_t *c) {
+  c->jobs--;
+  if (c->closed)
+    conn_maybe_free(c);
+  else
+    conn_flush(c);
+}
+
+/* A conn told to close once its answers are out closes when nothing is
+ * queued, nothing is being written and no store job owes it an answer. */
+static int conn_done_sending(const conn_t *c) {
+  return c->close_when_sent && c->writes == 0 && c->wlen == 0 && c->jobs == 0;
+}
+
+void conn_stop_reading(conn_t *c) {
+  if (!c->closing)
+    uv_read_stop((uv_stream_t *)&c->pipe);
+}
+
+void conn_close_when_sent(conn_t *c) {
+  c->close_when_sent = 1;
+  conn_stop_reading(c);
+  conn_flush(c);
+}
+
+static int wbuf_reserve(conn_t *c, size_t extra) {
+  size_t cap;
+  uint8_t *nb;
+
+  if (c->wcap - c->wlen >= extra)
+    return 0;
+  cap = c->wcap ? c->wcap : 4096;
+  while (cap - c->wlen < extra)
+    cap *= 2;
+  nb = malloc(cap);
+  if (nb == NULL)
+    return TOKEND_ENOMEM;
+  if (c->wlen > 0)
+    memcpy(nb, c->wbuf, c->wlen);
+  /* Not realloc: the old buffer may hold a secret and must be wiped. */
+  if (c->wbuf != NULL) {
+    if (c->wbuf_secret)
+      sodium_memzero(c->wbuf, c->wcap);
+    free(c->wbuf);
+  }
+  c->wbuf = nb;
+  c->wcap = cap;
+  return 0;
+}
+
+int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
+  size_t n = tokend__v1__response__get_packed_size(resp);
+
+  if (c->closing)
+    return 0;
+  if (n > UINT32_MAX || wbuf_reserve(c, TOKEND_FRAME_HEADER_BYTES + n) != 0) {
+    log_error("conn %llu: out of memory for a response; closing",
+              (unsigned long long)c->id);
+    conn_close(c);
+    return TOKEND_ENOMEM;
+  }
+  frame_encode_header(c->wbuf + c->wlen, (uint32_t)n);
+  tokend__v1__response__pack(resp,
+                             c->wbuf + c->wlen + TOKEND_FRAME_HEADER_BYTES);
+  c->wlen += TOKEND_FRAME_HEADER_BYTES + n;
+  if (secret)
+    c->wbuf_secret = 1;
+  return 0;
+}
+
+void conn_send_status(conn_t *c, uint64_t call_id, int grpc_code,
+                      const char *message) {
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+
+  status.code = grpc_code;
+  status.message = (char *)message;
+  resp.call_id = call_id;
+  resp.status = &status;
+  (void)conn_send(c, &resp, 0);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  conn_write_t *w = (conn_write_t *)req;
+  conn_t *c = w->conn;
+
+  if (w->secret)
+    sodium_memzero(w->buf, w->len);
+  free(w->buf);
+  free(w);
+  c->writes--;
+  if (status < 0 && status != UV_ECANCELED) {
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+              uv_strerror(status));
+    conn_close(c);
+    return;
+  }
+  if (conn_done_sending(c))
+    conn_close(c);
+}
+
+void conn_flush(conn_t *c) {
+  conn_write_t *w;
+  uv_buf_t buf;
+  int err;
+
+  if (c->closing)
+    return;
+  if (c->wlen == 0) {
+    if (conn_done_sending(c))
+      conn_close(c);
+    return;
+  }
+  w = malloc(sizeof(*w));
+  if (w == NULL) {
+    conn_close(c);
+    return;
+  }
+  /* The write request takes the buffer; the conn starts a new one. */
+  w->conn = c;
+  w->buf = c->wbuf;
+  w->len = c->wcap;
+  w->secret = c->wbuf_secret;
+  buf = uv_buf_init((char *)c->wbuf, (unsigned)c->wlen);
+  c->wbuf = NULL;
+  c->wlen = c->wcap = 0;
+  c->wbuf_secret = 0;
+  err = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
+  if (err != 0) {
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+              uv_strerror(err));
+    if (w->secret)
+      sodium_memzero(w->buf, w->len);
+    free(w->buf);
+    free(w);
+    conn_close(c);
+    return;
+  }
+  c->writes++;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+  conn_t *c = handle->data;
+  const server_t *s = c->server;
+  size_t need = c->rlen + CONN_READ_CHUNK, cap;
+  const uint8_t *body;
+  uint32_t body_len;
+  size_t frame_total;
+  uint8_t *nb;
+
+  /* If a frame is partly here, make room for all of it at once. Its length
+   * was already checked against the maximum, so this is bounded. */
+  if (frame_decode(c->rbuf, c->rlen, s->cfg.max_frame_bytes, &body, &body_len,
+                   &frame_total) == FRAME_NEED_MORE &&
+      frame_total > c->rlen)
+    need = frame_total > need ? frame_total : need;
+  if (c->rcap < need) {
+    cap = c->rcap ? c->rcap : CONN_READ_CHUNK;
+    while (cap < need)
+      cap *= 2;
+    nb = realloc(c->rbuf, cap);
+    if (nb == NULL) {
+      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    c->rbuf = nb;
+    c->rcap = cap;
+  }
+  *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+/* Parses every complete frame in the buffer, then trims once. Returns 0, or
+ * non-zero when the connection must close after its answers are sent. */
+static int conn_process(conn_t *c) {
+  const server_t *s = c->server;
+  size_t off = 0, consumed;
+  const uint8_t *body;
+  uint32_t body_len;
+  frame_result_t r;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  int stop = 0;
+
+  while (!stop && !c->closing && !c->close_when_sent) {
+    r = frame_decode(c->rbuf + off, c->rlen - off, s->cfg.max_frame_bytes,
+                     &body, &body_len, &consumed);
+    if (r == FRAME_NEED_MORE)
+      break;
+    if (r == FRAME_ERR_TOO_LARGE) {
+      snprintf(msg, sizeof(msg),
+               "frame of %u bytes exceeds the maximum of %u bytes",
+               (unsigned)body_len, (unsigned)s->cfg.max_frame_bytes);
+      log_warn("conn %llu: %s; closing", (unsigned long long)c->id, msg);
+      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+      stop = 1;
+      break;
+    }
+    if (r == FRAME_ERR_BAD_FLAG) {
+      log_warn("conn %llu: frame flag byte 0x%02x (compression is not "
+               "supported); closing",
+               (unsigned long long)c->id, c->rbuf[off]);
+      conn_send_status(c, 0, TOKEND_GRPC_INVALID_ARGUMENT,
+                       "compressed-flag must be 0: compression is not "
+                       "supported");
+      stop = 1;
+      break;
+    }
+    if (dispatch_frame(c, body, body_len) != 0)
+      stop = 1;
+    off += consumed;
+  }
+  if (off > 0) {
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+  }
+  return stop;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = stream->data;
+
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      log_debug("conn %llu: read failed: %s", (unsigned long long)c->id,
+                uv_strerror((int)nread));
+    if (nread == UV_EOF) {
+      /* The peer is done sending (maybe only half-closed): it still gets
+       * the answers it is owed, then the connection closes. */
+      conn_close_when_sent(c);
+    } else {
+      conn_close(c);
+    }
+    return;
+  }
+  if (nread == 0)
+    return;
+  c->rlen += (size_t)nread;
+  if (conn_process(c) != 0) {
+    conn_close_when_sent(c);
+    return;
+  }
+  conn_flush(c);
+}
+
+int conn_accept(server_t *s, uv_stream_t *listener) {
+  conn_t *c;
+  int err;
+
+  c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return TOKEND_ENOMEM;
+  c->server = s;
+  c->id = ++s->next_conn_id;
+  if ((err = uv_pipe_init(&s->loop, &c->pipe, 0)) != 0) {
+    free(c);
+    return TOKEND_EINTERNAL;
+  }
+  c->pipe.data = c;
+  /* Linked before anything can fail: on_close unlinks it. */
+  c->next = s->conns;
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  s->n_conns++;
+  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0 ||
+      (err = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read)) != 0) {
+    log_warn("accept failed: %s", uv_strerror(err));
+    conn_close(c);
+    return TOKEND_EIO;
+  }
+  log_debug("conn %llu: accepted", (unsigned long long)c->id);
+  return 0;
+}

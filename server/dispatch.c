@@ -1,0 +1,552 @@
+#include "dispatch.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+#include "token.h"
+#include "tokend_error.h"
+#include "tokend_time.h"
+#include "validate.h"
+
+/* One call answered by the store worker. The job is the first member so the
+ * done callback can recover the call. */
+typedef struct {
+  store_job_t job;
+  conn_t *conn;
+  uint64_t call_id;
+  char token[TOKEND_TOKEN_BYTES]; /* Issue only: the secret, wiped at end */
+  uint32_t page_size;             /* List only */
+} call_t;
+
+typedef struct {
+  store_job_t job;
+  server_t *server;
+  store_touch_t *items;
+} flush_t;
+
+static void send_error(conn_t *c, uint64_t call_id, int err, const char *msg) {
+  conn_send_status(c, call_id, tokend_err_grpc(err), msg);
+}
+
+static Tokend__V1__TokenStatus token_status(int64_t revoked_at,
+                                            int64_t expires_at, int64_t now) {
+  if (revoked_at != 0)
+    return TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_REVOKED;
+  if (expires_at != 0 && now >= expires_at)
+    return TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_EXPIRED;
+  return TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_ACTIVE;
+}
+
+/* Splits a space-separated scope string in place. */
+static size_t split_scopes(char *s, char **out, size_t max) {
+  size_t n = 0;
+  char *p = s;
+
+  if (*s == '\0')
+    return 0;
+  while (n < max) {
+    out[n++] = p;
+    p = strchr(p, ' ');
+    if (p == NULL)
+      break;
+    *p++ = '\0';
+  }
+  return n;
+}
+
+/* Points info's fields into row (whose scopes it splits in place). */
+static void info_from_row(Tokend__V1__TokenInfo *info, store_token_t *row,
+                          char **scopes, int64_t now) {
+  tokend__v1__token_info__init(info);
+  info->id = row->id;
+  info->domain = row->domain;
+  info->label = row->label;
+  info->hint = row->hint;
+  info->n_scopes = split_scopes(row->scopes, scopes, TOKEND_MAX_SCOPES);
+  info->scopes = scopes;
+  info->created_at = row->created_at;
+  info->expires_at = row->expires_at;
+  info->last_used_at = row->last_used_at;
+  info->revoked_at = row->revoked_at;
+  info->status = token_status(row->revoked_at, row->expires_at, now);
+}
+
+static call_t *call_new(conn_t *c, uint64_t call_id, store_job_kind_t kind,
+                        store_job_done_cb done) {
+  call_t *call = calloc(1, sizeof(*call));
+
+  if (call == NULL)
+    return NULL;
+  call->job.kind = kind;
+  call->job.done = done;
+  call->conn = c;
+  call->call_id = call_id;
+  return call;
+}
+
+static void call_submit(call_t *call) {
+  server_t *s = call->conn->server;
+
+  conn_job_begin(call->conn);
+  server_job_begin(s);
+  store_worker_submit(s->worker, &call->job);
+}
+
+/* Ends a call: releases the conn (which flushes what was sent) and the
+ * server's count, and frees the call. */
+static void call_end(call_t *call) {
+  server_t *s = call->conn->server;
+
+  sodium_memzero(call->token, sizeof(call->token));
+  conn_job_end(call->conn);
+  free(call);
+  server_job_end(s);
+}
+
+/* ---- Verify: answered from memory, never touches the store ---- */
+
+static void handle_verify(conn_t *c, uint64_t call_id,
+                          const Tokend__V1__VerifyRequest *req) {
+  server_t *s = c->server;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__VerifyResponse vr = TOKEND__V1__VERIFY_RESPONSE__INIT;
+  const char *scopes[TOKEND_MAX_SCOPES];
+  uint8_t hash[TOKEND_HASH_BYTES];
+  index_entry_t *e;
+  size_t len = strlen(req->token);
+  int64_t now;
+
+  resp.call_id = call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
+  resp.verify = &vr;
+
+  if (token_check(req->token, len) != 0) {
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+    goto out_send;
+  }
+  token_hash(req->token, len, s->pepper, hash);
+  e = index_find(s->index, hash);
+  sodium_memzero(hash, sizeof(hash));
+  if (e == NULL) {
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN;
+    goto out_send;
+  }
+  vr.token_id = e->id;
+  vr.domain = (char *)index_entry_domain(e);
+  vr.label = (char *)index_entry_label(e);
+  vr.n_scopes = index_entry_scopes(e, scopes);
+  vr.scopes = (char **)scopes;
+  vr.expires_at = e->expires_at;
+  now = tokend_now_ms();
+  if (e->revoked_at != 0) {
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
+  } else if (e->expires_at != 0 && now >= e->expires_at) {
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
+  } else {
+    vr.valid = 1;
+    index_touch(s->index, e, now);
+  }
+out_send:
+  (void)conn_send(c, &resp, 0);
+}
+
+/* ---- Issue ---- */
+
+static void issue_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  server_t *s = call->conn->server;
+  store_token_t *row = &job->u.issue.row;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__IssueResponse ir = TOKEND__V1__ISSUE_RESPONSE__INIT;
+  Tokend__V1__TokenInfo info;
+  char *scopes[TOKEND_MAX_SCOPES];
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  int err = job->result;
+
+  if (err == 0 && (err = index_insert(s->index, row)) != 0) {
+    /* Committed but not indexed: it would verify only after a restart. */
+    log_error("issue: token %s stored but not indexed: %s", row->id,
+              tokend_strerror(err));
+    err = TOKEND_EINTERNAL;
+  }
+  if (err != 0) {
+    snprintf(msg, sizeof(msg), "could not store the new token: %s",
+             job->errmsg[0] != '\0' ? job->errmsg : tokend_strerror(err));
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, err, msg);
+    goto out;
+  }
+  log_info("issue: domain=%s id=%s", row->domain, row->id);
+  if (conn_is_open(call->conn)) {
+    resp.call_id = call->call_id;
+    resp.status = &status;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT_ISSUE;
+    resp.issue = &ir;
+    ir.token = call->token;
+    info_from_row(&info, row, scopes, tokend_now_ms());
+    ir.info = &info;
+    (void)conn_send(call->conn, &resp, 1);
+  }
+out:
+  call_end(call);
+}
+
+static void handle_issue(conn_t *c, uint64_t call_id,
+                         const Tokend__V1__IssueRequest *req) {
+  server_t *s = c->server;
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  store_token_t *row;
+  call_t *call;
+  size_t i, off = 0, len;
+  int64_t now = tokend_now_ms();
+
+  if (validate_domain(req->domain, why, sizeof(why)) != 0 ||
+      validate_label(req->label, why, sizeof(why)) != 0)
+    goto err_invalid;
+  if (req->n_scopes > TOKEND_MAX_SCOPES) {
+    snprintf(why, sizeof(why), "too many scopes: at most %d",
+             TOKEND_MAX_SCOPES);
+    goto err_invalid;
+  }
+  for (i = 0; i < req->n_scopes; i++)
+    if (validate_scope(req->scopes[i], why, sizeof(why)) != 0)
+      goto err_invalid;
+  if (req->expires_at < 0 || (req->expires_at != 0 && req->expires_at <= now)) {
+    snprintf(why, sizeof(why),
+             "expires_at must be a future time in Unix milliseconds, or 0 "
+             "for no expiry");
+    goto err_invalid;
+  }
+
+  call = call_new(c, call_id, STORE_JOB_ISSUE, issue_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  row = &call->job.u.issue.row;
+  if (token_generate(s->cfg.token_prefix, call->token) != 0) {
+    free(call);
+    send_error(c, call_id, TOKEND_EINTERNAL, "bad token prefix");
+    return;
+  }
+  len = strlen(call->token);
+  token_hash(call->token, len, s->pepper, row->hash);
+  token_hint(call->token, len, row->hint);
+  token_id_generate(row->id);
+  snprintf(row->domain, sizeof(row->domain), "%s", req->domain);
+  snprintf(row->label, sizeof(row->label), "%s", req->label);
+  /* Validated above: each scope fits, so the joined string fits. */
+  for (i = 0; i < req->n_scopes; i++) {
+    len = strlen(req->scopes[i]);
+    if (i > 0)
+      row->scopes[off++] = ' ';
+    memcpy(row->scopes + off, req->scopes[i], len);
+    off += len;
+  }
+  row->scopes[off] = '\0';
+  row->created_at = now;
+  row->expires_at = req->expires_at;
+  call_submit(call);
+  return;
+
+err_invalid:
+  send_error(c, call_id, TOKEND_EINVAL, why);
+}
+
+/* ---- Revoke ---- */
+
+static void revoke_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  server_t *s = call->conn->server;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__RevokeResponse rr = TOKEND__V1__REVOKE_RESPONSE__INIT;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  index_entry_t *e;
+
+  if (job->result == TOKEND_ENOTFOUND) {
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, TOKEND_ENOTFOUND,
+                 "no token with this id in this domain");
+    goto out;
+  }
+  if (job->result != 0) {
+    snprintf(msg, sizeof(msg), "could not revoke the token: %s", job->errmsg);
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
+  }
+  /* Committed: from now on every connection's Verify answers REVOKED. */
+  e = index_find(s->index, job->u.revoke.hash);
+  if (e != NULL)
+    e->revoked_at = job->u.revoke.revoked_at;
+  else
+    log_error("revoke: token %s is in the store but not in the index",
+              job->u.revoke.id);
+  if (!job->u.revoke.already)
+    log_info("revoke: domain=%s id=%s", job->u.revoke.domain, job->u.revoke.id);
+  if (conn_is_open(call->conn)) {
+    resp.call_id = call->call_id;
+    resp.status = &status;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT_REVOKE;
+    resp.revoke = &rr;
+    rr.revoked_at = job->u.revoke.revoked_at;
+    rr.already_revoked = job->u.revoke.already != 0;
+    (void)conn_send(call->conn, &resp, 0);
+  }
+out:
+  call_end(call);
+}
+
+static void handle_revoke(conn_t *c, uint64_t call_id,
+                          const Tokend__V1__RevokeRequest *req) {
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  call_t *call;
+
+  if (validate_domain(req->domain, why, sizeof(why)) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL, why);
+    return;
+  }
+  if (token_id_check(req->token_id, strlen(req->token_id)) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL,
+               "token_id is not a token id (tok_ followed by 20 letters and "
+               "digits)");
+    return;
+  }
+  call = call_new(c, call_id, STORE_JOB_REVOKE, revoke_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  snprintf(call->job.u.revoke.domain, sizeof(call->job.u.revoke.domain), "%s",
+           req->domain);
+  snprintf(call->job.u.revoke.id, sizeof(call->job.u.revoke.id), "%s",
+           req->token_id);
+  call->job.u.revoke.now = tokend_now_ms();
+  call_submit(call);
+}
+
+/* ---- List ---- */
+
+/* Page tokens are opaque to clients: base64url of "p1.<seq>". */
+static void page_token_encode(int64_t seq, char out[TOKEND_PAGE_TOKEN_BYTES]) {
+  char raw[32];
+  int n = snprintf(raw, sizeof(raw), "p1.%" PRId64, seq);
+
+  sodium_bin2base64(out, TOKEND_PAGE_TOKEN_BYTES, (const unsigned char *)raw,
+                    (size_t)n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static int page_token_decode(const char *tok, int64_t *seq) {
+  unsigned char raw[32];
+  size_t n, i;
+  int64_t v = 0;
+
+  if (sodium_base642bin(raw, sizeof(raw) - 1, tok, strlen(tok), NULL, &n, NULL,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    return TOKEND_EINVAL;
+  if (n < 4 || n > 22 || memcmp(raw, "p1.", 3) != 0)
+    return TOKEND_EINVAL;
+  for (i = 3; i < n; i++) {
+    if (raw[i] < '0' || raw[i] > '9')
+      return TOKEND_EINVAL;
+    /* At most 19 digits; stop before int64 overflow. */
+    if (v > (INT64_MAX - 9) / 10)
+      return TOKEND_EINVAL;
+    v = v * 10 + (raw[i] - '0');
+  }
+  if (v <= 0)
+    return TOKEND_EINVAL;
+  *seq = v;
+  return 0;
+}
+
+static void list_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  server_t *s = call->conn->server;
+  store_token_t *rows = job->u.list.rows;
+  size_t n = job->u.list.n_rows, i;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__ListResponse lr = TOKEND__V1__LIST_RESPONSE__INIT;
+  Tokend__V1__TokenInfo *infos = NULL, **info_ptrs = NULL;
+  char **scope_ptrs = NULL;
+  char next[TOKEND_PAGE_TOKEN_BYTES] = "";
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  index_entry_t *e;
+  int64_t now = tokend_now_ms();
+
+  if (!conn_is_open(call->conn))
+    goto out;
+  if (job->result != 0) {
+    snprintf(msg, sizeof(msg), "could not list tokens: %s", job->errmsg);
+    send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
+  }
+  /* The store was asked for one row more than a page: its presence says
+   * whether there is a next page. */
+  if (n > call->page_size) {
+    n = call->page_size;
+    page_token_encode(rows[n - 1].seq, next);
+  }
+  if (n > 0) {
+    infos = calloc(n, sizeof(*infos));
+    info_ptrs = calloc(n, sizeof(*info_ptrs));
+    scope_ptrs = calloc(n * TOKEND_MAX_SCOPES, sizeof(*scope_ptrs));
+    if (infos == NULL || info_ptrs == NULL || scope_ptrs == NULL) {
+      send_error(call->conn, call->call_id, TOKEND_ENOMEM, "out of memory");
+      goto out;
+    }
+  }
+  for (i = 0; i < n; i++) {
+    /* last_used_at in memory may be ahead of the store's. */
+    e = index_find(s->index, rows[i].hash);
+    if (e != NULL && e->last_used_at > rows[i].last_used_at)
+      rows[i].last_used_at = e->last_used_at;
+    info_from_row(&infos[i], &rows[i], scope_ptrs + i * TOKEND_MAX_SCOPES, now);
+    info_ptrs[i] = &infos[i];
+  }
+  resp.call_id = call->call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_LIST;
+  resp.list = &lr;
+  lr.n_tokens = n;
+  lr.tokens = info_ptrs;
+  lr.next_page_token = next;
+  (void)conn_send(call->conn, &resp, 0);
+out:
+  free(scope_ptrs);
+  free(infos);
+  free(info_ptrs);
+  free(rows);
+  call_end(call);
+}
+
+static void handle_list(conn_t *c, uint64_t call_id,
+                        const Tokend__V1__ListRequest *req) {
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  uint32_t page_size = req->page_size;
+  int64_t before = 0;
+  call_t *call;
+
+  if (validate_domain(req->domain, why, sizeof(why)) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL, why);
+    return;
+  }
+  if (req->page_token[0] != '\0' &&
+      page_token_decode(req->page_token, &before) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL,
+               "page_token is not one this server handed out");
+    return;
+  }
+  if (page_size == 0)
+    page_size = TOKEND_LIST_PAGE_DEFAULT;
+  if (page_size > TOKEND_LIST_PAGE_MAX)
+    page_size = TOKEND_LIST_PAGE_MAX;
+  call = call_new(c, call_id, STORE_JOB_LIST, list_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  call->page_size = page_size;
+  call->job.u.list.rows = calloc((size_t)page_size + 1, sizeof(store_token_t));
+  if (call->job.u.list.rows == NULL) {
+    free(call);
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  call->job.u.list.max_rows = (size_t)page_size + 1;
+  snprintf(call->job.u.list.domain, sizeof(call->job.u.list.domain), "%s",
+           req->domain);
+  call->job.u.list.include_revoked = req->include_revoked;
+  call->job.u.list.before_seq = before;
+  call_submit(call);
+}
+
+/* ---- Frames ---- */
+
+int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
+  Tokend__V1__Request *req;
+
+  req = tokend__v1__request__unpack(NULL, len, body);
+  if (req == NULL) {
+    log_warn("conn %llu: request of %zu bytes does not decode; closing",
+             (unsigned long long)c->id, len);
+    conn_send_status(c, 0, TOKEND_GRPC_INVALID_ARGUMENT,
+                     "request is not a valid tokend.v1.Request message");
+    return TOKEND_EPROTO;
+  }
+  switch (req->method_case) {
+  case TOKEND__V1__REQUEST__METHOD_VERIFY:
+    handle_verify(c, req->call_id, req->verify);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_ISSUE:
+    handle_issue(c, req->call_id, req->issue);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE:
+    handle_revoke(c, req->call_id, req->revoke);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+    handle_list(c, req->call_id, req->list);
+    break;
+  default:
+    conn_send_status(c, req->call_id, TOKEND_GRPC_UNIMPLEMENTED,
+                     "request names no method this server implements");
+    break;
+  }
+  /* Issue requests carry no secret; Verify's token is wiped here. */
+  if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY)
+    sodium_memzero(req->verify->token, strlen(req->verify->token));
+  tokend__v1__request__free_unpacked(req, NULL);
+  return 0;
+}
+
+/* ---- last_used write-back ---- */
+
+static void flush_done(store_job_t *job) {
+  flush_t *f = (flush_t *)job;
+  server_t *s = f->server;
+
+  if (job->result != 0) {
+    log_warn("last_used write-back of %zu tokens failed (%s); will retry",
+             job->u.touch.n, job->errmsg);
+    index_mark_dirty(s->index, f->items, job->u.touch.n);
+  }
+  free(f->items);
+  free(f);
+  s->flush_in_flight = 0;
+  server_job_end(s);
+}
+
+int dispatch_flush_last_used(server_t *s) {
+  size_t n = index_dirty_count(s->index);
+  flush_t *f;
+
+  if (n == 0 || s->flush_in_flight)
+    return 0;
+  f = calloc(1, sizeof(*f));
+  if (f == NULL)
+    return 0;
+  f->items = malloc(n * sizeof(*f->items));
+  if (f->items == NULL) {
+    free(f);
+    return 0;
+  }
+  f->server = s;
+  f->job.kind = STORE_JOB_TOUCH;
+  f->job.done = flush_done;
+  f->job.u.touch.items = f->items;
+  f->job.u.touch.n = index_take_dirty(s->index, f->items, n);
+  s->flush_in_flight = 1;
+  server_job_begin(s);
+  store_worker_submit(s->worker, &f->job);
+  return 1;
+}

@@ -1,0 +1,21 @@
+/* dispatch: turns one decoded request into its response. Verify is answered
+ * at once from the index; Issue, Revoke and List go through the store worker
+ * and are answered when their job is done. */
+#ifndef TOKEND_DISPATCH_H
+#define TOKEND_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+
+/* Handles one frame body from c. Returns 0 to go on reading, or a negative
+ * TOKEND_E* code if the frame did not decode (an INVALID_ARGUMENT response
+ * has then been queued and c should be closed once it is sent). */
+int dispatch_frame(conn_t *c, const uint8_t *body, size_t len);
+
+/* Starts a write-back of last_used_at if any is pending and none is running.
+ * Returns 1 if a job was submitted. */
+int dispatch_flush_last_used(server_t *s);
+
+#endif

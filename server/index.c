@@ -1,0 +1,197 @@
+/* index.c: an open-addressing hash table with linear probing.
+ *
+ * The key is a BLAKE2b output, already uniform, so its first 8 bytes are
+ * the bucket hash and no further mixing is needed. Slots hold pointers; the
+ * load factor stays at or below 1/2 so probes are short. */
+#include "index.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct index_s {
+  index_entry_t **slots;
+  size_t cap; /* power of two */
+  size_t count;
+  /* Entries with dirty set, in the order they became dirty. */
+  index_entry_t **dirty;
+  size_t n_dirty, dirty_cap;
+};
+
+#define INDEX_INITIAL_CAP 1024
+
+static uint64_t bucket_of(const uint8_t *hash) {
+  uint64_t h;
+
+  memcpy(&h, hash, sizeof(h));
+  return h;
+}
+
+int index_new(index_t **out) {
+  index_t *ix = calloc(1, sizeof(*ix));
+
+  if (ix == NULL)
+    return TOKEND_ENOMEM;
+  ix->slots = calloc(INDEX_INITIAL_CAP, sizeof(*ix->slots));
+  if (ix->slots == NULL) {
+    free(ix);
+    return TOKEND_ENOMEM;
+  }
+  ix->cap = INDEX_INITIAL_CAP;
+  *out = ix;
+  return 0;
+}
+
+void index_free(index_t *ix) {
+  size_t i;
+
+  if (ix == NULL)
+    return;
+  for (i = 0; i < ix->cap; i++)
+    free(ix->slots[i]);
+  free(ix->slots);
+  free(ix->dirty);
+  free(ix);
+}
+
+static size_t probe(index_entry_t *const *slots, size_t cap,
+                    const uint8_t *hash) {
+  size_t mask = cap - 1, i = (size_t)bucket_of(hash) & mask;
+
+  while (slots[i] != NULL &&
+         memcmp(slots[i]->hash, hash, TOKEND_HASH_BYTES) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+static int index_grow(index_t *ix) {
+  size_t new_cap = ix->cap * 2, i;
+  index_entry_t **slots;
+
+  slots = calloc(new_cap, sizeof(*slots));
+  if (slots == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; i < ix->cap; i++)
+    if (ix->slots[i] != NULL)
+      slots[probe(slots, new_cap, ix->slots[i]->hash)] = ix->slots[i];
+  free(ix->slots);
+  ix->slots = slots;
+  ix->cap = new_cap;
+  return 0;
+}
+
+int index_insert(index_t *ix, const store_token_t *row) {
+  size_t dlen = strlen(row->domain), llen = strlen(row->label);
+  size_t slen = strlen(row->scopes), slot, i;
+  index_entry_t *e;
+  int err;
+
+  if ((ix->count + 1) * 2 > ix->cap && (err = index_grow(ix)) != 0)
+    return err;
+  slot = probe(ix->slots, ix->cap, row->hash);
+  if (ix->slots[slot] != NULL)
+    return TOKEND_EEXIST;
+
+  e = malloc(sizeof(*e) + dlen + 1 + llen + 1 + slen + 1);
+  if (e == NULL)
+    return TOKEND_ENOMEM;
+  memcpy(e->hash, row->hash, TOKEND_HASH_BYTES);
+  memcpy(e->id, row->id, sizeof(e->id));
+  e->expires_at = row->expires_at;
+  e->revoked_at = row->revoked_at;
+  e->last_used_at = row->last_used_at;
+  e->dirty = 0;
+  memcpy(e->strings, row->domain, dlen + 1);
+  memcpy(e->strings + dlen + 1, row->label, llen + 1);
+  /* Scopes arrive space-separated; store them NUL-separated. */
+  memcpy(e->strings + dlen + 1 + llen + 1, row->scopes, slen + 1);
+  e->n_scopes = 0;
+  if (slen > 0) {
+    char *sc = e->strings + dlen + 1 + llen + 1;
+    e->n_scopes = 1;
+    for (i = 0; i < slen; i++) {
+      if (sc[i] == ' ') {
+        sc[i] = '\0';
+        e->n_scopes++;
+      }
+    }
+  }
+  ix->slots[slot] = e;
+  ix->count++;
+  return 0;
+}
+
+index_entry_t *index_find(const index_t *ix,
+                          const uint8_t hash[TOKEND_HASH_BYTES]) {
+  return ix->slots[probe(ix->slots, ix->cap, hash)];
+}
+
+size_t index_count(const index_t *ix) { return ix->count; }
+
+const char *index_entry_domain(const index_entry_t *e) { return e->strings; }
+
+const char *index_entry_label(const index_entry_t *e) {
+  return e->strings + strlen(e->strings) + 1;
+}
+
+size_t index_entry_scopes(const index_entry_t *e, const char **scopes) {
+  const char *p = index_entry_label(e);
+  size_t i;
+
+  p += strlen(p) + 1;
+  for (i = 0; i < e->n_scopes && i < TOKEND_MAX_SCOPES; i++) {
+    scopes[i] = p;
+    p += strlen(p) + 1;
+  }
+  return i;
+}
+
+static void mark_dirty(index_t *ix, index_entry_t *e) {
+  index_entry_t **d;
+  size_t cap;
+
+  if (e->dirty)
+    return;
+  if (ix->n_dirty == ix->dirty_cap) {
+    cap = ix->dirty_cap ? ix->dirty_cap * 2 : 256;
+    d = realloc(ix->dirty, cap * sizeof(*d));
+    /* Out of memory: last_used_at stays correct in memory, only its
+     * write-back is skipped. */
+    if (d == NULL)
+      return;
+    ix->dirty = d;
+    ix->dirty_cap = cap;
+  }
+  e->dirty = 1;
+  ix->dirty[ix->n_dirty++] = e;
+}
+
+void index_touch(index_t *ix, index_entry_t *e, int64_t now) {
+  if (now > e->last_used_at)
+    e->last_used_at = now;
+  mark_dirty(ix, e);
+}
+
+size_t index_take_dirty(index_t *ix, store_touch_t *out, size_t max) {
+  size_t n = ix->n_dirty < max ? ix->n_dirty : max, i;
+
+  /* Take from the end: O(1) removal, and order does not matter here. */
+  for (i = 0; i < n; i++) {
+    index_entry_t *e = ix->dirty[--ix->n_dirty];
+    memcpy(out[i].hash, e->hash, TOKEND_HASH_BYTES);
+    out[i].last_used_at = e->last_used_at;
+    e->dirty = 0;
+  }
+  return n;
+}
+
+size_t index_dirty_count(const index_t *ix) { return ix->n_dirty; }
+
+void index_mark_dirty(index_t *ix, const store_touch_t *items, size_t n) {
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    index_entry_t *e = index_find(ix, items[i].hash);
+    if (e != NULL)
+      mark_dirty(ix, e);
+  }
+}

@@ -1,0 +1,60 @@
+/* index: the in-memory map from a token's keyed hash to what Verify answers.
+ * Loaded from the store at start-up and kept in step with every committed
+ * write; Verify reads only this. Entries are never removed while the server
+ * runs (a revoked token stays, to answer REVOKED). Loop thread only. */
+#ifndef TOKEND_INDEX_H
+#define TOKEND_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "tokend_error.h"
+#include "tokend_limits.h"
+
+typedef struct index_entry_s {
+  uint8_t hash[TOKEND_HASH_BYTES];
+  char id[TOKEND_TOKEN_ID_BYTES];
+  int64_t expires_at;   /* 0: never */
+  int64_t revoked_at;   /* 0: not revoked */
+  int64_t last_used_at; /* 0: never; may be ahead of the store */
+  uint8_t dirty;        /* last_used_at not yet written to the store */
+  uint8_t n_scopes;
+  /* NUL-separated: domain, label, then each scope. */
+  char strings[];
+} index_entry_t;
+
+typedef struct index_s index_t;
+
+int index_new(index_t **out) TOKEND_MUST_CHECK;
+/* Frees the index and every entry. NULL is a no-op. */
+void index_free(index_t *index);
+
+/* Adds an entry built from row (the index owns it). TOKEND_EEXIST if the hash
+ * is already present, TOKEND_ENOMEM. */
+int index_insert(index_t *index, const store_token_t *row) TOKEND_MUST_CHECK;
+
+/* The entry for hash, or NULL. Valid until index_free. */
+index_entry_t *index_find(const index_t *index,
+                          const uint8_t hash[TOKEND_HASH_BYTES]);
+
+size_t index_count(const index_t *index);
+
+/* Accessors into entry->strings. */
+const char *index_entry_domain(const index_entry_t *e);
+const char *index_entry_label(const index_entry_t *e);
+/* Fills scopes (room for TOKEND_MAX_SCOPES) with pointers into e; returns
+ * the count. */
+size_t index_entry_scopes(const index_entry_t *e, const char **scopes);
+
+/* Records a successful verify at now; marks the entry dirty. */
+void index_touch(index_t *index, index_entry_t *e, int64_t now);
+
+/* Moves up to max dirty entries' (hash, last_used_at) into out and clears
+ * their dirty mark. Returns how many were written. */
+size_t index_take_dirty(index_t *index, store_touch_t *out, size_t max);
+size_t index_dirty_count(const index_t *index);
+/* Marks the entries of a failed write-back dirty again. */
+void index_mark_dirty(index_t *index, const store_touch_t *items, size_t n);
+
+#endif

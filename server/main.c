@@ -1,0 +1,42 @@
+/* tokend: the API-token daemon. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv) {
+  config_t cfg;
+  server_t *s;
+  int rc;
+
+  /* A peer that hangs up mid-write must never kill the daemon. */
+  signal(SIGPIPE, SIG_IGN);
+  /* The database, its WAL and the pepper are readable by tokend alone. */
+  umask(0077);
+  config_defaults(&cfg);
+  rc = config_parse(&cfg, argc, argv, stdout, stderr);
+  if (rc == 1)
+    return 0;
+  if (rc != 0)
+    return 2;
+  log_set_level(cfg.log_level);
+
+  s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    log_error("out of memory");
+    return 1;
+  }
+  rc = server_init(s, &cfg);
+  if (rc == 0)
+    rc = server_run(s);
+  server_cleanup(s);
+  free(s);
+  if (rc != 0)
+    return 1;
+  log_info("tokend stopped");
+  return 0;
+}

@@ -1,0 +1,95 @@
+#include "pepper.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int pepper_create(const char *path, uint8_t out[TOKEND_PEPPER_BYTES],
+                         char *why, size_t why_len) {
+  char dir[4096];
+  ssize_t n;
+  int fd, dfd, err = 0;
+
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(why, why_len, "cannot create pepper file %s: %s", path,
+             strerror(errno));
+    return TOKEND_EIO;
+  }
+  randombytes_buf(out, TOKEND_PEPPER_BYTES);
+  n = write(fd, out, TOKEND_PEPPER_BYTES);
+  if (n != TOKEND_PEPPER_BYTES || fsync(fd) != 0) {
+    snprintf(why, why_len, "cannot write pepper file %s: %s", path,
+             n < 0 ? strerror(errno) : "short write");
+    err = TOKEND_EIO;
+  }
+  close(fd);
+  if (err != 0) {
+    unlink(path);
+    sodium_memzero(out, TOKEND_PEPPER_BYTES);
+    return err;
+  }
+  /* Make the new directory entry durable too. */
+  snprintf(dir, sizeof(dir), "%s", path);
+  dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
+}
+
+int pepper_load(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
+                size_t why_len) {
+  struct stat st;
+  ssize_t n;
+  int fd, err = 0;
+
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT)
+    return pepper_create(path, out, why, why_len);
+  if (fd < 0) {
+    snprintf(why, why_len, "cannot open pepper file %s: %s", path,
+             strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  if (fstat(fd, &st) != 0) {
+    snprintf(why, why_len, "cannot stat pepper file %s: %s", path,
+             strerror(errno));
+    err = TOKEND_EIO;
+    goto out_close;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(why, why_len, "pepper file %s is not a regular file", path);
+    err = TOKEND_ECONFIG;
+    goto out_close;
+  }
+  if ((st.st_mode & 077) != 0) {
+    snprintf(why, why_len,
+             "pepper file %s has mode %03o: it must not be accessible to "
+             "group or others (chmod 600 it)",
+             path, (unsigned)(st.st_mode & 0777));
+    err = TOKEND_ECONFIG;
+    goto out_close;
+  }
+  if (st.st_size != TOKEND_PEPPER_BYTES) {
+    snprintf(why, why_len, "pepper file %s has %lld bytes, expected %d", path,
+             (long long)st.st_size, TOKEND_PEPPER_BYTES);
+    err = TOKEND_ECONFIG;
+    goto out_close;
+  }
+  n = read(fd, out, TOKEND_PEPPER_BYTES);
+  if (n != TOKEND_PEPPER_BYTES) {
+    snprintf(why, why_len, "cannot read pepper file %s", path);
+    sodium_memzero(out, TOKEND_PEPPER_BYTES);
+    err = TOKEND_EIO;
+  }
+out_close:
+  close(fd);
+  return err;
+}

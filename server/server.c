@@ -1,0 +1,307 @@
+#include "server.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "pepper.h"
+
+static int load_row(void *arg, const store_token_t *row) {
+  return index_insert(arg, row);
+}
+
+/* Decides what to do with an existing file at the socket path: a socket no
+ * one listens on (left by a crash) is removed; a live one, or anything that
+ * is not a socket, makes us refuse to start. */
+static int socket_path_claim(const char *path) {
+  struct sockaddr_un sa;
+  struct stat st;
+  int fd, rc, saved;
+
+  if (lstat(path, &st) != 0) {
+    if (errno == ENOENT)
+      return 0;
+    log_error("cannot use socket path %s: %s", path, strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    log_error("socket path %s exists and is not a socket; refusing to "
+              "replace it",
+              path);
+    return TOKEND_ECONFIG;
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    log_error("socket: %s", strerror(errno));
+    return TOKEND_EIO;
+  }
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+  saved = errno;
+  close(fd);
+  if (rc == 0) {
+    log_error("another tokend is already listening on %s; refusing to start",
+              path);
+    return TOKEND_EEXIST;
+  }
+  if (saved != ECONNREFUSED) {
+    log_error("cannot probe existing socket %s: %s", path, strerror(saved));
+    return TOKEND_ECONFIG;
+  }
+  log_warn("removing stale socket %s (no tokend listening on it)", path);
+  if (unlink(path) != 0 && errno != ENOENT) {
+    log_error("cannot remove stale socket %s: %s", path, strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  server_t *s = listener->data;
+  int err;
+
+  if (status < 0) {
+    log_warn("accept: %s", uv_strerror(status));
+    return;
+  }
+  if (s->state != SERVER_RUNNING)
+    return;
+  if ((err = conn_accept(s, listener)) != 0)
+    log_warn("could not accept a connection: %s", tokend_strerror(err));
+}
+
+static int server_listen(server_t *s) {
+  struct sockaddr_un sa;
+  mode_t old_mask;
+  int err;
+
+  if (strlen(s->cfg.socket_path) >= sizeof(sa.sun_path)) {
+    log_error("socket path %s is %zu bytes; a Unix socket path must be "
+              "shorter than %zu",
+              s->cfg.socket_path, strlen(s->cfg.socket_path),
+              sizeof(sa.sun_path));
+    return TOKEND_ECONFIG;
+  }
+  if ((err = socket_path_claim(s->cfg.socket_path)) != 0)
+    return err;
+  if ((err = uv_pipe_init(&s->loop, &s->listener, 0)) != 0) {
+    log_error("pipe init: %s", uv_strerror(err));
+    return TOKEND_EINTERNAL;
+  }
+  s->listener.data = s;
+  /* Owner-only from the moment the file exists: no chmod window. */
+  old_mask = umask(0177);
+  err = uv_pipe_bind(&s->listener, s->cfg.socket_path);
+  umask(old_mask);
+  if (err != 0) {
+    log_error("cannot bind %s: %s", s->cfg.socket_path, uv_strerror(err));
+    return TOKEND_ECONFIG;
+  }
+  s->listening = 1;
+  if ((err = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
+    log_error("cannot listen on %s: %s", s->cfg.socket_path, uv_strerror(err));
+    return TOKEND_EIO;
+  }
+  return 0;
+}
+
+static void on_flush_timer(uv_timer_t *t) { dispatch_flush_last_used(t->data); }
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_t *s = h->data;
+
+  log_info("received %s: shutting down",
+           signum == SIGINT ? "SIGINT" : "SIGTERM");
+  server_stop(s);
+}
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+static void close_if_open(uv_handle_t *h) {
+  if (h->loop != NULL && !uv_is_closing(h))
+    uv_close(h, on_handle_closed);
+}
+
+static void on_shutdown_timeout(uv_timer_t *t) {
+  server_t *s = t->data;
+  conn_t *c, *next;
+
+  log_warn("shutdown: %zu connections did not take their answers in time; "
+           "closing them",
+           s->n_conns);
+  for (c = s->conns; c != NULL; c = next) {
+    next = c->next;
+    conn_close(c);
+  }
+}
+
+/* The last step of shutdown: every answer is owed no more and last_used is
+ * written. Close the remaining handles so the loop ends. */
+static void server_finish(server_t *s) {
+  conn_t *c, *next;
+
+  s->state = SERVER_CLOSING;
+  store_worker_stop(s->worker);
+  s->worker = NULL;
+  close_if_open((uv_handle_t *)&s->flush_timer);
+  for (c = s->conns; c != NULL; c = next) {
+    next = c->next;
+    conn_close_when_sent(c);
+  }
+  if (s->n_conns == 0)
+    close_if_open((uv_handle_t *)&s->shutdown_timer);
+  else
+    uv_timer_start(&s->shutdown_timer, on_shutdown_timeout,
+                   s->cfg.shutdown_timeout_ms, 0);
+}
+
+static void server_maybe_finish(server_t *s) {
+  if (s->state != SERVER_DRAINING || s->jobs_in_flight > 0)
+    return;
+  /* One more write-back: last_used of the final moments survives. */
+  if (dispatch_flush_last_used(s))
+    return;
+  server_finish(s);
+}
+
+void server_job_begin(server_t *s) { s->jobs_in_flight++; }
+
+void server_job_end(server_t *s) {
+  s->jobs_in_flight--;
+  server_maybe_finish(s);
+}
+
+void server_conn_removed(server_t *s, conn_t *c) {
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  s->n_conns--;
+  if (s->state == SERVER_CLOSING && s->n_conns == 0)
+    close_if_open((uv_handle_t *)&s->shutdown_timer);
+}
+
+void server_stop(server_t *s) {
+  conn_t *c;
+
+  if (s->state != SERVER_RUNNING)
+    return;
+  s->state = SERVER_DRAINING;
+  close_if_open((uv_handle_t *)&s->sigint);
+  close_if_open((uv_handle_t *)&s->sigterm);
+  close_if_open((uv_handle_t *)&s->listener);
+  /* Requests already read are answered; no new ones are read. */
+  for (c = s->conns; c != NULL; c = c->next)
+    conn_stop_reading(c);
+  server_maybe_finish(s);
+}
+
+int server_init(server_t *s, const config_t *cfg) {
+  char why[512];
+  int err;
+
+  memset(s, 0, sizeof(*s));
+  s->cfg = *cfg;
+  if (sodium_init() < 0) {
+    log_error("libsodium failed to initialise");
+    return TOKEND_EINTERNAL;
+  }
+  if (cfg->default_dir && mkdir(CONFIG_DIR_DEFAULT, 0700) != 0 &&
+      errno != EEXIST) {
+    log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  if ((err = pepper_load(cfg->pepper_path, s->pepper, why, sizeof(why))) != 0) {
+    log_error("%s", why);
+    return err;
+  }
+  if ((err = store_open(cfg->db_path, &s->store, why, sizeof(why))) != 0) {
+    log_error("database %s: %s", cfg->db_path, why);
+    return err;
+  }
+  if ((err = index_new(&s->index)) != 0) {
+    log_error("out of memory");
+    return err;
+  }
+  if ((err = store_load(s->store, load_row, s->index)) != 0) {
+    log_error("cannot load tokens from %s: %s", cfg->db_path,
+              err == TOKEND_EEXIST ? "duplicate token hash"
+                                   : store_errmsg(s->store));
+    return err;
+  }
+  if ((err = uv_loop_init(&s->loop)) != 0) {
+    log_error("loop init: %s", uv_strerror(err));
+    return TOKEND_EINTERNAL;
+  }
+  uv_timer_init(&s->loop, &s->flush_timer);
+  uv_timer_init(&s->loop, &s->shutdown_timer);
+  uv_signal_init(&s->loop, &s->sigint);
+  uv_signal_init(&s->loop, &s->sigterm);
+  s->flush_timer.data = s->shutdown_timer.data = s;
+  s->sigint.data = s->sigterm.data = s;
+  if ((err = store_worker_start(&s->loop, s->store, &s->worker)) != 0)
+    return err;
+  if ((err = server_listen(s)) != 0)
+    return err;
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_timer_start(&s->flush_timer, on_flush_timer, cfg->flush_interval_ms,
+                 cfg->flush_interval_ms);
+  log_info("tokend %s listening on %s (database %s, %zu tokens)",
+           TOKEND_VERSION, cfg->socket_path, cfg->db_path,
+           index_count(s->index));
+  return 0;
+}
+
+int server_run(server_t *s) {
+  int rc = uv_run(&s->loop, UV_RUN_DEFAULT);
+
+  if (rc != 0) {
+    log_error("event loop ended with active handles");
+    return TOKEND_EINTERNAL;
+  }
+  return 0;
+}
+
+static void walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  close_if_open(h);
+}
+
+void server_cleanup(server_t *s) {
+  if (s->loop.data != NULL || s->listener.loop != NULL ||
+      s->flush_timer.loop != NULL) {
+    /* After a failed init (or run), close what is open and let the loop
+     * run the close callbacks. */
+    if (s->worker != NULL) {
+      store_worker_stop(s->worker);
+      s->worker = NULL;
+    }
+    uv_walk(&s->loop, walk_close, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+  }
+  if (s->listening) {
+    unlink(s->cfg.socket_path);
+    s->listening = 0;
+  }
+  index_free(s->index);
+  s->index = NULL;
+  store_close(s->store);
+  s->store = NULL;
+  sodium_memzero(s->pepper, sizeof(s->pepper));
+}

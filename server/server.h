@@ -1,0 +1,65 @@
+/* server: tokend's event loop, listening socket, signals, timers and the
+ * state every connection shares (index, store worker, pepper). */
+#ifndef TOKEND_SERVER_H
+#define TOKEND_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "index.h"
+#include "store.h"
+#include "store_worker.h"
+
+typedef struct conn_s conn_t;
+
+typedef enum {
+  SERVER_RUNNING = 0,
+  SERVER_DRAINING, /* no new connections or requests; owed answers go out */
+  SERVER_CLOSING   /* closing handles; the loop is about to end */
+} server_state_t;
+
+typedef struct server_s {
+  config_t cfg;
+  uv_loop_t loop;
+  uv_pipe_t listener;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t flush_timer;
+  uv_timer_t shutdown_timer;
+  store_t *store;
+  store_worker_t *worker;
+  index_t *index;
+  uint8_t pepper[TOKEND_PEPPER_BYTES];
+  conn_t *conns; /* doubly linked list of open connections */
+  size_t n_conns;
+  size_t jobs_in_flight; /* store jobs submitted and not yet done */
+  int flush_in_flight;   /* a last_used write-back is running */
+  int listening;         /* the socket file is ours to remove */
+  server_state_t state;
+  uint64_t next_conn_id;
+} server_t;
+
+/* Opens the store, loads the index, binds the socket. On failure logs one
+ * clear line and returns a negative TOKEND_E* code; server_cleanup() must
+ * still be called. */
+int server_init(server_t *s, const config_t *cfg) TOKEND_MUST_CHECK;
+
+/* Runs until SIGINT/SIGTERM (or server_stop) and a clean shutdown. */
+int server_run(server_t *s) TOKEND_MUST_CHECK;
+
+/* Begins a graceful shutdown: stop accepting and reading, answer what is in
+ * flight, write back last_used, then end the loop. Idempotent. */
+void server_stop(server_t *s);
+
+/* Frees everything server_init made; removes the socket file it bound. */
+void server_cleanup(server_t *s);
+
+/* Called by the dispatcher around every store job. */
+void server_job_begin(server_t *s);
+void server_job_end(server_t *s);
+
+/* Removes c from the server's list (conn.c calls it once c is closed). */
+void server_conn_removed(server_t *s, conn_t *c);
+
+#endif

@@ -1,0 +1,449 @@
+/* store.c: the SQLite implementation of store.h.
+ *
+ * WAL mode with synchronous=FULL: a committed transaction survives a crash
+ * of the process or the machine. Every statement is prepared once at open
+ * and finalized at close; every SQLite result code is checked. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PRAGMA application_id: "tknd". Marks a database file as tokend's. */
+#define STORE_APPLICATION_ID 0x746b6e64
+
+/* Forward migrations: migrations[i] takes schema version i to i + 1. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE tokens ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  domain TEXT NOT NULL,"
+    "  label TEXT NOT NULL,"
+    "  hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),"
+    "  hint TEXT NOT NULL,"
+    "  scopes TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_used_at INTEGER NOT NULL DEFAULT 0,"
+    "  revoked_at INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX tokens_domain_seq ON tokens (domain, seq);",
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+#define STMT_MAP(XX)                                                           \
+  XX(load, "SELECT seq, id, domain, label, hint, scopes, hash, created_at,"    \
+           " expires_at, last_used_at, revoked_at FROM tokens ORDER BY seq")   \
+  XX(insert,                                                                   \
+     "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"              \
+     " created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")       \
+  XX(revoke_set, "UPDATE tokens SET revoked_at = ?3"                           \
+                 " WHERE domain = ?1 AND id = ?2 AND revoked_at = 0")          \
+  XX(revoke_get, "SELECT revoked_at, hash FROM tokens"                         \
+                 " WHERE domain = ?1 AND id = ?2")                             \
+  XX(touch, "UPDATE tokens SET last_used_at = ?2"                              \
+            " WHERE hash = ?1 AND last_used_at < ?2")                          \
+  XX(list, "SELECT seq, id, domain, label, hint, scopes, hash, created_at,"    \
+           " expires_at, last_used_at, revoked_at FROM tokens"                 \
+           " WHERE domain = ?1 AND seq < ?2 AND (?3 OR revoked_at = 0)"        \
+           " ORDER BY seq DESC LIMIT ?4")                                      \
+  XX(begin, "BEGIN IMMEDIATE")                                                 \
+  XX(commit, "COMMIT")                                                         \
+  XX(rollback, "ROLLBACK")
+
+struct store_s {
+  sqlite3 *db;
+  char errmsg[256];
+#define XX(name, sql) sqlite3_stmt *name;
+  STMT_MAP(XX)
+#undef XX
+};
+
+static int store_fail(store_t *s, int err, const char *what) {
+  snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
+           s->db != NULL ? sqlite3_errmsg(s->db) : "no database");
+  return err;
+}
+
+/* Maps an SQLite result code to a tokend error. */
+static int store_map_rc(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_DONE:
+  case SQLITE_ROW:
+    return 0;
+  case SQLITE_CONSTRAINT:
+    return TOKEND_EEXIST;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+  case SQLITE_FULL:
+  case SQLITE_IOERR:
+  case SQLITE_READONLY:
+  case SQLITE_CANTOPEN:
+  case SQLITE_PROTOCOL:
+    return TOKEND_EUNAVAIL;
+  case SQLITE_NOMEM:
+    return TOKEND_ENOMEM;
+  default:
+    return TOKEND_ESTORE;
+  }
+}
+
+/* Runs a one-row pragma or query and returns its first column as int64. */
+static int store_query_int(store_t *s, const char *sql, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return store_map_rc(rc);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
+  else if (rc == SQLITE_DONE)
+    *out = 0;
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_map_rc(rc);
+}
+
+static int store_exec(store_t *s, const char *sql) {
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : store_map_rc(rc);
+}
+
+static int store_check_and_migrate(store_t *s, char *why, size_t why_len) {
+  int64_t app_id, version, n_tables;
+  char sql[64];
+  size_t v;
+  int err;
+
+  /* The first read of a file that is not SQLite fails here (SQLITE_NOTADB). */
+  if (store_query_int(s, "SELECT count(*) FROM sqlite_master", &n_tables) !=
+      0) {
+    snprintf(why, why_len, "not a tokend database: %s", sqlite3_errmsg(s->db));
+    return TOKEND_ECONFIG;
+  }
+  if (store_query_int(s, "PRAGMA application_id", &app_id) != 0 ||
+      store_query_int(s, "PRAGMA user_version", &version) != 0) {
+    snprintf(why, why_len, "cannot read schema version: %s",
+             sqlite3_errmsg(s->db));
+    return TOKEND_ESTORE;
+  }
+  if (app_id != STORE_APPLICATION_ID && !(app_id == 0 && n_tables == 0)) {
+    snprintf(why, why_len, "not a tokend database (application_id %lld)",
+             (long long)app_id);
+    return TOKEND_ECONFIG;
+  }
+  if (version > (int64_t)N_MIGRATIONS) {
+    snprintf(why, why_len,
+             "database schema version %lld is from a newer tokend (this build "
+             "knows up to %d); refusing to touch it",
+             (long long)version, (int)N_MIGRATIONS);
+    return TOKEND_ECONFIG;
+  }
+  if (version == (int64_t)N_MIGRATIONS)
+    return 0;
+
+  if ((err = store_exec(s, "BEGIN IMMEDIATE")) != 0)
+    goto err_why;
+  for (v = (size_t)version; v < N_MIGRATIONS; v++)
+    if ((err = store_exec(s, migrations[v])) != 0)
+      goto err_rollback;
+  snprintf(sql, sizeof(sql),
+           "PRAGMA application_id = %d; PRAGMA user_version = %d",
+           STORE_APPLICATION_ID, (int)N_MIGRATIONS);
+  if ((err = store_exec(s, sql)) != 0)
+    goto err_rollback;
+  if ((err = store_exec(s, "COMMIT")) != 0)
+    goto err_rollback;
+  return 0;
+
+err_rollback:
+  snprintf(why, why_len, "migration to schema version %zu failed: %s", v + 1,
+           sqlite3_errmsg(s->db));
+  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  return err;
+err_why:
+  snprintf(why, why_len, "cannot start migration: %s", sqlite3_errmsg(s->db));
+  return err;
+}
+
+int store_open(const char *path, store_t **out, char *why, size_t why_len) {
+  store_t *s;
+  sqlite3_stmt *st = NULL;
+  const char *mode;
+  int rc, err;
+
+  *out = NULL;
+  s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    snprintf(why, why_len, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                       NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(why, why_len, "cannot open database %s: %s", path,
+             s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    err = TOKEND_ESTORE;
+    goto err_close;
+  }
+  sqlite3_extended_result_codes(s->db, 1);
+  sqlite3_busy_timeout(s->db, 5000);
+
+  if ((err = store_check_and_migrate(s, why, why_len)) != 0)
+    goto err_close;
+
+  /* WAL: readers never block the writer. FULL: fsync on every commit. */
+  rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+  if (mode == NULL || strcmp(mode, "wal") != 0) {
+    snprintf(why, why_len, "cannot switch database to WAL mode: %s",
+             sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    err = TOKEND_ESTORE;
+    goto err_close;
+  }
+  sqlite3_finalize(st);
+  if ((err = store_exec(s, "PRAGMA synchronous=FULL")) != 0) {
+    snprintf(why, why_len, "cannot set synchronous=FULL: %s",
+             sqlite3_errmsg(s->db));
+    goto err_close;
+  }
+
+#define XX(name, sql)                                                          \
+  rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->name, \
+                          NULL);                                               \
+  if (rc != SQLITE_OK) {                                                       \
+    snprintf(why, why_len, "cannot prepare %s: %s", #name,                     \
+             sqlite3_errmsg(s->db));                                           \
+    err = TOKEND_ESTORE;                                                       \
+    goto err_close;                                                            \
+  }
+  STMT_MAP(XX)
+#undef XX
+
+  *out = s;
+  return 0;
+
+err_close:
+  store_close(s);
+  return err;
+}
+
+void store_close(store_t *s) {
+  if (s == NULL)
+    return;
+#define XX(name, sql) sqlite3_finalize(s->name);
+  STMT_MAP(XX)
+#undef XX
+  sqlite3_close(s->db);
+  free(s);
+}
+
+const char *store_errmsg(const store_t *s) { return s->errmsg; }
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col) {
+  const unsigned char *t = sqlite3_column_text(st, col);
+  size_t n = t != NULL ? (size_t)sqlite3_column_bytes(st, col) : 0;
+
+  if (n >= cap)
+    n = cap - 1;
+  if (n > 0)
+    memcpy(dst, t, n);
+  dst[n] = '\0';
+}
+
+/* Fills row from a statement whose columns are those of the load query. */
+static int row_read(sqlite3_stmt *st, store_token_t *row) {
+  const void *hash = sqlite3_column_blob(st, 6);
+
+  if (hash == NULL || sqlite3_column_bytes(st, 6) != TOKEND_HASH_BYTES)
+    return TOKEND_ESTORE;
+  row->seq = sqlite3_column_int64(st, 0);
+  copy_text(row->id, sizeof(row->id), st, 1);
+  copy_text(row->domain, sizeof(row->domain), st, 2);
+  copy_text(row->label, sizeof(row->label), st, 3);
+  copy_text(row->hint, sizeof(row->hint), st, 4);
+  copy_text(row->scopes, sizeof(row->scopes), st, 5);
+  memcpy(row->hash, hash, TOKEND_HASH_BYTES);
+  row->created_at = sqlite3_column_int64(st, 7);
+  row->expires_at = sqlite3_column_int64(st, 8);
+  row->last_used_at = sqlite3_column_int64(st, 9);
+  row->revoked_at = sqlite3_column_int64(st, 10);
+  return 0;
+}
+
+int store_load(store_t *s, store_load_cb cb, void *arg) {
+  store_token_t *row;
+  int rc, err = 0;
+
+  row = malloc(sizeof(*row));
+  if (row == NULL)
+    return TOKEND_ENOMEM;
+  while ((rc = sqlite3_step(s->load)) == SQLITE_ROW) {
+    if ((err = row_read(s->load, row)) != 0) {
+      snprintf(s->errmsg, sizeof(s->errmsg), "token row with a bad hash");
+      break;
+    }
+    if ((err = cb(arg, row)) != 0)
+      break;
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "load");
+  sqlite3_reset(s->load);
+  free(row);
+  return err;
+}
+
+static int store_step_once(store_t *s, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return store_fail(s, store_map_rc(rc), what);
+  return 0;
+}
+
+int store_begin(store_t *s) { return store_step_once(s, s->begin, "begin"); }
+
+int store_commit(store_t *s) {
+  int err = store_step_once(s, s->commit, "commit");
+
+  /* A failed COMMIT may leave the transaction open: end it, so the caller
+   * sees all-or-nothing. */
+  if (err != 0 && !sqlite3_get_autocommit(s->db))
+    store_rollback(s);
+  return err;
+}
+
+void store_rollback(store_t *s) {
+  if (!sqlite3_get_autocommit(s->db)) {
+    sqlite3_step(s->rollback);
+    sqlite3_reset(s->rollback);
+  }
+}
+
+int store_insert(store_t *s, store_token_t *row) {
+  sqlite3_stmt *st = s->insert;
+  int err;
+
+  /* SQLITE_STATIC: every buffer outlives the step below. */
+  if (sqlite3_bind_text(st, 1, row->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, row->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 3, row->label, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_blob(st, 4, row->hash, TOKEND_HASH_BYTES, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 5, row->hint, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 6, row->scopes, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 7, row->created_at) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 8, row->expires_at) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "insert bind");
+    goto out;
+  }
+  err = store_step_once(s, st, "insert");
+  if (err == 0)
+    row->seq = sqlite3_last_insert_rowid(s->db);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_revoke(store_t *s, const char *domain, const char *id, int64_t now,
+                 int64_t *revoked_at, int *already,
+                 uint8_t hash[TOKEND_HASH_BYTES]) {
+  const void *h;
+  int rc, err, changed;
+
+  if (sqlite3_bind_text(s->revoke_set, 1, domain, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->revoke_set, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(s->revoke_set, 3, now) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "revoke bind");
+    goto out;
+  }
+  if ((err = store_step_once(s, s->revoke_set, "revoke")) != 0)
+    goto out;
+  changed = sqlite3_changes(s->db);
+
+  if (sqlite3_bind_text(s->revoke_get, 1, domain, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->revoke_get, 2, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "revoke bind");
+    goto out;
+  }
+  rc = sqlite3_step(s->revoke_get);
+  if (rc == SQLITE_DONE) {
+    err = TOKEND_ENOTFOUND;
+  } else if (rc != SQLITE_ROW) {
+    err = store_fail(s, store_map_rc(rc), "revoke read");
+  } else {
+    h = sqlite3_column_blob(s->revoke_get, 1);
+    if (h == NULL ||
+        sqlite3_column_bytes(s->revoke_get, 1) != TOKEND_HASH_BYTES) {
+      err = store_fail(s, TOKEND_ESTORE, "revoke read");
+    } else {
+      *revoked_at = sqlite3_column_int64(s->revoke_get, 0);
+      *already = changed == 0;
+      memcpy(hash, h, TOKEND_HASH_BYTES);
+    }
+  }
+  sqlite3_reset(s->revoke_get);
+out:
+  sqlite3_clear_bindings(s->revoke_set);
+  sqlite3_clear_bindings(s->revoke_get);
+  return err;
+}
+
+int store_touch(store_t *s, const store_touch_t *items, size_t n) {
+  size_t i;
+  int err = 0;
+
+  for (i = 0; i < n && err == 0; i++) {
+    if (sqlite3_bind_blob(s->touch, 1, items[i].hash, TOKEND_HASH_BYTES,
+                          SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(s->touch, 2, items[i].last_used_at) != SQLITE_OK)
+      err = store_fail(s, TOKEND_ESTORE, "touch bind");
+    else
+      err = store_step_once(s, s->touch, "touch");
+  }
+  sqlite3_clear_bindings(s->touch);
+  return err;
+}
+
+int store_list(store_t *s, const char *domain, int include_revoked,
+               int64_t before_seq, store_token_t *rows, size_t max_rows,
+               size_t *n_rows) {
+  sqlite3_stmt *st = s->list;
+  size_t n = 0;
+  int rc = SQLITE_DONE, err = 0;
+
+  *n_rows = 0;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, before_seq > 0 ? before_seq : INT64_MAX) !=
+          SQLITE_OK ||
+      sqlite3_bind_int(st, 3, include_revoked ? 1 : 0) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, (int64_t)max_rows) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "list bind");
+    goto out;
+  }
+  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if ((err = row_read(st, &rows[n])) != 0) {
+      store_fail(s, err, "list read");
+      goto out_reset;
+    }
+    n++;
+  }
+  if (n < max_rows && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "list");
+  *n_rows = n;
+out_reset:
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}

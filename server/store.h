@@ -1,0 +1,91 @@
+/* store: durable storage of tokens. The narrow interface the rest of the
+ * server uses; SQLite (store.c) is the embedded implementation. Another
+ * backend (a database server shared by several hosts) implements the same
+ * functions.
+ *
+ * A store_t is used by one thread at a time. All functions return 0 or a
+ * negative TOKEND_E* code; on failure store_errmsg() describes the cause. */
+#ifndef TOKEND_STORE_H
+#define TOKEND_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokend_error.h"
+#include "tokend_limits.h"
+
+/* Scopes travel as one string, separated by single spaces (scopes cannot
+ * contain spaces). */
+#define STORE_SCOPES_BYTES (TOKEND_MAX_SCOPES * TOKEND_SCOPE_BYTES)
+
+/* Schema version this build writes (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 1
+
+typedef struct store_s store_t;
+
+/* One token row. The token itself is never part of it: only its keyed hash. */
+typedef struct {
+  int64_t seq; /* assigned by the store on insert; orders tokens by age */
+  char id[TOKEND_TOKEN_ID_BYTES];
+  char domain[TOKEND_DOMAIN_BYTES];
+  char label[TOKEND_LABEL_BYTES];
+  char hint[TOKEND_HINT_BYTES];
+  char scopes[STORE_SCOPES_BYTES];
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int64_t created_at;
+  int64_t expires_at;   /* 0: never */
+  int64_t last_used_at; /* 0: never */
+  int64_t revoked_at;   /* 0: not revoked */
+} store_token_t;
+
+typedef struct {
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int64_t last_used_at;
+} store_touch_t;
+
+/* Opens (creating if missing) the store at path, checks that it is a tokend
+ * store of a version this build knows, and migrates it forward. On failure
+ * returns TOKEND_ESTORE (cannot open), TOKEND_ECONFIG (not a tokend database,
+ * or from a newer version) and writes a one-line reason into why. */
+int store_open(const char *path, store_t **out, char *why,
+               size_t why_len) TOKEND_MUST_CHECK;
+
+/* Closes the store; NULL is a no-op. */
+void store_close(store_t *store);
+
+/* Last error's message; "" if none. */
+const char *store_errmsg(const store_t *store);
+
+/* Calls cb for every token, oldest first. cb returning non-zero stops the
+ * walk and that value is returned. row is valid only during the call. */
+typedef int (*store_load_cb)(void *arg, const store_token_t *row);
+int store_load(store_t *store, store_load_cb cb, void *arg) TOKEND_MUST_CHECK;
+
+/* Transactions group writes: a write outside one commits by itself. */
+int store_begin(store_t *store) TOKEND_MUST_CHECK;
+int store_commit(store_t *store) TOKEND_MUST_CHECK;
+void store_rollback(store_t *store);
+
+/* Inserts row (seq is ignored) and sets row->seq. TOKEND_EEXIST if its id
+ * or hash is already stored. */
+int store_insert(store_t *store, store_token_t *row) TOKEND_MUST_CHECK;
+
+/* Revokes token id of domain at now. *revoked_at gets the first
+ * revocation's time, *already 1 if it was revoked before, hash the token's
+ * hash. TOKEND_ENOTFOUND if domain has no token with that id. */
+int store_revoke(store_t *store, const char *domain, const char *id,
+                 int64_t now, int64_t *revoked_at, int *already,
+                 uint8_t hash[TOKEND_HASH_BYTES]) TOKEND_MUST_CHECK;
+
+/* Raises last_used_at of each token to the given time (never lowers it). */
+int store_touch(store_t *store, const store_touch_t *items,
+                size_t n) TOKEND_MUST_CHECK;
+
+/* Writes into rows (room for max_rows) up to max_rows tokens of domain with
+ * seq < before_seq (0: no bound), newest first, skipping revoked tokens
+ * unless include_revoked. *n_rows gets the count. */
+int store_list(store_t *store, const char *domain, int include_revoked,
+               int64_t before_seq, store_token_t *rows, size_t max_rows,
+               size_t *n_rows) TOKEND_MUST_CHECK;
+
+#endif

@@ -1,0 +1,219 @@
+#include "store_worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct store_worker_s {
+  store_t *store;
+  uv_thread_t thread;
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  uv_async_t async; /* wakes the loop when jobs are done */
+  /* Guarded by lock: */
+  store_job_t *todo_head, *todo_tail;
+  store_job_t *done_head, *done_tail;
+  int stopping;
+};
+
+static void job_fail(store_job_t *job, int err, const char *msg) {
+  job->result = err;
+  snprintf(job->errmsg, sizeof(job->errmsg), "%s", msg);
+}
+
+static int is_write(const store_job_t *job) {
+  return job->kind != STORE_JOB_LIST;
+}
+
+/* Runs one job inside the current transaction (writes) or alone (reads).
+ * Returns 0 unless the failure is the store's (the transaction is then
+ * doomed); a job's own "not found" is its result, not a store failure. */
+static int job_run(store_t *store, store_job_t *job) {
+  int err = 0;
+
+  switch (job->kind) {
+  case STORE_JOB_ISSUE:
+    err = store_insert(store, &job->u.issue.row);
+    break;
+  case STORE_JOB_REVOKE:
+    err = store_revoke(store, job->u.revoke.domain, job->u.revoke.id,
+                       job->u.revoke.now, &job->u.revoke.revoked_at,
+                       &job->u.revoke.already, job->u.revoke.hash);
+    if (err == TOKEND_ENOTFOUND) {
+      job_fail(job, err, "no such token in this domain");
+      return 0;
+    }
+    break;
+  case STORE_JOB_TOUCH:
+    err = store_touch(store, job->u.touch.items, job->u.touch.n);
+    break;
+  case STORE_JOB_LIST:
+    err = store_list(store, job->u.list.domain, job->u.list.include_revoked,
+                     job->u.list.before_seq, job->u.list.rows,
+                     job->u.list.max_rows, &job->u.list.n_rows);
+    break;
+  }
+  if (err != 0)
+    job_fail(job, err, store_errmsg(store));
+  return err;
+}
+
+/* Runs the writes first..last (inclusive) in one transaction. If any fails
+ * in a way that dooms the transaction, all are rolled back and every one
+ * fails: none was acknowledged, so none is lost. */
+static void run_write_group(store_t *store, store_job_t *first,
+                            store_job_t *last) {
+  store_job_t *j;
+  int err;
+
+  if ((err = store_begin(store)) != 0)
+    goto err_fail_all;
+  for (j = first;; j = j->next) {
+    if ((err = job_run(store, j)) != 0) {
+      store_rollback(store);
+      goto err_fail_all;
+    }
+    if (j == last)
+      break;
+  }
+  if ((err = store_commit(store)) != 0)
+    goto err_fail_all;
+  return;
+
+err_fail_all:
+  log_error("store: write batch failed: %s", store_errmsg(store));
+  for (j = first;; j = j->next) {
+    job_fail(j, err, store_errmsg(store));
+    if (j == last)
+      break;
+  }
+}
+
+static void run_batch(store_t *store, store_job_t *head) {
+  store_job_t *j = head, *first, *last;
+
+  while (j != NULL) {
+    if (!is_write(j)) {
+      job_run(store, j);
+      j = j->next;
+      continue;
+    }
+    first = last = j;
+    while (last->next != NULL && is_write(last->next))
+      last = last->next;
+    run_write_group(store, first, last);
+    j = last->next;
+  }
+}
+
+static void worker_main(void *arg) {
+  store_worker_t *w = arg;
+  store_job_t *batch, *tail;
+  int stopping;
+
+  for (;;) {
+    uv_mutex_lock(&w->lock);
+    while (w->todo_head == NULL && !w->stopping)
+      uv_cond_wait(&w->cond, &w->lock);
+    batch = w->todo_head;
+    tail = w->todo_tail;
+    w->todo_head = w->todo_tail = NULL;
+    stopping = w->stopping;
+    uv_mutex_unlock(&w->lock);
+
+    if (batch == NULL && stopping)
+      break;
+    run_batch(w->store, batch);
+
+    uv_mutex_lock(&w->lock);
+    if (w->done_tail != NULL)
+      w->done_tail->next = batch;
+    else
+      w->done_head = batch;
+    w->done_tail = tail;
+    uv_mutex_unlock(&w->lock);
+    uv_async_send(&w->async);
+  }
+}
+
+/* Loop thread: calls done for every finished job, in order. */
+static void worker_drain(store_worker_t *w) {
+  store_job_t *j, *next;
+
+  uv_mutex_lock(&w->lock);
+  j = w->done_head;
+  w->done_head = w->done_tail = NULL;
+  uv_mutex_unlock(&w->lock);
+  for (; j != NULL; j = next) {
+    next = j->next;
+    j->next = NULL;
+    j->done(j);
+  }
+}
+
+static void on_async(uv_async_t *handle) { worker_drain(handle->data); }
+
+static void on_async_close(uv_handle_t *handle) { free(handle->data); }
+
+int store_worker_start(uv_loop_t *loop, store_t *store, store_worker_t **out) {
+  store_worker_t *w;
+  int err;
+
+  w = calloc(1, sizeof(*w));
+  if (w == NULL)
+    return TOKEND_ENOMEM;
+  w->store = store;
+  if (uv_mutex_init(&w->lock) != 0)
+    goto err_free;
+  if (uv_cond_init(&w->cond) != 0)
+    goto err_mutex;
+  if (uv_async_init(loop, &w->async, on_async) != 0)
+    goto err_cond;
+  w->async.data = w;
+  if ((err = uv_thread_create(&w->thread, worker_main, w)) != 0) {
+    log_error("store: cannot start writer thread: %s", uv_strerror(err));
+    /* The async handle now frees w in its close callback. */
+    uv_close((uv_handle_t *)&w->async, on_async_close);
+    uv_cond_destroy(&w->cond);
+    uv_mutex_destroy(&w->lock);
+    return TOKEND_EINTERNAL;
+  }
+  *out = w;
+  return 0;
+
+err_cond:
+  uv_cond_destroy(&w->cond);
+err_mutex:
+  uv_mutex_destroy(&w->lock);
+err_free:
+  free(w);
+  return TOKEND_EINTERNAL;
+}
+
+void store_worker_submit(store_worker_t *w, store_job_t *job) {
+  job->next = NULL;
+  job->result = 0;
+  job->errmsg[0] = '\0';
+  uv_mutex_lock(&w->lock);
+  if (w->todo_tail != NULL)
+    w->todo_tail->next = job;
+  else
+    w->todo_head = job;
+  w->todo_tail = job;
+  uv_cond_signal(&w->cond);
+  uv_mutex_unlock(&w->lock);
+}
+
+void store_worker_stop(store_worker_t *w) {
+  uv_mutex_lock(&w->lock);
+  w->stopping = 1;
+  uv_cond_signal(&w->cond);
+  uv_mutex_unlock(&w->lock);
+  uv_thread_join(&w->thread);
+  worker_drain(w);
+  uv_cond_destroy(&w->cond);
+  uv_mutex_destroy(&w->lock);
+  uv_close((uv_handle_t *)&w->async, on_async_close);
+}

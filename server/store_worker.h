@@ -1,0 +1,78 @@
+/* store_worker: runs store.h calls on a dedicated thread so that no disk
+ * write (an fsync on commit) ever delays the event loop.
+ *
+ * The loop thread submits jobs; the worker takes every queued job at once
+ * and runs consecutive writes in one transaction (group commit: many
+ * acknowledged writes share one fsync). A job's done callback runs on the
+ * loop thread only after its transaction committed (or failed), in
+ * submission order. */
+#ifndef TOKEND_STORE_WORKER_H
+#define TOKEND_STORE_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "store.h"
+
+typedef enum {
+  STORE_JOB_ISSUE,
+  STORE_JOB_REVOKE,
+  STORE_JOB_TOUCH,
+  STORE_JOB_LIST
+} store_job_kind_t;
+
+typedef struct store_job_s store_job_t;
+typedef void (*store_job_done_cb)(store_job_t *job);
+
+/* Allocated and owned by the submitter, who must keep it alive until done
+ * is called. The worker writes only result, errmsg and the kind's outputs. */
+struct store_job_s {
+  store_job_kind_t kind;
+  store_job_done_cb done;
+  int result; /* 0 or a TOKEND_E* code */
+  char errmsg[128];
+  union {
+    struct {
+      store_token_t row; /* in: the row; out: row.seq */
+    } issue;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      int64_t now;
+      int64_t revoked_at;              /* out */
+      int already;                     /* out */
+      uint8_t hash[TOKEND_HASH_BYTES]; /* out */
+    } revoke;
+    struct {
+      const store_touch_t *items; /* owned by the submitter */
+      size_t n;
+    } touch;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      int include_revoked;
+      int64_t before_seq;
+      store_token_t *rows; /* room for max_rows, owned by the submitter */
+      size_t max_rows;
+      size_t n_rows; /* out */
+    } list;
+  } u;
+  store_job_t *next; /* worker's queue link */
+};
+
+typedef struct store_worker_s store_worker_t;
+
+/* Starts the worker thread on store (which it then uses exclusively until
+ * store_worker_stop returns). */
+int store_worker_start(uv_loop_t *loop, store_t *store,
+                       store_worker_t **out) TOKEND_MUST_CHECK;
+
+/* Queues job. Loop thread only. */
+void store_worker_submit(store_worker_t *w, store_job_t *job);
+
+/* Runs every queued job, calls their done callbacks, joins the thread and
+ * frees the worker. Loop thread only; the loop must then run once more so
+ * that the worker's async handle closes. */
+void store_worker_stop(store_worker_t *w);
+
+#endif
