@@ -185,14 +185,19 @@ static int ctl_parse_uint(const char *s, unsigned long long max,
 }
 
 /* "90s", "15m", "12h", "30d", "2w" -> milliseconds, > 0 and small enough
- * that now + it fits an int64. */
-static int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out) {
+ * that now_ms + it fits an int64. On failure *why says what is wrong. */
+static int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out,
+                                 const char **why) {
   unsigned long long n, unit_ms;
-  char digits[32];
-  size_t len = strlen(s);
+  size_t len = strlen(s), i;
 
-  if (len < 2 || len - 1 >= sizeof(digits))
+  *why = "expected a whole number and a unit s, m, h, d or w (90s, 15m, 12h, "
+         "30d, 2w)";
+  if (len < 2)
     return TOKEND_EINVAL;
+  for (i = 0; i + 1 < len; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return TOKEND_EINVAL;
   switch (s[len - 1]) {
   case 's':
     unit_ms = 1000ULL;
@@ -212,12 +217,20 @@ static int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out) {
   default:
     return TOKEND_EINVAL;
   }
-  memcpy(digits, s, len - 1);
-  digits[len - 1] = '\0';
-  if (ctl_parse_uint(digits, (unsigned long long)(INT64_MAX - now_ms) / unit_ms,
-                     &n) != 0 ||
-      n == 0)
+  /* The digits are checked: failing now means too large. */
+  *why = "too far in the future";
+  n = 0;
+  for (i = 0; i + 1 < len; i++) {
+    if (n > ((unsigned long long)(INT64_MAX - now_ms) / unit_ms -
+             (unsigned)(s[i] - '0')) /
+                10)
+      return TOKEND_EINVAL;
+    n = n * 10 + (unsigned)(s[i] - '0');
+  }
+  if (n == 0) {
+    *why = "must be more than 0";
     return TOKEND_EINVAL;
+  }
   *out = (int64_t)(n * unit_ms);
   return 0;
 }
@@ -358,8 +371,7 @@ static void ctl_report(const char *what, tokend_client_t *client, int rc,
     case TOKEND_EIO:
       hint = "tokend's log may say why";
       break;
-    case TOKEND_EPROTO:
-    case TOKEND_EMSGSIZE:
+    case TOKEND_EPROTO: /* only ever local: tokend's statuses never map to it */
       hint = "are tokenctl and tokend the same version?";
       break;
     case TOKEND_EUNAVAIL:
@@ -542,7 +554,7 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("issue");
   const char *scopes[TOKEND_MAX_SCOPES];
-  const char *expires_in = NULL;
+  const char *expires_in = NULL, *why;
   tokend_issue_params_t params;
   tokend_client_t *client;
   tokend_issued_t issued;
@@ -585,12 +597,9 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   params.scopes = scopes;
   if (expires_in != NULL) {
     now = ctl_now_ms();
-    if (ctl_parse_duration_ms(expires_in, now, &duration) != 0) {
-      fprintf(stderr,
-              "tokenctl issue: --expires-in: '%s' is not a duration: expected "
-              "a whole number above 0 and a unit s, m, h, d or w (90s, 15m, "
-              "12h, 30d, 2w), at most a few hundred million years\n",
-              expires_in);
+    if (ctl_parse_duration_ms(expires_in, now, &duration, &why) != 0) {
+      fprintf(stderr, "tokenctl issue: --expires-in '%s': %s\n", expires_in,
+              why);
       return CTL_EXIT_ERROR;
     }
     params.expires_at = now + duration;

@@ -366,6 +366,33 @@ static void client_response_free(Tokend__V1__Response *resp) {
   tokend__v1__response__free_unpacked(resp, NULL);
 }
 
+/* tokend answers a connection-level error (oversized or undecodable frame)
+ * with a status under call_id 0, then closes. If such a status is waiting,
+ * it replaces err and its message becomes the client's. */
+static int client_take_parting_status(tokend_client_t *client, int err) {
+  Tokend__V1__Response *resp;
+  uint8_t *body = NULL;
+  uint32_t body_len = 0;
+  int code;
+
+  if (client_read_frame(client, client_deadline(200), &body, &body_len) != 0)
+    return err;
+  resp = tokend__v1__response__unpack(NULL, body_len, body);
+  sodium_memzero(body, body_len);
+  free(body);
+  if (resp == NULL)
+    return err;
+  code = resp->status != NULL ? resp->status->code : TOKEND_GRPC_OK;
+  if (resp->call_id == 0 && code != TOKEND_GRPC_OK) {
+    client->grpc_status = code;
+    snprintf(client->errmsg, sizeof(client->errmsg),
+             "tokend closed the connection: %s", resp->status->message);
+    err = tokend_err_from_grpc(code);
+  }
+  client_response_free(resp);
+  return err;
+}
+
 /* Sends req (its call_id is set here) and waits for its answer. On success
  * *out is a Response with status OK and result want, which the caller frees
  * with client_response_free(). */
@@ -409,6 +436,8 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
   /* A verify request carries a secret. */
   sodium_memzero(packed, packed_len);
   free(packed);
+  if (rc == TOKEND_ECLOSED)
+    rc = client_take_parting_status(client, rc);
   if (rc != 0)
     goto err_break;
 
@@ -429,6 +458,16 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
     }
     if (resp->call_id == req->call_id)
       break;
+    if (resp->call_id == 0 && resp->status != NULL &&
+        resp->status->code != TOKEND_GRPC_OK) {
+      /* A connection-level error: tokend closes after it. */
+      client->grpc_status = resp->status->code;
+      snprintf(client->errmsg, sizeof(client->errmsg),
+               "tokend closed the connection: %s", resp->status->message);
+      rc = tokend_err_from_grpc(resp->status->code);
+      client_response_free(resp);
+      goto err_break;
+    }
     if (resp->call_id > req->call_id) {
       rc = client_fail(client, TOKEND_EPROTO,
                        "tokend answered call %llu, which was never made",
@@ -462,6 +501,12 @@ err_free_resp:
   client_response_free(resp);
   return rc;
 err_break:
+  /* If tokend closed without a readable status, say what is likely. */
+  if (rc == TOKEND_ECLOSED && packed_len > TOKEND_MAX_FRAME_BYTES_DEFAULT)
+    client_fail(client, rc,
+                "tokend closed the connection; the %zu-byte request may "
+                "exceed its --max-frame-bytes",
+                packed_len);
   client_break(client);
   return rc;
 }
@@ -561,8 +606,9 @@ int tokend_client_issue(tokend_client_t *client,
     goto err_wipe_out;
   }
   if (client_copy_info(&out->info, res->info) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO,
-                     "tokend sent token details that do not fit");
+    rc =
+        client_fail(client, TOKEND_EPROTO,
+                    "tokend sent token details that are too long or malformed");
     goto err_wipe_out;
   }
   client_response_free(resp);
@@ -624,8 +670,9 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
       client_copy_str(out->label, sizeof(out->label), res->label) != 0 ||
       client_copy_scopes(out->scopes, &out->n_scopes, res->scopes,
                          res->n_scopes) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO,
-                     "tokend sent token details that do not fit");
+    rc =
+        client_fail(client, TOKEND_EPROTO,
+                    "tokend sent token details that are too long or malformed");
     goto done;
   }
   out->expires_at = res->expires_at;
@@ -710,8 +757,9 @@ int tokend_client_list(tokend_client_t *client, const char *domain,
   }
   for (i = 0; i < res->n_tokens; i++) {
     if (client_copy_info(&list->tokens[i], res->tokens[i]) != 0) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend sent token details that do not fit");
+      rc = client_fail(
+          client, TOKEND_EPROTO,
+          "tokend sent token details that are too long or malformed");
       goto err_free_list;
     }
   }
