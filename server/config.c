@@ -100,10 +100,23 @@ static int parse_u32(const char *flag, const char *val, uint32_t min,
   return 0;
 }
 
+/* The offending option's name: a short one from optopt (argv may still be
+ * in the middle of a group like -xh), a long one from the word getopt
+ * passed. */
+static const char *bad_option_name(char **argv, char *buf, size_t len) {
+  if (optopt > 0 && optopt < 256) {
+    snprintf(buf, len, "-%c", optopt);
+    return buf;
+  }
+  return argv[optind - 1];
+}
+
 int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   int c, rc = 0, explicit_paths = 0;
+  char name[8];
 
-  optind = 1;
+  /* 0, not 1: glibc then also forgets a half-parsed group of flags. */
+  optind = 0;
   opterr = 0;
   while (rc == 0 &&
          (c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
@@ -154,12 +167,13 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
       fprintf(out, "tokend %s\n", TOKEND_VERSION);
       return 1;
     case ':':
-      fprintf(err, "tokend: %s needs a value (see --help)\n", argv[optind - 1]);
+      fprintf(err, "tokend: %s needs a value (see --help)\n",
+              bad_option_name(argv, name, sizeof(name)));
       rc = TOKEND_EINVAL;
       break;
     default:
       fprintf(err, "tokend: unknown option '%s' (see --help)\n",
-              argv[optind - 1]);
+              bad_option_name(argv, name, sizeof(name)));
       rc = TOKEND_EINVAL;
       break;
     }

@@ -50,7 +50,9 @@ int pepper_load(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
   ssize_t n;
   int fd, err = 0;
 
-  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO planted at the path must not hang start-up; it is
+   * refused below as not a regular file. */
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0 && errno == ENOENT)
     return pepper_create(path, out, why, why_len);
   if (fd < 0) {

@@ -1,0 +1,385 @@
+/* Unit tests for server/config: defaults and command-line flags. */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define MAX_ARGS 16
+
+/* What one config_parse call printed, and what it returned. */
+typedef struct {
+  config_t cfg;
+  int rc;
+  char *out; /* from open_memstream; freed by the next parse or teardown */
+  char *err;
+} fixture_t;
+
+/* Fully reinitialises glibc's getopt (optind = 0), so that each test starts
+ * from a clean state whatever the previous one left behind. */
+static void getopt_reinit(void) {
+  char *argv[] = {(char *)"reinit", NULL};
+
+  optind = 0;
+  opterr = 0;
+  (void)getopt(1, argv, "");
+}
+
+static int setup(void **state) {
+  fixture_t *fx = calloc(1, sizeof(*fx));
+
+  if (fx == NULL)
+    return -1;
+  getopt_reinit();
+  unsetenv(TOKEND_SOCKET_ENV);
+  config_defaults(&fx->cfg);
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *fx = *state;
+
+  free(fx->out);
+  free(fx->err);
+  free(fx);
+  unsetenv(TOKEND_SOCKET_ENV);
+  return 0;
+}
+
+/* Runs config_parse on "tokend" followed by the NULL-terminated args,
+ * capturing both streams. */
+static int parse_argv(fixture_t *fx, const char *const *args) {
+  char *argv[MAX_ARGS + 2];
+  size_t out_len = 0, err_len = 0;
+  FILE *out, *err;
+  int argc = 0;
+
+  argv[argc++] = (char *)"tokend";
+  while (*args != NULL && argc <= MAX_ARGS)
+    argv[argc++] = (char *)*args++;
+  argv[argc] = NULL;
+  free(fx->out);
+  free(fx->err);
+  fx->out = fx->err = NULL;
+  out = open_memstream(&fx->out, &out_len);
+  err = open_memstream(&fx->err, &err_len);
+  assert_non_null(out);
+  assert_non_null(err);
+  fx->rc = config_parse(&fx->cfg, argc, argv, out, err);
+  fclose(out);
+  fclose(err);
+  return fx->rc;
+}
+
+#define PARSE(fx, ...)                                                         \
+  parse_argv((fx), (const char *const[]){__VA_ARGS__, NULL})
+
+/* A rejection prints exactly one line, starting "tokend: ", to err and
+ * nothing to out. */
+static void assert_one_line_error(const fixture_t *fx, const char *needle) {
+  size_t n = strlen(fx->err);
+
+  assert_int_equal(fx->rc, TOKEND_EINVAL);
+  assert_string_equal(fx->out, "");
+  assert_true(n > 0);
+  assert_int_equal(strncmp(fx->err, "tokend: ", 8), 0);
+  assert_ptr_equal(strchr(fx->err, '\n'), fx->err + n - 1);
+  if (needle != NULL)
+    assert_non_null(strstr(fx->err, needle));
+}
+
+static void test_config_defaults(void **state) {
+  fixture_t *fx = *state;
+
+  assert_string_equal(fx->cfg.socket_path, TOKEND_SOCKET_DEFAULT);
+  assert_string_equal(fx->cfg.db_path, CONFIG_DB_DEFAULT);
+  assert_string_equal(fx->cfg.pepper_path, CONFIG_PEPPER_DEFAULT);
+  assert_string_equal(fx->cfg.token_prefix, TOKEND_PREFIX_DEFAULT);
+  assert_int_equal(fx->cfg.max_frame_bytes, TOKEND_MAX_FRAME_BYTES_DEFAULT);
+  assert_int_equal(fx->cfg.flush_interval_ms, CONFIG_FLUSH_INTERVAL_MS_DEFAULT);
+  assert_int_equal(fx->cfg.shutdown_timeout_ms,
+                   CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT);
+  assert_int_equal(fx->cfg.log_level, LOG_INFO);
+}
+
+static void test_config_defaults_honour_socket_env(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(setenv(TOKEND_SOCKET_ENV, "/run/tokend/api.sock", 1), 0);
+  config_defaults(&fx->cfg);
+  assert_string_equal(fx->cfg.socket_path, "/run/tokend/api.sock");
+
+  /* Set but empty: the built-in default. */
+  assert_int_equal(setenv(TOKEND_SOCKET_ENV, "", 1), 0);
+  config_defaults(&fx->cfg);
+  assert_string_equal(fx->cfg.socket_path, TOKEND_SOCKET_DEFAULT);
+
+  /* --socket still wins over the variable. */
+  assert_int_equal(setenv(TOKEND_SOCKET_ENV, "/run/env.sock", 1), 0);
+  config_defaults(&fx->cfg);
+  assert_int_equal(PARSE(fx, "--socket", "/run/flag.sock"), 0);
+  assert_string_equal(fx->cfg.socket_path, "/run/flag.sock");
+}
+
+static void test_config_no_args_keeps_defaults(void **state) {
+  fixture_t *fx = *state;
+  char *argv[] = {(char *)"tokend", NULL};
+  config_t before = fx->cfg;
+
+  assert_int_equal(config_parse(&fx->cfg, 1, argv, stdout, stderr), 0);
+  assert_int_equal(fx->cfg.default_dir, 1);
+  fx->cfg.default_dir = before.default_dir;
+  assert_memory_equal(&fx->cfg, &before, sizeof(before));
+}
+
+static void test_config_parses_every_flag(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--socket", "/tmp/s.sock", "--db", "/tmp/t.db",
+                         "--pepper-file", "/tmp/pep", "--token-prefix", "acme2",
+                         "--max-frame-bytes", "4096", "--flush-interval-ms",
+                         "250", "--shutdown-timeout-ms", "0", "--log-level",
+                         "debug"),
+                   0);
+  assert_string_equal(fx->out, "");
+  assert_string_equal(fx->err, "");
+  assert_string_equal(fx->cfg.socket_path, "/tmp/s.sock");
+  assert_string_equal(fx->cfg.db_path, "/tmp/t.db");
+  assert_string_equal(fx->cfg.pepper_path, "/tmp/pep");
+  assert_string_equal(fx->cfg.token_prefix, "acme2");
+  assert_int_equal(fx->cfg.max_frame_bytes, 4096);
+  assert_int_equal(fx->cfg.flush_interval_ms, 250);
+  assert_int_equal(fx->cfg.shutdown_timeout_ms, 0);
+  assert_int_equal(fx->cfg.log_level, LOG_DEBUG);
+  assert_int_equal(fx->cfg.default_dir, 0);
+}
+
+static void test_config_flag_equals_form(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--log-level=error", "--max-frame-bytes=128",
+                         "--token-prefix=x"),
+                   0);
+  assert_int_equal(fx->cfg.log_level, LOG_ERROR);
+  assert_int_equal(fx->cfg.max_frame_bytes, 128);
+  assert_string_equal(fx->cfg.token_prefix, "x");
+}
+
+static void test_config_max_frame_bytes_edges(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--max-frame-bytes", "63"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--max-frame-bytes");
+  assert_int_equal(fx->cfg.max_frame_bytes, TOKEND_MAX_FRAME_BYTES_DEFAULT);
+
+  assert_int_equal(PARSE(fx, "--max-frame-bytes", "64"), 0);
+  assert_int_equal(fx->cfg.max_frame_bytes, 64);
+
+  assert_int_equal(PARSE(fx, "--max-frame-bytes", "67108864"), 0);
+  assert_int_equal(fx->cfg.max_frame_bytes, TOKEND_MAX_FRAME_BYTES_LIMIT);
+
+  assert_int_equal(PARSE(fx, "--max-frame-bytes", "67108865"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "67108865");
+  assert_int_equal(fx->cfg.max_frame_bytes, TOKEND_MAX_FRAME_BYTES_LIMIT);
+}
+
+static void test_config_max_frame_bytes_not_a_number(void **state) {
+  static const char *const bad[] = {
+      "12x", "-1", "", " 64", "+64", "0x40", "1e6", "99999999999999999999"};
+  fixture_t *fx = *state;
+  size_t i;
+
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_int_equal(PARSE(fx, "--max-frame-bytes", bad[i]), TOKEND_EINVAL);
+    assert_one_line_error(fx, "--max-frame-bytes");
+    assert_int_equal(fx->cfg.max_frame_bytes, TOKEND_MAX_FRAME_BYTES_DEFAULT);
+  }
+}
+
+static void test_config_interval_edges(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--flush-interval-ms", "9"), TOKEND_EINVAL);
+  assert_int_equal(PARSE(fx, "--flush-interval-ms", "10"), 0);
+  assert_int_equal(fx->cfg.flush_interval_ms, 10);
+  assert_int_equal(PARSE(fx, "--flush-interval-ms", "3600000"), 0);
+  assert_int_equal(PARSE(fx, "--flush-interval-ms", "3600001"), TOKEND_EINVAL);
+  assert_int_equal(fx->cfg.flush_interval_ms, 3600000);
+  assert_int_equal(PARSE(fx, "--shutdown-timeout-ms", "600000"), 0);
+  assert_int_equal(fx->cfg.shutdown_timeout_ms, 600000);
+  assert_int_equal(PARSE(fx, "--shutdown-timeout-ms", "600001"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--shutdown-timeout-ms");
+}
+
+static void test_config_bad_token_prefix_rejected(void **state) {
+  static const char *const bad[] = {"", "Acme", "ac-me", "ac_me",
+                                    "abcdefghijklmnopq"};
+  fixture_t *fx = *state;
+  size_t i;
+
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_int_equal(PARSE(fx, "--token-prefix", bad[i]), TOKEND_EINVAL);
+    assert_one_line_error(fx, "--token-prefix");
+    assert_string_equal(fx->cfg.token_prefix, TOKEND_PREFIX_DEFAULT);
+  }
+  /* 16 characters is the longest accepted. */
+  assert_int_equal(PARSE(fx, "--token-prefix", "abcdefghijklmnop"), 0);
+  assert_string_equal(fx->cfg.token_prefix, "abcdefghijklmnop");
+}
+
+static void test_config_bad_log_level_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--log-level", "verbose"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--log-level");
+  assert_int_equal(fx->cfg.log_level, LOG_INFO);
+  assert_int_equal(PARSE(fx, "--log-level", "warn"), 0);
+  assert_int_equal(fx->cfg.log_level, LOG_WARN);
+}
+
+static void test_config_empty_path_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--db="), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--db");
+  assert_string_equal(fx->cfg.db_path, CONFIG_DB_DEFAULT);
+}
+
+static void test_config_too_long_path_rejected(void **state) {
+  fixture_t *fx = *state;
+  static char path[CONFIG_PATH_BYTES + 1];
+
+  memset(path, 'p', CONFIG_PATH_BYTES);
+  path[CONFIG_PATH_BYTES] = '\0';
+  assert_int_equal(PARSE(fx, "--socket", path), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--socket");
+  /* One character shorter fits. */
+  path[CONFIG_PATH_BYTES - 1] = '\0';
+  assert_int_equal(PARSE(fx, "--socket", path), 0);
+  assert_string_equal(fx->cfg.socket_path, path);
+}
+
+static void test_config_help_prints_usage(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--help"), 1);
+  assert_non_null(strstr(fx->out, "Usage: tokend"));
+  assert_non_null(strstr(fx->out, "--max-frame-bytes"));
+  assert_string_equal(fx->err, "");
+
+  assert_int_equal(PARSE(fx, "-h"), 1);
+  assert_non_null(strstr(fx->out, "Usage: tokend"));
+}
+
+static void test_config_version_prints_version(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--version"), 1);
+  assert_string_equal(fx->out, "tokend " TOKEND_VERSION "\n");
+  assert_string_equal(fx->err, "");
+}
+
+static void test_config_unknown_flag_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--bogus"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "'--bogus'");
+  assert_int_equal(PARSE(fx, "-x"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "'-x'");
+}
+
+/* In a cluster of short options the unknown one is named, not argv[0]. */
+static void test_config_unknown_short_option_in_cluster_named(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "-xh"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "'-x'");
+}
+
+static void test_config_stray_argument_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--db", "/tmp/t.db", "extra"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "'extra'");
+  assert_int_equal(PARSE(fx, "extra"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "'extra'");
+}
+
+static void test_config_missing_value_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--db"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--db needs a value");
+  assert_int_equal(PARSE(fx, "--log-level", "info", "--max-frame-bytes"),
+                   TOKEND_EINVAL);
+  assert_one_line_error(fx, "--max-frame-bytes needs a value");
+}
+
+static void test_config_default_dir_only_without_paths(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--socket", "/tmp/s.sock"), 0);
+  assert_int_equal(fx->cfg.default_dir, 1);
+  assert_int_equal(PARSE(fx, "--db", "/tmp/t.db"), 0);
+  assert_int_equal(fx->cfg.default_dir, 0);
+  assert_int_equal(PARSE(fx, "--pepper-file", "/tmp/pep"), 0);
+  assert_int_equal(fx->cfg.default_dir, 0);
+  assert_int_equal(PARSE(fx, "--log-level", "info"), 0);
+  assert_int_equal(fx->cfg.default_dir, 1);
+}
+
+/* config_parse resets getopt itself: a second call parses its own argv from
+ * the start, whatever the first one left behind. */
+static void test_config_parse_twice_starts_over(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--db", "/tmp/a.db", "stray"), TOKEND_EINVAL);
+  assert_int_equal(PARSE(fx, "--db", "/tmp/b.db"), 0);
+  assert_string_equal(fx->cfg.db_path, "/tmp/b.db");
+
+  /* A parse that stopped inside a cluster of short options ("-xh": 'x'
+   * rejected, 'h' not yet read) must not leak the rest into the next. */
+  assert_int_equal(PARSE(fx, "-xh"), TOKEND_EINVAL);
+  assert_int_equal(PARSE(fx, "--db", "/tmp/c.db"), 0);
+  assert_string_equal(fx->out, "");
+  assert_string_equal(fx->cfg.db_path, "/tmp/c.db");
+}
+
+#define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      CONFIG_TEST(test_config_defaults),
+      CONFIG_TEST(test_config_defaults_honour_socket_env),
+      CONFIG_TEST(test_config_no_args_keeps_defaults),
+      CONFIG_TEST(test_config_parses_every_flag),
+      CONFIG_TEST(test_config_flag_equals_form),
+      CONFIG_TEST(test_config_max_frame_bytes_edges),
+      CONFIG_TEST(test_config_max_frame_bytes_not_a_number),
+      CONFIG_TEST(test_config_interval_edges),
+      CONFIG_TEST(test_config_bad_token_prefix_rejected),
+      CONFIG_TEST(test_config_bad_log_level_rejected),
+      CONFIG_TEST(test_config_empty_path_rejected),
+      CONFIG_TEST(test_config_too_long_path_rejected),
+      CONFIG_TEST(test_config_help_prints_usage),
+      CONFIG_TEST(test_config_version_prints_version),
+      CONFIG_TEST(test_config_unknown_flag_rejected),
+      CONFIG_TEST(test_config_unknown_short_option_in_cluster_named),
+      CONFIG_TEST(test_config_stray_argument_rejected),
+      CONFIG_TEST(test_config_missing_value_rejected),
+      CONFIG_TEST(test_config_default_dir_only_without_paths),
+      CONFIG_TEST(test_config_parse_twice_starts_over),
+  };
+
+  return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,0 +1,355 @@
+/* Unit tests for server/index: the in-memory hash table Verify reads. */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index.h"
+
+/* Derives a uniform 32-byte hash from n, like the server's keyed BLAKE2b. */
+static void hash_of(uint64_t n, uint8_t hash[TOKEND_HASH_BYTES]) {
+  crypto_generichash(hash, TOKEND_HASH_BYTES, (const unsigned char *)&n,
+                     sizeof(n), NULL, 0);
+}
+
+static void make_row(store_token_t *row, uint64_t n, const char *domain,
+                     const char *label, const char *scopes) {
+  memset(row, 0, sizeof(*row));
+  hash_of(n, row->hash);
+  snprintf(row->id, sizeof(row->id), "tok_%020llu", (unsigned long long)n);
+  snprintf(row->domain, sizeof(row->domain), "%s", domain);
+  snprintf(row->label, sizeof(row->label), "%s", label);
+  snprintf(row->scopes, sizeof(row->scopes), "%s", scopes);
+  row->created_at = 1000;
+}
+
+static int setup(void **state) {
+  index_t *ix = NULL;
+
+  if (sodium_init() < 0 || index_new(&ix) != 0)
+    return -1;
+  *state = ix;
+  return 0;
+}
+
+static int teardown(void **state) {
+  index_free(*state);
+  return 0;
+}
+
+/* Inserts row n with default strings and returns its entry. */
+static index_entry_t *insert_n(index_t *ix, uint64_t n) {
+  store_token_t row;
+
+  make_row(&row, n, "example.com", "ci", "read");
+  assert_int_equal(index_insert(ix, &row), 0);
+  return index_find(ix, row.hash);
+}
+
+static void test_index_insert_then_find(void **state) {
+  index_t *ix = *state;
+  store_token_t row;
+  index_entry_t *e;
+
+  make_row(&row, 7, "example.com", "deploy key", "read write");
+  row.expires_at = 5000;
+  row.revoked_at = 4000;
+  row.last_used_at = 3000;
+  assert_int_equal(index_insert(ix, &row), 0);
+  assert_int_equal(index_count(ix), 1);
+
+  e = index_find(ix, row.hash);
+  assert_non_null(e);
+  assert_memory_equal(e->hash, row.hash, TOKEND_HASH_BYTES);
+  assert_string_equal(e->id, row.id);
+  assert_int_equal(e->expires_at, 5000);
+  assert_int_equal(e->revoked_at, 4000);
+  assert_int_equal(e->last_used_at, 3000);
+  assert_int_equal(e->dirty, 0);
+  assert_int_equal(index_dirty_count(ix), 0);
+}
+
+static void test_index_find_absent_hash_null(void **state) {
+  index_t *ix = *state;
+  uint8_t absent[TOKEND_HASH_BYTES];
+
+  hash_of(999, absent);
+  assert_null(index_find(ix, absent));
+  insert_n(ix, 1);
+  insert_n(ix, 2);
+  assert_null(index_find(ix, absent));
+}
+
+static void test_index_duplicate_hash_eexist(void **state) {
+  index_t *ix = *state;
+  store_token_t row;
+
+  make_row(&row, 42, "a.example", "first", "read");
+  assert_int_equal(index_insert(ix, &row), 0);
+  /* Same hash, everything else different: still a duplicate. */
+  snprintf(row.id, sizeof(row.id), "tok_other");
+  snprintf(row.label, sizeof(row.label), "second");
+  assert_int_equal(index_insert(ix, &row), TOKEND_EEXIST);
+  assert_int_equal(index_count(ix), 1);
+  assert_string_equal(index_entry_label(index_find(ix, row.hash)), "first");
+}
+
+/* Hashes sharing their first 8 bytes land in the same bucket; probing must
+ * still tell them apart by the full 32 bytes. */
+static void test_index_same_bucket_hashes_both_found(void **state) {
+  index_t *ix = *state;
+  store_token_t a, b;
+  index_entry_t *ea, *eb;
+
+  make_row(&a, 1, "d", "a", "");
+  make_row(&b, 2, "d", "b", "");
+  memcpy(b.hash, a.hash, 8);
+  b.hash[TOKEND_HASH_BYTES - 1] ^= 0x01;
+  assert_int_equal(index_insert(ix, &a), 0);
+  assert_int_equal(index_insert(ix, &b), 0);
+  ea = index_find(ix, a.hash);
+  eb = index_find(ix, b.hash);
+  assert_non_null(ea);
+  assert_non_null(eb);
+  assert_ptr_not_equal(ea, eb);
+  assert_string_equal(index_entry_label(ea), "a");
+  assert_string_equal(index_entry_label(eb), "b");
+}
+
+/* 100k inserts force many doublings; every entry stays findable and an
+ * entry pointer taken before growth stays the same entry. */
+static void test_index_growth_keeps_all_entries(void **state) {
+  index_t *ix = *state;
+  const uint64_t n = 100000;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  index_entry_t *first;
+  uint64_t i;
+
+  first = insert_n(ix, 0);
+  assert_non_null(first);
+  for (i = 1; i < n; i++) {
+    store_token_t row;
+    make_row(&row, i, "example.com", "ci", "read");
+    assert_int_equal(index_insert(ix, &row), 0);
+  }
+  assert_int_equal(index_count(ix), n);
+  for (i = 0; i < n; i++) {
+    index_entry_t *e;
+    char id[TOKEND_TOKEN_ID_BYTES];
+    hash_of(i, hash);
+    e = index_find(ix, hash);
+    assert_non_null(e);
+    snprintf(id, sizeof(id), "tok_%020llu", (unsigned long long)i);
+    assert_string_equal(e->id, id);
+  }
+  hash_of(0, hash);
+  assert_ptr_equal(index_find(ix, hash), first);
+  hash_of(n, hash);
+  assert_null(index_find(ix, hash));
+}
+
+static void test_index_entry_accessors_split_scopes(void **state) {
+  index_t *ix = *state;
+  const char *scopes[TOKEND_MAX_SCOPES];
+  store_token_t row;
+  index_entry_t *e;
+
+  /* Only scopes are split at spaces; a label keeps its spaces. */
+  make_row(&row, 3, "api.example.com", "my deploy key", "a b c");
+  assert_int_equal(index_insert(ix, &row), 0);
+  e = index_find(ix, row.hash);
+  assert_non_null(e);
+  assert_string_equal(index_entry_domain(e), "api.example.com");
+  assert_string_equal(index_entry_label(e), "my deploy key");
+  assert_int_equal(index_entry_scopes(e, scopes), 3);
+  assert_string_equal(scopes[0], "a");
+  assert_string_equal(scopes[1], "b");
+  assert_string_equal(scopes[2], "c");
+}
+
+static void test_index_entry_zero_scopes(void **state) {
+  index_t *ix = *state;
+  const char *scopes[TOKEND_MAX_SCOPES] = {NULL};
+  store_token_t row;
+  index_entry_t *e;
+
+  make_row(&row, 4, "d.example", "", "");
+  assert_int_equal(index_insert(ix, &row), 0);
+  e = index_find(ix, row.hash);
+  assert_non_null(e);
+  assert_string_equal(index_entry_domain(e), "d.example");
+  assert_string_equal(index_entry_label(e), "");
+  assert_int_equal(index_entry_scopes(e, scopes), 0);
+  assert_null(scopes[0]);
+}
+
+static void test_index_entry_max_scopes(void **state) {
+  index_t *ix = *state;
+  const char *scopes[TOKEND_MAX_SCOPES];
+  char list[STORE_SCOPES_BYTES] = "", name[32];
+  store_token_t row;
+  index_entry_t *e;
+  size_t i;
+
+  for (i = 0; i < TOKEND_MAX_SCOPES; i++) {
+    snprintf(name, sizeof(name), "%ss%zu", i ? " " : "", i);
+    strcat(list, name);
+  }
+  make_row(&row, 5, "d", "l", list);
+  assert_int_equal(index_insert(ix, &row), 0);
+  e = index_find(ix, row.hash);
+  assert_int_equal(index_entry_scopes(e, scopes), TOKEND_MAX_SCOPES);
+  for (i = 0; i < TOKEND_MAX_SCOPES; i++) {
+    snprintf(name, sizeof(name), "s%zu", i);
+    assert_string_equal(scopes[i], name);
+  }
+}
+
+static void test_index_touch_raises_and_marks_dirty_once(void **state) {
+  index_t *ix = *state;
+  index_entry_t *e = insert_n(ix, 10);
+  store_touch_t out[4];
+
+  assert_int_equal(e->last_used_at, 0);
+  index_touch(ix, e, 2000);
+  assert_int_equal(e->last_used_at, 2000);
+  assert_int_equal(e->dirty, 1);
+  assert_int_equal(index_dirty_count(ix), 1);
+
+  /* A second touch (even an older one) does not queue it twice, and an
+   * older time never lowers last_used_at. */
+  index_touch(ix, e, 1500);
+  assert_int_equal(e->last_used_at, 2000);
+  index_touch(ix, e, 2500);
+  assert_int_equal(e->last_used_at, 2500);
+  assert_int_equal(index_dirty_count(ix), 1);
+  assert_int_equal(index_take_dirty(ix, out, 4), 1);
+  assert_int_equal(out[0].last_used_at, 2500);
+}
+
+static void test_index_take_dirty_returns_items_and_clears(void **state) {
+  index_t *ix = *state;
+  index_entry_t *e[3];
+  store_touch_t out[8];
+  size_t i, j, n;
+
+  for (i = 0; i < 3; i++) {
+    e[i] = insert_n(ix, 100 + i);
+    index_touch(ix, e[i], (int64_t)(1000 + i));
+  }
+  insert_n(ix, 200); /* never touched: never taken */
+  assert_int_equal(index_dirty_count(ix), 3);
+
+  n = index_take_dirty(ix, out, 8);
+  assert_int_equal(n, 3);
+  assert_int_equal(index_dirty_count(ix), 0);
+  for (i = 0; i < 3; i++) {
+    int seen = 0;
+    assert_int_equal(e[i]->dirty, 0);
+    for (j = 0; j < n; j++) {
+      if (memcmp(out[j].hash, e[i]->hash, TOKEND_HASH_BYTES) == 0) {
+        seen++;
+        assert_int_equal(out[j].last_used_at, 1000 + (int64_t)i);
+      }
+    }
+    assert_int_equal(seen, 1);
+  }
+  assert_int_equal(index_take_dirty(ix, out, 8), 0);
+
+  /* Touched again after the take: dirty again. */
+  index_touch(ix, e[1], 3000);
+  assert_int_equal(index_dirty_count(ix), 1);
+  assert_int_equal(index_take_dirty(ix, out, 8), 1);
+  assert_memory_equal(out[0].hash, e[1]->hash, TOKEND_HASH_BYTES);
+  assert_int_equal(out[0].last_used_at, 3000);
+}
+
+static void test_index_take_dirty_partial(void **state) {
+  index_t *ix = *state;
+  index_entry_t *e[5];
+  store_touch_t out[5];
+  int seen[5] = {0};
+  size_t i, j, n1, n2;
+
+  for (i = 0; i < 5; i++) {
+    e[i] = insert_n(ix, 300 + i);
+    index_touch(ix, e[i], 100);
+  }
+  n1 = index_take_dirty(ix, out, 2);
+  assert_int_equal(n1, 2);
+  assert_int_equal(index_dirty_count(ix), 3);
+  n2 = index_take_dirty(ix, out + n1, 5);
+  assert_int_equal(n2, 3);
+  assert_int_equal(index_dirty_count(ix), 0);
+  /* The two takes together hold every entry exactly once. */
+  for (j = 0; j < 5; j++)
+    for (i = 0; i < 5; i++)
+      if (memcmp(out[j].hash, e[i]->hash, TOKEND_HASH_BYTES) == 0)
+        seen[i]++;
+  for (i = 0; i < 5; i++) {
+    assert_int_equal(seen[i], 1);
+    assert_int_equal(e[i]->dirty, 0);
+  }
+}
+
+static void test_index_mark_dirty_requeues_failed_writeback(void **state) {
+  index_t *ix = *state;
+  index_entry_t *a = insert_n(ix, 400), *b = insert_n(ix, 401);
+  store_touch_t out[4], again[4];
+
+  index_touch(ix, a, 10);
+  index_touch(ix, b, 20);
+  assert_int_equal(index_take_dirty(ix, out, 4), 2);
+  assert_int_equal(index_dirty_count(ix), 0);
+
+  /* The write-back failed: both are dirty again. An unknown hash is
+   * ignored, and an entry already dirty is not queued twice. */
+  memcpy(&out[2], &out[0], sizeof(out[0]));
+  hash_of(12345, out[3].hash);
+  out[3].last_used_at = 1;
+  index_mark_dirty(ix, out, 4);
+  assert_int_equal(index_dirty_count(ix), 2);
+  assert_int_equal(a->dirty, 1);
+  assert_int_equal(b->dirty, 1);
+  assert_int_equal(index_take_dirty(ix, again, 4), 2);
+  assert_int_equal(index_dirty_count(ix), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_index_insert_then_find, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_index_find_absent_hash_null, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_index_duplicate_hash_eexist, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_index_same_bucket_hashes_both_found,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_growth_keeps_all_entries,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_entry_accessors_split_scopes,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_entry_zero_scopes, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_index_entry_max_scopes, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          test_index_touch_raises_and_marks_dirty_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_index_take_dirty_returns_items_and_clears, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_take_dirty_partial, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          test_index_mark_dirty_requeues_failed_writeback, setup, teardown),
+  };
+
+  return cmocka_run_group_tests_name("index", tests, NULL, NULL);
+}

@@ -1,0 +1,652 @@
+/* Unit tests for server/store: the SQLite token store, on a real database
+ * file in a fresh temporary directory per test. */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+typedef struct {
+  char dir[64];
+  char path[128];
+  store_t *store;
+} fixture_t;
+
+/* Removes every file in dir, then dir itself. */
+static void remove_tree(const char *dir) {
+  char p[512];
+  struct dirent *de;
+  DIR *d = opendir(dir);
+
+  if (d == NULL)
+    return;
+  while ((de = readdir(d)) != NULL) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+    unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+/* A temporary directory and a database path in it; no store yet. */
+static int setup_dir(void **state) {
+  fixture_t *fx = calloc(1, sizeof(*fx));
+
+  if (fx == NULL || sodium_init() < 0)
+    return -1;
+  snprintf(fx->dir, sizeof(fx->dir), "/tmp/tokend_store_XXXXXX");
+  if (mkdtemp(fx->dir) == NULL)
+    return -1;
+  snprintf(fx->path, sizeof(fx->path), "%s/tokend.db", fx->dir);
+  *state = fx;
+  return 0;
+}
+
+/* As setup_dir, with a store open on the path. */
+static int setup_store(void **state) {
+  fixture_t *fx;
+  char why[256];
+
+  if (setup_dir(state) != 0)
+    return -1;
+  fx = *state;
+  if (store_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
+    fprintf(stderr, "store_open: %s\n", why);
+    return -1;
+  }
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *fx = *state;
+
+  store_close(fx->store);
+  remove_tree(fx->dir);
+  free(fx);
+  return 0;
+}
+
+/* A second, independent connection to the database file. */
+static sqlite3 *db_open(const char *path) {
+  sqlite3 *db = NULL;
+
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL),
+                   SQLITE_OK);
+  return db;
+}
+
+static int64_t db_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int64_t v;
+
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+static void db_exec(sqlite3 *db, const char *sql) {
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void make_row(store_token_t *row, int n, const char *domain) {
+  memset(row, 0, sizeof(*row));
+  snprintf(row->id, sizeof(row->id), "tok_%020u", (unsigned)n);
+  snprintf(row->domain, sizeof(row->domain), "%s", domain);
+  snprintf(row->label, sizeof(row->label), "label %d", n);
+  snprintf(row->hint, sizeof(row->hint), "tkd_...%04d", n);
+  snprintf(row->scopes, sizeof(row->scopes), "read write");
+  crypto_generichash(row->hash, TOKEND_HASH_BYTES, (const unsigned char *)&n,
+                     sizeof(n), NULL, 0);
+  row->created_at = 1000 + n;
+  row->expires_at = n % 2 ? 0 : 9000 + n;
+}
+
+static void insert_n(store_t *s, store_token_t *row, int n,
+                     const char *domain) {
+  make_row(row, n, domain);
+  assert_int_equal(store_insert(s, row), 0);
+}
+
+/* store_load callback: copies rows into an array, optionally stopping. */
+typedef struct {
+  store_token_t rows[16];
+  size_t n;
+  size_t stop_after; /* 0: never */
+  int stop_value;
+} collect_t;
+
+static int collect_cb(void *arg, const store_token_t *row) {
+  collect_t *c = arg;
+
+  if (c->n < 16)
+    c->rows[c->n] = *row;
+  c->n++;
+  if (c->stop_after != 0 && c->n == c->stop_after)
+    return c->stop_value;
+  return 0;
+}
+
+static size_t count_rows(store_t *s) {
+  collect_t *c = calloc(1, sizeof(*c));
+  size_t n;
+
+  assert_non_null(c);
+  assert_int_equal(store_load(s, collect_cb, c), 0);
+  n = c->n;
+  free(c);
+  return n;
+}
+
+static void test_store_open_creates_schema(void **state) {
+  fixture_t *fx = *state;
+  sqlite3 *db = db_open(fx->path);
+
+  assert_int_equal(db_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  assert_int_equal(db_int(db, "PRAGMA application_id"), 0x746b6e64);
+  assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"
+                              " WHERE type = 'table' AND name = 'tokens'"),
+                   1);
+  assert_int_equal(db_int(db, "SELECT count(*) FROM tokens"), 0);
+  sqlite3_close(db);
+  assert_string_equal(store_errmsg(fx->store), "");
+}
+
+static void test_store_open_sets_wal_mode(void **state) {
+  fixture_t *fx = *state;
+  sqlite3 *db = db_open(fx->path);
+  sqlite3_stmt *st = NULL;
+
+  /* WAL is a property of the file: a second connection sees it too. */
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+/* An existing empty file is a new database, not a foreign one. */
+static void test_store_open_empty_file_initialised(void **state) {
+  fixture_t *fx = *state;
+  char why[256] = "";
+  FILE *f = fopen(fx->path, "w");
+  sqlite3 *db;
+
+  assert_non_null(f);
+  fclose(f);
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  db = db_open(fx->path);
+  assert_int_equal(db_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  sqlite3_close(db);
+}
+
+static void test_store_insert_assigns_increasing_seq(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, b, c;
+
+  insert_n(fx->store, &a, 1, "d");
+  insert_n(fx->store, &b, 2, "d");
+  insert_n(fx->store, &c, 3, "other");
+  assert_true(a.seq > 0);
+  assert_true(b.seq > a.seq);
+  assert_true(c.seq > b.seq);
+}
+
+static void test_store_insert_duplicate_id_eexist(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, dup;
+
+  insert_n(fx->store, &a, 1, "d");
+  make_row(&dup, 2, "d");
+  memcpy(dup.id, a.id, sizeof(dup.id));
+  assert_int_equal(store_insert(fx->store, &dup), TOKEND_EEXIST);
+  assert_true(strlen(store_errmsg(fx->store)) > 0);
+  assert_int_equal(count_rows(fx->store), 1);
+}
+
+static void test_store_insert_duplicate_hash_eexist(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, dup;
+
+  insert_n(fx->store, &a, 1, "d");
+  make_row(&dup, 2, "other");
+  memcpy(dup.hash, a.hash, TOKEND_HASH_BYTES);
+  assert_int_equal(store_insert(fx->store, &dup), TOKEND_EEXIST);
+  assert_int_equal(count_rows(fx->store), 1);
+  /* The statement is reusable after the failure. */
+  insert_n(fx->store, &dup, 2, "other");
+  assert_int_equal(count_rows(fx->store), 2);
+}
+
+static void test_store_revoke_sets_revoked_at_and_returns_hash(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, b;
+  uint8_t hash[TOKEND_HASH_BYTES] = {0};
+  int64_t revoked_at = 0;
+  int already = -1;
+  collect_t *c = calloc(1, sizeof(*c));
+
+  assert_non_null(c);
+  insert_n(fx->store, &a, 1, "d");
+  insert_n(fx->store, &b, 2, "d");
+  assert_int_equal(
+      store_revoke(fx->store, "d", a.id, 5000, &revoked_at, &already, hash), 0);
+  assert_int_equal(revoked_at, 5000);
+  assert_int_equal(already, 0);
+  assert_memory_equal(hash, a.hash, TOKEND_HASH_BYTES);
+
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->n, 2);
+  assert_int_equal(c->rows[0].revoked_at, 5000);
+  assert_int_equal(c->rows[1].revoked_at, 0); /* the other one untouched */
+  free(c);
+}
+
+static void test_store_revoke_twice_keeps_first_time(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a;
+  uint8_t hash[TOKEND_HASH_BYTES] = {0};
+  int64_t revoked_at = 0;
+  int already = -1;
+
+  insert_n(fx->store, &a, 1, "d");
+  assert_int_equal(
+      store_revoke(fx->store, "d", a.id, 5000, &revoked_at, &already, hash), 0);
+  memset(hash, 0, sizeof(hash));
+  assert_int_equal(
+      store_revoke(fx->store, "d", a.id, 7000, &revoked_at, &already, hash), 0);
+  assert_int_equal(revoked_at, 5000);
+  assert_int_equal(already, 1);
+  assert_memory_equal(hash, a.hash, TOKEND_HASH_BYTES);
+}
+
+static void test_store_revoke_other_domain_not_found(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a;
+  uint8_t hash[TOKEND_HASH_BYTES] = {0};
+  int64_t revoked_at = -1;
+  int already = -1;
+  collect_t *c = calloc(1, sizeof(*c));
+
+  assert_non_null(c);
+  insert_n(fx->store, &a, 1, "owner.example");
+  assert_int_equal(store_revoke(fx->store, "intruder.example", a.id, 5000,
+                                &revoked_at, &already, hash),
+                   TOKEND_ENOTFOUND);
+  assert_int_equal(store_revoke(fx->store, "owner.example",
+                                "tok_doesnotexist0000000", 5000, &revoked_at,
+                                &already, hash),
+                   TOKEND_ENOTFOUND);
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->n, 1);
+  assert_int_equal(c->rows[0].revoked_at, 0);
+  free(c);
+
+  /* The rightful domain can still revoke it, for the first time. */
+  assert_int_equal(store_revoke(fx->store, "owner.example", a.id, 6000,
+                                &revoked_at, &already, hash),
+                   0);
+  assert_int_equal(revoked_at, 6000);
+  assert_int_equal(already, 0);
+}
+
+static int64_t last_used_of(store_t *s, size_t i) {
+  collect_t *c = calloc(1, sizeof(*c));
+  int64_t v;
+
+  assert_non_null(c);
+  assert_int_equal(store_load(s, collect_cb, c), 0);
+  assert_true(i < c->n);
+  v = c->rows[i].last_used_at;
+  free(c);
+  return v;
+}
+
+static void test_store_touch_raises_never_lowers(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, b;
+  store_touch_t t[3];
+
+  insert_n(fx->store, &a, 1, "d");
+  insert_n(fx->store, &b, 2, "d");
+  memcpy(t[0].hash, a.hash, TOKEND_HASH_BYTES);
+  t[0].last_used_at = 500;
+  memcpy(t[1].hash, b.hash, TOKEND_HASH_BYTES);
+  t[1].last_used_at = 800;
+  /* An unknown hash is not an error: its token may not be stored yet. */
+  memset(t[2].hash, 0xAB, TOKEND_HASH_BYTES);
+  t[2].last_used_at = 900;
+  assert_int_equal(store_touch(fx->store, t, 3), 0);
+  assert_int_equal(last_used_of(fx->store, 0), 500);
+  assert_int_equal(last_used_of(fx->store, 1), 800);
+
+  t[0].last_used_at = 300;
+  assert_int_equal(store_touch(fx->store, t, 1), 0);
+  assert_int_equal(last_used_of(fx->store, 0), 500);
+  t[0].last_used_at = 700;
+  assert_int_equal(store_touch(fx->store, t, 1), 0);
+  assert_int_equal(last_used_of(fx->store, 0), 700);
+  assert_int_equal(last_used_of(fx->store, 1), 800);
+}
+
+/* a1..a5 in domain "a" (a3 revoked), b1 in domain "b" between them. */
+static void fill_list_fixture(store_t *s, store_token_t a[5]) {
+  store_token_t b;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int64_t revoked_at;
+  int already, i;
+
+  for (i = 0; i < 5; i++) {
+    insert_n(s, &a[i], i + 1, "a");
+    if (i == 1)
+      insert_n(s, &b, 100, "b");
+  }
+  assert_int_equal(
+      store_revoke(s, "a", a[2].id, 5000, &revoked_at, &already, hash), 0);
+}
+
+static void test_store_list_newest_first_skips_revoked(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a[5], rows[10];
+  size_t n = 99;
+
+  fill_list_fixture(fx->store, a);
+  assert_int_equal(store_list(fx->store, "a", 0, 0, rows, 10, &n), 0);
+  assert_int_equal(n, 4);
+  assert_int_equal(rows[0].seq, a[4].seq);
+  assert_int_equal(rows[1].seq, a[3].seq);
+  assert_int_equal(rows[2].seq, a[1].seq);
+  assert_int_equal(rows[3].seq, a[0].seq);
+  /* Every field round-trips. */
+  assert_string_equal(rows[0].id, a[4].id);
+  assert_string_equal(rows[0].domain, "a");
+  assert_string_equal(rows[0].label, a[4].label);
+  assert_string_equal(rows[0].hint, a[4].hint);
+  assert_string_equal(rows[0].scopes, "read write");
+  assert_memory_equal(rows[0].hash, a[4].hash, TOKEND_HASH_BYTES);
+  assert_int_equal(rows[0].created_at, a[4].created_at);
+  assert_int_equal(rows[0].expires_at, a[4].expires_at);
+  assert_int_equal(rows[0].revoked_at, 0);
+
+  assert_int_equal(store_list(fx->store, "b", 0, 0, rows, 10, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(rows[0].domain, "b");
+  assert_int_equal(store_list(fx->store, "nobody", 1, 0, rows, 10, &n), 0);
+  assert_int_equal(n, 0);
+}
+
+static void test_store_list_include_revoked(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a[5], rows[10];
+  size_t n = 0, i;
+
+  fill_list_fixture(fx->store, a);
+  assert_int_equal(store_list(fx->store, "a", 1, 0, rows, 10, &n), 0);
+  assert_int_equal(n, 5);
+  for (i = 0; i < 5; i++)
+    assert_int_equal(rows[i].seq, a[4 - i].seq);
+  assert_int_equal(rows[2].revoked_at, 5000);
+}
+
+static void test_store_list_pages_with_before_seq(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a[5], rows[2];
+  size_t n = 0;
+
+  fill_list_fixture(fx->store, a);
+  assert_int_equal(store_list(fx->store, "a", 0, 0, rows, 2, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(rows[0].seq, a[4].seq);
+  assert_int_equal(rows[1].seq, a[3].seq);
+
+  assert_int_equal(store_list(fx->store, "a", 0, rows[1].seq, rows, 2, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(rows[0].seq, a[1].seq); /* a3 revoked: skipped */
+  assert_int_equal(rows[1].seq, a[0].seq);
+
+  assert_int_equal(store_list(fx->store, "a", 0, rows[1].seq, rows, 2, &n), 0);
+  assert_int_equal(n, 0);
+
+  /* With revoked rows, the second page starts at a3. */
+  assert_int_equal(store_list(fx->store, "a", 1, a[3].seq, rows, 2, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(rows[0].seq, a[2].seq);
+  assert_int_equal(rows[1].seq, a[1].seq);
+}
+
+static void test_store_load_walks_oldest_first(void **state) {
+  fixture_t *fx = *state;
+  store_token_t rows[4];
+  collect_t *c = calloc(1, sizeof(*c));
+  size_t i;
+
+  assert_non_null(c);
+  for (i = 0; i < 4; i++)
+    insert_n(fx->store, &rows[i], (int)i + 1, i % 2 ? "x" : "y");
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->n, 4);
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(c->rows[i].seq, rows[i].seq);
+    assert_string_equal(c->rows[i].id, rows[i].id);
+    assert_string_equal(c->rows[i].domain, rows[i].domain);
+    assert_string_equal(c->rows[i].label, rows[i].label);
+    assert_string_equal(c->rows[i].hint, rows[i].hint);
+    assert_string_equal(c->rows[i].scopes, rows[i].scopes);
+    assert_memory_equal(c->rows[i].hash, rows[i].hash, TOKEND_HASH_BYTES);
+    assert_int_equal(c->rows[i].created_at, rows[i].created_at);
+    assert_int_equal(c->rows[i].expires_at, rows[i].expires_at);
+    assert_int_equal(c->rows[i].last_used_at, 0);
+    assert_int_equal(c->rows[i].revoked_at, 0);
+  }
+  free(c);
+}
+
+static void test_store_load_stops_on_callback_value(void **state) {
+  fixture_t *fx = *state;
+  store_token_t row;
+  collect_t *c = calloc(1, sizeof(*c));
+  int i;
+
+  assert_non_null(c);
+  for (i = 1; i <= 4; i++)
+    insert_n(fx->store, &row, i, "d");
+  c->stop_after = 2;
+  c->stop_value = 7;
+  assert_int_equal(store_load(fx->store, collect_cb, c), 7);
+  assert_int_equal(c->n, 2);
+
+  /* The walk restarts from the beginning next time. */
+  memset(c, 0, sizeof(*c));
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->n, 4);
+  free(c);
+}
+
+static void test_store_rollback_discards_insert(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, b;
+  sqlite3 *db;
+
+  assert_int_equal(store_begin(fx->store), 0);
+  insert_n(fx->store, &a, 1, "d");
+  store_rollback(fx->store);
+  assert_int_equal(count_rows(fx->store), 0);
+
+  /* The same row commits once the transaction does. */
+  assert_int_equal(store_begin(fx->store), 0);
+  insert_n(fx->store, &a, 1, "d");
+  insert_n(fx->store, &b, 2, "d");
+  assert_int_equal(store_commit(fx->store), 0);
+  db = db_open(fx->path);
+  assert_int_equal(db_int(db, "SELECT count(*) FROM tokens"), 2);
+  sqlite3_close(db);
+}
+
+static void test_store_reopen_keeps_data(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a, b;
+  store_touch_t t;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int64_t revoked_at;
+  int already;
+  char why[256] = "";
+  collect_t *c = calloc(1, sizeof(*c));
+
+  assert_non_null(c);
+  insert_n(fx->store, &a, 1, "d");
+  insert_n(fx->store, &b, 2, "d");
+  assert_int_equal(
+      store_revoke(fx->store, "d", b.id, 5000, &revoked_at, &already, hash), 0);
+  memcpy(t.hash, a.hash, TOKEND_HASH_BYTES);
+  t.last_used_at = 4000;
+  assert_int_equal(store_touch(fx->store, &t, 1), 0);
+  store_close(fx->store);
+  fx->store = NULL;
+
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->n, 2);
+  assert_string_equal(c->rows[0].id, a.id);
+  assert_int_equal(c->rows[0].last_used_at, 4000);
+  assert_int_equal(c->rows[0].revoked_at, 0);
+  assert_string_equal(c->rows[1].id, b.id);
+  assert_int_equal(c->rows[1].revoked_at, 5000);
+  free(c);
+
+  /* Seq keeps growing after a reopen. */
+  insert_n(fx->store, &a, 3, "d");
+  assert_true(a.seq > b.seq);
+}
+
+static void test_store_refuses_garbage_file(void **state) {
+  fixture_t *fx = *state;
+  char junk[4096], back[4096], why[256] = "";
+  FILE *f;
+  size_t i;
+
+  for (i = 0; i < sizeof(junk); i++)
+    junk[i] = (char)('a' + i % 26);
+  f = fopen(fx->path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+  fclose(f);
+
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)),
+                   TOKEND_ECONFIG);
+  assert_null(fx->store);
+  assert_non_null(strstr(why, "not a tokend database"));
+  /* Refused, and left as it was. */
+  f = fopen(fx->path, "rb");
+  assert_non_null(f);
+  assert_int_equal(fread(back, 1, sizeof(back), f), sizeof(back));
+  assert_int_equal(fgetc(f), EOF);
+  fclose(f);
+  assert_memory_equal(back, junk, sizeof(junk));
+}
+
+static void test_store_refuses_foreign_sqlite_db(void **state) {
+  fixture_t *fx = *state;
+  char why[256] = "";
+  sqlite3 *db = NULL;
+
+  assert_int_equal(sqlite3_open_v2(fx->path, &db,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                   NULL),
+                   SQLITE_OK);
+  db_exec(db, "CREATE TABLE recipes (name TEXT)");
+  sqlite3_close(db);
+
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)),
+                   TOKEND_ECONFIG);
+  assert_null(fx->store);
+  assert_non_null(strstr(why, "not a tokend database"));
+  db = db_open(fx->path);
+  assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"
+                              " WHERE name = 'tokens'"),
+                   0);
+  assert_int_equal(db_int(db, "PRAGMA user_version"), 0);
+  sqlite3_close(db);
+}
+
+static void test_store_refuses_newer_schema(void **state) {
+  fixture_t *fx = *state;
+  char why[256] = "";
+  sqlite3 *db;
+
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  store_close(fx->store);
+  fx->store = NULL;
+  db = db_open(fx->path);
+  db_exec(db, "PRAGMA user_version = 99");
+  sqlite3_close(db);
+
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)),
+                   TOKEND_ECONFIG);
+  assert_null(fx->store);
+  assert_non_null(strstr(why, "newer"));
+  assert_non_null(strstr(why, "99"));
+  db = db_open(fx->path);
+  assert_int_equal(db_int(db, "PRAGMA user_version"), 99);
+  sqlite3_close(db);
+}
+
+static void test_store_missing_directory_fails_with_reason(void **state) {
+  fixture_t *fx = *state;
+  char path[256], why[256] = "";
+  int err;
+
+  snprintf(path, sizeof(path), "%s/missing/tokend.db", fx->dir);
+  err = store_open(path, &fx->store, why, sizeof(why));
+  assert_int_equal(err, TOKEND_ESTORE);
+  assert_null(fx->store);
+  assert_non_null(strstr(why, path));
+  assert_int_equal(access(path, F_OK), -1);
+}
+
+#define STORE_TEST(fn)                                                         \
+  cmocka_unit_test_setup_teardown(fn, setup_store, teardown)
+#define DIR_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup_dir, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      STORE_TEST(test_store_open_creates_schema),
+      STORE_TEST(test_store_open_sets_wal_mode),
+      DIR_TEST(test_store_open_empty_file_initialised),
+      STORE_TEST(test_store_insert_assigns_increasing_seq),
+      STORE_TEST(test_store_insert_duplicate_id_eexist),
+      STORE_TEST(test_store_insert_duplicate_hash_eexist),
+      STORE_TEST(test_store_revoke_sets_revoked_at_and_returns_hash),
+      STORE_TEST(test_store_revoke_twice_keeps_first_time),
+      STORE_TEST(test_store_revoke_other_domain_not_found),
+      STORE_TEST(test_store_touch_raises_never_lowers),
+      STORE_TEST(test_store_list_newest_first_skips_revoked),
+      STORE_TEST(test_store_list_include_revoked),
+      STORE_TEST(test_store_list_pages_with_before_seq),
+      STORE_TEST(test_store_load_walks_oldest_first),
+      STORE_TEST(test_store_load_stops_on_callback_value),
+      STORE_TEST(test_store_rollback_discards_insert),
+      STORE_TEST(test_store_reopen_keeps_data),
+      DIR_TEST(test_store_refuses_garbage_file),
+      DIR_TEST(test_store_refuses_foreign_sqlite_db),
+      DIR_TEST(test_store_refuses_newer_schema),
+      DIR_TEST(test_store_missing_directory_fails_with_reason),
+  };
+
+  return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
