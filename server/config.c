@@ -25,6 +25,19 @@ static const char usage[] =
     "                           (default: 5000)\n"
     "  --shutdown-timeout-ms N  how long shutdown waits for peers to take\n"
     "                           their last responses (default: 5000)\n"
+    "  --max-connections N      connections served at once; more are told\n"
+    "                           RESOURCE_EXHAUSTED and closed (default: 1024)\n"
+    "  --read-timeout-ms N      close a peer whose request stays incomplete\n"
+    "                           this long (default: 10000)\n"
+    "  --idle-timeout-ms N      close a peer silent this long; 0: never\n"
+    "                           (default: 300000)\n"
+    "  --max-queued-bytes N     stop reading from a peer whose unread answers\n"
+    "                           exceed N bytes until it reads (default: "
+    "1048576)\n"
+    "  --max-queued-bytes-hard N  close such a peer past N bytes\n"
+    "                           (default: 16777216)\n"
+    "  --max-request-memory N   most memory decoding one request may take\n"
+    "                           (default: 4194304)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";
@@ -38,6 +51,12 @@ enum {
   OPT_FLUSH,
   OPT_SHUTDOWN,
   OPT_LOG_LEVEL,
+  OPT_MAX_CONNS,
+  OPT_READ_TIMEOUT,
+  OPT_IDLE_TIMEOUT,
+  OPT_MAX_QUEUED,
+  OPT_MAX_QUEUED_HARD,
+  OPT_MAX_REQUEST_MEMORY,
   OPT_VERSION
 };
 
@@ -50,6 +69,12 @@ static const struct option long_options[] = {
     {"flush-interval-ms", required_argument, NULL, OPT_FLUSH},
     {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"read-timeout-ms", required_argument, NULL, OPT_READ_TIMEOUT},
+    {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED},
+    {"max-queued-bytes-hard", required_argument, NULL, OPT_MAX_QUEUED_HARD},
+    {"max-request-memory", required_argument, NULL, OPT_MAX_REQUEST_MEMORY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -68,6 +93,12 @@ void config_defaults(config_t *cfg) {
   cfg->max_frame_bytes = TOKEND_MAX_FRAME_BYTES_DEFAULT;
   cfg->flush_interval_ms = CONFIG_FLUSH_INTERVAL_MS_DEFAULT;
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
+  cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
+  cfg->read_timeout_ms = CONFIG_READ_TIMEOUT_MS_DEFAULT;
+  cfg->idle_timeout_ms = CONFIG_IDLE_TIMEOUT_MS_DEFAULT;
+  cfg->max_queued_bytes = CONFIG_MAX_QUEUED_BYTES_DEFAULT;
+  cfg->max_queued_bytes_hard = CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT;
+  cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
   cfg->log_level = LOG_INFO;
 }
 
@@ -160,6 +191,30 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
         rc = TOKEND_EINVAL;
       }
       break;
+    case OPT_MAX_CONNS:
+      rc = parse_u32("--max-connections", optarg, 1, 1000000,
+                     &cfg->max_connections, err);
+      break;
+    case OPT_READ_TIMEOUT:
+      rc = parse_u32("--read-timeout-ms", optarg, 10, 3600000,
+                     &cfg->read_timeout_ms, err);
+      break;
+    case OPT_IDLE_TIMEOUT:
+      rc = parse_u32("--idle-timeout-ms", optarg, 0, UINT32_MAX / 2,
+                     &cfg->idle_timeout_ms, err);
+      break;
+    case OPT_MAX_QUEUED:
+      rc = parse_u32("--max-queued-bytes", optarg, 4096, 1u << 30,
+                     &cfg->max_queued_bytes, err);
+      break;
+    case OPT_MAX_QUEUED_HARD:
+      rc = parse_u32("--max-queued-bytes-hard", optarg, 4096, 1u << 30,
+                     &cfg->max_queued_bytes_hard, err);
+      break;
+    case OPT_MAX_REQUEST_MEMORY:
+      rc = parse_u32("--max-request-memory", optarg, 4096, 1u << 30,
+                     &cfg->max_request_memory, err);
+      break;
     case 'h':
       fputs(usage, out);
       return 1;
@@ -181,6 +236,11 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   if (rc == 0 && optind < argc) {
     fprintf(err, "tokend: unexpected argument '%s' (see --help)\n",
             argv[optind]);
+    rc = TOKEND_EINVAL;
+  }
+  if (rc == 0 && cfg->max_queued_bytes_hard < cfg->max_queued_bytes) {
+    fprintf(err, "tokend: --max-queued-bytes-hard must be at least "
+                 "--max-queued-bytes\n");
     rc = TOKEND_EINVAL;
   }
   /* Only the all-default layout creates var/ by itself. */

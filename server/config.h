@@ -15,6 +15,12 @@
 #define CONFIG_PEPPER_DEFAULT "var/pepper"
 #define CONFIG_FLUSH_INTERVAL_MS_DEFAULT 5000
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000
+#define CONFIG_MAX_CONNECTIONS_DEFAULT 1024
+#define CONFIG_READ_TIMEOUT_MS_DEFAULT 10000
+#define CONFIG_IDLE_TIMEOUT_MS_DEFAULT 300000
+#define CONFIG_MAX_QUEUED_BYTES_DEFAULT (1024u * 1024u)
+#define CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT (16u * 1024u * 1024u)
+#define CONFIG_MAX_REQUEST_MEMORY_DEFAULT (4u * 1024u * 1024u)
 
 typedef struct {
   char socket_path[CONFIG_PATH_BYTES];
@@ -22,8 +28,14 @@ typedef struct {
   char pepper_path[CONFIG_PATH_BYTES];
   char token_prefix[TOKEND_PREFIX_MAX_CHARS + 1];
   uint32_t max_frame_bytes;
-  uint32_t flush_interval_ms;   /* last_used_at write-back period */
-  uint32_t shutdown_timeout_ms; /* how long shutdown waits for peers */
+  uint32_t flush_interval_ms;     /* last_used_at write-back period */
+  uint32_t shutdown_timeout_ms;   /* how long shutdown waits for peers */
+  uint32_t max_connections;       /* more are answered and closed */
+  uint32_t read_timeout_ms;       /* a partial frame may wait this long */
+  uint32_t idle_timeout_ms;       /* a silent connection lives this long; 0 */
+  uint32_t max_queued_bytes;      /* unsent output above which reading pauses */
+  uint32_t max_queued_bytes_hard; /* unsent output above which we close */
+  uint32_t max_request_memory;    /* what decoding one request may allocate */
   log_level_t log_level;
   /* 1 when a path is the built-in default under var/, which tokend then
    * creates if missing (an explicit path's directory must exist). */

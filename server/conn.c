@@ -19,6 +19,7 @@ typedef struct {
   conn_t *conn;
   uint8_t *buf;
   size_t len;
+  size_t data_len; /* bytes of answers in buf */
   int secret;
 } conn_write_t;
 
@@ -67,10 +68,33 @@ static int conn_done_sending(const conn_t *c) {
   return c->close_when_sent && c->writes == 0 && c->wlen == 0 && c->jobs == 0;
 }
 
-void conn_stop_reading(conn_t *c) {
-  if (!c->closing)
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_set_reading(conn_t *c, int on) {
+  if (c->closing || c->reading == on)
+    return;
+  if (on) {
+    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0) {
+      conn_close(c);
+      return;
+    }
+    /* A partial frame's clock restarts: the wait was ours, not the peer's. */
+    if (c->rlen > 0)
+      c->partial_since = uv_now(c->pipe.loop);
+  } else {
     uv_read_stop((uv_stream_t *)&c->pipe);
+  }
+  c->reading = on;
 }
+
+/* May c read more requests? Not while closing, draining or paused. */
+static int conn_may_read(const conn_t *c) {
+  return !c->closing && !c->close_when_sent && !c->paused &&
+         c->server->state == SERVER_RUNNING;
+}
+
+void conn_stop_reading(conn_t *c) { conn_set_reading(c, 0); }
 
 void conn_close_when_sent(conn_t *c) {
   c->close_when_sent = 1;
@@ -118,8 +142,18 @@ int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
   tokend__v1__response__pack(resp,
                              c->wbuf + c->wlen + TOKEND_FRAME_HEADER_BYTES);
   c->wlen += TOKEND_FRAME_HEADER_BYTES + n;
+  c->out_bytes += TOKEND_FRAME_HEADER_BYTES + n;
   if (secret)
     c->wbuf_secret = 1;
+  /* A peer that never reads cannot make us buffer without bound. */
+  if (c->out_bytes > c->server->cfg.max_queued_bytes_hard) {
+    log_warn("conn %llu: %zu bytes of answers unread (hard limit %u); "
+             "closing",
+             (unsigned long long)c->id, c->out_bytes,
+             (unsigned)c->server->cfg.max_queued_bytes_hard);
+    conn_close(c);
+    return TOKEND_EMSGSIZE;
+  }
   return 0;
 }
 
@@ -141,17 +175,27 @@ static void on_write(uv_write_t *req, int status) {
 
   if (w->secret)
     sodium_memzero(w->buf, w->len);
+  c->out_bytes -= w->data_len;
   free(w->buf);
   free(w);
   c->writes--;
+  c->last_active = uv_now(c->pipe.loop);
   if (status < 0 && status != UV_ECANCELED) {
     log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
               uv_strerror(status));
     conn_close(c);
     return;
   }
-  if (conn_done_sending(c))
+  if (conn_done_sending(c)) {
     conn_close(c);
+    return;
+  }
+  /* Backpressure: resume once the peer has taken most of its answers. */
+  if (c->paused && c->out_bytes <= c->server->cfg.max_queued_bytes / 2) {
+    c->paused = 0;
+    if (conn_may_read(c))
+      conn_set_reading(c, 1);
+  }
 }
 
 void conn_flush(conn_t *c) {
@@ -175,6 +219,7 @@ void conn_flush(conn_t *c) {
   w->conn = c;
   w->buf = c->wbuf;
   w->len = c->wcap;
+  w->data_len = c->wlen;
   w->secret = c->wbuf_secret;
   buf = uv_buf_init((char *)c->wbuf, (unsigned)c->wlen);
   c->wbuf = NULL;
@@ -186,12 +231,21 @@ void conn_flush(conn_t *c) {
               uv_strerror(err));
     if (w->secret)
       sodium_memzero(w->buf, w->len);
+    c->out_bytes -= w->data_len;
     free(w->buf);
     free(w);
     conn_close(c);
     return;
   }
   c->writes++;
+  /* Backpressure: a peer that does not read its answers is not read from
+   * until it does. */
+  if (c->out_bytes > c->server->cfg.max_queued_bytes && !c->paused) {
+    log_debug("conn %llu: %zu bytes of answers unread; pausing reads",
+              (unsigned long long)c->id, c->out_bytes);
+    c->paused = 1;
+    conn_set_reading(c, 0);
+  }
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
@@ -289,14 +343,45 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0)
     return;
   c->rlen += (size_t)nread;
+  c->last_active = uv_now(c->pipe.loop);
   if (conn_process(c) != 0) {
     conn_close_when_sent(c);
     return;
   }
+  /* The read timeout runs from the first byte of an incomplete frame. */
+  if (c->rlen == 0)
+    c->partial_since = 0;
+  else if (c->partial_since == 0)
+    c->partial_since = c->last_active;
   conn_flush(c);
 }
 
-int conn_accept(server_t *s, uv_stream_t *listener) {
+void conn_check_timeouts(conn_t *c, uint64_t now) {
+  const config_t *cfg = &c->server->cfg;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (c->closing)
+    return;
+  if (c->reading && c->partial_since != 0 &&
+      now - c->partial_since >= cfg->read_timeout_ms) {
+    snprintf(msg, sizeof(msg),
+             "request incomplete after %u ms (%zu bytes received); closing",
+             (unsigned)cfg->read_timeout_ms, c->rlen);
+    log_warn("conn %llu: %s", (unsigned long long)c->id, msg);
+    conn_send_status(c, 0, TOKEND_GRPC_DEADLINE_EXCEEDED, msg);
+    conn_flush(c);
+    conn_close(c);
+    return;
+  }
+  if (cfg->idle_timeout_ms > 0 && c->rlen == 0 && c->jobs == 0 &&
+      c->writes == 0 && now - c->last_active >= cfg->idle_timeout_ms) {
+    log_debug("conn %llu: idle for %u ms; closing", (unsigned long long)c->id,
+              (unsigned)cfg->idle_timeout_ms);
+    conn_close(c);
+  }
+}
+
+int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
   conn_t *c;
   int err;
 
@@ -316,12 +401,20 @@ int conn_accept(server_t *s, uv_stream_t *listener) {
     s->conns->prev = c;
   s->conns = c;
   s->n_conns++;
-  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0 ||
-      (err = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read)) != 0) {
+  c->last_active = uv_now(&s->loop);
+  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
     log_warn("accept failed: %s", uv_strerror(err));
     conn_close(c);
     return TOKEND_EIO;
   }
+  if (reject_msg != NULL) {
+    conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, reject_msg);
+    conn_close_when_sent(c);
+    return 0;
+  }
+  conn_set_reading(c, 1);
+  if (c->closing)
+    return TOKEND_EIO;
   log_debug("conn %llu: accepted", (unsigned long long)c->id);
   return 0;
 }

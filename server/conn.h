@@ -25,16 +25,26 @@ typedef struct conn_s {
   size_t rlen, rcap;
   uint8_t *wbuf; /* responses not yet handed to uv_write */
   size_t wlen, wcap;
-  int wbuf_secret;     /* wbuf holds a token secret: wipe when done */
-  unsigned jobs;       /* store jobs whose answers this conn is owed */
-  unsigned writes;     /* uv_write requests in flight */
-  int closing;         /* uv_close called */
-  int closed;          /* close callback ran */
-  int close_when_sent; /* protocol error: close once wbuf is written */
+  int wbuf_secret;        /* wbuf holds a token secret: wipe when done */
+  unsigned jobs;          /* store jobs whose answers this conn is owed */
+  unsigned writes;        /* uv_write requests in flight */
+  size_t out_bytes;       /* answers produced and not yet written */
+  uint64_t partial_since; /* loop time a partial frame began waiting; 0 */
+  uint64_t last_active;   /* loop time of the last read or write */
+  int reading;            /* uv_read_start is in force */
+  int paused;             /* reading stopped until the peer takes its answers */
+  int closing;            /* uv_close called */
+  int closed;             /* close callback ran */
+  int close_when_sent;    /* protocol error: close once wbuf is written */
 } conn_t;
 
-/* Accepts one connection from listener. Returns 0 or a TOKEND_E* code. */
-int conn_accept(server_t *s, uv_stream_t *listener);
+/* Accepts one connection from listener. If reject_msg is not NULL the peer
+ * is told RESOURCE_EXHAUSTED with that message and closed at once. Returns
+ * 0 or a TOKEND_E* code. */
+int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg);
+
+/* Enforces the read and idle timeouts at loop time now. */
+void conn_check_timeouts(conn_t *c, uint64_t now);
 
 /* Appends resp, framed, to c's output. secret marks a response that carries
  * a token secret. Returns 0 or TOKEND_ENOMEM (c is then closed). */

@@ -474,14 +474,26 @@ static void handle_list(conn_t *c, uint64_t call_id,
 /* ---- Frames ---- */
 
 int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
+  arena_t *arena = &c->server->arena;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Request *req;
 
-  req = tokend__v1__request__unpack(NULL, len, body);
+  req = tokend__v1__request__unpack(&arena->allocator, len, body);
   if (req == NULL) {
-    log_warn("conn %llu: request of %zu bytes does not decode; closing",
-             (unsigned long long)c->id, len);
-    conn_send_status(c, 0, TOKEND_GRPC_INVALID_ARGUMENT,
-                     "request is not a valid tokend.v1.Request message");
+    if (arena->exhausted) {
+      snprintf(msg, sizeof(msg),
+               "request of %zu bytes needs more than %u bytes of memory to "
+               "decode",
+               len, (unsigned)c->server->cfg.max_request_memory);
+      log_warn("conn %llu: %s; closing", (unsigned long long)c->id, msg);
+      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+    } else {
+      log_warn("conn %llu: request of %zu bytes does not decode; closing",
+               (unsigned long long)c->id, len);
+      conn_send_status(c, 0, TOKEND_GRPC_INVALID_ARGUMENT,
+                       "request is not a valid tokend.v1.Request message");
+    }
+    arena_reset(arena);
     return TOKEND_EPROTO;
   }
   switch (req->method_case) {
@@ -502,10 +514,10 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
                      "request names no method this server implements");
     break;
   }
-  /* Issue requests carry no secret; Verify's token is wiped here. */
-  if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY)
-    sodium_memzero(req->verify->token, strlen(req->verify->token));
-  tokend__v1__request__free_unpacked(req, NULL);
+  /* Every handler copied what it keeps; the arena wipes the request
+   * (a Verify carries a secret) and takes it back. */
+  tokend__v1__request__free_unpacked(req, &arena->allocator);
+  arena_reset(arena);
   return 0;
 }
 

@@ -69,6 +69,8 @@ static int socket_path_claim(const char *path) {
 
 static void on_connection(uv_stream_t *listener, int status) {
   server_t *s = listener->data;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  const char *reject = NULL;
   int err;
 
   if (status < 0) {
@@ -77,8 +79,36 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   if (s->state != SERVER_RUNNING)
     return;
-  if ((err = conn_accept(s, listener)) != 0)
+  if (s->n_conns >= s->cfg.max_connections) {
+    snprintf(msg, sizeof(msg),
+             "too many connections (the limit is %u); try again later",
+             (unsigned)s->cfg.max_connections);
+    log_warn("refusing a connection: %s", msg);
+    reject = msg;
+  }
+  if ((err = conn_accept(s, listener, reject)) != 0)
     log_warn("could not accept a connection: %s", tokend_strerror(err));
+}
+
+static void on_sweep_timer(uv_timer_t *t) {
+  server_t *s = t->data;
+  uint64_t now = uv_now(&s->loop);
+  conn_t *c, *next;
+
+  for (c = s->conns; c != NULL; c = next) {
+    next = c->next;
+    conn_check_timeouts(c, now);
+  }
+}
+
+/* Sweeps often enough that a timeout fires at most a quarter late. */
+static uint64_t sweep_interval(const config_t *cfg) {
+  uint64_t t = cfg->read_timeout_ms;
+
+  if (cfg->idle_timeout_ms > 0 && cfg->idle_timeout_ms < t)
+    t = cfg->idle_timeout_ms;
+  t /= 4;
+  return t < 10 ? 10 : t > 1000 ? 1000 : t;
 }
 
 static int server_listen(server_t *s) {
@@ -155,6 +185,7 @@ static void server_finish(server_t *s) {
   store_worker_stop(s->worker);
   s->worker = NULL;
   close_if_open((uv_handle_t *)&s->flush_timer);
+  close_if_open((uv_handle_t *)&s->sweep_timer);
   for (c = s->conns; c != NULL; c = next) {
     next = c->next;
     conn_close_when_sent(c);
@@ -233,6 +264,10 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("database %s: %s", cfg->db_path, why);
     return err;
   }
+  if ((err = arena_init(&s->arena, 16384, cfg->max_request_memory)) != 0) {
+    log_error("out of memory");
+    return err;
+  }
   if ((err = index_new(&s->index)) != 0) {
     log_error("out of memory");
     return err;
@@ -249,9 +284,10 @@ int server_init(server_t *s, const config_t *cfg) {
   }
   uv_timer_init(&s->loop, &s->flush_timer);
   uv_timer_init(&s->loop, &s->shutdown_timer);
+  uv_timer_init(&s->loop, &s->sweep_timer);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
-  s->flush_timer.data = s->shutdown_timer.data = s;
+  s->flush_timer.data = s->shutdown_timer.data = s->sweep_timer.data = s;
   s->sigint.data = s->sigterm.data = s;
   if ((err = store_worker_start(&s->loop, s->store, &s->worker)) != 0)
     return err;
@@ -261,6 +297,8 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_timer_start(&s->flush_timer, on_flush_timer, cfg->flush_interval_ms,
                  cfg->flush_interval_ms);
+  uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(cfg),
+                 sweep_interval(cfg));
   log_info("tokend %s listening on %s (database %s, %zu tokens)",
            TOKEND_VERSION, cfg->socket_path, cfg->db_path,
            index_count(s->index));
@@ -301,6 +339,7 @@ void server_cleanup(server_t *s) {
   }
   index_free(s->index);
   s->index = NULL;
+  arena_free(&s->arena);
   store_close(s->store);
   s->store = NULL;
   sodium_memzero(s->pepper, sizeof(s->pepper));

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "arena.h"
 #include "config.h"
 #include "index.h"
 #include "store.h"
@@ -27,6 +28,8 @@ typedef struct server_s {
   uv_signal_t sigint, sigterm;
   uv_timer_t flush_timer;
   uv_timer_t shutdown_timer;
+  uv_timer_t sweep_timer; /* read and idle timeouts */
+  arena_t arena;          /* decodes one request at a time */
   store_t *store;
   store_worker_t *worker;
   index_t *index;

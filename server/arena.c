@@ -1,0 +1,94 @@
+#include "arena.h"
+
+#include <sodium.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+struct arena_block_s {
+  arena_block_t *next;
+  size_t size, off;
+  max_align_t data[]; /* aligned for anything protobuf-c stores */
+};
+
+#define ARENA_ALIGN (sizeof(max_align_t))
+
+static arena_block_t *block_new(size_t size) {
+  arena_block_t *b = malloc(sizeof(*b) + size);
+
+  if (b != NULL) {
+    b->next = NULL;
+    b->size = size;
+    b->off = 0;
+  }
+  return b;
+}
+
+static void *arena_alloc(void *data, size_t size) {
+  arena_t *a = data;
+  arena_block_t *b;
+  size_t n = (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+  void *p;
+
+  /* Bounds first: size is attacker-influenced. */
+  if (size == 0 || size > a->cap || a->used > a->cap - n) {
+    a->exhausted = 1;
+    return NULL;
+  }
+  b = a->extra != NULL ? a->extra : a->first;
+  if (b->size - b->off < n) {
+    /* A new block at least as big as the first, so small requests that
+     * overflow still take one malloc. */
+    b = block_new(n > a->first->size ? n : a->first->size);
+    if (b == NULL)
+      return NULL;
+    b->next = a->extra;
+    a->extra = b;
+  }
+  p = (char *)b->data + b->off;
+  b->off += n;
+  a->used += n;
+  return p;
+}
+
+/* Individual frees are no-ops; arena_reset releases everything at once. */
+static void arena_free_one(void *data, void *ptr) {
+  (void)data;
+  (void)ptr;
+}
+
+int arena_init(arena_t *a, size_t first_bytes, size_t cap) {
+  a->first = block_new(first_bytes);
+  if (a->first == NULL)
+    return TOKEND_ENOMEM;
+  a->extra = NULL;
+  a->used = 0;
+  a->cap = cap;
+  a->exhausted = 0;
+  a->allocator.alloc = arena_alloc;
+  a->allocator.free = arena_free_one;
+  a->allocator.allocator_data = a;
+  return 0;
+}
+
+void arena_reset(arena_t *a) {
+  arena_block_t *b, *next;
+
+  for (b = a->extra; b != NULL; b = next) {
+    next = b->next;
+    sodium_memzero(b->data, b->off);
+    free(b);
+  }
+  a->extra = NULL;
+  sodium_memzero(a->first->data, a->first->off);
+  a->first->off = 0;
+  a->used = 0;
+  a->exhausted = 0;
+}
+
+void arena_free(arena_t *a) {
+  if (a->first == NULL)
+    return;
+  arena_reset(a);
+  free(a->first);
+  a->first = NULL;
+}

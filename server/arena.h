@@ -1,0 +1,37 @@
+/* arena: a bump allocator for decoding one request at a time.
+ *
+ * protobuf-c allocates every string and repeated element of a request
+ * separately. Decoding into an arena turns those mallocs into pointer bumps
+ * and, by capping the arena, bounds what one request may make the server
+ * allocate: a small frame with a million empty repeated elements fails to
+ * decode instead of costing hundreds of megabytes. Loop thread only. */
+#ifndef TOKEND_ARENA_H
+#define TOKEND_ARENA_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+#include "tokend_error.h"
+
+typedef struct arena_block_s arena_block_t;
+
+typedef struct {
+  ProtobufCAllocator allocator; /* pass &arena->allocator to *_unpack */
+  arena_block_t *first;         /* kept across resets */
+  arena_block_t *extra;         /* overflow blocks, freed on reset */
+  size_t used;                  /* bytes handed out since the last reset */
+  size_t cap;                   /* at most this many per request */
+  int exhausted;                /* an allocation hit cap since the reset */
+} arena_t;
+
+/* Prepares a with a first block of first_bytes and a per-request cap. */
+int arena_init(arena_t *a, size_t first_bytes, size_t cap) TOKEND_MUST_CHECK;
+
+/* Wipes what was handed out (requests may carry secrets) and makes the
+ * arena empty again, keeping the first block. */
+void arena_reset(arena_t *a);
+
+/* Frees every block. */
+void arena_free(arena_t *a);
+
+#endif
