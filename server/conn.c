@@ -381,32 +381,31 @@ void conn_check_timeouts(conn_t *c, uint64_t now) {
   }
 }
 
-int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
-  conn_t *c;
-  int err;
+/* Allocates a conn and links it into the server's list; on_close unlinks
+ * it, so once this returns every failure path is conn_close(). */
+static conn_t *conn_new(server_t *s) {
+  conn_t *c = calloc(1, sizeof(*c));
 
-  c = calloc(1, sizeof(*c));
   if (c == NULL)
-    return TOKEND_ENOMEM;
+    return NULL;
   c->server = s;
   c->id = ++s->next_conn_id;
-  if ((err = uv_pipe_init(&s->loop, &c->pipe, 0)) != 0) {
+  if (uv_pipe_init(&s->loop, &c->pipe, 0) != 0) {
     free(c);
-    return TOKEND_EINTERNAL;
+    return NULL;
   }
   c->pipe.data = c;
-  /* Linked before anything can fail: on_close unlinks it. */
   c->next = s->conns;
   if (s->conns != NULL)
     s->conns->prev = c;
   s->conns = c;
   s->n_conns++;
   c->last_active = uv_now(&s->loop);
-  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
-    log_warn("accept failed: %s", uv_strerror(err));
-    conn_close(c);
-    return TOKEND_EIO;
-  }
+  return c;
+}
+
+/* Starts serving c, or tells it reject_msg and closes it. */
+static int conn_start(conn_t *c, const char *reject_msg) {
   if (reject_msg != NULL) {
     conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, reject_msg);
     conn_close_when_sent(c);
@@ -416,5 +415,37 @@ int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
   if (c->closing)
     return TOKEND_EIO;
   log_debug("conn %llu: accepted", (unsigned long long)c->id);
+  return 0;
+}
+
+int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
+  conn_t *c = conn_new(s);
+  int err;
+
+  if (c == NULL)
+    return TOKEND_ENOMEM;
+  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
+    log_warn("accept failed: %s", uv_strerror(err));
+    conn_close(c);
+    return TOKEND_EIO;
+  }
+  return conn_start(c, reject_msg);
+}
+
+int conn_open_fd(server_t *s, int fd, conn_t **out) {
+  conn_t *c = conn_new(s);
+  int err;
+
+  if (c == NULL)
+    return TOKEND_ENOMEM;
+  if ((err = uv_pipe_open(&c->pipe, fd)) != 0) {
+    log_warn("cannot open fd %d: %s", fd, uv_strerror(err));
+    conn_close(c);
+    return TOKEND_EIO;
+  }
+  if ((err = conn_start(c, NULL)) != 0)
+    return err;
+  if (out != NULL)
+    *out = c;
   return 0;
 }

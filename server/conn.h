@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "tokend.pb-c.h"
+#include "tokend_error.h"
 
 typedef struct server_s server_t;
 
@@ -42,6 +43,11 @@ typedef struct conn_s {
  * is told RESOURCE_EXHAUSTED with that message and closed at once. Returns
  * 0 or a TOKEND_E* code. */
 int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg);
+
+/* Serves an already connected stream socket fd (one end of a socketpair in
+ * tests and the fuzzer). Takes ownership of fd: it is closed with the conn.
+ * *out (may be NULL) is valid until the conn closes. */
+int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
 
 /* Enforces the read and idle timeouts at loop time now. */
 void conn_check_timeouts(conn_t *c, uint64_t now);
