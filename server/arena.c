@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct arena_block_s {
   arena_block_t *next;
@@ -23,14 +24,21 @@ static arena_block_t *block_new(size_t size) {
   return b;
 }
 
+/* Each allocation is preceded by one aligned header slot holding its size,
+ * so arena_alloc_size() can tell how long a decoded string really was. */
 static void *arena_alloc(void *data, size_t size) {
   arena_t *a = data;
   arena_block_t *b;
-  size_t n = (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
-  void *p;
+  size_t n;
+  char *p;
 
   /* Bounds first: size is attacker-influenced. */
-  if (size == 0 || size > a->cap || a->used > a->cap - n) {
+  if (size == 0 || size > a->cap) {
+    a->exhausted = 1;
+    return NULL;
+  }
+  n = ARENA_ALIGN + ((size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1));
+  if (a->used > a->cap - n) {
     a->exhausted = 1;
     return NULL;
   }
@@ -45,9 +53,17 @@ static void *arena_alloc(void *data, size_t size) {
     a->extra = b;
   }
   p = (char *)b->data + b->off;
+  memcpy(p, &size, sizeof(size));
   b->off += n;
   a->used += n;
-  return p;
+  return p + ARENA_ALIGN;
+}
+
+size_t arena_alloc_size(const void *ptr) {
+  size_t size;
+
+  memcpy(&size, (const char *)ptr - ARENA_ALIGN, sizeof(size));
+  return size;
 }
 
 /* Individual frees are no-ops; arena_reset releases everything at once. */

@@ -27,6 +27,10 @@ typedef struct {
 /* Prepares a with a first block of first_bytes and a per-request cap. */
 int arena_init(arena_t *a, size_t first_bytes, size_t cap) TOKEND_MUST_CHECK;
 
+/* The size asked for when ptr (returned by this arena's allocator, since
+ * the last reset) was allocated. */
+size_t arena_alloc_size(const void *ptr);
+
 /* Wipes what was handed out (requests may carry secrets) and makes the
  * arena empty again, keeping the first block. */
 void arena_reset(arena_t *a);

@@ -33,6 +33,25 @@ static void send_error(conn_t *c, uint64_t call_id, int err, const char *msg) {
   conn_send_status(c, call_id, tokend_err_grpc(err), msg);
 }
 
+/* protobuf-c NUL-terminates each decoded string without keeping its length,
+ * so a string with a NUL inside would silently lose its tail. The arena
+ * remembers how many bytes were decoded; they must all be before the NUL. */
+static int string_intact(const char *s) {
+  return s == protobuf_c_empty_string || strlen(s) + 1 == arena_alloc_size(s);
+}
+
+/* Answers INVALID_ARGUMENT and returns 1 if field s holds a NUL byte. */
+static int reject_nul(conn_t *c, uint64_t call_id, const char *s,
+                      const char *field) {
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (string_intact(s))
+    return 0;
+  snprintf(msg, sizeof(msg), "%s contains a NUL byte", field);
+  send_error(c, call_id, TOKEND_EINVAL, msg);
+  return 1;
+}
+
 static Tokend__V1__TokenStatus token_status(int64_t revoked_at,
                                             int64_t expires_at, int64_t now) {
   if (revoked_at != 0)
@@ -127,7 +146,7 @@ static void handle_verify(conn_t *c, uint64_t call_id,
   resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
   resp.verify = &vr;
 
-  if (token_check(req->token, len) != 0) {
+  if (!string_intact(req->token) || token_check(req->token, len) != 0) {
     vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
     goto out_send;
   }
@@ -208,6 +227,12 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   size_t i, off = 0, len;
   int64_t now = tokend_now_ms();
 
+  if (reject_nul(c, call_id, req->domain, "domain") ||
+      reject_nul(c, call_id, req->label, "label"))
+    return;
+  for (i = 0; i < req->n_scopes; i++)
+    if (reject_nul(c, call_id, req->scopes[i], "scope"))
+      return;
   if (validate_domain(req->domain, why, sizeof(why)) != 0 ||
       validate_label(req->label, why, sizeof(why)) != 0)
     goto err_invalid;
@@ -311,6 +336,9 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
   char why[TOKEND_STATUS_MESSAGE_BYTES];
   call_t *call;
 
+  if (reject_nul(c, call_id, req->domain, "domain") ||
+      reject_nul(c, call_id, req->token_id, "token_id"))
+    return;
   if (validate_domain(req->domain, why, sizeof(why)) != 0) {
     send_error(c, call_id, TOKEND_EINVAL, why);
     return;
@@ -437,6 +465,9 @@ static void handle_list(conn_t *c, uint64_t call_id,
   int64_t before = 0;
   call_t *call;
 
+  if (reject_nul(c, call_id, req->domain, "domain") ||
+      reject_nul(c, call_id, req->page_token, "page_token"))
+    return;
   if (validate_domain(req->domain, why, sizeof(why)) != 0) {
     send_error(c, call_id, TOKEND_EINVAL, why);
     return;

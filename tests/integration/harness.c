@@ -1,0 +1,631 @@
+#define _GNU_SOURCE /* memmem, pipe2 */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+#ifndef TOKEND_BIN
+#error "TOKEND_BIN must name the tokend executable"
+#endif
+
+/* Upper bound on a Response we are willing to read: far above any real one,
+ * so a broken length field fails the test instead of allocating wildly. */
+#define TH_MAX_RESPONSE_BYTES (16u * 1024u * 1024u)
+#define TH_MAX_ARGS 32
+
+int64_t th_now_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t th_mono_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void th_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+static int th_remaining(int64_t deadline) {
+  int64_t left = deadline - th_mono_ms();
+
+  return left <= 0 ? 0 : (int)left;
+}
+
+/* ---- tokend ---- */
+
+int th_tokend_init(th_tokend_t *t) {
+  const char *tmp = getenv("TMPDIR");
+
+  memset(t, 0, sizeof(*t));
+  /* Unix socket paths are short (108 bytes): fall back to /tmp when
+   * $TMPDIR is long. */
+  if (tmp == NULL || tmp[0] == '\0' || strlen(tmp) > 60)
+    tmp = "/tmp";
+  snprintf(t->dir, sizeof(t->dir), "%s/tokend-it-XXXXXX", tmp);
+  if (mkdtemp(t->dir) == NULL) {
+    fprintf(stderr, "harness: mkdtemp %s: %s\n", t->dir, strerror(errno));
+    return -1;
+  }
+  snprintf(t->socket_path, sizeof(t->socket_path), "%s/tokend.sock", t->dir);
+  snprintf(t->db_path, sizeof(t->db_path), "%s/tokend.db", t->dir);
+  snprintf(t->pepper_path, sizeof(t->pepper_path), "%s/pepper", t->dir);
+  snprintf(t->log_path, sizeof(t->log_path), "%s/tokend.log", t->dir);
+  return 0;
+}
+
+int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
+  const char *argv[TH_MAX_ARGS];
+  size_t n = 0, i;
+  pid_t pid;
+  int log_fd, null_fd;
+
+  if (t->pid != 0) {
+    fprintf(stderr, "harness: tokend already runs (pid %d)\n", (int)t->pid);
+    return -1;
+  }
+  argv[n++] = TOKEND_BIN;
+  argv[n++] = "--socket";
+  argv[n++] = t->socket_path;
+  argv[n++] = "--db";
+  argv[n++] = t->db_path;
+  argv[n++] = "--pepper-file";
+  argv[n++] = t->pepper_path;
+  for (i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+    if (n + 1 >= TH_MAX_ARGS) {
+      fprintf(stderr, "harness: too many tokend arguments\n");
+      return -1;
+    }
+    argv[n++] = extra_args[i];
+  }
+  argv[n] = NULL;
+
+  log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (log_fd < 0) {
+    fprintf(stderr, "harness: open %s: %s\n", t->log_path, strerror(errno));
+    return -1;
+  }
+  null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+    close(log_fd);
+    close(null_fd);
+    return -1;
+  }
+  if (pid == 0) {
+    /* A test that dies must not leave a daemon behind. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (null_fd >= 0)
+      dup2(null_fd, STDIN_FILENO);
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    /* Anything tokend creates by default lands in the temporary dir. */
+    if (chdir(t->dir) != 0)
+      _exit(126);
+    execv(argv[0], (char *const *)argv);
+    fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(log_fd);
+  if (null_fd >= 0)
+    close(null_fd);
+  t->pid = pid;
+  return 0;
+}
+
+static int th_status_code(int wstatus) {
+  if (WIFEXITED(wstatus))
+    return WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus))
+    return 128 + WTERMSIG(wstatus);
+  return -1;
+}
+
+int th_tokend_wait_exit(th_tokend_t *t, int timeout_ms) {
+  int64_t deadline = th_mono_ms() + timeout_ms;
+  int wstatus;
+  pid_t r;
+
+  if (t->pid == 0)
+    return -1;
+  for (;;) {
+    r = waitpid(t->pid, &wstatus, WNOHANG);
+    if (r == t->pid) {
+      t->pid = 0;
+      return th_status_code(wstatus);
+    }
+    if (r < 0 && errno != EINTR) {
+      fprintf(stderr, "harness: waitpid: %s\n", strerror(errno));
+      t->pid = 0;
+      return -1;
+    }
+    if (th_mono_ms() >= deadline)
+      return -1;
+    th_sleep_ms(5);
+  }
+}
+
+int th_tokend_start(th_tokend_t *t, const char *const *extra_args) {
+  int64_t deadline;
+  int fd, status;
+
+  if (th_tokend_spawn(t, extra_args) != 0)
+    return -1;
+  deadline = th_mono_ms() + TH_START_TIMEOUT_MS;
+  for (;;) {
+    fd = th_connect(t->socket_path);
+    if (fd >= 0) {
+      close(fd);
+      return 0;
+    }
+    status = th_tokend_wait_exit(t, 0);
+    if (status >= 0) {
+      fprintf(stderr, "harness: tokend exited with status %d while starting\n",
+              status);
+      th_tokend_dump_log(t);
+      return -1;
+    }
+    if (th_mono_ms() >= deadline) {
+      fprintf(stderr,
+              "harness: tokend did not accept connections on %s within "
+              "%d ms\n",
+              t->socket_path, TH_START_TIMEOUT_MS);
+      th_tokend_dump_log(t);
+      th_tokend_kill(t);
+      return -1;
+    }
+    th_sleep_ms(10);
+  }
+}
+
+int th_tokend_stop(th_tokend_t *t) {
+  int status;
+
+  if (t->pid == 0) {
+    fprintf(stderr, "harness: stop: tokend is not running\n");
+    return -1;
+  }
+  kill(t->pid, SIGTERM);
+  status = th_tokend_wait_exit(t, TH_STOP_TIMEOUT_MS);
+  if (status < 0) {
+    fprintf(stderr, "harness: tokend ignored SIGTERM for %d ms; killing it\n",
+            TH_STOP_TIMEOUT_MS);
+    th_tokend_dump_log(t);
+    th_tokend_kill(t);
+    return -1;
+  }
+  return status;
+}
+
+int th_tokend_kill(th_tokend_t *t) {
+  if (t->pid == 0)
+    return -1;
+  kill(t->pid, SIGKILL);
+  return th_tokend_wait_exit(t, TH_STOP_TIMEOUT_MS);
+}
+
+static int th_rm_entry(const char *path, const struct stat *st, int flag,
+                       struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+void th_tokend_destroy(th_tokend_t *t) {
+  if (t->pid != 0)
+    th_tokend_kill(t);
+  if (t->dir[0] != '\0')
+    nftw(t->dir, th_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  t->dir[0] = '\0';
+}
+
+void th_tokend_dump_log(const th_tokend_t *t) {
+  size_t len;
+  char *log = th_read_file(t->log_path, &len);
+
+  fprintf(stderr, "---- %s ----\n%s---- end of log ----\n", t->log_path,
+          log != NULL ? log : "(no log)\n");
+  free(log);
+}
+
+char *th_read_file(const char *path, size_t *len) {
+  size_t cap = 4096, n = 0;
+  char *buf, *grown;
+  ssize_t r;
+  int fd;
+
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  buf = malloc(cap);
+  while (buf != NULL) {
+    if (n + 1 >= cap) {
+      grown = realloc(buf, cap * 2);
+      if (grown == NULL) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = grown;
+      cap *= 2;
+    }
+    r = read(fd, buf + n, cap - n - 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+  }
+  close(fd);
+  if (buf != NULL) {
+    buf[n] = '\0';
+    if (len != NULL)
+      *len = n;
+  }
+  return buf;
+}
+
+int th_file_contains(const char *path, const void *needle, size_t n) {
+  size_t len;
+  char *buf = th_read_file(path, &len);
+  int found;
+
+  if (buf == NULL)
+    return 0;
+  found = memmem(buf, len, needle, n) != NULL;
+  free(buf);
+  return found;
+}
+
+int th_log_count_errors(const th_tokend_t *t) {
+  char *log = th_read_file(t->log_path, NULL), *line, *save = NULL;
+  char level[16];
+  int count = 0;
+
+  if (log == NULL)
+    return 0;
+  for (line = strtok_r(log, "\n", &save); line != NULL;
+       line = strtok_r(NULL, "\n", &save))
+    if (sscanf(line, "%*s %15s", level) == 1 && strcmp(level, "error") == 0)
+      count++;
+  free(log);
+  return count;
+}
+
+/* ---- raw sockets ---- */
+
+int th_connect(const char *socket_path) {
+  struct sockaddr_un sa;
+  int fd;
+
+  if (strlen(socket_path) >= sizeof(sa.sun_path))
+    return -1;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int th_write_all(int fd, const void *buf, size_t len) {
+  const uint8_t *p = buf;
+  ssize_t n;
+
+  while (len > 0) {
+    /* MSG_NOSIGNAL: a server that hung up fails the write, not the test. */
+    n = send(fd, p, len, MSG_NOSIGNAL);
+    /* A pipe (th_run's stdin): th_run ignores SIGPIPE instead. */
+    if (n < 0 && errno == ENOTSOCK)
+      n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+uint8_t *th_frame_request(const Tokend__V1__Request *req, size_t *len) {
+  size_t body = tokend__v1__request__get_packed_size(req);
+  uint8_t *frame = malloc(TOKEND_FRAME_HEADER_BYTES + body);
+
+  if (frame == NULL)
+    return NULL;
+  frame_encode_header(frame, (uint32_t)body);
+  tokend__v1__request__pack(req, frame + TOKEND_FRAME_HEADER_BYTES);
+  *len = TOKEND_FRAME_HEADER_BYTES + body;
+  return frame;
+}
+
+int th_send_request(int fd, const Tokend__V1__Request *req) {
+  size_t len;
+  uint8_t *frame = th_frame_request(req, &len);
+  int rc;
+
+  if (frame == NULL)
+    return -1;
+  rc = th_write_all(fd, frame, len);
+  free(frame);
+  return rc;
+}
+
+int th_send_verify(int fd, uint64_t call_id, const char *token) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest v = TOKEND__V1__VERIFY_REQUEST__INIT;
+
+  v.token = (char *)token;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &v;
+  return th_send_request(fd, &req);
+}
+
+int th_send_issue(int fd, uint64_t call_id, const char *domain,
+                  const char *label) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest is = TOKEND__V1__ISSUE_REQUEST__INIT;
+
+  is.domain = (char *)domain;
+  is.label = (char *)label;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &is;
+  return th_send_request(fd, &req);
+}
+
+/* Reads exactly len bytes before deadline. Returns 0, TH_RECV_EOF if the
+ * peer closed before the first byte, TH_RECV_ERROR if it closed after it or
+ * the read failed, TH_RECV_TIMEOUT. */
+static int th_read_exact(int fd, void *buf, size_t len, int64_t deadline) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  size_t got = 0;
+  ssize_t n;
+  int r;
+
+  while (got < len) {
+    r = poll(&pfd, 1, th_remaining(deadline));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return TH_RECV_ERROR;
+    if (r == 0)
+      return TH_RECV_TIMEOUT;
+    n = read(fd, (uint8_t *)buf + got, len - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+      return got == 0 ? TH_RECV_EOF : TH_RECV_ERROR;
+    if (n < 0)
+      return TH_RECV_ERROR;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+int th_recv_response(int fd, int timeout_ms, Tokend__V1__Response **out) {
+  int64_t deadline = th_mono_ms() + timeout_ms;
+  uint8_t hdr[TOKEND_FRAME_HEADER_BYTES];
+  uint8_t *body;
+  uint32_t len;
+  int rc;
+
+  *out = NULL;
+  rc = th_read_exact(fd, hdr, sizeof(hdr), deadline);
+  if (rc != 0)
+    return rc;
+  len = (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 |
+        (uint32_t)hdr[3] << 8 | hdr[4];
+  if (hdr[0] != 0 || len > TH_MAX_RESPONSE_BYTES) {
+    fprintf(stderr, "harness: bad response frame header (flag %u, length %u)\n",
+            hdr[0], len);
+    return TH_RECV_ERROR;
+  }
+  body = malloc(len > 0 ? len : 1);
+  if (body == NULL)
+    return TH_RECV_ERROR;
+  rc = th_read_exact(fd, body, len, deadline);
+  /* A close between header and body is a broken frame, not a clean EOF. */
+  if (rc == TH_RECV_EOF)
+    rc = TH_RECV_ERROR;
+  if (rc == 0) {
+    *out = tokend__v1__response__unpack(NULL, len, body);
+    if (*out == NULL) {
+      fprintf(stderr, "harness: response of %u bytes does not decode\n", len);
+      rc = TH_RECV_ERROR;
+    }
+  }
+  free(body);
+  return rc;
+}
+
+int th_wait_eof(int fd, int timeout_ms) {
+  int64_t deadline = th_mono_ms() + timeout_ms;
+  struct pollfd pfd = {fd, POLLIN, 0};
+  char c;
+  ssize_t n;
+  int r;
+
+  for (;;) {
+    r = poll(&pfd, 1, th_remaining(deadline));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return -1;
+    n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+      return 1;
+    return n > 0 ? 0 : -1;
+  }
+}
+
+/* ---- other programs ---- */
+
+static int th_append(char **buf, size_t *len, size_t *cap, const char *data,
+                     size_t n) {
+  char *grown;
+
+  if (*len + n + 1 > *cap) {
+    size_t want = (*len + n + 1) * 2;
+
+    grown = realloc(*buf, want);
+    if (grown == NULL)
+      return -1;
+    *buf = grown;
+    *cap = want;
+  }
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+  return 0;
+}
+
+int th_run(const char *const *argv, const char *const *env_extra,
+           const char *in_data, int timeout_ms, th_run_result_t *r) {
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  size_t out_cap = 0, err_cap = 0, i;
+  int64_t deadline = th_mono_ms() + timeout_ms;
+  struct pollfd pfd[2];
+  char chunk[4096];
+  int wstatus, open_fds = 2, timed_out = 0;
+  ssize_t n;
+  pid_t pid;
+
+  memset(r, 0, sizeof(*r));
+  /* A program that exits without reading its input must fail our write to
+   * the pipe, not kill the test. */
+  signal(SIGPIPE, SIG_IGN);
+  if (th_append(&r->out, &r->out_len, &out_cap, "", 0) != 0 ||
+      th_append(&r->err, &r->err_len, &err_cap, "", 0) != 0)
+    goto err_free_result;
+  if (pipe2(in_pipe, O_CLOEXEC) != 0)
+    goto err_free_result;
+  if (pipe2(out_pipe, O_CLOEXEC) != 0)
+    goto err_close_in;
+  if (pipe2(err_pipe, O_CLOEXEC) != 0)
+    goto err_close_out;
+  pid = fork();
+  if (pid < 0)
+    goto err_close_err;
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(in_pipe[0], STDIN_FILENO);
+    dup2(out_pipe[1], STDOUT_FILENO);
+    dup2(err_pipe[1], STDERR_FILENO);
+    for (i = 0; env_extra != NULL && env_extra[i] != NULL; i++)
+      putenv((char *)env_extra[i]);
+    execv(argv[0], (char *const *)argv);
+    fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  /* The input is a line or two: it fits the pipe buffer, so writing it all
+   * before reading cannot deadlock. */
+  if (in_data != NULL)
+    (void)th_write_all(in_pipe[1], in_data, strlen(in_data));
+  close(in_pipe[1]);
+
+  pfd[0].fd = out_pipe[0];
+  pfd[1].fd = err_pipe[0];
+  pfd[0].events = pfd[1].events = POLLIN;
+  while (open_fds > 0) {
+    int pr = poll(pfd, 2, th_remaining(deadline));
+
+    if (pr < 0 && errno == EINTR)
+      continue;
+    if (pr <= 0) {
+      timed_out = 1;
+      break;
+    }
+    for (i = 0; i < 2; i++) {
+      if (pfd[i].fd < 0 || pfd[i].revents == 0)
+        continue;
+      n = read(pfd[i].fd, chunk, sizeof(chunk));
+      if (n > 0) {
+        if (i == 0)
+          th_append(&r->out, &r->out_len, &out_cap, chunk, (size_t)n);
+        else
+          th_append(&r->err, &r->err_len, &err_cap, chunk, (size_t)n);
+      } else if (n == 0 || errno != EINTR) {
+        close(pfd[i].fd);
+        pfd[i].fd = -1;
+        open_fds--;
+      }
+    }
+  }
+  for (i = 0; i < 2; i++)
+    if (pfd[i].fd >= 0)
+      close(pfd[i].fd);
+  if (timed_out) {
+    fprintf(stderr, "harness: %s ran over %d ms; killing it\n", argv[0],
+            timeout_ms);
+    kill(pid, SIGKILL);
+  }
+  while (waitpid(pid, &wstatus, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  r->status = timed_out ? -1 : th_status_code(wstatus);
+  return 0;
+
+err_close_err:
+  close(err_pipe[0]);
+  close(err_pipe[1]);
+err_close_out:
+  close(out_pipe[0]);
+  close(out_pipe[1]);
+err_close_in:
+  close(in_pipe[0]);
+  close(in_pipe[1]);
+err_free_result:
+  fprintf(stderr, "harness: cannot run %s: %s\n", argv[0], strerror(errno));
+  th_run_result_free(r);
+  return -1;
+}
+
+void th_run_result_free(th_run_result_t *r) {
+  free(r->out);
+  free(r->err);
+  memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,133 @@
+/* Integration-test harness: runs a real tokend (TOKEND_BIN) as a child
+ * process in a fresh temporary directory, and talks to it over raw sockets.
+ *
+ * Functions return 0 on success and -1 on failure unless they say otherwise;
+ * on failure they print why on stderr (and, when tokend would not start, its
+ * log), so a test only has to assert the result. */
+#ifndef TOKEND_IT_HARNESS_H
+#define TOKEND_IT_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tokend.pb-c.h"
+
+/* How long tokend may take to accept connections, and to exit on SIGTERM. */
+#define TH_START_TIMEOUT_MS 5000
+#define TH_STOP_TIMEOUT_MS 10000
+/* Default bound on one read of a Response. */
+#define TH_IO_TIMEOUT_MS 5000
+
+/* The directory name is short (a Unix socket path must fit in 108 bytes),
+ * so every path made from it fits TH_PATH_BYTES. */
+#define TH_DIR_BYTES 128
+#define TH_PATH_BYTES 256
+
+typedef struct {
+  char dir[TH_DIR_BYTES]; /* the mkdtemp directory holding all below */
+  char socket_path[TH_PATH_BYTES];
+  char db_path[TH_PATH_BYTES];
+  char pepper_path[TH_PATH_BYTES];
+  char log_path[TH_PATH_BYTES]; /* tokend's stdout and stderr, appended */
+  pid_t pid;                    /* 0 when no tokend runs */
+} th_tokend_t;
+
+/* Creates the temporary directory and fills in the paths. A test may change
+ * the paths (e.g. point socket_path into another instance's directory)
+ * before th_tokend_start(). */
+int th_tokend_init(th_tokend_t *t);
+
+/* Starts tokend with --socket/--db/--pepper-file plus extra_args
+ * (NULL-terminated; may be NULL). Does not wait for it to be ready. */
+int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args);
+
+/* th_tokend_spawn(), then waits until the socket accepts a connection.
+ * Fails (printing the log) if tokend exits or TH_START_TIMEOUT_MS passes. */
+int th_tokend_start(th_tokend_t *t, const char *const *extra_args);
+
+/* Waits up to timeout_ms for tokend to exit. Returns its exit code, 128 +
+ * signal number if a signal killed it, or -1 on timeout (tokend is left
+ * running). */
+int th_tokend_wait_exit(th_tokend_t *t, int timeout_ms);
+
+/* SIGTERM and wait: the result of th_tokend_wait_exit(), after SIGKILL on
+ * timeout (so it never leaves a child behind). */
+int th_tokend_stop(th_tokend_t *t);
+
+/* SIGKILL and wait, as a crash would. Returns 128 + SIGKILL when it worked. */
+int th_tokend_kill(th_tokend_t *t);
+
+/* Kills tokend if it still runs and removes the directory with all in it. */
+void th_tokend_destroy(th_tokend_t *t);
+
+/* Prints tokend's log to stderr, to explain a failure. */
+void th_tokend_dump_log(const th_tokend_t *t);
+
+/* The whole of a file, NUL-terminated (the NUL is not counted in *len),
+ * malloc'd for the caller to free. NULL if it cannot be read. */
+char *th_read_file(const char *path, size_t *len);
+
+/* 1 if needle[0..n) occurs in the file, 0 if not (or no such file). */
+int th_file_contains(const char *path, const void *needle, size_t n);
+
+/* Lines of the log at level error ("<time> error <message>"). */
+int th_log_count_errors(const th_tokend_t *t);
+
+/* ---- raw sockets ---- */
+
+/* A connected, blocking Unix stream socket, or -1. */
+int th_connect(const char *socket_path);
+
+int th_write_all(int fd, const void *buf, size_t len);
+
+/* The frame (5-byte header + packed req), malloc'd; *len gets its size. */
+uint8_t *th_frame_request(const Tokend__V1__Request *req, size_t *len);
+
+/* Frames and writes req in one write. */
+int th_send_request(int fd, const Tokend__V1__Request *req);
+
+/* Convenience senders for the common requests. */
+int th_send_verify(int fd, uint64_t call_id, const char *token);
+int th_send_issue(int fd, uint64_t call_id, const char *domain,
+                  const char *label);
+
+/* th_recv_response() results besides 0. */
+#define TH_RECV_EOF 1      /* the server closed before a new frame began */
+#define TH_RECV_TIMEOUT -2 /* nothing complete within timeout_ms */
+#define TH_RECV_ERROR -1   /* read error, bad frame, or EOF inside a frame */
+
+/* Reads exactly one framed Response (no more bytes than it needs). On 0 *out
+ * is the unpacked Response, freed with tokend__v1__response__free_unpacked. */
+int th_recv_response(int fd, int timeout_ms, Tokend__V1__Response **out);
+
+/* Waits for the server to close fd: 1 on EOF (or a reset), 0 if data came
+ * instead, -1 on timeout. */
+int th_wait_eof(int fd, int timeout_ms);
+
+/* ---- other programs ---- */
+
+typedef struct {
+  int status; /* exit code, 128 + signal, or -1 on timeout */
+  char *out;  /* stdout, NUL-terminated */
+  size_t out_len;
+  char *err; /* stderr, NUL-terminated */
+  size_t err_len;
+} th_run_result_t;
+
+/* Runs argv (argv[0] is the program's path) with env_extra ("NAME=value",
+ * NULL-terminated; may be NULL) added to the environment, in_data on stdin
+ * (NULL: empty), and collects stdout and stderr. Kills it after timeout_ms.
+ * Returns 0 once it has exited (see r->status); free r with
+ * th_run_result_free(). */
+int th_run(const char *const *argv, const char *const *env_extra,
+           const char *in_data, int timeout_ms, th_run_result_t *r);
+void th_run_result_free(th_run_result_t *r);
+
+/* Milliseconds: wall clock (the unit of tokend's timestamps) and a monotonic
+ * clock for deadlines. */
+int64_t th_now_ms(void);
+int64_t th_mono_ms(void);
+void th_sleep_ms(int ms);
+
+#endif

@@ -1,0 +1,356 @@
+/* tokend-bench smoke tests: it runs against a real tokend, its CSV has the
+ * promised shape, its counts add up (in its output and in tokend's store),
+ * and it fails loudly when it cannot run or when answers are wrong. No test
+ * here asserts a time. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "harness.h"
+
+#ifndef TOKEND_BENCH_BIN
+#error "TOKEND_BENCH_BIN must name the tokend-bench executable"
+#endif
+
+#define BENCH_TIMEOUT_MS 60000
+#define BENCH_MAX_ARGS 32
+#define CSV_HEADER                                                             \
+  "test,conns,pipeline,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us"
+
+typedef struct {
+  th_tokend_t tokend;
+} fixture_t;
+
+static int setup(void **state) {
+  fixture_t *f = calloc(1, sizeof(*f));
+
+  if (f == NULL || th_tokend_init(&f->tokend) != 0 ||
+      th_tokend_start(&f->tokend, NULL) != 0) {
+    if (f != NULL)
+      th_tokend_destroy(&f->tokend);
+    free(f);
+    return -1;
+  }
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *f = *state;
+  int status = th_tokend_stop(&f->tokend);
+
+  if (status != 0) {
+    fprintf(stderr, "tokend exited with status %d after the test\n", status);
+    th_tokend_dump_log(&f->tokend);
+  }
+  th_tokend_destroy(&f->tokend);
+  free(f);
+  return status == 0 ? 0 : -1;
+}
+
+/* Runs `tokend-bench -s socket args...` (NULL-terminated). */
+static void bench(const char *socket, th_run_result_t *r, ...) {
+  const char *argv[BENCH_MAX_ARGS];
+  size_t n = 0;
+  va_list ap;
+  const char *a;
+
+  argv[n++] = TOKEND_BENCH_BIN;
+  argv[n++] = "-s";
+  argv[n++] = socket;
+  va_start(ap, r);
+  while ((a = va_arg(ap, const char *)) != NULL && n + 1 < BENCH_MAX_ARGS)
+    argv[n++] = a;
+  va_end(ap);
+  argv[n] = NULL;
+  assert_int_equal(th_run(argv, NULL, NULL, BENCH_TIMEOUT_MS, r), 0);
+}
+
+static void expect_status(const th_run_result_t *r, int status,
+                          const char *what) {
+  if (r->status != status)
+    fail_msg("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r->status,
+             status, r->out, r->err);
+}
+
+typedef struct {
+  char test[32];
+  unsigned conns, pipeline;
+  unsigned long long requests;
+  double rps, p50, p90, p99, p999, max;
+} csv_row_t;
+
+/* Parses tokend-bench's --csv output: exactly the header, then n rows. */
+static void parse_csv(char *out, csv_row_t *rows, size_t n) {
+  char *save = NULL, *line;
+  size_t i = 0;
+
+  line = strtok_r(out, "\n", &save);
+  assert_non_null(line);
+  assert_string_equal(line, CSV_HEADER);
+  while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+    assert_true(i < n);
+    if (sscanf(line, "%31[^,],%u,%u,%llu,%lf,%lf,%lf,%lf,%lf,%lf", rows[i].test,
+               &rows[i].conns, &rows[i].pipeline, &rows[i].requests,
+               &rows[i].rps, &rows[i].p50, &rows[i].p90, &rows[i].p99,
+               &rows[i].p999, &rows[i].max) != 10)
+      fail_msg("not a CSV row: '%s'", line);
+    i++;
+  }
+  assert_int_equal(i, n);
+}
+
+static void test_csv_has_one_row_per_test_and_counts_add_up(void **state) {
+  static const char *const names[] = {"verify", "issue", "revoke", "mixed"};
+  fixture_t *f = *state;
+  th_run_result_t r;
+  csv_row_t rows[4];
+  size_t i;
+
+  /* 500 tokens: 300 for revoke, the rest for verify and mixed. */
+  bench(f->tokend.socket_path, &r, "-c", "3", "-P", "4", "-n", "300", "-t",
+        "verify,issue,revoke,mixed", "--tokens", "500", "--csv", NULL);
+  expect_status(&r, 0, "tokend-bench -t verify,issue,revoke,mixed");
+  parse_csv(r.out, rows, 4);
+  for (i = 0; i < 4; i++) {
+    assert_string_equal(rows[i].test, names[i]);
+    assert_int_equal(rows[i].conns, 3);
+    assert_int_equal(rows[i].pipeline, 4);
+    /* Every request sent was answered and counted once. */
+    assert_int_equal(rows[i].requests, 300);
+    assert_true(rows[i].rps > 0);
+    assert_true(rows[i].p50 > 0);
+    assert_true(rows[i].p50 <= rows[i].p90);
+    assert_true(rows[i].p90 <= rows[i].p99);
+    assert_true(rows[i].p99 <= rows[i].p999);
+    assert_true(rows[i].p999 <= rows[i].max);
+  }
+  th_run_result_free(&r);
+}
+
+/* One page of domain's tokens (include_revoked); counts all and revoked. */
+static void list_domain(const fixture_t *f, const char *domain, size_t *all,
+                        size_t *revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int fd = th_connect(f->tokend.socket_path);
+  size_t i;
+
+  assert_true(fd >= 0);
+  lr.domain = (char *)domain;
+  lr.page_size = 1000;
+  lr.include_revoked = 1;
+  req.call_id = 1;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &lr;
+  assert_int_equal(th_send_request(fd, &req), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &resp), 0);
+  assert_int_equal(resp->status->code, 0);
+  assert_int_equal(resp->result_case, TOKEND__V1__RESPONSE__RESULT_LIST);
+  assert_string_equal(resp->list->next_page_token, "");
+  *all = resp->list->n_tokens;
+  *revoked = 0;
+  for (i = 0; i < resp->list->n_tokens; i++)
+    if (resp->list->tokens[i]->revoked_at != 0)
+      (*revoked)++;
+  tokend__v1__response__free_unpacked(resp, NULL);
+  close(fd);
+}
+
+static void test_issue_and_revoke_counts_match_the_store(void **state) {
+  fixture_t *f = *state;
+  th_run_result_t r;
+  csv_row_t row;
+  size_t all, revoked;
+
+  bench(f->tokend.socket_path, &r, "-c", "3", "-P", "5", "-n", "250", "-t",
+        "issue", "--tokens", "0", "--domain", "bench-issue", "--csv", NULL);
+  expect_status(&r, 0, "tokend-bench -t issue");
+  parse_csv(r.out, &row, 1);
+  th_run_result_free(&r);
+  list_domain(f, "bench-issue", &all, &revoked);
+  assert_int_equal(all, 250);
+  assert_int_equal(revoked, 0);
+
+  bench(f->tokend.socket_path, &r, "-c", "2", "-P", "7", "-n", "120", "-t",
+        "revoke", "--tokens", "200", "--domain", "bench-revoke", "--csv", NULL);
+  expect_status(&r, 0, "tokend-bench -t revoke");
+  parse_csv(r.out, &row, 1);
+  th_run_result_free(&r);
+  list_domain(f, "bench-revoke", &all, &revoked);
+  assert_int_equal(all, 200);
+  assert_int_equal(revoked, 120);
+}
+
+static void test_duration_bounds_a_run_without_n(void **state) {
+  fixture_t *f = *state;
+  th_run_result_t r;
+  csv_row_t row;
+
+  /* Paced at 200/s for 0.5 s: about 100 requests, never unbounded. */
+  bench(f->tokend.socket_path, &r, "-c", "2", "--rate", "200", "--duration",
+        "0.5", "--tokens", "10", "--csv", NULL);
+  expect_status(&r, 0, "tokend-bench --duration");
+  parse_csv(r.out, &row, 1);
+  assert_true(row.requests >= 50 && row.requests <= 150);
+  th_run_result_free(&r);
+}
+
+static void test_no_tokend_exits_2(void **state) {
+  fixture_t *f = *state;
+  char path[TH_PATH_BYTES];
+  th_run_result_t r;
+
+  snprintf(path, sizeof(path), "%s/nobody.sock", f->tokend.dir);
+  bench(path, &r, "-c", "1", "-n", "10", "--csv", NULL);
+  expect_status(&r, 2, "tokend-bench without a tokend");
+  assert_non_null(strstr(r.err, "cannot connect"));
+  th_run_result_free(&r);
+}
+
+static void test_bad_flags_exit_2(void **state) {
+  fixture_t *f = *state;
+  th_run_result_t r;
+
+  bench(f->tokend.socket_path, &r, "-t", "verify,frobnicate", NULL);
+  expect_status(&r, 2, "unknown test name");
+  th_run_result_free(&r);
+  bench(f->tokend.socket_path, &r, "--mix", "50:40:20", "-t", "mixed", NULL);
+  expect_status(&r, 2, "mix not adding up to 100");
+  th_run_result_free(&r);
+  bench(f->tokend.socket_path, &r, "-t", "revoke", "-n", "100", "--tokens",
+        "10", NULL);
+  expect_status(&r, 2, "more revokes than tokens");
+  th_run_result_free(&r);
+}
+
+/* ---- a fake tokend that gives wrong answers ---- */
+
+typedef struct {
+  int listen_fd;
+  size_t answered;
+} fake_t;
+
+static int read_full(int fd, uint8_t *buf, size_t len) {
+  ssize_t n;
+  size_t got = 0;
+
+  while (got < len) {
+    n = read(fd, buf + got, len - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+/* Answers every Verify on one connection with "MALFORMED", which is never
+ * right for the well-formed tokens tokend-bench sends. */
+static void *fake_serve(void *arg) {
+  fake_t *fk = arg;
+  uint8_t hdr[TOKEND_FRAME_HEADER_BYTES], body[4096], out[4096];
+  Tokend__V1__Request *req;
+  Tokend__V1__Response resp;
+  Tokend__V1__Status st;
+  Tokend__V1__VerifyResponse vr;
+  struct pollfd pfd = {fk->listen_fd, POLLIN, 0};
+  uint32_t len;
+  size_t n;
+  int fd;
+
+  /* Bounded: if tokend-bench never connects, the test fails, not hangs. */
+  if (poll(&pfd, 1, BENCH_TIMEOUT_MS) != 1 ||
+      (fd = accept(fk->listen_fd, NULL, NULL)) < 0)
+    return NULL;
+  while (read_full(fd, hdr, sizeof(hdr)) == 0) {
+    len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) |
+          ((uint32_t)hdr[3] << 8) | hdr[4];
+    if (len > sizeof(body) || read_full(fd, body, len) != 0)
+      break;
+    req = tokend__v1__request__unpack(NULL, len, body);
+    if (req == NULL)
+      break;
+    tokend__v1__response__init(&resp);
+    tokend__v1__status__init(&st);
+    tokend__v1__verify_response__init(&vr);
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+    resp.call_id = req->call_id;
+    resp.status = &st;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
+    resp.verify = &vr;
+    tokend__v1__request__free_unpacked(req, NULL);
+    n = tokend__v1__response__pack(&resp, out + TOKEND_FRAME_HEADER_BYTES);
+    frame_encode_header(out, (uint32_t)n);
+    if (th_write_all(fd, out, TOKEND_FRAME_HEADER_BYTES + n) != 0)
+      break;
+    fk->answered++;
+  }
+  close(fd);
+  return NULL;
+}
+
+static void test_wrong_answers_are_counted_and_exit_1(void **state) {
+  fixture_t *f = *state;
+  struct sockaddr_un sa;
+  pthread_t thread;
+  fake_t fk = {-1, 0};
+  char path[TH_PATH_BYTES];
+  th_run_result_t r;
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(path, sizeof(path), "%s/fake.sock", f->tokend.dir);
+  assert_true(strlen(path) < sizeof(sa.sun_path));
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  fk.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fk.listen_fd >= 0);
+  assert_int_equal(bind(fk.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(fk.listen_fd, 4), 0);
+  assert_int_equal(pthread_create(&thread, NULL, fake_serve, &fk), 0);
+
+  /* No --tokens: every Verify is of a never-issued token, so each must say
+   * UNKNOWN; the fake says MALFORMED. */
+  bench(path, &r, "-c", "1", "-P", "3", "-n", "10", "--tokens", "0", "--csv",
+        NULL);
+  assert_int_equal(pthread_join(thread, NULL), 0);
+  close(fk.listen_fd);
+  expect_status(&r, 1, "tokend-bench against a fake giving wrong answers");
+  assert_int_equal(fk.answered, 10);
+  assert_non_null(strstr(r.err, "10 unexpected answers"));
+  assert_non_null(strstr(r.err, "reason=MALFORMED"));
+  th_run_result_free(&r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(
+          test_csv_has_one_row_per_test_and_counts_add_up, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_issue_and_revoke_counts_match_the_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_duration_bounds_a_run_without_n,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_tokend_exits_2, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wrong_answers_are_counted_and_exit_1,
+                                      setup, teardown),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,784 @@
+/* The wire protocol, spoken over raw sockets to a real tokend: pipelining,
+ * split frames, the frame-size limit, bad frames, empty requests, and peers
+ * that hang up with calls in flight. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "harness.h"
+#include "tokend_error.h"
+
+#define DOMAIN "proto.example"
+#define PIPELINED_CALLS 100
+#define SMALL_MAX_FRAME 256
+
+typedef struct {
+  th_tokend_t tokend;
+  char token[TOKEND_TOKEN_BYTES]; /* a valid token, issued in setup */
+} fixture_t;
+
+static int code_of(const Tokend__V1__Response *r) {
+  return r->status != NULL ? r->status->code : 0;
+}
+
+/* Sends req on fd and reads its answer, which must carry call_id. */
+static Tokend__V1__Response *call(int fd, const Tokend__V1__Request *req) {
+  Tokend__V1__Response *r = NULL;
+  int rc;
+
+  assert_int_equal(th_send_request(fd, req), 0);
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0)
+    fail_msg("no response to call %llu: %d", (unsigned long long)req->call_id,
+             rc);
+  assert_int_equal(r->call_id, req->call_id);
+  return r;
+}
+
+static void issue_raw(int fd, uint64_t call_id, char out[TOKEND_TOKEN_BYTES]) {
+  Tokend__V1__Response *r = NULL;
+
+  assert_int_equal(th_send_issue(fd, call_id, DOMAIN, "raw"), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, call_id);
+  if (code_of(r) != 0)
+    fail_msg("issue failed: %d %s", code_of(r), r->status->message);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_ISSUE);
+  assert_true(strlen(r->issue->token) < TOKEND_TOKEN_BYTES);
+  memcpy(out, r->issue->token, strlen(r->issue->token) + 1);
+  tokend__v1__response__free_unpacked(r, NULL);
+}
+
+/* Verifies token on a new connection: proof that tokend still serves. */
+static void expect_serving(const fixture_t *f, const char *token) {
+  Tokend__V1__Response *r = NULL;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  assert_int_equal(th_send_verify(fd, 4242, token), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 4242);
+  assert_int_equal(code_of(r), 0);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+  assert_true(r->verify->valid);
+  tokend__v1__response__free_unpacked(r, NULL);
+  close(fd);
+}
+
+/* Reads one response, which must have the given status code and call_id,
+ * and then the server must close the connection. */
+static void expect_error_then_eof(int fd, int code, uint64_t call_id) {
+  Tokend__V1__Response *r = NULL;
+  int rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+
+  if (rc != 0)
+    fail_msg("want a status %d response before the close, got %s", code,
+             rc == TH_RECV_EOF       ? "a bare close"
+             : rc == TH_RECV_TIMEOUT ? "nothing (timeout)"
+                                     : "a broken frame");
+  if (code_of(r) != code)
+    fail_msg("want status %d, got %d (%s)", code, code_of(r),
+             r->status != NULL ? r->status->message : "");
+  assert_int_equal(r->call_id, call_id);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
+  assert_true(r->status->message != NULL && r->status->message[0] != '\0');
+  tokend__v1__response__free_unpacked(r, NULL);
+  if (th_wait_eof(fd, TH_IO_TIMEOUT_MS) != 1)
+    fail_msg("the server did not close the connection after status %d", code);
+}
+
+static int setup_with(void **state, const char *const *args) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  int fd;
+
+  if (f == NULL || th_tokend_init(&f->tokend) != 0)
+    goto err;
+  if (th_tokend_start(&f->tokend, args) != 0)
+    goto err;
+  fd = th_connect(f->tokend.socket_path);
+  if (fd < 0)
+    goto err;
+  *state = f;
+  issue_raw(fd, 1, f->token);
+  close(fd);
+  return 0;
+err:
+  if (f != NULL)
+    th_tokend_destroy(&f->tokend);
+  free(f);
+  return -1;
+}
+
+static int setup(void **state) { return setup_with(state, NULL); }
+
+static int setup_small_frames(void **state) {
+  static const char *const args[] = {"--max-frame-bytes", "256", NULL};
+
+  return setup_with(state, args);
+}
+
+static int teardown(void **state) {
+  fixture_t *f = *state;
+  int status = th_tokend_stop(&f->tokend);
+
+  if (status != 0) {
+    fprintf(stderr, "tokend exited with status %d after the test\n", status);
+    th_tokend_dump_log(&f->tokend);
+  }
+  th_tokend_destroy(&f->tokend);
+  free(f);
+  return status == 0 ? 0 : -1;
+}
+
+static void test_pipelined_calls_all_answered_once(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  int seen[PIPELINED_CALLS] = {0};
+  char issued[PIPELINED_CALLS][TOKEND_TOKEN_BYTES];
+  uint8_t *buf = NULL, *frame;
+  size_t len = 0, flen, i, j;
+  int fd = th_connect(f->tokend.socket_path);
+  const uint64_t base = 1000;
+
+  assert_true(fd >= 0);
+  vr.token = f->token;
+  ir.domain = DOMAIN;
+  ir.label = "pipelined";
+  /* Even calls verify, odd calls issue; all in one buffer, one write. */
+  for (i = 0; i < PIPELINED_CALLS; i++) {
+    req.call_id = base + i;
+    if (i % 2 == 0) {
+      req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+      req.verify = &vr;
+    } else {
+      req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+      req.issue = &ir;
+    }
+    frame = th_frame_request(&req, &flen);
+    assert_non_null(frame);
+    buf = realloc(buf, len + flen);
+    assert_non_null(buf);
+    memcpy(buf + len, frame, flen);
+    len += flen;
+    free(frame);
+  }
+  assert_int_equal(th_write_all(fd, buf, len), 0);
+  free(buf);
+
+  memset(issued, 0, sizeof(issued));
+  for (i = 0; i < PIPELINED_CALLS; i++) {
+    int rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+    size_t k;
+
+    if (rc != 0)
+      fail_msg("only %zu of %d pipelined calls answered (%d)", i,
+               PIPELINED_CALLS, rc);
+    if (r->call_id < base || r->call_id >= base + PIPELINED_CALLS)
+      fail_msg("response with call_id %llu, which was never sent",
+               (unsigned long long)r->call_id);
+    k = (size_t)(r->call_id - base);
+    if (seen[k]++)
+      fail_msg("call_id %llu answered twice", (unsigned long long)r->call_id);
+    if (code_of(r) != 0)
+      fail_msg("call %zu failed: %d %s", k, code_of(r), r->status->message);
+    if (k % 2 == 0) {
+      assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+      assert_true(r->verify->valid);
+    } else {
+      assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_ISSUE);
+      assert_true(strlen(r->issue->token) < TOKEND_TOKEN_BYTES);
+      strcpy(issued[k], r->issue->token);
+    }
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  /* Nothing more comes. */
+  assert_int_equal(th_recv_response(fd, 200, &r), TH_RECV_TIMEOUT);
+  /* Every Issue made its own token, and each of them verifies. */
+  for (i = 1; i < PIPELINED_CALLS; i += 2) {
+    Tokend__V1__Request v = TOKEND__V1__REQUEST__INIT;
+    Tokend__V1__VerifyRequest vv = TOKEND__V1__VERIFY_REQUEST__INIT;
+
+    for (j = i + 2; j < PIPELINED_CALLS; j += 2)
+      assert_string_not_equal(issued[i], issued[j]);
+    vv.token = issued[i];
+    v.call_id = 5000 + i;
+    v.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+    v.verify = &vv;
+    r = call(fd, &v);
+    assert_int_equal(code_of(r), 0);
+    assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  close(fd);
+}
+
+static void test_frames_split_into_single_bytes_answered(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  uint8_t *f1, *f2, *both;
+  size_t l1, l2, i;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  vr.token = f->token;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  req.call_id = 11;
+  f1 = th_frame_request(&req, &l1);
+  req.call_id = 12;
+  f2 = th_frame_request(&req, &l2);
+  assert_non_null(f1);
+  assert_non_null(f2);
+  both = malloc(l1 + l2);
+  assert_non_null(both);
+  memcpy(both, f1, l1);
+  memcpy(both + l1, f2, l2);
+  /* Two frames, one byte per write, with a pause so that each byte arrives
+   * on its own (including across the boundary between the frames). */
+  for (i = 0; i < l1 + l2; i++) {
+    assert_int_equal(th_write_all(fd, both + i, 1), 0);
+    th_sleep_ms(1);
+  }
+  for (i = 0; i < 2; i++) {
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(r->call_id, 11 + i);
+    assert_int_equal(code_of(r), 0);
+    assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+    assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  free(both);
+  free(f1);
+  free(f2);
+  close(fd);
+}
+
+static void send_header(int fd, uint8_t flag, uint32_t len) {
+  uint8_t hdr[TOKEND_FRAME_HEADER_BYTES];
+
+  frame_encode_header(hdr, len);
+  hdr[0] = flag;
+  assert_int_equal(th_write_all(fd, hdr, sizeof(hdr)), 0);
+}
+
+static void test_oversized_length_resource_exhausted_then_close(void **state) {
+  fixture_t *f = *state;
+  int bystander = th_connect(f->tokend.socket_path);
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(bystander >= 0);
+  assert_true(fd >= 0);
+  /* Only the header: tokend must refuse on the length alone, without
+   * waiting for (or allocating) a body of that size. */
+  send_header(fd, 0, TOKEND_MAX_FRAME_BYTES_DEFAULT + 1);
+  expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED, 0);
+  close(fd);
+
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  send_header(fd, 0, UINT32_MAX);
+  expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED, 0);
+  close(fd);
+
+  /* A connection that was open all along, and a new one, still work. */
+  {
+    Tokend__V1__Response *r = NULL;
+
+    assert_int_equal(th_send_verify(bystander, 77, f->token), 0);
+    assert_int_equal(th_recv_response(bystander, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(r->call_id, 77);
+    assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  close(bystander);
+  expect_serving(f, f->token);
+}
+
+static void test_bad_flag_invalid_argument_then_close(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  uint8_t *frame;
+  size_t len;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  vr.token = f->token;
+  req.call_id = 5;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  frame = th_frame_request(&req, &len);
+  assert_non_null(frame);
+  /* A well-formed request that claims to be compressed. */
+  frame[0] = 1;
+  assert_int_equal(th_write_all(fd, frame, len), 0);
+  free(frame);
+  expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT, 0);
+  close(fd);
+  expect_serving(f, f->token);
+}
+
+static void test_garbage_protobuf_invalid_argument_then_close(void **state) {
+  fixture_t *f = *state;
+  /* A varint that never ends: no protobuf decoder accepts it. */
+  static const uint8_t garbage[] = {0,    0,    0,    0,    6,   0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0xff};
+  /* Field 1 (call_id) as a length-delimited string: wrong wire type. */
+  static const uint8_t wrong_type[] = {0, 0, 0, 0, 3, 0x0a, 0x01, 'x'};
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, garbage, sizeof(garbage)), 0);
+  expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT, 0);
+  close(fd);
+
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, wrong_type, sizeof(wrong_type)), 0);
+  expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT, 0);
+  close(fd);
+  expect_serving(f, f->token);
+}
+
+/* protobuf-c cuts decoded strings at a NUL byte; tokend must notice rather
+ * than store or accept a silently shortened value. */
+static void test_string_with_nul_byte_rejected(void **state) {
+  fixture_t *f = *state;
+  /* Request{call_id 9, issue{domain "a", label "ab\0cd"}}, hand-encoded. */
+  static const uint8_t issue_body[] = {0x08, 0x09, 0x12, 0x0a, 0x0a, 0x01, 'a',
+                                       0x12, 0x05, 'a',  'b',  0x00, 'c',  'd'};
+  uint8_t frame[TOKEND_FRAME_HEADER_BYTES + 128];
+  size_t tlen = strlen(f->token), n;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
+  Tokend__V1__Response *r;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  frame_encode_header(frame, sizeof(issue_body));
+  memcpy(frame + TOKEND_FRAME_HEADER_BYTES, issue_body, sizeof(issue_body));
+  assert_int_equal(
+      th_write_all(fd, frame, TOKEND_FRAME_HEADER_BYTES + sizeof(issue_body)),
+      0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 9);
+  assert_int_equal(code_of(r), TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(r->status->message, "label"));
+  tokend__v1__response__free_unpacked(r, NULL);
+
+  /* Request{call_id 10, verify{token "<valid token>\0x"}}: the prefix
+   * before the NUL is a valid token, the string sent is not. */
+  assert_true(tlen + 2 < 120);
+  n = 0;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = 0x08;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = 10;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = 0x1a;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = (uint8_t)(tlen + 4);
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = 0x0a;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = (uint8_t)(tlen + 2);
+  memcpy(frame + TOKEND_FRAME_HEADER_BYTES + n, f->token, tlen);
+  n += tlen;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = 0x00;
+  frame[TOKEND_FRAME_HEADER_BYTES + n++] = 'x';
+  frame_encode_header(frame, (uint32_t)n);
+  assert_int_equal(th_write_all(fd, frame, TOKEND_FRAME_HEADER_BYTES + n), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 10);
+  assert_int_equal(code_of(r), 0);
+  assert_false(r->verify->valid);
+  assert_int_equal(r->verify->reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED);
+  tokend__v1__response__free_unpacked(r, NULL);
+
+  /* Nothing was stored for domain "a". */
+  lr.domain = "a";
+  lr.include_revoked = 1;
+  req.call_id = 11;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &lr;
+  r = call(fd, &req);
+  assert_int_equal(code_of(r), 0);
+  assert_int_equal(r->list->n_tokens, 0);
+  tokend__v1__response__free_unpacked(r, NULL);
+  close(fd);
+}
+
+static void test_empty_request_unimplemented_connection_stays(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  static const uint8_t empty_body[] = {0, 0, 0, 0, 0};
+  Tokend__V1__Response *r;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  req.call_id = 7;
+  r = call(fd, &req);
+  assert_int_equal(code_of(r), TOKEND_GRPC_UNIMPLEMENTED);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
+  tokend__v1__response__free_unpacked(r, NULL);
+
+  /* A zero-length body is an empty Request too. */
+  assert_int_equal(th_write_all(fd, empty_body, sizeof(empty_body)), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 0);
+  assert_int_equal(code_of(r), TOKEND_GRPC_UNIMPLEMENTED);
+  tokend__v1__response__free_unpacked(r, NULL);
+
+  /* The same connection still answers. */
+  vr.token = f->token;
+  req.call_id = 8;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  r = call(fd, &req);
+  assert_int_equal(code_of(r), 0);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+  assert_true(r->verify->valid);
+  tokend__v1__response__free_unpacked(r, NULL);
+  close(fd);
+}
+
+/* A Verify request whose packed body is exactly body_len bytes. */
+static char *verify_token_for_body(size_t body_len, Tokend__V1__Request *req,
+                                   Tokend__V1__VerifyRequest *vr) {
+  char *tok = malloc(body_len + 1);
+  size_t n;
+
+  assert_non_null(tok);
+  for (n = 0; n <= body_len; n++) {
+    memset(tok, 'A', n);
+    tok[n] = '\0';
+    vr->token = tok;
+    req->method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+    req->verify = vr;
+    if (tokend__v1__request__get_packed_size(req) == body_len)
+      return tok;
+  }
+  fail_msg("no token length gives a %zu-byte body", body_len);
+  return NULL;
+}
+
+static void test_max_frame_bytes_edge(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *r;
+  uint8_t *frame;
+  size_t len;
+  char *tok;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  /* Exactly the limit: answered (the long token is simply malformed). */
+  req.call_id = 1;
+  tok = verify_token_for_body(SMALL_MAX_FRAME, &req, &vr);
+  frame = th_frame_request(&req, &len);
+  assert_int_equal(len, TOKEND_FRAME_HEADER_BYTES + SMALL_MAX_FRAME);
+  assert_int_equal(th_write_all(fd, frame, len), 0);
+  free(frame);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 1);
+  if (code_of(r) != 0)
+    fail_msg("a %d-byte request at --max-frame-bytes %d got status %d (%s)",
+             SMALL_MAX_FRAME, SMALL_MAX_FRAME, code_of(r), r->status->message);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+  assert_false(r->verify->valid);
+  assert_int_equal(r->verify->reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED);
+  tokend__v1__response__free_unpacked(r, NULL);
+  free(tok);
+  /* The connection is still fine. */
+  assert_int_equal(th_send_verify(fd, 2, f->token), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 2);
+  assert_true(r->verify->valid);
+  tokend__v1__response__free_unpacked(r, NULL);
+
+  /* One byte over: refused on the header alone. */
+  req.call_id = 3;
+  tok = verify_token_for_body(SMALL_MAX_FRAME + 1, &req, &vr);
+  frame = th_frame_request(&req, &len);
+  assert_int_equal(len, TOKEND_FRAME_HEADER_BYTES + SMALL_MAX_FRAME + 1);
+  assert_int_equal(th_write_all(fd, frame, TOKEND_FRAME_HEADER_BYTES), 0);
+  free(frame);
+  free(tok);
+  expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED, 0);
+  close(fd);
+  expect_serving(f, f->token);
+}
+
+#define HANGUP_ROUNDS 20
+#define HANGUP_CALLS 20
+
+static void test_client_hangup_with_calls_in_flight(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  uint8_t *buf = NULL, *frame;
+  size_t len = 0, flen, i;
+  int round, fd;
+
+  ir.domain = DOMAIN;
+  ir.label = "hangup";
+  vr.token = f->token;
+  /* Issues (which go to the database) and verifies, interleaved. */
+  for (i = 0; i < HANGUP_CALLS; i++) {
+    req.call_id = i + 1;
+    if (i % 2 == 0) {
+      req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+      req.issue = &ir;
+    } else {
+      req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+      req.verify = &vr;
+    }
+    frame = th_frame_request(&req, &flen);
+    assert_non_null(frame);
+    buf = realloc(buf, len + flen);
+    assert_non_null(buf);
+    memcpy(buf + len, frame, flen);
+    len += flen;
+    free(frame);
+  }
+  for (round = 0; round < HANGUP_ROUNDS; round++) {
+    fd = th_connect(f->tokend.socket_path);
+    assert_true(fd >= 0);
+    /* Odd rounds also leave half a frame behind. */
+    assert_int_equal(th_write_all(fd, buf, round % 2 ? len : len - 3), 0);
+    close(fd);
+  }
+  free(buf);
+  /* Hang up after reading one answer, with the rest unread. */
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  for (i = 0; i < HANGUP_CALLS; i++)
+    assert_int_equal(th_send_verify(fd, i + 1, f->token), 0);
+  {
+    Tokend__V1__Response *r = NULL;
+
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  close(fd);
+
+  expect_serving(f, f->token);
+  /* And writes still work after the abandoned ones. */
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  {
+    char tok[TOKEND_TOKEN_BYTES];
+
+    issue_raw(fd, 99, tok);
+    close(fd);
+    expect_serving(f, tok);
+  }
+}
+
+static void test_partial_frame_does_not_block_others(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  uint8_t half[] = {0, 0, 0, 0, 40, 0x08, 0x01};
+  int stalled = th_connect(f->tokend.socket_path);
+  int64_t t0;
+
+  assert_true(stalled >= 0);
+  /* A header promising 40 bytes, and two of them: tokend must wait for the
+   * rest on that connection only. */
+  assert_int_equal(th_write_all(stalled, half, sizeof(half)), 0);
+  t0 = th_mono_ms();
+  expect_serving(f, f->token);
+  assert_true(th_mono_ms() - t0 < 1000);
+  /* The stalled connection got nothing and was not closed. */
+  assert_int_equal(th_recv_response(stalled, 100, &r), TH_RECV_TIMEOUT);
+  close(stalled);
+}
+
+#define MANY_CONNS 64
+
+static void test_many_connections_served_together(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  int fds[MANY_CONNS];
+  size_t i;
+
+  /* All open at once, each with an Issue and a Verify outstanding. */
+  for (i = 0; i < MANY_CONNS; i++) {
+    fds[i] = th_connect(f->tokend.socket_path);
+    assert_true(fds[i] >= 0);
+    assert_int_equal(th_send_issue(fds[i], 2 * i + 1, DOMAIN, "many"), 0);
+    assert_int_equal(th_send_verify(fds[i], 2 * i + 2, f->token), 0);
+  }
+  /* Each connection gets its own two answers, in any order. */
+  for (i = 0; i < MANY_CONNS; i++) {
+    int got_issue = 0, got_verify = 0, k;
+
+    for (k = 0; k < 2; k++) {
+      assert_int_equal(th_recv_response(fds[i], TH_IO_TIMEOUT_MS, &r), 0);
+      assert_int_equal(code_of(r), 0);
+      if (r->call_id == 2 * i + 1) {
+        assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_ISSUE);
+        got_issue++;
+      } else if (r->call_id == 2 * i + 2) {
+        assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+        assert_true(r->verify->valid);
+        got_verify++;
+      } else {
+        fail_msg("connection %zu got call_id %llu, not one of its own", i,
+                 (unsigned long long)r->call_id);
+      }
+      tokend__v1__response__free_unpacked(r, NULL);
+    }
+    assert_int_equal(got_issue, 1);
+    assert_int_equal(got_verify, 1);
+  }
+  for (i = 0; i < MANY_CONNS; i++)
+    close(fds[i]);
+}
+
+#define SEQUENTIAL_CALLS 2000
+
+/* Many request/response round trips on one connection, each answered in
+ * turn with its own call id. (Speed is measured by tokend-bench, never by
+ * a test.) */
+static void test_sequential_verifies_each_answered_in_turn(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  int fd = th_connect(f->tokend.socket_path);
+  size_t i;
+
+  assert_true(fd >= 0);
+  for (i = 0; i < SEQUENTIAL_CALLS; i++) {
+    assert_int_equal(th_send_verify(fd, i + 1, f->token), 0);
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(r->call_id, i + 1);
+    assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  close(fd);
+}
+
+/* Resident memory of a process, in KiB (Linux). */
+static long rss_kib(pid_t pid) {
+  char path[64], line[256];
+  long kib = -1;
+  FILE *fp;
+
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  fp = fopen(path, "r");
+  if (fp == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), fp) != NULL)
+    if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+      break;
+  fclose(fp);
+  return kib;
+}
+
+/* What a client that never reads may send before the check: far more than
+ * socket buffers hold, so without backpressure tokend would buffer the
+ * answers. */
+#define FLOOD_BYTES (64L * 1024 * 1024)
+/* How much tokend's memory may grow meanwhile. */
+#define FLOOD_MAX_GROWTH_KIB (16L * 1024)
+#define FLOOD_BATCH 1000
+
+static void test_client_not_reading_cannot_grow_memory(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  uint8_t *frame, *batch;
+  size_t flen, i;
+  long sent = 0, rss_before, rss_after;
+  ssize_t n;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  vr.token = f->token;
+  req.call_id = 9;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  frame = th_frame_request(&req, &flen);
+  assert_non_null(frame);
+  batch = malloc(flen * FLOOD_BATCH);
+  assert_non_null(batch);
+  for (i = 0; i < FLOOD_BATCH; i++)
+    memcpy(batch + i * flen, frame, flen);
+  free(frame);
+
+  rss_before = rss_kib(f->tokend.pid);
+  assert_true(rss_before > 0);
+  /* Write until tokend stops taking requests (backpressure: our writes
+   * block), closes us, or FLOOD_BYTES are in. Never read. */
+  while (sent < FLOOD_BYTES) {
+    struct pollfd pfd = {fd, POLLOUT, 0};
+
+    if (poll(&pfd, 1, 500) == 0)
+      break;
+    n = send(fd, batch, flen * FLOOD_BATCH, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      continue;
+    if (n <= 0)
+      break;
+    sent += n;
+  }
+  free(batch);
+  rss_after = rss_kib(f->tokend.pid);
+  if (rss_after - rss_before > FLOOD_MAX_GROWTH_KIB)
+    fail_msg("a client that sent %ld MiB of Verify requests without reading "
+             "the answers grew tokend from %ld to %ld KiB: tokend buffers "
+             "answers without bound instead of pausing the reader",
+             sent >> 20, rss_before, rss_after);
+  /* Others are still served meanwhile. */
+  expect_serving(f, f->token);
+  close(fd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_pipelined_calls_all_answered_once,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_frames_split_into_single_bytes_answered, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_oversized_length_resource_exhausted_then_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bad_flag_invalid_argument_then_close,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_garbage_protobuf_invalid_argument_then_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_empty_request_unimplemented_connection_stays, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_max_frame_bytes_edge,
+                                      setup_small_frames, teardown),
+      cmocka_unit_test_setup_teardown(test_client_hangup_with_calls_in_flight,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_partial_frame_does_not_block_others,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_connections_served_together,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_sequential_verifies_each_answered_in_turn, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_string_with_nul_byte_rejected, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          test_client_not_reading_cannot_grow_memory, setup, teardown),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
