@@ -5,6 +5,7 @@
  * load factor stays at or below 1/2 so probes are short. */
 #include "index.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,8 +58,9 @@ static size_t probe(index_entry_t *const *slots, size_t cap,
                     const uint8_t *hash) {
   size_t mask = cap - 1, i = (size_t)bucket_of(hash) & mask;
 
+  /* Constant-time compare: the keys derive from secrets. */
   while (slots[i] != NULL &&
-         memcmp(slots[i]->hash, hash, TOKEND_HASH_BYTES) != 0)
+         sodium_memcmp(slots[i]->hash, hash, TOKEND_HASH_BYTES) != 0)
     i = (i + 1) & mask;
   return i;
 }
