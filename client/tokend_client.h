@@ -52,6 +52,8 @@ typedef struct {
   int64_t last_used_at; /* Unix ms; 0: never used */
   int64_t revoked_at;   /* Unix ms; 0: not revoked */
   tokend_token_status_t status;
+  char created_by[TOKEND_USER_BYTES]; /* acting user at issue; "" unknown */
+  char revoked_by[TOKEND_USER_BYTES]; /* acting user at revoke */
 } tokend_token_info_t;
 
 typedef struct {
@@ -134,6 +136,92 @@ int tokend_client_list(tokend_client_t *client, const char *domain,
                        tokend_token_list_t **out) TOKEND_MUST_CHECK;
 
 void tokend_token_list_free(tokend_token_list_t *list);
+
+/* ---- Identity, domain admins and the audit log ----
+ *
+ * tokend knows the caller from the kernel (SO_PEERCRED), never from the
+ * request. A non-operator acts as itself ("uid:<n>"); an operator (for
+ * example the platform's web backend) may say which user it acts for with
+ * tokend_client_set_actor(), or act with no actor (break-glass, audited). */
+
+typedef struct {
+  uint32_t uid, gid;
+  int32_t pid;
+  char user[TOKEND_USER_BYTES]; /* how tokend names the caller */
+  int is_operator;
+  int is_verifier;
+} tokend_whoami_t;
+
+typedef struct {
+  char user[TOKEND_USER_BYTES];
+  int64_t granted_at;
+  char granted_by[TOKEND_USER_BYTES];
+} tokend_admin_t;
+
+typedef struct {
+  size_t n_admins;
+  tokend_admin_t *admins;
+} tokend_admin_list_t;
+
+typedef struct {
+  int64_t id;
+  int64_t time; /* Unix ms */
+  uint32_t peer_uid;
+  int32_t peer_pid;
+  char actor[TOKEND_USER_BYTES];
+  int break_glass;
+  char domain[TOKEND_DOMAIN_BYTES];
+  char token_id[TOKEND_TOKEN_ID_BYTES];
+  char method[TOKEND_AUDIT_METHOD_BYTES];
+  int code; /* gRPC status of the outcome */
+  char detail[TOKEND_STATUS_MESSAGE_BYTES];
+} tokend_audit_event_t;
+
+typedef struct {
+  size_t n_events;
+  tokend_audit_event_t *events; /* newest first */
+  char next_page_token[TOKEND_PAGE_TOKEN_BYTES];
+} tokend_audit_list_t;
+
+/* Sets the user every later call on this client acts for (operators only;
+ * tokend refuses a non-operator that names one). NULL or "" clears it.
+ * TOKEND_EINVAL if actor is too long. The string is copied. */
+int tokend_client_set_actor(tokend_client_t *client, const char *actor)
+    TOKEND_MUST_CHECK;
+
+/* How tokend sees this connection's peer. */
+int tokend_client_whoami(tokend_client_t *client, tokend_whoami_t *out)
+    TOKEND_MUST_CHECK;
+
+/* Operators only. Makes user an admin of domain; *granted_at (may be NULL)
+ * gets the first grant's time, *already (may be NULL) 1 if it was one. */
+int tokend_client_grant_admin(tokend_client_t *client, const char *domain,
+                              const char *user, int64_t *granted_at,
+                              int *already) TOKEND_MUST_CHECK;
+
+/* Operators only. Removes user from domain's admins, and with revoke_tokens
+ * also revokes, in the same transaction, every token user issued there;
+ * *tokens_revoked (may be NULL) gets how many. TOKEND_ENOTFOUND if user was
+ * not an admin of domain. */
+int tokend_client_revoke_admin(tokend_client_t *client, const char *domain,
+                               const char *user, int revoke_tokens,
+                               uint32_t *tokens_revoked) TOKEND_MUST_CHECK;
+
+/* Operators only. On success *out is a new list the caller frees with
+ * tokend_admin_list_free(). */
+int tokend_client_list_admins(tokend_client_t *client, const char *domain,
+                              tokend_admin_list_t **out) TOKEND_MUST_CHECK;
+void tokend_admin_list_free(tokend_admin_list_t *list);
+
+/* One page of the audit log, newest first: domain's events (its admins and
+ * operators), or every domain's with domain "" (operators). since (Unix ms,
+ * 0: all) bounds it below. On success *out is a new list the caller frees
+ * with tokend_audit_list_free(). */
+int tokend_client_list_audit(tokend_client_t *client, const char *domain,
+                             int64_t since, uint32_t page_size,
+                             const char *page_token,
+                             tokend_audit_list_t **out) TOKEND_MUST_CHECK;
+void tokend_audit_list_free(tokend_audit_list_t *list);
 
 /* Overwrites an issued token's secret with zeros. */
 void tokend_client_wipe(tokend_issued_t *issued);

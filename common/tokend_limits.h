@@ -43,6 +43,15 @@
 #define TOKEND_HASH_BYTES 32
 #define TOKEND_PEPPER_BYTES 32
 
+/* Users (domain admins, actors): "uid:<n>" or a platform identity of 1-128
+ * chars of [A-Za-z0-9._@:+-]. */
+#define TOKEND_USER_MAX_CHARS 128
+#define TOKEND_USER_BYTES (TOKEND_USER_MAX_CHARS + 1)
+
+/* Audit log paging, and the longest method name an event carries. */
+#define TOKEND_AUDIT_PAGE_DEFAULT 100
+#define TOKEND_AUDIT_METHOD_BYTES 32
+
 /* List paging. */
 #define TOKEND_LIST_PAGE_DEFAULT 50
 #define TOKEND_LIST_PAGE_MAX 1000
