@@ -50,6 +50,23 @@ int validate_scope(const char *s, char *why, size_t why_len) {
   return 0;
 }
 
+int validate_user(const char *s, char *why, size_t why_len) {
+  size_t i;
+
+  for (i = 0; s[i] != '\0'; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (i >= TOKEND_USER_MAX_CHARS)
+      return fail(why, why_len, "user is longer than 128 characters");
+    if (!is_alnum(c) && c != '.' && c != '_' && c != '@' && c != ':' &&
+        c != '+' && c != '-')
+      return fail(why, why_len,
+                  "user may only contain letters, digits and . _ @ : + -");
+  }
+  if (i == 0)
+    return fail(why, why_len, "user is empty");
+  return 0;
+}
+
 /* Decodes one UTF-8 sequence at s (NUL-terminated). Returns its length in
  * bytes and the code point in *cp, or 0 if it is not valid UTF-8. */
 static size_t utf8_decode(const unsigned char *s, uint32_t *cp) {

@@ -19,6 +19,10 @@ int validate_label(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
 /* 1-64 chars of [A-Za-z0-9._:/-]. */
 int validate_scope(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
 
+/* A user: 1-128 chars of [A-Za-z0-9._@:+-] ("uid:1000", "alice@example.com").
+ */
+int validate_user(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
+
 /* Writes into out (out_len bytes) at most max_in bytes of in, with every byte
  * outside printable ASCII, and backslash and double quote, escaped as \xNN,
  * and "..." appended if in was longer. For log lines about bad input. */

@@ -2,8 +2,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "token.h"
 
@@ -13,6 +16,17 @@ static const char usage[] =
     "\n"
     "  --socket PATH            socket to listen on (default: $TOKEND_SOCKET,\n"
     "                           else " TOKEND_SOCKET_DEFAULT ")\n"
+    "  --socket-mode MODE       the socket's file mode, octal (default: 0600)\n"
+    "  --socket-group GROUP     the socket's group, a name or gid (default:\n"
+    "                           tokend's)\n"
+    "  --operator-uid USER      a user (name or uid) who may do everything;\n"
+    "                           repeat for more (default: root and tokend's\n"
+    "                           own user)\n"
+    "  --operator-group GROUP   members of GROUP may do everything\n"
+    "  --verifier-uid USER      a user who may call Verify; once any verifier\n"
+    "                           is named, only those (and operators) may\n"
+    "                           (default: anyone who can open the socket)\n"
+    "  --verifier-group GROUP   members of GROUP may call Verify\n"
     "  --db PATH                SQLite database (default: " CONFIG_DB_DEFAULT
     ")\n"
     "  --pepper-file PATH       32-byte hashing key, mode 0600, created on\n"
@@ -57,6 +71,12 @@ enum {
   OPT_MAX_QUEUED,
   OPT_MAX_QUEUED_HARD,
   OPT_MAX_REQUEST_MEMORY,
+  OPT_SOCKET_MODE,
+  OPT_SOCKET_GROUP,
+  OPT_OPERATOR_UID,
+  OPT_OPERATOR_GROUP,
+  OPT_VERIFIER_UID,
+  OPT_VERIFIER_GROUP,
   OPT_VERSION
 };
 
@@ -75,6 +95,12 @@ static const struct option long_options[] = {
     {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-queued-bytes-hard", required_argument, NULL, OPT_MAX_QUEUED_HARD},
     {"max-request-memory", required_argument, NULL, OPT_MAX_REQUEST_MEMORY},
+    {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
+    {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
+    {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
+    {"operator-group", required_argument, NULL, OPT_OPERATOR_GROUP},
+    {"verifier-uid", required_argument, NULL, OPT_VERIFIER_UID},
+    {"verifier-group", required_argument, NULL, OPT_VERIFIER_GROUP},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -100,6 +126,56 @@ void config_defaults(config_t *cfg) {
   cfg->max_queued_bytes_hard = CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT;
   cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
   cfg->log_level = LOG_INFO;
+  cfg->socket_mode = 0600;
+  cfg->socket_gid = -1;
+  cfg->any_verifier = 1;
+  /* Default operators: root and the user tokend runs as. */
+  cfg->operators.uids[cfg->operators.n_uids++] = 0;
+  if (geteuid() != 0)
+    cfg->operators.uids[cfg->operators.n_uids++] = (uint32_t)geteuid();
+}
+
+/* A number, or a name the system knows (resolved once, at start-up). */
+static int parse_id(const char *flag, const char *val, int group, uint32_t *out,
+                    FILE *err) {
+  char *end;
+  unsigned long v;
+  struct passwd *pw;
+  struct group *gr;
+
+  errno = 0;
+  v = strtoul(val, &end, 10);
+  if (val[0] >= '0' && val[0] <= '9' && *end == '\0' && errno == 0 &&
+      v < UINT32_MAX) {
+    *out = (uint32_t)v;
+    return 0;
+  }
+  if (group && (gr = getgrnam(val)) != NULL) {
+    *out = (uint32_t)gr->gr_gid;
+    return 0;
+  }
+  if (!group && (pw = getpwnam(val)) != NULL) {
+    *out = (uint32_t)pw->pw_uid;
+    return 0;
+  }
+  fprintf(err, "tokend: %s: no such %s '%s'\n", flag, group ? "group" : "user",
+          val);
+  return TOKEND_EINVAL;
+}
+
+static int add_id(const char *flag, const char *val, int group,
+                  config_ids_t *ids, FILE *err) {
+  uint32_t *list = group ? ids->gids : ids->uids;
+  size_t *n = group ? &ids->n_gids : &ids->n_uids;
+
+  if (*n >= CONFIG_MAX_IDS) {
+    fprintf(err, "tokend: %s: at most %d may be given\n", flag, CONFIG_MAX_IDS);
+    return TOKEND_EINVAL;
+  }
+  if (parse_id(flag, val, group, &list[*n], err) != 0)
+    return TOKEND_EINVAL;
+  (*n)++;
+  return 0;
 }
 
 static int set_path(char *dst, const char *flag, const char *val, FILE *err) {
@@ -143,7 +219,7 @@ static const char *bad_option_name(char **argv, char *buf, size_t len) {
 }
 
 int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
-  int c, rc = 0, explicit_paths = 0;
+  int c, rc = 0, explicit_paths = 0, explicit_operators = 0;
   char name[8];
 
   /* 0, not 1: glibc then also forgets a half-parsed group of flags. */
@@ -214,6 +290,46 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_MAX_REQUEST_MEMORY:
       rc = parse_u32("--max-request-memory", optarg, 4096, 1u << 30,
                      &cfg->max_request_memory, err);
+      break;
+    case OPT_SOCKET_MODE: {
+      char *end;
+      unsigned long mode;
+      errno = 0;
+      mode = strtoul(optarg, &end, 8);
+      if (optarg[0] == '\0' || *end != '\0' || errno != 0 || mode > 0777 ||
+          (mode & 0600) != 0600) {
+        fprintf(err,
+                "tokend: --socket-mode: '%s' is not an octal mode from "
+                "0600 to 0777 that lets tokend's user read and write\n",
+                optarg);
+        rc = TOKEND_EINVAL;
+      } else {
+        cfg->socket_mode = (uint32_t)mode;
+      }
+      break;
+    }
+    case OPT_SOCKET_GROUP: {
+      uint32_t gid;
+      rc = parse_id("--socket-group", optarg, 1, &gid, err);
+      if (rc == 0)
+        cfg->socket_gid = gid;
+      break;
+    }
+    case OPT_OPERATOR_UID:
+    case OPT_OPERATOR_GROUP:
+      /* Naming any operator replaces the default ones. */
+      if (!explicit_operators) {
+        memset(&cfg->operators, 0, sizeof(cfg->operators));
+        explicit_operators = 1;
+      }
+      rc = add_id(c == OPT_OPERATOR_UID ? "--operator-uid" : "--operator-group",
+                  optarg, c == OPT_OPERATOR_GROUP, &cfg->operators, err);
+      break;
+    case OPT_VERIFIER_UID:
+    case OPT_VERIFIER_GROUP:
+      rc = add_id(c == OPT_VERIFIER_UID ? "--verifier-uid" : "--verifier-group",
+                  optarg, c == OPT_VERIFIER_GROUP, &cfg->verifiers, err);
+      cfg->any_verifier = 0;
       break;
     case 'h':
       fputs(usage, out);

@@ -22,8 +22,26 @@
 #define CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT (16u * 1024u * 1024u)
 #define CONFIG_MAX_REQUEST_MEMORY_DEFAULT (4u * 1024u * 1024u)
 
+/* How many uids or groups one policy list may name. */
+#define CONFIG_MAX_IDS 64
+
+/* A set of peers named by uid and by group (primary or supplementary). */
+typedef struct {
+  uint32_t uids[CONFIG_MAX_IDS];
+  size_t n_uids;
+  uint32_t gids[CONFIG_MAX_IDS];
+  size_t n_gids;
+} config_ids_t;
+
 typedef struct {
   char socket_path[CONFIG_PATH_BYTES];
+  uint32_t socket_mode; /* file mode of the socket, e.g. 0600 */
+  int64_t socket_gid;   /* group of the socket; -1: tokend's own */
+  /* operators may do everything; default: root and tokend's own uid */
+  config_ids_t operators;
+  /* verifiers may call Verify; any_verifier: everyone (the default) */
+  config_ids_t verifiers;
+  int any_verifier;
   char db_path[CONFIG_PATH_BYTES];
   char pepper_path[CONFIG_PATH_BYTES];
   char token_prefix[TOKEND_PREFIX_MAX_CHARS + 1];

@@ -1,9 +1,11 @@
+#define _GNU_SOURCE /* struct ucred, SO_PEERGROUPS */
 #include "conn.h"
 
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "dispatch.h"
 #include "frame.h"
@@ -404,6 +406,56 @@ static conn_t *conn_new(server_t *s) {
   return c;
 }
 
+static int ids_match(const config_ids_t *ids, uint32_t uid,
+                     const uint32_t *gids, size_t n_gids) {
+  size_t i, j;
+
+  for (i = 0; i < ids->n_uids; i++)
+    if (ids->uids[i] == uid)
+      return 1;
+  for (i = 0; i < ids->n_gids; i++)
+    for (j = 0; j < n_gids; j++)
+      if (ids->gids[i] == gids[j])
+        return 1;
+  return 0;
+}
+
+/* Reads the peer's credentials from the kernel and decides its roles. A
+ * peer whose credentials cannot be read gets no role beyond the default
+ * verifier one. */
+static int conn_identify(conn_t *c) {
+  const config_t *cfg = &c->server->cfg;
+  uint32_t gids[CONFIG_MAX_IDS * 4];
+  gid_t groups[CONFIG_MAX_IDS * 4];
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  size_t n_gids = 0, i;
+  uv_os_fd_t fd;
+
+  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+      len != sizeof(cred)) {
+    log_warn("conn %llu: cannot read peer credentials; closing",
+             (unsigned long long)c->id);
+    return TOKEND_EPERM;
+  }
+  c->peer.uid = (uint32_t)cred.uid;
+  c->peer.gid = (uint32_t)cred.gid;
+  c->peer.pid = (int32_t)cred.pid;
+  gids[n_gids++] = (uint32_t)cred.gid;
+  /* Supplementary groups, without asking NSS (which may block). A peer in
+   * more groups than fit is judged by the ones that do. */
+  len = sizeof(groups);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+    for (i = 0; i < len / sizeof(gid_t) && n_gids < CONFIG_MAX_IDS * 4; i++)
+      gids[n_gids++] = (uint32_t)groups[i];
+  c->peer.is_operator = ids_match(&cfg->operators, c->peer.uid, gids, n_gids);
+  c->peer.is_verifier = cfg->any_verifier ||
+                        ids_match(&cfg->verifiers, c->peer.uid, gids, n_gids);
+  snprintf(c->peer.user, sizeof(c->peer.user), "uid:%u", (unsigned)c->peer.uid);
+  return 0;
+}
+
 /* Starts serving c, or tells it reject_msg and closes it. */
 static int conn_start(conn_t *c, const char *reject_msg) {
   if (reject_msg != NULL) {
@@ -411,10 +463,16 @@ static int conn_start(conn_t *c, const char *reject_msg) {
     conn_close_when_sent(c);
     return 0;
   }
+  if (conn_identify(c) != 0) {
+    conn_close(c);
+    return TOKEND_EPERM;
+  }
   conn_set_reading(c, 1);
   if (c->closing)
     return TOKEND_EIO;
-  log_debug("conn %llu: accepted", (unsigned long long)c->id);
+  log_debug("conn %llu: accepted uid=%u pid=%d%s", (unsigned long long)c->id,
+            (unsigned)c->peer.uid, (int)c->peer.pid,
+            c->peer.is_operator ? " operator" : "");
   return 0;
 }
 

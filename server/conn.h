@@ -14,14 +14,26 @@
 
 #include "tokend.pb-c.h"
 #include "tokend_error.h"
+#include "tokend_limits.h"
 
 typedef struct server_s server_t;
+
+/* Who is at the other end, from the kernel (SO_PEERCRED, SO_PEERGROUPS) at
+ * accept time. Nothing in a request can change it. */
+typedef struct {
+  uint32_t uid, gid;
+  int32_t pid;
+  int is_operator;
+  int is_verifier;
+  char user[TOKEND_USER_BYTES]; /* "uid:<uid>": who a non-operator acts as */
+} peer_t;
 
 typedef struct conn_s {
   uv_pipe_t pipe; /* pipe.data points back to the conn */
   server_t *server;
   struct conn_s *prev, *next;
   uint64_t id;
+  peer_t peer;
   uint8_t *rbuf; /* unparsed input */
   size_t rlen, rcap;
   uint8_t *wbuf; /* responses not yet handed to uv_write */

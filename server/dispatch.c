@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "log.h"
 #include "server.h"
 #include "token.h"
@@ -19,14 +20,16 @@ typedef struct {
   store_job_t job;
   conn_t *conn;
   uint64_t call_id;
+  store_audit_t audit;            /* writes: recorded with the write */
   char token[TOKEND_TOKEN_BYTES]; /* Issue only: the secret, wiped at end */
-  uint32_t page_size;             /* List only */
+  uint32_t page_size;             /* List and ListAuditEvents */
 } call_t;
 
 typedef struct {
   store_job_t job;
   server_t *server;
   store_touch_t *items;
+  domain_counts_t *counts;
 } flush_t;
 
 static void send_error(conn_t *c, uint64_t call_id, int err, const char *msg) {
@@ -93,6 +96,8 @@ static void info_from_row(Tokend__V1__TokenInfo *info, store_token_t *row,
   info->last_used_at = row->last_used_at;
   info->revoked_at = row->revoked_at;
   info->status = token_status(row->revoked_at, row->expires_at, now);
+  info->created_by = row->created_by;
+  info->revoked_by = row->revoked_by;
 }
 
 static call_t *call_new(conn_t *c, uint64_t call_id, store_job_kind_t kind,
@@ -132,6 +137,7 @@ static void call_end(call_t *call) {
 static void handle_verify(conn_t *c, uint64_t call_id,
                           const Tokend__V1__VerifyRequest *req) {
   server_t *s = c->server;
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
   Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
   Tokend__V1__VerifyResponse vr = TOKEND__V1__VERIFY_RESPONSE__INIT;
@@ -141,6 +147,12 @@ static void handle_verify(conn_t *c, uint64_t call_id,
   size_t len = strlen(req->token);
   int64_t now;
 
+  if (!c->peer.is_verifier && !c->peer.is_operator) {
+    snprintf(why, sizeof(why), "%s may not call Verify (not a verifier)",
+             c->peer.user);
+    authz_refuse(c, call_id, NULL, "Verify", "", TOKEND_EPERM, why);
+    return;
+  }
   resp.call_id = call_id;
   resp.status = &status;
   resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
@@ -148,6 +160,7 @@ static void handle_verify(conn_t *c, uint64_t call_id,
 
   if (!string_intact(req->token) || token_check(req->token, len) != 0) {
     vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+    s->domains.unknown->invalid_verifies++;
     goto out_send;
   }
   token_hash(req->token, len, s->pepper, hash);
@@ -155,6 +168,7 @@ static void handle_verify(conn_t *c, uint64_t call_id,
   sodium_memzero(hash, sizeof(hash));
   if (e == NULL) {
     vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN;
+    s->domains.unknown->invalid_verifies++;
     goto out_send;
   }
   vr.token_id = e->id;
@@ -172,6 +186,10 @@ static void handle_verify(conn_t *c, uint64_t call_id,
     vr.valid = 1;
     index_touch(s->index, e, now);
   }
+  if (vr.valid)
+    e->domain->valid_verifies++;
+  else
+    e->domain->invalid_verifies++;
 out_send:
   (void)conn_send(c, &resp, 0);
 }
@@ -190,7 +208,11 @@ static void issue_done(store_job_t *job) {
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
   int err = job->result;
 
-  if (err == 0 && (err = index_insert(s->index, row)) != 0) {
+  if (err == 0) {
+    domain_t *d = domains_get(&s->domains, row->domain);
+    err = d != NULL ? index_insert(s->index, row, d) : TOKEND_ENOMEM;
+  }
+  if (err != 0 && job->result == 0) {
     /* Committed but not indexed: it would verify only after a restart. */
     log_error("issue: token %s stored but not indexed: %s", row->id,
               tokend_strerror(err));
@@ -203,7 +225,8 @@ static void issue_done(store_job_t *job) {
       send_error(call->conn, call->call_id, err, msg);
     goto out;
   }
-  log_info("issue: domain=%s id=%s", row->domain, row->id);
+  log_info("issue: domain=%s id=%s by=%s", row->domain, row->id,
+           row->created_by);
   if (conn_is_open(call->conn)) {
     resp.call_id = call->call_id;
     resp.status = &status;
@@ -219,6 +242,7 @@ out:
 }
 
 static void handle_issue(conn_t *c, uint64_t call_id,
+                         const authz_actor_t *actor,
                          const Tokend__V1__IssueRequest *req) {
   server_t *s = c->server;
   char why[TOKEND_STATUS_MESSAGE_BYTES];
@@ -244,6 +268,10 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   for (i = 0; i < req->n_scopes; i++)
     if (validate_scope(req->scopes[i], why, sizeof(why)) != 0)
       goto err_invalid;
+  if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
+    authz_refuse(c, call_id, actor, "Issue", req->domain, TOKEND_EPERM, why);
+    return;
+  }
   if (req->expires_at < 0 || (req->expires_at != 0 && req->expires_at <= now)) {
     snprintf(why, sizeof(why),
              "expires_at must be a future time in Unix milliseconds, or 0 "
@@ -279,6 +307,11 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   row->scopes[off] = '\0';
   row->created_at = now;
   row->expires_at = req->expires_at;
+  snprintf(row->created_by, sizeof(row->created_by), "%s",
+           authz_doer(c, actor));
+  authz_audit_fill(&call->audit, c, actor, "Issue", row->domain, row->id, 0,
+                   row->label);
+  call->job.audit = &call->audit;
   call_submit(call);
   return;
 
@@ -311,7 +344,7 @@ static void revoke_done(store_job_t *job) {
   }
   /* Committed: from now on every connection's Verify answers REVOKED. */
   e = index_find(s->index, job->u.revoke.hash);
-  if (e != NULL)
+  if (e != NULL && e->revoked_at == 0)
     e->revoked_at = job->u.revoke.revoked_at;
   else
     log_error("revoke: token %s is in the store but not in the index",
@@ -332,6 +365,7 @@ out:
 }
 
 static void handle_revoke(conn_t *c, uint64_t call_id,
+                          const authz_actor_t *actor,
                           const Tokend__V1__RevokeRequest *req) {
   char why[TOKEND_STATUS_MESSAGE_BYTES];
   call_t *call;
@@ -349,6 +383,10 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
                "digits)");
     return;
   }
+  if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
+    authz_refuse(c, call_id, actor, "Revoke", req->domain, TOKEND_EPERM, why);
+    return;
+  }
   call = call_new(c, call_id, STORE_JOB_REVOKE, revoke_done);
   if (call == NULL) {
     send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
@@ -359,21 +397,28 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
   snprintf(call->job.u.revoke.id, sizeof(call->job.u.revoke.id), "%s",
            req->token_id);
   call->job.u.revoke.now = tokend_now_ms();
+  snprintf(call->job.u.revoke.by, sizeof(call->job.u.revoke.by), "%s",
+           authz_doer(c, actor));
+  authz_audit_fill(&call->audit, c, actor, "Revoke", req->domain, req->token_id,
+                   0, "");
+  call->job.audit = &call->audit;
   call_submit(call);
 }
 
 /* ---- List ---- */
 
-/* Page tokens are opaque to clients: base64url of "p1.<seq>". */
-static void page_token_encode(int64_t seq, char out[TOKEND_PAGE_TOKEN_BYTES]) {
+/* Page tokens are opaque to clients: base64url of "<tag><position>", the
+ * tag naming what is paged ("p1." tokens, "a1." audit events). */
+static void page_token_encode(const char *tag, int64_t pos,
+                              char out[TOKEND_PAGE_TOKEN_BYTES]) {
   char raw[32];
-  int n = snprintf(raw, sizeof(raw), "p1.%" PRId64, seq);
+  int n = snprintf(raw, sizeof(raw), "%s%" PRId64, tag, pos);
 
   sodium_bin2base64(out, TOKEND_PAGE_TOKEN_BYTES, (const unsigned char *)raw,
                     (size_t)n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-static int page_token_decode(const char *tok, int64_t *seq) {
+static int page_token_decode(const char *tag, const char *tok, int64_t *seq) {
   unsigned char raw[32];
   size_t n, i;
   int64_t v = 0;
@@ -381,7 +426,7 @@ static int page_token_decode(const char *tok, int64_t *seq) {
   if (sodium_base642bin(raw, sizeof(raw) - 1, tok, strlen(tok), NULL, &n, NULL,
                         sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
     return TOKEND_EINVAL;
-  if (n < 4 || n > 22 || memcmp(raw, "p1.", 3) != 0)
+  if (n < 4 || n > 22 || memcmp(raw, tag, 3) != 0)
     return TOKEND_EINVAL;
   for (i = 3; i < n; i++) {
     if (raw[i] < '0' || raw[i] > '9')
@@ -423,7 +468,7 @@ static void list_done(store_job_t *job) {
    * whether there is a next page. */
   if (n > call->page_size) {
     n = call->page_size;
-    page_token_encode(rows[n - 1].seq, next);
+    page_token_encode("p1.", rows[n - 1].seq, next);
   }
   if (n > 0) {
     infos = calloc(n, sizeof(*infos));
@@ -458,7 +503,7 @@ out:
   call_end(call);
 }
 
-static void handle_list(conn_t *c, uint64_t call_id,
+static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
                         const Tokend__V1__ListRequest *req) {
   char why[TOKEND_STATUS_MESSAGE_BYTES];
   uint32_t page_size = req->page_size;
@@ -472,8 +517,12 @@ static void handle_list(conn_t *c, uint64_t call_id,
     send_error(c, call_id, TOKEND_EINVAL, why);
     return;
   }
+  if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
+    authz_refuse(c, call_id, actor, "List", req->domain, TOKEND_EPERM, why);
+    return;
+  }
   if (req->page_token[0] != '\0' &&
-      page_token_decode(req->page_token, &before) != 0) {
+      page_token_decode("p1.", req->page_token, &before) != 0) {
     send_error(c, call_id, TOKEND_EINVAL,
                "page_token is not one this server handed out");
     return;
@@ -502,12 +551,402 @@ static void handle_list(conn_t *c, uint64_t call_id,
   call_submit(call);
 }
 
+/* ---- Domain admins (operators only) ---- */
+
+/* Answers PERMISSION_DENIED (audited) and returns 1 unless c is an
+ * operator. */
+static int refuse_non_operator(conn_t *c, uint64_t call_id,
+                               const authz_actor_t *actor, const char *method,
+                               const char *domain) {
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (c->peer.is_operator)
+    return 0;
+  snprintf(why, sizeof(why), "%s may not call %s: operators only", c->peer.user,
+           method);
+  authz_refuse(c, call_id, actor, method, domain, TOKEND_EPERM, why);
+  return 1;
+}
+
+/* Validates a domain and a user; answers INVALID_ARGUMENT and returns 1 if
+ * either is bad. */
+static int reject_domain_user(conn_t *c, uint64_t call_id, const char *domain,
+                              const char *user) {
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (reject_nul(c, call_id, domain, "domain") ||
+      reject_nul(c, call_id, user, "user"))
+    return 1;
+  if (validate_domain(domain, why, sizeof(why)) != 0 ||
+      validate_user(user, why, sizeof(why)) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL, why);
+    return 1;
+  }
+  return 0;
+}
+
+static void grant_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  server_t *s = call->conn->server;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__GrantDomainAdminResponse gr =
+      TOKEND__V1__GRANT_DOMAIN_ADMIN_RESPONSE__INIT;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  int err = job->result;
+
+  if (err == 0 && (err = domains_admin_add(
+                       &s->domains, job->u.grant.domain, job->u.grant.user,
+                       job->u.grant.granted_at, job->u.grant.by)) != 0)
+    log_error("grant: %s of %s stored but not in memory: %s", job->u.grant.user,
+              job->u.grant.domain, tokend_strerror(err));
+  if (err != 0) {
+    snprintf(msg, sizeof(msg), "could not grant: %s",
+             job->errmsg[0] != '\0' ? job->errmsg : tokend_strerror(err));
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, err, msg);
+    goto out;
+  }
+  if (!job->u.grant.already)
+    log_info("grant: %s is now an admin of %s (by %s)", job->u.grant.user,
+             job->u.grant.domain, job->u.grant.by);
+  if (conn_is_open(call->conn)) {
+    resp.call_id = call->call_id;
+    resp.status = &status;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT_GRANT_DOMAIN_ADMIN;
+    resp.grant_domain_admin = &gr;
+    gr.granted_at = job->u.grant.granted_at;
+    gr.already_admin = job->u.grant.already != 0;
+    (void)conn_send(call->conn, &resp, 0);
+  }
+out:
+  call_end(call);
+}
+
+static void handle_grant_admin(conn_t *c, uint64_t call_id,
+                               const authz_actor_t *actor,
+                               const Tokend__V1__GrantDomainAdminRequest *req) {
+  call_t *call;
+
+  if (refuse_non_operator(c, call_id, actor, "GrantDomainAdmin", req->domain) ||
+      reject_domain_user(c, call_id, req->domain, req->user))
+    return;
+  call = call_new(c, call_id, STORE_JOB_GRANT, grant_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  snprintf(call->job.u.grant.domain, sizeof(call->job.u.grant.domain), "%s",
+           req->domain);
+  snprintf(call->job.u.grant.user, sizeof(call->job.u.grant.user), "%s",
+           req->user);
+  snprintf(call->job.u.grant.by, sizeof(call->job.u.grant.by), "%s",
+           authz_doer(c, actor));
+  call->job.u.grant.now = tokend_now_ms();
+  authz_audit_fill(&call->audit, c, actor, "GrantDomainAdmin", req->domain, "",
+                   0, req->user);
+  call->job.audit = &call->audit;
+  call_submit(call);
+}
+
+static void admin_remove_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  server_t *s = call->conn->server;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__RevokeDomainAdminResponse rr =
+      TOKEND__V1__REVOKE_DOMAIN_ADMIN_RESPONSE__INIT;
+  char msg[TOKEND_USER_BYTES + TOKEND_DOMAIN_BYTES + 64];
+  index_entry_t *e;
+  size_t i;
+
+  if (job->result != 0) {
+    if (job->result == TOKEND_ENOTFOUND)
+      snprintf(msg, sizeof(msg), "%s is not an admin of domain %s",
+               job->u.admin_remove.user, job->u.admin_remove.domain);
+    else
+      snprintf(msg, sizeof(msg), "could not remove the admin: %s", job->errmsg);
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
+  }
+  /* Committed: the user is no admin and their tokens verify REVOKED. */
+  domains_admin_remove(&s->domains, job->u.admin_remove.domain,
+                       job->u.admin_remove.user);
+  for (i = 0; i < job->u.admin_remove.n_hashes; i++) {
+    e = index_find(s->index, job->u.admin_remove.hashes[i]);
+    if (e != NULL && e->revoked_at == 0)
+      e->revoked_at = job->u.admin_remove.now;
+  }
+  log_info("admin removed: %s of %s (by %s), %zu tokens revoked",
+           job->u.admin_remove.user, job->u.admin_remove.domain,
+           job->u.admin_remove.by, job->u.admin_remove.n_hashes);
+  if (conn_is_open(call->conn)) {
+    resp.call_id = call->call_id;
+    resp.status = &status;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT_REVOKE_DOMAIN_ADMIN;
+    resp.revoke_domain_admin = &rr;
+    rr.tokens_revoked = (uint32_t)job->u.admin_remove.n_hashes;
+    (void)conn_send(call->conn, &resp, 0);
+  }
+out:
+  free(job->u.admin_remove.hashes);
+  call_end(call);
+}
+
+static void
+handle_revoke_admin(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
+                    const Tokend__V1__RevokeDomainAdminRequest *req) {
+  call_t *call;
+
+  if (refuse_non_operator(c, call_id, actor, "RevokeDomainAdmin",
+                          req->domain) ||
+      reject_domain_user(c, call_id, req->domain, req->user))
+    return;
+  call = call_new(c, call_id, STORE_JOB_ADMIN_REMOVE, admin_remove_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  snprintf(call->job.u.admin_remove.domain,
+           sizeof(call->job.u.admin_remove.domain), "%s", req->domain);
+  snprintf(call->job.u.admin_remove.user, sizeof(call->job.u.admin_remove.user),
+           "%s", req->user);
+  snprintf(call->job.u.admin_remove.by, sizeof(call->job.u.admin_remove.by),
+           "%s", authz_doer(c, actor));
+  call->job.u.admin_remove.revoke_tokens = req->revoke_their_tokens;
+  call->job.u.admin_remove.now = tokend_now_ms();
+  authz_audit_fill(&call->audit, c, actor, "RevokeDomainAdmin", req->domain, "",
+                   0,
+                   req->revoke_their_tokens ? "and revoke their tokens" : "");
+  snprintf(call->audit.detail, sizeof(call->audit.detail), "%s%s", req->user,
+           req->revoke_their_tokens ? " (and their tokens)" : "");
+  call->job.audit = &call->audit;
+  call_submit(call);
+}
+
+/* Answered from memory: the admin table is kept in step with the store. */
+static void handle_list_admins(conn_t *c, uint64_t call_id,
+                               const authz_actor_t *actor,
+                               const Tokend__V1__ListDomainAdminsRequest *req) {
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__ListDomainAdminsResponse lr =
+      TOKEND__V1__LIST_DOMAIN_ADMINS_RESPONSE__INIT;
+  Tokend__V1__DomainAdmin *admins = NULL, **ptrs = NULL;
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  const domain_t *dom;
+  size_t i, n = 0;
+
+  if (refuse_non_operator(c, call_id, actor, "ListDomainAdmins", req->domain) ||
+      reject_nul(c, call_id, req->domain, "domain"))
+    return;
+  if (validate_domain(req->domain, why, sizeof(why)) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL, why);
+    return;
+  }
+  dom = domains_find(&c->server->domains, req->domain);
+  if (dom != NULL && dom->n_admins > 0) {
+    n = dom->n_admins;
+    admins = calloc(n, sizeof(*admins));
+    ptrs = calloc(n, sizeof(*ptrs));
+    if (admins == NULL || ptrs == NULL) {
+      send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+      goto out;
+    }
+    for (i = 0; i < n; i++) {
+      tokend__v1__domain_admin__init(&admins[i]);
+      admins[i].user = (char *)dom->admins[i].user;
+      admins[i].granted_at = dom->admins[i].granted_at;
+      admins[i].granted_by = (char *)dom->admins[i].granted_by;
+      ptrs[i] = &admins[i];
+    }
+  }
+  resp.call_id = call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_LIST_DOMAIN_ADMINS;
+  resp.list_domain_admins = &lr;
+  lr.n_admins = n;
+  lr.admins = ptrs;
+  (void)conn_send(c, &resp, 0);
+out:
+  free(admins);
+  free(ptrs);
+}
+
+/* ---- Audit log ---- */
+
+static void audit_list_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  store_audit_t *rows = job->u.audit_list.rows;
+  size_t n = job->u.audit_list.n_rows, i;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__ListAuditEventsResponse lr =
+      TOKEND__V1__LIST_AUDIT_EVENTS_RESPONSE__INIT;
+  Tokend__V1__AuditEvent *evs = NULL, **ptrs = NULL;
+  char next[TOKEND_PAGE_TOKEN_BYTES] = "";
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (!conn_is_open(call->conn))
+    goto out;
+  if (job->result != 0) {
+    snprintf(msg, sizeof(msg), "could not read the audit log: %s", job->errmsg);
+    send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
+  }
+  if (n > call->page_size) {
+    n = call->page_size;
+    page_token_encode("a1.", rows[n - 1].id, next);
+  }
+  if (n > 0) {
+    evs = calloc(n, sizeof(*evs));
+    ptrs = calloc(n, sizeof(*ptrs));
+    if (evs == NULL || ptrs == NULL) {
+      send_error(call->conn, call->call_id, TOKEND_ENOMEM, "out of memory");
+      goto out;
+    }
+  }
+  for (i = 0; i < n; i++) {
+    tokend__v1__audit_event__init(&evs[i]);
+    evs[i].id = rows[i].id;
+    evs[i].time = rows[i].at;
+    evs[i].peer_uid = rows[i].peer_uid;
+    evs[i].peer_pid = rows[i].peer_pid;
+    evs[i].actor = rows[i].actor;
+    evs[i].break_glass = rows[i].break_glass != 0;
+    evs[i].domain = rows[i].domain;
+    evs[i].token_id = rows[i].token_id;
+    evs[i].method = rows[i].method;
+    evs[i].code = rows[i].code;
+    evs[i].detail = rows[i].detail;
+    ptrs[i] = &evs[i];
+  }
+  resp.call_id = call->call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_LIST_AUDIT_EVENTS;
+  resp.list_audit_events = &lr;
+  lr.n_events = n;
+  lr.events = ptrs;
+  lr.next_page_token = next;
+  (void)conn_send(call->conn, &resp, 0);
+out:
+  free(evs);
+  free(ptrs);
+  free(rows);
+  call_end(call);
+}
+
+static void handle_list_audit(conn_t *c, uint64_t call_id,
+                              const authz_actor_t *actor,
+                              const Tokend__V1__ListAuditEventsRequest *req) {
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  uint32_t page_size = req->page_size;
+  int64_t before = 0;
+  call_t *call;
+
+  if (reject_nul(c, call_id, req->domain, "domain") ||
+      reject_nul(c, call_id, req->page_token, "page_token"))
+    return;
+  if (req->domain[0] == '\0') {
+    if (refuse_non_operator(c, call_id, actor, "ListAuditEvents", ""))
+      return;
+  } else {
+    if (validate_domain(req->domain, why, sizeof(why)) != 0) {
+      send_error(c, call_id, TOKEND_EINVAL, why);
+      return;
+    }
+    if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
+      authz_refuse(c, call_id, actor, "ListAuditEvents", req->domain,
+                   TOKEND_EPERM, why);
+      return;
+    }
+  }
+  if (req->page_token[0] != '\0' &&
+      page_token_decode("a1.", req->page_token, &before) != 0) {
+    send_error(c, call_id, TOKEND_EINVAL,
+               "page_token is not one this server handed out");
+    return;
+  }
+  if (page_size == 0)
+    page_size = TOKEND_AUDIT_PAGE_DEFAULT;
+  if (page_size > TOKEND_LIST_PAGE_MAX)
+    page_size = TOKEND_LIST_PAGE_MAX;
+  call = call_new(c, call_id, STORE_JOB_AUDIT_LIST, audit_list_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  call->page_size = page_size;
+  call->job.u.audit_list.rows =
+      calloc((size_t)page_size + 1, sizeof(store_audit_t));
+  if (call->job.u.audit_list.rows == NULL) {
+    free(call);
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  call->job.u.audit_list.max_rows = (size_t)page_size + 1;
+  snprintf(call->job.u.audit_list.domain, sizeof(call->job.u.audit_list.domain),
+           "%s", req->domain);
+  call->job.u.audit_list.since = req->since;
+  call->job.u.audit_list.before_id = before;
+  call_submit(call);
+}
+
+/* ---- WhoAmI ---- */
+
+static void handle_whoami(conn_t *c, uint64_t call_id,
+                          const authz_actor_t *actor) {
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__WhoAmIResponse wr = TOKEND__V1__WHO_AM_IRESPONSE__INIT;
+
+  resp.call_id = call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_WHO_AM_I;
+  resp.who_am_i = &wr;
+  wr.uid = c->peer.uid;
+  wr.gid = c->peer.gid;
+  wr.pid = c->peer.pid;
+  wr.user = (char *)authz_doer(c, actor);
+  wr.operator_ = c->peer.is_operator != 0;
+  wr.verifier = c->peer.is_verifier || c->peer.is_operator;
+  (void)conn_send(c, &resp, 0);
+}
+
 /* ---- Frames ---- */
+
+static const char *method_name(Tokend__V1__Request__MethodCase m) {
+  switch (m) {
+  case TOKEND__V1__REQUEST__METHOD_ISSUE:
+    return "Issue";
+  case TOKEND__V1__REQUEST__METHOD_VERIFY:
+    return "Verify";
+  case TOKEND__V1__REQUEST__METHOD_REVOKE:
+    return "Revoke";
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+    return "List";
+  case TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN:
+    return "GrantDomainAdmin";
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
+    return "RevokeDomainAdmin";
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+    return "ListDomainAdmins";
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+    return "ListAuditEvents";
+  case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
+    return "WhoAmI";
+  default:
+    return "Unknown";
+  }
+}
 
 int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   arena_t *arena = &c->server->arena;
-  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  char msg[TOKEND_STATUS_MESSAGE_BYTES], why[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Request *req;
+  authz_actor_t actor;
+  int err;
 
   req = tokend__v1__request__unpack(&arena->allocator, len, body);
   if (req == NULL) {
@@ -527,24 +966,56 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
     arena_reset(arena);
     return TOKEND_EPROTO;
   }
+  /* Verify, the hot path, needs no actor. */
+  if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
+      req->actor[0] == '\0') {
+    handle_verify(c, req->call_id, req->verify);
+    goto out;
+  }
+  if (reject_nul(c, req->call_id, req->actor, "actor"))
+    goto out;
+  if ((err = authz_actor(c, req->actor, &actor, why, sizeof(why))) != 0) {
+    if (err == TOKEND_EPERM)
+      authz_refuse(c, req->call_id, NULL, method_name(req->method_case), "",
+                   err, why);
+    else
+      send_error(c, req->call_id, err, why);
+    goto out;
+  }
   switch (req->method_case) {
   case TOKEND__V1__REQUEST__METHOD_VERIFY:
     handle_verify(c, req->call_id, req->verify);
     break;
   case TOKEND__V1__REQUEST__METHOD_ISSUE:
-    handle_issue(c, req->call_id, req->issue);
+    handle_issue(c, req->call_id, &actor, req->issue);
     break;
   case TOKEND__V1__REQUEST__METHOD_REVOKE:
-    handle_revoke(c, req->call_id, req->revoke);
+    handle_revoke(c, req->call_id, &actor, req->revoke);
     break;
   case TOKEND__V1__REQUEST__METHOD_LIST:
-    handle_list(c, req->call_id, req->list);
+    handle_list(c, req->call_id, &actor, req->list);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN:
+    handle_grant_admin(c, req->call_id, &actor, req->grant_domain_admin);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
+    handle_revoke_admin(c, req->call_id, &actor, req->revoke_domain_admin);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+    handle_list_admins(c, req->call_id, &actor, req->list_domain_admins);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+    handle_list_audit(c, req->call_id, &actor, req->list_audit_events);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
+    handle_whoami(c, req->call_id, &actor);
     break;
   default:
     conn_send_status(c, req->call_id, TOKEND_GRPC_UNIMPLEMENTED,
                      "request names no method this server implements");
     break;
   }
+out:
   /* Every handler copied what it keeps; the arena wipes the request
    * (a Verify carries a secret) and takes it back. */
   tokend__v1__request__free_unpacked(req, &arena->allocator);
@@ -562,27 +1033,39 @@ static void flush_done(store_job_t *job) {
     log_warn("last_used write-back of %zu tokens failed (%s); will retry",
              job->u.touch.n, job->errmsg);
     index_mark_dirty(s->index, f->items, job->u.touch.n);
+    domains_put_back_counts(&s->domains, f->counts, job->u.touch.n_counts);
   }
   free(f->items);
+  free(f->counts);
   free(f);
   s->flush_in_flight = 0;
   server_job_end(s);
 }
 
 int dispatch_flush_last_used(server_t *s) {
-  size_t n = index_dirty_count(s->index);
+  size_t n = index_dirty_count(s->index), n_counts = 0;
   flush_t *f;
 
-  if (n == 0 || s->flush_in_flight)
+  if (s->flush_in_flight)
     return 0;
   f = calloc(1, sizeof(*f));
   if (f == NULL)
     return 0;
-  f->items = malloc(n * sizeof(*f->items));
-  if (f->items == NULL) {
+  if (domains_take_counts(&s->domains, &f->counts, &n_counts) != 0 ||
+      (n == 0 && n_counts == 0)) {
     free(f);
     return 0;
   }
+  f->items = malloc((n > 0 ? n : 1) * sizeof(*f->items));
+  if (f->items == NULL) {
+    domains_put_back_counts(&s->domains, f->counts, n_counts);
+    free(f->counts);
+    free(f);
+    return 0;
+  }
+  f->job.u.touch.counts = f->counts;
+  f->job.u.touch.n_counts = n_counts;
+  f->job.u.touch.now = tokend_now_ms();
   f->server = s;
   f->job.kind = STORE_JOB_TOUCH;
   f->job.done = flush_done;

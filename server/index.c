@@ -81,8 +81,8 @@ static int index_grow(index_t *ix) {
   return 0;
 }
 
-int index_insert(index_t *ix, const store_token_t *row) {
-  size_t dlen = strlen(row->domain), llen = strlen(row->label);
+int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
+  size_t llen = strlen(row->label);
   size_t slen = strlen(row->scopes), slot, i;
   index_entry_t *e;
   int err;
@@ -93,22 +93,22 @@ int index_insert(index_t *ix, const store_token_t *row) {
   if (ix->slots[slot] != NULL)
     return TOKEND_EEXIST;
 
-  e = malloc(sizeof(*e) + dlen + 1 + llen + 1 + slen + 1);
+  e = malloc(sizeof(*e) + llen + 1 + slen + 1);
   if (e == NULL)
     return TOKEND_ENOMEM;
   memcpy(e->hash, row->hash, TOKEND_HASH_BYTES);
+  e->domain = domain;
   memcpy(e->id, row->id, sizeof(e->id));
   e->expires_at = row->expires_at;
   e->revoked_at = row->revoked_at;
   e->last_used_at = row->last_used_at;
   e->dirty = 0;
-  memcpy(e->strings, row->domain, dlen + 1);
-  memcpy(e->strings + dlen + 1, row->label, llen + 1);
+  memcpy(e->strings, row->label, llen + 1);
   /* Scopes arrive space-separated; store them NUL-separated. */
-  memcpy(e->strings + dlen + 1 + llen + 1, row->scopes, slen + 1);
+  memcpy(e->strings + llen + 1, row->scopes, slen + 1);
   e->n_scopes = 0;
   if (slen > 0) {
-    char *sc = e->strings + dlen + 1 + llen + 1;
+    char *sc = e->strings + llen + 1;
     e->n_scopes = 1;
     for (i = 0; i < slen; i++) {
       if (sc[i] == ' ') {
@@ -129,11 +129,11 @@ index_entry_t *index_find(const index_t *ix,
 
 size_t index_count(const index_t *ix) { return ix->count; }
 
-const char *index_entry_domain(const index_entry_t *e) { return e->strings; }
-
-const char *index_entry_label(const index_entry_t *e) {
-  return e->strings + strlen(e->strings) + 1;
+const char *index_entry_domain(const index_entry_t *e) {
+  return e->domain->name;
 }
+
+const char *index_entry_label(const index_entry_t *e) { return e->strings; }
 
 size_t index_entry_scopes(const index_entry_t *e, const char **scopes) {
   const char *p = index_entry_label(e);

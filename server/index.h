@@ -8,19 +8,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "domains.h"
 #include "store.h"
 #include "tokend_error.h"
 #include "tokend_limits.h"
 
 typedef struct index_entry_s {
   uint8_t hash[TOKEND_HASH_BYTES];
+  domain_t *domain; /* interned; owned by the domains registry */
   char id[TOKEND_TOKEN_ID_BYTES];
   int64_t expires_at;   /* 0: never */
   int64_t revoked_at;   /* 0: not revoked */
   int64_t last_used_at; /* 0: never; may be ahead of the store */
   uint8_t dirty;        /* last_used_at not yet written to the store */
   uint8_t n_scopes;
-  /* NUL-separated: domain, label, then each scope. */
+  /* NUL-separated: label, then each scope. */
   char strings[];
 } index_entry_t;
 
@@ -30,9 +32,11 @@ int index_new(index_t **out) TOKEND_MUST_CHECK;
 /* Frees the index and every entry. NULL is a no-op. */
 void index_free(index_t *index);
 
-/* Adds an entry built from row (the index owns it). TOKEND_EEXIST if the hash
- * is already present, TOKEND_ENOMEM. */
-int index_insert(index_t *index, const store_token_t *row) TOKEND_MUST_CHECK;
+/* Adds an entry built from row (the index owns it), in domain (which must be
+ * row->domain's, and outlive the index). TOKEND_EEXIST if the hash is
+ * already present, TOKEND_ENOMEM. */
+int index_insert(index_t *index, const store_token_t *row,
+                 domain_t *domain) TOKEND_MUST_CHECK;
 
 /* The entry for hash, or NULL. Valid until index_free. */
 index_entry_t *index_find(const index_t *index,

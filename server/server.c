@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,78 @@
 #include "pepper.h"
 
 static int load_row(void *arg, const store_token_t *row) {
-  return index_insert(arg, row);
+  server_t *s = arg;
+  domain_t *d = domains_get(&s->domains, row->domain);
+
+  return d != NULL ? index_insert(s->index, row, d) : TOKEND_ENOMEM;
+}
+
+static int load_admin(void *arg, const store_admin_t *a) {
+  server_t *s = arg;
+
+  return domains_admin_add(&s->domains, a->domain, a->user, a->granted_at,
+                           a->granted_by);
+}
+
+/* Binds the listener at path with the configured mode and group, so that
+ * the socket never exists with looser permissions than asked for: with the
+ * default group the umask sets the mode at bind; with another group the
+ * socket is made in a private 0700 directory beside path, given its group
+ * and mode there, and renamed into place. */
+static int server_bind(server_t *s, const char *path) {
+  struct sockaddr_un sa;
+  char dir[CONFIG_PATH_BYTES], tmp_dir[CONFIG_PATH_BYTES + 32];
+  char tmp_path[CONFIG_PATH_BYTES + 64];
+  mode_t old_mask;
+  int err;
+
+  if (s->cfg.socket_gid < 0) {
+    old_mask = umask(~s->cfg.socket_mode & 0777);
+    err = uv_pipe_bind(&s->listener, path);
+    umask(old_mask);
+    if (err != 0) {
+      log_error("cannot bind %s: %s", path, uv_strerror(err));
+      return TOKEND_ECONFIG;
+    }
+    return 0;
+  }
+  snprintf(dir, sizeof(dir), "%s", path);
+  snprintf(tmp_dir, sizeof(tmp_dir), "%s/.tokend-sock-XXXXXX", dirname(dir));
+  if (mkdtemp(tmp_dir) == NULL) {
+    log_error("cannot create a private directory beside %s: %s", path,
+              strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  snprintf(tmp_path, sizeof(tmp_path), "%s/s", tmp_dir);
+  if (strlen(tmp_path) >= sizeof(sa.sun_path)) {
+    log_error("socket path %s is too long to be created with --socket-group "
+              "(a temporary path beside it must fit in %zu bytes)",
+              path, sizeof(sa.sun_path));
+    err = TOKEND_ECONFIG;
+    goto out_rmdir;
+  }
+  old_mask = umask(~s->cfg.socket_mode & 0777);
+  err = uv_pipe_bind(&s->listener, tmp_path);
+  umask(old_mask);
+  if (err != 0) {
+    log_error("cannot bind %s: %s", tmp_path, uv_strerror(err));
+    err = TOKEND_ECONFIG;
+    goto out_rmdir;
+  }
+  if (chown(tmp_path, (uid_t)-1, (gid_t)s->cfg.socket_gid) != 0 ||
+      chmod(tmp_path, (mode_t)s->cfg.socket_mode) != 0 ||
+      rename(tmp_path, path) != 0) {
+    log_error("cannot give socket %s group %lld and mode %03o: %s", path,
+              (long long)s->cfg.socket_gid, (unsigned)s->cfg.socket_mode,
+              strerror(errno));
+    unlink(tmp_path);
+    err = TOKEND_ECONFIG;
+    goto out_rmdir;
+  }
+  err = 0;
+out_rmdir:
+  rmdir(tmp_dir);
+  return err;
 }
 
 /* Decides what to do with an existing file at the socket path: a socket no
@@ -113,7 +185,6 @@ static uint64_t sweep_interval(const config_t *cfg) {
 
 static int server_listen(server_t *s) {
   struct sockaddr_un sa;
-  mode_t old_mask;
   int err;
 
   if (strlen(s->cfg.socket_path) >= sizeof(sa.sun_path)) {
@@ -130,14 +201,8 @@ static int server_listen(server_t *s) {
     return TOKEND_EINTERNAL;
   }
   s->listener.data = s;
-  /* Owner-only from the moment the file exists: no chmod window. */
-  old_mask = umask(0177);
-  err = uv_pipe_bind(&s->listener, s->cfg.socket_path);
-  umask(old_mask);
-  if (err != 0) {
-    log_error("cannot bind %s: %s", s->cfg.socket_path, uv_strerror(err));
-    return TOKEND_ECONFIG;
-  }
+  if ((err = server_bind(s, s->cfg.socket_path)) != 0)
+    return err;
   s->listening = 1;
   if ((err = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
     log_error("cannot listen on %s: %s", s->cfg.socket_path, uv_strerror(err));
@@ -268,11 +333,17 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("out of memory");
     return err;
   }
-  if ((err = index_new(&s->index)) != 0) {
+  if ((err = index_new(&s->index)) != 0 ||
+      (err = domains_init(&s->domains)) != 0) {
     log_error("out of memory");
     return err;
   }
-  if ((err = store_load(s->store, load_row, s->index)) != 0) {
+  if ((err = store_admin_load(s->store, load_admin, s)) != 0) {
+    log_error("cannot load domain admins from %s: %s", cfg->db_path,
+              store_errmsg(s->store));
+    return err;
+  }
+  if ((err = store_load(s->store, load_row, s)) != 0) {
     log_error("cannot load tokens from %s: %s", cfg->db_path,
               err == TOKEND_EEXIST ? "duplicate token hash"
                                    : store_errmsg(s->store));
@@ -339,6 +410,7 @@ void server_cleanup(server_t *s) {
   }
   index_free(s->index);
   s->index = NULL;
+  domains_free(&s->domains);
   arena_free(&s->arena);
   store_close(s->store);
   s->store = NULL;

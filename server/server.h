@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "config.h"
+#include "domains.h"
 #include "index.h"
 #include "store.h"
 #include "store_worker.h"
@@ -33,6 +34,7 @@ typedef struct server_s {
   store_t *store;
   store_worker_t *worker;
   index_t *index;
+  domains_t domains; /* admins and Verify counters, per domain */
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;

@@ -30,25 +30,90 @@ static const char *const migrations[] = {
     "  revoked_at INTEGER NOT NULL DEFAULT 0"
     ");"
     "CREATE INDEX tokens_domain_seq ON tokens (domain, seq);",
+    /* 1 -> 2: who did what (domain admins, audit log, Verify counters). */
+    "ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX tokens_domain_creator ON tokens (domain, created_by);"
+    "CREATE TABLE domain_admins ("
+    "  domain TEXT NOT NULL,"
+    "  user_name TEXT NOT NULL,"
+    "  granted_at INTEGER NOT NULL,"
+    "  granted_by TEXT NOT NULL,"
+    "  PRIMARY KEY (domain, user_name)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE audit_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  peer_uid INTEGER NOT NULL,"
+    "  peer_pid INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  break_glass INTEGER NOT NULL,"
+    "  domain TEXT NOT NULL,"
+    "  token_id TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  code INTEGER NOT NULL,"
+    "  detail TEXT NOT NULL"
+    ");"
+    "CREATE INDEX audit_domain_id ON audit_events (domain, id);"
+    /* Append-only: history cannot be rewritten through tokend's schema. */
+    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TABLE verify_counts ("
+    "  domain TEXT PRIMARY KEY,"
+    "  valid INTEGER NOT NULL DEFAULT 0,"
+    "  invalid INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
+#define TOKEN_COLUMNS                                                          \
+  "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
+  " last_used_at, revoked_at, created_by, revoked_by"
+#define AUDIT_COLUMNS                                                          \
+  "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
+  " code, detail"
+
 #define STMT_MAP(XX)                                                           \
-  XX(load, "SELECT seq, id, domain, label, hint, scopes, hash, created_at,"    \
-           " expires_at, last_used_at, revoked_at FROM tokens ORDER BY seq")   \
-  XX(insert,                                                                   \
-     "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"              \
-     " created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")       \
-  XX(revoke_set, "UPDATE tokens SET revoked_at = ?3"                           \
+  XX(load, "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq")                \
+  XX(insert, "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"      \
+             " created_at, expires_at, created_by)"                            \
+             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                   \
+  XX(revoke_set, "UPDATE tokens SET revoked_at = ?3, revoked_by = ?4"          \
                  " WHERE domain = ?1 AND id = ?2 AND revoked_at = 0")          \
   XX(revoke_get, "SELECT revoked_at, hash FROM tokens"                         \
                  " WHERE domain = ?1 AND id = ?2")                             \
   XX(touch, "UPDATE tokens SET last_used_at = ?2"                              \
             " WHERE hash = ?1 AND last_used_at < ?2")                          \
-  XX(list, "SELECT seq, id, domain, label, hint, scopes, hash, created_at,"    \
-           " expires_at, last_used_at, revoked_at FROM tokens"                 \
+  XX(list, "SELECT " TOKEN_COLUMNS " FROM tokens"                              \
            " WHERE domain = ?1 AND seq < ?2 AND (?3 OR revoked_at = 0)"        \
            " ORDER BY seq DESC LIMIT ?4")                                      \
+  XX(admin_insert, "INSERT INTO domain_admins (domain, user_name, granted_at," \
+                   " granted_by) VALUES (?1, ?2, ?3, ?4)"                      \
+                   " ON CONFLICT (domain, user_name) DO NOTHING")              \
+  XX(admin_get, "SELECT granted_at FROM domain_admins"                         \
+                " WHERE domain = ?1 AND user_name = ?2")                       \
+  XX(admin_delete, "DELETE FROM domain_admins"                                 \
+                   " WHERE domain = ?1 AND user_name = ?2")                    \
+  XX(admin_revoke_tokens, "UPDATE tokens SET revoked_at = ?3, revoked_by = ?4" \
+                          " WHERE domain = ?1 AND created_by = ?2"             \
+                          " AND revoked_at = 0 RETURNING hash")                \
+  XX(admin_load, "SELECT domain, user_name, granted_at, granted_by"            \
+                 " FROM domain_admins")                                        \
+  XX(audit_insert, "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"  \
+                   " break_glass, domain, token_id, method, code, detail)"     \
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")        \
+  XX(audit_list, "SELECT " AUDIT_COLUMNS " FROM audit_events"                  \
+                 " WHERE (?1 = '' OR domain = ?1) AND at >= ?2 AND id < ?3"    \
+                 " ORDER BY id DESC LIMIT ?4")                                 \
+  XX(counts_add, "INSERT INTO verify_counts (domain, valid, invalid,"          \
+                 " updated_at) VALUES (?1, ?2, ?3, ?4)"                        \
+                 " ON CONFLICT (domain) DO UPDATE SET"                         \
+                 " valid = valid + excluded.valid,"                            \
+                 " invalid = invalid + excluded.invalid,"                      \
+                 " updated_at = excluded.updated_at")                          \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
@@ -278,6 +343,8 @@ static int row_read(sqlite3_stmt *st, store_token_t *row) {
   row->expires_at = sqlite3_column_int64(st, 8);
   row->last_used_at = sqlite3_column_int64(st, 9);
   row->revoked_at = sqlite3_column_int64(st, 10);
+  copy_text(row->created_by, sizeof(row->created_by), st, 11);
+  copy_text(row->revoked_by, sizeof(row->revoked_by), st, 12);
   return 0;
 }
 
@@ -344,7 +411,9 @@ int store_insert(store_t *s, store_token_t *row) {
       sqlite3_bind_text(st, 5, row->hint, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 6, row->scopes, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 7, row->created_at) != SQLITE_OK ||
-      sqlite3_bind_int64(st, 8, row->expires_at) != SQLITE_OK) {
+      sqlite3_bind_int64(st, 8, row->expires_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 9, row->created_by, -1, SQLITE_STATIC) !=
+          SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "insert bind");
     goto out;
   }
@@ -357,7 +426,7 @@ out:
 }
 
 int store_revoke(store_t *s, const char *domain, const char *id, int64_t now,
-                 int64_t *revoked_at, int *already,
+                 const char *by, int64_t *revoked_at, int *already,
                  uint8_t hash[TOKEND_HASH_BYTES]) {
   const void *h;
   int rc, err, changed;
@@ -365,7 +434,8 @@ int store_revoke(store_t *s, const char *domain, const char *id, int64_t now,
   if (sqlite3_bind_text(s->revoke_set, 1, domain, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(s->revoke_set, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
-      sqlite3_bind_int64(s->revoke_set, 3, now) != SQLITE_OK) {
+      sqlite3_bind_int64(s->revoke_set, 3, now) != SQLITE_OK ||
+      sqlite3_bind_text(s->revoke_set, 4, by, -1, SQLITE_STATIC) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "revoke bind");
     goto out;
   }
@@ -446,6 +516,207 @@ int store_list(store_t *s, const char *domain, int include_revoked,
   *n_rows = n;
 out_reset:
   sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_admin_grant(store_t *s, const char *domain, const char *user,
+                      int64_t now, const char *by, int64_t *granted_at,
+                      int *already) {
+  int rc, err;
+
+  if (sqlite3_bind_text(s->admin_insert, 1, domain, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->admin_insert, 2, user, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int64(s->admin_insert, 3, now) != SQLITE_OK ||
+      sqlite3_bind_text(s->admin_insert, 4, by, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->admin_get, 1, domain, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->admin_get, 2, user, -1, SQLITE_STATIC) !=
+          SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "grant bind");
+    goto out;
+  }
+  if ((err = store_step_once(s, s->admin_insert, "grant")) != 0)
+    goto out;
+  *already = sqlite3_changes(s->db) == 0;
+  rc = sqlite3_step(s->admin_get);
+  if (rc == SQLITE_ROW)
+    *granted_at = sqlite3_column_int64(s->admin_get, 0);
+  else
+    err = store_fail(s, store_map_rc(rc), "grant read");
+  sqlite3_reset(s->admin_get);
+out:
+  sqlite3_clear_bindings(s->admin_insert);
+  sqlite3_clear_bindings(s->admin_get);
+  return err;
+}
+
+int store_admin_remove(store_t *s, const char *domain, const char *user,
+                       int revoke_tokens, int64_t now, const char *by,
+                       uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                       size_t *n_hashes) {
+  sqlite3_stmt *st = s->admin_revoke_tokens;
+  uint8_t(*h)[TOKEND_HASH_BYTES] = NULL, (*grown)[TOKEND_HASH_BYTES];
+  size_t n = 0, cap = 0;
+  const void *blob;
+  int rc, err;
+
+  *hashes = NULL;
+  *n_hashes = 0;
+  if (sqlite3_bind_text(s->admin_delete, 1, domain, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->admin_delete, 2, user, -1, SQLITE_STATIC) !=
+          SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "admin remove bind");
+    goto out;
+  }
+  if ((err = store_step_once(s, s->admin_delete, "admin remove")) != 0)
+    goto out;
+  if (sqlite3_changes(s->db) == 0) {
+    err = TOKEND_ENOTFOUND;
+    goto out;
+  }
+  if (!revoke_tokens)
+    goto out;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, now) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "admin revoke bind");
+    goto out;
+  }
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    blob = sqlite3_column_blob(st, 0);
+    if (blob == NULL || sqlite3_column_bytes(st, 0) != TOKEND_HASH_BYTES) {
+      err = store_fail(s, TOKEND_ESTORE, "admin revoke read");
+      break;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      grown = realloc(h, cap * sizeof(*h));
+      if (grown == NULL) {
+        err = TOKEND_ENOMEM;
+        break;
+      }
+      h = grown;
+    }
+    memcpy(h[n++], blob, TOKEND_HASH_BYTES);
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "admin revoke");
+  sqlite3_reset(st);
+  if (err != 0) {
+    free(h);
+    goto out;
+  }
+  *hashes = h;
+  *n_hashes = n;
+out:
+  sqlite3_clear_bindings(s->admin_delete);
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_admin_load(store_t *s, store_admin_cb cb, void *arg) {
+  sqlite3_stmt *st = s->admin_load;
+  store_admin_t a;
+  int rc, err = 0;
+
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    copy_text(a.domain, sizeof(a.domain), st, 0);
+    copy_text(a.user, sizeof(a.user), st, 1);
+    a.granted_at = sqlite3_column_int64(st, 2);
+    copy_text(a.granted_by, sizeof(a.granted_by), st, 3);
+    if ((err = cb(arg, &a)) != 0)
+      break;
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "admin load");
+  sqlite3_reset(st);
+  return err;
+}
+
+int store_audit_append(store_t *s, store_audit_t *ev) {
+  sqlite3_stmt *st = s->audit_insert;
+  int err;
+
+  if (sqlite3_bind_int64(st, 1, ev->at) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, ev->peer_uid) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, ev->peer_pid) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, ev->actor, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int(st, 5, ev->break_glass ? 1 : 0) != SQLITE_OK ||
+      sqlite3_bind_text(st, 6, ev->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 7, ev->token_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 8, ev->method, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int(st, 9, ev->code) != SQLITE_OK ||
+      sqlite3_bind_text(st, 10, ev->detail, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "audit bind");
+    goto out;
+  }
+  err = store_step_once(s, st, "audit");
+  if (err == 0)
+    ev->id = sqlite3_last_insert_rowid(s->db);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_audit_list(store_t *s, const char *domain, int64_t since,
+                     int64_t before_id, store_audit_t *rows, size_t max_rows,
+                     size_t *n_rows) {
+  sqlite3_stmt *st = s->audit_list;
+  size_t n = 0;
+  int rc = SQLITE_DONE, err = 0;
+
+  *n_rows = 0;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, since) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, before_id > 0 ? before_id : INT64_MAX) !=
+          SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, (int64_t)max_rows) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "audit list bind");
+    goto out;
+  }
+  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    store_audit_t *ev = &rows[n++];
+    ev->id = sqlite3_column_int64(st, 0);
+    ev->at = sqlite3_column_int64(st, 1);
+    ev->peer_uid = (uint32_t)sqlite3_column_int64(st, 2);
+    ev->peer_pid = (int32_t)sqlite3_column_int64(st, 3);
+    copy_text(ev->actor, sizeof(ev->actor), st, 4);
+    ev->break_glass = sqlite3_column_int(st, 5);
+    copy_text(ev->domain, sizeof(ev->domain), st, 6);
+    copy_text(ev->token_id, sizeof(ev->token_id), st, 7);
+    copy_text(ev->method, sizeof(ev->method), st, 8);
+    ev->code = sqlite3_column_int(st, 9);
+    copy_text(ev->detail, sizeof(ev->detail), st, 10);
+  }
+  if (n < max_rows && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "audit list");
+  *n_rows = n;
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_verify_counts_add(store_t *s, const char *domain, uint64_t valid,
+                            uint64_t invalid, int64_t now) {
+  sqlite3_stmt *st = s->counts_add;
+  int err;
+
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, (int64_t)valid) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, (int64_t)invalid) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, now) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "counts bind");
+    goto out;
+  }
+  err = store_step_once(s, st, "counts");
 out:
   sqlite3_clear_bindings(st);
   return err;

@@ -19,7 +19,7 @@
 #define STORE_SCOPES_BYTES (TOKEND_MAX_SCOPES * TOKEND_SCOPE_BYTES)
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct store_s store_t;
 
@@ -36,7 +36,31 @@ typedef struct {
   int64_t expires_at;   /* 0: never */
   int64_t last_used_at; /* 0: never */
   int64_t revoked_at;   /* 0: not revoked */
+  char created_by[TOKEND_USER_BYTES];
+  char revoked_by[TOKEND_USER_BYTES];
 } store_token_t;
+
+typedef struct {
+  char domain[TOKEND_DOMAIN_BYTES];
+  char user[TOKEND_USER_BYTES];
+  char granted_by[TOKEND_USER_BYTES];
+  int64_t granted_at;
+} store_admin_t;
+
+/* One audit log row. Never holds a secret. */
+typedef struct {
+  int64_t id; /* assigned by the store */
+  int64_t at;
+  uint32_t peer_uid;
+  int32_t peer_pid;
+  char actor[TOKEND_USER_BYTES];
+  int break_glass;
+  char domain[TOKEND_DOMAIN_BYTES];
+  char token_id[TOKEND_TOKEN_ID_BYTES];
+  char method[TOKEND_AUDIT_METHOD_BYTES];
+  int code; /* gRPC status */
+  char detail[TOKEND_STATUS_MESSAGE_BYTES];
+} store_audit_t;
 
 typedef struct {
   uint8_t hash[TOKEND_HASH_BYTES];
@@ -70,11 +94,11 @@ void store_rollback(store_t *store);
  * or hash is already stored. */
 int store_insert(store_t *store, store_token_t *row) TOKEND_MUST_CHECK;
 
-/* Revokes token id of domain at now. *revoked_at gets the first
+/* Revokes token id of domain at now, by user by. *revoked_at gets the first
  * revocation's time, *already 1 if it was revoked before, hash the token's
  * hash. TOKEND_ENOTFOUND if domain has no token with that id. */
 int store_revoke(store_t *store, const char *domain, const char *id,
-                 int64_t now, int64_t *revoked_at, int *already,
+                 int64_t now, const char *by, int64_t *revoked_at, int *already,
                  uint8_t hash[TOKEND_HASH_BYTES]) TOKEND_MUST_CHECK;
 
 /* Raises last_used_at of each token to the given time (never lowers it). */
@@ -87,5 +111,39 @@ int store_touch(store_t *store, const store_touch_t *items,
 int store_list(store_t *store, const char *domain, int include_revoked,
                int64_t before_seq, store_token_t *rows, size_t max_rows,
                size_t *n_rows) TOKEND_MUST_CHECK;
+
+/* Makes user an admin of domain. *granted_at gets the first grant's time,
+ * *already 1 if user was one. */
+int store_admin_grant(store_t *store, const char *domain, const char *user,
+                      int64_t now, const char *by, int64_t *granted_at,
+                      int *already) TOKEND_MUST_CHECK;
+
+/* Removes user from domain's admins; TOKEND_ENOTFOUND if not one. With
+ * revoke_tokens, also revokes (at now, by by) every unrevoked token user
+ * issued in domain, and sets *hashes (malloc'd, freed by the caller) to
+ * their *n_hashes hashes. */
+int store_admin_remove(store_t *store, const char *domain, const char *user,
+                       int revoke_tokens, int64_t now, const char *by,
+                       uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                       size_t *n_hashes) TOKEND_MUST_CHECK;
+
+/* Calls cb for every domain admin. */
+typedef int (*store_admin_cb)(void *arg, const store_admin_t *admin);
+int store_admin_load(store_t *store, store_admin_cb cb,
+                     void *arg) TOKEND_MUST_CHECK;
+
+/* Appends ev to the audit log (sets ev->id). The log is append-only: the
+ * schema refuses updates and deletes. */
+int store_audit_append(store_t *store, store_audit_t *ev) TOKEND_MUST_CHECK;
+
+/* Up to max_rows events, newest first, of domain ("" for every domain), at
+ * or after since, with id < before_id (0: no bound). */
+int store_audit_list(store_t *store, const char *domain, int64_t since,
+                     int64_t before_id, store_audit_t *rows, size_t max_rows,
+                     size_t *n_rows) TOKEND_MUST_CHECK;
+
+/* Adds Verify counts to domain's totals ("" for unknown tokens). */
+int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,
+                            uint64_t invalid, int64_t now) TOKEND_MUST_CHECK;
 
 #endif

@@ -24,13 +24,14 @@ static void job_fail(store_job_t *job, int err, const char *msg) {
 }
 
 static int is_write(const store_job_t *job) {
-  return job->kind != STORE_JOB_LIST;
+  return job->kind < STORE_JOB_LIST;
 }
 
 /* Runs one job inside the current transaction (writes) or alone (reads).
  * Returns 0 unless the failure is the store's (the transaction is then
  * doomed); a job's own "not found" is its result, not a store failure. */
 static int job_run(store_t *store, store_job_t *job) {
+  size_t i;
   int err = 0;
 
   switch (job->kind) {
@@ -39,21 +40,55 @@ static int job_run(store_t *store, store_job_t *job) {
     break;
   case STORE_JOB_REVOKE:
     err = store_revoke(store, job->u.revoke.domain, job->u.revoke.id,
-                       job->u.revoke.now, &job->u.revoke.revoked_at,
-                       &job->u.revoke.already, job->u.revoke.hash);
+                       job->u.revoke.now, job->u.revoke.by,
+                       &job->u.revoke.revoked_at, &job->u.revoke.already,
+                       job->u.revoke.hash);
     if (err == TOKEND_ENOTFOUND) {
       job_fail(job, err, "no such token in this domain");
-      return 0;
+      err = 0;
     }
     break;
   case STORE_JOB_TOUCH:
     err = store_touch(store, job->u.touch.items, job->u.touch.n);
+    for (i = 0; err == 0 && i < job->u.touch.n_counts; i++)
+      err = store_verify_counts_add(
+          store, job->u.touch.counts[i].domain, job->u.touch.counts[i].valid,
+          job->u.touch.counts[i].invalid, job->u.touch.now);
+    break;
+  case STORE_JOB_GRANT:
+    err = store_admin_grant(store, job->u.grant.domain, job->u.grant.user,
+                            job->u.grant.now, job->u.grant.by,
+                            &job->u.grant.granted_at, &job->u.grant.already);
+    break;
+  case STORE_JOB_ADMIN_REMOVE:
+    err = store_admin_remove(
+        store, job->u.admin_remove.domain, job->u.admin_remove.user,
+        job->u.admin_remove.revoke_tokens, job->u.admin_remove.now,
+        job->u.admin_remove.by, &job->u.admin_remove.hashes,
+        &job->u.admin_remove.n_hashes);
+    if (err == TOKEND_ENOTFOUND) {
+      job_fail(job, err, "this user is not an admin of this domain");
+      err = 0;
+    }
+    break;
+  case STORE_JOB_AUDIT:
+    break;
+  case STORE_JOB_AUDIT_LIST:
+    err = store_audit_list(store, job->u.audit_list.domain,
+                           job->u.audit_list.since, job->u.audit_list.before_id,
+                           job->u.audit_list.rows, job->u.audit_list.max_rows,
+                           &job->u.audit_list.n_rows);
     break;
   case STORE_JOB_LIST:
     err = store_list(store, job->u.list.domain, job->u.list.include_revoked,
                      job->u.list.before_seq, job->u.list.rows,
                      job->u.list.max_rows, &job->u.list.n_rows);
     break;
+  }
+  if (err == 0 && job->audit != NULL && is_write(job)) {
+    if (job->audit->code == 0 && job->result != 0)
+      job->audit->code = tokend_err_grpc(job->result);
+    err = store_audit_append(store, job->audit);
   }
   if (err != 0)
     job_fail(job, err, store_errmsg(store));

@@ -13,13 +13,18 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "domains.h"
 #include "store.h"
 
 typedef enum {
   STORE_JOB_ISSUE,
   STORE_JOB_REVOKE,
   STORE_JOB_TOUCH,
-  STORE_JOB_LIST
+  STORE_JOB_GRANT,
+  STORE_JOB_ADMIN_REMOVE,
+  STORE_JOB_AUDIT, /* only the audit record */
+  STORE_JOB_LIST,  /* reads from here on */
+  STORE_JOB_AUDIT_LIST
 } store_job_kind_t;
 
 typedef struct store_job_s store_job_t;
@@ -32,6 +37,9 @@ struct store_job_s {
   store_job_done_cb done;
   int result; /* 0 or a TOKEND_E* code */
   char errmsg[128];
+  /* Writes only, may be NULL: appended to the audit log in the same
+   * transaction, its code set from the job's outcome if it had none. */
+  store_audit_t *audit;
   union {
     struct {
       store_token_t row; /* in: the row; out: row.seq */
@@ -39,6 +47,7 @@ struct store_job_s {
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       char id[TOKEND_TOKEN_ID_BYTES];
+      char by[TOKEND_USER_BYTES];
       int64_t now;
       int64_t revoked_at;              /* out */
       int already;                     /* out */
@@ -47,7 +56,35 @@ struct store_job_s {
     struct {
       const store_touch_t *items; /* owned by the submitter */
       size_t n;
+      const domain_counts_t *counts; /* owned by the submitter */
+      size_t n_counts;
+      int64_t now;
     } touch;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char user[TOKEND_USER_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int64_t now;
+      int64_t granted_at; /* out */
+      int already;        /* out */
+    } grant;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char user[TOKEND_USER_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int revoke_tokens;
+      int64_t now;
+      uint8_t (*hashes)[TOKEND_HASH_BYTES]; /* out: malloc'd, submitter frees */
+      size_t n_hashes;                      /* out */
+    } admin_remove;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      int64_t since;
+      int64_t before_id;
+      store_audit_t *rows; /* room for max_rows, owned by the submitter */
+      size_t max_rows;
+      size_t n_rows; /* out */
+    } audit_list;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;

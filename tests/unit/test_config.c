@@ -357,12 +357,93 @@ static void test_config_parse_twice_starts_over(void **state) {
 
 #define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+static void test_config_limit_flags_parsed(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--max-connections", "7", "--read-timeout-ms",
+                         "300", "--idle-timeout-ms", "0", "--max-queued-bytes",
+                         "65536", "--max-queued-bytes-hard", "131072",
+                         "--max-request-memory", "8192"),
+                   0);
+  assert_int_equal(fx->cfg.max_connections, 7);
+  assert_int_equal(fx->cfg.read_timeout_ms, 300);
+  assert_int_equal(fx->cfg.idle_timeout_ms, 0);
+  assert_int_equal(fx->cfg.max_queued_bytes, 65536);
+  assert_int_equal(fx->cfg.max_queued_bytes_hard, 131072);
+  assert_int_equal(fx->cfg.max_request_memory, 8192);
+}
+
+static void test_config_hard_queue_below_soft_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  PARSE(fx, "--max-queued-bytes", "65536", "--max-queued-bytes-hard", "8192");
+  assert_one_line_error(fx, "--max-queued-bytes-hard");
+  PARSE(fx, "--max-connections", "0");
+  assert_one_line_error(fx, "--max-connections");
+}
+
+/* By default root (and tokend's own user) are operators and everyone may
+ * verify; naming an operator replaces the defaults; naming a verifier
+ * restricts Verify to the named. */
+static void test_config_policy_defaults_and_flags(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--log-level", "info"), 0);
+  assert_true(fx->cfg.operators.n_uids >= 1);
+  assert_int_equal(fx->cfg.operators.uids[0], 0);
+  assert_int_equal(fx->cfg.any_verifier, 1);
+
+  assert_int_equal(PARSE(fx, "--operator-uid", "1234", "--operator-group", "55",
+                         "--verifier-uid", "root", "--verifier-group", "0"),
+                   0);
+  assert_int_equal(fx->cfg.operators.n_uids, 1);
+  assert_int_equal(fx->cfg.operators.uids[0], 1234);
+  assert_int_equal(fx->cfg.operators.n_gids, 1);
+  assert_int_equal(fx->cfg.operators.gids[0], 55);
+  assert_int_equal(fx->cfg.any_verifier, 0);
+  assert_int_equal(fx->cfg.verifiers.n_uids, 1);
+  assert_int_equal(fx->cfg.verifiers.uids[0], 0); /* "root" resolved */
+  assert_int_equal(fx->cfg.verifiers.gids[0], 0);
+}
+
+static void test_config_unknown_user_or_group_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  PARSE(fx, "--operator-uid", "no-such-user-tokend-test");
+  assert_one_line_error(fx, "no such user");
+  PARSE(fx, "--verifier-group", "no-such-group-tokend-test");
+  assert_one_line_error(fx, "no such group");
+}
+
+static void test_config_socket_mode_and_group(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(fx->cfg.socket_mode, 0600);
+  assert_int_equal(fx->cfg.socket_gid, -1);
+  assert_int_equal(PARSE(fx, "--socket-mode", "0660", "--socket-group", "0"),
+                   0);
+  assert_int_equal(fx->cfg.socket_mode, 0660);
+  assert_int_equal(fx->cfg.socket_gid, 0);
+  /* Not octal, too wide, or shutting tokend's own user out. */
+  PARSE(fx, "--socket-mode", "0698");
+  assert_one_line_error(fx, "--socket-mode");
+  PARSE(fx, "--socket-mode", "01777");
+  assert_one_line_error(fx, "--socket-mode");
+  PARSE(fx, "--socket-mode", "0066");
+  assert_one_line_error(fx, "--socket-mode");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       CONFIG_TEST(test_config_defaults),
       CONFIG_TEST(test_config_defaults_honour_socket_env),
       CONFIG_TEST(test_config_no_args_keeps_defaults),
       CONFIG_TEST(test_config_parses_every_flag),
+      CONFIG_TEST(test_config_limit_flags_parsed),
+      CONFIG_TEST(test_config_hard_queue_below_soft_rejected),
+      CONFIG_TEST(test_config_policy_defaults_and_flags),
+      CONFIG_TEST(test_config_unknown_user_or_group_rejected),
+      CONFIG_TEST(test_config_socket_mode_and_group),
       CONFIG_TEST(test_config_flag_equals_form),
       CONFIG_TEST(test_config_max_frame_bytes_edges),
       CONFIG_TEST(test_config_max_frame_bytes_not_a_number),

@@ -245,8 +245,9 @@ static void test_store_revoke_sets_revoked_at_and_returns_hash(void **state) {
   assert_non_null(c);
   insert_n(fx->store, &a, 1, "d");
   insert_n(fx->store, &b, 2, "d");
-  assert_int_equal(
-      store_revoke(fx->store, "d", a.id, 5000, &revoked_at, &already, hash), 0);
+  assert_int_equal(store_revoke(fx->store, "d", a.id, 5000, "tester",
+                                &revoked_at, &already, hash),
+                   0);
   assert_int_equal(revoked_at, 5000);
   assert_int_equal(already, 0);
   assert_memory_equal(hash, a.hash, TOKEND_HASH_BYTES);
@@ -266,11 +267,13 @@ static void test_store_revoke_twice_keeps_first_time(void **state) {
   int already = -1;
 
   insert_n(fx->store, &a, 1, "d");
-  assert_int_equal(
-      store_revoke(fx->store, "d", a.id, 5000, &revoked_at, &already, hash), 0);
+  assert_int_equal(store_revoke(fx->store, "d", a.id, 5000, "tester",
+                                &revoked_at, &already, hash),
+                   0);
   memset(hash, 0, sizeof(hash));
-  assert_int_equal(
-      store_revoke(fx->store, "d", a.id, 7000, &revoked_at, &already, hash), 0);
+  assert_int_equal(store_revoke(fx->store, "d", a.id, 7000, "tester",
+                                &revoked_at, &already, hash),
+                   0);
   assert_int_equal(revoked_at, 5000);
   assert_int_equal(already, 1);
   assert_memory_equal(hash, a.hash, TOKEND_HASH_BYTES);
@@ -287,11 +290,11 @@ static void test_store_revoke_other_domain_not_found(void **state) {
   assert_non_null(c);
   insert_n(fx->store, &a, 1, "owner.example");
   assert_int_equal(store_revoke(fx->store, "intruder.example", a.id, 5000,
-                                &revoked_at, &already, hash),
+                                "tester", &revoked_at, &already, hash),
                    TOKEND_ENOTFOUND);
   assert_int_equal(store_revoke(fx->store, "owner.example",
-                                "tok_doesnotexist0000000", 5000, &revoked_at,
-                                &already, hash),
+                                "tok_doesnotexist0000000", 5000, "tester",
+                                &revoked_at, &already, hash),
                    TOKEND_ENOTFOUND);
   assert_int_equal(store_load(fx->store, collect_cb, c), 0);
   assert_int_equal(c->n, 1);
@@ -300,7 +303,7 @@ static void test_store_revoke_other_domain_not_found(void **state) {
 
   /* The rightful domain can still revoke it, for the first time. */
   assert_int_equal(store_revoke(fx->store, "owner.example", a.id, 6000,
-                                &revoked_at, &already, hash),
+                                "tester", &revoked_at, &already, hash),
                    0);
   assert_int_equal(revoked_at, 6000);
   assert_int_equal(already, 0);
@@ -357,8 +360,9 @@ static void fill_list_fixture(store_t *s, store_token_t a[5]) {
     if (i == 1)
       insert_n(s, &b, 100, "b");
   }
-  assert_int_equal(
-      store_revoke(s, "a", a[2].id, 5000, &revoked_at, &already, hash), 0);
+  assert_int_equal(store_revoke(s, "a", a[2].id, 5000, "tester", &revoked_at,
+                                &already, hash),
+                   0);
 }
 
 static void test_store_list_newest_first_skips_revoked(void **state) {
@@ -511,8 +515,9 @@ static void test_store_reopen_keeps_data(void **state) {
   assert_non_null(c);
   insert_n(fx->store, &a, 1, "d");
   insert_n(fx->store, &b, 2, "d");
-  assert_int_equal(
-      store_revoke(fx->store, "d", b.id, 5000, &revoked_at, &already, hash), 0);
+  assert_int_equal(store_revoke(fx->store, "d", b.id, 5000, "tester",
+                                &revoked_at, &already, hash),
+                   0);
   memcpy(t.hash, a.hash, TOKEND_HASH_BYTES);
   t.last_used_at = 4000;
   assert_int_equal(store_touch(fx->store, &t, 1), 0);
@@ -623,6 +628,246 @@ static void test_store_missing_directory_fails_with_reason(void **state) {
   cmocka_unit_test_setup_teardown(fn, setup_store, teardown)
 #define DIR_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup_dir, teardown)
 
+/* ---- Domain admins, audit log, Verify counts (schema 2) ---- */
+
+static void test_store_revoke_records_revoked_by(void **state) {
+  fixture_t *fx = *state;
+  store_token_t a;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int64_t revoked_at;
+  int already;
+  collect_t *c = calloc(1, sizeof(*c));
+
+  assert_non_null(c);
+  make_row(&a, 1, "d");
+  snprintf(a.created_by, sizeof(a.created_by), "alice@example.com");
+  assert_int_equal(store_insert(fx->store, &a), 0);
+  assert_int_equal(store_revoke(fx->store, "d", a.id, 5000, "uid:1000",
+                                &revoked_at, &already, hash),
+                   0);
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_string_equal(c->rows[0].created_by, "alice@example.com");
+  assert_string_equal(c->rows[0].revoked_by, "uid:1000");
+  free(c);
+}
+
+static void test_store_admin_grant_twice_keeps_first(void **state) {
+  fixture_t *fx = *state;
+  int64_t at = 0;
+  int already = -1;
+
+  assert_int_equal(store_admin_grant(fx->store, "d", "uid:1000", 100, "uid:0",
+                                     &at, &already),
+                   0);
+  assert_int_equal(at, 100);
+  assert_int_equal(already, 0);
+  assert_int_equal(store_admin_grant(fx->store, "d", "uid:1000", 200, "uid:0",
+                                     &at, &already),
+                   0);
+  assert_int_equal(at, 100);
+  assert_int_equal(already, 1);
+}
+
+typedef struct {
+  store_admin_t rows[8];
+  size_t n;
+} admins_t;
+
+static int admin_cb(void *arg, const store_admin_t *a) {
+  admins_t *x = arg;
+
+  if (x->n < 8)
+    x->rows[x->n] = *a;
+  x->n++;
+  return 0;
+}
+
+/* Removing an admin with revoke_tokens revokes exactly their unrevoked
+ * tokens in that domain and names their hashes. */
+static void test_store_admin_remove_revokes_their_tokens(void **state) {
+  fixture_t *fx = *state;
+  store_token_t mine1, mine2, theirs, other_domain;
+  uint8_t(*hashes)[TOKEND_HASH_BYTES] = NULL;
+  size_t n = 99;
+  int64_t at;
+  int already;
+  admins_t admins = {0};
+  collect_t *c = calloc(1, sizeof(*c));
+
+  assert_non_null(c);
+  assert_int_equal(
+      store_admin_grant(fx->store, "d", "bob", 1, "uid:0", &at, &already), 0);
+  make_row(&mine1, 1, "d");
+  make_row(&mine2, 2, "d");
+  make_row(&theirs, 3, "d");
+  make_row(&other_domain, 4, "e");
+  snprintf(mine1.created_by, sizeof(mine1.created_by), "bob");
+  snprintf(mine2.created_by, sizeof(mine2.created_by), "bob");
+  snprintf(theirs.created_by, sizeof(theirs.created_by), "carol");
+  snprintf(other_domain.created_by, sizeof(other_domain.created_by), "bob");
+  assert_int_equal(store_insert(fx->store, &mine1), 0);
+  assert_int_equal(store_insert(fx->store, &mine2), 0);
+  assert_int_equal(store_insert(fx->store, &theirs), 0);
+  assert_int_equal(store_insert(fx->store, &other_domain), 0);
+
+  assert_int_equal(
+      store_admin_remove(fx->store, "d", "bob", 1, 7000, "uid:0", &hashes, &n),
+      0);
+  assert_int_equal(n, 2);
+  assert_true((memcmp(hashes[0], mine1.hash, TOKEND_HASH_BYTES) == 0 &&
+               memcmp(hashes[1], mine2.hash, TOKEND_HASH_BYTES) == 0) ||
+              (memcmp(hashes[1], mine1.hash, TOKEND_HASH_BYTES) == 0 &&
+               memcmp(hashes[0], mine2.hash, TOKEND_HASH_BYTES) == 0));
+  free(hashes);
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->rows[0].revoked_at, 7000);
+  assert_string_equal(c->rows[0].revoked_by, "uid:0");
+  assert_int_equal(c->rows[1].revoked_at, 7000);
+  assert_int_equal(c->rows[2].revoked_at, 0); /* carol's */
+  assert_int_equal(c->rows[3].revoked_at, 0); /* another domain */
+  assert_int_equal(store_admin_load(fx->store, admin_cb, &admins), 0);
+  assert_int_equal(admins.n, 0);
+  /* Not an admin any more. */
+  assert_int_equal(
+      store_admin_remove(fx->store, "d", "bob", 1, 8000, "uid:0", &hashes, &n),
+      TOKEND_ENOTFOUND);
+  free(c);
+}
+
+static void test_store_admin_load_returns_grants(void **state) {
+  fixture_t *fx = *state;
+  admins_t admins = {0};
+  int64_t at;
+  int already;
+
+  assert_int_equal(
+      store_admin_grant(fx->store, "d", "bob", 5, "uid:0", &at, &already), 0);
+  assert_int_equal(
+      store_admin_grant(fx->store, "e", "uid:12", 6, "ops", &at, &already), 0);
+  assert_int_equal(store_admin_load(fx->store, admin_cb, &admins), 0);
+  assert_int_equal(admins.n, 2);
+  assert_true(strcmp(admins.rows[0].user, "bob") == 0 ||
+              strcmp(admins.rows[1].user, "bob") == 0);
+}
+
+static void audit_row(store_audit_t *ev, int64_t at, const char *domain,
+                      const char *method, int code) {
+  memset(ev, 0, sizeof(*ev));
+  ev->at = at;
+  ev->peer_uid = 1000;
+  ev->peer_pid = 42;
+  snprintf(ev->actor, sizeof(ev->actor), "uid:1000");
+  snprintf(ev->domain, sizeof(ev->domain), "%s", domain);
+  snprintf(ev->method, sizeof(ev->method), "%s", method);
+  ev->code = code;
+}
+
+static void test_store_audit_list_filters_and_pages(void **state) {
+  fixture_t *fx = *state;
+  store_audit_t ev, rows[8];
+  size_t n = 0;
+  int i;
+
+  for (i = 1; i <= 5; i++) {
+    audit_row(&ev, 1000 * i, i % 2 ? "d" : "e", "Issue", i == 5 ? 7 : 0);
+    assert_int_equal(store_audit_append(fx->store, &ev), 0);
+    assert_int_equal(ev.id, i);
+  }
+  /* All domains, newest first. */
+  assert_int_equal(store_audit_list(fx->store, "", 0, 0, rows, 8, &n), 0);
+  assert_int_equal(n, 5);
+  assert_int_equal(rows[0].id, 5);
+  assert_int_equal(rows[0].code, 7);
+  assert_int_equal(rows[0].peer_uid, 1000);
+  assert_int_equal(rows[0].peer_pid, 42);
+  /* One domain: ids 5, 3, 1. */
+  assert_int_equal(store_audit_list(fx->store, "d", 0, 0, rows, 8, &n), 0);
+  assert_int_equal(n, 3);
+  assert_int_equal(rows[2].id, 1);
+  /* since: at >= 3000 in d: ids 5, 3. before_id 5: only 3. */
+  assert_int_equal(store_audit_list(fx->store, "d", 3000, 0, rows, 8, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(store_audit_list(fx->store, "d", 3000, 5, rows, 8, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(rows[0].id, 3);
+}
+
+/* The schema itself refuses to rewrite history. */
+static void test_store_audit_log_is_append_only(void **state) {
+  fixture_t *fx = *state;
+  store_audit_t ev;
+  sqlite3 *db;
+
+  audit_row(&ev, 1000, "d", "Revoke", 0);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  db = db_open(fx->path);
+  assert_int_not_equal(
+      sqlite3_exec(db, "UPDATE audit_events SET code = 0", NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_not_equal(
+      sqlite3_exec(db, "DELETE FROM audit_events", NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_equal(db_int(db, "SELECT count(*) FROM audit_events"), 1);
+  sqlite3_close(db);
+}
+
+static void test_store_verify_counts_accumulate(void **state) {
+  fixture_t *fx = *state;
+  sqlite3 *db;
+
+  assert_int_equal(store_verify_counts_add(fx->store, "d", 3, 1, 100), 0);
+  assert_int_equal(store_verify_counts_add(fx->store, "d", 2, 0, 200), 0);
+  assert_int_equal(store_verify_counts_add(fx->store, "", 0, 4, 200), 0);
+  db = db_open(fx->path);
+  assert_int_equal(
+      db_int(db, "SELECT valid FROM verify_counts WHERE domain = 'd'"), 5);
+  assert_int_equal(
+      db_int(db, "SELECT invalid FROM verify_counts WHERE domain = 'd'"), 1);
+  assert_int_equal(
+      db_int(db, "SELECT invalid FROM verify_counts WHERE domain = ''"), 4);
+  sqlite3_close(db);
+}
+
+/* A version 1 database (before admins and the audit log) is migrated
+ * forward with its tokens intact. */
+static void test_store_migrates_version_1(void **state) {
+  fixture_t *fx = *state;
+  collect_t *c = calloc(1, sizeof(*c));
+  char why[256];
+  sqlite3 *db = NULL;
+
+  assert_non_null(c);
+  store_close(fx->store);
+  fx->store = NULL;
+  unlink(fx->path);
+  assert_int_equal(sqlite3_open_v2(fx->path, &db,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                   NULL),
+                   SQLITE_OK);
+  db_exec(db, "CREATE TABLE tokens (seq INTEGER PRIMARY KEY, id TEXT NOT NULL "
+              "UNIQUE, domain TEXT NOT NULL, label TEXT NOT NULL, hash BLOB "
+              "NOT NULL UNIQUE CHECK (length(hash) = 32), hint TEXT NOT NULL, "
+              "scopes TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, "
+              "expires_at INTEGER NOT NULL DEFAULT 0, last_used_at INTEGER NOT "
+              "NULL DEFAULT 0, revoked_at INTEGER NOT NULL DEFAULT 0);"
+              "CREATE INDEX tokens_domain_seq ON tokens (domain, seq);"
+              "INSERT INTO tokens (id, domain, label, hash, hint, created_at) "
+              "VALUES ('tok_00000000000000000001', 'd', 'old', "
+              "zeroblob(32), 'tkd_...abcd', 77);"
+              "PRAGMA application_id = 1953197668; PRAGMA user_version = 1;");
+  sqlite3_close(db);
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(store_load(fx->store, collect_cb, c), 0);
+  assert_int_equal(c->n, 1);
+  assert_string_equal(c->rows[0].label, "old");
+  assert_string_equal(c->rows[0].created_by, "");
+  db = db_open(fx->path);
+  assert_int_equal(db_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  assert_int_equal(db_int(db, "SELECT count(*) FROM domain_admins"), 0);
+  sqlite3_close(db);
+  free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       STORE_TEST(test_store_open_creates_schema),
@@ -634,6 +879,14 @@ int main(void) {
       STORE_TEST(test_store_revoke_sets_revoked_at_and_returns_hash),
       STORE_TEST(test_store_revoke_twice_keeps_first_time),
       STORE_TEST(test_store_revoke_other_domain_not_found),
+      STORE_TEST(test_store_revoke_records_revoked_by),
+      STORE_TEST(test_store_admin_grant_twice_keeps_first),
+      STORE_TEST(test_store_admin_remove_revokes_their_tokens),
+      STORE_TEST(test_store_admin_load_returns_grants),
+      STORE_TEST(test_store_audit_list_filters_and_pages),
+      STORE_TEST(test_store_audit_log_is_append_only),
+      STORE_TEST(test_store_verify_counts_accumulate),
+      STORE_TEST(test_store_migrates_version_1),
       STORE_TEST(test_store_touch_raises_never_lowers),
       STORE_TEST(test_store_list_newest_first_skips_revoked),
       STORE_TEST(test_store_list_include_revoked),

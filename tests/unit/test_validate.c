@@ -332,9 +332,28 @@ static void test_escape_cut_by_small_out_still_marked(void **state) {
   }
 }
 
+static void test_user_edges(void **state) {
+  char why[128], s[TOKEND_USER_MAX_CHARS + 2];
+
+  assert_int_equal(validate_user("uid:1000", why, sizeof(why)), 0);
+  assert_int_equal(validate_user("alice+ops@example.com", why, sizeof(why)), 0);
+  memset(s, 'u', TOKEND_USER_MAX_CHARS);
+  s[TOKEND_USER_MAX_CHARS] = '\0';
+  assert_int_equal(validate_user(s, why, sizeof(why)), 0);
+  s[TOKEND_USER_MAX_CHARS] = 'u';
+  s[TOKEND_USER_MAX_CHARS + 1] = '\0';
+  assert_int_equal(validate_user(s, why, sizeof(why)), TOKEND_EINVAL);
+  assert_non_null(strstr(why, "128"));
+  assert_int_equal(validate_user("", why, sizeof(why)), TOKEND_EINVAL);
+  assert_int_equal(validate_user("al ice", why, sizeof(why)), TOKEND_EINVAL);
+  assert_int_equal(validate_user("alice/ops", why, sizeof(why)), TOKEND_EINVAL);
+  assert_non_null(strstr(why, "user"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_domain_1_and_128_chars_accepted),
+      cmocka_unit_test(test_user_edges),
       cmocka_unit_test(test_domain_empty_and_129_chars_rejected),
       cmocka_unit_test(test_domain_allowed_punctuation_accepted),
       cmocka_unit_test(test_domain_disallowed_chars_rejected),

@@ -1,0 +1,113 @@
+#include "authz.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+#include "tokend_time.h"
+#include "validate.h"
+
+int authz_actor(const conn_t *c, const char *actor, authz_actor_t *out,
+                char *why, size_t why_len) {
+  memset(out, 0, sizeof(*out));
+  if (!c->peer.is_operator) {
+    if (actor[0] != '\0') {
+      snprintf(why, why_len,
+               "only operators may act for another user; %s must not set "
+               "actor",
+               c->peer.user);
+      return TOKEND_EPERM;
+    }
+    snprintf(out->user, sizeof(out->user), "%s", c->peer.user);
+    return 0;
+  }
+  if (actor[0] == '\0') {
+    out->break_glass = 1;
+    return 0;
+  }
+  if (validate_user(actor, why, why_len) != 0)
+    return TOKEND_EINVAL;
+  snprintf(out->user, sizeof(out->user), "%s", actor);
+  return 0;
+}
+
+int authz_domain_admin(const conn_t *c, const authz_actor_t *actor,
+                       const char *domain, char *why, size_t why_len) {
+  if (actor->break_glass && c->peer.is_operator)
+    return 0;
+  if (domains_is_admin(&c->server->domains, domain, actor->user))
+    return 0;
+  snprintf(why, why_len,
+           "%s is not an admin of domain %s (an operator can grant it: "
+           "GrantDomainAdmin)",
+           actor->user, domain);
+  return TOKEND_EPERM;
+}
+
+const char *authz_doer(const conn_t *c, const authz_actor_t *actor) {
+  return actor->break_glass ? c->peer.user : actor->user;
+}
+
+void authz_audit_fill(store_audit_t *ev, const conn_t *c,
+                      const authz_actor_t *actor, const char *method,
+                      const char *domain, const char *token_id, int code,
+                      const char *detail) {
+  memset(ev, 0, sizeof(*ev));
+  ev->at = tokend_now_ms();
+  ev->peer_uid = c->peer.uid;
+  ev->peer_pid = c->peer.pid;
+  if (actor != NULL) {
+    snprintf(ev->actor, sizeof(ev->actor), "%s", actor->user);
+    ev->break_glass = actor->break_glass;
+  }
+  snprintf(ev->domain, sizeof(ev->domain), "%s", domain);
+  snprintf(ev->token_id, sizeof(ev->token_id), "%s", token_id);
+  snprintf(ev->method, sizeof(ev->method), "%s", method);
+  ev->code = code;
+  snprintf(ev->detail, sizeof(ev->detail), "%s", detail);
+}
+
+typedef struct {
+  store_job_t job; /* first: done recovers the record */
+  store_audit_t ev;
+  server_t *server;
+} refusal_t;
+
+static void refusal_done(store_job_t *job) {
+  refusal_t *r = (refusal_t *)job;
+  server_t *s = r->server;
+
+  if (job->result != 0)
+    log_error("audit: could not record a refused %s call by uid %u: %s",
+              r->ev.method, (unsigned)r->ev.peer_uid, job->errmsg);
+  free(r);
+  server_job_end(s);
+}
+
+void authz_refuse(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
+                  const char *method, const char *domain, int err,
+                  const char *why) {
+  server_t *s = c->server;
+  refusal_t *r;
+
+  conn_send_status(c, call_id, tokend_err_grpc(err), why);
+  log_info("refused: %s by uid %u (pid %d): %s", method, (unsigned)c->peer.uid,
+           (int)c->peer.pid, why);
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    log_error("audit: out of memory recording a refused %s call", method);
+    return;
+  }
+  /* A domain that failed validation is not recorded verbatim. */
+  authz_audit_fill(&r->ev, c, actor, method,
+                   validate_domain(domain, NULL, 0) == 0 ? domain : "", "",
+                   tokend_err_grpc(err), why);
+  r->server = s;
+  r->job.kind = STORE_JOB_AUDIT;
+  r->job.done = refusal_done;
+  r->job.audit = &r->ev;
+  server_job_begin(s);
+  store_worker_submit(s->worker, &r->job);
+}

@@ -1,0 +1,49 @@
+/* authz: who a call acts as, what it may do, and the audit trail of it.
+ *
+ * The caller's identity is the peer's, read from the kernel at accept
+ * (conn->peer). A non-operator acts as itself ("uid:<n>") and may not name
+ * anyone else. An operator acts for Request.actor, or with no actor as
+ * break-glass (recorded as such). Loop thread only. */
+#ifndef TOKEND_AUTHZ_H
+#define TOKEND_AUTHZ_H
+
+#include <stdint.h>
+
+#include "conn.h"
+#include "store.h"
+
+typedef struct {
+  char user[TOKEND_USER_BYTES]; /* the acting user */
+  int break_glass;              /* an operator acting with no actor */
+} authz_actor_t;
+
+/* Works out who a call with the given Request.actor acts as. On refusal
+ * (a non-operator naming an actor, or an invalid actor) writes the reason
+ * into why and returns TOKEND_EPERM or TOKEND_EINVAL. */
+int authz_actor(const conn_t *c, const char *actor, authz_actor_t *out,
+                char *why, size_t why_len) TOKEND_MUST_CHECK;
+
+/* May actor manage domain's tokens? Operators' break-glass calls may; else
+ * the actor must be an admin of domain. 0 or TOKEND_EPERM with why. */
+int authz_domain_admin(const conn_t *c, const authz_actor_t *actor,
+                       const char *domain, char *why,
+                       size_t why_len) TOKEND_MUST_CHECK;
+
+/* The name recorded as created_by / revoked_by / granted_by: the actor, or
+ * for break-glass the operator's own "uid:<n>". */
+const char *authz_doer(const conn_t *c, const authz_actor_t *actor);
+
+/* Fills an audit record for a call by c as actor (actor may be NULL when
+ * none could be worked out). */
+void authz_audit_fill(store_audit_t *ev, const conn_t *c,
+                      const authz_actor_t *actor, const char *method,
+                      const char *domain, const char *token_id, int code,
+                      const char *detail);
+
+/* Records a refused call in the audit log (asynchronously; nothing waits
+ * for it) and answers it with err's status and why. */
+void authz_refuse(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
+                  const char *method, const char *domain, int err,
+                  const char *why);
+
+#endif
