@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <locale.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,7 +50,10 @@ enum {
   OPT_SCOPE,
   OPT_JSON,
   OPT_ALL,
-  OPT_PAGE_SIZE
+  OPT_PAGE_SIZE,
+  OPT_ACTOR,
+  OPT_REVOKE_TOKENS,
+  OPT_SINCE
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
@@ -64,9 +69,21 @@ enum {
   "                          0: wait forever)\n"                               \
   "  -h, --help              show this help\n"
 
+/* --actor: on the commands an operator runs for a user, and before the
+ * command name. */
+#define CTL_ACTOR_LONGOPT                                                      \
+  { "actor", required_argument, NULL, OPT_ACTOR }
+
+#define CTL_ACTOR_HELP                                                         \
+  "      --actor U           operators only: act for user U, who must be an\n" \
+  "                          admin of the domain (U as in `admins grant\n"     \
+  "                          --user`); without it an operator acts as\n"       \
+  "                          break-glass (audited)\n"
+
 typedef struct {
   const char *socket_path; /* NULL: $TOKEND_SOCKET, else the default */
   int timeout_ms;
+  const char *actor; /* --actor as given; NULL: act as ourselves */
 } ctl_opts_t;
 
 typedef struct {
@@ -76,24 +93,29 @@ typedef struct {
 } ctl_command_t;
 
 static const char ctl_main_usage[] =
-    "Usage: tokenctl [--socket PATH] [--timeout MS] <command> [options]\n"
+    "Usage: tokenctl [--socket PATH] [--timeout MS] [--actor U] <command> "
+    "[options]\n"
     "\n"
-    "Issues, verifies, revokes and lists tokend's API tokens.\n"
+    "Issues, verifies, revokes and lists tokend's API tokens, manages who may\n"
+    "do so, and reads the audit log.\n"
     "\n"
     "Commands:\n"
     "  issue    issue a new token; its secret is shown this once\n"
     "  verify   check a token read from standard input\n"
     "  revoke   revoke a token by its id\n"
     "  list     list a domain's tokens\n"
+    "  admins   grant, revoke and list a domain's admins (operators)\n"
+    "  audit    show the audit log\n"
+    "  whoami   show how tokend sees you\n"
     "  help     show a command's help\n"
     "\n"
-    "Options:\n" CTL_COMMON_HELP "\n"
+    "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
     "Run `tokenctl <command> --help` for a command's options.\n"
     "Exit status: 0 success, 1 `verify` found the token invalid, 2 error.\n";
 
 static const char ctl_issue_usage[] =
     "Usage: tokenctl issue --domain D --label L [--expires-in DURATION]\n"
-    "                      [--scope S]... [--json]\n"
+    "                      [--scope S]... [--json] [--actor U]\n"
     "\n"
     "Issues a new token. The token alone goes to standard output, its id and\n"
     "details to standard error. tokend keeps only a hash of it: the secret\n"
@@ -110,7 +132,8 @@ static const char ctl_issue_usage[] =
     "      --scope S            grant scope S; repeat for more (at most 32)\n"
     "      --json               print one JSON object with the token and its\n"
     "                           details on standard output (times in Unix ms,\n"
-    "                           null when not set)\n" CTL_COMMON_HELP "\n"
+    "                           null when not set)\n" CTL_ACTOR_HELP
+        CTL_COMMON_HELP "\n"
     "Example:\n"
     "  TOKEN=$(tokenctl issue --domain example.com --label 'CI deploy' \\\n"
     "          --expires-in 30d --scope deploy)\n";
@@ -130,7 +153,7 @@ static const char ctl_verify_usage[] =
     "  printf '%s\\n' \"$TOKEN\" | tokenctl verify\n";
 
 static const char ctl_revoke_usage[] =
-    "Usage: tokenctl revoke --domain D [--json] TOKEN_ID\n"
+    "Usage: tokenctl revoke --domain D [--json] [--actor U] TOKEN_ID\n"
     "\n"
     "Revokes a token by its id (tok_...). Revoking a revoked token is not an\n"
     "error: it reports when the token was first revoked.\n"
@@ -138,14 +161,16 @@ static const char ctl_revoke_usage[] =
     "Options:\n"
     "  -d, --domain D           the domain the token belongs to (required)\n"
     "      --json               print one JSON object on standard output\n"
-    "                           (times in Unix ms)\n" CTL_COMMON_HELP;
+    "                           (times in Unix ms)\n" CTL_ACTOR_HELP
+        CTL_COMMON_HELP;
 
 static const char ctl_list_usage[] =
     "Usage: tokenctl list --domain D [--all] [--json] [--page-size N]\n"
+    "                     [--actor U]\n"
     "\n"
-    "Lists a domain's tokens, newest first, as a table (times in UTC). "
-    "Fetches\n"
-    "every page.\n"
+    "Lists a domain's tokens, newest first, as a table (times in UTC), with\n"
+    "who created them (and, with --all, who revoked them). Fetches every\n"
+    "page.\n"
     "\n"
     "Options:\n"
     "  -d, --domain D           the domain to list (required)\n"
@@ -154,10 +179,106 @@ static const char ctl_list_usage[] =
     "                           \"tokens\": [...]} on standard output (times\n"
     "                           in Unix ms, null when not set)\n"
     "      --page-size N        tokens per request, 1-1000 (default: "
-    "tokend's)\n"
-    "" CTL_COMMON_HELP;
+    "tokend's)\n" CTL_ACTOR_HELP CTL_COMMON_HELP;
 
-static const char ctl_help_usage[] = "Usage: tokenctl help [COMMAND]\n";
+static const char ctl_admins_usage[] =
+    "Usage: tokenctl admins grant  --domain D --user U [--json]\n"
+    "       tokenctl admins revoke --domain D --user U [--revoke-tokens] "
+    "[--json]\n"
+    "       tokenctl admins list   --domain D [--json]\n"
+    "\n"
+    "A domain's admins may issue, list and revoke its tokens and read its\n"
+    "audit log. Only operators (root, tokend's own user, and tokend's\n"
+    "--operator-uid / --operator-group) may manage them.\n"
+    "\n"
+    "A user U is a local user name (sent as uid:<n>), a uid number N (sent as\n"
+    "uid:N), or a platform identity sent as given (1-128 characters of\n"
+    "A-Z a-z 0-9 . _ @ : + -, e.g. alice@example.com).\n"
+    "\n"
+    "Run `tokenctl admins <grant|revoke|list> --help` for each one's "
+    "options.\n";
+
+static const char ctl_admins_grant_usage[] =
+    "Usage: tokenctl admins grant --domain D --user U [--json]\n"
+    "\n"
+    "Makes U an admin of domain D (operators only). Granting an admin again\n"
+    "is not an error: it reports when U was first granted.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           the domain (required)\n"
+    "  -u, --user U             a local user name, a uid, or a platform\n"
+    "                           identity (required)\n"
+    "      --json               print one JSON object on standard output\n"
+    "                           (times in Unix ms)\n" CTL_COMMON_HELP "\n"
+    "Examples:\n"
+    "  tokenctl admins grant --domain example.com --user alice   # uid:1000\n"
+    "  tokenctl admins grant --domain example.com --user "
+    "bob@example.com\n";
+
+static const char ctl_admins_revoke_usage[] =
+    "Usage: tokenctl admins revoke --domain D --user U [--revoke-tokens] "
+    "[--json]\n"
+    "\n"
+    "Removes U from domain D's admins (operators only). Tokens U issued stay\n"
+    "valid unless --revoke-tokens is given.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           the domain (required)\n"
+    "  -u, --user U             as in `admins grant` (required)\n"
+    "      --revoke-tokens      also revoke every token U issued in D, in the\n"
+    "                           same transaction\n"
+    "      --json               print one JSON object on standard "
+    "output\n" CTL_COMMON_HELP "\n"
+    "Example:\n"
+    "  tokenctl admins revoke --domain example.com --user alice "
+    "--revoke-tokens\n";
+
+static const char ctl_admins_list_usage[] =
+    "Usage: tokenctl admins list --domain D [--json]\n"
+    "\n"
+    "Lists domain D's admins, who granted them and when (operators only).\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           the domain (required)\n"
+    "      --json               print one JSON object {\"domain\": ...,\n"
+    "                           \"admins\": [...]} on standard output (times\n"
+    "                           in Unix ms)\n" CTL_COMMON_HELP;
+
+static const char ctl_audit_usage[] =
+    "Usage: tokenctl audit [--domain D] [--since WHEN] [--json] [--page-size "
+    "N]\n"
+    "                      [--actor U]\n"
+    "\n"
+    "Shows the audit log, newest first (times in UTC): every issue, revoke,\n"
+    "admin grant and removal, and every refused call. Fetches every page.\n"
+    "A domain's admins may read its events; operators may read every\n"
+    "domain's (leave out --domain).\n"
+    "\n"
+    "Options:\n"
+    "  -d, --domain D           only domain D's events (required unless you\n"
+    "                           are an operator)\n"
+    "      --since WHEN         only events since WHEN: a duration ago (30m,\n"
+    "                           1h, 2d, 1w) or a time in Unix ms\n"
+    "      --json               print one JSON object {\"events\": [...]} on\n"
+    "                           standard output (times in Unix ms)\n"
+    "      --page-size N        events per request, 1-1000 (default: "
+    "tokend's)\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
+    "Example:\n"
+    "  tokenctl audit --domain example.com --since 1h\n";
+
+static const char ctl_whoami_usage[] =
+    "Usage: tokenctl whoami [--json] [--actor U]\n"
+    "\n"
+    "Shows how tokend sees this process: its uid and gid (with their names\n"
+    "where this system knows them), its pid, the user tokend acts for,\n"
+    "and whether it is an operator and a verifier.\n"
+    "\n"
+    "Options:\n"
+    "      --json               print one JSON object on standard "
+    "output\n" CTL_ACTOR_HELP CTL_COMMON_HELP;
+
+static const char ctl_help_usage[] =
+    "Usage: tokenctl help [COMMAND [SUBCOMMAND]]\n";
 
 static const char ctl_start_hint[] =
     "is tokend running? start it with `make run`, or pass --socket / set "
@@ -268,6 +389,9 @@ static int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
       }
       opts->timeout_ms = (int)v;
       continue;
+    case OPT_ACTOR:
+      opts->actor = optarg;
+      continue;
     case 'h':
       fputs(cmd->usage, stdout);
       return CTL_GETOPT_HELP;
@@ -299,6 +423,54 @@ static int ctl_usage_error(const ctl_command_t *cmd, const char *msg,
   return CTL_EXIT_ERROR;
 }
 
+/* ---- users ---- */
+
+/* The user tokend knows U as, into out (TOKEND_USER_BYTES): a uid number N
+ * is "uid:N"; a local user name (no ':' or '@') this system knows is
+ * "uid:<its uid>"; anything else is a platform identity, sent as given for
+ * tokend to check. Returns 0, or TOKEND_EINVAL for a number that is no uid
+ * or a string too long to be a user. */
+static int ctl_resolve_user(const char *u, char out[TOKEND_USER_BYTES]) {
+  unsigned long long v;
+  struct passwd *pw;
+  const char *p;
+
+  for (p = u; *p >= '0' && *p <= '9'; p++)
+    ;
+  if (*u != '\0' && *p == '\0') {
+    /* (uid_t)-1 is no uid: chown() and setreuid() read it as "unchanged". */
+    if (ctl_parse_uint(u, (uid_t)-1 - 1, &v) != 0)
+      return TOKEND_EINVAL;
+    snprintf(out, TOKEND_USER_BYTES, "uid:%llu", v);
+    return 0;
+  }
+  if (strchr(u, ':') == NULL && strchr(u, '@') == NULL &&
+      (pw = getpwnam(u)) != NULL) {
+    snprintf(out, TOKEND_USER_BYTES, "uid:%lu", (unsigned long)pw->pw_uid);
+    return 0;
+  }
+  if (strlen(u) > TOKEND_USER_MAX_CHARS)
+    return TOKEND_EINVAL;
+  snprintf(out, TOKEND_USER_BYTES, "%s", u);
+  return 0;
+}
+
+/* A user for people to read: "uid:1000 (alice)" where this system knows the
+ * uid, the user as is otherwise, "-" for none. */
+static void ctl_fmt_user(const char *user, char *buf, size_t len) {
+  unsigned long long v;
+  struct passwd *pw;
+
+  if (user[0] == '\0')
+    snprintf(buf, len, "-");
+  else if (strncmp(user, "uid:", 4) == 0 &&
+           ctl_parse_uint(user + 4, (uid_t)-1 - 1, &v) == 0 &&
+           (pw = getpwuid((uid_t)v)) != NULL)
+    snprintf(buf, len, "%s (%s)", user, pw->pw_name);
+  else
+    snprintf(buf, len, "%s", user);
+}
+
 /* ---- tokend ---- */
 
 static const char *ctl_socket_path(const ctl_opts_t *opts) {
@@ -310,7 +482,28 @@ static const char *ctl_socket_path(const ctl_opts_t *opts) {
   return env != NULL && env[0] != '\0' ? env : TOKEND_SOCKET_DEFAULT;
 }
 
-/* Connects, or says on stderr why not and what to do. */
+/* Makes every later call on client act for --actor, if given. */
+static int ctl_set_actor(const ctl_opts_t *opts, tokend_client_t *client) {
+  char user[TOKEND_USER_BYTES];
+  int rc;
+
+  if (opts->actor == NULL)
+    return 0;
+  /* An empty actor would quietly make an operator's call break-glass. */
+  rc = opts->actor[0] != '\0' ? ctl_resolve_user(opts->actor, user)
+                              : TOKEND_EINVAL;
+  if (rc == 0)
+    rc = tokend_client_set_actor(client, user);
+  if (rc != 0)
+    fprintf(stderr,
+            "tokenctl: --actor '%s' is not a user: give a local user name, a "
+            "uid, or an identity of at most %d characters\n",
+            opts->actor, TOKEND_USER_MAX_CHARS);
+  return rc;
+}
+
+/* Connects (acting for --actor), or says on stderr why not and what to
+ * do; on failure *client is NULL. */
 static int ctl_connect(const ctl_opts_t *opts, tokend_client_t **client) {
   const char *path = ctl_socket_path(opts);
   const char *why;
@@ -320,7 +513,12 @@ static int ctl_connect(const ctl_opts_t *opts, tokend_client_t **client) {
   rc = tokend_client_connect(path, opts->timeout_ms, client);
   switch (rc) {
   case 0:
-    return 0;
+    rc = ctl_set_actor(opts, *client);
+    if (rc != 0) {
+      tokend_client_close(*client);
+      *client = NULL;
+    }
+    return rc;
   case TOKEND_EINVAL:
     fprintf(stderr,
             "tokenctl: socket path is empty or too long (at most %zu bytes): "
@@ -344,7 +542,11 @@ static int ctl_connect(const ctl_opts_t *opts, tokend_client_t **client) {
     else
       why = "connection refused";
     fprintf(stderr, "tokenctl: cannot connect to tokend at %s (%s): %s\n", path,
-            why, ctl_start_hint);
+            why,
+            strcmp(why, "permission denied") == 0
+                ? "tokend's --socket-mode and --socket-group say who may "
+                  "connect; ask its operator to let your user or group in"
+                : ctl_start_hint);
     return rc;
   default:
     fprintf(stderr, "tokenctl: cannot connect to tokend at %s: %s\n", path,
@@ -385,6 +587,30 @@ static void ctl_report(const char *what, tokend_client_t *client, int rc,
           hint != NULL ? ")" : "");
 }
 
+/* What to do about PERMISSION_DENIED from a call on domain's tokens or
+ * audit log, into buf. */
+static const char *ctl_domain_perm_hint(const ctl_opts_t *opts,
+                                        const char *domain, char *buf,
+                                        size_t len) {
+  char user[TOKEND_USER_BYTES];
+
+  if (opts->actor != NULL) {
+    if (ctl_resolve_user(opts->actor, user) != 0)
+      snprintf(user, sizeof(user), "U");
+    snprintf(buf, len,
+             "only operators may use --actor, and the user they act for must "
+             "be an admin of the domain: tokenctl admins grant --domain %s "
+             "--user %s",
+             domain, user);
+  } else {
+    snprintf(buf, len,
+             "ask an operator to grant you admin of this domain: tokenctl "
+             "admins grant --domain %s --user uid:%lu",
+             domain, (unsigned long)getuid());
+  }
+  return buf;
+}
+
 /* ---- output helpers ---- */
 
 /* "2026-11-29T10:07:00Z", or "never" for 0. */
@@ -408,6 +634,18 @@ static void ctl_fmt_short(int64_t ms, char *buf, size_t len) {
     snprintf(buf, len, "-");
   else if (gmtime_r(&t, &tm) == NULL ||
            strftime(buf, len, "%Y-%m-%d %H:%M", &tm) == 0)
+    snprintf(buf, len, "%lld", (long long)ms);
+}
+
+/* "2026-11-29 10:07:03", or "-" for 0. */
+static void ctl_fmt_seconds(int64_t ms, char *buf, size_t len) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+
+  if (ms == 0)
+    snprintf(buf, len, "-");
+  else if (gmtime_r(&t, &tm) == NULL ||
+           strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
     snprintf(buf, len, "%lld", (long long)ms);
 }
 
@@ -442,15 +680,22 @@ static json_t *ctl_json_scopes(const char (*scopes)[TOKEND_SCOPE_BYTES],
   return arr;
 }
 
+/* A string, or null when it is empty (a user, domain or id not set). */
+static json_t *ctl_json_text(const char *s) {
+  return s[0] != '\0' ? json_string(s) : json_null();
+}
+
 static json_t *ctl_json_info(const tokend_token_info_t *t) {
-  return json_pack("{s:s, s:s, s:s, s:s, s:o*, s:s, s:o*, s:o*, s:o*, s:o*}",
-                   "id", t->id, "domain", t->domain, "label", t->label, "hint",
-                   t->hint, "scopes", ctl_json_scopes(t->scopes, t->n_scopes),
-                   "status", tokend_token_status_name(t->status), "created_at",
-                   ctl_json_time(t->created_at), "expires_at",
-                   ctl_json_time(t->expires_at), "last_used_at",
-                   ctl_json_time(t->last_used_at), "revoked_at",
-                   ctl_json_time(t->revoked_at));
+  return json_pack(
+      "{s:s, s:s, s:s, s:s, s:o*, s:s, s:o*, s:o*, s:o*, s:o*, "
+      "s:o*, s:o*}",
+      "id", t->id, "domain", t->domain, "label", t->label, "hint", t->hint,
+      "scopes", ctl_json_scopes(t->scopes, t->n_scopes), "status",
+      tokend_token_status_name(t->status), "created_at",
+      ctl_json_time(t->created_at), "expires_at", ctl_json_time(t->expires_at),
+      "last_used_at", ctl_json_time(t->last_used_at), "revoked_at",
+      ctl_json_time(t->revoked_at), "created_by", ctl_json_text(t->created_by),
+      "revoked_by", ctl_json_text(t->revoked_by));
 }
 
 /* Writes all of buf to fd; stdio is bypassed so that no stdio buffer keeps
@@ -522,6 +767,12 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv);
 static int ctl_verify(ctl_opts_t *opts, int argc, char **argv);
 static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv);
 static int ctl_list(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_admins(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_admins_grant(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_admins_list(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_audit(ctl_opts_t *opts, int argc, char **argv);
+static int ctl_whoami(ctl_opts_t *opts, int argc, char **argv);
 static int ctl_help(ctl_opts_t *opts, int argc, char **argv);
 
 static const ctl_command_t ctl_commands[] = {
@@ -529,7 +780,18 @@ static const ctl_command_t ctl_commands[] = {
     {"verify", ctl_verify, ctl_verify_usage},
     {"revoke", ctl_revoke, ctl_revoke_usage},
     {"list", ctl_list, ctl_list_usage},
+    {"admins", ctl_admins, ctl_admins_usage},
+    {"audit", ctl_audit, ctl_audit_usage},
+    {"whoami", ctl_whoami, ctl_whoami_usage},
     {"help", ctl_help, ctl_help_usage},
+};
+
+/* `admins` subcommands; their names are what messages print after
+ * "tokenctl ". */
+static const ctl_command_t ctl_admins_commands[] = {
+    {"admins grant", ctl_admins_grant, ctl_admins_grant_usage},
+    {"admins revoke", ctl_admins_revoke, ctl_admins_revoke_usage},
+    {"admins list", ctl_admins_list, ctl_admins_list_usage},
 };
 
 static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};
@@ -543,6 +805,18 @@ static const ctl_command_t *ctl_find_command(const char *name) {
   return NULL;
 }
 
+/* An `admins` subcommand by its own name ("grant") or full name. */
+static const ctl_command_t *ctl_find_admins_command(const char *name) {
+  size_t i;
+
+  for (i = 0; i < sizeof(ctl_admins_commands) / sizeof(ctl_admins_commands[0]);
+       i++)
+    if (strcmp(ctl_admins_commands[i].name, name) == 0 ||
+        strcmp(ctl_admins_commands[i].name + strlen("admins "), name) == 0)
+      return &ctl_admins_commands[i];
+  return NULL;
+}
+
 static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   static const struct option longopts[] = {
       {"domain", required_argument, NULL, 'd'},
@@ -550,6 +824,7 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       {"expires-in", required_argument, NULL, 'e'},
       {"scope", required_argument, NULL, OPT_SCOPE},
       {"json", no_argument, NULL, OPT_JSON},
+      CTL_ACTOR_LONGOPT,
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("issue");
@@ -558,7 +833,8 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   tokend_issue_params_t params;
   tokend_client_t *client;
   tokend_issued_t issued;
-  char created[32], expires[32];
+  char created[32], expires[32], creator[TOKEND_USER_BYTES + 64];
+  char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
   int64_t now, duration;
   int c, rc, json = 0;
 
@@ -609,7 +885,10 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
     return CTL_EXIT_ERROR;
   rc = tokend_client_issue(client, &params, &issued);
   if (rc != 0) {
-    ctl_report("issue", client, rc, NULL);
+    ctl_report("issue", client, rc,
+               rc == TOKEND_EPERM ? ctl_domain_perm_hint(opts, params.domain,
+                                                         hint, sizeof(hint))
+                                  : NULL);
     tokend_client_close(client);
     return CTL_EXIT_ERROR;
   }
@@ -640,16 +919,17 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
 
   ctl_fmt_iso(issued.info.created_at, created, sizeof(created));
   ctl_fmt_iso(issued.info.expires_at, expires, sizeof(expires));
+  ctl_fmt_user(issued.info.created_by, creator, sizeof(creator));
   fprintf(stderr,
           "id:      %s\n"
           "domain:  %s\n"
           "label:   %s\n"
           "hint:    %s\n"
-          "created: %s\n"
+          "created: %s by %s\n"
           "expires: %s\n"
           "scopes:  ",
           issued.info.id, issued.info.domain, issued.info.label,
-          issued.info.hint, created, expires);
+          issued.info.hint, created, creator, expires);
   ctl_print_scopes(stderr, issued.info.scopes, issued.info.n_scopes);
   fputs("tokenctl: store the token now: tokend keeps only its hash and will "
         "not show it again\n",
@@ -792,6 +1072,11 @@ static int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
                            "the command line (ps and shell history would "
                            "see it)",
                            NULL);
+  if (opts->actor != NULL)
+    return ctl_usage_error(cmd,
+                           "--actor does not apply: a token is valid or not "
+                           "whoever asks",
+                           NULL);
 
   rc = ctl_read_token(buf, CTL_VERIFY_INPUT_BYTES, &len);
   if (rc != 0) {
@@ -826,7 +1111,11 @@ static int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
   }
   rc = tokend_client_verify(client, token, &result);
   if (rc != 0) {
-    ctl_report("verify", client, rc, NULL);
+    ctl_report("verify", client, rc,
+               rc == TOKEND_EPERM
+                   ? "tokend lets only its --verifier-uid / --verifier-group "
+                     "verify; ask its operator to add your uid or group"
+                   : NULL);
     rc = CTL_EXIT_ERROR;
     goto close_client;
   }
@@ -864,11 +1153,12 @@ static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
   static const struct option longopts[] = {
       {"domain", required_argument, NULL, 'd'},
       {"json", no_argument, NULL, OPT_JSON},
+      CTL_ACTOR_LONGOPT,
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("revoke");
   const char *domain = NULL, *token_id;
-  char hint[TOKEND_DOMAIN_BYTES + 64], when[32];
+  char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160], when[32];
   tokend_client_t *client;
   int64_t revoked_at = 0;
   int c, rc, already = 0, json = 0;
@@ -900,9 +1190,13 @@ static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
     return CTL_EXIT_ERROR;
   rc = tokend_client_revoke(client, domain, token_id, &revoked_at, &already);
   if (rc != 0) {
-    snprintf(hint, sizeof(hint),
-             "`tokenctl list --domain %s --all` shows its tokens", domain);
-    ctl_report("revoke", client, rc, rc == TOKEND_ENOTFOUND ? hint : NULL);
+    if (rc == TOKEND_EPERM)
+      ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
+    else
+      snprintf(hint, sizeof(hint),
+               "`tokenctl list --domain %s --all` shows its tokens", domain);
+    ctl_report("revoke", client, rc,
+               rc == TOKEND_ENOTFOUND || rc == TOKEND_EPERM ? hint : NULL);
     tokend_client_close(client);
     return CTL_EXIT_ERROR;
   }
@@ -932,15 +1226,17 @@ enum {
   COL_HINT,
   COL_STATUS,
   COL_CREATED,
+  COL_CREATED_BY,
   COL_EXPIRES,
   COL_LAST_USED,
-  COL_REVOKED,
+  COL_REVOKED, /* this column and the ones after it only with --all */
+  COL_REVOKED_BY,
   COL_COUNT
 };
 
 static const char *const ctl_col_names[COL_COUNT] = {
-    "ID",      "LABEL",   "HINT",      "STATUS",
-    "CREATED", "EXPIRES", "LAST USED", "REVOKED"};
+    "ID",         "LABEL",   "HINT",      "STATUS",  "CREATED",
+    "CREATED BY", "EXPIRES", "LAST USED", "REVOKED", "REVOKED BY"};
 
 /* Terminal columns of a UTF-8 string (tokend accepts only valid UTF-8
  * labels): wcwidth() of each code point, so that CJK characters count as
@@ -981,7 +1277,7 @@ static void ctl_print_cell(const char *s, size_t width, int last) {
 static void ctl_list_print_table(const tokend_token_info_t *tokens, size_t n,
                                  int all) {
   size_t width[COL_COUNT], i, col, ncols = all ? COL_COUNT : COL_REVOKED;
-  char times[4][32];
+  char times[4][32], users[2][TOKEND_USER_BYTES + 64];
   const char *cell[COL_COUNT];
 
   for (col = 0; col < COL_COUNT; col++)
@@ -1001,14 +1297,18 @@ static void ctl_list_print_table(const tokend_token_info_t *tokens, size_t n,
       ctl_fmt_short(t->expires_at, times[1], sizeof(times[1]));
       ctl_fmt_short(t->last_used_at, times[2], sizeof(times[2]));
       ctl_fmt_short(t->revoked_at, times[3], sizeof(times[3]));
+      ctl_fmt_user(t->created_by, users[0], sizeof(users[0]));
+      ctl_fmt_user(t->revoked_by, users[1], sizeof(users[1]));
       cell[COL_ID] = t->id;
       cell[COL_LABEL] = t->label;
       cell[COL_HINT] = t->hint;
       cell[COL_STATUS] = tokend_token_status_name(t->status);
       cell[COL_CREATED] = times[0];
+      cell[COL_CREATED_BY] = users[0];
       cell[COL_EXPIRES] = times[1];
       cell[COL_LAST_USED] = times[2];
       cell[COL_REVOKED] = times[3];
+      cell[COL_REVOKED_BY] = users[1];
       for (col = 0; col < ncols; col++) {
         if (pass == 0) {
           size_t w = ctl_display_width(cell[col]);
@@ -1053,9 +1353,11 @@ static int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
       {"all", no_argument, NULL, OPT_ALL},
       {"json", no_argument, NULL, OPT_JSON},
       {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+      CTL_ACTOR_LONGOPT,
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("list");
+  char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
   char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
   tokend_token_info_t *tokens = NULL, *grown;
   tokend_token_list_t *page = NULL;
@@ -1099,7 +1401,10 @@ static int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
   for (;;) {
     rc = tokend_client_list(client, domain, page_size, page_token, all, &page);
     if (rc != 0) {
-      ctl_report("list", client, rc, NULL);
+      ctl_report("list", client, rc,
+                 rc == TOKEND_EPERM
+                     ? ctl_domain_perm_hint(opts, domain, hint, sizeof(hint))
+                     : NULL);
       rc = CTL_EXIT_ERROR;
       goto err_free_tokens;
     }
@@ -1157,6 +1462,657 @@ err_free_tokens:
   return rc;
 }
 
+/* ---- tables ---- */
+
+/* Room for one formatted cell: a label (400 bytes of UTF-8), a user with
+ * its local name, or a status message. */
+#define CTL_CELL_BYTES 512
+#define CTL_MAX_COLS 10
+
+/* Fills the cells of row i of rows. */
+typedef void (*ctl_fill_row_t)(const void *rows, size_t i,
+                               char (*cell)[CTL_CELL_BYTES]);
+
+/* Length of the valid UTF-8 sequence at s (NUL-terminated): 1-4, or 0 if
+ * it is not one (bad or missing continuation bytes, overlong forms,
+ * surrogates, beyond U+10FFFF). */
+static size_t ctl_utf8_len(const unsigned char *s) {
+  static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+  uint32_t cp;
+  size_t len, i;
+
+  if (s[0] < 0x80)
+    return 1;
+  if ((s[0] & 0xE0) == 0xC0)
+    cp = s[0] & 0x1F, len = 2;
+  else if ((s[0] & 0xF0) == 0xE0)
+    cp = s[0] & 0x0F, len = 3;
+  else if ((s[0] & 0xF8) == 0xF0)
+    cp = s[0] & 0x07, len = 4;
+  else
+    return 0;
+  for (i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return len;
+}
+
+/* Copies the text src into dst (len bytes) with control characters and
+ * bytes that are not UTF-8 replaced by '?', whole characters only. A
+ * terminal must never get escapes from a table, and JSON must be UTF-8:
+ * tokend's messages are text, but one cut short may end in half a
+ * character. */
+static void ctl_copy_text(char *dst, size_t len, const char *src) {
+  const unsigned char *p = (const unsigned char *)src;
+  size_t n = 0, c;
+
+  while (*p != '\0') {
+    c = ctl_utf8_len(p);
+    if (c == 0 || *p < 0x20 || *p == 0x7f) {
+      if (n + 1 >= len)
+        break;
+      dst[n++] = '?';
+      p += c == 0 ? 1 : c;
+      continue;
+    }
+    if (n + c >= len)
+      break;
+    memcpy(dst + n, p, c);
+    n += c;
+    p += c;
+  }
+  dst[n] = '\0';
+}
+
+/* Prints a header and n rows, each column as wide as its widest cell. */
+static void ctl_print_table(const char *const *names, size_t ncols,
+                            const void *rows, size_t n, ctl_fill_row_t fill) {
+  char cell[CTL_MAX_COLS][CTL_CELL_BYTES];
+  size_t width[CTL_MAX_COLS], i, col, w;
+
+  for (col = 0; col < ncols; col++)
+    width[col] = ctl_display_width(names[col]);
+  for (i = 0; i < n; i++) {
+    fill(rows, i, cell);
+    for (col = 0; col < ncols; col++) {
+      w = ctl_display_width(cell[col]);
+      if (w > width[col])
+        width[col] = w;
+    }
+  }
+  for (col = 0; col < ncols; col++)
+    ctl_print_cell(names[col], width[col], col + 1 == ncols);
+  fputc('\n', stdout);
+  for (i = 0; i < n; i++) {
+    fill(rows, i, cell);
+    for (col = 0; col < ncols; col++)
+      ctl_print_cell(cell[col], width[col], col + 1 == ncols);
+    fputc('\n', stdout);
+  }
+}
+
+/* ---- admins ---- */
+
+static const char ctl_operator_hint[] =
+    "only operators manage domain admins: root, tokend's own user, and its "
+    "--operator-uid / --operator-group; `tokenctl whoami` says whether you "
+    "are one";
+
+static int ctl_admins(ctl_opts_t *opts, int argc, char **argv) {
+  const ctl_command_t *cmd = ctl_find_command("admins"), *sub;
+
+  if (argc < 2) {
+    fputs("tokenctl admins: missing subcommand (grant, revoke or list)\n",
+          stderr);
+    fputs(cmd->usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    fputs(cmd->usage, stdout);
+    return CTL_EXIT_OK;
+  }
+  sub = ctl_find_admins_command(argv[1]);
+  if (sub == NULL) {
+    fprintf(stderr, "tokenctl admins: unknown subcommand '%s'\n", argv[1]);
+    fputs(cmd->usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  /* Managing admins is the operator's own act: there is nobody to act
+   * for. */
+  if (opts->actor != NULL)
+    return ctl_usage_error(sub,
+                           "--actor does not apply: operators manage admins "
+                           "as themselves",
+                           NULL);
+  optind = 0;
+  return sub->run(opts, argc - 1, argv + 1);
+}
+
+/* Parses the options grant and revoke share. Returns -1 to go on, else the
+ * exit status. */
+static int ctl_admins_parse(const ctl_command_t *cmd, ctl_opts_t *opts,
+                            int argc, char **argv, const char **domain,
+                            char user[TOKEND_USER_BYTES], int *revoke_tokens,
+                            int *json) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"user", required_argument, NULL, 'u'},
+      {"revoke-tokens", no_argument, NULL, OPT_REVOKE_TOKENS},
+      {"json", no_argument, NULL, OPT_JSON},
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const char *given = NULL;
+  int c;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:u:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      *domain = optarg;
+      break;
+    case 'u':
+      given = optarg;
+      break;
+    case OPT_REVOKE_TOKENS:
+      /* Only revoke has it. */
+      if (revoke_tokens == NULL)
+        return ctl_usage_error(cmd, "unknown option", "--revoke-tokens");
+      *revoke_tokens = 1;
+      break;
+    case OPT_JSON:
+      *json = 1;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (*domain == NULL)
+    return ctl_usage_error(cmd, "--domain is required", NULL);
+  if (given == NULL)
+    return ctl_usage_error(cmd, "--user is required", NULL);
+  if (ctl_resolve_user(given, user) != 0)
+    return ctl_usage_error(cmd,
+                           "--user must be a local user name, a uid, or an "
+                           "identity of at most 128 characters, not",
+                           given);
+  return -1;
+}
+
+static int ctl_admins_grant(ctl_opts_t *opts, int argc, char **argv) {
+  const ctl_command_t *cmd = ctl_find_admins_command("grant");
+  char user[TOKEND_USER_BYTES], shown[TOKEND_USER_BYTES + 64], when[32];
+  tokend_client_t *client;
+  const char *domain = NULL;
+  int64_t granted_at = 0;
+  int rc, already = 0, json = 0;
+  json_t *root;
+
+  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, NULL, &json);
+  if (rc >= 0)
+    return rc;
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc = tokend_client_grant_admin(client, domain, user, &granted_at, &already);
+  if (rc != 0) {
+    ctl_report("admins grant", client, rc,
+               rc == TOKEND_EPERM ? ctl_operator_hint : NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+
+  if (json) {
+    root = json_pack("{s:s, s:s, s:I, s:b}", "domain", domain, "user", user,
+                     "granted_at", (json_int_t)granted_at, "already_admin",
+                     already);
+    rc = ctl_print_json(root);
+    json_decref(root);
+    return rc;
+  }
+  ctl_fmt_user(user, shown, sizeof(shown));
+  ctl_fmt_iso(granted_at, when, sizeof(when));
+  if (already)
+    printf("%s was already an admin of %s (since %s)\n", shown, domain, when);
+  else
+    printf("granted %s admin of %s\n", shown, domain);
+  return CTL_EXIT_OK;
+}
+
+static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
+  const ctl_command_t *cmd = ctl_find_admins_command("revoke");
+  char user[TOKEND_USER_BYTES], shown[TOKEND_USER_BYTES + 64];
+  char hint[TOKEND_DOMAIN_BYTES + 64];
+  tokend_client_t *client;
+  const char *domain = NULL;
+  uint32_t revoked = 0;
+  int rc, revoke_tokens = 0, json = 0;
+  json_t *root;
+
+  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &revoke_tokens,
+                        &json);
+  if (rc >= 0)
+    return rc;
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc =
+      tokend_client_revoke_admin(client, domain, user, revoke_tokens, &revoked);
+  if (rc != 0) {
+    snprintf(hint, sizeof(hint),
+             "`tokenctl admins list --domain %s` shows its admins", domain);
+    ctl_report("admins revoke", client, rc,
+               rc == TOKEND_EPERM       ? ctl_operator_hint
+               : rc == TOKEND_ENOTFOUND ? hint
+                                        : NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+
+  if (json) {
+    root = json_pack("{s:s, s:s, s:I}", "domain", domain, "user", user,
+                     "tokens_revoked", (json_int_t)revoked);
+    rc = ctl_print_json(root);
+    json_decref(root);
+    return rc;
+  }
+  ctl_fmt_user(user, shown, sizeof(shown));
+  printf("removed %s from the admins of %s", shown, domain);
+  if (revoke_tokens)
+    printf("; revoked %lu of their tokens", (unsigned long)revoked);
+  fputc('\n', stdout);
+  return CTL_EXIT_OK;
+}
+
+static const char *const ctl_admin_col_names[] = {"USER", "GRANTED",
+                                                  "GRANTED BY"};
+
+static void ctl_admin_fill_row(const void *rows, size_t i,
+                               char (*cell)[CTL_CELL_BYTES]) {
+  const tokend_admin_t *a = (const tokend_admin_t *)rows + i;
+
+  ctl_fmt_user(a->user, cell[0], CTL_CELL_BYTES);
+  ctl_fmt_short(a->granted_at, cell[1], CTL_CELL_BYTES);
+  ctl_fmt_user(a->granted_by, cell[2], CTL_CELL_BYTES);
+}
+
+static int ctl_admins_list_print_json(const char *domain,
+                                      const tokend_admin_list_t *list) {
+  json_t *root, *arr;
+  size_t i;
+  int rc;
+
+  arr = json_array();
+  for (i = 0; arr != NULL && i < list->n_admins; i++) {
+    const tokend_admin_t *a = &list->admins[i];
+
+    if (json_array_append_new(
+            arr, json_pack("{s:s, s:o*, s:o*}", "user", a->user, "granted_at",
+                           ctl_json_time(a->granted_at), "granted_by",
+                           ctl_json_text(a->granted_by))) != 0) {
+      json_decref(arr);
+      arr = NULL;
+    }
+  }
+  root = json_pack("{s:s, s:o*}", "domain", domain, "admins", arr);
+  if (arr == NULL) {
+    json_decref(root);
+    root = NULL;
+  }
+  rc = ctl_print_json(root);
+  json_decref(root);
+  return rc;
+}
+
+static int ctl_admins_list(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"json", no_argument, NULL, OPT_JSON},
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_admins_command("list");
+  tokend_admin_list_t *list = NULL;
+  tokend_client_t *client;
+  const char *domain = NULL;
+  int c, rc, json = 0;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      domain = optarg;
+      break;
+    case OPT_JSON:
+      json = 1;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (domain == NULL)
+    return ctl_usage_error(cmd, "--domain is required", NULL);
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc = tokend_client_list_admins(client, domain, &list);
+  if (rc != 0) {
+    ctl_report("admins list", client, rc,
+               rc == TOKEND_EPERM ? ctl_operator_hint : NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+
+  if (json) {
+    rc = ctl_admins_list_print_json(domain, list);
+  } else if (list->n_admins == 0) {
+    fprintf(stderr,
+            "tokenctl: domain %s has no admins (add one with `tokenctl admins "
+            "grant --domain %s --user U`)\n",
+            domain, domain);
+    rc = CTL_EXIT_OK;
+  } else {
+    ctl_print_table(ctl_admin_col_names, 3, list->admins, list->n_admins,
+                    ctl_admin_fill_row);
+    rc = CTL_EXIT_OK;
+  }
+  tokend_admin_list_free(list);
+  return rc;
+}
+
+/* ---- audit ---- */
+
+/* --since: a duration ago ("30m", "2d") or a time in Unix ms. */
+static int ctl_parse_since(const char *s, int64_t now_ms, int64_t *out,
+                           const char **why) {
+  unsigned long long v;
+  int64_t ago;
+
+  if (s[0] >= '0' && s[0] <= '9' && ctl_parse_uint(s, INT64_MAX, &v) == 0) {
+    *out = (int64_t)v;
+    return 0;
+  }
+  if (ctl_parse_duration_ms(s, now_ms, &ago, why) != 0) {
+    *why = "expected a duration ago (30m, 1h, 2d, 1w) or a time in Unix ms";
+    return TOKEND_EINVAL;
+  }
+  /* Longer ago than 1970 is the same as "all". */
+  *out = ago < now_ms ? now_ms - ago : 0;
+  return 0;
+}
+
+static const char *const ctl_audit_col_names[] = {
+    "TIME",   "PEER UID", "PID",     "ACTOR", "DOMAIN",
+    "METHOD", "TOKEN",    "OUTCOME", "DETAIL"};
+
+static void ctl_audit_fill_row(const void *rows, size_t i,
+                               char (*cell)[CTL_CELL_BYTES]) {
+  const tokend_audit_event_t *e = (const tokend_audit_event_t *)rows + i;
+
+  ctl_fmt_seconds(e->time, cell[0], CTL_CELL_BYTES);
+  snprintf(cell[1], CTL_CELL_BYTES, "%lu", (unsigned long)e->peer_uid);
+  snprintf(cell[2], CTL_CELL_BYTES, "%ld", (long)e->peer_pid);
+  if (e->break_glass && e->actor[0] == '\0')
+    snprintf(cell[3], CTL_CELL_BYTES, "(break-glass)");
+  else
+    ctl_fmt_user(e->actor, cell[3], CTL_CELL_BYTES);
+  snprintf(cell[4], CTL_CELL_BYTES, "%s", e->domain[0] ? e->domain : "-");
+  ctl_copy_text(cell[5], CTL_CELL_BYTES, e->method);
+  snprintf(cell[6], CTL_CELL_BYTES, "%s", e->token_id[0] ? e->token_id : "-");
+  snprintf(cell[7], CTL_CELL_BYTES, "%s", tokend_grpc_name(e->code));
+  ctl_copy_text(cell[8], CTL_CELL_BYTES, e->detail[0] ? e->detail : "-");
+}
+
+static json_t *ctl_json_event(const tokend_audit_event_t *e) {
+  char detail[sizeof(e->detail)];
+
+  ctl_copy_text(detail, sizeof(detail), e->detail);
+  return json_pack(
+      "{s:I, s:I, s:I, s:I, s:o*, s:b, s:o*, s:o*, s:s, s:i, s:s, s:s}", "id",
+      (json_int_t)e->id, "time", (json_int_t)e->time, "peer_uid",
+      (json_int_t)e->peer_uid, "peer_pid", (json_int_t)e->peer_pid, "actor",
+      ctl_json_text(e->actor), "break_glass", e->break_glass, "domain",
+      ctl_json_text(e->domain), "token_id", ctl_json_text(e->token_id),
+      "method", e->method, "code", e->code, "outcome",
+      tokend_grpc_name(e->code), "detail", detail);
+}
+
+static int ctl_audit_print_json(const char *domain, int64_t since,
+                                const tokend_audit_event_t *events, size_t n) {
+  json_t *root, *arr;
+  size_t i;
+  int rc;
+
+  arr = json_array();
+  for (i = 0; arr != NULL && i < n; i++) {
+    if (json_array_append_new(arr, ctl_json_event(&events[i])) != 0) {
+      json_decref(arr);
+      arr = NULL;
+    }
+  }
+  root = json_pack("{s:o*, s:o*, s:o*}", "domain", ctl_json_text(domain),
+                   "since", ctl_json_time(since), "events", arr);
+  if (arr == NULL) {
+    json_decref(root);
+    root = NULL;
+  }
+  rc = ctl_print_json(root);
+  json_decref(root);
+  return rc;
+}
+
+static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"since", required_argument, NULL, OPT_SINCE},
+      {"json", no_argument, NULL, OPT_JSON},
+      {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+      CTL_ACTOR_LONGOPT,
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("audit");
+  char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
+  char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
+  tokend_audit_event_t *events = NULL, *grown;
+  tokend_audit_list_t *page = NULL;
+  tokend_client_t *client = NULL;
+  const char *domain = NULL, *why;
+  size_t n = 0, cap = 0;
+  unsigned long long v;
+  uint32_t page_size = 0;
+  int64_t since = 0;
+  int c, rc, json = 0;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      domain = optarg;
+      break;
+    case OPT_SINCE:
+      if (ctl_parse_since(optarg, ctl_now_ms(), &since, &why) != 0) {
+        fprintf(stderr, "tokenctl audit: --since '%s': %s\n", optarg, why);
+        return CTL_EXIT_ERROR;
+      }
+      break;
+    case OPT_JSON:
+      json = 1;
+      break;
+    case OPT_PAGE_SIZE:
+      if (ctl_parse_uint(optarg, TOKEND_LIST_PAGE_MAX, &v) != 0 || v == 0)
+        return ctl_usage_error(cmd, "--page-size must be 1 to 1000, not",
+                               optarg);
+      page_size = (uint32_t)v;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (domain == NULL)
+    domain = "";
+  else if (domain[0] == '\0')
+    return ctl_usage_error(cmd,
+                           "--domain must not be empty (leave it out for "
+                           "every domain)",
+                           NULL);
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  for (;;) {
+    rc = tokend_client_list_audit(client, domain, since, page_size, page_token,
+                                  &page);
+    if (rc != 0) {
+      if (rc == TOKEND_EPERM && domain[0] == '\0')
+        snprintf(hint, sizeof(hint),
+                 "only operators may read every domain's events; pass "
+                 "--domain D for a domain you administer");
+      else if (rc == TOKEND_EPERM)
+        ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
+      ctl_report("audit", client, rc, rc == TOKEND_EPERM ? hint : NULL);
+      rc = CTL_EXIT_ERROR;
+      goto err_free_events;
+    }
+    /* A page that makes no progress would have us loop forever. */
+    if (page->next_page_token[0] != '\0' &&
+        (page->n_events == 0 ||
+         strcmp(page->next_page_token, page_token) == 0)) {
+      fputs("tokenctl: audit failed: tokend's pages do not advance (are "
+            "tokenctl and tokend the same version?)\n",
+            stderr);
+      rc = CTL_EXIT_ERROR;
+      goto err_free_page;
+    }
+    if (page->n_events > cap - n) {
+      cap = cap * 2 > n + page->n_events ? cap * 2 : n + page->n_events;
+      grown = reallocarray(events, cap, sizeof(*events));
+      if (grown == NULL) {
+        fputs("tokenctl: audit failed: out of memory\n", stderr);
+        rc = CTL_EXIT_ERROR;
+        goto err_free_page;
+      }
+      events = grown;
+    }
+    if (page->n_events > 0)
+      memcpy(events + n, page->events, page->n_events * sizeof(*events));
+    n += page->n_events;
+    memcpy(page_token, page->next_page_token, sizeof(page_token));
+    tokend_audit_list_free(page);
+    page = NULL;
+    if (page_token[0] == '\0')
+      break;
+  }
+  tokend_client_close(client);
+  client = NULL;
+
+  if (json) {
+    rc = ctl_audit_print_json(domain, since, events, n);
+  } else if (n == 0) {
+    fprintf(stderr, "tokenctl: no audit events%s%s%s\n",
+            domain[0] ? " in domain " : "", domain,
+            since != 0 ? " in that time" : "");
+    rc = CTL_EXIT_OK;
+  } else {
+    ctl_print_table(ctl_audit_col_names, 9, events, n, ctl_audit_fill_row);
+    rc = CTL_EXIT_OK;
+  }
+  free(events);
+  return rc;
+
+err_free_page:
+  tokend_audit_list_free(page);
+err_free_events:
+  free(events);
+  tokend_client_close(client);
+  return rc;
+}
+
+/* ---- whoami ---- */
+
+static int ctl_whoami(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"json", no_argument, NULL, OPT_JSON},
+      CTL_ACTOR_LONGOPT,
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("whoami");
+  char user[TOKEND_USER_BYTES + 64];
+  const char *uid_name, *gid_name;
+  tokend_client_t *client;
+  tokend_whoami_t who;
+  struct passwd *pw;
+  struct group *gr;
+  int c, rc, json = 0;
+  json_t *root;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":h", longopts)) != -1) {
+    switch (c) {
+    case OPT_JSON:
+      json = 1;
+      break;
+    case CTL_GETOPT_HELP:
+      return CTL_EXIT_OK;
+    default:
+      return CTL_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc = tokend_client_whoami(client, &who);
+  if (rc != 0) {
+    ctl_report("whoami", client, rc,
+               rc == TOKEND_EPERM && opts->actor != NULL
+                   ? "only operators may use --actor"
+                   : NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+
+  /* The names are this system's: tokend knows only the numbers. */
+  pw = getpwuid((uid_t)who.uid);
+  uid_name = pw != NULL ? pw->pw_name : NULL;
+  gr = getgrgid((gid_t)who.gid);
+  gid_name = gr != NULL ? gr->gr_name : NULL;
+  if (json) {
+    root = json_pack("{s:I, s:s?, s:I, s:s?, s:I, s:s, s:b, s:b}", "uid",
+                     (json_int_t)who.uid, "uid_name", uid_name, "gid",
+                     (json_int_t)who.gid, "gid_name", gid_name, "pid",
+                     (json_int_t)who.pid, "user", who.user, "operator",
+                     who.is_operator, "verifier", who.is_verifier);
+    rc = ctl_print_json(root);
+    json_decref(root);
+    return rc;
+  }
+  ctl_fmt_user(who.user, user, sizeof(user));
+  printf("uid:      %lu%s%s%s\n", (unsigned long)who.uid,
+         uid_name != NULL ? " (" : "", uid_name != NULL ? uid_name : "",
+         uid_name != NULL ? ")" : "");
+  printf("gid:      %lu%s%s%s\n", (unsigned long)who.gid,
+         gid_name != NULL ? " (" : "", gid_name != NULL ? gid_name : "",
+         gid_name != NULL ? ")" : "");
+  printf("pid:      %ld\n", (long)who.pid);
+  printf("user:     %s\n", user);
+  printf("operator: %s\n", who.is_operator ? "yes" : "no");
+  printf("verifier: %s\n", who.is_verifier ? "yes" : "no");
+  return CTL_EXIT_OK;
+}
+
 /* ---- help and main ---- */
 
 static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
@@ -1172,14 +2128,22 @@ static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
     fputs(ctl_main_usage, stderr);
     return CTL_EXIT_ERROR;
   }
+  if (argc >= 3 && cmd->run == ctl_admins) {
+    cmd = ctl_find_admins_command(argv[2]);
+    if (cmd == NULL) {
+      fprintf(stderr, "tokenctl: unknown command 'admins %s'\n", argv[2]);
+      fputs(ctl_admins_usage, stderr);
+      return CTL_EXIT_ERROR;
+    }
+  }
   fputs(cmd->usage, stdout);
   return CTL_EXIT_OK;
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {CTL_COMMON_LONGOPTS,
-                                           {NULL, 0, NULL, 0}};
-  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS};
+  static const struct option longopts[] = {
+      CTL_ACTOR_LONGOPT, CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL};
   const ctl_command_t *cmd;
   int c, rc;
 

@@ -35,6 +35,8 @@ struct tokend_client_s {
   uint64_t last_call_id;
   int grpc_status;
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
+  /* The user every call acts for (tokend_client_set_actor); "" for none. */
+  char actor[TOKEND_USER_BYTES];
   /* The frame being read. It outlives a call that timed out, so the next
    * call finishes reading it (and skips it by call_id) instead of losing
    * its place in the stream. */
@@ -417,6 +419,8 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
                        "error; connect again");
   deadline = client_deadline(client->timeout_ms);
   req->call_id = ++client->last_call_id;
+  if (client->actor[0] != '\0')
+    req->actor = client->actor;
 
   packed_len = tokend__v1__request__get_packed_size(req);
   if (packed_len > TOKEND_MAX_FRAME_BYTES_LIMIT)
@@ -559,6 +563,10 @@ static int client_copy_info(tokend_token_info_t *dst,
       client_copy_str(dst->domain, sizeof(dst->domain), src->domain) != 0 ||
       client_copy_str(dst->label, sizeof(dst->label), src->label) != 0 ||
       client_copy_str(dst->hint, sizeof(dst->hint), src->hint) != 0 ||
+      client_copy_str(dst->created_by, sizeof(dst->created_by),
+                      src->created_by) != 0 ||
+      client_copy_str(dst->revoked_by, sizeof(dst->revoked_by),
+                      src->revoked_by) != 0 ||
       client_copy_scopes(dst->scopes, &dst->n_scopes, src->scopes,
                          src->n_scopes) != 0)
     return TOKEND_EPROTO;
@@ -786,6 +794,289 @@ void tokend_token_list_free(tokend_token_list_t *list) {
   if (list == NULL)
     return;
   free(list->tokens);
+  free(list);
+}
+
+/* ---- identity, domain admins and the audit log ---- */
+
+int tokend_client_set_actor(tokend_client_t *client, const char *actor) {
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  /* On failure the previous actor stays: clearing it would turn an
+   * operator's later calls into break-glass calls. */
+  if (client_copy_str(client->actor, sizeof(client->actor),
+                      actor != NULL ? actor : "") != 0)
+    return client_fail(client, TOKEND_EINVAL,
+                       "actor is longer than %d characters",
+                       TOKEND_USER_MAX_CHARS);
+  return 0;
+}
+
+int tokend_client_whoami(tokend_client_t *client, tokend_whoami_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest who = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+  Tokend__V1__WhoAmIResponse *res;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+  req.who_am_i = &who;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_WHO_AM_I, &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->who_am_i;
+  if (client_copy_str(out->user, sizeof(out->user), res->user) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent a user name longer than %d characters",
+                     TOKEND_USER_MAX_CHARS);
+    memset(out, 0, sizeof(*out));
+    goto done;
+  }
+  out->uid = res->uid;
+  out->gid = res->gid;
+  out->pid = res->pid;
+  out->is_operator = res->operator_ ? 1 : 0;
+  out->is_verifier = res->verifier ? 1 : 0;
+
+done:
+  client_response_free(resp);
+  return rc;
+}
+
+int tokend_client_grant_admin(tokend_client_t *client, const char *domain,
+                              const char *user, int64_t *granted_at,
+                              int *already) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GrantDomainAdminRequest grant =
+      TOKEND__V1__GRANT_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || user == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain or user is NULL");
+  grant.domain = (char *)domain;
+  grant.user = (char *)user;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN;
+  req.grant_domain_admin = &grant;
+
+  rc = client_call(client, &req,
+                   TOKEND__V1__RESPONSE__RESULT_GRANT_DOMAIN_ADMIN, &resp);
+  if (rc != 0)
+    return rc;
+  if (granted_at != NULL)
+    *granted_at = resp->grant_domain_admin->granted_at;
+  if (already != NULL)
+    *already = resp->grant_domain_admin->already_admin ? 1 : 0;
+  client_response_free(resp);
+  return 0;
+}
+
+int tokend_client_revoke_admin(tokend_client_t *client, const char *domain,
+                               const char *user, int revoke_tokens,
+                               uint32_t *tokens_revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeDomainAdminRequest revoke =
+      TOKEND__V1__REVOKE_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || user == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain or user is NULL");
+  revoke.domain = (char *)domain;
+  revoke.user = (char *)user;
+  revoke.revoke_their_tokens = revoke_tokens ? 1 : 0;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN;
+  req.revoke_domain_admin = &revoke;
+
+  rc = client_call(client, &req,
+                   TOKEND__V1__RESPONSE__RESULT_REVOKE_DOMAIN_ADMIN, &resp);
+  if (rc != 0)
+    return rc;
+  if (tokens_revoked != NULL)
+    *tokens_revoked = resp->revoke_domain_admin->tokens_revoked;
+  client_response_free(resp);
+  return 0;
+}
+
+int tokend_client_list_admins(tokend_client_t *client, const char *domain,
+                              tokend_admin_list_t **out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListDomainAdminsRequest list_req =
+      TOKEND__V1__LIST_DOMAIN_ADMINS_REQUEST__INIT;
+  Tokend__V1__ListDomainAdminsResponse *res;
+  Tokend__V1__Response *resp;
+  tokend_admin_list_t *list;
+  size_t i;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  *out = NULL;
+  if (domain == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain is NULL");
+  list_req.domain = (char *)domain;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS;
+  req.list_domain_admins = &list_req;
+
+  rc = client_call(client, &req,
+                   TOKEND__V1__RESPONSE__RESULT_LIST_DOMAIN_ADMINS, &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->list_domain_admins;
+
+  list = calloc(1, sizeof(*list));
+  if (list == NULL) {
+    rc = client_fail(client, TOKEND_ENOMEM, "no memory for the admin list");
+    goto err_free_resp;
+  }
+  /* n_admins is bounded by the frame cap; calloc checks the product. */
+  if (res->n_admins > 0) {
+    list->admins = calloc(res->n_admins, sizeof(*list->admins));
+    if (list->admins == NULL) {
+      rc = client_fail(client, TOKEND_ENOMEM, "no memory for %zu admins",
+                       res->n_admins);
+      goto err_free_list;
+    }
+  }
+  for (i = 0; i < res->n_admins; i++) {
+    tokend_admin_t *dst = &list->admins[i];
+    const Tokend__V1__DomainAdmin *src = res->admins[i];
+
+    if (src == NULL ||
+        client_copy_str(dst->user, sizeof(dst->user), src->user) != 0 ||
+        client_copy_str(dst->granted_by, sizeof(dst->granted_by),
+                        src->granted_by) != 0) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent a user name longer than %d characters",
+                       TOKEND_USER_MAX_CHARS);
+      goto err_free_list;
+    }
+    dst->granted_at = src->granted_at;
+  }
+  list->n_admins = res->n_admins;
+  client_response_free(resp);
+  *out = list;
+  return 0;
+
+err_free_list:
+  tokend_admin_list_free(list);
+err_free_resp:
+  client_response_free(resp);
+  return rc;
+}
+
+void tokend_admin_list_free(tokend_admin_list_t *list) {
+  if (list == NULL)
+    return;
+  free(list->admins);
+  free(list);
+}
+
+static int client_copy_event(tokend_audit_event_t *dst,
+                             const Tokend__V1__AuditEvent *src) {
+  if (src == NULL)
+    return TOKEND_EPROTO;
+  if (client_copy_str(dst->actor, sizeof(dst->actor), src->actor) != 0 ||
+      client_copy_str(dst->domain, sizeof(dst->domain), src->domain) != 0 ||
+      client_copy_str(dst->token_id, sizeof(dst->token_id), src->token_id) !=
+          0 ||
+      client_copy_str(dst->method, sizeof(dst->method), src->method) != 0 ||
+      client_copy_str(dst->detail, sizeof(dst->detail), src->detail) != 0)
+    return TOKEND_EPROTO;
+  dst->id = src->id;
+  dst->time = src->time;
+  dst->peer_uid = src->peer_uid;
+  dst->peer_pid = src->peer_pid;
+  dst->break_glass = src->break_glass ? 1 : 0;
+  dst->code = src->code;
+  return 0;
+}
+
+int tokend_client_list_audit(tokend_client_t *client, const char *domain,
+                             int64_t since, uint32_t page_size,
+                             const char *page_token,
+                             tokend_audit_list_t **out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListAuditEventsRequest list_req =
+      TOKEND__V1__LIST_AUDIT_EVENTS_REQUEST__INIT;
+  Tokend__V1__ListAuditEventsResponse *res;
+  Tokend__V1__Response *resp;
+  tokend_audit_list_t *list;
+  size_t i;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  *out = NULL;
+  if (domain == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain is NULL");
+  list_req.domain = (char *)domain;
+  list_req.since = since;
+  list_req.page_size = page_size;
+  if (page_token != NULL)
+    list_req.page_token = (char *)page_token;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
+  req.list_audit_events = &list_req;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_LIST_AUDIT_EVENTS,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->list_audit_events;
+
+  list = calloc(1, sizeof(*list));
+  if (list == NULL) {
+    rc = client_fail(client, TOKEND_ENOMEM, "no memory for the audit events");
+    goto err_free_resp;
+  }
+  /* n_events is bounded by the frame cap; calloc checks the product. */
+  if (res->n_events > 0) {
+    list->events = calloc(res->n_events, sizeof(*list->events));
+    if (list->events == NULL) {
+      rc = client_fail(client, TOKEND_ENOMEM, "no memory for %zu events",
+                       res->n_events);
+      goto err_free_list;
+    }
+  }
+  for (i = 0; i < res->n_events; i++) {
+    if (client_copy_event(&list->events[i], res->events[i]) != 0) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent an audit event that is too long or "
+                       "malformed");
+      goto err_free_list;
+    }
+  }
+  list->n_events = res->n_events;
+  if (client_copy_str(list->next_page_token, sizeof(list->next_page_token),
+                      res->next_page_token) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent a page token longer than %d bytes",
+                     TOKEND_PAGE_TOKEN_BYTES - 1);
+    goto err_free_list;
+  }
+  client_response_free(resp);
+  *out = list;
+  return 0;
+
+err_free_list:
+  tokend_audit_list_free(list);
+err_free_resp:
+  client_response_free(resp);
+  return rc;
+}
+
+void tokend_audit_list_free(tokend_audit_list_t *list) {
+  if (list == NULL)
+    return;
+  free(list->events);
   free(list);
 }
 

@@ -119,6 +119,22 @@ int validate_label(const char *s, char *why, size_t why_len) {
   return 0;
 }
 
+void validate_copy_utf8(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+
+  if (cap == 0)
+    return;
+  if (n >= cap) {
+    n = cap - 1;
+    /* Back off over continuation bytes to the start of the cut character,
+     * and drop it. */
+    while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 static size_t escaped_width(unsigned char c) {
   return (c >= 0x20 && c < 0x7F && c != '\\' && c != '"') ? 1 : 4;
 }

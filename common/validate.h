@@ -23,6 +23,10 @@ int validate_scope(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
  */
 int validate_user(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
 
+/* Copies src into dst (cap bytes, NUL-terminated), cutting a string that
+ * does not fit at a UTF-8 character boundary, never inside a character. */
+void validate_copy_utf8(char *dst, size_t cap, const char *src);
+
 /* Writes into out (out_len bytes) at most max_in bytes of in, with every byte
  * outside printable ASCII, and backslash and double quote, escaped as \xNN,
  * and "..." appended if in was longer. For log lines about bad input. */

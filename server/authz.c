@@ -11,13 +11,18 @@
 
 int authz_actor(const conn_t *c, const char *actor, authz_actor_t *out,
                 char *why, size_t why_len) {
+  char claimed[80];
+
   memset(out, 0, sizeof(*out));
   if (!c->peer.is_operator) {
     if (actor[0] != '\0') {
+      /* Peer input: quoted only as a short escaped excerpt. */
+      validate_escape_excerpt(actor, strlen(actor), 48, claimed,
+                              sizeof(claimed));
       snprintf(why, why_len,
                "only operators may act for another user; %s must not set "
-               "actor",
-               c->peer.user);
+               "actor (it claimed \"%s\")",
+               c->peer.user, claimed);
       return TOKEND_EPERM;
     }
     snprintf(out->user, sizeof(out->user), "%s", c->peer.user);
@@ -66,7 +71,8 @@ void authz_audit_fill(store_audit_t *ev, const conn_t *c,
   snprintf(ev->token_id, sizeof(ev->token_id), "%s", token_id);
   snprintf(ev->method, sizeof(ev->method), "%s", method);
   ev->code = code;
-  snprintf(ev->detail, sizeof(ev->detail), "%s", detail);
+  /* The detail may quote a label: never cut it inside a character. */
+  validate_copy_utf8(ev->detail, sizeof(ev->detail), detail);
 }
 
 typedef struct {

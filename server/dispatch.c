@@ -148,9 +148,11 @@ static void handle_verify(conn_t *c, uint64_t call_id,
   int64_t now;
 
   if (!c->peer.is_verifier && !c->peer.is_operator) {
+    authz_actor_t self = {.break_glass = 0};
+    snprintf(self.user, sizeof(self.user), "%s", c->peer.user);
     snprintf(why, sizeof(why), "%s may not call Verify (not a verifier)",
              c->peer.user);
-    authz_refuse(c, call_id, NULL, "Verify", "", TOKEND_EPERM, why);
+    authz_refuse(c, call_id, &self, "Verify", "", TOKEND_EPERM, why);
     return;
   }
   resp.call_id = call_id;
@@ -916,6 +918,28 @@ static void handle_whoami(conn_t *c, uint64_t call_id,
 
 /* ---- Frames ---- */
 
+/* The domain a request names, or "". */
+static const char *request_domain(const Tokend__V1__Request *req) {
+  switch (req->method_case) {
+  case TOKEND__V1__REQUEST__METHOD_ISSUE:
+    return req->issue->domain;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE:
+    return req->revoke->domain;
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+    return req->list->domain;
+  case TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN:
+    return req->grant_domain_admin->domain;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
+    return req->revoke_domain_admin->domain;
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+    return req->list_domain_admins->domain;
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+    return req->list_audit_events->domain;
+  default:
+    return "";
+  }
+}
+
 static const char *method_name(Tokend__V1__Request__MethodCase m) {
   switch (m) {
   case TOKEND__V1__REQUEST__METHOD_ISSUE:
@@ -975,11 +999,16 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   if (reject_nul(c, req->call_id, req->actor, "actor"))
     goto out;
   if ((err = authz_actor(c, req->actor, &actor, why, sizeof(why))) != 0) {
-    if (err == TOKEND_EPERM)
-      authz_refuse(c, req->call_id, NULL, method_name(req->method_case), "",
-                   err, why);
-    else
+    if (err == TOKEND_EPERM) {
+      /* A forgery attempt: recorded under the peer's own identity, in the
+       * domain it targeted, so that domain's admins see it. */
+      snprintf(actor.user, sizeof(actor.user), "%s", c->peer.user);
+      actor.break_glass = 0;
+      authz_refuse(c, req->call_id, &actor, method_name(req->method_case),
+                   request_domain(req), err, why);
+    } else {
       send_error(c, req->call_id, err, why);
+    }
     goto out;
   }
   switch (req->method_case) {

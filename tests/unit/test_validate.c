@@ -350,10 +350,27 @@ static void test_user_edges(void **state) {
   assert_non_null(strstr(why, "user"));
 }
 
+/* A cut never leaves half a UTF-8 character behind. */
+static void test_copy_utf8_cuts_at_character_boundary(void **state) {
+  char out[8];
+
+  validate_copy_utf8(out, sizeof(out), "abc");
+  assert_string_equal(out, "abc");
+  /* 7 bytes of room: "ab" + one 4-byte emoji fits (6), the second does
+   * not and must be dropped whole. */
+  validate_copy_utf8(out, sizeof(out), "ab\xF0\x9F\x98\x80\xF0\x9F\x98\x80");
+  assert_string_equal(out, "ab\xF0\x9F\x98\x80");
+  validate_copy_utf8(out, 4, "\xC3\xA9\xC3\xA9");
+  assert_string_equal(out, "\xC3\xA9");
+  validate_copy_utf8(out, 1, "abc");
+  assert_string_equal(out, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_domain_1_and_128_chars_accepted),
       cmocka_unit_test(test_user_edges),
+      cmocka_unit_test(test_copy_utf8_cuts_at_character_boundary),
       cmocka_unit_test(test_domain_empty_and_129_chars_rejected),
       cmocka_unit_test(test_domain_allowed_punctuation_accepted),
       cmocka_unit_test(test_domain_disallowed_chars_rejected),
