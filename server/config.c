@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "token.h"
@@ -352,6 +353,16 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   if (rc == 0 && optind < argc) {
     fprintf(err, "tokend: unexpected argument '%s' (see --help)\n",
             argv[optind]);
+    rc = TOKEND_EINVAL;
+  }
+  /* Checked here, before any file is created, as well as at bind. */
+  if (rc == 0 &&
+      strlen(cfg->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+    fprintf(err,
+            "tokend: --socket: path is %zu bytes; a Unix socket path must be "
+            "shorter than %zu\n",
+            strlen(cfg->socket_path),
+            sizeof(((struct sockaddr_un *)0)->sun_path));
     rc = TOKEND_EINVAL;
   }
   if (rc == 0 && cfg->max_queued_bytes_hard < cfg->max_queued_bytes) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authz.h"
 #include "log.h"
@@ -53,6 +54,29 @@ static int reject_nul(conn_t *c, uint64_t call_id, const char *s,
   snprintf(msg, sizeof(msg), "%s contains a NUL byte", field);
   send_error(c, call_id, TOKEND_EINVAL, msg);
   return 1;
+}
+
+/* A write whose commit failed and whose outcome could not be established
+ * leaves memory and the database possibly disagreeing; only a restart,
+ * which loads what is really on disk, can make them agree again. */
+static void exit_if_outcome_unknown(const store_job_t *job) {
+  if (!job->unknown)
+    return;
+  log_error("a failed commit left the database in an unknown state and it "
+            "cannot be read back; exiting so that a restart loads what is "
+            "really on disk");
+  _exit(70);
+}
+
+/* The message for a write that failed; if it was found applied after all,
+ * the caller is told that too. */
+static void write_error_message(const store_job_t *job, const char *what,
+                                char *msg, size_t len) {
+  snprintf(msg, len, "could not %s: %s%s", what,
+           job->errmsg[0] != '\0' ? job->errmsg : tokend_strerror(job->result),
+           job->applied ? " (the change reached the database before the "
+                          "error: it is in effect)"
+                        : "");
 }
 
 static Tokend__V1__TokenStatus token_status(int64_t revoked_at,
@@ -208,21 +232,23 @@ static void issue_done(store_job_t *job) {
   Tokend__V1__TokenInfo info;
   char *scopes[TOKEND_MAX_SCOPES];
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  domain_t *d;
   int err = job->result;
 
-  if (err == 0) {
-    domain_t *d = domains_get(&s->domains, row->domain);
-    err = d != NULL ? index_insert(s->index, row, d) : TOKEND_ENOMEM;
-  }
-  if (err != 0 && job->result == 0) {
-    /* Committed but not indexed: it would verify only after a restart. */
-    log_error("issue: token %s stored but not indexed: %s", row->id,
-              tokend_strerror(err));
-    err = TOKEND_EINTERNAL;
+  exit_if_outcome_unknown(job);
+  /* Stored (or found stored after a failed commit): index it, so memory
+   * holds what a restart would load. */
+  if (err == 0 || job->applied) {
+    d = domains_get(&s->domains, row->domain);
+    if (d == NULL || index_insert(s->index, row, d) != 0) {
+      /* Committed but not indexed: it would verify only after a restart. */
+      log_error("issue: token %s stored but not indexed", row->id);
+      if (err == 0)
+        err = TOKEND_EINTERNAL;
+    }
   }
   if (err != 0) {
-    snprintf(msg, sizeof(msg), "could not store the new token: %s",
-             job->errmsg[0] != '\0' ? job->errmsg : tokend_strerror(err));
+    write_error_message(job, "store the new token", msg, sizeof(msg));
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, err, msg);
     goto out;
@@ -332,27 +358,32 @@ static void revoke_done(store_job_t *job) {
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
   index_entry_t *e;
 
+  exit_if_outcome_unknown(job);
   if (job->result == TOKEND_ENOTFOUND) {
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, TOKEND_ENOTFOUND,
                  "no token with this id in this domain");
     goto out;
   }
+  /* Committed (or found committed after a failed commit): from now on every
+   * connection's Verify answers REVOKED. */
+  if (job->result == 0 || job->applied) {
+    e = index_find(s->index, job->u.revoke.hash);
+    if (e != NULL && e->revoked_at == 0)
+      e->revoked_at = job->u.revoke.revoked_at;
+    else if (e == NULL)
+      log_error("revoke: token %s is in the store but not in the index",
+                job->u.revoke.id);
+  }
   if (job->result != 0) {
-    snprintf(msg, sizeof(msg), "could not revoke the token: %s", job->errmsg);
+    write_error_message(job, "revoke the token", msg, sizeof(msg));
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, job->result, msg);
     goto out;
   }
-  /* Committed: from now on every connection's Verify answers REVOKED. */
-  e = index_find(s->index, job->u.revoke.hash);
-  if (e != NULL && e->revoked_at == 0)
-    e->revoked_at = job->u.revoke.revoked_at;
-  else
-    log_error("revoke: token %s is in the store but not in the index",
-              job->u.revoke.id);
   if (!job->u.revoke.already)
-    log_info("revoke: domain=%s id=%s", job->u.revoke.domain, job->u.revoke.id);
+    log_info("revoke: domain=%s id=%s by=%s", job->u.revoke.domain,
+             job->u.revoke.id, job->u.revoke.by);
   if (conn_is_open(call->conn)) {
     resp.call_id = call->call_id;
     resp.status = &status;
@@ -597,14 +628,17 @@ static void grant_done(store_job_t *job) {
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
   int err = job->result;
 
-  if (err == 0 && (err = domains_admin_add(
-                       &s->domains, job->u.grant.domain, job->u.grant.user,
-                       job->u.grant.granted_at, job->u.grant.by)) != 0)
-    log_error("grant: %s of %s stored but not in memory: %s", job->u.grant.user,
-              job->u.grant.domain, tokend_strerror(err));
+  exit_if_outcome_unknown(job);
+  if ((err == 0 || job->applied) &&
+      domains_admin_add(&s->domains, job->u.grant.domain, job->u.grant.user,
+                        job->u.grant.granted_at, job->u.grant.by) != 0) {
+    log_error("grant: %s of %s stored but not in memory", job->u.grant.user,
+              job->u.grant.domain);
+    if (err == 0)
+      err = TOKEND_ENOMEM;
+  }
   if (err != 0) {
-    snprintf(msg, sizeof(msg), "could not grant: %s",
-             job->errmsg[0] != '\0' ? job->errmsg : tokend_strerror(err));
+    write_error_message(job, "grant", msg, sizeof(msg));
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, err, msg);
     goto out;
@@ -662,23 +696,30 @@ static void admin_remove_done(store_job_t *job) {
   index_entry_t *e;
   size_t i;
 
-  if (job->result != 0) {
-    if (job->result == TOKEND_ENOTFOUND)
-      snprintf(msg, sizeof(msg), "%s is not an admin of domain %s",
-               job->u.admin_remove.user, job->u.admin_remove.domain);
-    else
-      snprintf(msg, sizeof(msg), "could not remove the admin: %s", job->errmsg);
+  exit_if_outcome_unknown(job);
+  if (job->result == TOKEND_ENOTFOUND) {
+    snprintf(msg, sizeof(msg), "%s is not an admin of domain %s",
+             job->u.admin_remove.user, job->u.admin_remove.domain);
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, job->result, msg);
     goto out;
   }
-  /* Committed: the user is no admin and their tokens verify REVOKED. */
-  domains_admin_remove(&s->domains, job->u.admin_remove.domain,
-                       job->u.admin_remove.user);
-  for (i = 0; i < job->u.admin_remove.n_hashes; i++) {
-    e = index_find(s->index, job->u.admin_remove.hashes[i]);
-    if (e != NULL && e->revoked_at == 0)
-      e->revoked_at = job->u.admin_remove.now;
+  /* Committed (or found committed): the user is no admin and their tokens
+   * verify REVOKED. */
+  if (job->result == 0 || job->applied) {
+    domains_admin_remove(&s->domains, job->u.admin_remove.domain,
+                         job->u.admin_remove.user);
+    for (i = 0; i < job->u.admin_remove.n_hashes; i++) {
+      e = index_find(s->index, job->u.admin_remove.hashes[i]);
+      if (e != NULL && e->revoked_at == 0)
+        e->revoked_at = job->u.admin_remove.now;
+    }
+  }
+  if (job->result != 0) {
+    write_error_message(job, "remove the admin", msg, sizeof(msg));
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
   }
   log_info("admin removed: %s of %s (by %s), %zu tokens revoked",
            job->u.admin_remove.user, job->u.admin_remove.domain,

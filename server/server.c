@@ -362,10 +362,12 @@ int server_init(server_t *s, const config_t *cfg) {
   s->sigint.data = s->sigterm.data = s;
   if ((err = store_worker_start(&s->loop, s->store, &s->worker)) != 0)
     return err;
-  if ((err = server_listen(s)) != 0)
-    return err;
+  /* Signals first: a SIGTERM sent the moment the socket exists must already
+   * mean a clean shutdown. */
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  if ((err = server_listen(s)) != 0)
+    return err;
   uv_timer_start(&s->flush_timer, on_flush_timer, cfg->flush_interval_ms,
                  cfg->flush_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(cfg),

@@ -114,12 +114,19 @@ static const char *const migrations[] = {
                  " valid = valid + excluded.valid,"                            \
                  " invalid = invalid + excluded.invalid,"                      \
                  " updated_at = excluded.updated_at")                          \
+  XX(token_by_id, "SELECT " TOKEN_COLUMNS " FROM tokens"                       \
+                  " WHERE domain = ?1 AND id = ?2")                            \
+  XX(revoked_with,                                                             \
+     "SELECT hash FROM tokens WHERE domain = ?1"                               \
+     " AND created_by = ?2 AND revoked_at = ?3 AND revoked_by = ?4")           \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
 
 struct store_s {
+  char *path;
   sqlite3 *db;
+  int last_rc; /* SQLite's extended code of the last failure */
   char errmsg[256];
 #define XX(name, sql) sqlite3_stmt *name;
   STMT_MAP(XX)
@@ -127,6 +134,7 @@ struct store_s {
 };
 
 static int store_fail(store_t *s, int err, const char *what) {
+  s->last_rc = s->db != NULL ? sqlite3_extended_errcode(s->db) : SQLITE_ERROR;
   snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
            s->db != NULL ? sqlite3_errmsg(s->db) : "no database");
   return err;
@@ -235,31 +243,25 @@ err_why:
   return err;
 }
 
-int store_open(const char *path, store_t **out, char *why, size_t why_len) {
-  store_t *s;
+/* Opens s->path into s->db, checks and migrates it, sets WAL and FULL and
+ * prepares every statement. On failure leaves s->db for store_disconnect. */
+static int store_connect(store_t *s, char *why, size_t why_len) {
   sqlite3_stmt *st = NULL;
   const char *mode;
   int rc, err;
 
-  *out = NULL;
-  s = calloc(1, sizeof(*s));
-  if (s == NULL) {
-    snprintf(why, why_len, "out of memory");
-    return TOKEND_ENOMEM;
-  }
-  rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       NULL);
+  rc = sqlite3_open_v2(s->path, &s->db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
-    snprintf(why, why_len, "cannot open database %s: %s", path,
+    snprintf(why, why_len, "cannot open database %s: %s", s->path,
              s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-    err = TOKEND_ESTORE;
-    goto err_close;
+    return TOKEND_ESTORE;
   }
   sqlite3_extended_result_codes(s->db, 1);
   sqlite3_busy_timeout(s->db, 5000);
 
   if ((err = store_check_and_migrate(s, why, why_len)) != 0)
-    goto err_close;
+    return err;
 
   /* WAL: readers never block the writer. FULL: fsync on every commit. */
   rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
@@ -269,18 +271,17 @@ int store_open(const char *path, store_t **out, char *why, size_t why_len) {
   /* An in-memory database (tests, the fuzzer) has no WAL to switch to. */
   if (mode == NULL ||
       (strcmp(mode, "wal") != 0 &&
-       !(strcmp(path, ":memory:") == 0 && strcmp(mode, "memory") == 0))) {
+       !(strcmp(s->path, ":memory:") == 0 && strcmp(mode, "memory") == 0))) {
     snprintf(why, why_len, "cannot switch database to WAL mode: %s",
              sqlite3_errmsg(s->db));
     sqlite3_finalize(st);
-    err = TOKEND_ESTORE;
-    goto err_close;
+    return TOKEND_ESTORE;
   }
   sqlite3_finalize(st);
   if ((err = store_exec(s, "PRAGMA synchronous=FULL")) != 0) {
     snprintf(why, why_len, "cannot set synchronous=FULL: %s",
              sqlite3_errmsg(s->db));
-    goto err_close;
+    return err;
   }
 
 #define XX(name, sql)                                                          \
@@ -289,27 +290,71 @@ int store_open(const char *path, store_t **out, char *why, size_t why_len) {
   if (rc != SQLITE_OK) {                                                       \
     snprintf(why, why_len, "cannot prepare %s: %s", #name,                     \
              sqlite3_errmsg(s->db));                                           \
-    err = TOKEND_ESTORE;                                                       \
-    goto err_close;                                                            \
+    return TOKEND_ESTORE;                                                      \
   }
   STMT_MAP(XX)
 #undef XX
+  return 0;
+}
 
+/* Finalizes every statement and closes the connection. */
+static void store_disconnect(store_t *s) {
+#define XX(name, sql)                                                          \
+  sqlite3_finalize(s->name);                                                   \
+  s->name = NULL;
+  STMT_MAP(XX)
+#undef XX
+  sqlite3_close(s->db);
+  s->db = NULL;
+}
+
+int store_open(const char *path, store_t **out, char *why, size_t why_len) {
+  store_t *s;
+  int err;
+
+  *out = NULL;
+  s = calloc(1, sizeof(*s));
+  if (s == NULL || (s->path = strdup(path)) == NULL) {
+    free(s);
+    snprintf(why, why_len, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  if ((err = store_connect(s, why, why_len)) != 0) {
+    store_close(s);
+    return err;
+  }
   *out = s;
   return 0;
+}
 
-err_close:
-  store_close(s);
-  return err;
+int store_reopen(store_t *s) {
+  char why[sizeof(s->errmsg) - 16];
+  int err;
+
+  store_disconnect(s);
+  if ((err = store_connect(s, why, sizeof(why))) != 0) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "reopen: %s", why);
+    store_disconnect(s);
+    return err;
+  }
+  return 0;
+}
+
+int store_is_open(const store_t *s) { return s->db != NULL; }
+
+int store_failure_in_doubt(const store_t *s) {
+  /* A write that failed (full, read-only, I/O error on write) never wrote a
+   * valid commit frame; a failed fsync comes after the frames, the commit
+   * marker among them, were written. */
+  return s->last_rc == SQLITE_IOERR_FSYNC ||
+         s->last_rc == SQLITE_IOERR_DIR_FSYNC;
 }
 
 void store_close(store_t *s) {
   if (s == NULL)
     return;
-#define XX(name, sql) sqlite3_finalize(s->name);
-  STMT_MAP(XX)
-#undef XX
-  sqlite3_close(s->db);
+  store_disconnect(s);
+  free(s->path);
   free(s);
 }
 
@@ -717,6 +762,103 @@ int store_verify_counts_add(store_t *s, const char *domain, uint64_t valid,
     goto out;
   }
   err = store_step_once(s, st, "counts");
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_token_get(store_t *s, const char *domain, const char *id,
+                    store_token_t *row) {
+  sqlite3_stmt *st = s->token_by_id;
+  int rc, err;
+
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "token get bind");
+    goto out;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    err = row_read(st, row);
+  else if (rc == SQLITE_DONE)
+    err = TOKEND_ENOTFOUND;
+  else
+    err = store_fail(s, store_map_rc(rc), "token get");
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_admin_get(store_t *s, const char *domain, const char *user,
+                    int64_t *granted_at) {
+  int rc, err = 0;
+
+  if (sqlite3_bind_text(s->admin_get, 1, domain, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(s->admin_get, 2, user, -1, SQLITE_STATIC) !=
+          SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "admin get bind");
+    goto out;
+  }
+  rc = sqlite3_step(s->admin_get);
+  if (rc == SQLITE_ROW)
+    *granted_at = sqlite3_column_int64(s->admin_get, 0);
+  else if (rc == SQLITE_DONE)
+    err = TOKEND_ENOTFOUND;
+  else
+    err = store_fail(s, store_map_rc(rc), "admin get");
+  sqlite3_reset(s->admin_get);
+out:
+  sqlite3_clear_bindings(s->admin_get);
+  return err;
+}
+
+int store_revoked_with(store_t *s, const char *domain, const char *created_by,
+                       int64_t revoked_at, const char *revoked_by,
+                       uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                       size_t *n_hashes) {
+  sqlite3_stmt *st = s->revoked_with;
+  uint8_t(*h)[TOKEND_HASH_BYTES] = NULL, (*grown)[TOKEND_HASH_BYTES];
+  size_t n = 0, cap = 0;
+  const void *blob;
+  int rc = SQLITE_DONE, err = 0;
+
+  *hashes = NULL;
+  *n_hashes = 0;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, created_by, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, revoked_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, revoked_by, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "revoked-with bind");
+    goto out;
+  }
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    blob = sqlite3_column_blob(st, 0);
+    if (blob == NULL || sqlite3_column_bytes(st, 0) != TOKEND_HASH_BYTES) {
+      err = store_fail(s, TOKEND_ESTORE, "revoked-with read");
+      break;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      grown = realloc(h, cap * sizeof(*h));
+      if (grown == NULL) {
+        err = TOKEND_ENOMEM;
+        break;
+      }
+      h = grown;
+    }
+    memcpy(h[n++], blob, TOKEND_HASH_BYTES);
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "revoked-with");
+  sqlite3_reset(st);
+  if (err != 0)
+    free(h);
+  else {
+    *hashes = h;
+    *n_hashes = n;
+  }
 out:
   sqlite3_clear_bindings(st);
   return err;

@@ -74,6 +74,19 @@ typedef struct {
 int store_open(const char *path, store_t **out, char *why,
                size_t why_len) TOKEND_MUST_CHECK;
 
+/* Closes and opens the store's connection again. After a failed commit the
+ * connection's view may differ from the file's (SQLite may have written a
+ * transaction whose fsync then failed): a fresh connection sees what a
+ * restart would. Until it succeeds, every other call fails. */
+int store_reopen(store_t *store) TOKEND_MUST_CHECK;
+
+/* 1 if the last failure may have left its transaction in the file (a failed
+ * fsync after the commit was written), so that a restart would find it. */
+int store_failure_in_doubt(const store_t *store);
+
+/* 1 if the store has a working connection. */
+int store_is_open(const store_t *store);
+
 /* Closes the store; NULL is a no-op. */
 void store_close(store_t *store);
 
@@ -131,6 +144,22 @@ int store_admin_remove(store_t *store, const char *domain, const char *user,
 typedef int (*store_admin_cb)(void *arg, const store_admin_t *admin);
 int store_admin_load(store_t *store, store_admin_cb cb,
                      void *arg) TOKEND_MUST_CHECK;
+
+/* Reads token id of domain into row; TOKEND_ENOTFOUND if there is none. */
+int store_token_get(store_t *store, const char *domain, const char *id,
+                    store_token_t *row) TOKEND_MUST_CHECK;
+
+/* *granted_at of user's admin grant in domain; TOKEND_ENOTFOUND if none. */
+int store_admin_get(store_t *store, const char *domain, const char *user,
+                    int64_t *granted_at) TOKEND_MUST_CHECK;
+
+/* The hashes of created_by's tokens in domain revoked at revoked_at by
+ * revoked_by (what one store_admin_remove revoked); *hashes is malloc'd. */
+int store_revoked_with(store_t *store, const char *domain,
+                       const char *created_by, int64_t revoked_at,
+                       const char *revoked_by,
+                       uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                       size_t *n_hashes) TOKEND_MUST_CHECK;
 
 /* Appends ev to the audit log (sets ev->id). The log is append-only: the
  * schema refuses updates and deletes. */

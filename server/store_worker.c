@@ -95,14 +95,79 @@ static int job_run(store_t *store, store_job_t *job) {
   return err;
 }
 
+/* After a failed commit: reopens the store and finds out, for each write of
+ * the group, whether it reached the file after all. */
+static void reconcile_group(store_t *store, store_job_t *first,
+                            store_job_t *last) {
+  store_token_t *row = NULL;
+  store_job_t *j;
+  int err = store_reopen(store);
+
+  if (err == 0 && (row = malloc(sizeof(*row))) == NULL)
+    err = TOKEND_ENOMEM;
+  for (j = first;; j = j->next) {
+    if (err != 0) {
+      j->unknown = 1;
+    } else if (j->kind == STORE_JOB_ISSUE) {
+      err =
+          store_token_get(store, j->u.issue.row.domain, j->u.issue.row.id, row);
+      if (err == 0) {
+        j->applied = 1;
+        j->u.issue.row.seq = row->seq;
+      }
+    } else if (j->kind == STORE_JOB_REVOKE) {
+      err = store_token_get(store, j->u.revoke.domain, j->u.revoke.id, row);
+      if (err == 0 && row->revoked_at != 0) {
+        j->applied = 1;
+        j->u.revoke.revoked_at = row->revoked_at;
+        j->u.revoke.already = row->revoked_at != j->u.revoke.now;
+        memcpy(j->u.revoke.hash, row->hash, TOKEND_HASH_BYTES);
+      }
+    } else if (j->kind == STORE_JOB_GRANT) {
+      err = store_admin_get(store, j->u.grant.domain, j->u.grant.user,
+                            &j->u.grant.granted_at);
+      if (err == 0)
+        j->applied = 1;
+    } else if (j->kind == STORE_JOB_ADMIN_REMOVE) {
+      int64_t at;
+      err = store_admin_get(store, j->u.admin_remove.domain,
+                            j->u.admin_remove.user, &at);
+      if (err == TOKEND_ENOTFOUND) {
+        j->applied = 1;
+        err = j->u.admin_remove.revoke_tokens
+                  ? store_revoked_with(
+                        store, j->u.admin_remove.domain, j->u.admin_remove.user,
+                        j->u.admin_remove.now, j->u.admin_remove.by,
+                        &j->u.admin_remove.hashes, &j->u.admin_remove.n_hashes)
+                  : 0;
+      }
+    }
+    /* "Not there" is an answer, not a failure of the look. */
+    if (err == TOKEND_ENOTFOUND)
+      err = 0;
+    if (err != 0)
+      j->unknown = 1;
+    if (j == last)
+      break;
+  }
+  free(row);
+  if (err != 0)
+    log_error("store: cannot tell whether a failed commit reached the "
+              "database: %s",
+              store_errmsg(store));
+}
+
 /* Runs the writes first..last (inclusive) in one transaction. If any fails
  * in a way that dooms the transaction, all are rolled back and every one
  * fails: none was acknowledged, so none is lost. */
 static void run_write_group(store_t *store, store_job_t *first,
                             store_job_t *last) {
   store_job_t *j;
-  int err;
+  int err, in_doubt = 0;
 
+  /* A reopen that failed earlier is retried before anything else. */
+  if (!store_is_open(store) && (err = store_reopen(store)) != 0)
+    goto err_fail_all;
   if ((err = store_begin(store)) != 0)
     goto err_fail_all;
   for (j = first;; j = j->next) {
@@ -113,17 +178,28 @@ static void run_write_group(store_t *store, store_job_t *first,
     if (j == last)
       break;
   }
-  if ((err = store_commit(store)) != 0)
+  if ((err = store_commit(store)) != 0) {
+    in_doubt = store_failure_in_doubt(store);
     goto err_fail_all;
+  }
   return;
 
 err_fail_all:
   log_error("store: write batch failed: %s", store_errmsg(store));
   for (j = first;; j = j->next) {
     job_fail(j, err, store_errmsg(store));
+    if (j->kind == STORE_JOB_ADMIN_REMOVE) {
+      free(j->u.admin_remove.hashes);
+      j->u.admin_remove.hashes = NULL;
+      j->u.admin_remove.n_hashes = 0;
+    }
     if (j == last)
       break;
   }
+  /* A failed COMMIT may have written the transaction before its fsync
+   * failed; a restart would then find it. Look, so memory can agree. */
+  if (in_doubt)
+    reconcile_group(store, first, last);
 }
 
 static void run_batch(store_t *store, store_job_t *head) {
@@ -131,7 +207,10 @@ static void run_batch(store_t *store, store_job_t *head) {
 
   while (j != NULL) {
     if (!is_write(j)) {
-      job_run(store, j);
+      if (!store_is_open(store) && store_reopen(store) != 0)
+        job_fail(j, TOKEND_EUNAVAIL, store_errmsg(store));
+      else
+        job_run(store, j);
       j = j->next;
       continue;
     }
@@ -231,6 +310,7 @@ void store_worker_submit(store_worker_t *w, store_job_t *job) {
   job->next = NULL;
   job->result = 0;
   job->errmsg[0] = '\0';
+  job->applied = job->unknown = 0;
   uv_mutex_lock(&w->lock);
   if (w->todo_tail != NULL)
     w->todo_tail->next = job;

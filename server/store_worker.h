@@ -37,6 +37,13 @@ struct store_job_s {
   store_job_done_cb done;
   int result; /* 0 or a TOKEND_E* code */
   char errmsg[128];
+  /* Set when result != 0 because a commit failed: the write may still have
+   * reached the file. The worker then reopens the store and looks: applied
+   * says the write is there (its outputs are filled as on success), so the
+   * loop applies it to memory too and memory matches what a restart would
+   * load. unknown says even that look failed. */
+  int applied;
+  int unknown;
   /* Writes only, may be NULL: appended to the audit log in the same
    * transaction, its code set from the job's outcome if it had none. */
   store_audit_t *audit;

@@ -26,7 +26,7 @@
 /* Upper bound on a Response we are willing to read: far above any real one,
  * so a broken length field fails the test instead of allocating wildly. */
 #define TH_MAX_RESPONSE_BYTES (16u * 1024u * 1024u)
-#define TH_MAX_ARGS 32
+#define TH_MAX_ARGS 64
 
 int64_t th_now_ms(void) {
   struct timespec ts;
@@ -48,6 +48,14 @@ void th_sleep_ms(int ms) {
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
     ;
 }
+
+int th_wrapped(void) {
+  const char *w = getenv(TH_WRAPPER_ENV);
+
+  return w != NULL && w[strspn(w, " ")] != '\0';
+}
+
+int th_timeout_scale(void) { return th_wrapped() ? 10 : 1; }
 
 static int th_remaining(int64_t deadline) {
   int64_t left = deadline - th_mono_ms();
@@ -79,6 +87,8 @@ int th_tokend_init(th_tokend_t *t) {
 
 int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   const char *argv[TH_MAX_ARGS];
+  const char *wrapper_env = getenv(TH_WRAPPER_ENV);
+  char *wrapper = NULL, *word, *save = NULL;
   size_t n = 0, i;
   pid_t pid;
   int log_fd, null_fd;
@@ -86,6 +96,21 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   if (t->pid != 0) {
     fprintf(stderr, "harness: tokend already runs (pid %d)\n", (int)t->pid);
     return -1;
+  }
+  /* The wrapper's words come first: it runs tokend. */
+  if (th_wrapped()) {
+    wrapper = strdup(wrapper_env);
+    if (wrapper == NULL)
+      return -1;
+    for (word = strtok_r(wrapper, " ", &save); word != NULL;
+         word = strtok_r(NULL, " ", &save)) {
+      if (n + 8 >= TH_MAX_ARGS) {
+        fprintf(stderr, "harness: too many words in $%s\n", TH_WRAPPER_ENV);
+        free(wrapper);
+        return -1;
+      }
+      argv[n++] = word;
+    }
   }
   argv[n++] = TOKEND_BIN;
   argv[n++] = "--socket";
@@ -97,6 +122,7 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   for (i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
     if (n + 1 >= TH_MAX_ARGS) {
       fprintf(stderr, "harness: too many tokend arguments\n");
+      free(wrapper);
       return -1;
     }
     argv[n++] = extra_args[i];
@@ -106,6 +132,7 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) {
     fprintf(stderr, "harness: open %s: %s\n", t->log_path, strerror(errno));
+    free(wrapper);
     return -1;
   }
   null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -114,6 +141,7 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
     fprintf(stderr, "harness: fork: %s\n", strerror(errno));
     close(log_fd);
     close(null_fd);
+    free(wrapper);
     return -1;
   }
   if (pid == 0) {
@@ -126,13 +154,17 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
     /* Anything tokend creates by default lands in the temporary dir. */
     if (chdir(t->dir) != 0)
       _exit(126);
-    execv(argv[0], (char *const *)argv);
+    for (i = 0; t->env != NULL && t->env[i] != NULL; i++)
+      putenv((char *)t->env[i]);
+    /* execvp: a wrapper is usually named, not given by path. */
+    execvp(argv[0], (char *const *)argv);
     fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
   close(log_fd);
   if (null_fd >= 0)
     close(null_fd);
+  free(wrapper);
   t->pid = pid;
   return 0;
 }
@@ -226,6 +258,26 @@ int th_tokend_kill(th_tokend_t *t) {
     return -1;
   kill(t->pid, SIGKILL);
   return th_tokend_wait_exit(t, TH_STOP_TIMEOUT_MS);
+}
+
+long th_proc_status_kib(pid_t pid, const char *field) {
+  char path[64], line[256];
+  size_t flen = strlen(field);
+  long kib = -1;
+  FILE *fp;
+
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  fp = fopen(path, "r");
+  if (fp == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), fp) != NULL)
+    if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+      if (sscanf(line + flen + 1, "%ld", &kib) != 1)
+        kib = -1;
+      break;
+    }
+  fclose(fp);
+  return kib;
 }
 
 static int th_rm_entry(const char *path, const struct stat *st, int flag,

@@ -13,11 +13,26 @@
 
 #include "tokend.pb-c.h"
 
+/* Set TOKEND_TEST_WRAPPER to a command line (split on spaces) to run every
+ * tokend under it, e.g.
+ *   TOKEND_TEST_WRAPPER="valgrind -q --vgdb=no --error-exitcode=99
+ *     --leak-check=full --errors-for-leak-kinds=definite,indirect"
+ * tokend's exit status then also reports the wrapper's findings. */
+#define TH_WRAPPER_ENV "TOKEND_TEST_WRAPPER"
+
+/* 1 if tokend runs under TOKEND_TEST_WRAPPER. Checks that a wrapper distorts
+ * (tokend's memory size) are skipped when it is set. */
+int th_wrapped(void);
+
+/* How much longer than usual to wait for tokend: 10 under a wrapper (valgrind
+ * runs code 10-50 times slower), else 1. The timeouts below include it. */
+int th_timeout_scale(void);
+
 /* How long tokend may take to accept connections, and to exit on SIGTERM. */
-#define TH_START_TIMEOUT_MS 5000
-#define TH_STOP_TIMEOUT_MS 10000
+#define TH_START_TIMEOUT_MS (5000 * th_timeout_scale())
+#define TH_STOP_TIMEOUT_MS (10000 * th_timeout_scale())
 /* Default bound on one read of a Response. */
-#define TH_IO_TIMEOUT_MS 5000
+#define TH_IO_TIMEOUT_MS (5000 * th_timeout_scale())
 
 /* The directory name is short (a Unix socket path must fit in 108 bytes),
  * so every path made from it fits TH_PATH_BYTES. */
@@ -31,6 +46,9 @@ typedef struct {
   char pepper_path[TH_PATH_BYTES];
   char log_path[TH_PATH_BYTES]; /* tokend's stdout and stderr, appended */
   pid_t pid;                    /* 0 when no tokend runs */
+  /* "NAME=value" strings (NULL-terminated; NULL: none) added to tokend's
+   * environment, e.g. an LD_PRELOAD. Not copied: must outlive the spawn. */
+  const char *const *env;
 } th_tokend_t;
 
 /* Creates the temporary directory and fills in the paths. A test may change
@@ -57,6 +75,9 @@ int th_tokend_stop(th_tokend_t *t);
 
 /* SIGKILL and wait, as a crash would. Returns 128 + SIGKILL when it worked. */
 int th_tokend_kill(th_tokend_t *t);
+
+/* A field of /proc/PID/status in KiB (e.g. "VmRSS", "VmHWM"), or -1. */
+long th_proc_status_kib(pid_t pid, const char *field);
 
 /* Kills tokend if it still runs and removes the directory with all in it. */
 void th_tokend_destroy(th_tokend_t *t);

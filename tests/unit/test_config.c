@@ -261,12 +261,27 @@ static void test_config_too_long_path_rejected(void **state) {
 
   memset(path, 'p', CONFIG_PATH_BYTES);
   path[CONFIG_PATH_BYTES] = '\0';
-  assert_int_equal(PARSE(fx, "--socket", path), TOKEND_EINVAL);
-  assert_one_line_error(fx, "--socket");
+  assert_int_equal(PARSE(fx, "--db", path), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--db");
   /* One character shorter fits. */
   path[CONFIG_PATH_BYTES - 1] = '\0';
+  assert_int_equal(PARSE(fx, "--db", path), 0);
+  assert_string_equal(fx->cfg.db_path, path);
+}
+
+/* A socket path must fit sun_path (107 bytes and a NUL): refused at parse
+ * time, before any file is created. */
+static void test_config_socket_path_must_fit_sun_path(void **state) {
+  fixture_t *fx = *state;
+  char path[109];
+
+  memset(path, 's', 107);
+  path[107] = '\0';
   assert_int_equal(PARSE(fx, "--socket", path), 0);
-  assert_string_equal(fx->cfg.socket_path, path);
+  path[107] = 's';
+  path[108] = '\0';
+  assert_int_equal(PARSE(fx, "--socket", path), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--socket");
 }
 
 static void test_config_help_prints_usage(void **state) {
@@ -440,6 +455,7 @@ int main(void) {
       CONFIG_TEST(test_config_no_args_keeps_defaults),
       CONFIG_TEST(test_config_parses_every_flag),
       CONFIG_TEST(test_config_limit_flags_parsed),
+      CONFIG_TEST(test_config_socket_path_must_fit_sun_path),
       CONFIG_TEST(test_config_hard_queue_below_soft_rejected),
       CONFIG_TEST(test_config_policy_defaults_and_flags),
       CONFIG_TEST(test_config_unknown_user_or_group_rejected),

@@ -1,0 +1,646 @@
+/* tokend's limits, each hit from outside over raw sockets: connections
+ * over --max-connections, peers that stall or trickle a frame
+ * (--read-timeout-ms), idle peers (--idle-timeout-ms), peers that never
+ * read their answers (--max-queued-bytes), and a small frame that would
+ * decode into a huge request (--max-request-memory). The frame-size limit
+ * is test_protocol's. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "harness.h"
+#include "tokend_error.h"
+
+#define DOMAIN "limits.example"
+
+#define MAX_CONNS 4
+#define READ_TIMEOUT_MS 300
+#define IDLE_TIMEOUT_MS 300
+/* How often the trickling peer sends a byte: well inside the read timeout,
+ * so only a timeout counted from the frame's first byte can stop it. */
+#define TRICKLE_INTERVAL_MS 100
+/* How often an "active" peer makes a call: well inside both timeouts. */
+#define ACTIVE_INTERVAL_MS 50
+
+#define QUEUED_SOFT "65536"
+#define QUEUED_HARD "1048576"
+/* A peer that pipelines without reading stops being able to send once
+ * tokend stops reading it; this long without progress means it has. */
+#define FLOOD_STALL_MS 500
+/* Never send more than this, whatever happens. */
+#define FLOOD_MAX_BYTES (64L * 1024 * 1024)
+#define FLOOD_MAX_GROWTH_KIB (64L * 1024)
+
+#define REQUEST_MEMORY "65536"
+/* Empty repeated strings are 2 bytes each on the wire: 400 KB, under the
+ * default --max-frame-bytes (1 MiB), that would decode into 200,000
+ * pointers and 200,000 allocations. */
+#define EMPTY_SCOPES 200000
+/* What reading that one frame may add to tokend's peak memory: its read
+ * buffer, not the decoded request. */
+#define DECODE_MAX_GROWTH_KIB (3L * 1024)
+
+typedef struct {
+  th_tokend_t tokend;
+  char token[TOKEND_TOKEN_BYTES]; /* a valid token, issued in setup */
+} fixture_t;
+
+static int code_of(const Tokend__V1__Response *r) {
+  return r->status != NULL ? r->status->code : 0;
+}
+
+static const char *recv_name(int rc) {
+  return rc == TH_RECV_EOF       ? "a bare close"
+         : rc == TH_RECV_TIMEOUT ? "nothing (timeout)"
+                                 : "a broken frame";
+}
+
+/* Sends a Verify of token on fd: 0 when it is answered valid, else the
+ * gRPC status of the answer, or -1 if none came. */
+static int verify_on(int fd, uint64_t call_id, const char *token) {
+  Tokend__V1__Response *r = NULL;
+  int rc;
+
+  if (th_send_verify(fd, call_id, token) != 0)
+    return -1;
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0)
+    return -1;
+  if (code_of(r) != 0) {
+    rc = code_of(r);
+  } else if (r->call_id != call_id ||
+             r->result_case != TOKEND__V1__RESPONSE__RESULT_VERIFY ||
+             !r->verify->valid) {
+    rc = -1;
+  }
+  tokend__v1__response__free_unpacked(r, NULL);
+  return rc;
+}
+
+static void expect_verify_on(int fd, uint64_t call_id, const char *token) {
+  int rc = verify_on(fd, call_id, token);
+
+  if (rc != 0)
+    fail_msg("call %llu: want a valid Verify, got %d",
+             (unsigned long long)call_id, rc);
+}
+
+/* Reads one response, which must be a call_id 0 status `code` with a
+ * message, and then the close. */
+static void expect_status_then_eof(int fd, int code) {
+  Tokend__V1__Response *r = NULL;
+  int rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+
+  if (rc != 0)
+    fail_msg("want status %d before the close, got %s", code, recv_name(rc));
+  if (code_of(r) != code)
+    fail_msg("want status %d, got %d (%s)", code, code_of(r),
+             r->status != NULL ? r->status->message : "");
+  assert_int_equal(r->call_id, 0);
+  assert_true(r->status->message != NULL && r->status->message[0] != '\0');
+  tokend__v1__response__free_unpacked(r, NULL);
+  if (th_wait_eof(fd, TH_IO_TIMEOUT_MS) != 1)
+    fail_msg("tokend did not close the connection after status %d", code);
+}
+
+static void issue_raw(int fd, uint64_t call_id, char out[TOKEND_TOKEN_BYTES]) {
+  Tokend__V1__Response *r = NULL;
+
+  assert_int_equal(th_send_issue(fd, call_id, DOMAIN, "limits"), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, call_id);
+  if (code_of(r) != 0)
+    fail_msg("issue failed: %d %s", code_of(r), r->status->message);
+  assert_true(strlen(r->issue->token) < TOKEND_TOKEN_BYTES);
+  strcpy(out, r->issue->token);
+  tokend__v1__response__free_unpacked(r, NULL);
+}
+
+static int setup_with(void **state, const char *const *args) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  int fd;
+
+  if (f == NULL || th_tokend_init(&f->tokend) != 0)
+    goto err;
+  if (th_tokend_start(&f->tokend, args) != 0)
+    goto err;
+  *state = f;
+  fd = th_connect(f->tokend.socket_path);
+  if (fd < 0)
+    goto err;
+  issue_raw(fd, 1, f->token);
+  close(fd);
+  return 0;
+err:
+  if (f != NULL)
+    th_tokend_destroy(&f->tokend);
+  free(f);
+  return -1;
+}
+
+static int setup_max_conns(void **state) {
+  static const char *const args[] = {"--max-connections", "4", NULL};
+
+  return setup_with(state, args);
+}
+
+static int setup_read_timeout(void **state) {
+  static const char *const args[] = {"--read-timeout-ms", "300", NULL};
+
+  return setup_with(state, args);
+}
+
+static int setup_idle_timeout(void **state) {
+  static const char *const args[] = {"--idle-timeout-ms", "300", NULL};
+
+  return setup_with(state, args);
+}
+
+static int setup_no_idle_timeout(void **state) {
+  static const char *const args[] = {"--idle-timeout-ms", "0", NULL};
+
+  return setup_with(state, args);
+}
+
+static int setup_backpressure(void **state) {
+  static const char *const args[] = {"--max-queued-bytes", QUEUED_SOFT,
+                                     "--max-queued-bytes-hard", QUEUED_HARD,
+                                     NULL};
+
+  return setup_with(state, args);
+}
+
+static int setup_request_memory(void **state) {
+  static const char *const args[] = {"--max-request-memory", REQUEST_MEMORY,
+                                     NULL};
+
+  return setup_with(state, args);
+}
+
+/* Fails the test if tokend did not survive it or does not stop cleanly. */
+static int teardown(void **state) {
+  fixture_t *f = *state;
+  int status = th_tokend_stop(&f->tokend);
+
+  if (status != 0) {
+    fprintf(stderr, "tokend exited with status %d after the test\n", status);
+    th_tokend_dump_log(&f->tokend);
+  }
+  th_tokend_destroy(&f->tokend);
+  free(f);
+  return status == 0 ? 0 : -1;
+}
+
+/* A new connection that tokend serves. A connection that was just closed
+ * may still hold its slot for a moment (tokend has not read the EOF yet),
+ * so a refusal is retried until timeout_ms; anything but a refusal fails. */
+static int connect_served(const fixture_t *f, int timeout_ms) {
+  int64_t deadline = th_mono_ms() + timeout_ms;
+  int fd, rc;
+
+  for (;;) {
+    fd = th_connect(f->tokend.socket_path);
+    assert_true(fd >= 0);
+    rc = verify_on(fd, 1, f->token);
+    if (rc == 0)
+      return fd;
+    close(fd);
+    if (rc != TOKEND_GRPC_RESOURCE_EXHAUSTED)
+      fail_msg("a new connection's Verify got %d", rc);
+    if (th_mono_ms() >= deadline)
+      fail_msg("no connection was served within %d ms", timeout_ms);
+    th_sleep_ms(10);
+  }
+}
+
+static void test_connection_over_limit_refused_others_served(void **state) {
+  fixture_t *f = *state;
+  int fds[MAX_CONNS], extra, i;
+
+  for (i = 0; i < MAX_CONNS; i++)
+    fds[i] = connect_served(f, TH_IO_TIMEOUT_MS);
+  /* One too many: told why, with call_id 0, and closed. */
+  extra = th_connect(f->tokend.socket_path);
+  assert_true(extra >= 0);
+  expect_status_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  close(extra);
+  /* Again: the refused connection gave its slot back, nothing more. */
+  extra = th_connect(f->tokend.socket_path);
+  assert_true(extra >= 0);
+  expect_status_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  close(extra);
+  /* The connections within the limit are unaffected. */
+  for (i = 0; i < MAX_CONNS; i++)
+    expect_verify_on(fds[i], 100 + (uint64_t)i, f->token);
+  /* One leaves: a newcomer takes its place, and then the limit holds. */
+  close(fds[0]);
+  fds[0] = connect_served(f, TH_IO_TIMEOUT_MS);
+  extra = th_connect(f->tokend.socket_path);
+  assert_true(extra >= 0);
+  expect_status_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  close(extra);
+  for (i = 0; i < MAX_CONNS; i++) {
+    expect_verify_on(fds[i], 200 + (uint64_t)i, f->token);
+    close(fds[i]);
+  }
+}
+
+/* A Verify frame of token, for sending in pieces. */
+static uint8_t *verify_frame(uint64_t call_id, const char *token, size_t *len) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  uint8_t *frame;
+
+  vr.token = (char *)token;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  frame = th_frame_request(&req, len);
+  assert_non_null(frame);
+  return frame;
+}
+
+static void test_stalled_partial_frame_closed_active_peer_served(void **state) {
+  fixture_t *f = *state;
+  int stalled = th_connect(f->tokend.socket_path);
+  int active = th_connect(f->tokend.socket_path);
+  int64_t give_up = th_mono_ms() + TH_IO_TIMEOUT_MS;
+  struct pollfd pfd;
+  uint64_t call_id = 1;
+  uint8_t *frame;
+  size_t len;
+
+  assert_true(stalled >= 0);
+  assert_true(active >= 0);
+  frame = verify_frame(7, f->token, &len);
+  /* The header and half the body, then nothing. */
+  assert_int_equal(th_write_all(stalled, frame, len / 2), 0);
+  free(frame);
+  /* Meanwhile the active peer keeps calling, each call answered, until
+   * tokend gives up on the stalled one. */
+  for (;;) {
+    expect_verify_on(active, call_id++, f->token);
+    pfd.fd = stalled;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, ACTIVE_INTERVAL_MS) > 0)
+      break;
+    if (th_mono_ms() >= give_up)
+      fail_msg("a peer holding half a frame was not closed within %d ms "
+               "(--read-timeout-ms %d)",
+               TH_IO_TIMEOUT_MS, READ_TIMEOUT_MS);
+  }
+  expect_status_then_eof(stalled, TOKEND_GRPC_DEADLINE_EXCEEDED);
+  close(stalled);
+  /* Enough calls that the active peer outlived the read timeout. */
+  assert_true(call_id > 2);
+  expect_verify_on(active, call_id, f->token);
+  close(active);
+}
+
+static void test_trickled_frame_closed_before_complete(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  struct pollfd pfd;
+  char long_token[256];
+  uint8_t *frame;
+  size_t len, sent = 0;
+  int fd = th_connect(f->tokend.socket_path), rc;
+
+  assert_true(fd >= 0);
+  /* A frame long enough to take many read timeouts to trickle in (the
+   * token is malformed; it would just be answered MALFORMED). */
+  memset(long_token, 'A', sizeof(long_token) - 1);
+  long_token[sizeof(long_token) - 1] = '\0';
+  frame = verify_frame(9, long_token, &len);
+  assert_true((int64_t)len * TRICKLE_INTERVAL_MS > 20 * READ_TIMEOUT_MS);
+  /* One byte per interval, each well within the read timeout: only a
+   * timeout counted from the frame's first byte ends this. */
+  for (;;) {
+    if (sent == len)
+      fail_msg("the whole %zu-byte frame trickled in without tokend "
+               "closing the connection (--read-timeout-ms %d)",
+               len, READ_TIMEOUT_MS);
+    if (th_write_all(fd, frame + sent, 1) != 0)
+      fail_msg("tokend closed the connection without a word after %zu "
+               "bytes",
+               sent);
+    sent++;
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, TRICKLE_INTERVAL_MS) > 0)
+      break;
+  }
+  free(frame);
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0)
+    fail_msg("want DEADLINE_EXCEEDED, got %s", recv_name(rc));
+  assert_int_equal(code_of(r), TOKEND_GRPC_DEADLINE_EXCEEDED);
+  assert_int_equal(r->call_id, 0);
+  tokend__v1__response__free_unpacked(r, NULL);
+  assert_int_equal(th_wait_eof(fd, TH_IO_TIMEOUT_MS), 1);
+  close(fd);
+  /* The server is fine. */
+  fd = connect_served(f, TH_IO_TIMEOUT_MS);
+  close(fd);
+}
+
+static void test_idle_connection_closed(void **state) {
+  fixture_t *f = *state;
+  int used = th_connect(f->tokend.socket_path);
+  int silent = th_connect(f->tokend.socket_path);
+  int active = th_connect(f->tokend.socket_path);
+  int64_t until;
+  uint64_t call_id = 1;
+
+  assert_true(used >= 0);
+  assert_true(silent >= 0);
+  assert_true(active >= 0);
+  expect_verify_on(used, 1, f->token);
+  /* A peer that calls every ACTIVE_INTERVAL_MS is not idle, however long
+   * it stays: keep it busy for several idle timeouts. */
+  until = th_mono_ms() + 4 * IDLE_TIMEOUT_MS;
+  while (th_mono_ms() < until) {
+    expect_verify_on(active, call_id++, f->token);
+    th_sleep_ms(ACTIVE_INTERVAL_MS);
+  }
+  /* Both quiet peers are closed, without an answer to anything. */
+  if (th_wait_eof(used, TH_IO_TIMEOUT_MS) != 1)
+    fail_msg("an idle connection was not closed (--idle-timeout-ms %d)",
+             IDLE_TIMEOUT_MS);
+  if (th_wait_eof(silent, TH_IO_TIMEOUT_MS) != 1)
+    fail_msg("a connection that never sent anything was not closed "
+             "(--idle-timeout-ms %d)",
+             IDLE_TIMEOUT_MS);
+  expect_verify_on(active, call_id, f->token);
+  close(used);
+  close(silent);
+  close(active);
+}
+
+static void test_idle_timeout_zero_never_closes(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  expect_verify_on(fd, 1, f->token);
+  /* Several times what a 300 ms timeout would allow: nothing comes, the
+   * connection stays. */
+  assert_int_equal(th_recv_response(fd, 4 * IDLE_TIMEOUT_MS, &r),
+                   TH_RECV_TIMEOUT);
+  expect_verify_on(fd, 2, f->token);
+  close(fd);
+}
+
+/* Every call's frame, back to back, and where each one ends. */
+typedef struct {
+  uint8_t *buf;
+  size_t len;
+  size_t *ends; /* ends[i]: offset just past frame i (call_id i + 1) */
+  size_t n;
+} frames_t;
+
+static void frames_build(frames_t *fr, const char *token, size_t n) {
+  size_t i, flen, cap = 0;
+  uint8_t *frame;
+
+  memset(fr, 0, sizeof(*fr));
+  fr->ends = malloc(n * sizeof(*fr->ends));
+  assert_non_null(fr->ends);
+  for (i = 0; i < n; i++) {
+    frame = verify_frame(i + 1, token, &flen);
+    if (fr->len + flen > cap) {
+      cap = (fr->len + flen) * 2;
+      fr->buf = realloc(fr->buf, cap);
+      assert_non_null(fr->buf);
+    }
+    memcpy(fr->buf + fr->len, frame, flen);
+    fr->len += flen;
+    fr->ends[i] = fr->len;
+    free(frame);
+  }
+  fr->n = n;
+}
+
+static void frames_free(frames_t *fr) {
+  free(fr->buf);
+  free(fr->ends);
+}
+
+static void test_unread_answers_pause_reading_without_loss(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  frames_t fr;
+  size_t sent = 0, whole, answered = 0;
+  long hwm_before, hwm_after;
+  int64_t deadline;
+  struct pollfd pfd;
+  ssize_t n;
+  int fd = th_connect(f->tokend.socket_path), rc, flags;
+
+  assert_true(fd >= 0);
+  /* Far more requests than kernel buffers and tokend's queue hold. */
+  frames_build(&fr, f->token, 400000);
+  assert_true(fr.len < FLOOD_MAX_BYTES);
+  flags = fcntl(fd, F_GETFL);
+  assert_int_equal(fcntl(fd, F_SETFL, flags | O_NONBLOCK), 0);
+  hwm_before = th_proc_status_kib(f->tokend.pid, "VmHWM");
+  assert_true(hwm_before > 0);
+
+  /* Pipeline without reading until tokend stops taking requests. */
+  while (sent < fr.len) {
+    pfd.fd = fd;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, FLOOD_STALL_MS) == 0)
+      break;
+    n = send(fd, fr.buf + sent, fr.len - sent, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      continue;
+    if (n <= 0)
+      fail_msg("tokend closed a peer that pipelined %zu bytes without "
+               "reading (%s), instead of pausing it",
+               sent, strerror(errno));
+    sent += (size_t)n;
+  }
+  if (sent == fr.len)
+    fail_msg("tokend took all %zu bytes of requests from a peer that read "
+             "none of its answers: it never paused reading",
+             fr.len);
+
+  /* tokend holds a bounded amount for this peer. */
+  hwm_after = th_proc_status_kib(f->tokend.pid, "VmHWM");
+  if (!th_wrapped() && hwm_after - hwm_before > FLOOD_MAX_GROWTH_KIB)
+    fail_msg("a peer that sent %zu KiB without reading grew tokend's peak "
+             "memory from %ld to %ld KiB",
+             sent >> 10, hwm_before, hwm_after);
+  printf("backpressure: %zu of %zu request bytes taken before tokend "
+         "paused; peak memory %ld -> %ld KiB\n",
+         sent, fr.len, hwm_before, hwm_after);
+  /* Others are served meanwhile, on a connection new or old. */
+  {
+    int other = connect_served(f, TH_IO_TIMEOUT_MS);
+
+    expect_verify_on(other, 2, f->token);
+    close(other);
+  }
+
+  /* Finish the frame we were in the middle of, then read: every request
+   * sent is answered once, in order (Verify answers at once). */
+  whole = 0;
+  while (whole < fr.n && fr.ends[whole] <= sent)
+    whole++;
+  if (whole < fr.n && sent > (whole > 0 ? fr.ends[whole - 1] : 0))
+    whole++;
+  deadline = th_mono_ms() + 10 * TH_IO_TIMEOUT_MS;
+  while (answered < whole) {
+    size_t target = fr.ends[whole - 1];
+
+    pfd.fd = fd;
+    pfd.events = POLLIN | (sent < target ? POLLOUT : 0);
+    pfd.revents = 0;
+    if (th_mono_ms() >= deadline)
+      fail_msg("only %zu of %zu pipelined calls answered", answered, whole);
+    if (poll(&pfd, 1, 100) <= 0)
+      continue;
+    if ((pfd.revents & POLLOUT) && sent < target) {
+      n = send(fd, fr.buf + sent, target - sent, MSG_NOSIGNAL);
+      if (n > 0)
+        sent += (size_t)n;
+    }
+    if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+      continue;
+    rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+    if (rc != 0)
+      fail_msg("after %zu of %zu answers: %s", answered, whole, recv_name(rc));
+    if (r->call_id != answered + 1)
+      fail_msg("answer %zu has call_id %llu, want %zu: an answer was %s",
+               answered + 1, (unsigned long long)r->call_id, answered + 1,
+               r->call_id > answered + 1 ? "lost" : "repeated");
+    if (code_of(r) != 0 || !r->verify->valid)
+      fail_msg("call %zu: status %d", answered + 1, code_of(r));
+    answered++;
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  /* Nothing more, and the connection still works. */
+  assert_int_equal(fcntl(fd, F_SETFL, flags), 0);
+  assert_int_equal(th_recv_response(fd, 200, &r), TH_RECV_TIMEOUT);
+  expect_verify_on(fd, whole + 1, f->token);
+  close(fd);
+  frames_free(&fr);
+}
+
+/* An Issue request (Request.issue) with the given scopes, framed. */
+static uint8_t *issue_frame(uint64_t call_id, char **scopes, size_t n_scopes,
+                            size_t *len) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+  uint8_t *frame;
+
+  ir.domain = DOMAIN;
+  ir.label = "scopes";
+  ir.scopes = scopes;
+  ir.n_scopes = n_scopes;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  frame = th_frame_request(&req, len);
+  assert_non_null(frame);
+  return frame;
+}
+
+static void test_small_frame_huge_decode_refused(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  char **scopes = malloc(EMPTY_SCOPES * sizeof(*scopes));
+  char names[TOKEND_MAX_SCOPES][8];
+  long hwm_before, hwm_after;
+  uint8_t *frame;
+  size_t len, i;
+  int fd;
+
+  assert_non_null(scopes);
+  for (i = 0; i < EMPTY_SCOPES; i++)
+    scopes[i] = "";
+  frame = issue_frame(3, scopes, EMPTY_SCOPES, &len);
+  assert_true(len < TOKEND_MAX_FRAME_BYTES_DEFAULT);
+  hwm_before = th_proc_status_kib(f->tokend.pid, "VmHWM");
+  assert_true(hwm_before > 0);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, frame, len), 0);
+  free(frame);
+  expect_status_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  close(fd);
+  hwm_after = th_proc_status_kib(f->tokend.pid, "VmHWM");
+  if (!th_wrapped() && hwm_after - hwm_before > DECODE_MAX_GROWTH_KIB)
+    fail_msg("a %zu-byte request grew tokend's peak memory from %ld to %ld "
+             "KiB (--max-request-memory %s)",
+             len, hwm_before, hwm_after, REQUEST_MEMORY);
+
+  printf("request memory: a %zu-byte frame of empty scopes; peak memory "
+         "%ld -> %ld KiB\n",
+         len, hwm_before, hwm_after);
+  /* The most scopes a token may have decode within the limit: issued. */
+  for (i = 0; i < TOKEND_MAX_SCOPES; i++) {
+    snprintf(names[i], sizeof(names[i]), "s%zu", i);
+    scopes[i] = names[i];
+  }
+  frame = issue_frame(4, scopes, TOKEND_MAX_SCOPES, &len);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, frame, len), 0);
+  free(frame);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 4);
+  if (code_of(r) != 0)
+    fail_msg("an Issue with %d scopes failed: %d %s", TOKEND_MAX_SCOPES,
+             code_of(r), r->status->message);
+  assert_int_equal(r->issue->info->n_scopes, TOKEND_MAX_SCOPES);
+  assert_string_equal(r->issue->info->scopes[TOKEND_MAX_SCOPES - 1], "s31");
+  tokend__v1__response__free_unpacked(r, NULL);
+  /* The same connection goes on. */
+  expect_verify_on(fd, 5, f->token);
+  close(fd);
+  free(scopes);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(
+          test_connection_over_limit_refused_others_served, setup_max_conns,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          test_stalled_partial_frame_closed_active_peer_served,
+          setup_read_timeout, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_trickled_frame_closed_before_complete, setup_read_timeout,
+          teardown),
+      cmocka_unit_test_setup_teardown(test_idle_connection_closed,
+                                      setup_idle_timeout, teardown),
+      cmocka_unit_test_setup_teardown(test_idle_timeout_zero_never_closes,
+                                      setup_no_idle_timeout, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_unread_answers_pause_reading_without_loss, setup_backpressure,
+          teardown),
+      cmocka_unit_test_setup_teardown(test_small_frame_huge_decode_refused,
+                                      setup_request_memory, teardown),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
