@@ -566,6 +566,45 @@ out:
   return err;
 }
 
+/* Steps st (bound, returning one hash column) to the end and collects the
+ * hashes into *hashes (malloc'd; NULL when there are none). */
+static int collect_hashes(store_t *s, sqlite3_stmt *st, const char *what,
+                          uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                          size_t *n_hashes) {
+  uint8_t(*h)[TOKEND_HASH_BYTES] = NULL, (*grown)[TOKEND_HASH_BYTES];
+  size_t n = 0, cap = 0;
+  const void *blob;
+  int rc, err = 0;
+
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    blob = sqlite3_column_blob(st, 0);
+    if (blob == NULL || sqlite3_column_bytes(st, 0) != TOKEND_HASH_BYTES) {
+      err = store_fail(s, TOKEND_ESTORE, what);
+      break;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      grown = realloc(h, cap * sizeof(*h));
+      if (grown == NULL) {
+        err = TOKEND_ENOMEM;
+        break;
+      }
+      h = grown;
+    }
+    memcpy(h[n++], blob, TOKEND_HASH_BYTES);
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), what);
+  sqlite3_reset(st);
+  if (err != 0) {
+    free(h);
+    return err;
+  }
+  *hashes = h;
+  *n_hashes = n;
+  return 0;
+}
+
 int store_admin_grant(store_t *s, const char *domain, const char *user,
                       int64_t now, const char *by, int64_t *granted_at,
                       int *already) {
@@ -605,10 +644,7 @@ int store_admin_remove(store_t *s, const char *domain, const char *user,
                        uint8_t (**hashes)[TOKEND_HASH_BYTES],
                        size_t *n_hashes) {
   sqlite3_stmt *st = s->admin_revoke_tokens;
-  uint8_t(*h)[TOKEND_HASH_BYTES] = NULL, (*grown)[TOKEND_HASH_BYTES];
-  size_t n = 0, cap = 0;
-  const void *blob;
-  int rc, err;
+  int err;
 
   *hashes = NULL;
   *n_hashes = 0;
@@ -634,32 +670,7 @@ int store_admin_remove(store_t *s, const char *domain, const char *user,
     err = store_fail(s, TOKEND_ESTORE, "admin revoke bind");
     goto out;
   }
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    blob = sqlite3_column_blob(st, 0);
-    if (blob == NULL || sqlite3_column_bytes(st, 0) != TOKEND_HASH_BYTES) {
-      err = store_fail(s, TOKEND_ESTORE, "admin revoke read");
-      break;
-    }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      grown = realloc(h, cap * sizeof(*h));
-      if (grown == NULL) {
-        err = TOKEND_ENOMEM;
-        break;
-      }
-      h = grown;
-    }
-    memcpy(h[n++], blob, TOKEND_HASH_BYTES);
-  }
-  if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "admin revoke");
-  sqlite3_reset(st);
-  if (err != 0) {
-    free(h);
-    goto out;
-  }
-  *hashes = h;
-  *n_hashes = n;
+  err = collect_hashes(s, st, "admin revoke", hashes, n_hashes);
 out:
   sqlite3_clear_bindings(s->admin_delete);
   sqlite3_clear_bindings(st);
@@ -819,47 +830,17 @@ int store_revoked_with(store_t *s, const char *domain, const char *created_by,
                        uint8_t (**hashes)[TOKEND_HASH_BYTES],
                        size_t *n_hashes) {
   sqlite3_stmt *st = s->revoked_with;
-  uint8_t(*h)[TOKEND_HASH_BYTES] = NULL, (*grown)[TOKEND_HASH_BYTES];
-  size_t n = 0, cap = 0;
-  const void *blob;
-  int rc = SQLITE_DONE, err = 0;
+  int err;
 
   *hashes = NULL;
   *n_hashes = 0;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 2, created_by, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, revoked_at) != SQLITE_OK ||
-      sqlite3_bind_text(st, 4, revoked_by, -1, SQLITE_STATIC) != SQLITE_OK) {
+      sqlite3_bind_text(st, 4, revoked_by, -1, SQLITE_STATIC) != SQLITE_OK)
     err = store_fail(s, TOKEND_ESTORE, "revoked-with bind");
-    goto out;
-  }
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    blob = sqlite3_column_blob(st, 0);
-    if (blob == NULL || sqlite3_column_bytes(st, 0) != TOKEND_HASH_BYTES) {
-      err = store_fail(s, TOKEND_ESTORE, "revoked-with read");
-      break;
-    }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      grown = realloc(h, cap * sizeof(*h));
-      if (grown == NULL) {
-        err = TOKEND_ENOMEM;
-        break;
-      }
-      h = grown;
-    }
-    memcpy(h[n++], blob, TOKEND_HASH_BYTES);
-  }
-  if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "revoked-with");
-  sqlite3_reset(st);
-  if (err != 0)
-    free(h);
-  else {
-    *hashes = h;
-    *n_hashes = n;
-  }
-out:
+  else
+    err = collect_hashes(s, st, "revoked-with", hashes, n_hashes);
   sqlite3_clear_bindings(st);
   return err;
 }
