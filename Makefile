@@ -3,8 +3,11 @@
 BUILD_DIR ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ASAN_BUILD_DIR ?= build-asan
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test clean format
+.PHONY: all deps build run test test-asan fuzz bench clean format
 
 all: build
 
@@ -22,8 +25,36 @@ run: build
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
+# The whole suite with every binary built with ASan + UBSan (gcc); any
+# report, or a leak at a process's exit, fails its test. The fault-injection
+# tests preload a shim ahead of the ASan runtime, which ASan then allows.
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD_DIR) -DTOKEND_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+	cd $(ASAN_BUILD_DIR) && \
+	  ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1:verify_asan_link_order=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (clang) on a copy of tests/fuzz/corpus/, FUZZ_SECONDS
+# each, side by side; fails on any crash, leak or sanitizer report.
+fuzz: deps
+	@./scripts/install-fuzz-deps.sh
+	@CC=clang-14 cmake -S . -B $(FUZZ_BUILD_DIR) -DTOKEND_FUZZ=ON \
+	  -DTOKEND_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) \
+	  --target fuzz_server fuzz_frame gen_corpus
+	@FUZZ_BUILD_DIR=$(FUZZ_BUILD_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  ./scripts/fuzz.sh
+
+# Side by side with Redis GET (installs redis-server if missing); prints one
+# table. BENCH_LARGE=1 adds the 1,000,000-token targets. See
+# docs/PERFORMANCE.md.
+bench: build
+	@BUILD_DIR=$(BUILD_DIR) ./scripts/bench.sh
+
 format:
 	clang-format -i common/*.[ch] server/*.[ch] client/*.[ch] tests/*/*.[ch]
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)

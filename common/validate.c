@@ -51,6 +51,7 @@ int validate_scope(const char *s, char *why, size_t why_len) {
 }
 
 int validate_user(const char *s, char *why, size_t why_len) {
+  const char *tail;
   size_t i;
 
   for (i = 0; s[i] != '\0'; i++) {
@@ -64,6 +65,16 @@ int validate_user(const char *s, char *why, size_t why_len) {
   }
   if (i == 0)
     return fail(why, why_len, "user is empty");
+  /* A token pasted into the wrong field (prefix_ + a long base62 body)
+   * must not end up in a log line or the audit table. */
+  tail = strrchr(s, '_');
+  if (tail != NULL) {
+    for (i = 1; is_alnum((unsigned char)tail[i]); i++)
+      ;
+    if (tail[i] == '\0' && i - 1 >= 20)
+      return fail(why, why_len,
+                  "user looks like an API token; never paste a token here");
+  }
   return 0;
 }
 

@@ -38,7 +38,9 @@ static void *arena_alloc(void *data, size_t size) {
     return NULL;
   }
   n = ARENA_ALIGN + ((size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1));
-  if (a->used > a->cap - n) {
+  /* n itself may exceed cap (size just under it, rounded up): check it
+   * before subtracting, or cap - n wraps. */
+  if (n > a->cap || a->used > a->cap - n) {
     a->exhausted = 1;
     return NULL;
   }

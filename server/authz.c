@@ -11,18 +11,22 @@
 
 int authz_actor(const conn_t *c, const char *actor, authz_actor_t *out,
                 char *why, size_t why_len) {
-  char claimed[80];
-
   memset(out, 0, sizeof(*out));
   if (!c->peer.is_operator) {
     if (actor[0] != '\0') {
-      /* Peer input: quoted only as a short escaped excerpt. */
-      validate_escape_excerpt(actor, strlen(actor), 48, claimed,
-                              sizeof(claimed));
-      snprintf(why, why_len,
-               "only operators may act for another user; %s must not set "
-               "actor (it claimed \"%s\")",
-               c->peer.user, claimed);
+      /* Name the claimed identity for the audit trail, but only if it is a
+       * well-formed user, which excludes anything shaped like a token: a
+       * secret must never reach the log or the audit table. */
+      if (validate_user(actor, NULL, 0) == 0)
+        snprintf(why, why_len,
+                 "only operators may act for another user; %s must not set "
+                 "actor (it claimed \"%s\")",
+                 c->peer.user, actor);
+      else
+        snprintf(why, why_len,
+                 "only operators may act for another user; %s must not set "
+                 "actor",
+                 c->peer.user);
       return TOKEND_EPERM;
     }
     snprintf(out->user, sizeof(out->user), "%s", c->peer.user);

@@ -53,6 +53,9 @@ static const char usage[] =
     "                           (default: 16777216)\n"
     "  --max-request-memory N   most memory decoding one request may take\n"
     "                           (default: 4194304)\n"
+    "  --max-pending-calls N    Issue/Revoke/List calls one connection may\n"
+    "                           have in flight before tokend stops reading\n"
+    "                           from it (default: 32)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";
@@ -72,6 +75,7 @@ enum {
   OPT_MAX_QUEUED,
   OPT_MAX_QUEUED_HARD,
   OPT_MAX_REQUEST_MEMORY,
+  OPT_MAX_PENDING_CALLS,
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_OPERATOR_UID,
@@ -96,6 +100,7 @@ static const struct option long_options[] = {
     {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-queued-bytes-hard", required_argument, NULL, OPT_MAX_QUEUED_HARD},
     {"max-request-memory", required_argument, NULL, OPT_MAX_REQUEST_MEMORY},
+    {"max-pending-calls", required_argument, NULL, OPT_MAX_PENDING_CALLS},
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
@@ -126,6 +131,7 @@ void config_defaults(config_t *cfg) {
   cfg->max_queued_bytes = CONFIG_MAX_QUEUED_BYTES_DEFAULT;
   cfg->max_queued_bytes_hard = CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT;
   cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
+  cfg->max_pending_calls = CONFIG_MAX_PENDING_CALLS_DEFAULT;
   cfg->log_level = LOG_INFO;
   cfg->socket_mode = 0600;
   cfg->socket_gid = -1;
@@ -331,6 +337,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
       rc = add_id(c == OPT_VERIFIER_UID ? "--verifier-uid" : "--verifier-group",
                   optarg, c == OPT_VERIFIER_GROUP, &cfg->verifiers, err);
       cfg->any_verifier = 0;
+      break;
+    case OPT_MAX_PENDING_CALLS:
+      rc = parse_u32("--max-pending-calls", optarg, 1, 100000,
+                     &cfg->max_pending_calls, err);
       break;
     case 'h':
       fputs(usage, out);

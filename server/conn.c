@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "frame.h"
@@ -56,12 +57,29 @@ void conn_close(conn_t *c) {
 
 void conn_job_begin(conn_t *c) { c->jobs++; }
 
+static int conn_process(conn_t *c);
+static void conn_set_reading(conn_t *c, int on);
+static int conn_may_read(const conn_t *c);
+
 void conn_job_end(conn_t *c) {
   c->jobs--;
-  if (c->closed)
+  if (c->closed) {
     conn_maybe_free(c);
-  else
-    conn_flush(c);
+    return;
+  }
+  /* Held at the pending-calls limit: once half are answered, go on with the
+   * requests already buffered, then read again. */
+  if (c->held && c->jobs <= c->server->cfg.max_pending_calls / 2 &&
+      !c->closing) {
+    c->held = 0;
+    if (conn_process(c) != 0) {
+      conn_close_when_sent(c);
+      return;
+    }
+    if (conn_may_read(c))
+      conn_set_reading(c, 1);
+  }
+  conn_flush(c);
 }
 
 /* A conn told to close once its answers are out closes when nothing is
@@ -90,9 +108,9 @@ static void conn_set_reading(conn_t *c, int on) {
   c->reading = on;
 }
 
-/* May c read more requests? Not while closing, draining or paused. */
+/* May c read more requests? Not while closing, draining, paused or held. */
 static int conn_may_read(const conn_t *c) {
-  return !c->closing && !c->close_when_sent && !c->paused &&
+  return !c->closing && !c->close_when_sent && !c->paused && !c->held &&
          c->server->state == SERVER_RUNNING;
 }
 
@@ -292,6 +310,13 @@ static int conn_process(conn_t *c) {
   int stop = 0;
 
   while (!stop && !c->closing && !c->close_when_sent) {
+    /* A peer cannot queue unbounded work for the store: at the limit of
+     * calls in flight, stop here and read no more until half are done. */
+    if (c->jobs >= s->cfg.max_pending_calls) {
+      c->held = 1;
+      conn_set_reading(c, 0);
+      break;
+    }
     r = frame_decode(c->rbuf + off, c->rlen - off, s->cfg.max_frame_bytes,
                      &body, &body_len, &consumed);
     if (r == FRAME_NEED_MORE)
@@ -491,11 +516,19 @@ int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
 }
 
 int conn_open_fd(server_t *s, int fd, conn_t **out) {
-  conn_t *c = conn_new(s);
+  conn_t *c;
   int err;
 
-  if (c == NULL)
+  /* Like the listener, a stopping server takes no new peers. */
+  if (s->state != SERVER_RUNNING) {
+    close(fd);
+    return TOKEND_EUNAVAIL;
+  }
+  c = conn_new(s);
+  if (c == NULL) {
+    close(fd);
     return TOKEND_ENOMEM;
+  }
   if ((err = uv_pipe_open(&c->pipe, fd)) != 0) {
     log_warn("cannot open fd %d: %s", fd, uv_strerror(err));
     conn_close(c);

@@ -46,6 +46,7 @@ typedef struct conn_s {
   uint64_t last_active;   /* loop time of the last read or write */
   int reading;            /* uv_read_start is in force */
   int paused;             /* reading stopped until the peer takes its answers */
+  int held;               /* reading stopped at the pending-calls limit */
   int closing;            /* uv_close called */
   int closed;             /* close callback ran */
   int close_when_sent;    /* protocol error: close once wbuf is written */

@@ -542,6 +542,8 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
   uint32_t page_size = req->page_size;
   int64_t before = 0;
   call_t *call;
+  const domain_t *dom;
+  size_t max_rows;
 
   if (reject_nul(c, call_id, req->domain, "domain") ||
       reject_nul(c, call_id, req->page_token, "page_token"))
@@ -570,13 +572,19 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
     return;
   }
   call->page_size = page_size;
-  call->job.u.list.rows = calloc((size_t)page_size + 1, sizeof(store_token_t));
+  /* Room for a page and one row more (which says whether a next page
+   * exists), but never more rows than the domain has. */
+  dom = domains_find(&c->server->domains, req->domain);
+  max_rows = (size_t)page_size + 1;
+  if (dom == NULL || dom->n_tokens + 1 < max_rows)
+    max_rows = (dom != NULL ? dom->n_tokens : 0) + 1;
+  call->job.u.list.rows = calloc(max_rows, sizeof(store_token_t));
   if (call->job.u.list.rows == NULL) {
     free(call);
     send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
     return;
   }
-  call->job.u.list.max_rows = (size_t)page_size + 1;
+  call->job.u.list.max_rows = max_rows;
   snprintf(call->job.u.list.domain, sizeof(call->job.u.list.domain), "%s",
            req->domain);
   call->job.u.list.include_revoked = req->include_revoked;

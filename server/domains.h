@@ -23,6 +23,7 @@ typedef struct domain_s {
   UT_hash_handle hh;
   domain_admin_t *admins; /* n_admins of them, unordered */
   size_t n_admins, admins_cap;
+  size_t n_tokens;           /* tokens of this domain in the index */
   uint64_t valid_verifies;   /* since the last write-back */
   uint64_t invalid_verifies; /* since the last write-back */
   char name[];               /* "" for tokens of no known domain */

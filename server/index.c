@@ -119,6 +119,7 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   }
   ix->slots[slot] = e;
   ix->count++;
+  domain->n_tokens++;
   return 0;
 }
 

@@ -24,6 +24,10 @@
  * (tokend's memory size) are skipped when it is set. */
 int th_wrapped(void);
 
+/* 1 if tokend's memory use can be judged from /proc: not under a wrapper,
+ * not in a sanitizer build. */
+int th_memory_measurable(void);
+
 /* How much longer than usual to wait for tokend: 10 under a wrapper (valgrind
  * runs code 10-50 times slower), else 1. The timeouts below include it. */
 int th_timeout_scale(void);

@@ -427,7 +427,8 @@ static tokend_audit_event_t *root_audit(const fixture_t *f, const char *domain,
     assert_true(page->n_events <= 3);
     all = reallocarray(all, *n + page->n_events + 1, sizeof(*all));
     assert_non_null(all);
-    memcpy(all + *n, page->events, page->n_events * sizeof(*all));
+    if (page->n_events > 0)
+      memcpy(all + *n, page->events, page->n_events * sizeof(*all));
     *n += page->n_events;
     snprintf(page_token, sizeof(page_token), "%s", page->next_page_token);
     tokend_audit_list_free(page);

@@ -1,0 +1,1427 @@
+/* tokend-bench: a load generator for tokend, shipped with it the way
+ * redis-benchmark ships with Redis, and built to be run side by side with it.
+ *
+ *   tokend-bench -s SOCKET -c CONNS -P PIPELINE -n REQUESTS
+ *                -t verify|issue|revoke|mixed[,...] [--tokens N] [--csv]
+ *
+ * Model: CONNS connections, each with up to PIPELINE requests in flight. By
+ * default a connection works like redis-benchmark's: it writes PIPELINE
+ * requests in one write, waits for all of their answers, then writes the
+ * next PIPELINE. --window refills each answered slot at once instead. With
+ * -P 1 the two are the same. Everything runs on one thread around epoll
+ * with non-blocking sockets, so the generator's own cost per request is a
+ * protobuf pack, an unpack into a scratch arena and a few compares (its CPU
+ * use is printed with each result, to show it is not the bottleneck).
+ *
+ * Latency is per request, from the write that carried it to the read that
+ * brought its answer (CLOCK_MONOTONIC), recorded in a log-linear histogram
+ * with 1/128 relative precision, so memory does not grow with -n.
+ *
+ * Every answer is checked: a Verify of an issued token must say valid for
+ * that token's id and domain, a Verify of a never-issued (well-formed) token
+ * UNKNOWN, of a revoked one REVOKED; Issue and Revoke must succeed. Anything
+ * else counts as an error; the exit status is 1 if there was any.
+ *
+ * Exit status: 0 all answers as expected, 1 some were not, 2 usage error or
+ * the run could not complete (no tokend, connection lost, no answer within
+ * --timeout-ms), 130 interrupted. */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "frame.h"
+#include "token.h"
+#include "tokend.pb-c.h"
+#include "tokend_error.h"
+#include "tokend_limits.h"
+
+#define BENCH_EXIT_OK 0
+#define BENCH_EXIT_UNEXPECTED 1
+#define BENCH_EXIT_ERROR 2
+#define BENCH_EXIT_INTERRUPTED 130
+
+#define BENCH_MAX_CONNS 1024
+#define BENCH_MAX_PIPELINE 4096
+/* call_id = (per-connection sequence << BENCH_SLOT_BITS) | slot: unique per
+ * in-flight request, and the slot is found without a lookup. */
+#define BENCH_SLOT_BITS 16
+#define BENCH_MAX_TOKENS 20000000ull
+#define BENCH_MAX_TESTS 8
+/* The --tokens phase keeps at least this many Issues in flight per
+ * connection, so group commit can share fsyncs. */
+#define BENCH_SETUP_PIPELINE 64
+/* Well-formed tokens that were never issued, for the invalid share. */
+#define BENCH_UNKNOWN_TOKENS 1024
+#define BENCH_READ_CHUNK 65536
+/* Responses to our requests are small; anything larger is a broken peer. */
+#define BENCH_MAX_RESPONSE_BYTES TOKEND_MAX_FRAME_BYTES_DEFAULT
+/* Scratch memory for unpacking one Response without malloc. */
+#define BENCH_ARENA_BYTES 16384
+#define BENCH_ERRMSG_BYTES 512
+#define BENCH_DEFAULT_TOKENS 1000
+#define BENCH_DEFAULT_REQUESTS 100000
+#define BENCH_DEFAULT_CONNS 50
+#define BENCH_DEFAULT_TIMEOUT_MS 10000
+
+/* Log-linear histogram: values below HIST_SUB are exact; above, each power
+ * of two is split into HIST_SUB buckets (relative error < 1/HIST_SUB). */
+#define HIST_SUB_BITS 7
+#define HIST_SUB (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
+
+typedef enum { OP_VERIFY = 0, OP_ISSUE, OP_REVOKE, OP_COUNT } bench_op_t;
+
+typedef enum {
+  TEST_VERIFY = 0,
+  TEST_ISSUE,
+  TEST_REVOKE,
+  TEST_MIXED,
+  TEST_SETUP /* the --tokens phase: Issues, not reported as a test */
+} bench_test_kind_t;
+
+static const char *const bench_test_names[] = {"verify", "issue", "revoke",
+                                               "mixed", "setup"};
+
+/* What the answer to a request must be, decided when it is sent. */
+typedef enum {
+  EXPECT_OK = 0,          /* Issue, Revoke: status OK */
+  EXPECT_VALID,           /* Verify of an active issued token */
+  EXPECT_UNKNOWN,         /* Verify of a token never issued */
+  EXPECT_REVOKED,         /* Verify of a token whose revoke was answered */
+  EXPECT_VALID_OR_REVOKED /* Verify sent while a revoke was in flight */
+} bench_expect_t;
+
+typedef enum {
+  TOKEN_ACTIVE = 0,
+  TOKEN_REVOKING,
+  TOKEN_REVOKED
+} bench_token_state_t;
+
+typedef struct {
+  char token[TOKEND_TOKEN_BYTES];
+  char id[TOKEND_TOKEN_ID_BYTES];
+  uint8_t state;
+} bench_token_t;
+
+typedef struct {
+  uint64_t call_id; /* 0: free */
+  uint64_t sent_ns;
+  uint32_t token; /* pool index, for a Verify of an issued token or a Revoke */
+  uint8_t op;
+  uint8_t expect;
+} bench_slot_t;
+
+typedef struct {
+  int fd;
+  uint32_t events; /* what epoll watches for this fd now */
+  uint8_t *rbuf;
+  size_t rlen, rcap;
+  uint8_t *wbuf;
+  size_t woff, wlen, wcap;
+  bench_slot_t *slots;
+  uint32_t *free_slots;
+  uint32_t n_slots, n_free;
+  uint32_t inflight;
+  uint64_t seq;
+} bench_conn_t;
+
+typedef struct {
+  uint64_t counts[HIST_BUCKETS];
+  uint64_t total, max;
+} bench_hist_t;
+
+typedef struct {
+  bench_test_kind_t kind;
+  uint64_t n; /* requests to send */
+  uint32_t pipeline;
+  int window;  /* refill each answered slot at once */
+  double rate; /* requests per second for the whole test; 0: no limit */
+  uint64_t sent, done;
+  uint64_t start_ns, end_ns, deadline_ns; /* deadline 0: none */
+  uint64_t last_progress_ns;
+  uint64_t by_op[OP_COUNT];
+  uint64_t unknown_sent;
+  uint64_t errors;
+  char first_error[BENCH_ERRMSG_BYTES];
+  bench_hist_t hist;
+} bench_test_t;
+
+typedef struct {
+  const char *socket_path;
+  uint32_t conns, pipeline;
+  uint64_t requests;
+  int requests_set;
+  bench_test_kind_t tests[BENCH_MAX_TESTS];
+  size_t n_tests;
+  uint64_t tokens;
+  int tokens_set;
+  unsigned invalid_pct;
+  unsigned mix[OP_COUNT]; /* percentages for mixed */
+  double rate;
+  double duration_s;
+  int window;
+  int csv;
+  int timeout_ms;
+  long server_pid; /* 0: not measured */
+  char domain[TOKEND_DOMAIN_BYTES];
+} bench_opts_t;
+
+typedef struct {
+  bench_opts_t o;
+  int epfd;
+  bench_conn_t *conns;
+  bench_token_t *pool;
+  size_t n_pool, cap_pool, n_active, revoke_cursor;
+  char unknown[BENCH_UNKNOWN_TOKENS][TOKEND_TOKEN_BYTES];
+  uint64_t rng;
+  bench_test_t t;
+  ProtobufCAllocator alloc;
+  size_t arena_used;
+  _Alignas(16) uint8_t arena[BENCH_ARENA_BYTES];
+  int fatal; /* the run cannot go on: fatal_msg says why */
+  char fatal_msg[BENCH_ERRMSG_BYTES];
+} bench_t;
+
+static volatile sig_atomic_t bench_interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  bench_interrupted = 1;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void) {
+  struct rusage ru;
+
+  getrusage(RUSAGE_SELF, &ru);
+  return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) *
+             1000000000u +
+         ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) *
+             1000u;
+}
+
+/* *out = CPU time (user + system, all threads) of process pid, from
+ * /proc/<pid>/stat. Returns 0, or TOKEND_EIO if it cannot be read. */
+static int proc_cpu_ns(long pid, uint64_t *out) {
+  char path[64], buf[1024], *p;
+  unsigned long long utime, stime;
+  long tck = sysconf(_SC_CLK_TCK);
+  FILE *f;
+  size_t n;
+
+  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+  if ((f = fopen(path, "r")) == NULL)
+    return TOKEND_EIO;
+  n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* The command name may hold spaces: fields are counted from its ')'.
+   * utime and stime are fields 14 and 15; ')' ends field 2. */
+  if ((p = strrchr(buf, ')')) == NULL || tck <= 0 ||
+      sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+             &utime, &stime) != 2)
+    return TOKEND_EIO;
+  *out = (uint64_t)(utime + stime) * (1000000000ull / (uint64_t)tck);
+  return 0;
+}
+
+/* xorshift64*: the choice of token need not be unpredictable, only cheap. */
+static uint64_t rng_next(bench_t *b) {
+  b->rng ^= b->rng >> 12;
+  b->rng ^= b->rng << 25;
+  b->rng ^= b->rng >> 27;
+  return b->rng * 2685821657736338717ull;
+}
+
+static uint64_t rng_below(bench_t *b, uint64_t n) {
+  return (rng_next(b) >> 11) % n;
+}
+
+__attribute__((format(printf, 2, 3))) static void
+bench_fail(bench_t *b, const char *fmt, ...) {
+  va_list ap;
+
+  if (b->fatal)
+    return;
+  b->fatal = 1;
+  va_start(ap, fmt);
+  vsnprintf(b->fatal_msg, sizeof(b->fatal_msg), fmt, ap);
+  va_end(ap);
+}
+
+/* An answer that was not what the request called for. The run goes on. */
+__attribute__((format(printf, 2, 3))) static void
+bench_unexpected(bench_t *b, const char *fmt, ...) {
+  va_list ap;
+
+  if (b->t.errors++ > 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(b->t.first_error, sizeof(b->t.first_error), fmt, ap);
+  va_end(ap);
+}
+
+/* ---- histogram ---- */
+
+static size_t hist_index(uint64_t v) {
+  unsigned shift;
+
+  if (v < HIST_SUB)
+    return (size_t)v;
+  shift = (unsigned)(63 - __builtin_clzll(v)) - HIST_SUB_BITS;
+  return (size_t)(shift + 1) * HIST_SUB + (size_t)((v >> shift) - HIST_SUB);
+}
+
+/* The largest value that falls in bucket i. */
+static uint64_t hist_highest(size_t i) {
+  unsigned shift;
+  uint64_t mant;
+
+  if (i < HIST_SUB)
+    return i;
+  shift = (unsigned)(i / HIST_SUB) - 1;
+  mant = HIST_SUB + i % HIST_SUB;
+  return ((mant + 1) << shift) - 1;
+}
+
+static void hist_record(bench_hist_t *h, uint64_t v) {
+  h->counts[hist_index(v)]++;
+  h->total++;
+  if (v > h->max)
+    h->max = v;
+}
+
+/* The smallest recorded value v such that pct percent of values are <= v
+ * (to the histogram's precision, never above the exact maximum). */
+static uint64_t hist_percentile(const bench_hist_t *h, double pct) {
+  double want = pct / 100.0 * (double)h->total;
+  uint64_t rank = (uint64_t)want, seen = 0, v;
+  size_t i;
+
+  if (h->total == 0)
+    return 0;
+  if ((double)rank < want)
+    rank++;
+  if (rank == 0)
+    rank = 1;
+  for (i = 0; i < HIST_BUCKETS; i++) {
+    seen += h->counts[i];
+    if (seen >= rank) {
+      v = hist_highest(i);
+      return v < h->max ? v : h->max;
+    }
+  }
+  return h->max;
+}
+
+/* ---- protobuf-c scratch allocator ---- */
+
+/* Each Response is unpacked into the arena and freed before the next one is
+ * unpacked, so the arena is reset after every Response. A Response that does
+ * not fit falls back to malloc. */
+static void *arena_alloc(void *data, size_t size) {
+  bench_t *b = data;
+  size_t off = (b->arena_used + 15) & ~(size_t)15;
+
+  if (size <= BENCH_ARENA_BYTES && off <= BENCH_ARENA_BYTES - size) {
+    b->arena_used = off + size;
+    return b->arena + off;
+  }
+  return malloc(size);
+}
+
+static void arena_free(void *data, void *p) {
+  bench_t *b = data;
+  uintptr_t a = (uintptr_t)p, lo = (uintptr_t)b->arena;
+
+  if (a >= lo && a < lo + BENCH_ARENA_BYTES)
+    return;
+  free(p);
+}
+
+/* ---- the token pool ---- */
+
+static int pool_reserve(bench_t *b, size_t extra) {
+  size_t cap;
+  bench_token_t *np;
+
+  if (b->cap_pool - b->n_pool >= extra)
+    return 0;
+  cap = b->cap_pool ? b->cap_pool : 1024;
+  while (cap - b->n_pool < extra)
+    cap *= 2;
+  np = realloc(b->pool, cap * sizeof(*np));
+  if (np == NULL)
+    return TOKEND_ENOMEM;
+  b->pool = np;
+  b->cap_pool = cap;
+  return 0;
+}
+
+static void pool_add(bench_t *b, const char *token, const char *id) {
+  bench_token_t *tk;
+
+  if (pool_reserve(b, 1) != 0) {
+    bench_fail(b, "out of memory for %zu tokens", b->n_pool + 1);
+    return;
+  }
+  tk = &b->pool[b->n_pool++];
+  snprintf(tk->token, sizeof(tk->token), "%s", token);
+  snprintf(tk->id, sizeof(tk->id), "%s", id);
+  tk->state = TOKEN_ACTIVE;
+  b->n_active++;
+}
+
+/* The next active token to revoke, marked REVOKING; -1 if none is left. */
+static int64_t pool_take_for_revoke(bench_t *b) {
+  while (b->revoke_cursor < b->n_pool &&
+         b->pool[b->revoke_cursor].state != TOKEN_ACTIVE)
+    b->revoke_cursor++;
+  if (b->revoke_cursor == b->n_pool)
+    return -1;
+  b->pool[b->revoke_cursor].state = TOKEN_REVOKING;
+  b->n_active--;
+  return (int64_t)b->revoke_cursor++;
+}
+
+/* ---- connections ---- */
+
+static int conn_watch(bench_t *b, bench_conn_t *c, uint32_t events) {
+  struct epoll_event ev;
+
+  if (c->events == events)
+    return 0;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = c;
+  if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+    bench_fail(b, "epoll_ctl: %s", strerror(errno));
+    return TOKEND_EINTERNAL;
+  }
+  c->events = events;
+  return 0;
+}
+
+/* Writes what is queued; what the socket does not take waits for EPOLLOUT. */
+static void conn_write(bench_t *b, bench_conn_t *c) {
+  ssize_t n;
+
+  while (c->woff < c->wlen) {
+    n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        (void)conn_watch(b, c, EPOLLIN | EPOLLOUT);
+        return;
+      }
+      bench_fail(b, "write to tokend: %s", strerror(errno));
+      return;
+    }
+    c->woff += (size_t)n;
+  }
+  c->woff = c->wlen = 0;
+  (void)conn_watch(b, c, EPOLLIN);
+}
+
+static int wbuf_reserve(bench_conn_t *c, size_t extra) {
+  size_t cap;
+  uint8_t *nb;
+
+  if (c->wcap - c->wlen >= extra)
+    return 0;
+  cap = c->wcap ? c->wcap : 4096;
+  while (cap - c->wlen < extra)
+    cap *= 2;
+  nb = realloc(c->wbuf, cap);
+  if (nb == NULL)
+    return TOKEND_ENOMEM;
+  c->wbuf = nb;
+  c->wcap = cap;
+  return 0;
+}
+
+static bench_op_t pick_op(bench_t *b) {
+  uint64_t r;
+
+  switch (b->t.kind) {
+  case TEST_VERIFY:
+    return OP_VERIFY;
+  case TEST_ISSUE:
+  case TEST_SETUP:
+    return OP_ISSUE;
+  case TEST_REVOKE:
+    return OP_REVOKE;
+  case TEST_MIXED:
+    break;
+  }
+  r = rng_below(b, 100);
+  if (r < b->o.mix[OP_VERIFY])
+    return OP_VERIFY;
+  if (r < b->o.mix[OP_VERIFY] + b->o.mix[OP_ISSUE])
+    return OP_ISSUE;
+  return OP_REVOKE;
+}
+
+/* Queues one request on c, sent at now. */
+static void conn_queue_request(bench_t *b, bench_conn_t *c, uint64_t now) {
+  bench_test_t *t = &b->t;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__RevokeRequest rr = TOKEND__V1__REVOKE_REQUEST__INIT;
+  bench_op_t op = pick_op(b);
+  uint32_t idx = c->free_slots[c->n_free - 1];
+  bench_slot_t *s = &c->slots[idx];
+  int64_t victim = -1;
+  size_t n;
+
+  s->expect = EXPECT_OK;
+  if (op == OP_REVOKE && (victim = pool_take_for_revoke(b)) < 0)
+    op = OP_VERIFY; /* mixed ran out of tokens to revoke */
+  switch (op) {
+  case OP_VERIFY:
+    req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+    req.verify = &vr;
+    if (b->n_pool == 0 || rng_below(b, 100) < b->o.invalid_pct) {
+      vr.token = b->unknown[rng_below(b, BENCH_UNKNOWN_TOKENS)];
+      s->expect = EXPECT_UNKNOWN;
+      t->unknown_sent++;
+    } else {
+      s->token = (uint32_t)rng_below(b, b->n_pool);
+      vr.token = b->pool[s->token].token;
+      s->expect = b->pool[s->token].state == TOKEN_ACTIVE ? EXPECT_VALID
+                  : b->pool[s->token].state == TOKEN_REVOKED
+                      ? EXPECT_REVOKED
+                      : EXPECT_VALID_OR_REVOKED;
+    }
+    break;
+  case OP_ISSUE:
+    req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+    req.issue = &ir;
+    ir.domain = b->o.domain;
+    ir.label = "tokend-bench";
+    break;
+  case OP_REVOKE:
+  case OP_COUNT:
+    req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
+    req.revoke = &rr;
+    rr.domain = b->o.domain;
+    rr.token_id = b->pool[victim].id;
+    s->token = (uint32_t)victim;
+    break;
+  }
+  c->seq++;
+  s->call_id = (c->seq << BENCH_SLOT_BITS) | idx;
+  s->op = (uint8_t)op;
+  s->sent_ns = now;
+  req.call_id = s->call_id;
+  n = tokend__v1__request__get_packed_size(&req);
+  if (wbuf_reserve(c, TOKEND_FRAME_HEADER_BYTES + n) != 0) {
+    bench_fail(b, "out of memory for a request");
+    return;
+  }
+  frame_encode_header(c->wbuf + c->wlen, (uint32_t)n);
+  tokend__v1__request__pack(&req,
+                            c->wbuf + c->wlen + TOKEND_FRAME_HEADER_BYTES);
+  c->wlen += TOKEND_FRAME_HEADER_BYTES + n;
+  c->n_free--;
+  c->inflight++;
+  t->sent++;
+  t->by_op[op]++;
+}
+
+static int test_stopping(const bench_t *b, uint64_t now) {
+  return bench_interrupted ||
+         (b->t.deadline_ns != 0 && now >= b->t.deadline_ns);
+}
+
+/* Sends what c may send now: in batch mode only once all of its previous
+ * batch is answered; never more than -n in all, nor ahead of --rate. */
+static void conn_fill(bench_t *b, bench_conn_t *c, uint64_t now) {
+  bench_test_t *t = &b->t;
+  uint64_t limit = t->n, allowed;
+
+  if (b->fatal || test_stopping(b, now))
+    return;
+  if (!t->window && c->inflight > 0)
+    return;
+  if (t->rate > 0) {
+    allowed = 1 + (uint64_t)((double)(now - t->start_ns) * t->rate / 1e9);
+    if (allowed < limit)
+      limit = allowed;
+  }
+  while (c->inflight < t->pipeline && t->sent < limit && !b->fatal) {
+    /* revoke with --duration ends when every token is revoked. */
+    if (t->kind == TEST_REVOKE && b->n_active == 0) {
+      t->n = t->sent;
+      break;
+    }
+    conn_queue_request(b, c, now);
+  }
+  if (c->wlen > c->woff)
+    conn_write(b, c);
+}
+
+static const char *reason_name(int reason) {
+  switch (reason) {
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED:
+    return "MALFORMED";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN:
+    return "UNKNOWN";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED:
+    return "REVOKED";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED:
+    return "EXPIRED";
+  default:
+    return "UNSPECIFIED";
+  }
+}
+
+static void check_verify(bench_t *b, const bench_slot_t *s,
+                         const Tokend__V1__VerifyResponse *vr) {
+  const bench_token_t *tk =
+      s->expect == EXPECT_UNKNOWN ? NULL : &b->pool[s->token];
+  int valid_ok, revoked_ok;
+
+  valid_ok = vr->valid && tk != NULL && strcmp(vr->token_id, tk->id) == 0 &&
+             strcmp(vr->domain, b->o.domain) == 0;
+  revoked_ok = !vr->valid &&
+               vr->reason == TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
+  switch (s->expect) {
+  case EXPECT_VALID:
+    if (valid_ok)
+      return;
+    break;
+  case EXPECT_REVOKED:
+    if (revoked_ok)
+      return;
+    break;
+  case EXPECT_VALID_OR_REVOKED:
+    if (valid_ok || revoked_ok)
+      return;
+    break;
+  case EXPECT_UNKNOWN:
+    if (!vr->valid &&
+        vr->reason == TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN)
+      return;
+    break;
+  default:
+    break;
+  }
+  bench_unexpected(b,
+                   "verify of %s token %s: got valid=%d reason=%s id=%s "
+                   "domain=%s",
+                   s->expect == EXPECT_UNKNOWN   ? "a never-issued"
+                   : s->expect == EXPECT_VALID   ? "an active"
+                   : s->expect == EXPECT_REVOKED ? "a revoked"
+                                                 : "a revoking",
+                   tk != NULL ? tk->id : "-", (int)vr->valid,
+                   reason_name(vr->reason), vr->token_id, vr->domain);
+}
+
+/* Checks one answer against what its request called for. */
+static void check_response(bench_t *b, const bench_slot_t *s,
+                           const Tokend__V1__Response *resp) {
+  static const Tokend__V1__Response__ResultCase want[OP_COUNT] = {
+      TOKEND__V1__RESPONSE__RESULT_VERIFY, TOKEND__V1__RESPONSE__RESULT_ISSUE,
+      TOKEND__V1__RESPONSE__RESULT_REVOKE};
+  static const char *const op_names[OP_COUNT] = {"verify", "issue", "revoke"};
+  bench_token_t *tk;
+
+  if (resp->status != NULL && resp->status->code != 0) {
+    bench_unexpected(b, "%s: status %s: %s", op_names[s->op],
+                     tokend_grpc_name(resp->status->code),
+                     resp->status->message);
+    if (s->op == OP_REVOKE)
+      b->pool[s->token].state = TOKEN_ACTIVE; /* not revoked, not reused */
+    return;
+  }
+  if (resp->result_case != want[s->op]) {
+    bench_unexpected(b, "%s: status OK but result case %d", op_names[s->op],
+                     (int)resp->result_case);
+    return;
+  }
+  switch (s->op) {
+  case OP_VERIFY:
+    check_verify(b, s, resp->verify);
+    break;
+  case OP_ISSUE:
+    if (resp->issue->info == NULL ||
+        token_check(resp->issue->token, strlen(resp->issue->token)) != 0 ||
+        token_id_check(resp->issue->info->id, strlen(resp->issue->info->id)) !=
+            0) {
+      bench_unexpected(b, "issue: the answer has no well-formed token or id");
+      break;
+    }
+    /* The setup phase and mixed draw on what they issue; issue alone
+     * measures Issue and keeps nothing. */
+    if (b->t.kind == TEST_SETUP || b->t.kind == TEST_MIXED)
+      pool_add(b, resp->issue->token, resp->issue->info->id);
+    break;
+  case OP_REVOKE:
+    tk = &b->pool[s->token];
+    tk->state = TOKEN_REVOKED;
+    if (resp->revoke->already_revoked)
+      bench_unexpected(b,
+                       "revoke of %s: already_revoked, but this run "
+                       "revoked it only once",
+                       tk->id);
+    break;
+  default:
+    break;
+  }
+}
+
+static void conn_on_response(bench_t *b, bench_conn_t *c, const uint8_t *body,
+                             uint32_t len, uint64_t now) {
+  Tokend__V1__Response *resp;
+  bench_slot_t *s;
+  uint32_t idx;
+
+  b->arena_used = 0;
+  resp = tokend__v1__response__unpack(&b->alloc, len, body);
+  if (resp == NULL) {
+    bench_fail(b, "tokend sent %u bytes that are not a Response", len);
+    return;
+  }
+  idx = (uint32_t)(resp->call_id & ((1u << BENCH_SLOT_BITS) - 1));
+  if (resp->call_id == 0 || idx >= c->n_slots ||
+      c->slots[idx].call_id != resp->call_id) {
+    bench_fail(b,
+               "tokend answered call_id %" PRIu64 ", which is not in "
+               "flight (status %d: %s)",
+               resp->call_id, resp->status ? resp->status->code : 0,
+               resp->status ? resp->status->message : "");
+    goto out_free;
+  }
+  s = &c->slots[idx];
+  hist_record(&b->t.hist, now - s->sent_ns);
+  check_response(b, s, resp);
+  s->call_id = 0;
+  c->free_slots[c->n_free++] = idx;
+  c->inflight--;
+  b->t.done++;
+out_free:
+  tokend__v1__response__free_unpacked(resp, &b->alloc);
+}
+
+/* Reads what tokend sent, handles every complete frame, trims once, then
+ * sends what the freed slots allow. */
+static void conn_read(bench_t *b, bench_conn_t *c, uint64_t now) {
+  size_t off = 0, consumed, cap;
+  const uint8_t *body;
+  uint32_t body_len;
+  frame_result_t r;
+  ssize_t n;
+  uint8_t *nb;
+
+  if (c->rcap - c->rlen < BENCH_READ_CHUNK / 4) {
+    cap = c->rcap ? c->rcap * 2 : BENCH_READ_CHUNK;
+    if ((nb = realloc(c->rbuf, cap)) == NULL) {
+      bench_fail(b, "out of memory for reading");
+      return;
+    }
+    c->rbuf = nb;
+    c->rcap = cap;
+  }
+  n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+  if (n < 0) {
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+      return;
+    bench_fail(b, "read from tokend: %s", strerror(errno));
+    return;
+  }
+  if (n == 0) {
+    bench_fail(b, "tokend closed a connection with %u requests in flight",
+               c->inflight);
+    return;
+  }
+  c->rlen += (size_t)n;
+  for (;;) {
+    r = frame_decode(c->rbuf + off, c->rlen - off, BENCH_MAX_RESPONSE_BYTES,
+                     &body, &body_len, &consumed);
+    if (r == FRAME_NEED_MORE)
+      break;
+    if (r != FRAME_OK) {
+      bench_fail(b, "tokend sent a bad frame header");
+      return;
+    }
+    conn_on_response(b, c, body, body_len, now);
+    if (b->fatal)
+      return;
+    off += consumed;
+  }
+  if (off > 0) {
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    b->t.last_progress_ns = now;
+    b->t.end_ns = now;
+  }
+  /* A frame larger than the buffer: make room for all of it. */
+  if (consumed > c->rcap) {
+    if ((nb = realloc(c->rbuf, consumed)) == NULL) {
+      bench_fail(b, "out of memory for reading");
+      return;
+    }
+    c->rbuf = nb;
+    c->rcap = consumed;
+  }
+  conn_fill(b, c, now);
+}
+
+static int conn_open(bench_t *b, bench_conn_t *c, uint32_t n_slots) {
+  struct sockaddr_un addr;
+  struct epoll_event ev;
+  uint32_t i;
+
+  c->fd = -1;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (strlen(b->o.socket_path) >= sizeof(addr.sun_path)) {
+    bench_fail(b, "socket path too long: %s", b->o.socket_path);
+    return TOKEND_EINVAL;
+  }
+  strcpy(addr.sun_path, b->o.socket_path);
+  c->slots = calloc(n_slots, sizeof(*c->slots));
+  c->free_slots = malloc(n_slots * sizeof(*c->free_slots));
+  if (c->slots == NULL || c->free_slots == NULL) {
+    bench_fail(b, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  /* Slot 0 is taken last, so the first call_ids are small. */
+  for (i = 0; i < n_slots; i++)
+    c->free_slots[i] = n_slots - 1 - i;
+  c->n_slots = c->n_free = n_slots;
+  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) {
+    bench_fail(b, "socket: %s", strerror(errno));
+    return TOKEND_EIO;
+  }
+  /* Connect blocking (a full backlog makes a non-blocking one fail), then
+   * switch to non-blocking for the run. */
+  if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+    bench_fail(b, "cannot connect to tokend at %s: %s", b->o.socket_path,
+               strerror(errno));
+    return TOKEND_ECONNECT;
+  }
+  if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) != 0) {
+    bench_fail(b, "fcntl: %s", strerror(errno));
+    return TOKEND_EIO;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.ptr = c;
+  if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    bench_fail(b, "epoll_ctl: %s", strerror(errno));
+    return TOKEND_EINTERNAL;
+  }
+  c->events = EPOLLIN;
+  return 0;
+}
+
+static void conn_free(bench_conn_t *c) {
+  if (c->fd >= 0)
+    close(c->fd);
+  /* Requests carry tokens: wipe them, as any holder of a token should. */
+  if (c->wbuf != NULL)
+    sodium_memzero(c->wbuf, c->wcap);
+  free(c->wbuf);
+  free(c->rbuf);
+  free(c->slots);
+  free(c->free_slots);
+}
+
+/* ---- running a test ---- */
+
+/* How long the loop may sleep: until the next request --rate allows, the
+ * deadline, or the no-answer timeout, whichever is first. */
+static int loop_timeout_ms(const bench_t *b, uint64_t now) {
+  const bench_test_t *t = &b->t;
+  uint64_t wait = 100 * 1000000ull, next;
+
+  if (t->sent > t->done) {
+    next = t->last_progress_ns + (uint64_t)b->o.timeout_ms * 1000000u;
+    wait = next > now ? next - now : 0;
+  }
+  if (t->rate > 0 && t->sent < t->n) {
+    next = t->start_ns + (uint64_t)((double)t->sent * 1e9 / t->rate);
+    if (next <= now)
+      wait = 0;
+    else if (next - now < wait)
+      wait = next - now;
+  }
+  if (t->deadline_ns != 0) {
+    next = t->deadline_ns > now ? t->deadline_ns - now : 0;
+    if (next < wait)
+      wait = next;
+  }
+  return (int)((wait + 999999) / 1000000);
+}
+
+static int test_finished(const bench_t *b, uint64_t now) {
+  const bench_test_t *t = &b->t;
+
+  return t->done == t->sent && (t->sent >= t->n || test_stopping(b, now));
+}
+
+/* Runs one test to completion: n requests answered, or the deadline (or
+ * ^C) passed and everything in flight answered. Returns 0, or non-zero if
+ * the run cannot go on (b->fatal_msg). */
+static int bench_run_test(bench_t *b, bench_test_kind_t kind, uint64_t n,
+                          uint32_t pipeline, int window, double rate,
+                          double duration_s) {
+  bench_test_t *t = &b->t;
+  struct epoll_event evs[64];
+  uint64_t now;
+  uint32_t i;
+  int nev, k;
+
+  memset(t, 0, sizeof(*t));
+  t->kind = kind;
+  t->n = n;
+  t->pipeline = pipeline;
+  t->window = window || rate > 0;
+  t->rate = rate;
+  now = now_ns();
+  t->start_ns = t->end_ns = t->last_progress_ns = now;
+  if (duration_s > 0)
+    t->deadline_ns = now + (uint64_t)(duration_s * 1e9);
+  for (i = 0; i < b->o.conns && !b->fatal; i++)
+    conn_fill(b, &b->conns[i], now);
+  while (!b->fatal && !test_finished(b, now)) {
+    nev = epoll_wait(b->epfd, evs, 64, loop_timeout_ms(b, now));
+    if (nev < 0 && errno != EINTR) {
+      bench_fail(b, "epoll_wait: %s", strerror(errno));
+      break;
+    }
+    now = now_ns();
+    for (k = 0; k < nev && !b->fatal; k++) {
+      bench_conn_t *c = evs[k].data.ptr;
+
+      if (evs[k].events & EPOLLOUT)
+        conn_write(b, c);
+      if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        conn_read(b, c, now);
+    }
+    /* Paced sends are due by the clock, not by an answer. */
+    if (t->rate > 0)
+      for (i = 0; i < b->o.conns && !b->fatal; i++)
+        conn_fill(b, &b->conns[i], now);
+    if (t->sent > t->done &&
+        now - t->last_progress_ns > (uint64_t)b->o.timeout_ms * 1000000u)
+      bench_fail(
+          b, "no answer from tokend for %d ms (%" PRIu64 " requests in flight)",
+          b->o.timeout_ms, t->sent - t->done);
+  }
+  return b->fatal ? TOKEND_EIO : 0;
+}
+
+static void print_csv_header(void) {
+  printf("test,conns,pipeline,requests,rps,p50_us,p90_us,p99_us,p999_us,"
+         "max_us\n");
+}
+
+/* cpu: this process's CPU time during the test; server_cpu: the server's
+ * (UINT64_MAX: not measured). */
+static void print_result(const bench_t *b, uint64_t cpu, uint64_t server_cpu) {
+  const bench_test_t *t = &b->t;
+  const bench_hist_t *h = &t->hist;
+  double secs = (double)(t->end_ns - t->start_ns) / 1e9;
+  double rps = secs > 0 ? (double)t->done / secs : 0;
+  double p50 = (double)hist_percentile(h, 50) / 1e3,
+         p90 = (double)hist_percentile(h, 90) / 1e3,
+         p99 = (double)hist_percentile(h, 99) / 1e3,
+         p999 = (double)hist_percentile(h, 99.9) / 1e3,
+         max = (double)h->max / 1e3;
+  double server_us =
+      t->done > 0 ? (double)server_cpu / 1e3 / (double)t->done : 0;
+
+  if (b->o.csv) {
+    /* The CSV columns are fixed: the server's CPU goes to stderr. */
+    if (server_cpu != UINT64_MAX)
+      fprintf(stderr,
+              "tokend-bench: %s: server CPU %.3f us per request (%.0f%% of "
+              "one core)\n",
+              bench_test_names[t->kind], server_us,
+              secs > 0 ? (double)server_cpu / 1e9 / secs * 100 : 0);
+    printf("%s,%u,%u,%" PRIu64 ",%.2f,%.1f,%.1f,%.1f,%.1f,%.1f\n",
+           bench_test_names[t->kind], b->o.conns, t->pipeline, t->done, rps,
+           p50, p90, p99, p999, max);
+    fflush(stdout);
+    return;
+  }
+  printf("====== %s ======\n", bench_test_names[t->kind]);
+  printf("  %" PRIu64 " requests completed in %.3f seconds\n", t->done, secs);
+  printf("  %u connections, pipeline %u (%s)%s\n", b->o.conns, t->pipeline,
+         t->window ? "window" : "batch", t->rate > 0 ? ", paced" : "");
+  printf("  requests: %" PRIu64 " verify (%" PRIu64 " of never-issued tokens), "
+         "%" PRIu64 " issue, %" PRIu64 " revoke\n",
+         t->by_op[OP_VERIFY], t->unknown_sent, t->by_op[OP_ISSUE],
+         t->by_op[OP_REVOKE]);
+  printf("  %.2f requests per second\n", rps);
+  printf("  latency (us): p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+         p50, p90, p99, p999, max);
+  printf("  tokend-bench CPU: %.0f%% of one core\n",
+         secs > 0 ? (double)cpu / 1e9 / secs * 100 : 0);
+  if (server_cpu != UINT64_MAX)
+    printf("  server CPU: %.3f us per request (%.0f%% of one core)\n",
+           server_us, secs > 0 ? (double)server_cpu / 1e9 / secs * 100 : 0);
+  printf("  unexpected answers: %" PRIu64 "\n\n", t->errors);
+  fflush(stdout);
+}
+
+/* ---- options ---- */
+
+static const char bench_usage[] =
+    "Usage: tokend-bench [options]\n"
+    "\n"
+    "Load generator for tokend, with redis-benchmark's connection and\n"
+    "pipelining model (compare with redis-benchmark -s SOCK -c C -P P).\n"
+    "\n"
+    "  -s, --socket PATH     tokend's socket (default: $TOKEND_SOCKET, else\n"
+    "                        " TOKEND_SOCKET_DEFAULT ")\n"
+    "  -c, --conns N         connections (default 50)\n"
+    "  -P, --pipeline N      requests in flight per connection (default 1)\n"
+    "  -n, --requests N      requests per test (default 100000; unlimited\n"
+    "                        with --duration and no -n)\n"
+    "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed\n"
+    "                        (default verify); run in order\n"
+    "      --tokens N        first issue N tokens (not measured) for verify,\n"
+    "                        revoke and mixed to use (default 1000, plus -n\n"
+    "                        for each revoke test; 0 if only issue)\n"
+    "      --invalid-pct P   share of Verifies of well-formed, never-issued\n"
+    "                        tokens, which must answer UNKNOWN (default 10)\n"
+    "      --mix V:I:R       mixed: percent verify:issue:revoke (default\n"
+    "                        90:5:5; revoke falls back to verify when no\n"
+    "                        active token is left)\n"
+    "      --rate R          send at most R requests per second per test,\n"
+    "                        over all connections (slots refill at once)\n"
+    "      --duration S      stop sending each test after S seconds\n"
+    "      --window          refill each answered slot at once instead of\n"
+    "                        waiting for the whole batch of -P answers\n"
+    "      --domain D        domain for the tokens (default bench-<pid>)\n"
+    "      --timeout-ms MS   fail if tokend answers nothing for MS ms while\n"
+    "                        requests are in flight (default 10000)\n"
+    "      --server-pid PID  also report PID's CPU time per request (read\n"
+    "                        from /proc; on stderr with --csv)\n"
+    "      --csv             print one header line, then one line per test:\n"
+    "                        test,conns,pipeline,requests,rps,p50_us,p90_us,\n"
+    "                        p99_us,p999_us,max_us\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Tokens issued stay in tokend's database (in the --domain): run it\n"
+    "against a throwaway tokend. Exit status: 0 every answer as expected,\n"
+    "1 some were not (count and first one on stderr), 2 usage error or the\n"
+    "run could not complete, 130 interrupted.\n";
+
+enum {
+  OPT_TOKENS = 256,
+  OPT_INVALID_PCT,
+  OPT_MIX,
+  OPT_RATE,
+  OPT_DURATION,
+  OPT_WINDOW,
+  OPT_DOMAIN,
+  OPT_TIMEOUT_MS,
+  OPT_SERVER_PID,
+  OPT_CSV
+};
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+  char *end;
+  unsigned long long v;
+
+  if (*s < '0' || *s > '9')
+    return TOKEND_EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max)
+    return TOKEND_EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int parse_positive_double(const char *s, double *out) {
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0' || !(v > 0) || v > 1e9)
+    return TOKEND_EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int parse_tests(const char *s, bench_opts_t *o) {
+  char buf[256], *tok, *save = NULL;
+  size_t k;
+
+  if (strlen(s) >= sizeof(buf))
+    return TOKEND_EINVAL;
+  strcpy(buf, s);
+  o->n_tests = 0;
+  for (tok = strtok_r(buf, ",", &save); tok != NULL;
+       tok = strtok_r(NULL, ",", &save)) {
+    for (k = 0; k < TEST_SETUP; k++)
+      if (strcmp(tok, bench_test_names[k]) == 0)
+        break;
+    if (k == TEST_SETUP || o->n_tests == BENCH_MAX_TESTS)
+      return TOKEND_EINVAL;
+    o->tests[o->n_tests++] = (bench_test_kind_t)k;
+  }
+  return o->n_tests > 0 ? 0 : TOKEND_EINVAL;
+}
+
+static int parse_mix(const char *s, unsigned mix[OP_COUNT]) {
+  unsigned v, i, r;
+  int used;
+
+  if (sscanf(s, "%u:%u:%u%n", &mix[0], &mix[1], &mix[2], &used) != 3 ||
+      s[used] != '\0')
+    return TOKEND_EINVAL;
+  for (i = 0, v = 0; i < OP_COUNT; i++) {
+    r = mix[i];
+    if (r > 100)
+      return TOKEND_EINVAL;
+    v += r;
+  }
+  return v == 100 ? 0 : TOKEND_EINVAL;
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "tokend-bench: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'tokend-bench --help'.\n");
+  return BENCH_EXIT_ERROR;
+}
+
+/* Fills o from argv. Returns -1 to go on, else the exit status. */
+static int parse_opts(int argc, char **argv, bench_opts_t *o) {
+  static const struct option longopts[] = {
+      {"socket", required_argument, NULL, 's'},
+      {"conns", required_argument, NULL, 'c'},
+      {"pipeline", required_argument, NULL, 'P'},
+      {"requests", required_argument, NULL, 'n'},
+      {"tests", required_argument, NULL, 't'},
+      {"tokens", required_argument, NULL, OPT_TOKENS},
+      {"invalid-pct", required_argument, NULL, OPT_INVALID_PCT},
+      {"mix", required_argument, NULL, OPT_MIX},
+      {"rate", required_argument, NULL, OPT_RATE},
+      {"duration", required_argument, NULL, OPT_DURATION},
+      {"window", no_argument, NULL, OPT_WINDOW},
+      {"domain", required_argument, NULL, OPT_DOMAIN},
+      {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
+      {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+      {"csv", no_argument, NULL, OPT_CSV},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  uint64_t v;
+  size_t i;
+  int ch;
+
+  o->socket_path = getenv(TOKEND_SOCKET_ENV);
+  if (o->socket_path == NULL || o->socket_path[0] == '\0')
+    o->socket_path = TOKEND_SOCKET_DEFAULT;
+  o->conns = BENCH_DEFAULT_CONNS;
+  o->pipeline = 1;
+  o->requests = BENCH_DEFAULT_REQUESTS;
+  o->tests[0] = TEST_VERIFY;
+  o->n_tests = 1;
+  o->invalid_pct = 10;
+  o->mix[OP_VERIFY] = 90;
+  o->mix[OP_ISSUE] = 5;
+  o->mix[OP_REVOKE] = 5;
+  o->timeout_ms = BENCH_DEFAULT_TIMEOUT_MS;
+  snprintf(o->domain, sizeof(o->domain), "bench-%ld", (long)getpid());
+
+  while ((ch = getopt_long(argc, argv, "s:c:P:n:t:h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 's':
+      o->socket_path = optarg;
+      break;
+    case 'c':
+      if (parse_u64(optarg, 1, BENCH_MAX_CONNS, &v) != 0)
+        return usage_error("-c must be 1 to 1024, not '%s'", optarg);
+      o->conns = (uint32_t)v;
+      break;
+    case 'P':
+      if (parse_u64(optarg, 1, BENCH_MAX_PIPELINE, &v) != 0)
+        return usage_error("-P must be 1 to 4096, not '%s'", optarg);
+      o->pipeline = (uint32_t)v;
+      break;
+    case 'n':
+      if (parse_u64(optarg, 1, UINT64_MAX >> BENCH_SLOT_BITS, &o->requests) !=
+          0)
+        return usage_error("-n must be a positive number, not '%s'", optarg);
+      o->requests_set = 1;
+      break;
+    case 't':
+      if (parse_tests(optarg, o) != 0)
+        return usage_error("-t takes a comma-separated list of verify, "
+                           "issue, revoke, mixed (at most 8), not '%s'",
+                           optarg);
+      break;
+    case OPT_TOKENS:
+      if (parse_u64(optarg, 0, BENCH_MAX_TOKENS, &o->tokens) != 0)
+        return usage_error("--tokens must be 0 to 20000000, not '%s'", optarg);
+      o->tokens_set = 1;
+      break;
+    case OPT_INVALID_PCT:
+      if (parse_u64(optarg, 0, 100, &v) != 0)
+        return usage_error("--invalid-pct must be 0 to 100, not '%s'", optarg);
+      o->invalid_pct = (unsigned)v;
+      break;
+    case OPT_MIX:
+      if (parse_mix(optarg, o->mix) != 0)
+        return usage_error("--mix takes V:I:R percentages adding up to 100, "
+                           "not '%s'",
+                           optarg);
+      break;
+    case OPT_RATE:
+      if (parse_positive_double(optarg, &o->rate) != 0)
+        return usage_error("--rate must be a positive number, not '%s'",
+                           optarg);
+      break;
+    case OPT_DURATION:
+      if (parse_positive_double(optarg, &o->duration_s) != 0)
+        return usage_error("--duration must be a positive number of "
+                           "seconds, not '%s'",
+                           optarg);
+      break;
+    case OPT_WINDOW:
+      o->window = 1;
+      break;
+    case OPT_DOMAIN:
+      if (strlen(optarg) < 1 || strlen(optarg) > TOKEND_DOMAIN_MAX_CHARS)
+        return usage_error("--domain must be 1 to 128 characters: '%s'",
+                           optarg);
+      snprintf(o->domain, sizeof(o->domain), "%s", optarg);
+      break;
+    case OPT_TIMEOUT_MS:
+      if (parse_u64(optarg, 1, 3600000, &v) != 0)
+        return usage_error("--timeout-ms must be 1 to 3600000, not '%s'",
+                           optarg);
+      o->timeout_ms = (int)v;
+      break;
+    case OPT_SERVER_PID:
+      if (parse_u64(optarg, 1, INT32_MAX, &v) != 0)
+        return usage_error("--server-pid must be a process id, not '%s'",
+                           optarg);
+      o->server_pid = (long)v;
+      break;
+    case OPT_CSV:
+      o->csv = 1;
+      break;
+    case 'h':
+      fputs(bench_usage, stdout);
+      return BENCH_EXIT_OK;
+    default:
+      fprintf(stderr, "Try 'tokend-bench --help'.\n");
+      return BENCH_EXIT_ERROR;
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (o->duration_s > 0 && !o->requests_set)
+    o->requests = UINT64_MAX >> BENCH_SLOT_BITS;
+  if (!o->tokens_set) {
+    for (i = 0; i < o->n_tests; i++) {
+      if (o->tests[i] == TEST_REVOKE) {
+        if (!o->requests_set)
+          return usage_error("%s", "revoke with --duration and no -n needs "
+                                   "--tokens");
+        o->tokens += o->requests;
+      }
+    }
+    for (i = 0; i < o->n_tests; i++)
+      if (o->tests[i] != TEST_ISSUE) {
+        o->tokens += BENCH_DEFAULT_TOKENS;
+        break;
+      }
+    if (o->tokens > BENCH_MAX_TOKENS)
+      return usage_error("%s", "that many revokes need more than 20000000 "
+                               "tokens");
+  }
+  return -1;
+}
+
+/* ---- main ---- */
+
+static int bench_setup(bench_t *b) {
+  uint64_t t0 = now_ns();
+  uint32_t pipeline = b->o.pipeline > BENCH_SETUP_PIPELINE
+                          ? b->o.pipeline
+                          : BENCH_SETUP_PIPELINE;
+  double secs;
+  size_t i;
+
+  for (i = 0; i < BENCH_UNKNOWN_TOKENS; i++)
+    if (token_generate(TOKEND_PREFIX_DEFAULT, b->unknown[i]) != 0) {
+      bench_fail(b, "cannot generate tokens");
+      return TOKEND_EINTERNAL;
+    }
+  if (b->o.tokens == 0) {
+    fprintf(stderr, "tokend-bench: setup done (no tokens)\n");
+    return 0;
+  }
+  if (pool_reserve(b, (size_t)b->o.tokens) != 0) {
+    bench_fail(b, "out of memory for %" PRIu64 " tokens", b->o.tokens);
+    return TOKEND_ENOMEM;
+  }
+  if (bench_run_test(b, TEST_SETUP, b->o.tokens, pipeline, 1, 0, 0) != 0)
+    return TOKEND_EIO;
+  if (b->t.errors > 0 || b->n_pool != b->o.tokens) {
+    bench_fail(b,
+               "setup: only %zu of %" PRIu64 " Issues succeeded; first "
+               "failure: %s",
+               b->n_pool, b->o.tokens, b->t.first_error);
+    return TOKEND_EIO;
+  }
+  secs = (double)(now_ns() - t0) / 1e9;
+  fprintf(stderr,
+          "tokend-bench: setup done: issued %zu tokens in domain %s in %.2f s "
+          "(%.0f per second)\n",
+          b->n_pool, b->o.domain, secs,
+          secs > 0 ? (double)b->n_pool / secs : 0);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  bench_t *b;
+  struct sigaction sa;
+  uint64_t errors = 0, cpu0, server0 = 0, server1 = 0, server_cpu;
+  char first_error[BENCH_ERRMSG_BYTES + 16] = "";
+  bench_test_kind_t kind;
+  int status = BENCH_EXIT_ERROR, rc, server_ok;
+  size_t i;
+  uint32_t k;
+
+  b = calloc(1, sizeof(*b));
+  if (b == NULL) {
+    fprintf(stderr, "tokend-bench: out of memory\n");
+    return BENCH_EXIT_ERROR;
+  }
+  b->epfd = -1;
+  if ((rc = parse_opts(argc, argv, &b->o)) >= 0) {
+    status = rc;
+    goto out_free;
+  }
+  if (sodium_init() < 0) {
+    fprintf(stderr, "tokend-bench: libsodium failed to initialise\n");
+    goto out_free;
+  }
+  randombytes_buf(&b->rng, sizeof(b->rng));
+  b->rng |= 1;
+  b->alloc.alloc = arena_alloc;
+  b->alloc.free = arena_free;
+  b->alloc.allocator_data = b;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  if ((b->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+    fprintf(stderr, "tokend-bench: epoll_create1: %s\n", strerror(errno));
+    goto out_free;
+  }
+  b->conns = calloc(b->o.conns, sizeof(*b->conns));
+  if (b->conns == NULL) {
+    fprintf(stderr, "tokend-bench: out of memory\n");
+    goto out_close_epoll;
+  }
+  for (k = 0; k < b->o.conns; k++)
+    b->conns[k].fd = -1;
+  for (k = 0; k < b->o.conns; k++)
+    if (conn_open(b, &b->conns[k],
+                  b->o.pipeline > BENCH_SETUP_PIPELINE
+                      ? b->o.pipeline
+                      : BENCH_SETUP_PIPELINE) != 0)
+      goto out_fatal;
+  if (bench_setup(b) != 0)
+    goto out_fatal;
+  if (b->o.csv)
+    print_csv_header();
+  for (i = 0; i < b->o.n_tests && !bench_interrupted; i++) {
+    kind = b->o.tests[i];
+    if (kind == TEST_REVOKE && b->n_active < b->o.requests &&
+        b->o.duration_s == 0) {
+      bench_fail(b,
+                 "revoke: -n %" PRIu64 " but only %zu active tokens; "
+                 "pass --tokens",
+                 b->o.requests, b->n_active);
+      goto out_fatal;
+    }
+    cpu0 = cpu_ns();
+    server_cpu = UINT64_MAX;
+    server_ok =
+        b->o.server_pid != 0 && proc_cpu_ns(b->o.server_pid, &server0) == 0;
+    if (b->o.server_pid != 0 && !server_ok)
+      fprintf(stderr, "tokend-bench: cannot read /proc/%ld/stat\n",
+              b->o.server_pid);
+    if (bench_run_test(b, kind, b->o.requests, b->o.pipeline, b->o.window,
+                       b->o.rate, b->o.duration_s) != 0)
+      goto out_fatal;
+    if (server_ok && proc_cpu_ns(b->o.server_pid, &server1) == 0 &&
+        server1 >= server0)
+      server_cpu = server1 - server0;
+    print_result(b, cpu_ns() - cpu0, server_cpu);
+    if (b->t.errors > 0 && errors == 0)
+      snprintf(first_error, sizeof(first_error), "%s: %s",
+               bench_test_names[kind], b->t.first_error);
+    errors += b->t.errors;
+  }
+  if (errors > 0) {
+    fprintf(stderr,
+            "tokend-bench: %" PRIu64 " unexpected answers; the first: %s\n",
+            errors, first_error);
+    status = BENCH_EXIT_UNEXPECTED;
+  } else {
+    status = BENCH_EXIT_OK;
+  }
+  if (bench_interrupted)
+    status = BENCH_EXIT_INTERRUPTED;
+  goto out_close_conns;
+
+out_fatal:
+  fprintf(stderr, "tokend-bench: %s\n", b->fatal_msg);
+  status = bench_interrupted ? BENCH_EXIT_INTERRUPTED : BENCH_EXIT_ERROR;
+out_close_conns:
+  for (k = 0; k < b->o.conns; k++)
+    conn_free(&b->conns[k]);
+  free(b->conns);
+out_close_epoll:
+  close(b->epfd);
+out_free:
+  if (b->pool != NULL)
+    sodium_memzero(b->pool, b->cap_pool * sizeof(*b->pool));
+  free(b->pool);
+  sodium_memzero(b->unknown, sizeof(b->unknown));
+  free(b);
+  return status;
+}

@@ -1,0 +1,345 @@
+/* gen_corpus: writes the fuzzers' seed corpus, valid framed Requests that
+ * reach every method and its main branches, into the directory given. Each
+ * seed is one byte naming the peer that sends it (see fuzz_server.c), then
+ * the frames.
+ * Output is deterministic. The corpus is committed; regenerate it after a
+ * protocol change (after `make fuzz` has built build-fuzz/) with:
+ *   rm -r tests/fuzz/corpus && mkdir tests/fuzz/corpus &&
+ *   build-fuzz/tests/fuzz/gen_corpus tests/fuzz/corpus */
+#include <errno.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "fuzz_fixtures.h"
+#include "token.h"
+#include "tokend.pb-c.h"
+
+/* Far in the future (2100-01-01), so an Issue seed stays valid. */
+#define FUTURE_MS 4102444800000LL
+
+typedef struct {
+  uint8_t buf[8192];
+  size_t len;
+} seed_t;
+
+static const char *g_dir;
+static int g_failed;
+
+static void seed_add(seed_t *s, const Tokend__V1__Request *req) {
+  size_t n = tokend__v1__request__get_packed_size(req);
+
+  if (s->len + TOKEND_FRAME_HEADER_BYTES + n > sizeof(s->buf)) {
+    fprintf(stderr, "gen_corpus: seed too big\n");
+    exit(1);
+  }
+  frame_encode_header(s->buf + s->len, (uint32_t)n);
+  tokend__v1__request__pack(req, s->buf + s->len + TOKEND_FRAME_HEADER_BYTES);
+  s->len += TOKEND_FRAME_HEADER_BYTES + n;
+}
+
+static void seed_raw(seed_t *s, const void *bytes, size_t n) {
+  memcpy(s->buf + s->len, bytes, n);
+  s->len += n;
+}
+
+static void seed_write(const char *name, const seed_t *s) {
+  char path[4096];
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+  f = fopen(path, "wb");
+  if (f == NULL || fwrite(s->buf, 1, s->len, f) != s->len || fclose(f) != 0) {
+    fprintf(stderr, "gen_corpus: %s: %s\n", path, strerror(errno));
+    g_failed = 1;
+  }
+}
+
+/* ---- requests ---- */
+
+static void req_issue(seed_t *s, uint64_t call_id, const char *domain,
+                      const char *label, int64_t expires_at,
+                      const char **scopes, size_t n_scopes) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+
+  ir.domain = (char *)domain;
+  ir.label = (char *)label;
+  ir.expires_at = expires_at;
+  ir.scopes = (char **)scopes;
+  ir.n_scopes = n_scopes;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  seed_add(s, &req);
+}
+
+static void req_verify(seed_t *s, uint64_t call_id, const char *token) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+
+  vr.token = (char *)token;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  seed_add(s, &req);
+}
+
+static void req_verify_fixture(seed_t *s, uint64_t call_id, const char *body) {
+  char tok[TOKEND_TOKEN_BYTES];
+
+  fuzz_token_string(body, tok);
+  if (token_check(tok, strlen(tok)) != 0) {
+    fprintf(stderr, "gen_corpus: fixture token %s is malformed\n", tok);
+    exit(1);
+  }
+  req_verify(s, call_id, tok);
+}
+
+static void req_revoke(seed_t *s, uint64_t call_id, const char *domain,
+                       const char *id) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeRequest rr = TOKEND__V1__REVOKE_REQUEST__INIT;
+
+  rr.domain = (char *)domain;
+  rr.token_id = (char *)id;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
+  req.revoke = &rr;
+  seed_add(s, &req);
+}
+
+static void req_list(seed_t *s, uint64_t call_id, const char *domain,
+                     uint32_t page_size, const char *page_token,
+                     int include_revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
+
+  lr.domain = (char *)domain;
+  lr.page_size = page_size;
+  lr.page_token = (char *)page_token;
+  lr.include_revoked = include_revoked;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &lr;
+  seed_add(s, &req);
+}
+
+static void req_grant(seed_t *s, uint64_t call_id, const char *domain,
+                      const char *user) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GrantDomainAdminRequest gr =
+      TOKEND__V1__GRANT_DOMAIN_ADMIN_REQUEST__INIT;
+
+  gr.domain = (char *)domain;
+  gr.user = (char *)user;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN;
+  req.grant_domain_admin = &gr;
+  seed_add(s, &req);
+}
+
+static void req_revoke_admin(seed_t *s, uint64_t call_id, const char *domain,
+                             const char *user, int revoke_tokens) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeDomainAdminRequest rr =
+      TOKEND__V1__REVOKE_DOMAIN_ADMIN_REQUEST__INIT;
+
+  rr.domain = (char *)domain;
+  rr.user = (char *)user;
+  rr.revoke_their_tokens = revoke_tokens;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN;
+  req.revoke_domain_admin = &rr;
+  seed_add(s, &req);
+}
+
+static void req_list_admins(seed_t *s, uint64_t call_id, const char *domain) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListDomainAdminsRequest lr =
+      TOKEND__V1__LIST_DOMAIN_ADMINS_REQUEST__INIT;
+
+  lr.domain = (char *)domain;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS;
+  req.list_domain_admins = &lr;
+  seed_add(s, &req);
+}
+
+static void req_list_audit(seed_t *s, uint64_t call_id, const char *domain,
+                           int64_t since, uint32_t page_size,
+                           const char *page_token) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListAuditEventsRequest lr =
+      TOKEND__V1__LIST_AUDIT_EVENTS_REQUEST__INIT;
+
+  lr.domain = (char *)domain;
+  lr.since = since;
+  lr.page_size = page_size;
+  lr.page_token = (char *)page_token;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
+  req.list_audit_events = &lr;
+  seed_add(s, &req);
+}
+
+static void req_whoami(seed_t *s, uint64_t call_id, const char *actor) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest wr = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+
+  req.call_id = call_id;
+  req.actor = (char *)actor;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+  req.who_am_i = &wr;
+  seed_add(s, &req);
+}
+
+/* An Issue made by an operator for another user. */
+static void req_issue_for(seed_t *s, uint64_t call_id, const char *actor) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+
+  ir.domain = FUZZ_ADMIN_DOMAIN;
+  ir.label = "for an admin";
+  req.call_id = call_id;
+  req.actor = (char *)actor;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  seed_add(s, &req);
+}
+
+static void req_empty(seed_t *s, uint64_t call_id) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+
+  req.call_id = call_id;
+  seed_add(s, &req);
+}
+
+/* A page token as dispatch.c makes them: base64url("<tag><position>"),
+ * tag "p1." for List, "a1." for ListAuditEvents. */
+static const char *page_token(const char *tag, int64_t pos) {
+  static char out[TOKEND_PAGE_TOKEN_BYTES];
+  char raw[32];
+  int n = snprintf(raw, sizeof(raw), "%s%lld", tag, (long long)pos);
+
+  sodium_bin2base64(out, sizeof(out), (const unsigned char *)raw, (size_t)n,
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return out;
+}
+
+int main(int argc, char **argv) {
+  static const char *scopes[] = {"deploy", "read", "admin:tokens",
+                                 "repo/write"};
+  static const char *bad_scopes[] = {"read", "has space"};
+  const fuzz_fixture_t *fx = fuzz_fixtures;
+  char unknown[TOKEND_TOKEN_BYTES];
+  seed_t s;
+
+  if (argc != 2) {
+    fprintf(stderr, "usage: gen_corpus DIR\n");
+    return 2;
+  }
+  g_dir = argv[1];
+  fuzz_token_string(FUZZ_UNKNOWN_BODY, unknown);
+
+  /* The peer byte: operator, domain admin, or no role. */
+  enum { OPERATOR = 0, ADMIN = 1, NOBODY = 2 };
+#define SEED(name, peer, ...)                                                  \
+  do {                                                                         \
+    memset(&s, 0, sizeof(s));                                                  \
+    s.buf[s.len++] = (peer);                                                   \
+    __VA_ARGS__;                                                               \
+    seed_write(name, &s);                                                      \
+  } while (0)
+
+  SEED("issue", ADMIN,
+       req_issue(&s, 1, "example.com", "CI deploy", 0, scopes, 4));
+  SEED("issue_expiring", OPERATOR,
+       req_issue(&s, 2, "tenant-7.example:eu",
+                 "d\xc3\xa9ploiement \xe2\x9c\x93", FUTURE_MS, scopes, 1));
+  SEED("issue_bad_scope", ADMIN,
+       req_issue(&s, 3, "example.com", "x", 0, bad_scopes, 2));
+  SEED("issue_expired", OPERATOR,
+       req_issue(&s, 4, "example.com", "late", 1, NULL, 0));
+  SEED("verify_valid", NOBODY,
+       req_verify_fixture(&s, 10, fx[FUZZ_TOKEN_VALID].body));
+  SEED("verify_expired", NOBODY,
+       req_verify_fixture(&s, 11, fx[FUZZ_TOKEN_EXPIRED].body));
+  SEED("verify_revoked", ADMIN,
+       req_verify_fixture(&s, 12, fx[FUZZ_TOKEN_REVOKED].body));
+  SEED("verify_unknown", NOBODY, req_verify(&s, 13, unknown));
+  SEED("verify_malformed", OPERATOR, req_verify(&s, 14, "tkd_notatoken"));
+  SEED("revoke", ADMIN,
+       req_revoke(&s, 20, fx[FUZZ_TOKEN_REVOCABLE].domain,
+                  fx[FUZZ_TOKEN_REVOCABLE].id));
+  SEED("revoke_already", OPERATOR,
+       req_revoke(&s, 21, fx[FUZZ_TOKEN_REVOKED].domain,
+                  fx[FUZZ_TOKEN_REVOKED].id));
+  SEED("revoke_other_domain", OPERATOR,
+       req_revoke(&s, 22, "other.org", fx[FUZZ_TOKEN_VALID].id));
+  SEED("revoke_bad_id", ADMIN, req_revoke(&s, 23, "example.com", "tok_short"));
+  SEED("list", ADMIN, req_list(&s, 30, "example.com", 0, "", 0));
+  SEED("list_paged", OPERATOR,
+       req_list(&s, 31, "example.com", 1, page_token("p1.", 3), 1));
+  SEED("list_bad_page_token", ADMIN,
+       req_list(&s, 32, "example.com", 5000, "cDEuLTE", 0));
+  SEED("grant_admin", OPERATOR,
+       req_grant(&s, 70, "other.org", "alice@example.com"));
+  SEED("grant_admin_bad_user", OPERATOR, req_grant(&s, 71, "other.org", "a b"));
+  SEED("revoke_admin_and_tokens", OPERATOR,
+       req_revoke_admin(&s, 72, FUZZ_ADMIN_DOMAIN, FUZZ_ADMIN_USER, 1));
+  SEED("revoke_admin_unknown", OPERATOR,
+       req_revoke_admin(&s, 73, "other.org", "nobody", 0));
+  SEED("list_admins", OPERATOR, req_list_admins(&s, 74, FUZZ_ADMIN_DOMAIN));
+  SEED("list_audit", OPERATOR, req_list_audit(&s, 75, "", 0, 0, ""));
+  SEED("list_audit_domain_paged", ADMIN,
+       req_list_audit(&s, 76, FUZZ_ADMIN_DOMAIN, 1, 1, page_token("a1.", 2)));
+  SEED("whoami", NOBODY, req_whoami(&s, 77, ""));
+  SEED("whoami_as_actor", OPERATOR, req_whoami(&s, 78, FUZZ_ADMIN_USER));
+  SEED("issue_for_actor", OPERATOR, req_issue_for(&s, 79, FUZZ_ADMIN_USER));
+  SEED("admin_lifecycle", OPERATOR, {
+    req_grant(&s, 80, "other.org", "bob+ci@example.com");
+    req_list_admins(&s, 81, "other.org");
+    req_revoke_admin(&s, 82, "other.org", "bob+ci@example.com", 1);
+    req_list_audit(&s, 83, "other.org", 0, 10, "");
+  });
+  /* Refusals: a peer with no role, and a non-operator naming an actor. */
+  SEED("refused_nobody", NOBODY, {
+    req_issue(&s, 90, FUZZ_ADMIN_DOMAIN, "not mine", 0, NULL, 0);
+    req_list(&s, 91, FUZZ_ADMIN_DOMAIN, 0, "", 1);
+    req_grant(&s, 92, FUZZ_ADMIN_DOMAIN, "uid:2000");
+    req_list_audit(&s, 93, "", 0, 0, "");
+  });
+  SEED("refused_actor", ADMIN, req_whoami(&s, 94, "root"));
+  SEED("empty_method", NOBODY, req_empty(&s, 40));
+  SEED("empty_frame", ADMIN, seed_raw(&s, "\0\0\0\0\0", 5));
+  SEED("pipeline", OPERATOR, {
+    req_verify_fixture(&s, 50, fx[FUZZ_TOKEN_VALID].body);
+    req_issue(&s, 51, "example.com", "pipelined", 0, scopes + 1, 2);
+    req_list(&s, 52, "example.com", 2, "", 1);
+    req_revoke(&s, 53, "example.com", fx[FUZZ_TOKEN_REVOCABLE].id);
+    req_verify_fixture(&s, 54, fx[FUZZ_TOKEN_REVOCABLE].body);
+    req_empty(&s, 55);
+    req_verify(&s, 56, unknown);
+  });
+  /* A whole frame, then one cut inside its header, then EOF. */
+  SEED("cut_in_header", NOBODY, {
+    req_verify(&s, 60, unknown);
+    seed_raw(&s, "\0\0\0", 3);
+  });
+  /* A frame whose body the peer never finishes. */
+  SEED("cut_in_body", ADMIN, {
+    req_list(&s, 61, "example.com", 0, "", 0);
+    s.len -= 4;
+  });
+  SEED("bad_flag", OPERATOR, {
+    req_empty(&s, 62);
+    seed_raw(&s, "\1\0\0\0\0", 5);
+  });
+  SEED("too_large", NOBODY, seed_raw(&s, "\0\x7f\xff\xff\xff", 5));
+  SEED("not_protobuf", ADMIN, seed_raw(&s, "\0\0\0\0\3\xff\xff\xff", 8));
+  return g_failed;
+}
