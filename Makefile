@@ -7,7 +7,7 @@ ASAN_BUILD_DIR ?= build-asan
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan fuzz bench clean format
+.PHONY: all deps build run test test-asan test-valgrind fuzz bench clean format
 
 all: build
 
@@ -35,6 +35,15 @@ test-asan: deps
 	  ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1:verify_asan_link_order=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+
+# The integration tests with every tokend under valgrind memcheck: any
+# invalid access, or a definite or indirect leak at exit, fails the test
+# (tokend must exit 0 at each test's end).
+VALGRIND ?= valgrind -q --vgdb=no --error-exitcode=99 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect
+test-valgrind: build
+	cd $(BUILD_DIR) && TOKEND_TEST_WRAPPER="$(VALGRIND)" \
+	  ctest --output-on-failure -j $(JOBS) -L integration
 
 # libFuzzer targets (clang) on a copy of tests/fuzz/corpus/, FUZZ_SECONDS
 # each, side by side; fails on any crash, leak or sanitizer report.

@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
-sqlite3 uthash-dev"
+sqlite3 uthash-dev valgrind"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

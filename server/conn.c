@@ -189,23 +189,9 @@ void conn_send_status(conn_t *c, uint64_t call_id, int grpc_code,
   (void)conn_send(c, &resp, 0);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  conn_write_t *w = (conn_write_t *)req;
-  conn_t *c = w->conn;
-
-  if (w->secret)
-    sodium_memzero(w->buf, w->len);
-  c->out_bytes -= w->data_len;
-  free(w->buf);
-  free(w);
-  c->writes--;
+/* After answers left: close if that was all, resume a paused peer. */
+static void conn_after_write(conn_t *c) {
   c->last_active = uv_now(c->pipe.loop);
-  if (status < 0 && status != UV_ECANCELED) {
-    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
-              uv_strerror(status));
-    conn_close(c);
-    return;
-  }
   if (conn_done_sending(c)) {
     conn_close(c);
     return;
@@ -218,6 +204,51 @@ static void on_write(uv_write_t *req, int status) {
   }
 }
 
+static void on_write(uv_write_t *req, int status) {
+  conn_write_t *w = (conn_write_t *)req;
+  conn_t *c = w->conn;
+
+  if (w->secret)
+    sodium_memzero(w->buf, w->len);
+  c->out_bytes -= w->data_len;
+  free(w->buf);
+  free(w);
+  c->writes--;
+  if (status < 0 && status != UV_ECANCELED) {
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+              uv_strerror(status));
+    conn_close(c);
+    return;
+  }
+  conn_after_write(c);
+}
+
+/* Writes what the socket takes at once, without queueing a request (no
+ * allocation, no epoll change): the common case of a peer that reads. The
+ * rest, if any, stays at the front of wbuf. Returns 0 or a libuv error. */
+static int conn_try_write(conn_t *c) {
+  uv_buf_t buf = uv_buf_init((char *)c->wbuf, (unsigned)c->wlen);
+  int n;
+
+  /* Behind queued writes, order demands the queue. */
+  if (c->writes > 0)
+    return 0;
+  n = uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+  if (n == UV_EAGAIN)
+    return 0;
+  if (n < 0)
+    return n;
+  if (c->wbuf_secret)
+    sodium_memzero(c->wbuf, (size_t)n);
+  if ((size_t)n < c->wlen)
+    memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t)n);
+  c->wlen -= (size_t)n;
+  c->out_bytes -= (size_t)n;
+  if (c->wlen == 0)
+    c->wbuf_secret = 0;
+  return 0;
+}
+
 void conn_flush(conn_t *c) {
   conn_write_t *w;
   uv_buf_t buf;
@@ -228,6 +259,16 @@ void conn_flush(conn_t *c) {
   if (c->wlen == 0) {
     if (conn_done_sending(c))
       conn_close(c);
+    return;
+  }
+  if ((err = conn_try_write(c)) != 0) {
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+              uv_strerror(err));
+    conn_close(c);
+    return;
+  }
+  if (c->wlen == 0) {
+    conn_after_write(c);
     return;
   }
   w = malloc(sizeof(*w));

@@ -5,7 +5,7 @@
  * load factor stays at or below 1/2 so probes are short. */
 #include "index.h"
 
-#include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,13 +54,25 @@ void index_free(index_t *ix) {
   free(ix);
 }
 
+/* 1 if the two hashes are equal, in time independent of where they differ
+ * (the keys derive from secrets): four 64-bit XORs ORed together, no early
+ * exit. sodium_memcmp does the same byte by byte, several times slower on
+ * the path of every Verify. */
+_Static_assert(TOKEND_HASH_BYTES == 32, "hash_equal compares 4 x 64 bits");
+
+static int hash_equal(const uint8_t *a, const uint8_t *b) {
+  uint64_t x[4], y[4];
+
+  memcpy(x, a, sizeof(x));
+  memcpy(y, b, sizeof(y));
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
 static size_t probe(index_entry_t *const *slots, size_t cap,
                     const uint8_t *hash) {
   size_t mask = cap - 1, i = (size_t)bucket_of(hash) & mask;
 
-  /* Constant-time compare: the keys derive from secrets. */
-  while (slots[i] != NULL &&
-         sodium_memcmp(slots[i]->hash, hash, TOKEND_HASH_BYTES) != 0)
+  while (slots[i] != NULL && !hash_equal(slots[i]->hash, hash))
     i = (i + 1) & mask;
   return i;
 }
