@@ -455,10 +455,74 @@ static void test_files_created_owner_only(void **state) {
   stop_ok(&f->tokend);
 }
 
+static int64_t db_count(const char *db_path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t v = -1;
+
+  assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* Verify writes no audit row, but per-domain counts of valid and invalid
+ * verifies reach the database with the last_used write-back (here: the one
+ * at shutdown). */
+static void test_verify_counts_written_back_per_domain(void **state) {
+  fixture_t *f = *state;
+  tokend_issued_t a, b;
+  tokend_client_t *c;
+  char mangled[TOKEND_TOKEN_BYTES];
+  int i;
+
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  c = connect_ok(&f->tokend);
+  issue_ok(c, "a", &a);
+  issue_ok(c, "b", &b);
+  assert_int_equal(tokend_client_revoke(c, DOMAIN, b.info.id, NULL, NULL), 0);
+  for (i = 0; i < 5; i++)
+    expect_verify(c, a.token, 1, TOKEND_VERIFY_VALID);
+  for (i = 0; i < 3; i++)
+    expect_verify(c, b.token, 0, TOKEND_VERIFY_REVOKED);
+  memcpy(mangled, a.token, sizeof(mangled));
+  mangled[strlen(mangled) - 1] ^= 1;
+  expect_verify(c, mangled, 0, TOKEND_VERIFY_MALFORMED);
+  expect_verify(c, mangled, 0, TOKEND_VERIFY_MALFORMED);
+  tokend_client_close(c);
+  stop_ok(&f->tokend);
+
+  assert_int_equal(db_count(f->tokend.db_path, "SELECT valid FROM "
+                                               "verify_counts WHERE domain = "
+                                               "'" DOMAIN "'"),
+                   5);
+  assert_int_equal(db_count(f->tokend.db_path, "SELECT invalid FROM "
+                                               "verify_counts WHERE domain = "
+                                               "'" DOMAIN "'"),
+                   3);
+  assert_int_equal(db_count(f->tokend.db_path, "SELECT invalid FROM "
+                                               "verify_counts WHERE domain = "
+                                               "''"),
+                   2);
+  /* Verifies are not audit events; the Issue and Revoke are. */
+  assert_int_equal(db_count(f->tokend.db_path,
+                            "SELECT count(*) FROM audit_events WHERE method = "
+                            "'Verify'"),
+                   0);
+  assert_int_equal(
+      db_count(f->tokend.db_path, "SELECT count(*) FROM audit_events"), 3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
           test_restart_keeps_tokens_revocations_and_last_used, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_verify_counts_written_back_per_domain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_sigkill,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_sigterm_answers_calls_in_flight,
