@@ -389,6 +389,14 @@ static int conn_process(conn_t *c) {
     memmove(c->rbuf, c->rbuf + off, c->rlen - off);
     c->rlen -= off;
   }
+  /* The read timeout runs from the first byte of input not yet handled:
+   * none left, no clock; frames handled, the rest starts its own. Every
+   * caller (a read, or a resume after the pending-calls hold) passes
+   * here. */
+  if (c->rlen == 0)
+    c->partial_since = 0;
+  else if (off > 0 || c->partial_since == 0)
+    c->partial_since = uv_now(c->pipe.loop);
   return stop;
 }
 
@@ -416,11 +424,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn_close_when_sent(c);
     return;
   }
-  /* The read timeout runs from the first byte of an incomplete frame. */
-  if (c->rlen == 0)
-    c->partial_since = 0;
-  else if (c->partial_since == 0)
-    c->partial_since = c->last_active;
   conn_flush(c);
 }
 

@@ -720,6 +720,55 @@ static void test_pending_calls_limit_bounds_memory(void **state) {
   close(fd);
 }
 
+/* Requests held back at the pending-calls limit are not an incomplete
+ * request: once they are all answered, an idle pause longer than the read
+ * timeout must not close the connection. */
+static int setup_hold_and_read_timeout(void **state) {
+  static const char *const args[] = {"--max-pending-calls", "2",
+                                     "--read-timeout-ms", "300", NULL};
+
+  return setup_with(state, args);
+}
+
+static void test_held_requests_do_not_start_read_timeout(void **state) {
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  uint8_t *frame, *buf = NULL;
+  size_t i, flen, len = 0;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  ir.domain = DOMAIN;
+  ir.label = "held";
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  for (i = 0; i < 40; i++) {
+    req.call_id = 500 + i;
+    frame = th_frame_request(&req, &flen);
+    assert_non_null(frame);
+    buf = realloc(buf, len + flen);
+    assert_non_null(buf);
+    memcpy(buf + len, frame, flen);
+    len += flen;
+    free(frame);
+  }
+  /* All 40 in one write: tokend holds most of them back at the limit. */
+  assert_int_equal(th_write_all(fd, buf, len), 0);
+  for (i = 0; i < 40; i++) {
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(code_of(r), 0);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  /* Idle for several read timeouts: nothing is incomplete, so nothing
+   * closes (the idle timeout is 5 minutes). */
+  th_sleep_ms(4 * 300);
+  expect_verify_on(fd, 7, f->token);
+  free(buf);
+  close(fd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -742,6 +791,9 @@ int main(void) {
                                       setup_request_memory, teardown),
       cmocka_unit_test_setup_teardown(test_pending_calls_limit_bounds_memory,
                                       setup_pending_calls, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_held_requests_do_not_start_read_timeout,
+          setup_hold_and_read_timeout, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
