@@ -186,12 +186,12 @@ typedef struct {
 /* Sets the user every later call on this client acts for (operators only;
  * tokend refuses a non-operator that names one). NULL or "" clears it.
  * TOKEND_EINVAL if actor is too long. The string is copied. */
-int tokend_client_set_actor(tokend_client_t *client, const char *actor)
-    TOKEND_MUST_CHECK;
+int tokend_client_set_actor(tokend_client_t *client,
+                            const char *actor) TOKEND_MUST_CHECK;
 
 /* How tokend sees this connection's peer. */
-int tokend_client_whoami(tokend_client_t *client, tokend_whoami_t *out)
-    TOKEND_MUST_CHECK;
+int tokend_client_whoami(tokend_client_t *client,
+                         tokend_whoami_t *out) TOKEND_MUST_CHECK;
 
 /* Operators only. Makes user an admin of domain; *granted_at (may be NULL)
  * gets the first grant's time, *already (may be NULL) 1 if it was one. */
