@@ -84,6 +84,7 @@ typedef struct {
   const char *socket_path; /* NULL: $TOKEND_SOCKET, else the default */
   int timeout_ms;
   const char *actor; /* --actor as given; NULL: act as ourselves */
+  int json;          /* --json, on the commands that take it */
 } ctl_opts_t;
 
 typedef struct {
@@ -363,7 +364,8 @@ static int64_t ctl_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Like getopt_long, but handles the options every command shares and
+/* Like getopt_long, but handles the options every command shares (and
+ * --json, which getopt_long gives only to the commands that list it) and
  * reports bad ones itself. Returns an option, -1 at the end,
  * CTL_GETOPT_HELP (usage printed on stdout) or CTL_GETOPT_BAD (a message
  * and the usage printed on stderr). */
@@ -392,6 +394,9 @@ static int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
     case OPT_ACTOR:
       opts->actor = optarg;
       continue;
+    case OPT_JSON:
+      opts->json = 1;
+      continue;
     case 'h':
       fputs(cmd->usage, stdout);
       return CTL_GETOPT_HELP;
@@ -413,6 +418,12 @@ static int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
       return c;
     }
   }
+}
+
+/* The exit status for a ctl_getopt() result a command does not take:
+ * success after --help, an error after a bad option. */
+static int ctl_getopt_exit(int c) {
+  return c == CTL_GETOPT_HELP ? CTL_EXIT_OK : CTL_EXIT_ERROR;
 }
 
 static int ctl_usage_error(const ctl_command_t *cmd, const char *msg,
@@ -587,6 +598,17 @@ static void ctl_report(const char *what, tokend_client_t *client, int rc,
           hint != NULL ? ")" : "");
 }
 
+/* Ends a command's one call to tokend: reports its failure (rc != 0) with
+ * hint, then closes the connection. Returns CTL_EXIT_OK or
+ * CTL_EXIT_ERROR. */
+static int ctl_end_call(const char *what, tokend_client_t *client, int rc,
+                        const char *hint) {
+  if (rc != 0)
+    ctl_report(what, client, rc, hint);
+  tokend_client_close(client);
+  return rc != 0 ? CTL_EXIT_ERROR : CTL_EXIT_OK;
+}
+
 /* What to do about PERMISSION_DENIED from a call on domain's tokens or
  * audit log, into buf. */
 static const char *ctl_domain_perm_hint(const ctl_opts_t *opts,
@@ -611,42 +633,82 @@ static const char *ctl_domain_perm_hint(const ctl_opts_t *opts,
   return buf;
 }
 
+/* ---- fetching every page ---- */
+
+/* The items of every page of a listing, gathered into one array: tokend
+ * hands out a long list a page at a time. */
+typedef struct {
+  void *items; /* n items of size bytes each; the caller frees it */
+  size_t n, cap, size;
+  /* The page to ask for next: "" for the first, and after the last. */
+  char page_token[TOKEND_PAGE_TOKEN_BYTES];
+} ctl_pages_t;
+
+/* Appends one page's n_items items (pages->size bytes each) and moves on to
+ * the page after it. what names the command in messages. Returns
+ * CTL_EXIT_OK, or CTL_EXIT_ERROR after saying why on stderr. */
+static int ctl_pages_add(ctl_pages_t *pages, const char *what,
+                         const void *items, size_t n_items,
+                         const char next_page_token[TOKEND_PAGE_TOKEN_BYTES]) {
+  size_t cap;
+  void *grown;
+
+  /* A page that makes no progress would have us loop forever. */
+  if (next_page_token[0] != '\0' &&
+      (n_items == 0 || strcmp(next_page_token, pages->page_token) == 0)) {
+    fprintf(stderr,
+            "tokenctl: %s failed: tokend's pages do not advance (are "
+            "tokenctl and tokend the same version?)\n",
+            what);
+    return CTL_EXIT_ERROR;
+  }
+  if (n_items > pages->cap - pages->n) {
+    cap = pages->cap * 2 > pages->n + n_items ? pages->cap * 2
+                                              : pages->n + n_items;
+    grown = reallocarray(pages->items, cap, pages->size);
+    if (grown == NULL) {
+      fprintf(stderr, "tokenctl: %s failed: out of memory\n", what);
+      return CTL_EXIT_ERROR;
+    }
+    pages->items = grown;
+    pages->cap = cap;
+  }
+  if (n_items > 0)
+    memcpy((char *)pages->items + pages->n * pages->size, items,
+           n_items * pages->size);
+  pages->n += n_items;
+  memcpy(pages->page_token, next_page_token, sizeof(pages->page_token));
+  return CTL_EXIT_OK;
+}
+
 /* ---- output helpers ---- */
 
-/* "2026-11-29T10:07:00Z", or "never" for 0. */
-static void ctl_fmt_iso(int64_t ms, char *buf, size_t len) {
+/* Unix ms as UTC in strftime() format fmt; zero for 0; where the time
+ * cannot be shown, the number of ms followed by unit. */
+static void ctl_fmt_utc(int64_t ms, const char *fmt, const char *zero,
+                        const char *unit, char *buf, size_t len) {
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
 
   if (ms == 0)
-    snprintf(buf, len, "never");
-  else if (gmtime_r(&t, &tm) == NULL ||
-           strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-    snprintf(buf, len, "%lld ms", (long long)ms);
+    snprintf(buf, len, "%s", zero);
+  else if (gmtime_r(&t, &tm) == NULL || strftime(buf, len, fmt, &tm) == 0)
+    snprintf(buf, len, "%lld%s", (long long)ms, unit);
+}
+
+/* "2026-11-29T10:07:00Z", or "never" for 0. */
+static void ctl_fmt_iso(int64_t ms, char *buf, size_t len) {
+  ctl_fmt_utc(ms, "%Y-%m-%dT%H:%M:%SZ", "never", " ms", buf, len);
 }
 
 /* "2026-11-29 10:07", or "-" for 0. */
 static void ctl_fmt_short(int64_t ms, char *buf, size_t len) {
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-
-  if (ms == 0)
-    snprintf(buf, len, "-");
-  else if (gmtime_r(&t, &tm) == NULL ||
-           strftime(buf, len, "%Y-%m-%d %H:%M", &tm) == 0)
-    snprintf(buf, len, "%lld", (long long)ms);
+  ctl_fmt_utc(ms, "%Y-%m-%d %H:%M", "-", "", buf, len);
 }
 
 /* "2026-11-29 10:07:03", or "-" for 0. */
 static void ctl_fmt_seconds(int64_t ms, char *buf, size_t len) {
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-
-  if (ms == 0)
-    snprintf(buf, len, "-");
-  else if (gmtime_r(&t, &tm) == NULL ||
-           strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-    snprintf(buf, len, "%lld", (long long)ms);
+  ctl_fmt_utc(ms, "%Y-%m-%d %H:%M:%S", "-", "", buf, len);
 }
 
 static void ctl_print_scopes(FILE *f, const char (*scopes)[TOKEND_SCOPE_BYTES],
@@ -664,20 +726,31 @@ static json_t *ctl_json_time(int64_t ms) {
   return ms != 0 ? json_integer((json_int_t)ms) : json_null();
 }
 
-static json_t *ctl_json_scopes(const char (*scopes)[TOKEND_SCOPE_BYTES],
-                               size_t n) {
+/* One JSON value for row i of rows; NULL on failure. */
+typedef json_t *(*ctl_json_row_t)(const void *rows, size_t i);
+
+/* A JSON array of n rows, or NULL if any of it cannot be built. */
+static json_t *ctl_json_rows(const void *rows, size_t n,
+                             ctl_json_row_t to_json) {
   json_t *arr = json_array();
   size_t i;
 
-  if (arr == NULL)
-    return NULL;
-  for (i = 0; i < n; i++) {
-    if (json_array_append_new(arr, json_string(scopes[i])) != 0) {
+  for (i = 0; arr != NULL && i < n; i++) {
+    if (json_array_append_new(arr, to_json(rows, i)) != 0) {
       json_decref(arr);
-      return NULL;
+      arr = NULL;
     }
   }
   return arr;
+}
+
+static json_t *ctl_json_scope_at(const void *rows, size_t i) {
+  return json_string(((const char(*)[TOKEND_SCOPE_BYTES])rows)[i]);
+}
+
+static json_t *ctl_json_scopes(const char (*scopes)[TOKEND_SCOPE_BYTES],
+                               size_t n) {
+  return ctl_json_rows(scopes, n, ctl_json_scope_at);
 }
 
 /* A string, or null when it is empty (a user, domain or id not set). */
@@ -716,15 +789,21 @@ static int ctl_write_all(int fd, const char *buf, size_t len) {
   return 0;
 }
 
-/* Prints one JSON value and a newline on stdout. */
+/* Prints one JSON value and a newline on stdout. Takes the reference to
+ * root, so a json_pack() result goes straight in; NULL (building it
+ * failed) is reported. */
 static int ctl_print_json(json_t *root) {
+  int rc = CTL_EXIT_OK;
+
   if (root == NULL ||
       json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
     fputs("tokenctl: cannot encode the result as JSON\n", stderr);
-    return CTL_EXIT_ERROR;
+    rc = CTL_EXIT_ERROR;
+  } else {
+    fputc('\n', stdout);
   }
-  fputc('\n', stdout);
-  return CTL_EXIT_OK;
+  json_decref(root);
+  return rc;
 }
 
 /* ---- issue ---- */
@@ -836,7 +915,7 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   char created[32], expires[32], creator[TOKEND_USER_BYTES + 64];
   char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
   int64_t now, duration;
-  int c, rc, json = 0;
+  int c, rc;
 
   memset(&params, 0, sizeof(params));
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:l:e:", longopts)) != -1) {
@@ -855,13 +934,8 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
         return ctl_usage_error(cmd, "too many --scope options; at most", "32");
       scopes[params.n_scopes++] = optarg;
       break;
-    case OPT_JSON:
-      json = 1;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
     default:
-      return CTL_EXIT_ERROR;
+      return ctl_getopt_exit(c);
     }
   }
   if (optind < argc)
@@ -884,17 +958,14 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_issue(client, &params, &issued);
-  if (rc != 0) {
-    ctl_report("issue", client, rc,
-               rc == TOKEND_EPERM ? ctl_domain_perm_hint(opts, params.domain,
-                                                         hint, sizeof(hint))
-                                  : NULL);
-    tokend_client_close(client);
+  if (ctl_end_call(
+          "issue", client, rc,
+          rc == TOKEND_EPERM
+              ? ctl_domain_perm_hint(opts, params.domain, hint, sizeof(hint))
+              : NULL) != CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
-  }
-  tokend_client_close(client);
 
-  if (json) {
+  if (opts->json) {
     rc = ctl_issue_print_json(&issued);
   } else if (ctl_write_all(STDOUT_FILENO, issued.token, strlen(issued.token)) !=
                  0 ||
@@ -914,7 +985,7 @@ static int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
             issued.info.id, issued.info.domain, issued.info.id);
     return rc;
   }
-  if (json)
+  if (opts->json)
     return CTL_EXIT_OK;
 
   ctl_fmt_iso(issued.info.created_at, created, sizeof(created));
@@ -1022,7 +1093,6 @@ static const char *ctl_trim_line(char *buf, size_t len) {
 
 static int ctl_verify_print_json(const tokend_verify_result_t *r) {
   json_t *root;
-  int rc;
 
   root = json_pack("{s:b, s:s}", "valid", r->valid, "reason",
                    tokend_verify_reason_name(r->reason));
@@ -1036,9 +1106,7 @@ static int ctl_verify_print_json(const tokend_verify_result_t *r) {
     json_decref(root);
     root = NULL;
   }
-  rc = ctl_print_json(root);
-  json_decref(root);
-  return rc;
+  return ctl_print_json(root);
 }
 
 static int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
@@ -1053,19 +1121,10 @@ static int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
   char expires[32];
   const char *token, *nl;
   size_t len = 0;
-  int c, rc, json = 0;
+  int c, rc;
 
-  while ((c = ctl_getopt(cmd, opts, argc, argv, ":h", longopts)) != -1) {
-    switch (c) {
-    case OPT_JSON:
-      json = 1;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
-    default:
-      return CTL_EXIT_ERROR;
-    }
-  }
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":h", longopts)) != -1)
+    return ctl_getopt_exit(c);
   if (optind < argc)
     return ctl_usage_error(cmd,
                            "reads the token from standard input, never from "
@@ -1120,7 +1179,7 @@ static int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
     goto close_client;
   }
   rc = result.valid ? CTL_EXIT_OK : CTL_EXIT_INVALID;
-  if (json) {
+  if (opts->json) {
     if (ctl_verify_print_json(&result) != CTL_EXIT_OK)
       rc = CTL_EXIT_ERROR;
     goto close_client;
@@ -1161,21 +1220,15 @@ static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
   char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160], when[32];
   tokend_client_t *client;
   int64_t revoked_at = 0;
-  int c, rc, already = 0, json = 0;
-  json_t *root;
+  int c, rc, already = 0;
 
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
     switch (c) {
     case 'd':
       domain = optarg;
       break;
-    case OPT_JSON:
-      json = 1;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
     default:
-      return CTL_EXIT_ERROR;
+      return ctl_getopt_exit(c);
     }
   }
   if (domain == NULL)
@@ -1189,27 +1242,21 @@ static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_revoke(client, domain, token_id, &revoked_at, &already);
-  if (rc != 0) {
-    if (rc == TOKEND_EPERM)
-      ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
-    else
-      snprintf(hint, sizeof(hint),
-               "`tokenctl list --domain %s --all` shows its tokens", domain);
-    ctl_report("revoke", client, rc,
-               rc == TOKEND_ENOTFOUND || rc == TOKEND_EPERM ? hint : NULL);
-    tokend_client_close(client);
+  if (rc == TOKEND_EPERM)
+    ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
+  else if (rc == TOKEND_ENOTFOUND)
+    snprintf(hint, sizeof(hint),
+             "`tokenctl list --domain %s --all` shows its tokens", domain);
+  if (ctl_end_call("revoke", client, rc,
+                   rc == TOKEND_ENOTFOUND || rc == TOKEND_EPERM
+                       ? hint
+                       : NULL) != CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
-  }
-  tokend_client_close(client);
 
-  if (json) {
-    root = json_pack("{s:s, s:s, s:I, s:b}", "token_id", token_id, "domain",
-                     domain, "revoked_at", (json_int_t)revoked_at,
-                     "already_revoked", already);
-    rc = ctl_print_json(root);
-    json_decref(root);
-    return rc;
-  }
+  if (opts->json)
+    return ctl_print_json(json_pack(
+        "{s:s, s:s, s:I, s:b}", "token_id", token_id, "domain", domain,
+        "revoked_at", (json_int_t)revoked_at, "already_revoked", already));
   ctl_fmt_iso(revoked_at, when, sizeof(when));
   if (already)
     printf("%s was already revoked at %s\n", token_id, when);
@@ -1218,25 +1265,7 @@ static int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
   return CTL_EXIT_OK;
 }
 
-/* ---- list ---- */
-
-enum {
-  COL_ID,
-  COL_LABEL,
-  COL_HINT,
-  COL_STATUS,
-  COL_CREATED,
-  COL_CREATED_BY,
-  COL_EXPIRES,
-  COL_LAST_USED,
-  COL_REVOKED, /* this column and the ones after it only with --all */
-  COL_REVOKED_BY,
-  COL_COUNT
-};
-
-static const char *const ctl_col_names[COL_COUNT] = {
-    "ID",         "LABEL",   "HINT",      "STATUS",  "CREATED",
-    "CREATED BY", "EXPIRES", "LAST USED", "REVOKED", "REVOKED BY"};
+/* ---- tables ---- */
 
 /* Terminal columns of a UTF-8 string (tokend accepts only valid UTF-8
  * labels): wcwidth() of each code point, so that CJK characters count as
@@ -1273,196 +1302,6 @@ static void ctl_print_cell(const char *s, size_t width, int last) {
   for (; w < width + 2; w++)
     fputc(' ', stdout);
 }
-
-static void ctl_list_print_table(const tokend_token_info_t *tokens, size_t n,
-                                 int all) {
-  size_t width[COL_COUNT], i, col, ncols = all ? COL_COUNT : COL_REVOKED;
-  char times[4][32], users[2][TOKEND_USER_BYTES + 64];
-  const char *cell[COL_COUNT];
-
-  for (col = 0; col < COL_COUNT; col++)
-    width[col] = ctl_display_width(ctl_col_names[col]);
-  /* Two passes over the same cells: one to size the columns, one to print
-   * them. */
-  for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1) {
-      for (col = 0; col < ncols; col++)
-        ctl_print_cell(ctl_col_names[col], width[col], col + 1 == ncols);
-      fputc('\n', stdout);
-    }
-    for (i = 0; i < n; i++) {
-      const tokend_token_info_t *t = &tokens[i];
-
-      ctl_fmt_short(t->created_at, times[0], sizeof(times[0]));
-      ctl_fmt_short(t->expires_at, times[1], sizeof(times[1]));
-      ctl_fmt_short(t->last_used_at, times[2], sizeof(times[2]));
-      ctl_fmt_short(t->revoked_at, times[3], sizeof(times[3]));
-      ctl_fmt_user(t->created_by, users[0], sizeof(users[0]));
-      ctl_fmt_user(t->revoked_by, users[1], sizeof(users[1]));
-      cell[COL_ID] = t->id;
-      cell[COL_LABEL] = t->label;
-      cell[COL_HINT] = t->hint;
-      cell[COL_STATUS] = tokend_token_status_name(t->status);
-      cell[COL_CREATED] = times[0];
-      cell[COL_CREATED_BY] = users[0];
-      cell[COL_EXPIRES] = times[1];
-      cell[COL_LAST_USED] = times[2];
-      cell[COL_REVOKED] = times[3];
-      cell[COL_REVOKED_BY] = users[1];
-      for (col = 0; col < ncols; col++) {
-        if (pass == 0) {
-          size_t w = ctl_display_width(cell[col]);
-          if (w > width[col])
-            width[col] = w;
-        } else {
-          ctl_print_cell(cell[col], width[col], col + 1 == ncols);
-        }
-      }
-      if (pass == 1)
-        fputc('\n', stdout);
-    }
-  }
-}
-
-static int ctl_list_print_json(const char *domain,
-                               const tokend_token_info_t *tokens, size_t n) {
-  json_t *root, *arr;
-  size_t i;
-  int rc;
-
-  arr = json_array();
-  for (i = 0; arr != NULL && i < n; i++) {
-    if (json_array_append_new(arr, ctl_json_info(&tokens[i])) != 0) {
-      json_decref(arr);
-      arr = NULL;
-    }
-  }
-  root = json_pack("{s:s, s:o*}", "domain", domain, "tokens", arr);
-  if (arr == NULL) {
-    json_decref(root);
-    root = NULL;
-  }
-  rc = ctl_print_json(root);
-  json_decref(root);
-  return rc;
-}
-
-static int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"domain", required_argument, NULL, 'd'},
-      {"all", no_argument, NULL, OPT_ALL},
-      {"json", no_argument, NULL, OPT_JSON},
-      {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
-      CTL_ACTOR_LONGOPT,
-      CTL_COMMON_LONGOPTS,
-      {NULL, 0, NULL, 0}};
-  const ctl_command_t *cmd = ctl_find_command("list");
-  char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
-  char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
-  tokend_token_info_t *tokens = NULL, *grown;
-  tokend_token_list_t *page = NULL;
-  tokend_client_t *client = NULL;
-  size_t n = 0, cap = 0;
-  const char *domain = NULL;
-  unsigned long long v;
-  uint32_t page_size = 0;
-  int c, rc, all = 0, json = 0;
-
-  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
-    switch (c) {
-    case 'd':
-      domain = optarg;
-      break;
-    case OPT_ALL:
-      all = 1;
-      break;
-    case OPT_JSON:
-      json = 1;
-      break;
-    case OPT_PAGE_SIZE:
-      if (ctl_parse_uint(optarg, TOKEND_LIST_PAGE_MAX, &v) != 0 || v == 0)
-        return ctl_usage_error(cmd, "--page-size must be 1 to 1000, not",
-                               optarg);
-      page_size = (uint32_t)v;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
-    default:
-      return CTL_EXIT_ERROR;
-    }
-  }
-  if (optind < argc)
-    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
-  if (domain == NULL)
-    return ctl_usage_error(cmd, "--domain is required", NULL);
-
-  if (ctl_connect(opts, &client) != 0)
-    return CTL_EXIT_ERROR;
-  for (;;) {
-    rc = tokend_client_list(client, domain, page_size, page_token, all, &page);
-    if (rc != 0) {
-      ctl_report("list", client, rc,
-                 rc == TOKEND_EPERM
-                     ? ctl_domain_perm_hint(opts, domain, hint, sizeof(hint))
-                     : NULL);
-      rc = CTL_EXIT_ERROR;
-      goto err_free_tokens;
-    }
-    /* A page that makes no progress would have us loop forever. */
-    if (page->next_page_token[0] != '\0' &&
-        (page->n_tokens == 0 ||
-         strcmp(page->next_page_token, page_token) == 0)) {
-      fputs("tokenctl: list failed: tokend's pages do not advance (are "
-            "tokenctl and tokend the same version?)\n",
-            stderr);
-      rc = CTL_EXIT_ERROR;
-      goto err_free_page;
-    }
-    if (page->n_tokens > cap - n) {
-      cap = cap * 2 > n + page->n_tokens ? cap * 2 : n + page->n_tokens;
-      grown = reallocarray(tokens, cap, sizeof(*tokens));
-      if (grown == NULL) {
-        fputs("tokenctl: list failed: out of memory\n", stderr);
-        rc = CTL_EXIT_ERROR;
-        goto err_free_page;
-      }
-      tokens = grown;
-    }
-    if (page->n_tokens > 0)
-      memcpy(tokens + n, page->tokens, page->n_tokens * sizeof(*tokens));
-    n += page->n_tokens;
-    memcpy(page_token, page->next_page_token, sizeof(page_token));
-    tokend_token_list_free(page);
-    page = NULL;
-    if (page_token[0] == '\0')
-      break;
-  }
-  tokend_client_close(client);
-  client = NULL;
-
-  if (json) {
-    rc = ctl_list_print_json(domain, tokens, n);
-  } else if (n == 0) {
-    fprintf(stderr, "tokenctl: no %stokens in domain %s%s\n",
-            all ? "" : "active or expired ", domain,
-            all ? "" : " (--all includes revoked ones)");
-    rc = CTL_EXIT_OK;
-  } else {
-    ctl_list_print_table(tokens, n, all);
-    rc = CTL_EXIT_OK;
-  }
-  free(tokens);
-  return rc;
-
-err_free_page:
-  tokend_token_list_free(page);
-err_free_tokens:
-  free(tokens);
-  tokend_client_close(client);
-  return rc;
-}
-
-/* ---- tables ---- */
 
 /* Room for one formatted cell: a label (400 bytes of UTF-8), a user with
  * its local name, or a status message. */
@@ -1555,6 +1394,136 @@ static void ctl_print_table(const char *const *names, size_t ncols,
   }
 }
 
+/* ---- list ---- */
+
+enum {
+  COL_ID,
+  COL_LABEL,
+  COL_HINT,
+  COL_STATUS,
+  COL_CREATED,
+  COL_CREATED_BY,
+  COL_EXPIRES,
+  COL_LAST_USED,
+  COL_REVOKED, /* this column and the ones after it only with --all */
+  COL_REVOKED_BY,
+  COL_COUNT
+};
+
+_Static_assert(COL_COUNT <= CTL_MAX_COLS, "ctl_print_table() has room");
+
+static const char *const ctl_col_names[COL_COUNT] = {
+    "ID",         "LABEL",   "HINT",      "STATUS",  "CREATED",
+    "CREATED BY", "EXPIRES", "LAST USED", "REVOKED", "REVOKED BY"};
+
+static void ctl_token_fill_row(const void *rows, size_t i,
+                               char (*cell)[CTL_CELL_BYTES]) {
+  const tokend_token_info_t *t = (const tokend_token_info_t *)rows + i;
+
+  snprintf(cell[COL_ID], CTL_CELL_BYTES, "%s", t->id);
+  snprintf(cell[COL_LABEL], CTL_CELL_BYTES, "%s", t->label);
+  snprintf(cell[COL_HINT], CTL_CELL_BYTES, "%s", t->hint);
+  snprintf(cell[COL_STATUS], CTL_CELL_BYTES, "%s",
+           tokend_token_status_name(t->status));
+  ctl_fmt_short(t->created_at, cell[COL_CREATED], CTL_CELL_BYTES);
+  ctl_fmt_user(t->created_by, cell[COL_CREATED_BY], CTL_CELL_BYTES);
+  ctl_fmt_short(t->expires_at, cell[COL_EXPIRES], CTL_CELL_BYTES);
+  ctl_fmt_short(t->last_used_at, cell[COL_LAST_USED], CTL_CELL_BYTES);
+  ctl_fmt_short(t->revoked_at, cell[COL_REVOKED], CTL_CELL_BYTES);
+  ctl_fmt_user(t->revoked_by, cell[COL_REVOKED_BY], CTL_CELL_BYTES);
+}
+
+static json_t *ctl_json_token_at(const void *rows, size_t i) {
+  return ctl_json_info((const tokend_token_info_t *)rows + i);
+}
+
+static int ctl_list_print_json(const char *domain,
+                               const tokend_token_info_t *tokens, size_t n) {
+  /* "o", not "o*": an array that could not be built fails the whole
+   * object, which then releases what it took. */
+  return ctl_print_json(json_pack("{s:s, s:o}", "domain", domain, "tokens",
+                                  ctl_json_rows(tokens, n, ctl_json_token_at)));
+}
+
+static int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"domain", required_argument, NULL, 'd'},
+      {"all", no_argument, NULL, OPT_ALL},
+      {"json", no_argument, NULL, OPT_JSON},
+      {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+      CTL_ACTOR_LONGOPT,
+      CTL_COMMON_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  const ctl_command_t *cmd = ctl_find_command("list");
+  char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
+  ctl_pages_t pages = {.size = sizeof(tokend_token_info_t)};
+  tokend_token_list_t *page;
+  tokend_client_t *client;
+  const char *domain = NULL;
+  unsigned long long v;
+  uint32_t page_size = 0;
+  int c, rc, all = 0;
+
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
+    switch (c) {
+    case 'd':
+      domain = optarg;
+      break;
+    case OPT_ALL:
+      all = 1;
+      break;
+    case OPT_PAGE_SIZE:
+      if (ctl_parse_uint(optarg, TOKEND_LIST_PAGE_MAX, &v) != 0 || v == 0)
+        return ctl_usage_error(cmd, "--page-size must be 1 to 1000, not",
+                               optarg);
+      page_size = (uint32_t)v;
+      break;
+    default:
+      return ctl_getopt_exit(c);
+    }
+  }
+  if (optind < argc)
+    return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (domain == NULL)
+    return ctl_usage_error(cmd, "--domain is required", NULL);
+
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  do {
+    rc = tokend_client_list(client, domain, page_size, pages.page_token, all,
+                            &page);
+    if (rc != 0) {
+      ctl_report("list", client, rc,
+                 rc == TOKEND_EPERM
+                     ? ctl_domain_perm_hint(opts, domain, hint, sizeof(hint))
+                     : NULL);
+      rc = CTL_EXIT_ERROR;
+      break;
+    }
+    rc = ctl_pages_add(&pages, "list", page->tokens, page->n_tokens,
+                       page->next_page_token);
+    tokend_token_list_free(page);
+  } while (rc == CTL_EXIT_OK && pages.page_token[0] != '\0');
+  tokend_client_close(client);
+  if (rc != CTL_EXIT_OK)
+    goto free_pages;
+
+  if (opts->json) {
+    rc = ctl_list_print_json(domain, pages.items, pages.n);
+  } else if (pages.n == 0) {
+    fprintf(stderr, "tokenctl: no %stokens in domain %s%s\n",
+            all ? "" : "active or expired ", domain,
+            all ? "" : " (--all includes revoked ones)");
+  } else {
+    ctl_print_table(ctl_col_names, all ? COL_COUNT : COL_REVOKED, pages.items,
+                    pages.n, ctl_token_fill_row);
+  }
+
+free_pages:
+  free(pages.items);
+  return rc;
+}
+
 /* ---- admins ---- */
 
 static const char ctl_operator_hint[] =
@@ -1597,8 +1566,7 @@ static int ctl_admins(ctl_opts_t *opts, int argc, char **argv) {
  * exit status. */
 static int ctl_admins_parse(const ctl_command_t *cmd, ctl_opts_t *opts,
                             int argc, char **argv, const char **domain,
-                            char user[TOKEND_USER_BYTES], int *revoke_tokens,
-                            int *json) {
+                            char user[TOKEND_USER_BYTES], int *revoke_tokens) {
   static const struct option longopts[] = {
       {"domain", required_argument, NULL, 'd'},
       {"user", required_argument, NULL, 'u'},
@@ -1623,13 +1591,8 @@ static int ctl_admins_parse(const ctl_command_t *cmd, ctl_opts_t *opts,
         return ctl_usage_error(cmd, "unknown option", "--revoke-tokens");
       *revoke_tokens = 1;
       break;
-    case OPT_JSON:
-      *json = 1;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
     default:
-      return CTL_EXIT_ERROR;
+      return ctl_getopt_exit(c);
     }
   }
   if (optind < argc)
@@ -1652,31 +1615,23 @@ static int ctl_admins_grant(ctl_opts_t *opts, int argc, char **argv) {
   tokend_client_t *client;
   const char *domain = NULL;
   int64_t granted_at = 0;
-  int rc, already = 0, json = 0;
-  json_t *root;
+  int rc, already = 0;
 
-  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, NULL, &json);
+  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, NULL);
   if (rc >= 0)
     return rc;
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_grant_admin(client, domain, user, &granted_at, &already);
-  if (rc != 0) {
-    ctl_report("admins grant", client, rc,
-               rc == TOKEND_EPERM ? ctl_operator_hint : NULL);
-    tokend_client_close(client);
+  if (ctl_end_call("admins grant", client, rc,
+                   rc == TOKEND_EPERM ? ctl_operator_hint : NULL) !=
+      CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
-  }
-  tokend_client_close(client);
 
-  if (json) {
-    root = json_pack("{s:s, s:s, s:I, s:b}", "domain", domain, "user", user,
-                     "granted_at", (json_int_t)granted_at, "already_admin",
-                     already);
-    rc = ctl_print_json(root);
-    json_decref(root);
-    return rc;
-  }
+  if (opts->json)
+    return ctl_print_json(json_pack(
+        "{s:s, s:s, s:I, s:b}", "domain", domain, "user", user, "granted_at",
+        (json_int_t)granted_at, "already_admin", already));
   ctl_fmt_user(user, shown, sizeof(shown));
   ctl_fmt_iso(granted_at, when, sizeof(when));
   if (already)
@@ -1693,36 +1648,28 @@ static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
   tokend_client_t *client;
   const char *domain = NULL;
   uint32_t revoked = 0;
-  int rc, revoke_tokens = 0, json = 0;
-  json_t *root;
+  int rc, revoke_tokens = 0;
 
-  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &revoke_tokens,
-                        &json);
+  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &revoke_tokens);
   if (rc >= 0)
     return rc;
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc =
       tokend_client_revoke_admin(client, domain, user, revoke_tokens, &revoked);
-  if (rc != 0) {
+  if (rc == TOKEND_ENOTFOUND)
     snprintf(hint, sizeof(hint),
              "`tokenctl admins list --domain %s` shows its admins", domain);
-    ctl_report("admins revoke", client, rc,
-               rc == TOKEND_EPERM       ? ctl_operator_hint
-               : rc == TOKEND_ENOTFOUND ? hint
-                                        : NULL);
-    tokend_client_close(client);
+  if (ctl_end_call("admins revoke", client, rc,
+                   rc == TOKEND_EPERM       ? ctl_operator_hint
+                   : rc == TOKEND_ENOTFOUND ? hint
+                                            : NULL) != CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
-  }
-  tokend_client_close(client);
 
-  if (json) {
-    root = json_pack("{s:s, s:s, s:I}", "domain", domain, "user", user,
-                     "tokens_revoked", (json_int_t)revoked);
-    rc = ctl_print_json(root);
-    json_decref(root);
-    return rc;
-  }
+  if (opts->json)
+    return ctl_print_json(json_pack("{s:s, s:s, s:I}", "domain", domain, "user",
+                                    user, "tokens_revoked",
+                                    (json_int_t)revoked));
   ctl_fmt_user(user, shown, sizeof(shown));
   printf("removed %s from the admins of %s", shown, domain);
   if (revoke_tokens)
@@ -1743,32 +1690,20 @@ static void ctl_admin_fill_row(const void *rows, size_t i,
   ctl_fmt_user(a->granted_by, cell[2], CTL_CELL_BYTES);
 }
 
+static json_t *ctl_json_admin_at(const void *rows, size_t i) {
+  const tokend_admin_t *a = (const tokend_admin_t *)rows + i;
+
+  return json_pack("{s:s, s:o*, s:o*}", "user", a->user, "granted_at",
+                   ctl_json_time(a->granted_at), "granted_by",
+                   ctl_json_text(a->granted_by));
+}
+
 static int ctl_admins_list_print_json(const char *domain,
                                       const tokend_admin_list_t *list) {
-  json_t *root, *arr;
-  size_t i;
-  int rc;
-
-  arr = json_array();
-  for (i = 0; arr != NULL && i < list->n_admins; i++) {
-    const tokend_admin_t *a = &list->admins[i];
-
-    if (json_array_append_new(
-            arr, json_pack("{s:s, s:o*, s:o*}", "user", a->user, "granted_at",
-                           ctl_json_time(a->granted_at), "granted_by",
-                           ctl_json_text(a->granted_by))) != 0) {
-      json_decref(arr);
-      arr = NULL;
-    }
-  }
-  root = json_pack("{s:s, s:o*}", "domain", domain, "admins", arr);
-  if (arr == NULL) {
-    json_decref(root);
-    root = NULL;
-  }
-  rc = ctl_print_json(root);
-  json_decref(root);
-  return rc;
+  /* "o": see ctl_list_print_json(). */
+  return ctl_print_json(json_pack(
+      "{s:s, s:o}", "domain", domain, "admins",
+      ctl_json_rows(list->admins, list->n_admins, ctl_json_admin_at)));
 }
 
 static int ctl_admins_list(ctl_opts_t *opts, int argc, char **argv) {
@@ -1781,20 +1716,15 @@ static int ctl_admins_list(ctl_opts_t *opts, int argc, char **argv) {
   tokend_admin_list_t *list = NULL;
   tokend_client_t *client;
   const char *domain = NULL;
-  int c, rc, json = 0;
+  int c, rc;
 
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
     switch (c) {
     case 'd':
       domain = optarg;
       break;
-    case OPT_JSON:
-      json = 1;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
     default:
-      return CTL_EXIT_ERROR;
+      return ctl_getopt_exit(c);
     }
   }
   if (optind < argc)
@@ -1805,15 +1735,12 @@ static int ctl_admins_list(ctl_opts_t *opts, int argc, char **argv) {
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_list_admins(client, domain, &list);
-  if (rc != 0) {
-    ctl_report("admins list", client, rc,
-               rc == TOKEND_EPERM ? ctl_operator_hint : NULL);
-    tokend_client_close(client);
+  if (ctl_end_call("admins list", client, rc,
+                   rc == TOKEND_EPERM ? ctl_operator_hint : NULL) !=
+      CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
-  }
-  tokend_client_close(client);
 
-  if (json) {
+  if (opts->json) {
     rc = ctl_admins_list_print_json(domain, list);
   } else if (list->n_admins == 0) {
     fprintf(stderr,
@@ -1873,7 +1800,8 @@ static void ctl_audit_fill_row(const void *rows, size_t i,
   ctl_copy_text(cell[8], CTL_CELL_BYTES, e->detail[0] ? e->detail : "-");
 }
 
-static json_t *ctl_json_event(const tokend_audit_event_t *e) {
+static json_t *ctl_json_event_at(const void *rows, size_t i) {
+  const tokend_audit_event_t *e = (const tokend_audit_event_t *)rows + i;
   char detail[sizeof(e->detail)];
 
   ctl_copy_text(detail, sizeof(detail), e->detail);
@@ -1889,26 +1817,11 @@ static json_t *ctl_json_event(const tokend_audit_event_t *e) {
 
 static int ctl_audit_print_json(const char *domain, int64_t since,
                                 const tokend_audit_event_t *events, size_t n) {
-  json_t *root, *arr;
-  size_t i;
-  int rc;
-
-  arr = json_array();
-  for (i = 0; arr != NULL && i < n; i++) {
-    if (json_array_append_new(arr, ctl_json_event(&events[i])) != 0) {
-      json_decref(arr);
-      arr = NULL;
-    }
-  }
-  root = json_pack("{s:o*, s:o*, s:o*}", "domain", ctl_json_text(domain),
-                   "since", ctl_json_time(since), "events", arr);
-  if (arr == NULL) {
-    json_decref(root);
-    root = NULL;
-  }
-  rc = ctl_print_json(root);
-  json_decref(root);
-  return rc;
+  /* "o" for the events: see ctl_list_print_json(). */
+  return ctl_print_json(json_pack("{s:o*, s:o*, s:o}", "domain",
+                                  ctl_json_text(domain), "since",
+                                  ctl_json_time(since), "events",
+                                  ctl_json_rows(events, n, ctl_json_event_at)));
 }
 
 static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
@@ -1921,17 +1834,15 @@ static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("audit");
-  char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
   char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
-  tokend_audit_event_t *events = NULL, *grown;
-  tokend_audit_list_t *page = NULL;
-  tokend_client_t *client = NULL;
+  ctl_pages_t pages = {.size = sizeof(tokend_audit_event_t)};
+  tokend_audit_list_t *page;
+  tokend_client_t *client;
   const char *domain = NULL, *why;
-  size_t n = 0, cap = 0;
   unsigned long long v;
   uint32_t page_size = 0;
   int64_t since = 0;
-  int c, rc, json = 0;
+  int c, rc;
 
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
     switch (c) {
@@ -1944,19 +1855,14 @@ static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
         return CTL_EXIT_ERROR;
       }
       break;
-    case OPT_JSON:
-      json = 1;
-      break;
     case OPT_PAGE_SIZE:
       if (ctl_parse_uint(optarg, TOKEND_LIST_PAGE_MAX, &v) != 0 || v == 0)
         return ctl_usage_error(cmd, "--page-size must be 1 to 1000, not",
                                optarg);
       page_size = (uint32_t)v;
       break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
     default:
-      return CTL_EXIT_ERROR;
+      return ctl_getopt_exit(c);
     }
   }
   if (optind < argc)
@@ -1971,9 +1877,9 @@ static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
 
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
-  for (;;) {
-    rc = tokend_client_list_audit(client, domain, since, page_size, page_token,
-                                  &page);
+  do {
+    rc = tokend_client_list_audit(client, domain, since, page_size,
+                                  pages.page_token, &page);
     if (rc != 0) {
       if (rc == TOKEND_EPERM && domain[0] == '\0')
         snprintf(hint, sizeof(hint),
@@ -1983,59 +1889,29 @@ static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
         ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
       ctl_report("audit", client, rc, rc == TOKEND_EPERM ? hint : NULL);
       rc = CTL_EXIT_ERROR;
-      goto err_free_events;
-    }
-    /* A page that makes no progress would have us loop forever. */
-    if (page->next_page_token[0] != '\0' &&
-        (page->n_events == 0 ||
-         strcmp(page->next_page_token, page_token) == 0)) {
-      fputs("tokenctl: audit failed: tokend's pages do not advance (are "
-            "tokenctl and tokend the same version?)\n",
-            stderr);
-      rc = CTL_EXIT_ERROR;
-      goto err_free_page;
-    }
-    if (page->n_events > cap - n) {
-      cap = cap * 2 > n + page->n_events ? cap * 2 : n + page->n_events;
-      grown = reallocarray(events, cap, sizeof(*events));
-      if (grown == NULL) {
-        fputs("tokenctl: audit failed: out of memory\n", stderr);
-        rc = CTL_EXIT_ERROR;
-        goto err_free_page;
-      }
-      events = grown;
-    }
-    if (page->n_events > 0)
-      memcpy(events + n, page->events, page->n_events * sizeof(*events));
-    n += page->n_events;
-    memcpy(page_token, page->next_page_token, sizeof(page_token));
-    tokend_audit_list_free(page);
-    page = NULL;
-    if (page_token[0] == '\0')
       break;
-  }
+    }
+    rc = ctl_pages_add(&pages, "audit", page->events, page->n_events,
+                       page->next_page_token);
+    tokend_audit_list_free(page);
+  } while (rc == CTL_EXIT_OK && pages.page_token[0] != '\0');
   tokend_client_close(client);
-  client = NULL;
+  if (rc != CTL_EXIT_OK)
+    goto free_pages;
 
-  if (json) {
-    rc = ctl_audit_print_json(domain, since, events, n);
-  } else if (n == 0) {
+  if (opts->json) {
+    rc = ctl_audit_print_json(domain, since, pages.items, pages.n);
+  } else if (pages.n == 0) {
     fprintf(stderr, "tokenctl: no audit events%s%s%s\n",
             domain[0] ? " in domain " : "", domain,
             since != 0 ? " in that time" : "");
-    rc = CTL_EXIT_OK;
   } else {
-    ctl_print_table(ctl_audit_col_names, 9, events, n, ctl_audit_fill_row);
-    rc = CTL_EXIT_OK;
+    ctl_print_table(ctl_audit_col_names, 9, pages.items, pages.n,
+                    ctl_audit_fill_row);
   }
-  free(events);
-  return rc;
 
-err_free_page:
-  tokend_audit_list_free(page);
-err_free_events:
-  free(events);
-  tokend_client_close(client);
+free_pages:
+  free(pages.items);
   return rc;
 }
 
@@ -2054,51 +1930,33 @@ static int ctl_whoami(ctl_opts_t *opts, int argc, char **argv) {
   tokend_whoami_t who;
   struct passwd *pw;
   struct group *gr;
-  int c, rc, json = 0;
-  json_t *root;
+  int c, rc;
 
-  while ((c = ctl_getopt(cmd, opts, argc, argv, ":h", longopts)) != -1) {
-    switch (c) {
-    case OPT_JSON:
-      json = 1;
-      break;
-    case CTL_GETOPT_HELP:
-      return CTL_EXIT_OK;
-    default:
-      return CTL_EXIT_ERROR;
-    }
-  }
+  while ((c = ctl_getopt(cmd, opts, argc, argv, ":h", longopts)) != -1)
+    return ctl_getopt_exit(c);
   if (optind < argc)
     return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
 
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_whoami(client, &who);
-  if (rc != 0) {
-    ctl_report("whoami", client, rc,
-               rc == TOKEND_EPERM && opts->actor != NULL
-                   ? "only operators may use --actor"
-                   : NULL);
-    tokend_client_close(client);
+  if (ctl_end_call("whoami", client, rc,
+                   rc == TOKEND_EPERM && opts->actor != NULL
+                       ? "only operators may use --actor"
+                       : NULL) != CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
-  }
-  tokend_client_close(client);
 
   /* The names are this system's: tokend knows only the numbers. */
   pw = getpwuid((uid_t)who.uid);
   uid_name = pw != NULL ? pw->pw_name : NULL;
   gr = getgrgid((gid_t)who.gid);
   gid_name = gr != NULL ? gr->gr_name : NULL;
-  if (json) {
-    root = json_pack("{s:I, s:s?, s:I, s:s?, s:I, s:s, s:b, s:b}", "uid",
-                     (json_int_t)who.uid, "uid_name", uid_name, "gid",
-                     (json_int_t)who.gid, "gid_name", gid_name, "pid",
-                     (json_int_t)who.pid, "user", who.user, "operator",
-                     who.is_operator, "verifier", who.is_verifier);
-    rc = ctl_print_json(root);
-    json_decref(root);
-    return rc;
-  }
+  if (opts->json)
+    return ctl_print_json(json_pack(
+        "{s:I, s:s?, s:I, s:s?, s:I, s:s, s:b, s:b}", "uid",
+        (json_int_t)who.uid, "uid_name", uid_name, "gid", (json_int_t)who.gid,
+        "gid_name", gid_name, "pid", (json_int_t)who.pid, "user", who.user,
+        "operator", who.is_operator, "verifier", who.is_verifier));
   ctl_fmt_user(who.user, user, sizeof(user));
   printf("uid:      %lu%s%s%s\n", (unsigned long)who.uid,
          uid_name != NULL ? " (" : "", uid_name != NULL ? uid_name : "",
@@ -2143,7 +2001,7 @@ static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       CTL_ACTOR_LONGOPT, CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL};
+  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL, 0};
   const ctl_command_t *cmd;
   int c, rc;
 
@@ -2155,12 +2013,8 @@ int main(int argc, char **argv) {
   setlocale(LC_CTYPE, "C.UTF-8");
   opterr = 0;
   /* "+": stop at the command name; its options are parsed by the command. */
-  while ((c = ctl_getopt(&ctl_main, &opts, argc, argv, "+:h", longopts)) !=
-         -1) {
-    if (c == CTL_GETOPT_HELP)
-      return CTL_EXIT_OK;
-    return CTL_EXIT_ERROR;
-  }
+  while ((c = ctl_getopt(&ctl_main, &opts, argc, argv, "+:h", longopts)) != -1)
+    return ctl_getopt_exit(c);
   if (optind >= argc) {
     fputs("tokenctl: missing command\n", stderr);
     fputs(ctl_main_usage, stderr);

@@ -28,6 +28,10 @@
 /* While the listener's backlog is full, connect() fails with EAGAIN and
  * nothing is queued, so we retry at this interval until the deadline. */
 #define CLIENT_CONNECT_RETRY_MS 10
+/* For token details too long for our structs or malformed; issue, verify
+ * and list say the same. */
+#define CLIENT_BAD_DETAILS                                                     \
+  "tokend sent token details that are too long or malformed"
 
 struct tokend_client_s {
   int fd; /* -1 once the stream can no longer be trusted */
@@ -577,6 +581,62 @@ static int client_copy_info(tokend_token_info_t *dst,
   return 0;
 }
 
+/* Copies item i of a response's repeated field src_list into dst_item; on
+ * failure the client's message says what was wrong. */
+typedef int (*client_copy_item_t)(tokend_client_t *client, void *dst_item,
+                                  const void *src_list, size_t i);
+
+static int client_copy_token_at(tokend_client_t *client, void *dst_item,
+                                const void *src_list, size_t i) {
+  const Tokend__V1__TokenInfo *const *tokens = src_list;
+
+  if (client_copy_info(dst_item, tokens[i]) != 0)
+    return client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
+  return 0;
+}
+
+/* Copies the n items of a response's repeated field src, with copy(), into
+ * a new array of n items of size bytes each. On success *out is that array
+ * (NULL when n is 0), which the caller frees. what names the items in the
+ * out-of-memory message. */
+static int client_copy_list(tokend_client_t *client, const void *src, size_t n,
+                            size_t size, client_copy_item_t copy,
+                            const char *what, void **out) {
+  uint8_t *items = NULL;
+  size_t i;
+  int rc;
+
+  *out = NULL;
+  /* n is bounded by the frame cap; calloc checks the product. */
+  if (n > 0) {
+    items = calloc(n, size);
+    if (items == NULL)
+      return client_fail(client, TOKEND_ENOMEM, "no memory for %zu %s", n,
+                         what);
+  }
+  for (i = 0; i < n; i++) {
+    rc = copy(client, items + i * size, src, i);
+    if (rc != 0)
+      goto err_free_items;
+  }
+  *out = items;
+  return 0;
+
+err_free_items:
+  free(items);
+  return rc;
+}
+
+/* Copies a response's next page token into dst[TOKEND_PAGE_TOKEN_BYTES]. */
+static int client_copy_page_token(tokend_client_t *client, char *dst,
+                                  const char *src) {
+  if (client_copy_str(dst, TOKEND_PAGE_TOKEN_BYTES, src) != 0)
+    return client_fail(client, TOKEND_EPROTO,
+                       "tokend sent a page token longer than %d bytes",
+                       TOKEND_PAGE_TOKEN_BYTES - 1);
+  return 0;
+}
+
 int tokend_client_issue(tokend_client_t *client,
                         const tokend_issue_params_t *params,
                         tokend_issued_t *out) {
@@ -614,9 +674,7 @@ int tokend_client_issue(tokend_client_t *client,
     goto err_wipe_out;
   }
   if (client_copy_info(&out->info, res->info) != 0) {
-    rc =
-        client_fail(client, TOKEND_EPROTO,
-                    "tokend sent token details that are too long or malformed");
+    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
     goto err_wipe_out;
   }
   client_response_free(resp);
@@ -678,9 +736,7 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
       client_copy_str(out->label, sizeof(out->label), res->label) != 0 ||
       client_copy_scopes(out->scopes, &out->n_scopes, res->scopes,
                          res->n_scopes) != 0) {
-    rc =
-        client_fail(client, TOKEND_EPROTO,
-                    "tokend sent token details that are too long or malformed");
+    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
     goto done;
   }
   out->expires_at = res->expires_at;
@@ -728,7 +784,7 @@ int tokend_client_list(tokend_client_t *client, const char *domain,
   Tokend__V1__ListResponse *res;
   Tokend__V1__Response *resp;
   tokend_token_list_t *list;
-  size_t i;
+  void *tokens;
   int rc;
 
   if (client == NULL || out == NULL)
@@ -754,31 +810,17 @@ int tokend_client_list(tokend_client_t *client, const char *domain,
     rc = client_fail(client, TOKEND_ENOMEM, "no memory for the token list");
     goto err_free_resp;
   }
-  /* n_tokens is bounded by the frame cap; calloc checks the product. */
-  if (res->n_tokens > 0) {
-    list->tokens = calloc(res->n_tokens, sizeof(*list->tokens));
-    if (list->tokens == NULL) {
-      rc = client_fail(client, TOKEND_ENOMEM, "no memory for %zu tokens",
-                       res->n_tokens);
-      goto err_free_list;
-    }
-  }
-  for (i = 0; i < res->n_tokens; i++) {
-    if (client_copy_info(&list->tokens[i], res->tokens[i]) != 0) {
-      rc = client_fail(
-          client, TOKEND_EPROTO,
-          "tokend sent token details that are too long or malformed");
-      goto err_free_list;
-    }
-  }
-  list->n_tokens = res->n_tokens;
-  if (client_copy_str(list->next_page_token, sizeof(list->next_page_token),
-                      res->next_page_token) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO,
-                     "tokend sent a page token longer than %d bytes",
-                     TOKEND_PAGE_TOKEN_BYTES - 1);
+  rc = client_copy_list(client, res->tokens, res->n_tokens,
+                        sizeof(*list->tokens), client_copy_token_at, "tokens",
+                        &tokens);
+  if (rc != 0)
     goto err_free_list;
-  }
+  list->tokens = tokens;
+  list->n_tokens = res->n_tokens;
+  rc = client_copy_page_token(client, list->next_page_token,
+                              res->next_page_token);
+  if (rc != 0)
+    goto err_free_list;
   client_response_free(resp);
   *out = list;
   return 0;
@@ -906,6 +948,23 @@ int tokend_client_revoke_admin(tokend_client_t *client, const char *domain,
   return 0;
 }
 
+static int client_copy_admin_at(tokend_client_t *client, void *dst_item,
+                                const void *src_list, size_t i) {
+  const Tokend__V1__DomainAdmin *const *admins = src_list;
+  const Tokend__V1__DomainAdmin *src = admins[i];
+  tokend_admin_t *dst = dst_item;
+
+  if (src == NULL ||
+      client_copy_str(dst->user, sizeof(dst->user), src->user) != 0 ||
+      client_copy_str(dst->granted_by, sizeof(dst->granted_by),
+                      src->granted_by) != 0)
+    return client_fail(client, TOKEND_EPROTO,
+                       "tokend sent a user name longer than %d characters",
+                       TOKEND_USER_MAX_CHARS);
+  dst->granted_at = src->granted_at;
+  return 0;
+}
+
 int tokend_client_list_admins(tokend_client_t *client, const char *domain,
                               tokend_admin_list_t **out) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
@@ -914,7 +973,7 @@ int tokend_client_list_admins(tokend_client_t *client, const char *domain,
   Tokend__V1__ListDomainAdminsResponse *res;
   Tokend__V1__Response *resp;
   tokend_admin_list_t *list;
-  size_t i;
+  void *admins;
   int rc;
 
   if (client == NULL || out == NULL)
@@ -937,30 +996,12 @@ int tokend_client_list_admins(tokend_client_t *client, const char *domain,
     rc = client_fail(client, TOKEND_ENOMEM, "no memory for the admin list");
     goto err_free_resp;
   }
-  /* n_admins is bounded by the frame cap; calloc checks the product. */
-  if (res->n_admins > 0) {
-    list->admins = calloc(res->n_admins, sizeof(*list->admins));
-    if (list->admins == NULL) {
-      rc = client_fail(client, TOKEND_ENOMEM, "no memory for %zu admins",
-                       res->n_admins);
-      goto err_free_list;
-    }
-  }
-  for (i = 0; i < res->n_admins; i++) {
-    tokend_admin_t *dst = &list->admins[i];
-    const Tokend__V1__DomainAdmin *src = res->admins[i];
-
-    if (src == NULL ||
-        client_copy_str(dst->user, sizeof(dst->user), src->user) != 0 ||
-        client_copy_str(dst->granted_by, sizeof(dst->granted_by),
-                        src->granted_by) != 0) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend sent a user name longer than %d characters",
-                       TOKEND_USER_MAX_CHARS);
-      goto err_free_list;
-    }
-    dst->granted_at = src->granted_at;
-  }
+  rc = client_copy_list(client, res->admins, res->n_admins,
+                        sizeof(*list->admins), client_copy_admin_at, "admins",
+                        &admins);
+  if (rc != 0)
+    goto err_free_list;
+  list->admins = admins;
   list->n_admins = res->n_admins;
   client_response_free(resp);
   *out = list;
@@ -980,17 +1021,22 @@ void tokend_admin_list_free(tokend_admin_list_t *list) {
   free(list);
 }
 
-static int client_copy_event(tokend_audit_event_t *dst,
-                             const Tokend__V1__AuditEvent *src) {
-  if (src == NULL)
-    return TOKEND_EPROTO;
-  if (client_copy_str(dst->actor, sizeof(dst->actor), src->actor) != 0 ||
+static int client_copy_event_at(tokend_client_t *client, void *dst_item,
+                                const void *src_list, size_t i) {
+  const Tokend__V1__AuditEvent *const *events = src_list;
+  const Tokend__V1__AuditEvent *src = events[i];
+  tokend_audit_event_t *dst = dst_item;
+
+  if (src == NULL ||
+      client_copy_str(dst->actor, sizeof(dst->actor), src->actor) != 0 ||
       client_copy_str(dst->domain, sizeof(dst->domain), src->domain) != 0 ||
       client_copy_str(dst->token_id, sizeof(dst->token_id), src->token_id) !=
           0 ||
       client_copy_str(dst->method, sizeof(dst->method), src->method) != 0 ||
       client_copy_str(dst->detail, sizeof(dst->detail), src->detail) != 0)
-    return TOKEND_EPROTO;
+    return client_fail(client, TOKEND_EPROTO,
+                       "tokend sent an audit event that is too long or "
+                       "malformed");
   dst->id = src->id;
   dst->time = src->time;
   dst->peer_uid = src->peer_uid;
@@ -1010,7 +1056,7 @@ int tokend_client_list_audit(tokend_client_t *client, const char *domain,
   Tokend__V1__ListAuditEventsResponse *res;
   Tokend__V1__Response *resp;
   tokend_audit_list_t *list;
-  size_t i;
+  void *events;
   int rc;
 
   if (client == NULL || out == NULL)
@@ -1037,31 +1083,17 @@ int tokend_client_list_audit(tokend_client_t *client, const char *domain,
     rc = client_fail(client, TOKEND_ENOMEM, "no memory for the audit events");
     goto err_free_resp;
   }
-  /* n_events is bounded by the frame cap; calloc checks the product. */
-  if (res->n_events > 0) {
-    list->events = calloc(res->n_events, sizeof(*list->events));
-    if (list->events == NULL) {
-      rc = client_fail(client, TOKEND_ENOMEM, "no memory for %zu events",
-                       res->n_events);
-      goto err_free_list;
-    }
-  }
-  for (i = 0; i < res->n_events; i++) {
-    if (client_copy_event(&list->events[i], res->events[i]) != 0) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend sent an audit event that is too long or "
-                       "malformed");
-      goto err_free_list;
-    }
-  }
-  list->n_events = res->n_events;
-  if (client_copy_str(list->next_page_token, sizeof(list->next_page_token),
-                      res->next_page_token) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO,
-                     "tokend sent a page token longer than %d bytes",
-                     TOKEND_PAGE_TOKEN_BYTES - 1);
+  rc = client_copy_list(client, res->events, res->n_events,
+                        sizeof(*list->events), client_copy_event_at, "events",
+                        &events);
+  if (rc != 0)
     goto err_free_list;
-  }
+  list->events = events;
+  list->n_events = res->n_events;
+  rc = client_copy_page_token(client, list->next_page_token,
+                              res->next_page_token);
+  if (rc != 0)
+    goto err_free_list;
   client_response_free(resp);
   *out = list;
   return 0;
