@@ -1,6 +1,13 @@
 #define _GNU_SOURCE /* memmem, pipe2 */
 #include "harness.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -17,16 +24,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "frame.h"
 
 #ifndef TOKEND_BIN
 #error "TOKEND_BIN must name the tokend executable"
+#endif
+#ifndef TOKENCTL_BIN
+#error "TOKENCTL_BIN must name the tokenctl executable"
 #endif
 
 /* Upper bound on a Response we are willing to read: far above any real one,
  * so a broken length field fails the test instead of allocating wildly. */
 #define TH_MAX_RESPONSE_BYTES (16u * 1024u * 1024u)
 #define TH_MAX_ARGS 64
+#define TH_TOKENCTL_TIMEOUT_MS 10000
 
 int64_t th_now_ms(void) {
   struct timespec ts;
@@ -262,6 +275,22 @@ int th_tokend_stop(th_tokend_t *t) {
   return status;
 }
 
+int th_tokend_stop_clean(th_tokend_t *t) {
+  int status = th_tokend_stop(t);
+
+  if (status == 0)
+    return 0;
+  fprintf(stderr, "harness: tokend exited with status %d on SIGTERM, want 0\n",
+          status);
+  th_tokend_dump_log(t);
+  return -1;
+}
+
+void th_tokend_stop_ok(th_tokend_t *t) {
+  if (th_tokend_stop_clean(t) != 0)
+    fail_msg("tokend did not stop cleanly on SIGTERM (its log is above)");
+}
+
 int th_tokend_kill(th_tokend_t *t) {
   if (t->pid == 0)
     return -1;
@@ -384,6 +413,145 @@ int th_log_count_errors(const th_tokend_t *t) {
   return count;
 }
 
+int th_path_exists(const char *path) {
+  struct stat st;
+
+  return lstat(path, &st) == 0;
+}
+
+void th_write_file_ok(const char *path, const void *data, size_t len,
+                      mode_t mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+  if (fd < 0)
+    fail_msg("open %s: %s", path, strerror(errno));
+  if (write(fd, data, len) != (ssize_t)len)
+    fail_msg("write %zu bytes to %s: %s", len, path, strerror(errno));
+  /* Whatever the umask, the mode is exactly `mode`. */
+  if (fchmod(fd, mode) != 0)
+    fail_msg("fchmod %s: %s", path, strerror(errno));
+  close(fd);
+}
+
+int th_db_integrity(const char *db_path) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  const char *res = NULL;
+  int rc = -1;
+
+  if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    fprintf(stderr, "harness: open %s: %s\n", db_path, sqlite3_errmsg(db));
+    goto err_close_db;
+  }
+  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) !=
+      SQLITE_OK) {
+    fprintf(stderr, "harness: integrity_check on %s: %s\n", db_path,
+            sqlite3_errmsg(db));
+    goto err_close_db;
+  }
+  if (sqlite3_step(st) == SQLITE_ROW)
+    res = (const char *)sqlite3_column_text(st, 0);
+  if (res != NULL && strcmp(res, "ok") == 0)
+    rc = 0;
+  else
+    fprintf(stderr, "harness: integrity_check on %s: %s\n", db_path,
+            res != NULL ? res : sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+err_close_db:
+  sqlite3_close(db);
+  return rc;
+}
+
+/* ---- fixtures ---- */
+
+/* Ends a fixture whose setup failed: no verdict on tokend. */
+static void th_fixture_discard(void **state) {
+  th_fixture_t *f = *state;
+
+  tokend_client_close(f->client);
+  th_tokend_destroy(&f->tokend);
+  free(f);
+  *state = NULL;
+}
+
+int th_fixture_setup(void **state) {
+  th_fixture_t *f = calloc(1, sizeof(*f));
+
+  *state = NULL;
+  if (f == NULL)
+    return -1;
+  if (th_tokend_init(&f->tokend) != 0) {
+    free(f);
+    return -1;
+  }
+  *state = f;
+  return 0;
+}
+
+int th_fixture_setup_start(void **state, const char *const *extra_args) {
+  th_fixture_t *f;
+
+  if (th_fixture_setup(state) != 0)
+    return -1;
+  f = *state;
+  if (th_tokend_start(&f->tokend, extra_args) != 0) {
+    th_fixture_discard(state);
+    return -1;
+  }
+  return 0;
+}
+
+int th_fixture_setup_client(void **state, const char *const *extra_args) {
+  th_fixture_t *f;
+  int rc;
+
+  if (th_fixture_setup_start(state, extra_args) != 0)
+    return -1;
+  f = *state;
+  rc = tokend_client_connect(f->tokend.socket_path, TH_IO_TIMEOUT_MS,
+                             &f->client);
+  if (rc != 0) {
+    fprintf(stderr, "harness: cannot connect a client to %s: %s\n",
+            f->tokend.socket_path, tokend_strerror(rc));
+    th_fixture_discard(state);
+    return -1;
+  }
+  return 0;
+}
+
+int th_fixture_setup_token(void **state, const char *const *extra_args,
+                           const char *domain, const char *label) {
+  th_fixture_t *f;
+  int fd, rc = -1;
+
+  if (th_fixture_setup_start(state, extra_args) != 0)
+    return -1;
+  f = *state;
+  fd = th_connect(f->tokend.socket_path);
+  if (fd >= 0) {
+    rc = th_raw_issue(fd, 1, domain, label, f->token);
+    close(fd);
+  } else {
+    fprintf(stderr, "harness: cannot connect to %s\n", f->tokend.socket_path);
+  }
+  if (rc != 0)
+    th_fixture_discard(state);
+  return rc;
+}
+
+int th_fixture_teardown(void **state) {
+  th_fixture_t *f = *state;
+  int rc = 0;
+
+  tokend_client_close(f->client);
+  if (f->tokend.pid != 0)
+    rc = th_tokend_stop_clean(&f->tokend);
+  th_tokend_destroy(&f->tokend);
+  free(f);
+  *state = NULL;
+  return rc;
+}
+
 /* ---- raw sockets ---- */
 
 int th_connect(const char *socket_path) {
@@ -447,6 +615,20 @@ int th_send_request(int fd, const Tokend__V1__Request *req) {
   rc = th_write_all(fd, frame, len);
   free(frame);
   return rc;
+}
+
+int th_frame_append(uint8_t **buf, size_t *len,
+                    const Tokend__V1__Request *req) {
+  size_t body = tokend__v1__request__get_packed_size(req);
+  uint8_t *grown = realloc(*buf, *len + TOKEND_FRAME_HEADER_BYTES + body);
+
+  if (grown == NULL)
+    return -1;
+  frame_encode_header(grown + *len, (uint32_t)body);
+  tokend__v1__request__pack(req, grown + *len + TOKEND_FRAME_HEADER_BYTES);
+  *buf = grown;
+  *len += TOKEND_FRAME_HEADER_BYTES + body;
+  return 0;
 }
 
 int th_send_verify(int fd, uint64_t call_id, const char *token) {
@@ -558,6 +740,153 @@ int th_wait_eof(int fd, int timeout_ms) {
       return 1;
     return n > 0 ? 0 : -1;
   }
+}
+
+int th_read_all(int fd, void *buf, size_t len, int timeout_ms) {
+  return th_read_exact(fd, buf, len, th_mono_ms() + timeout_ms);
+}
+
+int th_response_code(const Tokend__V1__Response *r) {
+  return r->status != NULL ? r->status->code : 0;
+}
+
+const char *th_recv_name(int rc) {
+  return rc == TH_RECV_EOF       ? "a bare close"
+         : rc == TH_RECV_TIMEOUT ? "nothing (timeout)"
+                                 : "a broken frame";
+}
+
+int th_raw_issue(int fd, uint64_t call_id, const char *domain,
+                 const char *label, char out[TOKEND_TOKEN_BYTES]) {
+  Tokend__V1__Response *r = NULL;
+  size_t len;
+  int rc;
+
+  if (th_send_issue(fd, call_id, domain, label) != 0) {
+    fprintf(stderr, "harness: cannot send an Issue\n");
+    return -1;
+  }
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0) {
+    fprintf(stderr, "harness: Issue call %llu: got %s\n",
+            (unsigned long long)call_id, th_recv_name(rc));
+    return -1;
+  }
+  rc = -1;
+  if (r->call_id != call_id)
+    fprintf(stderr, "harness: Issue call %llu answered as call %llu\n",
+            (unsigned long long)call_id, (unsigned long long)r->call_id);
+  else if (th_response_code(r) != 0)
+    fprintf(stderr, "harness: Issue failed: %d %s\n", th_response_code(r),
+            r->status->message);
+  else if (r->result_case != TOKEND__V1__RESPONSE__RESULT_ISSUE)
+    fprintf(stderr, "harness: Issue answered without an Issue result\n");
+  else if ((len = strlen(r->issue->token)) >= TOKEND_TOKEN_BYTES)
+    fprintf(stderr, "harness: issued token of %zu bytes is too long\n", len);
+  else {
+    memcpy(out, r->issue->token, len + 1);
+    rc = 0;
+  }
+  tokend__v1__response__free_unpacked(r, NULL);
+  return rc;
+}
+
+int th_raw_verify(int fd, uint64_t call_id, const char *token) {
+  Tokend__V1__Response *r = NULL;
+  int rc;
+
+  if (th_send_verify(fd, call_id, token) != 0)
+    return -1;
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0) {
+    fprintf(stderr, "harness: Verify call %llu: got %s\n",
+            (unsigned long long)call_id, th_recv_name(rc));
+    return -1;
+  }
+  if (th_response_code(r) != 0) {
+    rc = th_response_code(r);
+  } else if (r->call_id != call_id ||
+             r->result_case != TOKEND__V1__RESPONSE__RESULT_VERIFY ||
+             !r->verify->valid) {
+    fprintf(stderr,
+            "harness: Verify call %llu: answered as call %llu, result %d, "
+            "valid %d\n",
+            (unsigned long long)call_id, (unsigned long long)r->call_id,
+            (int)r->result_case,
+            r->result_case == TOKEND__V1__RESPONSE__RESULT_VERIFY
+                ? (int)r->verify->valid
+                : -1);
+    rc = -1;
+  }
+  tokend__v1__response__free_unpacked(r, NULL);
+  return rc;
+}
+
+void th_expect_valid_raw(int fd, uint64_t call_id, const char *token) {
+  int rc = th_raw_verify(fd, call_id, token);
+
+  if (rc != 0)
+    fail_msg("call %llu: want a valid Verify, got %d",
+             (unsigned long long)call_id, rc);
+}
+
+void th_expect_error_then_eof(int fd, int code) {
+  Tokend__V1__Response *r = NULL;
+  int rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+
+  if (rc != 0)
+    fail_msg("want a status %d response before the close, got %s", code,
+             th_recv_name(rc));
+  if (th_response_code(r) != code)
+    fail_msg("want status %d, got %d (%s)", code, th_response_code(r),
+             r->status != NULL ? r->status->message : "");
+  assert_int_equal(r->call_id, 0);
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
+  assert_true(r->status->message != NULL && r->status->message[0] != '\0');
+  tokend__v1__response__free_unpacked(r, NULL);
+  if (th_wait_eof(fd, TH_IO_TIMEOUT_MS) != 1)
+    fail_msg("tokend did not close the connection after status %d", code);
+}
+
+/* ---- the client library ---- */
+
+tokend_client_t *th_client_connect_ok(const th_tokend_t *t) {
+  tokend_client_t *c = NULL;
+  int rc = tokend_client_connect(t->socket_path, TH_IO_TIMEOUT_MS, &c);
+
+  if (rc != 0)
+    fail_msg("connect to %s: %s", t->socket_path, tokend_err_name(rc));
+  return c;
+}
+
+void th_client_issue_ok(tokend_client_t *c, const char *domain,
+                        const char *label, int64_t expires_at,
+                        tokend_issued_t *out) {
+  tokend_issue_params_t p = {domain, label, expires_at, NULL, 0};
+  int rc = tokend_client_issue(c, &p, out);
+
+  if (rc != 0)
+    fail_msg("issue %s/%s: %s (%s)", domain, label, tokend_err_name(rc),
+             tokend_client_errmsg(c));
+}
+
+void th_client_verify_ok(tokend_client_t *c, const char *token,
+                         tokend_verify_result_t *out) {
+  int rc = tokend_client_verify(c, token, out);
+
+  if (rc != 0)
+    fail_msg("verify: %s (%s)", tokend_err_name(rc), tokend_client_errmsg(c));
+}
+
+void th_expect_verify(tokend_client_t *c, const char *token, int valid,
+                      tokend_verify_reason_t reason) {
+  tokend_verify_result_t v;
+
+  th_client_verify_ok(c, token, &v);
+  if (v.valid != valid || v.reason != reason)
+    fail_msg("verify: got valid=%d %s, want valid=%d %s", v.valid,
+             tokend_verify_reason_name(v.reason), valid,
+             tokend_verify_reason_name(reason));
 }
 
 /* ---- other programs ---- */
@@ -689,4 +1018,49 @@ void th_run_result_free(th_run_result_t *r) {
   free(r->out);
   free(r->err);
   memset(r, 0, sizeof(*r));
+}
+
+int th_run_va(const char *const *head, va_list tail, const char *in_data,
+              int timeout_ms, th_run_result_t *r) {
+  const char *argv[TH_MAX_ARGS];
+  const char *a;
+  size_t n = 0;
+
+  memset(r, 0, sizeof(*r));
+  for (; *head != NULL; head++) {
+    if (n + 1 >= TH_MAX_ARGS)
+      goto err_too_many;
+    argv[n++] = *head;
+  }
+  while ((a = va_arg(tail, const char *)) != NULL) {
+    if (n + 1 >= TH_MAX_ARGS)
+      goto err_too_many;
+    argv[n++] = a;
+  }
+  argv[n] = NULL;
+  return th_run(argv, NULL, in_data, timeout_ms, r);
+
+err_too_many:
+  fprintf(stderr, "harness: more than %d arguments for %s\n", TH_MAX_ARGS - 1,
+          argv[0]);
+  return -1;
+}
+
+void th_tokenctl(const th_tokend_t *t, const char *in_data, th_run_result_t *r,
+                 ...) {
+  const char *const head[] = {TOKENCTL_BIN, "--socket", t->socket_path, NULL};
+  va_list ap;
+  int rc;
+
+  va_start(ap, r);
+  rc = th_run_va(head, ap, in_data, TH_TOKENCTL_TIMEOUT_MS, r);
+  va_end(ap);
+  if (rc != 0)
+    fail_msg("cannot run %s", TOKENCTL_BIN);
+}
+
+void th_expect_exit(const th_run_result_t *r, int status, const char *what) {
+  if (r->status != status)
+    fail_msg("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r->status,
+             status, r->out, r->err);
 }

@@ -1,17 +1,24 @@
 /* Integration-test harness: runs a real tokend (TOKEND_BIN) as a child
- * process in a fresh temporary directory, and talks to it over raw sockets.
+ * process in a fresh temporary directory, and talks to it over raw sockets
+ * and through the client library.
  *
  * Functions return 0 on success and -1 on failure unless they say otherwise;
  * on failure they print why on stderr (and, when tokend would not start, its
- * log), so a test only has to assert the result. */
+ * log), so a test only has to assert the result.
+ *
+ * Checks are the exception: a function whose comment says "Fails the test"
+ * reports through cmocka (fail_msg) and does not return on failure, so it
+ * may be called only from a cmocka test or its setup. */
 #ifndef TOKEND_IT_HARNESS_H
 #define TOKEND_IT_HARNESS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "tokend.pb-c.h"
+#include "tokend_client.h"
 
 /* Set TOKEND_TEST_WRAPPER to a command line (split on spaces) to run every
  * tokend under it, e.g.
@@ -77,6 +84,13 @@ int th_tokend_wait_exit(th_tokend_t *t, int timeout_ms);
  * timeout (so it never leaves a child behind). */
 int th_tokend_stop(th_tokend_t *t);
 
+/* th_tokend_stop(), for a tokend that must stop cleanly: 0 if it exited 0;
+ * otherwise prints its exit status and its log and returns -1. */
+int th_tokend_stop_clean(th_tokend_t *t);
+
+/* th_tokend_stop_clean(). Fails the test unless tokend exited 0. */
+void th_tokend_stop_ok(th_tokend_t *t);
+
 /* SIGKILL and wait, as a crash would. Returns 128 + SIGKILL when it worked. */
 int th_tokend_kill(th_tokend_t *t);
 
@@ -99,6 +113,53 @@ int th_file_contains(const char *path, const void *needle, size_t n);
 /* Lines of the log at level error ("<time> error <message>"). */
 int th_log_count_errors(const th_tokend_t *t);
 
+/* 1 if path names anything (a dangling link too), 0 if not. */
+int th_path_exists(const char *path);
+
+/* Creates or truncates path and writes data[0..len) to it; its mode is
+ * exactly `mode`, whatever the umask. Fails the test if it cannot. */
+void th_write_file_ok(const char *path, const void *data, size_t len,
+                      mode_t mode);
+
+/* Opens the SQLite database read-only (so the check cannot be what recovers
+ * or repairs it) and runs PRAGMA integrity_check: 0 if it says "ok", else
+ * -1 after printing what it says. */
+int th_db_integrity(const char *db_path);
+
+/* ---- fixtures ---- */
+
+/* What a test's setup hands it in *state. Each setup below fills in what its
+ * name says; th_fixture_teardown() ends any of them. */
+typedef struct {
+  th_tokend_t tokend;
+  tokend_client_t *client;        /* NULL unless the setup connected one */
+  char token[TOKEND_TOKEN_BYTES]; /* "" unless the setup issued one */
+} th_fixture_t;
+
+/* A cmocka setup: *state becomes a new th_fixture_t (calloc'd) whose tokend
+ * is initialised (th_tokend_init) but not started. */
+int th_fixture_setup(void **state);
+
+/* th_fixture_setup(), then th_tokend_start() with extra_args (may be NULL).
+ * On failure cleans up, leaves *state NULL and returns -1; so do the two
+ * below. */
+int th_fixture_setup_start(void **state, const char *const *extra_args);
+
+/* th_fixture_setup_start(), then connects f->client (TH_IO_TIMEOUT_MS). */
+int th_fixture_setup_client(void **state, const char *const *extra_args);
+
+/* th_fixture_setup_start(), then issues a token in domain with label over a
+ * raw connection (call_id 1) into f->token. */
+int th_fixture_setup_token(void **state, const char *const *extra_args,
+                           const char *domain, const char *label);
+
+/* A cmocka teardown for any th_fixture_t (one a test calloc'd itself too):
+ * closes f->client, stops tokend if it still runs, destroys it and frees f.
+ * Returns -1 if tokend did not exit 0 on SIGTERM, so that a test after which
+ * tokend crashed or hung fails; 0 otherwise (also when the test stopped
+ * tokend itself). */
+int th_fixture_teardown(void **state);
+
 /* ---- raw sockets ---- */
 
 /* A connected, blocking Unix stream socket, or -1. */
@@ -111,6 +172,11 @@ uint8_t *th_frame_request(const Tokend__V1__Request *req, size_t *len);
 
 /* Frames and writes req in one write. */
 int th_send_request(int fd, const Tokend__V1__Request *req);
+
+/* Frames req and appends the frame to *buf (realloc'd; the caller frees it),
+ * whose length *len grows by the frame's. On failure *buf and *len are as
+ * they were. */
+int th_frame_append(uint8_t **buf, size_t *len, const Tokend__V1__Request *req);
 
 /* Convenience senders for the common requests. */
 int th_send_verify(int fd, uint64_t call_id, const char *token);
@@ -130,6 +196,55 @@ int th_recv_response(int fd, int timeout_ms, Tokend__V1__Response **out);
  * instead, -1 on timeout. */
 int th_wait_eof(int fd, int timeout_ms);
 
+/* Reads exactly len bytes from fd (a socket or a pipe) within timeout_ms: 0,
+ * or TH_RECV_EOF, TH_RECV_ERROR or TH_RECV_TIMEOUT as above. */
+int th_read_all(int fd, void *buf, size_t len, int timeout_ms);
+
+/* The gRPC status code of a Response: 0 when it carries no status. */
+int th_response_code(const Tokend__V1__Response *r);
+
+/* What a non-zero th_recv_response() result means, for messages. */
+const char *th_recv_name(int rc);
+
+/* Issues a token in domain with label on fd and reads the answer, which
+ * must carry call_id, status OK and a token; out gets the token. */
+int th_raw_issue(int fd, uint64_t call_id, const char *domain,
+                 const char *label, char out[TOKEND_TOKEN_BYTES]);
+
+/* Verifies token on fd: 0 when the answer carries call_id and says valid;
+ * the answer's gRPC status when it has one; -1 otherwise (no answer, or an
+ * answer that is not a valid Verify). */
+int th_raw_verify(int fd, uint64_t call_id, const char *token);
+
+/* th_raw_verify(). Fails the test unless it returns 0. */
+void th_expect_valid_raw(int fd, uint64_t call_id, const char *token);
+
+/* Reads one Response, which must be status `code` with a message, call_id 0
+ * and no result; then the server must close fd. Fails the test if not. */
+void th_expect_error_then_eof(int fd, int code);
+
+/* ---- the client library ---- */
+
+/* A client connected to t (TH_IO_TIMEOUT_MS), for the caller to close.
+ * Fails the test if it cannot connect. */
+tokend_client_t *th_client_connect_ok(const th_tokend_t *t);
+
+/* Issues a token (no scopes; expires_at 0: never) into *out. Fails the test
+ * if the call fails. */
+void th_client_issue_ok(tokend_client_t *c, const char *domain,
+                        const char *label, int64_t expires_at,
+                        tokend_issued_t *out);
+
+/* Verifies token into *out. Fails the test if the call fails (an invalid
+ * token is an answer, not a failure). */
+void th_client_verify_ok(tokend_client_t *c, const char *token,
+                         tokend_verify_result_t *out);
+
+/* Verifies token. Fails the test unless the answer is exactly valid and
+ * reason. */
+void th_expect_verify(tokend_client_t *c, const char *token, int valid,
+                      tokend_verify_reason_t reason);
+
 /* ---- other programs ---- */
 
 typedef struct {
@@ -148,6 +263,20 @@ typedef struct {
 int th_run(const char *const *argv, const char *const *env_extra,
            const char *in_data, int timeout_ms, th_run_result_t *r);
 void th_run_result_free(th_run_result_t *r);
+
+/* th_run() of head (NULL-terminated; head[0] is the program's path) followed
+ * by the strings of tail up to a NULL, with no extra environment. */
+int th_run_va(const char *const *head, va_list tail, const char *in_data,
+              int timeout_ms, th_run_result_t *r);
+
+/* Runs `tokenctl --socket <t's socket> args...` (NULL-terminated) with
+ * in_data on stdin (NULL: empty), allowing it 10 s. Fails the test if
+ * tokenctl cannot be run; its exit status is the caller's to check. */
+void th_tokenctl(const th_tokend_t *t, const char *in_data, th_run_result_t *r,
+                 ...) __attribute__((sentinel));
+
+/* Fails the test, showing r's output, unless r exited with status. */
+void th_expect_exit(const th_run_result_t *r, int status, const char *what);
 
 /* Milliseconds: wall clock (the unit of tokend's timestamps) and a monotonic
  * clock for deadlines. */

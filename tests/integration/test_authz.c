@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +49,6 @@
 #define CLIENT_TIMEOUT_MS 5000
 #define CHILD_TIMEOUT_MS 20000
 #define MAX_OPS 16
-#define CTL_MAX_ARGS 24
-
-typedef struct {
-  th_tokend_t tokend;
-  tokend_client_t *root; /* the test itself: uid 0, an operator */
-} fixture_t;
 
 /* ---- fixture ---- */
 
@@ -77,43 +70,23 @@ static int start_tokend(th_tokend_t *t, const char *const *args) {
   return 0;
 }
 
+/* f->client is the test itself: uid 0, an operator. */
 static int setup(void **state) {
   static const char *const args[] = {
       "--socket-mode", "0666", "--socket-group", "65534", "--verifier-uid",
       "12345",         NULL};
-  fixture_t *f = calloc(1, sizeof(*f));
+  th_fixture_t *f = calloc(1, sizeof(*f));
 
   if (f == NULL)
     return -1;
-  if (start_tokend(&f->tokend, args) != 0) {
-    free(f);
-    return -1;
-  }
-  if (tokend_client_connect(f->tokend.socket_path, CLIENT_TIMEOUT_MS,
-                            &f->root) != 0) {
-    th_tokend_destroy(&f->tokend);
-    free(f);
-    return -1;
-  }
   *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture_t *f = *state;
-  int status = 0;
-
-  tokend_client_close(f->root);
-  if (f->tokend.pid != 0) {
-    status = th_tokend_stop(&f->tokend);
-    if (status != 0) {
-      fprintf(stderr, "tokend exited with status %d after the test\n", status);
-      th_tokend_dump_log(&f->tokend);
-    }
+  if (start_tokend(&f->tokend, args) != 0 ||
+      tokend_client_connect(f->tokend.socket_path, CLIENT_TIMEOUT_MS,
+                            &f->client) != 0) {
+    th_fixture_teardown(state);
+    return -1;
   }
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return status == 0 ? 0 : -1;
+  return 0;
 }
 
 /* ---- peers of other uids ----
@@ -226,44 +199,6 @@ static void child_run_op(tokend_client_t *c, const op_t *op, op_result_t *res,
     snprintf(res->errmsg, sizeof(res->errmsg), "%s", tokend_client_errmsg(c));
 }
 
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  ssize_t n;
-
-  while (len > 0) {
-    n = write(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len) {
-  int64_t deadline = th_mono_ms() + CHILD_TIMEOUT_MS;
-  struct pollfd pfd = {fd, POLLIN, 0};
-  char *p = buf;
-  ssize_t n;
-
-  while (len > 0) {
-    int64_t left = deadline - th_mono_ms();
-
-    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-      return -1;
-    n = read(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 /* In a child: becomes uid/gid with no supplementary groups, and checks that
  * root cannot be had back. */
 static int drop_privileges(uid_t uid, gid_t gid) {
@@ -304,15 +239,15 @@ static int run_as(const char *socket_path, uid_t uid, gid_t gid,
         child_run_op(c, &ops[i], &all[i], all);
       tokend_client_close(c);
     }
-    if (write_all(fds[1], &rc, sizeof(rc)) != 0 ||
-        write_all(fds[1], all, n * sizeof(*all)) != 0)
+    if (th_write_all(fds[1], &rc, sizeof(rc)) != 0 ||
+        th_write_all(fds[1], all, n * sizeof(*all)) != 0)
       _exit(5);
     _exit(0);
   }
   close(fds[1]);
   memset(res, 0, n * sizeof(*res));
-  if (read_all(fds[0], &rc, sizeof(rc)) != 0 ||
-      read_all(fds[0], res, n * sizeof(*res)) != 0)
+  if (th_read_all(fds[0], &rc, sizeof(rc), CHILD_TIMEOUT_MS) != 0 ||
+      th_read_all(fds[0], res, n * sizeof(*res), CHILD_TIMEOUT_MS) != 0)
     rc = INT32_MIN;
   close(fds[0]);
   while (waitpid(child, &wstatus, 0) < 0)
@@ -328,8 +263,8 @@ static int run_as(const char *socket_path, uid_t uid, gid_t gid,
 }
 
 /* run_as, for a peer that must get in. */
-static pid_t run_ops(const fixture_t *f, uid_t uid, const op_t *ops, size_t n,
-                     op_result_t *res) {
+static pid_t run_ops(const th_fixture_t *f, uid_t uid, const op_t *ops,
+                     size_t n, op_result_t *res) {
   pid_t pid;
   int rc = run_as(f->tokend.socket_path, uid, (gid_t)uid, ops, n, res, &pid);
 
@@ -357,7 +292,7 @@ static void expect_denied(const op_result_t *r, const char *what) {
 
 /* ---- the root client's view ---- */
 
-static void root_issue(const fixture_t *f, const char *domain,
+static void root_issue(const th_fixture_t *f, const char *domain,
                        const char *label, tokend_issued_t *out) {
   tokend_issue_params_t params;
   int rc;
@@ -365,37 +300,38 @@ static void root_issue(const fixture_t *f, const char *domain,
   memset(&params, 0, sizeof(params));
   params.domain = domain;
   params.label = label;
-  rc = tokend_client_issue(f->root, &params, out);
+  rc = tokend_client_issue(f->client, &params, out);
   if (rc != 0)
     fail_msg("root issue in %s: %s: %s", domain, tokend_err_name(rc),
-             tokend_client_errmsg(f->root));
+             tokend_client_errmsg(f->client));
 }
 
-static void root_grant(const fixture_t *f, const char *domain,
+static void root_grant(const th_fixture_t *f, const char *domain,
                        const char *user) {
-  int rc = tokend_client_grant_admin(f->root, domain, user, NULL, NULL);
+  int rc = tokend_client_grant_admin(f->client, domain, user, NULL, NULL);
 
   if (rc != 0)
     fail_msg("grant %s admin of %s: %s: %s", user, domain, tokend_err_name(rc),
-             tokend_client_errmsg(f->root));
+             tokend_client_errmsg(f->client));
 }
 
-static tokend_verify_reason_t root_verify(const fixture_t *f,
+static tokend_verify_reason_t root_verify(const th_fixture_t *f,
                                           const char *token) {
   tokend_verify_result_t v;
 
-  assert_int_equal(tokend_client_verify(f->root, token, &v), 0);
+  assert_int_equal(tokend_client_verify(f->client, token, &v), 0);
   return v.reason;
 }
 
 /* Every token of domain, revoked ones too (the caller frees). */
-static tokend_token_list_t *root_list(const fixture_t *f, const char *domain) {
+static tokend_token_list_t *root_list(const th_fixture_t *f,
+                                      const char *domain) {
   tokend_token_list_t *list = NULL;
-  int rc = tokend_client_list(f->root, domain, 1000, NULL, 1, &list);
+  int rc = tokend_client_list(f->client, domain, 1000, NULL, 1, &list);
 
   if (rc != 0)
     fail_msg("root list %s: %s: %s", domain, tokend_err_name(rc),
-             tokend_client_errmsg(f->root));
+             tokend_client_errmsg(f->client));
   return list;
 }
 
@@ -411,8 +347,9 @@ static const tokend_token_info_t *find_token(const tokend_token_list_t *list,
 
 /* Every audit event of domain ("" all), newest first, fetched page by page
  * (small pages, so that paging itself is exercised). */
-static tokend_audit_event_t *root_audit(const fixture_t *f, const char *domain,
-                                        int64_t since, size_t *n) {
+static tokend_audit_event_t *root_audit(const th_fixture_t *f,
+                                        const char *domain, int64_t since,
+                                        size_t *n) {
   char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
   tokend_audit_event_t *all = NULL;
   tokend_audit_list_t *page;
@@ -420,10 +357,11 @@ static tokend_audit_event_t *root_audit(const fixture_t *f, const char *domain,
 
   *n = 0;
   for (;;) {
-    rc = tokend_client_list_audit(f->root, domain, since, 3, page_token, &page);
+    rc = tokend_client_list_audit(f->client, domain, since, 3, page_token,
+                                  &page);
     if (rc != 0)
       fail_msg("root audit %s: %s: %s", domain, tokend_err_name(rc),
-               tokend_client_errmsg(f->root));
+               tokend_client_errmsg(f->client));
     assert_true(page->n_events <= 3);
     all = reallocarray(all, *n + page->n_events + 1, sizeof(*all));
     assert_non_null(all);
@@ -472,7 +410,7 @@ static void dump_events(const tokend_audit_event_t *ev, size_t n) {
 
 /* Asserts that the audit log holds at least one refusal (code 7) of method
  * by peer_uid (and pid, unless -1). */
-static void expect_refusal_audited(const fixture_t *f, uint32_t peer_uid,
+static void expect_refusal_audited(const th_fixture_t *f, uint32_t peer_uid,
                                    int32_t pid, const char *method) {
   tokend_audit_event_t *ev, match;
   size_t n;
@@ -492,7 +430,7 @@ static void expect_refusal_audited(const fixture_t *f, uint32_t peer_uid,
 /* ---- tests ---- */
 
 static void test_verifier_only_peer_may_verify_and_nothing_else(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list;
   tokend_issued_t t;
   op_result_t res[4];
@@ -529,7 +467,7 @@ static void test_verifier_only_peer_may_verify_and_nothing_else(void **state) {
 }
 
 static void test_peer_not_in_verifier_list_cannot_verify(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t t;
   op_result_t res[2];
   pid_t pid;
@@ -558,14 +496,14 @@ static void test_peer_not_in_verifier_list_cannot_verify(void **state) {
 }
 
 static void test_whoami_for_root_and_unprivileged_peers(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char too_long[TOKEND_USER_MAX_CHARS + 2];
   tokend_whoami_t who;
   op_result_t res[2];
   const op_t ops[] = {{OP_WHOAMI, NULL, NULL, 0}};
   pid_t pid;
 
-  assert_int_equal(tokend_client_whoami(f->root, &who), 0);
+  assert_int_equal(tokend_client_whoami(f->client, &who), 0);
   assert_int_equal(who.uid, 0);
   assert_int_equal(who.gid, 0);
   assert_int_equal(who.pid, getpid());
@@ -574,19 +512,19 @@ static void test_whoami_for_root_and_unprivileged_peers(void **state) {
   assert_true(who.is_verifier);
 
   /* An operator acting for someone is named after them. */
-  assert_int_equal(tokend_client_set_actor(f->root, ALICE), 0);
-  assert_int_equal(tokend_client_whoami(f->root, &who), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, ALICE), 0);
+  assert_int_equal(tokend_client_whoami(f->client, &who), 0);
   assert_string_equal(who.user, ALICE);
   assert_true(who.is_operator);
   /* An actor too long to be a user is refused locally, and the previous one
    * stays (clearing it would make the next calls break-glass). */
   memset(too_long, 'a', TOKEND_USER_MAX_CHARS + 1);
   too_long[TOKEND_USER_MAX_CHARS + 1] = '\0';
-  assert_int_equal(tokend_client_set_actor(f->root, too_long), TOKEND_EINVAL);
-  assert_int_equal(tokend_client_whoami(f->root, &who), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, too_long), TOKEND_EINVAL);
+  assert_int_equal(tokend_client_whoami(f->client, &who), 0);
   assert_string_equal(who.user, ALICE);
-  assert_int_equal(tokend_client_set_actor(f->root, NULL), 0);
-  assert_int_equal(tokend_client_whoami(f->root, &who), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, NULL), 0);
+  assert_int_equal(tokend_client_whoami(f->client, &who), 0);
   assert_string_equal(who.user, "uid:0");
 
   pid = run_ops(f, VERIFIER_UID, ops, 1, res);
@@ -608,7 +546,7 @@ static void test_whoami_for_root_and_unprivileged_peers(void **state) {
 }
 
 static void test_admin_manages_own_domain_only(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list;
   tokend_admin_list_t *admins;
   tokend_issued_t other;
@@ -627,18 +565,18 @@ static void test_admin_manages_own_domain_only(void **state) {
   expect_denied(&before[0], "non-admin: Issue");
   expect_refusal_audited(f, VERIFIER_UID, pid, "Issue");
 
-  assert_int_equal(tokend_client_grant_admin(f->root, DOMAIN, VERIFIER_USER,
+  assert_int_equal(tokend_client_grant_admin(f->client, DOMAIN, VERIFIER_USER,
                                              &granted_at, &already),
                    0);
   assert_true(granted_at > 0);
   assert_int_equal(already, 0);
   /* Granting again changes nothing and says so. */
-  assert_int_equal(tokend_client_grant_admin(f->root, DOMAIN, VERIFIER_USER,
+  assert_int_equal(tokend_client_grant_admin(f->client, DOMAIN, VERIFIER_USER,
                                              &again_at, &already),
                    0);
   assert_int_equal(already, 1);
   assert_int_equal(again_at, granted_at);
-  assert_int_equal(tokend_client_list_admins(f->root, DOMAIN, &admins), 0);
+  assert_int_equal(tokend_client_list_admins(f->client, DOMAIN, &admins), 0);
   assert_int_equal(admins->n_admins, 1);
   assert_string_equal(admins->admins[0].user, VERIFIER_USER);
   assert_int_equal(admins->admins[0].granted_at, granted_at);
@@ -687,7 +625,7 @@ static void test_admin_manages_own_domain_only(void **state) {
   list = root_list(f, OTHER_DOMAIN);
   assert_int_equal(list->n_tokens, 1);
   tokend_token_list_free(list);
-  assert_int_equal(tokend_client_list_admins(f->root, OTHER_DOMAIN, &admins),
+  assert_int_equal(tokend_client_list_admins(f->client, OTHER_DOMAIN, &admins),
                    0);
   assert_int_equal(admins->n_admins, 0);
   tokend_admin_list_free(admins);
@@ -701,7 +639,7 @@ static void test_admin_manages_own_domain_only(void **state) {
 }
 
 static void test_revoke_admin_revokes_only_their_tokens(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list;
   tokend_admin_list_t *admins;
   tokend_issued_t by_alice;
@@ -726,12 +664,12 @@ static void test_revoke_admin_revokes_only_their_tokens(void **state) {
   }
   for (i = 0; i < 5; i++)
     expect_ok(&res[i], "admin's calls before removal");
-  assert_int_equal(tokend_client_set_actor(f->root, ALICE), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, ALICE), 0);
   root_issue(f, DOMAIN, "alice's", &by_alice);
-  assert_int_equal(tokend_client_set_actor(f->root, NULL), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, NULL), 0);
 
   assert_int_equal(
-      tokend_client_revoke_admin(f->root, DOMAIN, VERIFIER_USER, 1, &revoked),
+      tokend_client_revoke_admin(f->client, DOMAIN, VERIFIER_USER, 1, &revoked),
       0);
   /* The two that were still active; the one its owner revoked was not
    * revoked again. */
@@ -754,7 +692,7 @@ static void test_revoke_admin_revokes_only_their_tokens(void **state) {
   assert_int_equal(info->status, TOKEND_TOKEN_ACTIVE);
   tokend_token_list_free(list);
 
-  assert_int_equal(tokend_client_list_admins(f->root, DOMAIN, &admins), 0);
+  assert_int_equal(tokend_client_list_admins(f->client, DOMAIN, &admins), 0);
   assert_int_equal(admins->n_admins, 1);
   assert_string_equal(admins->admins[0].user, ALICE);
   tokend_admin_list_free(admins);
@@ -767,7 +705,7 @@ static void test_revoke_admin_revokes_only_their_tokens(void **state) {
   }
   expect_denied(&after[0], "removed admin: Issue");
   assert_int_equal(
-      tokend_client_revoke_admin(f->root, DOMAIN, VERIFIER_USER, 1, &revoked),
+      tokend_client_revoke_admin(f->client, DOMAIN, VERIFIER_USER, 1, &revoked),
       TOKEND_ENOTFOUND);
   for (i = 0; i < 5; i++)
     tokend_client_wipe(&res[i].issued);
@@ -775,7 +713,7 @@ static void test_revoke_admin_revokes_only_their_tokens(void **state) {
 }
 
 static void test_revoke_admin_without_tokens_keeps_them(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   op_result_t res[1];
   uint32_t revoked = 99;
   const op_t ops[] = {{OP_ISSUE, DOMAIN, "kept", 0}};
@@ -784,7 +722,7 @@ static void test_revoke_admin_without_tokens_keeps_them(void **state) {
   run_ops(f, VERIFIER_UID, ops, 1, res);
   expect_ok(&res[0], "admin: Issue");
   assert_int_equal(
-      tokend_client_revoke_admin(f->root, DOMAIN, VERIFIER_USER, 0, &revoked),
+      tokend_client_revoke_admin(f->client, DOMAIN, VERIFIER_USER, 0, &revoked),
       0);
   assert_int_equal(revoked, 0);
   assert_int_equal(root_verify(f, res[0].issued.token), TOKEND_VERIFY_VALID);
@@ -792,7 +730,7 @@ static void test_revoke_admin_without_tokens_keeps_them(void **state) {
 }
 
 static void test_operator_acts_for_admins_or_as_break_glass(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list = NULL;
   tokend_audit_event_t *ev, match;
   tokend_issue_params_t params;
@@ -807,31 +745,31 @@ static void test_operator_acts_for_admins_or_as_break_glass(void **state) {
   params.label = "for bob";
 
   /* For a user who is not an admin: refused, nothing created. */
-  assert_int_equal(tokend_client_set_actor(f->root, BOB), 0);
-  rc = tokend_client_issue(f->root, &params, &issued);
+  assert_int_equal(tokend_client_set_actor(f->client, BOB), 0);
+  rc = tokend_client_issue(f->client, &params, &issued);
   assert_int_equal(rc, TOKEND_EPERM);
-  assert_int_equal(tokend_client_grpc_status(f->root),
+  assert_int_equal(tokend_client_grpc_status(f->client),
                    TOKEND_GRPC_PERMISSION_DENIED);
-  assert_int_equal(tokend_client_list(f->root, DOMAIN, 0, NULL, 1, &list),
+  assert_int_equal(tokend_client_list(f->client, DOMAIN, 0, NULL, 1, &list),
                    TOKEND_EPERM);
   assert_null(list);
 
   /* For an admin: allowed, and recorded as theirs. */
-  assert_int_equal(tokend_client_set_actor(f->root, ALICE), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, ALICE), 0);
   params.label = "for alice";
-  assert_int_equal(tokend_client_issue(f->root, &params, &issued), 0);
+  assert_int_equal(tokend_client_issue(f->client, &params, &issued), 0);
   assert_string_equal(issued.info.created_by, ALICE);
-  assert_int_equal(tokend_client_list(f->root, DOMAIN, 0, NULL, 1, &list), 0);
+  assert_int_equal(tokend_client_list(f->client, DOMAIN, 0, NULL, 1, &list), 0);
   assert_int_equal(list->n_tokens, 1);
   tokend_token_list_free(list);
-  assert_int_equal(
-      tokend_client_revoke(f->root, DOMAIN, issued.info.id, &revoked_at, NULL),
-      0);
+  assert_int_equal(tokend_client_revoke(f->client, DOMAIN, issued.info.id,
+                                        &revoked_at, NULL),
+                   0);
 
   /* With no actor: break-glass, allowed and audited as such. */
-  assert_int_equal(tokend_client_set_actor(f->root, ""), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, ""), 0);
   params.label = "break glass";
-  assert_int_equal(tokend_client_issue(f->root, &params, &glass), 0);
+  assert_int_equal(tokend_client_issue(f->client, &params, &glass), 0);
 
   list = root_list(f, DOMAIN);
   assert_int_equal(list->n_tokens, 2); /* bob's was never created */
@@ -870,7 +808,7 @@ static void test_operator_acts_for_admins_or_as_break_glass(void **state) {
 }
 
 static void test_non_operator_cannot_name_an_actor(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list;
   tokend_audit_event_t *ev;
   op_result_t res[6];
@@ -922,7 +860,7 @@ static void test_non_operator_cannot_name_an_actor(void **state) {
 }
 
 static void test_audit_readable_by_domain_admins_only(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_audit_event_t *ev, *later;
   tokend_issued_t t;
   op_result_t res[4], nob[1];
@@ -990,7 +928,7 @@ static void test_audit_readable_by_domain_admins_only(void **state) {
 }
 
 static void test_every_refusal_is_audited_with_code_7(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_audit_event_t *ev;
   op_result_t res[5];
   size_t n, i, refusals = 0;
@@ -1037,7 +975,7 @@ static void test_every_refusal_is_audited_with_code_7(void **state) {
 }
 
 static void test_audit_detail_is_whole_utf8(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   /* 100 four-byte characters: the longest label, 400 bytes, more than an
    * event's detail holds. */
   char label[100 * 4 + 1];
@@ -1070,7 +1008,7 @@ static void test_audit_detail_is_whole_utf8(void **state) {
 static void test_socket_mode_and_group_as_configured(void **state) {
   static const char *const group_args[] = {"--socket-mode", "0660",
                                            "--socket-group", "65534", NULL};
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   const op_t ops[] = {{OP_WHOAMI, NULL, NULL, 0}};
   op_result_t res[1];
   th_tokend_t t;
@@ -1113,31 +1051,6 @@ static void test_socket_mode_and_group_as_configured(void **state) {
 
 /* ---- tokenctl ---- */
 
-/* Runs `tokenctl --socket <socket> args...` (NULL-terminated) as root. */
-static void ctl(const fixture_t *f, th_run_result_t *r, ...) {
-  const char *argv[CTL_MAX_ARGS];
-  size_t n = 0;
-  va_list ap;
-  const char *a;
-
-  argv[n++] = TOKENCTL_BIN;
-  argv[n++] = "--socket";
-  argv[n++] = f->tokend.socket_path;
-  va_start(ap, r);
-  while ((a = va_arg(ap, const char *)) != NULL && n + 1 < CTL_MAX_ARGS)
-    argv[n++] = a;
-  va_end(ap);
-  argv[n] = NULL;
-  assert_int_equal(th_run(argv, NULL, NULL, 10000, r), 0);
-}
-
-static void expect_status(const th_run_result_t *r, int status,
-                          const char *what) {
-  if (r->status != status)
-    fail_msg("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r->status,
-             status, r->out, r->err);
-}
-
 static json_t *parse_json(const th_run_result_t *r, const char *what) {
   json_error_t jerr;
   json_t *root = json_loads(r->out, 0, &jerr);
@@ -1149,7 +1062,7 @@ static json_t *parse_json(const th_run_result_t *r, const char *what) {
 
 /* Runs tokenctl as uid (gid the same) with stdout and stderr in files of
  * the test directory; r as th_run's. */
-static void ctl_as(const fixture_t *f, uid_t uid, th_run_result_t *r,
+static void ctl_as(const th_fixture_t *f, uid_t uid, th_run_result_t *r,
                    const char *a1, const char *a2, const char *a3,
                    const char *a4, const char *a5) {
   const char *argv[] = {TOKENCTL_BIN, "--socket", f->tokend.socket_path,
@@ -1187,7 +1100,7 @@ static void ctl_as(const fixture_t *f, uid_t uid, th_run_result_t *r,
 }
 
 static void test_tokenctl_admins_grant_list_revoke(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
   json_t *root, *admins, *tokens;
   const char *user;
@@ -1195,21 +1108,25 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   int seen_verifier = 0, seen_nobody = 0;
 
   /* A uid number and a local user name both become "uid:<n>". */
-  ctl(f, &r, "admins", "grant", "--domain", DOMAIN, "--user", "12345", NULL);
-  expect_status(&r, 0, "admins grant --user 12345");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "12345", NULL);
+  th_expect_exit(&r, 0, "admins grant --user 12345");
   assert_non_null(strstr(r.out, VERIFIER_USER));
   th_run_result_free(&r);
-  ctl(f, &r, "admins", "grant", "--domain", DOMAIN, "--user", "nobody", NULL);
-  expect_status(&r, 0, "admins grant --user nobody");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "nobody", NULL);
+  th_expect_exit(&r, 0, "admins grant --user nobody");
   assert_non_null(strstr(r.out, "uid:65534 (nobody)"));
   th_run_result_free(&r);
-  ctl(f, &r, "admins", "grant", "--domain", DOMAIN, "--user", "12345", NULL);
-  expect_status(&r, 0, "second admins grant");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "12345", NULL);
+  th_expect_exit(&r, 0, "second admins grant");
   assert_non_null(strstr(r.out, "already"));
   th_run_result_free(&r);
 
-  ctl(f, &r, "admins", "list", "--domain", DOMAIN, "--json", NULL);
-  expect_status(&r, 0, "admins list --json");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "list", "--domain", DOMAIN,
+              "--json", NULL);
+  th_expect_exit(&r, 0, "admins list --json");
   root = parse_json(&r, "admins list --json");
   admins = json_object_get(root, "admins");
   assert_true(json_is_array(admins));
@@ -1227,20 +1144,21 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   json_decref(root);
   th_run_result_free(&r);
 
-  ctl(f, &r, "admins", "list", "--domain", DOMAIN, NULL);
-  expect_status(&r, 0, "admins list");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "list", "--domain", DOMAIN, NULL);
+  th_expect_exit(&r, 0, "admins list");
   assert_non_null(strstr(r.out, "USER"));
   assert_non_null(strstr(r.out, "GRANTED BY"));
   assert_non_null(strstr(r.out, "uid:65534 (nobody)"));
   th_run_result_free(&r);
 
   /* An operator issues for an admin; list shows who. */
-  ctl(f, &r, "--actor", "12345", "issue", "--domain", DOMAIN, "--label",
-      "for 12345", NULL);
-  expect_status(&r, 0, "--actor 12345 issue");
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", "12345", "issue", "--domain",
+              DOMAIN, "--label", "for 12345", NULL);
+  th_expect_exit(&r, 0, "--actor 12345 issue");
   th_run_result_free(&r);
-  ctl(f, &r, "list", "--domain", DOMAIN, "--json", "--actor", "12345", NULL);
-  expect_status(&r, 0, "list --json --actor 12345");
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, "--json",
+              "--actor", "12345", NULL);
+  th_expect_exit(&r, 0, "list --json --actor 12345");
   root = parse_json(&r, "list --json");
   tokens = json_object_get(root, "tokens");
   assert_int_equal(json_array_size(tokens), 1);
@@ -1252,58 +1170,63 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   json_decref(root);
   th_run_result_free(&r);
 
-  ctl(f, &r, "admins", "revoke", "--domain", DOMAIN, "--user", "12345",
-      "--revoke-tokens", "--json", NULL);
-  expect_status(&r, 0, "admins revoke --revoke-tokens");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "12345", "--revoke-tokens", "--json", NULL);
+  th_expect_exit(&r, 0, "admins revoke --revoke-tokens");
   root = parse_json(&r, "admins revoke --json");
   assert_int_equal(json_integer_value(json_object_get(root, "tokens_revoked")),
                    1);
   json_decref(root);
   th_run_result_free(&r);
 
-  ctl(f, &r, "list", "--domain", DOMAIN, "--all", NULL);
-  expect_status(&r, 0, "list --all");
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, "--all", NULL);
+  th_expect_exit(&r, 0, "list --all");
   assert_non_null(strstr(r.out, "CREATED BY"));
   assert_non_null(strstr(r.out, "REVOKED BY"));
   assert_non_null(strstr(r.out, VERIFIER_USER));
   th_run_result_free(&r);
 
-  ctl(f, &r, "admins", "revoke", "--domain", DOMAIN, "--user", "12345", NULL);
-  expect_status(&r, 2, "admins revoke of a non-admin");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "12345", NULL);
+  th_expect_exit(&r, 2, "admins revoke of a non-admin");
   assert_non_null(strstr(r.err, "NOT_FOUND"));
   assert_non_null(strstr(r.err, "admins list"));
   th_run_result_free(&r);
 
   /* Usage errors. */
-  ctl(f, &r, "admins", "grant", "--domain", DOMAIN, NULL);
-  expect_status(&r, 2, "admins grant without --user");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              NULL);
+  th_expect_exit(&r, 2, "admins grant without --user");
   th_run_result_free(&r);
-  ctl(f, &r, "admins", "frobnicate", NULL);
-  expect_status(&r, 2, "admins frobnicate");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "frobnicate", NULL);
+  th_expect_exit(&r, 2, "admins frobnicate");
   th_run_result_free(&r);
-  ctl(f, &r, "admins", "grant", "--domain", DOMAIN, "--user", "99999999999",
-      NULL);
-  expect_status(&r, 2, "admins grant of a uid out of range");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "99999999999", NULL);
+  th_expect_exit(&r, 2, "admins grant of a uid out of range");
   th_run_result_free(&r);
 }
 
 static void test_tokenctl_audit_and_whoami(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
   json_t *root, *events, *ev;
   const char *method;
   size_t i;
   int seen_grant = 0, seen_issue = 0;
 
-  ctl(f, &r, "admins", "grant", "--domain", DOMAIN, "--user", ALICE, NULL);
-  expect_status(&r, 0, "admins grant");
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", ALICE, NULL);
+  th_expect_exit(&r, 0, "admins grant");
   th_run_result_free(&r);
-  ctl(f, &r, "issue", "--domain", DOMAIN, "--label", "glass", NULL);
-  expect_status(&r, 0, "break-glass issue");
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--domain", DOMAIN, "--label",
+              "glass", NULL);
+  th_expect_exit(&r, 0, "break-glass issue");
   th_run_result_free(&r);
 
-  ctl(f, &r, "audit", "--domain", DOMAIN, "--json", NULL);
-  expect_status(&r, 0, "audit --json");
+  th_tokenctl(&f->tokend, NULL, &r, "audit", "--domain", DOMAIN, "--json",
+              NULL);
+  th_expect_exit(&r, 0, "audit --json");
   root = parse_json(&r, "audit --json");
   events = json_object_get(root, "events");
   assert_true(json_is_array(events));
@@ -1327,7 +1250,8 @@ static void test_tokenctl_audit_and_whoami(void **state) {
   th_run_result_free(&r);
 
   /* Even an event whose detail ends in half a character prints as JSON. */
-  ctl(f, &r, "issue", "--domain", DOMAIN, "--label",
+  th_tokenctl(
+      &f->tokend, NULL, &r, "issue", "--domain", DOMAIN, "--label",
       "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80"
       "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80"
       "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80"
@@ -1346,15 +1270,16 @@ static void test_tokenctl_audit_and_whoami(void **state) {
       "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80"
       "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80",
       NULL);
-  expect_status(&r, 0, "issue with a 68-emoji label");
+  th_expect_exit(&r, 0, "issue with a 68-emoji label");
   th_run_result_free(&r);
-  ctl(f, &r, "audit", "--domain", DOMAIN, "--json", NULL);
-  expect_status(&r, 0, "audit --json after a long label");
+  th_tokenctl(&f->tokend, NULL, &r, "audit", "--domain", DOMAIN, "--json",
+              NULL);
+  th_expect_exit(&r, 0, "audit --json after a long label");
   json_decref(parse_json(&r, "audit --json after a long label"));
   th_run_result_free(&r);
 
-  ctl(f, &r, "audit", "--since", "1h", NULL);
-  expect_status(&r, 0, "audit --since 1h");
+  th_tokenctl(&f->tokend, NULL, &r, "audit", "--since", "1h", NULL);
+  th_expect_exit(&r, 0, "audit --since 1h");
   assert_non_null(strstr(r.out, "TIME"));
   assert_non_null(strstr(r.out, "PEER UID"));
   assert_non_null(strstr(r.out, "OUTCOME"));
@@ -1362,19 +1287,20 @@ static void test_tokenctl_audit_and_whoami(void **state) {
   assert_non_null(strstr(r.out, "(break-glass)"));
   th_run_result_free(&r);
 
-  ctl(f, &r, "audit", "--since", "4102444800000", "--json", NULL);
-  expect_status(&r, 0, "audit --since the future");
+  th_tokenctl(&f->tokend, NULL, &r, "audit", "--since", "4102444800000",
+              "--json", NULL);
+  th_expect_exit(&r, 0, "audit --since the future");
   root = parse_json(&r, "audit --since --json");
   assert_int_equal(json_array_size(json_object_get(root, "events")), 0);
   json_decref(root);
   th_run_result_free(&r);
 
-  ctl(f, &r, "audit", "--since", "yesterday", NULL);
-  expect_status(&r, 2, "audit --since yesterday");
+  th_tokenctl(&f->tokend, NULL, &r, "audit", "--since", "yesterday", NULL);
+  th_expect_exit(&r, 2, "audit --since yesterday");
   th_run_result_free(&r);
 
-  ctl(f, &r, "whoami", "--json", NULL);
-  expect_status(&r, 0, "whoami --json");
+  th_tokenctl(&f->tokend, NULL, &r, "whoami", "--json", NULL);
+  th_expect_exit(&r, 0, "whoami --json");
   root = parse_json(&r, "whoami --json");
   assert_int_equal(json_integer_value(json_object_get(root, "uid")), 0);
   assert_string_equal(json_string_value(json_object_get(root, "uid_name")),
@@ -1386,24 +1312,24 @@ static void test_tokenctl_audit_and_whoami(void **state) {
   json_decref(root);
   th_run_result_free(&r);
 
-  ctl(f, &r, "whoami", NULL);
-  expect_status(&r, 0, "whoami");
+  th_tokenctl(&f->tokend, NULL, &r, "whoami", NULL);
+  th_expect_exit(&r, 0, "whoami");
   assert_non_null(strstr(r.out, "uid:      0 (root)"));
   assert_non_null(strstr(r.out, "operator: yes"));
   th_run_result_free(&r);
 
-  ctl(f, &r, "--actor", ALICE, "whoami", NULL);
-  expect_status(&r, 0, "--actor whoami");
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "whoami", NULL);
+  th_expect_exit(&r, 0, "--actor whoami");
   assert_non_null(strstr(r.out, "user:     " ALICE));
   th_run_result_free(&r);
 }
 
 static void test_tokenctl_refusals_say_what_to_do(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
 
   ctl_as(f, VERIFIER_UID, &r, "issue", "--domain", DOMAIN, "--label", "x");
-  expect_status(&r, 2, "non-admin tokenctl issue");
+  th_expect_exit(&r, 2, "non-admin tokenctl issue");
   assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
   assert_non_null(strstr(r.err, "tokenctl admins grant --domain " DOMAIN
                                 " --user " VERIFIER_USER));
@@ -1411,19 +1337,19 @@ static void test_tokenctl_refusals_say_what_to_do(void **state) {
   th_run_result_free(&r);
 
   ctl_as(f, VERIFIER_UID, &r, "admins", "list", "--domain", DOMAIN, NULL);
-  expect_status(&r, 2, "non-operator admins list");
+  th_expect_exit(&r, 2, "non-operator admins list");
   assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
   assert_non_null(strstr(r.err, "operator"));
   th_run_result_free(&r);
 
   ctl_as(f, VERIFIER_UID, &r, "audit", NULL, NULL, NULL, NULL);
-  expect_status(&r, 2, "non-operator audit of every domain");
+  th_expect_exit(&r, 2, "non-operator audit of every domain");
   assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
   assert_non_null(strstr(r.err, "--domain"));
   th_run_result_free(&r);
 
   ctl_as(f, VERIFIER_UID, &r, "whoami", NULL, NULL, NULL, NULL);
-  expect_status(&r, 0, "non-operator whoami");
+  th_expect_exit(&r, 0, "non-operator whoami");
   assert_non_null(strstr(r.out, "uid:      12345\n"));
   assert_non_null(strstr(r.out, "operator: no"));
   assert_non_null(strstr(r.out, "verifier: yes"));
@@ -1433,35 +1359,41 @@ static void test_tokenctl_refusals_say_what_to_do(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
-          test_verifier_only_peer_may_verify_and_nothing_else, setup, teardown),
+          test_verifier_only_peer_may_verify_and_nothing_else, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_peer_not_in_verifier_list_cannot_verify, setup, teardown),
+          test_peer_not_in_verifier_list_cannot_verify, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_whoami_for_root_and_unprivileged_peers, setup, teardown),
+          test_whoami_for_root_and_unprivileged_peers, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_admin_manages_own_domain_only, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_revoke_admin_revokes_only_their_tokens, setup, teardown),
+          test_revoke_admin_revokes_only_their_tokens, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_revoke_admin_without_tokens_keeps_them, setup, teardown),
+          test_revoke_admin_without_tokens_keeps_them, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_operator_acts_for_admins_or_as_break_glass, setup, teardown),
+          test_operator_acts_for_admins_or_as_break_glass, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_non_operator_cannot_name_an_actor,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_audit_readable_by_domain_admins_only,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_every_refusal_is_audited_with_code_7,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_audit_detail_is_whole_utf8, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_socket_mode_and_group_as_configured,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_admins_grant_list_revoke,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_audit_and_whoami, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_refusals_say_what_to_do,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
   };
 
   if (geteuid() != 0) {

@@ -9,7 +9,6 @@
 
 #include <cmocka.h>
 
-#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,64 +26,21 @@
 #endif
 
 #define BENCH_TIMEOUT_MS 60000
-#define BENCH_MAX_ARGS 32
 #define CSV_HEADER                                                             \
   "test,conns,pipeline,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us"
 
-typedef struct {
-  th_tokend_t tokend;
-} fixture_t;
-
-static int setup(void **state) {
-  fixture_t *f = calloc(1, sizeof(*f));
-
-  if (f == NULL || th_tokend_init(&f->tokend) != 0 ||
-      th_tokend_start(&f->tokend, NULL) != 0) {
-    if (f != NULL)
-      th_tokend_destroy(&f->tokend);
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture_t *f = *state;
-  int status = th_tokend_stop(&f->tokend);
-
-  if (status != 0) {
-    fprintf(stderr, "tokend exited with status %d after the test\n", status);
-    th_tokend_dump_log(&f->tokend);
-  }
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return status == 0 ? 0 : -1;
-}
+static int setup(void **state) { return th_fixture_setup_start(state, NULL); }
 
 /* Runs `tokend-bench -s socket args...` (NULL-terminated). */
 static void bench(const char *socket, th_run_result_t *r, ...) {
-  const char *argv[BENCH_MAX_ARGS];
-  size_t n = 0;
+  const char *const head[] = {TOKEND_BENCH_BIN, "-s", socket, NULL};
   va_list ap;
-  const char *a;
+  int rc;
 
-  argv[n++] = TOKEND_BENCH_BIN;
-  argv[n++] = "-s";
-  argv[n++] = socket;
   va_start(ap, r);
-  while ((a = va_arg(ap, const char *)) != NULL && n + 1 < BENCH_MAX_ARGS)
-    argv[n++] = a;
+  rc = th_run_va(head, ap, NULL, BENCH_TIMEOUT_MS, r);
   va_end(ap);
-  argv[n] = NULL;
-  assert_int_equal(th_run(argv, NULL, NULL, BENCH_TIMEOUT_MS, r), 0);
-}
-
-static void expect_status(const th_run_result_t *r, int status,
-                          const char *what) {
-  if (r->status != status)
-    fail_msg("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r->status,
-             status, r->out, r->err);
+  assert_int_equal(rc, 0);
 }
 
 typedef struct {
@@ -116,7 +72,7 @@ static void parse_csv(char *out, csv_row_t *rows, size_t n) {
 
 static void test_csv_has_one_row_per_test_and_counts_add_up(void **state) {
   static const char *const names[] = {"verify", "issue", "revoke", "mixed"};
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
   csv_row_t rows[4];
   size_t i;
@@ -124,7 +80,7 @@ static void test_csv_has_one_row_per_test_and_counts_add_up(void **state) {
   /* 500 tokens: 300 for revoke, the rest for verify and mixed. */
   bench(f->tokend.socket_path, &r, "-c", "3", "-P", "4", "-n", "300", "-t",
         "verify,issue,revoke,mixed", "--tokens", "500", "--csv", NULL);
-  expect_status(&r, 0, "tokend-bench -t verify,issue,revoke,mixed");
+  th_expect_exit(&r, 0, "tokend-bench -t verify,issue,revoke,mixed");
   parse_csv(r.out, rows, 4);
   for (i = 0; i < 4; i++) {
     assert_string_equal(rows[i].test, names[i]);
@@ -143,7 +99,7 @@ static void test_csv_has_one_row_per_test_and_counts_add_up(void **state) {
 }
 
 /* One page of domain's tokens (include_revoked); counts all and revoked. */
-static void list_domain(const fixture_t *f, const char *domain, size_t *all,
+static void list_domain(const th_fixture_t *f, const char *domain, size_t *all,
                         size_t *revoked) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
@@ -173,14 +129,14 @@ static void list_domain(const fixture_t *f, const char *domain, size_t *all,
 }
 
 static void test_issue_and_revoke_counts_match_the_store(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
   csv_row_t row;
   size_t all, revoked;
 
   bench(f->tokend.socket_path, &r, "-c", "3", "-P", "5", "-n", "250", "-t",
         "issue", "--tokens", "0", "--domain", "bench-issue", "--csv", NULL);
-  expect_status(&r, 0, "tokend-bench -t issue");
+  th_expect_exit(&r, 0, "tokend-bench -t issue");
   parse_csv(r.out, &row, 1);
   th_run_result_free(&r);
   list_domain(f, "bench-issue", &all, &revoked);
@@ -189,7 +145,7 @@ static void test_issue_and_revoke_counts_match_the_store(void **state) {
 
   bench(f->tokend.socket_path, &r, "-c", "2", "-P", "7", "-n", "120", "-t",
         "revoke", "--tokens", "200", "--domain", "bench-revoke", "--csv", NULL);
-  expect_status(&r, 0, "tokend-bench -t revoke");
+  th_expect_exit(&r, 0, "tokend-bench -t revoke");
   parse_csv(r.out, &row, 1);
   th_run_result_free(&r);
   list_domain(f, "bench-revoke", &all, &revoked);
@@ -198,44 +154,44 @@ static void test_issue_and_revoke_counts_match_the_store(void **state) {
 }
 
 static void test_duration_bounds_a_run_without_n(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
   csv_row_t row;
 
   /* Paced at 200/s for 0.5 s: about 100 requests, never unbounded. */
   bench(f->tokend.socket_path, &r, "-c", "2", "--rate", "200", "--duration",
         "0.5", "--tokens", "10", "--csv", NULL);
-  expect_status(&r, 0, "tokend-bench --duration");
+  th_expect_exit(&r, 0, "tokend-bench --duration");
   parse_csv(r.out, &row, 1);
   assert_true(row.requests >= 50 && row.requests <= 150);
   th_run_result_free(&r);
 }
 
 static void test_no_tokend_exits_2(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char path[TH_PATH_BYTES];
   th_run_result_t r;
 
   snprintf(path, sizeof(path), "%s/nobody.sock", f->tokend.dir);
   bench(path, &r, "-c", "1", "-n", "10", "--csv", NULL);
-  expect_status(&r, 2, "tokend-bench without a tokend");
+  th_expect_exit(&r, 2, "tokend-bench without a tokend");
   assert_non_null(strstr(r.err, "cannot connect"));
   th_run_result_free(&r);
 }
 
 static void test_bad_flags_exit_2(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
 
   bench(f->tokend.socket_path, &r, "-t", "verify,frobnicate", NULL);
-  expect_status(&r, 2, "unknown test name");
+  th_expect_exit(&r, 2, "unknown test name");
   th_run_result_free(&r);
   bench(f->tokend.socket_path, &r, "--mix", "50:40:20", "-t", "mixed", NULL);
-  expect_status(&r, 2, "mix not adding up to 100");
+  th_expect_exit(&r, 2, "mix not adding up to 100");
   th_run_result_free(&r);
   bench(f->tokend.socket_path, &r, "-t", "revoke", "-n", "100", "--tokens",
         "10", NULL);
-  expect_status(&r, 2, "more revokes than tokens");
+  th_expect_exit(&r, 2, "more revokes than tokens");
   th_run_result_free(&r);
 }
 
@@ -245,21 +201,6 @@ typedef struct {
   int listen_fd;
   size_t answered;
 } fake_t;
-
-static int read_full(int fd, uint8_t *buf, size_t len) {
-  ssize_t n;
-  size_t got = 0;
-
-  while (got < len) {
-    n = read(fd, buf + got, len - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    got += (size_t)n;
-  }
-  return 0;
-}
 
 /* Answers every Verify on one connection with "MALFORMED", which is never
  * right for the well-formed tokens tokend-bench sends. */
@@ -279,10 +220,10 @@ static void *fake_serve(void *arg) {
   if (poll(&pfd, 1, BENCH_TIMEOUT_MS) != 1 ||
       (fd = accept(fk->listen_fd, NULL, NULL)) < 0)
     return NULL;
-  while (read_full(fd, hdr, sizeof(hdr)) == 0) {
+  while (th_read_all(fd, hdr, sizeof(hdr), BENCH_TIMEOUT_MS) == 0) {
     len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) |
           ((uint32_t)hdr[3] << 8) | hdr[4];
-    if (len > sizeof(body) || read_full(fd, body, len) != 0)
+    if (len > sizeof(body) || th_read_all(fd, body, len, BENCH_TIMEOUT_MS) != 0)
       break;
     req = tokend__v1__request__unpack(NULL, len, body);
     if (req == NULL)
@@ -307,7 +248,7 @@ static void *fake_serve(void *arg) {
 }
 
 static void test_wrong_answers_are_counted_and_exit_1(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   struct sockaddr_un sa;
   pthread_t thread;
   fake_t fk = {-1, 0};
@@ -331,7 +272,7 @@ static void test_wrong_answers_are_counted_and_exit_1(void **state) {
         NULL);
   assert_int_equal(pthread_join(thread, NULL), 0);
   close(fk.listen_fd);
-  expect_status(&r, 1, "tokend-bench against a fake giving wrong answers");
+  th_expect_exit(&r, 1, "tokend-bench against a fake giving wrong answers");
   assert_int_equal(fk.answered, 10);
   assert_non_null(strstr(r.err, "10 unexpected answers"));
   assert_non_null(strstr(r.err, "reason=MALFORMED"));
@@ -341,15 +282,19 @@ static void test_wrong_answers_are_counted_and_exit_1(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
-          test_csv_has_one_row_per_test_and_counts_add_up, setup, teardown),
+          test_csv_has_one_row_per_test_and_counts_add_up, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_issue_and_revoke_counts_match_the_store, setup, teardown),
+          test_issue_and_revoke_counts_match_the_store, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_duration_bounds_a_run_without_n,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_no_tokend_exits_2, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup, teardown),
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_no_tokend_exits_2, setup,
+                                      th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup,
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_wrong_answers_are_counted_and_exit_1,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

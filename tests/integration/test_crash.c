@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "harness.h"
 #include "tokend_client.h"
 
@@ -166,24 +164,12 @@ static void *client_main(void *p) {
   return NULL;
 }
 
+/* The check is read-only: it must not be what recovers or repairs the
+ * file. */
 static void integrity_ok(const char *db_path, int round) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  const char *res;
-
-  /* Read-only: the check must not be what recovers or repairs the file. */
-  assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL),
-                   SQLITE_OK);
-  assert_int_equal(
-      sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
-      SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  res = (const char *)sqlite3_column_text(st, 0);
-  if (res == NULL || strcmp(res, "ok") != 0)
-    fail_msg("round %d: integrity_check after SIGKILL: %s", round,
-             res != NULL ? res : "(null)");
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  if (th_db_integrity(db_path) != 0)
+    fail_msg("round %d: integrity_check after SIGKILL failed (see above)",
+             round);
 }
 
 /* Checks every record against the restarted tokend and settles the
@@ -233,7 +219,8 @@ static void ledger_check(ledger_t *l, const th_tokend_t *t, int round) {
 }
 
 static void test_acknowledged_writes_survive_repeated_sigkill(void **state) {
-  th_tokend_t *t = *state;
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
   pthread_t threads[CRASH_CLIENTS];
   client_arg_t args[CRASH_CLIENTS];
   ledger_t ledger;
@@ -300,11 +287,7 @@ static void test_acknowledged_writes_survive_repeated_sigkill(void **state) {
   /* The last crash too, then a clean stop. */
   assert_int_equal(th_tokend_start(t, NULL), 0);
   ledger_check(&ledger, t, CRASH_ROUNDS + 1);
-  status = th_tokend_stop(t);
-  if (status != 0) {
-    th_tokend_dump_log(t);
-    fail_msg("tokend exited with status %d on SIGTERM, want 0", status);
-  }
+  th_tokend_stop_ok(t);
   integrity_ok(t->db_path, CRASH_ROUNDS + 1);
   /* The test tested something. */
   if (total_issues == 0 || total_revokes == 0)
@@ -315,29 +298,11 @@ static void test_acknowledged_writes_survive_repeated_sigkill(void **state) {
   pthread_mutex_destroy(&ledger.lock);
 }
 
-static int setup(void **state) {
-  th_tokend_t *t = calloc(1, sizeof(*t));
-
-  if (t == NULL || th_tokend_init(t) != 0) {
-    free(t);
-    return -1;
-  }
-  *state = t;
-  return 0;
-}
-
-static int teardown(void **state) {
-  th_tokend_t *t = *state;
-
-  th_tokend_destroy(t);
-  free(t);
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
-          test_acknowledged_writes_survive_repeated_sigkill, setup, teardown),
+          test_acknowledged_writes_survive_repeated_sigkill, th_fixture_setup,
+          th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

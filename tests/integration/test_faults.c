@@ -28,8 +28,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "harness.h"
 #include "tokend_client.h"
 
@@ -191,25 +189,8 @@ static int teardown(void **state) {
 
 /* ---- checks ---- */
 
-static tokend_client_t *connect_ok(const fixture_t *f) {
-  tokend_client_t *c = NULL;
-
-  assert_int_equal(
-      tokend_client_connect(f->tokend.socket_path, TH_IO_TIMEOUT_MS, &c), 0);
-  return c;
-}
-
 static void start_ok(fixture_t *f) {
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-}
-
-static void stop_ok(fixture_t *f) {
-  int status = th_tokend_stop(&f->tokend);
-
-  if (status != 0) {
-    th_tokend_dump_log(&f->tokend);
-    fail_msg("tokend exited with status %d on SIGTERM, want 0", status);
-  }
 }
 
 /* Did tokend say the write that just failed is in effect after all? */
@@ -308,23 +289,18 @@ static void expect_listed(const fixture_t *f, tokend_client_t *c,
   tokend_token_list_free(list);
 }
 
-static void integrity_ok(const fixture_t *f) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  const char *res;
+/* The disk holds what was acknowledged, nothing else: a sound database, in
+ * which a restarted tokend finds every acknowledged token as recorded. */
+static void expect_restart_agrees(fixture_t *f, const char *when) {
+  tokend_client_t *c;
 
-  assert_int_equal(
-      sqlite3_open_v2(f->tokend.db_path, &db, SQLITE_OPEN_READONLY, NULL),
-      SQLITE_OK);
-  assert_int_equal(
-      sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
-      SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  res = (const char *)sqlite3_column_text(st, 0);
-  if (res == NULL || strcmp(res, "ok") != 0)
-    fail_msg("integrity_check: %s", res != NULL ? res : "(null)");
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  assert_int_equal(th_db_integrity(f->tokend.db_path), 0);
+  start_ok(f);
+  c = th_client_connect_ok(&f->tokend);
+  expect_tokens(f, c, when);
+  expect_listed(f, c, when);
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 /* The scenario every fault goes through. */
@@ -335,7 +311,7 @@ static void run_fault(fixture_t *f) {
   const size_t victim = 1; /* the token a Revoke under the fault targets */
 
   start_ok(f);
-  c = connect_ok(f);
+  c = th_client_connect_ok(&f->tokend);
   issue_ok(f, c);
   issue_ok(f, c);
   issue_ok(f, c);
@@ -360,7 +336,7 @@ static void run_fault(fixture_t *f) {
   expect_tokens(f, c, "after a failed Revoke");
   /* On another connection too. */
   {
-    tokend_client_t *other = connect_ok(f);
+    tokend_client_t *other = th_client_connect_ok(&f->tokend);
 
     expect_tokens(f, other, "after a failed Revoke, another connection");
     tokend_client_close(other);
@@ -383,16 +359,8 @@ static void run_fault(fixture_t *f) {
   expect_tokens(f, c, "after the fault cleared");
   expect_listed(f, c, "after the fault cleared");
   tokend_client_close(c);
-  stop_ok(f);
-
-  /* The disk holds what was acknowledged, nothing else. */
-  integrity_ok(f);
-  start_ok(f);
-  c = connect_ok(f);
-  expect_tokens(f, c, "after a restart");
-  expect_listed(f, c, "after a restart");
-  tokend_client_close(c);
-  stop_ok(f);
+  th_tokend_stop_ok(&f->tokend);
+  expect_restart_agrees(f, "after a restart");
 }
 
 static void skip_unless_mounted(const fixture_t *f) {
@@ -425,7 +393,7 @@ static void failed_revoke_same_after_crash(fixture_t *f) {
   int rc;
 
   start_ok(f);
-  c = connect_ok(f);
+  c = th_client_connect_ok(&f->tokend);
   issue_ok(f, c);
   issue_ok(f, c);
   f->fault_on(f);
@@ -436,14 +404,7 @@ static void failed_revoke_same_after_crash(fixture_t *f) {
   tokend_client_close(c);
   assert_int_equal(th_tokend_kill(&f->tokend), 128 + SIGKILL);
   f->fault_off(f);
-
-  integrity_ok(f);
-  start_ok(f);
-  c = connect_ok(f);
-  expect_tokens(f, c, "after SIGKILL and a restart");
-  expect_listed(f, c, "after SIGKILL and a restart");
-  tokend_client_close(c);
-  stop_ok(f);
+  expect_restart_agrees(f, "after SIGKILL and a restart");
 }
 
 static void test_revoke_failed_disk_full_same_after_crash(void **state) {

@@ -16,75 +16,11 @@
 #include "token.h"
 #include "tokend_client.h"
 
-#define CALL_TIMEOUT_MS 5000
-
-typedef struct {
-  th_tokend_t tokend;
-  tokend_client_t *client;
-} fixture_t;
-
-static int setup(void **state) {
-  fixture_t *f = calloc(1, sizeof(*f));
-
-  if (f == NULL || th_tokend_init(&f->tokend) != 0 ||
-      th_tokend_start(&f->tokend, NULL) != 0 ||
-      tokend_client_connect(f->tokend.socket_path, CALL_TIMEOUT_MS,
-                            &f->client) != 0) {
-    if (f != NULL)
-      th_tokend_destroy(&f->tokend);
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-/* Fails the test if tokend did not survive it or does not stop cleanly. */
-static int teardown(void **state) {
-  fixture_t *f = *state;
-  int status;
-
-  tokend_client_close(f->client);
-  status = th_tokend_stop(&f->tokend);
-  if (status != 0) {
-    fprintf(stderr, "tokend exited with status %d after the test\n", status);
-    th_tokend_dump_log(&f->tokend);
-  }
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return status == 0 ? 0 : -1;
-}
-
-static void issue_ok(tokend_client_t *c, const char *domain, const char *label,
-                     int64_t expires_at, tokend_issued_t *out) {
-  tokend_issue_params_t p = {domain, label, expires_at, NULL, 0};
-  int rc = tokend_client_issue(c, &p, out);
-
-  if (rc != 0)
-    fail_msg("issue %s/%s: %s (%s)", domain, label, tokend_err_name(rc),
-             tokend_client_errmsg(c));
-}
-
-static void verify_ok(tokend_client_t *c, const char *token,
-                      tokend_verify_result_t *out) {
-  int rc = tokend_client_verify(c, token, out);
-
-  if (rc != 0)
-    fail_msg("verify: %s (%s)", tokend_err_name(rc), tokend_client_errmsg(c));
-}
-
-static void expect_reason(tokend_client_t *c, const char *token,
-                          tokend_verify_reason_t reason) {
-  tokend_verify_result_t v;
-
-  verify_ok(c, token, &v);
-  assert_int_equal(v.valid, 0);
-  assert_string_equal(tokend_verify_reason_name(v.reason),
-                      tokend_verify_reason_name(reason));
-}
+/* Every test gets f->client, connected to its own tokend. */
+static int setup(void **state) { return th_fixture_setup_client(state, NULL); }
 
 static void test_issue_verify_revoke_verify_revoked(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   const char *scopes[] = {"read", "deploy:prod"};
   tokend_issue_params_t p = {"example.com", "CI deploy \xc3\xa9t\xc3\xa9", 0,
                              scopes, 2};
@@ -112,7 +48,7 @@ static void test_issue_verify_revoke_verify_revoked(void **state) {
   snprintf(hint, sizeof(hint), "tkd_...%s", is.token + strlen(is.token) - 4);
   assert_string_equal(is.info.hint, hint);
 
-  verify_ok(f->client, is.token, &v);
+  th_client_verify_ok(f->client, is.token, &v);
   assert_int_equal(v.valid, 1);
   assert_int_equal(v.reason, TOKEND_VERIFY_VALID);
   assert_string_equal(v.token_id, is.info.id);
@@ -129,7 +65,7 @@ static void test_issue_verify_revoke_verify_revoked(void **state) {
   assert_int_equal(already, 0);
   assert_true(revoked_at >= before - 1000 && revoked_at <= th_now_ms() + 1000);
 
-  verify_ok(f->client, is.token, &v);
+  th_client_verify_ok(f->client, is.token, &v);
   assert_int_equal(v.valid, 0);
   assert_string_equal(tokend_verify_reason_name(v.reason), "REVOKED");
   /* A known token still says which one it is. */
@@ -139,12 +75,12 @@ static void test_issue_verify_revoke_verify_revoked(void **state) {
 }
 
 static void test_revoke_twice_is_idempotent(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   int64_t first = 0, second = 0;
   int already1 = -1, already2 = -1;
 
-  issue_ok(f->client, "example.com", "twice", 0, &is);
+  th_client_issue_ok(f->client, "example.com", "twice", 0, &is);
   assert_int_equal(tokend_client_revoke(f->client, "example.com", is.info.id,
                                         &first, &already1),
                    0);
@@ -157,25 +93,25 @@ static void test_revoke_twice_is_idempotent(void **state) {
   assert_int_equal(already2, 1);
   assert_true(first > 0);
   assert_int_equal(second, first);
-  expect_reason(f->client, is.token, TOKEND_VERIFY_REVOKED);
+  th_expect_verify(f->client, is.token, 0, TOKEND_VERIFY_REVOKED);
 }
 
 static void test_expired_token_verifies_expired(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   tokend_verify_result_t v;
   tokend_token_list_t *list = NULL;
   int64_t expires_at = th_now_ms() + 1500;
 
-  issue_ok(f->client, "example.com", "short-lived", expires_at, &is);
+  th_client_issue_ok(f->client, "example.com", "short-lived", expires_at, &is);
   assert_int_equal(is.info.expires_at, expires_at);
-  verify_ok(f->client, is.token, &v);
+  th_client_verify_ok(f->client, is.token, &v);
   assert_int_equal(v.valid, 1);
   assert_int_equal(v.expires_at, expires_at);
 
   while (th_now_ms() <= expires_at + 50)
     th_sleep_ms(50);
-  verify_ok(f->client, is.token, &v);
+  th_client_verify_ok(f->client, is.token, &v);
   assert_int_equal(v.valid, 0);
   assert_string_equal(tokend_verify_reason_name(v.reason), "EXPIRED");
   assert_string_equal(v.token_id, is.info.id);
@@ -191,7 +127,7 @@ static void test_expired_token_verifies_expired(void **state) {
 }
 
 static void test_issue_past_expiry_invalid_argument(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issue_params_t p = {"example.com", "late", th_now_ms() - 60000, NULL,
                              0};
   tokend_token_list_t *list = NULL;
@@ -226,7 +162,7 @@ static void expect_issue_invalid(tokend_client_t *c, const char *domain,
 }
 
 static void test_issue_invalid_domain_or_label_rejected(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list = NULL;
   char long_domain[TOKEND_DOMAIN_MAX_CHARS + 2];
   char long_label[TOKEND_LABEL_MAX_CHARS + 2];
@@ -263,8 +199,8 @@ static void test_issue_invalid_domain_or_label_rejected(void **state) {
   ok_domain[sizeof(ok_domain) - 1] = '\0';
   memset(ok_label, 'l', sizeof(ok_label) - 1);
   ok_label[sizeof(ok_label) - 1] = '\0';
-  issue_ok(f->client, ok_domain, ok_label, 0, &is);
-  issue_ok(f->client, "A-z_0.9:x", "\xe2\x9c\x93 ok", 0, &is);
+  th_client_issue_ok(f->client, ok_domain, ok_label, 0, &is);
+  th_client_issue_ok(f->client, "A-z_0.9:x", "\xe2\x9c\x93 ok", 0, &is);
   assert_string_equal(is.info.label, "\xe2\x9c\x93 ok");
   {
     /* 100 two-byte characters pass; 101 do not. */
@@ -276,19 +212,19 @@ static void test_issue_invalid_domain_or_label_rejected(void **state) {
     wide[2 * (TOKEND_LABEL_MAX_CHARS + 1)] = '\0';
     expect_issue_invalid(f->client, "example.com", wide, NULL, "label");
     wide[2 * TOKEND_LABEL_MAX_CHARS] = '\0';
-    issue_ok(f->client, "example.com", wide, 0, &is);
+    th_client_issue_ok(f->client, "example.com", wide, 0, &is);
     assert_string_equal(is.info.label, wide);
   }
 }
 
 static void test_revoke_other_domain_not_found(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   tokend_verify_result_t v;
   tokend_token_list_t *list = NULL;
   int64_t revoked_at = 0;
 
-  issue_ok(f->client, "a.example", "mine", 0, &is);
+  th_client_issue_ok(f->client, "a.example", "mine", 0, &is);
   assert_int_equal(tokend_client_revoke(f->client, "b.example", is.info.id,
                                         &revoked_at, NULL),
                    TOKEND_ENOTFOUND);
@@ -298,7 +234,7 @@ static void test_revoke_other_domain_not_found(void **state) {
                                         "tok_AAAAAAAAAAAAAAAAAAAA", NULL, NULL),
                    TOKEND_ENOTFOUND);
 
-  verify_ok(f->client, is.token, &v);
+  th_client_verify_ok(f->client, is.token, &v);
   assert_int_equal(v.valid, 1);
   assert_int_equal(
       tokend_client_list(f->client, "a.example", 0, NULL, 1, &list), 0);
@@ -314,28 +250,28 @@ static void test_revoke_other_domain_not_found(void **state) {
 }
 
 static void test_verify_unknown_token_unknown(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char token[TOKEND_TOKEN_BYTES];
   tokend_issued_t is;
 
   /* Issue one, so the index is not empty. */
-  issue_ok(f->client, "example.com", "real", 0, &is);
+  th_client_issue_ok(f->client, "example.com", "real", 0, &is);
   /* Well formed (right shape and checksum) but never issued here. */
   assert_int_equal(token_generate("tkd", token), 0);
   assert_int_equal(token_check(token, strlen(token)), 0);
-  expect_reason(f->client, token, TOKEND_VERIFY_UNKNOWN);
+  th_expect_verify(f->client, token, 0, TOKEND_VERIFY_UNKNOWN);
   /* Another prefix, well formed too. */
   assert_int_equal(token_generate("other", token), 0);
-  expect_reason(f->client, token, TOKEND_VERIFY_UNKNOWN);
+  th_expect_verify(f->client, token, 0, TOKEND_VERIFY_UNKNOWN);
 }
 
 static void test_verify_mangled_token_malformed(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   char bad[TOKEND_TOKEN_BYTES + 8];
   size_t len, i, positions[3];
 
-  issue_ok(f->client, "example.com", "mangle me", 0, &is);
+  th_client_issue_ok(f->client, "example.com", "mangle me", 0, &is);
   len = strlen(is.token);
   /* One character changed: in the body, in the checksum, at the end. */
   positions[0] = 4;
@@ -344,21 +280,21 @@ static void test_verify_mangled_token_malformed(void **state) {
   for (i = 0; i < 3; i++) {
     memcpy(bad, is.token, len + 1);
     bad[positions[i]] = bad[positions[i]] == 'A' ? 'B' : 'A';
-    expect_reason(f->client, bad, TOKEND_VERIFY_MALFORMED);
+    th_expect_verify(f->client, bad, 0, TOKEND_VERIFY_MALFORMED);
   }
   /* Truncated, extended, empty, and no separator. */
   memcpy(bad, is.token, len + 1);
   bad[len - 1] = '\0';
-  expect_reason(f->client, bad, TOKEND_VERIFY_MALFORMED);
+  th_expect_verify(f->client, bad, 0, TOKEND_VERIFY_MALFORMED);
   snprintf(bad, sizeof(bad), "%sA", is.token);
-  expect_reason(f->client, bad, TOKEND_VERIFY_MALFORMED);
-  expect_reason(f->client, "", TOKEND_VERIFY_MALFORMED);
-  expect_reason(f->client, is.token + 4, TOKEND_VERIFY_MALFORMED);
+  th_expect_verify(f->client, bad, 0, TOKEND_VERIFY_MALFORMED);
+  th_expect_verify(f->client, "", 0, TOKEND_VERIFY_MALFORMED);
+  th_expect_verify(f->client, is.token + 4, 0, TOKEND_VERIFY_MALFORMED);
   /* The original still works. */
   {
     tokend_verify_result_t v;
 
-    verify_ok(f->client, is.token, &v);
+    th_client_verify_ok(f->client, is.token, &v);
     assert_int_equal(v.valid, 1);
   }
 }
@@ -366,7 +302,7 @@ static void test_verify_mangled_token_malformed(void **state) {
 #define PAGED_TOKENS 7
 
 static void test_list_paginates_newest_first(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is[PAGED_TOKENS], other;
   tokend_token_list_t *page = NULL;
   char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
@@ -377,10 +313,10 @@ static void test_list_paginates_newest_first(void **state) {
 
   for (i = 0; i < PAGED_TOKENS; i++) {
     snprintf(label, sizeof(label), "token %zu", i);
-    issue_ok(f->client, "paged.example", label, 0, &is[i]);
+    th_client_issue_ok(f->client, "paged.example", label, 0, &is[i]);
     /* Another domain's tokens, issued in between, never show up. */
     if (i == 3)
-      issue_ok(f->client, "other.example", "other", 0, &other);
+      th_client_issue_ok(f->client, "other.example", "other", 0, &other);
   }
   for (p = 0; p < 3; p++) {
     assert_int_equal(
@@ -424,11 +360,11 @@ static void test_list_paginates_newest_first(void **state) {
 }
 
 static void test_list_garbage_page_token_invalid_argument(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_token_list_t *list = NULL;
   tokend_issued_t is;
 
-  issue_ok(f->client, "example.com", "one", 0, &is);
+  th_client_issue_ok(f->client, "example.com", "one", 0, &is);
   assert_int_equal(tokend_client_list(f->client, "example.com", 1,
                                       "not-a-page-token!", 0, &list),
                    TOKEND_EINVAL);
@@ -441,15 +377,15 @@ static void test_list_garbage_page_token_invalid_argument(void **state) {
 }
 
 static void test_list_hides_revoked_unless_asked(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is[3];
   tokend_token_list_t *list = NULL;
   int64_t revoked_at = 0;
   size_t i;
 
-  issue_ok(f->client, "example.com", "first", 0, &is[0]);
-  issue_ok(f->client, "example.com", "second", 0, &is[1]);
-  issue_ok(f->client, "example.com", "third", 0, &is[2]);
+  th_client_issue_ok(f->client, "example.com", "first", 0, &is[0]);
+  th_client_issue_ok(f->client, "example.com", "second", 0, &is[1]);
+  th_client_issue_ok(f->client, "example.com", "third", 0, &is[2]);
   assert_int_equal(tokend_client_revoke(f->client, "example.com", is[1].info.id,
                                         &revoked_at, NULL),
                    0);
@@ -489,24 +425,23 @@ static void test_list_hides_revoked_unless_asked(void **state) {
 #define SHARED_REVOKES 20
 
 static void test_revocation_seen_by_other_connection(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is[SHARED_REVOKES];
   tokend_verify_result_t v;
   tokend_client_t *other = NULL;
   size_t i;
 
-  assert_int_equal(
-      tokend_client_connect(f->tokend.socket_path, CALL_TIMEOUT_MS, &other), 0);
+  other = th_client_connect_ok(&f->tokend);
   for (i = 0; i < SHARED_REVOKES; i++)
-    issue_ok(f->client, "example.com", "shared", 0, &is[i]);
+    th_client_issue_ok(f->client, "example.com", "shared", 0, &is[i]);
   for (i = 0; i < SHARED_REVOKES; i++) {
-    verify_ok(other, is[i].token, &v);
+    th_client_verify_ok(other, is[i].token, &v);
     assert_int_equal(v.valid, 1);
     assert_int_equal(tokend_client_revoke(f->client, "example.com",
                                           is[i].info.id, NULL, NULL),
                      0);
     /* Right after the revoke response, on another connection. */
-    verify_ok(other, is[i].token, &v);
+    th_client_verify_ok(other, is[i].token, &v);
     if (v.valid || v.reason != TOKEND_VERIFY_REVOKED)
       fail_msg("token %zu: verify on the other connection after revoke gave "
                "valid=%d reason=%s",
@@ -517,35 +452,24 @@ static void test_revocation_seen_by_other_connection(void **state) {
 
 static int setup_prefix(void **state) {
   static const char *const args[] = {"--token-prefix", "acme9", NULL};
-  fixture_t *f = calloc(1, sizeof(*f));
 
-  if (f == NULL || th_tokend_init(&f->tokend) != 0 ||
-      th_tokend_start(&f->tokend, args) != 0 ||
-      tokend_client_connect(f->tokend.socket_path, CALL_TIMEOUT_MS,
-                            &f->client) != 0) {
-    if (f != NULL)
-      th_tokend_destroy(&f->tokend);
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
+  return th_fixture_setup_client(state, args);
 }
 
 static void test_token_prefix_flag_names_new_tokens(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_verify_result_t v;
   tokend_issued_t is;
   char other[TOKEND_TOKEN_BYTES];
 
-  issue_ok(f->client, "example.com", "prefixed", 0, &is);
+  th_client_issue_ok(f->client, "example.com", "prefixed", 0, &is);
   assert_int_equal(strncmp(is.token, "acme9_", 6), 0);
   assert_int_equal(strncmp(is.info.hint, "acme9_...", 9), 0);
-  verify_ok(f->client, is.token, &v);
+  th_client_verify_ok(f->client, is.token, &v);
   assert_int_equal(v.valid, 1);
   /* A well-formed token with the default prefix was never issued here. */
   assert_int_equal(token_generate("tkd", other), 0);
-  verify_ok(f->client, other, &v);
+  th_client_verify_ok(f->client, other, &v);
   assert_int_equal(v.valid, 0);
   assert_true(v.reason == TOKEND_VERIFY_UNKNOWN ||
               v.reason == TOKEND_VERIFY_MALFORMED);
@@ -554,31 +478,33 @@ static void test_token_prefix_flag_names_new_tokens(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_issue_verify_revoke_verify_revoked,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_revoke_twice_is_idempotent, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_expired_token_verifies_expired,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_issue_past_expiry_invalid_argument,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_issue_invalid_domain_or_label_rejected, setup, teardown),
+          test_issue_invalid_domain_or_label_rejected, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_revoke_other_domain_not_found, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_verify_unknown_token_unknown, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_verify_mangled_token_malformed,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_list_paginates_newest_first, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_list_garbage_page_token_invalid_argument, setup, teardown),
+          test_list_garbage_page_token_invalid_argument, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_list_hides_revoked_unless_asked,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_revocation_seen_by_other_connection,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_token_prefix_flag_names_new_tokens,
-                                      setup_prefix, teardown),
+                                      setup_prefix, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -54,102 +54,9 @@
  * buffer, not the decoded request. */
 #define DECODE_MAX_GROWTH_KIB (3L * 1024)
 
-typedef struct {
-  th_tokend_t tokend;
-  char token[TOKEND_TOKEN_BYTES]; /* a valid token, issued in setup */
-} fixture_t;
-
-static int code_of(const Tokend__V1__Response *r) {
-  return r->status != NULL ? r->status->code : 0;
-}
-
-static const char *recv_name(int rc) {
-  return rc == TH_RECV_EOF       ? "a bare close"
-         : rc == TH_RECV_TIMEOUT ? "nothing (timeout)"
-                                 : "a broken frame";
-}
-
-/* Sends a Verify of token on fd: 0 when it is answered valid, else the
- * gRPC status of the answer, or -1 if none came. */
-static int verify_on(int fd, uint64_t call_id, const char *token) {
-  Tokend__V1__Response *r = NULL;
-  int rc;
-
-  if (th_send_verify(fd, call_id, token) != 0)
-    return -1;
-  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
-  if (rc != 0)
-    return -1;
-  if (code_of(r) != 0) {
-    rc = code_of(r);
-  } else if (r->call_id != call_id ||
-             r->result_case != TOKEND__V1__RESPONSE__RESULT_VERIFY ||
-             !r->verify->valid) {
-    rc = -1;
-  }
-  tokend__v1__response__free_unpacked(r, NULL);
-  return rc;
-}
-
-static void expect_verify_on(int fd, uint64_t call_id, const char *token) {
-  int rc = verify_on(fd, call_id, token);
-
-  if (rc != 0)
-    fail_msg("call %llu: want a valid Verify, got %d",
-             (unsigned long long)call_id, rc);
-}
-
-/* Reads one response, which must be a call_id 0 status `code` with a
- * message, and then the close. */
-static void expect_status_then_eof(int fd, int code) {
-  Tokend__V1__Response *r = NULL;
-  int rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
-
-  if (rc != 0)
-    fail_msg("want status %d before the close, got %s", code, recv_name(rc));
-  if (code_of(r) != code)
-    fail_msg("want status %d, got %d (%s)", code, code_of(r),
-             r->status != NULL ? r->status->message : "");
-  assert_int_equal(r->call_id, 0);
-  assert_true(r->status->message != NULL && r->status->message[0] != '\0');
-  tokend__v1__response__free_unpacked(r, NULL);
-  if (th_wait_eof(fd, TH_IO_TIMEOUT_MS) != 1)
-    fail_msg("tokend did not close the connection after status %d", code);
-}
-
-static void issue_raw(int fd, uint64_t call_id, char out[TOKEND_TOKEN_BYTES]) {
-  Tokend__V1__Response *r = NULL;
-
-  assert_int_equal(th_send_issue(fd, call_id, DOMAIN, "limits"), 0);
-  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-  assert_int_equal(r->call_id, call_id);
-  if (code_of(r) != 0)
-    fail_msg("issue failed: %d %s", code_of(r), r->status->message);
-  assert_true(strlen(r->issue->token) < TOKEND_TOKEN_BYTES);
-  strcpy(out, r->issue->token);
-  tokend__v1__response__free_unpacked(r, NULL);
-}
-
+/* Every test gets f->token, a valid token issued in setup. */
 static int setup_with(void **state, const char *const *args) {
-  fixture_t *f = calloc(1, sizeof(*f));
-  int fd;
-
-  if (f == NULL || th_tokend_init(&f->tokend) != 0)
-    goto err;
-  if (th_tokend_start(&f->tokend, args) != 0)
-    goto err;
-  *state = f;
-  fd = th_connect(f->tokend.socket_path);
-  if (fd < 0)
-    goto err;
-  issue_raw(fd, 1, f->token);
-  close(fd);
-  return 0;
-err:
-  if (f != NULL)
-    th_tokend_destroy(&f->tokend);
-  free(f);
-  return -1;
+  return th_fixture_setup_token(state, args, DOMAIN, "limits");
 }
 
 static int setup_max_conns(void **state) {
@@ -191,31 +98,17 @@ static int setup_request_memory(void **state) {
   return setup_with(state, args);
 }
 
-/* Fails the test if tokend did not survive it or does not stop cleanly. */
-static int teardown(void **state) {
-  fixture_t *f = *state;
-  int status = th_tokend_stop(&f->tokend);
-
-  if (status != 0) {
-    fprintf(stderr, "tokend exited with status %d after the test\n", status);
-    th_tokend_dump_log(&f->tokend);
-  }
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return status == 0 ? 0 : -1;
-}
-
 /* A new connection that tokend serves. A connection that was just closed
  * may still hold its slot for a moment (tokend has not read the EOF yet),
  * so a refusal is retried until timeout_ms; anything but a refusal fails. */
-static int connect_served(const fixture_t *f, int timeout_ms) {
+static int connect_served(const th_fixture_t *f, int timeout_ms) {
   int64_t deadline = th_mono_ms() + timeout_ms;
   int fd, rc;
 
   for (;;) {
     fd = th_connect(f->tokend.socket_path);
     assert_true(fd >= 0);
-    rc = verify_on(fd, 1, f->token);
+    rc = th_raw_verify(fd, 1, f->token);
     if (rc == 0)
       return fd;
     close(fd);
@@ -228,7 +121,7 @@ static int connect_served(const fixture_t *f, int timeout_ms) {
 }
 
 static void test_connection_over_limit_refused_others_served(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   int fds[MAX_CONNS], extra, i;
 
   for (i = 0; i < MAX_CONNS; i++)
@@ -236,25 +129,25 @@ static void test_connection_over_limit_refused_others_served(void **state) {
   /* One too many: told why, with call_id 0, and closed. */
   extra = th_connect(f->tokend.socket_path);
   assert_true(extra >= 0);
-  expect_status_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  th_expect_error_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(extra);
   /* Again: the refused connection gave its slot back, nothing more. */
   extra = th_connect(f->tokend.socket_path);
   assert_true(extra >= 0);
-  expect_status_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  th_expect_error_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(extra);
   /* The connections within the limit are unaffected. */
   for (i = 0; i < MAX_CONNS; i++)
-    expect_verify_on(fds[i], 100 + (uint64_t)i, f->token);
+    th_expect_valid_raw(fds[i], 100 + (uint64_t)i, f->token);
   /* One leaves: a newcomer takes its place, and then the limit holds. */
   close(fds[0]);
   fds[0] = connect_served(f, TH_IO_TIMEOUT_MS);
   extra = th_connect(f->tokend.socket_path);
   assert_true(extra >= 0);
-  expect_status_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  th_expect_error_then_eof(extra, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(extra);
   for (i = 0; i < MAX_CONNS; i++) {
-    expect_verify_on(fds[i], 200 + (uint64_t)i, f->token);
+    th_expect_valid_raw(fds[i], 200 + (uint64_t)i, f->token);
     close(fds[i]);
   }
 }
@@ -275,7 +168,7 @@ static uint8_t *verify_frame(uint64_t call_id, const char *token, size_t *len) {
 }
 
 static void test_stalled_partial_frame_closed_active_peer_served(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   int stalled = th_connect(f->tokend.socket_path);
   int active = th_connect(f->tokend.socket_path);
   int64_t give_up = th_mono_ms() + TH_IO_TIMEOUT_MS;
@@ -293,7 +186,7 @@ static void test_stalled_partial_frame_closed_active_peer_served(void **state) {
   /* Meanwhile the active peer keeps calling, each call answered, until
    * tokend gives up on the stalled one. */
   for (;;) {
-    expect_verify_on(active, call_id++, f->token);
+    th_expect_valid_raw(active, call_id++, f->token);
     pfd.fd = stalled;
     pfd.events = POLLIN;
     pfd.revents = 0;
@@ -304,16 +197,16 @@ static void test_stalled_partial_frame_closed_active_peer_served(void **state) {
                "(--read-timeout-ms %d)",
                TH_IO_TIMEOUT_MS, READ_TIMEOUT_MS);
   }
-  expect_status_then_eof(stalled, TOKEND_GRPC_DEADLINE_EXCEEDED);
+  th_expect_error_then_eof(stalled, TOKEND_GRPC_DEADLINE_EXCEEDED);
   close(stalled);
   /* Enough calls that the active peer outlived the read timeout. */
   assert_true(call_id > 2);
-  expect_verify_on(active, call_id, f->token);
+  th_expect_valid_raw(active, call_id, f->token);
   close(active);
 }
 
 static void test_trickled_frame_closed_before_complete(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   struct pollfd pfd;
   char long_token[256];
@@ -349,8 +242,8 @@ static void test_trickled_frame_closed_before_complete(void **state) {
   free(frame);
   rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
   if (rc != 0)
-    fail_msg("want DEADLINE_EXCEEDED, got %s", recv_name(rc));
-  assert_int_equal(code_of(r), TOKEND_GRPC_DEADLINE_EXCEEDED);
+    fail_msg("want DEADLINE_EXCEEDED, got %s", th_recv_name(rc));
+  assert_int_equal(th_response_code(r), TOKEND_GRPC_DEADLINE_EXCEEDED);
   assert_int_equal(r->call_id, 0);
   tokend__v1__response__free_unpacked(r, NULL);
   assert_int_equal(th_wait_eof(fd, TH_IO_TIMEOUT_MS), 1);
@@ -361,7 +254,7 @@ static void test_trickled_frame_closed_before_complete(void **state) {
 }
 
 static void test_idle_connection_closed(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   int used = th_connect(f->tokend.socket_path);
   int silent = th_connect(f->tokend.socket_path);
   int active = th_connect(f->tokend.socket_path);
@@ -371,12 +264,12 @@ static void test_idle_connection_closed(void **state) {
   assert_true(used >= 0);
   assert_true(silent >= 0);
   assert_true(active >= 0);
-  expect_verify_on(used, 1, f->token);
+  th_expect_valid_raw(used, 1, f->token);
   /* A peer that calls every ACTIVE_INTERVAL_MS is not idle, however long
    * it stays: keep it busy for several idle timeouts. */
   until = th_mono_ms() + 4 * IDLE_TIMEOUT_MS;
   while (th_mono_ms() < until) {
-    expect_verify_on(active, call_id++, f->token);
+    th_expect_valid_raw(active, call_id++, f->token);
     th_sleep_ms(ACTIVE_INTERVAL_MS);
   }
   /* Both quiet peers are closed, without an answer to anything. */
@@ -387,24 +280,24 @@ static void test_idle_connection_closed(void **state) {
     fail_msg("a connection that never sent anything was not closed "
              "(--idle-timeout-ms %d)",
              IDLE_TIMEOUT_MS);
-  expect_verify_on(active, call_id, f->token);
+  th_expect_valid_raw(active, call_id, f->token);
   close(used);
   close(silent);
   close(active);
 }
 
 static void test_idle_timeout_zero_never_closes(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   int fd = th_connect(f->tokend.socket_path);
 
   assert_true(fd >= 0);
-  expect_verify_on(fd, 1, f->token);
+  th_expect_valid_raw(fd, 1, f->token);
   /* Several times what a 300 ms timeout would allow: nothing comes, the
    * connection stays. */
   assert_int_equal(th_recv_response(fd, 4 * IDLE_TIMEOUT_MS, &r),
                    TH_RECV_TIMEOUT);
-  expect_verify_on(fd, 2, f->token);
+  th_expect_valid_raw(fd, 2, f->token);
   close(fd);
 }
 
@@ -444,7 +337,7 @@ static void frames_free(frames_t *fr) {
 }
 
 static void test_unread_answers_pause_reading_without_loss(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   frames_t fr;
   size_t sent = 0, whole, answered = 0;
@@ -497,7 +390,7 @@ static void test_unread_answers_pause_reading_without_loss(void **state) {
   {
     int other = connect_served(f, TH_IO_TIMEOUT_MS);
 
-    expect_verify_on(other, 2, f->token);
+    th_expect_valid_raw(other, 2, f->token);
     close(other);
   }
 
@@ -528,20 +421,21 @@ static void test_unread_answers_pause_reading_without_loss(void **state) {
       continue;
     rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
     if (rc != 0)
-      fail_msg("after %zu of %zu answers: %s", answered, whole, recv_name(rc));
+      fail_msg("after %zu of %zu answers: %s", answered, whole,
+               th_recv_name(rc));
     if (r->call_id != answered + 1)
       fail_msg("answer %zu has call_id %llu, want %zu: an answer was %s",
                answered + 1, (unsigned long long)r->call_id, answered + 1,
                r->call_id > answered + 1 ? "lost" : "repeated");
-    if (code_of(r) != 0 || !r->verify->valid)
-      fail_msg("call %zu: status %d", answered + 1, code_of(r));
+    if (th_response_code(r) != 0 || !r->verify->valid)
+      fail_msg("call %zu: status %d", answered + 1, th_response_code(r));
     answered++;
     tokend__v1__response__free_unpacked(r, NULL);
   }
   /* Nothing more, and the connection still works. */
   assert_int_equal(fcntl(fd, F_SETFL, flags), 0);
   assert_int_equal(th_recv_response(fd, 200, &r), TH_RECV_TIMEOUT);
-  expect_verify_on(fd, whole + 1, f->token);
+  th_expect_valid_raw(fd, whole + 1, f->token);
   close(fd);
   frames_free(&fr);
 }
@@ -566,7 +460,7 @@ static uint8_t *issue_frame(uint64_t call_id, char **scopes, size_t n_scopes,
 }
 
 static void test_small_frame_huge_decode_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   char **scopes = malloc(EMPTY_SCOPES * sizeof(*scopes));
   char names[TOKEND_MAX_SCOPES][8];
@@ -586,7 +480,7 @@ static void test_small_frame_huge_decode_refused(void **state) {
   assert_true(fd >= 0);
   assert_int_equal(th_write_all(fd, frame, len), 0);
   free(frame);
-  expect_status_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(fd);
   hwm_after = th_proc_status_kib(f->tokend.pid, "VmHWM");
   if (th_memory_measurable() && hwm_after - hwm_before > DECODE_MAX_GROWTH_KIB)
@@ -609,14 +503,14 @@ static void test_small_frame_huge_decode_refused(void **state) {
   free(frame);
   assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
   assert_int_equal(r->call_id, 4);
-  if (code_of(r) != 0)
+  if (th_response_code(r) != 0)
     fail_msg("an Issue with %d scopes failed: %d %s", TOKEND_MAX_SCOPES,
-             code_of(r), r->status->message);
+             th_response_code(r), r->status->message);
   assert_int_equal(r->issue->info->n_scopes, TOKEND_MAX_SCOPES);
   assert_string_equal(r->issue->info->scopes[TOKEND_MAX_SCOPES - 1], "s31");
   tokend__v1__response__free_unpacked(r, NULL);
   /* The same connection goes on. */
-  expect_verify_on(fd, 5, f->token);
+  th_expect_valid_raw(fd, 5, f->token);
   close(fd);
   free(scopes);
 }
@@ -652,12 +546,12 @@ static void *write_all_thread(void *arg) {
 }
 
 static void test_pending_calls_limit_bounds_memory(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
   Tokend__V1__Response *r = NULL;
-  uint8_t *frame, *buf = NULL;
-  size_t i, flen, len = 0, got = 0;
+  uint8_t *buf = NULL;
+  size_t i, len = 0, got = 0;
   char *seen;
   long hwm_before, hwm_after;
   pthread_t thread;
@@ -670,7 +564,7 @@ static void test_pending_calls_limit_bounds_memory(void **state) {
     assert_int_equal(th_send_issue(fd, 100 + i, DOMAIN, "list me"), 0);
   for (i = 1; i < LIST_TOKENS; i++) {
     assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-    assert_int_equal(code_of(r), 0);
+    assert_int_equal(th_response_code(r), 0);
     tokend__v1__response__free_unpacked(r, NULL);
   }
 
@@ -680,13 +574,7 @@ static void test_pending_calls_limit_bounds_memory(void **state) {
   req.list = &lr;
   for (i = 0; i < LIST_CALLS; i++) {
     req.call_id = 10000 + i;
-    frame = th_frame_request(&req, &flen);
-    assert_non_null(frame);
-    buf = realloc(buf, len + flen);
-    assert_non_null(buf);
-    memcpy(buf + len, frame, flen);
-    len += flen;
-    free(frame);
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
   }
   seen = calloc(LIST_CALLS, 1);
   assert_non_null(seen);
@@ -698,7 +586,7 @@ static void test_pending_calls_limit_bounds_memory(void **state) {
   assert_int_equal(pthread_create(&thread, NULL, write_all_thread, &w), 0);
   while (got < LIST_CALLS) {
     assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-    assert_int_equal(code_of(r), 0);
+    assert_int_equal(th_response_code(r), 0);
     assert_true(r->call_id >= 10000 && r->call_id < 10000 + LIST_CALLS);
     assert_int_equal(seen[r->call_id - 10000], 0);
     seen[r->call_id - 10000] = 1;
@@ -714,7 +602,7 @@ static void test_pending_calls_limit_bounds_memory(void **state) {
   if (th_memory_measurable() && hwm_after - hwm_before > LIST_MAX_GROWTH_KIB)
     fail_msg("tokend's peak memory grew %ld KiB (bound %d KiB)",
              hwm_after - hwm_before, LIST_MAX_GROWTH_KIB);
-  expect_verify_on(fd, 1, f->token);
+  th_expect_valid_raw(fd, 1, f->token);
   free(seen);
   free(buf);
   close(fd);
@@ -731,12 +619,12 @@ static int setup_hold_and_read_timeout(void **state) {
 }
 
 static void test_held_requests_do_not_start_read_timeout(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
   Tokend__V1__Response *r = NULL;
-  uint8_t *frame, *buf = NULL;
-  size_t i, flen, len = 0;
+  uint8_t *buf = NULL;
+  size_t i, len = 0;
   int fd = th_connect(f->tokend.socket_path);
 
   assert_true(fd >= 0);
@@ -746,25 +634,19 @@ static void test_held_requests_do_not_start_read_timeout(void **state) {
   req.issue = &ir;
   for (i = 0; i < 40; i++) {
     req.call_id = 500 + i;
-    frame = th_frame_request(&req, &flen);
-    assert_non_null(frame);
-    buf = realloc(buf, len + flen);
-    assert_non_null(buf);
-    memcpy(buf + len, frame, flen);
-    len += flen;
-    free(frame);
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
   }
   /* All 40 in one write: tokend holds most of them back at the limit. */
   assert_int_equal(th_write_all(fd, buf, len), 0);
   for (i = 0; i < 40; i++) {
     assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-    assert_int_equal(code_of(r), 0);
+    assert_int_equal(th_response_code(r), 0);
     tokend__v1__response__free_unpacked(r, NULL);
   }
   /* Idle for several read timeouts: nothing is incomplete, so nothing
    * closes (the idle timeout is 5 minutes). */
   th_sleep_ms(4 * 300);
-  expect_verify_on(fd, 7, f->token);
+  th_expect_valid_raw(fd, 7, f->token);
   free(buf);
   close(fd);
 }
@@ -773,27 +655,29 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
           test_connection_over_limit_refused_others_served, setup_max_conns,
-          teardown),
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_stalled_partial_frame_closed_active_peer_served,
-          setup_read_timeout, teardown),
+          setup_read_timeout, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_trickled_frame_closed_before_complete, setup_read_timeout,
-          teardown),
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_idle_connection_closed,
-                                      setup_idle_timeout, teardown),
+                                      setup_idle_timeout, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_idle_timeout_zero_never_closes,
-                                      setup_no_idle_timeout, teardown),
+                                      setup_no_idle_timeout,
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_unread_answers_pause_reading_without_loss, setup_backpressure,
-          teardown),
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_small_frame_huge_decode_refused,
-                                      setup_request_memory, teardown),
+                                      setup_request_memory,
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_pending_calls_limit_bounds_memory,
-                                      setup_pending_calls, teardown),
+                                      setup_pending_calls, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_held_requests_do_not_start_read_timeout,
-          setup_hold_and_read_timeout, teardown),
+          setup_hold_and_read_timeout, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

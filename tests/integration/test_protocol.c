@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,15 +22,6 @@
 #define DOMAIN "proto.example"
 #define PIPELINED_CALLS 100
 #define SMALL_MAX_FRAME 256
-
-typedef struct {
-  th_tokend_t tokend;
-  char token[TOKEND_TOKEN_BYTES]; /* a valid token, issued in setup */
-} fixture_t;
-
-static int code_of(const Tokend__V1__Response *r) {
-  return r->status != NULL ? r->status->code : 0;
-}
 
 /* Sends req on fd and reads its answer, which must carry call_id. */
 static Tokend__V1__Response *call(int fd, const Tokend__V1__Request *req) {
@@ -47,111 +37,36 @@ static Tokend__V1__Response *call(int fd, const Tokend__V1__Request *req) {
   return r;
 }
 
-static void issue_raw(int fd, uint64_t call_id, char out[TOKEND_TOKEN_BYTES]) {
-  Tokend__V1__Response *r = NULL;
-
-  assert_int_equal(th_send_issue(fd, call_id, DOMAIN, "raw"), 0);
-  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-  assert_int_equal(r->call_id, call_id);
-  if (code_of(r) != 0)
-    fail_msg("issue failed: %d %s", code_of(r), r->status->message);
-  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_ISSUE);
-  assert_true(strlen(r->issue->token) < TOKEND_TOKEN_BYTES);
-  memcpy(out, r->issue->token, strlen(r->issue->token) + 1);
-  tokend__v1__response__free_unpacked(r, NULL);
-}
-
 /* Verifies token on a new connection: proof that tokend still serves. */
-static void expect_serving(const fixture_t *f, const char *token) {
-  Tokend__V1__Response *r = NULL;
+static void expect_serving(const th_fixture_t *f, const char *token) {
   int fd = th_connect(f->tokend.socket_path);
 
   assert_true(fd >= 0);
-  assert_int_equal(th_send_verify(fd, 4242, token), 0);
-  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-  assert_int_equal(r->call_id, 4242);
-  assert_int_equal(code_of(r), 0);
-  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
-  assert_true(r->verify->valid);
-  tokend__v1__response__free_unpacked(r, NULL);
+  th_expect_valid_raw(fd, 4242, token);
   close(fd);
 }
 
-/* Reads one response, which must have the given status code and call_id,
- * and then the server must close the connection. */
-static void expect_error_then_eof(int fd, int code, uint64_t call_id) {
-  Tokend__V1__Response *r = NULL;
-  int rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
-
-  if (rc != 0)
-    fail_msg("want a status %d response before the close, got %s", code,
-             rc == TH_RECV_EOF       ? "a bare close"
-             : rc == TH_RECV_TIMEOUT ? "nothing (timeout)"
-                                     : "a broken frame");
-  if (code_of(r) != code)
-    fail_msg("want status %d, got %d (%s)", code, code_of(r),
-             r->status != NULL ? r->status->message : "");
-  assert_int_equal(r->call_id, call_id);
-  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
-  assert_true(r->status->message != NULL && r->status->message[0] != '\0');
-  tokend__v1__response__free_unpacked(r, NULL);
-  if (th_wait_eof(fd, TH_IO_TIMEOUT_MS) != 1)
-    fail_msg("the server did not close the connection after status %d", code);
+/* Every test gets f->token, a valid token issued in setup. */
+static int setup(void **state) {
+  return th_fixture_setup_token(state, NULL, DOMAIN, "raw");
 }
-
-static int setup_with(void **state, const char *const *args) {
-  fixture_t *f = calloc(1, sizeof(*f));
-  int fd;
-
-  if (f == NULL || th_tokend_init(&f->tokend) != 0)
-    goto err;
-  if (th_tokend_start(&f->tokend, args) != 0)
-    goto err;
-  fd = th_connect(f->tokend.socket_path);
-  if (fd < 0)
-    goto err;
-  *state = f;
-  issue_raw(fd, 1, f->token);
-  close(fd);
-  return 0;
-err:
-  if (f != NULL)
-    th_tokend_destroy(&f->tokend);
-  free(f);
-  return -1;
-}
-
-static int setup(void **state) { return setup_with(state, NULL); }
 
 static int setup_small_frames(void **state) {
   static const char *const args[] = {"--max-frame-bytes", "256", NULL};
 
-  return setup_with(state, args);
-}
-
-static int teardown(void **state) {
-  fixture_t *f = *state;
-  int status = th_tokend_stop(&f->tokend);
-
-  if (status != 0) {
-    fprintf(stderr, "tokend exited with status %d after the test\n", status);
-    th_tokend_dump_log(&f->tokend);
-  }
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return status == 0 ? 0 : -1;
+  return th_fixture_setup_token(state, args, DOMAIN, "raw");
 }
 
 static void test_pipelined_calls_all_answered_once(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
   Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
   Tokend__V1__Response *r = NULL;
   int seen[PIPELINED_CALLS] = {0};
   char issued[PIPELINED_CALLS][TOKEND_TOKEN_BYTES];
-  uint8_t *buf = NULL, *frame;
-  size_t len = 0, flen, i, j;
+  uint8_t *buf = NULL;
+  size_t len = 0, i, j;
   int fd = th_connect(f->tokend.socket_path);
   const uint64_t base = 1000;
 
@@ -169,13 +84,7 @@ static void test_pipelined_calls_all_answered_once(void **state) {
       req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
       req.issue = &ir;
     }
-    frame = th_frame_request(&req, &flen);
-    assert_non_null(frame);
-    buf = realloc(buf, len + flen);
-    assert_non_null(buf);
-    memcpy(buf + len, frame, flen);
-    len += flen;
-    free(frame);
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
   }
   assert_int_equal(th_write_all(fd, buf, len), 0);
   free(buf);
@@ -194,8 +103,9 @@ static void test_pipelined_calls_all_answered_once(void **state) {
     k = (size_t)(r->call_id - base);
     if (seen[k]++)
       fail_msg("call_id %llu answered twice", (unsigned long long)r->call_id);
-    if (code_of(r) != 0)
-      fail_msg("call %zu failed: %d %s", k, code_of(r), r->status->message);
+    if (th_response_code(r) != 0)
+      fail_msg("call %zu failed: %d %s", k, th_response_code(r),
+               r->status->message);
     if (k % 2 == 0) {
       assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
       assert_true(r->verify->valid);
@@ -220,7 +130,7 @@ static void test_pipelined_calls_all_answered_once(void **state) {
     v.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
     v.verify = &vv;
     r = call(fd, &v);
-    assert_int_equal(code_of(r), 0);
+    assert_int_equal(th_response_code(r), 0);
     assert_true(r->verify->valid);
     tokend__v1__response__free_unpacked(r, NULL);
   }
@@ -228,7 +138,7 @@ static void test_pipelined_calls_all_answered_once(void **state) {
 }
 
 static void test_frames_split_into_single_bytes_answered(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
   Tokend__V1__Response *r = NULL;
@@ -259,7 +169,7 @@ static void test_frames_split_into_single_bytes_answered(void **state) {
   for (i = 0; i < 2; i++) {
     assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
     assert_int_equal(r->call_id, 11 + i);
-    assert_int_equal(code_of(r), 0);
+    assert_int_equal(th_response_code(r), 0);
     assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
     assert_true(r->verify->valid);
     tokend__v1__response__free_unpacked(r, NULL);
@@ -279,7 +189,7 @@ static void send_header(int fd, uint8_t flag, uint32_t len) {
 }
 
 static void test_oversized_length_resource_exhausted_then_close(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   int bystander = th_connect(f->tokend.socket_path);
   int fd = th_connect(f->tokend.socket_path);
 
@@ -288,13 +198,13 @@ static void test_oversized_length_resource_exhausted_then_close(void **state) {
   /* Only the header: tokend must refuse on the length alone, without
    * waiting for (or allocating) a body of that size. */
   send_header(fd, 0, TOKEND_MAX_FRAME_BYTES_DEFAULT + 1);
-  expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED, 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(fd);
 
   fd = th_connect(f->tokend.socket_path);
   assert_true(fd >= 0);
   send_header(fd, 0, UINT32_MAX);
-  expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED, 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(fd);
 
   /* A connection that was open all along, and a new one, still work. */
@@ -312,7 +222,7 @@ static void test_oversized_length_resource_exhausted_then_close(void **state) {
 }
 
 static void test_bad_flag_invalid_argument_then_close(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
   uint8_t *frame;
@@ -330,13 +240,13 @@ static void test_bad_flag_invalid_argument_then_close(void **state) {
   frame[0] = 1;
   assert_int_equal(th_write_all(fd, frame, len), 0);
   free(frame);
-  expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT, 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT);
   close(fd);
   expect_serving(f, f->token);
 }
 
 static void test_garbage_protobuf_invalid_argument_then_close(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   /* A varint that never ends: no protobuf decoder accepts it. */
   static const uint8_t garbage[] = {0,    0,    0,    0,    6,   0xff,
                                     0xff, 0xff, 0xff, 0xff, 0xff};
@@ -346,13 +256,13 @@ static void test_garbage_protobuf_invalid_argument_then_close(void **state) {
 
   assert_true(fd >= 0);
   assert_int_equal(th_write_all(fd, garbage, sizeof(garbage)), 0);
-  expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT, 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT);
   close(fd);
 
   fd = th_connect(f->tokend.socket_path);
   assert_true(fd >= 0);
   assert_int_equal(th_write_all(fd, wrong_type, sizeof(wrong_type)), 0);
-  expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT, 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT);
   close(fd);
   expect_serving(f, f->token);
 }
@@ -360,7 +270,7 @@ static void test_garbage_protobuf_invalid_argument_then_close(void **state) {
 /* protobuf-c cuts decoded strings at a NUL byte; tokend must notice rather
  * than store or accept a silently shortened value. */
 static void test_string_with_nul_byte_rejected(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   /* Request{call_id 9, issue{domain "a", label "ab\0cd"}}, hand-encoded. */
   static const uint8_t issue_body[] = {0x08, 0x09, 0x12, 0x0a, 0x0a, 0x01, 'a',
                                        0x12, 0x05, 'a',  'b',  0x00, 'c',  'd'};
@@ -379,7 +289,7 @@ static void test_string_with_nul_byte_rejected(void **state) {
       0);
   assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
   assert_int_equal(r->call_id, 9);
-  assert_int_equal(code_of(r), TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_int_equal(th_response_code(r), TOKEND_GRPC_INVALID_ARGUMENT);
   assert_non_null(strstr(r->status->message, "label"));
   tokend__v1__response__free_unpacked(r, NULL);
 
@@ -401,7 +311,7 @@ static void test_string_with_nul_byte_rejected(void **state) {
   assert_int_equal(th_write_all(fd, frame, TOKEND_FRAME_HEADER_BYTES + n), 0);
   assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
   assert_int_equal(r->call_id, 10);
-  assert_int_equal(code_of(r), 0);
+  assert_int_equal(th_response_code(r), 0);
   assert_false(r->verify->valid);
   assert_int_equal(r->verify->reason,
                    TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED);
@@ -414,14 +324,14 @@ static void test_string_with_nul_byte_rejected(void **state) {
   req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
   req.list = &lr;
   r = call(fd, &req);
-  assert_int_equal(code_of(r), 0);
+  assert_int_equal(th_response_code(r), 0);
   assert_int_equal(r->list->n_tokens, 0);
   tokend__v1__response__free_unpacked(r, NULL);
   close(fd);
 }
 
 static void test_empty_request_unimplemented_connection_stays(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
   static const uint8_t empty_body[] = {0, 0, 0, 0, 0};
@@ -431,7 +341,7 @@ static void test_empty_request_unimplemented_connection_stays(void **state) {
   assert_true(fd >= 0);
   req.call_id = 7;
   r = call(fd, &req);
-  assert_int_equal(code_of(r), TOKEND_GRPC_UNIMPLEMENTED);
+  assert_int_equal(th_response_code(r), TOKEND_GRPC_UNIMPLEMENTED);
   assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
   tokend__v1__response__free_unpacked(r, NULL);
 
@@ -439,7 +349,7 @@ static void test_empty_request_unimplemented_connection_stays(void **state) {
   assert_int_equal(th_write_all(fd, empty_body, sizeof(empty_body)), 0);
   assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
   assert_int_equal(r->call_id, 0);
-  assert_int_equal(code_of(r), TOKEND_GRPC_UNIMPLEMENTED);
+  assert_int_equal(th_response_code(r), TOKEND_GRPC_UNIMPLEMENTED);
   tokend__v1__response__free_unpacked(r, NULL);
 
   /* The same connection still answers. */
@@ -448,7 +358,7 @@ static void test_empty_request_unimplemented_connection_stays(void **state) {
   req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
   req.verify = &vr;
   r = call(fd, &req);
-  assert_int_equal(code_of(r), 0);
+  assert_int_equal(th_response_code(r), 0);
   assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
   assert_true(r->verify->valid);
   tokend__v1__response__free_unpacked(r, NULL);
@@ -476,7 +386,7 @@ static char *verify_token_for_body(size_t body_len, Tokend__V1__Request *req,
 }
 
 static void test_max_frame_bytes_edge(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
   Tokend__V1__Response *r;
@@ -495,9 +405,10 @@ static void test_max_frame_bytes_edge(void **state) {
   free(frame);
   assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
   assert_int_equal(r->call_id, 1);
-  if (code_of(r) != 0)
+  if (th_response_code(r) != 0)
     fail_msg("a %d-byte request at --max-frame-bytes %d got status %d (%s)",
-             SMALL_MAX_FRAME, SMALL_MAX_FRAME, code_of(r), r->status->message);
+             SMALL_MAX_FRAME, SMALL_MAX_FRAME, th_response_code(r),
+             r->status->message);
   assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
   assert_false(r->verify->valid);
   assert_int_equal(r->verify->reason,
@@ -519,7 +430,7 @@ static void test_max_frame_bytes_edge(void **state) {
   assert_int_equal(th_write_all(fd, frame, TOKEND_FRAME_HEADER_BYTES), 0);
   free(frame);
   free(tok);
-  expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED, 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
   close(fd);
   expect_serving(f, f->token);
 }
@@ -528,12 +439,12 @@ static void test_max_frame_bytes_edge(void **state) {
 #define HANGUP_CALLS 20
 
 static void test_client_hangup_with_calls_in_flight(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
-  uint8_t *buf = NULL, *frame;
-  size_t len = 0, flen, i;
+  uint8_t *buf = NULL;
+  size_t len = 0, i;
   int round, fd;
 
   ir.domain = DOMAIN;
@@ -549,13 +460,7 @@ static void test_client_hangup_with_calls_in_flight(void **state) {
       req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
       req.verify = &vr;
     }
-    frame = th_frame_request(&req, &flen);
-    assert_non_null(frame);
-    buf = realloc(buf, len + flen);
-    assert_non_null(buf);
-    memcpy(buf + len, frame, flen);
-    len += flen;
-    free(frame);
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
   }
   for (round = 0; round < HANGUP_ROUNDS; round++) {
     fd = th_connect(f->tokend.socket_path);
@@ -585,14 +490,14 @@ static void test_client_hangup_with_calls_in_flight(void **state) {
   {
     char tok[TOKEND_TOKEN_BYTES];
 
-    issue_raw(fd, 99, tok);
+    assert_int_equal(th_raw_issue(fd, 99, DOMAIN, "raw", tok), 0);
     close(fd);
     expect_serving(f, tok);
   }
 }
 
 static void test_partial_frame_does_not_block_others(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   uint8_t half[] = {0, 0, 0, 0, 40, 0x08, 0x01};
   int stalled = th_connect(f->tokend.socket_path);
@@ -613,7 +518,7 @@ static void test_partial_frame_does_not_block_others(void **state) {
 #define MANY_CONNS 64
 
 static void test_many_connections_served_together(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   int fds[MANY_CONNS];
   size_t i;
@@ -631,7 +536,7 @@ static void test_many_connections_served_together(void **state) {
 
     for (k = 0; k < 2; k++) {
       assert_int_equal(th_recv_response(fds[i], TH_IO_TIMEOUT_MS, &r), 0);
-      assert_int_equal(code_of(r), 0);
+      assert_int_equal(th_response_code(r), 0);
       if (r->call_id == 2 * i + 1) {
         assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_ISSUE);
         got_issue++;
@@ -658,7 +563,7 @@ static void test_many_connections_served_together(void **state) {
  * turn with its own call id. (Speed is measured by tokend-bench, never by
  * a test.) */
 static void test_sequential_verifies_each_answered_in_turn(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Response *r = NULL;
   int fd = th_connect(f->tokend.socket_path);
   size_t i;
@@ -674,23 +579,6 @@ static void test_sequential_verifies_each_answered_in_turn(void **state) {
   close(fd);
 }
 
-/* Resident memory of a process, in KiB (Linux). */
-static long rss_kib(pid_t pid) {
-  char path[64], line[256];
-  long kib = -1;
-  FILE *fp;
-
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-  fp = fopen(path, "r");
-  if (fp == NULL)
-    return -1;
-  while (fgets(line, sizeof(line), fp) != NULL)
-    if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-      break;
-  fclose(fp);
-  return kib;
-}
-
 /* What a client that never reads may send before the check: far more than
  * socket buffers hold, so without backpressure tokend would buffer the
  * answers. */
@@ -700,7 +588,7 @@ static long rss_kib(pid_t pid) {
 #define FLOOD_BATCH 1000
 
 static void test_client_not_reading_cannot_grow_memory(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
   uint8_t *frame, *batch;
@@ -722,7 +610,7 @@ static void test_client_not_reading_cannot_grow_memory(void **state) {
     memcpy(batch + i * flen, frame, flen);
   free(frame);
 
-  rss_before = rss_kib(f->tokend.pid);
+  rss_before = th_proc_status_kib(f->tokend.pid, "VmRSS");
   assert_true(rss_before > 0);
   /* Write until tokend stops taking requests (backpressure: our writes
    * block), closes us, or FLOOD_BYTES are in. Never read. */
@@ -739,7 +627,7 @@ static void test_client_not_reading_cannot_grow_memory(void **state) {
     sent += n;
   }
   free(batch);
-  rss_after = rss_kib(f->tokend.pid);
+  rss_after = th_proc_status_kib(f->tokend.pid, "VmRSS");
   if (rss_after - rss_before > FLOOD_MAX_GROWTH_KIB)
     fail_msg("a client that sent %ld MiB of Verify requests without reading "
              "the answers grew tokend from %ld to %ld KiB: tokend buffers "
@@ -753,31 +641,37 @@ static void test_client_not_reading_cannot_grow_memory(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_pipelined_calls_all_answered_once,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_frames_split_into_single_bytes_answered, setup, teardown),
+          test_frames_split_into_single_bytes_answered, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_oversized_length_resource_exhausted_then_close, setup, teardown),
+          test_oversized_length_resource_exhausted_then_close, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_flag_invalid_argument_then_close,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_garbage_protobuf_invalid_argument_then_close, setup, teardown),
+          test_garbage_protobuf_invalid_argument_then_close, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_empty_request_unimplemented_connection_stays, setup, teardown),
+          test_empty_request_unimplemented_connection_stays, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_max_frame_bytes_edge,
-                                      setup_small_frames, teardown),
+                                      setup_small_frames, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_client_hangup_with_calls_in_flight,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_partial_frame_does_not_block_others,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_many_connections_served_together,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_sequential_verifies_each_answered_in_turn, setup, teardown),
+          test_sequential_verifies_each_answered_in_turn, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_string_with_nul_byte_rejected, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_client_not_reading_cannot_grow_memory, setup, teardown),
+          test_client_not_reading_cannot_grow_memory, setup,
+          th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

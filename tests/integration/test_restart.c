@@ -22,59 +22,7 @@
 #include "harness.h"
 #include "tokend_client.h"
 
-#define CALL_TIMEOUT_MS 5000
 #define DOMAIN "restart.example"
-
-typedef struct {
-  th_tokend_t tokend;
-} fixture_t;
-
-static int setup(void **state) {
-  fixture_t *f = calloc(1, sizeof(*f));
-
-  if (f == NULL || th_tokend_init(&f->tokend) != 0) {
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture_t *f = *state;
-
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return 0;
-}
-
-static tokend_client_t *connect_ok(const th_tokend_t *t) {
-  tokend_client_t *c = NULL;
-
-  assert_int_equal(tokend_client_connect(t->socket_path, CALL_TIMEOUT_MS, &c),
-                   0);
-  return c;
-}
-
-static void issue_ok(tokend_client_t *c, const char *label,
-                     tokend_issued_t *out) {
-  tokend_issue_params_t p = {DOMAIN, label, 0, NULL, 0};
-  int rc = tokend_client_issue(c, &p, out);
-
-  if (rc != 0)
-    fail_msg("issue: %s (%s)", tokend_err_name(rc), tokend_client_errmsg(c));
-}
-
-static void expect_verify(tokend_client_t *c, const char *token, int valid,
-                          tokend_verify_reason_t reason) {
-  tokend_verify_result_t v;
-
-  assert_int_equal(tokend_client_verify(c, token, &v), 0);
-  if (v.valid != valid || v.reason != reason)
-    fail_msg("verify: got valid=%d %s, want valid=%d %s", v.valid,
-             tokend_verify_reason_name(v.reason), valid,
-             tokend_verify_reason_name(reason));
-}
 
 static const tokend_token_info_t *find(const tokend_token_list_t *l,
                                        const char *id) {
@@ -87,23 +35,8 @@ static const tokend_token_info_t *find(const tokend_token_list_t *l,
   return NULL;
 }
 
-static int path_exists(const char *path) {
-  struct stat st;
-
-  return lstat(path, &st) == 0;
-}
-
-static void stop_ok(th_tokend_t *t) {
-  int status = th_tokend_stop(t);
-
-  if (status != 0) {
-    th_tokend_dump_log(t);
-    fail_msg("tokend exited with status %d on SIGTERM, want 0", status);
-  }
-}
-
 static void test_restart_keeps_tokens_revocations_and_last_used(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t used, revoked, unused;
   tokend_token_list_t *list = NULL;
   const tokend_token_info_t *t;
@@ -111,23 +44,23 @@ static void test_restart_keeps_tokens_revocations_and_last_used(void **state) {
   int64_t revoked_at = 0, before_use;
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "used", &used);
-  issue_ok(c, "revoked", &revoked);
-  issue_ok(c, "unused", &unused);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "used", 0, &used);
+  th_client_issue_ok(c, DOMAIN, "revoked", 0, &revoked);
+  th_client_issue_ok(c, DOMAIN, "unused", 0, &unused);
   assert_int_equal(
       tokend_client_revoke(c, DOMAIN, revoked.info.id, &revoked_at, NULL), 0);
   before_use = th_now_ms();
-  expect_verify(c, used.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, used.token, 1, TOKEND_VERIFY_VALID);
   tokend_client_close(c);
 
   /* The default flush interval (5 s) has not passed: last_used_at can only
    * survive through the write-back at shutdown. */
-  stop_ok(&f->tokend);
-  assert_false(path_exists(f->tokend.socket_path));
+  th_tokend_stop_ok(&f->tokend);
+  assert_false(th_path_exists(f->tokend.socket_path));
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
+  c = th_client_connect_ok(&f->tokend);
   /* List first: a verify would set last_used_at itself. */
   assert_int_equal(tokend_client_list(c, DOMAIN, 0, NULL, 1, &list), 0);
   assert_int_equal(list->n_tokens, 3);
@@ -146,27 +79,27 @@ static void test_restart_keeps_tokens_revocations_and_last_used(void **state) {
   assert_int_equal(t->revoked_at, revoked_at);
   tokend_token_list_free(list);
 
-  expect_verify(c, used.token, 1, TOKEND_VERIFY_VALID);
-  expect_verify(c, unused.token, 1, TOKEND_VERIFY_VALID);
-  expect_verify(c, revoked.token, 0, TOKEND_VERIFY_REVOKED);
+  th_expect_verify(c, used.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, unused.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, revoked.token, 0, TOKEND_VERIFY_REVOKED);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 static void test_acknowledged_writes_survive_sigkill(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   static const char *const args[] = {"--flush-interval-ms", "50", NULL};
   tokend_issued_t kept, revoked;
   tokend_token_list_t *list = NULL;
   tokend_client_t *c;
 
   assert_int_equal(th_tokend_start(&f->tokend, args), 0);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "kept", &kept);
-  issue_ok(c, "revoked", &revoked);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "kept", 0, &kept);
+  th_client_issue_ok(c, DOMAIN, "revoked", 0, &revoked);
   assert_int_equal(tokend_client_revoke(c, DOMAIN, revoked.info.id, NULL, NULL),
                    0);
-  expect_verify(c, kept.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, kept.token, 1, TOKEND_VERIFY_VALID);
   /* Twenty flush intervals: last_used_at is on disk by now, even on a busy
    * machine. */
   th_sleep_ms(1000);
@@ -174,22 +107,22 @@ static void test_acknowledged_writes_survive_sigkill(void **state) {
   assert_int_equal(th_tokend_kill(&f->tokend), 128 + SIGKILL);
 
   assert_int_equal(th_tokend_start(&f->tokend, args), 0);
-  c = connect_ok(&f->tokend);
+  c = th_client_connect_ok(&f->tokend);
   assert_int_equal(tokend_client_list(c, DOMAIN, 0, NULL, 1, &list), 0);
   assert_int_equal(list->n_tokens, 2);
   assert_true(find(list, kept.info.id)->last_used_at > 0);
   assert_int_equal(find(list, revoked.info.id)->status, TOKEND_TOKEN_REVOKED);
   tokend_token_list_free(list);
-  expect_verify(c, kept.token, 1, TOKEND_VERIFY_VALID);
-  expect_verify(c, revoked.token, 0, TOKEND_VERIFY_REVOKED);
+  th_expect_verify(c, kept.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, revoked.token, 0, TOKEND_VERIFY_REVOKED);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 #define INFLIGHT_ISSUES 50
 
 static void test_sigterm_answers_calls_in_flight(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char tokens[INFLIGHT_ISSUES][TOKEND_TOKEN_BYTES];
   Tokend__V1__Response *r = NULL;
   tokend_client_t *c;
@@ -225,35 +158,35 @@ static void test_sigterm_answers_calls_in_flight(void **state) {
   close(fd);
   status = th_tokend_wait_exit(&f->tokend, TH_STOP_TIMEOUT_MS);
   assert_int_equal(status, 0);
-  assert_false(path_exists(f->tokend.socket_path));
+  assert_false(th_path_exists(f->tokend.socket_path));
 
   /* Every token whose Issue was answered exists after the restart. */
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
+  c = th_client_connect_ok(&f->tokend);
   for (i = 0; i < answered; i++)
-    expect_verify(c, tokens[i], 1, TOKEND_VERIFY_VALID);
+    th_expect_verify(c, tokens[i], 1, TOKEND_VERIFY_VALID);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 static void test_sigint_stops_like_sigterm(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
   kill(f->tokend.pid, SIGINT);
   assert_int_equal(th_tokend_wait_exit(&f->tokend, TH_STOP_TIMEOUT_MS), 0);
-  assert_false(path_exists(f->tokend.socket_path));
+  assert_false(th_path_exists(f->tokend.socket_path));
 }
 
 static void test_stale_socket_replaced_after_sigkill(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   tokend_client_t *c;
   struct stat st;
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "before crash", &is);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "before crash", 0, &is);
   tokend_client_close(c);
   assert_int_equal(th_tokend_kill(&f->tokend), 128 + SIGKILL);
   /* The crash left the socket file behind, with no one listening. */
@@ -262,14 +195,14 @@ static void test_stale_socket_replaced_after_sigkill(void **state) {
   assert_true(th_connect(f->tokend.socket_path) < 0);
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
-  expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  c = th_client_connect_ok(&f->tokend);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 static void test_second_tokend_on_live_socket_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_tokend_t second;
   tokend_issued_t is;
   tokend_client_t *c;
@@ -277,8 +210,8 @@ static void test_second_tokend_on_live_socket_refused(void **state) {
   int status;
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "first", &is);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "first", 0, &is);
 
   /* Its own database and pepper, the first one's socket. */
   assert_int_equal(th_tokend_init(&second), 0);
@@ -300,13 +233,13 @@ static void test_second_tokend_on_live_socket_refused(void **state) {
   th_tokend_destroy(&second);
 
   /* The first keeps serving, on the same connection and on new ones. */
-  assert_true(path_exists(f->tokend.socket_path));
-  expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  assert_true(th_path_exists(f->tokend.socket_path));
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
   tokend_client_close(c);
-  c = connect_ok(&f->tokend);
-  expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  c = th_client_connect_ok(&f->tokend);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 /* Starts tokend, which must refuse: a non-zero exit, one error line in the
@@ -326,29 +259,18 @@ static void expect_refused(th_tokend_t *t, const char *word) {
     fail_msg("tokend should give one error line mentioning '%s'; log:\n%s",
              word, log);
   free(log);
-  assert_false(path_exists(t->socket_path));
-}
-
-static void write_file(const char *path, const void *data, size_t len,
-                       mode_t mode) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-
-  assert_true(fd >= 0);
-  assert_int_equal(write(fd, data, len), (ssize_t)len);
-  /* Whatever the umask, the mode is exactly `mode`. */
-  assert_int_equal(fchmod(fd, mode), 0);
-  close(fd);
+  assert_false(th_path_exists(t->socket_path));
 }
 
 static void test_refuses_db_that_is_not_sqlite(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char garbage[4096];
   size_t i, len;
   char *after;
 
   for (i = 0; i < sizeof(garbage); i++)
     garbage[i] = (char)("not a database\n"[i % 15]);
-  write_file(f->tokend.db_path, garbage, sizeof(garbage), 0600);
+  th_write_file_ok(f->tokend.db_path, garbage, sizeof(garbage), 0600);
   expect_refused(&f->tokend, f->tokend.db_path);
   /* The file is left as it was. */
   after = th_read_file(f->tokend.db_path, &len);
@@ -366,7 +288,7 @@ static void sql_ok(sqlite3 *db, const char *sql) {
 }
 
 static void test_refuses_other_applications_sqlite_db(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
 
@@ -397,17 +319,17 @@ static void test_refuses_other_applications_sqlite_db(void **state) {
 }
 
 static void test_refuses_db_from_newer_version(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   tokend_client_t *c;
   sqlite3 *db = NULL;
 
   /* A real tokend database first. */
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "old", &is);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "old", 0, &is);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 
   assert_int_equal(sqlite3_open(f->tokend.db_path, &db), SQLITE_OK);
   sql_ok(db, "PRAGMA user_version = 99");
@@ -417,12 +339,12 @@ static void test_refuses_db_from_newer_version(void **state) {
 }
 
 static void test_refuses_pepper_readable_by_others(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   struct stat st;
 
   memset(pepper, 0x5a, sizeof(pepper));
-  write_file(f->tokend.pepper_path, pepper, sizeof(pepper), 0644);
+  th_write_file_ok(f->tokend.pepper_path, pepper, sizeof(pepper), 0644);
   expect_refused(&f->tokend, f->tokend.pepper_path);
   /* Not "fixed" behind the operator's back. */
   assert_int_equal(stat(f->tokend.pepper_path, &st), 0);
@@ -430,7 +352,7 @@ static void test_refuses_pepper_readable_by_others(void **state) {
 }
 
 static void test_files_created_owner_only(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t is;
   tokend_client_t *c;
   struct stat st;
@@ -440,8 +362,8 @@ static void test_files_created_owner_only(void **state) {
   old_mask = umask(0);
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
   umask(old_mask);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "mode", &is);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "mode", 0, &is);
   tokend_client_close(c);
 
   assert_int_equal(lstat(f->tokend.socket_path, &st), 0);
@@ -452,7 +374,7 @@ static void test_files_created_owner_only(void **state) {
   assert_int_equal(st.st_size, TOKEND_PEPPER_BYTES);
   assert_int_equal(stat(f->tokend.db_path, &st), 0);
   assert_int_equal(st.st_mode & 077, 0);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 }
 
 static int64_t db_count(const char *db_path, const char *sql) {
@@ -474,27 +396,27 @@ static int64_t db_count(const char *db_path, const char *sql) {
  * verifies reach the database with the last_used write-back (here: the one
  * at shutdown). */
 static void test_verify_counts_written_back_per_domain(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_issued_t a, b;
   tokend_client_t *c;
   char mangled[TOKEND_TOKEN_BYTES];
   int i;
 
   assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
-  c = connect_ok(&f->tokend);
-  issue_ok(c, "a", &a);
-  issue_ok(c, "b", &b);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "a", 0, &a);
+  th_client_issue_ok(c, DOMAIN, "b", 0, &b);
   assert_int_equal(tokend_client_revoke(c, DOMAIN, b.info.id, NULL, NULL), 0);
   for (i = 0; i < 5; i++)
-    expect_verify(c, a.token, 1, TOKEND_VERIFY_VALID);
+    th_expect_verify(c, a.token, 1, TOKEND_VERIFY_VALID);
   for (i = 0; i < 3; i++)
-    expect_verify(c, b.token, 0, TOKEND_VERIFY_REVOKED);
+    th_expect_verify(c, b.token, 0, TOKEND_VERIFY_REVOKED);
   memcpy(mangled, a.token, sizeof(mangled));
   mangled[strlen(mangled) - 1] ^= 1;
-  expect_verify(c, mangled, 0, TOKEND_VERIFY_MALFORMED);
-  expect_verify(c, mangled, 0, TOKEND_VERIFY_MALFORMED);
+  th_expect_verify(c, mangled, 0, TOKEND_VERIFY_MALFORMED);
+  th_expect_verify(c, mangled, 0, TOKEND_VERIFY_MALFORMED);
   tokend_client_close(c);
-  stop_ok(&f->tokend);
+  th_tokend_stop_ok(&f->tokend);
 
   assert_int_equal(db_count(f->tokend.db_path, "SELECT valid FROM "
                                                "verify_counts WHERE domain = "
@@ -520,29 +442,31 @@ static void test_verify_counts_written_back_per_domain(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
-          test_restart_keeps_tokens_revocations_and_last_used, setup, teardown),
+          test_restart_keeps_tokens_revocations_and_last_used, th_fixture_setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_verify_counts_written_back_per_domain, setup, teardown),
+          test_verify_counts_written_back_per_domain, th_fixture_setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_sigkill,
-                                      setup, teardown),
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_sigterm_answers_calls_in_flight,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_sigint_stops_like_sigterm, setup,
-                                      teardown),
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_sigint_stops_like_sigterm,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_stale_socket_replaced_after_sigkill,
-                                      setup, teardown),
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_second_tokend_on_live_socket_refused,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_refuses_db_that_is_not_sqlite, setup,
-                                      teardown),
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_refuses_db_that_is_not_sqlite,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_refuses_other_applications_sqlite_db,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_refuses_db_from_newer_version, setup,
-                                      teardown),
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_refuses_db_from_newer_version,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_refuses_pepper_readable_by_others,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_files_created_owner_only, setup,
-                                      teardown),
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_files_created_owner_only,
+                                      th_fixture_setup, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

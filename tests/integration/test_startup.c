@@ -33,46 +33,6 @@
 #define EXIT_BAD_FLAGS 2
 #define EXIT_START_FAILED 1
 
-typedef struct {
-  th_tokend_t tokend;
-} fixture_t;
-
-static int setup(void **state) {
-  fixture_t *f = calloc(1, sizeof(*f));
-
-  if (f == NULL || th_tokend_init(&f->tokend) != 0) {
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture_t *f = *state;
-
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return 0;
-}
-
-static int path_exists(const char *path) {
-  struct stat st;
-
-  return lstat(path, &st) == 0;
-}
-
-static void write_file(const char *path, const void *data, size_t len,
-                       mode_t mode) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-
-  assert_true(fd >= 0);
-  assert_int_equal(write(fd, data, len), (ssize_t)len);
-  /* Whatever the umask, the mode is exactly `mode`. */
-  assert_int_equal(fchmod(fd, mode), 0);
-  close(fd);
-}
-
 /* Runs tokend with args, which must refuse to start: exit status `status`,
  * and its whole output exactly one line that contains `word`; no socket
  * file afterwards. */
@@ -104,12 +64,12 @@ static void expect_refused(th_tokend_t *t, const char *const *args, int status,
   if (strstr(log, word) == NULL)
     fail_msg("tokend's line should mention '%s':\n%s", word, log);
   free(log);
-  if (path_exists(t->socket_path))
+  if (th_path_exists(t->socket_path))
     fail_msg("tokend left a socket file at %s", t->socket_path);
 }
 
 static void test_db_in_missing_directory_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char missing[TH_DIR_BYTES + 16];
 
   snprintf(missing, sizeof(missing), "%s/missing", f->tokend.dir);
@@ -117,32 +77,32 @@ static void test_db_in_missing_directory_refused(void **state) {
            missing);
   expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.db_path);
   /* An explicit path's directory is the operator's to create. */
-  assert_false(path_exists(missing));
+  assert_false(th_path_exists(missing));
 }
 
 static void test_db_under_regular_file_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char file[TH_DIR_BYTES + 16];
 
   /* As root, permissions do not stop tokend; a parent that is a regular
    * file stops anyone. */
   snprintf(file, sizeof(file), "%s/plainfile", f->tokend.dir);
-  write_file(file, "x", 1, 0600);
+  th_write_file_ok(file, "x", 1, 0600);
   snprintf(f->tokend.db_path, sizeof(f->tokend.db_path), "%s/tokend.db", file);
   expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.db_path);
 }
 
 static void test_pepper_in_missing_directory_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
 
   snprintf(f->tokend.pepper_path, sizeof(f->tokend.pepper_path),
            "%s/missing/pepper", f->tokend.dir);
   expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.pepper_path);
-  assert_false(path_exists(f->tokend.db_path));
+  assert_false(th_path_exists(f->tokend.db_path));
 }
 
 static void test_pepper_wrong_size_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   static const size_t sizes[] = {0, TOKEND_PEPPER_BYTES - 1,
                                  TOKEND_PEPPER_BYTES + 1, 4096};
   uint8_t pepper[4096];
@@ -151,7 +111,7 @@ static void test_pepper_wrong_size_refused(void **state) {
 
   memset(pepper, 0x5a, sizeof(pepper));
   for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-    write_file(f->tokend.pepper_path, pepper, sizes[i], 0600);
+    th_write_file_ok(f->tokend.pepper_path, pepper, sizes[i], 0600);
     expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.pepper_path);
     /* Neither truncated nor replaced. */
     after = th_read_file(f->tokend.pepper_path, &len);
@@ -162,19 +122,19 @@ static void test_pepper_wrong_size_refused(void **state) {
 }
 
 static void test_pepper_group_readable_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   struct stat st;
 
   memset(pepper, 0x5a, sizeof(pepper));
-  write_file(f->tokend.pepper_path, pepper, sizeof(pepper), 0640);
+  th_write_file_ok(f->tokend.pepper_path, pepper, sizeof(pepper), 0640);
   expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.pepper_path);
   assert_int_equal(stat(f->tokend.pepper_path, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0640);
 }
 
 static void test_socket_path_longer_than_sun_path_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char name[121];
 
   /* sun_path holds 108 bytes with its NUL: this is well over. */
@@ -190,7 +150,7 @@ static void test_socket_path_longer_than_sun_path_refused(void **state) {
     char cut[TH_PATH_BYTES];
 
     snprintf(cut, sizeof(cut), "%.*s", 107, f->tokend.socket_path);
-    assert_false(path_exists(cut));
+    assert_false(th_path_exists(cut));
   }
 }
 
@@ -221,7 +181,7 @@ static void issue_many(const th_tokend_t *t, size_t n) {
 }
 
 static void test_corrupt_db_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   int64_t page_size, pages, p;
   uint64_t x = 0x9e3779b97f4a7c15ull; /* fixed: the same garbage each run */
   uint8_t *page;
@@ -284,7 +244,7 @@ typedef struct {
 } bad_flags_t;
 
 static void test_bad_flags_refused(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   static const bad_flags_t cases[] = {
       {{"--max-frame-bytes", "0", NULL}, "--max-frame-bytes"},
       {{"--max-frame-bytes", "63", NULL}, "--max-frame-bytes"},
@@ -308,7 +268,8 @@ static void test_bad_flags_refused(void **state) {
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     expect_refused(&f->tokend, cases[i].args, EXIT_BAD_FLAGS, cases[i].word);
     /* Refused before touching the disk. */
-    if (path_exists(f->tokend.db_path) || path_exists(f->tokend.pepper_path))
+    if (th_path_exists(f->tokend.db_path) ||
+        th_path_exists(f->tokend.pepper_path))
       fail_msg("case %zu (%s): tokend created files before refusing its "
                "flags",
                i, cases[i].word);
@@ -318,19 +279,22 @@ static void test_bad_flags_refused(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_db_in_missing_directory_refused,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_db_under_regular_file_refused, setup,
-                                      teardown),
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_db_under_regular_file_refused,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_pepper_in_missing_directory_refused,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_pepper_wrong_size_refused, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_pepper_group_readable_refused, setup,
-                                      teardown),
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_pepper_wrong_size_refused,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_pepper_group_readable_refused,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_socket_path_longer_than_sun_path_refused, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_corrupt_db_refused, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_bad_flags_refused, setup, teardown),
+          test_socket_path_longer_than_sun_path_refused, th_fixture_setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_corrupt_db_refused, th_fixture_setup,
+                                      th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_bad_flags_refused, th_fixture_setup,
+                                      th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

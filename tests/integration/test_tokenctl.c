@@ -26,74 +26,17 @@
 
 #define DOMAIN "ctl.example"
 #define CTL_TIMEOUT_MS 10000
-#define CTL_MAX_ARGS 24
 #define TOKEN_RE "^[a-z0-9]+_[A-Za-z0-9]{38}$"
 /* A run of this many characters of a token's body counts as a leak: 12
  * base62 characters are ~71 random bits, so a match is never chance. */
 #define LEAK_WINDOW 12
 
-typedef struct {
-  th_tokend_t tokend;
-  tokend_client_t *client;
-} fixture_t;
-
+/* Every test gets f->client, connected to a tokend that logs at debug
+ * level. */
 static int setup(void **state) {
   static const char *const args[] = {"--log-level", "debug", NULL};
-  fixture_t *f = calloc(1, sizeof(*f));
 
-  if (f == NULL || th_tokend_init(&f->tokend) != 0 ||
-      th_tokend_start(&f->tokend, args) != 0 ||
-      tokend_client_connect(f->tokend.socket_path, 5000, &f->client) != 0) {
-    if (f != NULL)
-      th_tokend_destroy(&f->tokend);
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture_t *f = *state;
-  int status = 0;
-
-  tokend_client_close(f->client);
-  if (f->tokend.pid != 0) {
-    status = th_tokend_stop(&f->tokend);
-    if (status != 0) {
-      fprintf(stderr, "tokend exited with status %d after the test\n", status);
-      th_tokend_dump_log(&f->tokend);
-    }
-  }
-  th_tokend_destroy(&f->tokend);
-  free(f);
-  return status == 0 ? 0 : -1;
-}
-
-/* Runs `tokenctl --socket <socket> args...` (NULL-terminated) with `in` on
- * stdin. */
-static void ctl(const fixture_t *f, const char *in, th_run_result_t *r, ...) {
-  const char *argv[CTL_MAX_ARGS];
-  size_t n = 0;
-  va_list ap;
-  const char *a;
-
-  argv[n++] = TOKENCTL_BIN;
-  argv[n++] = "--socket";
-  argv[n++] = f->tokend.socket_path;
-  va_start(ap, r);
-  while ((a = va_arg(ap, const char *)) != NULL && n + 1 < CTL_MAX_ARGS)
-    argv[n++] = a;
-  va_end(ap);
-  argv[n] = NULL;
-  assert_int_equal(th_run(argv, NULL, in, CTL_TIMEOUT_MS, r), 0);
-}
-
-static void expect_status(const th_run_result_t *r, int status,
-                          const char *what) {
-  if (r->status != status)
-    fail_msg("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r->status,
-             status, r->out, r->err);
+  return th_fixture_setup_client(state, args);
 }
 
 static int matches_token_shape(const char *s) {
@@ -107,12 +50,13 @@ static int matches_token_shape(const char *s) {
 }
 
 /* tokenctl issue; returns the token it printed (malloc'd). */
-static char *ctl_issue(const fixture_t *f, const char *label) {
+static char *ctl_issue(const th_fixture_t *f, const char *label) {
   th_run_result_t r;
   char *token;
 
-  ctl(f, NULL, &r, "issue", "--domain", DOMAIN, "--label", label, NULL);
-  expect_status(&r, 0, "issue");
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--domain", DOMAIN, "--label",
+              label, NULL);
+  th_expect_exit(&r, 0, "issue");
   /* Exactly one line, and that line is the token. */
   assert_true(r.out_len > 1 && r.out[r.out_len - 1] == '\n');
   r.out[r.out_len - 1] = '\0';
@@ -126,7 +70,7 @@ static char *ctl_issue(const fixture_t *f, const char *label) {
   return token;
 }
 
-static void lib_verify(const fixture_t *f, const char *token,
+static void lib_verify(const th_fixture_t *f, const char *token,
                        tokend_verify_result_t *v) {
   assert_int_equal(tokend_client_verify(f->client, token, v), 0);
 }
@@ -142,7 +86,7 @@ static char *with_newline(const char *s) {
 }
 
 static void test_issue_prints_only_the_token(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_verify_result_t v;
   char *token = ctl_issue(f, "CI deploy");
 
@@ -156,46 +100,46 @@ static void test_issue_prints_only_the_token(void **state) {
 }
 
 static void test_verify_revoke_verify_exit_codes(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_verify_result_t v;
   th_run_result_t r;
   char *token = ctl_issue(f, "verify me");
   char *line = with_newline(token);
   char id[TOKEND_TOKEN_ID_BYTES];
 
-  ctl(f, line, &r, "verify", NULL);
-  expect_status(&r, 0, "verify of a fresh token");
+  th_tokenctl(&f->tokend, line, &r, "verify", NULL);
+  th_expect_exit(&r, 0, "verify of a fresh token");
   assert_int_equal(strncmp(r.out, "valid", 5), 0);
   th_run_result_free(&r);
 
   lib_verify(f, token, &v);
   memcpy(id, v.token_id, sizeof(id));
-  ctl(f, NULL, &r, "revoke", "--domain", DOMAIN, id, NULL);
-  expect_status(&r, 0, "revoke");
+  th_tokenctl(&f->tokend, NULL, &r, "revoke", "--domain", DOMAIN, id, NULL);
+  th_expect_exit(&r, 0, "revoke");
   assert_non_null(strstr(r.out, id));
   th_run_result_free(&r);
 
-  ctl(f, line, &r, "verify", NULL);
-  expect_status(&r, 1, "verify of a revoked token");
+  th_tokenctl(&f->tokend, line, &r, "verify", NULL);
+  th_expect_exit(&r, 1, "verify of a revoked token");
   assert_non_null(strstr(r.out, "REVOKED"));
   th_run_result_free(&r);
 
   /* Revoking again is fine and says so. */
-  ctl(f, NULL, &r, "revoke", "--domain", DOMAIN, id, NULL);
-  expect_status(&r, 0, "second revoke");
+  th_tokenctl(&f->tokend, NULL, &r, "revoke", "--domain", DOMAIN, id, NULL);
+  th_expect_exit(&r, 0, "second revoke");
   assert_non_null(strstr(r.out, "already"));
   th_run_result_free(&r);
 
   /* A mangled token: invalid, not an error. */
   line[6] = line[6] == 'A' ? 'B' : 'A';
-  ctl(f, line, &r, "verify", NULL);
-  expect_status(&r, 1, "verify of a mangled token");
+  th_tokenctl(&f->tokend, line, &r, "verify", NULL);
+  th_expect_exit(&r, 1, "verify of a mangled token");
   assert_non_null(strstr(r.out, "MALFORMED"));
   th_run_result_free(&r);
 
   /* No token at all is an error. */
-  ctl(f, "", &r, "verify", NULL);
-  expect_status(&r, 2, "verify of empty input");
+  th_tokenctl(&f->tokend, "", &r, "verify", NULL);
+  th_expect_exit(&r, 2, "verify of empty input");
   assert_true(r.err_len > 0);
   th_run_result_free(&r);
   free(line);
@@ -220,7 +164,7 @@ static void line_with(const char *text, const char *needle, char *out,
 }
 
 static void test_list_prints_aligned_table(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_verify_result_t v1, v2;
   char header[512], row[512];
   th_run_result_t r;
@@ -232,8 +176,8 @@ static void test_list_prints_aligned_table(void **state) {
   assert_int_equal(
       tokend_client_revoke(f->client, DOMAIN, v2.token_id, NULL, NULL), 0);
 
-  ctl(f, NULL, &r, "list", "--domain", DOMAIN, NULL);
-  expect_status(&r, 0, "list");
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, NULL);
+  th_expect_exit(&r, 0, "list");
   line_with(r.out, "LABEL", header, sizeof(header));
   line_with(r.out, v1.token_id, row, sizeof(row));
   assert_non_null(strstr(row, "CI deploy"));
@@ -244,8 +188,8 @@ static void test_list_prints_aligned_table(void **state) {
   assert_null(strstr(r.out, "nightly backup"));
   th_run_result_free(&r);
 
-  ctl(f, NULL, &r, "list", "--domain", DOMAIN, "--all", NULL);
-  expect_status(&r, 0, "list --all");
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, "--all", NULL);
+  th_expect_exit(&r, 0, "list --all");
   line_with(r.out, v2.token_id, row, sizeof(row));
   assert_non_null(strstr(row, "nightly backup"));
   assert_non_null(strstr(row, "REVOKED"));
@@ -255,17 +199,17 @@ static void test_list_prints_aligned_table(void **state) {
 }
 
 static void test_issue_json_is_one_object(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   tokend_verify_result_t v;
   th_run_result_t r;
   json_error_t jerr;
   json_t *root, *scopes;
   const char *token, *id;
 
-  ctl(f, NULL, &r, "issue", "--domain", DOMAIN, "--label", "json \"quoted\"",
-      "--scope", "read", "--scope", "write", "--expires-in", "30d", "--json",
-      NULL);
-  expect_status(&r, 0, "issue --json");
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--domain", DOMAIN, "--label",
+              "json \"quoted\"", "--scope", "read", "--scope", "write",
+              "--expires-in", "30d", "--json", NULL);
+  th_expect_exit(&r, 0, "issue --json");
   /* json_loads rejects anything after the first value. */
   root = json_loads(r.out, 0, &jerr);
   if (root == NULL)
@@ -296,8 +240,8 @@ static void test_issue_json_is_one_object(void **state) {
   th_run_result_free(&r);
 
   /* list --json too. */
-  ctl(f, NULL, &r, "list", "--domain", DOMAIN, "--json", NULL);
-  expect_status(&r, 0, "list --json");
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, "--json", NULL);
+  th_expect_exit(&r, 0, "list --json");
   root = json_loads(r.out, 0, &jerr);
   assert_non_null(root);
   assert_int_equal(json_array_size(json_object_get(root, "tokens")), 1);
@@ -310,39 +254,39 @@ static void test_issue_json_is_one_object(void **state) {
 }
 
 static void test_help_exits_zero_for_every_command(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   static const char *const commands[] = {"issue", "verify", "revoke", "list"};
   th_run_result_t r;
   size_t i;
 
-  ctl(f, NULL, &r, "--help", NULL);
-  expect_status(&r, 0, "--help");
+  th_tokenctl(&f->tokend, NULL, &r, "--help", NULL);
+  th_expect_exit(&r, 0, "--help");
   assert_non_null(strstr(r.out, "Usage"));
   th_run_result_free(&r);
   for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-    ctl(f, NULL, &r, commands[i], "--help", NULL);
-    expect_status(&r, 0, commands[i]);
+    th_tokenctl(&f->tokend, NULL, &r, commands[i], "--help", NULL);
+    th_expect_exit(&r, 0, commands[i]);
     assert_non_null(strstr(r.out, "Usage"));
     assert_non_null(strstr(r.out, commands[i]));
     th_run_result_free(&r);
   }
 }
 
-static void expect_usage_error(const fixture_t *f, const char *a, const char *b,
-                               const char *c) {
+static void expect_usage_error(const th_fixture_t *f, const char *a,
+                               const char *b, const char *c) {
   th_run_result_t r;
   char what[128];
 
   snprintf(what, sizeof(what), "tokenctl %s %s %s", a, b ? b : "", c ? c : "");
-  ctl(f, NULL, &r, a, b, c, NULL);
-  expect_status(&r, 2, what);
+  th_tokenctl(&f->tokend, NULL, &r, a, b, c, NULL);
+  th_expect_exit(&r, 2, what);
   assert_true(r.err_len > 0);
   assert_int_equal(r.out_len, 0);
   th_run_result_free(&r);
 }
 
 static void test_bad_flags_exit_2(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
 
   expect_usage_error(f, "--bogus", NULL, NULL);
   expect_usage_error(f, "issue", "--bogus", NULL);
@@ -355,19 +299,20 @@ static void test_bad_flags_exit_2(void **state) {
 }
 
 static void test_errors_name_grpc_code(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   th_run_result_t r;
   char missing[TH_PATH_BYTES + 16];
 
-  ctl(f, NULL, &r, "issue", "--domain", "bad domain!", "--label", "x", NULL);
-  expect_status(&r, 2, "issue with a bad domain");
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--domain", "bad domain!",
+              "--label", "x", NULL);
+  th_expect_exit(&r, 2, "issue with a bad domain");
   assert_non_null(strstr(r.err, "INVALID_ARGUMENT"));
   assert_int_equal(r.out_len, 0);
   th_run_result_free(&r);
 
-  ctl(f, NULL, &r, "revoke", "--domain", DOMAIN, "tok_AAAAAAAAAAAAAAAAAAAA",
-      NULL);
-  expect_status(&r, 2, "revoke of an unknown id");
+  th_tokenctl(&f->tokend, NULL, &r, "revoke", "--domain", DOMAIN,
+              "tok_AAAAAAAAAAAAAAAAAAAA", NULL);
+  th_expect_exit(&r, 2, "revoke of an unknown id");
   assert_non_null(strstr(r.err, "NOT_FOUND"));
   th_run_result_free(&r);
 
@@ -379,13 +324,13 @@ static void test_errors_name_grpc_code(void **state) {
 
     assert_int_equal(th_run(argv, NULL, NULL, CTL_TIMEOUT_MS, &r), 0);
   }
-  expect_status(&r, 2, "list without tokend");
+  th_expect_exit(&r, 2, "list without tokend");
   assert_non_null(strstr(r.err, missing));
   th_run_result_free(&r);
 }
 
 static void test_socket_from_environment(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   char env[TH_PATH_BYTES + 32];
   const char *envv[] = {env, NULL};
   const char *argv[] = {TOKENCTL_BIN, "issue", "--domain", DOMAIN,
@@ -394,7 +339,7 @@ static void test_socket_from_environment(void **state) {
 
   snprintf(env, sizeof(env), "TOKEND_SOCKET=%s", f->tokend.socket_path);
   assert_int_equal(th_run(argv, envv, NULL, CTL_TIMEOUT_MS, &r), 0);
-  expect_status(&r, 0, "issue with TOKEND_SOCKET");
+  th_expect_exit(&r, 0, "issue with TOKEND_SOCKET");
   th_run_result_free(&r);
 }
 
@@ -450,7 +395,7 @@ static void expect_no_secret_in_dir(const char *dir, const secrets_t *s) {
 }
 
 static void test_secret_never_in_db_wal_or_log(void **state) {
-  fixture_t *f = *state;
+  th_fixture_t *f = *state;
   secrets_t s = {{0}, 0};
   tokend_issue_params_t p = {DOMAIN, "library", 0, NULL, 0};
   tokend_verify_result_t v;
@@ -463,9 +408,9 @@ static void test_secret_never_in_db_wal_or_log(void **state) {
   /* Through tokenctl, plain and --json, and through the library. */
   for (i = 0; i < 3; i++)
     s.secrets[s.n++] = ctl_issue(f, "hygiene");
-  ctl(f, NULL, &r, "issue", "--domain", DOMAIN, "--label", "hygiene json",
-      "--json", NULL);
-  expect_status(&r, 0, "issue --json");
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--domain", DOMAIN, "--label",
+              "hygiene json", "--json", NULL);
+  th_expect_exit(&r, 0, "issue --json");
   root = json_loads(r.out, 0, NULL);
   assert_non_null(root);
   s.secrets[s.n++] = strdup(json_string_value(json_object_get(root, "token")));
@@ -490,21 +435,22 @@ static void test_secret_never_in_db_wal_or_log(void **state) {
     lib_verify(f, mangled, &v);
     assert_false(v.valid);
     line = with_newline(s.secrets[i]);
-    ctl(f, line, &r, "verify", NULL);
-    expect_status(&r, 0, "verify");
+    th_tokenctl(&f->tokend, line, &r, "verify", NULL);
+    th_expect_exit(&r, 0, "verify");
     th_run_result_free(&r);
     free(line);
     line = with_newline(mangled);
-    ctl(f, line, &r, "verify", NULL);
-    expect_status(&r, 1, "verify of a mangled token");
+    th_tokenctl(&f->tokend, line, &r, "verify", NULL);
+    th_expect_exit(&r, 1, "verify of a mangled token");
     th_run_result_free(&r);
     free(line);
   }
   lib_verify(f, s.secrets[0], &v);
   assert_int_equal(
       tokend_client_revoke(f->client, DOMAIN, v.token_id, NULL, NULL), 0);
-  ctl(f, NULL, &r, "list", "--domain", DOMAIN, "--all", "--json", NULL);
-  expect_status(&r, 0, "list");
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, "--all",
+              "--json", NULL);
+  th_expect_exit(&r, 0, "list");
   th_run_result_free(&r);
 
   /* While tokend runs, the writes sit in the WAL. */
@@ -530,22 +476,23 @@ static void test_secret_never_in_db_wal_or_log(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_issue_prints_only_the_token, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_verify_revoke_verify_exit_codes,
-                                      setup, teardown),
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_list_prints_aligned_table, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_issue_json_is_one_object, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_help_exits_zero_for_every_command,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup, teardown),
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup,
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_errors_name_grpc_code, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_socket_from_environment, setup,
-                                      teardown),
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_secret_never_in_db_wal_or_log, setup,
-                                      teardown),
+                                      th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
