@@ -19,7 +19,6 @@ build: deps
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 run: build
-	@mkdir -p var
 	./$(BUILD_DIR)/tokend $(ARGS)
 
 test: build
