@@ -47,7 +47,7 @@ test-valgrind: build
 # libFuzzer targets (clang) on a copy of tests/fuzz/corpus/, FUZZ_SECONDS
 # each, side by side; fails on any crash, leak or sanitizer report.
 fuzz: deps
-	@./scripts/install-fuzz-deps.sh
+	@./scripts/install-deps.sh fuzz
 	@CC=clang-14 cmake -S . -B $(FUZZ_BUILD_DIR) -DTOKEND_FUZZ=ON \
 	  -DTOKEND_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) \
