@@ -13,6 +13,7 @@
 #include "log.h"
 #include "server.h"
 #include "tokend_error.h"
+#include "tokend_time.h"
 
 /* Smallest free space offered to each read, and the initial buffer. */
 #define CONN_READ_CHUNK 16384
@@ -147,22 +148,23 @@ static int wbuf_reserve(conn_t *c, size_t extra) {
   return 0;
 }
 
-int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
-  size_t n = tokend__v1__response__get_packed_size(resp);
-
+uint8_t *conn_frame_begin(conn_t *c, size_t body_len) {
   if (c->closing)
-    return 0;
-  if (n > UINT32_MAX || wbuf_reserve(c, TOKEND_FRAME_HEADER_BYTES + n) != 0) {
+    return NULL;
+  if (body_len > UINT32_MAX ||
+      wbuf_reserve(c, TOKEND_FRAME_HEADER_BYTES + body_len) != 0) {
     log_error("conn %llu: out of memory for a response; closing",
               (unsigned long long)c->id);
     conn_close(c);
-    return TOKEND_ENOMEM;
+    return NULL;
   }
-  frame_encode_header(c->wbuf + c->wlen, (uint32_t)n);
-  tokend__v1__response__pack(resp,
-                             c->wbuf + c->wlen + TOKEND_FRAME_HEADER_BYTES);
-  c->wlen += TOKEND_FRAME_HEADER_BYTES + n;
-  c->out_bytes += TOKEND_FRAME_HEADER_BYTES + n;
+  frame_encode_header(c->wbuf + c->wlen, (uint32_t)body_len);
+  return c->wbuf + c->wlen + TOKEND_FRAME_HEADER_BYTES;
+}
+
+int conn_frame_end(conn_t *c, size_t body_len, int secret) {
+  c->wlen += TOKEND_FRAME_HEADER_BYTES + body_len;
+  c->out_bytes += TOKEND_FRAME_HEADER_BYTES + body_len;
   if (secret)
     c->wbuf_secret = 1;
   /* A peer that never reads cannot make us buffer without bound. */
@@ -175,6 +177,19 @@ int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
     return TOKEND_EMSGSIZE;
   }
   return 0;
+}
+
+int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
+  size_t n;
+  uint8_t *body;
+
+  if (c->closing)
+    return 0;
+  n = tokend__v1__response__get_packed_size(resp);
+  if ((body = conn_frame_begin(c, n)) == NULL)
+    return TOKEND_ENOMEM;
+  tokend__v1__response__pack(resp, body);
+  return conn_frame_end(c, n, secret);
 }
 
 void conn_send_status(conn_t *c, uint64_t call_id, int grpc_code,
@@ -350,6 +365,7 @@ static int conn_process(conn_t *c) {
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
   int stop = 0;
 
+  c->server->now_ms = tokend_now_ms();
   while (!stop && !c->closing && !c->close_when_sent) {
     /* A peer cannot queue unbounded work for the store: at the limit of
      * calls in flight, stop here and read no more until half are done. */

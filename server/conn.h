@@ -65,6 +65,14 @@ int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
 /* Enforces the read and idle timeouts at loop time now. */
 void conn_check_timeouts(conn_t *c, uint64_t now);
 
+/* Appending a response encoded by hand: conn_frame_begin returns where its
+ * body_len bytes go (after the frame header), or NULL if c is closing or
+ * out of memory (c is then closed); conn_frame_end counts them in. secret
+ * marks a response that carries a token secret. conn_frame_end returns 0 or
+ * TOKEND_EMSGSIZE (c is then closed: the peer does not read its answers). */
+uint8_t *conn_frame_begin(conn_t *c, size_t body_len);
+int conn_frame_end(conn_t *c, size_t body_len, int secret);
+
 /* Appends resp, framed, to c's output. secret marks a response that carries
  * a token secret. Returns 0 or TOKEND_ENOMEM (c is then closed). */
 int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret);

@@ -14,6 +14,8 @@
 #include "tokend_error.h"
 #include "tokend_time.h"
 #include "validate.h"
+#include "verify_cache.h"
+#include "verify_wire.h"
 
 /* One call answered by the store worker. The job is the first member so the
  * done callback can recover the call. */
@@ -42,6 +44,11 @@ static void send_error(conn_t *c, uint64_t call_id, int err, const char *msg) {
  * remembers how many bytes were decoded; they must all be before the NUL. */
 static int string_intact(const char *s) {
   return s == protobuf_c_empty_string || strlen(s) + 1 == arena_alloc_size(s);
+}
+
+/* How many bytes protobuf-c decoded into s, NULs included. */
+static size_t decoded_len(const char *s) {
+  return s == protobuf_c_empty_string ? 0 : arena_alloc_size(s) - 1;
 }
 
 /* Answers INVALID_ARGUMENT and returns 1 if field s holds a NUL byte. */
@@ -158,18 +165,51 @@ static void call_end(call_t *call) {
 
 /* ---- Verify: answered from memory, never touches the store ---- */
 
-static void handle_verify(conn_t *c, uint64_t call_id,
-                          const Tokend__V1__VerifyRequest *req) {
-  server_t *s = c->server;
-  char why[TOKEND_STATUS_MESSAGE_BYTES];
-  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
-  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
-  Tokend__V1__VerifyResponse vr = TOKEND__V1__VERIFY_RESPONSE__INIT;
-  const char *scopes[TOKEND_MAX_SCOPES];
+/* The entry token names, or NULL with *reason saying why not. A token that
+ * verified before is found by its cache tag alone; any other token gets the
+ * full check (shape and checksum, keyed BLAKE2b, index), and is remembered
+ * if the index knows it. */
+static index_entry_t *verify_lookup(server_t *s, const char *tok, size_t len,
+                                    int *reason) {
+  verify_tag_t tag;
   uint8_t hash[TOKEND_HASH_BYTES];
   index_entry_t *e;
-  size_t len = strlen(req->token);
-  int64_t now;
+
+  verify_cache_tag(s->vcache, tok, len, &tag);
+  if ((e = verify_cache_find(s->vcache, &tag)) != NULL)
+    return e;
+  if (token_check(tok, len) != 0) {
+    *reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+    return NULL;
+  }
+  token_hash(tok, len, s->pepper, hash);
+  e = index_find(s->index, hash);
+  sodium_memzero(hash, sizeof(hash));
+  if (e == NULL) {
+    *reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN;
+    return NULL;
+  }
+  verify_cache_add(s->vcache, &tag, e);
+  return e;
+}
+
+static vw_str_t vw_str(const char *p) {
+  vw_str_t v = {p, strlen(p)};
+  return v;
+}
+
+/* tok[0..len) may hold any bytes (a NUL fails the shape check). The answer
+ * is encoded by hand (verify_wire), not by protobuf-c: this is the path of
+ * nearly every call. */
+static void handle_verify(conn_t *c, uint64_t call_id, const char *tok,
+                          size_t len) {
+  server_t *s = c->server;
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  vw_response_t r; /* fields set one by one: scopes[] stays unwritten */
+  index_entry_t *e;
+  const char *p;
+  uint8_t *body;
+  size_t i, n;
 
   if (!c->peer.is_verifier && !c->peer.is_operator) {
     authz_actor_t self = {.break_glass = 0};
@@ -179,45 +219,45 @@ static void handle_verify(conn_t *c, uint64_t call_id,
     authz_refuse(c, call_id, &self, "Verify", "", TOKEND_EPERM, why);
     return;
   }
-  resp.call_id = call_id;
-  resp.status = &status;
-  resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
-  resp.verify = &vr;
-
-  if (!string_intact(req->token) || token_check(req->token, len) != 0) {
-    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
-    s->domains.unknown->invalid_verifies++;
-    goto out_send;
-  }
-  token_hash(req->token, len, s->pepper, hash);
-  e = index_find(s->index, hash);
-  sodium_memzero(hash, sizeof(hash));
+  r.call_id = call_id;
+  r.valid = 0;
+  r.reason = 0;
+  r.token_id = r.domain = r.label = vw_str("");
+  r.n_scopes = 0;
+  r.expires_at = 0;
+  e = verify_lookup(s, tok, len, &r.reason);
   if (e == NULL) {
-    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN;
     s->domains.unknown->invalid_verifies++;
-    goto out_send;
-  }
-  vr.token_id = e->id;
-  vr.domain = (char *)index_entry_domain(e);
-  vr.label = (char *)index_entry_label(e);
-  vr.n_scopes = index_entry_scopes(e, scopes);
-  vr.scopes = (char **)scopes;
-  vr.expires_at = e->expires_at;
-  now = tokend_now_ms();
-  if (e->revoked_at != 0) {
-    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
-  } else if (e->expires_at != 0 && now >= e->expires_at) {
-    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
   } else {
-    vr.valid = 1;
-    index_touch(s->index, e, now);
+    r.token_id.p = e->id;
+    r.token_id.len = TOKEND_TOKEN_ID_CHARS;
+    r.domain = vw_str(index_entry_domain(e));
+    r.label = vw_str(index_entry_label(e));
+    p = r.label.p + r.label.len + 1;
+    for (i = 0; i < e->n_scopes && i < TOKEND_MAX_SCOPES; i++) {
+      r.scopes[i] = vw_str(p);
+      p += r.scopes[i].len + 1;
+    }
+    r.n_scopes = i;
+    r.expires_at = e->expires_at;
+    if (e->revoked_at != 0) {
+      r.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
+    } else if (e->expires_at != 0 && s->now_ms >= e->expires_at) {
+      r.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
+    } else {
+      r.valid = 1;
+      index_touch(s->index, e, s->now_ms);
+    }
+    if (r.valid)
+      e->domain->valid_verifies++;
+    else
+      e->domain->invalid_verifies++;
   }
-  if (vr.valid)
-    e->domain->valid_verifies++;
-  else
-    e->domain->invalid_verifies++;
-out_send:
-  (void)conn_send(c, &resp, 0);
+  n = vw_response_size(&r);
+  if ((body = conn_frame_begin(c, n)) != NULL) {
+    vw_response_encode(body, &r);
+    (void)conn_frame_end(c, n, 0);
+  }
 }
 
 /* ---- Issue ---- */
@@ -1018,9 +1058,16 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   arena_t *arena = &c->server->arena;
   char msg[TOKEND_STATUS_MESSAGE_BYTES], why[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Request *req;
+  vw_request_t vreq;
   authz_actor_t actor;
   int err;
 
+  /* The hot path: a plain Verify is decoded by hand, without protobuf-c.
+   * Anything else, or a Verify in any other shape, goes the general way. */
+  if (vw_request_decode(body, len, &vreq) == VW_VERIFY) {
+    handle_verify(c, vreq.call_id, vreq.token, vreq.token_len);
+    return 0;
+  }
   req = tokend__v1__request__unpack(&arena->allocator, len, body);
   if (req == NULL) {
     if (arena->exhausted) {
@@ -1042,7 +1089,8 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   /* Verify, the hot path, needs no actor. */
   if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
       req->actor[0] == '\0') {
-    handle_verify(c, req->call_id, req->verify);
+    handle_verify(c, req->call_id, req->verify->token,
+                  decoded_len(req->verify->token));
     goto out;
   }
   if (reject_nul(c, req->call_id, req->actor, "actor"))
@@ -1062,7 +1110,8 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   }
   switch (req->method_case) {
   case TOKEND__V1__REQUEST__METHOD_VERIFY:
-    handle_verify(c, req->call_id, req->verify);
+    handle_verify(c, req->call_id, req->verify->token,
+                  decoded_len(req->verify->token));
     break;
   case TOKEND__V1__REQUEST__METHOD_ISSUE:
     handle_issue(c, req->call_id, &actor, req->issue);

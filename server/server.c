@@ -334,6 +334,7 @@ int server_init(server_t *s, const config_t *cfg) {
     return err;
   }
   if ((err = index_new(&s->index)) != 0 ||
+      (err = verify_cache_new(&s->vcache)) != 0 ||
       (err = domains_init(&s->domains)) != 0) {
     log_error("out of memory");
     return err;
@@ -410,6 +411,9 @@ void server_cleanup(server_t *s) {
     unlink(s->cfg.socket_path);
     s->listening = 0;
   }
+  /* The cache points into the index: it goes first. */
+  verify_cache_free(s->vcache);
+  s->vcache = NULL;
   index_free(s->index);
   s->index = NULL;
   domains_free(&s->domains);

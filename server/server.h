@@ -13,6 +13,7 @@
 #include "index.h"
 #include "store.h"
 #include "store_worker.h"
+#include "verify_cache.h"
 
 typedef struct conn_s conn_t;
 
@@ -34,7 +35,8 @@ typedef struct server_s {
   store_t *store;
   store_worker_t *worker;
   index_t *index;
-  domains_t domains; /* admins and Verify counters, per domain */
+  verify_cache_t *vcache; /* tokens that verified, by a keyed tag */
+  domains_t domains;      /* admins and Verify counters, per domain */
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
@@ -43,6 +45,9 @@ typedef struct server_s {
   int listening;         /* the socket file is ours to remove */
   server_state_t state;
   uint64_t next_conn_id;
+  /* Wall clock (ms) read once per read burst: what "now" means for the
+   * Verifies answered from that burst. */
+  int64_t now_ms;
 } server_t;
 
 /* Opens the store, loads the index, binds the socket. On failure logs one

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 
 #include "frame.h"
 #include "harness.h"
+#include "token.h"
 #include "tokend_error.h"
 
 #define DOMAIN "proto.example"
@@ -327,6 +329,109 @@ static void test_string_with_nul_byte_rejected(void **state) {
   assert_int_equal(th_response_code(r), 0);
   assert_int_equal(r->list->n_tokens, 0);
   tokend__v1__response__free_unpacked(r, NULL);
+  close(fd);
+}
+
+/* The ways a Verify is put on the wire below: tokend decodes the canonical
+ * one by hand (verify_wire) and the others with protobuf-c, and must answer
+ * all of them the same. */
+enum { SHAPE_CANONICAL, SHAPE_CALL_ID_LAST, SHAPE_UNKNOWN_FIELD, SHAPES };
+
+static size_t verify_body(uint8_t *out, int shape, uint64_t call_id,
+                          const char *tok, size_t len) {
+  size_t n = 0;
+
+  assert_true(call_id < 128 && len < 120);
+  if (shape != SHAPE_CALL_ID_LAST) {
+    out[n++] = 0x08; /* call_id */
+    out[n++] = (uint8_t)call_id;
+  }
+  out[n++] = 0x1a; /* verify */
+  out[n++] = (uint8_t)(len + 2);
+  out[n++] = 0x0a; /* token */
+  out[n++] = (uint8_t)len;
+  memcpy(out + n, tok, len);
+  n += len;
+  if (shape == SHAPE_CALL_ID_LAST) {
+    out[n++] = 0x08;
+    out[n++] = (uint8_t)call_id;
+  }
+  if (shape == SHAPE_UNKNOWN_FIELD) {
+    out[n++] = 0x70; /* field 14, varint: unknown to tokend.v1.Request */
+    out[n++] = 0x01;
+  }
+  return n;
+}
+
+/* Verifies tok[0..len) in every shape on fd; each answer must be OK with
+ * exactly valid and reason (and the fixture token's id when known). */
+static void expect_verify_every_shape(int fd, const char *tok, size_t len,
+                                      int valid, int reason,
+                                      const char *token_id) {
+  uint8_t frame[TOKEND_FRAME_HEADER_BYTES + 160];
+  Tokend__V1__Response *r;
+  int shape;
+  size_t n;
+
+  for (shape = 0; shape < SHAPES; shape++) {
+    n = verify_body(frame + TOKEND_FRAME_HEADER_BYTES, shape,
+                    (uint64_t)(20 + shape), tok, len);
+    frame_encode_header(frame, (uint32_t)n);
+    assert_int_equal(th_write_all(fd, frame, TOKEND_FRAME_HEADER_BYTES + n), 0);
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(r->call_id, 20 + shape);
+    assert_int_equal(th_response_code(r), 0);
+    assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+    if (r->verify->valid != valid || (int)r->verify->reason != reason)
+      fail_msg("shape %d: valid %d reason %d, expected %d %d", shape,
+               r->verify->valid, r->verify->reason, valid, reason);
+    assert_string_equal(r->verify->token_id, token_id);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+}
+
+/* Once a token has verified, tokend finds it again by a keyed tag of the
+ * exact bytes sent. Anything but those exact bytes must still get the full
+ * check, and revoking must still win, however the request is encoded. */
+static void test_verify_exact_bytes_any_encoding(void **state) {
+  th_fixture_t *f = *state;
+  char tok[TOKEND_TOKEN_BYTES + 2], never[TOKEND_TOKEN_BYTES];
+  size_t len = strlen(f->token);
+  tokend_verify_result_t v;
+  char id[TOKEND_TOKEN_ID_BYTES];
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  f->client = th_client_connect_ok(&f->tokend);
+  th_client_verify_ok(f->client, f->token, &v);
+  assert_true(v.valid);
+  snprintf(id, sizeof(id), "%s", v.token_id);
+  expect_verify_every_shape(fd, f->token, len, 1, 0, id);
+
+  /* Near misses of the remembered token. */
+  memcpy(tok, f->token, len + 1);
+  tok[len - 1] = tok[len - 1] == 'A' ? 'B' : 'A'; /* checksum now wrong */
+  expect_verify_every_shape(
+      fd, tok, len, 0, TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED,
+      "");
+  memcpy(tok, f->token, len + 1);
+  tok[len] = '\0'; /* one byte more: the token, then a NUL */
+  expect_verify_every_shape(
+      fd, tok, len + 1, 0, TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED,
+      "");
+  expect_verify_every_shape(
+      fd, f->token, len - 1, 0,
+      TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED, "");
+  assert_int_equal(token_generate(TOKEND_PREFIX_DEFAULT, never), 0);
+  expect_verify_every_shape(fd, never, strlen(never), 0,
+                            TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN,
+                            "");
+  expect_verify_every_shape(fd, f->token, len, 1, 0, id);
+
+  assert_int_equal(tokend_client_revoke(f->client, DOMAIN, id, NULL, NULL), 0);
+  expect_verify_every_shape(fd, f->token, len, 0,
+                            TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED,
+                            id);
   close(fd);
 }
 
@@ -669,6 +774,8 @@ int main(void) {
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_string_with_nul_byte_rejected, setup,
                                       th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_verify_exact_bytes_any_encoding,
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_client_not_reading_cannot_grow_memory, setup,
           th_fixture_teardown),
