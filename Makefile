@@ -6,6 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 ASAN_BUILD_DIR ?= build-asan
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZERS ?= fuzz_server fuzz_frame fuzz_verify_wire
 
 .PHONY: all deps build run test test-asan test-valgrind fuzz bench clean format
 
@@ -51,9 +52,9 @@ fuzz: deps
 	@CC=clang-14 cmake -S . -B $(FUZZ_BUILD_DIR) -DTOKEND_FUZZ=ON \
 	  -DTOKEND_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) \
-	  --target fuzz_server fuzz_frame gen_corpus
+	  --target $(FUZZERS) gen_corpus
 	@FUZZ_BUILD_DIR=$(FUZZ_BUILD_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) \
-	  ./scripts/fuzz.sh
+	  FUZZERS="$(FUZZERS)" ./scripts/fuzz.sh
 
 # Side by side with Redis GET (installs redis-server if missing); prints one
 # table. BENCH_LARGE=1 adds the 1,000,000-token targets. See

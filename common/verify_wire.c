@@ -161,7 +161,9 @@ typedef struct {
   const uint8_t *p, *end;
 } cursor_t;
 
-/* A varint of at most 10 bytes whose value fits 64 bits; 0 if not. */
+/* A varint of at most 10 bytes whose value fits 64 bits, in its shortest
+ * form (what varint_put writes); 0 if not. protobuf-c refuses a length
+ * prefix longer than 5 bytes, so a longer form must never be VW_VERIFY. */
 static int get_varint(cursor_t *c, uint64_t *out) {
   uint64_t v = 0;
   unsigned shift;
@@ -173,6 +175,8 @@ static int get_varint(cursor_t *c, uint64_t *out) {
       return 0;
     v |= (uint64_t)(b & 0x7F) << shift;
     if ((b & 0x80) == 0) {
+      if (b == 0 && shift > 0)
+        return 0; /* a longer form than needed */
       *out = v;
       return 1;
     }
@@ -201,6 +205,11 @@ static int next_is(cursor_t *c, uint8_t tag) {
   return 0;
 }
 
+/* proto3 writes no scalar that holds its default. */
+static int get_nonzero_varint(cursor_t *c, uint64_t *out) {
+  return get_varint(c, out) && *out != 0;
+}
+
 static int get_str(cursor_t *c, vw_str_t *out) {
   cursor_t s;
 
@@ -211,13 +220,18 @@ static int get_str(cursor_t *c, vw_str_t *out) {
   return 1;
 }
 
+/* A singular string: proto3 leaves out an empty one. */
+static int get_nonempty_str(cursor_t *c, vw_str_t *out) {
+  return get_str(c, out) && out->len > 0;
+}
+
 vw_result_t vw_request_decode(const uint8_t *body, size_t len,
                               vw_request_t *out) {
   cursor_t c = {body, body + len}, v;
   vw_str_t tok = {"", 0};
 
   out->call_id = 0;
-  if (next_is(&c, REQ_CALL_ID) && !get_varint(&c, &out->call_id))
+  if (next_is(&c, REQ_CALL_ID) && !get_nonzero_varint(&c, &out->call_id))
     return VW_OTHER;
   if (!next_is(&c, REQ_VERIFY) || !get_len(&c, &v))
     return VW_OTHER;
@@ -225,7 +239,7 @@ vw_result_t vw_request_decode(const uint8_t *body, size_t len,
    * method) is protobuf-c's to interpret. */
   if (c.p != c.end)
     return VW_OTHER;
-  if (next_is(&v, VREQ_TOKEN) && !get_str(&v, &tok))
+  if (next_is(&v, VREQ_TOKEN) && !get_nonempty_str(&v, &tok))
     return VW_OTHER;
   if (v.p != v.end)
     return VW_OTHER;
@@ -240,7 +254,7 @@ vw_result_t vw_response_decode(const uint8_t *body, size_t len,
   uint64_t x;
 
   memset(out, 0, sizeof(*out));
-  if (next_is(&c, RESP_CALL_ID) && !get_varint(&c, &out->call_id))
+  if (next_is(&c, RESP_CALL_ID) && !get_nonzero_varint(&c, &out->call_id))
     return VW_OTHER;
   /* Status present and empty (code 0, no message); else it is an error
    * and protobuf-c reads it. */
@@ -249,18 +263,22 @@ vw_result_t vw_response_decode(const uint8_t *body, size_t len,
   if (!next_is(&c, RESP_VERIFY) || !get_len(&c, &v) || c.p != c.end)
     return VW_OTHER;
   if (next_is(&v, VRESP_VALID)) {
-    if (!get_varint(&v, &x))
+    /* protobuf-c writes true as 1 and leaves false out. */
+    if (!get_varint(&v, &x) || x != 1)
       return VW_OTHER;
-    out->valid = x != 0;
+    out->valid = 1;
   }
   if (next_is(&v, VRESP_REASON)) {
-    if (!get_varint(&v, &x))
+    /* An int32: protobuf-c writes a negative one sign-extended to ten
+     * bytes, and reads any varint as its low 32 bits. */
+    if (!get_nonzero_varint(&v, &x) ||
+        x != (uint64_t)(int64_t)(int32_t)(uint32_t)x)
       return VW_OTHER;
-    out->reason = (int)(int32_t)(uint32_t)x; /* what protobuf-c does */
+    out->reason = (int)(int32_t)(uint32_t)x;
   }
-  if ((next_is(&v, VRESP_TOKEN_ID) && !get_str(&v, &out->token_id)) ||
-      (next_is(&v, VRESP_DOMAIN) && !get_str(&v, &out->domain)) ||
-      (next_is(&v, VRESP_LABEL) && !get_str(&v, &out->label)))
+  if ((next_is(&v, VRESP_TOKEN_ID) && !get_nonempty_str(&v, &out->token_id)) ||
+      (next_is(&v, VRESP_DOMAIN) && !get_nonempty_str(&v, &out->domain)) ||
+      (next_is(&v, VRESP_LABEL) && !get_nonempty_str(&v, &out->label)))
     return VW_OTHER;
   while (next_is(&v, VRESP_SCOPES)) {
     if (out->n_scopes == TOKEND_MAX_SCOPES ||
@@ -269,7 +287,7 @@ vw_result_t vw_response_decode(const uint8_t *body, size_t len,
     out->n_scopes++;
   }
   if (next_is(&v, VRESP_EXPIRES_AT)) {
-    if (!get_varint(&v, &x))
+    if (!get_nonzero_varint(&v, &x))
       return VW_OTHER;
     out->expires_at = (int64_t)x;
   }

@@ -5,7 +5,8 @@
  * Encoders write exactly the bytes protobuf-c's pack writes for the same
  * message (tests/unit/test_verify_wire.c checks this byte for byte).
  * Decoders accept only the canonical shape an encoder writes: each known
- * field at most once, in field-number order, nothing else. Anything else,
+ * field at most once, in field-number order, no field holding its default,
+ * every varint in its shortest form, nothing else. Anything else,
  * even if valid protobuf (unknown fields, repeats, other order, an actor,
  * overlong tags), is VW_OTHER: the caller hands it to protobuf-c, so what a
  * message means never depends on which decoder read it.
@@ -62,7 +63,7 @@ size_t vw_response_size(const vw_response_t *r);
 /* Writes the body of a Verify Response (status present, code 0, no
  * message) into out (vw_response_size bytes); returns the count. */
 size_t vw_response_encode(uint8_t *out, const vw_response_t *r);
-/* VW_VERIFY only for a Response whose status is absent or code 0 with no
+/* VW_VERIFY only for a Response whose status is present with code 0 and no
  * message, and whose result is verify, in canonical shape. */
 vw_result_t vw_response_decode(const uint8_t *body, size_t len,
                                vw_response_t *out);

@@ -5,14 +5,14 @@
 # memory or a sanitizer error. `make fuzz` builds the targets and calls this.
 #
 # Environment: FUZZ_BUILD_DIR (build-fuzz), FUZZ_SECONDS (60), FUZZERS
-# ("fuzz_server fuzz_frame"). A failing input is kept under
+# ("fuzz_server fuzz_frame fuzz_verify_wire"). A failing input is kept under
 # $FUZZ_BUILD_DIR/fuzz-artifacts/ and printed in base64; reproduce it with
 # $FUZZ_BUILD_DIR/tests/fuzz/<fuzzer> <file>.
 set -eu
 cd "$(dirname "$0")/.."
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
-fuzzers=${FUZZERS:-"fuzz_server fuzz_frame"}
+fuzzers=${FUZZERS:-"fuzz_server fuzz_frame fuzz_verify_wire"}
 
 case $seconds in
 '' | *[!0-9]*)

@@ -4,8 +4,10 @@
  * the frames.
  * Output is deterministic. The corpus is committed; regenerate it after a
  * protocol change (after `make fuzz` has built build-fuzz/) with:
- *   rm -r tests/fuzz/corpus && mkdir tests/fuzz/corpus &&
- *   build-fuzz/tests/fuzz/gen_corpus tests/fuzz/corpus */
+ *   build-fuzz/tests/fuzz/gen_corpus tests/fuzz/corpus
+ * which overwrites the seeds it writes. The verify_wire_* seeds are made by
+ * hand (Verify messages in non-canonical encodings, for fuzz_verify_wire):
+ * keep them, and delete any seed this program no longer writes by name. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdint.h>
