@@ -253,7 +253,14 @@ vw_result_t vw_response_decode(const uint8_t *body, size_t len,
   cursor_t c = {body, body + len}, st, v;
   uint64_t x;
 
-  memset(out, 0, sizeof(*out));
+  /* Field by field: scopes[] (most of the struct) is written only as far
+   * as n_scopes says. */
+  out->call_id = 0;
+  out->valid = out->reason = 0;
+  out->token_id.p = out->domain.p = out->label.p = "";
+  out->token_id.len = out->domain.len = out->label.len = 0;
+  out->n_scopes = 0;
+  out->expires_at = 0;
   if (next_is(&c, RESP_CALL_ID) && !get_nonzero_varint(&c, &out->call_id))
     return VW_OTHER;
   /* Status present and empty (code 0, no message); else it is an error

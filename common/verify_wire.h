@@ -64,7 +64,8 @@ size_t vw_response_size(const vw_response_t *r);
  * message) into out (vw_response_size bytes); returns the count. */
 size_t vw_response_encode(uint8_t *out, const vw_response_t *r);
 /* VW_VERIFY only for a Response whose status is present with code 0 and no
- * message, and whose result is verify, in canonical shape. */
+ * message, and whose result is verify, in canonical shape. out->scopes
+ * past out->n_scopes are left as they were. */
 vw_result_t vw_response_decode(const uint8_t *body, size_t len,
                                vw_response_t *out);
 

@@ -20,6 +20,8 @@
 
 #include "frame.h"
 #include "harness.h"
+#include "token.h"
+#include "verify_wire.h"
 
 #ifndef TOKEND_BENCH_BIN
 #error "TOKEND_BENCH_BIN must name the tokend-bench executable"
@@ -195,26 +197,134 @@ static void test_bad_flags_exit_2(void **state) {
   th_run_result_free(&r);
 }
 
-/* ---- a fake tokend that gives wrong answers ---- */
+/* ---- a fake tokend that gives chosen answers ---- */
+
+#define FAKE_MAX_TOKENS 64
+
+typedef enum {
+  /* Every Verify: valid=false, MALFORMED, which is never right for the
+   * well-formed tokens tokend-bench sends. */
+  FAKE_MALFORMED = 0,
+  /* The right answer: valid with the token's id and domain for a token it
+   * issued, UNKNOWN for any other. */
+  FAKE_RIGHT,
+  /* valid, but with the id of another token it issued. */
+  FAKE_OTHER_ID,
+  /* valid with the right id, but another domain. */
+  FAKE_OTHER_DOMAIN,
+  /* valid with the right id followed by a NUL byte: a C string compare
+   * would not see the difference. */
+  FAKE_ID_NUL_SUFFIX,
+  /* status UNAVAILABLE, "fake overload", and no result. */
+  FAKE_UNAVAILABLE,
+  /* The right answer, to a call_id that is not in flight. */
+  FAKE_STRAY_CALL_ID,
+  /* Issues answered with an OK Verify result (UNKNOWN). */
+  FAKE_VERIFY_FOR_ISSUE
+} fake_answer_t;
 
 typedef struct {
   int listen_fd;
-  size_t answered;
+  fake_answer_t answer;
+  /* Leave out the OK status: still a valid Response, but not in the one
+   * shape tokend-bench reads without protobuf-c. */
+  int omit_status;
+  size_t answered; /* Verifies */
+  size_t n_issued;
+  char tokens[FAKE_MAX_TOKENS][TOKEND_TOKEN_BYTES];
+  char ids[FAKE_MAX_TOKENS][TOKEND_TOKEN_ID_BYTES];
+  char domain[TOKEND_DOMAIN_BYTES];
 } fake_t;
 
-/* Answers every Verify on one connection with "MALFORMED", which is never
- * right for the well-formed tokens tokend-bench sends. */
+/* An Issue: a new well-formed token and id, remembered for the Verifies. */
+static int fake_issue(fake_t *fk, const Tokend__V1__IssueRequest *ir,
+                      Tokend__V1__Response *resp, Tokend__V1__IssueResponse *is,
+                      Tokend__V1__TokenInfo *info) {
+  char *token, *id;
+
+  if (fk->n_issued == FAKE_MAX_TOKENS)
+    return -1;
+  token = fk->tokens[fk->n_issued];
+  id = fk->ids[fk->n_issued];
+  if (token_generate(TOKEND_PREFIX_DEFAULT, token) != 0)
+    return -1;
+  token_id_generate(id);
+  fk->n_issued++;
+  snprintf(fk->domain, sizeof(fk->domain), "%s", ir->domain);
+  info->id = id;
+  info->domain = fk->domain;
+  is->token = token;
+  is->info = info;
+  resp->result_case = TOKEND__V1__RESPONSE__RESULT_ISSUE;
+  resp->issue = is;
+  return 0;
+}
+
+/* Writes the frame of fk's answer to a Verify of token with call_id into
+ * out (at least 4096 bytes); returns its length. */
+static size_t fake_verify(fake_t *fk, uint64_t call_id, const char *token,
+                          uint8_t *out) {
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status st = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__VerifyResponse vr = TOKEND__V1__VERIFY_RESPONSE__INIT;
+  vw_response_t w;
+  size_t i, n;
+
+  for (i = 0; i < fk->n_issued && strcmp(fk->tokens[i], token) != 0; i++)
+    ;
+  resp.call_id = call_id;
+  resp.status = fk->omit_status ? NULL : &st;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
+  resp.verify = &vr;
+  if (fk->answer == FAKE_MALFORMED) {
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+  } else if (i == fk->n_issued) {
+    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN;
+  } else {
+    vr.valid = 1;
+    vr.token_id =
+        fk->ids[fk->answer == FAKE_OTHER_ID ? (i + 1) % fk->n_issued : i];
+    vr.domain = fk->answer == FAKE_OTHER_DOMAIN ? "not-the-domain" : fk->domain;
+  }
+  if (fk->answer == FAKE_UNAVAILABLE) {
+    st.code = 14;
+    st.message = "fake overload";
+    resp.status = &st;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT__NOT_SET;
+    resp.verify = NULL;
+  }
+  if (fk->answer == FAKE_STRAY_CALL_ID)
+    resp.call_id = call_id + (1u << 16); /* the slot's next sequence */
+  if (fk->answer == FAKE_ID_NUL_SUFFIX) {
+    /* protobuf-c strings end at a NUL: write this one by length. */
+    memset(&w, 0, sizeof(w));
+    w.call_id = call_id;
+    w.valid = 1;
+    w.token_id.p = vr.token_id;
+    w.token_id.len = strlen(vr.token_id) + 1;
+    w.domain.p = vr.domain;
+    w.domain.len = strlen(vr.domain);
+    n = vw_response_encode(out + TOKEND_FRAME_HEADER_BYTES, &w);
+  } else {
+    n = tokend__v1__response__pack(&resp, out + TOKEND_FRAME_HEADER_BYTES);
+  }
+  frame_encode_header(out, (uint32_t)n);
+  return TOKEND_FRAME_HEADER_BYTES + n;
+}
+
+/* Serves one connection: Issues get new tokens, Verifies fk->answer. */
 static void *fake_serve(void *arg) {
   fake_t *fk = arg;
   uint8_t hdr[TOKEND_FRAME_HEADER_BYTES], body[4096], out[4096];
   Tokend__V1__Request *req;
   Tokend__V1__Response resp;
   Tokend__V1__Status st;
-  Tokend__V1__VerifyResponse vr;
+  Tokend__V1__IssueResponse is;
+  Tokend__V1__TokenInfo info;
   struct pollfd pfd = {fk->listen_fd, POLLIN, 0};
   uint32_t len;
   size_t n;
-  int fd;
+  int fd, ok;
 
   /* Bounded: if tokend-bench never connects, the test fails, not hangs. */
   if (poll(&pfd, 1, BENCH_TIMEOUT_MS) != 1 ||
@@ -228,54 +338,172 @@ static void *fake_serve(void *arg) {
     req = tokend__v1__request__unpack(NULL, len, body);
     if (req == NULL)
       break;
-    tokend__v1__response__init(&resp);
-    tokend__v1__status__init(&st);
-    tokend__v1__verify_response__init(&vr);
-    vr.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
-    resp.call_id = req->call_id;
-    resp.status = &st;
-    resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
-    resp.verify = &vr;
+    ok = 1;
+    if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY) {
+      n = fake_verify(fk, req->call_id, req->verify->token, out);
+      fk->answered++;
+    } else if (fk->answer == FAKE_VERIFY_FOR_ISSUE) {
+      n = fake_verify(fk, req->call_id, "never issued", out);
+    } else {
+      tokend__v1__response__init(&resp);
+      tokend__v1__status__init(&st);
+      tokend__v1__issue_response__init(&is);
+      tokend__v1__token_info__init(&info);
+      resp.call_id = req->call_id;
+      resp.status = &st;
+      ok = req->method_case == TOKEND__V1__REQUEST__METHOD_ISSUE &&
+           fake_issue(fk, req->issue, &resp, &is, &info) == 0;
+      n = tokend__v1__response__pack(&resp, out + TOKEND_FRAME_HEADER_BYTES);
+      frame_encode_header(out, (uint32_t)n);
+      n += TOKEND_FRAME_HEADER_BYTES;
+    }
     tokend__v1__request__free_unpacked(req, NULL);
-    n = tokend__v1__response__pack(&resp, out + TOKEND_FRAME_HEADER_BYTES);
-    frame_encode_header(out, (uint32_t)n);
-    if (th_write_all(fd, out, TOKEND_FRAME_HEADER_BYTES + n) != 0)
+    if (!ok || th_write_all(fd, out, n) != 0)
       break;
-    fk->answered++;
   }
   close(fd);
   return NULL;
 }
 
-static void test_wrong_answers_are_counted_and_exit_1(void **state) {
-  th_fixture_t *f = *state;
+/* Runs `tokend-bench -s <fake> -c 1 args...` (NULL-terminated) against a
+ * fake tokend answering as fk says (its listen_fd is set here). */
+static void bench_fake(const th_fixture_t *f, fake_t *fk, th_run_result_t *r,
+                       ...) {
   struct sockaddr_un sa;
   pthread_t thread;
-  fake_t fk = {-1, 0};
   char path[TH_PATH_BYTES];
-  th_run_result_t r;
+  const char *head[] = {TOKEND_BENCH_BIN, "-s", path, "-c", "1", NULL};
+  va_list ap;
+  int rc;
 
   memset(&sa, 0, sizeof(sa));
   sa.sun_family = AF_UNIX;
   snprintf(path, sizeof(path), "%s/fake.sock", f->tokend.dir);
   assert_true(strlen(path) < sizeof(sa.sun_path));
   memcpy(sa.sun_path, path, strlen(path) + 1);
-  fk.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(fk.listen_fd >= 0);
-  assert_int_equal(bind(fk.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  assert_int_equal(listen(fk.listen_fd, 4), 0);
-  assert_int_equal(pthread_create(&thread, NULL, fake_serve, &fk), 0);
+  unlink(path);
+  fk->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fk->listen_fd >= 0);
+  assert_int_equal(bind(fk->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(fk->listen_fd, 4), 0);
+  assert_int_equal(pthread_create(&thread, NULL, fake_serve, fk), 0);
+  va_start(ap, r);
+  rc = th_run_va(head, ap, NULL, BENCH_TIMEOUT_MS, r);
+  va_end(ap);
+  assert_int_equal(pthread_join(thread, NULL), 0);
+  close(fk->listen_fd);
+  assert_int_equal(rc, 0);
+}
+
+static void test_wrong_answers_are_counted_and_exit_1(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  int omit;
 
   /* No --tokens: every Verify is of a never-issued token, so each must say
-   * UNKNOWN; the fake says MALFORMED. */
-  bench(path, &r, "-c", "1", "-P", "3", "-n", "10", "--tokens", "0", "--csv",
-        NULL);
-  assert_int_equal(pthread_join(thread, NULL), 0);
-  close(fk.listen_fd);
-  th_expect_exit(&r, 1, "tokend-bench against a fake giving wrong answers");
-  assert_int_equal(fk.answered, 10);
-  assert_non_null(strstr(r.err, "10 unexpected answers"));
-  assert_non_null(strstr(r.err, "reason=MALFORMED"));
+   * UNKNOWN; the fake says MALFORMED, with and without the OK status (the
+   * two ways tokend-bench reads an answer). */
+  for (omit = 0; omit <= 1; omit++) {
+    fake_t fk = {.answer = FAKE_MALFORMED, .omit_status = omit};
+
+    bench_fake(f, &fk, &r, "-P", "3", "-n", "10", "--tokens", "0", "--csv",
+               NULL);
+    th_expect_exit(&r, 1, "tokend-bench against a fake giving wrong answers");
+    assert_int_equal(fk.answered, 10);
+    assert_non_null(strstr(r.err, "10 unexpected answers"));
+    assert_non_null(strstr(r.err, "reason=MALFORMED"));
+    th_run_result_free(&r);
+  }
+}
+
+static void test_right_answers_pass_with_or_without_ok_status(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  csv_row_t row;
+  int omit;
+
+  /* Half of the Verifies are of issued tokens (valid, id, domain), half of
+   * never-issued ones (UNKNOWN). */
+  for (omit = 0; omit <= 1; omit++) {
+    fake_t fk = {.answer = FAKE_RIGHT, .omit_status = omit};
+
+    bench_fake(f, &fk, &r, "-P", "4", "-n", "40", "--tokens", "5",
+               "--invalid-pct", "50", "--csv", NULL);
+    th_expect_exit(&r, 0, "tokend-bench against a fake giving right answers");
+    assert_int_equal(fk.n_issued, 5);
+    assert_int_equal(fk.answered, 40);
+    parse_csv(r.out, &row, 1);
+    assert_int_equal(row.requests, 40);
+    th_run_result_free(&r);
+  }
+}
+
+static void test_valid_with_wrong_id_or_domain_is_counted(void **state) {
+  static const struct {
+    fake_answer_t answer;
+    int omit_status;
+  } cases[] = {{FAKE_OTHER_ID, 0},
+               {FAKE_OTHER_ID, 1},
+               {FAKE_OTHER_DOMAIN, 0},
+               {FAKE_OTHER_DOMAIN, 1},
+               {FAKE_ID_NUL_SUFFIX, 0}};
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  size_t i;
+
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    fake_t fk = {.answer = cases[i].answer,
+                 .omit_status = cases[i].omit_status};
+
+    /* Every Verify is of an issued token, and every answer is wrong. */
+    bench_fake(f, &fk, &r, "-P", "4", "-n", "20", "--tokens", "3",
+               "--invalid-pct", "0", "--csv", NULL);
+    th_expect_exit(&r, 1, "tokend-bench against a fake with wrong ids");
+    assert_int_equal(fk.answered, 20);
+    assert_non_null(strstr(r.err, "20 unexpected answers"));
+    assert_non_null(strstr(r.err, "verify of an active token tok_"));
+    assert_non_null(strstr(r.err, "got valid=1 reason=UNSPECIFIED id=tok_"));
+    th_run_result_free(&r);
+  }
+}
+
+static void test_error_status_is_counted_with_its_message(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  fake_t fk = {.answer = FAKE_UNAVAILABLE};
+
+  bench_fake(f, &fk, &r, "-P", "2", "-n", "6", "--tokens", "2", "--csv", NULL);
+  th_expect_exit(&r, 1, "tokend-bench against a fake that is overloaded");
+  assert_int_equal(fk.answered, 6);
+  assert_non_null(strstr(r.err, "6 unexpected answers; the first: verify: "
+                                "verify: status UNAVAILABLE: fake overload"));
+  th_run_result_free(&r);
+}
+
+static void test_answer_to_a_call_not_in_flight_exits_2(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  fake_t fk = {.answer = FAKE_STRAY_CALL_ID};
+
+  bench_fake(f, &fk, &r, "-P", "2", "-n", "6", "--tokens", "2", "--csv", NULL);
+  th_expect_exit(&r, 2, "tokend-bench against a fake with stray call_ids");
+  assert_true(fk.answered >= 1);
+  assert_non_null(strstr(r.err, "which is not in flight (status 0: )"));
+  th_run_result_free(&r);
+}
+
+static void test_verify_answer_to_an_issue_is_counted(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  fake_t fk = {.answer = FAKE_VERIFY_FOR_ISSUE};
+
+  /* The --tokens phase needs every Issue to succeed, so this one exits 2. */
+  bench_fake(f, &fk, &r, "-P", "2", "-n", "6", "--tokens", "3", "--csv", NULL);
+  th_expect_exit(&r, 2, "tokend-bench against a fake answering Issues wrong");
+  assert_int_equal(fk.answered, 0);
+  assert_non_null(strstr(r.err, "setup: only 0 of 3 Issues succeeded; first "
+                                "failure: issue: status OK but result case "
+                                "4"));
   th_run_result_free(&r);
 }
 
@@ -294,6 +522,20 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup,
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_wrong_answers_are_counted_and_exit_1,
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_right_answers_pass_with_or_without_ok_status, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_valid_with_wrong_id_or_domain_is_counted, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_error_status_is_counted_with_its_message, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_answer_to_a_call_not_in_flight_exits_2, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_verify_answer_to_an_issue_is_counted,
                                       setup, th_fixture_teardown),
   };
 
