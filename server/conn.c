@@ -255,8 +255,13 @@ static int conn_try_write(conn_t *c) {
     return n;
   if (c->wbuf_secret)
     sodium_memzero(c->wbuf, (size_t)n);
-  if ((size_t)n < c->wlen)
+  if ((size_t)n < c->wlen) {
     memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t)n);
+    /* The moved bytes' old copy, past the new end, would outlive the
+     * secret mark. */
+    if (c->wbuf_secret)
+      sodium_memzero(c->wbuf + c->wlen - (size_t)n, (size_t)n);
+  }
   c->wlen -= (size_t)n;
   c->out_bytes -= (size_t)n;
   if (c->wlen == 0)

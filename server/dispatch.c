@@ -165,6 +165,11 @@ static void call_end(call_t *call) {
 
 /* ---- Verify: answered from memory, never touches the store ---- */
 
+/* The largest request the hand decoder takes: a Verify of the longest token
+ * with the longest call_id (70 bytes) and some room. Far below the smallest
+ * --max-request-memory, so limits apply as they would through protobuf-c. */
+#define VERIFY_FAST_MAX_BODY (TOKEND_TOKEN_MAX_CHARS + 32)
+
 /* The entry token names, or NULL with *reason saying why not. A token that
  * verified before is found by its cache tag alone; any other token gets the
  * full check (shape and checksum, keyed BLAKE2b, index), and is remembered
@@ -175,6 +180,11 @@ static index_entry_t *verify_lookup(server_t *s, const char *tok, size_t len,
   uint8_t hash[TOKEND_HASH_BYTES];
   index_entry_t *e;
 
+  /* Bounds first: nothing longer can be a token, cached or not. */
+  if (len > TOKEND_TOKEN_MAX_CHARS) {
+    *reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+    return NULL;
+  }
   verify_cache_tag(s->vcache, tok, len, &tag);
   if ((e = verify_cache_find(s->vcache, &tag)) != NULL)
     return e;
@@ -229,8 +239,7 @@ static void handle_verify(conn_t *c, uint64_t call_id, const char *tok,
   if (e == NULL) {
     s->domains.unknown->invalid_verifies++;
   } else {
-    r.token_id.p = e->id;
-    r.token_id.len = TOKEND_TOKEN_ID_CHARS;
+    r.token_id = vw_str(e->id);
     r.domain = vw_str(index_entry_domain(e));
     r.label = vw_str(index_entry_label(e));
     p = r.label.p + r.label.len + 1;
@@ -285,6 +294,8 @@ static void issue_done(store_job_t *job) {
       log_error("issue: token %s stored but not indexed", row->id);
       if (err == 0)
         err = TOKEND_EINTERNAL;
+    } else if (verify_cache_reserve(s->vcache, index_count(s->index)) != 0) {
+      log_warn("out of memory for the verify cache; it grows on demand");
     }
   }
   if (err != 0) {
@@ -1063,8 +1074,11 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   int err;
 
   /* The hot path: a plain Verify is decoded by hand, without protobuf-c.
-   * Anything else, or a Verify in any other shape, goes the general way. */
-  if (vw_request_decode(body, len, &vreq) == VW_VERIFY) {
+   * Anything else, a Verify in any other shape, or one too big to carry a
+   * token (which protobuf-c decodes within --max-request-memory) goes the
+   * general way. */
+  if (len <= VERIFY_FAST_MAX_BODY &&
+      vw_request_decode(body, len, &vreq) == VW_VERIFY) {
     handle_verify(c, vreq.call_id, vreq.token, vreq.token_len);
     return 0;
   }

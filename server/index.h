@@ -1,7 +1,8 @@
 /* index: the in-memory map from a token's keyed hash to what Verify answers.
  * Loaded from the store at start-up and kept in step with every committed
  * write; Verify reads only this. Entries are never removed while the server
- * runs (a revoked token stays, to answer REVOKED). Loop thread only. */
+ * runs (a revoked token stays, to answer REVOKED), and never move: the
+ * verify cache (verify_cache.h) keeps pointers to them. Loop thread only. */
 #ifndef TOKEND_INDEX_H
 #define TOKEND_INDEX_H
 

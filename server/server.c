@@ -350,6 +350,13 @@ int server_init(server_t *s, const config_t *cfg) {
                                    : store_errmsg(s->store));
     return err;
   }
+  /* Room in the verify cache for every token, so it never rehashes while
+   * answering (it grows with the index, on Issue). */
+  if ((err = verify_cache_reserve(s->vcache, index_count(s->index))) != 0) {
+    log_error("out of memory for the verify cache of %zu tokens",
+              index_count(s->index));
+    return err;
+  }
   if ((err = uv_loop_init(&s->loop)) != 0) {
     log_error("loop init: %s", uv_strerror(err));
     return TOKEND_EINTERNAL;

@@ -71,9 +71,12 @@ index_entry_t *verify_cache_find(const verify_cache_t *vc,
   return vc->slots[probe(vc->slots, vc->cap, tag)].e;
 }
 
-static int grow(verify_cache_t *vc) {
-  size_t cap = vc->cap * 2, i;
+/* Room for n tags at most 3/4 full: 32-64 bytes per tag. */
+static int fits(size_t n, size_t cap) { return n <= cap / 4 * 3; }
+
+static int rehash(verify_cache_t *vc, size_t cap) {
   slot_t *slots = calloc(cap, sizeof(*slots));
+  size_t i;
 
   if (slots == NULL)
     return TOKEND_ENOMEM;
@@ -86,12 +89,22 @@ static int grow(verify_cache_t *vc) {
   return 0;
 }
 
+int verify_cache_reserve(verify_cache_t *vc, size_t n) {
+  size_t cap = vc->cap;
+
+  while (!fits(n, cap)) {
+    if (cap > SIZE_MAX / 2 / sizeof(slot_t))
+      return TOKEND_ENOMEM;
+    cap *= 2;
+  }
+  return cap == vc->cap ? 0 : rehash(vc, cap);
+}
+
 void verify_cache_add(verify_cache_t *vc, const verify_tag_t *tag,
                       index_entry_t *e) {
   size_t i;
 
-  /* At most 3/4 full: short probes, 32-64 bytes per remembered token. */
-  if ((vc->count + 1) * 4 > vc->cap * 3 && grow(vc) != 0)
+  if (!fits(vc->count + 1, vc->cap) && rehash(vc, vc->cap * 2) != 0)
     return;
   i = probe(vc->slots, vc->cap, tag);
   if (vc->slots[i].e != NULL)

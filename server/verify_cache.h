@@ -5,19 +5,19 @@
  * the same few tokens over and over, so nearly every Verify is a hit.
  *
  * Security: the tag key is 16 random bytes drawn at start-up, kept only in
- * this process's memory, never derived from the pepper and never stored.
- * SipHash-2-4 is a PRF, so to someone without the key, a token that is not
- * the remembered one matches a tag with probability 2^-128 per tag; with n
- * tags a guess hits with probability n * 2^-128, which for any n this
- * process can hold is below the 2^-190 * n of guessing a token itself only
- * by a margin no online attacker can use (2^-104 at 2^24 tokens). Only tokens
- * that passed the full check (shape, keyed BLAKE2b, index) are added, so the
- * cache answers nothing the index would not; a revoked or expired token
- * stays REVOKED/EXPIRED because the answer is read from the entry each time.
+ * this process's memory, never derived from the pepper and never stored;
+ * tags never leave the process. Only tokens that passed the full check
+ * (shape, keyed BLAKE2b, index) are added, and the answer is read from the
+ * entry each time, so Revoke and expiry act on cached tokens at once. The
+ * cost: SipHash-2-4 is a PRF, so without the key a guess matches one of n
+ * remembered tags with probability n * 2^-128, where guessing a token
+ * outright has n * 2^-190. At n = 2^24 that is 2^-104 per guess instead of
+ * 2^-166: still far beyond any online attacker, but a smaller margin, which
+ * is the price of skipping BLAKE2b.
  *
- * Entries are never removed: index entries live until the index is freed,
- * and each token is added at most once, so the table never holds more tags
- * than the index holds tokens (24 bytes a slot, at most 3/4 full).
+ * Entries are never removed: index entries live until the index is freed
+ * (index.h), and each token is added at most once, so the table never holds
+ * more tags than the index holds tokens (24 bytes a slot, at most 3/4 full).
  * Loop thread only. */
 #ifndef TOKEND_VERIFY_CACHE_H
 #define TOKEND_VERIFY_CACHE_H
@@ -49,5 +49,10 @@ index_entry_t *verify_cache_find(const verify_cache_t *vc,
 void verify_cache_add(verify_cache_t *vc, const verify_tag_t *tag,
                       index_entry_t *e);
 size_t verify_cache_count(const verify_cache_t *vc);
+/* Makes room for n tags, so that adding up to n never grows the table (a
+ * rehash of every slot) while Verifies are being answered. The server keeps
+ * room for every token in the index. TOKEND_ENOMEM leaves the table as it
+ * was (it then grows on demand). */
+int verify_cache_reserve(verify_cache_t *vc, size_t n) TOKEND_MUST_CHECK;
 
 #endif

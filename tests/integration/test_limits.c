@@ -515,6 +515,53 @@ static void test_small_frame_huge_decode_refused(void **state) {
   free(scopes);
 }
 
+/* A Verify is decoded by hand when small enough to carry a token; a bigger
+ * one must meet --max-request-memory as any request does, not be answered
+ * MALFORMED on a connection that stays open. */
+static void test_huge_verify_meets_request_memory_limit(void **state) {
+  th_fixture_t *f = *state;
+  const size_t big = 2 * 65536; /* twice REQUEST_MEMORY */
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  char *tok = malloc(big + 1);
+  uint8_t *frame;
+  size_t len;
+  int fd;
+
+  assert_non_null(tok);
+  /* Just too long to be a token: answered MALFORMED, connection stays. */
+  memset(tok, 'a', TOKEND_TOKEN_MAX_CHARS + 1);
+  tok[TOKEND_TOKEN_MAX_CHARS + 1] = '\0';
+  vr.token = tok;
+  req.call_id = 6;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_send_request(fd, &req), 0);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 6);
+  assert_int_equal(th_response_code(r), 0);
+  assert_int_equal(r->verify->reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED);
+  tokend__v1__response__free_unpacked(r, NULL);
+  th_expect_valid_raw(fd, 7, f->token);
+
+  /* Past the decode limit: refused and closed, before any answer. */
+  memset(tok, 'a', big);
+  tok[big] = '\0';
+  req.call_id = 8;
+  frame = th_frame_request(&req, &len);
+  assert_non_null(frame);
+  assert_true(len < TOKEND_MAX_FRAME_BYTES_DEFAULT);
+  assert_int_equal(th_write_all(fd, frame, len), 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+  close(fd);
+  free(frame);
+  free(tok);
+}
+
 /* --max-pending-calls: a peer pipelining far more store calls (each List
  * reserves room for its page) than the limit cannot make tokend hold them
  * all at once: it stops reading at the limit, and still answers every call
@@ -669,6 +716,9 @@ int main(void) {
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_unread_answers_pause_reading_without_loss, setup_backpressure,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_huge_verify_meets_request_memory_limit, setup_request_memory,
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_small_frame_huge_decode_refused,
                                       setup_request_memory,

@@ -104,17 +104,22 @@ static void test_whole_tag_compared(void **state) {
   assert_int_equal(verify_cache_count(vc), 2);
 }
 
-/* Growing the table keeps every tag findable, and only those. */
-static void test_growth_keeps_every_tag(void **state) {
-  verify_cache_t *vc = *state;
+/* Growing the table keeps every tag findable, and only those; so does
+ * reserving room first (reserve = 1), before and after tags are in. */
+static void fill_and_check(verify_cache_t *vc, int reserve) {
   verify_tag_t t;
   char buf[32];
   size_t i, n;
+
+  if (reserve)
+    assert_int_equal(verify_cache_reserve(vc, MANY / 2), 0);
 
   for (i = 0; i < MANY; i++) {
     n = (size_t)snprintf(buf, sizeof(buf), "token-%zu", i);
     verify_cache_tag(vc, buf, n, &t);
     verify_cache_add(vc, &t, entry(i));
+    if (reserve && i == MANY / 4)
+      assert_int_equal(verify_cache_reserve(vc, MANY), 0);
   }
   assert_int_equal(verify_cache_count(vc), MANY);
   for (i = 0; i < MANY; i++) {
@@ -129,6 +134,14 @@ static void test_growth_keeps_every_tag(void **state) {
   }
 }
 
+static void test_growth_keeps_every_tag(void **state) {
+  fill_and_check(*state, 0);
+}
+
+static void test_reserve_keeps_every_tag(void **state) {
+  fill_and_check(*state, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -137,6 +150,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_whole_tag_compared, setup, teardown),
       cmocka_unit_test_setup_teardown(test_growth_keeps_every_tag, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_reserve_keeps_every_tag, setup,
                                       teardown),
   };
 
