@@ -2,12 +2,18 @@
  *
  * The key is a BLAKE2b output, already uniform, so its first 8 bytes are
  * the bucket hash and no further mixing is needed. Slots hold pointers; the
- * load factor stays at or below 1/2 so probes are short. */
+ * load factor stays at or below 1/2 so probes are short.
+ *
+ * Memory (bigmem.h): the slot array, and entries bump-allocated from 2 MiB
+ * slabs, since entries are never freed before the index is. Both can be
+ * huge pages, and a slab saves malloc's per-block overhead. */
 #include "index.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "bigmem.h"
 
 struct index_s {
   index_entry_t **slots;
@@ -16,7 +22,14 @@ struct index_s {
   /* Entries with dirty set, in the order they became dirty. */
   index_entry_t **dirty;
   size_t n_dirty, dirty_cap;
+  /* Entry slabs: the last one is filled from slab_next on. */
+  char **slabs;
+  size_t n_slabs, slabs_cap;
+  char *slab_next;
+  size_t slab_left;
 };
+
+#define INDEX_SLAB_BYTES ((size_t)2 << 20)
 
 #define INDEX_INITIAL_CAP 1024
 
@@ -32,7 +45,7 @@ int index_new(index_t **out) {
 
   if (ix == NULL)
     return TOKEND_ENOMEM;
-  ix->slots = calloc(INDEX_INITIAL_CAP, sizeof(*ix->slots));
+  ix->slots = bigmem_calloc(INDEX_INITIAL_CAP, sizeof(*ix->slots));
   if (ix->slots == NULL) {
     free(ix);
     return TOKEND_ENOMEM;
@@ -47,11 +60,43 @@ void index_free(index_t *ix) {
 
   if (ix == NULL)
     return;
-  for (i = 0; i < ix->cap; i++)
-    free(ix->slots[i]);
-  free(ix->slots);
+  for (i = 0; i < ix->n_slabs; i++)
+    bigmem_free(ix->slabs[i], 1, INDEX_SLAB_BYTES);
+  free(ix->slabs);
+  bigmem_free(ix->slots, ix->cap, sizeof(*ix->slots));
   free(ix->dirty);
   free(ix);
+}
+
+/* size bytes for an entry, 8-aligned, from the current slab or a new one;
+ * NULL when out of memory. */
+static index_entry_t *entry_alloc(index_t *ix, size_t size) {
+  char **slabs, *p;
+  size_t cap;
+
+  size = (size + 7) & ~(size_t)7;
+  if (size > INDEX_SLAB_BYTES)
+    return NULL;
+  if (size > ix->slab_left) {
+    if (ix->n_slabs == ix->slabs_cap) {
+      cap = ix->slabs_cap ? ix->slabs_cap * 2 : 16;
+      slabs = realloc(ix->slabs, cap * sizeof(*slabs));
+      if (slabs == NULL)
+        return NULL;
+      ix->slabs = slabs;
+      ix->slabs_cap = cap;
+    }
+    p = bigmem_calloc(1, INDEX_SLAB_BYTES);
+    if (p == NULL)
+      return NULL;
+    ix->slabs[ix->n_slabs++] = p;
+    ix->slab_next = p;
+    ix->slab_left = INDEX_SLAB_BYTES;
+  }
+  p = ix->slab_next;
+  ix->slab_next += size;
+  ix->slab_left -= size;
+  return (index_entry_t *)(void *)p;
 }
 
 /* 1 if the two hashes are equal, in time independent of where they differ
@@ -81,13 +126,13 @@ static int index_grow(index_t *ix) {
   size_t new_cap = ix->cap * 2, i;
   index_entry_t **slots;
 
-  slots = calloc(new_cap, sizeof(*slots));
+  slots = bigmem_calloc(new_cap, sizeof(*slots));
   if (slots == NULL)
     return TOKEND_ENOMEM;
   for (i = 0; i < ix->cap; i++)
     if (ix->slots[i] != NULL)
       slots[probe(slots, new_cap, ix->slots[i]->hash)] = ix->slots[i];
-  free(ix->slots);
+  bigmem_free(ix->slots, ix->cap, sizeof(*ix->slots));
   ix->slots = slots;
   ix->cap = new_cap;
   return 0;
@@ -105,7 +150,7 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   if (ix->slots[slot] != NULL)
     return TOKEND_EEXIST;
 
-  e = malloc(sizeof(*e) + llen + 1 + slen + 1);
+  e = entry_alloc(ix, sizeof(*e) + llen + 1 + slen + 1);
   if (e == NULL)
     return TOKEND_ENOMEM;
   memcpy(e->hash, row->hash, TOKEND_HASH_BYTES);
@@ -113,7 +158,7 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   memcpy(e->id, row->id, sizeof(e->id));
   e->expires_at = row->expires_at;
   e->revoked_at = row->revoked_at;
-  e->last_used_at = row->last_used_at;
+  e->last_used_at = e->saved_last_used_at = row->last_used_at;
   e->dirty = 0;
   memcpy(e->strings, row->label, llen + 1);
   /* Scopes arrive space-separated; store them NUL-separated. */
@@ -180,10 +225,26 @@ static void mark_dirty(index_t *ix, index_entry_t *e) {
   ix->dirty[ix->n_dirty++] = e;
 }
 
-void index_touch(index_t *ix, index_entry_t *e, int64_t now) {
+void index_touch(index_t *ix, index_entry_t *e, int64_t now,
+                 int64_t granularity_ms) {
   if (now > e->last_used_at)
     e->last_used_at = now;
-  mark_dirty(ix, e);
+  if (e->last_used_at - e->saved_last_used_at >= granularity_ms)
+    mark_dirty(ix, e);
+}
+
+size_t index_mark_unsaved(index_t *ix) {
+  size_t i, n = 0;
+  index_entry_t *e;
+
+  for (i = 0; i < ix->cap; i++) {
+    e = ix->slots[i];
+    if (e != NULL && !e->dirty && e->last_used_at > e->saved_last_used_at) {
+      mark_dirty(ix, e);
+      n++;
+    }
+  }
+  return n;
 }
 
 size_t index_take_dirty(index_t *ix, store_touch_t *out, size_t max) {
@@ -193,7 +254,7 @@ size_t index_take_dirty(index_t *ix, store_touch_t *out, size_t max) {
   for (i = 0; i < n; i++) {
     index_entry_t *e = ix->dirty[--ix->n_dirty];
     memcpy(out[i].hash, e->hash, TOKEND_HASH_BYTES);
-    out[i].last_used_at = e->last_used_at;
+    out[i].last_used_at = e->saved_last_used_at = e->last_used_at;
     e->dirty = 0;
   }
   return n;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
+
 /* The tag is stored whole in the slot, so a probe reads only the slot array
  * until it finds the match, and the entry is touched once, for the answer. */
 typedef struct {
@@ -28,7 +30,7 @@ int verify_cache_new(verify_cache_t **out) {
 
   if (vc == NULL)
     return TOKEND_ENOMEM;
-  vc->slots = calloc(VERIFY_CACHE_INITIAL_CAP, sizeof(*vc->slots));
+  vc->slots = bigmem_calloc(VERIFY_CACHE_INITIAL_CAP, sizeof(*vc->slots));
   if (vc->slots == NULL) {
     free(vc);
     return TOKEND_ENOMEM;
@@ -43,7 +45,7 @@ void verify_cache_free(verify_cache_t *vc) {
   if (vc == NULL)
     return;
   sodium_memzero(vc->key, sizeof(vc->key));
-  free(vc->slots);
+  bigmem_free(vc->slots, vc->cap, sizeof(*vc->slots));
   free(vc);
 }
 
@@ -75,7 +77,7 @@ index_entry_t *verify_cache_find(const verify_cache_t *vc,
 static int fits(size_t n, size_t cap) { return n <= cap / 4 * 3; }
 
 static int rehash(verify_cache_t *vc, size_t cap) {
-  slot_t *slots = calloc(cap, sizeof(*slots));
+  slot_t *slots = bigmem_calloc(cap, sizeof(*slots));
   size_t i;
 
   if (slots == NULL)
@@ -83,7 +85,7 @@ static int rehash(verify_cache_t *vc, size_t cap) {
   for (i = 0; i < vc->cap; i++)
     if (vc->slots[i].e != NULL)
       slots[probe(slots, cap, &vc->slots[i].tag)] = vc->slots[i];
-  free(vc->slots);
+  bigmem_free(vc->slots, vc->cap, sizeof(*vc->slots));
   vc->slots = slots;
   vc->cap = cap;
   return 0;
