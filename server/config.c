@@ -38,6 +38,9 @@ static const char usage[] =
     "  --max-frame-bytes N      largest request accepted (default: 1048576)\n"
     "  --flush-interval-ms N    how often last_used_at is written back\n"
     "                           (default: 5000)\n"
+    "  --last-used-granularity-ms N  write a token's last_used_at back at\n"
+    "                           most once per N ms, and at shutdown; 0: after\n"
+    "                           every use (default: 60000)\n"
     "  --shutdown-timeout-ms N  how long shutdown waits for peers to take\n"
     "                           their last responses (default: 5000)\n"
     "  --max-connections N      connections served at once; more are told\n"
@@ -67,6 +70,7 @@ enum {
   OPT_PREFIX,
   OPT_MAX_FRAME,
   OPT_FLUSH,
+  OPT_LAST_USED_GRANULARITY,
   OPT_SHUTDOWN,
   OPT_LOG_LEVEL,
   OPT_MAX_CONNS,
@@ -92,6 +96,8 @@ static const struct option long_options[] = {
     {"token-prefix", required_argument, NULL, OPT_PREFIX},
     {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
     {"flush-interval-ms", required_argument, NULL, OPT_FLUSH},
+    {"last-used-granularity-ms", required_argument, NULL,
+     OPT_LAST_USED_GRANULARITY},
     {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
@@ -124,6 +130,7 @@ void config_defaults(config_t *cfg) {
            TOKEND_PREFIX_DEFAULT);
   cfg->max_frame_bytes = TOKEND_MAX_FRAME_BYTES_DEFAULT;
   cfg->flush_interval_ms = CONFIG_FLUSH_INTERVAL_MS_DEFAULT;
+  cfg->last_used_granularity_ms = CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT;
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
   cfg->read_timeout_ms = CONFIG_READ_TIMEOUT_MS_DEFAULT;
@@ -262,6 +269,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_FLUSH:
       rc = parse_u32("--flush-interval-ms", optarg, 10, 3600000,
                      &cfg->flush_interval_ms, err);
+      break;
+    case OPT_LAST_USED_GRANULARITY:
+      rc = parse_u32("--last-used-granularity-ms", optarg, 0, 86400000,
+                     &cfg->last_used_granularity_ms, err);
       break;
     case OPT_SHUTDOWN:
       rc = parse_u32("--shutdown-timeout-ms", optarg, 0, 600000,

@@ -14,6 +14,7 @@
 #define CONFIG_DB_DEFAULT "var/tokend.db"
 #define CONFIG_PEPPER_DEFAULT "var/pepper"
 #define CONFIG_FLUSH_INTERVAL_MS_DEFAULT 5000
+#define CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT 60000
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000
 #define CONFIG_MAX_CONNECTIONS_DEFAULT 1024
 #define CONFIG_READ_TIMEOUT_MS_DEFAULT 10000
@@ -47,7 +48,10 @@ typedef struct {
   char pepper_path[CONFIG_PATH_BYTES];
   char token_prefix[TOKEND_PREFIX_MAX_CHARS + 1];
   uint32_t max_frame_bytes;
-  uint32_t flush_interval_ms;     /* last_used_at write-back period */
+  uint32_t flush_interval_ms; /* last_used_at write-back period */
+  /* a token's last_used_at is written back at most once per this long
+   * (and at shutdown); 0: after every use */
+  uint32_t last_used_granularity_ms;
   uint32_t shutdown_timeout_ms;   /* how long shutdown waits for peers */
   uint32_t max_connections;       /* more are answered and closed */
   uint32_t read_timeout_ms;       /* a partial frame may wait this long */

@@ -255,7 +255,7 @@ static void handle_verify(conn_t *c, uint64_t call_id, const char *tok,
       r.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
     } else {
       r.valid = 1;
-      index_touch(s->index, e, s->now_ms);
+      index_touch(s->index, e, s->now_ms, s->cfg.last_used_granularity_ms);
     }
     if (r.valid)
       e->domain->valid_verifies++;

@@ -18,10 +18,11 @@ typedef struct index_entry_s {
   uint8_t hash[TOKEND_HASH_BYTES];
   domain_t *domain; /* interned; owned by the domains registry */
   char id[TOKEND_TOKEN_ID_BYTES];
-  int64_t expires_at;   /* 0: never */
-  int64_t revoked_at;   /* 0: not revoked */
-  int64_t last_used_at; /* 0: never; may be ahead of the store */
-  uint8_t dirty;        /* last_used_at not yet written to the store */
+  int64_t expires_at;         /* 0: never */
+  int64_t revoked_at;         /* 0: not revoked */
+  int64_t last_used_at;       /* 0: never; may be ahead of the store */
+  int64_t saved_last_used_at; /* what was last handed to the store */
+  uint8_t dirty;              /* last_used_at not yet written to the store */
   uint8_t n_scopes;
   /* NUL-separated: label, then each scope. */
   char strings[];
@@ -52,8 +53,14 @@ const char *index_entry_label(const index_entry_t *e);
  * the count. */
 size_t index_entry_scopes(const index_entry_t *e, const char **scopes);
 
-/* Records a successful verify at now; marks the entry dirty. */
-void index_touch(index_t *index, index_entry_t *e, int64_t now);
+/* Records a successful verify at now. Marks the entry dirty (to be written
+ * back) only if what the store has is granularity_ms or more older: a token
+ * in constant use costs one write per granularity, not one per flush. */
+void index_touch(index_t *index, index_entry_t *e, int64_t now,
+                 int64_t granularity_ms);
+/* Marks dirty every entry whose last_used_at is ahead of the store's, so
+ * that a final write-back (at shutdown) loses nothing. Returns how many. */
+size_t index_mark_unsaved(index_t *index);
 
 /* Moves up to max dirty entries' (hash, last_used_at) into out and clears
  * their dirty mark. Returns how many were written. */

@@ -265,7 +265,12 @@ static void server_finish(server_t *s) {
 static void server_maybe_finish(server_t *s) {
   if (s->state != SERVER_DRAINING || s->jobs_in_flight > 0)
     return;
-  /* One more write-back: last_used of the final moments survives. */
+  /* One more write-back: last_used of the final moments survives, also
+   * where --last-used-granularity-ms held it back. */
+  if (!s->final_flush_marked) {
+    s->final_flush_marked = 1;
+    (void)index_mark_unsaved(s->index);
+  }
   if (dispatch_flush_last_used(s))
     return;
   server_finish(s);

@@ -40,9 +40,10 @@ typedef struct server_s {
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
-  size_t jobs_in_flight; /* store jobs submitted and not yet done */
-  int flush_in_flight;   /* a last_used write-back is running */
-  int listening;         /* the socket file is ours to remove */
+  size_t jobs_in_flight;  /* store jobs submitted and not yet done */
+  int flush_in_flight;    /* a last_used write-back is running */
+  int final_flush_marked; /* shutdown marked every unsaved last_used */
+  int listening;          /* the socket file is ours to remove */
   server_state_t state;
   uint64_t next_conn_id;
   /* Wall clock (ms) read once per read burst: what "now" means for the

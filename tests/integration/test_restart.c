@@ -119,6 +119,58 @@ static void test_acknowledged_writes_survive_sigkill(void **state) {
   th_tokend_stop_ok(&f->tokend);
 }
 
+/* last_used_at of token id, as List shows it now. */
+static int64_t last_used_of(tokend_client_t *c, const char *id) {
+  tokend_token_list_t *list = NULL;
+  int64_t v;
+
+  assert_int_equal(tokend_client_list(c, DOMAIN, 0, NULL, 1, &list), 0);
+  v = find(list, id)->last_used_at;
+  tokend_token_list_free(list);
+  return v;
+}
+
+/* --last-used-granularity-ms (default 60 s): a token's last use reaches the
+ * database at most once a minute, so a crash may lose up to that much of
+ * it; List shows it exactly all along, and a clean shutdown saves it. */
+static void
+test_last_used_granularity_held_back_saved_at_shutdown(void **state) {
+  th_fixture_t *f = *state;
+  static const char *const args[] = {"--flush-interval-ms", "50", NULL};
+  tokend_issued_t tok;
+  tokend_client_t *c;
+  int64_t first, second, third;
+
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  c = th_client_connect_ok(&f->tokend);
+  th_client_issue_ok(c, DOMAIN, "busy", 0, &tok);
+  th_expect_verify(c, tok.token, 1, TOKEND_VERIFY_VALID);
+  first = last_used_of(c, tok.info.id);
+  assert_true(first > 0);
+  th_sleep_ms(500); /* ten flush intervals: the first use is saved */
+  th_expect_verify(c, tok.token, 1, TOKEND_VERIFY_VALID);
+  second = last_used_of(c, tok.info.id);
+  assert_true(second > first);
+  th_sleep_ms(500); /* the second is held back, well within a minute */
+  tokend_client_close(c);
+  assert_int_equal(th_tokend_kill(&f->tokend), 128 + SIGKILL);
+
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  c = th_client_connect_ok(&f->tokend);
+  assert_int_equal(last_used_of(c, tok.info.id), first);
+  th_expect_verify(c, tok.token, 1, TOKEND_VERIFY_VALID);
+  third = last_used_of(c, tok.info.id);
+  assert_true(third > second);
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->tokend);
+
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  c = th_client_connect_ok(&f->tokend);
+  assert_int_equal(last_used_of(c, tok.info.id), third);
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->tokend);
+}
+
 #define INFLIGHT_ISSUES 50
 
 static void test_sigterm_answers_calls_in_flight(void **state) {
@@ -449,6 +501,9 @@ int main(void) {
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_sigkill,
                                       th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_last_used_granularity_held_back_saved_at_shutdown,
+          th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_sigterm_answers_calls_in_flight,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_sigint_stops_like_sigterm,

@@ -107,6 +107,8 @@ static void test_config_defaults(void **state) {
   assert_string_equal(fx->cfg.token_prefix, TOKEND_PREFIX_DEFAULT);
   assert_int_equal(fx->cfg.max_frame_bytes, TOKEND_MAX_FRAME_BYTES_DEFAULT);
   assert_int_equal(fx->cfg.flush_interval_ms, CONFIG_FLUSH_INTERVAL_MS_DEFAULT);
+  assert_int_equal(fx->cfg.last_used_granularity_ms,
+                   CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT);
   assert_int_equal(fx->cfg.shutdown_timeout_ms,
                    CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT);
   assert_int_equal(fx->cfg.log_level, LOG_INFO);
@@ -215,6 +217,14 @@ static void test_config_interval_edges(void **state) {
   assert_int_equal(PARSE(fx, "--flush-interval-ms", "3600000"), 0);
   assert_int_equal(PARSE(fx, "--flush-interval-ms", "3600001"), TOKEND_EINVAL);
   assert_int_equal(fx->cfg.flush_interval_ms, 3600000);
+  assert_int_equal(PARSE(fx, "--last-used-granularity-ms", "0"), 0);
+  assert_int_equal(fx->cfg.last_used_granularity_ms, 0);
+  assert_int_equal(PARSE(fx, "--last-used-granularity-ms", "86400000"), 0);
+  assert_int_equal(fx->cfg.last_used_granularity_ms, 86400000);
+  assert_int_equal(PARSE(fx, "--last-used-granularity-ms", "86400001"),
+                   TOKEND_EINVAL);
+  assert_int_equal(PARSE(fx, "--last-used-granularity-ms", "-1"),
+                   TOKEND_EINVAL);
   assert_int_equal(PARSE(fx, "--shutdown-timeout-ms", "600000"), 0);
   assert_int_equal(fx->cfg.shutdown_timeout_ms, 600000);
   assert_int_equal(PARSE(fx, "--shutdown-timeout-ms", "600001"), TOKEND_EINVAL);

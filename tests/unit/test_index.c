@@ -230,20 +230,48 @@ static void test_index_touch_raises_and_marks_dirty_once(void **state) {
   store_touch_t out[4];
 
   assert_int_equal(e->last_used_at, 0);
-  index_touch(ix, e, 2000);
+  index_touch(ix, e, 2000, 0);
   assert_int_equal(e->last_used_at, 2000);
   assert_int_equal(e->dirty, 1);
   assert_int_equal(index_dirty_count(ix), 1);
 
   /* A second touch (even an older one) does not queue it twice, and an
    * older time never lowers last_used_at. */
-  index_touch(ix, e, 1500);
+  index_touch(ix, e, 1500, 0);
   assert_int_equal(e->last_used_at, 2000);
-  index_touch(ix, e, 2500);
+  index_touch(ix, e, 2500, 0);
   assert_int_equal(e->last_used_at, 2500);
   assert_int_equal(index_dirty_count(ix), 1);
   assert_int_equal(index_take_dirty(ix, out, 4), 1);
   assert_int_equal(out[0].last_used_at, 2500);
+}
+
+/* With a granularity, a token in constant use is written back once per
+ * granularity; index_mark_unsaved then catches what was held back. */
+static void test_index_touch_granularity_and_mark_unsaved(void **state) {
+  index_t *ix = *state;
+  index_entry_t *e = insert_n(ix, 11), *idle = insert_n(ix, 12);
+  store_touch_t out[4];
+
+  index_touch(ix, e, 100000, 60000); /* never saved: written back */
+  assert_int_equal(index_take_dirty(ix, out, 4), 1);
+  assert_int_equal(out[0].last_used_at, 100000);
+  index_touch(ix, e, 159999, 60000); /* saved 59.999 s ago: held back */
+  assert_int_equal(e->last_used_at, 159999);
+  assert_int_equal(index_dirty_count(ix), 0);
+  index_touch(ix, e, 160000, 60000); /* 60 s: due */
+  assert_int_equal(index_take_dirty(ix, out, 4), 1);
+  assert_int_equal(out[0].last_used_at, 160000);
+  index_touch(ix, e, 170000, 60000);
+  assert_int_equal(index_dirty_count(ix), 0);
+
+  /* Shutdown: only the entry whose last use is unsaved is queued. */
+  assert_int_equal(idle->last_used_at, 0);
+  assert_int_equal(index_mark_unsaved(ix), 1);
+  assert_int_equal(index_mark_unsaved(ix), 0); /* already queued */
+  assert_int_equal(index_take_dirty(ix, out, 4), 1);
+  assert_int_equal(out[0].last_used_at, 170000);
+  assert_int_equal(index_mark_unsaved(ix), 0);
 }
 
 static void test_index_take_dirty_returns_items_and_clears(void **state) {
@@ -254,7 +282,7 @@ static void test_index_take_dirty_returns_items_and_clears(void **state) {
 
   for (i = 0; i < 3; i++) {
     e[i] = insert_n(ix, 100 + i);
-    index_touch(ix, e[i], (int64_t)(1000 + i));
+    index_touch(ix, e[i], (int64_t)(1000 + i), 0);
   }
   insert_n(ix, 200); /* never touched: never taken */
   assert_int_equal(index_dirty_count(ix), 3);
@@ -276,7 +304,7 @@ static void test_index_take_dirty_returns_items_and_clears(void **state) {
   assert_int_equal(index_take_dirty(ix, out, 8), 0);
 
   /* Touched again after the take: dirty again. */
-  index_touch(ix, e[1], 3000);
+  index_touch(ix, e[1], 3000, 0);
   assert_int_equal(index_dirty_count(ix), 1);
   assert_int_equal(index_take_dirty(ix, out, 8), 1);
   assert_memory_equal(out[0].hash, e[1]->hash, TOKEND_HASH_BYTES);
@@ -292,7 +320,7 @@ static void test_index_take_dirty_partial(void **state) {
 
   for (i = 0; i < 5; i++) {
     e[i] = insert_n(ix, 300 + i);
-    index_touch(ix, e[i], 100);
+    index_touch(ix, e[i], 100, 0);
   }
   n1 = index_take_dirty(ix, out, 2);
   assert_int_equal(n1, 2);
@@ -316,8 +344,8 @@ static void test_index_mark_dirty_requeues_failed_writeback(void **state) {
   index_entry_t *a = insert_n(ix, 400), *b = insert_n(ix, 401);
   store_touch_t out[4], again[4];
 
-  index_touch(ix, a, 10);
-  index_touch(ix, b, 20);
+  index_touch(ix, a, 10, 0);
+  index_touch(ix, b, 20, 0);
   assert_int_equal(index_take_dirty(ix, out, 4), 2);
   assert_int_equal(index_dirty_count(ix), 0);
 
@@ -354,6 +382,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_index_touch_raises_and_marks_dirty_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_index_touch_granularity_and_mark_unsaved, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_index_take_dirty_returns_items_and_clears, setup, teardown),
       cmocka_unit_test_setup_teardown(test_index_take_dirty_partial, setup,
