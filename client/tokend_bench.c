@@ -100,11 +100,12 @@ typedef enum {
   TEST_ISSUE,
   TEST_REVOKE,
   TEST_MIXED,
-  TEST_SETUP /* the --tokens phase: Issues, not reported as a test */
+  TEST_WARM_UP, /* one Verify of each --tokens token, in order */
+  TEST_SETUP    /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
-static const char *const bench_test_names[] = {"verify", "issue", "revoke",
-                                               "mixed", "setup"};
+static const char *const bench_test_names[] = {"verify", "issue",   "revoke",
+                                               "mixed",  "warm-up", "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
 typedef enum {
@@ -202,7 +203,8 @@ typedef struct {
   int window;
   int csv;
   int timeout_ms;
-  long server_pid; /* 0: not measured */
+  unsigned settle_ms; /* after a warm-up test */
+  long server_pid;    /* 0: not measured */
   char domain[TOKEND_DOMAIN_BYTES];
 } bench_opts_t;
 
@@ -212,6 +214,7 @@ typedef struct {
   bench_conn_t *conns;
   bench_token_t *pool;
   size_t n_pool, cap_pool, n_active, revoke_cursor;
+  size_t warm_cursor; /* warm-up: the next token to verify */
   char unknown[BENCH_UNKNOWN_TOKENS][TOKEND_TOKEN_BYTES];
   uint8_t unknown_len[BENCH_UNKNOWN_TOKENS];
   /* The next Verifies' tokens, a ring from pick_pos; n_picks 0: not yet
@@ -449,7 +452,13 @@ static void pick_token(bench_t *b, bench_pick_t *p) {
   const char *at;
   size_t len;
 
-  if (b->n_pool == 0 || rng_below(b, 100) < b->o.invalid_pct) {
+  if (b->t.kind == TEST_WARM_UP && b->warm_cursor < b->n_pool) {
+    /* Every token once, in order. */
+    p->unknown = 0;
+    p->index = (uint32_t)b->warm_cursor++;
+    at = (const char *)&b->pool[p->index];
+    len = sizeof(b->pool[0]);
+  } else if (b->n_pool == 0 || rng_below(b, 100) < b->o.invalid_pct) {
     p->unknown = 1;
     p->index = (uint32_t)rng_below(b, BENCH_UNKNOWN_TOKENS);
     at = b->unknown[p->index];
@@ -546,6 +555,7 @@ static bench_op_t pick_op(bench_t *b) {
 
   switch (b->t.kind) {
   case TEST_VERIFY:
+  case TEST_WARM_UP:
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -1058,6 +1068,9 @@ static int bench_run_test(bench_t *b, bench_test_kind_t kind, uint64_t n,
 
   memset(t, 0, sizeof(*t));
   t->kind = kind;
+  /* Tokens picked ahead for the last test are not this one's. */
+  b->n_picks = 0;
+  b->warm_cursor = 0;
   t->n = n;
   t->pipeline = pipeline;
   t->window = window || rate > 0;
@@ -1164,8 +1177,10 @@ static const char bench_usage[] =
     "  -P, --pipeline N      requests in flight per connection (default 1)\n"
     "  -n, --requests N      requests per test (default 100000; unlimited\n"
     "                        with --duration and no -n)\n"
-    "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed\n"
-    "                        (default verify); run in order\n"
+    "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed,\n"
+    "                        warm-up (default verify); run in order.\n"
+    "                        warm-up verifies each --tokens token once, in\n"
+    "                        order, whatever -n: its first Verify\n"
     "      --tokens N        first issue N tokens (not measured) for verify,\n"
     "                        revoke and mixed to use (default 1000, plus -n\n"
     "                        for each revoke test; 0 if only issue)\n"
@@ -1182,6 +1197,10 @@ static const char bench_usage[] =
     "      --domain D        domain for the tokens (default bench-<pid>)\n"
     "      --timeout-ms MS   fail if tokend answers nothing for MS ms while\n"
     "                        requests are in flight (default 10000)\n"
+    "      --settle-ms MS    after a warm-up test, wait MS ms sending\n"
+    "                        nothing: tokend writes back the first uses'\n"
+    "                        last_used_at, which the next test would share\n"
+    "                        the CPU with\n"
     "      --server-pid PID  also report PID's CPU time per request (read\n"
     "                        from /proc; on stderr with --csv)\n"
     "      --csv             print one header line, then one line per test:\n"
@@ -1203,6 +1222,7 @@ enum {
   OPT_WINDOW,
   OPT_DOMAIN,
   OPT_TIMEOUT_MS,
+  OPT_SETTLE_MS,
   OPT_SERVER_PID,
   OPT_CSV
 };
@@ -1292,6 +1312,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       {"window", no_argument, NULL, OPT_WINDOW},
       {"domain", required_argument, NULL, OPT_DOMAIN},
       {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
+      {"settle-ms", required_argument, NULL, OPT_SETTLE_MS},
       {"server-pid", required_argument, NULL, OPT_SERVER_PID},
       {"csv", no_argument, NULL, OPT_CSV},
       {"help", no_argument, NULL, 'h'},
@@ -1383,6 +1404,11 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
         return usage_error("--timeout-ms must be 1 to 3600000, not '%s'",
                            optarg);
       o->timeout_ms = (int)v;
+      break;
+    case OPT_SETTLE_MS:
+      if (parse_u64(optarg, 0, 600000, &v) != 0)
+        return usage_error("--settle-ms must be 0 to 600000, not '%s'", optarg);
+      o->settle_ms = (unsigned)v;
       break;
     case OPT_SERVER_PID:
       if (parse_u64(optarg, 1, INT32_MAX, &v) != 0)
@@ -1528,6 +1554,12 @@ int main(int argc, char **argv) {
     print_csv_header();
   for (i = 0; i < b->o.n_tests && !bench_interrupted; i++) {
     kind = b->o.tests[i];
+    if (i > 0 && b->o.tests[i - 1] == TEST_WARM_UP && b->o.settle_ms > 0) {
+      struct timespec ts = {(time_t)(b->o.settle_ms / 1000),
+                            (long)(b->o.settle_ms % 1000) * 1000000L};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !bench_interrupted)
+        ;
+    }
     if (kind == TEST_REVOKE && b->n_active < b->o.requests &&
         b->o.duration_s == 0) {
       bench_fail(b,
@@ -1543,8 +1575,13 @@ int main(int argc, char **argv) {
     if (b->o.server_pid != 0 && !server_ok)
       fprintf(stderr, "tokend-bench: cannot read /proc/%ld/stat\n",
               b->o.server_pid);
-    if (bench_run_test(b, kind, b->o.requests, b->o.pipeline, b->o.window,
-                       b->o.rate, b->o.duration_s) != 0)
+    if (kind == TEST_WARM_UP && b->n_pool == 0) {
+      bench_fail(b, "warm-up: no tokens to verify; pass --tokens");
+      goto out_fatal;
+    }
+    if (bench_run_test(
+            b, kind, kind == TEST_WARM_UP ? b->n_pool : b->o.requests,
+            b->o.pipeline, b->o.window, b->o.rate, b->o.duration_s) != 0)
       goto out_fatal;
     if (server_ok && proc_cpu_ns(b->o.server_pid, &server1) == 0 &&
         server1 >= server0)

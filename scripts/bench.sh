@@ -16,7 +16,7 @@
 #   BENCH_REPS   runs per scenario (default 5)
 #   BENCH_QUICK  1: a tenth of the requests, for a quick look
 #   BENCH_LARGE  1: also targets 4 and 5 (1,000,000 tokens: latency vs
-#                10,000, RSS per token, start-up time); adds about a minute
+#                10,000, RSS per token, start-up time); adds about 3 minutes
 set -eu
 
 BUILD_DIR=${BUILD_DIR:-build}
@@ -29,6 +29,7 @@ TOKENS=10000
 LARGE_TOKENS=1000000
 WRITE_RATE=500 # per second, for Issue and for Revoke (target 3)
 LOAD_SECS=8    # how long Verify is measured under writes
+SETTLE_MS=15000 # after the warm-up of targets 4 and 5 (see there)
 
 TMP=""
 TOKEND_PID=""
@@ -298,8 +299,13 @@ if [ "$LARGE" = 1 ]; then
     stop_pid "$REDIS_PID"
     REDIS_PID=""
   fi
-  tests=verify
-  rep=1
+  # warm-up first verifies each token once (the first Verify of a token
+  # also computes its keyed BLAKE2b, enters it in the verify cache and
+  # queues its first last_used_at write); --settle-ms lets tokend write
+  # those back; the REPS verify runs then measure tokend with its tokens in
+  # use (each token's next last_used_at write is due a minute later).
+  tests=warm-up
+  rep=0
   while [ $rep -lt "$REPS" ]; do
     tests=$tests,verify
     rep=$((rep + 1))
@@ -308,16 +314,21 @@ if [ "$LARGE" = 1 ]; then
     fresh_tokend
     rss0=$(awk '/^VmRSS/ { print $2 }' "/proc/$TOKEND_PID/status")
     log "verify c=16 P=1 drawing on $size tokens (issuing them first)"
-    : >"$RES/size-$size.tokend"
+    : >"$RES/size-$size.all"
     # One process, so that the verifies draw on every token it issued.
-    tokend_run "$RES/size-$size.tokend" -c 16 -P 1 -n "$(n_of 200000)" \
-      -t "$tests" --tokens "$size"
+    tokend_run "$RES/size-$size.all" -c 16 -P 1 -n "$(n_of 200000)" \
+      -t "$tests" --tokens "$size" --settle-ms "$SETTLE_MS"
     rss1=$(awk '/^VmRSS/ { print $2 }' "/proc/$TOKEND_PID/status")
+    head -n 1 "$RES/size-$size.all" >"$RES/size-$size.cold"
+    tail -n +2 "$RES/size-$size.all" >"$RES/size-$size.tokend"
     summarize "$RES/size-$size.tokend" >"$RES/size-$size.tokend.sum"
-    row "verify c=16 P=1, $size tokens (fresh)" \
+    row "verify c=16 P=1, $size tokens, 1st verify" \
+      "$(cat "$RES/size-$size.cold")" "- - - -"
+    row "verify c=16 P=1, $size tokens, in use" \
       "$(cat "$RES/size-$size.tokend.sum")" "- - - -"
   done
-  # Target 5, on the tokend that now holds LARGE_TOKENS tokens.
+  # Target 5, on the tokend that now holds LARGE_TOKENS tokens, every one
+  # of them verified (so the verify cache is full too).
   echo $(((rss1 - rss0) * 1024 / LARGE_TOKENS)) >"$RES/rss-per-token"
   stop_tokend
   t0=$(date +%s%N)
@@ -362,9 +373,10 @@ check "target 3, verify p99 < 1000 us under writes" "$u_p99 < 1000" \
 if [ "$LARGE" = 1 ]; then
   read -r _ s_p50 s_p99 _ <"$RES/size-$TOKENS.tokend.sum"
   read -r _ l_p50 l_p99 _ <"$RES/size-$LARGE_TOKENS.tokend.sum"
-  check "target 4, verify p50 at 1M tokens within 10% of 10k" \
+  read -r _ c_p50 _ _ <"$RES/size-$LARGE_TOKENS.cold"
+  check "target 4, verify p50 at 1M tokens within 10% of 10k (in use)" \
     "$l_p50 <= 1.1 * $s_p50" \
-    "p50 $l_p50 vs $s_p50 us, p99 $l_p99 vs $s_p99 us"
+    "p50 $l_p50 vs $s_p50 us, p99 $l_p99 vs $s_p99 us; 1st verify at 1M: p50 $c_p50 us"
   rss=$(cat "$RES/rss-per-token")
   up=$(cat "$RES/startup-s")
   check "target 5, <= 256 B RSS per token and start-up <= 3 s at 1M" \

@@ -195,6 +195,12 @@ static void test_bad_flags_exit_2(void **state) {
         "10", NULL);
   th_expect_exit(&r, 2, "more revokes than tokens");
   th_run_result_free(&r);
+  bench(f->tokend.socket_path, &r, "--settle-ms", "600001", NULL);
+  th_expect_exit(&r, 2, "settle time out of range");
+  th_run_result_free(&r);
+  bench(f->tokend.socket_path, &r, "-t", "warm-up", "--tokens", "0", NULL);
+  th_expect_exit(&r, 2, "warm-up without tokens");
+  th_run_result_free(&r);
 }
 
 /* ---- a fake tokend that gives chosen answers ---- */
@@ -231,6 +237,7 @@ typedef struct {
   int omit_status;
   size_t answered; /* Verifies */
   size_t n_issued;
+  size_t verified[FAKE_MAX_TOKENS]; /* Verifies of each issued token */
   char tokens[FAKE_MAX_TOKENS][TOKEND_TOKEN_BYTES];
   char ids[FAKE_MAX_TOKENS][TOKEND_TOKEN_ID_BYTES];
   char domain[TOKEND_DOMAIN_BYTES];
@@ -272,6 +279,8 @@ static size_t fake_verify(fake_t *fk, uint64_t call_id, const char *token,
 
   for (i = 0; i < fk->n_issued && strcmp(fk->tokens[i], token) != 0; i++)
     ;
+  if (i < fk->n_issued)
+    fk->verified[i]++;
   resp.call_id = call_id;
   resp.status = fk->omit_status ? NULL : &st;
   resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
@@ -438,6 +447,36 @@ static void test_right_answers_pass_with_or_without_ok_status(void **state) {
   }
 }
 
+/* The warm-up test verifies every issued token exactly once, in order,
+ * whatever -n, and checks those answers like any other. */
+static void test_warm_up_verifies_each_token_once(void **state) {
+  th_fixture_t *f = *state;
+  fake_t fk = {.answer = FAKE_RIGHT};
+  fake_t wrong = {.answer = FAKE_OTHER_ID};
+  th_run_result_t r;
+  csv_row_t rows[2];
+  size_t i;
+
+  /* The Verifies after it are all of never-issued tokens. */
+  bench_fake(f, &fk, &r, "-P", "4", "-n", "5", "--tokens", "7", "--invalid-pct",
+             "100", "-t", "warm-up,verify", "--settle-ms", "10", "--csv", NULL);
+  th_expect_exit(&r, 0, "tokend-bench -t warm-up against right answers");
+  assert_int_equal(fk.n_issued, 7);
+  for (i = 0; i < fk.n_issued; i++)
+    assert_int_equal(fk.verified[i], 1);
+  assert_int_equal(fk.answered, 7 + 5);
+  parse_csv(r.out, rows, 2);
+  assert_string_equal(rows[0].test, "warm-up");
+  assert_int_equal(rows[0].requests, 7);
+  assert_int_equal(rows[1].requests, 5);
+  th_run_result_free(&r);
+
+  bench_fake(f, &wrong, &r, "--tokens", "3", "-t", "warm-up", NULL);
+  th_expect_exit(&r, 1, "tokend-bench -t warm-up against a wrong id");
+  assert_non_null(strstr(r.err, "3 unexpected answers"));
+  th_run_result_free(&r);
+}
+
 static void test_valid_with_wrong_id_or_domain_is_counted(void **state) {
   static const struct {
     fake_answer_t answer;
@@ -526,6 +565,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_right_answers_pass_with_or_without_ok_status, setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_warm_up_verifies_each_token_once,
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_valid_with_wrong_id_or_domain_is_counted, setup,
           th_fixture_teardown),
