@@ -28,7 +28,7 @@ typedef struct {
 } conn_write_t;
 
 static void conn_maybe_free(conn_t *c) {
-  if (!c->closed || c->jobs > 0)
+  if (!c->closed || c->jobs > 0 || c->deferred > 0)
     return;
   if (c->wbuf_secret && c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
@@ -86,7 +86,19 @@ void conn_job_end(conn_t *c) {
 /* A conn told to close once its answers are out closes when nothing is
  * queued, nothing is being written and no store job owes it an answer. */
 static int conn_done_sending(const conn_t *c) {
-  return c->close_when_sent && c->writes == 0 && c->wlen == 0 && c->jobs == 0;
+  return c->close_when_sent && c->writes == 0 && c->wlen == 0 && c->jobs == 0 &&
+         c->deferred == 0;
+}
+
+void conn_deferred_begin(conn_t *c) { c->deferred++; }
+
+void conn_deferred_end(conn_t *c) {
+  if (--c->deferred > 0)
+    return;
+  if (c->closed)
+    conn_maybe_free(c);
+  else
+    conn_flush(c);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
@@ -183,6 +195,10 @@ int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
   size_t n;
   uint8_t *body;
 
+  if (c->closing)
+    return 0;
+  /* Queued Verifies (of any conn) are answered first: order is kept. */
+  dispatch_verify_drain(c->server);
   if (c->closing)
     return 0;
   n = tokend__v1__response__get_packed_size(resp);

@@ -40,6 +40,7 @@ typedef struct conn_s {
   size_t wlen, wcap;
   int wbuf_secret;        /* wbuf holds a token secret: wipe when done */
   unsigned jobs;          /* store jobs whose answers this conn is owed */
+  unsigned deferred;      /* queued Verifies (dispatch.c) not yet answered */
   unsigned writes;        /* uv_write requests in flight */
   size_t out_bytes;       /* answers produced and not yet written */
   uint64_t partial_since; /* loop time a partial frame began waiting; 0 */
@@ -64,6 +65,12 @@ int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
 
 /* Enforces the read and idle timeouts at loop time now. */
 void conn_check_timeouts(conn_t *c, uint64_t now);
+
+/* Around a Verify queued for answering later in this turn of the loop: the
+ * conn is neither closed for being done nor freed until it is answered;
+ * the end flushes the conn's answers once none is queued. */
+void conn_deferred_begin(conn_t *c);
+void conn_deferred_end(conn_t *c);
 
 /* Appending a response encoded by hand: conn_frame_begin returns where its
  * body_len bytes go (after the frame header), or NULL if c is closing or

@@ -14,6 +14,14 @@
  * has then been queued and c should be closed once it is sent). */
 int dispatch_frame(conn_t *c, const uint8_t *body, size_t len);
 
+/* The Verify batch (dispatch.c): set up by server_init after the loop, freed
+ * by server_cleanup. */
+int dispatch_init(server_t *s) TOKEND_MUST_CHECK;
+void dispatch_cleanup(server_t *s);
+/* Answers every queued Verify now. Runs after each poll phase; conn_send
+ * calls it first, so that no answer overtakes a queued one. */
+void dispatch_verify_drain(server_t *s);
+
 /* Starts a write-back of last_used_at if any is pending and none is running.
  * Returns 1 if a job was submitted. */
 int dispatch_flush_last_used(server_t *s);

@@ -366,6 +366,10 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("loop init: %s", uv_strerror(err));
     return TOKEND_EINTERNAL;
   }
+  if ((err = dispatch_init(s)) != 0) {
+    log_error("out of memory");
+    return err;
+  }
   uv_timer_init(&s->loop, &s->flush_timer);
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
@@ -423,6 +427,7 @@ void server_cleanup(server_t *s) {
     unlink(s->cfg.socket_path);
     s->listening = 0;
   }
+  dispatch_cleanup(s);
   /* The cache points into the index: it goes first. */
   verify_cache_free(s->vcache);
   s->vcache = NULL;

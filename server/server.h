@@ -23,6 +23,8 @@ typedef enum {
   SERVER_CLOSING   /* closing handles; the loop is about to end */
 } server_state_t;
 
+typedef struct verify_batch_s verify_batch_t;
+
 typedef struct server_s {
   config_t cfg;
   uv_loop_t loop;
@@ -36,7 +38,11 @@ typedef struct server_s {
   store_worker_t *worker;
   index_t *index;
   verify_cache_t *vcache; /* tokens that verified, by a keyed tag */
-  domains_t domains;      /* admins and Verify counters, per domain */
+  /* Verifies queued in this turn of the loop (dispatch.c) */
+  struct verify_batch_s *vbatch;
+  uv_check_t vbatch_check; /* answers them after each poll phase */
+  uv_idle_t vbatch_idle;   /* while any wait: poll must not block */
+  domains_t domains;       /* admins and Verify counters, per domain */
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;

@@ -68,6 +68,10 @@ static size_t probe(const slot_t *slots, size_t cap, const verify_tag_t *tag) {
   return i;
 }
 
+void verify_cache_prefetch(const verify_cache_t *vc, const verify_tag_t *tag) {
+  __builtin_prefetch(&vc->slots[(size_t)tag->w[0] & (vc->cap - 1)]);
+}
+
 index_entry_t *verify_cache_find(const verify_cache_t *vc,
                                  const verify_tag_t *tag) {
   return vc->slots[probe(vc->slots, vc->cap, tag)].e;

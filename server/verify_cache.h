@@ -44,6 +44,8 @@ void verify_cache_tag(const verify_cache_t *vc, const char *token, size_t len,
 /* The entry remembered under tag, or NULL. */
 index_entry_t *verify_cache_find(const verify_cache_t *vc,
                                  const verify_tag_t *tag);
+/* Starts loading the slot tag would be found in, for a find soon after. */
+void verify_cache_prefetch(const verify_cache_t *vc, const verify_tag_t *tag);
 /* Remembers e under tag, which must not be present yet. Out of memory is
  * not an error: the token is simply not remembered. */
 void verify_cache_add(verify_cache_t *vc, const verify_tag_t *tag,

@@ -435,6 +435,58 @@ static void test_verify_exact_bytes_any_encoding(void **state) {
   close(fd);
 }
 
+/* Verifies are answered in batches after each read (dispatch.c); answers
+ * still leave in request order on a connection, also around calls answered
+ * at once (WhoAmI, an error), and a peer that half-closes after pipelining
+ * gets every answer before the EOF. */
+#define ORDER_CALLS 60
+
+static void test_answers_in_request_order_then_eof(void **state) {
+  th_fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest wr = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  uint8_t *buf = NULL, byte;
+  size_t len = 0, i;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  vr.token = f->token;
+  for (i = 0; i < ORDER_CALLS; i++) {
+    req.call_id = 100 + i;
+    if (i % 3 == 1) {
+      req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+      req.who_am_i = &wr;
+    } else if (i % 10 == 5) {
+      req.method_case = TOKEND__V1__REQUEST__METHOD__NOT_SET; /* error */
+    } else {
+      req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+      req.verify = &vr;
+    }
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
+  }
+  assert_int_equal(th_write_all(fd, buf, len), 0);
+  free(buf);
+  assert_int_equal(shutdown(fd, SHUT_WR), 0);
+  for (i = 0; i < ORDER_CALLS; i++) {
+    if (th_recv_response(fd, TH_IO_TIMEOUT_MS, &r) != 0)
+      fail_msg("only %zu of %d answers before EOF", i, ORDER_CALLS);
+    if (r->call_id != 100 + i)
+      fail_msg("answer %zu has call_id %llu, want %zu", i,
+               (unsigned long long)r->call_id, 100 + i);
+    if (i % 3 == 1)
+      assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_WHO_AM_I);
+    else if (i % 10 == 5)
+      assert_int_equal(th_response_code(r), TOKEND_GRPC_UNIMPLEMENTED);
+    else
+      assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  assert_int_equal(read(fd, &byte, 1), 0); /* then EOF */
+  close(fd);
+}
+
 static void test_empty_request_unimplemented_connection_stays(void **state) {
   th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
@@ -775,6 +827,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_string_with_nul_byte_rejected, setup,
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_verify_exact_bytes_any_encoding,
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_answers_in_request_order_then_eof,
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_client_not_reading_cannot_grow_memory, setup,
