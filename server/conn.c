@@ -197,10 +197,12 @@ int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
 
   if (c->closing)
     return 0;
-  /* Queued Verifies (of any conn) are answered first: order is kept. */
-  dispatch_verify_drain(c->server);
-  if (c->closing)
-    return 0;
+  /* This conn's queued Verifies are answered first: order is kept. */
+  if (c->deferred > 0) {
+    dispatch_verify_drain(c->server);
+    if (c->closing)
+      return 0;
+  }
   n = tokend__v1__response__get_packed_size(resp);
   if ((body = conn_frame_begin(c, n)) == NULL)
     return TOKEND_ENOMEM;
@@ -482,7 +484,8 @@ void conn_check_timeouts(conn_t *c, uint64_t now) {
     return;
   }
   if (cfg->idle_timeout_ms > 0 && c->rlen == 0 && c->jobs == 0 &&
-      c->writes == 0 && now - c->last_active >= cfg->idle_timeout_ms) {
+      c->deferred == 0 && c->writes == 0 &&
+      now - c->last_active >= cfg->idle_timeout_ms) {
     log_debug("conn %llu: idle for %u ms; closing", (unsigned long long)c->id,
               (unsigned)cfg->idle_timeout_ms);
     conn_close(c);

@@ -266,7 +266,9 @@ static void server_maybe_finish(server_t *s) {
   if (s->state != SERVER_DRAINING || s->jobs_in_flight > 0)
     return;
   /* One more write-back: last_used of the final moments survives, also
-   * where --last-used-granularity-ms held it back. */
+   * where --last-used-granularity-ms held it back, and of Verifies still
+   * queued (read in the same turn as the signal). */
+  dispatch_verify_drain(s);
   if (!s->final_flush_marked) {
     s->final_flush_marked = 1;
     (void)index_mark_unsaved(s->index);
@@ -411,8 +413,11 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 void server_cleanup(server_t *s) {
+  /* Queued Verifies hold their conns: answer them before closing all. */
+  if (s->vbatch != NULL)
+    dispatch_verify_drain(s);
   if (s->loop.data != NULL || s->listener.loop != NULL ||
-      s->flush_timer.loop != NULL) {
+      s->flush_timer.loop != NULL || s->vbatch_check.loop != NULL) {
     /* After a failed init (or run), close what is open and let the loop
      * run the close callbacks. */
     if (s->worker != NULL) {

@@ -39,7 +39,7 @@ typedef struct server_s {
   index_t *index;
   verify_cache_t *vcache; /* tokens that verified, by a keyed tag */
   /* Verifies queued in this turn of the loop (dispatch.c) */
-  struct verify_batch_s *vbatch;
+  verify_batch_t *vbatch;
   uv_check_t vbatch_check; /* answers them after each poll phase */
   uv_idle_t vbatch_idle;   /* while any wait: poll must not block */
   domains_t domains;       /* admins and Verify counters, per domain */
