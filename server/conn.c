@@ -32,6 +32,9 @@ static void conn_maybe_free(conn_t *c) {
     return;
   if (c->wbuf_secret && c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
+  /* Requests carry tokens (Verify): wiped like answers that carry them. */
+  if (c->rbuf != NULL)
+    sodium_memzero(c->rbuf, c->rcap);
   free(c->rbuf);
   free(c->wbuf);
   free(c);
@@ -366,10 +369,16 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     cap = c->rcap ? c->rcap : CONN_READ_CHUNK;
     while (cap < need)
       cap *= 2;
-    nb = realloc(c->rbuf, cap);
+    /* Not realloc: the old buffer may hold tokens and must be wiped. */
+    nb = malloc(cap);
     if (nb == NULL) {
       *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
       return;
+    }
+    if (c->rbuf != NULL) {
+      memcpy(nb, c->rbuf, c->rlen);
+      sodium_memzero(c->rbuf, c->rcap);
+      free(c->rbuf);
     }
     c->rbuf = nb;
     c->rcap = cap;
@@ -427,6 +436,8 @@ static int conn_process(conn_t *c) {
   if (off > 0) {
     memmove(c->rbuf, c->rbuf + off, c->rlen - off);
     c->rlen -= off;
+    /* The requests handled (tokens among them) leave no copy behind. */
+    sodium_memzero(c->rbuf + c->rlen, off);
   }
   /* The read timeout runs from the first byte of input not yet handled:
    * none left, no clock; frames handled, the rest starts its own. Every
