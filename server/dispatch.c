@@ -42,14 +42,12 @@ static void send_error(conn_t *c, uint64_t call_id, int err, const char *msg) {
 /* protobuf-c NUL-terminates each decoded string without keeping its length,
  * so a string with a NUL inside would silently lose its tail. The arena
  * remembers how many bytes were decoded; they must all be before the NUL. */
-static int string_intact(const char *s) {
-  return s == protobuf_c_empty_string || strlen(s) + 1 == arena_alloc_size(s);
-}
-
 /* How many bytes protobuf-c decoded into s, NULs included. */
 static size_t decoded_len(const char *s) {
   return s == protobuf_c_empty_string ? 0 : arena_alloc_size(s) - 1;
 }
+
+static int string_intact(const char *s) { return strlen(s) == decoded_len(s); }
 
 /* Answers INVALID_ARGUMENT and returns 1 if field s holds a NUL byte. */
 static int reject_nul(conn_t *c, uint64_t call_id, const char *s,
@@ -195,15 +193,17 @@ struct verify_batch_s {
   int draining;
 };
 
-/* The entry of a token not found by its tag, or NULL with *reason saying
- * why not: the full check (shape and checksum, keyed BLAKE2b, index). A
- * token the index knows is remembered under its tag. */
-static index_entry_t *verify_full_lookup(server_t *s, const char *tok,
-                                         size_t len, const verify_tag_t *tag,
-                                         int *reason) {
+/* The entry of the token with this tag, or NULL with *reason saying why
+ * not. A token not found by its tag gets the full check (shape and
+ * checksum, keyed BLAKE2b, index); one the index knows is then remembered
+ * under its tag. */
+static index_entry_t *verify_lookup(server_t *s, const char *tok, size_t len,
+                                    const verify_tag_t *tag, int *reason) {
   uint8_t hash[TOKEND_HASH_BYTES];
   index_entry_t *e;
 
+  if ((e = verify_cache_find(s->vcache, tag)) != NULL)
+    return e;
   if (token_check(tok, len) != 0) {
     *reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
     return NULL;
@@ -230,7 +230,7 @@ static void verify_answer(conn_t *c, uint64_t call_id, index_entry_t *e,
                           int reason) {
   server_t *s = c->server;
   vw_response_t r; /* fields set one by one: scopes[] stays unwritten */
-  const char *p;
+  const char *scopes[TOKEND_MAX_SCOPES];
   uint8_t *body;
   size_t i, n;
 
@@ -246,12 +246,9 @@ static void verify_answer(conn_t *c, uint64_t call_id, index_entry_t *e,
     r.token_id = vw_str(e->id);
     r.domain = vw_str(index_entry_domain(e));
     r.label = vw_str(index_entry_label(e));
-    p = r.label.p + r.label.len + 1;
-    for (i = 0; i < e->n_scopes && i < TOKEND_MAX_SCOPES; i++) {
-      r.scopes[i] = vw_str(p);
-      p += r.scopes[i].len + 1;
-    }
-    r.n_scopes = i;
+    r.n_scopes = index_entry_scopes(e, scopes);
+    for (i = 0; i < r.n_scopes; i++)
+      r.scopes[i] = vw_str(scopes[i]);
     r.expires_at = e->expires_at;
     if (e->revoked_at != 0) {
       r.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
@@ -295,9 +292,10 @@ void dispatch_verify_drain(server_t *s) {
   for (i = 0; i < n; i++) {
     v = &b->v[i];
     reason = 0;
-    /* The same token twice in a batch: the first added it. */
-    if (v->e == NULL && (v->e = verify_cache_find(s->vcache, &v->tag)) == NULL)
-      v->e = verify_full_lookup(s, v->token, v->len, &v->tag, &reason);
+    /* Looked up again if missing: the same token twice in a batch is
+     * checked in full once, and remembered for the second. */
+    if (v->e == NULL)
+      v->e = verify_lookup(s, v->token, v->len, &v->tag, &reason);
     verify_answer(v->c, v->call_id, v->e, reason);
     sodium_memzero(v->token, v->len);
     conns[i] = v->c;
@@ -371,8 +369,7 @@ static void handle_verify(conn_t *c, uint64_t call_id, const char *tok,
     index_entry_t *e;
 
     verify_cache_tag(s->vcache, tok, len, &tag);
-    if ((e = verify_cache_find(s->vcache, &tag)) == NULL)
-      e = verify_full_lookup(s, tok, len, &tag, &reason);
+    e = verify_lookup(s, tok, len, &tag, &reason);
     verify_answer(c, call_id, e, reason);
     return;
   }
