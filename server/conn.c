@@ -138,6 +138,37 @@ void conn_close_when_sent(conn_t *c) {
   conn_flush(c);
 }
 
+/* Both buffers may hold token secrets (answers to Issue, Verify requests),
+ * so neither leaves a copy behind when it moves or shrinks its contents. */
+
+/* A new buffer of cap bytes holding the first len bytes of old (may be
+ * NULL), which is freed, wiped first if wipe; NULL when out of memory, and
+ * old is untouched. Not realloc, which would free the old copy unwiped. */
+static uint8_t *buf_regrow(uint8_t *old, size_t old_cap, size_t len, size_t cap,
+                           int wipe) {
+  uint8_t *nb = malloc(cap);
+
+  if (nb == NULL)
+    return NULL;
+  if (old != NULL) {
+    memcpy(nb, old, len);
+    if (wipe)
+      sodium_memzero(old, old_cap);
+    free(old);
+  }
+  return nb;
+}
+
+/* Drops the first n of the len bytes in buf, moving the rest to the front.
+ * With wipe, what lies past the new end (bytes dropped, or the old copy of
+ * bytes moved) is wiped. */
+static void buf_consume(uint8_t *buf, size_t len, size_t n, int wipe) {
+  if (n < len)
+    memmove(buf, buf + n, len - n);
+  if (wipe)
+    sodium_memzero(buf + len - n, n);
+}
+
 static int wbuf_reserve(conn_t *c, size_t extra) {
   size_t cap;
   uint8_t *nb;
@@ -147,17 +178,9 @@ static int wbuf_reserve(conn_t *c, size_t extra) {
   cap = c->wcap ? c->wcap : 4096;
   while (cap - c->wlen < extra)
     cap *= 2;
-  nb = malloc(cap);
+  nb = buf_regrow(c->wbuf, c->wcap, c->wlen, cap, c->wbuf_secret);
   if (nb == NULL)
     return TOKEND_ENOMEM;
-  if (c->wlen > 0)
-    memcpy(nb, c->wbuf, c->wlen);
-  /* Not realloc: the old buffer may hold a secret and must be wiped. */
-  if (c->wbuf != NULL) {
-    if (c->wbuf_secret)
-      sodium_memzero(c->wbuf, c->wcap);
-    free(c->wbuf);
-  }
   c->wbuf = nb;
   c->wcap = cap;
   return 0;
@@ -274,15 +297,7 @@ static int conn_try_write(conn_t *c) {
     return 0;
   if (n < 0)
     return n;
-  if (c->wbuf_secret)
-    sodium_memzero(c->wbuf, (size_t)n);
-  if ((size_t)n < c->wlen) {
-    memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t)n);
-    /* The moved bytes' old copy, past the new end, would outlive the
-     * secret mark. */
-    if (c->wbuf_secret)
-      sodium_memzero(c->wbuf + c->wlen - (size_t)n, (size_t)n);
-  }
+  buf_consume(c->wbuf, c->wlen, (size_t)n, c->wbuf_secret);
   c->wlen -= (size_t)n;
   c->out_bytes -= (size_t)n;
   if (c->wlen == 0)
@@ -369,16 +384,10 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     cap = c->rcap ? c->rcap : CONN_READ_CHUNK;
     while (cap < need)
       cap *= 2;
-    /* Not realloc: the old buffer may hold tokens and must be wiped. */
-    nb = malloc(cap);
+    nb = buf_regrow(c->rbuf, c->rcap, c->rlen, cap, 1);
     if (nb == NULL) {
       *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
       return;
-    }
-    if (c->rbuf != NULL) {
-      memcpy(nb, c->rbuf, c->rlen);
-      sodium_memzero(c->rbuf, c->rcap);
-      free(c->rbuf);
     }
     c->rbuf = nb;
     c->rcap = cap;
@@ -434,10 +443,8 @@ static int conn_process(conn_t *c) {
     off += consumed;
   }
   if (off > 0) {
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    buf_consume(c->rbuf, c->rlen, off, 1);
     c->rlen -= off;
-    /* The requests handled (tokens among them) leave no copy behind. */
-    sodium_memzero(c->rbuf + c->rlen, off);
   }
   /* The read timeout runs from the first byte of input not yet handled:
    * none left, no clock; frames handled, the rest starts its own. Every
