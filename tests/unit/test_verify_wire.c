@@ -102,8 +102,6 @@ static bytes_t pc_pack_response(const Tokend__V1__Response *resp) {
   return b;
 }
 
-/* ---- requests ---- */
-
 /* protobuf-c's bytes for a Verify Request (actor ""). protobuf-c takes
  * NUL-terminated strings, so a token holding NULs is packed with each NUL
  * replaced by 'N'; the token is the last field and the wire copies string
@@ -237,31 +235,99 @@ static void test_request_encode_any_one_byte_token(void **state) {
   }
 }
 
-/* vw must return VW_OTHER, and protobuf-c must give verdict pc. */
-static void expect_request_other(const char *what, const void *body, size_t len,
-                                 int pc) {
-  Tokend__V1__Request *req;
+/* ---- what the checks below share, for requests and responses ---- */
+
+static int pc_request_accepts(const uint8_t *body, size_t len) {
+  Tokend__V1__Request *req = tokend__v1__request__unpack(NULL, len, body);
+
+  tokend__v1__request__free_unpacked(req, NULL); /* NULL: a no-op */
+  return req != NULL;
+}
+
+static int vw_request_decodes(const uint8_t *body, size_t len) {
   vw_request_t d;
 
-  snprintf(g_case, sizeof(g_case), "request: %s", what);
-  req = tokend__v1__request__unpack(NULL, len, body);
-  if ((req != NULL) != pc)
-    fail_msg("%s: protobuf-c %s it", g_case, req ? "accepts" : "rejects");
-  if (req != NULL)
-    tokend__v1__request__free_unpacked(req, NULL);
-  if (vw_request_decode(body, len, &d) != VW_OTHER) {
-    print_hex("body", body, len);
-    fail_msg("%s: vw_request_decode says VW_VERIFY (call_id %llu, token of "
-             "%zu bytes)",
-             g_case, (unsigned long long)d.call_id, d.token_len);
-  }
-  assert_false(pc_request_is_canonical_verify(body, len));
+  return vw_request_decode(body, len, &d) == VW_VERIFY;
 }
+
+static int pc_response_is_canonical_verify(const uint8_t *body, size_t len);
+
+static int pc_response_accepts(const uint8_t *body, size_t len) {
+  Tokend__V1__Response *resp = tokend__v1__response__unpack(NULL, len, body);
+
+  tokend__v1__response__free_unpacked(resp, NULL); /* NULL: a no-op */
+  return resp != NULL;
+}
+
+static int vw_response_decodes(const uint8_t *body, size_t len) {
+  vw_response_t d;
+
+  return vw_response_decode(body, len, &d) == VW_VERIFY;
+}
+
+/* One of the two messages, as each decoder sees it. */
+typedef struct {
+  const char *name;
+  int (*pc_accepts)(const uint8_t *body, size_t len);
+  int (*pc_canonical)(const uint8_t *body, size_t len);
+  int (*vw_decodes)(const uint8_t *body, size_t len);
+} msg_kind_t;
+
+static const msg_kind_t REQUEST = {"request", pc_request_accepts,
+                                   pc_request_is_canonical_verify,
+                                   vw_request_decodes};
+static const msg_kind_t RESPONSE = {"response", pc_response_accepts,
+                                    pc_response_is_canonical_verify,
+                                    vw_response_decodes};
+
+/* vw must return VW_OTHER, and protobuf-c must give verdict pc. */
+static void expect_other(const msg_kind_t *k, const char *what,
+                         const void *body, size_t len, int pc) {
+  int accepts;
+
+  snprintf(g_case, sizeof(g_case), "%s: %s", k->name, what);
+  accepts = k->pc_accepts(body, len);
+  if (accepts != pc)
+    fail_msg("%s: protobuf-c %s it", g_case, accepts ? "accepts" : "rejects");
+  if (k->vw_decodes(body, len)) {
+    print_hex("body", body, len);
+    fail_msg("%s: vw decodes it as a plain Verify", g_case);
+  }
+  assert_false(k->pc_canonical(body, len));
+}
+
+/* Every prefix of b, a canonical message, is VW_VERIFY exactly when
+ * protobuf-c reads it as a canonical Verify too (only the whole, for the
+ * messages used here). Frees b. */
+static void check_prefixes(const msg_kind_t *k, const char *what, bytes_t b) {
+  size_t n;
+  int canonical, valid = 0;
+  uint8_t *cut;
+
+  for (n = 0; n <= b.len; n++) {
+    /* Exactly n bytes on the heap, so ASan sees any read past them. */
+    cut = malloc(n > 0 ? n : 1);
+    assert_non_null(cut);
+    memcpy(cut, b.p, n);
+    snprintf(g_case, sizeof(g_case), "%s %s, cut to %zu of %zu", k->name, what,
+             n, b.len);
+    canonical = k->pc_canonical(cut, n);
+    if (k->vw_decodes(cut, n) != canonical)
+      fail_msg("%s: vw disagrees with protobuf-c (canonical %d)", g_case,
+               canonical);
+    valid += canonical;
+    free(cut);
+  }
+  assert_int_equal(valid, 1);
+  free(b.p);
+}
+
+/* ---- requests ---- */
 
 #define EXPECT_REQUEST_OTHER(what, pc, ...)                                    \
   do {                                                                         \
     static const uint8_t body_[] = {__VA_ARGS__};                              \
-    expect_request_other(what, body_, sizeof(body_), pc);                      \
+    expect_other(&REQUEST, what, body_, sizeof(body_), pc);                    \
   } while (0)
 
 static void test_request_decode_actor_is_other(void **state) {
@@ -276,7 +342,7 @@ static void test_request_decode_actor_is_other(void **state) {
   req.verify = &vr;
   req.actor = "alice@example.com";
   b = pc_pack_request(&req);
-  expect_request_other("actor set", b.p, b.len, PC_ACCEPTS);
+  expect_other(&REQUEST, "actor set", b.p, b.len, PC_ACCEPTS);
   back = tokend__v1__request__unpack(NULL, b.len, b.p);
   assert_non_null(back);
   assert_string_equal(back->actor, "alice@example.com");
@@ -332,14 +398,14 @@ static void test_request_decode_other_methods_are_other(void **state) {
   req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
   req.issue = &ir;
   b = pc_pack_request(&req);
-  expect_request_other("issue", b.p, b.len, PC_ACCEPTS);
+  expect_other(&REQUEST, "issue", b.p, b.len, PC_ACCEPTS);
   free(b.p);
 
   req.method_case = TOKEND__V1__REQUEST__METHOD__NOT_SET;
   b = pc_pack_request(&req);
-  expect_request_other("no method", b.p, b.len, PC_ACCEPTS);
+  expect_other(&REQUEST, "no method", b.p, b.len, PC_ACCEPTS);
   free(b.p);
-  expect_request_other("empty body", "", 0, PC_ACCEPTS);
+  expect_other(&REQUEST, "empty body", "", 0, PC_ACCEPTS);
   EXPECT_REQUEST_OTHER("issue, empty", PC_ACCEPTS, 0x12, 0x00);
 }
 
@@ -410,35 +476,13 @@ static void test_request_decode_explicit_defaults_are_other(void **state) {
                        0x00);
 }
 
-/* Every prefix of a canonical Request is VW_VERIFY exactly when protobuf-c
- * reads it as a canonical Verify too (only the whole, for these). */
 static void check_request_prefixes(uint64_t call_id, const char *tok,
                                    size_t len) {
-  bytes_t b = pc_verify_request(call_id, tok, len);
-  size_t k;
-  int canonical, valid = 0;
-  vw_request_t d;
-  uint8_t *cut;
+  char what[96];
 
-  for (k = 0; k <= b.len; k++) {
-    /* Exactly k bytes on the heap, so ASan sees any read past them. */
-    cut = malloc(k > 0 ? k : 1);
-    assert_non_null(cut);
-    memcpy(cut, b.p, k);
-    snprintf(g_case, sizeof(g_case),
-             "request call_id %llu, token of %zu bytes, cut to %zu of %zu",
-             (unsigned long long)call_id, len, k, b.len);
-    canonical = pc_request_is_canonical_verify(cut, k);
-    if ((vw_request_decode(cut, k, &d) == VW_VERIFY) != canonical)
-      fail_msg("%s: vw_request_decode disagrees with protobuf-c (canonical "
-               "%d)",
-               g_case, canonical);
-    valid += canonical;
-    free(cut);
-  }
-  /* The whole message is canonical, and here no shorter prefix is. */
-  assert_int_equal(valid, 1);
-  free(b.p);
+  snprintf(what, sizeof(what), "call_id %llu, token of %zu bytes",
+           (unsigned long long)call_id, len);
+  check_prefixes(&REQUEST, what, pc_verify_request(call_id, tok, len));
 }
 
 static void test_request_decode_every_prefix(void **state) {
@@ -673,28 +717,10 @@ static int pc_response_is_canonical_verify(const uint8_t *body, size_t len) {
   return canonical;
 }
 
-static void expect_response_other(const char *what, const void *body,
-                                  size_t len, int pc) {
-  Tokend__V1__Response *resp;
-  vw_response_t d;
-
-  snprintf(g_case, sizeof(g_case), "response: %s", what);
-  resp = tokend__v1__response__unpack(NULL, len, body);
-  if ((resp != NULL) != pc)
-    fail_msg("%s: protobuf-c %s it", g_case, resp ? "accepts" : "rejects");
-  if (resp != NULL)
-    tokend__v1__response__free_unpacked(resp, NULL);
-  if (vw_response_decode(body, len, &d) != VW_OTHER) {
-    print_hex("body", body, len);
-    fail_msg("%s: vw_response_decode says VW_VERIFY", g_case);
-  }
-  assert_false(pc_response_is_canonical_verify(body, len));
-}
-
 #define EXPECT_RESPONSE_OTHER(what, pc, ...)                                   \
   do {                                                                         \
     static const uint8_t body_[] = {__VA_ARGS__};                              \
-    expect_response_other(what, body_, sizeof(body_), pc);                     \
+    expect_other(&RESPONSE, what, body_, sizeof(body_), pc);                   \
   } while (0)
 
 /* A valid Verify Response and its parts, for the variants below. */
@@ -724,7 +750,7 @@ static void expect_packed_response_other(const char *what,
                                          const Tokend__V1__Response *resp) {
   bytes_t b = pc_pack_response(resp);
 
-  expect_response_other(what, b.p, b.len, PC_ACCEPTS);
+  expect_other(&RESPONSE, what, b.p, b.len, PC_ACCEPTS);
   free(b.p);
 }
 
@@ -814,13 +840,13 @@ test_response_decode_unknown_and_misordered_are_other(void **state) {
 
   b = pc_pack_response(base_response(&resp, &st, &vr));
   c = bytes_cat(b, "\x70\x01", 2);
-  expect_response_other("trailing unknown field", c.p, c.len, PC_ACCEPTS);
+  expect_other(&RESPONSE, "trailing unknown field", c.p, c.len, PC_ACCEPTS);
   free(c.p);
   c = bytes_cat(b, "\xa0\x06\x01", 3);
-  expect_response_other("trailing unknown field 100", c.p, c.len, PC_ACCEPTS);
+  expect_other(&RESPONSE, "trailing unknown field 100", c.p, c.len, PC_ACCEPTS);
   free(c.p);
   c = bytes_cat(b, "\x08\x01", 2);
-  expect_response_other("call_id again at the end", c.p, c.len, PC_ACCEPTS);
+  expect_other(&RESPONSE, "call_id again at the end", c.p, c.len, PC_ACCEPTS);
   free(c.p);
   free(b.p);
   EXPECT_RESPONSE_OTHER("unknown field in verify", PC_ACCEPTS, 0x12, 0x00, 0x22,
@@ -894,27 +920,7 @@ static void test_response_decode_explicit_defaults_are_other(void **state) {
 }
 
 static void check_response_prefixes(const vw_response_t *r) {
-  bytes_t b = pc_verify_response(r, protobuf_c_empty_string);
-  size_t k;
-  int canonical, valid = 0;
-  vw_response_t d;
-  uint8_t *cut;
-
-  for (k = 0; k <= b.len; k++) {
-    cut = malloc(k > 0 ? k : 1);
-    assert_non_null(cut);
-    memcpy(cut, b.p, k);
-    snprintf(g_case, sizeof(g_case), "response cut to %zu of %zu", k, b.len);
-    canonical = pc_response_is_canonical_verify(cut, k);
-    if ((vw_response_decode(cut, k, &d) == VW_VERIFY) != canonical)
-      fail_msg("%s: vw_response_decode disagrees with protobuf-c (canonical "
-               "%d)",
-               g_case, canonical);
-    valid += canonical;
-    free(cut);
-  }
-  assert_int_equal(valid, 1);
-  free(b.p);
+  check_prefixes(&RESPONSE, "", pc_verify_response(r, protobuf_c_empty_string));
 }
 
 static void test_response_decode_every_prefix(void **state) {
