@@ -456,16 +456,17 @@ static void pick_token(bench_t *b, bench_pick_t *p) {
     /* Every token once, in order. */
     p->unknown = 0;
     p->index = (uint32_t)b->warm_cursor++;
-    at = (const char *)&b->pool[p->index];
-    len = sizeof(b->pool[0]);
   } else if (b->n_pool == 0 || rng_below(b, 100) < b->o.invalid_pct) {
     p->unknown = 1;
     p->index = (uint32_t)rng_below(b, BENCH_UNKNOWN_TOKENS);
-    at = b->unknown[p->index];
-    len = sizeof(b->unknown[0]);
   } else {
     p->unknown = 0;
     p->index = (uint32_t)rng_below(b, b->n_pool);
+  }
+  if (p->unknown) {
+    at = b->unknown[p->index];
+    len = sizeof(b->unknown[0]);
+  } else {
     at = (const char *)&b->pool[p->index];
     len = sizeof(b->pool[0]);
   }
@@ -769,13 +770,6 @@ static void check_verify(bench_t *b, const bench_slot_t *s, int valid,
                    (int)domain.len, domain.len > 0 ? domain.p : "");
 }
 
-/* A NUL-terminated string from protobuf-c as a vw_str_t. */
-static vw_str_t pb_str(const char *p) {
-  vw_str_t s = {p, strlen(p)};
-
-  return s;
-}
-
 /* Checks one answer against what its request called for. */
 static void check_response(bench_t *b, const bench_slot_t *s,
                            const Tokend__V1__Response *resp) {
@@ -801,7 +795,8 @@ static void check_response(bench_t *b, const bench_slot_t *s,
   switch (s->op) {
   case OP_VERIFY:
     check_verify(b, s, resp->verify->valid != 0, (int)resp->verify->reason,
-                 pb_str(resp->verify->token_id), pb_str(resp->verify->domain));
+                 vw_cstr(resp->verify->token_id),
+                 vw_cstr(resp->verify->domain));
     break;
   case OP_ISSUE:
     if (resp->issue->info == NULL ||

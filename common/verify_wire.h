@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tokend_limits.h"
 
@@ -38,6 +39,13 @@ typedef struct {
   const char *p;
   size_t len;
 } vw_str_t;
+
+/* A NUL-terminated string as a vw_str_t. */
+static inline vw_str_t vw_cstr(const char *s) {
+  vw_str_t v = {s, strlen(s)};
+
+  return v;
+}
 
 /* A tokend.v1.Response with status code 0 and result verify. */
 typedef struct {

@@ -219,11 +219,6 @@ static index_entry_t *verify_lookup(server_t *s, const char *tok, size_t len,
   return e;
 }
 
-static vw_str_t vw_str(const char *p) {
-  vw_str_t v = {p, strlen(p)};
-  return v;
-}
-
 /* Answers a Verify with entry e (NULL: invalid for reason), encoded by hand
  * (verify_wire), not by protobuf-c: this is the path of nearly every call. */
 static void verify_answer(conn_t *c, uint64_t call_id, index_entry_t *e,
@@ -237,18 +232,18 @@ static void verify_answer(conn_t *c, uint64_t call_id, index_entry_t *e,
   r.call_id = call_id;
   r.valid = 0;
   r.reason = reason;
-  r.token_id = r.domain = r.label = vw_str("");
+  r.token_id = r.domain = r.label = vw_cstr("");
   r.n_scopes = 0;
   r.expires_at = 0;
   if (e == NULL) {
     s->domains.unknown->invalid_verifies++;
   } else {
-    r.token_id = vw_str(e->id);
-    r.domain = vw_str(index_entry_domain(e));
-    r.label = vw_str(index_entry_label(e));
+    r.token_id = vw_cstr(e->id);
+    r.domain = vw_cstr(index_entry_domain(e));
+    r.label = vw_cstr(index_entry_label(e));
     r.n_scopes = index_entry_scopes(e, scopes);
     for (i = 0; i < r.n_scopes; i++)
-      r.scopes[i] = vw_str(scopes[i]);
+      r.scopes[i] = vw_cstr(scopes[i]);
     r.expires_at = e->expires_at;
     if (e->revoked_at != 0) {
       r.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;

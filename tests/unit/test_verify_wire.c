@@ -535,11 +535,6 @@ static void test_request_token_nul_and_invalid_utf8(void **state) {
 
 /* ---- responses ---- */
 
-static vw_str_t str(const char *s) {
-  vw_str_t v = {s, strlen(s)};
-  return v;
-}
-
 /* protobuf-c's bytes for r, with status {code 0, message} present. */
 static bytes_t pc_verify_response(const vw_response_t *r, const char *message) {
   Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
@@ -638,9 +633,9 @@ static void set_scopes(vw_response_t *r, size_t n) {
 
   r->n_scopes = n;
   for (i = 0; i < n; i++)
-    r->scopes[i] = str(names[i % (sizeof(names) / sizeof(names[0]))]);
+    r->scopes[i] = vw_cstr(names[i % (sizeof(names) / sizeof(names[0]))]);
   if (n > 5)
-    r->scopes[5] = str("");
+    r->scopes[5] = vw_cstr("");
 }
 
 static void test_response_encode_matches_protobuf_c(void **state) {
@@ -664,9 +659,11 @@ static void test_response_encode_matches_protobuf_c(void **state) {
               r.valid = (int)b;
               r.reason = reasons[c];
               /* No strings; all three; only a long label. */
-              r.token_id = str(e == 1 ? "tok_0123456789ABCDEFGHIJ" : "");
-              r.domain = str(e == 1 ? "example.com" : "");
-              r.label = str(e == 0 ? "" : e == 1 ? "CI deploy" : long_label);
+              r.token_id = vw_cstr(e == 1 ? "tok_0123456789ABCDEFGHIJ" : "");
+              r.domain = vw_cstr(e == 1 ? "example.com" : "");
+              r.label = vw_cstr(e == 0   ? ""
+                                : e == 1 ? "CI deploy"
+                                         : long_label);
               set_scopes(&r, n_scopes[f]);
               r.expires_at = expires[g];
               check_response_case(&r);
@@ -682,7 +679,7 @@ static void test_response_encode_valid_nonzero_is_true(void **state) {
   size_t na, nb;
 
   memset(&r, 0, sizeof(r));
-  r.token_id = r.domain = r.label = str("");
+  r.token_id = r.domain = r.label = vw_cstr("");
   one = r;
   r.valid = 2;
   one.valid = 1;
@@ -927,13 +924,13 @@ static void test_response_decode_every_prefix(void **state) {
   vw_response_t r;
 
   memset(&r, 0, sizeof(r));
-  r.token_id = r.domain = r.label = str("");
+  r.token_id = r.domain = r.label = vw_cstr("");
   check_response_prefixes(&r);
   r.call_id = 300;
   r.reason = -1;
-  r.token_id = str("tok_0123456789ABCDEFGHIJ");
-  r.domain = str("example.com");
-  r.label = str(long_label);
+  r.token_id = vw_cstr("tok_0123456789ABCDEFGHIJ");
+  r.domain = vw_cstr("example.com");
+  r.label = vw_cstr(long_label);
   set_scopes(&r, 7);
   r.expires_at = INT64_MIN;
   check_response_prefixes(&r);
