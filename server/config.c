@@ -41,6 +41,10 @@ static const char usage[] =
     "  --last-used-granularity-ms N  write a token's last_used_at back at\n"
     "                           most once per N ms, and at shutdown; 0: after\n"
     "                           every use (default: 60000)\n"
+    "  --busy-poll-us N         after reading requests, keep polling without\n"
+    "                           sleeping for N us (0-10000), so a caller's\n"
+    "                           next request is seen without a wake-up; burns\n"
+    "                           CPU while it waits (default: 0, off)\n"
     "  --shutdown-timeout-ms N  how long shutdown waits for peers to take\n"
     "                           their last responses (default: 5000)\n"
     "  --max-connections N      connections served at once; more are told\n"
@@ -71,6 +75,7 @@ enum {
   OPT_MAX_FRAME,
   OPT_FLUSH,
   OPT_LAST_USED_GRANULARITY,
+  OPT_BUSY_POLL,
   OPT_SHUTDOWN,
   OPT_LOG_LEVEL,
   OPT_MAX_CONNS,
@@ -98,6 +103,7 @@ static const struct option long_options[] = {
     {"flush-interval-ms", required_argument, NULL, OPT_FLUSH},
     {"last-used-granularity-ms", required_argument, NULL,
      OPT_LAST_USED_GRANULARITY},
+    {"busy-poll-us", required_argument, NULL, OPT_BUSY_POLL},
     {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
@@ -273,6 +279,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_LAST_USED_GRANULARITY:
       rc = parse_u32("--last-used-granularity-ms", optarg, 0, 86400000,
                      &cfg->last_used_granularity_ms, err);
+      break;
+    case OPT_BUSY_POLL:
+      rc = parse_u32("--busy-poll-us", optarg, 0, CONFIG_BUSY_POLL_US_MAX,
+                     &cfg->busy_poll_us, err);
       break;
     case OPT_SHUTDOWN:
       rc = parse_u32("--shutdown-timeout-ms", optarg, 0, 600000,

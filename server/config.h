@@ -15,6 +15,7 @@
 #define CONFIG_PEPPER_DEFAULT "var/pepper"
 #define CONFIG_FLUSH_INTERVAL_MS_DEFAULT 5000
 #define CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT 60000
+#define CONFIG_BUSY_POLL_US_MAX 10000 /* --busy-poll-us: at most 10 ms */
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000
 #define CONFIG_MAX_CONNECTIONS_DEFAULT 1024
 #define CONFIG_READ_TIMEOUT_MS_DEFAULT 10000
@@ -52,6 +53,8 @@ typedef struct {
   /* a token's last_used_at is written back at most once per this long
    * (and at shutdown); 0: after every use */
   uint32_t last_used_granularity_ms;
+  /* after a read burst, poll without sleeping for this long (0: off) */
+  uint32_t busy_poll_us;
   uint32_t shutdown_timeout_ms;   /* how long shutdown waits for peers */
   uint32_t max_connections;       /* more are answered and closed */
   uint32_t read_timeout_ms;       /* a partial frame may wait this long */

@@ -13,7 +13,6 @@
 #include "log.h"
 #include "server.h"
 #include "tokend_error.h"
-#include "tokend_time.h"
 
 /* Smallest free space offered to each read, and the initial buffer. */
 #define CONN_READ_CHUNK 16384
@@ -406,7 +405,7 @@ static int conn_process(conn_t *c) {
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
   int stop = 0;
 
-  c->server->now_ms = tokend_now_ms();
+  server_read_burst(c->server);
   while (!stop && !c->closing && !c->close_when_sent) {
     /* A peer cannot queue unbounded work for the store: at the limit of
      * calls in flight, stop here and read no more until half are done. */

@@ -55,6 +55,10 @@ typedef struct server_s {
   /* Wall clock (ms) read once per read burst: what "now" means for the
    * Verifies answered from that burst. */
   int64_t now_ms;
+  /* --busy-poll-us: active (so poll does not sleep) until busy_poll_until,
+   * a uv_hrtime() in ns, which each read burst moves on */
+  uv_idle_t busy_poll;
+  uint64_t busy_poll_until;
 } server_t;
 
 /* Opens the store, loads the index, binds the socket. On failure logs one
@@ -71,6 +75,11 @@ void server_stop(server_t *s);
 
 /* Frees everything server_init made; removes the socket file it bound. */
 void server_cleanup(server_t *s);
+
+/* Called by conn.c once per read burst, before its requests are handled:
+ * reads the clock for them and, with --busy-poll-us, keeps the loop polling
+ * without sleeping for that long after it. */
+void server_read_burst(server_t *s);
 
 /* Called by the dispatcher around every store job. */
 void server_job_begin(server_t *s);

@@ -318,6 +318,29 @@ long th_proc_status_kib(pid_t pid, const char *field) {
   return kib;
 }
 
+long th_proc_cpu_ms(pid_t pid) {
+  char path[64], buf[1024], *p;
+  unsigned long utime, stime;
+  long tck = sysconf(_SC_CLK_TCK);
+  FILE *fp;
+  size_t n;
+
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  fp = fopen(path, "r");
+  if (fp == NULL)
+    return -1;
+  n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  /* Fields 14 and 15, counted after the ")" that ends the command name. */
+  p = strrchr(buf, ')');
+  if (p == NULL || tck <= 0 ||
+      sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+             &utime, &stime) != 2)
+    return -1;
+  return (long)((utime + stime) * 1000 / (unsigned long)tck);
+}
+
 static int th_rm_entry(const char *path, const struct stat *st, int flag,
                        struct FTW *ftw) {
   (void)st;

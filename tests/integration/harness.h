@@ -97,6 +97,9 @@ int th_tokend_kill(th_tokend_t *t);
 /* A field of /proc/PID/status in KiB (e.g. "VmRSS", "VmHWM"), or -1. */
 long th_proc_status_kib(pid_t pid, const char *field);
 
+/* CPU time (user + system, all threads) pid has used, in ms, or -1. */
+long th_proc_cpu_ms(pid_t pid);
+
 /* Kills tokend if it still runs and removes the directory with all in it. */
 void th_tokend_destroy(th_tokend_t *t);
 

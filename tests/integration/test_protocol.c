@@ -1,6 +1,6 @@
 /* The wire protocol, spoken over raw sockets to a real tokend: pipelining,
- * split frames, the frame-size limit, bad frames, empty requests, and peers
- * that hang up with calls in flight. */
+ * split frames, the frame-size limit, bad frames, empty requests, peers
+ * that hang up with calls in flight, and a loop that sleeps when idle. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -737,6 +737,73 @@ static void test_sequential_verifies_each_answered_in_turn(void **state) {
   close(fd);
 }
 
+/* tokend asleep between calls: over IDLE_WINDOW_MS with nothing to do it
+ * may use at most a quarter of that in CPU. A loop that never blocks (a
+ * busy-poll or batch idle handle left active) uses all of a core. */
+#define IDLE_WINDOW_MS 1500
+#define IDLE_SETTLE_MS 100 /* > the longest --busy-poll-us (10 ms) */
+
+static void expect_sleeps_when_idle(const th_fixture_t *f) {
+  long before, after;
+
+  usleep(IDLE_SETTLE_MS * 1000);
+  before = th_proc_cpu_ms(f->tokend.pid);
+  usleep(IDLE_WINDOW_MS * 1000);
+  after = th_proc_cpu_ms(f->tokend.pid);
+  assert_true(before >= 0 && after >= 0);
+  if (after - before > IDLE_WINDOW_MS / 4)
+    fail_msg("tokend used %ld ms of CPU in %d ms with nothing to do: its "
+             "loop does not sleep",
+             after - before, IDLE_WINDOW_MS);
+}
+
+static int setup_busy_poll(void **state) {
+  static const char *const args[] = {"--busy-poll-us", "10000", NULL};
+
+  return th_fixture_setup_token(state, args, DOMAIN, "raw");
+}
+
+/* Round trips and a pipelined burst are answered as usual with or without
+ * --busy-poll-us, and afterwards tokend goes back to sleep. */
+#define IDLE_ROUND_TRIPS 200
+
+static void test_sleeps_when_idle_after_calls(void **state) {
+  th_fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0, i;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  for (i = 0; i < IDLE_ROUND_TRIPS; i++)
+    th_expect_valid_raw(fd, i + 1, f->token);
+  expect_sleeps_when_idle(f);
+  for (i = 0; i < IDLE_ROUND_TRIPS; i++) {
+    Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+    Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+
+    vr.token = f->token;
+    req.call_id = 1000 + i;
+    req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+    req.verify = &vr;
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
+  }
+  assert_int_equal(th_write_all(fd, buf, len), 0);
+  free(buf);
+  for (i = 0; i < IDLE_ROUND_TRIPS; i++) {
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(r->call_id, 1000 + i);
+    assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  expect_sleeps_when_idle(f);
+  close(fd);
+}
+
+static void test_busy_poll_sleeps_when_idle_after_calls(void **state) {
+  test_sleeps_when_idle_after_calls(state);
+}
+
 /* What a client that never reads may send before the check: far more than
  * socket buffers hold, so without backpressure tokend would buffer the
  * answers. */
@@ -833,6 +900,11 @@ int main(void) {
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_client_not_reading_cannot_grow_memory, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_sleeps_when_idle_after_calls, setup,
+                                      th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_busy_poll_sleeps_when_idle_after_calls, setup_busy_poll,
           th_fixture_teardown),
   };
 

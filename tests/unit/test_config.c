@@ -109,6 +109,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(fx->cfg.flush_interval_ms, CONFIG_FLUSH_INTERVAL_MS_DEFAULT);
   assert_int_equal(fx->cfg.last_used_granularity_ms,
                    CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT);
+  assert_int_equal(fx->cfg.busy_poll_us, 0);
   assert_int_equal(fx->cfg.shutdown_timeout_ms,
                    CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT);
   assert_int_equal(fx->cfg.log_level, LOG_INFO);
@@ -225,6 +226,13 @@ static void test_config_interval_edges(void **state) {
                    TOKEND_EINVAL);
   assert_int_equal(PARSE(fx, "--last-used-granularity-ms", "-1"),
                    TOKEND_EINVAL);
+  assert_int_equal(PARSE(fx, "--busy-poll-us", "0"), 0);
+  assert_int_equal(fx->cfg.busy_poll_us, 0);
+  assert_int_equal(PARSE(fx, "--busy-poll-us", "10000"), 0);
+  assert_int_equal(fx->cfg.busy_poll_us, 10000);
+  assert_int_equal(PARSE(fx, "--busy-poll-us", "10001"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--busy-poll-us");
+  assert_int_equal(PARSE(fx, "--busy-poll-us", "50us"), TOKEND_EINVAL);
   assert_int_equal(PARSE(fx, "--shutdown-timeout-ms", "600000"), 0);
   assert_int_equal(fx->cfg.shutdown_timeout_ms, 600000);
   assert_int_equal(PARSE(fx, "--shutdown-timeout-ms", "600001"), TOKEND_EINVAL);
