@@ -43,6 +43,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +87,8 @@
 #define BENCH_DEFAULT_REQUESTS 100000
 #define BENCH_DEFAULT_CONNS 50
 #define BENCH_DEFAULT_TIMEOUT_MS 10000
+/* echo: the size of each message, about a Verify request's or answer's */
+#define BENCH_ECHO_BYTES 96
 
 /* Log-linear histogram: values below HIST_SUB are exact; above, each power
  * of two is split into HIST_SUB buckets (relative error < 1/HIST_SUB). */
@@ -101,11 +104,12 @@ typedef enum {
   TEST_REVOKE,
   TEST_MIXED,
   TEST_WARM_UP, /* one Verify of each --tokens token, in order */
+  TEST_ECHO,    /* the machine's floor: no server, see bench_run_echo */
   TEST_SETUP    /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
-static const char *const bench_test_names[] = {"verify", "issue",   "revoke",
-                                               "mixed",  "warm-up", "setup"};
+static const char *const bench_test_names[] = {
+    "verify", "issue", "revoke", "mixed", "warm-up", "echo", "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
 typedef enum {
@@ -557,6 +561,7 @@ static bench_op_t pick_op(bench_t *b) {
   switch (b->t.kind) {
   case TEST_VERIFY:
   case TEST_WARM_UP:
+  case TEST_ECHO: /* never sends through here */
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -1104,6 +1109,123 @@ static int bench_run_test(bench_t *b, bench_test_kind_t kind, uint64_t n,
   return b->fatal ? TOKEND_EIO : 0;
 }
 
+/* ---- echo: the floor ---- */
+
+/* The echo process: reads whatever arrives on fd and writes it back,
+ * sleeping in epoll_wait in between, as a server does. Ends at EOF. */
+static void echo_serve(int fd) {
+  uint8_t buf[BENCH_ECHO_BYTES * 4];
+  struct epoll_event ev = {.events = EPOLLIN};
+  ssize_t n, w, off;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+    _exit(1);
+  for (;;) {
+    if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
+      _exit(1);
+    n = read(fd, buf, sizeof(buf));
+    if (n == 0)
+      _exit(0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR)
+        continue;
+      _exit(1);
+    }
+    for (off = 0; off < n; off += w)
+      if ((w = write(fd, buf + off, (size_t)(n - off))) < 0 && errno != EINTR)
+        _exit(1);
+      else if (w < 0)
+        w = 0;
+  }
+}
+
+/* -t echo: round trips of a Verify-sized message, one at a time, to a
+ * forked process that only echoes it, both sides sleeping in epoll_wait
+ * between messages as tokend, redis-server and this tool do. No server
+ * does less per request, so at -c 1 -P 1 this is the most requests per
+ * second any server can answer on this machine: what the kernel's
+ * wake-ups allow. Returns 0, or non-zero if it cannot run (b->fatal_msg). */
+static int bench_run_echo(bench_t *b, uint64_t n, double duration_s) {
+  bench_test_t *t = &b->t;
+  uint8_t msg[BENCH_ECHO_BYTES], back[BENCH_ECHO_BYTES];
+  struct epoll_event ev = {.events = EPOLLIN};
+  uint64_t sent_ns, now;
+  size_t got;
+  ssize_t r;
+  int sv[2], ep = -1, status, nev;
+  pid_t pid;
+
+  memset(t, 0, sizeof(*t));
+  t->kind = TEST_ECHO;
+  t->n = n;
+  t->pipeline = 1;
+  memset(msg, 'e', sizeof(msg));
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    bench_fail(b, "echo: socketpair: %s", strerror(errno));
+    return TOKEND_EIO;
+  }
+  pid = fork();
+  if (pid < 0) {
+    bench_fail(b, "echo: fork: %s", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return TOKEND_EIO;
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    echo_serve(sv[1]);
+  }
+  close(sv[1]);
+  if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+      epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) != 0 ||
+      fcntl(sv[0], F_SETFL, O_NONBLOCK) != 0) {
+    bench_fail(b, "echo: %s", strerror(errno));
+    goto out;
+  }
+  now = now_ns();
+  t->start_ns = now;
+  if (duration_s > 0)
+    t->deadline_ns = now + (uint64_t)(duration_s * 1e9);
+  while (t->done < n && !bench_interrupted &&
+         (t->deadline_ns == 0 || now < t->deadline_ns)) {
+    sent_ns = now;
+    if (write(sv[0], msg, sizeof(msg)) != (ssize_t)sizeof(msg)) {
+      bench_fail(b, "echo: write: %s", strerror(errno));
+      goto out;
+    }
+    t->sent++;
+    for (got = 0; got < sizeof(back);) {
+      nev = epoll_wait(ep, &ev, 1, b->o.timeout_ms);
+      if (nev == 0 || (nev < 0 && errno != EINTR)) {
+        bench_fail(b, "echo: no answer within %d ms", b->o.timeout_ms);
+        goto out;
+      }
+      r = read(sv[0], back + got, sizeof(back) - got);
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+        bench_fail(b, "echo: the echo process went away");
+        goto out;
+      }
+      if (r > 0)
+        got += (size_t)r;
+    }
+    now = now_ns();
+    if (memcmp(back, msg, sizeof(msg)) != 0 && t->errors++ == 0)
+      snprintf(t->first_error, sizeof(t->first_error),
+               "echo: the message came back changed");
+    hist_record(&t->hist, now - sent_ns);
+    t->done++;
+  }
+  t->end_ns = now;
+out:
+  if (ep >= 0)
+    close(ep);
+  close(sv[0]); /* EOF: the echo process exits */
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return b->fatal ? TOKEND_EIO : 0;
+}
+
 static void print_csv_header(void) {
   printf("test,conns,pipeline,requests,rps,p50_us,p90_us,p99_us,p999_us,"
          "max_us\n");
@@ -1142,10 +1264,13 @@ static void print_result(const bench_t *b, uint64_t cpu, uint64_t server_cpu) {
   printf("  %" PRIu64 " requests completed in %.3f seconds\n", t->done, secs);
   printf("  %u connections, pipeline %u (%s)%s\n", b->o.conns, t->pipeline,
          t->window ? "window" : "batch", t->rate > 0 ? ", paced" : "");
-  printf("  requests: %" PRIu64 " verify (%" PRIu64 " of never-issued tokens), "
-         "%" PRIu64 " issue, %" PRIu64 " revoke\n",
-         t->by_op[OP_VERIFY], t->unknown_sent, t->by_op[OP_ISSUE],
-         t->by_op[OP_REVOKE]);
+  if (t->kind == TEST_ECHO)
+    printf("  requests: %" PRIu64 " echoed round trips, no server\n", t->done);
+  else
+    printf("  requests: %" PRIu64 " verify (%" PRIu64 " of never-issued "
+           "tokens), %" PRIu64 " issue, %" PRIu64 " revoke\n",
+           t->by_op[OP_VERIFY], t->unknown_sent, t->by_op[OP_ISSUE],
+           t->by_op[OP_REVOKE]);
   printf("  %.2f requests per second\n", rps);
   printf("  latency (us): p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
          p50, p90, p99, p999, max);
@@ -1173,9 +1298,12 @@ static const char bench_usage[] =
     "  -n, --requests N      requests per test (default 100000; unlimited\n"
     "                        with --duration and no -n)\n"
     "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed,\n"
-    "                        warm-up (default verify); run in order.\n"
+    "                        warm-up, echo (default verify); run in order.\n"
     "                        warm-up verifies each --tokens token once, in\n"
-    "                        order, whatever -n: its first Verify\n"
+    "                        order, whatever -n: its first Verify.\n"
+    "                        echo needs no tokend (-c 1 -P 1 only): round\n"
+    "                        trips to a forked process that echoes them,\n"
+    "                        the most a server can answer on this machine\n"
     "      --tokens N        first issue N tokens (not measured) for verify,\n"
     "                        revoke and mixed to use (default 1000, plus -n\n"
     "                        for each revoke test; 0 if only issue)\n"
@@ -1355,7 +1483,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
     case 't':
       if (parse_tests(optarg, o) != 0)
         return usage_error("-t takes a comma-separated list of verify, "
-                           "issue, revoke, mixed (at most 8), not '%s'",
+                           "issue, revoke, mixed, warm-up, echo (at most 8), "
+                           "not '%s'",
                            optarg);
       break;
     case OPT_TOKENS:
@@ -1424,6 +1553,9 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
   }
   if (optind < argc)
     return usage_error("unexpected argument '%s'", argv[optind]);
+  for (i = 0; i < o->n_tests; i++)
+    if (o->tests[i] == TEST_ECHO && (o->conns != 1 || o->pipeline != 1))
+      return usage_error("%s", "echo runs with -c 1 -P 1 only");
   if (o->duration_s > 0 && !o->requests_set)
     o->requests = UINT64_MAX >> BENCH_SLOT_BITS;
   if (!o->tokens_set) {
@@ -1436,7 +1568,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       }
     }
     for (i = 0; i < o->n_tests; i++)
-      if (o->tests[i] != TEST_ISSUE) {
+      if (o->tests[i] != TEST_ISSUE && o->tests[i] != TEST_ECHO) {
         o->tokens += BENCH_DEFAULT_TOKENS;
         break;
       }
@@ -1496,7 +1628,7 @@ int main(int argc, char **argv) {
   uint64_t errors = 0, cpu0, server0 = 0, server1 = 0, server_cpu;
   char first_error[BENCH_ERRMSG_BYTES + 16] = "";
   bench_test_kind_t kind;
-  int status = BENCH_EXIT_ERROR, rc, server_ok;
+  int status = BENCH_EXIT_ERROR, rc, server_ok, echo_only;
   size_t i;
   uint32_t k;
 
@@ -1537,13 +1669,16 @@ int main(int argc, char **argv) {
   }
   for (k = 0; k < b->o.conns; k++)
     b->conns[k].fd = -1;
-  for (k = 0; k < b->o.conns; k++)
+  for (i = 0; i < b->o.n_tests && b->o.tests[i] == TEST_ECHO; i++)
+    ;
+  echo_only = i == b->o.n_tests; /* needs no tokend */
+  for (k = 0; k < b->o.conns && !echo_only; k++)
     if (conn_open(b, &b->conns[k],
                   b->o.pipeline > BENCH_SETUP_PIPELINE
                       ? b->o.pipeline
                       : BENCH_SETUP_PIPELINE) != 0)
       goto out_fatal;
-  if (bench_setup(b) != 0)
+  if (!echo_only && bench_setup(b) != 0)
     goto out_fatal;
   if (b->o.csv)
     print_csv_header();
@@ -1574,9 +1709,13 @@ int main(int argc, char **argv) {
       bench_fail(b, "warm-up: no tokens to verify; pass --tokens");
       goto out_fatal;
     }
-    if (bench_run_test(
-            b, kind, kind == TEST_WARM_UP ? b->n_pool : b->o.requests,
-            b->o.pipeline, b->o.window, b->o.rate, b->o.duration_s) != 0)
+    if (kind == TEST_ECHO)
+      rc = bench_run_echo(b, b->o.requests, b->o.duration_s);
+    else
+      rc = bench_run_test(
+          b, kind, kind == TEST_WARM_UP ? b->n_pool : b->o.requests,
+          b->o.pipeline, b->o.window, b->o.rate, b->o.duration_s);
+    if (rc != 0)
       goto out_fatal;
     if (server_ok && proc_cpu_ns(b->o.server_pid, &server1) == 0 &&
         server1 >= server0)

@@ -30,6 +30,9 @@ LARGE_TOKENS=1000000
 WRITE_RATE=500 # per second, for Issue and for Revoke (target 3)
 LOAD_SECS=8    # how long Verify is measured under writes
 SETTLE_MS=15000 # after the warm-up of targets 4 and 5 (see there)
+# c=1 P=1 is also run with tokend --busy-poll-us (off by default), and
+# against tokend-bench's echo (the machine's floor: no server at all).
+BUSY_POLL_US=100
 
 TMP=""
 TOKEND_PID=""
@@ -92,19 +95,22 @@ cpu_ticks() { # user + system CPU ticks of process $1, all threads
   awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-# start_tokend DIR: a fresh tokend on DIR/tokend.sock; waits until it answers.
+# start_tokend DIR [FLAGS...]: a tokend on DIR/tokend.sock; waits until it
+# answers.
 start_tokend() {
-  mkdir -p "$1"
-  "$TOKEND" --socket "$1/tokend.sock" --db "$1/tokend.db" \
-    --pepper-file "$1/pepper" --log-level warn >>"$1/tokend.log" 2>&1 &
+  dir=$1
+  shift
+  mkdir -p "$dir"
+  "$TOKEND" --socket "$dir/tokend.sock" --db "$dir/tokend.db" \
+    --pepper-file "$dir/pepper" --log-level warn "$@" >>"$dir/tokend.log" 2>&1 &
   TOKEND_PID=$!
   # Until one Verify is answered (tokend may listen before its index is
   # loaded), at most 60 s.
   i=0
-  while ! "$BENCH" -s "$1/tokend.sock" -c 1 -n 1 --tokens 0 --csv \
+  while ! "$BENCH" -s "$dir/tokend.sock" -c 1 -n 1 --tokens 0 --csv \
     >/dev/null 2>&1; do
     if ! kill -0 "$TOKEND_PID" 2>/dev/null; then
-      cat "$1/tokend.log" >&2
+      cat "$dir/tokend.log" >&2
       die "tokend exited"
     fi
     i=$((i + 1))
@@ -118,10 +124,10 @@ stop_tokend() {
   TOKEND_PID=""
 }
 
-fresh_tokend() { # a new tokend on an empty database in $TMP/tokend
+fresh_tokend() { # [FLAGS...]: a new tokend on an empty database in $TMP/tokend
   stop_tokend
   rm -rf "$TMP/tokend"
-  start_tokend "$TMP/tokend"
+  start_tokend "$TMP/tokend" "$@"
 }
 
 start_redis() {
@@ -145,10 +151,13 @@ start_redis() {
 
 # tokend_run OUT ARGS...: one tokend-bench run against our tokend; appends
 # "rps p50_us p99_us server_cpu_us_per_request" of each test to OUT.
+# NAME (default "tokend") labels its log lines; SERVER_PID (default
+# $TOKEND_PID; empty: none) is the server whose CPU time is measured.
 tokend_run() {
   out=$1
   shift
-  "$BENCH" -s "$TMP/tokend/tokend.sock" --server-pid "$TOKEND_PID" --csv \
+  pid=${SERVER_PID-$TOKEND_PID}
+  "$BENCH" -s "$TMP/tokend/tokend.sock" ${pid:+--server-pid "$pid"} --csv \
     "$@" >"$TMP/last.csv" 2>"$TMP/last.err" || {
     cat "$TMP/last.err" >&2
     die "tokend-bench $* failed"
@@ -158,7 +167,7 @@ tokend_run() {
   tail -n +2 "$TMP/last.csv" | paste -d, - "$TMP/last.cpu" |
     awk -F, '{ print $5, $6, $8, ($11 == "" ? "-" : $11) }' >>"$out"
   tail -n +2 "$TMP/last.csv" | paste -d, - "$TMP/last.cpu" |
-    awk -F, -v a="$*" '{ printf "bench:   tokend %-50s %9.0f rps  p99 %7.1f us  cpu %s us/req\n", a, $5, $8, $11 }' >&2
+    awk -F, -v a="$*" -v who="${NAME:-tokend}" '{ printf "bench:   %-6s %-50s %9.0f rps  p99 %7.1f us  cpu %s us/req\n", who, a, $5, $8, $11 }' >&2
 }
 
 # redis_run OUT C P N: one redis-benchmark GET run; appends the same fields.
@@ -223,6 +232,8 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
   c=$1 p=$2 n=$(n_of "$3")
   : >"$RES/c$c-P$p.tokend"
   : >"$RES/c$c-P$p.redis"
+  : >"$RES/c$c-P$p.busy"
+  : >"$RES/c$c-P$p.echo"
   log "verify vs GET, c=$c P=$p n=$n"
   rep=0
   while [ $rep -lt "$REPS" ]; do
@@ -232,12 +243,26 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
     if [ "$HAVE_REDIS" = 1 ]; then
       redis_run "$RES/c$c-P$p.redis" "$c" "$p" "$n"
     fi
+    if [ "$c" = 1 ] && [ "$p" = 1 ]; then
+      fresh_tokend --busy-poll-us $BUSY_POLL_US
+      NAME=tokend+ tokend_run "$RES/c$c-P$p.busy" -c 1 -P 1 -n "$n" \
+        -t verify --tokens $TOKENS
+      NAME=echo SERVER_PID="" tokend_run "$RES/c$c-P$p.echo" -c 1 -P 1 \
+        -n "$n" -t echo
+    fi
     rep=$((rep + 1))
   done
-  summarize "$RES/c$c-P$p.tokend" >"$RES/c$c-P$p.tokend.sum"
-  summarize "$RES/c$c-P$p.redis" >"$RES/c$c-P$p.redis.sum"
+  for f in tokend redis busy echo; do
+    summarize "$RES/c$c-P$p.$f" >"$RES/c$c-P$p.$f.sum"
+  done
   row "verify vs GET c=$c P=$p" "$(cat "$RES/c$c-P$p.tokend.sum")" \
     "$(cat "$RES/c$c-P$p.redis.sum")"
+  if [ "$c" = 1 ] && [ "$p" = 1 ]; then
+    row "  same, tokend --busy-poll-us $BUSY_POLL_US" \
+      "$(cat "$RES/c$c-P$p.busy.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
+    row "  echo, no server: the machine's floor" \
+      "$(cat "$RES/c$c-P$p.echo.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
+  fi
 done
 
 # ---- target 3: Verify p99 while another client issues and revokes ----
@@ -353,10 +378,15 @@ check() {
   awk -v l="$1" -v d="$3" "BEGIN { printf \"%s: %s %s\\n\", l, d, ($2) ? \"PASS\" : \"FAIL\" }"
 }
 if [ "$HAVE_REDIS" = 1 ]; then
-  for cp in c1-P1 c16-P1 c16-P32; do
-    read -r t_rps _ _ _ <"$RES/$cp.tokend.sum"
-    read -r r_rps _ _ _ <"$RES/$cp.redis.sum"
-    check "target 1, verify rps >= GET rps, $cp" "$t_rps >= $r_rps" \
+  for cp in c1-P1 c1-P1.busy c16-P1 c16-P32; do
+    what=$cp
+    [ "$cp" = c1-P1.busy ] && what="c1-P1 with --busy-poll-us $BUSY_POLL_US"
+    case $cp in
+    *.busy) read -r t_rps _ _ _ <"$RES/$cp.sum" ;;
+    *) read -r t_rps _ _ _ <"$RES/$cp.tokend.sum" ;;
+    esac
+    read -r r_rps _ _ _ <"$RES/${cp%.busy}.redis.sum"
+    check "target 1, verify rps >= GET rps, $what" "$t_rps >= $r_rps" \
       "$(awk -v a="$t_rps" -v b="$r_rps" 'BEGIN { printf "%.2fx", a / b }')"
   done
   read -r _ _ t_p99 _ <"$RES/c16-P1.tokend.sum"

@@ -181,6 +181,28 @@ static void test_no_tokend_exits_2(void **state) {
   th_run_result_free(&r);
 }
 
+/* echo measures the machine, not tokend: it runs with no tokend at the
+ * socket, and its row counts every round trip once. */
+static void test_echo_needs_no_tokend_and_counts_add_up(void **state) {
+  th_fixture_t *f = *state;
+  char path[TH_PATH_BYTES];
+  th_run_result_t r;
+  csv_row_t row;
+
+  snprintf(path, sizeof(path), "%s/nobody.sock", f->tokend.dir);
+  bench(path, &r, "-c", "1", "-P", "1", "-n", "300", "-t", "echo", "--csv",
+        NULL);
+  th_expect_exit(&r, 0, "tokend-bench -t echo");
+  parse_csv(r.out, &row, 1);
+  assert_string_equal(row.test, "echo");
+  assert_int_equal(row.conns, 1);
+  assert_int_equal(row.pipeline, 1);
+  assert_int_equal(row.requests, 300);
+  assert_true(row.rps > 0);
+  assert_true(row.p50 > 0 && row.p50 <= row.p99 && row.p99 <= row.max);
+  th_run_result_free(&r);
+}
+
 static void test_bad_flags_exit_2(void **state) {
   th_fixture_t *f = *state;
   th_run_result_t r;
@@ -200,6 +222,14 @@ static void test_bad_flags_exit_2(void **state) {
   th_run_result_free(&r);
   bench(f->tokend.socket_path, &r, "-t", "warm-up", "--tokens", "0", NULL);
   th_expect_exit(&r, 2, "warm-up without tokens");
+  th_run_result_free(&r);
+  bench(f->tokend.socket_path, &r, "-t", "echo", "-n", "10", NULL);
+  th_expect_exit(&r, 2, "echo with the default 50 connections");
+  assert_non_null(strstr(r.err, "-c 1 -P 1 only"));
+  th_run_result_free(&r);
+  bench(f->tokend.socket_path, &r, "-t", "echo", "-c", "1", "-P", "2", "-n",
+        "10", NULL);
+  th_expect_exit(&r, 2, "echo pipelined");
   th_run_result_free(&r);
 }
 
@@ -558,6 +588,9 @@ int main(void) {
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_no_tokend_exits_2, setup,
                                       th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_echo_needs_no_tokend_and_counts_add_up, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup,
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_wrong_answers_are_counted_and_exit_1,
