@@ -1144,8 +1144,9 @@ static void echo_serve(int fd) {
  * forked process that only echoes it, both sides sleeping in epoll_wait
  * between messages as tokend, redis-server and this tool do. No server
  * does less per request, so at -c 1 -P 1 this is the most requests per
- * second any server can answer on this machine: what the kernel's
- * wake-ups allow. Returns 0, or non-zero if it cannot run (b->fatal_msg). */
+ * second a server that sleeps between requests can answer on this
+ * machine: what the kernel's wake-ups allow. Returns 0, or non-zero if it
+ * cannot run (b->fatal_msg). */
 static int bench_run_echo(bench_t *b, uint64_t n, double duration_s) {
   bench_test_t *t = &b->t;
   uint8_t msg[BENCH_ECHO_BYTES], back[BENCH_ECHO_BYTES];
@@ -1302,8 +1303,9 @@ static const char bench_usage[] =
     "                        warm-up verifies each --tokens token once, in\n"
     "                        order, whatever -n: its first Verify.\n"
     "                        echo needs no tokend (-c 1 -P 1 only): round\n"
-    "                        trips to a forked process that echoes them,\n"
-    "                        the most a server can answer on this machine\n"
+    "                        trips to a forked process that echoes them:\n"
+    "                        the best a server that sleeps between\n"
+    "                        requests can do on this machine\n"
     "      --tokens N        first issue N tokens (not measured) for verify,\n"
     "                        revoke and mixed to use (default 1000, plus -n\n"
     "                        for each revoke test; 0 if only issue)\n"

@@ -16,7 +16,7 @@
 #   BENCH_REPS   runs per scenario (default 5)
 #   BENCH_QUICK  1: a tenth of the requests, for a quick look
 #   BENCH_LARGE  1: also targets 4 and 5 (1,000,000 tokens: latency vs
-#                10,000, RSS per token, start-up time); adds about 3 minutes
+#                10,000, RSS per token, start-up time); adds 1-3 minutes
 set -eu
 
 BUILD_DIR=${BUILD_DIR:-build}
@@ -167,7 +167,7 @@ tokend_run() {
   tail -n +2 "$TMP/last.csv" | paste -d, - "$TMP/last.cpu" |
     awk -F, '{ print $5, $6, $8, ($11 == "" ? "-" : $11) }' >>"$out"
   tail -n +2 "$TMP/last.csv" | paste -d, - "$TMP/last.cpu" |
-    awk -F, -v a="$*" -v who="${NAME:-tokend}" '{ printf "bench:   %-6s %-50s %9.0f rps  p99 %7.1f us  cpu %s us/req\n", who, a, $5, $8, $11 }' >&2
+    awk -F, -v a="$*" -v who="${NAME:-tokend}" '{ printf "bench:   %-7s %-49s %9.0f rps  p99 %7.1f us  cpu %s us/req\n", who, a, $5, $8, ($11 == "" ? "-" : $11) }' >&2
 }
 
 # redis_run OUT C P N: one redis-benchmark GET run; appends the same fields.
