@@ -60,9 +60,10 @@ static const char usage[] =
     "                           (default: 16777216)\n"
     "  --max-request-memory N   most memory decoding one request may take\n"
     "                           (default: 4194304)\n"
-    "  --max-pending-calls N    Issue/Revoke/List calls one connection may\n"
-    "                           have in flight before tokend stops reading\n"
-    "                           from it (default: 32)\n"
+    "  --max-pending-calls N    store calls one connection may have in\n"
+    "                           flight (Issue, Revoke, List, ..., and audit\n"
+    "                           records of its refused calls) before tokend\n"
+    "                           stops reading from it (default: 32)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";

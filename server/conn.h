@@ -38,11 +38,12 @@ typedef struct conn_s {
   size_t rlen, rcap;
   uint8_t *wbuf; /* responses not yet handed to uv_write */
   size_t wlen, wcap;
-  int wbuf_secret;        /* wbuf holds a token secret: wipe when done */
-  unsigned jobs;          /* store jobs whose answers this conn is owed */
-  unsigned deferred;      /* queued Verifies (dispatch.c) not yet answered */
-  unsigned writes;        /* uv_write requests in flight */
-  size_t out_bytes;       /* answers produced and not yet written */
+  int wbuf_secret;   /* wbuf holds a token secret: wipe when done */
+  unsigned jobs;     /* store jobs it started: answers it is owed, and the audit
+                      * records of its refused calls */
+  unsigned deferred; /* queued Verifies (dispatch.c) not yet answered */
+  unsigned writes;   /* uv_write requests in flight */
+  size_t out_bytes;  /* answers produced and not yet written */
   uint64_t partial_since; /* loop time a partial frame began waiting; 0 */
   uint64_t last_active;   /* loop time of the last read or write */
   int reading;            /* uv_read_start is in force */

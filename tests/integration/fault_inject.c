@@ -7,6 +7,9 @@
  *                     missing or empty  none
  *                     "EROFS", "EIO"    writes and truncations fail so
  *                     "EIO-SYNC"        fsync and fdatasync fail with EIO
+ *                     "STALL-SYNC"      fsync and fdatasync wait until the
+ *                                       fault changes, as on a disk that
+ *                                       has stopped answering
  *
  * A kernel remounts a file system read-only after errors even while files
  * on it are open for writing (ext4 errors=remount-ro); a test cannot (mount
@@ -24,7 +27,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-typedef enum { FAULT_NONE, FAULT_WRITE, FAULT_SYNC } fault_kind_t;
+typedef enum {
+  FAULT_NONE,
+  FAULT_WRITE,
+  FAULT_SYNC,
+  FAULT_STALL_SYNC
+} fault_kind_t;
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
@@ -97,6 +105,8 @@ static fault_kind_t fault_for(int fd, int *err) {
   } else if (strcmp(buf, "EIO-SYNC") == 0) {
     kind = FAULT_SYNC;
     *err = EIO;
+  } else if (strcmp(buf, "STALL-SYNC") == 0) {
+    kind = FAULT_STALL_SYNC;
   }
 out:
   errno = saved;
@@ -142,12 +152,22 @@ int ftruncate64(int fd, off64_t len) {
   return real_ftruncate64(fd, len);
 }
 
+/* While the fault is STALL-SYNC, a sync call does not return. */
+static void stall_while_stalled(int fd) {
+  int err;
+
+  while (fault_for(fd, &err) == FAULT_STALL_SYNC)
+    usleep(5000);
+}
+
 int fsync(int fd) {
   FAIL_IF(fd, FAULT_SYNC);
+  stall_while_stalled(fd);
   return real_fsync(fd);
 }
 
 int fdatasync(int fd) {
   FAIL_IF(fd, FAULT_SYNC);
+  stall_while_stalled(fd);
   return real_fdatasync(fd);
 }

@@ -100,6 +100,7 @@ static void ctl_write(fixture_t *f, const char *what) {
 
 static void read_only_on(fixture_t *f) { ctl_write(f, "EROFS"); }
 static void fsync_eio_on(fixture_t *f) { ctl_write(f, "EIO-SYNC"); }
+static void fsync_stall_on(fixture_t *f) { ctl_write(f, "STALL-SYNC"); }
 static void injected_off(fixture_t *f) { assert_int_equal(unlink(f->ctl), 0); }
 
 /* ---- fixtures ---- */
@@ -171,6 +172,10 @@ static int setup_read_only(void **state) {
 
 static int setup_fsync_eio(void **state) {
   return setup_injected(state, "fsync I/O error", fsync_eio_on);
+}
+
+static int setup_fsync_stall(void **state) {
+  return setup_injected(state, "stalled fsync", fsync_stall_on);
 }
 
 /* Always unmounts, whatever the test left running. */
@@ -420,6 +425,68 @@ static void test_revoke_failed_fsync_same_after_crash(void **state) {
   failed_revoke_same_after_crash(*state);
 }
 
+/* A disk that stops answering holds every store job, the audit records of
+ * refused calls too. A peer whose calls are refused must not queue such
+ * records without bound meanwhile: like any store call they count against
+ * --max-pending-calls, so tokend stops reading it at the limit, and goes on
+ * once the disk answers again. (The test's uid is root, which is neither an
+ * operator nor a verifier once both are named.) */
+#define STALL_PENDING_CALLS 8
+#define STALL_REFUSED_CALLS 500
+#define STALL_QUIET_MS 300 /* nothing more arrives while stalled */
+
+static void test_refusals_wait_for_a_stalled_disk(void **state) {
+  static const char *const args[] = {"--operator-uid",
+                                     "12345",
+                                     "--verifier-uid",
+                                     "12345",
+                                     "--max-pending-calls",
+                                     "8",
+                                     NULL};
+  fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0, i, stalled_answers = 0;
+  int fd, rc;
+
+  _Static_assert(STALL_PENDING_CALLS == 8, "--max-pending-calls above");
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  vr.token = "tkd_not_a_token";
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  for (i = 0; i < STALL_REFUSED_CALLS; i++) {
+    req.call_id = i + 1;
+    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
+  }
+  f->fault_on(f);
+  assert_int_equal(th_write_all(fd, buf, len), 0);
+  free(buf);
+  while ((rc = th_recv_response(fd, STALL_QUIET_MS, &r)) == 0) {
+    stalled_answers++;
+    assert_int_equal(r->call_id, stalled_answers);
+    assert_int_equal(th_response_code(r), TOKEND_GRPC_PERMISSION_DENIED);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  f->fault_off(f);
+  assert_int_equal(rc, TH_RECV_TIMEOUT);
+  if (stalled_answers > STALL_PENDING_CALLS)
+    fail_msg("%zu refused calls answered while the disk stalled: tokend "
+             "queued their audit records without bound (limit %d)",
+             stalled_answers, STALL_PENDING_CALLS);
+  for (i = stalled_answers; i < STALL_REFUSED_CALLS; i++) {
+    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+    assert_int_equal(r->call_id, i + 1);
+    assert_int_equal(th_response_code(r), TOKEND_GRPC_PERMISSION_DENIED);
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  close(fd);
+  assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_disk_full_fails_writes_then_recovers,
@@ -438,6 +505,8 @@ int main(void) {
           teardown),
       cmocka_unit_test_setup_teardown(test_revoke_failed_fsync_same_after_crash,
                                       setup_fsync_eio, teardown),
+      cmocka_unit_test_setup_teardown(test_refusals_wait_for_a_stalled_disk,
+                                      setup_fsync_stall, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
