@@ -16,7 +16,7 @@
 #   BENCH_REPS   runs per scenario (default 5)
 #   BENCH_QUICK  1: a tenth of the requests, for a quick look
 #   BENCH_LARGE  1: also targets 4 and 5 (1,000,000 tokens: latency vs
-#                10,000, RSS per token, start-up time); adds 1-3 minutes
+#                10,000, RSS per token, start-up time); adds 1-2 minutes
 set -eu
 
 BUILD_DIR=${BUILD_DIR:-build}
@@ -30,9 +30,15 @@ LARGE_TOKENS=1000000
 WRITE_RATE=500 # per second, for Issue and for Revoke (target 3)
 LOAD_SECS=8    # how long Verify is measured under writes
 SETTLE_MS=15000 # after the warm-up of targets 4 and 5 (see there)
-# c=1 P=1 is also run with tokend --busy-poll-us (off by default), and
-# against tokend-bench's echo (the machine's floor: no server at all).
+# c=1 P=1 is also run with each server and its client pinned to one CPU
+# (see below), with tokend --busy-poll-us (off by default), and as
+# tokend-bench's echo (no server at all: the best rate a server that sleeps
+# between requests could reach on this machine).
 BUSY_POLL_US=100
+PIN_CPU=0
+ALL_CPUS=0-$(($(nproc) - 1))
+HAVE_TASKSET=0
+if command -v taskset >/dev/null 2>&1; then HAVE_TASKSET=1; fi
 
 TMP=""
 TOKEND_PID=""
@@ -149,6 +155,14 @@ start_redis() {
     >/dev/null 2>&1 || die "cannot SET the key in redis"
 }
 
+# run_on CMD...: runs CMD on CPU $PIN if PIN is set, else anywhere.
+run_on() {
+  if [ -n "${PIN:-}" ]; then taskset -c "$PIN" "$@"; else "$@"; fi
+}
+
+# pin PID CPUS: moves every thread of PID onto CPUS.
+pin() { taskset -a -p -c "$2" "$1" >/dev/null || die "taskset $1 failed"; }
+
 # tokend_run OUT ARGS...: one tokend-bench run against our tokend; appends
 # "rps p50_us p99_us server_cpu_us_per_request" of each test to OUT.
 # NAME (default "tokend") labels its log lines; SERVER_PID (default
@@ -157,7 +171,7 @@ tokend_run() {
   out=$1
   shift
   pid=${SERVER_PID-$TOKEND_PID}
-  "$BENCH" -s "$TMP/tokend/tokend.sock" ${pid:+--server-pid "$pid"} --csv \
+  run_on "$BENCH" -s "$TMP/tokend/tokend.sock" ${pid:+--server-pid "$pid"} --csv \
     "$@" >"$TMP/last.csv" 2>"$TMP/last.err" || {
     cat "$TMP/last.err" >&2
     die "tokend-bench $* failed"
@@ -173,7 +187,7 @@ tokend_run() {
 # redis_run OUT C P N: one redis-benchmark GET run; appends the same fields.
 redis_run() {
   c0=$(cpu_ticks "$REDIS_PID")
-  redis-benchmark -s "$TMP/redis/redis.sock" -c "$2" -P "$3" -n "$4" \
+  run_on redis-benchmark -s "$TMP/redis/redis.sock" -c "$2" -P "$3" -n "$4" \
     -t get --csv >"$TMP/last.csv" 2>"$TMP/last.err" || {
     cat "$TMP/last.err" >&2
     die "redis-benchmark failed"
@@ -234,6 +248,8 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
   : >"$RES/c$c-P$p.redis"
   : >"$RES/c$c-P$p.busy"
   : >"$RES/c$c-P$p.echo"
+  : >"$RES/c$c-P$p.pin.tokend"
+  : >"$RES/c$c-P$p.pin.redis"
   log "verify vs GET, c=$c P=$p n=$n"
   rep=0
   while [ $rep -lt "$REPS" ]; do
@@ -243,24 +259,44 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
     if [ "$HAVE_REDIS" = 1 ]; then
       redis_run "$RES/c$c-P$p.redis" "$c" "$p" "$n"
     fi
+    if [ "$c" = 1 ] && [ "$p" = 1 ] && [ "$HAVE_TASKSET" = 1 ]; then
+      # At c=1 P=1 the host decides whether client and server share a vCPU
+      # (each round trip then costs two context switches) or sit on two (it
+      # costs two cross-CPU wake-ups, several times more): the unpinned
+      # rows are a lottery between the two. Pinned, both servers are
+      # compared in the first case, where their own work shows.
+      pin "$TOKEND_PID" $PIN_CPU
+      (PIN=$PIN_CPU tokend_run "$RES/c$c-P$p.pin.tokend" -c 1 -P 1 -n "$n" \
+        -t verify --tokens $TOKENS)
+      if [ "$HAVE_REDIS" = 1 ]; then
+        pin "$REDIS_PID" $PIN_CPU
+        (PIN=$PIN_CPU redis_run "$RES/c$c-P$p.pin.redis" 1 1 "$n")
+        pin "$REDIS_PID" "$ALL_CPUS"
+      fi
+    fi
     if [ "$c" = 1 ] && [ "$p" = 1 ]; then
       fresh_tokend --busy-poll-us $BUSY_POLL_US
-      NAME=tokend+ tokend_run "$RES/c$c-P$p.busy" -c 1 -P 1 -n "$n" \
-        -t verify --tokens $TOKENS
-      NAME=echo SERVER_PID="" tokend_run "$RES/c$c-P$p.echo" -c 1 -P 1 \
-        -n "$n" -t echo
+      # Subshells: assignments before a function call may outlive it in
+      # some shells.
+      (NAME=tokend+ tokend_run "$RES/c$c-P$p.busy" -c 1 -P 1 -n "$n" \
+        -t verify --tokens $TOKENS)
+      (NAME=echo SERVER_PID="" tokend_run "$RES/c$c-P$p.echo" -c 1 -P 1 \
+        -n "$n" -t echo)
     fi
     rep=$((rep + 1))
   done
-  for f in tokend redis busy echo; do
+  for f in tokend redis busy echo pin.tokend pin.redis; do
     summarize "$RES/c$c-P$p.$f" >"$RES/c$c-P$p.$f.sum"
   done
   row "verify vs GET c=$c P=$p" "$(cat "$RES/c$c-P$p.tokend.sum")" \
     "$(cat "$RES/c$c-P$p.redis.sum")"
   if [ "$c" = 1 ] && [ "$p" = 1 ]; then
+    row "  same, each pinned with its client" \
+      "$(cat "$RES/c$c-P$p.pin.tokend.sum")" \
+      "$(cat "$RES/c$c-P$p.pin.redis.sum")"
     row "  same, tokend --busy-poll-us $BUSY_POLL_US" \
       "$(cat "$RES/c$c-P$p.busy.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
-    row "  echo, no server: the machine's floor" \
+    row "  echo: no server, sleeps between calls" \
       "$(cat "$RES/c$c-P$p.echo.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
   fi
 done
@@ -378,14 +414,22 @@ check() {
   awk -v l="$1" -v d="$3" "BEGIN { printf \"%s: %s %s\\n\", l, d, ($2) ? \"PASS\" : \"FAIL\" }"
 }
 if [ "$HAVE_REDIS" = 1 ]; then
-  for cp in c1-P1 c1-P1.busy c16-P1 c16-P32; do
-    what=$cp
-    [ "$cp" = c1-P1.busy ] && what="c1-P1 with --busy-poll-us $BUSY_POLL_US"
+  for cp in c1-P1 c1-P1.pin c1-P1.busy c16-P1 c16-P32; do
+    what=$cp r_sum=$RES/$cp.redis.sum
     case $cp in
-    *.busy) read -r t_rps _ _ _ <"$RES/$cp.sum" ;;
+    *.busy)
+      what="c1-P1 with --busy-poll-us $BUSY_POLL_US"
+      read -r t_rps _ _ _ <"$RES/$cp.sum"
+      r_sum=$RES/c1-P1.redis.sum
+      ;;
+    *.pin)
+      [ "$HAVE_TASKSET" = 1 ] || continue
+      what="c1-P1, each pinned to one CPU with its client"
+      read -r t_rps _ _ _ <"$RES/$cp.tokend.sum"
+      ;;
     *) read -r t_rps _ _ _ <"$RES/$cp.tokend.sum" ;;
     esac
-    read -r r_rps _ _ _ <"$RES/${cp%.busy}.redis.sum"
+    read -r r_rps _ _ _ <"$r_sum"
     check "target 1, verify rps >= GET rps, $what" "$t_rps >= $r_rps" \
       "$(awk -v a="$t_rps" -v b="$r_rps" 'BEGIN { printf "%.2fx", a / b }')"
   done

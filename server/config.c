@@ -138,6 +138,7 @@ void config_defaults(config_t *cfg) {
   cfg->max_frame_bytes = TOKEND_MAX_FRAME_BYTES_DEFAULT;
   cfg->flush_interval_ms = CONFIG_FLUSH_INTERVAL_MS_DEFAULT;
   cfg->last_used_granularity_ms = CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT;
+  cfg->busy_poll_us = CONFIG_BUSY_POLL_US_DEFAULT;
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
   cfg->read_timeout_ms = CONFIG_READ_TIMEOUT_MS_DEFAULT;

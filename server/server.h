@@ -76,9 +76,10 @@ void server_stop(server_t *s);
 /* Frees everything server_init made; removes the socket file it bound. */
 void server_cleanup(server_t *s);
 
-/* Called by conn.c once per read burst, before its requests are handled:
- * reads the clock for them and, with --busy-poll-us, keeps the loop polling
- * without sleeping for that long after it. */
+/* Called by conn.c before it handles a batch of requests (those of a read
+ * burst, or those held back until a store job finished): reads the clock
+ * for them and, with --busy-poll-us, keeps the loop polling without
+ * sleeping for that long after them. */
 void server_read_burst(server_t *s);
 
 /* Called by the dispatcher around every store job. */

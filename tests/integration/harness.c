@@ -456,7 +456,10 @@ void th_write_file_ok(const char *path, const void *data, size_t len,
   close(fd);
 }
 
-int th_db_integrity(const char *db_path) {
+/* Runs sql on the database opened read-only and copies the first column of
+ * its first row into out. 0, or -1 after printing why. */
+static int db_query_first(const char *db_path, const char *sql, char *out,
+                          size_t out_len) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   const char *res = NULL;
@@ -466,23 +469,45 @@ int th_db_integrity(const char *db_path) {
     fprintf(stderr, "harness: open %s: %s\n", db_path, sqlite3_errmsg(db));
     goto err_close_db;
   }
-  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) !=
-      SQLITE_OK) {
-    fprintf(stderr, "harness: integrity_check on %s: %s\n", db_path,
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    fprintf(stderr, "harness: %s on %s: %s\n", sql, db_path,
             sqlite3_errmsg(db));
     goto err_close_db;
   }
   if (sqlite3_step(st) == SQLITE_ROW)
     res = (const char *)sqlite3_column_text(st, 0);
-  if (res != NULL && strcmp(res, "ok") == 0)
+  if (res != NULL) {
+    snprintf(out, out_len, "%s", res);
     rc = 0;
-  else
-    fprintf(stderr, "harness: integrity_check on %s: %s\n", db_path,
-            res != NULL ? res : sqlite3_errmsg(db));
+  } else {
+    fprintf(stderr, "harness: %s on %s: no result: %s\n", sql, db_path,
+            sqlite3_errmsg(db));
+  }
   sqlite3_finalize(st);
 err_close_db:
   sqlite3_close(db);
   return rc;
+}
+
+int th_db_integrity(const char *db_path) {
+  char res[256];
+
+  if (db_query_first(db_path, "PRAGMA integrity_check", res, sizeof(res)) != 0)
+    return -1;
+  if (strcmp(res, "ok") == 0)
+    return 0;
+  fprintf(stderr, "harness: integrity_check on %s: %s\n", db_path, res);
+  return -1;
+}
+
+long th_db_count(const char *db_path, const char *sql) {
+  char res[32], *end;
+  long n;
+
+  if (db_query_first(db_path, sql, res, sizeof(res)) != 0)
+    return -1;
+  n = strtol(res, &end, 10);
+  return *end == '\0' && n >= 0 ? n : -1;
 }
 
 /* ---- fixtures ---- */

@@ -129,6 +129,10 @@ void th_write_file_ok(const char *path, const void *data, size_t len,
  * -1 after printing what it says. */
 int th_db_integrity(const char *db_path);
 
+/* Opens the database read-only and runs sql, a SELECT count(...) or the
+ * like: the number in the first column of its first row, or -1. */
+long th_db_count(const char *db_path, const char *sql);
+
 /* ---- fixtures ---- */
 
 /* What a test's setup hands it in *state. Each setup below fills in what its

@@ -485,6 +485,11 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
   }
   close(fd);
   assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
+  /* And every refusal was recorded once the disk answered. */
+  assert_int_equal(th_db_count(f->tokend.db_path,
+                               "SELECT count(*) FROM audit_events WHERE "
+                               "method = 'Verify' AND code = 7"),
+                   STALL_REFUSED_CALLS);
 }
 
 int main(void) {

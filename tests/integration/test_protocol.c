@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -804,6 +805,40 @@ static void test_busy_poll_sleeps_when_idle_after_calls(void **state) {
   test_sleeps_when_idle_after_calls(state);
 }
 
+/* And --busy-poll-us does something: with calls 2 ms apart and a 10 ms
+ * window tokend never sleeps between them, so over SPIN_WINDOW_MS it uses
+ * CPU the whole time. Sleeping in between, it would use a few ms (each
+ * Verify costs tens of us); the bound allows for a loaded machine that
+ * gives the spinning loop only part of a core. */
+#define SPIN_WINDOW_MS 500
+#define SPIN_GAP_US 2000
+#define SPIN_MIN_CPU_MS 100
+
+static void test_busy_poll_keeps_polling_between_calls(void **state) {
+  th_fixture_t *f = *state;
+  long before, after;
+  uint64_t call_id = 1;
+  struct timespec t0, t;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  before = th_proc_cpu_ms(f->tokend.pid);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    th_expect_valid_raw(fd, call_id++, f->token);
+    usleep(SPIN_GAP_US);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 <
+           SPIN_WINDOW_MS);
+  after = th_proc_cpu_ms(f->tokend.pid);
+  assert_true(before >= 0 && after >= 0);
+  if (after - before < SPIN_MIN_CPU_MS)
+    fail_msg("tokend used %ld ms of CPU in %d ms of calls %d us apart with "
+             "--busy-poll-us 10000: it slept between them",
+             after - before, SPIN_WINDOW_MS, SPIN_GAP_US);
+  close(fd);
+}
+
 /* What a client that never reads may send before the check: far more than
  * socket buffers hold, so without backpressure tokend would buffer the
  * answers. */
@@ -905,6 +940,9 @@ int main(void) {
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_busy_poll_sleeps_when_idle_after_calls, setup_busy_poll,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_busy_poll_keeps_polling_between_calls, setup_busy_poll,
           th_fixture_teardown),
   };
 
