@@ -60,6 +60,10 @@ static const char usage[] =
     "                           (default: 16777216)\n"
     "  --max-request-memory N   most memory decoding one request may take\n"
     "                           (default: 4194304)\n"
+    "  --max-list-memory N      most memory List and ListAuditEvents calls\n"
+    "                           in flight may hold for their answers, all\n"
+    "                           connections together; more are answered\n"
+    "                           RESOURCE_EXHAUSTED (default: 67108864)\n"
     "  --max-pending-calls N    store calls one connection may have in\n"
     "                           flight (Issue, Revoke, List, ..., and audit\n"
     "                           records of its refused calls) before tokend\n"
@@ -86,6 +90,7 @@ enum {
   OPT_MAX_QUEUED_HARD,
   OPT_MAX_REQUEST_MEMORY,
   OPT_MAX_PENDING_CALLS,
+  OPT_MAX_LIST_MEMORY,
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_OPERATOR_UID,
@@ -114,6 +119,7 @@ static const struct option long_options[] = {
     {"max-queued-bytes-hard", required_argument, NULL, OPT_MAX_QUEUED_HARD},
     {"max-request-memory", required_argument, NULL, OPT_MAX_REQUEST_MEMORY},
     {"max-pending-calls", required_argument, NULL, OPT_MAX_PENDING_CALLS},
+    {"max-list-memory", required_argument, NULL, OPT_MAX_LIST_MEMORY},
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
@@ -146,6 +152,7 @@ void config_defaults(config_t *cfg) {
   cfg->max_queued_bytes = CONFIG_MAX_QUEUED_BYTES_DEFAULT;
   cfg->max_queued_bytes_hard = CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT;
   cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
+  cfg->max_list_memory = CONFIG_MAX_LIST_MEMORY_DEFAULT;
   cfg->max_pending_calls = CONFIG_MAX_PENDING_CALLS_DEFAULT;
   cfg->log_level = LOG_INFO;
   cfg->socket_mode = 0600;
@@ -364,6 +371,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_MAX_PENDING_CALLS:
       rc = parse_u32("--max-pending-calls", optarg, 1, 100000,
                      &cfg->max_pending_calls, err);
+      break;
+    case OPT_MAX_LIST_MEMORY:
+      rc = parse_u32("--max-list-memory", optarg, CONFIG_MAX_LIST_MEMORY_MIN,
+                     UINT32_MAX, &cfg->max_list_memory, err);
       break;
     case 'h':
       fputs(usage, out);

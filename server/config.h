@@ -24,6 +24,9 @@
 #define CONFIG_MAX_QUEUED_BYTES_DEFAULT (1024u * 1024u)
 #define CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT (16u * 1024u * 1024u)
 #define CONFIG_MAX_REQUEST_MEMORY_DEFAULT (4u * 1024u * 1024u)
+/* --max-list-memory: rows of List answers in flight, all connections */
+#define CONFIG_MAX_LIST_MEMORY_DEFAULT (64u * 1024u * 1024u)
+#define CONFIG_MAX_LIST_MEMORY_MIN (64u * 1024u)
 #define CONFIG_MAX_PENDING_CALLS_DEFAULT 32
 
 /* How many uids or groups one policy list may name. */
@@ -63,7 +66,10 @@ typedef struct {
   uint32_t max_queued_bytes;      /* unsent output above which reading pauses */
   uint32_t max_queued_bytes_hard; /* unsent output above which we close */
   uint32_t max_request_memory;    /* what decoding one request may allocate */
-  uint32_t max_pending_calls;     /* store calls in flight per connection */
+  /* rows that List and ListAuditEvents calls in flight may hold, all
+   * connections together */
+  uint32_t max_list_memory;
+  uint32_t max_pending_calls; /* store calls in flight per connection */
   log_level_t log_level;
   /* 1 when a path is the built-in default under var/, which tokend then
    * creates if missing (an explicit path's directory must exist). */

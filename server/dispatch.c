@@ -26,6 +26,7 @@ typedef struct {
   store_audit_t audit;            /* writes: recorded with the write */
   char token[TOKEND_TOKEN_BYTES]; /* Issue only: the secret, wiped at end */
   uint32_t page_size;             /* List and ListAuditEvents */
+  size_t list_bytes;              /* their rows, in server_t.list_bytes */
 } call_t;
 
 typedef struct {
@@ -150,11 +151,43 @@ static void call_submit(call_t *call) {
   store_worker_submit(s->worker, &call->job);
 }
 
-/* Ends a call: releases the conn (which flushes what was sent) and the
- * server's count, and frees the call. */
+/* Room for the n rows of size bytes a List-like call reads its answer into,
+ * counted against --max-list-memory across all connections, so that many
+ * Lists queued behind a slow disk cannot take the memory tokend needs to
+ * keep answering Verify. The first call is always let through (a page of
+ * big rows may exceed a small limit on its own). On refusal answers
+ * RESOURCE_EXHAUSTED (or out of memory) and returns NULL; the caller then
+ * frees the call, which holds nothing. */
+static void *call_rows(call_t *call, size_t n, size_t size) {
+  server_t *s = call->conn->server;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  size_t bytes = n * size;
+  void *rows;
+
+  if (s->list_bytes > 0 && s->list_bytes + bytes > s->cfg.max_list_memory) {
+    snprintf(msg, sizeof(msg),
+             "List calls in flight already hold %zu bytes and this one needs "
+             "%zu more, past --max-list-memory %u; try again shortly",
+             s->list_bytes, bytes, (unsigned)s->cfg.max_list_memory);
+    send_error(call->conn, call->call_id, TOKEND_ENOMEM, msg);
+    return NULL;
+  }
+  rows = calloc(n, size);
+  if (rows == NULL) {
+    send_error(call->conn, call->call_id, TOKEND_ENOMEM, "out of memory");
+    return NULL;
+  }
+  call->list_bytes = bytes;
+  s->list_bytes += bytes;
+  return rows;
+}
+
+/* Ends a call: releases the conn (which flushes what was sent), the
+ * server's counts, and frees the call. */
 static void call_end(call_t *call) {
   server_t *s = call->conn->server;
 
+  s->list_bytes -= call->list_bytes;
   sodium_memzero(call->token, sizeof(call->token));
   conn_job_end(call->conn);
   free(call);
@@ -740,10 +773,9 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
   max_rows = (size_t)page_size + 1;
   if (dom == NULL || dom->n_tokens + 1 < max_rows)
     max_rows = (dom != NULL ? dom->n_tokens : 0) + 1;
-  call->job.u.list.rows = calloc(max_rows, sizeof(store_token_t));
+  call->job.u.list.rows = call_rows(call, max_rows, sizeof(store_token_t));
   if (call->job.u.list.rows == NULL) {
     free(call);
-    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
     return;
   }
   call->job.u.list.max_rows = max_rows;
@@ -1092,10 +1124,9 @@ static void handle_list_audit(conn_t *c, uint64_t call_id,
   }
   call->page_size = page_size;
   call->job.u.audit_list.rows =
-      calloc((size_t)page_size + 1, sizeof(store_audit_t));
+      call_rows(call, (size_t)page_size + 1, sizeof(store_audit_t));
   if (call->job.u.audit_list.rows == NULL) {
     free(call);
-    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
     return;
   }
   call->job.u.audit_list.max_rows = (size_t)page_size + 1;

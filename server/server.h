@@ -47,6 +47,7 @@ typedef struct server_s {
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
   size_t jobs_in_flight;  /* store jobs submitted and not yet done */
+  size_t list_bytes;      /* answer rows held by List calls in flight */
   int flush_in_flight;    /* a last_used write-back is running */
   int final_flush_marked; /* shutdown marked every unsaved last_used */
   int listening;          /* the socket file is ours to remove */

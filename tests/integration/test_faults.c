@@ -492,6 +492,89 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
                    STALL_REFUSED_CALLS);
 }
 
+/* Lists queued behind a disk that stopped answering hold their answers'
+ * rows; across all connections those may not exceed --max-list-memory.
+ * The first is let through, the next are answered RESOURCE_EXHAUSTED at
+ * once, and once the disk answers the admitted one completes and the rows
+ * are given back. */
+#define LISTED_TOKENS 300 /* a page of them: 301 rows of ~3 KB, > half of: */
+#define LIST_MEMORY "1048576"
+
+static void send_list(int fd, uint64_t call_id) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
+
+  lr.domain = DOMAIN;
+  lr.page_size = 1000;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &lr;
+  assert_int_equal(th_send_request(fd, &req), 0);
+}
+
+/* The next answer, which must come within timeout_ms and carry call_id and
+ * status code. Returns it (the caller frees it). */
+static Tokend__V1__Response *expect_answer(int fd, int timeout_ms,
+                                           uint64_t call_id, int code) {
+  Tokend__V1__Response *r = NULL;
+  int rc = th_recv_response(fd, timeout_ms, &r);
+
+  if (rc != 0)
+    fail_msg("no answer to call %llu: %s", (unsigned long long)call_id,
+             th_recv_name(rc));
+  assert_int_equal(r->call_id, call_id);
+  if (th_response_code(r) != code)
+    fail_msg("call %llu: status %d (%s), want %d", (unsigned long long)call_id,
+             th_response_code(r), r->status != NULL ? r->status->message : "",
+             code);
+  return r;
+}
+
+static void test_lists_behind_a_stalled_disk_bounded(void **state) {
+  static const char *const args[] = {"--max-list-memory", LIST_MEMORY, NULL};
+  fixture_t *f = *state;
+  Tokend__V1__Response *r = NULL;
+  size_t i;
+  int fd;
+
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  for (i = 0; i < LISTED_TOKENS; i++)
+    assert_int_equal(th_send_issue(fd, 1 + i, DOMAIN, "listed"), 0);
+  for (i = 0; i < LISTED_TOKENS; i++)
+    tokend__v1__response__free_unpacked(
+        expect_answer(fd, TH_IO_TIMEOUT_MS, 1 + i, TOKEND_GRPC_OK), NULL);
+
+  f->fault_on(f);
+  assert_int_equal(th_send_issue(fd, 1000, DOMAIN, "stalled"), 0);
+  send_list(fd, 2001);
+  send_list(fd, 2002);
+  send_list(fd, 2003);
+  /* The second and third do not fit beside the first. */
+  for (i = 2002; i <= 2003; i++) {
+    r = expect_answer(fd, TH_IO_TIMEOUT_MS, i, TOKEND_GRPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->status->message, "--max-list-memory"));
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  f->fault_off(f);
+  tokend__v1__response__free_unpacked(
+      expect_answer(fd, TH_IO_TIMEOUT_MS, 1000, TOKEND_GRPC_OK), NULL);
+  r = expect_answer(fd, TH_IO_TIMEOUT_MS, 2001, TOKEND_GRPC_OK);
+  assert_true(r->list->n_tokens >= LISTED_TOKENS);
+  tokend__v1__response__free_unpacked(r, NULL);
+  /* The rows were given back: the same List fits again. */
+  send_list(fd, 3001);
+  r = expect_answer(fd, TH_IO_TIMEOUT_MS, 3001, TOKEND_GRPC_OK);
+  assert_int_equal(r->list->n_tokens, LISTED_TOKENS + 1);
+  tokend__v1__response__free_unpacked(r, NULL);
+  send_list(fd, 3002);
+  tokend__v1__response__free_unpacked(
+      expect_answer(fd, TH_IO_TIMEOUT_MS, 3002, TOKEND_GRPC_OK), NULL);
+  close(fd);
+  assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_disk_full_fails_writes_then_recovers,
@@ -511,6 +594,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_revoke_failed_fsync_same_after_crash,
                                       setup_fsync_eio, teardown),
       cmocka_unit_test_setup_teardown(test_refusals_wait_for_a_stalled_disk,
+                                      setup_fsync_stall, teardown),
+      cmocka_unit_test_setup_teardown(test_lists_behind_a_stalled_disk_bounded,
                                       setup_fsync_stall, teardown),
   };
 

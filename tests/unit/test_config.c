@@ -226,6 +226,13 @@ static void test_config_interval_edges(void **state) {
                    TOKEND_EINVAL);
   assert_int_equal(PARSE(fx, "--last-used-granularity-ms", "-1"),
                    TOKEND_EINVAL);
+  assert_int_equal(PARSE(fx, "--max-list-memory", "65535"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--max-list-memory");
+  assert_int_equal(PARSE(fx, "--max-list-memory", "65536"), 0);
+  assert_int_equal(fx->cfg.max_list_memory, 65536);
+  assert_int_equal(PARSE(fx, "--max-list-memory", "4294967295"), 0);
+  assert_int_equal(fx->cfg.max_list_memory, 4294967295u);
+  assert_int_equal(PARSE(fx, "--max-list-memory", "4294967296"), TOKEND_EINVAL);
   assert_int_equal(PARSE(fx, "--busy-poll-us", "0"), 0);
   assert_int_equal(fx->cfg.busy_poll_us, 0);
   assert_int_equal(PARSE(fx, "--busy-poll-us", "10000"), 0);
