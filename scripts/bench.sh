@@ -38,7 +38,7 @@ BUSY_POLL_US=100
 PIN_CPU=0
 ALL_CPUS=0-$(($(nproc) - 1))
 HAVE_TASKSET=0
-if command -v taskset >/dev/null 2>&1; then HAVE_TASKSET=1; fi
+if taskset -c $PIN_CPU true >/dev/null 2>&1; then HAVE_TASKSET=1; fi
 
 TMP=""
 TOKEND_PID=""
