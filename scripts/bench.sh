@@ -36,7 +36,6 @@ SETTLE_MS=15000 # after the warm-up of targets 4 and 5 (see there)
 # between requests could reach on this machine).
 BUSY_POLL_US=100
 PIN_CPU=0
-ALL_CPUS=0-$(($(nproc) - 1))
 HAVE_TASKSET=0
 if taskset -c $PIN_CPU true >/dev/null 2>&1; then HAVE_TASKSET=1; fi
 
@@ -163,6 +162,9 @@ run_on() {
 # pin PID CPUS: moves every thread of PID onto CPUS.
 pin() { taskset -a -p -c "$2" "$1" >/dev/null || die "taskset $1 failed"; }
 
+# cpus_of PID: the CPUs PID may run on, as taskset -c takes them.
+cpus_of() { taskset -p -c "$1" | sed 's/.*: //'; }
+
 # tokend_run OUT ARGS...: one tokend-bench run against our tokend; appends
 # "rps p50_us p99_us server_cpu_us_per_request" of each test to OUT.
 # NAME (default "tokend") labels its log lines; SERVER_PID (default
@@ -265,13 +267,15 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
       # costs two cross-CPU wake-ups, several times more): the unpinned
       # rows are a lottery between the two. Pinned, both servers are
       # compared in the first case, where their own work shows.
+      fresh_tokend
       pin "$TOKEND_PID" $PIN_CPU
       (PIN=$PIN_CPU tokend_run "$RES/c$c-P$p.pin.tokend" -c 1 -P 1 -n "$n" \
         -t verify --tokens $TOKENS)
       if [ "$HAVE_REDIS" = 1 ]; then
+        redis_cpus=$(cpus_of "$REDIS_PID")
         pin "$REDIS_PID" $PIN_CPU
         (PIN=$PIN_CPU redis_run "$RES/c$c-P$p.pin.redis" 1 1 "$n")
-        pin "$REDIS_PID" "$ALL_CPUS"
+        pin "$REDIS_PID" "$redis_cpus"
       fi
     fi
     if [ "$c" = 1 ] && [ "$p" = 1 ]; then

@@ -164,7 +164,8 @@ static void *call_rows(call_t *call, size_t n, size_t size) {
   size_t bytes = n * size;
   void *rows;
 
-  if (s->list_bytes > 0 && s->list_bytes + bytes > s->cfg.max_list_memory) {
+  if (s->list_bytes > 0 && (s->list_bytes >= s->cfg.max_list_memory ||
+                            bytes > s->cfg.max_list_memory - s->list_bytes)) {
     snprintf(msg, sizeof(msg),
              "List calls in flight already hold %zu bytes and this one needs "
              "%zu more, past --max-list-memory %u; try again shortly",
@@ -766,13 +767,16 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
     send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
     return;
   }
-  call->page_size = page_size;
-  /* Room for a page and one row more (which says whether a next page
-   * exists), but never more rows than the domain has. */
+  /* A page is no longer than the domain has tokens now, so a small domain
+   * takes little memory; one row more says whether a next page exists.
+   * Issues that commit before this List runs may add rows: the extra row
+   * then says so, and the caller finds them on the next page (a page may
+   * be shorter than page_size). */
   dom = domains_find(&c->server->domains, req->domain);
+  if (dom == NULL || dom->n_tokens < page_size)
+    page_size = dom != NULL && dom->n_tokens > 0 ? (uint32_t)dom->n_tokens : 1;
+  call->page_size = page_size;
   max_rows = (size_t)page_size + 1;
-  if (dom == NULL || dom->n_tokens + 1 < max_rows)
-    max_rows = (dom != NULL ? dom->n_tokens : 0) + 1;
   call->job.u.list.rows = call_rows(call, max_rows, sizeof(store_token_t));
   if (call->job.u.list.rows == NULL) {
     free(call);

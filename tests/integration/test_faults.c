@@ -494,21 +494,36 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
 
 /* Lists queued behind a disk that stopped answering hold their answers'
  * rows; across all connections those may not exceed --max-list-memory.
- * The first is let through, the next are answered RESOURCE_EXHAUSTED at
- * once, and once the disk answers the admitted one completes and the rows
- * are given back. */
-#define LISTED_TOKENS 300 /* a page of them: 301 rows of ~3 KB, > half of: */
-#define LIST_MEMORY "1048576"
+ * The first is let through even if it alone is bigger; the next List or
+ * ListAuditEvents is answered RESOURCE_EXHAUSTED at once. Once the disk
+ * answers, the admitted one completes (the Issues that were queued ahead
+ * of it on a next page) and the rows are given back. */
+#define LISTED_TOKENS 300 /* a page of them: 301 rows of ~3 KB, far above: */
+#define LIST_MEMORY "65536"
+#define STALLED_ISSUES 2
 
-static void send_list(int fd, uint64_t call_id) {
+static void send_list(int fd, uint64_t call_id, const char *page_token) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
 
   lr.domain = DOMAIN;
   lr.page_size = 1000;
+  lr.page_token = (char *)page_token;
   req.call_id = call_id;
   req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
   req.list = &lr;
+  assert_int_equal(th_send_request(fd, &req), 0);
+}
+
+static void send_list_audit(int fd, uint64_t call_id) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListAuditEventsRequest ar =
+      TOKEND__V1__LIST_AUDIT_EVENTS_REQUEST__INIT;
+
+  ar.domain = DOMAIN;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
+  req.list_audit_events = &ar;
   assert_int_equal(th_send_request(fd, &req), 0);
 }
 
@@ -547,28 +562,39 @@ static void test_lists_behind_a_stalled_disk_bounded(void **state) {
         expect_answer(fd, TH_IO_TIMEOUT_MS, 1 + i, TOKEND_GRPC_OK), NULL);
 
   f->fault_on(f);
-  assert_int_equal(th_send_issue(fd, 1000, DOMAIN, "stalled"), 0);
-  send_list(fd, 2001);
-  send_list(fd, 2002);
-  send_list(fd, 2003);
-  /* The second and third do not fit beside the first. */
+  for (i = 0; i < STALLED_ISSUES; i++)
+    assert_int_equal(th_send_issue(fd, 1000 + i, DOMAIN, "stalled"), 0);
+  send_list(fd, 2001, "");
+  send_list(fd, 2002, "");
+  send_list_audit(fd, 2003);
+  /* Neither fits beside the first. */
   for (i = 2002; i <= 2003; i++) {
     r = expect_answer(fd, TH_IO_TIMEOUT_MS, i, TOKEND_GRPC_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(r->status->message, "--max-list-memory"));
     tokend__v1__response__free_unpacked(r, NULL);
   }
   f->fault_off(f);
-  tokend__v1__response__free_unpacked(
-      expect_answer(fd, TH_IO_TIMEOUT_MS, 1000, TOKEND_GRPC_OK), NULL);
+  for (i = 0; i < STALLED_ISSUES; i++)
+    tokend__v1__response__free_unpacked(
+        expect_answer(fd, TH_IO_TIMEOUT_MS, 1000 + i, TOKEND_GRPC_OK), NULL);
+  /* Sized for the tokens there were when it was sent; the Issues queued
+   * ahead of it follow on a next page. */
   r = expect_answer(fd, TH_IO_TIMEOUT_MS, 2001, TOKEND_GRPC_OK);
-  assert_true(r->list->n_tokens >= LISTED_TOKENS);
+  assert_int_equal(r->list->n_tokens, LISTED_TOKENS);
+  assert_string_not_equal(r->list->next_page_token, "");
+  send_list(fd, 2004, r->list->next_page_token);
   tokend__v1__response__free_unpacked(r, NULL);
-  /* The rows were given back: the same List fits again. */
-  send_list(fd, 3001);
+  r = expect_answer(fd, TH_IO_TIMEOUT_MS, 2004, TOKEND_GRPC_OK);
+  assert_int_equal(r->list->n_tokens, STALLED_ISSUES);
+  assert_string_equal(r->list->next_page_token, "");
+  tokend__v1__response__free_unpacked(r, NULL);
+  /* The rows were given back: the whole List fits again, in one page. */
+  send_list(fd, 3001, "");
   r = expect_answer(fd, TH_IO_TIMEOUT_MS, 3001, TOKEND_GRPC_OK);
-  assert_int_equal(r->list->n_tokens, LISTED_TOKENS + 1);
+  assert_int_equal(r->list->n_tokens, LISTED_TOKENS + STALLED_ISSUES);
+  assert_string_equal(r->list->next_page_token, "");
   tokend__v1__response__free_unpacked(r, NULL);
-  send_list(fd, 3002);
+  send_list_audit(fd, 3002);
   tokend__v1__response__free_unpacked(
       expect_answer(fd, TH_IO_TIMEOUT_MS, 3002, TOKEND_GRPC_OK), NULL);
   close(fd);

@@ -110,6 +110,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(fx->cfg.last_used_granularity_ms,
                    CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT);
   assert_int_equal(fx->cfg.busy_poll_us, CONFIG_BUSY_POLL_US_DEFAULT);
+  assert_int_equal(fx->cfg.max_list_memory, CONFIG_MAX_LIST_MEMORY_DEFAULT);
   assert_int_equal(fx->cfg.shutdown_timeout_ms,
                    CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT);
   assert_int_equal(fx->cfg.log_level, LOG_INFO);
