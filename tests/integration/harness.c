@@ -679,6 +679,17 @@ int th_frame_append(uint8_t **buf, size_t *len,
   return 0;
 }
 
+void th_frame_repeat(uint8_t **buf, size_t *len, Tokend__V1__Request *req,
+                     uint64_t first_call_id, size_t n) {
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    req->call_id = first_call_id + i;
+    if (th_frame_append(buf, len, req) != 0)
+      fail_msg("out of memory framing %zu requests", n);
+  }
+}
+
 int th_send_verify(int fd, uint64_t call_id, const char *token) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest v = TOKEND__V1__VERIFY_REQUEST__INIT;

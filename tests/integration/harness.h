@@ -185,6 +185,12 @@ int th_send_request(int fd, const Tokend__V1__Request *req);
  * they were. */
 int th_frame_append(uint8_t **buf, size_t *len, const Tokend__V1__Request *req);
 
+/* th_frame_append() of n copies of req, with call ids first_call_id,
+ * first_call_id + 1, ... (req->call_id is left at the last). Fails the test
+ * if it cannot. */
+void th_frame_repeat(uint8_t **buf, size_t *len, Tokend__V1__Request *req,
+                     uint64_t first_call_id, size_t n);
+
 /* Convenience senders for the common requests. */
 int th_send_verify(int fd, uint64_t call_id, const char *token);
 int th_send_issue(int fd, uint64_t call_id, const char *domain,

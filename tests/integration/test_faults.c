@@ -425,6 +425,24 @@ static void test_revoke_failed_fsync_same_after_crash(void **state) {
   failed_revoke_same_after_crash(*state);
 }
 
+/* The next answer, which must come within timeout_ms and carry call_id and
+ * status code. Returns it (the caller frees it). */
+static Tokend__V1__Response *expect_answer(int fd, int timeout_ms,
+                                           uint64_t call_id, int code) {
+  Tokend__V1__Response *r = NULL;
+  int rc = th_recv_response(fd, timeout_ms, &r);
+
+  if (rc != 0)
+    fail_msg("no answer to call %llu: %s", (unsigned long long)call_id,
+             th_recv_name(rc));
+  assert_int_equal(r->call_id, call_id);
+  if (th_response_code(r) != code)
+    fail_msg("call %llu: status %d (%s), want %d", (unsigned long long)call_id,
+             th_response_code(r), r->status != NULL ? r->status->message : "",
+             code);
+  return r;
+}
+
 /* A disk that stops answering holds every store job, the audit records of
  * refused calls too. A peer whose calls are refused must not queue such
  * records without bound meanwhile: like any store call they count against
@@ -458,10 +476,7 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
   vr.token = "tkd_not_a_token";
   req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
   req.verify = &vr;
-  for (i = 0; i < STALL_REFUSED_CALLS; i++) {
-    req.call_id = i + 1;
-    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
-  }
+  th_frame_repeat(&buf, &len, &req, 1, STALL_REFUSED_CALLS);
   f->fault_on(f);
   assert_int_equal(th_write_all(fd, buf, len), 0);
   free(buf);
@@ -477,12 +492,11 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
     fail_msg("%zu refused calls answered while the disk stalled: tokend "
              "queued their audit records without bound (limit %d)",
              stalled_answers, STALL_PENDING_CALLS);
-  for (i = stalled_answers; i < STALL_REFUSED_CALLS; i++) {
-    assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-    assert_int_equal(r->call_id, i + 1);
-    assert_int_equal(th_response_code(r), TOKEND_GRPC_PERMISSION_DENIED);
-    tokend__v1__response__free_unpacked(r, NULL);
-  }
+  for (i = stalled_answers; i < STALL_REFUSED_CALLS; i++)
+    tokend__v1__response__free_unpacked(
+        expect_answer(fd, TH_IO_TIMEOUT_MS, i + 1,
+                      TOKEND_GRPC_PERMISSION_DENIED),
+        NULL);
   close(fd);
   assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
   /* And every refusal was recorded once the disk answered. */
@@ -525,24 +539,6 @@ static void send_list_audit(int fd, uint64_t call_id) {
   req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
   req.list_audit_events = &ar;
   assert_int_equal(th_send_request(fd, &req), 0);
-}
-
-/* The next answer, which must come within timeout_ms and carry call_id and
- * status code. Returns it (the caller frees it). */
-static Tokend__V1__Response *expect_answer(int fd, int timeout_ms,
-                                           uint64_t call_id, int code) {
-  Tokend__V1__Response *r = NULL;
-  int rc = th_recv_response(fd, timeout_ms, &r);
-
-  if (rc != 0)
-    fail_msg("no answer to call %llu: %s", (unsigned long long)call_id,
-             th_recv_name(rc));
-  assert_int_equal(r->call_id, call_id);
-  if (th_response_code(r) != code)
-    fail_msg("call %llu: status %d (%s), want %d", (unsigned long long)call_id,
-             th_response_code(r), r->status != NULL ? r->status->message : "",
-             code);
-  return r;
 }
 
 static void test_lists_behind_a_stalled_disk_bounded(void **state) {

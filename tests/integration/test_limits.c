@@ -619,10 +619,7 @@ static void test_pending_calls_limit_bounds_memory(void **state) {
   lr.page_size = 1000;
   req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
   req.list = &lr;
-  for (i = 0; i < LIST_CALLS; i++) {
-    req.call_id = 10000 + i;
-    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
-  }
+  th_frame_repeat(&buf, &len, &req, 10000, LIST_CALLS);
   seen = calloc(LIST_CALLS, 1);
   assert_non_null(seen);
   hwm_before = th_proc_status_kib(f->tokend.pid, "VmHWM");
@@ -679,10 +676,7 @@ static void test_held_requests_do_not_start_read_timeout(void **state) {
   ir.label = "held";
   req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
   req.issue = &ir;
-  for (i = 0; i < 40; i++) {
-    req.call_id = 500 + i;
-    assert_int_equal(th_frame_append(&buf, &len, &req), 0);
-  }
+  th_frame_repeat(&buf, &len, &req, 500, 40);
   /* All 40 in one write: tokend holds most of them back at the limit. */
   assert_int_equal(th_write_all(fd, buf, len), 0);
   for (i = 0; i < 40; i++) {
