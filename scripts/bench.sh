@@ -100,6 +100,25 @@ cpu_ticks() { # user + system CPU ticks of process $1, all threads
   awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
+# wait_ready PID LOG NAME SECONDS CMD...: runs CMD every 10 ms until it
+# succeeds. Dies, showing LOG (if not empty), if PID exits first, or after
+# SECONDS.
+wait_ready() {
+  w_pid=$1 w_log=$2 w_name=$3 w_secs=$4
+  shift 4
+  i=0
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$w_pid" 2>/dev/null; then
+      [ -z "$w_log" ] || cat "$w_log" >&2
+      die "$w_name exited"
+    fi
+    i=$((i + 1))
+    [ $i -lt $((w_secs * 100)) ] ||
+      die "$w_name was not ready within $w_secs s"
+    sleep 0.01
+  done
+}
+
 # start_tokend DIR [FLAGS...]: a tokend on DIR/tokend.sock; waits until it
 # answers.
 start_tokend() {
@@ -110,18 +129,9 @@ start_tokend() {
     --pepper-file "$dir/pepper" --log-level warn "$@" >>"$dir/tokend.log" 2>&1 &
   TOKEND_PID=$!
   # Until one Verify is answered (tokend may listen before its index is
-  # loaded), at most 60 s.
-  i=0
-  while ! "$BENCH" -s "$dir/tokend.sock" -c 1 -n 1 --tokens 0 --csv \
-    >/dev/null 2>&1; do
-    if ! kill -0 "$TOKEND_PID" 2>/dev/null; then
-      cat "$dir/tokend.log" >&2
-      die "tokend exited"
-    fi
-    i=$((i + 1))
-    [ $i -lt 6000 ] || die "tokend did not answer within 60 s"
-    sleep 0.01
-  done
+  # loaded).
+  wait_ready "$TOKEND_PID" "$dir/tokend.log" tokend 60 \
+    "$BENCH" -s "$dir/tokend.sock" -c 1 -n 1 --tokens 0 --csv
 }
 
 stop_tokend() {
@@ -141,13 +151,7 @@ start_redis() {
     --unixsocketperm 700 --save '' --appendonly no --dir "$TMP/redis" \
     --logfile "$TMP/redis/redis.log" --daemonize no &
   REDIS_PID=$!
-  i=0
-  while [ ! -S "$TMP/redis/redis.sock" ]; do
-    kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited"
-    i=$((i + 1))
-    [ $i -lt 1000 ] || die "redis-server did not start within 10 s"
-    sleep 0.01
-  done
+  wait_ready "$REDIS_PID" "" redis-server 10 test -S "$TMP/redis/redis.sock"
   # redis-benchmark -t get (no -r) reads the key "key:__rand_int__": let
   # its own SET write it, with the same 3-byte value.
   redis-benchmark -s "$TMP/redis/redis.sock" -c 1 -n 1 -t set -q \
@@ -318,16 +322,8 @@ while [ $rep -lt "$REPS" ]; do
     --rate $((2 * WRITE_RATE)) --tokens 2000 --duration $((LOAD_SECS + 3)) \
     >"$TMP/writer.out" 2>"$TMP/writer.err" &
   WRITER_PID=$!
-  i=0
-  until grep -q 'setup done' "$TMP/writer.err"; do
-    if ! kill -0 "$WRITER_PID" 2>/dev/null; then
-      cat "$TMP/writer.err" >&2
-      die "the writer exited"
-    fi
-    i=$((i + 1))
-    [ $i -lt 3000 ] || die "the writer did not get ready within 30 s"
-    sleep 0.01
-  done
+  wait_ready "$WRITER_PID" "$TMP/writer.err" "the writer" 30 \
+    grep -q 'setup done' "$TMP/writer.err"
   tokend_run "$RES/writes.tokend" -c 16 -P 1 -t verify --tokens $TOKENS \
     --duration $LOAD_SECS
   if ! wait "$WRITER_PID"; then
