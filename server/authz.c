@@ -82,13 +82,11 @@ void authz_audit_fill(store_audit_t *ev, const conn_t *c,
 typedef struct {
   store_job_t job; /* first: done recovers the record */
   store_audit_t ev;
-  server_t *server;
-  conn_t *conn; /* held (conn_job_begin) until the record is written */
+  conn_t *conn; /* held (conn_job_submit) until the record is written */
 } refusal_t;
 
 static void refusal_done(store_job_t *job) {
   refusal_t *r = (refusal_t *)job;
-  server_t *s = r->server;
   conn_t *c = r->conn;
 
   if (job->result != 0)
@@ -96,13 +94,11 @@ static void refusal_done(store_job_t *job) {
               r->ev.method, (unsigned)r->ev.peer_uid, job->errmsg);
   free(r);
   conn_job_end(c);
-  server_job_end(s);
 }
 
 void authz_refuse(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
                   const char *method, const char *domain, int err,
                   const char *why) {
-  server_t *s = c->server;
   refusal_t *r;
 
   conn_send_status(c, call_id, tokend_err_grpc(err), why);
@@ -117,15 +113,12 @@ void authz_refuse(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
   authz_audit_fill(&r->ev, c, actor, method,
                    validate_domain(domain, NULL, 0) == 0 ? domain : "", "",
                    tokend_err_grpc(err), why);
-  r->server = s;
   /* Counted against the peer's --max-pending-calls like any store call, so
    * a peer sending calls that are refused cannot queue audit records
    * without bound while the disk is slow: tokend stops reading it. */
   r->conn = c;
-  conn_job_begin(c);
   r->job.kind = STORE_JOB_AUDIT;
   r->job.done = refusal_done;
   r->job.audit = &r->ev;
-  server_job_begin(s);
-  store_worker_submit(s->worker, &r->job);
+  conn_job_submit(c, &r->job);
 }

@@ -58,13 +58,18 @@ void conn_close(conn_t *c) {
   uv_close((uv_handle_t *)&c->pipe, on_close);
 }
 
-void conn_job_begin(conn_t *c) { c->jobs++; }
+void conn_job_submit(conn_t *c, store_job_t *job) {
+  c->jobs++;
+  server_job_begin(c->server);
+  store_worker_submit(c->server->worker, job);
+}
 
 static int conn_process(conn_t *c);
 static void conn_set_reading(conn_t *c, int on);
 static int conn_may_read(const conn_t *c);
 
-void conn_job_end(conn_t *c) {
+/* conn_job_end() without the server's count. */
+static void conn_job_release(conn_t *c) {
   c->jobs--;
   if (c->closed) {
     conn_maybe_free(c);
@@ -83,6 +88,13 @@ void conn_job_end(conn_t *c) {
       conn_set_reading(c, 1);
   }
   conn_flush(c);
+}
+
+void conn_job_end(conn_t *c) {
+  server_t *s = c->server; /* read now: releasing c may free it */
+
+  conn_job_release(c);
+  server_job_end(s);
 }
 
 /* A conn told to close once its answers are out closes when nothing is

@@ -17,6 +17,7 @@
 #include "tokend_limits.h"
 
 typedef struct server_s server_t;
+typedef struct store_job_s store_job_t;
 
 /* Who is at the other end, from the kernel (SO_PEERCRED, SO_PEERGROUPS) at
  * accept time. Nothing in a request can change it. */
@@ -101,8 +102,13 @@ void conn_stop_reading(conn_t *c);
 /* Closes now. Idempotent. */
 void conn_close(conn_t *c);
 
-/* A store job now refers to c / no longer does (may free c). */
-void conn_job_begin(conn_t *c);
+/* Submits job to the store worker on c's behalf: it counts against c's
+ * --max-pending-calls, and keeps c and the server's shutdown waiting until
+ * conn_job_end(c). */
+void conn_job_submit(conn_t *c, store_job_t *job);
+
+/* From job's done callback, once it no longer needs c: releases c (which
+ * may free it) and the server's count (which may finish a shutdown). */
 void conn_job_end(conn_t *c);
 
 /* 1 if c can still receive responses. */

@@ -144,11 +144,7 @@ static call_t *call_new(conn_t *c, uint64_t call_id, store_job_kind_t kind,
 }
 
 static void call_submit(call_t *call) {
-  server_t *s = call->conn->server;
-
-  conn_job_begin(call->conn);
-  server_job_begin(s);
-  store_worker_submit(s->worker, &call->job);
+  conn_job_submit(call->conn, &call->job);
 }
 
 /* Room for the n rows of size bytes a List-like call reads its answer into,
@@ -186,13 +182,12 @@ static void *call_rows(call_t *call, size_t n, size_t size) {
 /* Ends a call: releases the conn (which flushes what was sent), the
  * server's counts, and frees the call. */
 static void call_end(call_t *call) {
-  server_t *s = call->conn->server;
+  conn_t *c = call->conn;
 
-  s->list_bytes -= call->list_bytes;
+  c->server->list_bytes -= call->list_bytes;
   sodium_memzero(call->token, sizeof(call->token));
-  conn_job_end(call->conn);
   free(call);
-  server_job_end(s);
+  conn_job_end(c);
 }
 
 /* ---- Verify: answered from memory, never touches the store ---- */
