@@ -8,8 +8,16 @@
  * default a connection works like redis-benchmark's: it writes PIPELINE
  * requests in one write, waits for all of their answers, then writes the
  * next PIPELINE. --window refills each answered slot at once instead. With
- * -P 1 the two are the same. Everything runs on one thread around epoll
- * with non-blocking sockets, so the generator's own cost per request is
+ * -P 1 the two are the same. It also waits like redis-benchmark's event
+ * loop: before each batch it takes the socket out of epoll and adds it back
+ * watching for room to write, writes when epoll says so, then does the same
+ * to watch for the answers (four epoll_ctl and one more epoll_wait per
+ * batch). On this project's VM that pattern alone makes round trips at -c 1
+ * about a quarter faster (docs/PERFORMANCE.md has the measurements and the
+ * likely cause), so the two tools are only comparable if they wait alike.
+ * --keep-watch keeps one watch per socket and writes at once. Everything
+ * runs on one thread around epoll with non-blocking sockets, so the
+ * generator's own cost per request is
  * small: a Verify is encoded and its OK answer decoded by verify_wire, with
  * no allocation; anything else is packed, or unpacked into a scratch arena,
  * by protobuf-c; then a few compares (its CPU use is printed with each
@@ -166,6 +174,8 @@ typedef struct {
   bench_slot_t *slots;
   uint32_t *free_slots;
   uint32_t n_slots, n_free;
+  uint32_t *unsent; /* slots queued since the last write began */
+  uint32_t n_unsent;
   uint32_t inflight;
   uint64_t seq;
 } bench_conn_t;
@@ -205,6 +215,7 @@ typedef struct {
   double rate;
   double duration_s;
   int window;
+  int keep_watch; /* one lasting epoll watch per socket, not ae's re-arming */
   int csv;
   int timeout_ms;
   unsigned settle_ms; /* after a warm-up test */
@@ -516,9 +527,38 @@ static int conn_watch(bench_t *b, bench_conn_t *c, uint32_t events) {
   return 0;
 }
 
+/* Watches c for events by taking it out of the epoll set and adding it
+ * back, as redis-benchmark's event loop does between batches (the default;
+ * --keep-watch uses conn_watch instead). */
+static int conn_rearm(bench_t *b, bench_conn_t *c, uint32_t events) {
+  struct epoll_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = c;
+  if (epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0 ||
+      epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    bench_fail(b, "epoll_ctl: %s", strerror(errno));
+    return TOKEND_EINTERNAL;
+  }
+  c->events = events;
+  return 0;
+}
+
 /* Writes what is queued; what the socket does not take waits for EPOLLOUT. */
 static void conn_write(bench_t *b, bench_conn_t *c) {
+  uint64_t now;
+  uint32_t i;
   ssize_t n;
+
+  /* Latency counts from the write that carries a request, as in
+   * redis-benchmark, not from when it was queued. */
+  if (c->n_unsent > 0) {
+    now = now_ns();
+    for (i = 0; i < c->n_unsent; i++)
+      c->slots[c->unsent[i]].sent_ns = now;
+    c->n_unsent = 0;
+  }
 
   while (c->woff < c->wlen) {
     n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
@@ -535,7 +575,10 @@ static void conn_write(bench_t *b, bench_conn_t *c) {
     c->woff += (size_t)n;
   }
   c->woff = c->wlen = 0;
-  (void)conn_watch(b, c, EPOLLIN);
+  if (!b->o.keep_watch)
+    (void)conn_rearm(b, c, EPOLLIN);
+  else
+    (void)conn_watch(b, c, EPOLLIN);
 }
 
 static int wbuf_reserve(bench_conn_t *c, size_t extra) {
@@ -676,6 +719,7 @@ static void conn_queue_request(bench_t *b, bench_conn_t *c, uint64_t now) {
     return;
   }
   c->n_free--;
+  c->unsent[c->n_unsent++] = idx;
   c->inflight++;
   t->sent++;
   t->by_op[op]++;
@@ -709,8 +753,14 @@ static void conn_fill(bench_t *b, bench_conn_t *c, uint64_t now) {
     }
     conn_queue_request(b, c, now);
   }
-  if (c->wlen > c->woff)
+  if (c->wlen <= c->woff)
+    return;
+  /* As in redis-benchmark, the batch goes out when epoll says there is room
+   * for it; with --keep-watch, at once. */
+  if (b->o.keep_watch)
     conn_write(b, c);
+  else if (!(c->events & EPOLLOUT))
+    (void)conn_rearm(b, c, EPOLLOUT);
 }
 
 static const char *reason_name(int reason) {
@@ -974,7 +1024,8 @@ static int conn_open(bench_t *b, bench_conn_t *c, uint32_t n_slots) {
   strcpy(addr.sun_path, b->o.socket_path);
   c->slots = calloc(n_slots, sizeof(*c->slots));
   c->free_slots = malloc(n_slots * sizeof(*c->free_slots));
-  if (c->slots == NULL || c->free_slots == NULL) {
+  c->unsent = malloc(n_slots * sizeof(*c->unsent));
+  if (c->slots == NULL || c->free_slots == NULL || c->unsent == NULL) {
     bench_fail(b, "out of memory");
     return TOKEND_ENOMEM;
   }
@@ -1019,6 +1070,7 @@ static void conn_free(bench_conn_t *c) {
   free(c->rbuf);
   free(c->slots);
   free(c->free_slots);
+  free(c->unsent);
 }
 
 /* ---- running a test ---- */
@@ -1140,6 +1192,37 @@ __attribute__((noreturn)) static void echo_serve(int fd) {
   }
 }
 
+/* What redis-benchmark's event loop (ae) does around each call at -c 1
+ * -P 1, as conn_rearm does for the other tests: after the answer it drops
+ * the read watch and adds a write watch, waits for room to write, then
+ * drops the write watch and adds the read watch back. Returns 0, or
+ * non-zero with b->fatal_msg set. */
+static int echo_rearm(bench_t *b, int ep, int fd) {
+  struct epoll_event ev = {.events = EPOLLOUT};
+  int nev;
+
+  if (epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL) != 0 ||
+      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+    goto err_errno;
+  while ((nev = epoll_wait(ep, &ev, 1, b->o.timeout_ms)) < 0 && errno == EINTR)
+    ;
+  if (nev < 0)
+    goto err_errno;
+  if (nev == 0) {
+    bench_fail(b, "echo: no room to write within %d ms", b->o.timeout_ms);
+    return TOKEND_EIO;
+  }
+  ev.events = EPOLLIN;
+  if (epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL) != 0 ||
+      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+    goto err_errno;
+  return 0;
+
+err_errno:
+  bench_fail(b, "echo: re-arming: %s", strerror(errno));
+  return TOKEND_EIO;
+}
+
 /* -t echo: round trips of a Verify-sized message, one at a time, to a
  * forked process that only echoes it, both sides sleeping in epoll_wait
  * between messages as tokend, redis-server and this tool do. No server
@@ -1191,6 +1274,8 @@ static int bench_run_echo(bench_t *b, uint64_t n, double duration_s) {
   while (t->done < n && !bench_interrupted &&
          (t->deadline_ns == 0 || now < t->deadline_ns)) {
     sent_ns = now_ns();
+    if (!b->o.keep_watch && echo_rearm(b, ep, sv[0]) != 0)
+      goto out_reap_child;
     if (write(sv[0], msg, sizeof(msg)) != (ssize_t)sizeof(msg)) {
       bench_fail(b, "echo: write: %s", strerror(errno));
       goto out_reap_child;
@@ -1323,6 +1408,13 @@ static const char bench_usage[] =
     "      --duration S      stop sending each test after S seconds\n"
     "      --window          refill each answered slot at once instead of\n"
     "                        waiting for the whole batch of -P answers\n"
+    "      --keep-watch      keep one epoll watch on each connection and\n"
+    "                        write each batch at once, instead of waiting as\n"
+    "                        redis-benchmark does (before each batch: stop\n"
+    "                        watching for answers, watch for room to write,\n"
+    "                        write, watch for answers again). Fewer system\n"
+    "                        calls; see docs/PERFORMANCE.md for how the two\n"
+    "                        compare\n"
     "      --domain D        domain for the tokens (default bench-<pid>)\n"
     "      --timeout-ms MS   fail if tokend answers nothing for MS ms while\n"
     "                        requests are in flight (default 10000)\n"
@@ -1349,6 +1441,7 @@ enum {
   OPT_RATE,
   OPT_DURATION,
   OPT_WINDOW,
+  OPT_KEEP_WATCH,
   OPT_DOMAIN,
   OPT_TIMEOUT_MS,
   OPT_SETTLE_MS,
@@ -1439,6 +1532,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       {"rate", required_argument, NULL, OPT_RATE},
       {"duration", required_argument, NULL, OPT_DURATION},
       {"window", no_argument, NULL, OPT_WINDOW},
+      {"keep-watch", no_argument, NULL, OPT_KEEP_WATCH},
       {"domain", required_argument, NULL, OPT_DOMAIN},
       {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
       {"settle-ms", required_argument, NULL, OPT_SETTLE_MS},
@@ -1523,6 +1617,9 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
     case OPT_WINDOW:
       o->window = 1;
       break;
+    case OPT_KEEP_WATCH:
+      o->keep_watch = 1;
+      break;
     case OPT_DOMAIN:
       if (strlen(optarg) < 1 || strlen(optarg) > TOKEND_DOMAIN_MAX_CHARS)
         return usage_error("--domain must be 1 to 128 characters: '%s'",
@@ -1559,9 +1656,10 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
   }
   if (optind < argc)
     return usage_error("unexpected argument '%s'", argv[optind]);
-  for (i = 0; i < o->n_tests; i++)
+  for (i = 0; i < o->n_tests; i++) {
     if (o->tests[i] == TEST_ECHO && (o->conns != 1 || o->pipeline != 1))
       return usage_error("%s", "echo runs with -c 1 -P 1 only");
+  }
   if (o->duration_s > 0 && !o->requests_set)
     o->requests = UINT64_MAX >> BENCH_SLOT_BITS;
   if (!o->tokens_set) {

@@ -30,10 +30,13 @@ LARGE_TOKENS=1000000
 WRITE_RATE=500 # per second, for Issue and for Revoke (target 3)
 LOAD_SECS=8    # how long Verify is measured under writes
 SETTLE_MS=15000 # after the warm-up of targets 4 and 5 (see there)
-# c=1 P=1 is also run with each server and its client pinned to one CPU
-# (see below), with tokend --busy-poll-us (off by default), and as
-# tokend-bench's echo (no server at all: the best rate a server that sleeps
-# between requests could reach on this machine).
+# tokend-bench waits for its sockets the way redis-benchmark does; each
+# Verify-vs-GET scenario is also run with tokend-bench --keep-watch (one
+# lasting epoll watch per socket), for the record. c=1 P=1 is also run with
+# each server and its client pinned to one CPU (see below), with tokend
+# --busy-poll-us (off by default), and as tokend-bench's echo, both ways (no
+# server at all: the best rate a server that sleeps between requests could
+# reach on this machine).
 BUSY_POLL_US=100
 PIN_CPU=0
 HAVE_TASKSET=0
@@ -254,6 +257,8 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
   : >"$RES/c$c-P$p.redis"
   : >"$RES/c$c-P$p.busy"
   : >"$RES/c$c-P$p.echo"
+  : >"$RES/c$c-P$p.keep"
+  : >"$RES/c$c-P$p.echo.keep"
   : >"$RES/c$c-P$p.pin.tokend"
   : >"$RES/c$c-P$p.pin.redis"
   log "verify vs GET, c=$c P=$p n=$n"
@@ -265,6 +270,12 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
     if [ "$HAVE_REDIS" = 1 ]; then
       redis_run "$RES/c$c-P$p.redis" "$c" "$p" "$n"
     fi
+    # tokend-bench waits as redis-benchmark does unless --keep-watch; the
+    # other way, for the record (docs/PERFORMANCE.md, "How the load
+    # generators wait").
+    fresh_tokend
+    (NAME=tokend/k tokend_run "$RES/c$c-P$p.keep" -c "$c" -P "$p" -n "$n" \
+      -t verify --tokens $TOKENS --keep-watch)
     if [ "$c" = 1 ] && [ "$p" = 1 ] && [ "$HAVE_TASKSET" = 1 ]; then
       # At c=1 P=1 the host decides whether client and server share a vCPU
       # (each round trip then costs two context switches) or sit on two (it
@@ -290,13 +301,17 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
         -t verify --tokens $TOKENS)
       (NAME=echo SERVER_PID="" tokend_run "$RES/c$c-P$p.echo" -c 1 -P 1 \
         -n "$n" -t echo)
+      (NAME=echo/k SERVER_PID="" tokend_run "$RES/c$c-P$p.echo.keep" -c 1 \
+        -P 1 -n "$n" -t echo --keep-watch)
     fi
     rep=$((rep + 1))
   done
-  for f in tokend redis busy echo pin.tokend pin.redis; do
+  for f in tokend redis keep busy echo echo.keep pin.tokend pin.redis; do
     summarize "$RES/c$c-P$p.$f" >"$RES/c$c-P$p.$f.sum"
   done
   row "verify vs GET c=$c P=$p" "$(cat "$RES/c$c-P$p.tokend.sum")" \
+    "$(cat "$RES/c$c-P$p.redis.sum")"
+  row "  same, tokend-bench --keep-watch" "$(cat "$RES/c$c-P$p.keep.sum")" \
     "$(cat "$RES/c$c-P$p.redis.sum")"
   if [ "$c" = 1 ] && [ "$p" = 1 ]; then
     row "  same, each pinned with its client" \
@@ -306,6 +321,8 @@ for sc in "1 1 50000" "16 1 200000" "16 32 2000000"; do
       "$(cat "$RES/c$c-P$p.busy.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
     row "  echo: no server, sleeps between calls" \
       "$(cat "$RES/c$c-P$p.echo.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
+    row "  echo --keep-watch" \
+      "$(cat "$RES/c$c-P$p.echo.keep.sum")" "$(cat "$RES/c$c-P$p.redis.sum")"
   fi
 done
 
