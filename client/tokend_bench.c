@@ -413,21 +413,43 @@ static void arena_free(void *data, void *p) {
 
 /* ---- the token pool ---- */
 
-static int pool_reserve(bench_t *b, size_t extra) {
-  size_t cap;
-  bench_token_t *np;
+/* Makes room in *buf (*cap elements of elem bytes, used of them in use) for
+ * extra more, doubling from first. The old block is wiped before it is
+ * freed, since it may hold tokens (realloc would leave them in the heap).
+ * TOKEND_ENOMEM leaves *buf as it was. */
+static int grow_wiped(void **buf, size_t *cap, size_t used, size_t extra,
+                      size_t elem, size_t first) {
+  size_t ncap = *cap ? *cap : first;
+  void *nb;
 
-  if (b->cap_pool - b->n_pool >= extra)
+  if (*cap - used >= extra)
     return 0;
-  cap = b->cap_pool ? b->cap_pool : 1024;
-  while (cap - b->n_pool < extra)
-    cap *= 2;
-  np = realloc(b->pool, cap * sizeof(*np));
-  if (np == NULL)
+  if (extra > SIZE_MAX / elem - used)
     return TOKEND_ENOMEM;
-  b->pool = np;
-  b->cap_pool = cap;
+  while (ncap - used < extra) {
+    if (ncap > SIZE_MAX / elem / 2)
+      return TOKEND_ENOMEM;
+    ncap *= 2;
+  }
+  if ((nb = malloc(ncap * elem)) == NULL)
+    return TOKEND_ENOMEM;
+  if (*buf != NULL) {
+    memcpy(nb, *buf, used * elem);
+    sodium_memzero(*buf, *cap * elem);
+    free(*buf);
+  }
+  *buf = nb;
+  *cap = ncap;
   return 0;
+}
+
+static int pool_reserve(bench_t *b, size_t extra) {
+  void *p = b->pool;
+  int err =
+      grow_wiped(&p, &b->cap_pool, b->n_pool, extra, sizeof(*b->pool), 1024);
+
+  b->pool = p;
+  return err;
 }
 
 static void pool_add(bench_t *b, const char *token, const char *id) {
@@ -582,20 +604,11 @@ static void conn_write(bench_t *b, bench_conn_t *c) {
 }
 
 static int wbuf_reserve(bench_conn_t *c, size_t extra) {
-  size_t cap;
-  uint8_t *nb;
+  void *p = c->wbuf;
+  int err = grow_wiped(&p, &c->wcap, c->wlen, extra, 1, 4096);
 
-  if (c->wcap - c->wlen >= extra)
-    return 0;
-  cap = c->wcap ? c->wcap : 4096;
-  while (cap - c->wlen < extra)
-    cap *= 2;
-  nb = realloc(c->wbuf, cap);
-  if (nb == NULL)
-    return TOKEND_ENOMEM;
-  c->wbuf = nb;
-  c->wcap = cap;
-  return 0;
+  c->wbuf = p;
+  return err;
 }
 
 static bench_op_t pick_op(bench_t *b) {
