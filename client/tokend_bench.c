@@ -12,16 +12,17 @@
  * loop: before each batch it takes the socket out of epoll and adds it back
  * watching for room to write, writes when epoll says so, then does the same
  * to watch for the answers (four epoll_ctl and one more epoll_wait per
- * batch). On this project's VM that pattern alone makes round trips at -c 1
- * about a quarter faster (docs/PERFORMANCE.md has the measurements and the
- * likely cause), so the two tools are only comparable if they wait alike.
+ * batch). On this project's VM that pattern alone made round trips at -c 1
+ * up to a quarter faster in some runs (docs/PERFORMANCE.md has the
+ * measurements and a guess at the cause), so the two tools are only
+ * comparable if they wait alike.
  * --keep-watch keeps one watch per socket and writes at once. Everything
  * runs on one thread around epoll with non-blocking sockets, so the
  * generator's own cost per request is
  * small: a Verify is encoded and its OK answer decoded by verify_wire, with
  * no allocation; anything else is packed, or unpacked into a scratch arena,
  * by protobuf-c; then a few compares (its CPU use is printed with each
- * result, to show it is not the bottleneck).
+ * result: on a small machine it shares the cores with the server).
  *
  * Latency is per request, from the write that carried it to the read that
  * brought its answer (CLOCK_MONOTONIC), recorded in a log-linear histogram
