@@ -15,14 +15,15 @@
  * batch). On this project's VM that pattern alone made round trips at -c 1
  * up to a quarter faster in some runs (docs/PERFORMANCE.md has the
  * measurements and a guess at the cause), so the two tools are only
- * comparable if they wait alike.
- * --keep-watch keeps one watch per socket and writes at once. Everything
- * runs on one thread around epoll with non-blocking sockets, so the
- * generator's own cost per request is
- * small: a Verify is encoded and its OK answer decoded by verify_wire, with
- * no allocation; anything else is packed, or unpacked into a scratch arena,
- * by protobuf-c; then a few compares (its CPU use is printed with each
- * result: on a small machine it shares the cores with the server).
+ * comparable if they wait alike. --keep-watch keeps one watch per socket
+ * and writes at once.
+ *
+ * Everything runs on one thread around epoll with non-blocking sockets, so
+ * the generator's own cost per request is small: a Verify is encoded and
+ * its OK answer decoded by verify_wire, with no allocation; anything else
+ * is packed, or unpacked into a scratch arena, by protobuf-c; then a few
+ * compares (its CPU use is printed with each result: on a small machine it
+ * shares the cores with the server).
  *
  * Latency is per request, from the write that carried it to the read that
  * brought its answer (CLOCK_MONOTONIC), recorded in a log-linear histogram
@@ -1287,9 +1288,9 @@ static int bench_run_echo(bench_t *b, uint64_t n, double duration_s) {
     t->deadline_ns = now + (uint64_t)(duration_s * 1e9);
   while (t->done < n && !bench_interrupted &&
          (t->deadline_ns == 0 || now < t->deadline_ns)) {
-    sent_ns = now_ns();
     if (!b->o.keep_watch && echo_rearm(b, ep, sv[0]) != 0)
       goto out_reap_child;
+    sent_ns = now_ns();
     if (write(sv[0], msg, sizeof(msg)) != (ssize_t)sizeof(msg)) {
       bench_fail(b, "echo: write: %s", strerror(errno));
       goto out_reap_child;
