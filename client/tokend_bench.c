@@ -13,8 +13,9 @@
  * watching for room to write, writes when epoll says so, then does the same
  * to watch for the answers (four epoll_ctl and one more epoll_wait per
  * batch). On this project's VM that pattern alone made round trips at -c 1
- * up to a quarter faster in some runs (docs/PERFORMANCE.md has the
- * measurements and a guess at the cause), so the two tools are only
+ * up to a quarter faster in some runs (it keeps the CPU's tick running
+ * through idle spells, saving timer VM exits: docs/PERFORMANCE.md), so the
+ * two tools are only
  * comparable if they wait alike. --keep-watch keeps one watch per socket
  * and writes at once.
  *
