@@ -15,9 +15,8 @@
  * batch). On this project's VM that pattern alone made round trips at -c 1
  * up to a quarter faster in some runs (it keeps the CPU's tick running
  * through idle spells, saving timer VM exits: docs/PERFORMANCE.md), so the
- * two tools are only
- * comparable if they wait alike. --keep-watch keeps one watch per socket
- * and writes at once.
+ * two tools are only comparable if they wait alike. --keep-watch keeps one
+ * watch per socket and writes at once.
  *
  * Everything runs on one thread around epoll with non-blocking sockets, so
  * the generator's own cost per request is small: a Verify is encoded and
