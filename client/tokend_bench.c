@@ -535,33 +535,23 @@ static bench_pick_t next_pick(bench_t *b) {
 
 /* ---- connections ---- */
 
+/* Watches c for events. By default as redis-benchmark's event loop does
+ * between batches: c is taken out of the epoll set and added back. With
+ * --keep-watch the lasting watch is changed, and only if it differs. */
 static int conn_watch(bench_t *b, bench_conn_t *c, uint32_t events) {
   struct epoll_event ev;
+  int rc;
 
-  if (c->events == events)
+  if (b->o.keep_watch && c->events == events)
     return 0;
   memset(&ev, 0, sizeof(ev));
   ev.events = events;
   ev.data.ptr = c;
-  if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
-    bench_fail(b, "epoll_ctl: %s", strerror(errno));
-    return TOKEND_EINTERNAL;
-  }
-  c->events = events;
-  return 0;
-}
-
-/* Watches c for events by taking it out of the epoll set and adding it
- * back, as redis-benchmark's event loop does between batches (the default;
- * --keep-watch uses conn_watch instead). */
-static int conn_rearm(bench_t *b, bench_conn_t *c, uint32_t events) {
-  struct epoll_event ev;
-
-  memset(&ev, 0, sizeof(ev));
-  ev.events = events;
-  ev.data.ptr = c;
-  if (epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0 ||
-      epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+  if (b->o.keep_watch)
+    rc = epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+  else if ((rc = epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL)) == 0)
+    rc = epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+  if (rc != 0) {
     bench_fail(b, "epoll_ctl: %s", strerror(errno));
     return TOKEND_EINTERNAL;
   }
@@ -599,10 +589,7 @@ static void conn_write(bench_t *b, bench_conn_t *c) {
     c->woff += (size_t)n;
   }
   c->woff = c->wlen = 0;
-  if (!b->o.keep_watch)
-    (void)conn_rearm(b, c, EPOLLIN);
-  else
-    (void)conn_watch(b, c, EPOLLIN);
+  (void)conn_watch(b, c, EPOLLIN);
 }
 
 static int wbuf_reserve(bench_conn_t *c, size_t extra) {
@@ -775,7 +762,7 @@ static void conn_fill(bench_t *b, bench_conn_t *c, uint64_t now) {
   if (b->o.keep_watch)
     conn_write(b, c);
   else if (!(c->events & EPOLLOUT))
-    (void)conn_rearm(b, c, EPOLLOUT);
+    (void)conn_watch(b, c, EPOLLOUT);
 }
 
 static const char *reason_name(int reason) {
@@ -1208,7 +1195,7 @@ __attribute__((noreturn)) static void echo_serve(int fd) {
 }
 
 /* What redis-benchmark's event loop (ae) does around each call at -c 1
- * -P 1, as conn_rearm does for the other tests: after the answer it drops
+ * -P 1, as conn_watch does for the other tests: after the answer it drops
  * the read watch and adds a write watch, waits for room to write, then
  * drops the write watch and adds the read watch back. Returns 0, or
  * non-zero with b->fatal_msg set. */

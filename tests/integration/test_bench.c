@@ -72,26 +72,18 @@ static void parse_csv(char *out, csv_row_t *rows, size_t n) {
   assert_int_equal(i, n);
 }
 
-/* The four tests at -c 3 -P 4, waiting as redis-benchmark does (wait 0),
- * with --keep-watch (1), or refilling each answered slot (2, --window):
- * one CSV row each, and every request sent answered and counted once. */
-static void check_counts_add_up(const th_fixture_t *f, int wait) {
+/* The four tests at -c 3 -P 4, with flag (NULL: none; --keep-watch,
+ * --window) added: one CSV row each, and every request sent answered and
+ * counted once. */
+static void check_counts_add_up(const th_fixture_t *f, const char *flag) {
   static const char *const names[] = {"verify", "issue", "revoke", "mixed"};
   th_run_result_t r;
   csv_row_t rows[4];
   size_t i;
 
   /* 500 tokens: 300 for revoke, the rest for verify and mixed. */
-#define ALL_FOUR                                                               \
-  "-c", "3", "-P", "4", "-n", "300", "-t", "verify,issue,revoke,mixed",        \
-      "--tokens", "500", "--csv"
-  if (wait == 0)
-    bench(f->tokend.socket_path, &r, ALL_FOUR, NULL);
-  else if (wait == 1)
-    bench(f->tokend.socket_path, &r, ALL_FOUR, "--keep-watch", NULL);
-  else
-    bench(f->tokend.socket_path, &r, ALL_FOUR, "--window", NULL);
-#undef ALL_FOUR
+  bench(f->tokend.socket_path, &r, "-c", "3", "-P", "4", "-n", "300", "-t",
+        "verify,issue,revoke,mixed", "--tokens", "500", "--csv", flag, NULL);
   th_expect_exit(&r, 0, "tokend-bench -t verify,issue,revoke,mixed");
   parse_csv(r.out, rows, 4);
   for (i = 0; i < 4; i++) {
@@ -112,9 +104,9 @@ static void check_counts_add_up(const th_fixture_t *f, int wait) {
 static void test_csv_has_one_row_per_test_and_counts_add_up(void **state) {
   th_fixture_t *f = *state;
 
-  check_counts_add_up(f, 0);
-  check_counts_add_up(f, 1);
-  check_counts_add_up(f, 2);
+  check_counts_add_up(f, NULL); /* waiting as redis-benchmark does */
+  check_counts_add_up(f, "--keep-watch");
+  check_counts_add_up(f, "--window");
 }
 
 /* One page of domain's tokens (include_revoked); counts all and revoked. */
