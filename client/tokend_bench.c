@@ -60,6 +60,7 @@
 #include <sodium.h>
 
 #include "frame.h"
+#include "secret_buf.h"
 #include "token.h"
 #include "tokend.pb-c.h"
 #include "tokend_error.h"
@@ -415,43 +416,15 @@ static void arena_free(void *data, void *p) {
 
 /* ---- the token pool ---- */
 
-/* Makes room in *buf (*cap elements of elem bytes, used of them in use) for
- * extra more, doubling from first. The old block is wiped before it is
- * freed, since it may hold tokens (realloc would leave them in the heap).
- * TOKEND_ENOMEM leaves *buf as it was. */
-static int grow_wiped(void **buf, size_t *cap, size_t used, size_t extra,
-                      size_t elem, size_t first) {
-  size_t ncap = *cap ? *cap : first;
-  void *nb;
-
-  if (*cap - used >= extra)
-    return 0;
-  if (extra > SIZE_MAX / elem - used)
-    return TOKEND_ENOMEM;
-  while (ncap - used < extra) {
-    if (ncap > SIZE_MAX / elem / 2)
-      return TOKEND_ENOMEM;
-    ncap *= 2;
-  }
-  if ((nb = malloc(ncap * elem)) == NULL)
-    return TOKEND_ENOMEM;
-  if (*buf != NULL) {
-    memcpy(nb, *buf, used * elem);
-    sodium_memzero(*buf, *cap * elem);
-    free(*buf);
-  }
-  *buf = nb;
-  *cap = ncap;
-  return 0;
-}
-
+/* The pool holds tokens: it grows without leaving a copy behind. */
 static int pool_reserve(bench_t *b, size_t extra) {
-  void *p = b->pool;
-  int err =
-      grow_wiped(&p, &b->cap_pool, b->n_pool, extra, sizeof(*b->pool), 1024);
+  bench_token_t *np = secret_buf_reserve(b->pool, &b->cap_pool, b->n_pool,
+                                         extra, sizeof(*b->pool), 1024, 1);
 
-  b->pool = p;
-  return err;
+  if (np == NULL)
+    return TOKEND_ENOMEM;
+  b->pool = np;
+  return 0;
 }
 
 static void pool_add(bench_t *b, const char *token, const char *id) {
@@ -592,12 +565,15 @@ static void conn_write(bench_t *b, bench_conn_t *c) {
   (void)conn_watch(b, c, EPOLLIN);
 }
 
+/* Requests carry tokens: the buffer grows without leaving a copy behind. */
 static int wbuf_reserve(bench_conn_t *c, size_t extra) {
-  void *p = c->wbuf;
-  int err = grow_wiped(&p, &c->wcap, c->wlen, extra, 1, 4096);
+  uint8_t *nb =
+      secret_buf_reserve(c->wbuf, &c->wcap, c->wlen, extra, 1, 4096, 1);
 
-  c->wbuf = p;
-  return err;
+  if (nb == NULL)
+    return TOKEND_ENOMEM;
+  c->wbuf = nb;
+  return 0;
 }
 
 static bench_op_t pick_op(bench_t *b) {
@@ -950,22 +926,22 @@ static void conn_on_response(bench_t *b, bench_conn_t *c, const uint8_t *body,
 /* Reads what tokend sent, handles every complete frame, trims once, then
  * sends what the freed slots allow. */
 static void conn_read(bench_t *b, bench_conn_t *c, uint64_t now) {
-  size_t off = 0, consumed, cap;
+  size_t off = 0, consumed;
   const uint8_t *body;
   uint32_t body_len;
   frame_result_t r;
   ssize_t n;
   uint8_t *nb;
 
-  if (c->rcap - c->rlen < BENCH_READ_CHUNK / 4) {
-    cap = c->rcap ? c->rcap * 2 : BENCH_READ_CHUNK;
-    if ((nb = realloc(c->rbuf, cap)) == NULL) {
-      bench_fail(b, "out of memory for reading");
-      return;
-    }
-    c->rbuf = nb;
-    c->rcap = cap;
+  /* Answers to Issue carry tokens: like the write buffer, this one grows
+   * and moves its contents without leaving a copy behind. */
+  nb = secret_buf_reserve(c->rbuf, &c->rcap, c->rlen, BENCH_READ_CHUNK / 4, 1,
+                          BENCH_READ_CHUNK, 1);
+  if (nb == NULL) {
+    bench_fail(b, "out of memory for reading");
+    return;
   }
+  c->rbuf = nb;
   n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
   if (n < 0) {
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
@@ -994,19 +970,20 @@ static void conn_read(bench_t *b, bench_conn_t *c, uint64_t now) {
     off += consumed;
   }
   if (off > 0) {
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    secret_buf_consume(c->rbuf, c->rlen, off, 1);
     c->rlen -= off;
     b->t.last_progress_ns = now;
     b->t.end_ns = now;
   }
   /* A frame larger than the buffer: make room for all of it. */
   if (consumed > c->rcap) {
-    if ((nb = realloc(c->rbuf, consumed)) == NULL) {
+    nb = secret_buf_reserve(c->rbuf, &c->rcap, c->rlen, consumed - c->rlen, 1,
+                            BENCH_READ_CHUNK, 1);
+    if (nb == NULL) {
       bench_fail(b, "out of memory for reading");
       return;
     }
     c->rbuf = nb;
-    c->rcap = consumed;
   }
   conn_fill(b, c, now);
 }
@@ -1065,9 +1042,12 @@ static int conn_open(bench_t *b, bench_conn_t *c, uint32_t n_slots) {
 static void conn_free(bench_conn_t *c) {
   if (c->fd >= 0)
     close(c->fd);
-  /* Requests carry tokens: wipe them, as any holder of a token should. */
+  /* Requests and Issue's answers carry tokens: wipe them, as any holder
+   * of a token should. */
   if (c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
+  if (c->rbuf != NULL)
+    sodium_memzero(c->rbuf, c->rcap);
   free(c->wbuf);
   free(c->rbuf);
   free(c->slots);

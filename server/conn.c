@@ -11,6 +11,7 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
+#include "secret_buf.h"
 #include "server.h"
 #include "tokend_error.h"
 
@@ -150,50 +151,15 @@ void conn_close_when_sent(conn_t *c) {
 }
 
 /* Both buffers may hold token secrets (answers to Issue, Verify requests),
- * so neither leaves a copy behind when it moves or shrinks its contents. */
-
-/* A new buffer of cap bytes holding the first len bytes of old (may be
- * NULL), which is freed, wiped first if wipe; NULL when out of memory, and
- * old is untouched. Not realloc, which would free the old copy unwiped. */
-static uint8_t *buf_regrow(uint8_t *old, size_t old_cap, size_t len, size_t cap,
-                           int wipe) {
-  uint8_t *nb = malloc(cap);
-
-  if (nb == NULL)
-    return NULL;
-  if (old != NULL) {
-    memcpy(nb, old, len);
-    if (wipe)
-      sodium_memzero(old, old_cap);
-    free(old);
-  }
-  return nb;
-}
-
-/* Drops the first n of the len bytes in buf, moving the rest to the front.
- * With wipe, what lies past the new end (bytes dropped, or the old copy of
- * bytes moved) is wiped. */
-static void buf_consume(uint8_t *buf, size_t len, size_t n, int wipe) {
-  if (n < len)
-    memmove(buf, buf + n, len - n);
-  if (wipe)
-    sodium_memzero(buf + len - n, n);
-}
-
+ * so neither leaves a copy behind when it grows (secret_buf_reserve) or
+ * moves its contents (secret_buf_consume). */
 static int wbuf_reserve(conn_t *c, size_t extra) {
-  size_t cap;
-  uint8_t *nb;
+  uint8_t *nb = secret_buf_reserve(c->wbuf, &c->wcap, c->wlen, extra, 1, 4096,
+                                   c->wbuf_secret);
 
-  if (c->wcap - c->wlen >= extra)
-    return 0;
-  cap = c->wcap ? c->wcap : 4096;
-  while (cap - c->wlen < extra)
-    cap *= 2;
-  nb = buf_regrow(c->wbuf, c->wcap, c->wlen, cap, c->wbuf_secret);
   if (nb == NULL)
     return TOKEND_ENOMEM;
   c->wbuf = nb;
-  c->wcap = cap;
   return 0;
 }
 
@@ -308,7 +274,7 @@ static int conn_try_write(conn_t *c) {
     return 0;
   if (n < 0)
     return n;
-  buf_consume(c->wbuf, c->wlen, (size_t)n, c->wbuf_secret);
+  secret_buf_consume(c->wbuf, c->wlen, (size_t)n, c->wbuf_secret);
   c->wlen -= (size_t)n;
   c->out_bytes -= (size_t)n;
   if (c->wlen == 0)
@@ -379,7 +345,7 @@ void conn_flush(conn_t *c) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn_t *c = handle->data;
   const server_t *s = c->server;
-  size_t need = c->rlen + CONN_READ_CHUNK, cap;
+  size_t need = c->rlen + CONN_READ_CHUNK;
   const uint8_t *body;
   uint32_t body_len;
   size_t frame_total;
@@ -391,18 +357,13 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
                    &frame_total) == FRAME_NEED_MORE &&
       frame_total > c->rlen)
     need = frame_total > need ? frame_total : need;
-  if (c->rcap < need) {
-    cap = c->rcap ? c->rcap : CONN_READ_CHUNK;
-    while (cap < need)
-      cap *= 2;
-    nb = buf_regrow(c->rbuf, c->rcap, c->rlen, cap, 1);
-    if (nb == NULL) {
-      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-      return;
-    }
-    c->rbuf = nb;
-    c->rcap = cap;
+  nb = secret_buf_reserve(c->rbuf, &c->rcap, c->rlen, need - c->rlen, 1,
+                          CONN_READ_CHUNK, 1);
+  if (nb == NULL) {
+    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+    return;
   }
+  c->rbuf = nb;
   *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
@@ -454,7 +415,7 @@ static int conn_process(conn_t *c) {
     off += consumed;
   }
   if (off > 0) {
-    buf_consume(c->rbuf, c->rlen, off, 1);
+    secret_buf_consume(c->rbuf, c->rlen, off, 1);
     c->rlen -= off;
   }
   /* The read timeout runs from the first byte of input not yet handled:

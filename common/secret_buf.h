@@ -1,0 +1,23 @@
+/* secret_buf: growing a buffer that may hold token secrets without leaving
+ * a copy behind. realloc may move the contents and free the old block as it
+ * was; these copy into a new block and wipe the old one first. */
+#ifndef TOKEND_SECRET_BUF_H
+#define TOKEND_SECRET_BUF_H
+
+#include <stddef.h>
+
+/* Room in buf (*cap elements of elem bytes, the first used of them in use)
+ * for extra more: buf itself if there is room; else a new block of double
+ * the capacity (from first if *cap is 0) as often as needed, holding the
+ * first used elements, with *cap updated and buf freed, wiped first if
+ * wipe. NULL when out of memory or past SIZE_MAX; buf and *cap are then
+ * untouched. */
+void *secret_buf_reserve(void *buf, size_t *cap, size_t used, size_t extra,
+                         size_t elem, size_t first, int wipe);
+
+/* Drops the first n of the len bytes in buf, moving the rest to the front.
+ * With wipe, what lies past the new end (bytes dropped, or the old copy of
+ * bytes moved) is wiped. */
+void secret_buf_consume(unsigned char *buf, size_t len, size_t n, int wipe);
+
+#endif
