@@ -6,13 +6,11 @@
 
 #include <sodium.h>
 
-void *secret_buf_reserve(void *buf, size_t *cap, size_t used, size_t extra,
-                         size_t elem, size_t first, int wipe) {
+void *secret_buf_grow(void *buf, size_t *cap, size_t used, size_t extra,
+                      size_t elem, size_t first, int wipe) {
   size_t ncap = *cap ? *cap : first;
   void *nb;
 
-  if (*cap - used >= extra)
-    return buf;
   if (extra > SIZE_MAX / elem - used)
     return NULL;
   while (ncap - used < extra) {
