@@ -1312,16 +1312,45 @@ static void flush_done(store_job_t *job) {
   server_t *s = f->server;
 
   if (job->result != 0) {
-    log_warn("last_used write-back of %zu tokens failed (%s); will retry",
-             job->u.touch.n, job->errmsg);
     index_mark_dirty(s->index, f->items, job->u.touch.n);
     domains_put_back_counts(&s->domains, f->counts, job->u.touch.n_counts);
+    /* Retrying at once would spin while the disk stays full or read-only:
+     * wait, twice as long after each failure in a row, and say so once per
+     * --log-repeat-interval-ms however often it fails. */
+    s->flush_failures++;
+    s->flush_not_before = uv_now(&s->loop) + dispatch_flush_backoff_ms(s);
+    snprintf(s->flush_errmsg, sizeof(s->flush_errmsg), "%s",
+             job->errmsg[0] != '\0' ? job->errmsg
+                                    : tokend_strerror(job->result));
+    log_limited(&s->flush_log, LOG_WARN,
+                "last_used write-back of %zu tokens failed (%s); retrying in "
+                "%llu ms (%u failures in a row)",
+                job->u.touch.n, s->flush_errmsg,
+                (unsigned long long)dispatch_flush_backoff_ms(s),
+                (unsigned)s->flush_failures);
+  } else if (s->flush_failures > 0) {
+    log_info("last_used write-back works again after %u failures",
+             (unsigned)s->flush_failures);
+    s->flush_failures = 0;
+    s->flush_not_before = 0;
   }
   free(f->items);
   free(f->counts);
   free(f);
   s->flush_in_flight = 0;
   server_job_end(s);
+}
+
+uint64_t dispatch_flush_backoff_ms(const server_t *s) {
+  uint64_t ms = CONFIG_FLUSH_BACKOFF_MIN_MS;
+  uint32_t i;
+
+  if (s->flush_failures == 0)
+    return 0;
+  /* Doubling stops at the cap, so this never overflows. */
+  for (i = 1; i < s->flush_failures && ms < s->cfg.flush_backoff_max_ms; i++)
+    ms *= 2;
+  return ms < s->cfg.flush_backoff_max_ms ? ms : s->cfg.flush_backoff_max_ms;
 }
 
 int dispatch_flush_last_used(server_t *s) {

@@ -24,6 +24,7 @@ int main(int argc, char **argv) {
   if (rc != 0)
     return 2;
   log_set_level(cfg.log_level);
+  log_set_repeat_interval(cfg.log_repeat_interval_ms);
 
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
