@@ -116,6 +116,26 @@ int token_check(const char *tok, size_t len) {
   return 0;
 }
 
+int token_find_embedded(const char *s, size_t len) {
+  const size_t tail = 1 + TOKEND_TOKEN_BODY_CHARS + TOKEND_TOKEN_CHECKSUM_CHARS;
+  size_t u, plen;
+
+  /* Every '_' with a full tail after it, and every prefix of 1-16 chars of
+   * [a-z0-9] before it: a token's exact extent inside a longer run is not
+   * known, but its checksum tells (a random match is 1 in 62^6). */
+  for (u = 1; u + tail <= len; u++) {
+    if (s[u] != '_')
+      continue;
+    for (plen = 1; plen <= TOKEND_PREFIX_MAX_CHARS && plen <= u; plen++) {
+      if (!is_prefix_char(s[u - plen]))
+        break;
+      if (token_check(s + u - plen, plen + tail) == 0)
+        return 1;
+    }
+  }
+  return 0;
+}
+
 void token_hash(const char *tok, size_t len,
                 const uint8_t pepper[TOKEND_PEPPER_BYTES],
                 uint8_t out[TOKEND_HASH_BYTES]) {

@@ -29,6 +29,12 @@ int token_generate(const char *prefix,
  * TOKEND_EINVAL. Does not need tok to be NUL-terminated. */
 int token_check(const char *tok, size_t len) TOKEND_MUST_CHECK;
 
+/* 1 if s[0..len) holds a well-formed token anywhere in it (shape and
+ * checksum, as token_check), alone or inside a longer string such as
+ * "<token>@example.com"; else 0. For refusing secrets pasted into fields
+ * that get logged or stored. Reads every byte, NULs included. */
+int token_find_embedded(const char *s, size_t len);
+
 /* Keyed BLAKE2b-256 of tok[0..len) with the pepper. */
 void token_hash(const char *tok, size_t len,
                 const uint8_t pepper[TOKEND_PEPPER_BYTES],

@@ -1206,7 +1206,60 @@ static const char *method_name(Tokend__V1__Request__MethodCase m) {
   }
 }
 
+/* 1 if the decoded string s holds a token secret, whole or inside it. */
+static int holds_token(const char *s) {
+  return token_find_embedded(s, decoded_len(s));
+}
+
+/* The name of the first field of req other than Verify's token that holds a
+ * token secret (pasted into the wrong field: a domain may contain '_', an
+ * identity may be "<token>@x"), or NULL. Such a request is refused before
+ * anything logs or audits its fields. */
+static const char *request_token_field(const Tokend__V1__Request *req) {
+  size_t i;
+
+  if (holds_token(req->actor))
+    return "actor";
+  switch (req->method_case) {
+  case TOKEND__V1__REQUEST__METHOD_ISSUE:
+    if (holds_token(req->issue->domain))
+      return "domain";
+    if (holds_token(req->issue->label))
+      return "label";
+    for (i = 0; i < req->issue->n_scopes; i++)
+      if (holds_token(req->issue->scopes[i]))
+        return "scopes";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE:
+    return holds_token(req->revoke->domain)     ? "domain"
+           : holds_token(req->revoke->token_id) ? "token_id"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+    return holds_token(req->list->domain)       ? "domain"
+           : holds_token(req->list->page_token) ? "page_token"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN:
+    return holds_token(req->grant_domain_admin->domain) ? "domain"
+           : holds_token(req->grant_domain_admin->user) ? "user"
+                                                        : NULL;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
+    return holds_token(req->revoke_domain_admin->domain) ? "domain"
+           : holds_token(req->revoke_domain_admin->user) ? "user"
+                                                         : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+    return holds_token(req->list_domain_admins->domain) ? "domain" : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+    return holds_token(req->list_audit_events->domain)       ? "domain"
+           : holds_token(req->list_audit_events->page_token) ? "page_token"
+                                                             : NULL;
+  default:
+    return NULL;
+  }
+}
+
 int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
+  static log_limit_t token_field_log = LOG_LIMIT_DEFAULT;
+  const char *field;
   arena_t *arena = &c->server->arena;
   char msg[TOKEND_STATUS_MESSAGE_BYTES], why[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Request *req;
@@ -1246,6 +1299,19 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
       req->actor[0] == '\0') {
     handle_verify(c, req->call_id, req->verify->token,
                   decoded_len(req->verify->token));
+    goto out;
+  }
+  /* Before anything can log, audit or quote a field: the value is named by
+   * its field only, and the arena wipes it below. */
+  if ((field = request_token_field(req)) != NULL) {
+    snprintf(msg, sizeof(msg),
+             "%s: this looks like a token secret; it was not recorded", field);
+    log_limited(&token_field_log, LOG_WARN,
+                "conn %llu: uid %u sent a token secret in %s of a %s call; "
+                "refused, not recorded",
+                (unsigned long long)c->id, (unsigned)c->peer.uid, field,
+                method_name(req->method_case));
+    send_error(c, req->call_id, TOKEND_EINVAL, msg);
     goto out;
   }
   if (reject_nul(c, req->call_id, req->actor, "actor"))

@@ -1356,6 +1356,167 @@ static void test_tokenctl_refusals_say_what_to_do(void **state) {
   th_run_result_free(&r);
 }
 
+/* ---- token secrets pasted into other fields (issue 11, item 10) ---- */
+
+#define TOKEN_REFUSAL "this looks like a token secret; it was not recorded"
+
+/* Sends req (as the operator, on a raw connection) and expects
+ * INVALID_ARGUMENT saying the field held a token. */
+static void expect_token_refused(const th_fixture_t *f,
+                                 Tokend__V1__Request *req, const char *what) {
+  Tokend__V1__Response *r = NULL;
+  int fd = th_connect(f->tokend.socket_path), rc;
+
+  assert_true(fd >= 0);
+  req->call_id = 77;
+  assert_int_equal(th_send_request(fd, req), 0);
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0)
+    fail_msg("%s: no answer (%s)", what, th_recv_name(rc));
+  if (th_response_code(r) != TOKEND_GRPC_INVALID_ARGUMENT ||
+      strstr(r->status->message, TOKEN_REFUSAL) == NULL)
+    fail_msg("%s: answered %d '%s', want INVALID_ARGUMENT '%s'", what,
+             th_response_code(r), r->status != NULL ? r->status->message : "",
+             TOKEN_REFUSAL);
+  tokend__v1__response__free_unpacked(r, NULL);
+  close(fd);
+}
+
+static void expect_secret_absent(const char *path, const char *token) {
+  if (th_file_contains(path, token, strlen(token)))
+    fail_msg("the token secret is in %s", path);
+  /* Its body alone neither (the prefix is common to every token). */
+  if (th_file_contains(path, strchr(token, '_') + 1, strlen(token) - 4))
+    fail_msg("the token secret's body is in %s", path);
+}
+
+/* A token in any field but Verify's token (and in a longer value, such as
+ * "<token>@x") is refused INVALID_ARGUMENT, and is nowhere in the log, the
+ * database or its WAL: not even for a non-admin's refused call. */
+static void test_token_in_any_field_refused_not_recorded(void **state) {
+  th_fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest issue = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__RevokeRequest revoke = TOKEND__V1__REVOKE_REQUEST__INIT;
+  Tokend__V1__ListRequest list = TOKEND__V1__LIST_REQUEST__INIT;
+  Tokend__V1__GrantDomainAdminRequest grant =
+      TOKEND__V1__GRANT_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__RevokeDomainAdminRequest rvk =
+      TOKEND__V1__REVOKE_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__ListDomainAdminsRequest la =
+      TOKEND__V1__LIST_DOMAIN_ADMINS_REQUEST__INIT;
+  Tokend__V1__ListAuditEventsRequest audit =
+      TOKEND__V1__LIST_AUDIT_EVENTS_REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest who = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+  tokend_issued_t is;
+  char tok[TOKEND_TOKEN_BYTES], at[TOKEND_TOKEN_BYTES + 16];
+  char dotted[TOKEND_TOKEN_BYTES + 16], wal[TH_PATH_BYTES + 8];
+  char *scopes[2] = {"read", NULL};
+  op_result_t res[3];
+  const op_t ops[] = {{OP_LIST, tok, NULL, 0},
+                      {OP_SET_ACTOR, NULL, at, 0},
+                      {OP_WHOAMI, NULL, NULL, 0}};
+
+  th_client_issue_ok(f->client, DOMAIN, "real", 0, &is);
+  snprintf(tok, sizeof(tok), "%s", is.token);
+  tokend_client_wipe(&is);
+  snprintf(at, sizeof(at), "%s@x", tok);
+  snprintf(dotted, sizeof(dotted), "a.%s.b", tok);
+  scopes[1] = tok;
+
+  req.actor = at;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+  req.who_am_i = &who;
+  expect_token_refused(f, &req, "actor <token>@x");
+  req.actor = tok;
+  expect_token_refused(f, &req, "actor");
+  req.actor = "";
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &issue;
+  issue.domain = tok;
+  issue.label = "l";
+  expect_token_refused(f, &req, "issue domain");
+  issue.domain = dotted;
+  expect_token_refused(f, &req, "issue domain a.<token>.b");
+  issue.domain = DOMAIN;
+  issue.label = at;
+  expect_token_refused(f, &req, "issue label");
+  issue.label = "l";
+  issue.scopes = scopes;
+  issue.n_scopes = 2;
+  expect_token_refused(f, &req, "issue scope");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
+  req.revoke = &revoke;
+  revoke.domain = tok;
+  revoke.token_id = "tok_x";
+  expect_token_refused(f, &req, "revoke domain");
+  revoke.domain = DOMAIN;
+  revoke.token_id = tok;
+  expect_token_refused(f, &req, "revoke token_id");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &list;
+  list.domain = tok;
+  expect_token_refused(f, &req, "list domain");
+  list.domain = DOMAIN;
+  list.page_token = tok;
+  expect_token_refused(f, &req, "list page_token");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN;
+  req.grant_domain_admin = &grant;
+  grant.domain = tok;
+  grant.user = ALICE;
+  expect_token_refused(f, &req, "grant domain");
+  grant.domain = DOMAIN;
+  grant.user = at;
+  expect_token_refused(f, &req, "grant user");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN;
+  req.revoke_domain_admin = &rvk;
+  rvk.domain = tok;
+  rvk.user = ALICE;
+  expect_token_refused(f, &req, "revoke admin domain");
+  rvk.domain = DOMAIN;
+  rvk.user = tok;
+  expect_token_refused(f, &req, "revoke admin user");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS;
+  req.list_domain_admins = &la;
+  la.domain = tok;
+  expect_token_refused(f, &req, "list admins domain");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
+  req.list_audit_events = &audit;
+  audit.domain = tok;
+  expect_token_refused(f, &req, "list audit domain");
+  audit.domain = DOMAIN;
+  audit.page_token = tok;
+  expect_token_refused(f, &req, "list audit page_token");
+
+  /* A non-admin, non-operator peer: `tokenctl list --domain "$TOKEN"`, and
+   * an actor it may not name anyway. */
+  run_ops(f, NOBODY_UID, ops, 3, res);
+  assert_int_equal(res[0].grpc, TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(res[0].errmsg, TOKEN_REFUSAL));
+  assert_int_equal(res[2].grpc, TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(res[2].errmsg, TOKEN_REFUSAL));
+
+  /* The token still works: nothing above touched it. */
+  th_expect_verify(f->client, tok, 1, TOKEND_VERIFY_VALID);
+  tokend_client_close(f->client);
+  f->client = NULL;
+  th_tokend_stop_ok(&f->tokend);
+  snprintf(wal, sizeof(wal), "%s-wal", f->tokend.db_path);
+  expect_secret_absent(f->tokend.log_path, tok);
+  expect_secret_absent(f->tokend.db_path, tok);
+  expect_secret_absent(wal, tok);
+  explicit_bzero(tok, sizeof(tok));
+  explicit_bzero(at, sizeof(at));
+  explicit_bzero(dotted, sizeof(dotted));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -1394,6 +1555,9 @@ int main(void) {
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_refusals_say_what_to_do,
                                       setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_token_in_any_field_refused_not_recorded, setup,
+          th_fixture_teardown),
   };
 
   if (geteuid() != 0) {
