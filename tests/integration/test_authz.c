@@ -1116,7 +1116,7 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
               "--user", "nobody", NULL);
   th_expect_exit(&r, 0, "admins grant --user nobody");
-  assert_non_null(strstr(r.out, "uid:65534 (nobody)"));
+  assert_non_null(strstr(r.out, "uid:65534 (local user nobody)"));
   th_run_result_free(&r);
   th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
               "--user", "12345", NULL);
@@ -1204,6 +1204,88 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
               "--user", "99999999999", NULL);
   th_expect_exit(&r, 2, "admins grant of a uid out of range");
+  th_run_result_free(&r);
+}
+
+/* The number of domain's admins, as ListDomainAdmins tells the operator. */
+static size_t admin_count(const th_fixture_t *f, const char *domain) {
+  tokend_admin_list_t *admins = NULL;
+  size_t n;
+
+  assert_int_equal(tokend_client_list_admins(f->client, domain, &admins), 0);
+  n = admins->n_admins;
+  tokend_admin_list_free(admins);
+  return n;
+}
+
+/* A --user or --actor that is neither a uid, a local user nor written as
+ * an identity (with @, or --identity) is refused before anything is sent:
+ * a typo of a local user is never granted as a platform identity. Every
+ * answer says which form was used. */
+static void test_tokenctl_user_forms_explicit(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  json_t *root;
+
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "ux-alce", NULL);
+  th_expect_exit(&r, 2, "admins grant --user ux-alce (no such local user)");
+  assert_non_null(strstr(r.err, "no local user ux-alce; write a platform "
+                                "identity with @, or pass --identity"));
+  th_run_result_free(&r);
+  assert_int_equal(admin_count(f, DOMAIN), 0);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "ux-alce", NULL);
+  th_expect_exit(&r, 2, "admins revoke --user ux-alce");
+  assert_non_null(strstr(r.err, "no local user ux-alce"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", "ux-alce", "list", "--domain",
+              DOMAIN, NULL);
+  th_expect_exit(&r, 2, "--actor ux-alce list");
+  assert_non_null(strstr(r.err, "no local user ux-alce"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--actor", "ux-alce", "--domain",
+              DOMAIN, "--label", "x", NULL);
+  th_expect_exit(&r, 2, "issue --actor ux-alce");
+  assert_non_null(strstr(r.err, "no local user ux-alce"));
+  th_run_result_free(&r);
+
+  /* Each form, and the answer naming it. */
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "ux-alce", "--identity", NULL);
+  th_expect_exit(&r, 0, "admins grant --user ux-alce --identity");
+  assert_non_null(strstr(r.out, "granted ux-alce (platform identity)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", BOB, NULL);
+  th_expect_exit(&r, 0, "admins grant --user " BOB);
+  assert_non_null(strstr(r.out, "granted " BOB " (platform identity)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "nobody", NULL);
+  th_expect_exit(&r, 0, "admins grant --user nobody");
+  assert_non_null(strstr(r.out, "granted uid:65534 (local user nobody)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "uid:12345", "--json", NULL);
+  th_expect_exit(&r, 0, "admins grant --user uid:12345 --json");
+  root = parse_json(&r, "admins grant --json");
+  assert_string_equal(json_string_value(json_object_get(root, "user")),
+                      VERIFIER_USER);
+  assert_string_equal(json_string_value(json_object_get(root, "user_form")),
+                      "uid");
+  json_decref(root);
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "12345", NULL);
+  th_expect_exit(&r, 0, "admins revoke --user 12345");
+  assert_non_null(strstr(r.out, "removed uid:12345 (uid, no local user)"));
+  th_run_result_free(&r);
+  assert_int_equal(admin_count(f, DOMAIN), 3);
+  /* --identity makes --actor an identity too. */
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--actor", "ux-alce", "--identity",
+              "--domain", DOMAIN, "--label", "x", NULL);
+  th_expect_exit(&r, 0, "issue --actor ux-alce --identity");
   th_run_result_free(&r);
 }
 
@@ -1552,6 +1634,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tokenctl_admins_grant_list_revoke,
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_audit_and_whoami, setup,
+                                      th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_tokenctl_user_forms_explicit, setup,
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_refusals_say_what_to_do,
                                       setup, th_fixture_teardown),
