@@ -34,6 +34,9 @@
 #ifndef TOKENCTL_BIN
 #error "TOKENCTL_BIN must name the tokenctl executable"
 #endif
+#if !defined(TOKEND_CLIENT_LIB) || !defined(TOKEND_CLIENT_LIB_SONAME)
+#error "TOKEND_CLIENT_LIB(_SONAME) must name libtokend-client and its soname"
+#endif
 
 /* Upper bound on a Response we are willing to read: far above any real one,
  * so a broken length field fails the test instead of allocating wildly. */
@@ -356,6 +359,79 @@ void th_tokend_destroy(th_tokend_t *t) {
   if (t->dir[0] != '\0')
     nftw(t->dir, th_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   t->dir[0] = '\0';
+}
+
+/* Copies the regular file src to dst (created, mode 0755). */
+static int th_copy_file(const char *src, const char *dst) {
+  char buf[65536];
+  ssize_t n;
+  int in, out, rc = 0;
+
+  if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
+    fprintf(stderr, "harness: open %s: %s\n", src, strerror(errno));
+    return -1;
+  }
+  out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+  if (out < 0) {
+    fprintf(stderr, "harness: create %s: %s\n", dst, strerror(errno));
+    close(in);
+    return -1;
+  }
+  while ((n = read(in, buf, sizeof(buf))) > 0)
+    if (th_write_all(out, buf, (size_t)n) != 0) {
+      rc = -1;
+      break;
+    }
+  if (n < 0 || fchmod(out, 0755) != 0)
+    rc = -1;
+  if (close(out) != 0)
+    rc = -1;
+  close(in);
+  if (rc != 0)
+    fprintf(stderr, "harness: copy %s to %s failed\n", src, dst);
+  return rc;
+}
+
+static char th_other_uid_dir[TH_DIR_BYTES];
+
+static void th_other_uid_dir_remove(void) {
+  /* Forked children exit with _exit(): only the test process gets here. */
+  if (th_other_uid_dir[0] != '\0')
+    nftw(th_other_uid_dir, th_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  th_other_uid_dir[0] = '\0';
+}
+
+int th_tokenctl_for_other_uids(const char **bin, const char **ld_env) {
+  static char bin_path[TH_PATH_BYTES], env[TH_PATH_BYTES + 32];
+  char lib_path[TH_PATH_BYTES];
+
+  if (th_other_uid_dir[0] == '\0') {
+    /* Not $TMPDIR: it may be as private as the build tree. */
+    snprintf(th_other_uid_dir, sizeof(th_other_uid_dir),
+             "/tmp/tokend-bin-XXXXXX");
+    if (mkdtemp(th_other_uid_dir) == NULL) {
+      fprintf(stderr, "harness: mkdtemp %s: %s\n", th_other_uid_dir,
+              strerror(errno));
+      th_other_uid_dir[0] = '\0';
+      return -1;
+    }
+    atexit(th_other_uid_dir_remove);
+    snprintf(bin_path, sizeof(bin_path), "%s/tokenctl", th_other_uid_dir);
+    snprintf(lib_path, sizeof(lib_path), "%s/%s", th_other_uid_dir,
+             TOKEND_CLIENT_LIB_SONAME);
+    snprintf(env, sizeof(env), "LD_LIBRARY_PATH=%s", th_other_uid_dir);
+    if (chmod(th_other_uid_dir, 0755) != 0 ||
+        th_copy_file(TOKENCTL_BIN, bin_path) != 0 ||
+        th_copy_file(TOKEND_CLIENT_LIB, lib_path) != 0) {
+      fprintf(stderr, "harness: cannot make a copy of tokenctl other uids "
+                      "can run\n");
+      th_other_uid_dir_remove();
+      return -1;
+    }
+  }
+  *bin = bin_path;
+  *ld_env = env;
+  return 0;
 }
 
 void th_tokend_dump_log(const th_tokend_t *t) {

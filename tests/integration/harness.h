@@ -288,6 +288,16 @@ int th_run_va(const char *const *head, va_list tail, const char *in_data,
 void th_tokenctl(const th_tokend_t *t, const char *in_data, th_run_result_t *r,
                  ...) __attribute__((sentinel));
 
+/* Programs run as another uid must be where that uid can reach them: the
+ * build tree may not be (a clone under /root, mode 0700). This copies
+ * TOKENCTL_BIN and the libtokend-client it loads into a new directory under
+ * /tmp (mode 0755; /tmp is reachable by every uid), once per process;
+ * *bin gets the copy's path and *ld_env "LD_LIBRARY_PATH=<that directory>"
+ * (so the copy loads the copied library first, ahead of its RUNPATH), both
+ * valid until the process exits, which removes the directory. Returns 0, or
+ * -1 after printing why (the caller then skips what needed it, saying so). */
+int th_tokenctl_for_other_uids(const char **bin, const char **ld_env);
+
 /* Fails the test, showing r's output, unless r exited with status. */
 void th_expect_exit(const th_run_result_t *r, int status, const char *what);
 
