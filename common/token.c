@@ -136,6 +136,30 @@ int token_find_embedded(const char *s, size_t len) {
   return 0;
 }
 
+/* Called through a volatile pointer, so that the compiler cannot turn the
+ * call into inline stores: it must be the C library's own memcpy. */
+static void *(*volatile wipe_memcpy)(void *, const void *, size_t) = memcpy;
+
+__attribute__((noinline)) void token_stack_wipe(void) {
+  unsigned char stack[TOKEND_STACK_WIPE_BYTES];
+  static const unsigned char zeros[256];
+
+  /* sodium_memzero is never optimised away, though stack is dead after. */
+  sodium_memzero(stack, sizeof(stack));
+  /* memcpy and strlen of a token leave its bytes in vector registers, which
+   * a core dump records for every thread: the C library's memcpy of 256
+   * zero bytes loads zeros into the registers its copy of a token used
+   * (whichever set the CPU made it choose: AVX-512's ymm16-23 included),
+   * and on x86-64 vzeroall clears the rest. */
+  wipe_memcpy(stack, zeros, sizeof(zeros));
+  wipe_memcpy(stack, zeros, 48);
+  sodium_memzero(stack, sizeof(zeros));
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx"))
+    __asm__ volatile("vzeroall" ::: "memory");
+#endif
+}
+
 void token_hash(const char *tok, size_t len,
                 const uint8_t pepper[TOKEND_PEPPER_BYTES],
                 uint8_t out[TOKEND_HASH_BYTES]) {

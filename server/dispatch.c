@@ -185,6 +185,9 @@ static void call_end(call_t *call) {
   conn_t *c = call->conn;
 
   c->server->list_bytes -= call->list_bytes;
+  /* An Issue's answer copied its token: through registers and stack. */
+  if (call->token[0] != '\0')
+    token_stack_wipe();
   sodium_memzero(call->token, sizeof(call->token));
   free(call);
   conn_job_end(c);
@@ -326,6 +329,10 @@ void dispatch_verify_drain(server_t *s) {
   }
   b->n = 0;
   b->draining = 0;
+  /* Hashing the batch's tokens here (a full check), and their cache tags
+   * when read, left copies in dead stack frames: clear them once a batch
+   * (8 KiB, about 0.1 us, shared by up to 64 Verifies). */
+  token_stack_wipe();
   uv_idle_stop(&s->vbatch_idle);
   /* Each connection writes once, when its last queued Verify is answered
    * (and may close or be freed then: nothing below touches it again). */
@@ -511,6 +518,7 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   }
   len = strlen(call->token);
   token_hash(call->token, len, s->pepper, row->hash);
+  token_stack_wipe();
   token_hint(call->token, len, row->hint);
   token_id_generate(row->id);
   snprintf(row->domain, sizeof(row->domain), "%s", req->domain);

@@ -399,10 +399,17 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
+  /* The key of every stored hash: kept where a core dump, an overflow or a
+   * stray write cannot reach it. */
+  if ((s->pepper = sodium_malloc(TOKEND_PEPPER_BYTES)) == NULL) {
+    log_error("out of memory for the pepper");
+    return TOKEND_ENOMEM;
+  }
   if ((err = pepper_load(cfg->pepper_path, s->pepper, why, sizeof(why))) != 0) {
     log_error("%s", why);
     return err;
   }
+  (void)sodium_mprotect_readonly(s->pepper);
   if ((err = store_open(cfg->db_path, &s->store, why, sizeof(why))) != 0) {
     log_error("database %s: %s", cfg->db_path, why);
     return err;
@@ -519,5 +526,8 @@ void server_cleanup(server_t *s) {
   arena_free(&s->arena);
   store_close(s->store);
   s->store = NULL;
-  sodium_memzero(s->pepper, sizeof(s->pepper));
+  /* sodium_free wipes it (read-only or not) and unmaps its pages. */
+  if (s->pepper != NULL)
+    sodium_free(s->pepper);
+  s->pepper = NULL;
 }

@@ -44,7 +44,9 @@ typedef struct server_s {
   uv_check_t vbatch_check; /* answers them after each poll phase */
   uv_idle_t vbatch_idle;   /* while any wait: poll must not block */
   domains_t domains;       /* admins and Verify counters, per domain */
-  uint8_t pepper[TOKEND_PEPPER_BYTES];
+  /* TOKEND_PEPPER_BYTES from sodium_malloc: guard pages around it, read-only
+   * once loaded, and left out of core dumps (MADV_DONTDUMP) */
+  uint8_t *pepper;
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
   size_t jobs_in_flight; /* store jobs submitted and not yet done */

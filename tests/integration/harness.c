@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -114,6 +115,7 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   const char *argv[TH_MAX_ARGS];
   const char *wrapper_env = getenv(TH_WRAPPER_ENV);
   char *wrapper = NULL, *word, *save = NULL;
+  const char *bin;
   size_t n = 0, i;
   pid_t pid;
   int log_fd, null_fd;
@@ -137,7 +139,15 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
       argv[n++] = word;
     }
   }
-  argv[n++] = TOKEND_BIN;
+  bin = TOKEND_BIN;
+  if (t->uid != 0 && (th_tokend_for_other_uids(&bin) != 0 ||
+                      chown(t->dir, t->uid, (gid_t)t->uid) != 0)) {
+    fprintf(stderr, "harness: cannot prepare tokend to run as uid %u\n",
+            (unsigned)t->uid);
+    free(wrapper);
+    return -1;
+  }
+  argv[n++] = bin;
   argv[n++] = "--socket";
   argv[n++] = t->socket_path;
   argv[n++] = "--db";
@@ -178,6 +188,9 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
     dup2(log_fd, STDERR_FILENO);
     /* Anything tokend creates by default lands in the temporary dir. */
     if (chdir(t->dir) != 0)
+      _exit(126);
+    if (t->uid != 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)t->uid) != 0 ||
+                        setuid(t->uid) != 0))
       _exit(126);
     for (i = 0; t->env != NULL && t->env[i] != NULL; i++)
       putenv((char *)t->env[i]);
@@ -401,8 +414,12 @@ static void th_other_uid_dir_remove(void) {
   th_other_uid_dir[0] = '\0';
 }
 
-int th_tokenctl_for_other_uids(const char **bin, const char **ld_env) {
-  static char bin_path[TH_PATH_BYTES], env[TH_PATH_BYTES + 32];
+static char th_other_uid_tokenctl[TH_PATH_BYTES];
+static char th_other_uid_tokend[TH_PATH_BYTES];
+
+/* Makes th_other_uid_dir with copies of tokenctl, its library and tokend,
+ * once. */
+static int th_other_uid_dir_make(void) {
   char lib_path[TH_PATH_BYTES];
 
   if (th_other_uid_dir[0] == '\0') {
@@ -416,21 +433,40 @@ int th_tokenctl_for_other_uids(const char **bin, const char **ld_env) {
       return -1;
     }
     atexit(th_other_uid_dir_remove);
-    snprintf(bin_path, sizeof(bin_path), "%s/tokenctl", th_other_uid_dir);
+    snprintf(th_other_uid_tokenctl, sizeof(th_other_uid_tokenctl),
+             "%s/tokenctl", th_other_uid_dir);
+    snprintf(th_other_uid_tokend, sizeof(th_other_uid_tokend), "%s/tokend",
+             th_other_uid_dir);
     snprintf(lib_path, sizeof(lib_path), "%s/%s", th_other_uid_dir,
              TOKEND_CLIENT_LIB_SONAME);
-    snprintf(env, sizeof(env), "LD_LIBRARY_PATH=%s", th_other_uid_dir);
     if (chmod(th_other_uid_dir, 0755) != 0 ||
-        th_copy_file(TOKENCTL_BIN, bin_path) != 0 ||
-        th_copy_file(TOKEND_CLIENT_LIB, lib_path) != 0) {
-      fprintf(stderr, "harness: cannot make a copy of tokenctl other uids "
-                      "can run\n");
+        th_copy_file(TOKENCTL_BIN, th_other_uid_tokenctl) != 0 ||
+        th_copy_file(TOKEND_CLIENT_LIB, lib_path) != 0 ||
+        th_copy_file(TOKEND_BIN, th_other_uid_tokend) != 0) {
+      fprintf(stderr, "harness: cannot make copies of tokend and tokenctl "
+                      "other uids can run\n");
       th_other_uid_dir_remove();
       return -1;
     }
   }
-  *bin = bin_path;
+  return 0;
+}
+
+int th_tokenctl_for_other_uids(const char **bin, const char **ld_env) {
+  static char env[TH_PATH_BYTES + 32];
+
+  if (th_other_uid_dir_make() != 0)
+    return -1;
+  snprintf(env, sizeof(env), "LD_LIBRARY_PATH=%s", th_other_uid_dir);
+  *bin = th_other_uid_tokenctl;
   *ld_env = env;
+  return 0;
+}
+
+int th_tokend_for_other_uids(const char **bin) {
+  if (th_other_uid_dir_make() != 0)
+    return -1;
+  *bin = th_other_uid_tokend;
   return 0;
 }
 

@@ -60,6 +60,10 @@ typedef struct {
   /* "NAME=value" strings (NULL-terminated; NULL: none) added to tokend's
    * environment, e.g. an LD_PRELOAD. Not copied: must outlive the spawn. */
   const char *const *env;
+  /* 0: tokend runs as the test does. Else (the test being root) it runs as
+   * this uid and gid, with no supplementary groups, from the copy made by
+   * th_tokend_for_other_uids(), and th_tokend_spawn() gives it dir. */
+  uid_t uid;
 } th_tokend_t;
 
 /* Creates the temporary directory and fills in the paths. A test may change
@@ -297,6 +301,10 @@ void th_tokenctl(const th_tokend_t *t, const char *in_data, th_run_result_t *r,
  * valid until the process exits, which removes the directory. Returns 0, or
  * -1 after printing why (the caller then skips what needed it, saying so). */
 int th_tokenctl_for_other_uids(const char **bin, const char **ld_env);
+
+/* The same for tokend (which needs no library of the build tree): *bin gets
+ * the path of a copy in that directory. */
+int th_tokend_for_other_uids(const char **bin);
 
 /* Fails the test, showing r's output, unless r exited with status. */
 void th_expect_exit(const th_run_result_t *r, int status, const char *what);
