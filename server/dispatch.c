@@ -442,7 +442,11 @@ static void issue_done(store_job_t *job) {
       if (err == 0)
         err = TOKEND_EINTERNAL;
     } else if (verify_cache_reserve(s->vcache, index_count(s->index)) != 0) {
-      log_warn("out of memory for the verify cache; it grows on demand");
+      /* Every Issue would say it again while memory stays short. */
+      static log_limit_t vcache_oom_log = LOG_LIMIT_DEFAULT;
+
+      log_limited(&vcache_oom_log, LOG_WARN,
+                  "out of memory for the verify cache; it grows on demand");
     }
   }
   if (err != 0) {
