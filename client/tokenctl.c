@@ -53,7 +53,8 @@ enum {
   OPT_PAGE_SIZE,
   OPT_ACTOR,
   OPT_REVOKE_TOKENS,
-  OPT_SINCE
+  OPT_SINCE,
+  OPT_IDENTITY
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
@@ -72,19 +73,24 @@ enum {
 /* --actor: on the commands an operator runs for a user, and before the
  * command name. */
 #define CTL_ACTOR_LONGOPT                                                      \
-  { "actor", required_argument, NULL, OPT_ACTOR }
+  {"actor", required_argument, NULL, OPT_ACTOR}, {                             \
+    "identity", no_argument, NULL, OPT_IDENTITY                                \
+  }
 
 #define CTL_ACTOR_HELP                                                         \
   "      --actor U           operators only: act for user U, who must be an\n" \
   "                          admin of the domain (U as in `admins grant\n"     \
   "                          --user`); without it an operator acts as\n"       \
-  "                          break-glass (audited)\n"
+  "                          break-glass (audited)\n"                          \
+  "      --identity          U is a platform identity, sent as given, even\n"  \
+  "                          without @\n"
 
 typedef struct {
   const char *socket_path; /* NULL: $TOKEND_SOCKET, else the default */
   int timeout_ms;
   const char *actor; /* --actor as given; NULL: act as ourselves */
   int json;          /* --json, on the commands that take it */
+  int identity;      /* --identity: --user and --actor are identities */
 } ctl_opts_t;
 
 typedef struct {
@@ -192,9 +198,12 @@ static const char ctl_admins_usage[] =
     "audit log. Only operators (root, tokend's own user, and tokend's\n"
     "--operator-uid / --operator-group) may manage them.\n"
     "\n"
-    "A user U is a local user name (sent as uid:<n>), a uid number N (sent as\n"
-    "uid:N), or a platform identity sent as given (1-128 characters of\n"
-    "A-Z a-z 0-9 . _ @ : + -, e.g. alice@example.com).\n"
+    "A user U is a local user name (sent as uid:<n>), a uid number N or\n"
+    "uid:N (sent as uid:N), or a platform identity sent as given (1-128\n"
+    "characters of A-Z a-z 0-9 . _ @ : + -), which must contain @\n"
+    "(alice@example.com) unless --identity is given. A name that is neither\n"
+    "a local user nor has @ is an error, so a mistyped user name is never\n"
+    "granted as an identity. The answer says which form was used.\n"
     "\n"
     "Run `tokenctl admins <grant|revoke|list> --help` for each one's "
     "options.\n";
@@ -208,7 +217,8 @@ static const char ctl_admins_grant_usage[] =
     "Options:\n"
     "  -d, --domain D           the domain (required)\n"
     "  -u, --user U             a local user name, a uid, or a platform\n"
-    "                           identity (required)\n"
+    "                           identity with @ (required)\n"
+    "      --identity           U is a platform identity even without @\n"
     "      --json               print one JSON object on standard output\n"
     "                           (times in Unix ms)\n" CTL_COMMON_HELP "\n"
     "Examples:\n"
@@ -226,6 +236,7 @@ static const char ctl_admins_revoke_usage[] =
     "Options:\n"
     "  -d, --domain D           the domain (required)\n"
     "  -u, --user U             as in `admins grant` (required)\n"
+    "      --identity           U is a platform identity even without @\n"
     "      --revoke-tokens      also revoke every token U issued in D, in the\n"
     "                           same transaction\n"
     "      --json               print one JSON object on standard "
@@ -394,6 +405,9 @@ static int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
     case OPT_ACTOR:
       opts->actor = optarg;
       continue;
+    case OPT_IDENTITY:
+      opts->identity = 1;
+      continue;
     case OPT_JSON:
       opts->json = 1;
       continue;
@@ -436,34 +450,91 @@ static int ctl_usage_error(const ctl_command_t *cmd, const char *msg,
 
 /* ---- users ---- */
 
+/* Which form a user given on the command line took. */
+typedef enum {
+  CTL_USER_UID,     /* a number N or "uid:N" */
+  CTL_USER_LOCAL,   /* a local user name, looked up */
+  CTL_USER_IDENTITY /* a platform identity, sent as given */
+} ctl_user_form_t;
+
 /* The user tokend knows U as, into out (TOKEND_USER_BYTES): a uid number N
- * is "uid:N"; a local user name (no ':' or '@') this system knows is
- * "uid:<its uid>"; anything else is a platform identity, sent as given for
- * tokend to check. Returns 0, or TOKEND_EINVAL for a number that is no uid
- * or a string too long to be a user. */
-static int ctl_resolve_user(const char *u, char out[TOKEND_USER_BYTES]) {
+ * or "uid:N" is "uid:N"; with `identity` (--identity), or when U contains
+ * '@', U is a platform identity sent as given for tokend to check; else U
+ * must be a local user name this system knows, "uid:<its uid>". A name that
+ * is none of these is refused rather than sent as an identity: a mistyped
+ * local user must not silently name someone else. *form (may be NULL) gets
+ * the form. Returns 0, or TOKEND_EINVAL with why (why_len bytes) saying
+ * what to write instead. */
+static int ctl_resolve_user(const char *u, int identity,
+                            char out[TOKEND_USER_BYTES], ctl_user_form_t *form,
+                            char *why, size_t why_len) {
   unsigned long long v;
   struct passwd *pw;
-  const char *p;
+  const char *p, *digits = strncmp(u, "uid:", 4) == 0 ? u + 4 : u;
+  ctl_user_form_t f;
 
-  for (p = u; *p >= '0' && *p <= '9'; p++)
-    ;
-  if (*u != '\0' && *p == '\0') {
-    /* (uid_t)-1 is no uid: chown() and setreuid() read it as "unchanged". */
-    if (ctl_parse_uint(u, (uid_t)-1 - 1, &v) != 0)
-      return TOKEND_EINVAL;
-    snprintf(out, TOKEND_USER_BYTES, "uid:%llu", v);
-    return 0;
-  }
-  if (strchr(u, ':') == NULL && strchr(u, '@') == NULL &&
-      (pw = getpwnam(u)) != NULL) {
-    snprintf(out, TOKEND_USER_BYTES, "uid:%lu", (unsigned long)pw->pw_uid);
-    return 0;
-  }
-  if (strlen(u) > TOKEND_USER_MAX_CHARS)
+  if (strlen(u) > TOKEND_USER_MAX_CHARS || u[0] == '\0') {
+    snprintf(why, why_len,
+             "a user is 1-%d characters: a local user name, a uid, or a "
+             "platform identity",
+             TOKEND_USER_MAX_CHARS);
     return TOKEND_EINVAL;
-  snprintf(out, TOKEND_USER_BYTES, "%s", u);
+  }
+  if (identity) {
+    snprintf(out, TOKEND_USER_BYTES, "%s", u);
+    f = CTL_USER_IDENTITY;
+    goto out_form;
+  }
+  for (p = digits; *p >= '0' && *p <= '9'; p++)
+    ;
+  if (*digits != '\0' && *p == '\0') {
+    /* (uid_t)-1 is no uid: chown() and setreuid() read it as "unchanged". */
+    if (ctl_parse_uint(digits, (uid_t)-1 - 1, &v) != 0) {
+      snprintf(why, why_len, "%s is not a uid (0 to %lu)", u,
+               (unsigned long)((uid_t)-1 - 1));
+      return TOKEND_EINVAL;
+    }
+    snprintf(out, TOKEND_USER_BYTES, "uid:%llu", v);
+    f = CTL_USER_UID;
+  } else if (strchr(u, '@') != NULL) {
+    snprintf(out, TOKEND_USER_BYTES, "%s", u);
+    f = CTL_USER_IDENTITY;
+  } else if (strchr(u, ':') == NULL && (pw = getpwnam(u)) != NULL) {
+    snprintf(out, TOKEND_USER_BYTES, "uid:%lu", (unsigned long)pw->pw_uid);
+    f = CTL_USER_LOCAL;
+  } else {
+    snprintf(why, why_len,
+             "no local user %s; write a platform identity with @, or pass "
+             "--identity",
+             u);
+    return TOKEND_EINVAL;
+  }
+out_form:
+  if (form != NULL)
+    *form = f;
   return 0;
+}
+
+/* user (as ctl_resolve_user made it) and the form it took, for the answer:
+ * "uid:1000 (local user alice)", "uid:12345 (uid, no local user)",
+ * "bob@example.com (platform identity)". */
+static void ctl_describe_user(const char *user, ctl_user_form_t form, char *buf,
+                              size_t len) {
+  struct passwd *pw;
+
+  if (form == CTL_USER_IDENTITY)
+    snprintf(buf, len, "%s (platform identity)", user);
+  else if ((pw = getpwuid((uid_t)strtoul(user + 4, NULL, 10))) != NULL)
+    snprintf(buf, len, "%s (local user %s)", user, pw->pw_name);
+  else
+    snprintf(buf, len, "%s (uid, no local user)", user);
+}
+
+/* The name of a form, for --json. */
+static const char *ctl_user_form_name(ctl_user_form_t form) {
+  return form == CTL_USER_IDENTITY ? "identity"
+         : form == CTL_USER_LOCAL  ? "local user"
+                                   : "uid";
 }
 
 /* A user for people to read: "uid:1000 (alice)" where this system knows the
@@ -493,23 +564,27 @@ static const char *ctl_socket_path(const ctl_opts_t *opts) {
   return env != NULL && env[0] != '\0' ? env : TOKEND_SOCKET_DEFAULT;
 }
 
-/* Makes every later call on client act for --actor, if given. */
+/* Makes every later call on client act for --actor, if given; with client
+ * NULL only checks that --actor names a user (saying why not on stderr). */
 static int ctl_set_actor(const ctl_opts_t *opts, tokend_client_t *client) {
-  char user[TOKEND_USER_BYTES];
+  char user[TOKEND_USER_BYTES], why[TOKEND_USER_BYTES + 128];
   int rc;
 
   if (opts->actor == NULL)
     return 0;
-  /* An empty actor would quietly make an operator's call break-glass. */
-  rc = opts->actor[0] != '\0' ? ctl_resolve_user(opts->actor, user)
-                              : TOKEND_EINVAL;
-  if (rc == 0)
-    rc = tokend_client_set_actor(client, user);
+  /* An empty actor would quietly make an operator's call break-glass: it
+   * is refused with the rest. */
+  rc = ctl_resolve_user(opts->actor, opts->identity, user, NULL, why,
+                        sizeof(why));
+  if (rc == 0 && client != NULL &&
+      (rc = tokend_client_set_actor(client, user)) != 0)
+    snprintf(why, sizeof(why),
+             "give a local user name, a uid, or an identity of at most %d "
+             "characters",
+             TOKEND_USER_MAX_CHARS);
   if (rc != 0)
-    fprintf(stderr,
-            "tokenctl: --actor '%s' is not a user: give a local user name, a "
-            "uid, or an identity of at most %d characters\n",
-            opts->actor, TOKEND_USER_MAX_CHARS);
+    fprintf(stderr, "tokenctl: --actor '%s' is not a user: %s\n", opts->actor,
+            why);
   return rc;
 }
 
@@ -521,6 +596,10 @@ static int ctl_connect(const ctl_opts_t *opts, tokend_client_t **client) {
   struct stat st;
   int rc;
 
+  /* A mistyped --actor is the user's to fix before tokend is asked. */
+  *client = NULL;
+  if ((rc = ctl_set_actor(opts, NULL)) != 0)
+    return rc;
   rc = tokend_client_connect(path, opts->timeout_ms, client);
   switch (rc) {
   case 0:
@@ -614,10 +693,11 @@ static int ctl_end_call(const char *what, tokend_client_t *client, int rc,
 static const char *ctl_domain_perm_hint(const ctl_opts_t *opts,
                                         const char *domain, char *buf,
                                         size_t len) {
-  char user[TOKEND_USER_BYTES];
+  char user[TOKEND_USER_BYTES], why[TOKEND_USER_BYTES + 128];
 
   if (opts->actor != NULL) {
-    if (ctl_resolve_user(opts->actor, user) != 0)
+    if (ctl_resolve_user(opts->actor, opts->identity, user, NULL, why,
+                         sizeof(why)) != 0)
       snprintf(user, sizeof(user), "U");
     snprintf(buf, len,
              "only operators may use --actor, and the user they act for must "
@@ -1566,14 +1646,17 @@ static int ctl_admins(ctl_opts_t *opts, int argc, char **argv) {
  * exit status. */
 static int ctl_admins_parse(const ctl_command_t *cmd, ctl_opts_t *opts,
                             int argc, char **argv, const char **domain,
-                            char user[TOKEND_USER_BYTES], int *revoke_tokens) {
+                            char user[TOKEND_USER_BYTES], ctl_user_form_t *form,
+                            int *revoke_tokens) {
   static const struct option longopts[] = {
       {"domain", required_argument, NULL, 'd'},
       {"user", required_argument, NULL, 'u'},
       {"revoke-tokens", no_argument, NULL, OPT_REVOKE_TOKENS},
+      {"identity", no_argument, NULL, OPT_IDENTITY},
       {"json", no_argument, NULL, OPT_JSON},
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
+  char why[TOKEND_USER_BYTES + 128];
   const char *given = NULL;
   int c;
 
@@ -1601,11 +1684,9 @@ static int ctl_admins_parse(const ctl_command_t *cmd, ctl_opts_t *opts,
     return ctl_usage_error(cmd, "--domain is required", NULL);
   if (given == NULL)
     return ctl_usage_error(cmd, "--user is required", NULL);
-  if (ctl_resolve_user(given, user) != 0)
-    return ctl_usage_error(cmd,
-                           "--user must be a local user name, a uid, or an "
-                           "identity of at most 128 characters, not",
-                           given);
+  if (ctl_resolve_user(given, opts->identity, user, form, why, sizeof(why)) !=
+      0)
+    return ctl_usage_error(cmd, "--user:", why);
   return -1;
 }
 
@@ -1615,9 +1696,10 @@ static int ctl_admins_grant(ctl_opts_t *opts, int argc, char **argv) {
   tokend_client_t *client;
   const char *domain = NULL;
   int64_t granted_at = 0;
+  ctl_user_form_t form;
   int rc, already = 0;
 
-  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, NULL);
+  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &form, NULL);
   if (rc >= 0)
     return rc;
   if (ctl_connect(opts, &client) != 0)
@@ -1629,10 +1711,11 @@ static int ctl_admins_grant(ctl_opts_t *opts, int argc, char **argv) {
     return CTL_EXIT_ERROR;
 
   if (opts->json)
-    return ctl_print_json(json_pack(
-        "{s:s, s:s, s:I, s:b}", "domain", domain, "user", user, "granted_at",
-        (json_int_t)granted_at, "already_admin", already));
-  ctl_fmt_user(user, shown, sizeof(shown));
+    return ctl_print_json(
+        json_pack("{s:s, s:s, s:s, s:I, s:b}", "domain", domain, "user", user,
+                  "user_form", ctl_user_form_name(form), "granted_at",
+                  (json_int_t)granted_at, "already_admin", already));
+  ctl_describe_user(user, form, shown, sizeof(shown));
   ctl_fmt_iso(granted_at, when, sizeof(when));
   if (already)
     printf("%s was already an admin of %s (since %s)\n", shown, domain, when);
@@ -1648,9 +1731,11 @@ static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
   tokend_client_t *client;
   const char *domain = NULL;
   uint32_t revoked = 0;
+  ctl_user_form_t form;
   int rc, revoke_tokens = 0;
 
-  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &revoke_tokens);
+  rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &form,
+                        &revoke_tokens);
   if (rc >= 0)
     return rc;
   if (ctl_connect(opts, &client) != 0)
@@ -1667,10 +1752,10 @@ static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
     return CTL_EXIT_ERROR;
 
   if (opts->json)
-    return ctl_print_json(json_pack("{s:s, s:s, s:I}", "domain", domain, "user",
-                                    user, "tokens_revoked",
-                                    (json_int_t)revoked));
-  ctl_fmt_user(user, shown, sizeof(shown));
+    return ctl_print_json(json_pack(
+        "{s:s, s:s, s:s, s:I}", "domain", domain, "user", user, "user_form",
+        ctl_user_form_name(form), "tokens_revoked", (json_int_t)revoked));
+  ctl_describe_user(user, form, shown, sizeof(shown));
   printf("removed %s from the admins of %s", shown, domain);
   if (revoke_tokens)
     printf("; revoked %lu of their tokens", (unsigned long)revoked);
@@ -2001,7 +2086,7 @@ static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       CTL_ACTOR_LONGOPT, CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL, 0};
+  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL, 0, 0};
   const ctl_command_t *cmd;
   int c, rc;
 

@@ -8,6 +8,7 @@
 #include "tokend_error.h"
 
 static log_level_t current_level = LOG_INFO;
+static uint64_t repeat_interval_ms = LOG_REPEAT_INTERVAL_MS_DEFAULT;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(log_level_t level) { current_level = level; }
@@ -26,16 +27,16 @@ int log_level_parse(const char *name, log_level_t *out) {
   return TOKEND_EINVAL;
 }
 
-void log_msg(log_level_t level, const char *fmt, ...) {
+/* Formats and writes one line; suffix (may be "") is appended to the
+ * message. */
+static void log_vline(log_level_t level, const char *suffix, const char *fmt,
+                      va_list ap) {
   char line[1024];
   struct timespec ts;
   struct tm tm;
-  size_t n;
+  size_t n, slen = strlen(suffix);
   int r;
-  va_list ap;
 
-  if (level < current_level)
-    return;
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -43,14 +44,75 @@ void log_msg(log_level_t level, const char *fmt, ...) {
                ts.tv_nsec / 1000000, level_names[level]);
   if (r > 0)
     n += (size_t)r;
-  va_start(ap, fmt);
   r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-  va_end(ap);
   if (r > 0)
     n += (size_t)r;
   if (n > sizeof(line) - 2)
     n = sizeof(line) - 2;
+  /* The count is what makes a limited line honest: it is kept even when the
+   * message had to be cut. */
+  if (slen > 0 && slen < sizeof(line) - 2) {
+    if (n > sizeof(line) - 2 - slen)
+      n = sizeof(line) - 2 - slen;
+    memcpy(line + n, suffix, slen);
+    n += slen;
+  }
   /* One write per line, so concurrent writers never interleave a line. */
   line[n++] = '\n';
   fwrite(line, 1, n, stderr);
+}
+
+void log_msg(log_level_t level, const char *fmt, ...) {
+  va_list ap;
+
+  if (level < current_level)
+    return;
+  va_start(ap, fmt);
+  log_vline(level, "", fmt, ap);
+  va_end(ap);
+}
+
+void log_limit_init(log_limit_t *l, uint64_t interval_ms) {
+  memset(l, 0, sizeof(*l));
+  l->interval_ms = interval_ms;
+}
+
+void log_set_repeat_interval(uint64_t ms) { repeat_interval_ms = ms; }
+
+int log_limit_allow(log_limit_t *l, uint64_t now_ms, uint64_t *suppressed) {
+  uint64_t interval = l->interval_ms == LOG_LIMIT_USE_DEFAULT
+                          ? repeat_interval_ms
+                          : l->interval_ms;
+
+  if (l->started && now_ms < l->next_ms) {
+    l->suppressed++;
+    return 0;
+  }
+  *suppressed = l->suppressed;
+  l->suppressed = 0;
+  l->started = 1;
+  l->next_ms = now_ms + interval;
+  return 1;
+}
+
+int log_limited(log_limit_t *l, log_level_t level, const char *fmt, ...) {
+  char suffix[64] = "";
+  struct timespec ts;
+  uint64_t held;
+  va_list ap;
+
+  if (level < current_level)
+    return 0;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  if (!log_limit_allow(
+          l, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u,
+          &held))
+    return 0;
+  if (held > 0)
+    snprintf(suffix, sizeof(suffix), " (%llu more like this)",
+             (unsigned long long)held);
+  va_start(ap, fmt);
+  log_vline(level, suffix, fmt, ap);
+  va_end(ap);
+  return 1;
 }

@@ -116,6 +116,50 @@ int token_check(const char *tok, size_t len) {
   return 0;
 }
 
+int token_find_embedded(const char *s, size_t len) {
+  const size_t tail = 1 + TOKEND_TOKEN_BODY_CHARS + TOKEND_TOKEN_CHECKSUM_CHARS;
+  size_t u, plen;
+
+  /* Every '_' with a full tail after it, and every prefix of 1-16 chars of
+   * [a-z0-9] before it: a token's exact extent inside a longer run is not
+   * known, but its checksum tells (a random match is 1 in 62^6). */
+  for (u = 1; u + tail <= len; u++) {
+    if (s[u] != '_')
+      continue;
+    for (plen = 1; plen <= TOKEND_PREFIX_MAX_CHARS && plen <= u; plen++) {
+      if (!is_prefix_char(s[u - plen]))
+        break;
+      if (token_check(s + u - plen, plen + tail) == 0)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+/* Called through a volatile pointer, so that the compiler cannot turn the
+ * call into inline stores: it must be the C library's own memcpy. */
+static void *(*volatile wipe_memcpy)(void *, const void *, size_t) = memcpy;
+
+__attribute__((noinline)) void token_stack_wipe(void) {
+  unsigned char stack[TOKEND_STACK_WIPE_BYTES];
+  static const unsigned char zeros[256];
+
+  /* sodium_memzero is never optimised away, though stack is dead after. */
+  sodium_memzero(stack, sizeof(stack));
+  /* memcpy and strlen of a token leave its bytes in vector registers, which
+   * a core dump records for every thread: the C library's memcpy of 256
+   * zero bytes loads zeros into the registers its copy of a token used
+   * (whichever set the CPU made it choose: AVX-512's ymm16-23 included),
+   * and on x86-64 vzeroall clears the rest. */
+  wipe_memcpy(stack, zeros, sizeof(zeros));
+  wipe_memcpy(stack, zeros, 48);
+  sodium_memzero(stack, sizeof(zeros));
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx"))
+    __asm__ volatile("vzeroall" ::: "memory");
+#endif
+}
+
 void token_hash(const char *tok, size_t len,
                 const uint8_t pepper[TOKEND_PEPPER_BYTES],
                 uint8_t out[TOKEND_HASH_BYTES]) {

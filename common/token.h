@@ -29,6 +29,23 @@ int token_generate(const char *prefix,
  * TOKEND_EINVAL. Does not need tok to be NUL-terminated. */
 int token_check(const char *tok, size_t len) TOKEND_MUST_CHECK;
 
+/* 1 if s[0..len) holds a well-formed token anywhere in it (shape and
+ * checksum, as token_check), alone or inside a longer string such as
+ * "<token>@example.com"; else 0. For refusing secrets pasted into fields
+ * that get logged or stored. Reads every byte, NULs included. */
+int token_find_embedded(const char *s, size_t len);
+
+/* Bytes of stack token_stack_wipe() clears: more than the deepest chain of
+ * calls below a caller that hashes a token (libsodium's BLAKE2b and SipHash
+ * load message blocks into locals they do not wipe). */
+#define TOKEND_STACK_WIPE_BYTES 8192
+
+/* Zeroes TOKEND_STACK_WIPE_BYTES of the stack below the caller's frame, where
+ * the frames of functions it called (hashing a token) left copies of it, and
+ * on x86-64 the vector registers (memcpy's and strlen's), so that no core
+ * dump or later stack read finds them. */
+void token_stack_wipe(void);
+
 /* Keyed BLAKE2b-256 of tok[0..len) with the pepper. */
 void token_hash(const char *tok, size_t len,
                 const uint8_t pepper[TOKEND_PEPPER_BYTES],

@@ -46,7 +46,17 @@ static const char usage[] =
     "                           next request is seen without a wake-up; burns\n"
     "                           CPU while it waits (default: 0, off)\n"
     "  --shutdown-timeout-ms N  how long shutdown waits for peers to take\n"
-    "                           their last responses (default: 5000)\n"
+    "                           their last responses, and for last_used_at\n"
+    "                           to be written back (default: 5000)\n"
+    "  --flush-backoff-max-ms N  after failed last_used_at write-backs, wait\n"
+    "                           100 ms, doubling, up to N ms between tries\n"
+    "                           (default: 60000)\n"
+    "  --log-repeat-interval-ms N  a line that a lasting failure repeats\n"
+    "                           goes out at most once per N ms, then with\n"
+    "                           \"(K more like this)\" (default: 10000)\n"
+    "  --allow-core-dumps       let tokend dump core (and be ptraced by its\n"
+    "                           own user); secrets stay out of the dump\n"
+    "                           (default: not dumpable)\n"
     "  --max-connections N      connections served at once; more are told\n"
     "                           RESOURCE_EXHAUSTED and closed (default: 1024)\n"
     "  --read-timeout-ms N      close a peer whose request stays incomplete\n"
@@ -97,7 +107,10 @@ enum {
   OPT_OPERATOR_GROUP,
   OPT_VERIFIER_UID,
   OPT_VERIFIER_GROUP,
-  OPT_VERSION
+  OPT_VERSION,
+  OPT_FLUSH_BACKOFF_MAX,
+  OPT_LOG_REPEAT_INTERVAL,
+  OPT_ALLOW_CORE_DUMPS
 };
 
 static const struct option long_options[] = {
@@ -126,6 +139,10 @@ static const struct option long_options[] = {
     {"operator-group", required_argument, NULL, OPT_OPERATOR_GROUP},
     {"verifier-uid", required_argument, NULL, OPT_VERIFIER_UID},
     {"verifier-group", required_argument, NULL, OPT_VERIFIER_GROUP},
+    {"flush-backoff-max-ms", required_argument, NULL, OPT_FLUSH_BACKOFF_MAX},
+    {"log-repeat-interval-ms", required_argument, NULL,
+     OPT_LOG_REPEAT_INTERVAL},
+    {"allow-core-dumps", no_argument, NULL, OPT_ALLOW_CORE_DUMPS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -146,6 +163,8 @@ void config_defaults(config_t *cfg) {
   cfg->last_used_granularity_ms = CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT;
   cfg->busy_poll_us = CONFIG_BUSY_POLL_US_DEFAULT;
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
+  cfg->flush_backoff_max_ms = CONFIG_FLUSH_BACKOFF_MAX_MS_DEFAULT;
+  cfg->log_repeat_interval_ms = CONFIG_LOG_REPEAT_INTERVAL_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
   cfg->read_timeout_ms = CONFIG_READ_TIMEOUT_MS_DEFAULT;
   cfg->idle_timeout_ms = CONFIG_IDLE_TIMEOUT_MS_DEFAULT;
@@ -296,6 +315,18 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_SHUTDOWN:
       rc = parse_u32("--shutdown-timeout-ms", optarg, 0, 600000,
                      &cfg->shutdown_timeout_ms, err);
+      break;
+    case OPT_FLUSH_BACKOFF_MAX:
+      rc = parse_u32("--flush-backoff-max-ms", optarg,
+                     CONFIG_FLUSH_BACKOFF_MIN_MS, 3600000,
+                     &cfg->flush_backoff_max_ms, err);
+      break;
+    case OPT_LOG_REPEAT_INTERVAL:
+      rc = parse_u32("--log-repeat-interval-ms", optarg, 0, 3600000,
+                     &cfg->log_repeat_interval_ms, err);
+      break;
+    case OPT_ALLOW_CORE_DUMPS:
+      cfg->allow_core_dumps = 1;
       break;
     case OPT_LOG_LEVEL:
       if (log_level_parse(optarg, &cfg->log_level) != 0) {

@@ -18,6 +18,12 @@
 #define CONFIG_BUSY_POLL_US_DEFAULT 0 /* off: sleep when there is nothing */
 #define CONFIG_BUSY_POLL_US_MAX 10000 /* at most 10 ms */
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000
+/* A failed last_used write-back is retried after 100 ms, then twice as long
+ * after each further failure, up to this. */
+#define CONFIG_FLUSH_BACKOFF_MIN_MS 100
+#define CONFIG_FLUSH_BACKOFF_MAX_MS_DEFAULT 60000
+/* A line repeated by a failure that persists goes out at most this often. */
+#define CONFIG_LOG_REPEAT_INTERVAL_MS_DEFAULT LOG_REPEAT_INTERVAL_MS_DEFAULT
 #define CONFIG_MAX_CONNECTIONS_DEFAULT 1024
 #define CONFIG_READ_TIMEOUT_MS_DEFAULT 10000
 #define CONFIG_IDLE_TIMEOUT_MS_DEFAULT 300000
@@ -59,11 +65,15 @@ typedef struct {
   uint32_t last_used_granularity_ms;
   /* after a read burst, poll without sleeping for this long (0: off) */
   uint32_t busy_poll_us;
-  uint32_t shutdown_timeout_ms;   /* how long shutdown waits for peers */
-  uint32_t max_connections;       /* more are answered and closed */
-  uint32_t read_timeout_ms;       /* a partial frame may wait this long */
-  uint32_t idle_timeout_ms;       /* a silent connection lives this long; 0 */
-  uint32_t max_queued_bytes;      /* unsent output above which reading pauses */
+  /* how long shutdown waits for peers, and for last_used to be written */
+  uint32_t shutdown_timeout_ms;
+  uint32_t flush_backoff_max_ms;   /* longest wait between failed write-backs */
+  uint32_t log_repeat_interval_ms; /* repeated failure lines: one per this */
+  int allow_core_dumps;      /* 0: tokend is not dumpable (PR_SET_DUMPABLE) */
+  uint32_t max_connections;  /* more are answered and closed */
+  uint32_t read_timeout_ms;  /* a partial frame may wait this long */
+  uint32_t idle_timeout_ms;  /* a silent connection lives this long; 0 */
+  uint32_t max_queued_bytes; /* unsent output above which reading pauses */
   uint32_t max_queued_bytes_hard; /* unsent output above which we close */
   uint32_t max_request_memory;    /* what decoding one request may allocate */
   /* rows that List and ListAuditEvents calls in flight may hold, all

@@ -185,6 +185,9 @@ static void call_end(call_t *call) {
   conn_t *c = call->conn;
 
   c->server->list_bytes -= call->list_bytes;
+  /* An Issue's answer copied its token: through registers and stack. */
+  if (call->token[0] != '\0')
+    token_stack_wipe();
   sodium_memzero(call->token, sizeof(call->token));
   free(call);
   conn_job_end(c);
@@ -326,6 +329,10 @@ void dispatch_verify_drain(server_t *s) {
   }
   b->n = 0;
   b->draining = 0;
+  /* Hashing the batch's tokens here (a full check), and their cache tags
+   * when read, left copies in dead stack frames: clear them once a batch
+   * (8 KiB, about 0.1 us, shared by up to 64 Verifies). */
+  token_stack_wipe();
   uv_idle_stop(&s->vbatch_idle);
   /* Each connection writes once, when its last queued Verify is answered
    * (and may close or be freed then: nothing below touches it again). */
@@ -435,7 +442,11 @@ static void issue_done(store_job_t *job) {
       if (err == 0)
         err = TOKEND_EINTERNAL;
     } else if (verify_cache_reserve(s->vcache, index_count(s->index)) != 0) {
-      log_warn("out of memory for the verify cache; it grows on demand");
+      /* Every Issue would say it again while memory stays short. */
+      static log_limit_t vcache_oom_log = LOG_LIMIT_DEFAULT;
+
+      log_limited(&vcache_oom_log, LOG_WARN,
+                  "out of memory for the verify cache; it grows on demand");
     }
   }
   if (err != 0) {
@@ -511,6 +522,7 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   }
   len = strlen(call->token);
   token_hash(call->token, len, s->pepper, row->hash);
+  token_stack_wipe();
   token_hint(call->token, len, row->hint);
   token_id_generate(row->id);
   snprintf(row->domain, sizeof(row->domain), "%s", req->domain);
@@ -1206,7 +1218,60 @@ static const char *method_name(Tokend__V1__Request__MethodCase m) {
   }
 }
 
+/* 1 if the decoded string s holds a token secret, whole or inside it. */
+static int holds_token(const char *s) {
+  return token_find_embedded(s, decoded_len(s));
+}
+
+/* The name of the first field of req other than Verify's token that holds a
+ * token secret (pasted into the wrong field: a domain may contain '_', an
+ * identity may be "<token>@x"), or NULL. Such a request is refused before
+ * anything logs or audits its fields. */
+static const char *request_token_field(const Tokend__V1__Request *req) {
+  size_t i;
+
+  if (holds_token(req->actor))
+    return "actor";
+  switch (req->method_case) {
+  case TOKEND__V1__REQUEST__METHOD_ISSUE:
+    if (holds_token(req->issue->domain))
+      return "domain";
+    if (holds_token(req->issue->label))
+      return "label";
+    for (i = 0; i < req->issue->n_scopes; i++)
+      if (holds_token(req->issue->scopes[i]))
+        return "scopes";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE:
+    return holds_token(req->revoke->domain)     ? "domain"
+           : holds_token(req->revoke->token_id) ? "token_id"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+    return holds_token(req->list->domain)       ? "domain"
+           : holds_token(req->list->page_token) ? "page_token"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN:
+    return holds_token(req->grant_domain_admin->domain) ? "domain"
+           : holds_token(req->grant_domain_admin->user) ? "user"
+                                                        : NULL;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
+    return holds_token(req->revoke_domain_admin->domain) ? "domain"
+           : holds_token(req->revoke_domain_admin->user) ? "user"
+                                                         : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+    return holds_token(req->list_domain_admins->domain) ? "domain" : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+    return holds_token(req->list_audit_events->domain)       ? "domain"
+           : holds_token(req->list_audit_events->page_token) ? "page_token"
+                                                             : NULL;
+  default:
+    return NULL;
+  }
+}
+
 int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
+  static log_limit_t token_field_log = LOG_LIMIT_DEFAULT;
+  const char *field;
   arena_t *arena = &c->server->arena;
   char msg[TOKEND_STATUS_MESSAGE_BYTES], why[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Request *req;
@@ -1246,6 +1311,19 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
       req->actor[0] == '\0') {
     handle_verify(c, req->call_id, req->verify->token,
                   decoded_len(req->verify->token));
+    goto out;
+  }
+  /* Before anything can log, audit or quote a field: the value is named by
+   * its field only, and the arena wipes it below. */
+  if ((field = request_token_field(req)) != NULL) {
+    snprintf(msg, sizeof(msg),
+             "%s: this looks like a token secret; it was not recorded", field);
+    log_limited(&token_field_log, LOG_WARN,
+                "conn %llu: uid %u sent a token secret in %s of a %s call; "
+                "refused, not recorded",
+                (unsigned long long)c->id, (unsigned)c->peer.uid, field,
+                method_name(req->method_case));
+    send_error(c, req->call_id, TOKEND_EINVAL, msg);
     goto out;
   }
   if (reject_nul(c, req->call_id, req->actor, "actor"))
@@ -1312,16 +1390,45 @@ static void flush_done(store_job_t *job) {
   server_t *s = f->server;
 
   if (job->result != 0) {
-    log_warn("last_used write-back of %zu tokens failed (%s); will retry",
-             job->u.touch.n, job->errmsg);
     index_mark_dirty(s->index, f->items, job->u.touch.n);
     domains_put_back_counts(&s->domains, f->counts, job->u.touch.n_counts);
+    /* Retrying at once would spin while the disk stays full or read-only:
+     * wait, twice as long after each failure in a row, and say so once per
+     * --log-repeat-interval-ms however often it fails. */
+    s->flush_failures++;
+    s->flush_not_before = uv_now(&s->loop) + dispatch_flush_backoff_ms(s);
+    snprintf(s->flush_errmsg, sizeof(s->flush_errmsg), "%s",
+             job->errmsg[0] != '\0' ? job->errmsg
+                                    : tokend_strerror(job->result));
+    log_limited(&s->flush_log, LOG_WARN,
+                "last_used write-back of %zu tokens failed (%s); retrying in "
+                "%llu ms (%u failures in a row)",
+                job->u.touch.n, s->flush_errmsg,
+                (unsigned long long)dispatch_flush_backoff_ms(s),
+                (unsigned)s->flush_failures);
+  } else if (s->flush_failures > 0) {
+    log_info("last_used write-back works again after %u failures",
+             (unsigned)s->flush_failures);
+    s->flush_failures = 0;
+    s->flush_not_before = 0;
   }
   free(f->items);
   free(f->counts);
   free(f);
   s->flush_in_flight = 0;
   server_job_end(s);
+}
+
+uint64_t dispatch_flush_backoff_ms(const server_t *s) {
+  uint64_t ms = CONFIG_FLUSH_BACKOFF_MIN_MS;
+  uint32_t i;
+
+  if (s->flush_failures == 0)
+    return 0;
+  /* Doubling stops at the cap, so this never overflows. */
+  for (i = 1; i < s->flush_failures && ms < s->cfg.flush_backoff_max_ms; i++)
+    ms *= 2;
+  return ms < s->cfg.flush_backoff_max_ms ? ms : s->cfg.flush_backoff_max_ms;
 }
 
 int dispatch_flush_last_used(server_t *s) {

@@ -26,4 +26,9 @@ void dispatch_verify_drain(server_t *s);
  * Returns 1 if a job was submitted. */
 int dispatch_flush_last_used(server_t *s);
 
+/* How long to wait after s->flush_failures failed write-backs in a row:
+ * 0 after none, then CONFIG_FLUSH_BACKOFF_MIN_MS doubling up to
+ * --flush-backoff-max-ms. */
+uint64_t dispatch_flush_backoff_ms(const server_t *s);
+
 #endif

@@ -1,7 +1,11 @@
 /* tokend: the API-token daemon. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -24,6 +28,21 @@ int main(int argc, char **argv) {
   if (rc != 0)
     return 2;
   log_set_level(cfg.log_level);
+  log_set_repeat_interval(cfg.log_repeat_interval_ms);
+  /* A core dump would hold the pepper's and tokens' neighbours in memory;
+   * not dumpable also keeps processes of tokend's own uid from ptrace-ing
+   * it or reading /proc/PID/mem. The core size limit too, for kernels set
+   * to dump even non-dumpable processes (fs.suid_dumpable=1). */
+  if (!cfg.allow_core_dumps) {
+    struct rlimit no_core = {0, 0};
+
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+        setrlimit(RLIMIT_CORE, &no_core) != 0) {
+      log_error("cannot disable core dumps: %s (or pass --allow-core-dumps)",
+                strerror(errno));
+      return 1;
+    }
+  }
 
   s = calloc(1, sizeof(*s));
   if (s == NULL) {

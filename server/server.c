@@ -212,7 +212,14 @@ static int server_listen(server_t *s) {
   return 0;
 }
 
-static void on_flush_timer(uv_timer_t *t) { dispatch_flush_last_used(t->data); }
+static void on_flush_timer(uv_timer_t *t) {
+  server_t *s = t->data;
+
+  /* After failures, the timer's ticks wait out the backoff. */
+  if (uv_now(&s->loop) < s->flush_not_before)
+    return;
+  dispatch_flush_last_used(s);
+}
 
 static void on_signal(uv_signal_t *h, int signum) {
   server_t *s = h->data;
@@ -251,6 +258,7 @@ static void server_finish(server_t *s) {
   store_worker_stop(s->worker);
   s->worker = NULL;
   close_if_open((uv_handle_t *)&s->flush_timer);
+  close_if_open((uv_handle_t *)&s->flush_retry_timer);
   close_if_open((uv_handle_t *)&s->sweep_timer);
   close_if_open((uv_handle_t *)&s->busy_poll);
   for (c = s->conns; c != NULL; c = next) {
@@ -264,7 +272,26 @@ static void server_finish(server_t *s) {
                    s->cfg.shutdown_timeout_ms, 0);
 }
 
+static void server_maybe_finish(server_t *s);
+
+static void on_flush_retry(uv_timer_t *t) { server_maybe_finish(t->data); }
+
+/* Shutdown could not write last_used_at back within --shutdown-timeout-ms:
+ * it is loss-tolerant (those tokens show an older last use), so say once
+ * how much was lost and stop rather than retry until the disk recovers. */
+static void server_give_up_last_used(server_t *s) {
+  s->last_used_lost = index_dirty_count(s->index);
+  log_error("shutdown: could not write last_used_at of %zu tokens within "
+            "--shutdown-timeout-ms (%u ms, %u attempts; last error: %s); "
+            "giving up on it: those tokens keep their last saved "
+            "last_used_at. Exiting with status 1",
+            s->last_used_lost, (unsigned)s->cfg.shutdown_timeout_ms,
+            (unsigned)s->flush_failures, s->flush_errmsg);
+}
+
 static void server_maybe_finish(server_t *s) {
+  uint64_t now, wake;
+
   if (s->state != SERVER_DRAINING || s->jobs_in_flight > 0)
     return;
   /* One more write-back: last_used of the final moments survives, also
@@ -274,6 +301,23 @@ static void server_maybe_finish(server_t *s) {
   if (!s->final_flush_marked) {
     s->final_flush_marked = 1;
     (void)index_mark_unsaved(s->index);
+  }
+  /* A failed write-back put everything back: failures mean unsaved data. */
+  if (s->flush_failures > 0) {
+    now = uv_now(&s->loop);
+    if (now >= s->drain_deadline) {
+      server_give_up_last_used(s);
+      server_finish(s);
+      return;
+    }
+    /* Failing: try again after the backoff, but no later than the
+     * deadline, where the last try is given up. */
+    if (now < s->flush_not_before) {
+      wake = s->flush_not_before < s->drain_deadline ? s->flush_not_before
+                                                     : s->drain_deadline;
+      uv_timer_start(&s->flush_retry_timer, on_flush_retry, wake - now, 0);
+      return;
+    }
   }
   if (dispatch_flush_last_used(s))
     return;
@@ -328,6 +372,8 @@ void server_stop(server_t *s) {
   if (s->state != SERVER_RUNNING)
     return;
   s->state = SERVER_DRAINING;
+  uv_update_time(&s->loop);
+  s->drain_deadline = uv_now(&s->loop) + s->cfg.shutdown_timeout_ms;
   close_if_open((uv_handle_t *)&s->sigint);
   close_if_open((uv_handle_t *)&s->sigterm);
   close_if_open((uv_handle_t *)&s->listener);
@@ -353,10 +399,17 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
+  /* The key of every stored hash: kept where a core dump, an overflow or a
+   * stray write cannot reach it. */
+  if ((s->pepper = sodium_malloc(TOKEND_PEPPER_BYTES)) == NULL) {
+    log_error("out of memory for the pepper");
+    return TOKEND_ENOMEM;
+  }
   if ((err = pepper_load(cfg->pepper_path, s->pepper, why, sizeof(why))) != 0) {
     log_error("%s", why);
     return err;
   }
+  (void)sodium_mprotect_readonly(s->pepper);
   if ((err = store_open(cfg->db_path, &s->store, why, sizeof(why))) != 0) {
     log_error("database %s: %s", cfg->db_path, why);
     return err;
@@ -398,6 +451,9 @@ int server_init(server_t *s, const config_t *cfg) {
     return err;
   }
   uv_timer_init(&s->loop, &s->flush_timer);
+  uv_timer_init(&s->loop, &s->flush_retry_timer);
+  s->flush_retry_timer.data = s;
+  log_limit_init(&s->flush_log, cfg->log_repeat_interval_ms);
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
   uv_idle_init(&s->loop, &s->busy_poll);
@@ -431,7 +487,8 @@ int server_run(server_t *s) {
     log_error("event loop ended with active handles");
     return TOKEND_EINTERNAL;
   }
-  return 0;
+  /* A shutdown that lost last_used_at is not a clean one: exit 1. */
+  return s->last_used_lost > 0 ? TOKEND_EIO : 0;
 }
 
 static void walk_close(uv_handle_t *h, void *arg) {
@@ -469,5 +526,8 @@ void server_cleanup(server_t *s) {
   arena_free(&s->arena);
   store_close(s->store);
   s->store = NULL;
-  sodium_memzero(s->pepper, sizeof(s->pepper));
+  /* sodium_free wipes it (read-only or not) and unmaps its pages. */
+  if (s->pepper != NULL)
+    sodium_free(s->pepper);
+  s->pepper = NULL;
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "domains.h"
 #include "index.h"
+#include "log.h"
 #include "store.h"
 #include "store_worker.h"
 #include "verify_cache.h"
@@ -43,14 +44,25 @@ typedef struct server_s {
   uv_check_t vbatch_check; /* answers them after each poll phase */
   uv_idle_t vbatch_idle;   /* while any wait: poll must not block */
   domains_t domains;       /* admins and Verify counters, per domain */
-  uint8_t pepper[TOKEND_PEPPER_BYTES];
+  /* TOKEND_PEPPER_BYTES from sodium_malloc: guard pages around it, read-only
+   * once loaded, and left out of core dumps (MADV_DONTDUMP) */
+  uint8_t *pepper;
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
-  size_t jobs_in_flight;  /* store jobs submitted and not yet done */
-  size_t list_bytes;      /* answer rows held by List calls in flight */
-  int flush_in_flight;    /* a last_used write-back is running */
-  int final_flush_marked; /* shutdown marked every unsaved last_used */
-  int listening;          /* the socket file is ours to remove */
+  size_t jobs_in_flight; /* store jobs submitted and not yet done */
+  size_t list_bytes;     /* answer rows held by List calls in flight */
+  int flush_in_flight;   /* a last_used write-back is running */
+  /* Failed write-backs in a row, and the uv_now() before which none is
+   * tried again (exponential backoff, --flush-backoff-max-ms). */
+  uint32_t flush_failures;
+  uint64_t flush_not_before;
+  char flush_errmsg[128];       /* why the last write-back failed */
+  log_limit_t flush_log;        /* its failure line, rate-limited */
+  uv_timer_t flush_retry_timer; /* shutdown: the next write-back try */
+  uint64_t drain_deadline;      /* uv_now() at which shutdown gives up on it */
+  size_t last_used_lost;        /* tokens whose last_used_at shutdown lost */
+  int final_flush_marked;       /* shutdown marked every unsaved last_used */
+  int listening;                /* the socket file is ours to remove */
   server_state_t state;
   uint64_t next_conn_id;
   /* Wall clock (ms) read once per read burst: what "now" means for the

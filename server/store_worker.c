@@ -16,6 +16,8 @@ struct store_worker_s {
   store_job_t *todo_head, *todo_tail;
   store_job_t *done_head, *done_tail;
   int stopping;
+  /* Writer thread only: a disk that stays full fails every batch. */
+  log_limit_t fail_log;
 };
 
 static void job_fail(store_job_t *job, int err, const char *msg) {
@@ -160,8 +162,8 @@ static void reconcile_group(store_t *store, store_job_t *first,
 /* Runs the writes first..last (inclusive) in one transaction. If any fails
  * in a way that dooms the transaction, all are rolled back and every one
  * fails: none was acknowledged, so none is lost. */
-static void run_write_group(store_t *store, store_job_t *first,
-                            store_job_t *last) {
+static void run_write_group(store_t *store, log_limit_t *fail_log,
+                            store_job_t *first, store_job_t *last) {
   store_job_t *j;
   int err, in_doubt = 0;
 
@@ -185,7 +187,8 @@ static void run_write_group(store_t *store, store_job_t *first,
   return;
 
 err_fail_all:
-  log_error("store: write batch failed: %s", store_errmsg(store));
+  log_limited(fail_log, LOG_ERROR, "store: write batch failed: %s",
+              store_errmsg(store));
   for (j = first;; j = j->next) {
     job_fail(j, err, store_errmsg(store));
     if (j->kind == STORE_JOB_ADMIN_REMOVE) {
@@ -202,7 +205,8 @@ err_fail_all:
     reconcile_group(store, first, last);
 }
 
-static void run_batch(store_t *store, store_job_t *head) {
+static void run_batch(store_t *store, log_limit_t *fail_log,
+                      store_job_t *head) {
   store_job_t *j = head, *first, *last;
 
   while (j != NULL) {
@@ -217,7 +221,7 @@ static void run_batch(store_t *store, store_job_t *head) {
     first = last = j;
     while (last->next != NULL && is_write(last->next))
       last = last->next;
-    run_write_group(store, first, last);
+    run_write_group(store, fail_log, first, last);
     j = last->next;
   }
 }
@@ -239,7 +243,7 @@ static void worker_main(void *arg) {
 
     if (batch == NULL && stopping)
       break;
-    run_batch(w->store, batch);
+    run_batch(w->store, &w->fail_log, batch);
 
     uv_mutex_lock(&w->lock);
     if (w->done_tail != NULL)
@@ -279,6 +283,7 @@ int store_worker_start(uv_loop_t *loop, store_t *store, store_worker_t **out) {
   if (w == NULL)
     return TOKEND_ENOMEM;
   w->store = store;
+  log_limit_init(&w->fail_log, LOG_LIMIT_USE_DEFAULT);
   if (uv_mutex_init(&w->lock) != 0)
     goto err_free;
   if (uv_cond_init(&w->cond) != 0)

@@ -17,7 +17,9 @@ struct verify_cache_s {
   slot_t *slots;
   size_t cap; /* power of two */
   size_t count;
-  uint8_t key[crypto_shorthash_siphashx24_KEYBYTES];
+  /* crypto_shorthash_siphashx24_KEYBYTES from sodium_malloc: not in core
+   * dumps, guard pages around it */
+  uint8_t *key;
 };
 
 #define VERIFY_CACHE_INITIAL_CAP 1024
@@ -36,7 +38,14 @@ int verify_cache_new(verify_cache_t **out) {
     return TOKEND_ENOMEM;
   }
   vc->cap = VERIFY_CACHE_INITIAL_CAP;
-  randombytes_buf(vc->key, sizeof(vc->key));
+  vc->key = sodium_malloc(crypto_shorthash_siphashx24_KEYBYTES);
+  if (vc->key == NULL) {
+    bigmem_free(vc->slots, vc->cap, sizeof(*vc->slots));
+    free(vc);
+    return TOKEND_ENOMEM;
+  }
+  randombytes_buf(vc->key, crypto_shorthash_siphashx24_KEYBYTES);
+  (void)sodium_mprotect_readonly(vc->key);
   *out = vc;
   return 0;
 }
@@ -44,7 +53,7 @@ int verify_cache_new(verify_cache_t **out) {
 void verify_cache_free(verify_cache_t *vc) {
   if (vc == NULL)
     return;
-  sodium_memzero(vc->key, sizeof(vc->key));
+  sodium_free(vc->key); /* wipes it */
   bigmem_free(vc->slots, vc->cap, sizeof(*vc->slots));
   free(vc);
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,9 @@
 #endif
 #ifndef TOKENCTL_BIN
 #error "TOKENCTL_BIN must name the tokenctl executable"
+#endif
+#if !defined(TOKEND_CLIENT_LIB) || !defined(TOKEND_CLIENT_LIB_SONAME)
+#error "TOKEND_CLIENT_LIB(_SONAME) must name libtokend-client and its soname"
 #endif
 
 /* Upper bound on a Response we are willing to read: far above any real one,
@@ -111,6 +115,7 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   const char *argv[TH_MAX_ARGS];
   const char *wrapper_env = getenv(TH_WRAPPER_ENV);
   char *wrapper = NULL, *word, *save = NULL;
+  const char *bin;
   size_t n = 0, i;
   pid_t pid;
   int log_fd, null_fd;
@@ -134,7 +139,15 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
       argv[n++] = word;
     }
   }
-  argv[n++] = TOKEND_BIN;
+  bin = TOKEND_BIN;
+  if (t->uid != 0 && (th_tokend_for_other_uids(&bin) != 0 ||
+                      chown(t->dir, t->uid, (gid_t)t->uid) != 0)) {
+    fprintf(stderr, "harness: cannot prepare tokend to run as uid %u\n",
+            (unsigned)t->uid);
+    free(wrapper);
+    return -1;
+  }
+  argv[n++] = bin;
   argv[n++] = "--socket";
   argv[n++] = t->socket_path;
   argv[n++] = "--db";
@@ -175,6 +188,9 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
     dup2(log_fd, STDERR_FILENO);
     /* Anything tokend creates by default lands in the temporary dir. */
     if (chdir(t->dir) != 0)
+      _exit(126);
+    if (t->uid != 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)t->uid) != 0 ||
+                        setuid(t->uid) != 0))
       _exit(126);
     for (i = 0; t->env != NULL && t->env[i] != NULL; i++)
       putenv((char *)t->env[i]);
@@ -356,6 +372,102 @@ void th_tokend_destroy(th_tokend_t *t) {
   if (t->dir[0] != '\0')
     nftw(t->dir, th_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   t->dir[0] = '\0';
+}
+
+/* Copies the regular file src to dst (created, mode 0755). */
+static int th_copy_file(const char *src, const char *dst) {
+  char buf[65536];
+  ssize_t n;
+  int in, out, rc = 0;
+
+  if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
+    fprintf(stderr, "harness: open %s: %s\n", src, strerror(errno));
+    return -1;
+  }
+  out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+  if (out < 0) {
+    fprintf(stderr, "harness: create %s: %s\n", dst, strerror(errno));
+    close(in);
+    return -1;
+  }
+  while ((n = read(in, buf, sizeof(buf))) > 0)
+    if (th_write_all(out, buf, (size_t)n) != 0) {
+      rc = -1;
+      break;
+    }
+  if (n < 0 || fchmod(out, 0755) != 0)
+    rc = -1;
+  if (close(out) != 0)
+    rc = -1;
+  close(in);
+  if (rc != 0)
+    fprintf(stderr, "harness: copy %s to %s failed\n", src, dst);
+  return rc;
+}
+
+static char th_other_uid_dir[TH_DIR_BYTES];
+
+static void th_other_uid_dir_remove(void) {
+  /* Forked children exit with _exit(): only the test process gets here. */
+  if (th_other_uid_dir[0] != '\0')
+    nftw(th_other_uid_dir, th_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  th_other_uid_dir[0] = '\0';
+}
+
+static char th_other_uid_tokenctl[TH_PATH_BYTES];
+static char th_other_uid_tokend[TH_PATH_BYTES];
+
+/* Makes th_other_uid_dir with copies of tokenctl, its library and tokend,
+ * once. */
+static int th_other_uid_dir_make(void) {
+  char lib_path[TH_PATH_BYTES];
+
+  if (th_other_uid_dir[0] == '\0') {
+    /* Not $TMPDIR: it may be as private as the build tree. */
+    snprintf(th_other_uid_dir, sizeof(th_other_uid_dir),
+             "/tmp/tokend-bin-XXXXXX");
+    if (mkdtemp(th_other_uid_dir) == NULL) {
+      fprintf(stderr, "harness: mkdtemp %s: %s\n", th_other_uid_dir,
+              strerror(errno));
+      th_other_uid_dir[0] = '\0';
+      return -1;
+    }
+    atexit(th_other_uid_dir_remove);
+    snprintf(th_other_uid_tokenctl, sizeof(th_other_uid_tokenctl),
+             "%s/tokenctl", th_other_uid_dir);
+    snprintf(th_other_uid_tokend, sizeof(th_other_uid_tokend), "%s/tokend",
+             th_other_uid_dir);
+    snprintf(lib_path, sizeof(lib_path), "%s/%s", th_other_uid_dir,
+             TOKEND_CLIENT_LIB_SONAME);
+    if (chmod(th_other_uid_dir, 0755) != 0 ||
+        th_copy_file(TOKENCTL_BIN, th_other_uid_tokenctl) != 0 ||
+        th_copy_file(TOKEND_CLIENT_LIB, lib_path) != 0 ||
+        th_copy_file(TOKEND_BIN, th_other_uid_tokend) != 0) {
+      fprintf(stderr, "harness: cannot make copies of tokend and tokenctl "
+                      "other uids can run\n");
+      th_other_uid_dir_remove();
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int th_tokenctl_for_other_uids(const char **bin, const char **ld_env) {
+  static char env[TH_PATH_BYTES + 32];
+
+  if (th_other_uid_dir_make() != 0)
+    return -1;
+  snprintf(env, sizeof(env), "LD_LIBRARY_PATH=%s", th_other_uid_dir);
+  *bin = th_other_uid_tokenctl;
+  *ld_env = env;
+  return 0;
+}
+
+int th_tokend_for_other_uids(const char **bin) {
+  if (th_other_uid_dir_make() != 0)
+    return -1;
+  *bin = th_other_uid_tokend;
+  return 0;
 }
 
 void th_tokend_dump_log(const th_tokend_t *t) {

@@ -60,6 +60,10 @@ typedef struct {
   /* "NAME=value" strings (NULL-terminated; NULL: none) added to tokend's
    * environment, e.g. an LD_PRELOAD. Not copied: must outlive the spawn. */
   const char *const *env;
+  /* 0: tokend runs as the test does. Else (the test being root) it runs as
+   * this uid and gid, with no supplementary groups, from the copy made by
+   * th_tokend_for_other_uids(), and th_tokend_spawn() gives it dir. */
+  uid_t uid;
 } th_tokend_t;
 
 /* Creates the temporary directory and fills in the paths. A test may change
@@ -287,6 +291,20 @@ int th_run_va(const char *const *head, va_list tail, const char *in_data,
  * tokenctl cannot be run; its exit status is the caller's to check. */
 void th_tokenctl(const th_tokend_t *t, const char *in_data, th_run_result_t *r,
                  ...) __attribute__((sentinel));
+
+/* Programs run as another uid must be where that uid can reach them: the
+ * build tree may not be (a clone under /root, mode 0700). This copies
+ * TOKENCTL_BIN and the libtokend-client it loads into a new directory under
+ * /tmp (mode 0755; /tmp is reachable by every uid), once per process;
+ * *bin gets the copy's path and *ld_env "LD_LIBRARY_PATH=<that directory>"
+ * (so the copy loads the copied library first, ahead of its RUNPATH), both
+ * valid until the process exits, which removes the directory. Returns 0, or
+ * -1 after printing why (the caller then skips what needed it, saying so). */
+int th_tokenctl_for_other_uids(const char **bin, const char **ld_env);
+
+/* The same for tokend (which needs no library of the build tree): *bin gets
+ * the path of a copy in that directory. */
+int th_tokend_for_other_uids(const char **bin);
 
 /* Fails the test, showing r's output, unless r exited with status. */
 void th_expect_exit(const th_run_result_t *r, int status, const char *what);

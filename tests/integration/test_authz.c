@@ -1065,13 +1065,19 @@ static json_t *parse_json(const th_run_result_t *r, const char *what) {
 static void ctl_as(const th_fixture_t *f, uid_t uid, th_run_result_t *r,
                    const char *a1, const char *a2, const char *a3,
                    const char *a4, const char *a5) {
-  const char *argv[] = {TOKENCTL_BIN, "--socket", f->tokend.socket_path,
-                        a1,           a2,         a3,
-                        a4,           a5,         NULL};
+  const char *argv[] = {NULL, "--socket", f->tokend.socket_path, a1, a2, a3, a4,
+                        a5,   NULL};
+  const char *ld_env = NULL;
   char out_path[TH_PATH_BYTES], err_path[TH_PATH_BYTES];
   int out_fd, err_fd, wstatus;
   pid_t pid;
 
+  /* The build tree may be out of uid's reach (a clone under /root). */
+  if (th_tokenctl_for_other_uids(&argv[0], &ld_env) != 0) {
+    fprintf(stderr, "skipped: no copy of tokenctl that uid %u can run\n",
+            (unsigned)uid);
+    skip();
+  }
   snprintf(out_path, sizeof(out_path), "%s/ctl.out", f->tokend.dir);
   snprintf(err_path, sizeof(err_path), "%s/ctl.err", f->tokend.dir);
   out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1082,7 +1088,7 @@ static void ctl_as(const th_fixture_t *f, uid_t uid, th_run_result_t *r,
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0 ||
-        drop_privileges(uid, (gid_t)uid) != 0)
+        drop_privileges(uid, (gid_t)uid) != 0 || putenv((char *)ld_env) != 0)
       _exit(126);
     execv(argv[0], (char *const *)argv);
     _exit(127);
@@ -1116,7 +1122,7 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
               "--user", "nobody", NULL);
   th_expect_exit(&r, 0, "admins grant --user nobody");
-  assert_non_null(strstr(r.out, "uid:65534 (nobody)"));
+  assert_non_null(strstr(r.out, "uid:65534 (local user nobody)"));
   th_run_result_free(&r);
   th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
               "--user", "12345", NULL);
@@ -1204,6 +1210,88 @@ static void test_tokenctl_admins_grant_list_revoke(void **state) {
   th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
               "--user", "99999999999", NULL);
   th_expect_exit(&r, 2, "admins grant of a uid out of range");
+  th_run_result_free(&r);
+}
+
+/* The number of domain's admins, as ListDomainAdmins tells the operator. */
+static size_t admin_count(const th_fixture_t *f, const char *domain) {
+  tokend_admin_list_t *admins = NULL;
+  size_t n;
+
+  assert_int_equal(tokend_client_list_admins(f->client, domain, &admins), 0);
+  n = admins->n_admins;
+  tokend_admin_list_free(admins);
+  return n;
+}
+
+/* A --user or --actor that is neither a uid, a local user nor written as
+ * an identity (with @, or --identity) is refused before anything is sent:
+ * a typo of a local user is never granted as a platform identity. Every
+ * answer says which form was used. */
+static void test_tokenctl_user_forms_explicit(void **state) {
+  th_fixture_t *f = *state;
+  th_run_result_t r;
+  json_t *root;
+
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "ux-alce", NULL);
+  th_expect_exit(&r, 2, "admins grant --user ux-alce (no such local user)");
+  assert_non_null(strstr(r.err, "no local user ux-alce; write a platform "
+                                "identity with @, or pass --identity"));
+  th_run_result_free(&r);
+  assert_int_equal(admin_count(f, DOMAIN), 0);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "ux-alce", NULL);
+  th_expect_exit(&r, 2, "admins revoke --user ux-alce");
+  assert_non_null(strstr(r.err, "no local user ux-alce"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", "ux-alce", "list", "--domain",
+              DOMAIN, NULL);
+  th_expect_exit(&r, 2, "--actor ux-alce list");
+  assert_non_null(strstr(r.err, "no local user ux-alce"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--actor", "ux-alce", "--domain",
+              DOMAIN, "--label", "x", NULL);
+  th_expect_exit(&r, 2, "issue --actor ux-alce");
+  assert_non_null(strstr(r.err, "no local user ux-alce"));
+  th_run_result_free(&r);
+
+  /* Each form, and the answer naming it. */
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "ux-alce", "--identity", NULL);
+  th_expect_exit(&r, 0, "admins grant --user ux-alce --identity");
+  assert_non_null(strstr(r.out, "granted ux-alce (platform identity)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", BOB, NULL);
+  th_expect_exit(&r, 0, "admins grant --user " BOB);
+  assert_non_null(strstr(r.out, "granted " BOB " (platform identity)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "nobody", NULL);
+  th_expect_exit(&r, 0, "admins grant --user nobody");
+  assert_non_null(strstr(r.out, "granted uid:65534 (local user nobody)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "grant", "--domain", DOMAIN,
+              "--user", "uid:12345", "--json", NULL);
+  th_expect_exit(&r, 0, "admins grant --user uid:12345 --json");
+  root = parse_json(&r, "admins grant --json");
+  assert_string_equal(json_string_value(json_object_get(root, "user")),
+                      VERIFIER_USER);
+  assert_string_equal(json_string_value(json_object_get(root, "user_form")),
+                      "uid");
+  json_decref(root);
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "12345", NULL);
+  th_expect_exit(&r, 0, "admins revoke --user 12345");
+  assert_non_null(strstr(r.out, "removed uid:12345 (uid, no local user)"));
+  th_run_result_free(&r);
+  assert_int_equal(admin_count(f, DOMAIN), 3);
+  /* --identity makes --actor an identity too. */
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--actor", "ux-alce", "--identity",
+              "--domain", DOMAIN, "--label", "x", NULL);
+  th_expect_exit(&r, 0, "issue --actor ux-alce --identity");
   th_run_result_free(&r);
 }
 
@@ -1356,6 +1444,167 @@ static void test_tokenctl_refusals_say_what_to_do(void **state) {
   th_run_result_free(&r);
 }
 
+/* ---- token secrets pasted into other fields (issue 11, item 10) ---- */
+
+#define TOKEN_REFUSAL "this looks like a token secret; it was not recorded"
+
+/* Sends req (as the operator, on a raw connection) and expects
+ * INVALID_ARGUMENT saying the field held a token. */
+static void expect_token_refused(const th_fixture_t *f,
+                                 Tokend__V1__Request *req, const char *what) {
+  Tokend__V1__Response *r = NULL;
+  int fd = th_connect(f->tokend.socket_path), rc;
+
+  assert_true(fd >= 0);
+  req->call_id = 77;
+  assert_int_equal(th_send_request(fd, req), 0);
+  rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
+  if (rc != 0)
+    fail_msg("%s: no answer (%s)", what, th_recv_name(rc));
+  if (th_response_code(r) != TOKEND_GRPC_INVALID_ARGUMENT ||
+      strstr(r->status->message, TOKEN_REFUSAL) == NULL)
+    fail_msg("%s: answered %d '%s', want INVALID_ARGUMENT '%s'", what,
+             th_response_code(r), r->status != NULL ? r->status->message : "",
+             TOKEN_REFUSAL);
+  tokend__v1__response__free_unpacked(r, NULL);
+  close(fd);
+}
+
+static void expect_secret_absent(const char *path, const char *token) {
+  if (th_file_contains(path, token, strlen(token)))
+    fail_msg("the token secret is in %s", path);
+  /* Its body alone neither (the prefix is common to every token). */
+  if (th_file_contains(path, strchr(token, '_') + 1, strlen(token) - 4))
+    fail_msg("the token secret's body is in %s", path);
+}
+
+/* A token in any field but Verify's token (and in a longer value, such as
+ * "<token>@x") is refused INVALID_ARGUMENT, and is nowhere in the log, the
+ * database or its WAL: not even for a non-admin's refused call. */
+static void test_token_in_any_field_refused_not_recorded(void **state) {
+  th_fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest issue = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__RevokeRequest revoke = TOKEND__V1__REVOKE_REQUEST__INIT;
+  Tokend__V1__ListRequest list = TOKEND__V1__LIST_REQUEST__INIT;
+  Tokend__V1__GrantDomainAdminRequest grant =
+      TOKEND__V1__GRANT_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__RevokeDomainAdminRequest rvk =
+      TOKEND__V1__REVOKE_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__ListDomainAdminsRequest la =
+      TOKEND__V1__LIST_DOMAIN_ADMINS_REQUEST__INIT;
+  Tokend__V1__ListAuditEventsRequest audit =
+      TOKEND__V1__LIST_AUDIT_EVENTS_REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest who = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+  tokend_issued_t is;
+  char tok[TOKEND_TOKEN_BYTES], at[TOKEND_TOKEN_BYTES + 16];
+  char dotted[TOKEND_TOKEN_BYTES + 16], wal[TH_PATH_BYTES + 8];
+  char *scopes[2] = {"read", NULL};
+  op_result_t res[3];
+  const op_t ops[] = {{OP_LIST, tok, NULL, 0},
+                      {OP_SET_ACTOR, NULL, at, 0},
+                      {OP_WHOAMI, NULL, NULL, 0}};
+
+  th_client_issue_ok(f->client, DOMAIN, "real", 0, &is);
+  snprintf(tok, sizeof(tok), "%s", is.token);
+  tokend_client_wipe(&is);
+  snprintf(at, sizeof(at), "%s@x", tok);
+  snprintf(dotted, sizeof(dotted), "a.%s.b", tok);
+  scopes[1] = tok;
+
+  req.actor = at;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+  req.who_am_i = &who;
+  expect_token_refused(f, &req, "actor <token>@x");
+  req.actor = tok;
+  expect_token_refused(f, &req, "actor");
+  req.actor = "";
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &issue;
+  issue.domain = tok;
+  issue.label = "l";
+  expect_token_refused(f, &req, "issue domain");
+  issue.domain = dotted;
+  expect_token_refused(f, &req, "issue domain a.<token>.b");
+  issue.domain = DOMAIN;
+  issue.label = at;
+  expect_token_refused(f, &req, "issue label");
+  issue.label = "l";
+  issue.scopes = scopes;
+  issue.n_scopes = 2;
+  expect_token_refused(f, &req, "issue scope");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
+  req.revoke = &revoke;
+  revoke.domain = tok;
+  revoke.token_id = "tok_x";
+  expect_token_refused(f, &req, "revoke domain");
+  revoke.domain = DOMAIN;
+  revoke.token_id = tok;
+  expect_token_refused(f, &req, "revoke token_id");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &list;
+  list.domain = tok;
+  expect_token_refused(f, &req, "list domain");
+  list.domain = DOMAIN;
+  list.page_token = tok;
+  expect_token_refused(f, &req, "list page_token");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN;
+  req.grant_domain_admin = &grant;
+  grant.domain = tok;
+  grant.user = ALICE;
+  expect_token_refused(f, &req, "grant domain");
+  grant.domain = DOMAIN;
+  grant.user = at;
+  expect_token_refused(f, &req, "grant user");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN;
+  req.revoke_domain_admin = &rvk;
+  rvk.domain = tok;
+  rvk.user = ALICE;
+  expect_token_refused(f, &req, "revoke admin domain");
+  rvk.domain = DOMAIN;
+  rvk.user = tok;
+  expect_token_refused(f, &req, "revoke admin user");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS;
+  req.list_domain_admins = &la;
+  la.domain = tok;
+  expect_token_refused(f, &req, "list admins domain");
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
+  req.list_audit_events = &audit;
+  audit.domain = tok;
+  expect_token_refused(f, &req, "list audit domain");
+  audit.domain = DOMAIN;
+  audit.page_token = tok;
+  expect_token_refused(f, &req, "list audit page_token");
+
+  /* A non-admin, non-operator peer: `tokenctl list --domain "$TOKEN"`, and
+   * an actor it may not name anyway. */
+  run_ops(f, NOBODY_UID, ops, 3, res);
+  assert_int_equal(res[0].grpc, TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(res[0].errmsg, TOKEN_REFUSAL));
+  assert_int_equal(res[2].grpc, TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(res[2].errmsg, TOKEN_REFUSAL));
+
+  /* The token still works: nothing above touched it. */
+  th_expect_verify(f->client, tok, 1, TOKEND_VERIFY_VALID);
+  tokend_client_close(f->client);
+  f->client = NULL;
+  th_tokend_stop_ok(&f->tokend);
+  snprintf(wal, sizeof(wal), "%s-wal", f->tokend.db_path);
+  expect_secret_absent(f->tokend.log_path, tok);
+  expect_secret_absent(f->tokend.db_path, tok);
+  expect_secret_absent(wal, tok);
+  explicit_bzero(tok, sizeof(tok));
+  explicit_bzero(at, sizeof(at));
+  explicit_bzero(dotted, sizeof(dotted));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -1392,8 +1641,13 @@ int main(void) {
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_audit_and_whoami, setup,
                                       th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_tokenctl_user_forms_explicit, setup,
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_tokenctl_refusals_say_what_to_do,
                                       setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_token_in_any_field_refused_not_recorded, setup,
+          th_fixture_teardown),
   };
 
   if (geteuid() != 0) {

@@ -101,6 +101,7 @@ static void ctl_write(fixture_t *f, const char *what) {
 static void read_only_on(fixture_t *f) { ctl_write(f, "EROFS"); }
 static void fsync_eio_on(fixture_t *f) { ctl_write(f, "EIO-SYNC"); }
 static void fsync_stall_on(fixture_t *f) { ctl_write(f, "STALL-SYNC"); }
+static void write_eio_on(fixture_t *f) { ctl_write(f, "EIO"); }
 static void injected_off(fixture_t *f) { assert_int_equal(unlink(f->ctl), 0); }
 
 /* ---- fixtures ---- */
@@ -172,6 +173,10 @@ static int setup_read_only(void **state) {
 
 static int setup_fsync_eio(void **state) {
   return setup_injected(state, "fsync I/O error", fsync_eio_on);
+}
+
+static int setup_write_eio(void **state) {
+  return setup_injected(state, "write I/O error", write_eio_on);
 }
 
 static int setup_fsync_stall(void **state) {
@@ -597,6 +602,135 @@ static void test_lists_behind_a_stalled_disk_bounded(void **state) {
   assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
 }
 
+/* ---- last_used write-back under a lasting fault (issue 11, item 2) ---- */
+
+/* Lines of tokend's log containing needle (all lines if needle is ""). */
+static int log_lines_with(const fixture_t *f, const char *needle) {
+  char *log = th_read_file(f->tokend.log_path, NULL), *line, *save = NULL;
+  int count = 0;
+
+  if (log == NULL)
+    return 0;
+  for (line = strtok_r(log, "\n", &save); line != NULL;
+       line = strtok_r(NULL, "\n", &save))
+    count += strstr(line, needle) != NULL;
+  free(log);
+  return count;
+}
+
+#define SHUTDOWN_TOKENS 3
+
+/* SIGTERM while last_used_at cannot be written: tokend retries within
+ * --shutdown-timeout-ms, then gives up on it with one error line saying how
+ * many tokens' last_used_at were lost, and exits 1. Before, it retried at
+ * once forever (~90% CPU, hundreds of thousands of lines, no exit). */
+static void shutdown_gives_up_last_used(fixture_t *f) {
+  /* Only the shutdown writes last_used_at back: every use stays unsaved. */
+  const char *args[] = {"--shutdown-timeout-ms",
+                        "1000",
+                        "--flush-interval-ms",
+                        "3600000",
+                        "--last-used-granularity-ms",
+                        "0",
+                        NULL};
+  tokend_client_t *c;
+  char want[96];
+  size_t i;
+  int status;
+
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  c = th_client_connect_ok(&f->tokend);
+  for (i = 0; i < SHUTDOWN_TOKENS; i++)
+    issue_ok(f, c);
+  for (i = 0; i < SHUTDOWN_TOKENS; i++)
+    th_expect_verify(c, f->tokens[i], 1, TOKEND_VERIFY_VALID);
+  tokend_client_close(c);
+  f->fault_on(f);
+  assert_int_equal(kill(f->tokend.pid, SIGTERM), 0);
+  /* Generous: far beyond the 1 s it is given, but finite. */
+  status = th_tokend_wait_exit(&f->tokend, 3 * TH_STOP_TIMEOUT_MS);
+  if (status == -1)
+    fail_msg("tokend did not exit after SIGTERM under '%s' (%d log lines "
+             "so far)",
+             f->fault_name, log_lines_with(f, ""));
+  if (status != 1) {
+    th_tokend_dump_log(&f->tokend);
+    fail_msg("tokend exited %d under '%s', want 1 (last_used_at lost)", status,
+             f->fault_name);
+  }
+  if (log_lines_with(f, "") >= 20) {
+    th_tokend_dump_log(&f->tokend);
+    fail_msg("%d log lines for one shutdown under '%s'", log_lines_with(f, ""),
+             f->fault_name);
+  }
+  snprintf(want, sizeof(want), "could not write last_used_at of %d tokens",
+           SHUTDOWN_TOKENS);
+  /* One line gives up; besides it, at most the store's own (rate-limited)
+   * report of the first failed write. */
+  if (log_lines_with(f, want) != 1 || th_log_count_errors(&f->tokend) > 2) {
+    th_tokend_dump_log(&f->tokend);
+    fail_msg("want one error line saying \"%s\" and at most one other", want);
+  }
+}
+
+static void test_shutdown_read_only_gives_up_last_used(void **state) {
+  shutdown_gives_up_last_used(*state);
+}
+
+static void test_shutdown_write_eio_gives_up_last_used(void **state) {
+  shutdown_gives_up_last_used(*state);
+}
+
+/* While running, a write-back that keeps failing is retried with backoff
+ * and logged once per --log-repeat-interval-ms, not every flush interval;
+ * once the fault clears it succeeds again and says so. Before, each 10 ms
+ * tick logged a line. */
+static void test_failing_write_back_backs_off_and_logs_little(void **state) {
+  fixture_t *f = *state;
+  const char *args[] = {"--flush-interval-ms",
+                        "10",
+                        "--last-used-granularity-ms",
+                        "0",
+                        "--flush-backoff-max-ms",
+                        "400",
+                        NULL};
+  tokend_client_t *c;
+  int64_t until, deadline;
+  int verifies = 0;
+
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  c = th_client_connect_ok(&f->tokend);
+  issue_ok(f, c);
+  f->fault_on(f);
+  /* 1.5 s of use under the fault: 150 flush ticks, each with a dirty
+   * last_used_at to write. */
+  until = th_mono_ms() + 1500;
+  while (th_mono_ms() < until) {
+    th_expect_verify(c, f->tokens[0], 1, TOKEND_VERIFY_VALID);
+    verifies++;
+  }
+  f->fault_off(f);
+  th_expect_verify(c, f->tokens[0], 1, TOKEND_VERIFY_VALID);
+  /* The next try (at most 400 ms away) succeeds. */
+  deadline = th_mono_ms() + TH_STOP_TIMEOUT_MS;
+  while (log_lines_with(f, "write-back works again") == 0 &&
+         th_mono_ms() < deadline)
+    th_sleep_ms(20);
+  printf("%d verifies under the fault; %d write-back lines\n", verifies,
+         log_lines_with(f, "write-back"));
+  if (log_lines_with(f, "write-back") > 3) {
+    th_tokend_dump_log(&f->tokend);
+    fail_msg("%d write-back lines in 1.5 s of a lasting fault",
+             log_lines_with(f, "write-back"));
+  }
+  if (log_lines_with(f, "write-back works again") != 1) {
+    th_tokend_dump_log(&f->tokend);
+    fail_msg("no (or more than one) recovery line after the fault cleared");
+  }
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->tokend);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_disk_full_fails_writes_then_recovers,
@@ -619,6 +753,15 @@ int main(void) {
                                       setup_fsync_stall, teardown),
       cmocka_unit_test_setup_teardown(test_lists_behind_a_stalled_disk_bounded,
                                       setup_fsync_stall, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_shutdown_read_only_gives_up_last_used, setup_read_only,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          test_shutdown_write_eio_gives_up_last_used, setup_write_eio,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          test_failing_write_back_backs_off_and_logs_little, setup_read_only,
+          teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

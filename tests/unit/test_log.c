@@ -138,6 +138,93 @@ static void test_log_long_message_cut_to_one_line(void **state) {
   assert_int_equal(out[n - 2], 'm');
 }
 
+/* Within an interval only the first line goes out; the rest are counted,
+ * and the first line after the interval reports how many. */
+static void test_log_limit_one_per_interval_then_count(void **state) {
+  log_limit_t l = LOG_LIMIT_INIT(1000);
+  uint64_t held = 99;
+  int i;
+
+  assert_int_equal(log_limit_allow(&l, 5000, &held), 1);
+  assert_int_equal(held, 0);
+  for (i = 0; i < 500; i++)
+    assert_int_equal(log_limit_allow(&l, 5000 + (uint64_t)i, &held), 0);
+  assert_int_equal(log_limit_allow(&l, 5999, &held), 0);
+  assert_int_equal(log_limit_allow(&l, 6000, &held), 1);
+  assert_int_equal(held, 501);
+  /* The count starts again. */
+  assert_int_equal(log_limit_allow(&l, 7000, &held), 1);
+  assert_int_equal(held, 0);
+}
+
+/* The first line ever goes out whatever the clock says (even at 0). */
+static void test_log_limit_first_line_always_out(void **state) {
+  log_limit_t l;
+  uint64_t held = 7;
+
+  log_limit_init(&l, 60000);
+  assert_int_equal(log_limit_allow(&l, 0, &held), 1);
+  assert_int_equal(held, 0);
+  assert_int_equal(log_limit_allow(&l, 1, &held), 0);
+}
+
+/* A flood through log_limited() is one line, and the next line out says how
+ * many were held back. */
+static void test_log_limited_flood_is_one_line_with_count(void **state) {
+  log_limit_t l = LOG_LIMIT_INIT(60000);
+  char out[CAPTURE_BYTES];
+  int i, lines = 0;
+  char *p;
+
+  log_set_level(LOG_INFO);
+  capture_start();
+  for (i = 0; i < 10000; i++)
+    lines += log_limited(&l, LOG_WARN, "write failed (%d)", i);
+  /* The interval is over: the next line carries the count. */
+  l.next_ms = 0;
+  lines += log_limited(&l, LOG_WARN, "write failed (%s)", "again");
+  capture_end(out, sizeof(out));
+  assert_int_equal(lines, 2);
+  for (p = out, i = 0; (p = strchr(p, '\n')) != NULL; p++)
+    i++;
+  assert_int_equal(i, 2);
+  assert_non_null(strstr(out, " warn  write failed (0)\n"));
+  assert_non_null(strstr(out, "write failed (again) (9999 more like this)\n"));
+}
+
+/* The count survives a message too long for a line. */
+static void test_log_limited_count_kept_when_cut(void **state) {
+  log_limit_t l = LOG_LIMIT_INIT(60000);
+  char msg[3000], out[CAPTURE_BYTES];
+  size_t n;
+
+  memset(msg, 'm', sizeof(msg) - 1);
+  msg[sizeof(msg) - 1] = '\0';
+  log_set_level(LOG_INFO);
+  capture_start();
+  assert_int_equal(log_limited(&l, LOG_ERROR, "%s", msg), 1);
+  assert_int_equal(log_limited(&l, LOG_ERROR, "%s", msg), 0);
+  l.next_ms = 0;
+  assert_int_equal(log_limited(&l, LOG_ERROR, "%s", msg), 1);
+  n = capture_end(out, sizeof(out));
+  assert_int_equal(out[n - 1], '\n');
+  assert_non_null(strstr(out, "m (1 more like this)\n"));
+}
+
+/* A line below the level is neither written nor counted as held back. */
+static void test_log_limited_below_level_not_counted(void **state) {
+  log_limit_t l = LOG_LIMIT_INIT(60000);
+  char out[CAPTURE_BYTES];
+
+  log_set_level(LOG_ERROR);
+  capture_start();
+  assert_int_equal(log_limited(&l, LOG_WARN, "quiet"), 0);
+  capture_end(out, sizeof(out));
+  log_set_level(LOG_INFO);
+  assert_string_equal(out, "");
+  assert_int_equal(l.suppressed, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_log_default_level_is_info),
@@ -146,6 +233,11 @@ int main(void) {
       cmocka_unit_test(test_log_line_format),
       cmocka_unit_test(test_log_lines_below_level_dropped),
       cmocka_unit_test(test_log_long_message_cut_to_one_line),
+      cmocka_unit_test(test_log_limit_one_per_interval_then_count),
+      cmocka_unit_test(test_log_limit_first_line_always_out),
+      cmocka_unit_test(test_log_limited_flood_is_one_line_with_count),
+      cmocka_unit_test(test_log_limited_count_kept_when_cut),
+      cmocka_unit_test(test_log_limited_below_level_not_counted),
   };
 
   return cmocka_run_group_tests_name("log", tests, NULL, NULL);

@@ -416,6 +416,50 @@ static void test_token_body_uses_whole_alphabet(void **state) {
   }
 }
 
+/* A token is found alone, at either end of a longer string, behind a
+ * longer run of prefix characters, and with any prefix length. */
+static void test_token_find_embedded_finds_token_anywhere(void **state) {
+  char tok[TOKEND_TOKEN_BYTES], buf[256];
+  const char *prefixes[] = {"a", "tkd", "0123456789abcdef"};
+  size_t i, n;
+
+  for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+    assert_int_equal(token_generate(prefixes[i], tok), 0);
+    n = strlen(tok);
+    assert_int_equal(token_find_embedded(tok, n), 1);
+    n = (size_t)snprintf(buf, sizeof(buf), "%s@example.com", tok);
+    assert_int_equal(token_find_embedded(buf, n), 1);
+    n = (size_t)snprintf(buf, sizeof(buf), "uid:%s", tok);
+    assert_int_equal(token_find_embedded(buf, n), 1);
+    /* Glued to more prefix characters before and body characters after. */
+    n = (size_t)snprintf(buf, sizeof(buf), "zz9%sXYZ", tok);
+    assert_int_equal(token_find_embedded(buf, n), 1);
+    n = (size_t)snprintf(buf, sizeof(buf), "domain.%s.example", tok);
+    assert_int_equal(token_find_embedded(buf, n), 1);
+  }
+}
+
+/* Near misses are not tokens: a bad checksum, a cut token, ordinary names
+ * with underscores. */
+static void test_token_find_embedded_ignores_near_misses(void **state) {
+  char tok[TOKEND_TOKEN_BYTES];
+  size_t n;
+  const char *plain[] = {"example.com", "my_service.example",
+                         "a_b_c_d",     "alice@example.com",
+                         "uid:1000",    "",
+                         "_",           "tok_KsI7RZcXHoZwNqX5K9Av"};
+  size_t i;
+
+  for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+    assert_int_equal(token_find_embedded(plain[i], strlen(plain[i])), 0);
+  assert_int_equal(token_generate("tkd", tok), 0);
+  n = strlen(tok);
+  assert_int_equal(token_find_embedded(tok, n - 1), 0);
+  assert_int_equal(token_find_embedded(tok + 1 + 3, n - 4), 0);
+  tok[n - 1] = tok[n - 1] == 'a' ? 'b' : 'a';
+  assert_int_equal(token_find_embedded(tok, n), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_token_known_token_accepted),
@@ -439,6 +483,8 @@ int main(void) {
       cmocka_unit_test(test_token_id_check_rejects_malformed),
       cmocka_unit_test(test_token_generate_gives_distinct_tokens),
       cmocka_unit_test(test_token_body_uses_whole_alphabet),
+      cmocka_unit_test(test_token_find_embedded_finds_token_anywhere),
+      cmocka_unit_test(test_token_find_embedded_ignores_near_misses),
   };
 
   return cmocka_run_group_tests_name("token", tests, setup_sodium, NULL);
