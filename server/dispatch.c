@@ -1159,8 +1159,10 @@ static void handle_whoami(conn_t *c, uint64_t call_id,
 
 /* ---- Frames ---- */
 
-/* The domain a request names, or "". */
-static const char *request_domain(const Tokend__V1__Request *req) {
+/* The domain a request names, or "" (static: never written to). */
+static char *request_domain(const Tokend__V1__Request *req) {
+  static char none[1];
+
   switch (req->method_case) {
   case TOKEND__V1__REQUEST__METHOD_ISSUE:
     return req->issue->domain;
@@ -1177,7 +1179,7 @@ static const char *request_domain(const Tokend__V1__Request *req) {
   case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
     return req->list_audit_events->domain;
   default:
-    return "";
+    return none;
   }
 }
 
@@ -1248,6 +1250,9 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
                   decoded_len(req->verify->token));
     goto out;
   }
+  /* One place where every domain enters: from here on (authorization,
+   * store, log, audit) a domain is in lower case. */
+  validate_domain_normalize(request_domain(req));
   if (reject_nul(c, req->call_id, req->actor, "actor"))
     goto out;
   if ((err = authz_actor(c, req->actor, &actor, why, sizeof(why))) != 0) {
@@ -1311,7 +1316,10 @@ static void flush_done(store_job_t *job) {
   flush_t *f = (flush_t *)job;
   server_t *s = f->server;
 
-  if (job->result != 0) {
+  /* last_used_at and the counters are loss-tolerant: when the store
+   * refuses writes for good (--read-only, or its file is gone), they are
+   * dropped rather than retried forever. */
+  if (job->result != 0 && !job->refused) {
     log_warn("last_used write-back of %zu tokens failed (%s); will retry",
              job->u.touch.n, job->errmsg);
     index_mark_dirty(s->index, f->items, job->u.touch.n);

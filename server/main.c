@@ -7,6 +7,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 
 int main(int argc, char **argv) {
   config_t cfg;
@@ -24,6 +25,13 @@ int main(int argc, char **argv) {
   if (rc != 0)
     return 2;
   log_set_level(cfg.log_level);
+  /* --check-db reads and reports; it never serves or writes. */
+  if (cfg.check_db) {
+    rc = store_check_integrity(cfg.db_path, stdout);
+    printf("%s: %s\n", cfg.db_path,
+           rc == 0 ? "ok" : "FAILED the integrity check (see above)");
+    return rc == 0 ? 0 : 1;
+  }
 
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
