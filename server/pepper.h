@@ -27,7 +27,10 @@ int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
 int pepper_create(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
                   size_t why_len) TOKEND_MUST_CHECK;
 
-/* Reads the pepper at path into out, or creates it (0600, from the CSPRNG,
+/* pepper_read(), or pepper_create() if there is no file: for tests and
+ * tools. tokend itself creates a pepper only together with a new (or empty)
+ * database (server.c).
+ * Reads the pepper at path into out, or creates it (0600, from the CSPRNG,
  * fsync-ed) if path does not exist. Refuses a file that is not a regular
  * file, is readable or writable by group or others, or has the wrong size:
  * returns TOKEND_ECONFIG (or TOKEND_EIO) and writes the reason into why. */

@@ -388,7 +388,13 @@ static int server_open_store(server_t *s, const config_t *cfg) {
       log_error("database %s: %s", cfg->db_path, store_errmsg(s->store));
       return err;
     }
-    if (rows > 0 || cfg->read_only) {
+    if (rows == 0 && cfg->read_only) {
+      log_error("no pepper file at %s, and --read-only cannot create one for "
+                "the empty database %s",
+                cfg->pepper_path, cfg->db_path);
+      return TOKEND_ECONFIG;
+    }
+    if (rows > 0) {
       log_error("no pepper file at %s, but database %s holds %lld tokens, "
                 "admins and audit rows hashed with its pepper; restore that "
                 "pepper file (or point --pepper-file at it): a new one would "
