@@ -77,8 +77,8 @@ static const char *const migrations[] = {
  * fingerprint of its pepper), and domains in lower case: DNS names are
  * case-insensitive, so "Example.com" and "example.com" are one tenant.
  * Only the live tables are rewritten; the audit log is append-only and
- * keeps each row as it was written. migrate_v3() first refuses to merge
- * domains that differ only by case. */
+ * keeps each row as it was written. migrate_v3_collisions() first refuses
+ * to merge domains that differ only by case. */
 static const char migration_v3[] =
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY,"
@@ -222,26 +222,21 @@ static int store_exec(store_t *s, const char *sql) {
   return rc == SQLITE_OK ? 0 : store_map_rc(rc);
 }
 
-/* Refuses a migration that would merge tenants: lists (some of) the domains
- * that differ only by case and says what to do. */
+/* Refuses a migration that would merge tenants: says what to do, then
+ * lists the domains that differ only by case (as many as fit in why). */
 static int migrate_v3_collisions(store_t *s, char *why, size_t why_len) {
   sqlite3_stmt *st = NULL;
-  size_t off;
+  char list[768];
+  size_t off = 0;
   int rc, n = 0;
 
+  list[0] = '\0';
   rc = sqlite3_prepare_v2(s->db, DOMAIN_COLLISIONS_SQL, -1, &st, NULL);
-  if (rc != SQLITE_OK) {
-    snprintf(why, why_len, "cannot look for domains that differ by case: %s",
-             sqlite3_errmsg(s->db));
-    return store_map_rc(rc);
-  }
-  off = (size_t)snprintf(why, why_len,
-                         "domains are now case-insensitive, and these differ "
-                         "only by case:");
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (off < why_len)
-      off += (size_t)snprintf(why + off, why_len - off, "%s %s",
-                              n > 0 ? ";" : "", sqlite3_column_text(st, 0));
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    if (off < sizeof(list))
+      off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                              n > 0 ? "; " : "", sqlite3_column_text(st, 0));
     n++;
   }
   sqlite3_finalize(st);
@@ -252,10 +247,12 @@ static int migrate_v3_collisions(store_t *s, char *why, size_t why_len) {
   }
   if (n == 0)
     return 0;
-  if (off < why_len)
-    snprintf(why + off, why_len - off,
-             ". tokend will not merge them silently: rename or revoke all but "
-             "one of each (e.g. with sqlite3, after a backup) and start again");
+  snprintf(why, why_len,
+           "domains are now case-insensitive, and %d group(s) of domains "
+           "differ only by case; tokend will not merge tenants silently: "
+           "rename or revoke all but one of each (e.g. with sqlite3, after a "
+           "backup) and start again: %s",
+           n, list);
   return TOKEND_ECONFIG;
 }
 
@@ -361,7 +358,7 @@ static int store_run_check(store_t *s, const char *pragma, FILE *out, char *why,
     if (out != NULL)
       fprintf(out, "%s\n", line);
   }
-  if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+  if (rc != SQLITE_DONE) {
     /* Damage can also stop the check itself (SQLITE_CORRUPT). */
     snprintf(why, why_len, "PRAGMA %s failed: %s", pragma,
              sqlite3_errmsg(s->db));
