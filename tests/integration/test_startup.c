@@ -404,8 +404,11 @@ static void test_missing_db_without_create_db_refused(void **state) {
    * left as it was. */
   f->tokend.no_create_db = 0;
   make_db_with_token(&f->tokend);
-  assert_int_equal(unlink(f->tokend.db_path), 0);
+  /* An existing database needs no --create-db. */
   f->tokend.no_create_db = 1;
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  assert_int_equal(th_tokend_stop(&f->tokend), 0);
+  assert_int_equal(unlink(f->tokend.db_path), 0);
   expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.db_path);
   assert_false(th_path_exists(f->tokend.db_path));
   assert_true(th_path_exists(f->tokend.pepper_path));
