@@ -19,8 +19,10 @@ build: deps
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Development: the database under var/ is created on the first run (a
+# production start without --create-db refuses a missing database).
 run: build
-	./$(BUILD_DIR)/tokend $(ARGS)
+	./$(BUILD_DIR)/tokend --create-db $(ARGS)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)

@@ -30,7 +30,17 @@ int validate_domain(const char *s, char *why, size_t why_len) {
   }
   if (i == 0)
     return fail(why, why_len, "domain is empty");
+  if (s[i - 1] == '.')
+    return fail(why, why_len,
+                "domain must not end with a dot (domains are names without "
+                "the root's trailing dot)");
   return 0;
+}
+
+void validate_domain_normalize(char *domain) {
+  for (; *domain != '\0'; domain++)
+    if (*domain >= 'A' && *domain <= 'Z')
+      *domain = (char)(*domain - 'A' + 'a');
 }
 
 int validate_scope(const char *s, char *why, size_t why_len) {

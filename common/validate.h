@@ -9,8 +9,14 @@
 
 #include "tokend_error.h"
 
-/* 1-128 chars of [A-Za-z0-9._:-]. */
+/* 1-128 chars of [A-Za-z0-9._:-], not ending in a dot ("example.com." is
+ * refused rather than made a tenant apart from "example.com"). */
 int validate_domain(const char *s, char *why, size_t why_len) TOKEND_MUST_CHECK;
+
+/* Lower-cases the ASCII letters of domain in place: domains, like DNS names,
+ * are case-insensitive, and every domain a peer sends is normalised so
+ * before it is checked, stored, compared or logged. */
+void validate_domain_normalize(char *domain);
 
 /* 1-100 characters of valid UTF-8 (no overlong forms, no surrogates), with no
  * control characters (C0, DEL, C1). */

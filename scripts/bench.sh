@@ -128,7 +128,7 @@ start_tokend() {
   dir=$1
   shift
   mkdir -p "$dir"
-  "$TOKEND" --socket "$dir/tokend.sock" --db "$dir/tokend.db" \
+  "$TOKEND" --socket "$dir/tokend.sock" --db "$dir/tokend.db" --create-db \
     --pepper-file "$dir/pepper" --log-level warn "$@" >>"$dir/tokend.log" 2>&1 &
   TOKEND_PID=$!
   # Until one Verify is answered (tokend may listen before its index is

@@ -30,9 +30,19 @@ static const char usage[] =
     "  --verifier-group GROUP   members of GROUP may call Verify\n"
     "  --db PATH                SQLite database (default: " CONFIG_DB_DEFAULT
     ")\n"
-    "  --pepper-file PATH       32-byte hashing key, mode 0600, created on\n"
-    "                           first start (default: " CONFIG_PEPPER_DEFAULT
+    "  --pepper-file PATH       32-byte hashing key, mode 0600, created with\n"
+    "                           a new database (default: " CONFIG_PEPPER_DEFAULT
     ")\n"
+    "  --create-db              create the database if it does not exist\n"
+    "                           (first start); without it a missing database\n"
+    "                           is an error (`make run` passes it)\n"
+    "  --read-only              open the database read-only: serve Verify,\n"
+    "                           List and other reads; answer every write\n"
+    "                           FAILED_PRECONDITION (default: refuse to start\n"
+    "                           if the database cannot be written)\n"
+    "  --check-db               run a full PRAGMA integrity_check of the\n"
+    "                           database, print its result and exit (0: ok,\n"
+    "                           1: damaged); does not serve\n"
     "  --token-prefix PREFIX    prefix of new tokens, 1-16 chars of [a-z0-9]\n"
     "                           (default: " TOKEND_PREFIX_DEFAULT ")\n"
     "  --max-frame-bytes N      largest request accepted (default: 1048576)\n"
@@ -110,7 +120,10 @@ enum {
   OPT_VERSION,
   OPT_FLUSH_BACKOFF_MAX,
   OPT_LOG_REPEAT_INTERVAL,
-  OPT_ALLOW_CORE_DUMPS
+  OPT_ALLOW_CORE_DUMPS,
+  OPT_CREATE_DB,
+  OPT_READ_ONLY,
+  OPT_CHECK_DB
 };
 
 static const struct option long_options[] = {
@@ -143,6 +156,9 @@ static const struct option long_options[] = {
     {"log-repeat-interval-ms", required_argument, NULL,
      OPT_LOG_REPEAT_INTERVAL},
     {"allow-core-dumps", no_argument, NULL, OPT_ALLOW_CORE_DUMPS},
+    {"create-db", no_argument, NULL, OPT_CREATE_DB},
+    {"read-only", no_argument, NULL, OPT_READ_ONLY},
+    {"check-db", no_argument, NULL, OPT_CHECK_DB},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -407,6 +423,15 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
       rc = parse_u32("--max-list-memory", optarg, CONFIG_MAX_LIST_MEMORY_MIN,
                      UINT32_MAX, &cfg->max_list_memory, err);
       break;
+    case OPT_CREATE_DB:
+      cfg->create_db = 1;
+      break;
+    case OPT_READ_ONLY:
+      cfg->read_only = 1;
+      break;
+    case OPT_CHECK_DB:
+      cfg->check_db = 1;
+      break;
     case 'h':
       fputs(usage, out);
       return 1;
@@ -443,6 +468,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   if (rc == 0 && cfg->max_queued_bytes_hard < cfg->max_queued_bytes) {
     fprintf(err, "tokend: --max-queued-bytes-hard must be at least "
                  "--max-queued-bytes\n");
+    rc = TOKEND_EINVAL;
+  }
+  if (rc == 0 && cfg->create_db && cfg->read_only) {
+    fprintf(err, "tokend: --create-db and --read-only exclude each other\n");
     rc = TOKEND_EINVAL;
   }
   /* Only the all-default layout creates var/ by itself. */

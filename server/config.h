@@ -81,6 +81,15 @@ typedef struct {
   uint32_t max_list_memory;
   uint32_t max_pending_calls; /* store calls in flight per connection */
   log_level_t log_level;
+  /* --create-db: create the database if there is none (first start); without
+   * it a missing database refuses to start, so that a deleted or mistyped
+   * one is never silently replaced by an empty one. */
+  int create_db;
+  /* --read-only: open the database read-only; Verify and reads are served,
+   * every write is answered FAILED_PRECONDITION. */
+  int read_only;
+  /* --check-db: run a full integrity check of the database and exit. */
+  int check_db;
   /* 1 when a path is the built-in default under var/, which tokend then
    * creates if missing (an explicit path's directory must exist). */
   int default_dir;

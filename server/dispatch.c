@@ -1171,8 +1171,10 @@ static void handle_whoami(conn_t *c, uint64_t call_id,
 
 /* ---- Frames ---- */
 
-/* The domain a request names, or "". */
-static const char *request_domain(const Tokend__V1__Request *req) {
+/* The domain a request names, or "" (static: never written to). */
+static char *request_domain(const Tokend__V1__Request *req) {
+  static char none[1];
+
   switch (req->method_case) {
   case TOKEND__V1__REQUEST__METHOD_ISSUE:
     return req->issue->domain;
@@ -1189,7 +1191,7 @@ static const char *request_domain(const Tokend__V1__Request *req) {
   case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
     return req->list_audit_events->domain;
   default:
-    return "";
+    return none;
   }
 }
 
@@ -1326,6 +1328,10 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
     send_error(c, req->call_id, TOKEND_EINVAL, msg);
     goto out;
   }
+  /* One place where every domain enters: from here on (authorization,
+   * store, log, audit) a domain is in lower case. After the token check:
+   * lower case would break a pasted token's checksum. */
+  validate_domain_normalize(request_domain(req));
   if (reject_nul(c, req->call_id, req->actor, "actor"))
     goto out;
   if ((err = authz_actor(c, req->actor, &actor, why, sizeof(why))) != 0) {
@@ -1389,7 +1395,14 @@ static void flush_done(store_job_t *job) {
   flush_t *f = (flush_t *)job;
   server_t *s = f->server;
 
-  if (job->result != 0) {
+  /* last_used_at and the counters are loss-tolerant: when the store
+   * refuses writes for good (--read-only, or its file is gone), they are
+   * dropped rather than retried. */
+  if (job->result != 0 && job->refused) {
+    log_limited(&s->flush_log, LOG_WARN,
+                "last_used write-back of %zu tokens dropped: %s",
+                job->u.touch.n, job->errmsg);
+  } else if (job->result != 0) {
     index_mark_dirty(s->index, f->items, job->u.touch.n);
     domains_put_back_counts(&s->domains, f->counts, job->u.touch.n_counts);
     /* Retrying at once would spin while the disk stays full or read-only:

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 
 int main(int argc, char **argv) {
   config_t cfg;
@@ -28,6 +29,13 @@ int main(int argc, char **argv) {
   if (rc != 0)
     return 2;
   log_set_level(cfg.log_level);
+  /* --check-db reads and reports; it never serves or writes. */
+  if (cfg.check_db) {
+    rc = store_check_integrity(cfg.db_path, stdout);
+    printf("%s: %s\n", cfg.db_path,
+           rc == 0 ? "ok" : "FAILED the integrity check (see above)");
+    return rc == 0 ? 0 : 1;
+  }
   log_set_repeat_interval(cfg.log_repeat_interval_ms);
   /* A core dump would hold the pepper's and tokens' neighbours in memory;
    * not dumpable also keeps processes of tokend's own uid from ptrace-ing

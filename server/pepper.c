@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int pepper_create(const char *path, uint8_t out[TOKEND_PEPPER_BYTES],
-                         char *why, size_t why_len) {
+int pepper_create(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
+                  size_t why_len) {
   char dir[4096];
   ssize_t n;
   int fd, dfd, err = 0;
@@ -46,6 +46,21 @@ static int pepper_create(const char *path, uint8_t out[TOKEND_PEPPER_BYTES],
 
 int pepper_load(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
                 size_t why_len) {
+  int err = pepper_read(path, out, why, why_len);
+
+  return err == TOKEND_ENOTFOUND ? pepper_create(path, out, why, why_len) : err;
+}
+
+void pepper_fingerprint(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                        uint8_t out[PEPPER_FINGERPRINT_BYTES]) {
+  static const char what[] = PEPPER_FINGERPRINT_INPUT;
+
+  crypto_generichash(out, PEPPER_FINGERPRINT_BYTES, (const uint8_t *)what,
+                     sizeof(what) - 1, pepper, TOKEND_PEPPER_BYTES);
+}
+
+int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
+                size_t why_len) {
   struct stat st;
   ssize_t n;
   int fd, err = 0;
@@ -53,8 +68,10 @@ int pepper_load(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
   /* O_NONBLOCK: a FIFO planted at the path must not hang start-up; it is
    * refused below as not a regular file. */
   fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0 && errno == ENOENT)
-    return pepper_create(path, out, why, why_len);
+  if (fd < 0 && errno == ENOENT) {
+    snprintf(why, why_len, "no pepper file at %s", path);
+    return TOKEND_ENOTFOUND;
+  }
   if (fd < 0) {
     snprintf(why, why_len, "cannot open pepper file %s: %s", path,
              strerror(errno));

@@ -9,7 +9,28 @@
 #include "tokend_error.h"
 #include "tokend_limits.h"
 
-/* Reads the pepper at path into out, or creates it (0600, from the CSPRNG,
+/* The pepper's fingerprint, which the database records to recognise the
+ * pepper that made its hashes: BLAKE2b keyed with the pepper over a fixed
+ * string. It reveals nothing about the pepper. */
+#define PEPPER_FINGERPRINT_BYTES 32
+#define PEPPER_FINGERPRINT_INPUT "tokend pepper fingerprint v1"
+void pepper_fingerprint(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                        uint8_t out[PEPPER_FINGERPRINT_BYTES]);
+
+/* Reads the pepper at path into out. TOKEND_ENOTFOUND if there is no file
+ * (nothing is created); otherwise as pepper_load(). */
+int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
+                size_t why_len) TOKEND_MUST_CHECK;
+
+/* Creates a new pepper at path (0600, from the CSPRNG, fsync-ed; refuses to
+ * replace an existing file) and puts it in out. */
+int pepper_create(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
+                  size_t why_len) TOKEND_MUST_CHECK;
+
+/* pepper_read(), or pepper_create() if there is no file: for tests and
+ * tools. tokend itself creates a pepper only together with a new (or empty)
+ * database (server.c).
+ * Reads the pepper at path into out, or creates it (0600, from the CSPRNG,
  * fsync-ed) if path does not exist. Refuses a file that is not a regular
  * file, is readable or writable by group or others, or has the wrong size:
  * returns TOKEND_ECONFIG (or TOKEND_EIO) and writes the reason into why. */

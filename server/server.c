@@ -384,8 +384,113 @@ void server_stop(server_t *s) {
   server_maybe_finish(s);
 }
 
+/* Opens the database and the pepper together, so that neither is ever
+ * silently replaced: a missing database is created only with --create-db; a
+ * new pepper only with a new (or empty) database, and that is logged at
+ * warn; a pepper whose fingerprint differs from the one the database
+ * recorded, or a missing pepper with a database that holds anything, is
+ * refused (every token would answer UNKNOWN). */
+static int server_open_store(server_t *s, const config_t *cfg) {
+  uint8_t fp[PEPPER_FINGERPRINT_BYTES], stored[STORE_FINGERPRINT_BYTES];
+  char why[1024];
+  struct stat st;
+  int err, db_new, pepper_missing = 0, pepper_new = 0, present;
+  int64_t rows = 0;
+
+  db_new = stat(cfg->db_path, &st) != 0 && errno == ENOENT;
+  if (db_new && !cfg->create_db) {
+    log_error("no database at %s; pass --create-db to create a new one",
+              cfg->db_path);
+    return TOKEND_ECONFIG;
+  }
+  err = pepper_read(cfg->pepper_path, s->pepper, why, sizeof(why));
+  if (err == TOKEND_ENOTFOUND) {
+    pepper_missing = 1;
+  } else if (err != 0) {
+    log_error("%s", why);
+    return err;
+  }
+  /* A new database gets a new pepper before the database file exists, so a
+   * pepper that cannot be made leaves nothing behind. */
+  if (pepper_missing && db_new) {
+    if ((err = pepper_create(cfg->pepper_path, s->pepper, why, sizeof(why))) !=
+        0) {
+      log_error("%s", why);
+      return err;
+    }
+    pepper_new = 1;
+  }
+  err = store_open_flags(cfg->db_path,
+                         cfg->read_only
+                             ? STORE_OPEN_READ_ONLY
+                             : (cfg->create_db ? STORE_OPEN_CREATE : 0),
+                         &s->store, why, sizeof(why));
+  if (err != 0) {
+    log_error("database %s: %s", cfg->db_path, why);
+    goto err_unlink_pepper;
+  }
+  if (pepper_missing && !pepper_new) {
+    if ((err = store_count_rows(s->store, &rows)) != 0) {
+      log_error("database %s: %s", cfg->db_path, store_errmsg(s->store));
+      return err;
+    }
+    if (rows == 0 && cfg->read_only) {
+      log_error("no pepper file at %s, and --read-only cannot create one for "
+                "the empty database %s",
+                cfg->pepper_path, cfg->db_path);
+      return TOKEND_ECONFIG;
+    }
+    if (rows > 0) {
+      log_error("no pepper file at %s, but database %s holds %lld tokens, "
+                "admins and audit rows hashed with its pepper; restore that "
+                "pepper file (or point --pepper-file at it): a new one would "
+                "make every token invalid",
+                cfg->pepper_path, cfg->db_path, (long long)rows);
+      return TOKEND_ECONFIG;
+    }
+    if ((err = pepper_create(cfg->pepper_path, s->pepper, why, sizeof(why))) !=
+        0) {
+      log_error("%s", why);
+      return err;
+    }
+    pepper_new = 1;
+  }
+  pepper_fingerprint(s->pepper, fp);
+  if ((err = store_fingerprint_get(s->store, stored, &present)) != 0) {
+    log_error("database %s: %s", cfg->db_path, store_errmsg(s->store));
+    return err;
+  }
+  if (present && !pepper_new &&
+      sodium_memcmp(stored, fp, STORE_FINGERPRINT_BYTES) != 0) {
+    log_error("pepper file %s is not the pepper of database %s (their "
+              "fingerprints differ), so no token would verify; restore the "
+              "pepper file that made this database, or point --pepper-file "
+              "at it",
+              cfg->pepper_path, cfg->db_path);
+    return TOKEND_ECONFIG;
+  }
+  /* First start of this database (or of its schema version 3, whose hashes
+   * the pepper in use made), or a new pepper for an empty one. */
+  if ((!present || pepper_new) && !cfg->read_only &&
+      (err = store_fingerprint_set(s->store, fp)) != 0) {
+    log_error("database %s: %s", cfg->db_path, store_errmsg(s->store));
+    return err;
+  }
+  if (db_new)
+    log_warn("created a new, empty database %s (--create-db)", cfg->db_path);
+  if (pepper_new)
+    log_warn("created a new pepper %s for the %s database %s", cfg->pepper_path,
+             db_new ? "new" : "empty", cfg->db_path);
+  return 0;
+
+err_unlink_pepper:
+  /* Made for a database that could not be created: not kept. */
+  if (pepper_new && db_new)
+    unlink(cfg->pepper_path);
+  return err;
+}
+
 int server_init(server_t *s, const config_t *cfg) {
-  char why[512];
   int err;
 
   memset(s, 0, sizeof(*s));
@@ -405,15 +510,9 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("out of memory for the pepper");
     return TOKEND_ENOMEM;
   }
-  if ((err = pepper_load(cfg->pepper_path, s->pepper, why, sizeof(why))) != 0) {
-    log_error("%s", why);
+  if ((err = server_open_store(s, cfg)) != 0)
     return err;
-  }
   (void)sodium_mprotect_readonly(s->pepper);
-  if ((err = store_open(cfg->db_path, &s->store, why, sizeof(why))) != 0) {
-    log_error("database %s: %s", cfg->db_path, why);
-    return err;
-  }
   if ((err = arena_init(&s->arena, 16384, cfg->max_request_memory)) != 0) {
     log_error("out of memory");
     return err;

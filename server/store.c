@@ -5,10 +5,14 @@
  * and finalized at close; every SQLite result code is checked. */
 #include "store.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* PRAGMA application_id: "tknd". Marks a database file as tokend's. */
 #define STORE_APPLICATION_ID 0x746b6e64
@@ -69,6 +73,32 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
+/* 2 -> 3: a key/value table for facts about the database itself (the
+ * fingerprint of its pepper), and domains in lower case: DNS names are
+ * case-insensitive, so "Example.com" and "example.com" are one tenant.
+ * Only the live tables are rewritten; the audit log is append-only and
+ * keeps each row as it was written. migrate_v3_collisions() first refuses
+ * to merge domains that differ only by case. */
+static const char migration_v3[] =
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value BLOB NOT NULL"
+    ") WITHOUT ROWID;"
+    "UPDATE tokens SET domain = lower(domain) WHERE domain <> lower(domain);"
+    "UPDATE domain_admins SET domain = lower(domain)"
+    " WHERE domain <> lower(domain);"
+    "UPDATE verify_counts SET domain = lower(domain)"
+    " WHERE domain <> lower(domain);";
+
+/* Each row: the variants of one domain that differ only by case. */
+#define DOMAIN_COLLISIONS_SQL                                                  \
+  "SELECT group_concat(domain, ' and ') FROM"                                  \
+  " (SELECT domain FROM tokens UNION SELECT domain FROM domain_admins"         \
+  "  UNION SELECT domain FROM verify_counts)"                                  \
+  " GROUP BY lower(domain) HAVING count(*) > 1 ORDER BY lower(domain)"
+
+#define META_PEPPER_FINGERPRINT "pepper_fingerprint"
+
 #define TOKEN_COLUMNS                                                          \
   "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
   " last_used_at, revoked_at, created_by, revoked_by"
@@ -126,6 +156,12 @@ static const char *const migrations[] = {
 struct store_s {
   char *path;
   sqlite3 *db;
+  int flags;      /* STORE_OPEN_* */
+  int immutable;  /* read-only and opened with ?immutable=1 (see connect) */
+  int have_ident; /* dev and ino are those of the file first opened */
+  dev_t dev;
+  ino_t ino;
+  int lost;    /* the file at path is no longer the one opened */
   int last_rc; /* SQLite's extended code of the last failure */
   char errmsg[256];
 #define XX(name, sql) sqlite3_stmt *name;
@@ -186,6 +222,40 @@ static int store_exec(store_t *s, const char *sql) {
   return rc == SQLITE_OK ? 0 : store_map_rc(rc);
 }
 
+/* Refuses a migration that would merge tenants: says what to do, then
+ * lists the domains that differ only by case (as many as fit in why). */
+static int migrate_v3_collisions(store_t *s, char *why, size_t why_len) {
+  sqlite3_stmt *st = NULL;
+  char list[768];
+  size_t off = 0;
+  int rc, n = 0;
+
+  list[0] = '\0';
+  rc = sqlite3_prepare_v2(s->db, DOMAIN_COLLISIONS_SQL, -1, &st, NULL);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    if (off < sizeof(list))
+      off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                              n > 0 ? "; " : "", sqlite3_column_text(st, 0));
+    n++;
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) {
+    snprintf(why, why_len, "cannot look for domains that differ by case: %s",
+             sqlite3_errmsg(s->db));
+    return store_map_rc(rc);
+  }
+  if (n == 0)
+    return 0;
+  snprintf(why, why_len,
+           "domains are now case-insensitive, and %d group(s) of domains "
+           "differ only by case; tokend will not merge tenants silently: "
+           "rename or revoke all but one of each (e.g. with sqlite3, after a "
+           "backup) and start again: %s",
+           n, list);
+  return TOKEND_ECONFIG;
+}
+
 static int store_check_and_migrate(store_t *s, char *why, size_t why_len) {
   int64_t app_id, version, n_tables;
   char sql[64];
@@ -209,24 +279,40 @@ static int store_check_and_migrate(store_t *s, char *why, size_t why_len) {
              (long long)app_id);
     return TOKEND_ECONFIG;
   }
-  if (version > (int64_t)N_MIGRATIONS) {
+  if (version > STORE_SCHEMA_VERSION) {
     snprintf(why, why_len,
              "database schema version %lld is from a newer tokend (this build "
              "knows up to %d); refusing to touch it",
-             (long long)version, (int)N_MIGRATIONS);
+             (long long)version, STORE_SCHEMA_VERSION);
     return TOKEND_ECONFIG;
   }
-  if (version == (int64_t)N_MIGRATIONS)
+  if (version == STORE_SCHEMA_VERSION)
     return 0;
+  if (s->flags & STORE_OPEN_READ_ONLY) {
+    snprintf(why, why_len,
+             "database schema version %lld needs migrating to %d, which "
+             "--read-only forbids; start tokend once without --read-only",
+             (long long)version, STORE_SCHEMA_VERSION);
+    return TOKEND_ECONFIG;
+  }
 
   if ((err = store_exec(s, "BEGIN IMMEDIATE")) != 0)
     goto err_why;
   for (v = (size_t)version; v < N_MIGRATIONS; v++)
     if ((err = store_exec(s, migrations[v])) != 0)
       goto err_rollback;
+  if (version < 3) {
+    v = 2;
+    if ((err = migrate_v3_collisions(s, why, why_len)) != 0) {
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return err;
+    }
+    if ((err = store_exec(s, migration_v3)) != 0)
+      goto err_rollback;
+  }
   snprintf(sql, sizeof(sql),
            "PRAGMA application_id = %d; PRAGMA user_version = %d",
-           STORE_APPLICATION_ID, (int)N_MIGRATIONS);
+           STORE_APPLICATION_ID, STORE_SCHEMA_VERSION);
   if ((err = store_exec(s, sql)) != 0)
     goto err_rollback;
   if ((err = store_exec(s, "COMMIT")) != 0)
@@ -243,15 +329,123 @@ err_why:
   return err;
 }
 
+/* PRAGMA quick_check (pragma "quick_check") or integrity_check: 0 if its
+ * first row says "ok". Otherwise TOKEND_ESTORE, with its first line in why
+ * and, when out is not NULL, every line written to out. */
+static int store_run_check(store_t *s, const char *pragma, FILE *out, char *why,
+                           size_t why_len) {
+  sqlite3_stmt *st = NULL;
+  const char *line;
+  char sql[64], *p;
+  int rc, ok = 0, n = 0;
+
+  snprintf(why, why_len, "PRAGMA %s found no result", pragma);
+  snprintf(sql, sizeof(sql), "PRAGMA %s", pragma);
+  rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    line = (const char *)sqlite3_column_text(st, 0);
+    if (line == NULL)
+      line = "";
+    if (n++ == 0) {
+      ok = strcmp(line, "ok") == 0;
+      snprintf(why, why_len, "PRAGMA %s: %s", pragma, line);
+      /* A row may hold several lines; a log line must stay one. */
+      for (p = why; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\r')
+          *p = ';';
+    }
+    if (out != NULL)
+      fprintf(out, "%s\n", line);
+  }
+  if (rc != SQLITE_DONE) {
+    /* Damage can also stop the check itself (SQLITE_CORRUPT). */
+    snprintf(why, why_len, "PRAGMA %s failed: %s", pragma,
+             sqlite3_errmsg(s->db));
+    if (out != NULL)
+      fprintf(out, "%s\n", why);
+    ok = 0;
+  }
+  sqlite3_finalize(st);
+  return ok ? 0 : TOKEND_ESTORE;
+}
+
+/* Without write access to the file, its -wal and -shm, and the directory
+ * (where SQLite creates them), every write would fail after a start that
+ * looked fine. access(2) answers for tokend's user; it also says EROFS for
+ * a read-only file system, which stops root too. */
+static int store_check_writable(const char *path, char *why, size_t why_len) {
+  static const char *const suffixes[] = {"", "-wal", "-shm"};
+  char buf[4096], dir[4096];
+  size_t i;
+
+  snprintf(dir, sizeof(dir), "%s", path);
+  snprintf(buf, sizeof(buf), "%s", dirname(dir));
+  /* A directory that is missing (or not one) is left to the open, which
+   * names the database in its own words. */
+  if (access(buf, W_OK | X_OK) != 0 && errno != ENOENT && errno != ENOTDIR) {
+    snprintf(why, why_len,
+             "cannot write the directory %s of database %s (SQLite creates "
+             "its -wal and -shm files there): %s; fix its permissions, or pass "
+             "--read-only to serve Verify and reads only",
+             buf, path, strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+    snprintf(buf, sizeof(buf), "%s%s", path, suffixes[i]);
+    if (access(buf, F_OK) == 0 && access(buf, R_OK | W_OK) != 0) {
+      snprintf(why, why_len,
+               "database %s is not writable (%s: %s); fix its permissions, or "
+               "pass --read-only to serve Verify and reads only",
+               path, buf, strerror(errno));
+      return TOKEND_ECONFIG;
+    }
+  }
+  return 0;
+}
+
+/* The name to open: the path, or for an immutable open a URI (with the
+ * characters a URI path cannot hold escaped). */
+static int store_open_name(const store_t *s, char *buf, size_t len) {
+  size_t o = 0;
+  const char *p;
+
+  if (!s->immutable)
+    return snprintf(buf, len, "%s", s->path) < (int)len ? 0 : -1;
+  o = (size_t)snprintf(buf, len, "file:");
+  for (p = s->path; *p != '\0' && o + 4 < len; p++) {
+    if (*p == '%' || *p == '?' || *p == '#')
+      o += (size_t)snprintf(buf + o, len - o, "%%%02X", (unsigned char)*p);
+    else
+      buf[o++] = *p;
+  }
+  if (*p != '\0' || o + sizeof("?immutable=1") > len)
+    return -1;
+  memcpy(buf + o, "?immutable=1", sizeof("?immutable=1"));
+  return 0;
+}
+
 /* Opens s->path into s->db, checks and migrates it, sets WAL and FULL and
  * prepares every statement. On failure leaves s->db for store_disconnect. */
-static int store_connect(store_t *s, char *why, size_t why_len) {
+static int store_connect(store_t *s, int first, char *why, size_t why_len) {
   sqlite3_stmt *st = NULL;
   const char *mode;
-  int rc, err;
+  char name[4200];
+  struct stat sb;
+  int rc, err, oflags;
 
-  rc = sqlite3_open_v2(s->path, &s->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  /* Only the first open may create the file: a reopen that created one
+   * would hide that the database was deleted. */
+  if (s->flags & STORE_OPEN_READ_ONLY)
+    oflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+  else
+    oflags = SQLITE_OPEN_READWRITE |
+             (first && (s->flags & STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
+  if (store_open_name(s, name, sizeof(name)) != 0) {
+    snprintf(why, why_len, "database path %s is too long", s->path);
+    return TOKEND_ECONFIG;
+  }
+  rc = sqlite3_open_v2(name, &s->db, oflags, NULL);
   if (rc != SQLITE_OK) {
     snprintf(why, why_len, "cannot open database %s: %s", s->path,
              s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -260,9 +454,49 @@ static int store_connect(store_t *s, char *why, size_t why_len) {
   sqlite3_extended_result_codes(s->db, 1);
   sqlite3_busy_timeout(s->db, 5000);
 
+  if (strcmp(s->path, ":memory:") != 0) {
+    if (stat(s->path, &sb) != 0) {
+      snprintf(why, why_len, "cannot stat database %s: %s", s->path,
+               strerror(errno));
+      return TOKEND_EUNAVAIL;
+    }
+    if (!s->have_ident) {
+      s->dev = sb.st_dev;
+      s->ino = sb.st_ino;
+      s->have_ident = 1;
+    } else if (sb.st_dev != s->dev || sb.st_ino != s->ino) {
+      s->lost = 1;
+      snprintf(why, why_len,
+               "database %s was replaced by another file while tokend ran",
+               s->path);
+      return TOKEND_EUNAVAIL;
+    }
+    if (!(s->flags & STORE_OPEN_READ_ONLY) &&
+        sqlite3_db_readonly(s->db, "main")) {
+      snprintf(why, why_len,
+               "database %s can only be opened read-only; fix its "
+               "permissions, or pass --read-only to serve Verify and reads "
+               "only",
+               s->path);
+      return TOKEND_ECONFIG;
+    }
+  }
+
   if ((err = store_check_and_migrate(s, why, why_len)) != 0)
     return err;
+  /* A damaged page anywhere (an index, the audit log) would otherwise show
+   * only later, as INTERNAL answers. */
+  if (first &&
+      store_run_check(s, "quick_check", NULL, name, sizeof(name)) != 0) {
+    snprintf(why, why_len,
+             "database %s is damaged (%.200s); run tokend --check-db for the "
+             "details and restore it from a backup",
+             s->path, name);
+    return TOKEND_ECONFIG;
+  }
 
+  if (s->flags & STORE_OPEN_READ_ONLY)
+    goto prepare;
   /* WAL: readers never block the writer. FULL: fsync on every commit. */
   rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
   if (rc == SQLITE_OK)
@@ -284,6 +518,7 @@ static int store_connect(store_t *s, char *why, size_t why_len) {
     return err;
   }
 
+prepare:
 #define XX(name, sql)                                                          \
   rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->name, \
                           NULL);                                               \
@@ -308,18 +543,45 @@ static void store_disconnect(store_t *s) {
   s->db = NULL;
 }
 
-int store_open(const char *path, store_t **out, char *why, size_t why_len) {
+int store_open_flags(const char *path, int flags, store_t **out, char *why,
+                     size_t why_len) {
+  char wal[4200];
   store_t *s;
-  int err;
+  int err, memory = strcmp(path, ":memory:") == 0;
 
   *out = NULL;
+  if (!memory && !(flags & STORE_OPEN_CREATE) && access(path, F_OK) != 0 &&
+      errno == ENOENT) {
+    snprintf(why, why_len,
+             "no database at %s; pass --create-db to create a new one", path);
+    return TOKEND_ENOTFOUND;
+  }
+  if (!memory && !(flags & STORE_OPEN_READ_ONLY) &&
+      (err = store_check_writable(path, why, why_len)) != 0)
+    return err;
   s = calloc(1, sizeof(*s));
   if (s == NULL || (s->path = strdup(path)) == NULL) {
     free(s);
     snprintf(why, why_len, "out of memory");
     return TOKEND_ENOMEM;
   }
-  if ((err = store_connect(s, why, why_len)) != 0) {
+  s->flags = flags;
+  err = store_connect(s, 1, why, why_len);
+  /* Read-only in a directory tokend cannot write: SQLite cannot create the
+   * -shm file a WAL reader needs. With no -wal file (a clean shutdown
+   * removes it) the main file holds every commit, and immutable=1 reads it
+   * without one. */
+  snprintf(wal, sizeof(wal), "%s-wal", path);
+  if (err != 0 && !memory && (flags & STORE_OPEN_READ_ONLY) &&
+      ((sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_CANTOPEN ||
+       (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_READONLY) &&
+      access(wal, F_OK) != 0) {
+    store_disconnect(s);
+    s->immutable = 1;
+    s->have_ident = 0;
+    err = store_connect(s, 1, why, why_len);
+  }
+  if (err != 0) {
     store_close(s);
     return err;
   }
@@ -327,12 +589,60 @@ int store_open(const char *path, store_t **out, char *why, size_t why_len) {
   return 0;
 }
 
+int store_open(const char *path, store_t **out, char *why, size_t why_len) {
+  return store_open_flags(path, STORE_OPEN_CREATE, out, why, why_len);
+}
+
+int store_check_integrity(const char *path, FILE *out) {
+  char why[512];
+  store_t s;
+  int err;
+
+  memset(&s, 0, sizeof(s));
+  s.path = (char *)path;
+  if (sqlite3_open_v2(path, &s.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    fprintf(out, "cannot open database %s: %s\n", path,
+            s.db != NULL ? sqlite3_errmsg(s.db) : "out of memory");
+    sqlite3_close(s.db);
+    return TOKEND_ECONFIG;
+  }
+  err = store_run_check(&s, "integrity_check", out, why, sizeof(why));
+  sqlite3_close(s.db);
+  return err;
+}
+
+int store_is_read_only(const store_t *s) {
+  return (s->flags & STORE_OPEN_READ_ONLY) != 0;
+}
+
+int store_file_lost(const store_t *s) { return s->lost; }
+
+int store_file_check(store_t *s) {
+  struct stat sb;
+  int gone;
+
+  if (!s->lost && s->have_ident) {
+    gone = stat(s->path, &sb) != 0;
+    if (gone && errno != ENOENT)
+      return 0; /* cannot tell (e.g. EACCES): the write itself will say */
+    if (gone || sb.st_dev != s->dev || sb.st_ino != s->ino)
+      s->lost = 1;
+  }
+  if (!s->lost)
+    return 0;
+  snprintf(s->errmsg, sizeof(s->errmsg),
+           "database %s was deleted or replaced while tokend ran; writes are "
+           "refused until tokend is restarted on the right file",
+           s->path);
+  return TOKEND_EUNAVAIL;
+}
+
 int store_reopen(store_t *s) {
   char why[sizeof(s->errmsg) - 16];
   int err;
 
   store_disconnect(s);
-  if ((err = store_connect(s, why, sizeof(why))) != 0) {
+  if ((err = store_connect(s, 0, why, sizeof(why))) != 0) {
     snprintf(s->errmsg, sizeof(s->errmsg), "reopen: %s", why);
     store_disconnect(s);
     return err;
@@ -359,6 +669,73 @@ void store_close(store_t *s) {
 }
 
 const char *store_errmsg(const store_t *s) { return s->errmsg; }
+
+int store_fingerprint_get(store_t *s, uint8_t out[STORE_FINGERPRINT_BYTES],
+                          int *present) {
+  sqlite3_stmt *st = NULL;
+  const void *v;
+  int rc, err = 0;
+
+  *present = 0;
+  rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1,
+                          &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_text(st, 1, META_PEPPER_FINGERPRINT, -1, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    v = sqlite3_column_blob(st, 0);
+    if (v == NULL || sqlite3_column_bytes(st, 0) != STORE_FINGERPRINT_BYTES) {
+      snprintf(s->errmsg, sizeof(s->errmsg),
+               "the recorded pepper fingerprint has the wrong size");
+      err = TOKEND_ESTORE;
+    } else {
+      memcpy(out, v, STORE_FINGERPRINT_BYTES);
+      *present = 1;
+    }
+  } else if (rc != SQLITE_DONE) {
+    err = store_fail(s, store_map_rc(rc), "read pepper fingerprint");
+  }
+  sqlite3_finalize(st);
+  return err;
+}
+
+int store_fingerprint_set(store_t *s,
+                          const uint8_t fp[STORE_FINGERPRINT_BYTES]) {
+  sqlite3_stmt *st = NULL;
+  int rc, err = 0;
+
+  if (s->flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  rc = sqlite3_prepare_v2(s->db,
+                          "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+                          " ON CONFLICT (key) DO UPDATE SET value = ?2",
+                          -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_text(st, 1, META_PEPPER_FINGERPRINT, -1, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_blob(st, 2, fp, STORE_FINGERPRINT_BYTES, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "record pepper fingerprint");
+  sqlite3_finalize(st);
+  return err;
+}
+
+int store_count_rows(store_t *s, int64_t *n) {
+  int err = store_query_int(s,
+                            "SELECT (SELECT count(*) FROM tokens)"
+                            " + (SELECT count(*) FROM domain_admins)"
+                            " + (SELECT count(*) FROM audit_events)",
+                            n);
+
+  if (err != 0)
+    store_fail(s, err, "count rows");
+  return err;
+}
 
 static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col) {
   const unsigned char *t = sqlite3_column_text(st, col);
@@ -424,7 +801,13 @@ static int store_step_once(store_t *s, sqlite3_stmt *st, const char *what) {
   return 0;
 }
 
-int store_begin(store_t *s) { return store_step_once(s, s->begin, "begin"); }
+int store_begin(store_t *s) {
+  if (s->flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  return store_step_once(s, s->begin, "begin");
+}
 
 int store_commit(store_t *s) {
   int err = store_step_once(s, s->commit, "commit");

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tokend_error.h"
 #include "tokend_limits.h"
@@ -19,7 +20,15 @@
 #define STORE_SCOPES_BYTES (TOKEND_MAX_SCOPES * TOKEND_SCOPE_BYTES)
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
+
+/* What the database records about its pepper: a keyed hash of a fixed
+ * string (pepper_fingerprint()), never the pepper. */
+#define STORE_FINGERPRINT_BYTES 32
+
+/* store_open_flags() flags. */
+#define STORE_OPEN_CREATE 1    /* create the file if it is missing */
+#define STORE_OPEN_READ_ONLY 2 /* never write; the file may be read-only */
 
 typedef struct store_s store_t;
 
@@ -73,6 +82,42 @@ typedef struct {
  * or from a newer version) and writes a one-line reason into why. */
 int store_open(const char *path, store_t **out, char *why,
                size_t why_len) TOKEND_MUST_CHECK;
+
+/* store_open() with flags (STORE_OPEN_*). Without STORE_OPEN_CREATE a
+ * missing file is TOKEND_ENOTFOUND. Without STORE_OPEN_READ_ONLY a file,
+ * or a directory (where the WAL lives), that tokend cannot write is
+ * TOKEND_ECONFIG. Every open runs PRAGMA quick_check and refuses a damaged
+ * file (TOKEND_ECONFIG). A read-only store refuses a file that still needs
+ * migrating, and every write (TOKEND_ECONFIG, "tokend runs --read-only"). */
+int store_open_flags(const char *path, int flags, store_t **out, char *why,
+                     size_t why_len) TOKEND_MUST_CHECK;
+
+/* Full PRAGMA integrity_check of the file at path, opened read-only: 0 if it
+ * says "ok"; otherwise TOKEND_ESTORE (damage) or TOKEND_ECONFIG (cannot
+ * open). Every line it reports is written to out. */
+int store_check_integrity(const char *path, FILE *out) TOKEND_MUST_CHECK;
+
+/* 1 if the store was opened with STORE_OPEN_READ_ONLY. */
+int store_is_read_only(const store_t *store);
+
+/* Compares the file at the store's path with the one it opened (device and
+ * inode). TOKEND_EUNAVAIL (with store_errmsg() saying so) once the file was
+ * deleted or replaced: from then on store_file_lost() is 1 and stays 1, as
+ * writes would go to a file that a restart would not find. */
+int store_file_check(store_t *store) TOKEND_MUST_CHECK;
+int store_file_lost(const store_t *store);
+
+/* The pepper fingerprint the database records: *present 0 if none. */
+int store_fingerprint_get(store_t *store, uint8_t out[STORE_FINGERPRINT_BYTES],
+                          int *present) TOKEND_MUST_CHECK;
+
+/* Records (or replaces) the pepper fingerprint. */
+int store_fingerprint_set(store_t *store,
+                          const uint8_t fp[STORE_FINGERPRINT_BYTES])
+    TOKEND_MUST_CHECK;
+
+/* *n gets the number of tokens, domain admins and audit rows together. */
+int store_count_rows(store_t *store, int64_t *n) TOKEND_MUST_CHECK;
 
 /* Closes and opens the store's connection again. After a failed commit the
  * connection's view may differ from the file's (SQLite may have written a

@@ -165,8 +165,19 @@ static void reconcile_group(store_t *store, store_job_t *first,
 static void run_write_group(store_t *store, log_limit_t *fail_log,
                             store_job_t *first, store_job_t *last) {
   store_job_t *j;
-  int err, in_doubt = 0;
+  int err, in_doubt = 0, refused, quiet;
 
+  /* Once the store refuses writes for good, say why once, not per write. */
+  quiet = store_is_read_only(store) || store_file_lost(store);
+  if (quiet) {
+    err = store_is_read_only(store) ? store_begin(store)
+                                    : store_file_check(store);
+    goto err_fail_all;
+  }
+  /* A write to a file that was deleted or replaced would be acknowledged
+   * and then lost: check before writing (and after committing, below). */
+  if ((err = store_file_check(store)) != 0)
+    goto err_fail_all;
   /* A reopen that failed earlier is retried before anything else. */
   if (!store_is_open(store) && (err = store_reopen(store)) != 0)
     goto err_fail_all;
@@ -184,13 +195,20 @@ static void run_write_group(store_t *store, log_limit_t *fail_log,
     in_doubt = store_failure_in_doubt(store);
     goto err_fail_all;
   }
+  /* Committed into a file no longer at the path: a restart would not find
+   * it, so it is not acknowledged. */
+  if ((err = store_file_check(store)) != 0)
+    goto err_fail_all;
   return;
 
 err_fail_all:
-  log_limited(fail_log, LOG_ERROR, "store: write batch failed: %s",
-              store_errmsg(store));
+  if (!quiet)
+    log_limited(fail_log, LOG_ERROR, "store: write batch failed: %s",
+                store_errmsg(store));
+  refused = store_is_read_only(store) || store_file_lost(store);
   for (j = first;; j = j->next) {
     job_fail(j, err, store_errmsg(store));
+    j->refused = refused;
     if (j->kind == STORE_JOB_ADMIN_REMOVE) {
       free(j->u.admin_remove.hashes);
       j->u.admin_remove.hashes = NULL;
@@ -315,7 +333,7 @@ void store_worker_submit(store_worker_t *w, store_job_t *job) {
   job->next = NULL;
   job->result = 0;
   job->errmsg[0] = '\0';
-  job->applied = job->unknown = 0;
+  job->applied = job->unknown = job->refused = 0;
   uv_mutex_lock(&w->lock);
   if (w->todo_tail != NULL)
     w->todo_tail->next = job;

@@ -44,6 +44,10 @@ struct store_job_s {
    * load. unknown says even that look failed. */
   int applied;
   int unknown;
+  /* Set when a write failed because the store refuses every write for the
+   * rest of this run (--read-only, or its file was deleted or replaced):
+   * trying again cannot succeed. */
+  int refused;
   /* Writes only, may be NULL: appended to the audit log in the same
    * transaction, its code set from the job's outcome if it had none. */
   store_audit_t *audit;

@@ -64,8 +64,10 @@ static int ref_charset_ok(const char *s, size_t max, const char *extra) {
   return 1;
 }
 
+/* ... and no trailing dot (README: Protocol, Issue). */
 static int ref_domain_ok(const char *s) {
-  return ref_charset_ok(s, TOKEND_DOMAIN_MAX_CHARS, "._:-");
+  return ref_charset_ok(s, TOKEND_DOMAIN_MAX_CHARS, "._:-") &&
+         s[strlen(s) - 1] != '.';
 }
 
 static int ref_scope_ok(const char *s) {

@@ -339,6 +339,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
            g_dir);
   snprintf(g_cfg.pepper_path, sizeof(g_cfg.pepper_path), "%s/pepper", g_dir);
   snprintf(g_cfg.db_path, sizeof(g_cfg.db_path), ":memory:");
+  /* Each server_up() starts a new in-memory database. */
+  g_cfg.create_db = 1;
   g_cfg.default_dir = 0;
   /* Small enough that inputs of a few KiB reach the decoding cap and pause
    * reading for backpressure; big enough for any valid request. */

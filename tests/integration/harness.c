@@ -154,6 +154,8 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   argv[n++] = t->db_path;
   argv[n++] = "--pepper-file";
   argv[n++] = t->pepper_path;
+  if (!t->no_create_db)
+    argv[n++] = "--create-db";
   for (i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
     if (n + 1 >= TH_MAX_ARGS) {
       fprintf(stderr, "harness: too many tokend arguments\n");

@@ -64,6 +64,9 @@ typedef struct {
    * this uid and gid, with no supplementary groups, from the copy made by
    * th_tokend_for_other_uids(), and th_tokend_spawn() gives it dir. */
   uid_t uid;
+  /* 1: start without --create-db (which the harness passes by default, so
+   * that a test's first start creates its database). */
+  int no_create_db;
 } th_tokend_t;
 
 /* Creates the temporary directory and fills in the paths. A test may change
@@ -71,7 +74,8 @@ typedef struct {
  * before th_tokend_start(). */
 int th_tokend_init(th_tokend_t *t);
 
-/* Starts tokend with --socket/--db/--pepper-file plus extra_args
+/* Starts tokend with --socket/--db/--pepper-file (and --create-db unless
+ * t->no_create_db) plus extra_args
  * (NULL-terminated; may be NULL). Does not wait for it to be ready. */
 int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args);
 

@@ -238,6 +238,216 @@ static void test_corrupt_db_refused(void **state) {
   free(after);
 }
 
+/* ---- damage outside the tokens table, --check-db (issue 11, item 12) ---- */
+
+/* Writes a page of fixed garbage over the root page of the index or table
+ * named name. */
+static void corrupt_root_page(const char *db_path, const char *name) {
+  int64_t page_size, root;
+  uint64_t x = 0x2545f4914f6cdd1dull;
+  uint8_t *page;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  size_t i;
+  int fd;
+
+  assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL),
+                   SQLITE_OK);
+  sql_int(db, "PRAGMA page_size", &page_size);
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT rootpage FROM sqlite_master "
+                                      "WHERE name = ?1",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  root = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  /* Page 1 holds the header and the schema: never it. */
+  assert_true(root > 1);
+
+  page = malloc((size_t)page_size);
+  assert_non_null(page);
+  for (i = 0; i < (size_t)page_size; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    page[i] = (uint8_t)x;
+  }
+  fd = open(db_path, O_WRONLY);
+  assert_true(fd >= 0);
+  assert_int_equal(pwrite(fd, page, (size_t)page_size, (root - 1) * page_size),
+                   page_size);
+  close(fd);
+  free(page);
+}
+
+/* tokend --check-db on f's database: its exit status; *out its stdout. */
+static int check_db(const th_tokend_t *t, char **out) {
+  const char *argv[] = {TOKEND_BIN, "--db", t->db_path, "--check-db", NULL};
+  th_run_result_t r;
+  int status;
+
+  assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  status = r.status;
+  *out = r.out;
+  r.out = NULL;
+  th_run_result_free(&r);
+  return status;
+}
+
+static void corrupt_outside_tokens_refused(th_fixture_t *f, const char *name) {
+  char *out;
+
+  /* Every Issue also writes an audit row: both the audit table and its
+   * index span several pages. */
+  char *healthy;
+  size_t len;
+
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  issue_many(&f->tokend, CORRUPT_DB_TOKENS);
+  assert_int_equal(th_tokend_stop(&f->tokend), 0);
+  healthy = th_read_file(f->tokend.db_path, &len);
+  assert_non_null(healthy);
+
+  corrupt_root_page(f->tokend.db_path, name);
+  /* Loading tokens and admins never reads this page: only a check finds
+   * it before List or ListAuditEvents would fail with INTERNAL. */
+  expect_refused(&f->tokend, NULL, EXIT_START_FAILED, "--check-db");
+  assert_int_equal(check_db(&f->tokend, &out), 1);
+  assert_null(strstr(out, "\nok\n"));
+  assert_non_null(strstr(out, "FAILED"));
+  free(out);
+  /* --check-db never serves. */
+  assert_false(th_path_exists(f->tokend.socket_path));
+
+  /* The same file before the damage passes. */
+  th_write_file_ok(f->tokend.db_path, healthy, len, 0600);
+  free(healthy);
+  assert_int_equal(check_db(&f->tokend, &out), 0);
+  assert_non_null(strstr(out, ": ok\n"));
+  free(out);
+}
+
+static void test_corrupt_audit_index_refused(void **state) {
+  corrupt_outside_tokens_refused(*state, "audit_domain_id");
+}
+
+static void test_corrupt_audit_table_refused(void **state) {
+  corrupt_outside_tokens_refused(*state, "audit_events");
+}
+
+/* ---- the database and its pepper (issue 11, item 3) ---- */
+
+/* Starts tokend, issues one token (so the database is not empty), stops. */
+static void make_db_with_token(th_tokend_t *t) {
+  assert_int_equal(th_tokend_start(t, NULL), 0);
+  issue_many(t, 1);
+  assert_int_equal(th_tokend_stop(t), 0);
+}
+
+/* The log of the last start holds a warn line containing word. */
+static void expect_warned(const th_tokend_t *t, const char *word) {
+  char *log = th_read_file(t->log_path, NULL), *line;
+  int found = 0;
+
+  assert_non_null(log);
+  for (line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n"))
+    found |= strstr(line, " warn ") != NULL && strstr(line, word) != NULL;
+  free(log);
+  if (!found) {
+    th_tokend_dump_log(t);
+    fail_msg("no warn line mentioning '%s' in tokend's log", word);
+  }
+}
+
+static void test_pepper_deleted_with_tokens_refused(void **state) {
+  th_fixture_t *f = *state;
+
+  make_db_with_token(&f->tokend);
+  assert_int_equal(unlink(f->tokend.pepper_path), 0);
+  expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.pepper_path);
+  /* No new pepper either: the one that made the hashes is to be restored. */
+  assert_false(th_path_exists(f->tokend.pepper_path));
+}
+
+static void test_wrong_pepper_refused(void **state) {
+  th_fixture_t *f = *state;
+  uint8_t other[TOKEND_PEPPER_BYTES];
+  char *before;
+  size_t len;
+
+  make_db_with_token(&f->tokend);
+  before = th_read_file(f->tokend.pepper_path, &len);
+  assert_non_null(before);
+  assert_int_equal(len, TOKEND_PEPPER_BYTES);
+  memcpy(other, before, sizeof(other));
+  other[0] ^= 1; /* one bit is enough */
+  th_write_file_ok(f->tokend.pepper_path, other, sizeof(other), 0600);
+  expect_refused(&f->tokend, NULL, EXIT_START_FAILED, "fingerprint");
+  /* The right one starts again. */
+  th_write_file_ok(f->tokend.pepper_path, before, len, 0600);
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  free(before);
+}
+
+static void test_missing_db_without_create_db_refused(void **state) {
+  th_fixture_t *f = *state;
+
+  f->tokend.no_create_db = 1;
+  expect_refused(&f->tokend, NULL, EXIT_START_FAILED, "--create-db");
+  assert_false(th_path_exists(f->tokend.db_path));
+  assert_false(th_path_exists(f->tokend.pepper_path));
+
+  /* A database deleted after its first start: the same, and the pepper is
+   * left as it was. */
+  f->tokend.no_create_db = 0;
+  make_db_with_token(&f->tokend);
+  /* An existing database needs no --create-db. */
+  f->tokend.no_create_db = 1;
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  assert_int_equal(th_tokend_stop(&f->tokend), 0);
+  assert_int_equal(unlink(f->tokend.db_path), 0);
+  expect_refused(&f->tokend, NULL, EXIT_START_FAILED, f->tokend.db_path);
+  assert_false(th_path_exists(f->tokend.db_path));
+  assert_true(th_path_exists(f->tokend.pepper_path));
+}
+
+static void test_new_pepper_only_with_new_db_logged(void **state) {
+  th_fixture_t *f = *state;
+
+  /* First start: both are new, and said so at warn. */
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  expect_warned(&f->tokend, "created a new pepper");
+  expect_warned(&f->tokend, "created a new, empty database");
+  assert_int_equal(th_tokend_stop(&f->tokend), 0);
+  /* An empty database (nothing issued, granted or audited) may get a new
+   * pepper: nothing was hashed with the old one. */
+  assert_int_equal(th_db_count(f->tokend.db_path,
+                               "SELECT (SELECT count(*) FROM tokens) + "
+                               "(SELECT count(*) FROM audit_events)"),
+                   0);
+  assert_int_equal(unlink(f->tokend.pepper_path), 0);
+  assert_int_equal(truncate(f->tokend.log_path, 0), 0);
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  expect_warned(&f->tokend, "created a new pepper");
+  issue_many(&f->tokend, 1);
+  assert_int_equal(th_tokend_stop(&f->tokend), 0);
+  /* The database records the new pepper's fingerprint, never the pepper. */
+  assert_int_equal(th_db_count(f->tokend.db_path,
+                               "SELECT length(value) FROM meta"
+                               " WHERE key = 'pepper_fingerprint'"),
+                   32);
+  {
+    char *pepper = th_read_file(f->tokend.pepper_path, NULL);
+    assert_non_null(pepper);
+    assert_false(
+        th_file_contains(f->tokend.db_path, pepper, TOKEND_PEPPER_BYTES));
+    free(pepper);
+  }
+}
+
 typedef struct {
   const char *args[7];
   const char *word; /* the refusal must mention this */
@@ -295,6 +505,18 @@ int main(void) {
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_flags_refused, th_fixture_setup,
                                       th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_corrupt_audit_index_refused,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_corrupt_audit_table_refused,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_pepper_deleted_with_tokens_refused,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_wrong_pepper_refused,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_missing_db_without_create_db_refused,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_new_pepper_only_with_new_db_logged,
+                                      th_fixture_setup, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

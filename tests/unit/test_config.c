@@ -168,6 +168,25 @@ static void test_config_parses_every_flag(void **state) {
   assert_int_equal(fx->cfg.default_dir, 0);
 }
 
+static void test_config_db_flags(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--log-level", "info"), 0);
+  assert_int_equal(fx->cfg.create_db, 0);
+  assert_int_equal(fx->cfg.read_only, 0);
+  assert_int_equal(fx->cfg.check_db, 0);
+  assert_int_equal(PARSE(fx, "--create-db", "--check-db"), 0);
+  assert_int_equal(fx->cfg.create_db, 1);
+  assert_int_equal(fx->cfg.check_db, 1);
+  config_defaults(&fx->cfg);
+  assert_int_equal(PARSE(fx, "--read-only"), 0);
+  assert_int_equal(fx->cfg.read_only, 1);
+  /* Creating a database tokend may not write makes no sense. */
+  config_defaults(&fx->cfg);
+  assert_int_equal(PARSE(fx, "--create-db", "--read-only"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--read-only");
+}
+
 static void test_config_flag_equals_form(void **state) {
   fixture_t *fx = *state;
 
@@ -477,6 +496,7 @@ static void test_config_socket_mode_and_group(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       CONFIG_TEST(test_config_defaults),
+      CONFIG_TEST(test_config_db_flags),
       CONFIG_TEST(test_config_defaults_honour_socket_env),
       CONFIG_TEST(test_config_no_args_keeps_defaults),
       CONFIG_TEST(test_config_parses_every_flag),

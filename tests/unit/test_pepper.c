@@ -298,11 +298,60 @@ static void test_pepper_missing_directory_fails_with_reason(void **state) {
   assert_non_null(strstr(why, path));
 }
 
+/* tokend reads without creating: a missing pepper is the caller's to
+ * judge (with the database it belongs to). */
+static void test_pepper_read_missing_creates_nothing(void **state) {
+  fixture_t *fx = *state;
+  uint8_t key[TOKEND_PEPPER_BYTES];
+  char why[256] = "";
+
+  assert_int_equal(pepper_read(fx->path, key, why, sizeof(why)),
+                   TOKEND_ENOTFOUND);
+  assert_non_null(strstr(why, fx->path));
+  assert_int_equal(access(fx->path, F_OK), -1);
+}
+
+static void test_pepper_create_never_replaces(void **state) {
+  fixture_t *fx = *state;
+  uint8_t key[TOKEND_PEPPER_BYTES], again[TOKEND_PEPPER_BYTES];
+  char why[256] = "";
+
+  assert_int_equal(pepper_create(fx->path, key, why, sizeof(why)), 0);
+  assert_int_not_equal(pepper_create(fx->path, again, why, sizeof(why)), 0);
+  assert_int_equal(pepper_read(fx->path, again, why, sizeof(why)), 0);
+  assert_memory_equal(key, again, TOKEND_PEPPER_BYTES);
+}
+
+/* The same pepper always gives the same fingerprint, another pepper (one
+ * bit apart) another one, and the fingerprint holds no run of the
+ * pepper's bytes. */
+static void test_pepper_fingerprint_identifies_without_revealing(void **state) {
+  uint8_t pepper[TOKEND_PEPPER_BYTES], fp1[PEPPER_FINGERPRINT_BYTES];
+  uint8_t fp2[PEPPER_FINGERPRINT_BYTES];
+  size_t i, j;
+
+  (void)state;
+  for (i = 0; i < sizeof(pepper); i++)
+    pepper[i] = (uint8_t)(i * 7 + 1);
+  pepper_fingerprint(pepper, fp1);
+  pepper_fingerprint(pepper, fp2);
+  assert_memory_equal(fp1, fp2, sizeof(fp1));
+  for (i = 0; i + 4 <= sizeof(pepper); i++)
+    for (j = 0; j + 4 <= sizeof(fp1); j++)
+      assert_memory_not_equal(fp1 + j, pepper + i, 4);
+  pepper[31] ^= 1;
+  pepper_fingerprint(pepper, fp2);
+  assert_memory_not_equal(fp1, fp2, sizeof(fp1));
+}
+
 #define PEPPER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       PEPPER_TEST(test_pepper_created_when_missing),
+      PEPPER_TEST(test_pepper_read_missing_creates_nothing),
+      PEPPER_TEST(test_pepper_create_never_replaces),
+      PEPPER_TEST(test_pepper_fingerprint_identifies_without_revealing),
       PEPPER_TEST(test_pepper_loads_same_bytes_back),
       PEPPER_TEST(test_pepper_existing_file_used_as_is),
       PEPPER_TEST(test_pepper_new_files_differ),

@@ -868,8 +868,75 @@ static void test_store_migrates_version_1(void **state) {
   free(c);
 }
 
+/* ---- issue 11: no silent new database, the pepper's fingerprint, a file
+ * deleted under the store, read-only ---- */
+
+static void test_store_open_without_create_missing_file(void **state) {
+  fixture_t *fx = *state;
+  char why[256] = "";
+
+  assert_int_equal(store_open_flags(fx->path, 0, &fx->store, why, sizeof(why)),
+                   TOKEND_ENOTFOUND);
+  assert_null(fx->store);
+  assert_non_null(strstr(why, "--create-db"));
+  assert_int_equal(access(fx->path, F_OK), -1);
+}
+
+static void test_store_fingerprint_round_trip(void **state) {
+  fixture_t *fx = *state;
+  uint8_t fp[STORE_FINGERPRINT_BYTES], got[STORE_FINGERPRINT_BYTES];
+  int present = -1;
+
+  assert_int_equal(store_fingerprint_get(fx->store, got, &present), 0);
+  assert_int_equal(present, 0);
+  memset(fp, 0xa5, sizeof(fp));
+  assert_int_equal(store_fingerprint_set(fx->store, fp), 0);
+  fp[0] = 1;
+  assert_int_equal(store_fingerprint_set(fx->store, fp), 0);
+  assert_int_equal(store_fingerprint_get(fx->store, got, &present), 0);
+  assert_int_equal(present, 1);
+  assert_memory_equal(got, fp, sizeof(fp));
+}
+
+static void test_store_file_deleted_is_lost(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(store_file_check(fx->store), 0);
+  assert_int_equal(store_file_lost(fx->store), 0);
+  assert_int_equal(unlink(fx->path), 0);
+  assert_int_equal(store_file_check(fx->store), TOKEND_EUNAVAIL);
+  assert_int_equal(store_file_lost(fx->store), 1);
+  assert_non_null(strstr(store_errmsg(fx->store), "deleted or replaced"));
+  /* A reopen never makes a new, empty file in its place. */
+  assert_int_not_equal(store_reopen(fx->store), 0);
+  assert_int_equal(access(fx->path, F_OK), -1);
+}
+
+static void test_store_read_only_refuses_writes(void **state) {
+  fixture_t *fx = *state;
+  store_token_t row;
+  char why[256];
+  int64_t n = -1;
+
+  store_close(fx->store);
+  fx->store = NULL;
+  assert_int_equal(store_open_flags(fx->path, STORE_OPEN_READ_ONLY, &fx->store,
+                                    why, sizeof(why)),
+                   0);
+  assert_int_equal(store_begin(fx->store), TOKEND_ECONFIG);
+  assert_non_null(strstr(store_errmsg(fx->store), "--read-only"));
+  assert_int_equal(store_count_rows(fx->store, &n), 0);
+  assert_int_equal(n, 0);
+  make_row(&row, 1, "ro.example");
+  assert_int_not_equal(store_insert(fx->store, &row), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      DIR_TEST(test_store_open_without_create_missing_file),
+      STORE_TEST(test_store_fingerprint_round_trip),
+      STORE_TEST(test_store_file_deleted_is_lost),
+      STORE_TEST(test_store_read_only_refuses_writes),
       STORE_TEST(test_store_open_creates_schema),
       STORE_TEST(test_store_open_sets_wal_mode),
       DIR_TEST(test_store_open_empty_file_initialised),

@@ -68,12 +68,32 @@ static void test_domain_empty_and_129_chars_rejected(void **state) {
 }
 
 static void test_domain_allowed_punctuation_accepted(void **state) {
-  expect_ok(validate_domain, ".");
+  expect_ok(validate_domain, ".a");
   expect_ok(validate_domain, "_");
   expect_ok(validate_domain, ":");
   expect_ok(validate_domain, "-");
   expect_ok(validate_domain, "billing.prod_eu:v2-b");
   expect_ok(validate_domain, "ABCXYZabcxyz0189");
+}
+
+/* "example.com." would be a tenant apart from "example.com". */
+static void test_domain_trailing_dot_rejected(void **state) {
+  (void)state;
+  expect_rejected(validate_domain, "example.com.", "dot");
+  expect_rejected(validate_domain, ".", "dot");
+  expect_rejected(validate_domain, "a..", "dot");
+  expect_ok(validate_domain, "example.com");
+}
+
+static void test_domain_normalize_lowers_ascii_only(void **state) {
+  char d[] = "Billing.PROD_eu:V2-b";
+  char empty[] = "";
+
+  (void)state;
+  validate_domain_normalize(d);
+  assert_string_equal(d, "billing.prod_eu:v2-b");
+  validate_domain_normalize(empty);
+  assert_string_equal(empty, "");
 }
 
 static void test_domain_disallowed_chars_rejected(void **state) {
@@ -374,6 +394,8 @@ int main(void) {
       cmocka_unit_test(test_domain_empty_and_129_chars_rejected),
       cmocka_unit_test(test_domain_allowed_punctuation_accepted),
       cmocka_unit_test(test_domain_disallowed_chars_rejected),
+      cmocka_unit_test(test_domain_trailing_dot_rejected),
+      cmocka_unit_test(test_domain_normalize_lowers_ascii_only),
       cmocka_unit_test(test_label_1_and_100_chars_accepted),
       cmocka_unit_test(test_label_101_chars_rejected),
       cmocka_unit_test(test_label_empty_rejected),
