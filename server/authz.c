@@ -55,6 +55,15 @@ int authz_domain_admin(const conn_t *c, const authz_actor_t *actor,
   return TOKEND_EPERM;
 }
 
+void authz_job_require_admin(store_job_t *job, const conn_t *c,
+                             const authz_actor_t *actor, const char *domain) {
+  if (actor->break_glass && c->peer.is_operator)
+    return;
+  job->authz.required = 1;
+  snprintf(job->authz.user, sizeof(job->authz.user), "%s", actor->user);
+  snprintf(job->authz.domain, sizeof(job->authz.domain), "%s", domain);
+}
+
 const char *authz_doer(const conn_t *c, const authz_actor_t *actor) {
   return actor->break_glass ? c->peer.user : actor->user;
 }

@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "store.h"
+#include "store_worker.h"
 
 typedef struct {
   char user[TOKEND_USER_BYTES]; /* the acting user */
@@ -28,6 +29,12 @@ int authz_actor(const conn_t *c, const char *actor, authz_actor_t *out,
 int authz_domain_admin(const conn_t *c, const authz_actor_t *actor,
                        const char *domain, char *why,
                        size_t why_len) TOKEND_MUST_CHECK;
+
+/* Asks the store worker to check again, where writes are serialized, that
+ * actor is an admin of domain when job runs (see store_job_t.authz):
+ * nothing for an operator's break-glass call, which needs no grant. */
+void authz_job_require_admin(store_job_t *job, const conn_t *c,
+                             const authz_actor_t *actor, const char *domain);
 
 /* The name recorded as created_by / revoked_by / granted_by: the actor, or
  * for break-glass the operator's own "uid:<n>". */

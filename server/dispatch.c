@@ -190,6 +190,33 @@ static void call_end(call_t *call) {
   conn_job_end(c);
 }
 
+/* 1 if the store worker refused the call because its actor's admin grant
+ * was gone when it ran (store_job_t.authz), after answering it
+ * PERMISSION_DENIED. A write's refusal is already in the audit log (its
+ * record was written in the same transaction); a read's is recorded now. */
+static int refused_by_worker(call_t *call, const char *method) {
+  store_job_t *job = &call->job;
+  char why[TOKEND_USER_BYTES + sizeof(job->errmsg) + 2];
+  authz_actor_t actor = {.break_glass = 0};
+
+  if (job->result != TOKEND_EPERM || !job->authz.required)
+    return 0;
+  snprintf(why, sizeof(why), "%s: %s", job->authz.user, job->errmsg);
+  if (!conn_is_open(call->conn)) {
+    log_info("refused: %s by uid %u: %s", method,
+             (unsigned)call->conn->peer.uid, why);
+  } else if (job->audit != NULL) {
+    send_error(call->conn, call->call_id, TOKEND_EPERM, why);
+    log_info("refused: %s by uid %u: %s", method,
+             (unsigned)call->conn->peer.uid, why);
+  } else {
+    snprintf(actor.user, sizeof(actor.user), "%s", job->authz.user);
+    authz_refuse(call->conn, call->call_id, &actor, method, job->authz.domain,
+                 TOKEND_EPERM, why);
+  }
+  return 1;
+}
+
 /* ---- Verify: answered from memory, never touches the store ---- */
 
 /* The largest request the hand decoder takes: a Verify of the longest token
@@ -425,6 +452,8 @@ static void issue_done(store_job_t *job) {
   int err = job->result;
 
   exit_if_outcome_unknown(job);
+  if (refused_by_worker(call, "Issue"))
+    goto out;
   /* Stored (or found stored after a failed commit): index it, so memory
    * holds what a restart would load. */
   if (err == 0 || job->applied) {
@@ -531,6 +560,7 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   authz_audit_fill(&call->audit, c, actor, "Issue", row->domain, row->id, 0,
                    row->label);
   call->job.audit = &call->audit;
+  authz_job_require_admin(&call->job, c, actor, row->domain);
   call_submit(call);
   return;
 
@@ -550,6 +580,8 @@ static void revoke_done(store_job_t *job) {
   index_entry_t *e;
 
   exit_if_outcome_unknown(job);
+  if (refused_by_worker(call, "Revoke"))
+    goto out;
   if (job->result == TOKEND_ENOTFOUND) {
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, TOKEND_ENOTFOUND,
@@ -626,6 +658,7 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
   authz_audit_fill(&call->audit, c, actor, "Revoke", req->domain, req->token_id,
                    0, "");
   call->job.audit = &call->audit;
+  authz_job_require_admin(&call->job, c, actor, req->domain);
   call_submit(call);
 }
 
@@ -681,7 +714,7 @@ static void list_done(store_job_t *job) {
   index_entry_t *e;
   int64_t now = tokend_now_ms();
 
-  if (!conn_is_open(call->conn))
+  if (!conn_is_open(call->conn) || refused_by_worker(call, "List"))
     goto out;
   if (job->result != 0) {
     snprintf(msg, sizeof(msg), "could not list tokens: %s", job->errmsg);
@@ -782,6 +815,7 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
            req->domain);
   call->job.u.list.include_revoked = req->include_revoked;
   call->job.u.list.before_seq = before;
+  authz_job_require_admin(&call->job, c, actor, req->domain);
   call_submit(call);
 }
 
@@ -1032,7 +1066,7 @@ static void audit_list_done(store_job_t *job) {
   char next[TOKEND_PAGE_TOKEN_BYTES] = "";
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
 
-  if (!conn_is_open(call->conn))
+  if (!conn_is_open(call->conn) || refused_by_worker(call, "ListAuditEvents"))
     goto out;
   if (job->result != 0) {
     snprintf(msg, sizeof(msg), "could not read the audit log: %s", job->errmsg);
@@ -1133,6 +1167,9 @@ static void handle_list_audit(conn_t *c, uint64_t call_id,
            "%s", req->domain);
   call->job.u.audit_list.since = req->since;
   call->job.u.audit_list.before_id = before;
+  /* Every domain's log ("") is the operators' alone, checked above. */
+  if (req->domain[0] != '\0')
+    authz_job_require_admin(&call->job, c, actor, req->domain);
   call_submit(call);
 }
 

@@ -47,6 +47,20 @@ struct store_job_s {
   /* Writes only, may be NULL: appended to the audit log in the same
    * transaction, its code set from the job's outcome if it had none. */
   store_audit_t *audit;
+  /* Issue, Revoke, List, ListAuditEvents of a domain by one of its admins:
+   * the worker checks that authz.user still is an admin of authz.domain in
+   * the store, before (and, for writes, in the same transaction as) the
+   * call's own statements. The loop's check against its in-memory admin
+   * table is only the fast early refusal: that table changes after a
+   * removal commits, so calls checked against it may be queued behind the
+   * removal. A grant that is gone fails the job with TOKEND_EPERM (a
+   * write's audit record then says so). Not set for operators' break-glass
+   * calls. */
+  struct {
+    int required;
+    char user[TOKEND_USER_BYTES];
+    char domain[TOKEND_DOMAIN_BYTES];
+  } authz;
   union {
     struct {
       store_token_t row; /* in: the row; out: row.seq */
