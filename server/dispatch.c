@@ -211,8 +211,8 @@ static int refused_by_worker(call_t *call, const char *method) {
              (unsigned)call->conn->peer.uid, why);
   } else {
     snprintf(actor.user, sizeof(actor.user), "%s", job->authz.user);
-    authz_refuse(call->conn, call->call_id, &actor, method, job->authz.domain,
-                 TOKEND_EPERM, why);
+    authz_refuse(call->conn, call->call_id, &actor, method, "grant-removed",
+                 job->authz.domain, TOKEND_EPERM, why);
   }
   return 1;
 }
@@ -400,7 +400,8 @@ static void handle_verify(conn_t *c, uint64_t call_id, const char *tok,
     snprintf(self.user, sizeof(self.user), "%s", c->peer.user);
     snprintf(why, sizeof(why), "%s may not call Verify (not a verifier)",
              c->peer.user);
-    authz_refuse(c, call_id, &self, "Verify", "", TOKEND_EPERM, why);
+    authz_refuse(c, call_id, &self, "Verify", "not-verifier", "", TOKEND_EPERM,
+                 why);
     return;
   }
   /* Bounds first: nothing longer can be a token, cached or not. */
@@ -517,7 +518,8 @@ static void handle_issue(conn_t *c, uint64_t call_id,
     if (validate_scope(req->scopes[i], why, sizeof(why)) != 0)
       goto err_invalid;
   if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-    authz_refuse(c, call_id, actor, "Issue", req->domain, TOKEND_EPERM, why);
+    authz_refuse(c, call_id, actor, "Issue", "not-domain-admin", req->domain,
+                 TOKEND_EPERM, why);
     return;
   }
   if (req->expires_at < 0 || (req->expires_at != 0 && req->expires_at <= now)) {
@@ -640,7 +642,8 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
     return;
   }
   if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-    authz_refuse(c, call_id, actor, "Revoke", req->domain, TOKEND_EPERM, why);
+    authz_refuse(c, call_id, actor, "Revoke", "not-domain-admin", req->domain,
+                 TOKEND_EPERM, why);
     return;
   }
   call = call_new(c, call_id, STORE_JOB_REVOKE, revoke_done);
@@ -777,7 +780,8 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
     return;
   }
   if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-    authz_refuse(c, call_id, actor, "List", req->domain, TOKEND_EPERM, why);
+    authz_refuse(c, call_id, actor, "List", "not-domain-admin", req->domain,
+                 TOKEND_EPERM, why);
     return;
   }
   if (req->page_token[0] != '\0' &&
@@ -832,7 +836,8 @@ static int refuse_non_operator(conn_t *c, uint64_t call_id,
     return 0;
   snprintf(why, sizeof(why), "%s may not call %s: operators only", c->peer.user,
            method);
-  authz_refuse(c, call_id, actor, method, domain, TOKEND_EPERM, why);
+  authz_refuse(c, call_id, actor, method, "operators-only", domain,
+               TOKEND_EPERM, why);
   return 1;
 }
 
@@ -1098,6 +1103,7 @@ static void audit_list_done(store_job_t *job) {
     evs[i].method = rows[i].method;
     evs[i].code = rows[i].code;
     evs[i].detail = rows[i].detail;
+    evs[i].count = rows[i].count > 0 ? (uint64_t)rows[i].count : 1;
     ptrs[i] = &evs[i];
   }
   resp.call_id = call->call_id;
@@ -1135,8 +1141,8 @@ static void handle_list_audit(conn_t *c, uint64_t call_id,
       return;
     }
     if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-      authz_refuse(c, call_id, actor, "ListAuditEvents", req->domain,
-                   TOKEND_EPERM, why);
+      authz_refuse(c, call_id, actor, "ListAuditEvents", "not-domain-admin",
+                   req->domain, TOKEND_EPERM, why);
       return;
     }
   }
@@ -1170,6 +1176,78 @@ static void handle_list_audit(conn_t *c, uint64_t call_id,
   /* Every domain's log ("") is the operators' alone, checked above. */
   if (req->domain[0] != '\0')
     authz_job_require_admin(&call->job, c, actor, req->domain);
+  call_submit(call);
+}
+
+static void audit_verify_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  const store_audit_check_t *chk = &job->u.audit_verify.check;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__VerifyAuditLogResponse vr =
+      TOKEND__V1__VERIFY_AUDIT_LOG_RESPONSE__INIT;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  char hex[2 * STORE_AUDIT_HASH_BYTES + 1];
+  char problem[sizeof(chk->why)];
+
+  if (job->result != 0) {
+    snprintf(msg, sizeof(msg), "could not read the audit log: %s", job->errmsg);
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
+  }
+  if (chk->first_bad_id != 0)
+    log_error("audit log: %s", chk->why);
+  else
+    log_info("audit log verified: %lld rows", (long long)chk->rows_checked);
+  if (!conn_is_open(call->conn))
+    goto out;
+  sodium_bin2hex(hex, sizeof(hex), chk->head_hash, sizeof(chk->head_hash));
+  snprintf(problem, sizeof(problem), "%s", chk->why);
+  resp.call_id = call->call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY_AUDIT_LOG;
+  resp.verify_audit_log = &vr;
+  vr.rows_checked = chk->rows_checked;
+  vr.first_bad_id = chk->first_bad_id;
+  vr.problem = problem;
+  vr.head_id = chk->head_id;
+  vr.head_hash = hex;
+  (void)conn_send(call->conn, &resp, 0);
+out:
+  call_end(call);
+}
+
+/* Operators only. Runs on the store worker, which it keeps from writing
+ * while it walks the log: one pass of a keyed hash per row. */
+static void handle_verify_audit(conn_t *c, uint64_t call_id,
+                                const authz_actor_t *actor,
+                                const Tokend__V1__VerifyAuditLogRequest *req) {
+  uint8_t anchor[STORE_AUDIT_HASH_BYTES];
+  size_t n = 0;
+  call_t *call;
+
+  if (refuse_non_operator(c, call_id, actor, "VerifyAuditLog", "") ||
+      reject_nul(c, call_id, req->anchor_hash, "anchor_hash"))
+    return;
+  if (req->anchor_id < 0 ||
+      (req->anchor_id > 0 &&
+       (strlen(req->anchor_hash) != 2 * sizeof(anchor) ||
+        sodium_hex2bin(anchor, sizeof(anchor), req->anchor_hash,
+                       strlen(req->anchor_hash), NULL, &n, NULL) != 0 ||
+        n != sizeof(anchor)))) {
+    send_error(c, call_id, TOKEND_EINVAL,
+               "an anchor is a row id > 0 and its hash in 64 hex digits");
+    return;
+  }
+  call = call_new(c, call_id, STORE_JOB_AUDIT_VERIFY, audit_verify_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  call->job.u.audit_verify.anchor_id = req->anchor_id;
+  if (req->anchor_id > 0)
+    memcpy(call->job.u.audit_verify.anchor_hash, anchor, sizeof(anchor));
   call_submit(call);
 }
 
@@ -1238,6 +1316,8 @@ static const char *method_name(Tokend__V1__Request__MethodCase m) {
     return "ListAuditEvents";
   case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
     return "WhoAmI";
+  case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
+    return "VerifyAuditLog";
   default:
     return "Unknown";
   }
@@ -1294,7 +1374,7 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
       snprintf(actor.user, sizeof(actor.user), "%s", c->peer.user);
       actor.break_glass = 0;
       authz_refuse(c, req->call_id, &actor, method_name(req->method_case),
-                   request_domain(req), err, why);
+                   "actor-not-allowed", request_domain(req), err, why);
     } else {
       send_error(c, req->call_id, err, why);
     }
@@ -1328,6 +1408,9 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
     break;
   case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
     handle_whoami(c, req->call_id, &actor);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
+    handle_verify_audit(c, req->call_id, &actor, req->verify_audit_log);
     break;
   default:
     conn_send_status(c, req->call_id, TOKEND_GRPC_UNIMPLEMENTED,

@@ -108,6 +108,11 @@ static int job_run(store_t *store, store_job_t *job) {
                            job->u.audit_list.rows, job->u.audit_list.max_rows,
                            &job->u.audit_list.n_rows);
     break;
+  case STORE_JOB_AUDIT_VERIFY:
+    err = store_audit_verify(store, job->u.audit_verify.anchor_id,
+                             job->u.audit_verify.anchor_hash,
+                             &job->u.audit_verify.check);
+    break;
   case STORE_JOB_LIST:
     err = store_list(store, job->u.list.domain, job->u.list.include_revoked,
                      job->u.list.before_seq, job->u.list.rows,

@@ -24,7 +24,8 @@ typedef enum {
   STORE_JOB_ADMIN_REMOVE,
   STORE_JOB_AUDIT, /* only the audit record */
   STORE_JOB_LIST,  /* reads from here on */
-  STORE_JOB_AUDIT_LIST
+  STORE_JOB_AUDIT_LIST,
+  STORE_JOB_AUDIT_VERIFY
 } store_job_kind_t;
 
 typedef struct store_job_s store_job_t;
@@ -106,6 +107,11 @@ struct store_job_s {
       size_t max_rows;
       size_t n_rows; /* out */
     } audit_list;
+    struct {
+      int64_t anchor_id;
+      uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES];
+      store_audit_check_t check; /* out */
+    } audit_verify;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
