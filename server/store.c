@@ -991,6 +991,7 @@ int store_audit_verify(store_t *s, int64_t anchor_id,
       anchor_seen = 1;
       if (sodium_memcmp(anchor_hash, h, sizeof(h)) != 0) {
         out->first_bad_id = ev->id;
+        out->anchor_mismatch = 1;
         snprintf(out->why, sizeof(out->why),
                  "row %lld is not the row anchored: the log was rewritten "
                  "from there on",
@@ -1009,6 +1010,7 @@ int store_audit_verify(store_t *s, int64_t anchor_id,
   memcpy(out->head_hash, prev, sizeof(prev));
   if (out->first_bad_id == 0 && !anchor_seen) {
     out->first_bad_id = anchor_id;
+    out->anchor_mismatch = 1;
     snprintf(out->why, sizeof(out->why),
              "the anchored row %lld is gone: the newest rows were removed "
              "(the log ends at row %lld)",

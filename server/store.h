@@ -72,6 +72,7 @@ typedef struct {
 typedef struct {
   int64_t rows_checked;
   int64_t first_bad_id; /* 0: the chain holds */
+  int anchor_mismatch;  /* the chain holds but the anchor given does not */
   char why[TOKEND_STATUS_MESSAGE_BYTES];
   int64_t head_id; /* the last row that checked out, and its hash */
   uint8_t head_hash[STORE_AUDIT_HASH_BYTES];
