@@ -1429,6 +1429,12 @@ out:
   return 0;
 }
 
+/* ---- Refusals counted, written once per interval ---- */
+
+/* The server's timer and shutdown reach authz through here, as they reach
+ * the other store writes, so server.c does not include authz.h. */
+size_t dispatch_flush_refusals(server_t *s) { return authz_refusals_flush(s); }
+
 /* ---- last_used write-back ---- */
 
 static void flush_done(store_job_t *job) {

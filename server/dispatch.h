@@ -26,4 +26,8 @@ void dispatch_verify_drain(server_t *s);
  * Returns 1 if a job was submitted. */
 int dispatch_flush_last_used(server_t *s);
 
+/* Ends a refusal interval: writes the repeated refusals counted since the
+ * last (authz_refusals_flush). Returns how many rows it submitted. */
+size_t dispatch_flush_refusals(server_t *s);
+
 #endif

@@ -11,7 +11,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "authz.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "log.h"
@@ -216,7 +215,7 @@ static int server_listen(server_t *s) {
 static void on_flush_timer(uv_timer_t *t) { dispatch_flush_last_used(t->data); }
 
 static void on_refusal_timer(uv_timer_t *t) {
-  (void)authz_refusals_flush(t->data);
+  (void)dispatch_flush_refusals(t->data);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -302,7 +301,7 @@ static void server_maybe_finish(server_t *s) {
    * queued (read in the same turn as the signal). */
   dispatch_verify_drain(s);
   /* Refusals counted and not yet written are written now. */
-  if (authz_refusals_flush(s) > 0)
+  if (dispatch_flush_refusals(s) > 0)
     return;
   if (!s->final_flush_marked) {
     s->final_flush_marked = 1;
