@@ -147,7 +147,10 @@ static void expect_code(Tokend__V1__Response *r, int code) {
              r->status != NULL ? r->status->message : "", code);
 }
 
-static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
+/* The race, with or without revoke_their_tokens. Either way no Issue queued
+ * behind the removal may succeed; with it, the token issued before the
+ * removal is revoked too. */
+static void race_removal(void **state, int revoke_tokens) {
   fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__GrantDomainAdminRequest gr =
@@ -184,7 +187,7 @@ static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
   /* The removal queues behind it... */
   rr.domain = DOMAIN;
   rr.user = ADMIN;
-  rr.revoke_their_tokens = 1;
+  rr.revoke_their_tokens = revoke_tokens;
   req.call_id = 2;
   req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN;
   req.revoke_domain_admin = &rr;
@@ -206,7 +209,10 @@ static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
   tokend__v1__response__free_unpacked(r, NULL);
   r = recv_call(op, 2);
   expect_code(r, TOKEND_GRPC_OK);
-  assert_true(r->revoke_domain_admin->tokens_revoked >= 1);
+  if (revoke_tokens)
+    assert_int_equal(r->revoke_domain_admin->tokens_revoked, 1);
+  else
+    assert_int_equal(r->revoke_domain_admin->tokens_revoked, 0);
   tokend__v1__response__free_unpacked(r, NULL);
 
   for (k = 0; k < ISSUE_CONNS; k++)
@@ -221,8 +227,9 @@ static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
       tokend__v1__response__free_unpacked(r, NULL);
     }
 
-  /* No token of the removed admin verifies... */
-  for (i = 0; i < n_tokens; i++)
+  /* No token of the removed admin verifies (but the one issued before a
+   * plain removal)... */
+  for (i = revoke_tokens ? 0 : 1; i < n_tokens; i++)
     if (th_raw_verify(verifier, 3000 + i, tokens[i]) == 0)
       fail_msg("a token the removed admin issued still verifies VALID (%zu "
                "of their Issues queued behind the removal were answered OK)",
@@ -244,7 +251,7 @@ static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
   assert_int_equal(th_db_count(f->tokend.db_path,
                                "SELECT count(*) FROM tokens WHERE created_by ="
                                " '" ADMIN "' AND revoked_at = 0"),
-                   0);
+                   revoke_tokens ? 0 : 1);
   /* The refusals are in the audit log (those queued behind the removal in
    * the same transactions), and the last one's. */
   assert_int_equal(th_db_count(f->tokend.db_path,
@@ -254,10 +261,20 @@ static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
                    ISSUE_CONNS * ISSUES_PER_CONN + 1);
 }
 
+static void test_removed_admin_keeps_no_token_issued_in_flight(void **state) {
+  race_removal(state, 1);
+}
+
+static void test_plain_removal_refuses_issues_in_flight(void **state) {
+  race_removal(state, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
           test_removed_admin_keeps_no_token_issued_in_flight, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_plain_removal_refuses_issues_in_flight, setup, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
