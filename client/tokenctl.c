@@ -54,7 +54,9 @@ enum {
   OPT_ACTOR,
   OPT_REVOKE_TOKENS,
   OPT_SINCE,
-  OPT_IDENTITY
+  OPT_IDENTITY,
+  OPT_VERIFY,
+  OPT_ANCHOR
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
@@ -260,6 +262,7 @@ static const char ctl_audit_usage[] =
     "Usage: tokenctl audit [--domain D] [--since WHEN] [--json] [--page-size "
     "N]\n"
     "                      [--actor U]\n"
+    "       tokenctl audit --verify [--anchor ID:HASH] [--json]\n"
     "\n"
     "Shows the audit log, newest first (times in UTC): every issue, revoke,\n"
     "admin grant and removal, and every refused call. Fetches every page.\n"
@@ -274,9 +277,19 @@ static const char ctl_audit_usage[] =
     "      --json               print one JSON object {\"events\": [...]} on\n"
     "                           standard output (times in Unix ms)\n"
     "      --page-size N        events per request, 1-1000 (default: "
-    "tokend's)\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
+    "tokend's)\n"
+    "      --verify             operators: have tokend recompute the log's\n"
+    "                           hash chain; exits 1 naming the first row\n"
+    "                           that was changed, removed, inserted or moved\n"
+    "      --anchor ID:HASH     with --verify: row ID must still have HASH\n"
+    "                           (a head printed by an earlier --verify, or\n"
+    "                           logged by tokend at start and exit), which\n"
+    "                           shows the newest rows cut off\n"
+    "A COUNT above 1 is one row for that many refusals of one "
+    "kind.\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
     "Example:\n"
-    "  tokenctl audit --domain example.com --since 1h\n";
+    "  tokenctl audit --domain example.com --since 1h\n"
+    "  tokenctl audit --verify --anchor 1234:9f86d0...\n";
 
 static const char ctl_whoami_usage[] =
     "Usage: tokenctl whoami [--json] [--actor U]\n"
@@ -1865,7 +1878,7 @@ static int ctl_parse_since(const char *s, int64_t now_ms, int64_t *out,
 
 static const char *const ctl_audit_col_names[] = {
     "TIME",   "PEER UID", "PID",     "ACTOR", "DOMAIN",
-    "METHOD", "TOKEN",    "OUTCOME", "DETAIL"};
+    "METHOD", "TOKEN",    "OUTCOME", "COUNT", "DETAIL"};
 
 static void ctl_audit_fill_row(const void *rows, size_t i,
                                char (*cell)[CTL_CELL_BYTES]) {
@@ -1882,7 +1895,8 @@ static void ctl_audit_fill_row(const void *rows, size_t i,
   ctl_copy_text(cell[5], CTL_CELL_BYTES, e->method);
   snprintf(cell[6], CTL_CELL_BYTES, "%s", e->token_id[0] ? e->token_id : "-");
   snprintf(cell[7], CTL_CELL_BYTES, "%s", tokend_grpc_name(e->code));
-  ctl_copy_text(cell[8], CTL_CELL_BYTES, e->detail[0] ? e->detail : "-");
+  snprintf(cell[8], CTL_CELL_BYTES, "%llu", (unsigned long long)e->count);
+  ctl_copy_text(cell[9], CTL_CELL_BYTES, e->detail[0] ? e->detail : "-");
 }
 
 static json_t *ctl_json_event_at(const void *rows, size_t i) {
@@ -1891,13 +1905,14 @@ static json_t *ctl_json_event_at(const void *rows, size_t i) {
 
   ctl_copy_text(detail, sizeof(detail), e->detail);
   return json_pack(
-      "{s:I, s:I, s:I, s:I, s:o*, s:b, s:o*, s:o*, s:s, s:i, s:s, s:s}", "id",
-      (json_int_t)e->id, "time", (json_int_t)e->time, "peer_uid",
+      "{s:I, s:I, s:I, s:I, s:o*, s:b, s:o*, s:o*, s:s, s:i, s:s, s:s, s:I}",
+      "id", (json_int_t)e->id, "time", (json_int_t)e->time, "peer_uid",
       (json_int_t)e->peer_uid, "peer_pid", (json_int_t)e->peer_pid, "actor",
       ctl_json_text(e->actor), "break_glass", e->break_glass, "domain",
       ctl_json_text(e->domain), "token_id", ctl_json_text(e->token_id),
       "method", e->method, "code", e->code, "outcome",
-      tokend_grpc_name(e->code), "detail", detail);
+      tokend_grpc_name(e->code), "detail", detail, "count",
+      (json_int_t)e->count);
 }
 
 static int ctl_audit_print_json(const char *domain, int64_t since,
@@ -1909,16 +1924,81 @@ static int ctl_audit_print_json(const char *domain, int64_t since,
                                   ctl_json_rows(events, n, ctl_json_event_at)));
 }
 
+/* --verify: exits 0 if the chain holds, CTL_EXIT_INVALID naming the first
+ * bad row if not, CTL_EXIT_ERROR if the check could not run. */
+static int ctl_audit_verify(ctl_opts_t *opts, const char *anchor) {
+  char hash[TOKEND_AUDIT_HASH_HEX_BYTES] = "";
+  tokend_audit_check_t chk;
+  tokend_client_t *client;
+  unsigned long long id = 0;
+  const char *colon = anchor != NULL ? strchr(anchor, ':') : NULL;
+  char idbuf[24];
+  int rc;
+
+  if (anchor != NULL) {
+    if (colon == NULL || (size_t)(colon - anchor) >= sizeof(idbuf) ||
+        strlen(colon + 1) != sizeof(hash) - 1) {
+      fprintf(stderr, "tokenctl audit: --anchor must be ID:HASH (a row id "
+                      "and 64 hex digits)\n");
+      return CTL_EXIT_ERROR;
+    }
+    memcpy(idbuf, anchor, (size_t)(colon - anchor));
+    idbuf[colon - anchor] = '\0';
+    if (ctl_parse_uint(idbuf, INT64_MAX, &id) != 0 || id == 0) {
+      fprintf(stderr, "tokenctl audit: --anchor: '%s' is not a row id\n",
+              idbuf);
+      return CTL_EXIT_ERROR;
+    }
+    snprintf(hash, sizeof(hash), "%s", colon + 1);
+  }
+  if (ctl_connect(opts, &client) != 0)
+    return CTL_EXIT_ERROR;
+  rc = tokend_client_verify_audit(client, (int64_t)id, hash, &chk);
+  if (rc != 0) {
+    ctl_report("audit --verify", client, rc,
+               rc == TOKEND_EPERM ? "only operators may verify the audit log"
+                                  : NULL);
+    tokend_client_close(client);
+    return CTL_EXIT_ERROR;
+  }
+  tokend_client_close(client);
+  if (opts->json) {
+    if (ctl_print_json(json_pack(
+            "{s:b, s:I, s:I, s:s, s:I, s:s}", "ok", chk.first_bad_id == 0,
+            "rows_checked", (json_int_t)chk.rows_checked, "first_bad_id",
+            (json_int_t)chk.first_bad_id, "problem", chk.problem, "head_id",
+            (json_int_t)chk.head_id, "head_hash", chk.head_hash)) != 0)
+      return CTL_EXIT_ERROR;
+  } else if (chk.first_bad_id == 0) {
+    printf("audit log OK: %lld rows check out%s\n"
+           "head: %lld:%s (keep it: --anchor it next time)\n",
+           (long long)chk.rows_checked,
+           anchor != NULL ? ", and the anchor is in place" : "",
+           (long long)chk.head_id, chk.head_hash);
+  } else {
+    printf("audit log TAMPERED: first bad row %lld: %s\n"
+           "(%lld rows checked; the rows before it check out, up to "
+           "%lld:%s)\n",
+           (long long)chk.first_bad_id, chk.problem,
+           (long long)chk.rows_checked, (long long)chk.head_id, chk.head_hash);
+  }
+  return chk.first_bad_id == 0 ? CTL_EXIT_OK : CTL_EXIT_INVALID;
+}
+
 static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
   static const struct option longopts[] = {
       {"domain", required_argument, NULL, 'd'},
       {"since", required_argument, NULL, OPT_SINCE},
       {"json", no_argument, NULL, OPT_JSON},
       {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+      {"verify", no_argument, NULL, OPT_VERIFY},
+      {"anchor", required_argument, NULL, OPT_ANCHOR},
       CTL_ACTOR_LONGOPT,
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("audit");
+  const char *anchor = NULL;
+  int verify = 0;
   char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
   ctl_pages_t pages = {.size = sizeof(tokend_audit_event_t)};
   tokend_audit_list_t *page;
@@ -1946,12 +2026,27 @@ static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
                                optarg);
       page_size = (uint32_t)v;
       break;
+    case OPT_VERIFY:
+      verify = 1;
+      break;
+    case OPT_ANCHOR:
+      anchor = optarg;
+      break;
     default:
       return ctl_getopt_exit(c);
     }
   }
   if (optind < argc)
     return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  if (anchor != NULL && !verify)
+    return ctl_usage_error(cmd, "--anchor goes with --verify", NULL);
+  if (verify && (domain != NULL || since != 0 || page_size != 0))
+    return ctl_usage_error(
+        cmd,
+        "--verify checks the whole log: no --domain, --since or --page-size",
+        NULL);
+  if (verify)
+    return ctl_audit_verify(opts, anchor);
   if (domain == NULL)
     domain = "";
   else if (domain[0] == '\0')
@@ -1991,7 +2086,7 @@ static int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
             domain[0] ? " in domain " : "", domain,
             since != 0 ? " in that time" : "");
   } else {
-    ctl_print_table(ctl_audit_col_names, 9, pages.items, pages.n,
+    ctl_print_table(ctl_audit_col_names, 10, pages.items, pages.n,
                     ctl_audit_fill_row);
   }
 

@@ -1043,6 +1043,8 @@ static int client_copy_event_at(tokend_client_t *client, void *dst_item,
   dst->peer_pid = src->peer_pid;
   dst->break_glass = src->break_glass ? 1 : 0;
   dst->code = src->code;
+  /* tokend before schema 4 sent no count: each row was one call. */
+  dst->count = src->count > 0 ? src->count : 1;
   return 0;
 }
 
@@ -1110,6 +1112,47 @@ void tokend_audit_list_free(tokend_audit_list_t *list) {
     return;
   free(list->events);
   free(list);
+}
+
+int tokend_client_verify_audit(tokend_client_t *client, int64_t anchor_id,
+                               const char *anchor_hash,
+                               tokend_audit_check_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyAuditLogRequest vr =
+      TOKEND__V1__VERIFY_AUDIT_LOG_REQUEST__INIT;
+  Tokend__V1__VerifyAuditLogResponse *res;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  vr.anchor_id = anchor_id;
+  if (anchor_hash != NULL)
+    vr.anchor_hash = (char *)anchor_hash;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG;
+  req.verify_audit_log = &vr;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_VERIFY_AUDIT_LOG,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->verify_audit_log;
+  if (client_copy_str(out->problem, sizeof(out->problem), res->problem) != 0 ||
+      client_copy_str(out->head_hash, sizeof(out->head_hash), res->head_hash) !=
+          0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent an audit check that is too long");
+    memset(out, 0, sizeof(*out));
+    goto done;
+  }
+  out->rows_checked = res->rows_checked;
+  out->first_bad_id = res->first_bad_id;
+  out->head_id = res->head_id;
+
+done:
+  client_response_free(resp);
+  return rc;
 }
 
 void tokend_client_wipe(tokend_issued_t *issued) {

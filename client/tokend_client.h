@@ -175,7 +175,18 @@ typedef struct {
   char method[TOKEND_AUDIT_METHOD_BYTES];
   int code; /* gRPC status of the outcome */
   char detail[TOKEND_STATUS_MESSAGE_BYTES];
+  uint64_t count; /* calls the row stands for: 1, or refusals aggregated */
 } tokend_audit_event_t;
+
+/* What tokend_client_verify_audit found. */
+#define TOKEND_AUDIT_HASH_HEX_BYTES 65 /* 64 hex digits and a NUL */
+typedef struct {
+  int64_t rows_checked;
+  int64_t first_bad_id; /* 0: every row checks out */
+  char problem[TOKEND_STATUS_MESSAGE_BYTES];
+  int64_t head_id; /* the newest row that checks out, and its hash */
+  char head_hash[TOKEND_AUDIT_HASH_HEX_BYTES];
+} tokend_audit_check_t;
 
 typedef struct {
   size_t n_events;
@@ -222,6 +233,15 @@ int tokend_client_list_audit(tokend_client_t *client, const char *domain,
                              const char *page_token,
                              tokend_audit_list_t **out) TOKEND_MUST_CHECK;
 void tokend_audit_list_free(tokend_audit_list_t *list);
+
+/* Operators only. Has tokend recompute the audit log's hash chain, oldest
+ * row first. With anchor_id > 0, the row anchor_id must also still be
+ * there with hash anchor_hash (64 hex digits: a head_hash recorded earlier),
+ * which is what shows the newest rows cut off. Returns 0 when the check
+ * ran: out->first_bad_id then says whether the log holds. */
+int tokend_client_verify_audit(tokend_client_t *client, int64_t anchor_id,
+                               const char *anchor_hash,
+                               tokend_audit_check_t *out) TOKEND_MUST_CHECK;
 
 /* Overwrites an issued token's secret with zeros. */
 void tokend_client_wipe(tokend_issued_t *issued);

@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "store.h"
+#include "store_worker.h"
 
 typedef struct {
   char user[TOKEND_USER_BYTES]; /* the acting user */
@@ -29,6 +30,12 @@ int authz_domain_admin(const conn_t *c, const authz_actor_t *actor,
                        const char *domain, char *why,
                        size_t why_len) TOKEND_MUST_CHECK;
 
+/* Asks the store worker to check again, where writes are serialized, that
+ * actor is an admin of domain when job runs (see store_job_t.authz):
+ * nothing for an operator's break-glass call, which needs no grant. */
+void authz_job_require_admin(store_job_t *job, const conn_t *c,
+                             const authz_actor_t *actor, const char *domain);
+
 /* The name recorded as created_by / revoked_by / granted_by: the actor, or
  * for break-glass the operator's own "uid:<n>". */
 const char *authz_doer(const conn_t *c, const authz_actor_t *actor);
@@ -40,10 +47,20 @@ void authz_audit_fill(store_audit_t *ev, const conn_t *c,
                       const char *domain, const char *token_id, int code,
                       const char *detail);
 
-/* Records a refused call in the audit log (asynchronously; nothing waits
- * for it) and answers it with err's status and why. */
+/* Answers a refused call with err's status and why, and records it in the
+ * audit log (asynchronously; nothing waits for it) and in the log, as
+ * refusals.h says: the first of its kind (peer uid, actor, method, rule)
+ * at once, repeats as one row with their count per
+ * --refusal-audit-interval-ms. rule names the check that refused it (a
+ * short static string, e.g. "not-domain-admin"). */
 void authz_refuse(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
-                  const char *method, const char *domain, int err,
-                  const char *why);
+                  const char *method, const char *rule, const char *domain,
+                  int err, const char *why);
+
+/* Ends a refusal interval: writes one audit row (and logs one line) per
+ * kind of refusal repeated since the last. Returns how many rows it
+ * submitted to the store worker (each counted as a server job). Called by
+ * the server's timer, and at shutdown until it returns 0. */
+size_t authz_refusals_flush(server_t *s);
 
 #endif

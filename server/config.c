@@ -88,6 +88,14 @@ static const char usage[] =
     "                           flight (Issue, Revoke, List, ..., and audit\n"
     "                           records of its refused calls) before tokend\n"
     "                           stops reading from it (default: 32)\n"
+    "  --refusal-audit-interval-ms N  refused calls of one kind (peer uid,\n"
+    "                           actor, method, rule): the first is audited\n"
+    "                           and logged at once, the repeats as one row\n"
+    "                           with their count and one log line per N ms;\n"
+    "                           0: a row per refusal (default: 10000)\n"
+    "  --refusal-audit-max-keys N  kinds of refusal counted at once (about\n"
+    "                           1 KiB each); past it the rest share one row\n"
+    "                           per interval (default: 4096)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";
@@ -111,6 +119,8 @@ enum {
   OPT_MAX_REQUEST_MEMORY,
   OPT_MAX_PENDING_CALLS,
   OPT_MAX_LIST_MEMORY,
+  OPT_REFUSAL_AUDIT_INTERVAL,
+  OPT_REFUSAL_AUDIT_MAX_KEYS,
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_OPERATOR_UID,
@@ -146,6 +156,10 @@ static const struct option long_options[] = {
     {"max-request-memory", required_argument, NULL, OPT_MAX_REQUEST_MEMORY},
     {"max-pending-calls", required_argument, NULL, OPT_MAX_PENDING_CALLS},
     {"max-list-memory", required_argument, NULL, OPT_MAX_LIST_MEMORY},
+    {"refusal-audit-interval-ms", required_argument, NULL,
+     OPT_REFUSAL_AUDIT_INTERVAL},
+    {"refusal-audit-max-keys", required_argument, NULL,
+     OPT_REFUSAL_AUDIT_MAX_KEYS},
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
@@ -189,6 +203,8 @@ void config_defaults(config_t *cfg) {
   cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
   cfg->max_list_memory = CONFIG_MAX_LIST_MEMORY_DEFAULT;
   cfg->max_pending_calls = CONFIG_MAX_PENDING_CALLS_DEFAULT;
+  cfg->refusal_audit_interval_ms = CONFIG_REFUSAL_AUDIT_INTERVAL_MS_DEFAULT;
+  cfg->refusal_audit_max_keys = CONFIG_REFUSAL_AUDIT_MAX_KEYS_DEFAULT;
   cfg->log_level = LOG_INFO;
   cfg->socket_mode = 0600;
   cfg->socket_gid = -1;
@@ -418,6 +434,16 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_MAX_PENDING_CALLS:
       rc = parse_u32("--max-pending-calls", optarg, 1, 100000,
                      &cfg->max_pending_calls, err);
+      break;
+    case OPT_REFUSAL_AUDIT_INTERVAL:
+      rc = parse_u32("--refusal-audit-interval-ms", optarg, 0,
+                     CONFIG_REFUSAL_AUDIT_INTERVAL_MS_MAX,
+                     &cfg->refusal_audit_interval_ms, err);
+      break;
+    case OPT_REFUSAL_AUDIT_MAX_KEYS:
+      rc = parse_u32("--refusal-audit-max-keys", optarg, 1,
+                     CONFIG_REFUSAL_AUDIT_MAX_KEYS_MAX,
+                     &cfg->refusal_audit_max_keys, err);
       break;
     case OPT_MAX_LIST_MEMORY:
       rc = parse_u32("--max-list-memory", optarg, CONFIG_MAX_LIST_MEMORY_MIN,

@@ -34,6 +34,15 @@
 #define CONFIG_MAX_LIST_MEMORY_DEFAULT (64u * 1024u * 1024u)
 #define CONFIG_MAX_LIST_MEMORY_MIN (64u * 1024u)
 #define CONFIG_MAX_PENDING_CALLS_DEFAULT 32
+/* --refusal-audit-interval-ms: repeated refusals of one kind (peer uid,
+ * actor, method, rule) share one audit row and one log line per interval;
+ * 0 records every refusal on its own row */
+#define CONFIG_REFUSAL_AUDIT_INTERVAL_MS_DEFAULT 10000
+#define CONFIG_REFUSAL_AUDIT_INTERVAL_MS_MAX 3600000
+/* --refusal-audit-max-keys: kinds of refusal counted at once (about 1 KiB
+ * of memory each); past it, one overflow row per interval */
+#define CONFIG_REFUSAL_AUDIT_MAX_KEYS_DEFAULT 4096
+#define CONFIG_REFUSAL_AUDIT_MAX_KEYS_MAX 1000000
 
 /* How many uids or groups one policy list may name. */
 #define CONFIG_MAX_IDS 64
@@ -79,7 +88,9 @@ typedef struct {
   /* rows that List and ListAuditEvents calls in flight may hold, all
    * connections together */
   uint32_t max_list_memory;
-  uint32_t max_pending_calls; /* store calls in flight per connection */
+  uint32_t max_pending_calls;         /* store calls in flight per connection */
+  uint32_t refusal_audit_interval_ms; /* 0: every refusal its own row */
+  uint32_t refusal_audit_max_keys;    /* kinds of refusal counted at once */
   log_level_t log_level;
   /* --create-db: create the database if there is none (first start); without
    * it a missing database refuses to start, so that a deleted or mistyped

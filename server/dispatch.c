@@ -193,6 +193,33 @@ static void call_end(call_t *call) {
   conn_job_end(c);
 }
 
+/* 1 if the store worker refused the call because its actor's admin grant
+ * was gone when it ran (store_job_t.authz), after answering it
+ * PERMISSION_DENIED. A write's refusal is already in the audit log (its
+ * record was written in the same transaction); a read's is recorded now. */
+static int refused_by_worker(call_t *call, const char *method) {
+  store_job_t *job = &call->job;
+  char why[TOKEND_USER_BYTES + sizeof(job->errmsg) + 2];
+  authz_actor_t actor = {.break_glass = 0};
+
+  if (job->result != TOKEND_EPERM || !job->authz.required)
+    return 0;
+  snprintf(why, sizeof(why), "%s: %s", job->authz.user, job->errmsg);
+  if (!conn_is_open(call->conn)) {
+    log_info("refused: %s by uid %u: %s", method,
+             (unsigned)call->conn->peer.uid, why);
+  } else if (job->audit != NULL) {
+    send_error(call->conn, call->call_id, TOKEND_EPERM, why);
+    log_info("refused: %s by uid %u: %s", method,
+             (unsigned)call->conn->peer.uid, why);
+  } else {
+    snprintf(actor.user, sizeof(actor.user), "%s", job->authz.user);
+    authz_refuse(call->conn, call->call_id, &actor, method, "grant-removed",
+                 job->authz.domain, TOKEND_EPERM, why);
+  }
+  return 1;
+}
+
 /* ---- Verify: answered from memory, never touches the store ---- */
 
 /* The largest request the hand decoder takes: a Verify of the longest token
@@ -380,7 +407,8 @@ static void handle_verify(conn_t *c, uint64_t call_id, const char *tok,
     snprintf(self.user, sizeof(self.user), "%s", c->peer.user);
     snprintf(why, sizeof(why), "%s may not call Verify (not a verifier)",
              c->peer.user);
-    authz_refuse(c, call_id, &self, "Verify", "", TOKEND_EPERM, why);
+    authz_refuse(c, call_id, &self, "Verify", "not-verifier", "", TOKEND_EPERM,
+                 why);
     return;
   }
   /* Bounds first: nothing longer can be a token, cached or not. */
@@ -432,6 +460,8 @@ static void issue_done(store_job_t *job) {
   int err = job->result;
 
   exit_if_outcome_unknown(job);
+  if (refused_by_worker(call, "Issue"))
+    goto out;
   /* Stored (or found stored after a failed commit): index it, so memory
    * holds what a restart would load. */
   if (err == 0 || job->applied) {
@@ -499,7 +529,8 @@ static void handle_issue(conn_t *c, uint64_t call_id,
     if (validate_scope(req->scopes[i], why, sizeof(why)) != 0)
       goto err_invalid;
   if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-    authz_refuse(c, call_id, actor, "Issue", req->domain, TOKEND_EPERM, why);
+    authz_refuse(c, call_id, actor, "Issue", "not-domain-admin", req->domain,
+                 TOKEND_EPERM, why);
     return;
   }
   if (req->expires_at < 0 || (req->expires_at != 0 && req->expires_at <= now)) {
@@ -543,6 +574,7 @@ static void handle_issue(conn_t *c, uint64_t call_id,
   authz_audit_fill(&call->audit, c, actor, "Issue", row->domain, row->id, 0,
                    row->label);
   call->job.audit = &call->audit;
+  authz_job_require_admin(&call->job, c, actor, row->domain);
   call_submit(call);
   return;
 
@@ -562,6 +594,8 @@ static void revoke_done(store_job_t *job) {
   index_entry_t *e;
 
   exit_if_outcome_unknown(job);
+  if (refused_by_worker(call, "Revoke"))
+    goto out;
   if (job->result == TOKEND_ENOTFOUND) {
     if (conn_is_open(call->conn))
       send_error(call->conn, call->call_id, TOKEND_ENOTFOUND,
@@ -620,7 +654,8 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
     return;
   }
   if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-    authz_refuse(c, call_id, actor, "Revoke", req->domain, TOKEND_EPERM, why);
+    authz_refuse(c, call_id, actor, "Revoke", "not-domain-admin", req->domain,
+                 TOKEND_EPERM, why);
     return;
   }
   call = call_new(c, call_id, STORE_JOB_REVOKE, revoke_done);
@@ -638,6 +673,7 @@ static void handle_revoke(conn_t *c, uint64_t call_id,
   authz_audit_fill(&call->audit, c, actor, "Revoke", req->domain, req->token_id,
                    0, "");
   call->job.audit = &call->audit;
+  authz_job_require_admin(&call->job, c, actor, req->domain);
   call_submit(call);
 }
 
@@ -693,7 +729,7 @@ static void list_done(store_job_t *job) {
   index_entry_t *e;
   int64_t now = tokend_now_ms();
 
-  if (!conn_is_open(call->conn))
+  if (!conn_is_open(call->conn) || refused_by_worker(call, "List"))
     goto out;
   if (job->result != 0) {
     snprintf(msg, sizeof(msg), "could not list tokens: %s", job->errmsg);
@@ -756,7 +792,8 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
     return;
   }
   if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-    authz_refuse(c, call_id, actor, "List", req->domain, TOKEND_EPERM, why);
+    authz_refuse(c, call_id, actor, "List", "not-domain-admin", req->domain,
+                 TOKEND_EPERM, why);
     return;
   }
   if (req->page_token[0] != '\0' &&
@@ -794,6 +831,7 @@ static void handle_list(conn_t *c, uint64_t call_id, const authz_actor_t *actor,
            req->domain);
   call->job.u.list.include_revoked = req->include_revoked;
   call->job.u.list.before_seq = before;
+  authz_job_require_admin(&call->job, c, actor, req->domain);
   call_submit(call);
 }
 
@@ -810,7 +848,8 @@ static int refuse_non_operator(conn_t *c, uint64_t call_id,
     return 0;
   snprintf(why, sizeof(why), "%s may not call %s: operators only", c->peer.user,
            method);
-  authz_refuse(c, call_id, actor, method, domain, TOKEND_EPERM, why);
+  authz_refuse(c, call_id, actor, method, "operators-only", domain,
+               TOKEND_EPERM, why);
   return 1;
 }
 
@@ -1044,7 +1083,7 @@ static void audit_list_done(store_job_t *job) {
   char next[TOKEND_PAGE_TOKEN_BYTES] = "";
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
 
-  if (!conn_is_open(call->conn))
+  if (!conn_is_open(call->conn) || refused_by_worker(call, "ListAuditEvents"))
     goto out;
   if (job->result != 0) {
     snprintf(msg, sizeof(msg), "could not read the audit log: %s", job->errmsg);
@@ -1076,6 +1115,7 @@ static void audit_list_done(store_job_t *job) {
     evs[i].method = rows[i].method;
     evs[i].code = rows[i].code;
     evs[i].detail = rows[i].detail;
+    evs[i].count = rows[i].count > 0 ? (uint64_t)rows[i].count : 1;
     ptrs[i] = &evs[i];
   }
   resp.call_id = call->call_id;
@@ -1113,8 +1153,8 @@ static void handle_list_audit(conn_t *c, uint64_t call_id,
       return;
     }
     if (authz_domain_admin(c, actor, req->domain, why, sizeof(why)) != 0) {
-      authz_refuse(c, call_id, actor, "ListAuditEvents", req->domain,
-                   TOKEND_EPERM, why);
+      authz_refuse(c, call_id, actor, "ListAuditEvents", "not-domain-admin",
+                   req->domain, TOKEND_EPERM, why);
       return;
     }
   }
@@ -1145,6 +1185,85 @@ static void handle_list_audit(conn_t *c, uint64_t call_id,
            "%s", req->domain);
   call->job.u.audit_list.since = req->since;
   call->job.u.audit_list.before_id = before;
+  /* Every domain's log ("") is the operators' alone, checked above. */
+  if (req->domain[0] != '\0')
+    authz_job_require_admin(&call->job, c, actor, req->domain);
+  call_submit(call);
+}
+
+static void audit_verify_done(store_job_t *job) {
+  call_t *call = (call_t *)job;
+  const store_audit_check_t *chk = &job->u.audit_verify.check;
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__VerifyAuditLogResponse vr =
+      TOKEND__V1__VERIFY_AUDIT_LOG_RESPONSE__INIT;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  char hex[2 * STORE_AUDIT_HASH_BYTES + 1];
+  char problem[sizeof(chk->why)];
+
+  if (job->result != 0) {
+    snprintf(msg, sizeof(msg), "could not read the audit log: %s", job->errmsg);
+    if (conn_is_open(call->conn))
+      send_error(call->conn, call->call_id, job->result, msg);
+    goto out;
+  }
+  /* A chain that does not hold is tampering; an anchor that does not match
+   * may be tampering (rows cut off) or a wrong anchor: the caller says. */
+  if (chk->first_bad_id != 0 && !chk->anchor_mismatch)
+    log_error("audit log: %s", chk->why);
+  else if (chk->first_bad_id != 0)
+    log_warn("audit log: %s", chk->why);
+  else
+    log_info("audit log verified: %lld rows", (long long)chk->rows_checked);
+  if (!conn_is_open(call->conn))
+    goto out;
+  sodium_bin2hex(hex, sizeof(hex), chk->head_hash, sizeof(chk->head_hash));
+  snprintf(problem, sizeof(problem), "%s", chk->why);
+  resp.call_id = call->call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY_AUDIT_LOG;
+  resp.verify_audit_log = &vr;
+  vr.rows_checked = chk->rows_checked;
+  vr.first_bad_id = chk->first_bad_id;
+  vr.problem = problem;
+  vr.head_id = chk->head_id;
+  vr.head_hash = hex;
+  (void)conn_send(call->conn, &resp, 0);
+out:
+  call_end(call);
+}
+
+/* Operators only. Runs on the store worker, which it keeps from writing
+ * while it walks the log: one pass of a keyed hash per row. */
+static void handle_verify_audit(conn_t *c, uint64_t call_id,
+                                const authz_actor_t *actor,
+                                const Tokend__V1__VerifyAuditLogRequest *req) {
+  uint8_t anchor[STORE_AUDIT_HASH_BYTES];
+  size_t n = 0;
+  call_t *call;
+
+  if (refuse_non_operator(c, call_id, actor, "VerifyAuditLog", "") ||
+      reject_nul(c, call_id, req->anchor_hash, "anchor_hash"))
+    return;
+  if (req->anchor_id < 0 ||
+      (req->anchor_id > 0 &&
+       (strlen(req->anchor_hash) != 2 * sizeof(anchor) ||
+        sodium_hex2bin(anchor, sizeof(anchor), req->anchor_hash,
+                       strlen(req->anchor_hash), NULL, &n, NULL) != 0 ||
+        n != sizeof(anchor)))) {
+    send_error(c, call_id, TOKEND_EINVAL,
+               "an anchor is a row id > 0 and its hash in 64 hex digits");
+    return;
+  }
+  call = call_new(c, call_id, STORE_JOB_AUDIT_VERIFY, audit_verify_done);
+  if (call == NULL) {
+    send_error(c, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  call->job.u.audit_verify.anchor_id = req->anchor_id;
+  if (req->anchor_id > 0)
+    memcpy(call->job.u.audit_verify.anchor_hash, anchor, sizeof(anchor));
   call_submit(call);
 }
 
@@ -1215,6 +1334,8 @@ static const char *method_name(Tokend__V1__Request__MethodCase m) {
     return "ListAuditEvents";
   case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
     return "WhoAmI";
+  case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
+    return "VerifyAuditLog";
   default:
     return "Unknown";
   }
@@ -1341,7 +1462,7 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
       snprintf(actor.user, sizeof(actor.user), "%s", c->peer.user);
       actor.break_glass = 0;
       authz_refuse(c, req->call_id, &actor, method_name(req->method_case),
-                   request_domain(req), err, why);
+                   "actor-not-allowed", request_domain(req), err, why);
     } else {
       send_error(c, req->call_id, err, why);
     }
@@ -1376,6 +1497,9 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
     handle_whoami(c, req->call_id, &actor);
     break;
+  case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
+    handle_verify_audit(c, req->call_id, &actor, req->verify_audit_log);
+    break;
   default:
     conn_send_status(c, req->call_id, TOKEND_GRPC_UNIMPLEMENTED,
                      "request names no method this server implements");
@@ -1388,6 +1512,12 @@ out:
   arena_reset(arena);
   return 0;
 }
+
+/* ---- Refusals counted, written once per interval ---- */
+
+/* The server's timer and shutdown reach authz through here, as they reach
+ * the other store writes, so server.c does not include authz.h. */
+size_t dispatch_flush_refusals(server_t *s) { return authz_refusals_flush(s); }
 
 /* ---- last_used write-back ---- */
 

@@ -31,4 +31,8 @@ int dispatch_flush_last_used(server_t *s);
  * --flush-backoff-max-ms. */
 uint64_t dispatch_flush_backoff_ms(const server_t *s);
 
+/* Ends a refusal interval: writes the repeated refusals counted since the
+ * last (authz_refusals_flush). Returns how many rows it submitted. */
+size_t dispatch_flush_refusals(server_t *s);
+
 #endif

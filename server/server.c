@@ -221,6 +221,10 @@ static void on_flush_timer(uv_timer_t *t) {
   dispatch_flush_last_used(s);
 }
 
+static void on_refusal_timer(uv_timer_t *t) {
+  (void)dispatch_flush_refusals(t->data);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   server_t *s = h->data;
 
@@ -249,6 +253,28 @@ static void on_shutdown_timeout(uv_timer_t *t) {
   }
 }
 
+/* Reads the audit log's newest row id and chain hash into s (the store
+ * worker must not be running). */
+static void server_audit_read_head(server_t *s) {
+  if (s->store == NULL || !store_is_open(s->store) ||
+      store_audit_head(s->store, &s->audit_head_id, s->audit_head_hash) != 0)
+    s->audit_head_id = -1;
+}
+
+/* Logs what server_audit_read_head read: the log (journald, a log host)
+ * then anchors the chain outside the database. */
+static void server_audit_log_head(const server_t *s) {
+  char hex[2 * STORE_AUDIT_HASH_BYTES + 1];
+
+  if (s->audit_head_id < 0)
+    return;
+  sodium_bin2hex(hex, sizeof(hex), s->audit_head_hash,
+                 sizeof(s->audit_head_hash));
+  log_info("audit log head: row %lld hash %s (anchor for tokenctl audit "
+           "--verify --anchor %lld:%s)",
+           (long long)s->audit_head_id, hex, (long long)s->audit_head_id, hex);
+}
+
 /* The last step of shutdown: every answer is owed no more and last_used is
  * written. Close the remaining handles so the loop ends. */
 static void server_finish(server_t *s) {
@@ -257,9 +283,12 @@ static void server_finish(server_t *s) {
   s->state = SERVER_CLOSING;
   store_worker_stop(s->worker);
   s->worker = NULL;
+  server_audit_read_head(s);
+  server_audit_log_head(s);
   close_if_open((uv_handle_t *)&s->flush_timer);
   close_if_open((uv_handle_t *)&s->flush_retry_timer);
   close_if_open((uv_handle_t *)&s->sweep_timer);
+  close_if_open((uv_handle_t *)&s->refusal_timer);
   close_if_open((uv_handle_t *)&s->busy_poll);
   for (c = s->conns; c != NULL; c = next) {
     next = c->next;
@@ -298,6 +327,9 @@ static void server_maybe_finish(server_t *s) {
    * where --last-used-granularity-ms held it back, and of Verifies still
    * queued (read in the same turn as the signal). */
   dispatch_verify_drain(s);
+  /* Refusals counted and not yet written are written now. */
+  if (dispatch_flush_refusals(s) > 0)
+    return;
   if (!s->final_flush_marked) {
     s->final_flush_marked = 1;
     (void)index_mark_unsaved(s->index);
@@ -490,6 +522,28 @@ err_unlink_pepper:
   return err;
 }
 
+/* The audit log's chain key: a keyed hash of a fixed string under the
+ * pepper, so the pepper itself is never used for two things, and nothing
+ * stored reveals it. Logs the chain's head, so that the log (journald, a
+ * log host) anchors it outside the database: cutting off the newest rows
+ * is then detectable too (tokenctl audit --verify --anchor). */
+static int server_audit_chain_start(server_t *s) {
+  static const char context[] = "tokend audit-chain key v1";
+  uint8_t key[STORE_AUDIT_KEY_BYTES];
+  int err;
+
+  crypto_generichash(key, sizeof(key), (const unsigned char *)context,
+                     sizeof(context) - 1, s->pepper, TOKEND_PEPPER_BYTES);
+  err = store_audit_key_set(s->store, key);
+  sodium_memzero(key, sizeof(key));
+  if (err != 0) {
+    log_error("cannot chain the audit log of %s: %s", s->cfg.db_path,
+              store_errmsg(s->store));
+    return err;
+  }
+  return 0;
+}
+
 int server_init(server_t *s, const config_t *cfg) {
   int err;
 
@@ -512,6 +566,8 @@ int server_init(server_t *s, const config_t *cfg) {
   }
   if ((err = server_open_store(s, cfg)) != 0)
     return err;
+  if ((err = server_audit_chain_start(s)) != 0)
+    return err;
   (void)sodium_mprotect_readonly(s->pepper);
   if ((err = arena_init(&s->arena, 16384, cfg->max_request_memory)) != 0) {
     log_error("out of memory");
@@ -519,6 +575,7 @@ int server_init(server_t *s, const config_t *cfg) {
   }
   if ((err = index_new(&s->index)) != 0 ||
       (err = verify_cache_new(&s->vcache)) != 0 ||
+      (err = refusals_new(cfg->refusal_audit_max_keys, &s->refusals)) != 0 ||
       (err = domains_init(&s->domains)) != 0) {
     log_error("out of memory");
     return err;
@@ -555,12 +612,15 @@ int server_init(server_t *s, const config_t *cfg) {
   log_limit_init(&s->flush_log, cfg->log_repeat_interval_ms);
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
+  uv_timer_init(&s->loop, &s->refusal_timer);
   uv_idle_init(&s->loop, &s->busy_poll);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
   s->flush_timer.data = s->shutdown_timer.data = s->sweep_timer.data = s;
+  s->refusal_timer.data = s;
   s->busy_poll.data = s;
   s->sigint.data = s->sigterm.data = s;
+  server_audit_read_head(s);
   if ((err = store_worker_start(&s->loop, s->store, &s->worker)) != 0)
     return err;
   /* Signals first: a SIGTERM sent the moment the socket exists must already
@@ -573,6 +633,11 @@ int server_init(server_t *s, const config_t *cfg) {
                  cfg->flush_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(cfg),
                  sweep_interval(cfg));
+  if (cfg->refusal_audit_interval_ms > 0)
+    uv_timer_start(&s->refusal_timer, on_refusal_timer,
+                   cfg->refusal_audit_interval_ms,
+                   cfg->refusal_audit_interval_ms);
+  server_audit_log_head(s);
   log_info("tokend %s listening on %s (database %s, %zu tokens)",
            TOKEND_VERSION, cfg->socket_path, cfg->db_path,
            index_count(s->index));
@@ -622,6 +687,8 @@ void server_cleanup(server_t *s) {
   index_free(s->index);
   s->index = NULL;
   domains_free(&s->domains);
+  refusals_free(s->refusals);
+  s->refusals = NULL;
   arena_free(&s->arena);
   store_close(s->store);
   s->store = NULL;

@@ -12,6 +12,7 @@
 #include "domains.h"
 #include "index.h"
 #include "log.h"
+#include "refusals.h"
 #include "store.h"
 #include "store_worker.h"
 #include "verify_cache.h"
@@ -33,8 +34,15 @@ typedef struct server_s {
   uv_signal_t sigint, sigterm;
   uv_timer_t flush_timer;
   uv_timer_t shutdown_timer;
-  uv_timer_t sweep_timer; /* read and idle timeouts */
-  arena_t arena;          /* decodes one request at a time */
+  uv_timer_t sweep_timer;   /* read and idle timeouts */
+  uv_timer_t refusal_timer; /* ends each --refusal-audit-interval-ms */
+  refusals_t *refusals;     /* repeated refusals, counted (authz.c) */
+  /* The audit log's newest row and its chain hash, logged at start and at
+   * exit so that the log anchors the chain outside the database; -1: not
+   * known */
+  int64_t audit_head_id;
+  uint8_t audit_head_hash[STORE_AUDIT_HASH_BYTES];
+  arena_t arena; /* decodes one request at a time */
   store_t *store;
   store_worker_t *worker;
   index_t *index;

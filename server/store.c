@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,30 @@ static const char *const migrations[] = {
     "  invalid INTEGER NOT NULL DEFAULT 0,"
     "  updated_at INTEGER NOT NULL"
     ") WITHOUT ROWID;",
+    /* 2 -> 3: migration_v3 (below), after migrate_v3_collisions(). */
+    NULL,
+    /* 3 -> 4: the audit log becomes tamper-evident and aggregates refusals.
+     * count: how many calls a row stands for (refusals of one kind within
+     * --refusal-audit-interval-ms share a row). hash: a keyed BLAKE2b over
+     * the row and the previous row's hash (store_audit_key_set), so that a
+     * row changed, removed, inserted or reordered by whoever can write the
+     * file breaks the chain. The rows already there are chained in order on
+     * the first start with the key: legacy_upto names the last of them, and
+     * no row after it is ever chained but by an append. INSERT OR REPLACE
+     * deletes a row without firing the delete trigger: a row may never be
+     * inserted over an existing id. Uses nothing step 3 adds. */
+    "ALTER TABLE audit_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE audit_events ADD COLUMN hash BLOB;"
+    "CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events"
+    " WHEN EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id)"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TABLE audit_chain ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  legacy_upto INTEGER NOT NULL,"
+    "  chained INTEGER NOT NULL"
+    ");"
+    "INSERT INTO audit_chain (one, legacy_upto, chained)"
+    " SELECT 1, coalesce(max(id), 0), 0 FROM audit_events;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -104,7 +129,7 @@ static const char migration_v3[] =
   " last_used_at, revoked_at, created_by, revoked_by"
 #define AUDIT_COLUMNS                                                          \
   "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
-  " code, detail"
+  " code, detail, count, hash"
 
 #define STMT_MAP(XX)                                                           \
   XX(load, "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq")                \
@@ -133,8 +158,13 @@ static const char migration_v3[] =
   XX(admin_load, "SELECT domain, user_name, granted_at, granted_by"            \
                  " FROM domain_admins")                                        \
   XX(audit_insert, "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"  \
-                   " break_glass, domain, token_id, method, code, detail)"     \
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")        \
+                   " break_glass, domain, token_id, method, code, detail,"     \
+                   " count, id, hash)"                                         \
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"    \
+                   " ?12, ?13)")                                               \
+  XX(audit_head, "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1") \
+  XX(audit_walk, "SELECT " AUDIT_COLUMNS " FROM audit_events"                  \
+                 " WHERE id > ?1 ORDER BY id")                                 \
   XX(audit_list, "SELECT " AUDIT_COLUMNS " FROM audit_events"                  \
                  " WHERE (?1 = '' OR domain = ?1) AND at >= ?2 AND id < ?3"    \
                  " ORDER BY id DESC LIMIT ?4")                                 \
@@ -155,6 +185,8 @@ static const char migration_v3[] =
 
 struct store_s {
   char *path;
+  uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
+  int audit_keyed;
   sqlite3 *db;
   int flags;      /* STORE_OPEN_* */
   int immutable;  /* read-only and opened with ?immutable=1 (see connect) */
@@ -298,16 +330,13 @@ static int store_check_and_migrate(store_t *s, char *why, size_t why_len) {
 
   if ((err = store_exec(s, "BEGIN IMMEDIATE")) != 0)
     goto err_why;
-  for (v = (size_t)version; v < N_MIGRATIONS; v++)
-    if ((err = store_exec(s, migrations[v])) != 0)
-      goto err_rollback;
-  if (version < 3) {
-    v = 2;
-    if ((err = migrate_v3_collisions(s, why, why_len)) != 0) {
+  for (v = (size_t)version; v < N_MIGRATIONS; v++) {
+    /* 2 -> 3 lower-cases domains: first refuse to merge case variants. */
+    if (v == 2 && (err = migrate_v3_collisions(s, why, why_len)) != 0) {
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
       return err;
     }
-    if ((err = store_exec(s, migration_v3)) != 0)
+    if ((err = store_exec(s, v == 2 ? migration_v3 : migrations[v])) != 0)
       goto err_rollback;
   }
   snprintf(sql, sizeof(sql),
@@ -664,6 +693,7 @@ void store_close(store_t *s) {
   if (s == NULL)
     return;
   store_disconnect(s);
+  sodium_memzero(s->audit_key, sizeof(s->audit_key));
   free(s->path);
   free(s);
 }
@@ -1079,10 +1109,202 @@ int store_admin_load(store_t *s, store_admin_cb cb, void *arg) {
   return err;
 }
 
+/* ---- The audit log's hash chain ----
+ *
+ * hash(row) = BLAKE2b-256 keyed with the audit key, over a domain-separating
+ * tag, the previous row's hash (32 zero bytes for the first row) and the
+ * row's fields in a fixed order: integers as 8 bytes little-endian, strings
+ * as their 4-byte little-endian length and bytes. Every field is covered,
+ * the id too, so a row cannot be changed, moved or replaced, and a removed
+ * or inserted row breaks the link of the row after it. */
+#define AUDIT_HASH_TAG "tokend audit v1"
+
+static void hash_int(crypto_generichash_state *st, int64_t v) {
+  uint8_t b[8];
+  uint64_t u = (uint64_t)v;
+  int i;
+
+  for (i = 0; i < 8; i++)
+    b[i] = (uint8_t)(u >> (8 * i));
+  crypto_generichash_update(st, b, sizeof(b));
+}
+
+static void hash_str(crypto_generichash_state *st, const char *str) {
+  size_t n = strlen(str);
+
+  hash_int(st, (int64_t)n); /* 8 bytes: never ambiguous */
+  crypto_generichash_update(st, (const unsigned char *)str, n);
+}
+
+static void audit_hash(const uint8_t key[STORE_AUDIT_KEY_BYTES],
+                       const uint8_t prev[STORE_AUDIT_HASH_BYTES],
+                       const store_audit_t *ev,
+                       uint8_t out[STORE_AUDIT_HASH_BYTES]) {
+  crypto_generichash_state st;
+
+  crypto_generichash_init(&st, key, STORE_AUDIT_KEY_BYTES,
+                          STORE_AUDIT_HASH_BYTES);
+  crypto_generichash_update(&st, (const unsigned char *)AUDIT_HASH_TAG,
+                            sizeof(AUDIT_HASH_TAG));
+  crypto_generichash_update(&st, prev, STORE_AUDIT_HASH_BYTES);
+  hash_int(&st, ev->id);
+  hash_int(&st, ev->at);
+  hash_int(&st, ev->peer_uid);
+  hash_int(&st, ev->peer_pid);
+  hash_str(&st, ev->actor);
+  hash_int(&st, ev->break_glass ? 1 : 0);
+  hash_str(&st, ev->domain);
+  hash_str(&st, ev->token_id);
+  hash_str(&st, ev->method);
+  hash_int(&st, ev->code);
+  hash_str(&st, ev->detail);
+  hash_int(&st, ev->count);
+  crypto_generichash_final(&st, out, STORE_AUDIT_HASH_BYTES);
+}
+
+/* Reads the audit columns of st's current row into ev; *hash_len gets the
+ * stored hash's length (0: none) and hash its bytes when it has 32. */
+static void audit_read(sqlite3_stmt *st, store_audit_t *ev,
+                       uint8_t hash[STORE_AUDIT_HASH_BYTES], int *hash_len) {
+  const void *h;
+
+  ev->id = sqlite3_column_int64(st, 0);
+  ev->at = sqlite3_column_int64(st, 1);
+  ev->peer_uid = (uint32_t)sqlite3_column_int64(st, 2);
+  ev->peer_pid = (int32_t)sqlite3_column_int64(st, 3);
+  copy_text(ev->actor, sizeof(ev->actor), st, 4);
+  ev->break_glass = sqlite3_column_int(st, 5);
+  copy_text(ev->domain, sizeof(ev->domain), st, 6);
+  copy_text(ev->token_id, sizeof(ev->token_id), st, 7);
+  copy_text(ev->method, sizeof(ev->method), st, 8);
+  ev->code = sqlite3_column_int(st, 9);
+  copy_text(ev->detail, sizeof(ev->detail), st, 10);
+  ev->count = sqlite3_column_int64(st, 11);
+  h = sqlite3_column_blob(st, 12);
+  *hash_len = h != NULL ? sqlite3_column_bytes(st, 12) : 0;
+  if (*hash_len == STORE_AUDIT_HASH_BYTES)
+    memcpy(hash, h, STORE_AUDIT_HASH_BYTES);
+}
+
+/* The newest row's id and hash (0 and zeros for an empty log, or a newest
+ * row without a hash: the chain then starts again, which verify reports). */
+static int audit_head(store_t *s, int64_t *id,
+                      uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
+  const void *h;
+  int rc, err = 0;
+
+  *id = 0;
+  memset(hash, 0, STORE_AUDIT_HASH_BYTES);
+  rc = sqlite3_step(s->audit_head);
+  if (rc == SQLITE_ROW) {
+    *id = sqlite3_column_int64(s->audit_head, 0);
+    h = sqlite3_column_blob(s->audit_head, 1);
+    if (h != NULL &&
+        sqlite3_column_bytes(s->audit_head, 1) == STORE_AUDIT_HASH_BYTES)
+      memcpy(hash, h, STORE_AUDIT_HASH_BYTES);
+  } else if (rc != SQLITE_DONE) {
+    err = store_fail(s, store_map_rc(rc), "audit head");
+  }
+  sqlite3_reset(s->audit_head);
+  return err;
+}
+
+/* Chains the rows that were in the log when schema 4 came (audit_chain.
+ * legacy_upto), once. Their hashes are written with UPDATE, which the log's
+ * own trigger forbids: it is lifted and put back inside the transaction. */
+static int audit_chain_legacy(store_t *s) {
+  static const char *const trigger =
+      "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
+      " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+  sqlite3_stmt *set = NULL;
+  uint8_t prev[STORE_AUDIT_HASH_BYTES] = {0}, h[STORE_AUDIT_HASH_BYTES];
+  store_audit_t ev;
+  int64_t chained = 1, upto = 0;
+  int rc = SQLITE_DONE, hash_len, err;
+
+  if ((err = store_query_int(s, "SELECT chained FROM audit_chain", &chained)) !=
+          0 ||
+      chained)
+    return err != 0 ? store_fail(s, err, "audit chain") : 0;
+  if ((err = store_query_int(s, "SELECT legacy_upto FROM audit_chain",
+                             &upto)) != 0)
+    return store_fail(s, err, "audit chain");
+  if ((err = store_begin(s)) != 0)
+    return err;
+  if ((err = store_exec(s, "DROP TRIGGER audit_events_no_update")) != 0 ||
+      sqlite3_prepare_v2(s->db,
+                         "UPDATE audit_events SET hash = ?2 WHERE id = ?1", -1,
+                         &set, NULL) != SQLITE_OK) {
+    err = store_fail(s, err != 0 ? err : TOKEND_ESTORE, "audit chain");
+    goto err_rollback;
+  }
+  if (sqlite3_bind_int64(s->audit_walk, 1, 0) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "audit chain bind");
+    goto err_rollback;
+  }
+  while ((rc = sqlite3_step(s->audit_walk)) == SQLITE_ROW) {
+    audit_read(s->audit_walk, &ev, h, &hash_len);
+    if (ev.id > upto)
+      break;
+    audit_hash(s->audit_key, prev, &ev, h);
+    if (sqlite3_bind_int64(set, 1, ev.id) != SQLITE_OK ||
+        sqlite3_bind_blob(set, 2, h, sizeof(h), SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(set) != SQLITE_DONE) {
+      err = store_fail(s, TOKEND_ESTORE, "audit chain");
+      break;
+    }
+    sqlite3_reset(set);
+    memcpy(prev, h, sizeof(prev));
+  }
+  sqlite3_reset(s->audit_walk);
+  sqlite3_clear_bindings(s->audit_walk);
+  if (err == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    err = store_fail(s, store_map_rc(rc), "audit chain");
+  if (err != 0)
+    goto err_rollback;
+  sqlite3_finalize(set);
+  set = NULL;
+  if ((err = store_exec(s, trigger)) != 0 ||
+      (err = store_exec(s, "UPDATE audit_chain SET chained = 1")) != 0) {
+    err = store_fail(s, err, "audit chain");
+    goto err_rollback;
+  }
+  return store_commit(s);
+
+err_rollback:
+  sqlite3_finalize(set);
+  store_rollback(s);
+  return err;
+}
+
+int store_audit_head(store_t *s, int64_t *id,
+                     uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
+  return audit_head(s, id, hash);
+}
+
+int store_audit_key_set(store_t *s, const uint8_t key[STORE_AUDIT_KEY_BYTES]) {
+  memcpy(s->audit_key, key, STORE_AUDIT_KEY_BYTES);
+  s->audit_keyed = 1;
+  return audit_chain_legacy(s);
+}
+
 int store_audit_append(store_t *s, store_audit_t *ev) {
   sqlite3_stmt *st = s->audit_insert;
+  uint8_t prev[STORE_AUDIT_HASH_BYTES], h[STORE_AUDIT_HASH_BYTES];
+  int64_t head_id;
   int err;
 
+  /* An unchained row would read as tampering: refuse rather than write. */
+  if (!s->audit_keyed) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
+    return TOKEND_EINTERNAL;
+  }
+  if ((err = audit_head(s, &head_id, prev)) != 0)
+    return err;
+  ev->id = head_id + 1;
+  if (ev->count < 1)
+    ev->count = 1;
+  audit_hash(s->audit_key, prev, ev, h);
   if (sqlite3_bind_int64(st, 1, ev->at) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, ev->peer_uid) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, ev->peer_pid) != SQLITE_OK ||
@@ -1092,15 +1314,92 @@ int store_audit_append(store_t *s, store_audit_t *ev) {
       sqlite3_bind_text(st, 7, ev->token_id, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 8, ev->method, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int(st, 9, ev->code) != SQLITE_OK ||
-      sqlite3_bind_text(st, 10, ev->detail, -1, SQLITE_STATIC) != SQLITE_OK) {
+      sqlite3_bind_text(st, 10, ev->detail, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 11, ev->count) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 12, ev->id) != SQLITE_OK ||
+      sqlite3_bind_blob(st, 13, h, sizeof(h), SQLITE_TRANSIENT) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "audit bind");
     goto out;
   }
   err = store_step_once(s, st, "audit");
-  if (err == 0)
-    ev->id = sqlite3_last_insert_rowid(s->db);
 out:
   sqlite3_clear_bindings(st);
+  return err;
+}
+
+int store_audit_verify(store_t *s, int64_t anchor_id,
+                       const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
+                       store_audit_check_t *out) {
+  sqlite3_stmt *st = s->audit_walk;
+  uint8_t prev[STORE_AUDIT_HASH_BYTES] = {0}, h[STORE_AUDIT_HASH_BYTES],
+          want[STORE_AUDIT_HASH_BYTES];
+  store_audit_t *ev;
+  int64_t last_id = 0;
+  int rc = SQLITE_DONE, hash_len, err = 0, anchor_seen = anchor_id <= 0;
+
+  memset(out, 0, sizeof(*out));
+  if (!s->audit_keyed) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
+    return TOKEND_EINTERNAL;
+  }
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return TOKEND_ENOMEM;
+  if (sqlite3_bind_int64(st, 1, 0) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "audit verify bind");
+    goto out;
+  }
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    audit_read(st, ev, h, &hash_len);
+    out->rows_checked++;
+    if (hash_len != STORE_AUDIT_HASH_BYTES) {
+      out->first_bad_id = ev->id;
+      snprintf(out->why, sizeof(out->why),
+               "row %lld has no chain hash: it was not written by tokend",
+               (long long)ev->id);
+      break;
+    }
+    audit_hash(s->audit_key, prev, ev, want);
+    if (sodium_memcmp(want, h, sizeof(h)) != 0) {
+      out->first_bad_id = ev->id;
+      snprintf(out->why, sizeof(out->why),
+               "row %lld does not match its hash: it, or the row before it "
+               "(id %lld), was changed, removed, inserted or moved",
+               (long long)ev->id, (long long)last_id);
+      break;
+    }
+    if (ev->id == anchor_id) {
+      anchor_seen = 1;
+      if (sodium_memcmp(anchor_hash, h, sizeof(h)) != 0) {
+        out->first_bad_id = ev->id;
+        out->anchor_mismatch = 1;
+        snprintf(out->why, sizeof(out->why),
+                 "row %lld is not the row anchored: the log was rewritten "
+                 "from there on",
+                 (long long)ev->id);
+        break;
+      }
+    }
+    memcpy(prev, h, sizeof(prev));
+    last_id = ev->id;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    err = store_fail(s, store_map_rc(rc), "audit verify");
+    goto out;
+  }
+  out->head_id = last_id;
+  memcpy(out->head_hash, prev, sizeof(prev));
+  if (out->first_bad_id == 0 && !anchor_seen) {
+    out->first_bad_id = anchor_id;
+    out->anchor_mismatch = 1;
+    snprintf(out->why, sizeof(out->why),
+             "the anchored row %lld is gone: the newest rows were removed "
+             "(the log ends at row %lld)",
+             (long long)anchor_id, (long long)last_id);
+  }
+out:
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  free(ev);
   return err;
 }
 
@@ -1108,8 +1407,9 @@ int store_audit_list(store_t *s, const char *domain, int64_t since,
                      int64_t before_id, store_audit_t *rows, size_t max_rows,
                      size_t *n_rows) {
   sqlite3_stmt *st = s->audit_list;
+  uint8_t h[STORE_AUDIT_HASH_BYTES];
   size_t n = 0;
-  int rc = SQLITE_DONE, err = 0;
+  int rc = SQLITE_DONE, err = 0, hash_len;
 
   *n_rows = 0;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -1120,20 +1420,8 @@ int store_audit_list(store_t *s, const char *domain, int64_t since,
     err = store_fail(s, TOKEND_ESTORE, "audit list bind");
     goto out;
   }
-  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    store_audit_t *ev = &rows[n++];
-    ev->id = sqlite3_column_int64(st, 0);
-    ev->at = sqlite3_column_int64(st, 1);
-    ev->peer_uid = (uint32_t)sqlite3_column_int64(st, 2);
-    ev->peer_pid = (int32_t)sqlite3_column_int64(st, 3);
-    copy_text(ev->actor, sizeof(ev->actor), st, 4);
-    ev->break_glass = sqlite3_column_int(st, 5);
-    copy_text(ev->domain, sizeof(ev->domain), st, 6);
-    copy_text(ev->token_id, sizeof(ev->token_id), st, 7);
-    copy_text(ev->method, sizeof(ev->method), st, 8);
-    ev->code = sqlite3_column_int(st, 9);
-    copy_text(ev->detail, sizeof(ev->detail), st, 10);
-  }
+  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    audit_read(st, &rows[n++], h, &hash_len);
   if (n < max_rows && rc != SQLITE_DONE)
     err = store_fail(s, store_map_rc(rc), "audit list");
   *n_rows = n;

@@ -20,7 +20,7 @@
 #define STORE_SCOPES_BYTES (TOKEND_MAX_SCOPES * TOKEND_SCOPE_BYTES)
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* What the database records about its pepper: a keyed hash of a fixed
  * string (pepper_fingerprint()), never the pepper. */
@@ -69,7 +69,23 @@ typedef struct {
   char method[TOKEND_AUDIT_METHOD_BYTES];
   int code; /* gRPC status */
   char detail[TOKEND_STATUS_MESSAGE_BYTES];
+  int64_t count; /* calls the row stands for (refusals aggregate); 0 is 1 */
 } store_audit_t;
+
+/* The audit log's chain key (derived from the pepper, never the pepper
+ * itself) and each row's keyed hash. */
+#define STORE_AUDIT_KEY_BYTES 32
+#define STORE_AUDIT_HASH_BYTES 32
+
+/* What store_audit_verify found. */
+typedef struct {
+  int64_t rows_checked;
+  int64_t first_bad_id; /* 0: the chain holds */
+  int anchor_mismatch;  /* the chain holds but the anchor given does not */
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  int64_t head_id; /* the last row that checked out, and its hash */
+  uint8_t head_hash[STORE_AUDIT_HASH_BYTES];
+} store_audit_check_t;
 
 typedef struct {
   uint8_t hash[TOKEND_HASH_BYTES];
@@ -206,8 +222,16 @@ int store_revoked_with(store_t *store, const char *domain,
                        uint8_t (**hashes)[TOKEND_HASH_BYTES],
                        size_t *n_hashes) TOKEND_MUST_CHECK;
 
-/* Appends ev to the audit log (sets ev->id). The log is append-only: the
- * schema refuses updates and deletes. */
+/* Sets the key that chains the audit log (copied; wiped at close) and, the
+ * first time after the schema 4 migration, chains the rows that were there
+ * before, oldest first. Must precede store_audit_append. */
+int store_audit_key_set(
+    store_t *store, const uint8_t key[STORE_AUDIT_KEY_BYTES]) TOKEND_MUST_CHECK;
+
+/* Appends ev to the audit log (sets ev->id, the newest id + 1, and its chain
+ * hash over ev and the newest row's hash). The log is append-only: the
+ * schema refuses updates, deletes and replacing inserts; the chain makes
+ * what bypasses the schema (a writer of the file) detectable. */
 int store_audit_append(store_t *store, store_audit_t *ev) TOKEND_MUST_CHECK;
 
 /* Up to max_rows events, newest first, of domain ("" for every domain), at
@@ -215,6 +239,20 @@ int store_audit_append(store_t *store, store_audit_t *ev) TOKEND_MUST_CHECK;
 int store_audit_list(store_t *store, const char *domain, int64_t since,
                      int64_t before_id, store_audit_t *rows, size_t max_rows,
                      size_t *n_rows) TOKEND_MUST_CHECK;
+
+/* The newest audit row's id and stored hash (0 and zeros: an empty log). */
+int store_audit_head(store_t *store, int64_t *id,
+                     uint8_t hash[STORE_AUDIT_HASH_BYTES]) TOKEND_MUST_CHECK;
+
+/* Walks the whole audit log, oldest first, recomputing each row's hash from
+ * its content and the previous row's. out->first_bad_id gets the first row
+ * that does not check out (0: none) and out->why says how. With anchor_id >
+ * 0 (a row id and hash recorded earlier, outside the database), that row
+ * must still be there with that hash: otherwise the newest rows were cut
+ * off, which the chain alone cannot show. Returns 0 or a store failure. */
+int store_audit_verify(store_t *store, int64_t anchor_id,
+                       const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
+                       store_audit_check_t *out) TOKEND_MUST_CHECK;
 
 /* Adds Verify counts to domain's totals ("" for unknown tokens). */
 int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,

@@ -29,13 +29,42 @@ static int is_write(const store_job_t *job) {
   return job->kind < STORE_JOB_LIST;
 }
 
+/* The admin check of job->authz, against the store as this transaction sees
+ * it: a removal that committed before (or earlier in this transaction) is
+ * seen, so no call of a removed admin can write after the removal. Returns
+ * 0 (the job may run), 1 (refused: the job failed with TOKEND_EPERM) or a
+ * store failure. */
+static int job_authz(store_t *store, store_job_t *job) {
+  int64_t granted_at;
+  int err;
+
+  if (!job->authz.required)
+    return 0;
+  err = store_admin_get(store, job->authz.domain, job->authz.user, &granted_at);
+  if (err != TOKEND_ENOTFOUND)
+    return err;
+  /* The audit row already names the actor and the domain. */
+  job_fail(job, TOKEND_EPERM,
+           "no longer an admin of this domain (an operator removed the "
+           "grant)");
+  if (job->audit != NULL)
+    snprintf(job->audit->detail, sizeof(job->audit->detail), "%s", job->errmsg);
+  return 1;
+}
+
 /* Runs one job inside the current transaction (writes) or alone (reads).
  * Returns 0 unless the failure is the store's (the transaction is then
  * doomed); a job's own "not found" is its result, not a store failure. */
 static int job_run(store_t *store, store_job_t *job) {
   size_t i;
-  int err = 0;
+  int err = job_authz(store, job);
 
+  if (err == 1) {
+    err = 0;
+    goto audit;
+  }
+  if (err != 0)
+    goto out;
   switch (job->kind) {
   case STORE_JOB_ISSUE:
     err = store_insert(store, &job->u.issue.row);
@@ -81,17 +110,24 @@ static int job_run(store_t *store, store_job_t *job) {
                            job->u.audit_list.rows, job->u.audit_list.max_rows,
                            &job->u.audit_list.n_rows);
     break;
+  case STORE_JOB_AUDIT_VERIFY:
+    err = store_audit_verify(store, job->u.audit_verify.anchor_id,
+                             job->u.audit_verify.anchor_hash,
+                             &job->u.audit_verify.check);
+    break;
   case STORE_JOB_LIST:
     err = store_list(store, job->u.list.domain, job->u.list.include_revoked,
                      job->u.list.before_seq, job->u.list.rows,
                      job->u.list.max_rows, &job->u.list.n_rows);
     break;
   }
+audit:
   if (err == 0 && job->audit != NULL && is_write(job)) {
     if (job->audit->code == 0 && job->result != 0)
       job->audit->code = tokend_err_grpc(job->result);
     err = store_audit_append(store, job->audit);
   }
+out:
   if (err != 0)
     job_fail(job, err, store_errmsg(store));
   return err;

@@ -24,7 +24,8 @@ typedef enum {
   STORE_JOB_ADMIN_REMOVE,
   STORE_JOB_AUDIT, /* only the audit record */
   STORE_JOB_LIST,  /* reads from here on */
-  STORE_JOB_AUDIT_LIST
+  STORE_JOB_AUDIT_LIST,
+  STORE_JOB_AUDIT_VERIFY
 } store_job_kind_t;
 
 typedef struct store_job_s store_job_t;
@@ -51,6 +52,20 @@ struct store_job_s {
   /* Writes only, may be NULL: appended to the audit log in the same
    * transaction, its code set from the job's outcome if it had none. */
   store_audit_t *audit;
+  /* Issue, Revoke, List, ListAuditEvents of a domain by one of its admins:
+   * the worker checks that authz.user still is an admin of authz.domain in
+   * the store, before (and, for writes, in the same transaction as) the
+   * call's own statements. The loop's check against its in-memory admin
+   * table is only the fast early refusal: that table changes after a
+   * removal commits, so calls checked against it may be queued behind the
+   * removal. A grant that is gone fails the job with TOKEND_EPERM (a
+   * write's audit record then says so). Not set for operators' break-glass
+   * calls. */
+  struct {
+    int required;
+    char user[TOKEND_USER_BYTES];
+    char domain[TOKEND_DOMAIN_BYTES];
+  } authz;
   union {
     struct {
       store_token_t row; /* in: the row; out: row.seq */
@@ -96,6 +111,11 @@ struct store_job_s {
       size_t max_rows;
       size_t n_rows; /* out */
     } audit_list;
+    struct {
+      int64_t anchor_id;
+      uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES];
+      store_audit_check_t check; /* out */
+    } audit_verify;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;

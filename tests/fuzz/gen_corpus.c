@@ -199,6 +199,20 @@ static void req_whoami(seed_t *s, uint64_t call_id, const char *actor) {
   seed_add(s, &req);
 }
 
+static void req_verify_audit(seed_t *s, uint64_t call_id, int64_t anchor_id,
+                             const char *anchor_hash) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyAuditLogRequest vr =
+      TOKEND__V1__VERIFY_AUDIT_LOG_REQUEST__INIT;
+
+  vr.anchor_id = anchor_id;
+  vr.anchor_hash = (char *)anchor_hash;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG;
+  req.verify_audit_log = &vr;
+  seed_add(s, &req);
+}
+
 /* An Issue made by an operator for another user. */
 static void req_issue_for(seed_t *s, uint64_t call_id, const char *actor) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
@@ -316,6 +330,16 @@ int main(int argc, char **argv) {
     req_list_audit(&s, 93, "", 0, 0, "");
   });
   SEED("refused_actor", ADMIN, req_whoami(&s, 94, "root"));
+  /* The audit log's chain check (issue 11): plain, anchored, refused. */
+  SEED("verify_audit_log", OPERATOR, {
+    req_issue(&s, 100, "example.com", "audited", 0, NULL, 0);
+    req_verify_audit(&s, 101, 0, "");
+    req_verify_audit(&s, 102, 1,
+                     "00112233445566778899aabbccddeeff"
+                     "00112233445566778899aabbccddeeff");
+    req_verify_audit(&s, 103, 1, "not hex");
+  });
+  SEED("verify_audit_log_refused", ADMIN, req_verify_audit(&s, 104, 0, ""));
   SEED("empty_method", NOBODY, req_empty(&s, 40));
   SEED("empty_frame", ADMIN, seed_raw(&s, "\0\0\0\0\0", 5));
   SEED("pipeline", OPERATOR, {

@@ -70,11 +70,19 @@ static int start_tokend(th_tokend_t *t, const char *const *args) {
   return 0;
 }
 
-/* f->client is the test itself: uid 0, an operator. */
+/* f->client is the test itself: uid 0, an operator. These tests look for
+ * each refused call's own audit row (its pid), so refusals are not
+ * aggregated here (test_audit tests the aggregation). */
 static int setup(void **state) {
-  static const char *const args[] = {
-      "--socket-mode", "0666", "--socket-group", "65534", "--verifier-uid",
-      "12345",         NULL};
+  static const char *const args[] = {"--socket-mode",
+                                     "0666",
+                                     "--socket-group",
+                                     "65534",
+                                     "--verifier-uid",
+                                     "12345",
+                                     "--refusal-audit-interval-ms",
+                                     "0",
+                                     NULL};
   th_fixture_t *f = calloc(1, sizeof(*f));
 
   if (f == NULL)

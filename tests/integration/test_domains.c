@@ -93,10 +93,16 @@ static void test_trailing_dot_refused(void **state) {
 }
 
 /* Turns a database this build made back into schema version 2 (which had no
- * meta table and kept domains as sent), with the domains set by sql. */
+ * meta table, kept domains as sent, and had no audit chain), with the
+ * domains set by sql. */
 static void make_v2(const th_tokend_t *t, const char *sql) {
   sql_ok(t->db_path, sql);
-  sql_ok(t->db_path, "DROP TABLE IF EXISTS meta; PRAGMA user_version = 2;");
+  sql_ok(t->db_path, "DROP TABLE IF EXISTS meta;"
+                     "DROP TABLE IF EXISTS audit_chain;"
+                     "DROP TRIGGER IF EXISTS audit_events_no_replace;"
+                     "ALTER TABLE audit_events DROP COLUMN hash;"
+                     "ALTER TABLE audit_events DROP COLUMN count;"
+                     "PRAGMA user_version = 2;");
 }
 
 /* Issues one token in each of domains (lower case; a NULL ends them) and
@@ -152,7 +158,8 @@ static void test_v2_mixed_case_domains_migrated(void **state) {
   f->client = NULL;
   th_tokend_stop_ok(&f->tokend);
 
-  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 3);
+  /* Migrated to the newest schema (4: the audit chain came after v3). */
+  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 4);
   assert_int_equal(th_db_count(f->tokend.db_path,
                                "SELECT count(*) FROM tokens"
                                " WHERE domain <> lower(domain)"),

@@ -450,15 +450,16 @@ static Tokend__V1__Response *expect_answer(int fd, int timeout_ms,
 
 /* A disk that stops answering holds every store job, the audit records of
  * refused calls too. A peer whose calls are refused must not queue such
- * records without bound meanwhile: like any store call they count against
- * --max-pending-calls, so tokend stops reading it at the limit, and goes on
- * once the disk answers again. (The test's uid is root, which is neither an
- * operator nor a verifier once both are named.) */
-#define STALL_PENDING_CALLS 8
+ * records without bound meanwhile: the first refusal of a kind is one
+ * record (counted against --max-pending-calls like any store call), its
+ * repeats are only counted and become one row with their count when the
+ * interval ends (issue 11, item 6), here at shutdown. So every refusal is
+ * answered while the disk stalls, and every one is in the log once it
+ * answers. (The test's uid is root, which is neither an operator nor a
+ * verifier once both are named.) */
 #define STALL_REFUSED_CALLS 500
-#define STALL_QUIET_MS 300 /* nothing more arrives while stalled */
 
-static void test_refusals_wait_for_a_stalled_disk(void **state) {
+static void test_refusals_during_a_stalled_disk_are_counted(void **state) {
   static const char *const args[] = {"--operator-uid",
                                      "12345",
                                      "--verifier-uid",
@@ -469,12 +470,10 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
   fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
-  Tokend__V1__Response *r = NULL;
   uint8_t *buf = NULL;
-  size_t len = 0, i, stalled_answers = 0;
-  int fd, rc;
+  size_t len = 0, i;
+  int fd;
 
-  _Static_assert(STALL_PENDING_CALLS == 8, "--max-pending-calls above");
   assert_int_equal(th_tokend_start(&f->tokend, args), 0);
   fd = th_connect(f->tokend.socket_path);
   assert_true(fd >= 0);
@@ -485,28 +484,22 @@ static void test_refusals_wait_for_a_stalled_disk(void **state) {
   f->fault_on(f);
   assert_int_equal(th_write_all(fd, buf, len), 0);
   free(buf);
-  while ((rc = th_recv_response(fd, STALL_QUIET_MS, &r)) == 0) {
-    stalled_answers++;
-    assert_int_equal(r->call_id, stalled_answers);
-    assert_int_equal(th_response_code(r), TOKEND_GRPC_PERMISSION_DENIED);
-    tokend__v1__response__free_unpacked(r, NULL);
-  }
-  f->fault_off(f);
-  assert_int_equal(rc, TH_RECV_TIMEOUT);
-  if (stalled_answers > STALL_PENDING_CALLS)
-    fail_msg("%zu refused calls answered while the disk stalled: tokend "
-             "queued their audit records without bound (limit %d)",
-             stalled_answers, STALL_PENDING_CALLS);
-  for (i = stalled_answers; i < STALL_REFUSED_CALLS; i++)
+  for (i = 0; i < STALL_REFUSED_CALLS; i++)
     tokend__v1__response__free_unpacked(
         expect_answer(fd, TH_IO_TIMEOUT_MS, i + 1,
                       TOKEND_GRPC_PERMISSION_DENIED),
         NULL);
+  f->fault_off(f);
   close(fd);
   assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
-  /* And every refusal was recorded once the disk answered. */
+  /* Every refusal was recorded once the disk answered: the first on its
+   * own row, the rest as one. */
   assert_int_equal(th_db_count(f->tokend.db_path,
                                "SELECT count(*) FROM audit_events WHERE "
+                               "method = 'Verify' AND code = 7"),
+                   2);
+  assert_int_equal(th_db_count(f->tokend.db_path,
+                               "SELECT sum(count) FROM audit_events WHERE "
                                "method = 'Verify' AND code = 7"),
                    STALL_REFUSED_CALLS);
 }
@@ -749,8 +742,9 @@ int main(void) {
           teardown),
       cmocka_unit_test_setup_teardown(test_revoke_failed_fsync_same_after_crash,
                                       setup_fsync_eio, teardown),
-      cmocka_unit_test_setup_teardown(test_refusals_wait_for_a_stalled_disk,
-                                      setup_fsync_stall, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_refusals_during_a_stalled_disk_are_counted, setup_fsync_stall,
+          teardown),
       cmocka_unit_test_setup_teardown(test_lists_behind_a_stalled_disk_bounded,
                                       setup_fsync_stall, teardown),
       cmocka_unit_test_setup_teardown(

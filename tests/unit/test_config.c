@@ -116,6 +116,30 @@ static void test_config_defaults(void **state) {
   assert_int_equal(fx->cfg.log_level, LOG_INFO);
 }
 
+/* Issue 11, item 6: the refusal-aggregation flags, at their edges. */
+static void test_config_refusal_audit_flags(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(fx->cfg.refusal_audit_interval_ms,
+                   CONFIG_REFUSAL_AUDIT_INTERVAL_MS_DEFAULT);
+  assert_int_equal(fx->cfg.refusal_audit_max_keys,
+                   CONFIG_REFUSAL_AUDIT_MAX_KEYS_DEFAULT);
+  assert_int_equal(PARSE(fx, "--refusal-audit-interval-ms", "0"), 0);
+  assert_int_equal(fx->cfg.refusal_audit_interval_ms, 0);
+  assert_int_equal(PARSE(fx, "--refusal-audit-interval-ms", "3600000"), 0);
+  assert_int_equal(fx->cfg.refusal_audit_interval_ms, 3600000);
+  assert_int_equal(PARSE(fx, "--refusal-audit-interval-ms", "3600001"),
+                   TOKEND_EINVAL);
+  assert_one_line_error(fx, "--refusal-audit-interval-ms");
+  assert_int_equal(PARSE(fx, "--refusal-audit-max-keys", "0"), TOKEND_EINVAL);
+  assert_one_line_error(fx, "--refusal-audit-max-keys");
+  assert_int_equal(PARSE(fx, "--refusal-audit-max-keys", "1"), 0);
+  assert_int_equal(fx->cfg.refusal_audit_max_keys, 1);
+  assert_int_equal(PARSE(fx, "--refusal-audit-max-keys", "1000000"), 0);
+  assert_int_equal(PARSE(fx, "--refusal-audit-max-keys", "1000001"),
+                   TOKEND_EINVAL);
+}
+
 static void test_config_defaults_honour_socket_env(void **state) {
   fixture_t *fx = *state;
 
@@ -497,6 +521,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       CONFIG_TEST(test_config_defaults),
       CONFIG_TEST(test_config_db_flags),
+      CONFIG_TEST(test_config_refusal_audit_flags),
       CONFIG_TEST(test_config_defaults_honour_socket_env),
       CONFIG_TEST(test_config_no_args_keeps_defaults),
       CONFIG_TEST(test_config_parses_every_flag),

@@ -18,6 +18,9 @@
 
 #include "store.h"
 
+/* Any 32 bytes: the chain key of the audit log under test. */
+static const uint8_t test_audit_key[STORE_AUDIT_KEY_BYTES] = {7, 1, 2, 3};
+
 typedef struct {
   char dir[64];
   char path[128];
@@ -66,6 +69,10 @@ static int setup_store(void **state) {
   fx = *state;
   if (store_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
     fprintf(stderr, "store_open: %s\n", why);
+    return -1;
+  }
+  if (store_audit_key_set(fx->store, test_audit_key) != 0) {
+    fprintf(stderr, "store_audit_key_set: %s\n", store_errmsg(fx->store));
     return -1;
   }
   return 0;
@@ -931,6 +938,219 @@ static void test_store_read_only_refuses_writes(void **state) {
   assert_int_not_equal(store_insert(fx->store, &row), 0);
 }
 
+/* ---- The audit log's hash chain (schema 4) ---- */
+
+#define CHAIN_ROWS 5
+
+/* Appends CHAIN_ROWS rows (ids 1..5), then closes the store so that a second
+ * connection can edit the file as an attacker with write access would. */
+static void chain_fill_and_close(fixture_t *fx) {
+  store_audit_t ev;
+  int i;
+
+  for (i = 1; i <= CHAIN_ROWS; i++) {
+    audit_row(&ev, 1000 * i, "d", "Issue", 0);
+    assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  }
+  store_close(fx->store);
+  fx->store = NULL;
+}
+
+/* Reopens the store and verifies its chain (anchor_id 0: no anchor). */
+static void chain_check(fixture_t *fx, int64_t anchor_id,
+                        const uint8_t *anchor_hash, store_audit_check_t *chk) {
+  char why[256];
+
+  if (fx->store == NULL) {
+    assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+    assert_int_equal(store_audit_key_set(fx->store, test_audit_key), 0);
+  }
+  assert_int_equal(store_audit_verify(fx->store, anchor_id, anchor_hash, chk),
+                   0);
+}
+
+/* Runs sql on a second connection (the attacker's). */
+static void chain_edit(fixture_t *fx, const char *sql) {
+  sqlite3 *db = db_open(fx->path);
+
+  db_exec(db, sql);
+  sqlite3_close(db);
+}
+
+static void test_store_audit_chain_untouched_verifies(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+  store_audit_t ev;
+
+  chain_fill_and_close(fx);
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  assert_int_equal(chk.rows_checked, CHAIN_ROWS);
+  assert_int_equal(chk.head_id, CHAIN_ROWS);
+  /* Appending after a reopen continues the chain. */
+  audit_row(&ev, 9000, "d", "Revoke", 0);
+  ev.count = 42;
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(ev.id, CHAIN_ROWS + 1);
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  assert_int_equal(chk.rows_checked, CHAIN_ROWS + 1);
+}
+
+static void test_store_audit_chain_changed_row_found(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+
+  chain_fill_and_close(fx);
+  chain_edit(fx, "DROP TRIGGER audit_events_no_update;"
+                 "UPDATE audit_events SET code = 7 WHERE id = 3;");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 3);
+  assert_int_equal(chk.head_id, 2);
+}
+
+/* A count is part of the row too: an aggregated refusal cannot shrink. */
+static void test_store_audit_chain_changed_count_found(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+
+  chain_fill_and_close(fx);
+  chain_edit(fx, "DROP TRIGGER audit_events_no_update;"
+                 "UPDATE audit_events SET count = 2 WHERE id = 4;");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 4);
+}
+
+static void test_store_audit_chain_deleted_row_found(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+
+  chain_fill_and_close(fx);
+  /* The schema refuses it... */
+  {
+    sqlite3 *db = db_open(fx->path);
+    assert_int_not_equal(sqlite3_exec(db,
+                                      "DELETE FROM audit_events WHERE id "
+                                      "= 2",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+  }
+  /* ...until its trigger is dropped; then the chain shows it. */
+  chain_edit(fx, "DROP TRIGGER audit_events_no_delete;"
+                 "DELETE FROM audit_events WHERE id = 2;");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 3);
+}
+
+static void test_store_audit_chain_replaced_row_found(void **state) {
+  fixture_t *fx = *state;
+  static const char replace[] =
+      "INSERT OR REPLACE INTO audit_events (id, at, peer_uid, peer_pid, actor,"
+      " break_glass, domain, token_id, method, code, detail, count, hash)"
+      " SELECT id, at, peer_uid, peer_pid, actor, break_glass, domain,"
+      " token_id, method, 0, 'nothing happened', count, hash"
+      " FROM audit_events WHERE id = 2;";
+  store_audit_check_t chk;
+  sqlite3 *db;
+
+  chain_fill_and_close(fx);
+  /* REPLACE deletes without the delete trigger: the schema refuses it... */
+  db = db_open(fx->path);
+  assert_int_not_equal(sqlite3_exec(db, replace, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  /* ...until that trigger is dropped too; the chain still shows it. */
+  chain_edit(fx, "DROP TRIGGER audit_events_no_replace;");
+  chain_edit(fx, replace);
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 2);
+}
+
+static void test_store_audit_chain_inserted_row_found(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+
+  chain_fill_and_close(fx);
+  /* A row slipped in at the end, with a made-up hash. */
+  chain_edit(fx, "INSERT INTO audit_events (id, at, peer_uid, peer_pid, actor,"
+                 " break_glass, domain, token_id, method, code, detail, count,"
+                 " hash) VALUES (6, 1, 0, 0, '', 0, 'd', '', 'Issue', 0, '',"
+                 " 1, zeroblob(32));");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 6);
+}
+
+/* Cutting off the newest rows leaves a chain that holds: only an anchor
+ * recorded earlier shows it. */
+static void test_store_audit_chain_truncation_needs_anchor(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+  uint8_t head[STORE_AUDIT_HASH_BYTES];
+
+  chain_fill_and_close(fx);
+  chain_check(fx, 0, NULL, &chk);
+  memcpy(head, chk.head_hash, sizeof(head));
+  chain_check(fx, CHAIN_ROWS, head, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  store_close(fx->store);
+  fx->store = NULL;
+  chain_edit(fx, "DROP TRIGGER audit_events_no_delete;"
+                 "DELETE FROM audit_events WHERE id >= 4;");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  chain_check(fx, CHAIN_ROWS, head, &chk);
+  assert_int_equal(chk.first_bad_id, CHAIN_ROWS);
+  assert_non_null(strstr(chk.why, "gone"));
+}
+
+/* Rows written before schema 4 are chained, in order, at the first start
+ * with the key; rows slipped in later without a hash are not. */
+static void test_store_audit_chain_links_rows_from_before(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+  char why[256];
+
+  store_close(fx->store);
+  fx->store = NULL;
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  store_close(fx->store);
+  fx->store = NULL;
+  /* Back to schema 2 with three rows, as an older tokend left it. */
+  chain_edit(fx, "DROP TABLE meta;"
+                 "DROP TABLE audit_chain;"
+                 "DROP TRIGGER audit_events_no_replace;"
+                 "ALTER TABLE audit_events DROP COLUMN hash;"
+                 "ALTER TABLE audit_events DROP COLUMN count;"
+                 "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"
+                 " break_glass, domain, token_id, method, code, detail)"
+                 " VALUES (1, 0, 1, 'a', 0, 'd', '', 'Issue', 0, 'x'),"
+                 " (2, 0, 1, 'a', 0, 'd', '', 'Revoke', 0, 'y'),"
+                 " (3, 0, 1, 'a', 0, 'd', '', 'Issue', 7, 'z');"
+                 "PRAGMA user_version = 2;");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  assert_int_equal(chk.rows_checked, 3);
+  store_close(fx->store);
+  fx->store = NULL;
+  chain_edit(fx, "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"
+                 " break_glass, domain, token_id, method, code, detail)"
+                 " VALUES (4, 0, 1, 'a', 0, 'd', '', 'Issue', 0, 'forged');");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 4);
+}
+
+/* A store without its chain key writes no audit row it cannot chain. */
+static void test_store_audit_append_needs_key(void **state) {
+  fixture_t *fx = *state;
+  store_audit_t ev;
+  char why[256];
+
+  store_close(fx->store);
+  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  audit_row(&ev, 1000, "d", "Issue", 0);
+  assert_int_equal(store_audit_append(fx->store, &ev), TOKEND_EINTERNAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       DIR_TEST(test_store_open_without_create_missing_file),
@@ -954,6 +1174,15 @@ int main(void) {
       STORE_TEST(test_store_audit_log_is_append_only),
       STORE_TEST(test_store_verify_counts_accumulate),
       STORE_TEST(test_store_migrates_version_1),
+      STORE_TEST(test_store_audit_chain_untouched_verifies),
+      STORE_TEST(test_store_audit_chain_changed_row_found),
+      STORE_TEST(test_store_audit_chain_changed_count_found),
+      STORE_TEST(test_store_audit_chain_deleted_row_found),
+      STORE_TEST(test_store_audit_chain_replaced_row_found),
+      STORE_TEST(test_store_audit_chain_inserted_row_found),
+      STORE_TEST(test_store_audit_chain_truncation_needs_anchor),
+      STORE_TEST(test_store_audit_chain_links_rows_from_before),
+      STORE_TEST(test_store_audit_append_needs_key),
       STORE_TEST(test_store_touch_raises_never_lowers),
       STORE_TEST(test_store_list_newest_first_skips_revoked),
       STORE_TEST(test_store_list_include_revoked),

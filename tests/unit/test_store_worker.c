@@ -22,6 +22,9 @@
 #define MAX_JOBS 64
 #define RUN_TIMEOUT_MS 10000
 
+/* Any 32 bytes: the chain key of the audit log under test. */
+static const uint8_t test_audit_key[STORE_AUDIT_KEY_BYTES] = {7, 1, 2, 3};
+
 typedef struct fixture_s fixture_t;
 
 /* A job plus what its done callback saw. job comes first: the callback gets
@@ -79,6 +82,10 @@ static int setup(void **state) {
   snprintf(fx->path, sizeof(fx->path), "%s/tokend.db", fx->dir);
   if (store_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
     fprintf(stderr, "store_open: %s\n", why);
+    return -1;
+  }
+  if (store_audit_key_set(fx->store, test_audit_key) != 0) {
+    fprintf(stderr, "store_audit_key_set: %s\n", store_errmsg(fx->store));
     return -1;
   }
   if (uv_loop_init(&fx->loop) != 0 || uv_timer_init(&fx->loop, &fx->timer))
