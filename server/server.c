@@ -92,6 +92,43 @@ out_rmdir:
   return err;
 }
 
+/* Checks that the socket's directory exists, is a directory and lets us
+ * create the socket, so that start-up says which (libuv's bind reports a
+ * missing directory as "permission denied"). Run before the database and
+ * pepper are touched, so a typo in --socket creates nothing. */
+static int socket_dir_check(const char *path) {
+  char buf[CONFIG_PATH_BYTES];
+  const char *dir;
+  struct stat st;
+
+  snprintf(buf, sizeof(buf), "%s", path);
+  dir = dirname(buf);
+  if (stat(dir, &st) != 0) {
+    if (errno == ENOENT)
+      log_error("cannot create socket %s: directory %s does not exist", path,
+                dir);
+    else if (errno == ENOTDIR)
+      log_error("cannot create socket %s: a component of %s is not a "
+                "directory",
+                path, dir);
+    else
+      log_error("cannot create socket %s: directory %s: %s", path, dir,
+                strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    log_error("cannot create socket %s: %s is not a directory", path, dir);
+    return TOKEND_ECONFIG;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    log_error("cannot create socket %s: permission denied on directory %s "
+              "(tokend runs as uid %u)",
+              path, dir, (unsigned)geteuid());
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
 /* Decides what to do with an existing file at the socket path: a socket no
  * one listens on (left by a crash) is removed; a live one, or anything that
  * is not a socket, makes us refuse to start. */
@@ -353,6 +390,8 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
+  if ((err = socket_dir_check(cfg->socket_path)) != 0)
+    return err;
   if ((err = pepper_load(cfg->pepper_path, s->pepper, why, sizeof(why))) != 0) {
     log_error("%s", why);
     return err;
