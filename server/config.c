@@ -49,6 +49,12 @@ static const char usage[] =
     "                           their last responses (default: 5000)\n"
     "  --max-connections N      connections served at once; more are told\n"
     "                           RESOURCE_EXHAUSTED and closed (default: 1024)\n"
+    "  --max-connections-per-uid N  connections one non-operator uid may\n"
+    "                           hold; more are told RESOURCE_EXHAUSTED and\n"
+    "                           closed (default: 256)\n"
+    "  --reserved-operator-connections N  of --max-connections, slots only\n"
+    "                           operators may take (default: 8, or a quarter\n"
+    "                           of --max-connections if that is less)\n"
     "  --read-timeout-ms N      close a peer whose request stays incomplete\n"
     "                           this long (default: 10000)\n"
     "  --idle-timeout-ms N      close a peer silent this long; 0: never\n"
@@ -84,6 +90,8 @@ enum {
   OPT_SHUTDOWN,
   OPT_LOG_LEVEL,
   OPT_MAX_CONNS,
+  OPT_MAX_CONNS_PER_UID,
+  OPT_RESERVED_OPERATOR_CONNS,
   OPT_READ_TIMEOUT,
   OPT_IDLE_TIMEOUT,
   OPT_MAX_QUEUED,
@@ -113,6 +121,9 @@ static const struct option long_options[] = {
     {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-connections-per-uid", required_argument, NULL, OPT_MAX_CONNS_PER_UID},
+    {"reserved-operator-connections", required_argument, NULL,
+     OPT_RESERVED_OPERATOR_CONNS},
     {"read-timeout-ms", required_argument, NULL, OPT_READ_TIMEOUT},
     {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED},
@@ -147,6 +158,9 @@ void config_defaults(config_t *cfg) {
   cfg->busy_poll_us = CONFIG_BUSY_POLL_US_DEFAULT;
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
+  cfg->max_connections_per_uid = CONFIG_MAX_CONNECTIONS_PER_UID_DEFAULT;
+  cfg->reserved_operator_connections =
+      CONFIG_RESERVED_OPERATOR_CONNECTIONS_DEFAULT;
   cfg->read_timeout_ms = CONFIG_READ_TIMEOUT_MS_DEFAULT;
   cfg->idle_timeout_ms = CONFIG_IDLE_TIMEOUT_MS_DEFAULT;
   cfg->max_queued_bytes = CONFIG_MAX_QUEUED_BYTES_DEFAULT;
@@ -249,6 +263,7 @@ static const char *bad_option_name(char **argv, char *buf, size_t len) {
 
 int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   int c, rc = 0, explicit_paths = 0, explicit_operators = 0;
+  int explicit_reserved = 0;
   char name[8];
 
   /* 0, not 1: glibc then also forgets a half-parsed group of flags. */
@@ -307,6 +322,15 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_MAX_CONNS:
       rc = parse_u32("--max-connections", optarg, 1, 1000000,
                      &cfg->max_connections, err);
+      break;
+    case OPT_MAX_CONNS_PER_UID:
+      rc = parse_u32("--max-connections-per-uid", optarg, 1, 1000000,
+                     &cfg->max_connections_per_uid, err);
+      break;
+    case OPT_RESERVED_OPERATOR_CONNS:
+      rc = parse_u32("--reserved-operator-connections", optarg, 0, 1000000,
+                     &cfg->reserved_operator_connections, err);
+      explicit_reserved = 1;
       break;
     case OPT_READ_TIMEOUT:
       rc = parse_u32("--read-timeout-ms", optarg, 10, 3600000,
@@ -412,6 +436,16 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   if (rc == 0 && cfg->max_queued_bytes_hard < cfg->max_queued_bytes) {
     fprintf(err, "tokend: --max-queued-bytes-hard must be at least "
                  "--max-queued-bytes\n");
+    rc = TOKEND_EINVAL;
+  }
+  /* The default reserve must leave non-operators most of a small limit;
+   * one given explicitly must leave them at least one slot. */
+  if (rc == 0 && !explicit_reserved &&
+      cfg->reserved_operator_connections > cfg->max_connections / 4)
+    cfg->reserved_operator_connections = cfg->max_connections / 4;
+  if (rc == 0 && cfg->reserved_operator_connections >= cfg->max_connections) {
+    fprintf(err, "tokend: --reserved-operator-connections must be less than "
+                 "--max-connections\n");
     rc = TOKEND_EINVAL;
   }
   /* Only the all-default layout creates var/ by itself. */

@@ -19,6 +19,20 @@
 #define CONFIG_BUSY_POLL_US_MAX 10000 /* at most 10 ms */
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000
 #define CONFIG_MAX_CONNECTIONS_DEFAULT 1024
+/* --max-connections-per-uid: a quarter of the default --max-connections,
+ * so that one local user (a runaway pool, a hostile process) cannot take
+ * the slots every other service's verifier needs; operators are exempt. */
+#define CONFIG_MAX_CONNECTIONS_PER_UID_DEFAULT 256
+/* --reserved-operator-connections: slots only operators may take, so that
+ * an operator can always get in to look (PostgreSQL's
+ * superuser_reserved_connections). When --max-connections is small the
+ * default shrinks to a quarter of it. */
+#define CONFIG_RESERVED_OPERATOR_CONNECTIONS_DEFAULT 8
+/* File descriptors tokend needs besides one per connection: the listener,
+ * the database with its WAL and shared memory, the loop's epoll, signal and
+ * async fds, the store worker's, stdio, a refused connection being answered,
+ * with room to spare. */
+#define CONFIG_FD_RESERVE 64
 #define CONFIG_READ_TIMEOUT_MS_DEFAULT 10000
 #define CONFIG_IDLE_TIMEOUT_MS_DEFAULT 300000
 #define CONFIG_MAX_QUEUED_BYTES_DEFAULT (1024u * 1024u)
@@ -59,8 +73,10 @@ typedef struct {
   uint32_t last_used_granularity_ms;
   /* after a read burst, poll without sleeping for this long (0: off) */
   uint32_t busy_poll_us;
-  uint32_t shutdown_timeout_ms;   /* how long shutdown waits for peers */
-  uint32_t max_connections;       /* more are answered and closed */
+  uint32_t shutdown_timeout_ms;     /* how long shutdown waits for peers */
+  uint32_t max_connections;         /* more are answered and closed */
+  uint32_t max_connections_per_uid; /* per non-operator uid */
+  uint32_t reserved_operator_connections; /* of max_connections */
   uint32_t read_timeout_ms;       /* a partial frame may wait this long */
   uint32_t idle_timeout_ms;       /* a silent connection lives this long; 0 */
   uint32_t max_queued_bytes;      /* unsent output above which reading pauses */

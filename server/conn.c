@@ -555,16 +555,20 @@ static int conn_identify(conn_t *c) {
   return 0;
 }
 
-/* Starts serving c, or tells it reject_msg and closes it. */
-static int conn_start(conn_t *c, const char *reject_msg) {
-  if (reject_msg != NULL) {
-    conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, reject_msg);
-    conn_close_when_sent(c);
-    return 0;
-  }
+/* Starts serving c, or tells it which connection limit it met and closes
+ * it. */
+static int conn_start(conn_t *c) {
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
   if (conn_identify(c) != 0) {
     conn_close(c);
     return TOKEND_EPERM;
+  }
+  if (server_conn_admit(c->server, c, msg, sizeof(msg)) != 0) {
+    server_log_refusal(c->server, msg);
+    conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+    conn_close_when_sent(c);
+    return 0;
   }
   conn_set_reading(c, 1);
   if (c->closing)
@@ -575,7 +579,7 @@ static int conn_start(conn_t *c, const char *reject_msg) {
   return 0;
 }
 
-int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
+int conn_accept(server_t *s, uv_stream_t *listener) {
   conn_t *c = conn_new(s);
   int err;
 
@@ -586,7 +590,7 @@ int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
     conn_close(c);
     return TOKEND_EIO;
   }
-  return conn_start(c, reject_msg);
+  return conn_start(c);
 }
 
 int conn_open_fd(server_t *s, int fd, conn_t **out) {
@@ -608,7 +612,7 @@ int conn_open_fd(server_t *s, int fd, conn_t **out) {
     conn_close(c);
     return TOKEND_EIO;
   }
-  if ((err = conn_start(c, NULL)) != 0)
+  if ((err = conn_start(c)) != 0)
     return err;
   if (out != NULL)
     *out = c;

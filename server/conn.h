@@ -53,12 +53,13 @@ typedef struct conn_s {
   int closing;            /* uv_close called */
   int closed;             /* close callback ran */
   int close_when_sent;    /* protocol error: close once wbuf is written */
+  int admitted;           /* counted by server_conn_admit */
 } conn_t;
 
-/* Accepts one connection from listener. If reject_msg is not NULL the peer
- * is told RESOURCE_EXHAUSTED with that message and closed at once. Returns
- * 0 or a TOKEND_E* code. */
-int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg);
+/* Accepts one connection from listener and identifies its peer. A peer
+ * over a connection limit (server_conn_admit) is told RESOURCE_EXHAUSTED
+ * and closed at once. Returns 0 or a TOKEND_E* code. */
+int conn_accept(server_t *s, uv_stream_t *listener);
 
 /* Serves an already connected stream socket fd (one end of a socketpair in
  * tests and the fuzzer). Takes ownership of fd: it is closed with the conn.

@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <uthash.h>
 
 #include "conn.h"
 #include "dispatch.h"
@@ -177,27 +179,159 @@ static int socket_path_claim(const char *path) {
   return 0;
 }
 
+/* Connections per uid, for --max-connections-per-uid. An entry lives while
+ * its uid has an admitted connection. */
+typedef struct server_uid_conns_s {
+  uint32_t uid;
+  uint32_t n;
+  UT_hash_handle hh;
+} server_uid_conns_t;
+
+int server_conn_admit(server_t *s, conn_t *c, char *msg, size_t len) {
+  const config_t *cfg = &s->cfg;
+  server_uid_conns_t *u;
+  uint32_t uid = c->peer.uid;
+
+  if (s->n_admitted >= cfg->max_connections) {
+    snprintf(msg, len,
+             "too many connections (the limit is %u, --max-connections); try "
+             "again later",
+             (unsigned)cfg->max_connections);
+    return TOKEND_EMSGSIZE;
+  }
+  HASH_FIND(hh, s->uid_conns, &uid, sizeof(uid), u);
+  if (!c->peer.is_operator) {
+    if (s->n_admitted >=
+        cfg->max_connections - cfg->reserved_operator_connections) {
+      snprintf(msg, len,
+               "only the %u connections reserved for operators are free "
+               "(--reserved-operator-connections of --max-connections %u); "
+               "try again later",
+               (unsigned)cfg->reserved_operator_connections,
+               (unsigned)cfg->max_connections);
+      return TOKEND_EMSGSIZE;
+    }
+    if (u != NULL && u->n >= cfg->max_connections_per_uid) {
+      snprintf(msg, len,
+               "uid %u already has %u connections, the most one uid may have "
+               "(--max-connections-per-uid); close some or try again later",
+               (unsigned)uid, (unsigned)u->n);
+      return TOKEND_EMSGSIZE;
+    }
+  }
+  if (u == NULL) {
+    if ((u = calloc(1, sizeof(*u))) == NULL) {
+      snprintf(msg, len, "out of memory");
+      return TOKEND_ENOMEM;
+    }
+    u->uid = uid;
+    HASH_ADD(hh, s->uid_conns, uid, sizeof(u->uid), u);
+  }
+  u->n++;
+  s->n_admitted++;
+  c->admitted = 1;
+  return 0;
+}
+
+static void server_conn_unadmit(server_t *s, conn_t *c) {
+  server_uid_conns_t *u;
+  uint32_t uid = c->peer.uid;
+
+  if (!c->admitted)
+    return;
+  c->admitted = 0;
+  s->n_admitted--;
+  HASH_FIND(hh, s->uid_conns, &uid, sizeof(uid), u);
+  if (u != NULL && --u->n == 0) {
+    HASH_DEL(s->uid_conns, u);
+    free(u);
+  }
+}
+
+/* At most one line a second, so that a flood of connections cannot make
+ * tokend write a line for each. */
+#define SERVER_REFUSE_LOG_INTERVAL_MS 1000
+
+void server_log_refusal(server_t *s, const char *what) {
+  uint64_t now = uv_now(&s->loop);
+
+  if (s->refuse_log_ms != 0 &&
+      now - s->refuse_log_ms < SERVER_REFUSE_LOG_INTERVAL_MS) {
+    s->refuse_log_suppressed++;
+    return;
+  }
+  if (s->refuse_log_suppressed > 0)
+    log_warn("refusing a connection: %s (and %u more refused or failed "
+             "connections since the last such line)",
+             what, s->refuse_log_suppressed);
+  else
+    log_warn("refusing a connection: %s", what);
+  s->refuse_log_ms = now != 0 ? now : 1;
+  s->refuse_log_suppressed = 0;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   server_t *s = listener->data;
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
-  const char *reject = NULL;
   int err;
 
+  /* libuv gives up on the waiting connections itself when accept fails
+   * for want of file descriptors (it closes a spare one, accepts and drops
+   * them), so the listener does not spin; we can only say so. */
   if (status < 0) {
-    log_warn("accept: %s", uv_strerror(status));
+    snprintf(msg, sizeof(msg), "accept failed: %s%s", uv_strerror(status),
+             status == UV_EMFILE || status == UV_ENFILE
+                 ? " (out of file descriptors)"
+                 : "");
+    server_log_refusal(s, msg);
     return;
   }
   if (s->state != SERVER_RUNNING)
     return;
-  if (s->n_conns >= s->cfg.max_connections) {
-    snprintf(msg, sizeof(msg),
-             "too many connections (the limit is %u); try again later",
-             (unsigned)s->cfg.max_connections);
-    log_warn("refusing a connection: %s", msg);
-    reject = msg;
-  }
-  if ((err = conn_accept(s, listener, reject)) != 0)
+  if ((err = conn_accept(s, listener)) != 0)
     log_warn("could not accept a connection: %s", tokend_strerror(err));
+}
+
+/* --max-connections is only real if the process may open that many file
+ * descriptors (systemd's default soft limit is 1024). Raise the soft limit
+ * as far as needed when the hard limit allows; otherwise refuse to start:
+ * an operator who asked for N connections would rather be told than find
+ * the extra ones dropped under load. */
+static int server_fd_limit(const config_t *cfg) {
+  rlim_t need = (rlim_t)cfg->max_connections + CONFIG_FD_RESERVE;
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    log_error("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+    return TOKEND_EINTERNAL;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+    return 0;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+    log_error("--max-connections %u needs %llu file descriptors (%d for "
+              "tokend itself) but RLIMIT_NOFILE allows %llu (hard limit); "
+              "raise it (systemd LimitNOFILE=, ulimit -Hn as root) or lower "
+              "--max-connections to %llu",
+              (unsigned)cfg->max_connections, (unsigned long long)need,
+              CONFIG_FD_RESERVE, (unsigned long long)rl.rlim_max,
+              rl.rlim_max > CONFIG_FD_RESERVE
+                  ? (unsigned long long)(rl.rlim_max - CONFIG_FD_RESERVE)
+                  : 0ull);
+    return TOKEND_ECONFIG;
+  }
+  log_info("raising the file-descriptor soft limit from %llu to %llu for "
+           "--max-connections %u",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+           (unsigned)cfg->max_connections);
+  rl.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    log_error("cannot raise RLIMIT_NOFILE to %llu for --max-connections %u: "
+              "%s",
+              (unsigned long long)need, (unsigned)cfg->max_connections,
+              strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  return 0;
 }
 
 static void on_sweep_timer(uv_timer_t *t) {
@@ -347,6 +481,7 @@ void server_job_end(server_t *s) {
 }
 
 void server_conn_removed(server_t *s, conn_t *c) {
+  server_conn_unadmit(s, c);
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
@@ -390,7 +525,8 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
-  if ((err = socket_dir_check(cfg->socket_path)) != 0)
+  if ((err = socket_dir_check(cfg->socket_path)) != 0 ||
+      (err = server_fd_limit(cfg)) != 0)
     return err;
   if ((err = pepper_load(cfg->pepper_path, s->pepper, why, sizeof(why))) != 0) {
     log_error("%s", why);
@@ -493,6 +629,16 @@ void server_cleanup(server_t *s) {
     uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
+  }
+  /* Every admitted conn was removed as the loop closed it; this frees
+   * whatever a failed start left. */
+  {
+    server_uid_conns_t *u, *tmp;
+
+    HASH_ITER(hh, s->uid_conns, u, tmp) {
+      HASH_DEL(s->uid_conns, u);
+      free(u);
+    }
   }
   if (s->listening) {
     unlink(s->cfg.socket_path);

@@ -46,6 +46,14 @@ typedef struct server_s {
   uint8_t pepper[TOKEND_PEPPER_BYTES];
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
+  /* Connections admitted (server_conn_admit), in all and per uid: the ones
+   * --max-connections and its per-uid and operator shares count. */
+  size_t n_admitted;
+  struct server_uid_conns_s *uid_conns; /* uthash, by uid */
+  /* Refused connections and failed accepts are logged at most once a second
+   * with a count of the rest (a flood must not flood the log). */
+  uint64_t refuse_log_ms;
+  unsigned refuse_log_suppressed;
   size_t jobs_in_flight;  /* store jobs submitted and not yet done */
   size_t list_bytes;      /* answer rows held by List calls in flight */
   int flush_in_flight;    /* a last_used write-back is running */
@@ -86,6 +94,18 @@ void server_read_burst(server_t *s);
 /* Called by the dispatcher around every store job. */
 void server_job_begin(server_t *s);
 void server_job_end(server_t *s);
+
+/* Decides whether c (its peer identified) may be served: 0, or
+ * TOKEND_EMSGSIZE with msg (len bytes) saying which limit it met:
+ * --max-connections, the --reserved-operator-connections that only
+ * operators may take, or --max-connections-per-uid (operators are exempt).
+ * An admitted c counts until server_conn_removed. */
+int server_conn_admit(server_t *s, conn_t *c, char *msg, size_t len);
+
+/* Logs a refused connection or a failed accept at warn, at most once a
+ * second: the first line of a second is logged with the number of others
+ * since the last one logged. */
+void server_log_refusal(server_t *s, const char *what);
 
 /* Removes c from the server's list (conn.c calls it once c is closed). */
 void server_conn_removed(server_t *s, conn_t *c);

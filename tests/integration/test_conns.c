@@ -234,8 +234,305 @@ static void test_socket_without_permission_names_group(void **state) {
              why);
 }
 
+/* ---- item 7: connection limits and the file-descriptor limit ---- */
+
+#define STATUS_MSG_BYTES 256
+
+/* Sends WhoAmI on fd and reads one answer: its status code (0: served),
+ * with the message in msg; -1 if no answer came. A refused connection's
+ * answer is the status tokend sent it on arrival, with call_id 0. */
+static int whoami_status(int fd, char msg[STATUS_MSG_BYTES]) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest who = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  int code;
+
+  msg[0] = '\0';
+  req.call_id = 1;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+  req.who_am_i = &who;
+  /* A refused peer may find the socket closed already: its answer is
+   * still there to read. */
+  (void)th_send_request(fd, &req);
+  if (th_recv_response(fd, TH_IO_TIMEOUT_MS, &r) != 0)
+    return -1;
+  code = th_response_code(r);
+  if (r->status != NULL && r->status->message != NULL)
+    snprintf(msg, STATUS_MSG_BYTES, "%s", r->status->message);
+  tokend__v1__response__free_unpacked(r, NULL);
+  return code;
+}
+
+/* A connection tokend serves. A connection just closed (such as the
+ * harness's readiness probe) may hold its slot until tokend reads its EOF,
+ * so a refusal is retried for a while; anything else fails. */
+static int connect_served(const char *path) {
+  int64_t deadline = th_mono_ms() + TH_IO_TIMEOUT_MS;
+  char msg[STATUS_MSG_BYTES];
+  int fd, code;
+
+  for (;;) {
+    fd = th_connect(path);
+    assert_true(fd >= 0);
+    code = whoami_status(fd, msg);
+    if (code == 0)
+      return fd;
+    close(fd);
+    if (code != TOKEND_GRPC_RESOURCE_EXHAUSTED)
+      fail_msg("a new connection's WhoAmI got %d (%s)", code, msg);
+    if (th_mono_ms() >= deadline)
+      fail_msg("no connection was served: %s", msg);
+    th_sleep_ms(10);
+  }
+}
+
+/* A new connection must be refused RESOURCE_EXHAUSTED with a message that
+ * contains word, then closed. */
+static void expect_refused_conn(const char *path, const char *word) {
+  char msg[STATUS_MSG_BYTES];
+  int fd = th_connect(path), code;
+
+  assert_true(fd >= 0);
+  code = whoami_status(fd, msg);
+  if (code != TOKEND_GRPC_RESOURCE_EXHAUSTED || strstr(msg, word) == NULL)
+    fail_msg("want RESOURCE_EXHAUSTED naming '%s', got %d: %s", word, code,
+             msg);
+  assert_int_equal(th_wait_eof(fd, TH_IO_TIMEOUT_MS), 1);
+  close(fd);
+}
+
+/* A child of another uid holding connections open. */
+typedef struct {
+  pid_t pid;
+  int go; /* closing it lets the child close its connections and exit */
+} peer_proc_t;
+
+/* Forks a child that becomes uid (group nogroup), opens n connections to
+ * path one after another, and reports each one's WhoAmI status into codes
+ * and msgs; it holds them until peer_end(). */
+static void peer_start(peer_proc_t *p, const char *path, uid_t uid, int n,
+                       int *codes, char (*msgs)[STATUS_MSG_BYTES]) {
+  int res[2], go[2], i, fd;
+  char msg[STATUS_MSG_BYTES];
+  char buf;
+
+  assert_int_equal(pipe2(res, O_CLOEXEC), 0);
+  assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+  p->pid = fork();
+  assert_true(p->pid >= 0);
+  if (p->pid == 0) {
+    close(res[0]);
+    close(go[1]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (drop_privileges(uid, NOGROUP_GID) != 0)
+      _exit(3);
+    for (i = 0; i < n; i++) {
+      int code = -1;
+
+      memset(msg, 0, sizeof(msg));
+      fd = th_connect(path);
+      if (fd >= 0)
+        code = whoami_status(fd, msg);
+      if (th_write_all(res[1], &code, sizeof(code)) != 0 ||
+          th_write_all(res[1], msg, sizeof(msg)) != 0)
+        _exit(5);
+    }
+    /* Hold every connection until the parent says go. */
+    while (read(go[0], &buf, 1) < 0 && errno == EINTR)
+      ;
+    _exit(0);
+  }
+  close(res[1]);
+  close(go[0]);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(
+        th_read_all(res[0], &codes[i], sizeof(codes[i]), TH_IO_TIMEOUT_MS), 0);
+    assert_int_equal(
+        th_read_all(res[0], msgs[i], STATUS_MSG_BYTES, TH_IO_TIMEOUT_MS), 0);
+    msgs[i][STATUS_MSG_BYTES - 1] = '\0';
+  }
+  close(res[0]);
+  p->go = go[1];
+}
+
+static void peer_end(peer_proc_t *p) {
+  int wstatus;
+
+  close(p->go);
+  assert_int_equal(waitpid(p->pid, &wstatus, 0), p->pid);
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
+    fail_msg("peer child exited with status 0x%x", (unsigned)wstatus);
+}
+
+#define LIMIT_TOTAL 6
+#define LIMIT_PER_UID 2
+#define LIMIT_RESERVED 2
+
+/* One uid holds its share and is refused past it; another uid still gets
+ * in up to the operators' reserve; past it only an operator does, and an
+ * operator (exempt from the per-uid share) up to --max-connections. */
+static void test_per_uid_limit_and_operator_reserve(void **state) {
+  th_fixture_t *f = *state;
+  int root = geteuid() == 0, fds[LIMIT_PER_UID], i;
+  int codes[3];
+  char msgs[3][STATUS_MSG_BYTES];
+  peer_proc_t other, third, op;
+  /* The test's own uid must not be an operator: name another. */
+  const char *const args[] = {"--max-connections",
+                              "6",
+                              "--max-connections-per-uid",
+                              "2",
+                              "--reserved-operator-connections",
+                              "2",
+                              "--operator-uid",
+                              root ? "65534" : "0",
+                              "--socket-mode",
+                              "0666",
+                              NULL};
+
+  if (root)
+    assert_int_equal(chmod(f->tokend.dir, 0711), 0);
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  for (i = 0; i < LIMIT_PER_UID; i++)
+    fds[i] = connect_served(f->tokend.socket_path);
+  expect_refused_conn(f->tokend.socket_path, "--max-connections-per-uid");
+  /* Refusals give nothing back and take nothing: still refused. */
+  expect_refused_conn(f->tokend.socket_path, "--max-connections-per-uid");
+
+  if (!root) {
+    fprintf(stderr, "  skipped the other-uid and operator cases: only root "
+                    "can run peers of other uids\n");
+  } else {
+    /* Another uid gets its share: 4 of 6 taken, the rest reserved. */
+    peer_start(&other, f->tokend.socket_path, 65533, LIMIT_PER_UID, codes,
+               msgs);
+    for (i = 0; i < LIMIT_PER_UID; i++)
+      if (codes[i] != 0)
+        fail_msg("uid 65533's connection %d: %d (%s)", i, codes[i], msgs[i]);
+    /* A third uid, within its own share, meets the reserve. */
+    peer_start(&third, f->tokend.socket_path, 65532, 1, codes, msgs);
+    if (codes[0] != TOKEND_GRPC_RESOURCE_EXHAUSTED ||
+        strstr(msgs[0], "reserved for operators") == NULL)
+      fail_msg("uid 65532 should meet the operators' reserve: %d (%s)",
+               codes[0], msgs[0]);
+    peer_end(&third);
+    /* An operator takes the reserved slots, beyond the per-uid share, up to
+     * --max-connections and no further. */
+    peer_start(&op, f->tokend.socket_path, 65534, 3, codes, msgs);
+    for (i = 0; i < LIMIT_RESERVED; i++)
+      if (codes[i] != 0)
+        fail_msg("operator's connection %d: %d (%s)", i, codes[i], msgs[i]);
+    if (codes[2] != TOKEND_GRPC_RESOURCE_EXHAUSTED ||
+        strstr(msgs[2], "--max-connections") == NULL)
+      fail_msg("past --max-connections even an operator is refused: %d (%s)",
+               codes[2], msgs[2]);
+    peer_end(&op);
+    peer_end(&other);
+  }
+  /* The connections within the limits were never disturbed. */
+  for (i = 0; i < LIMIT_PER_UID; i++) {
+    char msg[STATUS_MSG_BYTES];
+
+    assert_int_equal(whoami_status(fds[i], msg), 0);
+    close(fds[i]);
+  }
+}
+
+/* The value of "Max open files" in /proc/pid/limits: soft or hard. */
+static long proc_nofile(pid_t pid, int hard) {
+  char path[64], *text, *line;
+  long soft_v = -1, hard_v = -1;
+  size_t len;
+
+  snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+  text = th_read_file(path, &len);
+  if (text == NULL)
+    return -1;
+  line = strstr(text, "Max open files");
+  if (line != NULL)
+    sscanf(line + strlen("Max open files"), "%ld %ld", &soft_v, &hard_v);
+  free(text);
+  return hard ? hard_v : soft_v;
+}
+
+#define FD_TEST_MAX_CONNS 1000
+/* CONFIG_FD_RESERVE (server/config.h) */
+#define FD_TEST_NEED (FD_TEST_MAX_CONNS + 64)
+
+/* Started with a soft limit below what --max-connections needs (and a
+ * hard limit above it), tokend raises its soft limit. */
+static void test_fd_soft_limit_raised_at_start(void **state) {
+  th_fixture_t *f = *state;
+  const char *const args[] = {"--max-connections", "1000", NULL};
+  struct rlimit saved, low;
+  long soft;
+  int rc;
+
+  /* valgrind keeps file descriptors of its own above the soft limit it
+   * starts with and refuses to let its client raise it. */
+  if (th_wrapped()) {
+    fprintf(stderr, "  skipped: tokend runs under a wrapper\n");
+    skip();
+  }
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < FD_TEST_NEED) {
+    fprintf(stderr, "  skipped: the hard limit %llu is below %d\n",
+            (unsigned long long)saved.rlim_max, FD_TEST_NEED);
+    skip();
+  }
+  low = saved;
+  low.rlim_cur = 256;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  rc = th_tokend_start(&f->tokend, args);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  assert_int_equal(rc, 0);
+  soft = proc_nofile(f->tokend.pid, 0);
+  if (soft < FD_TEST_NEED)
+    fail_msg("tokend's soft RLIMIT_NOFILE is %ld, want at least %d", soft,
+             FD_TEST_NEED);
+  assert_true(th_file_contains(f->tokend.log_path, "raising the file-",
+                               strlen("raising the file-")));
+}
+
+/* With a hard limit below what --max-connections needs, tokend refuses to
+ * start and says the numbers. */
+static void test_fd_hard_limit_too_low_refused(void **state) {
+  th_fixture_t *f = *state;
+  const char *argv[] = {"/bin/sh",
+                        "-c",
+                        "ulimit -n 256 && exec \"$@\"",
+                        "sh",
+                        TOKEND_BIN,
+                        "--socket",
+                        f->tokend.socket_path,
+                        "--db",
+                        f->tokend.db_path,
+                        "--pepper-file",
+                        f->tokend.pepper_path,
+                        "--max-connections",
+                        "1000",
+                        NULL};
+  th_run_result_t r;
+
+  assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  th_expect_exit(&r, EXIT_START_FAILED, "tokend with RLIMIT_NOFILE 256");
+  if (strstr(r.err, "RLIMIT_NOFILE") == NULL ||
+      strstr(r.err, "needs 1064 file descriptors") == NULL ||
+      strstr(r.err, "allows 256") == NULL)
+    fail_msg("tokend should say what it needs and what it may have:\n%s",
+             r.err);
+  th_run_result_free(&r);
+  assert_false(th_path_exists(f->tokend.socket_path));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_per_uid_limit_and_operator_reserve,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_fd_soft_limit_raised_at_start,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_fd_hard_limit_too_low_refused,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_socket_in_missing_directory_says_so,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
@@ -251,5 +548,7 @@ int main(void) {
           th_fixture_teardown),
   };
 
+  /* A refused peer's request may meet a closed socket. */
+  signal(SIGPIPE, SIG_IGN);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
