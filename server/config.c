@@ -70,6 +70,11 @@ static const char usage[] =
     "                           in flight may hold for their answers, all\n"
     "                           connections together; more are answered\n"
     "                           RESOURCE_EXHAUSTED (default: 67108864)\n"
+    "  --max-read-memory N      most memory the read buffers of requests\n"
+    "                           larger than 16 KiB may hold, all connections\n"
+    "                           together; a request that would take more is\n"
+    "                           answered RESOURCE_EXHAUSTED and its\n"
+    "                           connection closed (default: 268435456)\n"
     "  --max-pending-calls N    store calls one connection may have in\n"
     "                           flight (Issue, Revoke, List, ..., and audit\n"
     "                           records of its refused calls) before tokend\n"
@@ -99,6 +104,7 @@ enum {
   OPT_MAX_REQUEST_MEMORY,
   OPT_MAX_PENDING_CALLS,
   OPT_MAX_LIST_MEMORY,
+  OPT_MAX_READ_MEMORY,
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_OPERATOR_UID,
@@ -131,6 +137,7 @@ static const struct option long_options[] = {
     {"max-request-memory", required_argument, NULL, OPT_MAX_REQUEST_MEMORY},
     {"max-pending-calls", required_argument, NULL, OPT_MAX_PENDING_CALLS},
     {"max-list-memory", required_argument, NULL, OPT_MAX_LIST_MEMORY},
+    {"max-read-memory", required_argument, NULL, OPT_MAX_READ_MEMORY},
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
@@ -167,6 +174,7 @@ void config_defaults(config_t *cfg) {
   cfg->max_queued_bytes_hard = CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT;
   cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
   cfg->max_list_memory = CONFIG_MAX_LIST_MEMORY_DEFAULT;
+  cfg->max_read_memory = CONFIG_MAX_READ_MEMORY_DEFAULT;
   cfg->max_pending_calls = CONFIG_MAX_PENDING_CALLS_DEFAULT;
   cfg->log_level = LOG_INFO;
   cfg->socket_mode = 0600;
@@ -399,6 +407,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_MAX_LIST_MEMORY:
       rc = parse_u32("--max-list-memory", optarg, CONFIG_MAX_LIST_MEMORY_MIN,
                      UINT32_MAX, &cfg->max_list_memory, err);
+      break;
+    case OPT_MAX_READ_MEMORY:
+      rc = parse_u32("--max-read-memory", optarg, CONFIG_MAX_READ_MEMORY_MIN,
+                     UINT32_MAX, &cfg->max_read_memory, err);
       break;
     case 'h':
       fputs(usage, out);

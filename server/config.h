@@ -42,6 +42,12 @@
 #define CONFIG_MAX_LIST_MEMORY_DEFAULT (64u * 1024u * 1024u)
 #define CONFIG_MAX_LIST_MEMORY_MIN (64u * 1024u)
 #define CONFIG_MAX_PENDING_CALLS_DEFAULT 32
+/* --max-read-memory: read buffers larger than a connection's first 16 KiB,
+ * all connections together (a request bigger than that is read into a
+ * buffer of its own size, which goes back once it is handled). 256 frames
+ * of the default --max-frame-bytes at once. */
+#define CONFIG_MAX_READ_MEMORY_DEFAULT (256u * 1024u * 1024u)
+#define CONFIG_MAX_READ_MEMORY_MIN (64u * 1024u)
 
 /* How many uids or groups one policy list may name. */
 #define CONFIG_MAX_IDS 64
@@ -86,6 +92,8 @@ typedef struct {
    * connections together */
   uint32_t max_list_memory;
   uint32_t max_pending_calls; /* store calls in flight per connection */
+  /* large read buffers (a request past the first 16 KiB), all connections */
+  uint32_t max_read_memory;
   log_level_t log_level;
   /* 1 when a path is the built-in default under var/, which tokend then
    * creates if missing (an explicit path's directory must exist). */

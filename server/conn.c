@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,8 +16,12 @@
 #include "server.h"
 #include "tokend_error.h"
 
-/* Smallest free space offered to each read, and the initial buffer. */
+/* Every connection's read buffer while it holds no request larger than
+ * this: what it reads into, and what it goes back to. */
 #define CONN_READ_CHUNK 16384
+/* An output buffer left larger than this once empty is freed rather than
+ * kept for the next answer. */
+#define CONN_WRITE_KEEP (64u * 1024u)
 
 typedef struct {
   uv_write_t req;
@@ -27,15 +32,94 @@ typedef struct {
   int secret;
 } conn_write_t;
 
+/* Read buffers: CONN_READ_CHUNK from malloc; a larger one, sized to one
+ * request, is mapped on its own so that it goes back to the kernel the
+ * moment it is unmapped (from malloc's heap it could stay in tokend's
+ * resident memory after free). Requests carry tokens (Verify), so a buffer
+ * is wiped before it is let go. */
+static uint8_t *rbuf_alloc(size_t cap) {
+  void *p;
+
+  if (cap <= CONN_READ_CHUNK)
+    return malloc(cap);
+  p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+           0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void rbuf_free(uint8_t *buf, size_t cap) {
+  if (buf == NULL)
+    return;
+  sodium_memzero(buf, cap);
+  if (cap <= CONN_READ_CHUNK)
+    free(buf);
+  else
+    munmap(buf, cap);
+}
+
+/* What c's read buffer counts against --max-read-memory. */
+static size_t rbuf_counted(size_t cap) {
+  return cap > CONN_READ_CHUNK ? cap : 0;
+}
+
+/* Moves c's input into a buffer of exactly cap bytes (at least rlen). */
+static int conn_rbuf_resize(conn_t *c, size_t cap) {
+  uint8_t *nb = rbuf_alloc(cap);
+
+  if (nb == NULL)
+    return TOKEND_ENOMEM;
+  if (c->rlen > 0)
+    memcpy(nb, c->rbuf, c->rlen);
+  rbuf_free(c->rbuf, c->rcap);
+  c->server->read_buf_bytes -= rbuf_counted(c->rcap);
+  c->server->read_buf_bytes += rbuf_counted(cap);
+  c->rbuf = nb;
+  c->rcap = cap;
+  return 0;
+}
+
+/* Sizes c's read buffer for what it is waiting for, once every complete
+ * frame in it has been handled: the whole of a partial frame larger than
+ * CONN_READ_CHUNK (checked against --max-read-memory before it is
+ * allocated), else CONN_READ_CHUNK again, so that a connection that sent
+ * one large request and went quiet holds 16 KiB, not the request's size
+ * (Redis trims its query buffers the same way). Returns 0, TOKEND_EMSGSIZE
+ * with msg filled (the frame would take read buffers past the limit; the
+ * buffer is unchanged) or TOKEND_ENOMEM. */
+static int conn_rbuf_fit(conn_t *c, char *msg, size_t len) {
+  server_t *s = c->server;
+  size_t want = CONN_READ_CHUNK, total, others;
+  const uint8_t *body;
+  uint32_t body_len;
+
+  if (frame_decode(c->rbuf, c->rlen, s->cfg.max_frame_bytes, &body, &body_len,
+                   &total) != FRAME_NEED_MORE)
+    return 0; /* whole frames still wait (held): handled later */
+  if (total > want)
+    want = total;
+  if (c->rbuf == NULL || want == c->rcap)
+    return 0;
+  if (want > CONN_READ_CHUNK) {
+    others = s->read_buf_bytes - rbuf_counted(c->rcap);
+    if (others > s->cfg.max_read_memory ||
+        want > s->cfg.max_read_memory - others) {
+      snprintf(msg, len,
+               "a request of %zu bytes would take read buffers to %zu bytes, "
+               "past --max-read-memory %u; try again later",
+               want, others + want, (unsigned)s->cfg.max_read_memory);
+      return TOKEND_EMSGSIZE;
+    }
+  }
+  return conn_rbuf_resize(c, want);
+}
+
 static void conn_maybe_free(conn_t *c) {
   if (!c->closed || c->jobs > 0 || c->deferred > 0)
     return;
   if (c->wbuf_secret && c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
-  /* Requests carry tokens (Verify): wiped like answers that carry them. */
-  if (c->rbuf != NULL)
-    sodium_memzero(c->rbuf, c->rcap);
-  free(c->rbuf);
+  rbuf_free(c->rbuf, c->rcap);
+  c->server->read_buf_bytes -= rbuf_counted(c->rcap);
   free(c->wbuf);
   free(c);
 }
@@ -301,6 +385,12 @@ void conn_flush(conn_t *c) {
     return;
   }
   if (c->wlen == 0) {
+    /* A large answer went out whole: do not keep its buffer. */
+    if (c->wcap > CONN_WRITE_KEEP) {
+      free(c->wbuf);
+      c->wbuf = NULL;
+      c->wcap = 0;
+    }
     conn_after_write(c);
     return;
   }
@@ -342,28 +432,23 @@ void conn_flush(conn_t *c) {
   }
 }
 
+/* conn_process has sized the buffer for the frame being read (or its
+ * header), so there is always room here but for the first read. */
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn_t *c = handle->data;
-  const server_t *s = c->server;
-  size_t need = c->rlen + CONN_READ_CHUNK;
-  const uint8_t *body;
-  uint32_t body_len;
-  size_t frame_total;
-  uint8_t *nb;
 
-  /* If a frame is partly here, make room for all of it at once. Its length
-   * was already checked against the maximum, so this is bounded. */
-  if (frame_decode(c->rbuf, c->rlen, s->cfg.max_frame_bytes, &body, &body_len,
-                   &frame_total) == FRAME_NEED_MORE &&
-      frame_total > c->rlen)
-    need = frame_total > need ? frame_total : need;
-  nb = secret_buf_reserve(c->rbuf, &c->rcap, c->rlen, need - c->rlen, 1,
-                          CONN_READ_CHUNK, 1);
-  if (nb == NULL) {
-    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+  (void)suggested;
+  if (c->rbuf == NULL) {
+    if ((c->rbuf = rbuf_alloc(CONN_READ_CHUNK)) == NULL) {
+      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    c->rcap = CONN_READ_CHUNK;
+  }
+  if (c->rcap == c->rlen) {
+    *buf = uv_buf_init(NULL, 0);
     return;
   }
-  c->rbuf = nb;
   *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
@@ -417,6 +502,20 @@ static int conn_process(conn_t *c) {
   if (off > 0) {
     secret_buf_consume(c->rbuf, c->rlen, off, 1);
     c->rlen -= off;
+  }
+  if (!stop && !c->closing) {
+    int err = conn_rbuf_fit(c, msg, sizeof(msg));
+
+    if (err == TOKEND_EMSGSIZE) {
+      log_warn("conn %llu: %s; closing", (unsigned long long)c->id, msg);
+      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+      stop = 1;
+    } else if (err != 0) {
+      log_error("conn %llu: out of memory for a request; closing",
+                (unsigned long long)c->id);
+      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+      stop = 1;
+    }
   }
   /* The read timeout runs from the first byte of input not yet handled:
    * none left, no clock; frames handled, the rest starts its own. Every

@@ -54,8 +54,10 @@ typedef struct server_s {
    * with a count of the rest (a flood must not flood the log). */
   uint64_t refuse_log_ms;
   unsigned refuse_log_suppressed;
-  size_t jobs_in_flight;  /* store jobs submitted and not yet done */
-  size_t list_bytes;      /* answer rows held by List calls in flight */
+  size_t jobs_in_flight; /* store jobs submitted and not yet done */
+  size_t list_bytes;     /* answer rows held by List calls in flight */
+  /* read buffers larger than CONN_READ_CHUNK, all conns (--max-read-memory) */
+  size_t read_buf_bytes;
   int flush_in_flight;    /* a last_used write-back is running */
   int final_flush_marked; /* shutdown marked every unsaved last_used */
   int listening;          /* the socket file is ours to remove */
