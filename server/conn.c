@@ -121,15 +121,21 @@ static void conn_maybe_free(conn_t *c) {
   rbuf_free(c->rbuf, c->rcap);
   c->server->read_buf_bytes -= rbuf_counted(c->rcap);
   free(c->wbuf);
+  free(c->later);
   free(c);
 }
+
+static void conn_end_waiting(conn_t *c);
 
 static void on_close(uv_handle_t *handle) {
   conn_t *c = handle->data;
 
   server_conn_removed(c->server, c);
   c->closed = 1;
-  conn_maybe_free(c);
+  if (c->n_later > 0)
+    conn_end_waiting(c); /* may free c */
+  else
+    conn_maybe_free(c);
 }
 
 int conn_is_open(const conn_t *c) { return !c->closing; }
@@ -153,6 +159,95 @@ static int conn_process(conn_t *c);
 static void conn_set_reading(conn_t *c, int on);
 static int conn_may_read(const conn_t *c);
 
+/* Must c's next request wait? At the pending-calls limit, and while more
+ * than --max-queued-bytes of answers are unread. */
+static int conn_must_hold(const conn_t *c) {
+  const config_t *cfg = &c->server->cfg;
+
+  return c->jobs >= cfg->max_pending_calls ||
+         c->out_bytes > cfg->max_queued_bytes;
+}
+
+int conn_answer_later(conn_t *c, store_job_t *job) {
+  store_job_t **nl;
+  size_t cap;
+
+  /* Shutting down: answers go out now, and --shutdown-timeout-ms bounds
+   * how long a peer that does not read them is waited for. */
+  if (c->closing || job == c->answering || c->server->state != SERVER_RUNNING ||
+      (c->n_later == 0 && c->out_bytes <= c->server->cfg.max_queued_bytes))
+    return 0;
+  if (c->n_later == c->later_cap) {
+    cap = c->later_cap ? c->later_cap * 2 : 8;
+    nl = realloc(c->later, cap * sizeof(*nl));
+    if (nl == NULL)
+      return 0; /* answered now: memory over order */
+    c->later = nl;
+    c->later_cap = cap;
+  }
+  c->later[c->n_later++] = job;
+  return 1;
+}
+
+/* Makes the answers that wait, oldest first, while the peer's unread
+ * answers stay within --max-queued-bytes (all of them once the server is
+ * stopping). Each done callback ends its job, which cannot free c: the jobs
+ * still waiting keep it, and c is open. */
+static void conn_answer_waiting(conn_t *c) {
+  store_job_t *job;
+
+  if (c->answering != NULL)
+    return;
+  while (c->n_later > 0 && !c->closing &&
+         (c->out_bytes <= c->server->cfg.max_queued_bytes ||
+          c->server->state != SERVER_RUNNING)) {
+    job = c->later[0];
+    memmove(c->later, c->later + 1, --c->n_later * sizeof(*c->later));
+    c->answering = job;
+    job->done(job);
+    c->answering = NULL;
+  }
+}
+
+/* At close: every job whose answer waits is ended (its done callback sees
+ * the conn closed). The last may free c, so c is not touched after. */
+static void conn_end_waiting(conn_t *c) {
+  store_job_t **later = c->later;
+  size_t n = c->n_later, i;
+
+  c->later = NULL;
+  c->n_later = c->later_cap = 0;
+  for (i = 0; i < n; i++)
+    later[i]->done(later[i]);
+  free(later);
+}
+
+/* Held: once half the calls are answered and the peer has read most of its
+ * answers, go on with the requests already buffered, then read again. */
+static void conn_resume(conn_t *c) {
+  const config_t *cfg = &c->server->cfg;
+
+  if (!c->held || c->closing || c->resuming ||
+      c->jobs > cfg->max_pending_calls / 2 ||
+      c->out_bytes > cfg->max_queued_bytes / 2)
+    return;
+  c->held = 0;
+  c->resuming = 1;
+  if (conn_process(c) != 0) {
+    c->resuming = 0;
+    conn_close_when_sent(c);
+    return;
+  }
+  /* The peer hung up its sending side while held: everything it sent is
+   * handled now, so it closes once answered. */
+  if (c->peer_eof && !c->held)
+    c->close_when_sent = 1;
+  if (conn_may_read(c))
+    conn_set_reading(c, 1);
+  conn_flush(c);
+  c->resuming = 0;
+}
+
 /* conn_job_end() without the server's count. */
 static void conn_job_release(conn_t *c) {
   c->jobs--;
@@ -160,18 +255,7 @@ static void conn_job_release(conn_t *c) {
     conn_maybe_free(c);
     return;
   }
-  /* Held at the pending-calls limit: once half are answered, go on with the
-   * requests already buffered, then read again. */
-  if (c->held && c->jobs <= c->server->cfg.max_pending_calls / 2 &&
-      !c->closing) {
-    c->held = 0;
-    if (conn_process(c) != 0) {
-      conn_close_when_sent(c);
-      return;
-    }
-    if (conn_may_read(c))
-      conn_set_reading(c, 1);
-  }
+  conn_resume(c);
   conn_flush(c);
 }
 
@@ -223,10 +307,18 @@ static void conn_set_reading(conn_t *c, int on) {
 /* May c read more requests? Not while closing, draining, paused or held. */
 static int conn_may_read(const conn_t *c) {
   return !c->closing && !c->close_when_sent && !c->paused && !c->held &&
-         c->server->state == SERVER_RUNNING;
+         !c->peer_eof && c->server->state == SERVER_RUNNING;
 }
 
-void conn_stop_reading(conn_t *c) { conn_set_reading(c, 0); }
+void conn_stop_reading(conn_t *c) {
+  conn_set_reading(c, 0);
+  /* Answers held for a slow reader are owed too: made now, so that the
+   * store's jobs end and shutdown can proceed. */
+  if (c->n_later > 0) {
+    conn_answer_waiting(c);
+    conn_flush(c);
+  }
+}
 
 void conn_close_when_sent(conn_t *c) {
   c->close_when_sent = 1;
@@ -322,6 +414,8 @@ static void conn_after_write(conn_t *c) {
     if (conn_may_read(c))
       conn_set_reading(c, 1);
   }
+  conn_answer_waiting(c);
+  conn_resume(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -465,9 +559,10 @@ static int conn_process(conn_t *c) {
 
   server_read_burst(c->server);
   while (!stop && !c->closing && !c->close_when_sent) {
-    /* A peer cannot queue unbounded work for the store: at the limit of
-     * calls in flight, stop here and read no more until half are done. */
-    if (c->jobs >= s->cfg.max_pending_calls) {
+    /* A peer cannot queue unbounded work for the store, nor have answers
+     * made faster than it reads them: stop here and read no more until
+     * conn_resume. */
+    if (conn_must_hold(c)) {
       c->held = 1;
       conn_set_reading(c, 0);
       break;
@@ -537,8 +632,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
                 uv_strerror((int)nread));
     if (nread == UV_EOF) {
       /* The peer is done sending (maybe only half-closed): it still gets
-       * the answers it is owed, then the connection closes. */
-      conn_close_when_sent(c);
+       * the answers it is owed, to requests held back too, then the
+       * connection closes. */
+      c->peer_eof = 1;
+      if (c->held)
+        conn_set_reading(c, 0);
+      else
+        conn_close_when_sent(c);
     } else {
       conn_close(c);
     }

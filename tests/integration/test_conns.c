@@ -707,12 +707,257 @@ static void test_read_memory_limit_edge(void **state) {
   free(rest);
 }
 
+/* ---- item 9: a client that reads its pipelined answers is served ---- */
+
+#define LIST_TOKENS 1000
+#define LIST_CALLS 8
+#define ISSUE_BATCH 50
+#define SCOPE_CHARS 64
+
+/* Issues LIST_TOKENS tokens in DOMAIN, each with a 100-character label and
+ * 32 scopes of 64 characters (about 2.3 KB in a List answer, so that a page
+ * of 1,000 is 2.3 MB), pipelined in batches. */
+static void issue_many(const th_tokend_t *t) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+  char label[101], scope_buf[TOKEND_MAX_SCOPES][SCOPE_CHARS + 1];
+  char *scopes[TOKEND_MAX_SCOPES];
+  Tokend__V1__Response *r = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0, done = 0, i, n;
+  int fd = th_connect(t->socket_path);
+
+  assert_true(fd >= 0);
+  memset(label, 'l', 100);
+  label[100] = '\0';
+  for (i = 0; i < TOKEND_MAX_SCOPES; i++) {
+    memset(scope_buf[i], 's', SCOPE_CHARS);
+    snprintf(scope_buf[i], sizeof(scope_buf[i]), "%02zu", i);
+    scope_buf[i][2] = 's';
+    scope_buf[i][SCOPE_CHARS] = '\0';
+    scopes[i] = scope_buf[i];
+  }
+  ir.domain = DOMAIN;
+  ir.label = label;
+  ir.scopes = scopes;
+  ir.n_scopes = TOKEND_MAX_SCOPES;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  while (done < LIST_TOKENS) {
+    n = LIST_TOKENS - done < ISSUE_BATCH ? LIST_TOKENS - done : ISSUE_BATCH;
+    th_frame_repeat(&buf, &len, &req, done + 1, n);
+    assert_int_equal(th_write_all(fd, buf, len), 0);
+    free(buf);
+    buf = NULL;
+    len = 0;
+    for (i = 0; i < n; i++) {
+      assert_int_equal(th_recv_response(fd, 10 * TH_IO_TIMEOUT_MS, &r), 0);
+      if (th_response_code(r) != 0)
+        fail_msg("issue %zu: %d (%s)", done + i, th_response_code(r),
+                 r->status->message);
+      tokend__v1__response__free_unpacked(r, NULL);
+    }
+    done += n;
+  }
+  close(fd);
+}
+
+/* LIST_CALLS Lists of page_size 1000, framed, call ids 1 to LIST_CALLS. */
+static uint8_t *list_frames(size_t *len) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
+  uint8_t *buf = NULL;
+
+  *len = 0;
+  lr.domain = DOMAIN;
+  lr.page_size = LIST_TOKENS;
+  lr.page_token = "";
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &lr;
+  th_frame_repeat(&buf, len, &req, 1, LIST_CALLS);
+  return buf;
+}
+
+#ifndef FAULT_INJECT_LIB
+#error "FAULT_INJECT_LIB must name the fault_inject shim"
+#endif
+
+/* tokend with the fault_inject shim (see fault_inject.c), its database's
+ * syncs stallable through the file ctl. */
+typedef struct {
+  th_fixture_t fx; /* first: th_fixture_teardown frees it */
+  char ctl[TH_PATH_BYTES];
+  char env_preload[TH_PATH_BYTES + 16];
+  char env_dir[TH_PATH_BYTES + 32];
+  char env_ctl[TH_PATH_BYTES + 32];
+  const char *env[4];
+} stall_fixture_t;
+
+static int setup_stallable(void **state) {
+  stall_fixture_t *sf = calloc(1, sizeof(*sf));
+  th_fixture_t *f = &sf->fx;
+
+  *state = NULL;
+  if (sf == NULL || th_tokend_init(&f->tokend) != 0) {
+    free(sf);
+    return -1;
+  }
+  snprintf(sf->ctl, sizeof(sf->ctl), "%s/fault", f->tokend.dir);
+  snprintf(sf->env_preload, sizeof(sf->env_preload), "LD_PRELOAD=%s",
+           FAULT_INJECT_LIB);
+  snprintf(sf->env_dir, sizeof(sf->env_dir), "TOKEND_FAULT_DIR=%s",
+           f->tokend.dir);
+  snprintf(sf->env_ctl, sizeof(sf->env_ctl), "TOKEND_FAULT_CTL=%s", sf->ctl);
+  sf->env[0] = sf->env_preload;
+  sf->env[1] = sf->env_dir;
+  sf->env[2] = sf->env_ctl;
+  sf->env[3] = NULL;
+  f->tokend.env = sf->env;
+  *state = f;
+  if (th_tokend_start(&f->tokend, NULL) != 0) {
+    th_tokend_destroy(&f->tokend);
+    free(sf);
+    *state = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+/* The issue's case exactly: 8 Lists of 1,000 tokens pipelined (within
+ * --max-pending-calls) by a client that reads continuously: about 18 MB of
+ * answers, more than --max-queued-bytes-hard (16 MiB). tokend used to make
+ * them in one burst and close the client after its first answer. A burst
+ * depends on timing (the store worker hands back every job it ran in one
+ * batch), so it is made certain: the store is held in a stalled fsync (an
+ * Issue on another connection) while the Lists queue behind it. */
+static void test_reading_client_gets_all_pipelined_lists(void **state) {
+  stall_fixture_t *sf = *state;
+  th_fixture_t *f = &sf->fx;
+  Tokend__V1__Response *r = NULL;
+  size_t len, got = 0, bytes = 0;
+  char msg[STATUS_MSG_BYTES];
+  uint8_t *frames;
+  int fd, writer, rc, i;
+
+  issue_many(&f->tokend);
+  frames = list_frames(&len);
+  writer = th_connect(f->tokend.socket_path);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(writer >= 0 && fd >= 0);
+  th_write_file_ok(sf->ctl, "STALL-SYNC", 10, 0600);
+  assert_int_equal(th_send_issue(writer, 1, DOMAIN, "stall"), 0);
+  /* The Issue is submitted (and the store stalls in its commit) before the
+   * Lists are read, so they cannot go ahead of it. */
+  wait_taken(writer);
+  assert_int_equal(th_write_all(fd, frames, len), 0);
+  free(frames);
+  /* Once tokend has read the Lists they are queued behind the Issue. */
+  wait_taken(fd);
+  assert_int_equal(unlink(sf->ctl), 0);
+  for (i = 0; i < LIST_CALLS; i++) {
+    rc = th_recv_response(fd, 10 * TH_IO_TIMEOUT_MS, &r);
+    if (rc != 0)
+      fail_msg("after %zu of %d List answers (%zu bytes): %s", got, LIST_CALLS,
+               bytes, th_recv_name(rc));
+    if (th_response_code(r) != 0)
+      fail_msg("List %llu: %d (%s)", (unsigned long long)r->call_id,
+               th_response_code(r), r->status->message);
+    assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_LIST);
+    assert_int_equal(r->list->n_tokens, LIST_TOKENS);
+    bytes += tokend__v1__response__get_packed_size(r);
+    got++;
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  printf("pipelined Lists: %zu answers, %zu bytes, all read\n", got, bytes);
+  assert_true(bytes > 16u * 1024u * 1024u);
+  expect_answer(writer, 1);
+  /* Still served. */
+  assert_int_equal(whoami_status(fd, msg), 0);
+  close(fd);
+  close(writer);
+}
+
+static int setup_small_hard_limit(void **state) {
+  static const char *const args[] = {"--max-queued-bytes", "65536",
+                                     "--max-queued-bytes-hard", "1048576",
+                                     NULL};
+
+  return th_fixture_setup_token(state, args, DOMAIN, "conns");
+}
+
+/* The hard limit still protects tokend from a peer that does not read: an
+ * answer that would take its unread answers past it closes the
+ * connection (here one List page, 2.3 MB, against a 1 MiB hard limit),
+ * and others are served meanwhile. */
+static void test_non_reader_closed_at_hard_limit(void **state) {
+  th_fixture_t *f = *state;
+  struct pollfd pfd;
+  size_t len;
+  uint8_t *frames;
+  int fd, other;
+
+  issue_many(&f->tokend);
+  frames = list_frames(&len);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, frames, len), 0);
+  free(frames);
+  /* Closed by tokend, seen without reading a byte. */
+  pfd.fd = fd;
+  pfd.events = POLLRDHUP;
+  pfd.revents = 0;
+  if (poll(&pfd, 1, 10 * TH_IO_TIMEOUT_MS) != 1 ||
+      !(pfd.revents & (POLLRDHUP | POLLHUP)))
+    fail_msg("tokend did not close a peer that read none of its answers");
+  close(fd);
+  other = th_connect(f->tokend.socket_path);
+  assert_true(other >= 0);
+  th_expect_valid_raw(other, 1, f->token);
+  close(other);
+}
+
+static int setup_short_shutdown(void **state) {
+  static const char *const args[] = {"--shutdown-timeout-ms", "200", NULL};
+
+  return th_fixture_setup_token(state, args, DOMAIN, "conns");
+}
+
+/* A peer that reads nothing has its List answers held (as rows) at the
+ * defaults, not its connection closed; SIGTERM still ends tokend cleanly:
+ * held answers are made at shutdown and --shutdown-timeout-ms bounds the
+ * wait for the peer. */
+static void test_held_answers_do_not_block_shutdown(void **state) {
+  th_fixture_t *f = *state;
+  size_t len;
+  uint8_t *frames;
+  int fd;
+
+  issue_many(&f->tokend);
+  frames = list_frames(&len);
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, frames, len), 0);
+  free(frames);
+  wait_taken(fd);
+  assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
+  close(fd);
+}
+
 static int setup_token(void **state) {
   return th_fixture_setup_token(state, NULL, DOMAIN, "conns");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(
+          test_reading_client_gets_all_pipelined_lists, setup_stallable,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_non_reader_closed_at_hard_limit,
+                                      setup_small_hard_limit,
+                                      th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_held_answers_do_not_block_shutdown,
+                                      setup_short_shutdown,
+                                      th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_idle_large_requests_give_memory_back,
                                       setup_token, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_read_memory_limit_edge,
