@@ -184,6 +184,36 @@ static void test_tokenctl_foreign_listener_is_not_tokend(void **state) {
   close(fo.lfd);
 }
 
+/* A listener that accepts nothing: connect() succeeds (the backlog takes
+ * it) but no answer ever comes. */
+static void test_tokenctl_silent_listener_is_not_tokend(void **state) {
+  th_fixture_t *f = *state;
+  const char *argv[] = {TOKENCTL_BIN, "--socket", NULL, "--timeout",
+                        "300",        "whoami",   NULL};
+  struct sockaddr_un sa;
+  char path[TH_PATH_BYTES];
+  th_run_result_t r;
+  int lfd;
+
+  snprintf(path, sizeof(path), "%s/silent.sock", f->tokend.dir);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  assert_true(strlen(path) < sizeof(sa.sun_path));
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(lfd >= 0);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(lfd, 4), 0);
+  argv[2] = path;
+  assert_int_equal(th_run(argv, NULL, NULL, CTL_TIMEOUT_MS, &r), 0);
+  th_expect_exit(&r, 2, "tokenctl against a silent listener");
+  if (strstr(r.err, "did not answer tokend's protocol") == NULL ||
+      strstr(r.err, path) == NULL)
+    fail_msg("tokenctl should say the peer did not answer:\n%s", r.err);
+  th_run_result_free(&r);
+  close(lfd);
+}
+
 /* As nobody, against a live tokend's socket that only root may open (its
  * directory made searchable): the library says permission denied and names
  * the socket's group; tokenctl prints that sentence as it is. */
@@ -366,6 +396,20 @@ static void peer_end(peer_proc_t *p) {
     fail_msg("peer child exited with status 0x%x", (unsigned)wstatus);
 }
 
+/* Lines of the file at path that contain word. */
+static long count_lines(const char *path, const char *word) {
+  size_t len;
+  char *text = th_read_file(path, &len), *p;
+  long n = 0;
+
+  assert_non_null(text);
+  for (p = text; (p = strstr(p, word)) != NULL; p += strlen(word))
+    n++;
+  free(text);
+  return n;
+}
+
+#define REFUSAL_FLOOD 50
 #define LIMIT_TOTAL 6
 #define LIMIT_PER_UID 2
 #define LIMIT_RESERVED 2
@@ -400,6 +444,21 @@ static void test_per_uid_limit_and_operator_reserve(void **state) {
   expect_refused_conn(f->tokend.socket_path, "--max-connections-per-uid");
   /* Refusals give nothing back and take nothing: still refused. */
   expect_refused_conn(f->tokend.socket_path, "--max-connections-per-uid");
+  /* A flood of refusals is logged at most once a second (with a count). */
+  {
+    int64_t start = th_mono_ms();
+    long lines, allowed;
+
+    for (i = 0; i < REFUSAL_FLOOD; i++)
+      expect_refused_conn(f->tokend.socket_path, "--max-connections-per-uid");
+    allowed = (long)((th_mono_ms() - start) / 1000) + 2;
+    lines = count_lines(f->tokend.log_path, "refusing a connection");
+    if (lines > allowed)
+      fail_msg("%d refusals in %lld ms were logged in %ld lines, want at "
+               "most %ld",
+               REFUSAL_FLOOD + 2, (long long)(th_mono_ms() - start), lines,
+               allowed);
+  }
 
   if (!root) {
     fprintf(stderr, "  skipped the other-uid and operator cases: only root "
@@ -977,6 +1036,9 @@ int main(void) {
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_tokenctl_foreign_listener_is_not_tokend, th_fixture_setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_tokenctl_silent_listener_is_not_tokend, th_fixture_setup,
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_socket_without_permission_names_group, th_fixture_setup,
