@@ -778,20 +778,6 @@ static int conn_start(conn_t *c) {
   return 0;
 }
 
-int conn_accept(server_t *s, uv_stream_t *listener) {
-  conn_t *c = conn_new(s);
-  int err;
-
-  if (c == NULL)
-    return TOKEND_ENOMEM;
-  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
-    log_warn("accept failed: %s", uv_strerror(err));
-    conn_close(c);
-    return TOKEND_EIO;
-  }
-  return conn_start(c);
-}
-
 int conn_open_fd(server_t *s, int fd, conn_t **out) {
   conn_t *c;
   int err;

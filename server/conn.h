@@ -67,14 +67,12 @@ typedef struct conn_s {
   int admitted; /* counted by server_conn_admit */
 } conn_t;
 
-/* Accepts one connection from listener and identifies its peer. A peer
- * over a connection limit (server_conn_admit) is told RESOURCE_EXHAUSTED
- * and closed at once. Returns 0 or a TOKEND_E* code. */
-int conn_accept(server_t *s, uv_stream_t *listener);
-
-/* Serves an already connected stream socket fd (one end of a socketpair in
- * tests and the fuzzer). Takes ownership of fd: it is closed with the conn.
- * *out (may be NULL) is valid until the conn closes. */
+/* Serves an already connected stream socket fd: one the server's listener
+ * accepted, or one end of a socketpair in tests and the fuzzer. Its peer is
+ * identified; a peer over a connection limit (server_conn_admit) is told
+ * RESOURCE_EXHAUSTED and closed at once. Takes ownership of fd: it is
+ * closed with the conn. *out (may be NULL) is valid until the conn
+ * closes. */
 int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
 
 /* Enforces the read and idle timeouts at loop time now. */

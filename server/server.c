@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* accept4 */
 #include "server.h"
 
 #include <errno.h>
@@ -270,26 +271,64 @@ void server_log_refusal(server_t *s, const char *what) {
   s->refuse_log_suppressed = 0;
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  server_t *s = listener->data;
-  char msg[TOKEND_STATUS_MESSAGE_BYTES];
-  int err;
+/* After accept fails for want of file descriptors (or memory), the
+ * listener is not watched for this long: the waiting connections stay in
+ * the backlog, to be served once descriptors are free, instead of making
+ * the loop spin on a socket that stays readable. */
+#define SERVER_ACCEPT_RETRY_MS 100
 
-  /* libuv gives up on the waiting connections itself when accept fails
-   * for want of file descriptors (it closes a spare one, accepts and drops
-   * them), so the listener does not spin; we can only say so. */
+static void on_listen_readable(uv_poll_t *h, int status, int events);
+
+static void on_accept_retry(uv_timer_t *t) {
+  server_t *s = t->data;
+
+  if (s->state == SERVER_RUNNING &&
+      !uv_is_closing((uv_handle_t *)&s->listen_poll))
+    uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
+}
+
+/* Accepts every waiting connection. tokend does this itself rather than
+ * through uv_listen: when accept fails with EMFILE, libuv closes a spare
+ * descriptor, accepts and closes every waiting connection and tells no one
+ * (the peers see EOF, the log nothing). Here the failure is logged (at
+ * most once a second, with a count) and accepting pauses briefly. */
+static void on_listen_readable(uv_poll_t *h, int status, int events) {
+  server_t *s = h->data;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  int lfd = -1, fd, err;
+
+  (void)events;
   if (status < 0) {
-    snprintf(msg, sizeof(msg), "accept failed: %s%s", uv_strerror(status),
-             status == UV_EMFILE || status == UV_ENFILE
-                 ? " (out of file descriptors)"
-                 : "");
+    snprintf(msg, sizeof(msg), "accept failed: %s", uv_strerror(status));
     server_log_refusal(s, msg);
     return;
   }
-  if (s->state != SERVER_RUNNING)
+  if (s->state != SERVER_RUNNING ||
+      uv_fileno((uv_handle_t *)&s->listener, &lfd) != 0)
     return;
-  if ((err = conn_accept(s, listener)) != 0)
-    log_warn("could not accept a connection: %s", tokend_strerror(err));
+  for (;;) {
+    fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      snprintf(msg, sizeof(msg),
+               "accept failed: %s (%zu connections open%s); connections "
+               "wait in the backlog, accepting again in %d ms",
+               strerror(errno), s->n_conns,
+               errno == EMFILE || errno == ENFILE ? ", out of file descriptors"
+                                                  : "",
+               SERVER_ACCEPT_RETRY_MS);
+      server_log_refusal(s, msg);
+      uv_poll_stop(&s->listen_poll);
+      uv_timer_start(&s->accept_retry, on_accept_retry, SERVER_ACCEPT_RETRY_MS,
+                     0);
+      return;
+    }
+    if ((err = conn_open_fd(s, fd, NULL)) != 0)
+      log_warn("could not accept a connection: %s", tokend_strerror(err));
+  }
 }
 
 /* --max-connections is only real if the process may open that many file
@@ -355,8 +394,12 @@ static uint64_t sweep_interval(const config_t *cfg) {
   return t < 10 ? 10 : t > 1000 ? 1000 : t;
 }
 
+/* Connections the kernel queues for accept (what libuv's examples use). */
+#define SERVER_LISTEN_BACKLOG 511
+
 static int server_listen(server_t *s) {
   struct sockaddr_un sa;
+  uv_os_fd_t fd;
   int err;
 
   if (strlen(s->cfg.socket_path) >= sizeof(sa.sun_path)) {
@@ -373,11 +416,19 @@ static int server_listen(server_t *s) {
     return TOKEND_EINTERNAL;
   }
   s->listener.data = s;
+  s->listen_poll.data = s;
   if ((err = server_bind(s, s->cfg.socket_path)) != 0)
     return err;
   s->listening = 1;
-  if ((err = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
-    log_error("cannot listen on %s: %s", s->cfg.socket_path, uv_strerror(err));
+  if (uv_fileno((uv_handle_t *)&s->listener, &fd) != 0 ||
+      listen(fd, SERVER_LISTEN_BACKLOG) != 0) {
+    log_error("cannot listen on %s: %s", s->cfg.socket_path, strerror(errno));
+    return TOKEND_EIO;
+  }
+  if ((err = uv_poll_init(&s->loop, &s->listen_poll, fd)) != 0 ||
+      (err = uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable)) !=
+          0) {
+    log_error("cannot watch %s: %s", s->cfg.socket_path, uv_strerror(err));
     return TOKEND_EIO;
   }
   return 0;
@@ -502,6 +553,9 @@ void server_stop(server_t *s) {
   s->state = SERVER_DRAINING;
   close_if_open((uv_handle_t *)&s->sigint);
   close_if_open((uv_handle_t *)&s->sigterm);
+  /* The watcher first: the listener's close closes the descriptor. */
+  close_if_open((uv_handle_t *)&s->listen_poll);
+  close_if_open((uv_handle_t *)&s->accept_retry);
   close_if_open((uv_handle_t *)&s->listener);
   uv_idle_stop(&s->busy_poll);
   /* Requests already read are answered; no new ones are read. */
@@ -575,6 +629,8 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_timer_init(&s->loop, &s->flush_timer);
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
+  uv_timer_init(&s->loop, &s->accept_retry);
+  s->accept_retry.data = s;
   uv_idle_init(&s->loop, &s->busy_poll);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
@@ -626,6 +682,8 @@ void server_cleanup(server_t *s) {
       store_worker_stop(s->worker);
       s->worker = NULL;
     }
+    /* The listener's watcher before the listener, which closes the fd. */
+    close_if_open((uv_handle_t *)&s->listen_poll);
     uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);

@@ -28,7 +28,12 @@ typedef struct verify_batch_s verify_batch_t;
 typedef struct server_s {
   config_t cfg;
   uv_loop_t loop;
-  uv_pipe_t listener;
+  uv_pipe_t listener; /* bound by libuv; accepted from by listen_poll */
+  /* tokend accepts itself (libuv's uv_listen drops connections silently
+   * when out of file descriptors): readiness of the listening socket, and
+   * the pause after an accept failed for want of descriptors or memory */
+  uv_poll_t listen_poll;
+  uv_timer_t accept_retry;
   uv_signal_t sigint, sigterm;
   uv_timer_t flush_timer;
   uv_timer_t shutdown_timer;

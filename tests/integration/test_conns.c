@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -586,6 +587,77 @@ static void test_fd_hard_limit_too_low_refused(void **state) {
   assert_false(th_path_exists(f->tokend.socket_path));
 }
 
+/* Open file descriptors of pid. */
+static int proc_fd_count(pid_t pid) {
+  char path[64];
+  struct dirent *e;
+  DIR *d;
+  int n = 0;
+
+  snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+  d = opendir(path);
+  assert_non_null(d);
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+#define FD_SQUEEZE_CONNS 8
+#define FD_SQUEEZE_ROOM 3
+
+/* Out of file descriptors (its limit lowered from outside after start):
+ * accept fails, tokend says so in its log, and the connections it could
+ * not accept wait in the backlog to be served once descriptors are free,
+ * instead of being closed unread (libuv's EMFILE trick did that silently). */
+static void test_out_of_fds_logged_and_served_later(void **state) {
+  th_fixture_t *f = *state;
+  static const char word[] = "out of file descriptors";
+  struct rlimit saved, low;
+  int fds[FD_SQUEEZE_CONNS], i;
+  int64_t deadline;
+
+  if (th_wrapped()) {
+    fprintf(stderr, "  skipped: tokend runs under a wrapper, whose own "
+                    "descriptors a lowered limit would take\n");
+    skip();
+  }
+  assert_int_equal(prlimit(f->tokend.pid, RLIMIT_NOFILE, NULL, &saved), 0);
+  low = saved;
+  low.rlim_cur = (rlim_t)proc_fd_count(f->tokend.pid) + FD_SQUEEZE_ROOM;
+  assert_int_equal(prlimit(f->tokend.pid, RLIMIT_NOFILE, &low, NULL), 0);
+  for (i = 0; i < FD_SQUEEZE_CONNS; i++) {
+    fds[i] = th_connect(f->tokend.socket_path);
+    assert_true(fds[i] >= 0);
+    assert_int_equal(th_send_verify(fds[i], 1, f->token), 0);
+  }
+  deadline = th_mono_ms() + TH_IO_TIMEOUT_MS;
+  while (!th_file_contains(f->tokend.log_path, word, strlen(word)) &&
+         th_mono_ms() < deadline)
+    th_sleep_ms(10);
+  if (!th_file_contains(f->tokend.log_path, word, strlen(word))) {
+    th_tokend_dump_log(&f->tokend);
+    fail_msg("tokend did not log that accept ran out of file descriptors");
+  }
+  /* Descriptors again: every connection is served, none was dropped. */
+  assert_int_equal(prlimit(f->tokend.pid, RLIMIT_NOFILE, &saved, NULL), 0);
+  for (i = 0; i < FD_SQUEEZE_CONNS; i++) {
+    Tokend__V1__Response *r = NULL;
+    int rc = th_recv_response(fds[i], TH_IO_TIMEOUT_MS, &r);
+
+    if (rc != 0)
+      fail_msg("connection %d, made while tokend was out of descriptors: "
+               "%s",
+               i, th_recv_name(rc));
+    assert_int_equal(r->call_id, 1);
+    assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT_VERIFY);
+    assert_true(r->verify->valid);
+    tokend__v1__response__free_unpacked(r, NULL);
+    close(fds[i]);
+  }
+}
+
 /* ---- item 8: read buffers shrink, and all of them are bounded ---- */
 
 /* A Verify frame whose whole size (header included) is exactly total
@@ -1027,6 +1099,8 @@ int main(void) {
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_fd_hard_limit_too_low_refused,
                                       th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_out_of_fds_logged_and_served_later,
+                                      setup_token, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_socket_in_missing_directory_says_so,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
