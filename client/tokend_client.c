@@ -7,12 +7,14 @@
 #include "tokend_client.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -38,6 +40,7 @@ struct tokend_client_s {
   int timeout_ms;
   uint64_t last_call_id;
   int grpc_status;
+  int answered; /* a Response was ever decoded: the peer speaks tokend */
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
   char actor[TOKEND_USER_BYTES];
@@ -129,11 +132,14 @@ static int client_wait(int fd, short events, int64_t deadline) {
   }
 }
 
+/* Connects fd to addr. On TOKEND_ECONNECT *sys_err gets connect()'s errno,
+ * which says why. */
 static int client_connect_fd(int fd, const struct sockaddr_un *addr,
-                             int64_t deadline) {
+                             int64_t deadline, int *sys_err) {
   socklen_t len;
   int soerr, rc;
 
+  *sys_err = 0;
   for (;;) {
     if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0)
       return 0;
@@ -148,29 +154,144 @@ static int client_connect_fd(int fd, const struct sockaddr_un *addr,
     }
     /* An interrupted non-blocking connect goes on in the background, like
      * one in progress: wait for it to finish either way. */
-    if (errno != EINPROGRESS && errno != EINTR)
+    if (errno != EINPROGRESS && errno != EINTR) {
+      *sys_err = errno;
       return errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
                                                  : TOKEND_ECONNECT;
+    }
     rc = client_wait(fd, POLLOUT, deadline);
     if (rc != 0)
       return rc == TOKEND_ETIMEDOUT ? rc : TOKEND_ECONNECT;
     soerr = 0;
     len = sizeof(soerr);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
+      *sys_err = soerr;
       return TOKEND_ECONNECT;
+    }
     return 0;
   }
 }
 
-int tokend_client_connect(const char *socket_path, int timeout_ms,
-                          tokend_client_t **out) {
+__attribute__((format(printf, 4, 5))) static int
+connect_fail(char *why, size_t why_len, int err, const char *fmt, ...) {
+  va_list ap;
+
+  if (why_len > 0) {
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+  }
+  return err;
+}
+
+/* What kind of file st is, for "PATH is not a socket (it is ...)". */
+static const char *file_kind(const struct stat *st) {
+  if (S_ISREG(st->st_mode))
+    return "a regular file";
+  if (S_ISDIR(st->st_mode))
+    return "a directory";
+  if (S_ISFIFO(st->st_mode))
+    return "a FIFO";
+  return "not a socket";
+}
+
+/* Turns connect()'s errno into one of our codes and a sentence that says
+ * what to do. connect() alone cannot tell "not a socket" from "no one
+ * listening" (both ECONNREFUSED), so the file is looked at too. */
+static int connect_explain(const char *path, int sys_err, char *why,
+                           size_t why_len) {
+  struct stat st;
+  struct group *gr;
+  char group[64];
+
+  switch (sys_err) {
+  case ENOENT:
+    return connect_fail(why, why_len, TOKEND_ENOSOCKET,
+                        "no such socket %s: is tokend running? (the default "
+                        "path is " TOKEND_SOCKET_DEFAULT
+                        " under tokend's working directory, else "
+                        "$" TOKEND_SOCKET_ENV ")",
+                        path);
+  case ENOTDIR:
+    return connect_fail(why, why_len, TOKEND_ENOSOCKET,
+                        "no such socket %s: a component of the path is not "
+                        "a directory",
+                        path);
+  case EACCES:
+  case EPERM:
+    if (stat(path, &st) != 0)
+      return connect_fail(why, why_len, TOKEND_ESOCKPERM,
+                          "permission denied on %s: a directory on the path "
+                          "is not searchable by you; ask tokend's operator",
+                          path);
+    gr = getgrgid(st.st_gid);
+    if (gr != NULL)
+      snprintf(group, sizeof(group), "%s", gr->gr_name);
+    else
+      snprintf(group, sizeof(group), "%lu", (unsigned long)st.st_gid);
+    return connect_fail(why, why_len, TOKEND_ESOCKPERM,
+                        "permission denied on %s (mode %03o, group %s): join "
+                        "group %s, or ask tokend's operator to let you in",
+                        path, (unsigned)(st.st_mode & 0777), group, group);
+  case ECONNREFUSED:
+    if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+      return connect_fail(why, why_len, TOKEND_ENOTTOKEND,
+                          "%s is not a tokend: it is %s, not a socket", path,
+                          file_kind(&st));
+    return connect_fail(why, why_len, TOKEND_ECONNECT,
+                        "nothing listens on %s: a socket left by a tokend "
+                        "that is no longer running?",
+                        path);
+  default:
+    return connect_fail(why, why_len, TOKEND_ECONNECT,
+                        "cannot connect to %s: %s", path, strerror(sys_err));
+  }
+}
+
+/* TOKEND_CONNECT_CHECK_PEER: one WhoAmI. Any answer from tokend, even a
+ * refusal, says it is a tokend; silence, a close without a frame or bytes
+ * that are not a frame say it is not. */
+static int client_check_peer(tokend_client_t *client, const char *path,
+                             char *why, size_t why_len) {
+  tokend_whoami_t who;
+  int rc = tokend_client_whoami(client, &who);
+
+  if (rc == 0)
+    return 0;
+  if (client->answered)
+    return connect_fail(why, why_len, rc, "%s", client->errmsg);
+  switch (rc) {
+  case TOKEND_ETIMEDOUT:
+    return connect_fail(why, why_len, TOKEND_ENOTTOKEND,
+                        "%s did not answer tokend's protocol within %d ms: "
+                        "is it a tokend (or one too busy to answer)?",
+                        path, client->timeout_ms);
+  case TOKEND_ECLOSED:
+    return connect_fail(why, why_len, TOKEND_ENOTTOKEND,
+                        "%s is not a tokend: the peer closed the connection "
+                        "without answering tokend's protocol",
+                        path);
+  case TOKEND_EPROTO:
+    return connect_fail(why, why_len, TOKEND_ENOTTOKEND,
+                        "%s is not a tokend: the peer answered something "
+                        "that is not tokend's protocol",
+                        path);
+  default:
+    return connect_fail(why, why_len, rc, "%s: %s", path, client->errmsg);
+  }
+}
+
+int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
+                       tokend_client_t **out, char *why, size_t why_len) {
   struct sockaddr_un addr;
   tokend_client_t *client;
   size_t len;
-  int fd, rc;
+  int fd, rc, sys_err;
 
+  if (why_len > 0)
+    why[0] = '\0';
   if (out == NULL || timeout_ms < 0)
-    return TOKEND_EINVAL;
+    return connect_fail(why, why_len, TOKEND_EINVAL, "invalid argument");
   *out = NULL;
   if (socket_path == NULL) {
     socket_path = getenv(TOKEND_SOCKET_ENV);
@@ -180,26 +301,46 @@ int tokend_client_connect(const char *socket_path, int timeout_ms,
   len = strlen(socket_path);
   /* sun_path needs room for the NUL; a longer path would be cut silently. */
   if (len == 0 || len >= sizeof(addr.sun_path))
-    return TOKEND_EINVAL;
+    return connect_fail(why, why_len, TOKEND_EINVAL,
+                        "socket path is empty or longer than %zu bytes",
+                        sizeof(addr.sun_path) - 1);
   memset(&addr, 0, sizeof(addr));
   addr.sun_family = AF_UNIX;
   memcpy(addr.sun_path, socket_path, len);
 
   client = calloc(1, sizeof(*client));
   if (client == NULL)
-    return TOKEND_ENOMEM;
+    return connect_fail(why, why_len, TOKEND_ENOMEM, "out of memory");
   client->fd = -1;
   client->timeout_ms = timeout_ms;
 
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
-    rc = errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM : TOKEND_ECONNECT;
+    rc = connect_fail(why, why_len,
+                      errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
+                                                          : TOKEND_ECONNECT,
+                      "socket: %s", strerror(errno));
     goto err_free_client;
   }
-  rc = client_connect_fd(fd, &addr, client_deadline(timeout_ms));
+  rc = client_connect_fd(fd, &addr, client_deadline(timeout_ms), &sys_err);
+  if (rc == TOKEND_ECONNECT && sys_err != 0)
+    rc = connect_explain(socket_path, sys_err, why, why_len);
+  else if (rc == TOKEND_ETIMEDOUT)
+    rc = connect_fail(why, why_len, rc,
+                      "timed out connecting to %s: tokend is too busy to "
+                      "accept",
+                      socket_path);
+  else if (rc != 0)
+    rc = connect_fail(why, why_len, rc, "cannot connect to %s: %s", socket_path,
+                      tokend_strerror(rc));
   if (rc != 0)
     goto err_close_fd;
   client->fd = fd;
+  if ((flags & TOKEND_CONNECT_CHECK_PEER) &&
+      (rc = client_check_peer(client, socket_path, why, why_len)) != 0) {
+    tokend_client_close(client);
+    return rc;
+  }
   *out = client;
   return 0;
 
@@ -207,6 +348,17 @@ err_close_fd:
   close(fd);
 err_free_client:
   free(client);
+  return rc;
+}
+
+int tokend_client_connect(const char *socket_path, int timeout_ms,
+                          tokend_client_t **out) {
+  int rc = tokend_client_open(socket_path, timeout_ms, 0, out, NULL, 0);
+
+  /* Its callers were promised TOKEND_ECONNECT for every connect failure. */
+  if (rc == TOKEND_ENOSOCKET || rc == TOKEND_ESOCKPERM ||
+      rc == TOKEND_ENOTTOKEND)
+    rc = TOKEND_ECONNECT;
   return rc;
 }
 
@@ -388,6 +540,7 @@ static int client_take_parting_status(tokend_client_t *client, int err) {
   free(body);
   if (resp == NULL)
     return err;
+  client->answered = 1;
   code = resp->status != NULL ? resp->status->code : TOKEND_GRPC_OK;
   if (resp->call_id == 0 && code != TOKEND_GRPC_OK) {
     client->grpc_status = code;
@@ -464,6 +617,7 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
                        "could not decode tokend's response");
       goto err_break;
     }
+    client->answered = 1;
     if (resp->call_id == req->call_id)
       break;
     if (resp->call_id == 0 && resp->status != NULL &&

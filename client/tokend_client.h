@@ -94,10 +94,37 @@ typedef struct {
  * TOKEND_SOCKET_DEFAULT). timeout_ms bounds the connect and, later, each
  * call's wait for its response (0: wait forever). On success *out is a new
  * client the caller frees with tokend_client_close().
- * Returns 0, TOKEND_ECONNECT (no tokend there), TOKEND_ETIMEDOUT,
- * TOKEND_EINVAL (path too long) or TOKEND_ENOMEM. */
+ * Returns 0, TOKEND_ECONNECT (no tokend there; tokend_client_open() tells
+ * the reasons apart), TOKEND_ETIMEDOUT, TOKEND_EINVAL (path too long) or
+ * TOKEND_ENOMEM. */
 int tokend_client_connect(const char *socket_path, int timeout_ms,
                           tokend_client_t **out) TOKEND_MUST_CHECK;
+
+/* Room for the reason tokend_client_open() gives, NUL included. */
+#define TOKEND_CONNECT_ERRMSG_BYTES 512
+
+/* tokend_client_open() flags. */
+/* Ask the peer WhoAmI before returning, so that a socket some other program
+ * listens on gives TOKEND_ENOTTOKEND now rather than a puzzling failure of
+ * the first call. Costs one round trip. */
+#define TOKEND_CONNECT_CHECK_PEER 1u
+
+/* tokend_client_connect(), saying why it failed. On failure why (why_len
+ * bytes; may be NULL if why_len is 0) receives one sentence naming the path
+ * and what to do, also when no client was made; "" on success. Returns 0
+ * or, besides tokend_client_connect()'s codes:
+ *   TOKEND_ENOSOCKET   nothing at the path, or its directory is missing
+ *   TOKEND_ESOCKPERM   the socket (or a directory above it) is not ours to
+ *                      open; why names the socket's group
+ *   TOKEND_ENOTTOKEND  the path is not a socket, or (with
+ *                      TOKEND_CONNECT_CHECK_PEER) the peer did not answer
+ *                      tokend's protocol
+ *   TOKEND_ECONNECT    a socket no one listens on (tokend not running)
+ * With TOKEND_CONNECT_CHECK_PEER, a tokend that refuses the connection (at
+ * its connection limits) gives that refusal's code and message. */
+int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
+                       tokend_client_t **out, char *why,
+                       size_t why_len) TOKEND_MUST_CHECK;
 
 /* Closes the connection and frees the client. NULL is a no-op. */
 void tokend_client_close(tokend_client_t *client);

@@ -56,7 +56,10 @@ typedef enum {
   XX(ECONFIG, -15, FAILED_PRECONDITION, "bad configuration")                   \
   XX(ESTORE, -16, INTERNAL, "storage error")                                   \
   XX(EUNAUTH, -17, UNAUTHENTICATED, "unauthenticated")                         \
-  XX(ESTATUS, -18, UNKNOWN, "unexpected status from tokend")
+  XX(ESTATUS, -18, UNKNOWN, "unexpected status from tokend")                   \
+  XX(ENOSOCKET, -30, UNAVAILABLE, "no tokend socket at that path")             \
+  XX(ESOCKPERM, -31, PERMISSION_DENIED, "permission denied on the socket")     \
+  XX(ENOTTOKEND, -32, UNAVAILABLE, "not a tokend")
 
 typedef enum {
   TOKEND_OK = 0,

@@ -69,6 +69,12 @@ static const char usage[] =
     "                           (default: not dumpable)\n"
     "  --max-connections N      connections served at once; more are told\n"
     "                           RESOURCE_EXHAUSTED and closed (default: 1024)\n"
+    "  --max-connections-per-uid N  connections one non-operator uid may\n"
+    "                           hold; more are told RESOURCE_EXHAUSTED and\n"
+    "                           closed (default: 256)\n"
+    "  --reserved-operator-connections N  of --max-connections, slots only\n"
+    "                           operators may take (default: 8, or a quarter\n"
+    "                           of --max-connections if that is less)\n"
     "  --read-timeout-ms N      close a peer whose request stays incomplete\n"
     "                           this long (default: 10000)\n"
     "  --idle-timeout-ms N      close a peer silent this long; 0: never\n"
@@ -84,6 +90,11 @@ static const char usage[] =
     "                           in flight may hold for their answers, all\n"
     "                           connections together; more are answered\n"
     "                           RESOURCE_EXHAUSTED (default: 67108864)\n"
+    "  --max-read-memory N      most memory the read buffers of requests\n"
+    "                           larger than 16 KiB may hold, all connections\n"
+    "                           together; a request that would take more is\n"
+    "                           answered RESOURCE_EXHAUSTED and its\n"
+    "                           connection closed (default: 268435456)\n"
     "  --max-pending-calls N    store calls one connection may have in\n"
     "                           flight (Issue, Revoke, List, ..., and audit\n"
     "                           records of its refused calls) before tokend\n"
@@ -112,6 +123,8 @@ enum {
   OPT_SHUTDOWN,
   OPT_LOG_LEVEL,
   OPT_MAX_CONNS,
+  OPT_MAX_CONNS_PER_UID,
+  OPT_RESERVED_OPERATOR_CONNS,
   OPT_READ_TIMEOUT,
   OPT_IDLE_TIMEOUT,
   OPT_MAX_QUEUED,
@@ -121,6 +134,7 @@ enum {
   OPT_MAX_LIST_MEMORY,
   OPT_REFUSAL_AUDIT_INTERVAL,
   OPT_REFUSAL_AUDIT_MAX_KEYS,
+  OPT_MAX_READ_MEMORY,
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_OPERATOR_UID,
@@ -149,6 +163,9 @@ static const struct option long_options[] = {
     {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-connections-per-uid", required_argument, NULL, OPT_MAX_CONNS_PER_UID},
+    {"reserved-operator-connections", required_argument, NULL,
+     OPT_RESERVED_OPERATOR_CONNS},
     {"read-timeout-ms", required_argument, NULL, OPT_READ_TIMEOUT},
     {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED},
@@ -160,6 +177,7 @@ static const struct option long_options[] = {
      OPT_REFUSAL_AUDIT_INTERVAL},
     {"refusal-audit-max-keys", required_argument, NULL,
      OPT_REFUSAL_AUDIT_MAX_KEYS},
+    {"max-read-memory", required_argument, NULL, OPT_MAX_READ_MEMORY},
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
@@ -196,12 +214,16 @@ void config_defaults(config_t *cfg) {
   cfg->flush_backoff_max_ms = CONFIG_FLUSH_BACKOFF_MAX_MS_DEFAULT;
   cfg->log_repeat_interval_ms = CONFIG_LOG_REPEAT_INTERVAL_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
+  cfg->max_connections_per_uid = CONFIG_MAX_CONNECTIONS_PER_UID_DEFAULT;
+  cfg->reserved_operator_connections =
+      CONFIG_RESERVED_OPERATOR_CONNECTIONS_DEFAULT;
   cfg->read_timeout_ms = CONFIG_READ_TIMEOUT_MS_DEFAULT;
   cfg->idle_timeout_ms = CONFIG_IDLE_TIMEOUT_MS_DEFAULT;
   cfg->max_queued_bytes = CONFIG_MAX_QUEUED_BYTES_DEFAULT;
   cfg->max_queued_bytes_hard = CONFIG_MAX_QUEUED_BYTES_HARD_DEFAULT;
   cfg->max_request_memory = CONFIG_MAX_REQUEST_MEMORY_DEFAULT;
   cfg->max_list_memory = CONFIG_MAX_LIST_MEMORY_DEFAULT;
+  cfg->max_read_memory = CONFIG_MAX_READ_MEMORY_DEFAULT;
   cfg->max_pending_calls = CONFIG_MAX_PENDING_CALLS_DEFAULT;
   cfg->refusal_audit_interval_ms = CONFIG_REFUSAL_AUDIT_INTERVAL_MS_DEFAULT;
   cfg->refusal_audit_max_keys = CONFIG_REFUSAL_AUDIT_MAX_KEYS_DEFAULT;
@@ -300,6 +322,7 @@ static const char *bad_option_name(char **argv, char *buf, size_t len) {
 
 int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   int c, rc = 0, explicit_paths = 0, explicit_operators = 0;
+  int explicit_reserved = 0;
   char name[8];
 
   /* 0, not 1: glibc then also forgets a half-parsed group of flags. */
@@ -370,6 +393,15 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_MAX_CONNS:
       rc = parse_u32("--max-connections", optarg, 1, 1000000,
                      &cfg->max_connections, err);
+      break;
+    case OPT_MAX_CONNS_PER_UID:
+      rc = parse_u32("--max-connections-per-uid", optarg, 1, 1000000,
+                     &cfg->max_connections_per_uid, err);
+      break;
+    case OPT_RESERVED_OPERATOR_CONNS:
+      rc = parse_u32("--reserved-operator-connections", optarg, 0, 1000000,
+                     &cfg->reserved_operator_connections, err);
+      explicit_reserved = 1;
       break;
     case OPT_READ_TIMEOUT:
       rc = parse_u32("--read-timeout-ms", optarg, 10, 3600000,
@@ -458,6 +490,10 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_CHECK_DB:
       cfg->check_db = 1;
       break;
+    case OPT_MAX_READ_MEMORY:
+      rc = parse_u32("--max-read-memory", optarg, CONFIG_MAX_READ_MEMORY_MIN,
+                     UINT32_MAX, &cfg->max_read_memory, err);
+      break;
     case 'h':
       fputs(usage, out);
       return 1;
@@ -498,6 +534,16 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   }
   if (rc == 0 && cfg->create_db && cfg->read_only) {
     fprintf(err, "tokend: --create-db and --read-only exclude each other\n");
+    rc = TOKEND_EINVAL;
+  }
+  /* The default reserve must leave non-operators most of a small limit;
+   * one given explicitly must leave them at least one slot. */
+  if (rc == 0 && !explicit_reserved &&
+      cfg->reserved_operator_connections > cfg->max_connections / 4)
+    cfg->reserved_operator_connections = cfg->max_connections / 4;
+  if (rc == 0 && cfg->reserved_operator_connections >= cfg->max_connections) {
+    fprintf(err, "tokend: --reserved-operator-connections must be less than "
+                 "--max-connections\n");
     rc = TOKEND_EINVAL;
   }
   /* Only the all-default layout creates var/ by itself. */

@@ -25,6 +25,20 @@
 /* A line repeated by a failure that persists goes out at most this often. */
 #define CONFIG_LOG_REPEAT_INTERVAL_MS_DEFAULT LOG_REPEAT_INTERVAL_MS_DEFAULT
 #define CONFIG_MAX_CONNECTIONS_DEFAULT 1024
+/* --max-connections-per-uid: a quarter of the default --max-connections,
+ * so that one local user (a runaway pool, a hostile process) cannot take
+ * the slots every other service's verifier needs; operators are exempt. */
+#define CONFIG_MAX_CONNECTIONS_PER_UID_DEFAULT 256
+/* --reserved-operator-connections: slots only operators may take, so that
+ * an operator can always get in to look (PostgreSQL's
+ * superuser_reserved_connections). When --max-connections is small the
+ * default shrinks to a quarter of it. */
+#define CONFIG_RESERVED_OPERATOR_CONNECTIONS_DEFAULT 8
+/* File descriptors tokend needs besides one per connection: the listener,
+ * the database with its WAL and shared memory, the loop's epoll, signal and
+ * async fds, the store worker's, stdio, a refused connection being answered,
+ * with room to spare. */
+#define CONFIG_FD_RESERVE 64
 #define CONFIG_READ_TIMEOUT_MS_DEFAULT 10000
 #define CONFIG_IDLE_TIMEOUT_MS_DEFAULT 300000
 #define CONFIG_MAX_QUEUED_BYTES_DEFAULT (1024u * 1024u)
@@ -43,6 +57,12 @@
  * of memory each); past it, one overflow row per interval */
 #define CONFIG_REFUSAL_AUDIT_MAX_KEYS_DEFAULT 4096
 #define CONFIG_REFUSAL_AUDIT_MAX_KEYS_MAX 1000000
+/* --max-read-memory: read buffers larger than a connection's first 16 KiB,
+ * all connections together (a request bigger than that is read into a
+ * buffer of its own size, which goes back once it is handled). 256 frames
+ * of the default --max-frame-bytes at once. */
+#define CONFIG_MAX_READ_MEMORY_DEFAULT (256u * 1024u * 1024u)
+#define CONFIG_MAX_READ_MEMORY_MIN (64u * 1024u)
 
 /* How many uids or groups one policy list may name. */
 #define CONFIG_MAX_IDS 64
@@ -78,11 +98,13 @@ typedef struct {
   uint32_t shutdown_timeout_ms;
   uint32_t flush_backoff_max_ms;   /* longest wait between failed write-backs */
   uint32_t log_repeat_interval_ms; /* repeated failure lines: one per this */
-  int allow_core_dumps;      /* 0: tokend is not dumpable (PR_SET_DUMPABLE) */
-  uint32_t max_connections;  /* more are answered and closed */
-  uint32_t read_timeout_ms;  /* a partial frame may wait this long */
-  uint32_t idle_timeout_ms;  /* a silent connection lives this long; 0 */
-  uint32_t max_queued_bytes; /* unsent output above which reading pauses */
+  int allow_core_dumps;     /* 0: tokend is not dumpable (PR_SET_DUMPABLE) */
+  uint32_t max_connections; /* more are answered and closed */
+  uint32_t max_connections_per_uid;       /* per non-operator uid */
+  uint32_t reserved_operator_connections; /* of max_connections */
+  uint32_t read_timeout_ms;       /* a partial frame may wait this long */
+  uint32_t idle_timeout_ms;       /* a silent connection lives this long; 0 */
+  uint32_t max_queued_bytes;      /* unsent output above which reading pauses */
   uint32_t max_queued_bytes_hard; /* unsent output above which we close */
   uint32_t max_request_memory;    /* what decoding one request may allocate */
   /* rows that List and ListAuditEvents calls in flight may hold, all
@@ -91,6 +113,8 @@ typedef struct {
   uint32_t max_pending_calls;         /* store calls in flight per connection */
   uint32_t refusal_audit_interval_ms; /* 0: every refusal its own row */
   uint32_t refusal_audit_max_keys;    /* kinds of refusal counted at once */
+  /* large read buffers (a request past the first 16 KiB), all connections */
+  uint32_t max_read_memory;
   log_level_t log_level;
   /* --create-db: create the database if there is none (first start); without
    * it a missing database refuses to start, so that a deleted or mistyped

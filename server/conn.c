@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,8 +16,12 @@
 #include "server.h"
 #include "tokend_error.h"
 
-/* Smallest free space offered to each read, and the initial buffer. */
+/* Every connection's read buffer while it holds no request larger than
+ * this: what it reads into, and what it goes back to. */
 #define CONN_READ_CHUNK 16384
+/* An output buffer left larger than this once empty is freed rather than
+ * kept for the next answer. */
+#define CONN_WRITE_KEEP (64u * 1024u)
 
 typedef struct {
   uv_write_t req;
@@ -27,25 +32,110 @@ typedef struct {
   int secret;
 } conn_write_t;
 
+/* Read buffers: CONN_READ_CHUNK from malloc; a larger one, sized to one
+ * request, is mapped on its own so that it goes back to the kernel the
+ * moment it is unmapped (from malloc's heap it could stay in tokend's
+ * resident memory after free). Requests carry tokens (Verify), so a buffer
+ * is wiped before it is let go. */
+static uint8_t *rbuf_alloc(size_t cap) {
+  void *p;
+
+  if (cap <= CONN_READ_CHUNK)
+    return malloc(cap);
+  p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+           0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void rbuf_free(uint8_t *buf, size_t cap) {
+  if (buf == NULL)
+    return;
+  sodium_memzero(buf, cap);
+  if (cap <= CONN_READ_CHUNK)
+    free(buf);
+  else
+    munmap(buf, cap);
+}
+
+/* What c's read buffer counts against --max-read-memory. */
+static size_t rbuf_counted(size_t cap) {
+  return cap > CONN_READ_CHUNK ? cap : 0;
+}
+
+/* Moves c's input into a buffer of exactly cap bytes (at least rlen). */
+static int conn_rbuf_resize(conn_t *c, size_t cap) {
+  uint8_t *nb = rbuf_alloc(cap);
+
+  if (nb == NULL)
+    return TOKEND_ENOMEM;
+  if (c->rlen > 0)
+    memcpy(nb, c->rbuf, c->rlen);
+  rbuf_free(c->rbuf, c->rcap);
+  c->server->read_buf_bytes -= rbuf_counted(c->rcap);
+  c->server->read_buf_bytes += rbuf_counted(cap);
+  c->rbuf = nb;
+  c->rcap = cap;
+  return 0;
+}
+
+/* Sizes c's read buffer for what it is waiting for, once every complete
+ * frame in it has been handled: the whole of a partial frame larger than
+ * CONN_READ_CHUNK (checked against --max-read-memory before it is
+ * allocated), else CONN_READ_CHUNK again, so that a connection that sent
+ * one large request and went quiet holds 16 KiB, not the request's size
+ * (Redis trims its query buffers the same way). Returns 0, TOKEND_EMSGSIZE
+ * with msg filled (the frame would take read buffers past the limit; the
+ * buffer is unchanged) or TOKEND_ENOMEM. */
+static int conn_rbuf_fit(conn_t *c, char *msg, size_t len) {
+  server_t *s = c->server;
+  size_t want = CONN_READ_CHUNK, total, others;
+  const uint8_t *body;
+  uint32_t body_len;
+
+  if (frame_decode(c->rbuf, c->rlen, s->cfg.max_frame_bytes, &body, &body_len,
+                   &total) != FRAME_NEED_MORE)
+    return 0; /* whole frames still wait (held): handled later */
+  if (total > want)
+    want = total;
+  if (c->rbuf == NULL || want == c->rcap)
+    return 0;
+  if (want > CONN_READ_CHUNK) {
+    others = s->read_buf_bytes - rbuf_counted(c->rcap);
+    if (others > s->cfg.max_read_memory ||
+        want > s->cfg.max_read_memory - others) {
+      snprintf(msg, len,
+               "a request of %zu bytes would take read buffers to %zu bytes, "
+               "past --max-read-memory %u; try again later",
+               want, others + want, (unsigned)s->cfg.max_read_memory);
+      return TOKEND_EMSGSIZE;
+    }
+  }
+  return conn_rbuf_resize(c, want);
+}
+
 static void conn_maybe_free(conn_t *c) {
   if (!c->closed || c->jobs > 0 || c->deferred > 0)
     return;
   if (c->wbuf_secret && c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
-  /* Requests carry tokens (Verify): wiped like answers that carry them. */
-  if (c->rbuf != NULL)
-    sodium_memzero(c->rbuf, c->rcap);
-  free(c->rbuf);
+  rbuf_free(c->rbuf, c->rcap);
+  c->server->read_buf_bytes -= rbuf_counted(c->rcap);
   free(c->wbuf);
+  free(c->later);
   free(c);
 }
+
+static void conn_end_waiting(conn_t *c);
 
 static void on_close(uv_handle_t *handle) {
   conn_t *c = handle->data;
 
   server_conn_removed(c->server, c);
   c->closed = 1;
-  conn_maybe_free(c);
+  if (c->n_later > 0)
+    conn_end_waiting(c); /* may free c */
+  else
+    conn_maybe_free(c);
 }
 
 int conn_is_open(const conn_t *c) { return !c->closing; }
@@ -69,6 +159,95 @@ static int conn_process(conn_t *c);
 static void conn_set_reading(conn_t *c, int on);
 static int conn_may_read(const conn_t *c);
 
+/* Must c's next request wait? At the pending-calls limit, and while more
+ * than --max-queued-bytes of answers are unread. */
+static int conn_must_hold(const conn_t *c) {
+  const config_t *cfg = &c->server->cfg;
+
+  return c->jobs >= cfg->max_pending_calls ||
+         c->out_bytes > cfg->max_queued_bytes;
+}
+
+int conn_answer_later(conn_t *c, store_job_t *job) {
+  store_job_t **nl;
+  size_t cap;
+
+  /* Shutting down: answers go out now, and --shutdown-timeout-ms bounds
+   * how long a peer that does not read them is waited for. */
+  if (c->closing || job == c->answering || c->server->state != SERVER_RUNNING ||
+      (c->n_later == 0 && c->out_bytes <= c->server->cfg.max_queued_bytes))
+    return 0;
+  if (c->n_later == c->later_cap) {
+    cap = c->later_cap ? c->later_cap * 2 : 8;
+    nl = realloc(c->later, cap * sizeof(*nl));
+    if (nl == NULL)
+      return 0; /* answered now: memory over order */
+    c->later = nl;
+    c->later_cap = cap;
+  }
+  c->later[c->n_later++] = job;
+  return 1;
+}
+
+/* Makes the answers that wait, oldest first, while the peer's unread
+ * answers stay within --max-queued-bytes (all of them once the server is
+ * stopping). Each done callback ends its job, which cannot free c: the jobs
+ * still waiting keep it, and c is open. */
+static void conn_answer_waiting(conn_t *c) {
+  store_job_t *job;
+
+  if (c->answering != NULL)
+    return;
+  while (c->n_later > 0 && !c->closing &&
+         (c->out_bytes <= c->server->cfg.max_queued_bytes ||
+          c->server->state != SERVER_RUNNING)) {
+    job = c->later[0];
+    memmove(c->later, c->later + 1, --c->n_later * sizeof(*c->later));
+    c->answering = job;
+    job->done(job);
+    c->answering = NULL;
+  }
+}
+
+/* At close: every job whose answer waits is ended (its done callback sees
+ * the conn closed). The last may free c, so c is not touched after. */
+static void conn_end_waiting(conn_t *c) {
+  store_job_t **later = c->later;
+  size_t n = c->n_later, i;
+
+  c->later = NULL;
+  c->n_later = c->later_cap = 0;
+  for (i = 0; i < n; i++)
+    later[i]->done(later[i]);
+  free(later);
+}
+
+/* Held: once half the calls are answered and the peer has read most of its
+ * answers, go on with the requests already buffered, then read again. */
+static void conn_resume(conn_t *c) {
+  const config_t *cfg = &c->server->cfg;
+
+  if (!c->held || c->closing || c->resuming ||
+      c->jobs > cfg->max_pending_calls / 2 ||
+      c->out_bytes > cfg->max_queued_bytes / 2)
+    return;
+  c->held = 0;
+  c->resuming = 1;
+  if (conn_process(c) != 0) {
+    c->resuming = 0;
+    conn_close_when_sent(c);
+    return;
+  }
+  /* The peer hung up its sending side while held: everything it sent is
+   * handled now, so it closes once answered. */
+  if (c->peer_eof && !c->held)
+    c->close_when_sent = 1;
+  if (conn_may_read(c))
+    conn_set_reading(c, 1);
+  conn_flush(c);
+  c->resuming = 0;
+}
+
 /* conn_job_end() without the server's count. */
 static void conn_job_release(conn_t *c) {
   c->jobs--;
@@ -76,18 +255,7 @@ static void conn_job_release(conn_t *c) {
     conn_maybe_free(c);
     return;
   }
-  /* Held at the pending-calls limit: once half are answered, go on with the
-   * requests already buffered, then read again. */
-  if (c->held && c->jobs <= c->server->cfg.max_pending_calls / 2 &&
-      !c->closing) {
-    c->held = 0;
-    if (conn_process(c) != 0) {
-      conn_close_when_sent(c);
-      return;
-    }
-    if (conn_may_read(c))
-      conn_set_reading(c, 1);
-  }
+  conn_resume(c);
   conn_flush(c);
 }
 
@@ -139,10 +307,18 @@ static void conn_set_reading(conn_t *c, int on) {
 /* May c read more requests? Not while closing, draining, paused or held. */
 static int conn_may_read(const conn_t *c) {
   return !c->closing && !c->close_when_sent && !c->paused && !c->held &&
-         c->server->state == SERVER_RUNNING;
+         !c->peer_eof && c->server->state == SERVER_RUNNING;
 }
 
-void conn_stop_reading(conn_t *c) { conn_set_reading(c, 0); }
+void conn_stop_reading(conn_t *c) {
+  conn_set_reading(c, 0);
+  /* Answers held for a slow reader are owed too: made now, so that the
+   * store's jobs end and shutdown can proceed. */
+  if (c->n_later > 0) {
+    conn_answer_waiting(c);
+    conn_flush(c);
+  }
+}
 
 void conn_close_when_sent(conn_t *c) {
   c->close_when_sent = 1;
@@ -238,6 +414,8 @@ static void conn_after_write(conn_t *c) {
     if (conn_may_read(c))
       conn_set_reading(c, 1);
   }
+  conn_answer_waiting(c);
+  conn_resume(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -301,6 +479,12 @@ void conn_flush(conn_t *c) {
     return;
   }
   if (c->wlen == 0) {
+    /* A large answer went out whole: do not keep its buffer. */
+    if (c->wcap > CONN_WRITE_KEEP) {
+      free(c->wbuf);
+      c->wbuf = NULL;
+      c->wcap = 0;
+    }
     conn_after_write(c);
     return;
   }
@@ -342,28 +526,23 @@ void conn_flush(conn_t *c) {
   }
 }
 
+/* conn_process has sized the buffer for the frame being read (or its
+ * header), so there is always room here but for the first read. */
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn_t *c = handle->data;
-  const server_t *s = c->server;
-  size_t need = c->rlen + CONN_READ_CHUNK;
-  const uint8_t *body;
-  uint32_t body_len;
-  size_t frame_total;
-  uint8_t *nb;
 
-  /* If a frame is partly here, make room for all of it at once. Its length
-   * was already checked against the maximum, so this is bounded. */
-  if (frame_decode(c->rbuf, c->rlen, s->cfg.max_frame_bytes, &body, &body_len,
-                   &frame_total) == FRAME_NEED_MORE &&
-      frame_total > c->rlen)
-    need = frame_total > need ? frame_total : need;
-  nb = secret_buf_reserve(c->rbuf, &c->rcap, c->rlen, need - c->rlen, 1,
-                          CONN_READ_CHUNK, 1);
-  if (nb == NULL) {
-    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+  (void)suggested;
+  if (c->rbuf == NULL) {
+    if ((c->rbuf = rbuf_alloc(CONN_READ_CHUNK)) == NULL) {
+      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    c->rcap = CONN_READ_CHUNK;
+  }
+  if (c->rcap == c->rlen) {
+    *buf = uv_buf_init(NULL, 0);
     return;
   }
-  c->rbuf = nb;
   *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
@@ -380,9 +559,10 @@ static int conn_process(conn_t *c) {
 
   server_read_burst(c->server);
   while (!stop && !c->closing && !c->close_when_sent) {
-    /* A peer cannot queue unbounded work for the store: at the limit of
-     * calls in flight, stop here and read no more until half are done. */
-    if (c->jobs >= s->cfg.max_pending_calls) {
+    /* A peer cannot queue unbounded work for the store, nor have answers
+     * made faster than it reads them: stop here and read no more until
+     * conn_resume. */
+    if (conn_must_hold(c)) {
       c->held = 1;
       conn_set_reading(c, 0);
       break;
@@ -418,6 +598,20 @@ static int conn_process(conn_t *c) {
     secret_buf_consume(c->rbuf, c->rlen, off, 1);
     c->rlen -= off;
   }
+  if (!stop && !c->closing) {
+    int err = conn_rbuf_fit(c, msg, sizeof(msg));
+
+    if (err == TOKEND_EMSGSIZE) {
+      log_warn("conn %llu: %s; closing", (unsigned long long)c->id, msg);
+      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+      stop = 1;
+    } else if (err != 0) {
+      log_error("conn %llu: out of memory for a request; closing",
+                (unsigned long long)c->id);
+      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+      stop = 1;
+    }
+  }
   /* The read timeout runs from the first byte of input not yet handled:
    * none left, no clock; frames handled, the rest starts its own. Every
    * caller (a read, or a resume after the pending-calls hold) passes
@@ -438,8 +632,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
                 uv_strerror((int)nread));
     if (nread == UV_EOF) {
       /* The peer is done sending (maybe only half-closed): it still gets
-       * the answers it is owed, then the connection closes. */
-      conn_close_when_sent(c);
+       * the answers it is owed, to requests held back too, then the
+       * connection closes. */
+      c->peer_eof = 1;
+      if (c->held)
+        conn_set_reading(c, 0);
+      else
+        conn_close_when_sent(c);
     } else {
       conn_close(c);
     }
@@ -555,16 +754,20 @@ static int conn_identify(conn_t *c) {
   return 0;
 }
 
-/* Starts serving c, or tells it reject_msg and closes it. */
-static int conn_start(conn_t *c, const char *reject_msg) {
-  if (reject_msg != NULL) {
-    conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, reject_msg);
-    conn_close_when_sent(c);
-    return 0;
-  }
+/* Starts serving c, or tells it which connection limit it met and closes
+ * it. */
+static int conn_start(conn_t *c) {
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
   if (conn_identify(c) != 0) {
     conn_close(c);
     return TOKEND_EPERM;
+  }
+  if (server_conn_admit(c->server, c, msg, sizeof(msg)) != 0) {
+    server_log_refusal(c->server, msg);
+    conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+    conn_close_when_sent(c);
+    return 0;
   }
   conn_set_reading(c, 1);
   if (c->closing)
@@ -573,20 +776,6 @@ static int conn_start(conn_t *c, const char *reject_msg) {
             (unsigned)c->peer.uid, (int)c->peer.pid,
             c->peer.is_operator ? " operator" : "");
   return 0;
-}
-
-int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg) {
-  conn_t *c = conn_new(s);
-  int err;
-
-  if (c == NULL)
-    return TOKEND_ENOMEM;
-  if ((err = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
-    log_warn("accept failed: %s", uv_strerror(err));
-    conn_close(c);
-    return TOKEND_EIO;
-  }
-  return conn_start(c, reject_msg);
 }
 
 int conn_open_fd(server_t *s, int fd, conn_t **out) {
@@ -608,7 +797,7 @@ int conn_open_fd(server_t *s, int fd, conn_t **out) {
     conn_close(c);
     return TOKEND_EIO;
   }
-  if ((err = conn_start(c, NULL)) != 0)
+  if ((err = conn_start(c)) != 0)
     return err;
   if (out != NULL)
     *out = c;

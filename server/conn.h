@@ -44,25 +44,35 @@ typedef struct conn_s {
                       * records of its refused calls */
   unsigned deferred; /* queued Verifies (dispatch.c) not yet answered */
   unsigned writes;   /* uv_write requests in flight */
-  size_t out_bytes;  /* answers produced and not yet written */
+  int resuming;      /* conn_resume is running: not again from within */
+  /* Store jobs done whose answers wait until the peer has read most of
+   * what it was sent (conn_answer_later), oldest first, and the one whose
+   * answer is being made now. */
+  store_job_t **later;
+  size_t n_later, later_cap;
+  store_job_t *answering;
+  size_t out_bytes;       /* answers produced and not yet written */
   uint64_t partial_since; /* loop time a partial frame began waiting; 0 */
   uint64_t last_active;   /* loop time of the last read or write */
   int reading;            /* uv_read_start is in force */
   int paused;             /* reading stopped until the peer takes its answers */
-  int held;               /* reading stopped at the pending-calls limit */
-  int closing;            /* uv_close called */
-  int closed;             /* close callback ran */
-  int close_when_sent;    /* protocol error: close once wbuf is written */
+  /* requests not handled until jobs fall to half --max-pending-calls and
+   * the unread answers to half --max-queued-bytes; reading stopped
+   * meanwhile */
+  int held;
+  int closing;         /* uv_close called */
+  int closed;          /* close callback ran */
+  int close_when_sent; /* protocol error: close once wbuf is written */
+  int peer_eof; /* the peer is done sending; held requests are still served */
+  int admitted; /* counted by server_conn_admit */
 } conn_t;
 
-/* Accepts one connection from listener. If reject_msg is not NULL the peer
- * is told RESOURCE_EXHAUSTED with that message and closed at once. Returns
- * 0 or a TOKEND_E* code. */
-int conn_accept(server_t *s, uv_stream_t *listener, const char *reject_msg);
-
-/* Serves an already connected stream socket fd (one end of a socketpair in
- * tests and the fuzzer). Takes ownership of fd: it is closed with the conn.
- * *out (may be NULL) is valid until the conn closes. */
+/* Serves an already connected stream socket fd: one the server's listener
+ * accepted, or one end of a socketpair in tests and the fuzzer. Its peer is
+ * identified; a peer over a connection limit (server_conn_admit) is told
+ * RESOURCE_EXHAUSTED and closed at once. Takes ownership of fd: it is
+ * closed with the conn. *out (may be NULL) is valid until the conn
+ * closes. */
 int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
 
 /* Enforces the read and idle timeouts at loop time now. */
@@ -110,6 +120,17 @@ void conn_job_submit(conn_t *c, store_job_t *job);
 /* From job's done callback, once it no longer needs c: releases c (which
  * may free it) and the server's count (which may finish a shutdown). */
 void conn_job_end(conn_t *c);
+
+/* Called first by the done callback of a job whose answer may be large (a
+ * List page can be megabytes): 1 if the answer must wait because c's peer
+ * has more than --max-queued-bytes of answers unread (or older answers
+ * already wait); the callback then returns at once, keeping its results,
+ * and c calls job->done(job) again once the peer has read most of its
+ * answers, or when c closes (conn_is_open then says 0). 0: answer now.
+ * So answers are made as fast as the peer reads them, never many pages in
+ * one burst: what waits is store results (rows, bounded by
+ * --max-list-memory), not encoded bytes. */
+int conn_answer_later(conn_t *c, store_job_t *job);
 
 /* 1 if c can still receive responses. */
 int conn_is_open(const conn_t *c);

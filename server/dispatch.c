@@ -729,6 +729,9 @@ static void list_done(store_job_t *job) {
   index_entry_t *e;
   int64_t now = tokend_now_ms();
 
+  /* A page may be megabytes: made when the peer is ready to read it. */
+  if (conn_answer_later(call->conn, job))
+    return;
   if (!conn_is_open(call->conn) || refused_by_worker(call, "List"))
     goto out;
   if (job->result != 0) {
@@ -1083,6 +1086,8 @@ static void audit_list_done(store_job_t *job) {
   char next[TOKEND_PAGE_TOKEN_BYTES] = "";
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
 
+  if (conn_answer_later(call->conn, job))
+    return;
   if (!conn_is_open(call->conn) || refused_by_worker(call, "ListAuditEvents"))
     goto out;
   if (job->result != 0) {

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* accept4 */
 #include "server.h"
 
 #include <errno.h>
@@ -6,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <uthash.h>
 
 #include "conn.h"
 #include "dispatch.h"
@@ -92,6 +95,43 @@ out_rmdir:
   return err;
 }
 
+/* Checks that the socket's directory exists, is a directory and lets us
+ * create the socket, so that start-up says which (libuv's bind reports a
+ * missing directory as "permission denied"). Run before the database and
+ * pepper are touched, so a typo in --socket creates nothing. */
+static int socket_dir_check(const char *path) {
+  char buf[CONFIG_PATH_BYTES];
+  const char *dir;
+  struct stat st;
+
+  snprintf(buf, sizeof(buf), "%s", path);
+  dir = dirname(buf);
+  if (stat(dir, &st) != 0) {
+    if (errno == ENOENT)
+      log_error("cannot create socket %s: directory %s does not exist", path,
+                dir);
+    else if (errno == ENOTDIR)
+      log_error("cannot create socket %s: a component of %s is not a "
+                "directory",
+                path, dir);
+    else
+      log_error("cannot create socket %s: directory %s: %s", path, dir,
+                strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    log_error("cannot create socket %s: %s is not a directory", path, dir);
+    return TOKEND_ECONFIG;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    log_error("cannot create socket %s: permission denied on directory %s "
+              "(tokend runs as uid %u)",
+              path, dir, (unsigned)geteuid());
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
 /* Decides what to do with an existing file at the socket path: a socket no
  * one listens on (left by a crash) is removed; a live one, or anything that
  * is not a socket, makes us refuse to start. */
@@ -140,27 +180,197 @@ static int socket_path_claim(const char *path) {
   return 0;
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  server_t *s = listener->data;
-  char msg[TOKEND_STATUS_MESSAGE_BYTES];
-  const char *reject = NULL;
-  int err;
+/* Connections per uid, for --max-connections-per-uid. An entry lives while
+ * its uid has an admitted connection. */
+typedef struct server_uid_conns_s {
+  uint32_t uid;
+  uint32_t n;
+  UT_hash_handle hh;
+} server_uid_conns_t;
 
+int server_conn_admit(server_t *s, conn_t *c, char *msg, size_t len) {
+  const config_t *cfg = &s->cfg;
+  server_uid_conns_t *u;
+  uint32_t uid = c->peer.uid;
+
+  if (s->n_admitted >= cfg->max_connections) {
+    snprintf(msg, len,
+             "too many connections (the limit is %u, --max-connections); try "
+             "again later",
+             (unsigned)cfg->max_connections);
+    return TOKEND_EMSGSIZE;
+  }
+  HASH_FIND(hh, s->uid_conns, &uid, sizeof(uid), u);
+  if (!c->peer.is_operator) {
+    if (s->n_admitted >=
+        cfg->max_connections - cfg->reserved_operator_connections) {
+      snprintf(msg, len,
+               "only the %u connections reserved for operators are free "
+               "(--reserved-operator-connections of --max-connections %u); "
+               "try again later",
+               (unsigned)cfg->reserved_operator_connections,
+               (unsigned)cfg->max_connections);
+      return TOKEND_EMSGSIZE;
+    }
+    if (u != NULL && u->n >= cfg->max_connections_per_uid) {
+      snprintf(msg, len,
+               "uid %u already has %u connections, the most one uid may have "
+               "(--max-connections-per-uid); close some or try again later",
+               (unsigned)uid, (unsigned)u->n);
+      return TOKEND_EMSGSIZE;
+    }
+  }
+  if (u == NULL) {
+    if ((u = calloc(1, sizeof(*u))) == NULL) {
+      snprintf(msg, len, "out of memory");
+      return TOKEND_ENOMEM;
+    }
+    u->uid = uid;
+    HASH_ADD(hh, s->uid_conns, uid, sizeof(u->uid), u);
+  }
+  u->n++;
+  s->n_admitted++;
+  c->admitted = 1;
+  return 0;
+}
+
+static void server_conn_unadmit(server_t *s, conn_t *c) {
+  server_uid_conns_t *u;
+  uint32_t uid = c->peer.uid;
+
+  if (!c->admitted)
+    return;
+  c->admitted = 0;
+  s->n_admitted--;
+  HASH_FIND(hh, s->uid_conns, &uid, sizeof(uid), u);
+  if (u != NULL && --u->n == 0) {
+    HASH_DEL(s->uid_conns, u);
+    free(u);
+  }
+}
+
+/* At most one line a second, so that a flood of connections cannot make
+ * tokend write a line for each. */
+#define SERVER_REFUSE_LOG_INTERVAL_MS 1000
+
+void server_log_refusal(server_t *s, const char *what) {
+  uint64_t now = uv_now(&s->loop);
+
+  if (s->refuse_log_ms != 0 &&
+      now - s->refuse_log_ms < SERVER_REFUSE_LOG_INTERVAL_MS) {
+    s->refuse_log_suppressed++;
+    return;
+  }
+  if (s->refuse_log_suppressed > 0)
+    log_warn("refusing a connection: %s (and %u more refused or failed "
+             "connections since the last such line)",
+             what, s->refuse_log_suppressed);
+  else
+    log_warn("refusing a connection: %s", what);
+  s->refuse_log_ms = now != 0 ? now : 1;
+  s->refuse_log_suppressed = 0;
+}
+
+/* After accept fails for want of file descriptors (or memory), the
+ * listener is not watched for this long: the waiting connections stay in
+ * the backlog, to be served once descriptors are free, instead of making
+ * the loop spin on a socket that stays readable. */
+#define SERVER_ACCEPT_RETRY_MS 100
+
+static void on_listen_readable(uv_poll_t *h, int status, int events);
+
+static void on_accept_retry(uv_timer_t *t) {
+  server_t *s = t->data;
+
+  if (s->state == SERVER_RUNNING &&
+      !uv_is_closing((uv_handle_t *)&s->listen_poll))
+    uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
+}
+
+/* Accepts every waiting connection. tokend does this itself rather than
+ * through uv_listen: when accept fails with EMFILE, libuv closes a spare
+ * descriptor, accepts and closes every waiting connection and tells no one
+ * (the peers see EOF, the log nothing). Here the failure is logged (at
+ * most once a second, with a count) and accepting pauses briefly. */
+static void on_listen_readable(uv_poll_t *h, int status, int events) {
+  server_t *s = h->data;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  int lfd = -1, fd, err;
+
+  (void)events;
   if (status < 0) {
-    log_warn("accept: %s", uv_strerror(status));
+    snprintf(msg, sizeof(msg), "accept failed: %s", uv_strerror(status));
+    server_log_refusal(s, msg);
     return;
   }
-  if (s->state != SERVER_RUNNING)
+  if (s->state != SERVER_RUNNING ||
+      uv_fileno((uv_handle_t *)&s->listener, &lfd) != 0)
     return;
-  if (s->n_conns >= s->cfg.max_connections) {
-    snprintf(msg, sizeof(msg),
-             "too many connections (the limit is %u); try again later",
-             (unsigned)s->cfg.max_connections);
-    log_warn("refusing a connection: %s", msg);
-    reject = msg;
+  for (;;) {
+    fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      snprintf(msg, sizeof(msg),
+               "accept failed: %s (%zu connections open%s); connections "
+               "wait in the backlog, accepting again in %d ms",
+               strerror(errno), s->n_conns,
+               errno == EMFILE || errno == ENFILE ? ", out of file descriptors"
+                                                  : "",
+               SERVER_ACCEPT_RETRY_MS);
+      server_log_refusal(s, msg);
+      uv_poll_stop(&s->listen_poll);
+      uv_timer_start(&s->accept_retry, on_accept_retry, SERVER_ACCEPT_RETRY_MS,
+                     0);
+      return;
+    }
+    if ((err = conn_open_fd(s, fd, NULL)) != 0)
+      log_warn("could not accept a connection: %s", tokend_strerror(err));
   }
-  if ((err = conn_accept(s, listener, reject)) != 0)
-    log_warn("could not accept a connection: %s", tokend_strerror(err));
+}
+
+/* --max-connections is only real if the process may open that many file
+ * descriptors (systemd's default soft limit is 1024). Raise the soft limit
+ * as far as needed when the hard limit allows; otherwise refuse to start:
+ * an operator who asked for N connections would rather be told than find
+ * the extra ones dropped under load. */
+static int server_fd_limit(const config_t *cfg) {
+  rlim_t need = (rlim_t)cfg->max_connections + CONFIG_FD_RESERVE;
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    log_error("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+    return TOKEND_EINTERNAL;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+    return 0;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+    log_error("--max-connections %u needs %llu file descriptors (%d for "
+              "tokend itself) but RLIMIT_NOFILE allows %llu (hard limit); "
+              "raise it (systemd LimitNOFILE=, ulimit -Hn as root) or lower "
+              "--max-connections to %llu",
+              (unsigned)cfg->max_connections, (unsigned long long)need,
+              CONFIG_FD_RESERVE, (unsigned long long)rl.rlim_max,
+              rl.rlim_max > CONFIG_FD_RESERVE
+                  ? (unsigned long long)(rl.rlim_max - CONFIG_FD_RESERVE)
+                  : 0ull);
+    return TOKEND_ECONFIG;
+  }
+  log_info("raising the file-descriptor soft limit from %llu to %llu for "
+           "--max-connections %u",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+           (unsigned)cfg->max_connections);
+  rl.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    log_error("cannot raise RLIMIT_NOFILE to %llu for --max-connections %u: "
+              "%s",
+              (unsigned long long)need, (unsigned)cfg->max_connections,
+              strerror(errno));
+    return TOKEND_ECONFIG;
+  }
+  return 0;
 }
 
 static void on_sweep_timer(uv_timer_t *t) {
@@ -184,8 +394,12 @@ static uint64_t sweep_interval(const config_t *cfg) {
   return t < 10 ? 10 : t > 1000 ? 1000 : t;
 }
 
+/* Connections the kernel queues for accept (what libuv's examples use). */
+#define SERVER_LISTEN_BACKLOG 511
+
 static int server_listen(server_t *s) {
   struct sockaddr_un sa;
+  uv_os_fd_t fd;
   int err;
 
   if (strlen(s->cfg.socket_path) >= sizeof(sa.sun_path)) {
@@ -202,11 +416,19 @@ static int server_listen(server_t *s) {
     return TOKEND_EINTERNAL;
   }
   s->listener.data = s;
+  s->listen_poll.data = s;
   if ((err = server_bind(s, s->cfg.socket_path)) != 0)
     return err;
   s->listening = 1;
-  if ((err = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
-    log_error("cannot listen on %s: %s", s->cfg.socket_path, uv_strerror(err));
+  if (uv_fileno((uv_handle_t *)&s->listener, &fd) != 0 ||
+      listen(fd, SERVER_LISTEN_BACKLOG) != 0) {
+    log_error("cannot listen on %s: %s", s->cfg.socket_path, strerror(errno));
+    return TOKEND_EIO;
+  }
+  if ((err = uv_poll_init(&s->loop, &s->listen_poll, fd)) != 0 ||
+      (err = uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable)) !=
+          0) {
+    log_error("cannot watch %s: %s", s->cfg.socket_path, uv_strerror(err));
     return TOKEND_EIO;
   }
   return 0;
@@ -386,6 +608,7 @@ void server_job_end(server_t *s) {
 }
 
 void server_conn_removed(server_t *s, conn_t *c) {
+  server_conn_unadmit(s, c);
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
@@ -408,6 +631,9 @@ void server_stop(server_t *s) {
   s->drain_deadline = uv_now(&s->loop) + s->cfg.shutdown_timeout_ms;
   close_if_open((uv_handle_t *)&s->sigint);
   close_if_open((uv_handle_t *)&s->sigterm);
+  /* The watcher first: the listener's close closes the descriptor. */
+  close_if_open((uv_handle_t *)&s->listen_poll);
+  close_if_open((uv_handle_t *)&s->accept_retry);
   close_if_open((uv_handle_t *)&s->listener);
   uv_idle_stop(&s->busy_poll);
   /* Requests already read are answered; no new ones are read. */
@@ -558,6 +784,9 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
+  if ((err = socket_dir_check(cfg->socket_path)) != 0 ||
+      (err = server_fd_limit(cfg)) != 0)
+    return err;
   /* The key of every stored hash: kept where a core dump, an overflow or a
    * stray write cannot reach it. */
   if ((s->pepper = sodium_malloc(TOKEND_PEPPER_BYTES)) == NULL) {
@@ -613,6 +842,8 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
   uv_timer_init(&s->loop, &s->refusal_timer);
+  uv_timer_init(&s->loop, &s->accept_retry);
+  s->accept_retry.data = s;
   uv_idle_init(&s->loop, &s->busy_poll);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
@@ -672,9 +903,21 @@ void server_cleanup(server_t *s) {
       store_worker_stop(s->worker);
       s->worker = NULL;
     }
+    /* The listener's watcher before the listener, which closes the fd. */
+    close_if_open((uv_handle_t *)&s->listen_poll);
     uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
+  }
+  /* Every admitted conn was removed as the loop closed it; this frees
+   * whatever a failed start left. */
+  {
+    server_uid_conns_t *u, *tmp;
+
+    HASH_ITER(hh, s->uid_conns, u, tmp) {
+      HASH_DEL(s->uid_conns, u);
+      free(u);
+    }
   }
   if (s->listening) {
     unlink(s->cfg.socket_path);

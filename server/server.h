@@ -30,7 +30,12 @@ typedef struct verify_batch_s verify_batch_t;
 typedef struct server_s {
   config_t cfg;
   uv_loop_t loop;
-  uv_pipe_t listener;
+  uv_pipe_t listener; /* bound by libuv; accepted from by listen_poll */
+  /* tokend accepts itself (libuv's uv_listen drops connections silently
+   * when out of file descriptors): readiness of the listening socket, and
+   * the pause after an accept failed for want of descriptors or memory */
+  uv_poll_t listen_poll;
+  uv_timer_t accept_retry;
   uv_signal_t sigint, sigterm;
   uv_timer_t flush_timer;
   uv_timer_t shutdown_timer;
@@ -57,6 +62,16 @@ typedef struct server_s {
   uint8_t *pepper;
   conn_t *conns; /* doubly linked list of open connections */
   size_t n_conns;
+  /* Connections admitted (server_conn_admit), in all and per uid: the ones
+   * --max-connections and its per-uid and operator shares count. */
+  size_t n_admitted;
+  struct server_uid_conns_s *uid_conns; /* uthash, by uid */
+  /* Refused connections and failed accepts are logged at most once a second
+   * with a count of the rest (a flood must not flood the log). */
+  uint64_t refuse_log_ms;
+  unsigned refuse_log_suppressed;
+  /* read buffers larger than CONN_READ_CHUNK, all conns (--max-read-memory) */
+  size_t read_buf_bytes;
   size_t jobs_in_flight; /* store jobs submitted and not yet done */
   size_t list_bytes;     /* answer rows held by List calls in flight */
   int flush_in_flight;   /* a last_used write-back is running */
@@ -106,6 +121,18 @@ void server_read_burst(server_t *s);
 /* Called by the dispatcher around every store job. */
 void server_job_begin(server_t *s);
 void server_job_end(server_t *s);
+
+/* Decides whether c (its peer identified) may be served: 0, or
+ * TOKEND_EMSGSIZE with msg (len bytes) saying which limit it met:
+ * --max-connections, the --reserved-operator-connections that only
+ * operators may take, or --max-connections-per-uid (operators are exempt).
+ * An admitted c counts until server_conn_removed. */
+int server_conn_admit(server_t *s, conn_t *c, char *msg, size_t len);
+
+/* Logs a refused connection or a failed accept at warn, at most once a
+ * second: the first line of a second is logged with the number of others
+ * since the last one logged. */
+void server_log_refusal(server_t *s, const char *what);
 
 /* Removes c from the server's list (conn.c calls it once c is closed). */
 void server_conn_removed(server_t *s, conn_t *c);

@@ -466,6 +466,34 @@ static void test_config_hard_queue_below_soft_rejected(void **state) {
   assert_one_line_error(fx, "--max-connections");
 }
 
+/* The connection shares (issue 11): defaults, flags, the default operators'
+ * reserve shrinking to a quarter of a small --max-connections, and an
+ * explicit reserve that would leave non-operators nothing refused. */
+static void test_config_connection_shares(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--socket", "/tmp/x.sock"), 0);
+  assert_int_equal(fx->cfg.max_connections_per_uid, 256);
+  assert_int_equal(fx->cfg.reserved_operator_connections, 8);
+  assert_int_equal(fx->cfg.max_read_memory, 256u * 1024u * 1024u);
+  assert_int_equal(PARSE(fx, "--max-connections", "4"), 0);
+  assert_int_equal(fx->cfg.reserved_operator_connections, 1);
+  assert_int_equal(PARSE(fx, "--max-connections", "10",
+                         "--max-connections-per-uid", "3",
+                         "--reserved-operator-connections", "9",
+                         "--max-read-memory", "65536"),
+                   0);
+  assert_int_equal(fx->cfg.max_connections_per_uid, 3);
+  assert_int_equal(fx->cfg.reserved_operator_connections, 9);
+  assert_int_equal(fx->cfg.max_read_memory, 65536);
+  PARSE(fx, "--max-connections", "10", "--reserved-operator-connections", "10");
+  assert_one_line_error(fx, "--reserved-operator-connections");
+  PARSE(fx, "--max-connections-per-uid", "0");
+  assert_one_line_error(fx, "--max-connections-per-uid");
+  PARSE(fx, "--max-read-memory", "65535");
+  assert_one_line_error(fx, "--max-read-memory");
+}
+
 /* By default root (and tokend's own user) are operators and everyone may
  * verify; naming an operator replaces the defaults; naming a verifier
  * restricts Verify to the named. */
@@ -528,6 +556,7 @@ int main(void) {
       CONFIG_TEST(test_config_limit_flags_parsed),
       CONFIG_TEST(test_config_socket_path_must_fit_sun_path),
       CONFIG_TEST(test_config_hard_queue_below_soft_rejected),
+      CONFIG_TEST(test_config_connection_shares),
       CONFIG_TEST(test_config_policy_defaults_and_flags),
       CONFIG_TEST(test_config_unknown_user_or_group_rejected),
       CONFIG_TEST(test_config_socket_mode_and_group),
