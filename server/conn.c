@@ -35,16 +35,21 @@ typedef struct {
 
 /* Read and output buffers hold token secrets (Verify requests, Issue
  * answers), so all of them are memory left out of core dumps (nodump.h).
- * Getting such memory costs system calls, so a conn maps its own once
- * (conn_home) and keeps it: a read buffer of CONN_READ_CHUNK and an output
- * buffer of CONN_WRITE_HOME. Only larger buffers, and output buffers made
- * while both of its own are being written, are mapped on demand. */
+ * Getting such memory costs system calls, so a conn takes its own once
+ * (conn_home, from the server's pool of such blocks) and keeps it: a read
+ * buffer of CONN_READ_CHUNK and an output buffer of CONN_WRITE_HOME. Only
+ * larger buffers, and output buffers made while both of its own are being
+ * written, are mapped on demand. */
 #define CONN_WRITE_HOME 16384
 #define CONN_HOME_BYTES (CONN_READ_CHUNK + CONN_WRITE_HOME)
 
+size_t conn_buffer_block_bytes(void) { return CONN_HOME_BYTES; }
+
+/* The block comes from the server's pool (--conn-buffer-pool), where the
+ * last connection to close left its own: mapped anew only when none is. */
 static uint8_t *conn_home(conn_t *c) {
   if (c->home == NULL)
-    c->home = nodump_alloc(CONN_HOME_BYTES);
+    c->home = nodump_pool_get(&c->server->conn_pool);
   return c->home;
 }
 
@@ -172,7 +177,9 @@ static void conn_maybe_free(conn_t *c) {
   c->server->read_buf_bytes -= rbuf_counted(c->rcap);
   wbuf_release(c, c->wbuf, c->wcap);
   nodump_free(c->wspare, CONN_WRITE_HOME);
-  nodump_free(c->home, CONN_HOME_BYTES);
+  /* No secret is left in it: the read buffer is wiped when let go, an
+   * output buffer once it held one. */
+  nodump_pool_put(&c->server->conn_pool, c->home);
   free(c->later);
   free(c);
 }

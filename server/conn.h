@@ -84,6 +84,10 @@ typedef struct conn_s {
  * closes. */
 int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
 
+/* The size of the block holding a connection's own read and output buffers
+ * (server_t.conn_pool's blocks). */
+size_t conn_buffer_block_bytes(void);
+
 /* Enforces the read and idle timeouts at loop time now. */
 void conn_check_timeouts(conn_t *c, uint64_t now);
 

@@ -21,4 +21,29 @@ void *nodump_alloc(size_t len);
  * no-op. */
 void nodump_free(void *p, size_t len);
 
+/* Blocks of one size from nodump_alloc, kept for reuse: a connection that
+ * closes gives its buffers' block back and the next one takes it without
+ * a system call (mapping and unmapping a block for every short connection
+ * doubled tokend's CPU time per connection, unmapping a page of a
+ * process with several threads costing a TLB shootdown). At most max_free
+ * are kept; more are unmapped. Only one thread may use a pool. */
+typedef struct {
+  size_t block;    /* bytes per block */
+  size_t max_free; /* blocks kept at most (0: none) */
+  size_t n_free;
+  void *free_list; /* linked through each free block's first bytes */
+} nodump_pool_t;
+
+void nodump_pool_init(nodump_pool_t *pool, size_t block, size_t max_free);
+
+/* A block (not zeroed: it may be a reused one), or NULL. */
+void *nodump_pool_get(nodump_pool_t *pool);
+
+/* Gives back a block from nodump_pool_get (NULL: a no-op). It must hold no
+ * secret any more: it is kept as it is. */
+void nodump_pool_put(nodump_pool_t *pool, void *b);
+
+/* Unmaps every block kept. */
+void nodump_pool_drain(nodump_pool_t *pool);
+
 #endif

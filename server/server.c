@@ -826,6 +826,8 @@ int server_init(server_t *s, const config_t *cfg) {
   s->flush_retry_timer.data = s;
   log_limit_init(&s->flush_log, cfg->log_repeat_interval_ms);
   log_limit_init(&s->refuse_log, cfg->log_repeat_interval_ms);
+  nodump_pool_init(&s->conn_pool, conn_buffer_block_bytes(),
+                   cfg->conn_buffer_pool);
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
   uv_timer_init(&s->loop, &s->refusal_timer);
@@ -911,6 +913,7 @@ void server_cleanup(server_t *s) {
     s->listening = 0;
   }
   dispatch_cleanup(s);
+  nodump_pool_drain(&s->conn_pool);
   /* The cache points into the index: it goes first. */
   verify_cache_free(s->vcache);
   s->vcache = NULL;

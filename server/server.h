@@ -12,6 +12,7 @@
 #include "domains.h"
 #include "index.h"
 #include "log.h"
+#include "nodump.h"
 #include "refusals.h"
 #include "store.h"
 #include "store_worker.h"
@@ -70,6 +71,8 @@ typedef struct server_s {
    * --log-repeat-interval-ms, then "(N more like this)" (a flood must not
    * flood the log). */
   log_limit_t refuse_log;
+  /* closed connections' buffer blocks, for new ones (--conn-buffer-pool) */
+  nodump_pool_t conn_pool;
   /* read buffers larger than CONN_READ_CHUNK, all conns (--max-read-memory) */
   size_t read_buf_bytes;
   size_t jobs_in_flight; /* store jobs submitted and not yet done */
