@@ -8,6 +8,12 @@
 
 void *secret_buf_grow(void *buf, size_t *cap, size_t used, size_t extra,
                       size_t elem, size_t first, int wipe) {
+  return secret_buf_grow_in(NULL, buf, cap, used, extra, elem, first, wipe);
+}
+
+void *secret_buf_grow_in(const secret_buf_mem_t *mem, void *buf, size_t *cap,
+                         size_t used, size_t extra, size_t elem, size_t first,
+                         int wipe) {
   size_t ncap = *cap ? *cap : first;
   void *nb;
 
@@ -18,13 +24,17 @@ void *secret_buf_grow(void *buf, size_t *cap, size_t used, size_t extra,
       return NULL;
     ncap *= 2;
   }
-  if ((nb = malloc(ncap * elem)) == NULL)
+  nb = mem != NULL ? mem->alloc(mem->ctx, ncap * elem) : malloc(ncap * elem);
+  if (nb == NULL)
     return NULL;
   if (buf != NULL) {
     memcpy(nb, buf, used * elem);
     if (wipe)
       sodium_memzero(buf, *cap * elem);
-    free(buf);
+    if (mem != NULL)
+      mem->release(mem->ctx, buf, *cap * elem);
+    else
+      free(buf);
   }
   *cap = ncap;
   return nb;

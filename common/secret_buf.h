@@ -6,9 +6,23 @@
 
 #include <stddef.h>
 
-/* secret_buf_reserve's slow path, when there is not room enough. */
+/* Where a buffer's blocks come from, when not from malloc: tokend's
+ * connection buffers come from memory left out of core dumps. alloc(ctx,
+ * len) returns len bytes or NULL; release(ctx, p, len) takes back what
+ * alloc(ctx, len) returned (wiped already, if it held secrets). */
+typedef struct {
+  void *(*alloc)(void *ctx, size_t len);
+  void (*release)(void *ctx, void *p, size_t len);
+  void *ctx;
+} secret_buf_mem_t;
+
+/* secret_buf_reserve's slow path, when there is not room enough. mem NULL:
+ * malloc and free. */
 void *secret_buf_grow(void *buf, size_t *cap, size_t used, size_t extra,
                       size_t elem, size_t first, int wipe);
+void *secret_buf_grow_in(const secret_buf_mem_t *mem, void *buf, size_t *cap,
+                         size_t used, size_t extra, size_t elem, size_t first,
+                         int wipe);
 
 /* Room in buf (*cap elements of elem bytes, the first used of them in use)
  * for extra more: buf itself if there is room; else a new block of double
@@ -23,6 +37,18 @@ static inline void *secret_buf_reserve(void *buf, size_t *cap, size_t used,
   if (*cap - used >= extra)
     return buf;
   return secret_buf_grow(buf, cap, used, extra, elem, first, wipe);
+}
+
+/* secret_buf_reserve() with blocks from mem (secret_buf_mem_t), so that a
+ * buffer that grows keeps what its first block was given (e.g. being left
+ * out of core dumps). */
+static inline void *secret_buf_reserve_in(const secret_buf_mem_t *mem,
+                                          void *buf, size_t *cap, size_t used,
+                                          size_t extra, size_t elem,
+                                          size_t first, int wipe) {
+  if (*cap - used >= extra)
+    return buf;
+  return secret_buf_grow_in(mem, buf, cap, used, extra, elem, first, wipe);
 }
 
 /* Drops the first n of the len bytes in buf, moving the rest to the front.

@@ -64,6 +64,13 @@
 #define CONFIG_MAX_READ_MEMORY_DEFAULT (256u * 1024u * 1024u)
 #define CONFIG_MAX_READ_MEMORY_MIN (64u * 1024u)
 
+/* --conn-buffer-pool: closed connections' buffer blocks (32 KiB each, left
+ * out of core dumps) kept for the next connections to reuse: 64 are 2 MiB,
+ * enough for that many connections opened and closed at once without a
+ * system call for their buffers. */
+#define CONFIG_CONN_BUFFER_POOL_DEFAULT 64
+#define CONFIG_CONN_BUFFER_POOL_MAX 1000000
+
 /* How many uids or groups one policy list may name. */
 #define CONFIG_MAX_IDS 64
 
@@ -115,6 +122,8 @@ typedef struct {
   uint32_t refusal_audit_max_keys;    /* kinds of refusal counted at once */
   /* large read buffers (a request past the first 16 KiB), all connections */
   uint32_t max_read_memory;
+  /* buffer blocks of closed connections kept for reuse */
+  uint32_t conn_buffer_pool;
   log_level_t log_level;
   /* --create-db: create the database if there is none (first start); without
    * it a missing database refuses to start, so that a deleted or mistyped

@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
+#include "nodump.h"
 #include "secret_buf.h"
 #include "server.h"
 #include "tokend_error.h"
@@ -32,29 +33,83 @@ typedef struct {
   int secret;
 } conn_write_t;
 
-/* Read buffers: CONN_READ_CHUNK from malloc; a larger one, sized to one
- * request, is mapped on its own so that it goes back to the kernel the
- * moment it is unmapped (from malloc's heap it could stay in tokend's
- * resident memory after free). Requests carry tokens (Verify), so a buffer
- * is wiped before it is let go. */
-static uint8_t *rbuf_alloc(size_t cap) {
-  void *p;
+/* Read and output buffers hold token secrets (Verify requests, Issue
+ * answers), so all of them are memory left out of core dumps (nodump.h).
+ * Getting such memory costs system calls, so a conn takes its own once
+ * (conn_home, from the server's pool of such blocks) and keeps it: a read
+ * buffer of CONN_READ_CHUNK and an output buffer of CONN_WRITE_HOME. Only
+ * larger buffers, and output buffers made while both of its own are being
+ * written, are mapped on demand. */
+#define CONN_WRITE_HOME 16384
+#define CONN_HOME_BYTES (CONN_READ_CHUNK + CONN_WRITE_HOME)
 
-  if (cap <= CONN_READ_CHUNK)
-    return malloc(cap);
-  p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-           0);
-  return p == MAP_FAILED ? NULL : p;
+size_t conn_buffer_block_bytes(void) { return CONN_HOME_BYTES; }
+
+/* The block comes from the server's pool (--conn-buffer-pool), where the
+ * last connection to close left its own: mapped anew only when none is. */
+static uint8_t *conn_home(conn_t *c) {
+  if (c->home == NULL)
+    c->home = nodump_pool_get(&c->server->conn_pool);
+  return c->home;
 }
 
-static void rbuf_free(uint8_t *buf, size_t cap) {
+static uint8_t *conn_home_wbuf(const conn_t *c) {
+  return c->home != NULL ? c->home + CONN_READ_CHUNK : NULL;
+}
+
+/* A read buffer: the conn's own (cap is then CONN_READ_CHUNK, which is
+ * never asked for while it is in use), or one sized to one request, mapped
+ * on its own so that it goes back to the kernel the moment it is unmapped
+ * (from malloc's heap it could stay in tokend's resident memory). */
+static uint8_t *rbuf_alloc(conn_t *c, size_t cap) {
+  if (cap <= CONN_READ_CHUNK)
+    return conn_home(c);
+  return nodump_alloc(cap);
+}
+
+/* Requests carry tokens (Verify), so a buffer is wiped before it is let
+ * go. */
+static void rbuf_free(conn_t *c, uint8_t *buf, size_t cap) {
   if (buf == NULL)
     return;
   sodium_memzero(buf, cap);
-  if (cap <= CONN_READ_CHUNK)
-    free(buf);
+  if (buf != c->home)
+    nodump_free(buf, cap);
+}
+
+/* Output buffers, for secret_buf_reserve_in (which asks for
+ * CONN_WRITE_HOME, then doubles): the conn's own if free, else its spare,
+ * else a new mapping. */
+static void *wbuf_alloc(void *ctx, size_t len) {
+  conn_t *c = ctx;
+  uint8_t *p;
+
+  if (len <= CONN_WRITE_HOME) {
+    if (!c->home_wbuf_busy && conn_home(c) != NULL) {
+      c->home_wbuf_busy = 1;
+      return conn_home_wbuf(c);
+    }
+    if (c->wspare != NULL) {
+      p = c->wspare;
+      c->wspare = NULL;
+      return p;
+    }
+  }
+  return nodump_alloc(len);
+}
+
+/* Takes back an output buffer (wiped already if it held a secret). */
+static void wbuf_release(void *ctx, void *p, size_t len) {
+  conn_t *c = ctx;
+
+  if (p == NULL)
+    return;
+  if (p == conn_home_wbuf(c))
+    c->home_wbuf_busy = 0;
+  else if (len == CONN_WRITE_HOME && c->wspare == NULL)
+    c->wspare = p;
   else
-    munmap(buf, cap);
+    nodump_free(p, len);
 }
 
 /* What c's read buffer counts against --max-read-memory. */
@@ -64,13 +119,13 @@ static size_t rbuf_counted(size_t cap) {
 
 /* Moves c's input into a buffer of exactly cap bytes (at least rlen). */
 static int conn_rbuf_resize(conn_t *c, size_t cap) {
-  uint8_t *nb = rbuf_alloc(cap);
+  uint8_t *nb = rbuf_alloc(c, cap);
 
   if (nb == NULL)
     return TOKEND_ENOMEM;
   if (c->rlen > 0)
     memcpy(nb, c->rbuf, c->rlen);
-  rbuf_free(c->rbuf, c->rcap);
+  rbuf_free(c, c->rbuf, c->rcap);
   c->server->read_buf_bytes -= rbuf_counted(c->rcap);
   c->server->read_buf_bytes += rbuf_counted(cap);
   c->rbuf = nb;
@@ -118,9 +173,13 @@ static void conn_maybe_free(conn_t *c) {
     return;
   if (c->wbuf_secret && c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
-  rbuf_free(c->rbuf, c->rcap);
+  rbuf_free(c, c->rbuf, c->rcap);
   c->server->read_buf_bytes -= rbuf_counted(c->rcap);
-  free(c->wbuf);
+  wbuf_release(c, c->wbuf, c->wcap);
+  nodump_free(c->wspare, CONN_WRITE_HOME);
+  /* No secret is left in it: the read buffer is wiped when let go, an
+   * output buffer once it held one. */
+  nodump_pool_put(&c->server->conn_pool, c->home);
   free(c->later);
   free(c);
 }
@@ -330,8 +389,9 @@ void conn_close_when_sent(conn_t *c) {
  * so neither leaves a copy behind when it grows (secret_buf_reserve) or
  * moves its contents (secret_buf_consume). */
 static int wbuf_reserve(conn_t *c, size_t extra) {
-  uint8_t *nb = secret_buf_reserve(c->wbuf, &c->wcap, c->wlen, extra, 1, 4096,
-                                   c->wbuf_secret);
+  const secret_buf_mem_t mem = {wbuf_alloc, wbuf_release, c};
+  uint8_t *nb = secret_buf_reserve_in(&mem, c->wbuf, &c->wcap, c->wlen, extra,
+                                      1, CONN_WRITE_HOME, c->wbuf_secret);
 
   if (nb == NULL)
     return TOKEND_ENOMEM;
@@ -425,7 +485,7 @@ static void on_write(uv_write_t *req, int status) {
   if (w->secret)
     sodium_memzero(w->buf, w->len);
   c->out_bytes -= w->data_len;
-  free(w->buf);
+  wbuf_release(c, w->buf, w->len);
   free(w);
   c->writes--;
   if (status < 0 && status != UV_ECANCELED) {
@@ -481,7 +541,7 @@ void conn_flush(conn_t *c) {
   if (c->wlen == 0) {
     /* A large answer went out whole: do not keep its buffer. */
     if (c->wcap > CONN_WRITE_KEEP) {
-      free(c->wbuf);
+      wbuf_release(c, c->wbuf, c->wcap);
       c->wbuf = NULL;
       c->wcap = 0;
     }
@@ -510,7 +570,7 @@ void conn_flush(conn_t *c) {
     if (w->secret)
       sodium_memzero(w->buf, w->len);
     c->out_bytes -= w->data_len;
-    free(w->buf);
+    wbuf_release(c, w->buf, w->len);
     free(w);
     conn_close(c);
     return;
@@ -533,7 +593,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
 
   (void)suggested;
   if (c->rbuf == NULL) {
-    if ((c->rbuf = rbuf_alloc(CONN_READ_CHUNK)) == NULL) {
+    if ((c->rbuf = rbuf_alloc(c, CONN_READ_CHUNK)) == NULL) {
       *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
       return;
     }

@@ -39,7 +39,16 @@ typedef struct conn_s {
   size_t rlen, rcap;
   uint8_t *wbuf; /* responses not yet handed to uv_write */
   size_t wlen, wcap;
-  int wbuf_secret;   /* wbuf holds a token secret: wipe when done */
+  int wbuf_secret; /* wbuf holds a token secret: wipe when done */
+  /* The buffers' own memory, left out of core dumps (nodump.h), mapped at
+   * the first read or answer and kept for the conn's life, so that a
+   * request costs no system call for it: the read buffer (16 KiB) and the
+   * output buffer (16 KiB) each goes back to, and whether the latter is in
+   * use (as wbuf, or handed to a write). wspare: one more output buffer of
+   * that size, kept for the answers made while the home one is written. */
+  uint8_t *home;
+  uint8_t *wspare;
+  int home_wbuf_busy;
   unsigned jobs;     /* store jobs it started: answers it is owed, and the audit
                       * records of its refused calls */
   unsigned deferred; /* queued Verifies (dispatch.c) not yet answered */
@@ -74,6 +83,10 @@ typedef struct conn_s {
  * closed with the conn. *out (may be NULL) is valid until the conn
  * closes. */
 int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
+
+/* The size of the block holding a connection's own read and output buffers
+ * (server_t.conn_pool's blocks). */
+size_t conn_buffer_block_bytes(void);
 
 /* Enforces the read and idle timeouts at loop time now. */
 void conn_check_timeouts(conn_t *c, uint64_t now);

@@ -9,6 +9,7 @@
 
 #include "authz.h"
 #include "log.h"
+#include "nodump.h"
 #include "server.h"
 #include "token.h"
 #include "tokend_error.h"
@@ -371,7 +372,10 @@ static void on_vbatch_idle(uv_idle_t *h) { dispatch_verify_drain(h->data); }
 static void on_vbatch_check(uv_check_t *h) { dispatch_verify_drain(h->data); }
 
 int dispatch_init(server_t *s) {
-  s->vbatch = calloc(1, sizeof(*s->vbatch));
+  /* Queued Verifies hold their tokens: left out of core dumps, like the
+   * connection buffers they came from (one mapping, for the server's
+   * life). */
+  s->vbatch = nodump_alloc(sizeof(*s->vbatch));
   if (s->vbatch == NULL)
     return TOKEND_ENOMEM;
   uv_check_init(&s->loop, &s->vbatch_check);
@@ -390,7 +394,7 @@ void dispatch_cleanup(server_t *s) {
   if (s->vbatch == NULL)
     return;
   sodium_memzero(s->vbatch, sizeof(*s->vbatch));
-  free(s->vbatch);
+  nodump_free(s->vbatch, sizeof(*s->vbatch));
   s->vbatch = NULL;
 }
 

@@ -249,26 +249,11 @@ static void server_conn_unadmit(server_t *s, conn_t *c) {
   }
 }
 
-/* At most one line a second, so that a flood of connections cannot make
- * tokend write a line for each. */
-#define SERVER_REFUSE_LOG_INTERVAL_MS 1000
-
+/* A flood of connections must not make tokend write a line for each: the
+ * lines share one log_limit_t (--log-repeat-interval-ms), as every other
+ * repeated failure line does. */
 void server_log_refusal(server_t *s, const char *what) {
-  uint64_t now = uv_now(&s->loop);
-
-  if (s->refuse_log_ms != 0 &&
-      now - s->refuse_log_ms < SERVER_REFUSE_LOG_INTERVAL_MS) {
-    s->refuse_log_suppressed++;
-    return;
-  }
-  if (s->refuse_log_suppressed > 0)
-    log_warn("refusing a connection: %s (and %u more refused or failed "
-             "connections since the last such line)",
-             what, s->refuse_log_suppressed);
-  else
-    log_warn("refusing a connection: %s", what);
-  s->refuse_log_ms = now != 0 ? now : 1;
-  s->refuse_log_suppressed = 0;
+  log_limited(&s->refuse_log, LOG_WARN, "refusing a connection: %s", what);
 }
 
 /* After accept fails for want of file descriptors (or memory), the
@@ -291,7 +276,8 @@ static void on_accept_retry(uv_timer_t *t) {
  * through uv_listen: when accept fails with EMFILE, libuv closes a spare
  * descriptor, accepts and closes every waiting connection and tells no one
  * (the peers see EOF, the log nothing). Here the failure is logged (at
- * most once a second, with a count) and accepting pauses briefly. */
+ * most once per --log-repeat-interval-ms, with a count) and accepting pauses
+ * briefly. */
 static void on_listen_readable(uv_poll_t *h, int status, int events) {
   server_t *s = h->data;
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
@@ -839,6 +825,9 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_timer_init(&s->loop, &s->flush_retry_timer);
   s->flush_retry_timer.data = s;
   log_limit_init(&s->flush_log, cfg->log_repeat_interval_ms);
+  log_limit_init(&s->refuse_log, cfg->log_repeat_interval_ms);
+  nodump_pool_init(&s->conn_pool, conn_buffer_block_bytes(),
+                   cfg->conn_buffer_pool);
   uv_timer_init(&s->loop, &s->shutdown_timer);
   uv_timer_init(&s->loop, &s->sweep_timer);
   uv_timer_init(&s->loop, &s->refusal_timer);
@@ -924,6 +913,7 @@ void server_cleanup(server_t *s) {
     s->listening = 0;
   }
   dispatch_cleanup(s);
+  nodump_pool_drain(&s->conn_pool);
   /* The cache points into the index: it goes first. */
   verify_cache_free(s->vcache);
   s->vcache = NULL;

@@ -12,6 +12,7 @@
 #include "domains.h"
 #include "index.h"
 #include "log.h"
+#include "nodump.h"
 #include "refusals.h"
 #include "store.h"
 #include "store_worker.h"
@@ -66,10 +67,12 @@ typedef struct server_s {
    * --max-connections and its per-uid and operator shares count. */
   size_t n_admitted;
   struct server_uid_conns_s *uid_conns; /* uthash, by uid */
-  /* Refused connections and failed accepts are logged at most once a second
-   * with a count of the rest (a flood must not flood the log). */
-  uint64_t refuse_log_ms;
-  unsigned refuse_log_suppressed;
+  /* Refused connections and failed accepts: one line per
+   * --log-repeat-interval-ms, then "(N more like this)" (a flood must not
+   * flood the log). */
+  log_limit_t refuse_log;
+  /* closed connections' buffer blocks, for new ones (--conn-buffer-pool) */
+  nodump_pool_t conn_pool;
   /* read buffers larger than CONN_READ_CHUNK, all conns (--max-read-memory) */
   size_t read_buf_bytes;
   size_t jobs_in_flight; /* store jobs submitted and not yet done */
@@ -129,9 +132,9 @@ void server_job_end(server_t *s);
  * An admitted c counts until server_conn_removed. */
 int server_conn_admit(server_t *s, conn_t *c, char *msg, size_t len);
 
-/* Logs a refused connection or a failed accept at warn, at most once a
- * second: the first line of a second is logged with the number of others
- * since the last one logged. */
+/* Logs a refused connection or a failed accept at warn through
+ * s->refuse_log: at most one line per --log-repeat-interval-ms, the next one
+ * out ending with the number held back, "(N more like this)". */
 void server_log_refusal(server_t *s, const char *what);
 
 /* Removes c from the server's list (conn.c calls it once c is closed). */

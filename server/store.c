@@ -98,29 +98,40 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
+/* A domain as schema 3 keeps it: lower case, and without the one trailing
+ * dot that schema 2 accepted ("example.com." is the fully qualified
+ * spelling of "example.com"), for validate_domain now refuses it, so a domain
+ * left with it could be verified but never listed, revoked or granted again).
+ */
+#define DOMAIN_V3                                                              \
+  "(CASE WHEN length(domain) > 1 AND substr(domain, -1) = '.'"                 \
+  " THEN substr(lower(domain), 1, length(domain) - 1)"                         \
+  " ELSE lower(domain) END)"
+#define UPDATE_DOMAIN_V3(table)                                                \
+  "UPDATE " table " SET domain = " DOMAIN_V3 " WHERE domain <> " DOMAIN_V3 ";"
+
 /* 2 -> 3: a key/value table for facts about the database itself (the
- * fingerprint of its pepper), and domains in lower case: DNS names are
- * case-insensitive, so "Example.com" and "example.com" are one tenant.
- * Only the live tables are rewritten; the audit log is append-only and
- * keeps each row as it was written. migrate_v3_collisions() first refuses
- * to merge domains that differ only by case. */
+ * fingerprint of its pepper), and domains as DOMAIN_V3 spells them: DNS
+ * names are case-insensitive, so "Example.com", "example.com." and
+ * "example.com" are one tenant. Only the live tables are rewritten; the
+ * audit log is append-only and keeps each row as it was written.
+ * migrate_v3_collisions() first refuses to merge domains that differ only
+ * by case or that trailing dot. */
 static const char migration_v3[] =
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY,"
     "  value BLOB NOT NULL"
-    ") WITHOUT ROWID;"
-    "UPDATE tokens SET domain = lower(domain) WHERE domain <> lower(domain);"
-    "UPDATE domain_admins SET domain = lower(domain)"
-    " WHERE domain <> lower(domain);"
-    "UPDATE verify_counts SET domain = lower(domain)"
-    " WHERE domain <> lower(domain);";
+    ") WITHOUT ROWID;" UPDATE_DOMAIN_V3("tokens")
+        UPDATE_DOMAIN_V3("domain_admins") UPDATE_DOMAIN_V3("verify_counts");
 
-/* Each row: the variants of one domain that differ only by case. */
+/* Each row: the spellings of one domain that differ only by case or a
+ * trailing dot. */
 #define DOMAIN_COLLISIONS_SQL                                                  \
   "SELECT group_concat(domain, ' and ') FROM"                                  \
   " (SELECT domain FROM tokens UNION SELECT domain FROM domain_admins"         \
   "  UNION SELECT domain FROM verify_counts)"                                  \
-  " GROUP BY lower(domain) HAVING count(*) > 1 ORDER BY lower(domain)"
+  " GROUP BY " DOMAIN_V3 " HAVING count(*) > 1"                                \
+  " ORDER BY " DOMAIN_V3
 
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
 
@@ -255,7 +266,8 @@ static int store_exec(store_t *s, const char *sql) {
 }
 
 /* Refuses a migration that would merge tenants: says what to do, then
- * lists the domains that differ only by case (as many as fit in why). */
+ * lists the domains that differ only by case or a trailing dot (as many as
+ * fit in why). */
 static int migrate_v3_collisions(store_t *s, char *why, size_t why_len) {
   sqlite3_stmt *st = NULL;
   char list[768];
@@ -273,15 +285,18 @@ static int migrate_v3_collisions(store_t *s, char *why, size_t why_len) {
   }
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) {
-    snprintf(why, why_len, "cannot look for domains that differ by case: %s",
+    snprintf(why, why_len,
+             "cannot look for domains that differ by case or a trailing "
+             "dot: %s",
              sqlite3_errmsg(s->db));
     return store_map_rc(rc);
   }
   if (n == 0)
     return 0;
   snprintf(why, why_len,
-           "domains are now case-insensitive, and %d group(s) of domains "
-           "differ only by case; tokend will not merge tenants silently: "
+           "domains are now case-insensitive and without a trailing dot, "
+           "and %d group(s) of domains differ only by case or a trailing "
+           "dot; tokend will not merge tenants silently: "
            "rename or revoke all but one of each (e.g. with sqlite3, after a "
            "backup) and start again: %s",
            n, list);

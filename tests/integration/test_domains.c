@@ -1,7 +1,8 @@
 /* Domains are case-insensitive, like the DNS names they usually are (issue
  * 11, item 15): every domain a peer sends is lower-cased, a trailing dot is
- * refused, and the schema 3 migration lower-cases existing domains, but
- * refuses to merge two that differ only by case. */
+ * refused, and the schema 3 migration lower-cases existing domains and
+ * strips the one trailing dot schema 2 let in, but refuses to merge two
+ * that differ only by case or that dot. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,6 +218,84 @@ static void test_v2_case_variants_refused(void **state) {
                    1);
 }
 
+/* A domain that schema 2 stored with a trailing dot is migrated without it
+ * (and in lower case): its tokens still verify, and can be listed and
+ * revoked again, its admins listed, under the name peers may now send. */
+static void test_v2_trailing_dot_domains_migrated(void **state) {
+  static const char *const domains[] = {"dot.example", NULL};
+  th_fixture_t *f = *state;
+  char token[TOKEND_TOKEN_BYTES];
+  tokend_admin_list_t *admins = NULL;
+  tokend_token_list_t *l = NULL;
+  tokend_verify_result_t v;
+  int already = -1;
+
+  populate(f, domains, token);
+  make_v2(&f->tokend, "UPDATE tokens SET domain = 'Dot.Example.';"
+                      "UPDATE domain_admins SET domain = 'Dot.Example.';");
+
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  f->client = th_client_connect_ok(&f->tokend);
+  th_client_verify_ok(f->client, token, &v);
+  assert_true(v.valid);
+  assert_string_equal(v.domain, "dot.example");
+  if (tokend_client_list(f->client, "dot.example", 0, NULL, 1, &l) != 0)
+    fail_msg("List dot.example: %s", tokend_client_errmsg(f->client));
+  assert_int_equal(l->n_tokens, 1);
+  assert_int_equal(tokend_client_list_admins(f->client, "dot.example", &admins),
+                   0);
+  assert_int_equal(admins->n_admins, 1);
+  assert_string_equal(admins->admins[0].user, "alice");
+  tokend_admin_list_free(admins);
+  assert_int_equal(tokend_client_revoke(f->client, "dot.example",
+                                        l->tokens[0].id, NULL, &already),
+                   0);
+  assert_int_equal(already, 0);
+  tokend_token_list_free(l);
+  th_expect_verify(f->client, token, 0, TOKEND_VERIFY_REVOKED);
+  tokend_client_close(f->client);
+  f->client = NULL;
+  th_tokend_stop_ok(&f->tokend);
+
+  assert_int_equal(th_db_count(f->tokend.db_path,
+                               "SELECT count(*) FROM (SELECT domain FROM tokens"
+                               " UNION ALL SELECT domain FROM domain_admins)"
+                               " WHERE domain LIKE '%.'"),
+                   0);
+}
+
+/* "trailing.example." and "trailing.example" would be one tenant after the
+ * migration: refused like case variants, and nothing migrated. */
+static void test_v2_trailing_dot_variants_refused(void **state) {
+  static const char *const domains[] = {"trailing.example", "second.example",
+                                        NULL};
+  th_fixture_t *f = *state;
+  char token[TOKEND_TOKEN_BYTES], *log;
+  int status;
+
+  populate(f, domains, token);
+  make_v2(&f->tokend, "UPDATE tokens SET domain = 'Trailing.example.'"
+                      " WHERE domain = 'second.example';");
+  assert_int_equal(truncate(f->tokend.log_path, 0), 0);
+  assert_int_equal(th_tokend_spawn(&f->tokend, NULL), 0);
+  status = th_tokend_wait_exit(&f->tokend, TH_START_TIMEOUT_MS);
+  if (status < 0)
+    th_tokend_kill(&f->tokend);
+  log = th_read_file(f->tokend.log_path, NULL);
+  assert_non_null(log);
+  if (status != 1 || strstr(log, "trailing dot") == NULL ||
+      (strstr(log, "Trailing.example. and trailing.example") == NULL &&
+       strstr(log, "trailing.example and Trailing.example.") == NULL))
+    fail_msg("want exit 1 and a line naming both spellings; got %d:\n%s",
+             status, log);
+  free(log);
+  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 2);
+  assert_int_equal(th_db_count(f->tokend.db_path,
+                               "SELECT count(*) FROM tokens"
+                               " WHERE domain = 'Trailing.example.'"),
+                   1);
+}
+
 static int setup(void **state) { return th_fixture_setup_client(state, NULL); }
 
 int main(void) {
@@ -229,6 +308,10 @@ int main(void) {
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_v2_case_variants_refused, setup,
                                       th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_v2_trailing_dot_domains_migrated,
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_v2_trailing_dot_variants_refused,
+                                      setup, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,11 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/sockios.h>
+
+#include "frame.h"
 #include "harness.h"
+#include "token.h"
 #include "tokend_client.h"
 
 #define DOMAIN "secrets.example"
@@ -214,11 +220,144 @@ static void test_allowed_core_holds_no_pepper_or_token(void **state) {
   th_tokend_destroy(&t);
 }
 
+/* Fails the test if the core holds tok (whole, or any FRAGMENT_CHARS of its
+ * secret part) or any other well-formed token. */
+static void expect_core_without_tokens(const char *core, const char *tok) {
+  const char *body = strchr(tok, '_') + 1;
+  size_t i, len;
+  char *data;
+
+  if (th_file_contains(core, tok, strlen(tok)))
+    fail_msg("the token is in the core");
+  for (i = 0; i + FRAGMENT_CHARS <= strlen(body); i++)
+    if (th_file_contains(core, body + i, FRAGMENT_CHARS))
+      fail_msg("%d characters of the token (from its character %zu) are in "
+               "the core",
+               FRAGMENT_CHARS, (size_t)(body - tok) + i);
+  data = th_read_file(core, &len);
+  assert_non_null(data);
+  if (token_find_embedded(data, len))
+    fail_msg("a well-formed token is in the core");
+  explicit_bzero(data, len);
+  free(data);
+}
+
+/* Waits until tokend has read everything sent on fd (nothing is left in
+ * fd's send queue). */
+static void wait_taken(int fd) {
+  int64_t deadline = th_mono_ms() + TH_IO_TIMEOUT_MS;
+  int queued = -1;
+
+  while (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+         th_mono_ms() < deadline)
+    th_sleep_ms(5);
+  if (queued != 0)
+    fail_msg("tokend did not read what was sent (%d bytes left)", queued);
+}
+
+/* Verifies whose answers (about 100 bytes each) are several times what a
+ * socket holds, so that the answers after them wait in tokend. */
+#define FILL_VERIFIES 20000
+#define STUCK_ISSUE_CALL_ID (FILL_VERIFIES + 1)
+
+/* The connection buffers hold secrets too: a Verify request being read (in
+ * the read buffer) and an Issue answer the peer has not read yet (in an
+ * output buffer). Neither may be in a core. */
+static void test_allowed_core_holds_no_buffered_token(void **state) {
+  /* Room for every answer: a peer above the soft limit is not read from. */
+  const char *args[] = {"--allow-core-dumps", "--max-queued-bytes",
+                        "268435456",          "--max-queued-bytes-hard",
+                        "536870912",          NULL};
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest v = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__IssueRequest is_req = TOKEND__V1__ISSUE_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  char tok[TOKEND_TOKEN_BYTES], core[TH_PATH_BYTES];
+  uint8_t *buf = NULL, *frame;
+  size_t len = 0, n_answers = 0;
+  tokend_client_t *c;
+  tokend_issued_t is;
+  int full, part, rc, stuck = 1;
+  th_tokend_t t;
+
+  (void)state;
+  skip_unless_cores_land_in_cwd();
+  assert_int_equal(th_tokend_init(&t), 0);
+  assert_int_equal(th_tokend_start(&t, args), 0);
+  c = th_client_connect_ok(&t);
+  th_client_issue_ok(c, DOMAIN, "buffered", 0, &is);
+  snprintf(tok, sizeof(tok), "%s", is.token);
+  tokend_client_wipe(&is);
+
+  /* A peer that does not read: Verifies that fill its socket, then an
+   * Issue, whose answer (a new token) must wait in an output buffer. */
+  full = th_connect(t.socket_path);
+  assert_true(full >= 0);
+  v.token = tok;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &v;
+  th_frame_repeat(&buf, &len, &req, 1, FILL_VERIFIES);
+  is_req.domain = DOMAIN;
+  is_req.label = "stuck";
+  req.call_id = STUCK_ISSUE_CALL_ID;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &is_req;
+  assert_int_equal(th_frame_append(&buf, &len, &req), 0);
+  assert_int_equal(th_write_all(full, buf, len), 0);
+  free(buf);
+  wait_taken(full);
+  /* The store finishes jobs in order: once an Issue sent later is answered,
+   * the stuck Issue's answer has been made. */
+  th_client_issue_ok(c, DOMAIN, "after", 0, &is);
+  tokend_client_wipe(&is);
+  tokend_client_close(c);
+
+  /* A Verify read but for its last byte: the token sits in the read
+   * buffer. (Its header claims one byte more than the request.) */
+  part = th_connect(t.socket_path);
+  assert_true(part >= 0);
+  req.call_id = 1;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &v;
+  frame = th_frame_request(&req, &len);
+  assert_non_null(frame);
+  frame_encode_header(frame, (uint32_t)(len - TOKEND_FRAME_HEADER_BYTES + 1));
+  assert_int_equal(th_write_all(part, frame, len), 0);
+  explicit_bzero(frame, len);
+  free(frame);
+  wait_taken(part);
+
+  assert_int_equal(kill(t.pid, SIGSEGV), 0);
+  assert_int_equal(th_tokend_wait_exit(&t, TH_STOP_TIMEOUT_MS), 128 + SIGSEGV);
+  /* The Issue's answer was still in tokend, not in the socket. */
+  while ((rc = th_recv_response(full, TH_IO_TIMEOUT_MS, &r)) == 0) {
+    n_answers++;
+    if (r->call_id == STUCK_ISSUE_CALL_ID)
+      stuck = 0;
+    tokend__v1__response__free_unpacked(r, NULL);
+  }
+  close(full);
+  close(part);
+  printf("%zu of %d answers had reached the socket\n", n_answers,
+         FILL_VERIFIES + 1);
+  if (!stuck || n_answers >= FILL_VERIFIES)
+    fail_msg("the Issue's answer reached the socket (%zu answers read): the "
+             "test did not keep it in tokend",
+             n_answers);
+
+  if (find_core(t.dir, core, sizeof(core)) != 0)
+    fail_msg("no core file in %s after SIGSEGV with --allow-core-dumps", t.dir);
+  expect_core_without_tokens(core, tok);
+  explicit_bzero(tok, sizeof(tok));
+  th_tokend_destroy(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_not_dumpable_unless_allowed),
       cmocka_unit_test(test_crash_leaves_no_core_by_default),
       cmocka_unit_test(test_allowed_core_holds_no_pepper_or_token),
+      cmocka_unit_test(test_allowed_core_holds_no_buffered_token),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -494,6 +494,20 @@ static void test_config_connection_shares(void **state) {
   assert_one_line_error(fx, "--max-read-memory");
 }
 
+/* --conn-buffer-pool: 64 by default, 0 (keep none) up to 1,000,000. */
+static void test_config_conn_buffer_pool(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(PARSE(fx, "--socket", "/tmp/x.sock"), 0);
+  assert_int_equal(fx->cfg.conn_buffer_pool, 64);
+  assert_int_equal(PARSE(fx, "--conn-buffer-pool", "0"), 0);
+  assert_int_equal(fx->cfg.conn_buffer_pool, 0);
+  assert_int_equal(PARSE(fx, "--conn-buffer-pool", "1000000"), 0);
+  assert_int_equal(fx->cfg.conn_buffer_pool, 1000000);
+  PARSE(fx, "--conn-buffer-pool", "1000001");
+  assert_one_line_error(fx, "--conn-buffer-pool");
+}
+
 /* By default root (and tokend's own user) are operators and everyone may
  * verify; naming an operator replaces the defaults; naming a verifier
  * restricts Verify to the named. */
@@ -557,6 +571,7 @@ int main(void) {
       CONFIG_TEST(test_config_socket_path_must_fit_sun_path),
       CONFIG_TEST(test_config_hard_queue_below_soft_rejected),
       CONFIG_TEST(test_config_connection_shares),
+      CONFIG_TEST(test_config_conn_buffer_pool),
       CONFIG_TEST(test_config_policy_defaults_and_flags),
       CONFIG_TEST(test_config_unknown_user_or_group_rejected),
       CONFIG_TEST(test_config_socket_mode_and_group),
