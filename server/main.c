@@ -11,7 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
-#include "store.h"
+#include "store/store.h"
 
 int main(int argc, char **argv) {
   config_t cfg;

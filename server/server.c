@@ -14,10 +14,10 @@
 #include <unistd.h>
 #include <uthash.h>
 
-#include "conn.h"
-#include "dispatch.h"
+#include "core/pepper.h"
 #include "log.h"
-#include "pepper.h"
+#include "net/conn.h"
+#include "rpc/dispatch.h"
 #include "tokend_time.h"
 
 static int load_row(void *arg, const store_token_t *row) {
@@ -784,7 +784,7 @@ int server_init(server_t *s, const config_t *cfg) {
   if ((err = server_audit_chain_start(s)) != 0)
     return err;
   (void)sodium_mprotect_readonly(s->pepper);
-  if ((err = arena_init(&s->arena, 16384, cfg->max_request_memory)) != 0) {
+  if ((err = pb_arena_init(&s->arena, 16384, cfg->max_request_memory)) != 0) {
     log_error("out of memory");
     return err;
   }
@@ -922,7 +922,7 @@ void server_cleanup(server_t *s) {
   domains_free(&s->domains);
   refusals_free(s->refusals);
   s->refusals = NULL;
-  arena_free(&s->arena);
+  pb_arena_free(&s->arena);
   store_close(s->store);
   s->store = NULL;
   /* sodium_free wipes it (read-only or not) and unmaps its pages. */

@@ -7,16 +7,16 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "arena.h"
 #include "config.h"
-#include "domains.h"
-#include "index.h"
+#include "core/domains.h"
+#include "core/index.h"
+#include "core/verify_cache.h"
 #include "log.h"
 #include "nodump.h"
-#include "refusals.h"
-#include "store.h"
-#include "store_worker.h"
-#include "verify_cache.h"
+#include "pb_arena.h"
+#include "rpc/refusals.h"
+#include "store/store.h"
+#include "store/worker.h"
 
 typedef struct conn_s conn_t;
 
@@ -48,7 +48,7 @@ typedef struct server_s {
    * known */
   int64_t audit_head_id;
   uint8_t audit_head_hash[STORE_AUDIT_HASH_BYTES];
-  arena_t arena; /* decodes one request at a time */
+  pb_arena_t arena; /* decodes one request at a time */
   store_t *store;
   store_worker_t *worker;
   index_t *index;

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h"
 #include "frame.h"
+#include "pb_arena.h"
 #include "token.h"
 #include "tokend.pb-c.h"
 #include "tokend_limits.h"
@@ -340,7 +340,7 @@ static uint32_t be32(const uint8_t *p) {
 
 /* Walks buf as frames with bodies of at most max bytes. */
 static void check_frames(const uint8_t *buf, size_t len, uint32_t max,
-                         arena_t *arena) {
+                         pb_arena_t *arena) {
   const uint8_t *body, *b2;
   uint32_t body_len, l2;
   size_t off = 0, consumed, c2, k, rest;
@@ -391,7 +391,7 @@ static void check_frames(const uint8_t *buf, size_t len, uint32_t max,
       check_request(req);
       tokend__v1__request__free_unpacked(req, &arena->allocator);
     }
-    arena_reset(arena);
+    pb_arena_reset(arena);
     off += consumed;
   }
 }
@@ -399,7 +399,7 @@ static void check_frames(const uint8_t *buf, size_t len, uint32_t max,
 /* Drives the arena directly with sizes taken two bytes at a time: it must
  * never hand out more than its cap, and every block must be usable for its
  * whole size (ASan watches). */
-static void check_arena(const uint8_t *data, size_t size, arena_t *arena) {
+static void check_arena(const uint8_t *data, size_t size, pb_arena_t *arena) {
   size_t i, want;
   uint8_t *p;
 
@@ -413,7 +413,7 @@ static void check_arena(const uint8_t *data, size_t size, arena_t *arena) {
     if (p != NULL)
       memset(p, 0xA5, want);
   }
-  arena_reset(arena);
+  pb_arena_reset(arena);
 }
 
 /* Unescapes out (produced by validate_escape_excerpt) and checks that it is
@@ -466,14 +466,15 @@ static void check_excerpt(const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static arena_t arena;
+  static pb_arena_t arena;
   static int arena_ready;
   char *copy;
   size_t off, n;
   int strings = 0;
 
   if (!arena_ready) {
-    FUZZ_CHECK(arena_init(&arena, 1024, FUZZ_ARENA_CAP) == 0, "arena_init");
+    FUZZ_CHECK(pb_arena_init(&arena, 1024, FUZZ_ARENA_CAP) == 0,
+               "pb_arena_init");
     arena_ready = 1;
   }
   if (size > 0) {

@@ -1,6 +1,6 @@
 /* fuzz_server: libFuzzer target that sends arbitrary bytes to a real tokend
- * connection: frame decoding (common/frame.c via server/conn.c), request
- * decoding and dispatch (server/dispatch.c), and the store worker on an
+ * connection: frame decoding (common/frame.c via server/net/conn.c), request
+ * decoding and dispatch (server/rpc/dispatch.c), and the store worker on an
  * in-memory SQLite database.
  *
  * An input is one byte that picks the peer, then the bytes that peer sends.
@@ -53,13 +53,13 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "conn.h"
+#include "core/index.h"
 #include "frame.h"
 #include "fuzz_fixtures.h"
-#include "index.h"
 #include "log.h"
+#include "net/conn.h"
 #include "server.h"
-#include "store_worker.h"
+#include "store/worker.h"
 #include "token.h"
 #include "tokend.pb-c.h"
 

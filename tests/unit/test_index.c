@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index.h"
+#include "core/index.h"
 
 /* Derives a uniform 32-byte hash from n, like the server's keyed BLAKE2b. */
 static void hash_of(uint64_t n, uint8_t hash[TOKEND_HASH_BYTES]) {

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pepper.h"
+#include "core/pepper.h"
 
 typedef struct {
   char dir[64];

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store/store.h"
 
 /* Any 32 bytes: the chain key of the audit log under test. */
 static const uint8_t test_audit_key[STORE_AUDIT_KEY_BYTES] = {7, 1, 2, 3};

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "store_worker.h"
+#include "store/worker.h"
 
 #define MAX_JOBS 64
 #define RUN_TIMEOUT_MS 10000

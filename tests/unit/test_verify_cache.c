@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "verify_cache.h"
+#include "core/verify_cache.h"
 
 #define MANY 20000
 

@@ -1,4 +1,4 @@
-#include "pepper.h"
+#include "core/pepper.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "bigmem.h"
+#include "core/bigmem.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "domains.h"
-#include "store.h"
+#include "core/domains.h"
+#include "store/store.h"
 
 typedef enum {
   STORE_JOB_ISSUE,

@@ -1,4 +1,4 @@
-#include "domains.h"
+#include "core/domains.h"
 
 #include <stdio.h>
 #include <stdlib.h>

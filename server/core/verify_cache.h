@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "index.h"
+#include "core/index.h"
 #include "tokend_error.h"
 
 typedef struct {

@@ -9,9 +9,9 @@
 
 #include <stdint.h>
 
-#include "conn.h"
-#include "store.h"
-#include "store_worker.h"
+#include "net/conn.h"
+#include "store/store.h"
+#include "store/worker.h"
 
 typedef struct {
   char user[TOKEND_USER_BYTES]; /* the acting user */

@@ -1,20 +1,20 @@
-#include "arena.h"
+#include "pb_arena.h"
 
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct arena_block_s {
-  arena_block_t *next;
+struct pb_arena_block_s {
+  pb_arena_block_t *next;
   size_t size, off;
   max_align_t data[]; /* aligned for anything protobuf-c stores */
 };
 
-#define ARENA_ALIGN (sizeof(max_align_t))
+#define PB_ARENA_ALIGN (sizeof(max_align_t))
 
-static arena_block_t *block_new(size_t size) {
-  arena_block_t *b = malloc(sizeof(*b) + size);
+static pb_arena_block_t *block_new(size_t size) {
+  pb_arena_block_t *b = malloc(sizeof(*b) + size);
 
   if (b != NULL) {
     b->next = NULL;
@@ -25,10 +25,10 @@ static arena_block_t *block_new(size_t size) {
 }
 
 /* Each allocation is preceded by one aligned header slot holding its size,
- * so arena_alloc_size() can tell how long a decoded string really was. */
-static void *arena_alloc(void *data, size_t size) {
-  arena_t *a = data;
-  arena_block_t *b;
+ * so pb_arena_alloc_size() can tell how long a decoded string really was. */
+static void *pb_arena_alloc(void *data, size_t size) {
+  pb_arena_t *a = data;
+  pb_arena_block_t *b;
   size_t n;
   char *p;
 
@@ -37,7 +37,7 @@ static void *arena_alloc(void *data, size_t size) {
     a->exhausted = 1;
     return NULL;
   }
-  n = ARENA_ALIGN + ((size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1));
+  n = PB_ARENA_ALIGN + ((size + PB_ARENA_ALIGN - 1) & ~(PB_ARENA_ALIGN - 1));
   /* n itself may exceed cap (size just under it, rounded up): check it
    * before subtracting, or cap - n wraps. */
   if (n > a->cap || a->used > a->cap - n) {
@@ -58,23 +58,23 @@ static void *arena_alloc(void *data, size_t size) {
   memcpy(p, &size, sizeof(size));
   b->off += n;
   a->used += n;
-  return p + ARENA_ALIGN;
+  return p + PB_ARENA_ALIGN;
 }
 
-size_t arena_alloc_size(const void *ptr) {
+size_t pb_arena_alloc_size(const void *ptr) {
   size_t size;
 
-  memcpy(&size, (const char *)ptr - ARENA_ALIGN, sizeof(size));
+  memcpy(&size, (const char *)ptr - PB_ARENA_ALIGN, sizeof(size));
   return size;
 }
 
-/* Individual frees are no-ops; arena_reset releases everything at once. */
-static void arena_free_one(void *data, void *ptr) {
+/* Individual frees are no-ops; pb_arena_reset releases everything at once. */
+static void pb_arena_free_one(void *data, void *ptr) {
   (void)data;
   (void)ptr;
 }
 
-int arena_init(arena_t *a, size_t first_bytes, size_t cap) {
+int pb_arena_init(pb_arena_t *a, size_t first_bytes, size_t cap) {
   a->first = block_new(first_bytes);
   if (a->first == NULL)
     return TOKEND_ENOMEM;
@@ -82,14 +82,14 @@ int arena_init(arena_t *a, size_t first_bytes, size_t cap) {
   a->used = 0;
   a->cap = cap;
   a->exhausted = 0;
-  a->allocator.alloc = arena_alloc;
-  a->allocator.free = arena_free_one;
+  a->allocator.alloc = pb_arena_alloc;
+  a->allocator.free = pb_arena_free_one;
   a->allocator.allocator_data = a;
   return 0;
 }
 
-void arena_reset(arena_t *a) {
-  arena_block_t *b, *next;
+void pb_arena_reset(pb_arena_t *a) {
+  pb_arena_block_t *b, *next;
 
   for (b = a->extra; b != NULL; b = next) {
     next = b->next;
@@ -103,10 +103,10 @@ void arena_reset(arena_t *a) {
   a->exhausted = 0;
 }
 
-void arena_free(arena_t *a) {
+void pb_arena_free(pb_arena_t *a) {
   if (a->first == NULL)
     return;
-  arena_reset(a);
+  pb_arena_reset(a);
   free(a->first);
   a->first = NULL;
 }

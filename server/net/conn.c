@@ -1,5 +1,5 @@
 #define _GNU_SOURCE /* struct ucred, SO_PEERGROUPS */
-#include "conn.h"
+#include "net/conn.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -9,10 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dispatch.h"
 #include "frame.h"
 #include "log.h"
 #include "nodump.h"
+#include "rpc/dispatch.h"
 #include "secret_buf.h"
 #include "server.h"
 #include "tokend_error.h"

@@ -3,7 +3,7 @@
  * WAL mode with synchronous=FULL: a committed transaction survives a crash
  * of the process or the machine. Every statement is prepared once at open
  * and finalized at close; every SQLite result code is checked. */
-#include "store.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <libgen.h>

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "store/store.h"
 #include "tokend_error.h"
 
 /* A rule's name, e.g. "not-domain-admin": short, static, never user input. */

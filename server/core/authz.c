@@ -1,4 +1,4 @@
-#include "authz.h"
+#include "core/authz.h"
 
 #include <stdio.h>
 #include <stdlib.h>

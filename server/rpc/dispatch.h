@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conn.h"
+#include "net/conn.h"
 
 /* Handles one frame body from c. Returns 0 to go on reading, or a negative
  * TOKEND_E* code if the frame did not decode (an INVALID_ARGUMENT response

@@ -7,13 +7,13 @@
  * Memory (bigmem.h): the slot array, and entries bump-allocated from 2 MiB
  * slabs, since entries are never freed before the index is. Both can be
  * huge pages, and a slab saves malloc's per-block overhead. */
-#include "index.h"
+#include "core/index.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bigmem.h"
+#include "core/bigmem.h"
 
 struct index_s {
   index_entry_t **slots;

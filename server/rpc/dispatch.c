@@ -1,4 +1,4 @@
-#include "dispatch.h"
+#include "rpc/dispatch.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -7,7 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "authz.h"
+#include "core/authz.h"
+#include "core/verify_cache.h"
 #include "log.h"
 #include "nodump.h"
 #include "server.h"
@@ -15,7 +16,6 @@
 #include "tokend_error.h"
 #include "tokend_time.h"
 #include "validate.h"
-#include "verify_cache.h"
 #include "verify_wire.h"
 
 /* One call answered by the store worker. The job is the first member so the
@@ -46,7 +46,7 @@ static void send_error(conn_t *c, uint64_t call_id, int err, const char *msg) {
  * remembers how many bytes were decoded; they must all be before the NUL. */
 /* How many bytes protobuf-c decoded into s, NULs included. */
 static size_t decoded_len(const char *s) {
-  return s == protobuf_c_empty_string ? 0 : arena_alloc_size(s) - 1;
+  return s == protobuf_c_empty_string ? 0 : pb_arena_alloc_size(s) - 1;
 }
 
 static int string_intact(const char *s) { return strlen(s) == decoded_len(s); }
@@ -1404,7 +1404,7 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
 int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
   static log_limit_t token_field_log = LOG_LIMIT_DEFAULT;
   const char *field;
-  arena_t *arena = &c->server->arena;
+  pb_arena_t *arena = &c->server->arena;
   char msg[TOKEND_STATUS_MESSAGE_BYTES], why[TOKEND_STATUS_MESSAGE_BYTES];
   Tokend__V1__Request *req;
   vw_request_t vreq;
@@ -1435,7 +1435,7 @@ int dispatch_frame(conn_t *c, const uint8_t *body, size_t len) {
       conn_send_status(c, 0, TOKEND_GRPC_INVALID_ARGUMENT,
                        "request is not a valid tokend.v1.Request message");
     }
-    arena_reset(arena);
+    pb_arena_reset(arena);
     return TOKEND_EPROTO;
   }
   /* Verify, the hot path, needs no actor. */
@@ -1518,7 +1518,7 @@ out:
   /* Every handler copied what it keeps; the arena wipes the request
    * (a Verify carries a secret) and takes it back. */
   tokend__v1__request__free_unpacked(req, &arena->allocator);
-  arena_reset(arena);
+  pb_arena_reset(arena);
   return 0;
 }
 

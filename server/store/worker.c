@@ -1,4 +1,4 @@
-#include "store_worker.h"
+#include "store/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,10 @@
-#include "verify_cache.h"
+#include "core/verify_cache.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bigmem.h"
+#include "core/bigmem.h"
 
 /* The tag is stored whole in the slot, so a probe reads only the slot array
  * until it finds the match, and the entry is touched once, for the answer. */

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "domains.h"
-#include "store.h"
+#include "core/domains.h"
+#include "store/store.h"
 #include "tokend_error.h"
 #include "tokend_limits.h"
 

@@ -1,4 +1,4 @@
-#include "refusals.h"
+#include "rpc/refusals.h"
 
 #include <stdio.h>
 #include <stdlib.h>
