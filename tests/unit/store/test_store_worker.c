@@ -71,7 +71,7 @@ static void remove_tree(const char *dir) {
 
 static int setup(void **state) {
   fixture_t *fx = calloc(1, sizeof(*fx));
-  char why[256];
+  char why[256], url[160];
 
   if (fx == NULL || sodium_init() < 0)
     return -1;
@@ -80,8 +80,10 @@ static int setup(void **state) {
   if (mkdtemp(fx->dir) == NULL)
     return -1;
   snprintf(fx->path, sizeof(fx->path), "%s/tokend.db", fx->dir);
-  if (store_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
-    fprintf(stderr, "store_open: %s\n", why);
+  snprintf(url, sizeof(url), "sqlite:%s", fx->path);
+  if (store_open_url(url, STORE_OPEN_CREATE, &fx->store, why, sizeof(why)) !=
+      0) {
+    fprintf(stderr, "store_open_url: %s\n", why);
     return -1;
   }
   if (store_audit_key_set(fx->store, test_audit_key) != 0) {
