@@ -2,13 +2,16 @@
  * that call a store's ops (as SQLite's os.c calls pMethods). */
 #include "store/store.h"
 
+#include <stdio.h>
 #include <string.h>
 
-#include "store/sqlite/store_sqlite.h"
+#include "store/backends.h"
 
 /* Every backend this build has; the first is the one a bare path names. */
 static const struct store_backend *const backends[] = {
-    &store_sqlite_backend,
+#define X(name) &store_##name##_backend,
+    STORE_BACKENDS(X)
+#undef X
 };
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
 

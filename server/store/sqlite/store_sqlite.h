@@ -6,13 +6,13 @@
 #ifndef TOKEND_STORE_SQLITE_H
 #define TOKEND_STORE_SQLITE_H
 
+#include "store/backends.h"
 #include "store/store.h"
 
 /* Schema version this build writes (PRAGMA user_version). */
 #define STORE_SCHEMA_VERSION 4
 
-/* The backend, for the registry (store/store.c). */
-extern const struct store_backend store_sqlite_backend;
+/* store_sqlite_backend, for the registry, is declared in backends.h. */
 
 /* Closes and opens store's connection again, as the backend does by itself
  * on the next call after a commit in doubt (tests use it to make that
