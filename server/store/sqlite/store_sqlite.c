@@ -15,112 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* PRAGMA application_id: "tknd". Marks a database file as tokend's. */
-#define STORE_APPLICATION_ID 0x746b6e64
-
-/* Forward migrations: migrations[i] takes schema version i to i + 1. */
-static const char *const migrations[] = {
-    /* 0 -> 1 */
-    "CREATE TABLE tokens ("
-    "  seq INTEGER PRIMARY KEY,"
-    "  id TEXT NOT NULL UNIQUE,"
-    "  domain TEXT NOT NULL,"
-    "  label TEXT NOT NULL,"
-    "  hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),"
-    "  hint TEXT NOT NULL,"
-    "  scopes TEXT NOT NULL DEFAULT '',"
-    "  created_at INTEGER NOT NULL,"
-    "  expires_at INTEGER NOT NULL DEFAULT 0,"
-    "  last_used_at INTEGER NOT NULL DEFAULT 0,"
-    "  revoked_at INTEGER NOT NULL DEFAULT 0"
-    ");"
-    "CREATE INDEX tokens_domain_seq ON tokens (domain, seq);",
-    /* 1 -> 2: who did what (domain admins, audit log, Verify counters). */
-    "ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX tokens_domain_creator ON tokens (domain, created_by);"
-    "CREATE TABLE domain_admins ("
-    "  domain TEXT NOT NULL,"
-    "  user_name TEXT NOT NULL,"
-    "  granted_at INTEGER NOT NULL,"
-    "  granted_by TEXT NOT NULL,"
-    "  PRIMARY KEY (domain, user_name)"
-    ") WITHOUT ROWID;"
-    "CREATE TABLE audit_events ("
-    "  id INTEGER PRIMARY KEY,"
-    "  at INTEGER NOT NULL,"
-    "  peer_uid INTEGER NOT NULL,"
-    "  peer_pid INTEGER NOT NULL,"
-    "  actor TEXT NOT NULL,"
-    "  break_glass INTEGER NOT NULL,"
-    "  domain TEXT NOT NULL,"
-    "  token_id TEXT NOT NULL,"
-    "  method TEXT NOT NULL,"
-    "  code INTEGER NOT NULL,"
-    "  detail TEXT NOT NULL"
-    ");"
-    "CREATE INDEX audit_domain_id ON audit_events (domain, id);"
-    /* Append-only: history cannot be rewritten through tokend's schema. */
-    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-    "CREATE TABLE verify_counts ("
-    "  domain TEXT PRIMARY KEY,"
-    "  valid INTEGER NOT NULL DEFAULT 0,"
-    "  invalid INTEGER NOT NULL DEFAULT 0,"
-    "  updated_at INTEGER NOT NULL"
-    ") WITHOUT ROWID;",
-    /* 2 -> 3: migration_v3 (below), after migrate_v3_collisions(). */
-    NULL,
-    /* 3 -> 4: the audit log becomes tamper-evident and aggregates refusals.
-     * count: how many calls a row stands for (refusals of one kind within
-     * --refusal-audit-interval-ms share a row). hash: a keyed BLAKE2b over
-     * the row and the previous row's hash (store_audit_key_set), so that a
-     * row changed, removed, inserted or reordered by whoever can write the
-     * file breaks the chain. The rows already there are chained in order on
-     * the first start with the key: legacy_upto names the last of them, and
-     * no row after it is ever chained but by an append. INSERT OR REPLACE
-     * deletes a row without firing the delete trigger: a row may never be
-     * inserted over an existing id. Uses nothing step 3 adds. */
-    "ALTER TABLE audit_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE audit_events ADD COLUMN hash BLOB;"
-    "CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events"
-    " WHEN EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id)"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-    "CREATE TABLE audit_chain ("
-    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
-    "  legacy_upto INTEGER NOT NULL,"
-    "  chained INTEGER NOT NULL"
-    ");"
-    "INSERT INTO audit_chain (one, legacy_upto, chained)"
-    " SELECT 1, coalesce(max(id), 0), 0 FROM audit_events;",
-};
-#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-
-/* 2 -> 3: a key/value table for facts about the database itself (the
- * fingerprint of its pepper), and domains in lower case: DNS names are
- * case-insensitive, so "Example.com" and "example.com" are one tenant.
- * Only the live tables are rewritten; the audit log is append-only and
- * keeps each row as it was written. migrate_v3_collisions() first refuses
- * to merge domains that differ only by case. */
-static const char migration_v3[] =
-    "CREATE TABLE meta ("
-    "  key TEXT PRIMARY KEY,"
-    "  value BLOB NOT NULL"
-    ") WITHOUT ROWID;"
-    "UPDATE tokens SET domain = lower(domain) WHERE domain <> lower(domain);"
-    "UPDATE domain_admins SET domain = lower(domain)"
-    " WHERE domain <> lower(domain);"
-    "UPDATE verify_counts SET domain = lower(domain)"
-    " WHERE domain <> lower(domain);";
-
-/* Each row: the variants of one domain that differ only by case. */
-#define DOMAIN_COLLISIONS_SQL                                                  \
-  "SELECT group_concat(domain, ' and ') FROM"                                  \
-  " (SELECT domain FROM tokens UNION SELECT domain FROM domain_admins"         \
-  "  UNION SELECT domain FROM verify_counts)"                                  \
-  " GROUP BY lower(domain) HAVING count(*) > 1 ORDER BY lower(domain)"
+#include "store/sqlite/exec.h"
+#include "store/sqlite/migrate.h"
 
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
 
@@ -215,156 +111,6 @@ static int store_fail(sq_t *s, int err, const char *what) {
   s->last_rc = s->db != NULL ? sqlite3_extended_errcode(s->db) : SQLITE_ERROR;
   snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
            s->db != NULL ? sqlite3_errmsg(s->db) : "no database");
-  return err;
-}
-
-/* Maps an SQLite result code to a tokend error. */
-static int store_map_rc(int rc) {
-  switch (rc & 0xff) {
-  case SQLITE_OK:
-  case SQLITE_DONE:
-  case SQLITE_ROW:
-    return 0;
-  case SQLITE_CONSTRAINT:
-    return TOKEND_EEXIST;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-  case SQLITE_FULL:
-  case SQLITE_IOERR:
-  case SQLITE_READONLY:
-  case SQLITE_CANTOPEN:
-  case SQLITE_PROTOCOL:
-    return TOKEND_EUNAVAIL;
-  case SQLITE_NOMEM:
-    return TOKEND_ENOMEM;
-  default:
-    return TOKEND_ESTORE;
-  }
-}
-
-/* Runs a one-row pragma or query and returns its first column as int64. */
-static int store_query_int(sq_t *s, const char *sql, int64_t *out) {
-  sqlite3_stmt *st = NULL;
-  int rc;
-
-  rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK)
-    return store_map_rc(rc);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    *out = sqlite3_column_int64(st, 0);
-  else if (rc == SQLITE_DONE)
-    *out = 0;
-  sqlite3_finalize(st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_map_rc(rc);
-}
-
-static int store_exec(sq_t *s, const char *sql) {
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? 0 : store_map_rc(rc);
-}
-
-/* Refuses a migration that would merge tenants: says what to do, then
- * lists the domains that differ only by case (as many as fit in why). */
-static int migrate_v3_collisions(sq_t *s, char *why, size_t why_len) {
-  sqlite3_stmt *st = NULL;
-  char list[768];
-  size_t off = 0;
-  int rc, n = 0;
-
-  list[0] = '\0';
-  rc = sqlite3_prepare_v2(s->db, DOMAIN_COLLISIONS_SQL, -1, &st, NULL);
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rc = SQLITE_OK;
-    if (off < sizeof(list))
-      off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
-                              n > 0 ? "; " : "", sqlite3_column_text(st, 0));
-    n++;
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) {
-    snprintf(why, why_len, "cannot look for domains that differ by case: %s",
-             sqlite3_errmsg(s->db));
-    return store_map_rc(rc);
-  }
-  if (n == 0)
-    return 0;
-  snprintf(why, why_len,
-           "domains are now case-insensitive, and %d group(s) of domains "
-           "differ only by case; tokend will not merge tenants silently: "
-           "rename or revoke all but one of each (e.g. with sqlite3, after a "
-           "backup) and start again: %s",
-           n, list);
-  return TOKEND_ECONFIG;
-}
-
-static int store_check_and_migrate(sq_t *s, char *why, size_t why_len) {
-  int64_t app_id, version, n_tables;
-  char sql[64];
-  size_t v;
-  int err;
-
-  /* The first read of a file that is not SQLite fails here (SQLITE_NOTADB). */
-  if (store_query_int(s, "SELECT count(*) FROM sqlite_master", &n_tables) !=
-      0) {
-    snprintf(why, why_len, "not a tokend database: %s", sqlite3_errmsg(s->db));
-    return TOKEND_ECONFIG;
-  }
-  if (store_query_int(s, "PRAGMA application_id", &app_id) != 0 ||
-      store_query_int(s, "PRAGMA user_version", &version) != 0) {
-    snprintf(why, why_len, "cannot read schema version: %s",
-             sqlite3_errmsg(s->db));
-    return TOKEND_ESTORE;
-  }
-  if (app_id != STORE_APPLICATION_ID && !(app_id == 0 && n_tables == 0)) {
-    snprintf(why, why_len, "not a tokend database (application_id %lld)",
-             (long long)app_id);
-    return TOKEND_ECONFIG;
-  }
-  if (version > STORE_SCHEMA_VERSION) {
-    snprintf(why, why_len,
-             "database schema version %lld is from a newer tokend (this build "
-             "knows up to %d); refusing to touch it",
-             (long long)version, STORE_SCHEMA_VERSION);
-    return TOKEND_ECONFIG;
-  }
-  if (version == STORE_SCHEMA_VERSION)
-    return 0;
-  if (s->base.flags & STORE_OPEN_READ_ONLY) {
-    snprintf(why, why_len,
-             "database schema version %lld needs migrating to %d, which "
-             "--read-only forbids; start tokend once without --read-only",
-             (long long)version, STORE_SCHEMA_VERSION);
-    return TOKEND_ECONFIG;
-  }
-
-  if ((err = store_exec(s, "BEGIN IMMEDIATE")) != 0)
-    goto err_why;
-  for (v = (size_t)version; v < N_MIGRATIONS; v++) {
-    /* 2 -> 3 lower-cases domains: first refuse to merge case variants. */
-    if (v == 2 && (err = migrate_v3_collisions(s, why, why_len)) != 0) {
-      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-      return err;
-    }
-    if ((err = store_exec(s, v == 2 ? migration_v3 : migrations[v])) != 0)
-      goto err_rollback;
-  }
-  snprintf(sql, sizeof(sql),
-           "PRAGMA application_id = %d; PRAGMA user_version = %d",
-           STORE_APPLICATION_ID, STORE_SCHEMA_VERSION);
-  if ((err = store_exec(s, sql)) != 0)
-    goto err_rollback;
-  if ((err = store_exec(s, "COMMIT")) != 0)
-    goto err_rollback;
-  return 0;
-
-err_rollback:
-  snprintf(why, why_len, "migration to schema version %zu failed: %s", v + 1,
-           sqlite3_errmsg(s->db));
-  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-  return err;
-err_why:
-  snprintf(why, why_len, "cannot start migration: %s", sqlite3_errmsg(s->db));
   return err;
 }
 
@@ -522,7 +268,9 @@ static int store_connect(sq_t *s, int first, char *why, size_t why_len) {
     }
   }
 
-  if ((err = store_check_and_migrate(s, why, why_len)) != 0)
+  if ((err = store_sqlite_migrate(s->db,
+                                  (s->base.flags & STORE_OPEN_READ_ONLY) != 0,
+                                  why, why_len)) != 0)
     return err;
   /* A damaged page anywhere (an index, the audit log) would otherwise show
    * only later, as INTERNAL answers. */
@@ -552,7 +300,7 @@ static int store_connect(sq_t *s, int first, char *why, size_t why_len) {
     return TOKEND_ESTORE;
   }
   sqlite3_finalize(st);
-  if ((err = store_exec(s, "PRAGMA synchronous=FULL")) != 0) {
+  if ((err = store_sqlite_exec(s->db, "PRAGMA synchronous=FULL")) != 0) {
     snprintf(why, why_len, "cannot set synchronous=FULL: %s",
              sqlite3_errmsg(s->db));
     return err;
@@ -758,7 +506,7 @@ static int sq_fingerprint_get(store_t *base,
       *present = 1;
     }
   } else if (rc != SQLITE_DONE) {
-    err = store_fail(s, store_map_rc(rc), "read pepper fingerprint");
+    err = store_fail(s, store_sqlite_map_rc(rc), "read pepper fingerprint");
   }
   sqlite3_finalize(st);
   return err;
@@ -787,18 +535,18 @@ static int sq_fingerprint_set(store_t *base,
   if (rc == SQLITE_OK)
     rc = sqlite3_step(st);
   if (rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "record pepper fingerprint");
+    err = store_fail(s, store_sqlite_map_rc(rc), "record pepper fingerprint");
   sqlite3_finalize(st);
   return err;
 }
 
 static int sq_count_rows(store_t *base, int64_t *n) {
   sq_t *s = sq_of(base);
-  int err = store_query_int(s,
-                            "SELECT (SELECT count(*) FROM tokens)"
-                            " + (SELECT count(*) FROM domain_admins)"
-                            " + (SELECT count(*) FROM audit_events)",
-                            n);
+  int err = store_sqlite_query_int(s->db,
+                                   "SELECT (SELECT count(*) FROM tokens)"
+                                   " + (SELECT count(*) FROM domain_admins)"
+                                   " + (SELECT count(*) FROM audit_events)",
+                                   n);
 
   if ((err = sq_ready(s, 0)) != 0)
     return err;
@@ -859,7 +607,7 @@ static int sq_load(store_t *base, store_load_cb cb, void *arg) {
       break;
   }
   if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "load");
+    err = store_fail(s, store_sqlite_map_rc(rc), "load");
   sqlite3_reset(s->load);
   free(row);
   return err;
@@ -870,7 +618,7 @@ static int store_step_once(sq_t *s, sqlite3_stmt *st, const char *what) {
 
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
-    return store_fail(s, store_map_rc(rc), what);
+    return store_fail(s, store_sqlite_map_rc(rc), what);
   return 0;
 }
 
@@ -979,7 +727,7 @@ static int sq_revoke(store_t *base, const char *domain, const char *id,
   if (rc == SQLITE_DONE) {
     err = TOKEND_ENOTFOUND;
   } else if (rc != SQLITE_ROW) {
-    err = store_fail(s, store_map_rc(rc), "revoke read");
+    err = store_fail(s, store_sqlite_map_rc(rc), "revoke read");
   } else {
     h = sqlite3_column_blob(s->revoke_get, 1);
     if (h == NULL ||
@@ -1045,7 +793,7 @@ static int sq_list(store_t *base, const char *domain, int include_revoked,
     n++;
   }
   if (n < max_rows && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "list");
+    err = store_fail(s, store_sqlite_map_rc(rc), "list");
   *n_rows = n;
 out_reset:
   sqlite3_reset(st);
@@ -1082,7 +830,7 @@ static int collect_hashes(sq_t *s, sqlite3_stmt *st, const char *what,
     memcpy(h[n++], blob, TOKEND_HASH_BYTES);
   }
   if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), what);
+    err = store_fail(s, store_sqlite_map_rc(rc), what);
   sqlite3_reset(st);
   if (err != 0) {
     free(h);
@@ -1122,7 +870,7 @@ static int sq_admin_grant(store_t *base, const char *domain, const char *user,
   if (rc == SQLITE_ROW)
     *granted_at = sqlite3_column_int64(s->admin_get, 0);
   else
-    err = store_fail(s, store_map_rc(rc), "grant read");
+    err = store_fail(s, store_sqlite_map_rc(rc), "grant read");
   sqlite3_reset(s->admin_get);
 out:
   sqlite3_clear_bindings(s->admin_insert);
@@ -1190,7 +938,7 @@ static int sq_admin_load(store_t *base, store_admin_cb cb, void *arg) {
       break;
   }
   if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "admin load");
+    err = store_fail(s, store_sqlite_map_rc(rc), "admin load");
   sqlite3_reset(st);
   return err;
 }
@@ -1289,7 +1037,7 @@ static int audit_head(sq_t *s, int64_t *id,
         sqlite3_column_bytes(s->audit_head, 1) == STORE_AUDIT_HASH_BYTES)
       memcpy(hash, h, STORE_AUDIT_HASH_BYTES);
   } else if (rc != SQLITE_DONE) {
-    err = store_fail(s, store_map_rc(rc), "audit head");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit head");
   }
   sqlite3_reset(s->audit_head);
   return err;
@@ -1308,16 +1056,17 @@ static int audit_chain_legacy(sq_t *s) {
   int64_t chained = 1, upto = 0;
   int rc = SQLITE_DONE, hash_len, err;
 
-  if ((err = store_query_int(s, "SELECT chained FROM audit_chain", &chained)) !=
-          0 ||
+  if ((err = store_sqlite_query_int(s->db, "SELECT chained FROM audit_chain",
+                                    &chained)) != 0 ||
       chained)
     return err != 0 ? store_fail(s, err, "audit chain") : 0;
-  if ((err = store_query_int(s, "SELECT legacy_upto FROM audit_chain",
-                             &upto)) != 0)
+  if ((err = store_sqlite_query_int(
+           s->db, "SELECT legacy_upto FROM audit_chain", &upto)) != 0)
     return store_fail(s, err, "audit chain");
   if ((err = sq_begin(&s->base)) != 0)
     return err;
-  if ((err = store_exec(s, "DROP TRIGGER audit_events_no_update")) != 0 ||
+  if ((err = store_sqlite_exec(s->db, "DROP TRIGGER audit_events_no_update")) !=
+          0 ||
       sqlite3_prepare_v2(s->db,
                          "UPDATE audit_events SET hash = ?2 WHERE id = ?1", -1,
                          &set, NULL) != SQLITE_OK) {
@@ -1345,13 +1094,14 @@ static int audit_chain_legacy(sq_t *s) {
   sqlite3_reset(s->audit_walk);
   sqlite3_clear_bindings(s->audit_walk);
   if (err == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "audit chain");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit chain");
   if (err != 0)
     goto err_rollback;
   sqlite3_finalize(set);
   set = NULL;
-  if ((err = store_exec(s, trigger)) != 0 ||
-      (err = store_exec(s, "UPDATE audit_chain SET chained = 1")) != 0) {
+  if ((err = store_sqlite_exec(s->db, trigger)) != 0 ||
+      (err = store_sqlite_exec(s->db, "UPDATE audit_chain SET chained = 1")) !=
+          0) {
     err = store_fail(s, err, "audit chain");
     goto err_rollback;
   }
@@ -1486,7 +1236,7 @@ static int sq_audit_verify(store_t *base, int64_t anchor_id,
     last_id = ev->id;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    err = store_fail(s, store_map_rc(rc), "audit verify");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit verify");
     goto out;
   }
   out->head_id = last_id;
@@ -1530,7 +1280,7 @@ static int sq_audit_list(store_t *base, const char *domain, int64_t since,
   while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW)
     audit_read(st, &rows[n++], h, &hash_len);
   if (n < max_rows && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "audit list");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit list");
   *n_rows = n;
   sqlite3_reset(st);
 out:
@@ -1580,7 +1330,7 @@ static int sq_token_get(store_t *base, const char *domain, const char *id,
   else if (rc == SQLITE_DONE)
     err = TOKEND_ENOTFOUND;
   else
-    err = store_fail(s, store_map_rc(rc), "token get");
+    err = store_fail(s, store_sqlite_map_rc(rc), "token get");
   sqlite3_reset(st);
 out:
   sqlite3_clear_bindings(st);
@@ -1607,7 +1357,7 @@ static int sq_admin_get(store_t *base, const char *domain, const char *user,
   else if (rc == SQLITE_DONE)
     err = TOKEND_ENOTFOUND;
   else
-    err = store_fail(s, store_map_rc(rc), "admin get");
+    err = store_fail(s, store_sqlite_map_rc(rc), "admin get");
   sqlite3_reset(s->admin_get);
 out:
   sqlite3_clear_bindings(s->admin_get);

@@ -7,10 +7,8 @@
 #define TOKEND_STORE_SQLITE_H
 
 #include "store/backends.h"
+#include "store/sqlite/migrate.h" /* STORE_SCHEMA_VERSION */
 #include "store/store.h"
-
-/* Schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 4
 
 /* store_sqlite_backend, for the registry, is declared in backends.h. */
 
