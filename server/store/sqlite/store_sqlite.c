@@ -486,9 +486,9 @@ static int sq_fingerprint_get(store_t *base,
   const void *v;
   int rc, err = 0;
 
+  *present = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
-  *present = 0;
   rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1,
                           &st, NULL);
   if (rc == SQLITE_OK)
@@ -773,10 +773,10 @@ static int sq_list(store_t *base, const char *domain, int include_revoked,
   size_t n = 0;
   int rc = SQLITE_DONE, err = 0;
 
+  *n_rows = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
   st = s->list;
-  *n_rows = 0;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, before_seq > 0 ? before_seq : INT64_MAX) !=
           SQLITE_OK ||
@@ -886,11 +886,11 @@ static int sq_admin_remove(store_t *base, const char *domain, const char *user,
   sqlite3_stmt *st;
   int err;
 
+  *hashes = NULL;
+  *n_hashes = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
   st = s->admin_revoke_tokens;
-  *hashes = NULL;
-  *n_hashes = 0;
   if (sqlite3_bind_text(s->admin_delete, 1, domain, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(s->admin_delete, 2, user, -1, SQLITE_STATIC) !=
@@ -1187,10 +1187,10 @@ static int sq_audit_verify(store_t *base, int64_t anchor_id,
   int64_t last_id = 0;
   int rc = SQLITE_DONE, hash_len, err = 0, anchor_seen = anchor_id <= 0;
 
+  memset(out, 0, sizeof(*out));
   if ((err = sq_ready(s, 0)) != 0)
     return err;
   st = s->audit_walk;
-  memset(out, 0, sizeof(*out));
   if (!s->audit_keyed) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
     return TOKEND_EINTERNAL;
@@ -1265,10 +1265,10 @@ static int sq_audit_list(store_t *base, const char *domain, int64_t since,
   size_t n = 0;
   int rc = SQLITE_DONE, err = 0, hash_len;
 
+  *n_rows = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
   st = s->audit_list;
-  *n_rows = 0;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, since) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, before_id > 0 ? before_id : INT64_MAX) !=
@@ -1373,11 +1373,11 @@ static int sq_revoked_with(store_t *base, const char *domain,
   sqlite3_stmt *st;
   int err;
 
+  *hashes = NULL;
+  *n_hashes = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
   st = s->revoked_with;
-  *hashes = NULL;
-  *n_hashes = 0;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 2, created_by, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, revoked_at) != SQLITE_OK ||
