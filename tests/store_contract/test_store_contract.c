@@ -277,6 +277,30 @@ static void test_check_of_a_sound_store_passes(void **state) {
   fclose(out);
 }
 
+/* store.h: every member is set; the wrappers call them unchecked. */
+static void test_every_op_is_set(void **state) {
+  fixture_t *fx = *state;
+  const struct store_ops *ops = fx->store->ops;
+  const struct store_backend *be;
+  const char *location;
+  char why[256];
+
+  assert_non_null(ops);
+  assert_true(ops->close && ops->errmsg && ops->file_check && ops->file_lost);
+  assert_true(ops->fingerprint_get && ops->fingerprint_set && ops->count_rows &&
+              ops->load);
+  assert_true(ops->begin && ops->commit && ops->rollback);
+  assert_true(ops->insert && ops->revoke && ops->touch && ops->list);
+  assert_true(ops->admin_grant && ops->admin_remove && ops->admin_load &&
+              ops->token_get && ops->admin_get && ops->revoked_with);
+  assert_true(ops->audit_key_set && ops->audit_append && ops->audit_list &&
+              ops->audit_head && ops->audit_verify && ops->verify_counts_add);
+  assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
+                   0);
+  assert_string_equal(be->scheme, backend->name);
+  assert_true(be->open && be->exists && be->check);
+}
+
 static void test_fresh_store_is_empty(void **state) {
   fixture_t *fx = *state;
   load_acc_t acc = {0};
@@ -781,6 +805,7 @@ int main(int argc, char **argv) {
       T_EMPTY(test_open_missing_without_create_is_not_found),
       T_EMPTY(test_unknown_scheme_names_the_schemes),
       T(test_check_of_a_sound_store_passes),
+      T(test_every_op_is_set),
       T(test_fresh_store_is_empty),
       T(test_insert_sets_growing_seq_and_reads_back),
       T(test_insert_duplicate_id_or_hash_is_eexist),

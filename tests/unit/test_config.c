@@ -473,6 +473,8 @@ static void test_config_store_unknown_scheme_rejected(void **state) {
                             "this build has: sqlite");
   PARSE(fx, "--store", "");
   assert_one_line_error(fx, "--store");
+  PARSE(fx, "--store", "sqlite:");
+  assert_one_line_error(fx, "--store");
 }
 
 #define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
