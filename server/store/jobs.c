@@ -22,6 +22,14 @@ int store_job_writes(const store_job_t *job) {
   return 0;
 }
 
+void store_job_clear_outputs(store_job_t *job) {
+  if (job->kind != STORE_JOB_ADMIN_REMOVE)
+    return;
+  free(job->u.admin_remove.hashes);
+  job->u.admin_remove.hashes = NULL;
+  job->u.admin_remove.n_hashes = 0;
+}
+
 int store_job_run_issue(store_t *store, store_job_t *job) {
   return store_insert(store, &job->u.issue.row);
 }

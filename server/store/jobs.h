@@ -172,6 +172,11 @@ int store_job_writes(const store_job_t *job);
 /* Sets job's result to err and its errmsg to msg (truncated). */
 void store_job_fail(store_job_t *job, int err, const char *msg);
 
+/* Frees and clears what a run allocated into job's outputs (an
+ * admin_remove's hashes), for a job whose transaction was rolled back:
+ * outputs of a write that did not happen must not reach the loop. */
+void store_job_clear_outputs(store_job_t *job);
+
 /* Runs job on store: the admin check of job->authz, the kind's run
  * function and, for a write, its audit record, all in the current
  * transaction. Returns 0 unless the store failed (the job then failed with

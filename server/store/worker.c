@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "log.h"
 
@@ -92,11 +91,7 @@ err_fail_all:
   for (j = first;; j = j->next) {
     store_job_fail(j, err, store_errmsg(store));
     j->refused = refused;
-    if (j->kind == STORE_JOB_ADMIN_REMOVE) {
-      free(j->u.admin_remove.hashes);
-      j->u.admin_remove.hashes = NULL;
-      j->u.admin_remove.n_hashes = 0;
-    }
+    store_job_clear_outputs(j);
     if (j == last)
       break;
   }
