@@ -57,6 +57,7 @@ typedef enum {
   XX(ESTORE, -16, INTERNAL, "storage error")                                   \
   XX(EUNAUTH, -17, UNAUTHENTICATED, "unauthenticated")                         \
   XX(ESTATUS, -18, UNKNOWN, "unexpected status from tokend")                   \
+  XX(EINDOUBT, -19, UNAVAILABLE, "outcome unknown")                            \
   XX(ENOSOCKET, -30, UNAVAILABLE, "no tokend socket at that path")             \
   XX(ESOCKPERM, -31, PERMISSION_DENIED, "permission denied on the socket")     \
   XX(ENOTTOKEND, -32, UNAVAILABLE, "not a tokend")

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "store/store.h"
 #include "token.h"
 
 static const char usage[] =
@@ -28,8 +29,11 @@ static const char usage[] =
     "                           is named, only those (and operators) may\n"
     "                           (default: anyone who can open the socket)\n"
     "  --verifier-group GROUP   members of GROUP may call Verify\n"
-    "  --db PATH                SQLite database (default: " CONFIG_DB_DEFAULT
-    ")\n"
+    "  --store URL              where tokens are stored, by URL: sqlite:PATH\n"
+    "                           (schemes this build has: sqlite; a path\n"
+    "                           without a scheme is sqlite)\n"
+    "  --db PATH                SQLite database, the same as --store\n"
+    "                           sqlite:PATH (default: " CONFIG_DB_DEFAULT ")\n"
     "  --pepper-file PATH       32-byte hashing key, mode 0600, created with\n"
     "                           a new database (default: " CONFIG_PEPPER_DEFAULT
     ")\n"
@@ -118,6 +122,7 @@ static const char usage[] =
 enum {
   OPT_SOCKET = 256,
   OPT_DB,
+  OPT_STORE,
   OPT_PEPPER,
   OPT_PREFIX,
   OPT_MAX_FRAME,
@@ -158,6 +163,7 @@ enum {
 static const struct option long_options[] = {
     {"socket", required_argument, NULL, OPT_SOCKET},
     {"db", required_argument, NULL, OPT_DB},
+    {"store", required_argument, NULL, OPT_STORE},
     {"pepper-file", required_argument, NULL, OPT_PEPPER},
     {"token-prefix", required_argument, NULL, OPT_PREFIX},
     {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
@@ -296,6 +302,33 @@ static int set_path(char *dst, const char *flag, const char *val, FILE *err) {
   return 0;
 }
 
+/* --store URL: a scheme this build has, checked now so that a wrong one is
+ * a one-line start-up error. db_path gets what messages call the database:
+ * for sqlite its path, as --db would have set it. */
+static int set_store(config_t *cfg, const char *url, FILE *err) {
+  const struct store_backend *backend;
+  const char *location;
+  char why[512];
+  int rc;
+
+  if ((rc = set_path(cfg->store_url, "--store", url, err)) != 0)
+    return rc;
+  if (store_url_parse(url, &backend, &location, why, sizeof(why)) != 0) {
+    fprintf(err, "tokend: %s\n", why);
+    return TOKEND_EINVAL;
+  }
+  return set_path(cfg->db_path, "--store",
+                  strcmp(backend->scheme, "sqlite") == 0 ? location : url, err);
+}
+
+const char *config_store_url(const config_t *cfg, char *buf, size_t len) {
+  if (cfg->store_url[0] != '\0')
+    snprintf(buf, len, "%s", cfg->store_url);
+  else
+    snprintf(buf, len, "sqlite:%s", cfg->db_path);
+  return buf;
+}
+
 static int parse_u32(const char *flag, const char *val, uint32_t min,
                      uint32_t max, uint32_t *out, FILE *err) {
   char *end;
@@ -343,6 +376,11 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
       break;
     case OPT_DB:
       rc = set_path(cfg->db_path, "--db", optarg, err);
+      cfg->store_url[0] = '\0';
+      explicit_paths++;
+      break;
+    case OPT_STORE:
+      rc = set_store(cfg, optarg, err);
       explicit_paths++;
       break;
     case OPT_PEPPER:

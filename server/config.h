@@ -91,7 +91,11 @@ typedef struct {
   /* verifiers may call Verify; any_verifier: everyone (the default) */
   config_ids_t verifiers;
   int any_verifier;
+  /* The database's location as messages name it: for --db PATH (or a
+   * --store sqlite:PATH), the path; for another backend, its URL. */
   char db_path[CONFIG_PATH_BYTES];
+  /* --store URL; "" means sqlite:<db_path> (--db, or the default). */
+  char store_url[CONFIG_PATH_BYTES];
   char pepper_path[CONFIG_PATH_BYTES];
   char token_prefix[TOKEND_PREFIX_MAX_CHARS + 1];
   uint32_t max_frame_bytes;
@@ -141,6 +145,12 @@ typedef struct {
 
 /* Fills cfg with the defaults (honouring $TOKEND_SOCKET). */
 void config_defaults(config_t *cfg);
+
+/* The store's URL (store/store.h): --store's, or "sqlite:" and db_path.
+ * Written into buf (len bytes, CONFIG_STORE_URL_BYTES is enough); returns
+ * buf. */
+#define CONFIG_STORE_URL_BYTES (CONFIG_PATH_BYTES + 16)
+const char *config_store_url(const config_t *cfg, char *buf, size_t len);
 
 /* Parses argv into cfg (already holding defaults). Returns 0 to run, 1 if
  * --help or --version was printed to out (exit 0), or TOKEND_EINVAL after

@@ -31,7 +31,9 @@ int main(int argc, char **argv) {
   log_set_level(cfg.log_level);
   /* --check-db reads and reports; it never serves or writes. */
   if (cfg.check_db) {
-    rc = store_check_integrity(cfg.db_path, stdout);
+    char url[CONFIG_STORE_URL_BYTES];
+
+    rc = store_check_url(config_store_url(&cfg, url, sizeof(url)), stdout);
     printf("%s: %s\n", cfg.db_path,
            rc == 0 ? "ok" : "FAILED the integrity check (see above)");
     return rc == 0 ? 0 : 1;

@@ -464,7 +464,7 @@ static void on_shutdown_timeout(uv_timer_t *t) {
 /* Reads the audit log's newest row id and chain hash into s (the store
  * worker must not be running). */
 static void server_audit_read_head(server_t *s) {
-  if (s->store == NULL || !store_is_open(s->store) ||
+  if (s->store == NULL ||
       store_audit_head(s->store, &s->audit_head_id, s->audit_head_hash) != 0)
     s->audit_head_id = -1;
 }
@@ -636,12 +636,14 @@ void server_stop(server_t *s) {
  * refused (every token would answer UNKNOWN). */
 static int server_open_store(server_t *s, const config_t *cfg) {
   uint8_t fp[PEPPER_FINGERPRINT_BYTES], stored[STORE_FINGERPRINT_BYTES];
-  char why[1024];
-  struct stat st;
+  char why[1024], url[CONFIG_STORE_URL_BYTES];
   int err, db_new, pepper_missing = 0, pepper_new = 0, present;
   int64_t rows = 0;
 
-  db_new = stat(cfg->db_path, &st) != 0 && errno == ENOENT;
+  /* The backend by URL (--store, or --db's sqlite:PATH). A store that
+   * cannot tell whether it exists is left to the open to report. */
+  config_store_url(cfg, url, sizeof(url));
+  db_new = store_exists_url(url) == 0;
   if (db_new && !cfg->create_db) {
     log_error("no database at %s; pass --create-db to create a new one",
               cfg->db_path);
@@ -664,11 +666,11 @@ static int server_open_store(server_t *s, const config_t *cfg) {
     }
     pepper_new = 1;
   }
-  err = store_open_flags(cfg->db_path,
-                         cfg->read_only
-                             ? STORE_OPEN_READ_ONLY
-                             : (cfg->create_db ? STORE_OPEN_CREATE : 0),
-                         &s->store, why, sizeof(why));
+  err =
+      store_open_url(url,
+                     cfg->read_only ? STORE_OPEN_READ_ONLY
+                                    : (cfg->create_db ? STORE_OPEN_CREATE : 0),
+                     &s->store, why, sizeof(why));
   if (err != 0) {
     log_error("database %s: %s", cfg->db_path, why);
     goto err_unlink_pepper;

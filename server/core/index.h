@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "core/domains.h"
-#include "store/store.h"
+#include "core/records.h"
 #include "tokend_error.h"
 #include "tokend_limits.h"
 

@@ -1,10 +1,37 @@
-/* store: durable storage of tokens. The narrow interface the rest of the
- * server uses; SQLite (store.c) is the embedded implementation. Another
- * backend (a database server shared by several hosts) implements the same
- * functions.
+/* store: durable storage of tokens, domain admins and the audit log, behind
+ * one table of operations (struct store_ops) that each backend implements,
+ * as SQLite's sqlite3_io_methods and nng's transport ops do. A store is
+ * opened by URL ("sqlite:/var/lib/tokend/tokend.db"); the scheme picks the
+ * backend (store_open_url). The rest of the server calls only the thin
+ * wrappers below (store_insert(s, ...) is s->ops->insert(s, ...)), so it
+ * never knows which backend it talks to.
  *
- * A store_t is used by one thread at a time. All functions return 0 or a
- * negative TOKEND_E* code; on failure store_errmsg() describes the cause. */
+ * Threading: a store_t is used by one thread at a time (the writer thread,
+ * store/worker.h, once the server runs). Nothing here is re-entrant.
+ *
+ * Results: every call returns 0 or a negative TOKEND_E* code. The codes a
+ * backend may return, for every member unless its contract says more:
+ *   TOKEND_EUNAVAIL  the backend cannot reach its storage now (disk full,
+ *                    I/O error, locked, connection lost); trying again later
+ *                    may succeed
+ *   TOKEND_ENOMEM    out of memory
+ *   TOKEND_ESTORE    anything else the backend could not do (a damaged
+ *                    row, an unexpected result)
+ * and on failure store_errmsg() describes the cause in one line.
+ *
+ * Connections: a backend that loses its connection (or, for SQLite, must
+ * drop it after a commit in doubt) recovers it by itself, on the next call:
+ * no caller ever reopens a store. Until it can, calls fail with
+ * TOKEND_EUNAVAIL (begin with the cause of the failed reconnection).
+ *
+ * Transactions: begin, then writes, then commit (or rollback). A write
+ * outside a transaction commits by itself. commit has three outcomes: 0
+ * (durable), a definite failure (nothing of the transaction is stored) or
+ * TOKEND_EINDOUBT: the backend cannot know whether the transaction is stored
+ * (SQLite: the commit was written but its fsync failed, so a restart may
+ * find it; a server backend: the connection was lost during COMMIT). The
+ * caller then reads the store back to find out (the writer's reconcile,
+ * store/jobs.h), which sees what a restart would. */
 #ifndef TOKEND_STORE_H
 #define TOKEND_STORE_H
 
@@ -12,249 +39,291 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/records.h"
 #include "tokend_error.h"
 #include "tokend_limits.h"
 
-/* Scopes travel as one string, separated by single spaces (scopes cannot
- * contain spaces). */
-#define STORE_SCOPES_BYTES (TOKEND_MAX_SCOPES * TOKEND_SCOPE_BYTES)
-
-/* Schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 4
-
-/* What the database records about its pepper: a keyed hash of a fixed
- * string (pepper_fingerprint()), never the pepper. */
-#define STORE_FINGERPRINT_BYTES 32
-
-/* store_open_flags() flags. */
-#define STORE_OPEN_CREATE 1    /* create the file if it is missing */
-#define STORE_OPEN_READ_ONLY 2 /* never write; the file may be read-only */
+/* store_open_url() flags; backend-neutral. */
+#define STORE_OPEN_CREATE 1    /* create the store if it is missing */
+#define STORE_OPEN_READ_ONLY 2 /* never write; storage may be read-only */
 
 typedef struct store_s store_t;
+struct store_ops;
 
-/* One token row. The token itself is never part of it: only its keyed hash. */
-typedef struct {
-  int64_t seq; /* assigned by the store on insert; orders tokens by age */
-  char id[TOKEND_TOKEN_ID_BYTES];
-  char domain[TOKEND_DOMAIN_BYTES];
-  char label[TOKEND_LABEL_BYTES];
-  char hint[TOKEND_HINT_BYTES];
-  char scopes[STORE_SCOPES_BYTES];
-  uint8_t hash[TOKEND_HASH_BYTES];
-  int64_t created_at;
-  int64_t expires_at;   /* 0: never */
-  int64_t last_used_at; /* 0: never */
-  int64_t revoked_at;   /* 0: not revoked */
-  char created_by[TOKEND_USER_BYTES];
-  char revoked_by[TOKEND_USER_BYTES];
-} store_token_t;
+/* The part of every store the interface sees. A backend's own struct
+ * starts with (or embeds) it and finds itself back with container_of. */
+struct store_s {
+  const struct store_ops *ops; /* never NULL; static, owned by the backend */
+  int flags;                   /* the STORE_OPEN_* it was opened with */
+};
 
-typedef struct {
-  char domain[TOKEND_DOMAIN_BYTES];
-  char user[TOKEND_USER_BYTES];
-  char granted_by[TOKEND_USER_BYTES];
-  int64_t granted_at;
-} store_admin_t;
-
-/* One audit log row. Never holds a secret. */
-typedef struct {
-  int64_t id; /* assigned by the store */
-  int64_t at;
-  uint32_t peer_uid;
-  int32_t peer_pid;
-  char actor[TOKEND_USER_BYTES];
-  int break_glass;
-  char domain[TOKEND_DOMAIN_BYTES];
-  char token_id[TOKEND_TOKEN_ID_BYTES];
-  char method[TOKEND_AUDIT_METHOD_BYTES];
-  int code; /* gRPC status */
-  char detail[TOKEND_STATUS_MESSAGE_BYTES];
-  int64_t count; /* calls the row stands for (refusals aggregate); 0 is 1 */
-} store_audit_t;
-
-/* The audit log's chain key (derived from the pepper, never the pepper
- * itself) and each row's keyed hash. */
-#define STORE_AUDIT_KEY_BYTES 32
-#define STORE_AUDIT_HASH_BYTES 32
-
-/* What store_audit_verify found. */
-typedef struct {
-  int64_t rows_checked;
-  int64_t first_bad_id; /* 0: the chain holds */
-  int anchor_mismatch;  /* the chain holds but the anchor given does not */
-  char why[TOKEND_STATUS_MESSAGE_BYTES];
-  int64_t head_id; /* the last row that checked out, and its hash */
-  uint8_t head_hash[STORE_AUDIT_HASH_BYTES];
-} store_audit_check_t;
-
-typedef struct {
-  uint8_t hash[TOKEND_HASH_BYTES];
-  int64_t last_used_at;
-} store_touch_t;
-
-/* Opens (creating if missing) the store at path, checks that it is a tokend
- * store of a version this build knows, and migrates it forward. On failure
- * returns TOKEND_ESTORE (cannot open), TOKEND_ECONFIG (not a tokend database,
- * or from a newer version) and writes a one-line reason into why. */
-int store_open(const char *path, store_t **out, char *why,
-               size_t why_len) TOKEND_MUST_CHECK;
-
-/* store_open() with flags (STORE_OPEN_*). Without STORE_OPEN_CREATE a
- * missing file is TOKEND_ENOTFOUND. Without STORE_OPEN_READ_ONLY a file,
- * or a directory (where the WAL lives), that tokend cannot write is
- * TOKEND_ECONFIG. Every open runs PRAGMA quick_check and refuses a damaged
- * file (TOKEND_ECONFIG). A read-only store refuses a file that still needs
- * migrating, and every write (TOKEND_ECONFIG, "tokend runs --read-only"). */
-int store_open_flags(const char *path, int flags, store_t **out, char *why,
-                     size_t why_len) TOKEND_MUST_CHECK;
-
-/* Full PRAGMA integrity_check of the file at path, opened read-only: 0 if it
- * says "ok"; otherwise TOKEND_ESTORE (damage) or TOKEND_ECONFIG (cannot
- * open). Every line it reports is written to out. */
-int store_check_integrity(const char *path, FILE *out) TOKEND_MUST_CHECK;
-
-/* 1 if the store was opened with STORE_OPEN_READ_ONLY. */
-int store_is_read_only(const store_t *store);
-
-/* Compares the file at the store's path with the one it opened (device and
- * inode). TOKEND_EUNAVAIL (with store_errmsg() saying so) once the file was
- * deleted or replaced: from then on store_file_lost() is 1 and stays 1, as
- * writes would go to a file that a restart would not find. */
-int store_file_check(store_t *store) TOKEND_MUST_CHECK;
-int store_file_lost(const store_t *store);
-
-/* The pepper fingerprint the database records: *present 0 if none. */
-int store_fingerprint_get(store_t *store, uint8_t out[STORE_FINGERPRINT_BYTES],
-                          int *present) TOKEND_MUST_CHECK;
-
-/* Records (or replaces) the pepper fingerprint. */
-int store_fingerprint_set(store_t *store,
-                          const uint8_t fp[STORE_FINGERPRINT_BYTES])
-    TOKEND_MUST_CHECK;
-
-/* *n gets the number of tokens, domain admins and audit rows together. */
-int store_count_rows(store_t *store, int64_t *n) TOKEND_MUST_CHECK;
-
-/* Closes and opens the store's connection again. After a failed commit the
- * connection's view may differ from the file's (SQLite may have written a
- * transaction whose fsync then failed): a fresh connection sees what a
- * restart would. Until it succeeds, every other call fails. */
-int store_reopen(store_t *store) TOKEND_MUST_CHECK;
-
-/* 1 if the last failure may have left its transaction in the file (a failed
- * fsync after the commit was written), so that a restart would find it. */
-int store_failure_in_doubt(const store_t *store);
-
-/* 1 if the store has a working connection. */
-int store_is_open(const store_t *store);
-
-/* Closes the store; NULL is a no-op. */
-void store_close(store_t *store);
-
-/* Last error's message; "" if none. */
-const char *store_errmsg(const store_t *store);
+/* Recovers a struct from a pointer to one of its members (libuv's idiom:
+ * no cast that relies on the member coming first). */
+#define store_container_of(ptr, type, member)                                  \
+  ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Calls cb for every token, oldest first. cb returning non-zero stops the
  * walk and that value is returned. row is valid only during the call. */
 typedef int (*store_load_cb)(void *arg, const store_token_t *row);
-int store_load(store_t *store, store_load_cb cb, void *arg) TOKEND_MUST_CHECK;
 
-/* Transactions group writes: a write outside one commits by itself. */
+/* Calls cb for every domain admin; as store_load_cb. */
+typedef int (*store_admin_cb)(void *arg, const store_admin_t *admin);
+
+/* The operations of one backend. Every member is set (none may be NULL);
+ * each takes the store it was opened as. Strings are NUL-terminated and
+ * only read during the call; row and output buffers belong to the caller
+ * and are written only during the call. Results as in the header comment,
+ * plus those listed. */
+struct store_ops {
+  /* Frees everything the store holds, wiping the audit key; never fails.
+   * The store must not be used after. */
+  void (*close)(store_t *s);
+
+  /* The last failure's one-line message ("" if none), owned by the store
+   * and valid until its next call. */
+  const char *(*errmsg)(const store_t *s);
+
+  /* Checks that the storage the store writes to is still the one a
+   * restart would open (SQLite: the file at the path is the one opened,
+   * same device and inode). 0 when it is, or when it cannot tell.
+   * TOKEND_EUNAVAIL once it is not: from then on file_lost returns 1 and
+   * every write is refused for the rest of the run. A backend without such
+   * a notion returns 0. */
+  int (*file_check)(store_t *s);
+  /* 1 once file_check found the storage gone; 0 otherwise. */
+  int (*file_lost)(const store_t *s);
+
+  /* The pepper fingerprint the store records: *present 0 if none. A
+   * recorded value of the wrong size is TOKEND_ESTORE. */
+  int (*fingerprint_get)(store_t *s, uint8_t out[STORE_FINGERPRINT_BYTES],
+                         int *present);
+  /* Records (or replaces) the pepper fingerprint, outside any transaction.
+   * TOKEND_ECONFIG on a read-only store. */
+  int (*fingerprint_set)(store_t *s, const uint8_t fp[STORE_FINGERPRINT_BYTES]);
+
+  /* *n gets the number of tokens, domain admins and audit rows together. */
+  int (*count_rows)(store_t *s, int64_t *n);
+
+  /* Calls cb for every token, oldest first (see store_load_cb). A stored
+   * row that cannot be read whole is TOKEND_ESTORE. */
+  int (*load)(store_t *s, store_load_cb cb, void *arg);
+
+  /* Starts a transaction that takes the store's write lock (no other
+   * writer until it ends). TOKEND_ECONFIG on a read-only store ("tokend
+   * runs --read-only"). After a lost connection, the reconnection happens
+   * here and its failure is returned as is. */
+  int (*begin)(store_t *s);
+  /* Ends the transaction: 0 (durable), a definite failure (nothing of it
+   * is stored; the transaction is over) or TOKEND_EINDOUBT (see the header
+   * comment; the transaction is over and the next call reconnects). */
+  int (*commit)(store_t *s);
+  /* Ends the transaction, storing nothing of it; a no-op outside one. */
+  void (*rollback)(store_t *s);
+
+  /* Inserts row (its seq is ignored) and sets row->seq, greater than any
+   * seq before. TOKEND_EEXIST if its id or hash is already stored. */
+  int (*insert)(store_t *s, store_token_t *row);
+
+  /* Revokes token id of domain at now, by user by. *revoked_at gets the
+   * first revocation's time, *already 1 if it was revoked before (nothing
+   * then changes), hash the token's hash. TOKEND_ENOTFOUND if domain has no
+   * token with that id. */
+  int (*revoke)(store_t *s, const char *domain, const char *id, int64_t now,
+                const char *by, int64_t *revoked_at, int *already,
+                uint8_t hash[TOKEND_HASH_BYTES]);
+
+  /* Raises last_used_at of each of the n tokens to the given time (never
+   * lowers it); hashes that match no token are skipped. */
+  int (*touch)(store_t *s, const store_touch_t *items, size_t n);
+
+  /* Writes into rows (room for max_rows) up to max_rows tokens of domain
+   * with seq < before_seq (0: no bound), newest first, skipping revoked
+   * tokens unless include_revoked. *n_rows gets the count. */
+  int (*list)(store_t *s, const char *domain, int include_revoked,
+              int64_t before_seq, store_token_t *rows, size_t max_rows,
+              size_t *n_rows);
+
+  /* Makes user an admin of domain at now, by by. *granted_at gets the
+   * first grant's time, *already 1 if user was one (nothing changes). */
+  int (*admin_grant)(store_t *s, const char *domain, const char *user,
+                     int64_t now, const char *by, int64_t *granted_at,
+                     int *already);
+
+  /* Removes user from domain's admins; TOKEND_ENOTFOUND if not one. With
+   * revoke_tokens, also revokes (at now, by by) every unrevoked token user
+   * issued in domain, and sets *hashes (malloc'd, NULL when none; the
+   * caller frees it) to their *n_hashes hashes. On failure *hashes is NULL
+   * and *n_hashes 0. */
+  int (*admin_remove)(store_t *s, const char *domain, const char *user,
+                      int revoke_tokens, int64_t now, const char *by,
+                      uint8_t (**hashes)[TOKEND_HASH_BYTES], size_t *n_hashes);
+
+  /* Calls cb for every domain admin (see store_admin_cb). */
+  int (*admin_load)(store_t *s, store_admin_cb cb, void *arg);
+
+  /* Reads token id of domain into row; TOKEND_ENOTFOUND if there is none. */
+  int (*token_get)(store_t *s, const char *domain, const char *id,
+                   store_token_t *row);
+
+  /* *granted_at of user's admin grant in domain; TOKEND_ENOTFOUND if none. */
+  int (*admin_get)(store_t *s, const char *domain, const char *user,
+                   int64_t *granted_at);
+
+  /* The hashes of created_by's tokens in domain revoked at revoked_at by
+   * revoked_by (what one admin_remove revoked), as admin_remove returns
+   * them (*hashes malloc'd or NULL, freed by the caller). */
+  int (*revoked_with)(store_t *s, const char *domain, const char *created_by,
+                      int64_t revoked_at, const char *revoked_by,
+                      uint8_t (**hashes)[TOKEND_HASH_BYTES], size_t *n_hashes);
+
+  /* Sets the key that chains the audit log (copied; wiped at close) and,
+   * the first time a store that has audit rows from before the chain
+   * existed gets it, chains them, oldest first, in its own transaction.
+   * Must precede audit_append and audit_verify (which otherwise fail with
+   * TOKEND_EINTERNAL). Must be called outside a transaction. */
+  int (*audit_key_set)(store_t *s, const uint8_t key[STORE_AUDIT_KEY_BYTES]);
+
+  /* Appends ev to the audit log: sets ev->id (the newest id + 1) and
+   * ev->count (at least 1), and stores the row's chain hash over ev and
+   * the newest row's hash. The log is append-only: no member changes or
+   * removes a row, and the backend refuses to (TOKEND_EEXIST or
+   * TOKEND_ESTORE) where its storage lets it. */
+  int (*audit_append)(store_t *s, store_audit_t *ev);
+
+  /* Up to max_rows events, newest first, of domain ("" for every domain),
+   * at or after since, with id < before_id (0: no bound); *n_rows gets the
+   * count. */
+  int (*audit_list)(store_t *s, const char *domain, int64_t since,
+                    int64_t before_id, store_audit_t *rows, size_t max_rows,
+                    size_t *n_rows);
+
+  /* The newest audit row's id and stored hash (0 and zeros: an empty log,
+   * or a newest row with no hash). */
+  int (*audit_head)(store_t *s, int64_t *id,
+                    uint8_t hash[STORE_AUDIT_HASH_BYTES]);
+
+  /* Walks the whole audit log, oldest first, recomputing each row's hash
+   * from its content and the previous row's. out->first_bad_id gets the
+   * first row that does not check out (0: none) and out->why says how.
+   * With anchor_id > 0 (a row id and hash recorded earlier, outside the
+   * store), that row must still be there with that hash: otherwise the
+   * newest rows were cut off (out->anchor_mismatch). Returns 0 whatever
+   * the chain holds, or a store failure. */
+  int (*audit_verify)(store_t *s, int64_t anchor_id,
+                      const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
+                      store_audit_check_t *out);
+
+  /* Adds Verify counts to domain's totals ("" for unknown tokens), and
+   * records now as their last update. */
+  int (*verify_counts_add)(store_t *s, const char *domain, uint64_t valid,
+                           uint64_t invalid, int64_t now);
+};
+
+/* One backend: its URL scheme and how to open and check a store of it.
+ * location is the URL after "scheme:" (for sqlite:PATH, the path). */
+struct store_backend {
+  const char *scheme;
+  /* Opens the store at location, checks that it is a tokend store of a
+   * version this build knows and migrates it forward (never with
+   * STORE_OPEN_READ_ONLY, which then refuses one that needs it), and
+   * checks it for damage. *out gets the store (closed with store_close).
+   * Without STORE_OPEN_CREATE a missing store is TOKEND_ENOTFOUND. Other
+   * failures: TOKEND_ECONFIG (not a tokend store, from a newer version,
+   * damaged, not writable without STORE_OPEN_READ_ONLY), TOKEND_ESTORE or
+   * TOKEND_EUNAVAIL (cannot open); why gets a one-line reason. */
+  int (*open)(const char *location, int flags, store_t **out, char *why,
+              size_t why_len);
+  /* 1 if a store exists at location, 0 if none does (what decides whether
+   * STORE_OPEN_CREATE is needed), or a negative code if it cannot tell. */
+  int (*exists)(const char *location);
+  /* A full integrity check of the store at location, opened read-only
+   * (tokend --check-db): 0 if it finds nothing; otherwise TOKEND_ESTORE
+   * (damage) or TOKEND_ECONFIG (cannot open). Writes what it finds, one
+   * finding a line, to out. */
+  int (*check)(const char *location, FILE *out);
+};
+
+/* Finds url's backend: "scheme:location" with a scheme of this build, or
+ * a bare path (no "scheme:" prefix: a letter, then letters, digits, '+',
+ * '-' or '.', then ':') taken as sqlite. *location points into url.
+ * TOKEND_ECONFIG for a scheme this build does not have, with a one-line
+ * reason in why naming the schemes it has. */
+int store_url_parse(const char *url, const struct store_backend **backend,
+                    const char **location, char *why,
+                    size_t why_len) TOKEND_MUST_CHECK;
+
+/* The schemes this build has, separated by ", " (static). */
+const char *store_schemes(void);
+
+/* Opens the store named by url (store_url_parse), as its backend's open. */
+int store_open_url(const char *url, int flags, store_t **out, char *why,
+                   size_t why_len) TOKEND_MUST_CHECK;
+
+/* 1 if a store exists at url, 0 if not, or a negative code (an unknown
+ * scheme: TOKEND_ECONFIG; cannot tell). */
+int store_exists_url(const char *url);
+
+/* The backend's check of the store at url (see struct store_backend);
+ * an unknown scheme is TOKEND_ECONFIG, said on out. */
+int store_check_url(const char *url, FILE *out) TOKEND_MUST_CHECK;
+
+/* 1 if the store was opened with STORE_OPEN_READ_ONLY. */
+int store_is_read_only(const store_t *store);
+
+/* The wrappers: each calls the member of the same name (see its contract
+ * in struct store_ops). store_close(NULL) is a no-op. */
+void store_close(store_t *store);
+const char *store_errmsg(const store_t *store);
+int store_file_check(store_t *store) TOKEND_MUST_CHECK;
+int store_file_lost(const store_t *store);
+int store_fingerprint_get(store_t *store, uint8_t out[STORE_FINGERPRINT_BYTES],
+                          int *present) TOKEND_MUST_CHECK;
+int store_fingerprint_set(store_t *store,
+                          const uint8_t fp[STORE_FINGERPRINT_BYTES])
+    TOKEND_MUST_CHECK;
+int store_count_rows(store_t *store, int64_t *n) TOKEND_MUST_CHECK;
+int store_load(store_t *store, store_load_cb cb, void *arg) TOKEND_MUST_CHECK;
 int store_begin(store_t *store) TOKEND_MUST_CHECK;
 int store_commit(store_t *store) TOKEND_MUST_CHECK;
 void store_rollback(store_t *store);
-
-/* Inserts row (seq is ignored) and sets row->seq. TOKEND_EEXIST if its id
- * or hash is already stored. */
 int store_insert(store_t *store, store_token_t *row) TOKEND_MUST_CHECK;
-
-/* Revokes token id of domain at now, by user by. *revoked_at gets the first
- * revocation's time, *already 1 if it was revoked before, hash the token's
- * hash. TOKEND_ENOTFOUND if domain has no token with that id. */
 int store_revoke(store_t *store, const char *domain, const char *id,
                  int64_t now, const char *by, int64_t *revoked_at, int *already,
                  uint8_t hash[TOKEND_HASH_BYTES]) TOKEND_MUST_CHECK;
-
-/* Raises last_used_at of each token to the given time (never lowers it). */
 int store_touch(store_t *store, const store_touch_t *items,
                 size_t n) TOKEND_MUST_CHECK;
-
-/* Writes into rows (room for max_rows) up to max_rows tokens of domain with
- * seq < before_seq (0: no bound), newest first, skipping revoked tokens
- * unless include_revoked. *n_rows gets the count. */
 int store_list(store_t *store, const char *domain, int include_revoked,
                int64_t before_seq, store_token_t *rows, size_t max_rows,
                size_t *n_rows) TOKEND_MUST_CHECK;
-
-/* Makes user an admin of domain. *granted_at gets the first grant's time,
- * *already 1 if user was one. */
 int store_admin_grant(store_t *store, const char *domain, const char *user,
                       int64_t now, const char *by, int64_t *granted_at,
                       int *already) TOKEND_MUST_CHECK;
-
-/* Removes user from domain's admins; TOKEND_ENOTFOUND if not one. With
- * revoke_tokens, also revokes (at now, by by) every unrevoked token user
- * issued in domain, and sets *hashes (malloc'd, freed by the caller) to
- * their *n_hashes hashes. */
 int store_admin_remove(store_t *store, const char *domain, const char *user,
                        int revoke_tokens, int64_t now, const char *by,
                        uint8_t (**hashes)[TOKEND_HASH_BYTES],
                        size_t *n_hashes) TOKEND_MUST_CHECK;
-
-/* Calls cb for every domain admin. */
-typedef int (*store_admin_cb)(void *arg, const store_admin_t *admin);
 int store_admin_load(store_t *store, store_admin_cb cb,
                      void *arg) TOKEND_MUST_CHECK;
-
-/* Reads token id of domain into row; TOKEND_ENOTFOUND if there is none. */
 int store_token_get(store_t *store, const char *domain, const char *id,
                     store_token_t *row) TOKEND_MUST_CHECK;
-
-/* *granted_at of user's admin grant in domain; TOKEND_ENOTFOUND if none. */
 int store_admin_get(store_t *store, const char *domain, const char *user,
                     int64_t *granted_at) TOKEND_MUST_CHECK;
-
-/* The hashes of created_by's tokens in domain revoked at revoked_at by
- * revoked_by (what one store_admin_remove revoked); *hashes is malloc'd. */
 int store_revoked_with(store_t *store, const char *domain,
                        const char *created_by, int64_t revoked_at,
                        const char *revoked_by,
                        uint8_t (**hashes)[TOKEND_HASH_BYTES],
                        size_t *n_hashes) TOKEND_MUST_CHECK;
-
-/* Sets the key that chains the audit log (copied; wiped at close) and, the
- * first time after the schema 4 migration, chains the rows that were there
- * before, oldest first. Must precede store_audit_append. */
 int store_audit_key_set(
     store_t *store, const uint8_t key[STORE_AUDIT_KEY_BYTES]) TOKEND_MUST_CHECK;
-
-/* Appends ev to the audit log (sets ev->id, the newest id + 1, and its chain
- * hash over ev and the newest row's hash). The log is append-only: the
- * schema refuses updates, deletes and replacing inserts; the chain makes
- * what bypasses the schema (a writer of the file) detectable. */
 int store_audit_append(store_t *store, store_audit_t *ev) TOKEND_MUST_CHECK;
-
-/* Up to max_rows events, newest first, of domain ("" for every domain), at
- * or after since, with id < before_id (0: no bound). */
 int store_audit_list(store_t *store, const char *domain, int64_t since,
                      int64_t before_id, store_audit_t *rows, size_t max_rows,
                      size_t *n_rows) TOKEND_MUST_CHECK;
-
-/* The newest audit row's id and stored hash (0 and zeros: an empty log). */
 int store_audit_head(store_t *store, int64_t *id,
                      uint8_t hash[STORE_AUDIT_HASH_BYTES]) TOKEND_MUST_CHECK;
-
-/* Walks the whole audit log, oldest first, recomputing each row's hash from
- * its content and the previous row's. out->first_bad_id gets the first row
- * that does not check out (0: none) and out->why says how. With anchor_id >
- * 0 (a row id and hash recorded earlier, outside the database), that row
- * must still be there with that hash: otherwise the newest rows were cut
- * off, which the chain alone cannot show. Returns 0 or a store failure. */
 int store_audit_verify(store_t *store, int64_t anchor_id,
                        const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
                        store_audit_check_t *out) TOKEND_MUST_CHECK;
-
-/* Adds Verify counts to domain's totals ("" for unknown tokens). */
 int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,
                             uint64_t invalid, int64_t now) TOKEND_MUST_CHECK;
 

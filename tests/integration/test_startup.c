@@ -486,6 +486,38 @@ static void test_bad_flags_refused(void **state) {
   }
 }
 
+/* ---- --store URL (issue 12) ---- */
+
+/* --store sqlite:PATH serves from PATH (after --db, it wins), --check-db
+ * checks it, and an unknown scheme is one line naming the schemes. */
+static void test_store_url_selects_database(void **state) {
+  th_fixture_t *f = *state;
+  char path[TH_PATH_BYTES + 16], url[TH_PATH_BYTES + 32];
+  const char *args[] = {"--store", url, NULL};
+  const char *check[] = {TOKEND_BIN, "--store", url, "--check-db", NULL};
+  const char *unknown[] = {"--store", "foo:bar", NULL};
+  th_run_result_t r;
+
+  snprintf(path, sizeof(path), "%s/by-url.db", f->tokend.dir);
+  snprintf(url, sizeof(url), "sqlite:%s", path);
+  assert_int_equal(th_tokend_start(&f->tokend, args), 0);
+  assert_int_equal(th_tokend_stop(&f->tokend), 0);
+  assert_true(th_path_exists(path));
+  assert_false(th_path_exists(f->tokend.db_path));
+  assert_int_equal(th_db_count(path, "PRAGMA user_version"), 4);
+
+  assert_int_equal(th_run(check, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r.status, 0);
+  assert_non_null(r.out);
+  assert_non_null(strstr(r.out, "by-url.db: ok"));
+  th_run_result_free(&r);
+
+  expect_refused(&f->tokend, unknown, EXIT_BAD_FLAGS,
+                 "unknown store scheme 'foo' in --store foo:bar; this build "
+                 "has: sqlite");
+  assert_false(th_path_exists(f->tokend.db_path));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_db_in_missing_directory_refused,
@@ -516,6 +548,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_missing_db_without_create_db_refused,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_new_pepper_only_with_new_db_logged,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_store_url_selects_database,
                                       th_fixture_setup, th_fixture_teardown),
   };
 

@@ -439,6 +439,44 @@ static void test_config_parse_twice_starts_over(void **state) {
   assert_string_equal(fx->cfg.db_path, "/tmp/c.db");
 }
 
+/* --store URL picks the backend; --db PATH is --store sqlite:PATH; the last
+ * of them wins; messages keep naming the database by its path. */
+static void test_config_store_url_and_db_synonym(void **state) {
+  fixture_t *fx = *state;
+  char url[CONFIG_STORE_URL_BYTES];
+
+  assert_string_equal(config_store_url(&fx->cfg, url, sizeof(url)),
+                      "sqlite:" CONFIG_DB_DEFAULT);
+  assert_int_equal(PARSE(fx, "--store", "sqlite:/tmp/s.db"), 0);
+  assert_string_equal(config_store_url(&fx->cfg, url, sizeof(url)),
+                      "sqlite:/tmp/s.db");
+  assert_string_equal(fx->cfg.db_path, "/tmp/s.db");
+  assert_int_equal(fx->cfg.default_dir, 0);
+  assert_int_equal(
+      PARSE(fx, "--store", "sqlite:/tmp/s.db", "--db", "/tmp/d.db"), 0);
+  assert_string_equal(config_store_url(&fx->cfg, url, sizeof(url)),
+                      "sqlite:/tmp/d.db");
+  assert_int_equal(PARSE(fx, "--db", "/tmp/d.db", "--store", "/tmp/bare.db"),
+                   0);
+  assert_string_equal(config_store_url(&fx->cfg, url, sizeof(url)),
+                      "/tmp/bare.db");
+  assert_string_equal(fx->cfg.db_path, "/tmp/bare.db");
+}
+
+/* An unknown scheme is a one-line start-up error naming the schemes this
+ * build has. */
+static void test_config_store_unknown_scheme_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  PARSE(fx, "--store", "foo:bar");
+  assert_one_line_error(fx, "unknown store scheme 'foo' in --store foo:bar; "
+                            "this build has: sqlite");
+  PARSE(fx, "--store", "");
+  assert_one_line_error(fx, "--store");
+  PARSE(fx, "--store", "sqlite:");
+  assert_one_line_error(fx, "--store");
+}
+
 #define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static void test_config_limit_flags_parsed(void **state) {
@@ -591,6 +629,8 @@ int main(void) {
       CONFIG_TEST(test_config_missing_value_rejected),
       CONFIG_TEST(test_config_default_dir_only_without_paths),
       CONFIG_TEST(test_config_parse_twice_starts_over),
+      CONFIG_TEST(test_config_store_url_and_db_synonym),
+      CONFIG_TEST(test_config_store_unknown_scheme_rejected),
   };
 
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -1,9 +1,9 @@
-/* store.c: the SQLite implementation of store.h.
+/* store_sqlite.c: the SQLite backend of store.h (scheme "sqlite:PATH").
  *
  * WAL mode with synchronous=FULL: a committed transaction survives a crash
  * of the process or the machine. Every statement is prepared once at open
  * and finalized at close; every SQLite result code is checked. */
-#include "store/store.h"
+#include "store/sqlite/store_sqlite.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -15,123 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* PRAGMA application_id: "tknd". Marks a database file as tokend's. */
-#define STORE_APPLICATION_ID 0x746b6e64
-
-/* Forward migrations: migrations[i] takes schema version i to i + 1. */
-static const char *const migrations[] = {
-    /* 0 -> 1 */
-    "CREATE TABLE tokens ("
-    "  seq INTEGER PRIMARY KEY,"
-    "  id TEXT NOT NULL UNIQUE,"
-    "  domain TEXT NOT NULL,"
-    "  label TEXT NOT NULL,"
-    "  hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),"
-    "  hint TEXT NOT NULL,"
-    "  scopes TEXT NOT NULL DEFAULT '',"
-    "  created_at INTEGER NOT NULL,"
-    "  expires_at INTEGER NOT NULL DEFAULT 0,"
-    "  last_used_at INTEGER NOT NULL DEFAULT 0,"
-    "  revoked_at INTEGER NOT NULL DEFAULT 0"
-    ");"
-    "CREATE INDEX tokens_domain_seq ON tokens (domain, seq);",
-    /* 1 -> 2: who did what (domain admins, audit log, Verify counters). */
-    "ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX tokens_domain_creator ON tokens (domain, created_by);"
-    "CREATE TABLE domain_admins ("
-    "  domain TEXT NOT NULL,"
-    "  user_name TEXT NOT NULL,"
-    "  granted_at INTEGER NOT NULL,"
-    "  granted_by TEXT NOT NULL,"
-    "  PRIMARY KEY (domain, user_name)"
-    ") WITHOUT ROWID;"
-    "CREATE TABLE audit_events ("
-    "  id INTEGER PRIMARY KEY,"
-    "  at INTEGER NOT NULL,"
-    "  peer_uid INTEGER NOT NULL,"
-    "  peer_pid INTEGER NOT NULL,"
-    "  actor TEXT NOT NULL,"
-    "  break_glass INTEGER NOT NULL,"
-    "  domain TEXT NOT NULL,"
-    "  token_id TEXT NOT NULL,"
-    "  method TEXT NOT NULL,"
-    "  code INTEGER NOT NULL,"
-    "  detail TEXT NOT NULL"
-    ");"
-    "CREATE INDEX audit_domain_id ON audit_events (domain, id);"
-    /* Append-only: history cannot be rewritten through tokend's schema. */
-    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-    "CREATE TABLE verify_counts ("
-    "  domain TEXT PRIMARY KEY,"
-    "  valid INTEGER NOT NULL DEFAULT 0,"
-    "  invalid INTEGER NOT NULL DEFAULT 0,"
-    "  updated_at INTEGER NOT NULL"
-    ") WITHOUT ROWID;",
-    /* 2 -> 3: migration_v3 (below), after migrate_v3_collisions(). */
-    NULL,
-    /* 3 -> 4: the audit log becomes tamper-evident and aggregates refusals.
-     * count: how many calls a row stands for (refusals of one kind within
-     * --refusal-audit-interval-ms share a row). hash: a keyed BLAKE2b over
-     * the row and the previous row's hash (store_audit_key_set), so that a
-     * row changed, removed, inserted or reordered by whoever can write the
-     * file breaks the chain. The rows already there are chained in order on
-     * the first start with the key: legacy_upto names the last of them, and
-     * no row after it is ever chained but by an append. INSERT OR REPLACE
-     * deletes a row without firing the delete trigger: a row may never be
-     * inserted over an existing id. Uses nothing step 3 adds. */
-    "ALTER TABLE audit_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE audit_events ADD COLUMN hash BLOB;"
-    "CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events"
-    " WHEN EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id)"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-    "CREATE TABLE audit_chain ("
-    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
-    "  legacy_upto INTEGER NOT NULL,"
-    "  chained INTEGER NOT NULL"
-    ");"
-    "INSERT INTO audit_chain (one, legacy_upto, chained)"
-    " SELECT 1, coalesce(max(id), 0), 0 FROM audit_events;",
-};
-#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-
-/* A domain as schema 3 keeps it: lower case, and without the one trailing
- * dot that schema 2 accepted ("example.com." is the fully qualified
- * spelling of "example.com"), for validate_domain now refuses it, so a domain
- * left with it could be verified but never listed, revoked or granted again).
- */
-#define DOMAIN_V3                                                              \
-  "(CASE WHEN length(domain) > 1 AND substr(domain, -1) = '.'"                 \
-  " THEN substr(lower(domain), 1, length(domain) - 1)"                         \
-  " ELSE lower(domain) END)"
-#define UPDATE_DOMAIN_V3(table)                                                \
-  "UPDATE " table " SET domain = " DOMAIN_V3 " WHERE domain <> " DOMAIN_V3 ";"
-
-/* 2 -> 3: a key/value table for facts about the database itself (the
- * fingerprint of its pepper), and domains as DOMAIN_V3 spells them: DNS
- * names are case-insensitive, so "Example.com", "example.com." and
- * "example.com" are one tenant. Only the live tables are rewritten; the
- * audit log is append-only and keeps each row as it was written.
- * migrate_v3_collisions() first refuses to merge domains that differ only
- * by case or that trailing dot. */
-static const char migration_v3[] =
-    "CREATE TABLE meta ("
-    "  key TEXT PRIMARY KEY,"
-    "  value BLOB NOT NULL"
-    ") WITHOUT ROWID;" UPDATE_DOMAIN_V3("tokens")
-        UPDATE_DOMAIN_V3("domain_admins") UPDATE_DOMAIN_V3("verify_counts");
-
-/* Each row: the spellings of one domain that differ only by case or a
- * trailing dot. */
-#define DOMAIN_COLLISIONS_SQL                                                  \
-  "SELECT group_concat(domain, ' and ') FROM"                                  \
-  " (SELECT domain FROM tokens UNION SELECT domain FROM domain_admins"         \
-  "  UNION SELECT domain FROM verify_counts)"                                  \
-  " GROUP BY " DOMAIN_V3 " HAVING count(*) > 1"                                \
-  " ORDER BY " DOMAIN_V3
+#include "store/sqlite/exec.h"
+#include "store/sqlite/migrate.h"
 
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
 
@@ -194,12 +79,12 @@ static const char migration_v3[] =
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
 
-struct store_s {
+typedef struct sq_store {
+  store_t base; /* ops and flags; the interface sees only this */
   char *path;
   uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
   int audit_keyed;
   sqlite3 *db;
-  int flags;      /* STORE_OPEN_* */
   int immutable;  /* read-only and opened with ?immutable=1 (see connect) */
   int have_ident; /* dev and ino are those of the file first opened */
   dev_t dev;
@@ -210,173 +95,29 @@ struct store_s {
 #define XX(name, sql) sqlite3_stmt *name;
   STMT_MAP(XX)
 #undef XX
-};
+} sq_t;
 
-static int store_fail(store_t *s, int err, const char *what) {
+static const struct store_ops sq_ops;
+
+static sq_t *sq_of(store_t *base) {
+  return store_container_of(base, sq_t, base);
+}
+
+static const sq_t *sq_cof(const store_t *base) {
+  return store_container_of(base, const sq_t, base);
+}
+
+static int store_fail(sq_t *s, int err, const char *what) {
   s->last_rc = s->db != NULL ? sqlite3_extended_errcode(s->db) : SQLITE_ERROR;
   snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
            s->db != NULL ? sqlite3_errmsg(s->db) : "no database");
   return err;
 }
 
-/* Maps an SQLite result code to a tokend error. */
-static int store_map_rc(int rc) {
-  switch (rc & 0xff) {
-  case SQLITE_OK:
-  case SQLITE_DONE:
-  case SQLITE_ROW:
-    return 0;
-  case SQLITE_CONSTRAINT:
-    return TOKEND_EEXIST;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-  case SQLITE_FULL:
-  case SQLITE_IOERR:
-  case SQLITE_READONLY:
-  case SQLITE_CANTOPEN:
-  case SQLITE_PROTOCOL:
-    return TOKEND_EUNAVAIL;
-  case SQLITE_NOMEM:
-    return TOKEND_ENOMEM;
-  default:
-    return TOKEND_ESTORE;
-  }
-}
-
-/* Runs a one-row pragma or query and returns its first column as int64. */
-static int store_query_int(store_t *s, const char *sql, int64_t *out) {
-  sqlite3_stmt *st = NULL;
-  int rc;
-
-  rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK)
-    return store_map_rc(rc);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    *out = sqlite3_column_int64(st, 0);
-  else if (rc == SQLITE_DONE)
-    *out = 0;
-  sqlite3_finalize(st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_map_rc(rc);
-}
-
-static int store_exec(store_t *s, const char *sql) {
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? 0 : store_map_rc(rc);
-}
-
-/* Refuses a migration that would merge tenants: says what to do, then
- * lists the domains that differ only by case or a trailing dot (as many as
- * fit in why). */
-static int migrate_v3_collisions(store_t *s, char *why, size_t why_len) {
-  sqlite3_stmt *st = NULL;
-  char list[768];
-  size_t off = 0;
-  int rc, n = 0;
-
-  list[0] = '\0';
-  rc = sqlite3_prepare_v2(s->db, DOMAIN_COLLISIONS_SQL, -1, &st, NULL);
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rc = SQLITE_OK;
-    if (off < sizeof(list))
-      off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
-                              n > 0 ? "; " : "", sqlite3_column_text(st, 0));
-    n++;
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) {
-    snprintf(why, why_len,
-             "cannot look for domains that differ by case or a trailing "
-             "dot: %s",
-             sqlite3_errmsg(s->db));
-    return store_map_rc(rc);
-  }
-  if (n == 0)
-    return 0;
-  snprintf(why, why_len,
-           "domains are now case-insensitive and without a trailing dot, "
-           "and %d group(s) of domains differ only by case or a trailing "
-           "dot; tokend will not merge tenants silently: "
-           "rename or revoke all but one of each (e.g. with sqlite3, after a "
-           "backup) and start again: %s",
-           n, list);
-  return TOKEND_ECONFIG;
-}
-
-static int store_check_and_migrate(store_t *s, char *why, size_t why_len) {
-  int64_t app_id, version, n_tables;
-  char sql[64];
-  size_t v;
-  int err;
-
-  /* The first read of a file that is not SQLite fails here (SQLITE_NOTADB). */
-  if (store_query_int(s, "SELECT count(*) FROM sqlite_master", &n_tables) !=
-      0) {
-    snprintf(why, why_len, "not a tokend database: %s", sqlite3_errmsg(s->db));
-    return TOKEND_ECONFIG;
-  }
-  if (store_query_int(s, "PRAGMA application_id", &app_id) != 0 ||
-      store_query_int(s, "PRAGMA user_version", &version) != 0) {
-    snprintf(why, why_len, "cannot read schema version: %s",
-             sqlite3_errmsg(s->db));
-    return TOKEND_ESTORE;
-  }
-  if (app_id != STORE_APPLICATION_ID && !(app_id == 0 && n_tables == 0)) {
-    snprintf(why, why_len, "not a tokend database (application_id %lld)",
-             (long long)app_id);
-    return TOKEND_ECONFIG;
-  }
-  if (version > STORE_SCHEMA_VERSION) {
-    snprintf(why, why_len,
-             "database schema version %lld is from a newer tokend (this build "
-             "knows up to %d); refusing to touch it",
-             (long long)version, STORE_SCHEMA_VERSION);
-    return TOKEND_ECONFIG;
-  }
-  if (version == STORE_SCHEMA_VERSION)
-    return 0;
-  if (s->flags & STORE_OPEN_READ_ONLY) {
-    snprintf(why, why_len,
-             "database schema version %lld needs migrating to %d, which "
-             "--read-only forbids; start tokend once without --read-only",
-             (long long)version, STORE_SCHEMA_VERSION);
-    return TOKEND_ECONFIG;
-  }
-
-  if ((err = store_exec(s, "BEGIN IMMEDIATE")) != 0)
-    goto err_why;
-  for (v = (size_t)version; v < N_MIGRATIONS; v++) {
-    /* 2 -> 3 lower-cases domains: first refuse to merge case variants. */
-    if (v == 2 && (err = migrate_v3_collisions(s, why, why_len)) != 0) {
-      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-      return err;
-    }
-    if ((err = store_exec(s, v == 2 ? migration_v3 : migrations[v])) != 0)
-      goto err_rollback;
-  }
-  snprintf(sql, sizeof(sql),
-           "PRAGMA application_id = %d; PRAGMA user_version = %d",
-           STORE_APPLICATION_ID, STORE_SCHEMA_VERSION);
-  if ((err = store_exec(s, sql)) != 0)
-    goto err_rollback;
-  if ((err = store_exec(s, "COMMIT")) != 0)
-    goto err_rollback;
-  return 0;
-
-err_rollback:
-  snprintf(why, why_len, "migration to schema version %zu failed: %s", v + 1,
-           sqlite3_errmsg(s->db));
-  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-  return err;
-err_why:
-  snprintf(why, why_len, "cannot start migration: %s", sqlite3_errmsg(s->db));
-  return err;
-}
-
 /* PRAGMA quick_check (pragma "quick_check") or integrity_check: 0 if its
  * first row says "ok". Otherwise TOKEND_ESTORE, with its first line in why
  * and, when out is not NULL, every line written to out. */
-static int store_run_check(store_t *s, const char *pragma, FILE *out, char *why,
+static int store_run_check(sq_t *s, const char *pragma, FILE *out, char *why,
                            size_t why_len) {
   sqlite3_stmt *st = NULL;
   const char *line;
@@ -450,7 +191,7 @@ static int store_check_writable(const char *path, char *why, size_t why_len) {
 
 /* The name to open: the path, or for an immutable open a URI (with the
  * characters a URI path cannot hold escaped). */
-static int store_open_name(const store_t *s, char *buf, size_t len) {
+static int store_open_name(const sq_t *s, char *buf, size_t len) {
   size_t o = 0;
   const char *p;
 
@@ -471,7 +212,7 @@ static int store_open_name(const store_t *s, char *buf, size_t len) {
 
 /* Opens s->path into s->db, checks and migrates it, sets WAL and FULL and
  * prepares every statement. On failure leaves s->db for store_disconnect. */
-static int store_connect(store_t *s, int first, char *why, size_t why_len) {
+static int store_connect(sq_t *s, int first, char *why, size_t why_len) {
   sqlite3_stmt *st = NULL;
   const char *mode;
   char name[4200];
@@ -480,11 +221,12 @@ static int store_connect(store_t *s, int first, char *why, size_t why_len) {
 
   /* Only the first open may create the file: a reopen that created one
    * would hide that the database was deleted. */
-  if (s->flags & STORE_OPEN_READ_ONLY)
+  if (s->base.flags & STORE_OPEN_READ_ONLY)
     oflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
   else
-    oflags = SQLITE_OPEN_READWRITE |
-             (first && (s->flags & STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
+    oflags =
+        SQLITE_OPEN_READWRITE |
+        (first && (s->base.flags & STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
   if (store_open_name(s, name, sizeof(name)) != 0) {
     snprintf(why, why_len, "database path %s is too long", s->path);
     return TOKEND_ECONFIG;
@@ -515,7 +257,7 @@ static int store_connect(store_t *s, int first, char *why, size_t why_len) {
                s->path);
       return TOKEND_EUNAVAIL;
     }
-    if (!(s->flags & STORE_OPEN_READ_ONLY) &&
+    if (!(s->base.flags & STORE_OPEN_READ_ONLY) &&
         sqlite3_db_readonly(s->db, "main")) {
       snprintf(why, why_len,
                "database %s can only be opened read-only; fix its "
@@ -526,7 +268,9 @@ static int store_connect(store_t *s, int first, char *why, size_t why_len) {
     }
   }
 
-  if ((err = store_check_and_migrate(s, why, why_len)) != 0)
+  if ((err = store_sqlite_migrate(s->db,
+                                  (s->base.flags & STORE_OPEN_READ_ONLY) != 0,
+                                  why, why_len)) != 0)
     return err;
   /* A damaged page anywhere (an index, the audit log) would otherwise show
    * only later, as INTERNAL answers. */
@@ -539,7 +283,7 @@ static int store_connect(store_t *s, int first, char *why, size_t why_len) {
     return TOKEND_ECONFIG;
   }
 
-  if (s->flags & STORE_OPEN_READ_ONLY)
+  if (s->base.flags & STORE_OPEN_READ_ONLY)
     goto prepare;
   /* WAL: readers never block the writer. FULL: fsync on every commit. */
   rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
@@ -556,7 +300,7 @@ static int store_connect(store_t *s, int first, char *why, size_t why_len) {
     return TOKEND_ESTORE;
   }
   sqlite3_finalize(st);
-  if ((err = store_exec(s, "PRAGMA synchronous=FULL")) != 0) {
+  if ((err = store_sqlite_exec(s->db, "PRAGMA synchronous=FULL")) != 0) {
     snprintf(why, why_len, "cannot set synchronous=FULL: %s",
              sqlite3_errmsg(s->db));
     return err;
@@ -577,7 +321,7 @@ prepare:
 }
 
 /* Finalizes every statement and closes the connection. */
-static void store_disconnect(store_t *s) {
+static void store_disconnect(sq_t *s) {
 #define XX(name, sql)                                                          \
   sqlite3_finalize(s->name);                                                   \
   s->name = NULL;
@@ -587,10 +331,12 @@ static void store_disconnect(store_t *s) {
   s->db = NULL;
 }
 
-int store_open_flags(const char *path, int flags, store_t **out, char *why,
-                     size_t why_len) {
+static void sq_close(store_t *base);
+
+static int sq_open(const char *path, int flags, store_t **out, char *why,
+                   size_t why_len) {
   char wal[4200];
-  store_t *s;
+  sq_t *s;
   int err, memory = strcmp(path, ":memory:") == 0;
 
   *out = NULL;
@@ -609,7 +355,8 @@ int store_open_flags(const char *path, int flags, store_t **out, char *why,
     snprintf(why, why_len, "out of memory");
     return TOKEND_ENOMEM;
   }
-  s->flags = flags;
+  s->base.ops = &sq_ops;
+  s->base.flags = flags;
   err = store_connect(s, 1, why, why_len);
   /* Read-only in a directory tokend cannot write: SQLite cannot create the
    * -shm file a WAL reader needs. With no -wal file (a clean shutdown
@@ -626,20 +373,24 @@ int store_open_flags(const char *path, int flags, store_t **out, char *why,
     err = store_connect(s, 1, why, why_len);
   }
   if (err != 0) {
-    store_close(s);
+    sq_close(&s->base);
     return err;
   }
-  *out = s;
+  *out = &s->base;
   return 0;
 }
 
-int store_open(const char *path, store_t **out, char *why, size_t why_len) {
-  return store_open_flags(path, STORE_OPEN_CREATE, out, why, why_len);
+/* A file that stat cannot find is missing; ":memory:" never exists before
+ * it is opened. Anything else (EACCES) exists, for the open to report. */
+static int sq_exists(const char *path) {
+  struct stat sb;
+
+  return stat(path, &sb) == 0 || errno != ENOENT;
 }
 
-int store_check_integrity(const char *path, FILE *out) {
+static int sq_check(const char *path, FILE *out) {
   char why[512];
-  store_t s;
+  sq_t s;
   int err;
 
   memset(&s, 0, sizeof(s));
@@ -655,13 +406,10 @@ int store_check_integrity(const char *path, FILE *out) {
   return err;
 }
 
-int store_is_read_only(const store_t *s) {
-  return (s->flags & STORE_OPEN_READ_ONLY) != 0;
-}
+static int sq_file_lost(const store_t *base) { return sq_cof(base)->lost; }
 
-int store_file_lost(const store_t *s) { return s->lost; }
-
-int store_file_check(store_t *s) {
+static int sq_file_check(store_t *base) {
+  sq_t *s = sq_of(base);
   struct stat sb;
   int gone;
 
@@ -681,7 +429,8 @@ int store_file_check(store_t *s) {
   return TOKEND_EUNAVAIL;
 }
 
-int store_reopen(store_t *s) {
+int store_sqlite_reopen(store_t *base) {
+  sq_t *s = sq_of(base);
   char why[sizeof(s->errmsg) - 16];
   int err;
 
@@ -694,34 +443,52 @@ int store_reopen(store_t *s) {
   return 0;
 }
 
-int store_is_open(const store_t *s) { return s->db != NULL; }
+/* Every call that reads or writes comes through here first: a connection
+ * dropped after a commit in doubt (or whose reconnection failed) is made
+ * again, so that callers never reopen a store. A write's begin returns the
+ * reconnection's own failure; any other call TOKEND_EUNAVAIL, as the store
+ * is then unavailable rather than wrong. */
+static int sq_ready(sq_t *s, int begin) {
+  int err;
 
-int store_failure_in_doubt(const store_t *s) {
-  /* A write that failed (full, read-only, I/O error on write) never wrote a
-   * valid commit frame; a failed fsync comes after the frames, the commit
-   * marker among them, were written. */
+  if (s->db != NULL)
+    return 0;
+  err = store_sqlite_reopen(&s->base);
+  return err == 0 || begin ? err : TOKEND_EUNAVAIL;
+}
+
+/* A write that failed (full, read-only, I/O error on write) never wrote a
+ * valid commit frame; a failed fsync comes after the frames, the commit
+ * marker among them, were written, so a restart may find the transaction. */
+static int sq_failure_in_doubt(const sq_t *s) {
   return s->last_rc == SQLITE_IOERR_FSYNC ||
          s->last_rc == SQLITE_IOERR_DIR_FSYNC;
 }
 
-void store_close(store_t *s) {
-  if (s == NULL)
-    return;
+static void sq_close(store_t *base) {
+  sq_t *s = sq_of(base);
+
   store_disconnect(s);
   sodium_memzero(s->audit_key, sizeof(s->audit_key));
   free(s->path);
   free(s);
 }
 
-const char *store_errmsg(const store_t *s) { return s->errmsg; }
+static const char *sq_errmsg(const store_t *base) {
+  return sq_cof(base)->errmsg;
+}
 
-int store_fingerprint_get(store_t *s, uint8_t out[STORE_FINGERPRINT_BYTES],
-                          int *present) {
+static int sq_fingerprint_get(store_t *base,
+                              uint8_t out[STORE_FINGERPRINT_BYTES],
+                              int *present) {
+  sq_t *s = sq_of(base);
   sqlite3_stmt *st = NULL;
   const void *v;
   int rc, err = 0;
 
   *present = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1,
                           &st, NULL);
   if (rc == SQLITE_OK)
@@ -739,18 +506,21 @@ int store_fingerprint_get(store_t *s, uint8_t out[STORE_FINGERPRINT_BYTES],
       *present = 1;
     }
   } else if (rc != SQLITE_DONE) {
-    err = store_fail(s, store_map_rc(rc), "read pepper fingerprint");
+    err = store_fail(s, store_sqlite_map_rc(rc), "read pepper fingerprint");
   }
   sqlite3_finalize(st);
   return err;
 }
 
-int store_fingerprint_set(store_t *s,
-                          const uint8_t fp[STORE_FINGERPRINT_BYTES]) {
+static int sq_fingerprint_set(store_t *base,
+                              const uint8_t fp[STORE_FINGERPRINT_BYTES]) {
+  sq_t *s = sq_of(base);
   sqlite3_stmt *st = NULL;
   int rc, err = 0;
 
-  if (s->flags & STORE_OPEN_READ_ONLY) {
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
     snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
     return TOKEND_ECONFIG;
   }
@@ -765,18 +535,21 @@ int store_fingerprint_set(store_t *s,
   if (rc == SQLITE_OK)
     rc = sqlite3_step(st);
   if (rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "record pepper fingerprint");
+    err = store_fail(s, store_sqlite_map_rc(rc), "record pepper fingerprint");
   sqlite3_finalize(st);
   return err;
 }
 
-int store_count_rows(store_t *s, int64_t *n) {
-  int err = store_query_int(s,
-                            "SELECT (SELECT count(*) FROM tokens)"
-                            " + (SELECT count(*) FROM domain_admins)"
-                            " + (SELECT count(*) FROM audit_events)",
-                            n);
+static int sq_count_rows(store_t *base, int64_t *n) {
+  sq_t *s = sq_of(base);
+  int err = store_sqlite_query_int(s->db,
+                                   "SELECT (SELECT count(*) FROM tokens)"
+                                   " + (SELECT count(*) FROM domain_admins)"
+                                   " + (SELECT count(*) FROM audit_events)",
+                                   n);
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   if (err != 0)
     store_fail(s, err, "count rows");
   return err;
@@ -815,10 +588,13 @@ static int row_read(sqlite3_stmt *st, store_token_t *row) {
   return 0;
 }
 
-int store_load(store_t *s, store_load_cb cb, void *arg) {
+static int sq_load(store_t *base, store_load_cb cb, void *arg) {
+  sq_t *s = sq_of(base);
   store_token_t *row;
   int rc, err = 0;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   row = malloc(sizeof(*row));
   if (row == NULL)
     return TOKEND_ENOMEM;
@@ -831,50 +607,72 @@ int store_load(store_t *s, store_load_cb cb, void *arg) {
       break;
   }
   if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "load");
+    err = store_fail(s, store_sqlite_map_rc(rc), "load");
   sqlite3_reset(s->load);
   free(row);
   return err;
 }
 
-static int store_step_once(store_t *s, sqlite3_stmt *st, const char *what) {
+static int store_step_once(sq_t *s, sqlite3_stmt *st, const char *what) {
   int rc = sqlite3_step(st);
 
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
-    return store_fail(s, store_map_rc(rc), what);
+    return store_fail(s, store_sqlite_map_rc(rc), what);
   return 0;
 }
 
-int store_begin(store_t *s) {
-  if (s->flags & STORE_OPEN_READ_ONLY) {
+static int sq_begin(store_t *base) {
+  sq_t *s = sq_of(base);
+  int err;
+
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
     snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
     return TOKEND_ECONFIG;
   }
+  if ((err = sq_ready(s, 1)) != 0)
+    return err;
   return store_step_once(s, s->begin, "begin");
 }
 
-int store_commit(store_t *s) {
-  int err = store_step_once(s, s->commit, "commit");
+static void sq_rollback(store_t *base) {
+  sq_t *s = sq_of(base);
 
-  /* A failed COMMIT may leave the transaction open: end it, so the caller
-   * sees all-or-nothing. */
-  if (err != 0 && !sqlite3_get_autocommit(s->db))
-    store_rollback(s);
-  return err;
-}
-
-void store_rollback(store_t *s) {
-  if (!sqlite3_get_autocommit(s->db)) {
+  if (s->db != NULL && !sqlite3_get_autocommit(s->db)) {
     sqlite3_step(s->rollback);
     sqlite3_reset(s->rollback);
   }
 }
 
-int store_insert(store_t *s, store_token_t *row) {
-  sqlite3_stmt *st = s->insert;
+static int sq_commit(store_t *base) {
+  sq_t *s = sq_of(base);
+  int err = store_step_once(s, s->commit, "commit");
+
+  if (err == 0)
+    return 0;
+  /* A failed COMMIT may leave the transaction open: end it, so the caller
+   * sees all-or-nothing. */
+  if (!sqlite3_get_autocommit(s->db))
+    sq_rollback(&s->base);
+  /* This connection's view may now differ from the file's (SQLite wrote
+   * the transaction, then its fsync failed): drop it, so that the next
+   * call reconnects and sees what a restart would. The message stays the
+   * commit's. */
+  if (sq_failure_in_doubt(s)) {
+    store_disconnect(s);
+    return TOKEND_EINDOUBT;
+  }
+  return err;
+}
+
+static int sq_insert(store_t *base, store_token_t *row) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   int err;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->insert;
   /* SQLITE_STATIC: every buffer outlives the step below. */
   if (sqlite3_bind_text(st, 1, row->id, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 2, row->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -898,12 +696,15 @@ out:
   return err;
 }
 
-int store_revoke(store_t *s, const char *domain, const char *id, int64_t now,
-                 const char *by, int64_t *revoked_at, int *already,
-                 uint8_t hash[TOKEND_HASH_BYTES]) {
+static int sq_revoke(store_t *base, const char *domain, const char *id,
+                     int64_t now, const char *by, int64_t *revoked_at,
+                     int *already, uint8_t hash[TOKEND_HASH_BYTES]) {
+  sq_t *s = sq_of(base);
   const void *h;
   int rc, err, changed;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   if (sqlite3_bind_text(s->revoke_set, 1, domain, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(s->revoke_set, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -926,7 +727,7 @@ int store_revoke(store_t *s, const char *domain, const char *id, int64_t now,
   if (rc == SQLITE_DONE) {
     err = TOKEND_ENOTFOUND;
   } else if (rc != SQLITE_ROW) {
-    err = store_fail(s, store_map_rc(rc), "revoke read");
+    err = store_fail(s, store_sqlite_map_rc(rc), "revoke read");
   } else {
     h = sqlite3_column_blob(s->revoke_get, 1);
     if (h == NULL ||
@@ -945,10 +746,13 @@ out:
   return err;
 }
 
-int store_touch(store_t *s, const store_touch_t *items, size_t n) {
+static int sq_touch(store_t *base, const store_touch_t *items, size_t n) {
+  sq_t *s = sq_of(base);
   size_t i;
   int err = 0;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   for (i = 0; i < n && err == 0; i++) {
     if (sqlite3_bind_blob(s->touch, 1, items[i].hash, TOKEND_HASH_BYTES,
                           SQLITE_STATIC) != SQLITE_OK ||
@@ -961,14 +765,18 @@ int store_touch(store_t *s, const store_touch_t *items, size_t n) {
   return err;
 }
 
-int store_list(store_t *s, const char *domain, int include_revoked,
-               int64_t before_seq, store_token_t *rows, size_t max_rows,
-               size_t *n_rows) {
-  sqlite3_stmt *st = s->list;
+static int sq_list(store_t *base, const char *domain, int include_revoked,
+                   int64_t before_seq, store_token_t *rows, size_t max_rows,
+                   size_t *n_rows) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   size_t n = 0;
   int rc = SQLITE_DONE, err = 0;
 
   *n_rows = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->list;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, before_seq > 0 ? before_seq : INT64_MAX) !=
           SQLITE_OK ||
@@ -985,7 +793,7 @@ int store_list(store_t *s, const char *domain, int include_revoked,
     n++;
   }
   if (n < max_rows && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "list");
+    err = store_fail(s, store_sqlite_map_rc(rc), "list");
   *n_rows = n;
 out_reset:
   sqlite3_reset(st);
@@ -996,7 +804,7 @@ out:
 
 /* Steps st (bound, returning one hash column) to the end and collects the
  * hashes into *hashes (malloc'd; NULL when there are none). */
-static int collect_hashes(store_t *s, sqlite3_stmt *st, const char *what,
+static int collect_hashes(sq_t *s, sqlite3_stmt *st, const char *what,
                           uint8_t (**hashes)[TOKEND_HASH_BYTES],
                           size_t *n_hashes) {
   uint8_t(*h)[TOKEND_HASH_BYTES] = NULL, (*grown)[TOKEND_HASH_BYTES];
@@ -1022,7 +830,7 @@ static int collect_hashes(store_t *s, sqlite3_stmt *st, const char *what,
     memcpy(h[n++], blob, TOKEND_HASH_BYTES);
   }
   if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), what);
+    err = store_fail(s, store_sqlite_map_rc(rc), what);
   sqlite3_reset(st);
   if (err != 0) {
     free(h);
@@ -1033,11 +841,14 @@ static int collect_hashes(store_t *s, sqlite3_stmt *st, const char *what,
   return 0;
 }
 
-int store_admin_grant(store_t *s, const char *domain, const char *user,
-                      int64_t now, const char *by, int64_t *granted_at,
-                      int *already) {
+static int sq_admin_grant(store_t *base, const char *domain, const char *user,
+                          int64_t now, const char *by, int64_t *granted_at,
+                          int *already) {
+  sq_t *s = sq_of(base);
   int rc, err;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   if (sqlite3_bind_text(s->admin_insert, 1, domain, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(s->admin_insert, 2, user, -1, SQLITE_STATIC) !=
@@ -1059,7 +870,7 @@ int store_admin_grant(store_t *s, const char *domain, const char *user,
   if (rc == SQLITE_ROW)
     *granted_at = sqlite3_column_int64(s->admin_get, 0);
   else
-    err = store_fail(s, store_map_rc(rc), "grant read");
+    err = store_fail(s, store_sqlite_map_rc(rc), "grant read");
   sqlite3_reset(s->admin_get);
 out:
   sqlite3_clear_bindings(s->admin_insert);
@@ -1067,15 +878,19 @@ out:
   return err;
 }
 
-int store_admin_remove(store_t *s, const char *domain, const char *user,
-                       int revoke_tokens, int64_t now, const char *by,
-                       uint8_t (**hashes)[TOKEND_HASH_BYTES],
-                       size_t *n_hashes) {
-  sqlite3_stmt *st = s->admin_revoke_tokens;
+static int sq_admin_remove(store_t *base, const char *domain, const char *user,
+                           int revoke_tokens, int64_t now, const char *by,
+                           uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                           size_t *n_hashes) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   int err;
 
   *hashes = NULL;
   *n_hashes = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->admin_revoke_tokens;
   if (sqlite3_bind_text(s->admin_delete, 1, domain, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(s->admin_delete, 2, user, -1, SQLITE_STATIC) !=
@@ -1105,11 +920,15 @@ out:
   return err;
 }
 
-int store_admin_load(store_t *s, store_admin_cb cb, void *arg) {
-  sqlite3_stmt *st = s->admin_load;
+static int sq_admin_load(store_t *base, store_admin_cb cb, void *arg) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   store_admin_t a;
   int rc, err = 0;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->admin_load;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     copy_text(a.domain, sizeof(a.domain), st, 0);
     copy_text(a.user, sizeof(a.user), st, 1);
@@ -1119,7 +938,7 @@ int store_admin_load(store_t *s, store_admin_cb cb, void *arg) {
       break;
   }
   if (err == 0 && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "admin load");
+    err = store_fail(s, store_sqlite_map_rc(rc), "admin load");
   sqlite3_reset(st);
   return err;
 }
@@ -1203,7 +1022,7 @@ static void audit_read(sqlite3_stmt *st, store_audit_t *ev,
 
 /* The newest row's id and hash (0 and zeros for an empty log, or a newest
  * row without a hash: the chain then starts again, which verify reports). */
-static int audit_head(store_t *s, int64_t *id,
+static int audit_head(sq_t *s, int64_t *id,
                       uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
   const void *h;
   int rc, err = 0;
@@ -1218,7 +1037,7 @@ static int audit_head(store_t *s, int64_t *id,
         sqlite3_column_bytes(s->audit_head, 1) == STORE_AUDIT_HASH_BYTES)
       memcpy(hash, h, STORE_AUDIT_HASH_BYTES);
   } else if (rc != SQLITE_DONE) {
-    err = store_fail(s, store_map_rc(rc), "audit head");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit head");
   }
   sqlite3_reset(s->audit_head);
   return err;
@@ -1227,7 +1046,7 @@ static int audit_head(store_t *s, int64_t *id,
 /* Chains the rows that were in the log when schema 4 came (audit_chain.
  * legacy_upto), once. Their hashes are written with UPDATE, which the log's
  * own trigger forbids: it is lifted and put back inside the transaction. */
-static int audit_chain_legacy(store_t *s) {
+static int audit_chain_legacy(sq_t *s) {
   static const char *const trigger =
       "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
       " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
@@ -1237,16 +1056,17 @@ static int audit_chain_legacy(store_t *s) {
   int64_t chained = 1, upto = 0;
   int rc = SQLITE_DONE, hash_len, err;
 
-  if ((err = store_query_int(s, "SELECT chained FROM audit_chain", &chained)) !=
-          0 ||
+  if ((err = store_sqlite_query_int(s->db, "SELECT chained FROM audit_chain",
+                                    &chained)) != 0 ||
       chained)
     return err != 0 ? store_fail(s, err, "audit chain") : 0;
-  if ((err = store_query_int(s, "SELECT legacy_upto FROM audit_chain",
-                             &upto)) != 0)
+  if ((err = store_sqlite_query_int(
+           s->db, "SELECT legacy_upto FROM audit_chain", &upto)) != 0)
     return store_fail(s, err, "audit chain");
-  if ((err = store_begin(s)) != 0)
+  if ((err = sq_begin(&s->base)) != 0)
     return err;
-  if ((err = store_exec(s, "DROP TRIGGER audit_events_no_update")) != 0 ||
+  if ((err = store_sqlite_exec(s->db, "DROP TRIGGER audit_events_no_update")) !=
+          0 ||
       sqlite3_prepare_v2(s->db,
                          "UPDATE audit_events SET hash = ?2 WHERE id = ?1", -1,
                          &set, NULL) != SQLITE_OK) {
@@ -1274,41 +1094,55 @@ static int audit_chain_legacy(store_t *s) {
   sqlite3_reset(s->audit_walk);
   sqlite3_clear_bindings(s->audit_walk);
   if (err == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "audit chain");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit chain");
   if (err != 0)
     goto err_rollback;
   sqlite3_finalize(set);
   set = NULL;
-  if ((err = store_exec(s, trigger)) != 0 ||
-      (err = store_exec(s, "UPDATE audit_chain SET chained = 1")) != 0) {
+  if ((err = store_sqlite_exec(s->db, trigger)) != 0 ||
+      (err = store_sqlite_exec(s->db, "UPDATE audit_chain SET chained = 1")) !=
+          0) {
     err = store_fail(s, err, "audit chain");
     goto err_rollback;
   }
-  return store_commit(s);
+  return sq_commit(&s->base);
 
 err_rollback:
   sqlite3_finalize(set);
-  store_rollback(s);
+  sq_rollback(&s->base);
   return err;
 }
 
-int store_audit_head(store_t *s, int64_t *id,
-                     uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
-  return audit_head(s, id, hash);
+static int sq_audit_head(store_t *base, int64_t *id,
+                         uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
+  sq_t *s = sq_of(base);
+  int err = sq_ready(s, 0);
+
+  return err != 0 ? err : audit_head(s, id, hash);
 }
 
-int store_audit_key_set(store_t *s, const uint8_t key[STORE_AUDIT_KEY_BYTES]) {
+static int sq_audit_key_set(store_t *base,
+                            const uint8_t key[STORE_AUDIT_KEY_BYTES]) {
+  sq_t *s = sq_of(base);
+  int err;
+
   memcpy(s->audit_key, key, STORE_AUDIT_KEY_BYTES);
   s->audit_keyed = 1;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   return audit_chain_legacy(s);
 }
 
-int store_audit_append(store_t *s, store_audit_t *ev) {
-  sqlite3_stmt *st = s->audit_insert;
+static int sq_audit_append(store_t *base, store_audit_t *ev) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   uint8_t prev[STORE_AUDIT_HASH_BYTES], h[STORE_AUDIT_HASH_BYTES];
   int64_t head_id;
   int err;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->audit_insert;
   /* An unchained row would read as tampering: refuse rather than write. */
   if (!s->audit_keyed) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
@@ -1342,10 +1176,11 @@ out:
   return err;
 }
 
-int store_audit_verify(store_t *s, int64_t anchor_id,
-                       const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
-                       store_audit_check_t *out) {
-  sqlite3_stmt *st = s->audit_walk;
+static int sq_audit_verify(store_t *base, int64_t anchor_id,
+                           const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
+                           store_audit_check_t *out) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   uint8_t prev[STORE_AUDIT_HASH_BYTES] = {0}, h[STORE_AUDIT_HASH_BYTES],
           want[STORE_AUDIT_HASH_BYTES];
   store_audit_t *ev;
@@ -1353,6 +1188,9 @@ int store_audit_verify(store_t *s, int64_t anchor_id,
   int rc = SQLITE_DONE, hash_len, err = 0, anchor_seen = anchor_id <= 0;
 
   memset(out, 0, sizeof(*out));
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->audit_walk;
   if (!s->audit_keyed) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
     return TOKEND_EINTERNAL;
@@ -1398,7 +1236,7 @@ int store_audit_verify(store_t *s, int64_t anchor_id,
     last_id = ev->id;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    err = store_fail(s, store_map_rc(rc), "audit verify");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit verify");
     goto out;
   }
   out->head_id = last_id;
@@ -1418,15 +1256,19 @@ out:
   return err;
 }
 
-int store_audit_list(store_t *s, const char *domain, int64_t since,
-                     int64_t before_id, store_audit_t *rows, size_t max_rows,
-                     size_t *n_rows) {
-  sqlite3_stmt *st = s->audit_list;
+static int sq_audit_list(store_t *base, const char *domain, int64_t since,
+                         int64_t before_id, store_audit_t *rows,
+                         size_t max_rows, size_t *n_rows) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   uint8_t h[STORE_AUDIT_HASH_BYTES];
   size_t n = 0;
   int rc = SQLITE_DONE, err = 0, hash_len;
 
   *n_rows = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->audit_list;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, since) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, before_id > 0 ? before_id : INT64_MAX) !=
@@ -1438,7 +1280,7 @@ int store_audit_list(store_t *s, const char *domain, int64_t since,
   while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW)
     audit_read(st, &rows[n++], h, &hash_len);
   if (n < max_rows && rc != SQLITE_DONE)
-    err = store_fail(s, store_map_rc(rc), "audit list");
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit list");
   *n_rows = n;
   sqlite3_reset(st);
 out:
@@ -1446,11 +1288,15 @@ out:
   return err;
 }
 
-int store_verify_counts_add(store_t *s, const char *domain, uint64_t valid,
-                            uint64_t invalid, int64_t now) {
-  sqlite3_stmt *st = s->counts_add;
+static int sq_verify_counts_add(store_t *base, const char *domain,
+                                uint64_t valid, uint64_t invalid, int64_t now) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   int err;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->counts_add;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, (int64_t)valid) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, (int64_t)invalid) != SQLITE_OK ||
@@ -1464,11 +1310,15 @@ out:
   return err;
 }
 
-int store_token_get(store_t *s, const char *domain, const char *id,
-                    store_token_t *row) {
-  sqlite3_stmt *st = s->token_by_id;
+static int sq_token_get(store_t *base, const char *domain, const char *id,
+                        store_token_t *row) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   int rc, err;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->token_by_id;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "token get bind");
@@ -1480,17 +1330,20 @@ int store_token_get(store_t *s, const char *domain, const char *id,
   else if (rc == SQLITE_DONE)
     err = TOKEND_ENOTFOUND;
   else
-    err = store_fail(s, store_map_rc(rc), "token get");
+    err = store_fail(s, store_sqlite_map_rc(rc), "token get");
   sqlite3_reset(st);
 out:
   sqlite3_clear_bindings(st);
   return err;
 }
 
-int store_admin_get(store_t *s, const char *domain, const char *user,
-                    int64_t *granted_at) {
+static int sq_admin_get(store_t *base, const char *domain, const char *user,
+                        int64_t *granted_at) {
+  sq_t *s = sq_of(base);
   int rc, err = 0;
 
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
   if (sqlite3_bind_text(s->admin_get, 1, domain, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(s->admin_get, 2, user, -1, SQLITE_STATIC) !=
@@ -1504,22 +1357,27 @@ int store_admin_get(store_t *s, const char *domain, const char *user,
   else if (rc == SQLITE_DONE)
     err = TOKEND_ENOTFOUND;
   else
-    err = store_fail(s, store_map_rc(rc), "admin get");
+    err = store_fail(s, store_sqlite_map_rc(rc), "admin get");
   sqlite3_reset(s->admin_get);
 out:
   sqlite3_clear_bindings(s->admin_get);
   return err;
 }
 
-int store_revoked_with(store_t *s, const char *domain, const char *created_by,
-                       int64_t revoked_at, const char *revoked_by,
-                       uint8_t (**hashes)[TOKEND_HASH_BYTES],
-                       size_t *n_hashes) {
-  sqlite3_stmt *st = s->revoked_with;
+static int sq_revoked_with(store_t *base, const char *domain,
+                           const char *created_by, int64_t revoked_at,
+                           const char *revoked_by,
+                           uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                           size_t *n_hashes) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
   int err;
 
   *hashes = NULL;
   *n_hashes = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->revoked_with;
   if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_text(st, 2, created_by, -1, SQLITE_STATIC) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, revoked_at) != SQLITE_OK ||
@@ -1530,3 +1388,40 @@ int store_revoked_with(store_t *s, const char *domain, const char *created_by,
   sqlite3_clear_bindings(st);
   return err;
 }
+
+static const struct store_ops sq_ops = {
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .file_check = sq_file_check,
+    .file_lost = sq_file_lost,
+    .fingerprint_get = sq_fingerprint_get,
+    .fingerprint_set = sq_fingerprint_set,
+    .count_rows = sq_count_rows,
+    .load = sq_load,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .insert = sq_insert,
+    .revoke = sq_revoke,
+    .touch = sq_touch,
+    .list = sq_list,
+    .admin_grant = sq_admin_grant,
+    .admin_remove = sq_admin_remove,
+    .admin_load = sq_admin_load,
+    .token_get = sq_token_get,
+    .admin_get = sq_admin_get,
+    .revoked_with = sq_revoked_with,
+    .audit_key_set = sq_audit_key_set,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+    .audit_head = sq_audit_head,
+    .audit_verify = sq_audit_verify,
+    .verify_counts_add = sq_verify_counts_add,
+};
+
+const struct store_backend store_sqlite_backend = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .exists = sq_exists,
+    .check = sq_check,
+};

@@ -16,7 +16,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store/sqlite/store_sqlite.h"
 #include "store/store.h"
+
+/* The SQLite backend by URL, as tokend opens it: sqlite:PATH. */
+static int sqlite_open_flags(const char *path, int flags, store_t **out,
+                             char *why, size_t why_len) {
+  char url[4200];
+
+  snprintf(url, sizeof(url), "sqlite:%s", path);
+  return store_open_url(url, flags, out, why, why_len);
+}
+
+static int sqlite_open(const char *path, store_t **out, char *why,
+                       size_t why_len) {
+  return sqlite_open_flags(path, STORE_OPEN_CREATE, out, why, why_len);
+}
 
 /* Any 32 bytes: the chain key of the audit log under test. */
 static const uint8_t test_audit_key[STORE_AUDIT_KEY_BYTES] = {7, 1, 2, 3};
@@ -67,7 +82,7 @@ static int setup_store(void **state) {
   if (setup_dir(state) != 0)
     return -1;
   fx = *state;
-  if (store_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
+  if (sqlite_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
     fprintf(stderr, "store_open: %s\n", why);
     return -1;
   }
@@ -197,7 +212,7 @@ static void test_store_open_empty_file_initialised(void **state) {
 
   assert_non_null(f);
   fclose(f);
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
   db = db_open(fx->path);
   assert_int_equal(db_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
   sqlite3_close(db);
@@ -531,7 +546,7 @@ static void test_store_reopen_keeps_data(void **state) {
   store_close(fx->store);
   fx->store = NULL;
 
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
   assert_int_equal(store_load(fx->store, collect_cb, c), 0);
   assert_int_equal(c->n, 2);
   assert_string_equal(c->rows[0].id, a.id);
@@ -559,7 +574,7 @@ static void test_store_refuses_garbage_file(void **state) {
   assert_int_equal(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
   fclose(f);
 
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)),
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)),
                    TOKEND_ECONFIG);
   assert_null(fx->store);
   assert_non_null(strstr(why, "not a tokend database"));
@@ -584,7 +599,7 @@ static void test_store_refuses_foreign_sqlite_db(void **state) {
   db_exec(db, "CREATE TABLE recipes (name TEXT)");
   sqlite3_close(db);
 
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)),
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)),
                    TOKEND_ECONFIG);
   assert_null(fx->store);
   assert_non_null(strstr(why, "not a tokend database"));
@@ -601,14 +616,14 @@ static void test_store_refuses_newer_schema(void **state) {
   char why[256] = "";
   sqlite3 *db;
 
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
   store_close(fx->store);
   fx->store = NULL;
   db = db_open(fx->path);
   db_exec(db, "PRAGMA user_version = 99");
   sqlite3_close(db);
 
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)),
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)),
                    TOKEND_ECONFIG);
   assert_null(fx->store);
   assert_non_null(strstr(why, "newer"));
@@ -624,7 +639,7 @@ static void test_store_missing_directory_fails_with_reason(void **state) {
   int err;
 
   snprintf(path, sizeof(path), "%s/missing/tokend.db", fx->dir);
-  err = store_open(path, &fx->store, why, sizeof(why));
+  err = sqlite_open(path, &fx->store, why, sizeof(why));
   assert_int_equal(err, TOKEND_ESTORE);
   assert_null(fx->store);
   assert_non_null(strstr(why, path));
@@ -863,7 +878,7 @@ static void test_store_migrates_version_1(void **state) {
               "zeroblob(32), 'tkd_...abcd', 77);"
               "PRAGMA application_id = 1953197668; PRAGMA user_version = 1;");
   sqlite3_close(db);
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
   assert_int_equal(store_load(fx->store, collect_cb, c), 0);
   assert_int_equal(c->n, 1);
   assert_string_equal(c->rows[0].label, "old");
@@ -882,7 +897,7 @@ static void test_store_open_without_create_missing_file(void **state) {
   fixture_t *fx = *state;
   char why[256] = "";
 
-  assert_int_equal(store_open_flags(fx->path, 0, &fx->store, why, sizeof(why)),
+  assert_int_equal(sqlite_open_flags(fx->path, 0, &fx->store, why, sizeof(why)),
                    TOKEND_ENOTFOUND);
   assert_null(fx->store);
   assert_non_null(strstr(why, "--create-db"));
@@ -915,7 +930,7 @@ static void test_store_file_deleted_is_lost(void **state) {
   assert_int_equal(store_file_lost(fx->store), 1);
   assert_non_null(strstr(store_errmsg(fx->store), "deleted or replaced"));
   /* A reopen never makes a new, empty file in its place. */
-  assert_int_not_equal(store_reopen(fx->store), 0);
+  assert_int_not_equal(store_sqlite_reopen(fx->store), 0);
   assert_int_equal(access(fx->path, F_OK), -1);
 }
 
@@ -927,8 +942,8 @@ static void test_store_read_only_refuses_writes(void **state) {
 
   store_close(fx->store);
   fx->store = NULL;
-  assert_int_equal(store_open_flags(fx->path, STORE_OPEN_READ_ONLY, &fx->store,
-                                    why, sizeof(why)),
+  assert_int_equal(sqlite_open_flags(fx->path, STORE_OPEN_READ_ONLY, &fx->store,
+                                     why, sizeof(why)),
                    0);
   assert_int_equal(store_begin(fx->store), TOKEND_ECONFIG);
   assert_non_null(strstr(store_errmsg(fx->store), "--read-only"));
@@ -962,7 +977,7 @@ static void chain_check(fixture_t *fx, int64_t anchor_id,
   char why[256];
 
   if (fx->store == NULL) {
-    assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+    assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
     assert_int_equal(store_audit_key_set(fx->store, test_audit_key), 0);
   }
   assert_int_equal(store_audit_verify(fx->store, anchor_id, anchor_hash, chk),
@@ -1112,7 +1127,7 @@ static void test_store_audit_chain_links_rows_from_before(void **state) {
 
   store_close(fx->store);
   fx->store = NULL;
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
   store_close(fx->store);
   fx->store = NULL;
   /* Back to schema 2 with three rows, as an older tokend left it. */
@@ -1146,7 +1161,7 @@ static void test_store_audit_append_needs_key(void **state) {
   char why[256];
 
   store_close(fx->store);
-  assert_int_equal(store_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
   audit_row(&ev, 1000, "d", "Issue", 0);
   assert_int_equal(store_audit_append(fx->store, &ev), TOKEND_EINTERNAL);
 }

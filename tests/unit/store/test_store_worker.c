@@ -71,7 +71,7 @@ static void remove_tree(const char *dir) {
 
 static int setup(void **state) {
   fixture_t *fx = calloc(1, sizeof(*fx));
-  char why[256];
+  char why[256], url[160];
 
   if (fx == NULL || sodium_init() < 0)
     return -1;
@@ -80,8 +80,10 @@ static int setup(void **state) {
   if (mkdtemp(fx->dir) == NULL)
     return -1;
   snprintf(fx->path, sizeof(fx->path), "%s/tokend.db", fx->dir);
-  if (store_open(fx->path, &fx->store, why, sizeof(why)) != 0) {
-    fprintf(stderr, "store_open: %s\n", why);
+  snprintf(url, sizeof(url), "sqlite:%s", fx->path);
+  if (store_open_url(url, STORE_OPEN_CREATE, &fx->store, why, sizeof(why)) !=
+      0) {
+    fprintf(stderr, "store_open_url: %s\n", why);
     return -1;
   }
   if (store_audit_key_set(fx->store, test_audit_key) != 0) {
@@ -486,6 +488,88 @@ static void test_store_worker_stop_runs_queued_jobs(void **state) {
   fx->loop_closed = 1;
 }
 
+/* ---- commits that fail (the fault injection shim, preloaded by ctest) ---- */
+
+/* Makes the writes (EIO) or the fsyncs (EIO-SYNC) of the files in fx->dir
+ * fail, through tests/integration/fault_inject.c; "" ends the fault. */
+static void fault_set(fixture_t *fx, const char *fault) {
+  char ctl[96];
+  FILE *f;
+
+  if (getenv("LD_PRELOAD") == NULL ||
+      strstr(getenv("LD_PRELOAD"), "fault_inject") == NULL)
+    fail_msg("run through ctest, which preloads the fault injection shim");
+  snprintf(ctl, sizeof(ctl), "%s.fault", fx->dir);
+  assert_int_equal(setenv("TOKEND_FAULT_DIR", fx->dir, 1), 0);
+  assert_int_equal(setenv("TOKEND_FAULT_CTL", ctl, 1), 0);
+  f = fopen(ctl, "w");
+  assert_non_null(f);
+  fputs(fault, f);
+  assert_int_equal(fclose(f), 0);
+  if (fault[0] == '\0') {
+    unlink(ctl);
+    unsetenv("TOKEND_FAULT_DIR");
+    unsetenv("TOKEND_FAULT_CTL");
+  }
+}
+
+/* A commit whose outcome is unknown (its fsync failed after SQLite wrote
+ * it): the writes fail as unavailable, and the worker finds them in the
+ * store all the same, with their outputs, for memory to agree. */
+static void test_store_worker_commit_in_doubt_found_applied(void **state) {
+  fixture_t *fx = *state;
+  static store_token_t rows[4];
+  test_job_t a, b, c;
+
+  issue_init(&a, fx, 0, 1, "d");
+  store_worker_submit(fx->worker, &a.job);
+  run_until_done(fx, 1);
+  assert_int_equal(a.job.result, 0);
+
+  fault_set(fx, "EIO-SYNC");
+  issue_init(&b, fx, 1, 2, "d");
+  revoke_init(&c, fx, 2, "d", a.job.u.issue.row.id, 5000);
+  store_worker_submit(fx->worker, &b.job);
+  store_worker_submit(fx->worker, &c.job);
+  run_until_done(fx, 3);
+  fault_set(fx, "");
+  assert_int_equal(b.job.result, TOKEND_EUNAVAIL);
+  assert_int_equal(b.job.applied, 1);
+  assert_int_equal(b.job.unknown, 0);
+  assert_true(b.job.u.issue.row.seq > a.job.u.issue.row.seq);
+  assert_int_equal(c.job.result, TOKEND_EUNAVAIL);
+  assert_int_equal(c.job.applied, 1);
+  assert_int_equal(c.job.unknown, 0);
+  assert_int_equal(c.job.u.revoke.revoked_at, 5000);
+  assert_int_equal(c.job.u.revoke.already, 0);
+  assert_memory_equal(c.job.u.revoke.hash, a.job.u.issue.row.hash,
+                      TOKEND_HASH_BYTES);
+
+  /* The store reconnected by itself and serves on. */
+  list_init(&a, fx, 3, "d", rows, 4);
+  store_worker_submit(fx->worker, &a.job);
+  run_until_done(fx, 4);
+  assert_int_equal(a.job.result, 0);
+  assert_int_equal(a.job.u.list.n_rows, 2);
+}
+
+/* A commit that definitely failed: nothing applied, nothing unknown. */
+static void test_store_worker_commit_failed_not_applied(void **state) {
+  fixture_t *fx = *state;
+  test_job_t a;
+
+  fault_set(fx, "EIO");
+  issue_init(&a, fx, 0, 1, "d");
+  store_worker_submit(fx->worker, &a.job);
+  run_until_done(fx, 1);
+  fault_set(fx, "");
+  assert_int_equal(a.job.result, TOKEND_EUNAVAIL);
+  assert_int_equal(a.job.applied, 0);
+  assert_int_equal(a.job.unknown, 0);
+  assert_true(a.job.errmsg[0] != '\0');
+  assert_int_equal(db_count_id(fx, a.job.u.issue.row.id), 0);
+}
+
 #define WORKER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -497,6 +581,8 @@ int main(void) {
       WORKER_TEST(test_store_worker_revoke_unknown_keeps_group),
       WORKER_TEST(test_store_worker_touch_then_list),
       WORKER_TEST(test_store_worker_stop_runs_queued_jobs),
+      WORKER_TEST(test_store_worker_commit_in_doubt_found_applied),
+      WORKER_TEST(test_store_worker_commit_failed_not_applied),
   };
 
   return cmocka_run_group_tests_name("store_worker", tests, NULL, NULL);

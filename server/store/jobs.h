@@ -1,0 +1,190 @@
+/* store jobs: what the writer thread (store/worker.h) runs, as one list.
+ *
+ * STORE_JOBS(X) has one line per kind: X(KIND, name, writes, reconcile).
+ *   KIND       the job's STORE_JOB_<KIND>
+ *   name       its run function is store_job_run_<name> (jobs.c): runs the
+ *              job's own calls on the store, inside the group's
+ *              transaction for a write
+ *   writes     1: runs in a write group (one transaction, group commit),
+ *              may carry an audit record; 0: a read, run alone
+ *   reconcile  after a commit in doubt (TOKEND_EINDOUBT), how the worker
+ *              finds out whether this write reached the store: a function
+ *              that reads it back and sets applied and the outputs, or
+ *              store_job_reconcile_none for a write that needs no answer
+ *              (a touch, an audit record alone) and a read
+ * The list drives the kind enum and the worker's run and reconcile
+ * switches. Adding a job is one line here, its member of store_job_t's
+ * union (its inputs and outputs) and its run function (and reconcile
+ * function if it writes something the loop must know landed).
+ *
+ * Writes come first, reads after: the enum's order is kept stable for the
+ * callers that name its values. */
+#ifndef TOKEND_STORE_JOBS_H
+#define TOKEND_STORE_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/domains.h"
+#include "store/store.h"
+
+#define STORE_JOBS(X)                                                          \
+  X(ISSUE, issue, 1, store_job_reconcile_issue)                                \
+  X(REVOKE, revoke, 1, store_job_reconcile_revoke)                             \
+  X(TOUCH, touch, 1, store_job_reconcile_none)                                 \
+  X(GRANT, grant, 1, store_job_reconcile_grant)                                \
+  X(ADMIN_REMOVE, admin_remove, 1, store_job_reconcile_admin_remove)           \
+  /* only the audit record */                                                  \
+  X(AUDIT, audit, 1, store_job_reconcile_none)                                 \
+  X(LIST, list, 0, store_job_reconcile_none)                                   \
+  X(AUDIT_LIST, audit_list, 0, store_job_reconcile_none)                       \
+  X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)
+
+typedef enum {
+#define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
+  STORE_JOBS(X)
+#undef X
+} store_job_kind_t;
+
+typedef struct store_job_s store_job_t;
+typedef void (*store_job_done_cb)(store_job_t *job);
+
+/* Allocated and owned by the submitter, who must keep it alive until done
+ * is called. The worker writes only result, errmsg and the kind's outputs. */
+struct store_job_s {
+  store_job_kind_t kind;
+  store_job_done_cb done;
+  int result; /* 0 or a TOKEND_E* code */
+  char errmsg[128];
+  /* Set when result != 0 because the commit's outcome was unknown
+   * (TOKEND_EINDOUBT: the write may still have reached the store). The
+   * worker then reads the store back (the kind's reconcile, below): applied
+   * says the write is there (its outputs are filled as on success), so the
+   * loop applies it to memory too and memory matches what a restart would
+   * load. unknown says even that look failed. */
+  int applied;
+  int unknown;
+  /* Set when a write failed because the store refuses every write for the
+   * rest of this run (--read-only, or its file was deleted or replaced):
+   * trying again cannot succeed. */
+  int refused;
+  /* Writes only, may be NULL: appended to the audit log in the same
+   * transaction, its code set from the job's outcome if it had none. */
+  store_audit_t *audit;
+  /* Issue, Revoke, List, ListAuditEvents of a domain by one of its admins:
+   * the worker checks that authz.user still is an admin of authz.domain in
+   * the store, before (and, for writes, in the same transaction as) the
+   * call's own statements. The loop's check against its in-memory admin
+   * table is only the fast early refusal: that table changes after a
+   * removal commits, so calls checked against it may be queued behind the
+   * removal. A grant that is gone fails the job with TOKEND_EPERM (a
+   * write's audit record then says so). Not set for operators' break-glass
+   * calls. */
+  struct {
+    int required;
+    char user[TOKEND_USER_BYTES];
+    char domain[TOKEND_DOMAIN_BYTES];
+  } authz;
+  union {
+    struct {
+      store_token_t row; /* in: the row; out: row.seq */
+    } issue;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int64_t now;
+      int64_t revoked_at;              /* out */
+      int already;                     /* out */
+      uint8_t hash[TOKEND_HASH_BYTES]; /* out */
+    } revoke;
+    struct {
+      const store_touch_t *items; /* owned by the submitter */
+      size_t n;
+      const domain_counts_t *counts; /* owned by the submitter */
+      size_t n_counts;
+      int64_t now;
+    } touch;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char user[TOKEND_USER_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int64_t now;
+      int64_t granted_at; /* out */
+      int already;        /* out */
+    } grant;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char user[TOKEND_USER_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int revoke_tokens;
+      int64_t now;
+      uint8_t (*hashes)[TOKEND_HASH_BYTES]; /* out: malloc'd, submitter frees */
+      size_t n_hashes;                      /* out */
+    } admin_remove;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      int64_t since;
+      int64_t before_id;
+      store_audit_t *rows; /* room for max_rows, owned by the submitter */
+      size_t max_rows;
+      size_t n_rows; /* out */
+    } audit_list;
+    struct {
+      int64_t anchor_id;
+      uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES];
+      store_audit_check_t check; /* out */
+    } audit_verify;
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      int include_revoked;
+      int64_t before_seq;
+      store_token_t *rows; /* room for max_rows, owned by the submitter */
+      size_t max_rows;
+      size_t n_rows; /* out */
+    } list;
+  } u;
+  store_job_t *next; /* worker's queue link */
+};
+
+/* Each kind's run function: the job's own store calls (not its admin check
+ * nor its audit record, which store_job_run adds). Returns 0 unless the
+ * store failed (the transaction is then doomed); a job's own answer (no
+ * such token) is its result, set with store_job_fail, and 0 returned. */
+#define X(KIND, name, writes, reconcile)                                       \
+  int store_job_run_##name(store_t *store, store_job_t *job);
+STORE_JOBS(X)
+#undef X
+
+/* Reconcile functions: after a commit in doubt, read the store back and
+ * set job->applied (and the job's outputs, as on success) if the write is
+ * there. 0 when the look answered (applied or not); a store failure when
+ * it could not (the worker then sets job->unknown). */
+int store_job_reconcile_none(store_t *store, store_job_t *job);
+int store_job_reconcile_issue(store_t *store, store_job_t *job);
+int store_job_reconcile_revoke(store_t *store, store_job_t *job);
+int store_job_reconcile_grant(store_t *store, store_job_t *job);
+int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
+
+/* 1 if job's kind writes (STORE_JOBS' writes column). */
+int store_job_writes(const store_job_t *job);
+
+/* Sets job's result to err and its errmsg to msg (truncated). */
+void store_job_fail(store_job_t *job, int err, const char *msg);
+
+/* Frees and clears what a run allocated into job's outputs (an
+ * admin_remove's hashes), for a job whose transaction was rolled back:
+ * outputs of a write that did not happen must not reach the loop. */
+void store_job_clear_outputs(store_job_t *job);
+
+/* Runs job on store: the admin check of job->authz, the kind's run
+ * function and, for a write, its audit record, all in the current
+ * transaction. Returns 0 unless the store failed (the job then failed with
+ * the store's message; a write's transaction is doomed). */
+int store_job_run(store_t *store, store_job_t *job);
+
+/* The kind's reconcile function (see above), for a job whose write was in
+ * a commit in doubt. */
+int store_job_reconcile(store_t *store, store_job_t *job);
+
+#endif
