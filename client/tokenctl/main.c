@@ -28,7 +28,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "tokend_client.h"
+#include <tokend/client.h>
+
+/* TOKEND_SOCKET_DEFAULT and TOKEND_SOCKET_ENV, which the help and the
+ * messages name. */
+#include "tokend_limits.h"
 
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_INVALID 1
