@@ -16,7 +16,8 @@ int ctl_parse_uint(const char *s, unsigned long long max,
   for (p = s; *p != '\0'; p++) {
     if (*p < '0' || *p > '9')
       return TOKEND_EINVAL;
-    if (v > (max - (unsigned)(*p - '0')) / 10)
+    /* max < the digit: max - it would wrap, and v * 10 + it > max. */
+    if (max < (unsigned)(*p - '0') || v > (max - (unsigned)(*p - '0')) / 10)
       return TOKEND_EINVAL;
     v = v * 10 + (unsigned)(*p - '0');
   }
@@ -26,7 +27,7 @@ int ctl_parse_uint(const char *s, unsigned long long max,
 
 int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out,
                           const char **why) {
-  unsigned long long n, unit_ms;
+  unsigned long long n, unit_ms, limit, d;
   size_t len = strlen(s), i;
 
   *why = "expected a whole number and a unit s, m, h, d or w (90s, 15m, 12h, "
@@ -58,12 +59,14 @@ int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out,
   /* The digits are checked: failing now means too large. */
   *why = "too far in the future";
   n = 0;
+  limit = (unsigned long long)(INT64_MAX - now_ms) / unit_ms;
   for (i = 0; i + 1 < len; i++) {
-    if (n > ((unsigned long long)(INT64_MAX - now_ms) / unit_ms -
-             (unsigned)(s[i] - '0')) /
-                10)
+    d = (unsigned)(s[i] - '0');
+    /* limit < d: limit - d would wrap, and the number is already too large
+     * (only when now_ms is within a few units of INT64_MAX). */
+    if (limit < d || n > (limit - d) / 10)
       return TOKEND_EINVAL;
-    n = n * 10 + (unsigned)(s[i] - '0');
+    n = n * 10 + d;
   }
   if (n == 0) {
     *why = "must be more than 0";
