@@ -65,7 +65,7 @@ bench: build
 	@BUILD_DIR=$(BUILD_DIR) ./scripts/bench.sh
 
 format:
-	clang-format -i common/*.[ch] server/*.[ch] server/*/*.[ch] server/*/*/*.[ch] client/*.[ch] tests/*/*.[ch]
+	clang-format -i common/*.[ch] server/*.[ch] server/*/*.[ch] server/*/*/*.[ch] client/*/*.[ch] client/*/*/*.[ch] tests/*/*.[ch] tests/*/*/*.[ch]
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)

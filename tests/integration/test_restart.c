@@ -21,6 +21,8 @@
 
 #include "harness.h"
 #include "tokend_client.h"
+/* TOKEND_PEPPER_BYTES: the daemon's limits, not the client's. */
+#include "tokend_limits.h"
 
 #define DOMAIN "restart.example"
 

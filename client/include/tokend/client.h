@@ -1,6 +1,6 @@
 /* libtokend-client: a small blocking C client for tokend.
  *
- *   #include <tokend_client.h>      link with -ltokend-client
+ *   #include <tokend/client.h>      link with -ltokend-client
  *
  * One tokend_client_t is one connection to tokend's Unix socket. It is not
  * thread-safe: use one per thread, or lock around it. Every function returns
@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokend_error.h"
-#include "tokend_limits.h"
+#include <tokend/error.h>
+#include <tokend/limits.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,8 +90,10 @@ typedef struct {
   char next_page_token[TOKEND_PAGE_TOKEN_BYTES];
 } tokend_token_list_t;
 
-/* Connects to tokend at socket_path (NULL: $TOKEND_SOCKET, else
- * TOKEND_SOCKET_DEFAULT). timeout_ms bounds the connect and, later, each
+/* Connects to tokend at socket_path. NULL means tokend's default socket:
+ * the path in the environment variable TOKEND_SOCKET when set and not
+ * empty, else the default tokend was built with; the library resolves it
+ * at each call. timeout_ms bounds the connect and, later, each
  * call's wait for its response (0: wait forever). On success *out is a new
  * client the caller frees with tokend_client_close().
  * Returns 0, TOKEND_ECONNECT (no tokend there; tokend_client_open() tells

@@ -21,7 +21,7 @@
  * Everything runs on one thread around epoll with non-blocking sockets, so
  * the generator's own cost per request is small: a Verify is encoded and
  * its OK answer decoded by verify_wire, with no allocation; anything else
- * is packed, or unpacked into a scratch arena, by protobuf-c; then a few
+ * is packed, or unpacked into common/'s pb_arena, by protobuf-c; then a few
  * compares (its CPU use is printed with each result: on a small machine it
  * shares the cores with the server).
  *
@@ -60,6 +60,7 @@
 #include <sodium.h>
 
 #include "frame.h"
+#include "pb_arena.h"
 #include "secret_buf.h"
 #include "token.h"
 #include "tokend.pb-c.h"
@@ -91,8 +92,12 @@
 #define BENCH_READ_CHUNK 65536
 /* Responses to our requests are small; anything larger is a broken peer. */
 #define BENCH_MAX_RESPONSE_BYTES TOKEND_MAX_FRAME_BYTES_DEFAULT
-/* Scratch memory for unpacking one Response without malloc. */
+/* The arena's first block: one Response unpacks without malloc. */
 #define BENCH_ARENA_BYTES 16384
+/* No cap of the bench's own: a Response is at most BENCH_MAX_RESPONSE_BYTES,
+ * and one that needs more than the first block takes more blocks, as it
+ * took malloc before the bench shared common/'s arena. */
+#define BENCH_ARENA_CAP (SIZE_MAX / 2)
 #define BENCH_ERRMSG_BYTES 512
 #define BENCH_DEFAULT_TOKENS 1000
 #define BENCH_DEFAULT_REQUESTS 100000
@@ -242,9 +247,8 @@ typedef struct {
   size_t domain_len; /* strlen(o.domain) */
   uint64_t rng;
   bench_test_t t;
-  ProtobufCAllocator alloc;
-  size_t arena_used;
-  _Alignas(16) uint8_t arena[BENCH_ARENA_BYTES];
+  /* What protobuf-c unpacks a Response into; reset after each one. */
+  pb_arena_t arena;
   int fatal; /* the run cannot go on: fatal_msg says why */
   char fatal_msg[BENCH_ERRMSG_BYTES];
 } bench_t;
@@ -387,31 +391,6 @@ static uint64_t hist_percentile(const bench_hist_t *h, double pct) {
     }
   }
   return h->max;
-}
-
-/* ---- protobuf-c scratch allocator ---- */
-
-/* Each Response is unpacked into the arena and freed before the next one is
- * unpacked, so the arena is reset after every Response. A Response that does
- * not fit falls back to malloc. */
-static void *arena_alloc(void *data, size_t size) {
-  bench_t *b = data;
-  size_t off = (b->arena_used + 15) & ~(size_t)15;
-
-  if (size <= BENCH_ARENA_BYTES && off <= BENCH_ARENA_BYTES - size) {
-    b->arena_used = off + size;
-    return b->arena + off;
-  }
-  return malloc(size);
-}
-
-static void arena_free(void *data, void *p) {
-  bench_t *b = data;
-  uintptr_t a = (uintptr_t)p, lo = (uintptr_t)b->arena;
-
-  if (a >= lo && a < lo + BENCH_ARENA_BYTES)
-    return;
-  free(p);
 }
 
 /* ---- the token pool ---- */
@@ -882,11 +861,10 @@ static void conn_on_pb_response(bench_t *b, bench_conn_t *c,
   Tokend__V1__Response *resp;
   bench_slot_t *s;
 
-  b->arena_used = 0;
-  resp = tokend__v1__response__unpack(&b->alloc, len, body);
+  resp = tokend__v1__response__unpack(&b->arena.allocator, len, body);
   if (resp == NULL) {
     bench_fail(b, "tokend sent %u bytes that are not a Response", len);
-    return;
+    goto out_reset;
   }
   if ((s = conn_find_slot(c, resp->call_id)) == NULL) {
     bench_fail(b,
@@ -900,7 +878,10 @@ static void conn_on_pb_response(bench_t *b, bench_conn_t *c,
   check_response(b, s, resp);
   conn_release_slot(b, c, (uint32_t)(s - c->slots));
 out_free:
-  tokend__v1__response__free_unpacked(resp, &b->alloc);
+  tokend__v1__response__free_unpacked(resp, &b->arena.allocator);
+out_reset:
+  /* Also wipes what an Issue's answer left there: its token. */
+  pb_arena_reset(&b->arena);
 }
 
 /* The answer most runs get almost only, an OK Verify in the canonical form
@@ -1735,9 +1716,10 @@ int main(int argc, char **argv) {
   }
   randombytes_buf(&b->rng, sizeof(b->rng));
   b->rng |= 1;
-  b->alloc.alloc = arena_alloc;
-  b->alloc.free = arena_free;
-  b->alloc.allocator_data = b;
+  if (pb_arena_init(&b->arena, BENCH_ARENA_BYTES, BENCH_ARENA_CAP) != 0) {
+    fprintf(stderr, "tokend-bench: out of memory\n");
+    goto out_free;
+  }
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, NULL);
@@ -1839,6 +1821,7 @@ out_free:
     sodium_memzero(b->pool, b->cap_pool * sizeof(*b->pool));
   free(b->pool);
   sodium_memzero(b->unknown, sizeof(b->unknown));
+  pb_arena_free(&b->arena);
   free(b);
   return status;
 }

@@ -4,7 +4,7 @@
  * deadline per call bounds the write and the read alike. A call writes one
  * framed Request and reads framed Responses until the one carrying its
  * call_id arrives. */
-#include "tokend_client.h"
+#include <tokend/client.h>
 
 #include <errno.h>
 #include <grp.h>
@@ -24,6 +24,9 @@
 
 #include "frame.h"
 #include "tokend.pb-c.h"
+/* TOKEND_SOCKET_DEFAULT and TOKEND_SOCKET_ENV: the default socket is the
+ * library's business, not its public API. */
+#include "tokend_limits.h"
 
 /* A deadline that never passes: timeout_ms 0. */
 #define CLIENT_NO_DEADLINE INT64_MAX

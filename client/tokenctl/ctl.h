@@ -1,0 +1,159 @@
+/* tokenctl's shared core: exit statuses, the options every command shares,
+ * the command table's shape, and the option parsing on top of getopt_long.
+ *
+ * tokenctl is built on the public client library (<tokend/client.h>) and
+ * common/'s limits alone. Its files, one concern each:
+ *   main.c        the command table, global options, dispatch, exit status
+ *   opts.c        option parsing shared by the commands (this header)
+ *   call.c        talking to tokend: connecting, reporting failures, paging
+ *   user.c        users on the command line: local names, uids, identities
+ *   table.c       output for people: times, tables, safe text
+ *   json.c        --json output, with jansson
+ *   tty.c         standard input and output that must not keep a secret
+ *   cmd_tokens.c  issue, verify, revoke, list
+ *   cmd_admins.c  admins grant / revoke / list
+ *   cmd_audit.c   audit, audit --verify
+ *   cmd_whoami.c  whoami
+ * A new command is a cmd_*.c with its usage and run function, declared
+ * below and listed in main.c's table. */
+#ifndef TOKENCTL_CTL_H
+#define TOKENCTL_CTL_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tokend/client.h>
+
+/* TOKEND_SOCKET_DEFAULT and TOKEND_SOCKET_ENV, which the help and the
+ * messages name. */
+#include "tokend_limits.h"
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_INVALID 1
+#define CTL_EXIT_ERROR 2
+
+/* ctl_getopt() results besides option characters. */
+#define CTL_GETOPT_HELP (-2)
+#define CTL_GETOPT_BAD (-3)
+
+/* Long-only options. */
+enum {
+  OPT_SOCKET = 256,
+  OPT_TIMEOUT,
+  OPT_SCOPE,
+  OPT_JSON,
+  OPT_ALL,
+  OPT_PAGE_SIZE,
+  OPT_ACTOR,
+  OPT_REVOKE_TOKENS,
+  OPT_SINCE,
+  OPT_IDENTITY,
+  OPT_VERIFY,
+  OPT_ANCHOR
+};
+
+#define CTL_COMMON_LONGOPTS                                                    \
+  {"socket", required_argument, NULL, OPT_SOCKET},                             \
+      {"timeout", required_argument, NULL, OPT_TIMEOUT}, {                     \
+    "help", no_argument, NULL, 'h'                                             \
+  }
+
+#define CTL_COMMON_HELP                                                        \
+  "      --socket PATH       tokend's socket (default: $TOKEND_SOCKET, else\n" \
+  "                          " TOKEND_SOCKET_DEFAULT ")\n"                     \
+  "      --timeout MS        give up after MS milliseconds (default 10000;\n"  \
+  "                          0: wait forever)\n"                               \
+  "  -h, --help              show this help\n"
+
+/* --actor: on the commands an operator runs for a user, and before the
+ * command name. */
+#define CTL_ACTOR_LONGOPT                                                      \
+  {"actor", required_argument, NULL, OPT_ACTOR}, {                             \
+    "identity", no_argument, NULL, OPT_IDENTITY                                \
+  }
+
+#define CTL_ACTOR_HELP                                                         \
+  "      --actor U           operators only: act for user U, who must be an\n" \
+  "                          admin of the domain (U as in `admins grant\n"     \
+  "                          --user`); without it an operator acts as\n"       \
+  "                          break-glass (audited)\n"                          \
+  "      --identity          U is a platform identity, sent as given, even\n"  \
+  "                          without @\n"
+
+typedef struct {
+  const char *socket_path; /* NULL: $TOKEND_SOCKET, else the default */
+  int timeout_ms;
+  const char *actor; /* --actor as given; NULL: act as ourselves */
+  int json;          /* --json, on the commands that take it */
+  int identity;      /* --identity: --user and --actor are identities */
+} ctl_opts_t;
+
+/* One command: its name as messages print it after "tokenctl ", what runs
+ * it (argv[0] is the command's name; returns the exit status) and its
+ * --help text. */
+typedef struct {
+  const char *name;
+  int (*run)(ctl_opts_t *opts, int argc, char **argv);
+  const char *usage;
+} ctl_command_t;
+
+/* ---- the commands (cmd_*.c), each with its --help text ---- */
+
+extern const char ctl_issue_usage[];
+extern const char ctl_verify_usage[];
+extern const char ctl_revoke_usage[];
+extern const char ctl_list_usage[];
+extern const char ctl_admins_usage[];
+extern const char ctl_audit_usage[];
+extern const char ctl_whoami_usage[];
+
+int ctl_issue(ctl_opts_t *opts, int argc, char **argv);
+int ctl_verify(ctl_opts_t *opts, int argc, char **argv);
+int ctl_revoke(ctl_opts_t *opts, int argc, char **argv);
+int ctl_list(ctl_opts_t *opts, int argc, char **argv);
+/* Runs the `admins` subcommand argv[1] names. */
+int ctl_admins(ctl_opts_t *opts, int argc, char **argv);
+int ctl_audit(ctl_opts_t *opts, int argc, char **argv);
+int ctl_whoami(ctl_opts_t *opts, int argc, char **argv);
+
+/* The command called name (main.c's table), or NULL. */
+const ctl_command_t *ctl_find_command(const char *name);
+/* An `admins` subcommand by its own name ("grant") or full name ("admins
+ * grant"), or NULL. */
+const ctl_command_t *ctl_find_admins_command(const char *name);
+
+/* ---- option parsing (opts.c) ---- */
+
+/* Parses a whole decimal number in [0, max]: no sign, no spaces. Returns 0
+ * or TOKEND_EINVAL. */
+int ctl_parse_uint(const char *s, unsigned long long max,
+                   unsigned long long *out);
+
+/* "90s", "15m", "12h", "30d", "2w" -> milliseconds, > 0 and small enough
+ * that now_ms + it fits an int64. Returns 0, or TOKEND_EINVAL with *why (a
+ * static string) saying what is wrong. */
+int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out,
+                          const char **why);
+
+/* The time now, in Unix ms. */
+int64_t ctl_now_ms(void);
+
+/* Like getopt_long, but handles the options every command shares (and
+ * --json, which getopt_long gives only to the commands that list it) and
+ * reports bad ones itself. Returns an option, -1 at the end,
+ * CTL_GETOPT_HELP (usage printed on stdout) or CTL_GETOPT_BAD (a message
+ * and the usage printed on stderr). */
+int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
+               char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* The exit status for a ctl_getopt() result a command does not take:
+ * success after --help, an error after a bad option. */
+int ctl_getopt_exit(int c);
+
+/* Says on stderr "tokenctl <cmd>: msg [arg]" and prints cmd's usage there.
+ * Returns CTL_EXIT_ERROR. */
+int ctl_usage_error(const ctl_command_t *cmd, const char *msg, const char *arg);
+
+#endif

@@ -1,0 +1,132 @@
+/* tokenctl: the admin CLI for tokend.
+ *
+ *   tokenctl [--socket PATH] [--timeout MS] <command> [options]
+ *
+ * Exit status: 0 success, 1 `verify` found the token invalid, 2 any error
+ * (bad usage, tokend unreachable, tokend refused the call).
+ *
+ * This file holds the command table, the global options and the dispatch;
+ * ctl.h maps the other files. */
+#include <errno.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+#define CTL_TIMEOUT_DEFAULT_MS 10000
+
+static const char ctl_main_usage[] =
+    "Usage: tokenctl [--socket PATH] [--timeout MS] [--actor U] <command> "
+    "[options]\n"
+    "\n"
+    "Issues, verifies, revokes and lists tokend's API tokens, manages who may\n"
+    "do so, and reads the audit log.\n"
+    "\n"
+    "Commands:\n"
+    "  issue    issue a new token; its secret is shown this once\n"
+    "  verify   check a token read from standard input\n"
+    "  revoke   revoke a token by its id\n"
+    "  list     list a domain's tokens\n"
+    "  admins   grant, revoke and list a domain's admins (operators)\n"
+    "  audit    show the audit log\n"
+    "  whoami   show how tokend sees you\n"
+    "  help     show a command's help\n"
+    "\n"
+    "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
+    "Run `tokenctl <command> --help` for a command's options.\n"
+    "Exit status: 0 success, 1 `verify` found the token invalid, 2 error.\n";
+
+static const char ctl_help_usage[] =
+    "Usage: tokenctl help [COMMAND [SUBCOMMAND]]\n";
+
+static int ctl_help(ctl_opts_t *opts, int argc, char **argv);
+
+static const ctl_command_t ctl_commands[] = {
+    {"issue", ctl_issue, ctl_issue_usage},
+    {"verify", ctl_verify, ctl_verify_usage},
+    {"revoke", ctl_revoke, ctl_revoke_usage},
+    {"list", ctl_list, ctl_list_usage},
+    {"admins", ctl_admins, ctl_admins_usage},
+    {"audit", ctl_audit, ctl_audit_usage},
+    {"whoami", ctl_whoami, ctl_whoami_usage},
+    {"help", ctl_help, ctl_help_usage},
+};
+
+static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};
+
+const ctl_command_t *ctl_find_command(const char *name) {
+  size_t i;
+
+  for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
+    if (strcmp(ctl_commands[i].name, name) == 0)
+      return &ctl_commands[i];
+  return NULL;
+}
+
+static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
+  const ctl_command_t *cmd;
+
+  if (argc < 2) {
+    fputs(ctl_main_usage, stdout);
+    return CTL_EXIT_OK;
+  }
+  cmd = ctl_find_command(argv[1]);
+  if (cmd == NULL) {
+    fprintf(stderr, "tokenctl: unknown command '%s'\n", argv[1]);
+    fputs(ctl_main_usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  if (argc >= 3 && cmd->run == ctl_admins) {
+    cmd = ctl_find_admins_command(argv[2]);
+    if (cmd == NULL) {
+      fprintf(stderr, "tokenctl: unknown command 'admins %s'\n", argv[2]);
+      fputs(ctl_admins_usage, stderr);
+      return CTL_EXIT_ERROR;
+    }
+  }
+  fputs(cmd->usage, stdout);
+  return CTL_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      CTL_ACTOR_LONGOPT, CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+  ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL, 0, 0};
+  const ctl_command_t *cmd;
+  int c, rc;
+
+  /* A closed stdout must give an error we can report (the token may be
+   * lost), not a silent death. */
+  signal(SIGPIPE, SIG_IGN);
+  /* wcwidth() needs a UTF-8 LC_CTYPE to measure labels, whatever the user's
+   * locale; glibc always has C.UTF-8. Nothing else here is locale-aware. */
+  setlocale(LC_CTYPE, "C.UTF-8");
+  opterr = 0;
+  /* "+": stop at the command name; its options are parsed by the command. */
+  while ((c = ctl_getopt(&ctl_main, &opts, argc, argv, "+:h", longopts)) != -1)
+    return ctl_getopt_exit(c);
+  if (optind >= argc) {
+    fputs("tokenctl: missing command\n", stderr);
+    fputs(ctl_main_usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  cmd = ctl_find_command(argv[optind]);
+  if (cmd == NULL) {
+    fprintf(stderr, "tokenctl: unknown command '%s'\n", argv[optind]);
+    fputs(ctl_main_usage, stderr);
+    return CTL_EXIT_ERROR;
+  }
+  argc -= optind;
+  argv += optind;
+  /* 0 makes glibc's getopt start over, at argv[1] of the command's argv. */
+  optind = 0;
+  rc = cmd->run(&opts, argc, argv);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
+            strerror(errno));
+    return CTL_EXIT_ERROR;
+  }
+  return rc;
+}
