@@ -1,8 +1,8 @@
 /* The installed headers (client/include/tokend/) against the tables tokend
  * itself is built from (common/): the same error codes, names, messages
  * and gRPC statuses, the same limits, and none of the daemon's internals.
- * <tokend/error.h> and common/tokend_error.h are two copies of one table
- * (they share an include guard), so this is what keeps them one. */
+ * The error table is one (common/tokend_error.h includes <tokend/error.h>);
+ * the limits are two copies, so this is what keeps them one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
