@@ -1,6 +1,6 @@
 /* fuzz_server: libFuzzer target that sends arbitrary bytes to a real tokend
  * connection: frame decoding (common/frame.c via server/net/conn.c), request
- * decoding and dispatch (server/rpc/dispatch.c), and the store worker on an
+ * decoding and dispatch (server/rpc/), and the store worker on an
  * in-memory SQLite database.
  *
  * An input is one byte that picks the peer, then the bytes that peer sends.
@@ -10,7 +10,7 @@
  *
  * One server_t lives for the whole process (its socket and pepper in a
  * mkdtemp directory). For each input the harness opens one end of a
- * socketpair with conn_open_fd(), writes the bytes into the other end in a
+ * socketpair with net_open_fd(), writes the bytes into the other end in a
  * few pieces whose sizes are drawn from a hash of the input (so frames get
  * split across reads, the same way for the same input), half-closes it and
  * runs the loop until the connection has closed and no store job is in
@@ -57,7 +57,7 @@
 #include "frame.h"
 #include "fuzz_fixtures.h"
 #include "log.h"
-#include "net/conn.h"
+#include "net/net.h"
 #include "server.h"
 #include "store/worker.h"
 #include "token.h"
@@ -513,7 +513,7 @@ static void pump(fuzz_peer_t *p, int fd, int wait_ms) {
 
 /* Serves c as the operator the harness is (0), as the fixtures' domain
  * admin (1) or as a peer with no role but the default verifier one (2). */
-static void peer_as(conn_t *c, unsigned which) {
+static void peer_as(sink_t *c, unsigned which) {
   uint32_t uid = which == 1 ? FUZZ_ADMIN_UID : FUZZ_NOBODY_UID;
 
   if (which == 0) {
@@ -549,7 +549,7 @@ static uint64_t elapsed_ms(uint64_t start_ns) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_peer_t peer = {0};
-  conn_t *c;
+  sink_t *c;
   uint64_t seed = input_seed(data, size), start = uv_hrtime();
   size_t off = 0, want;
   unsigned pieces = 0, who = 0;
@@ -566,8 +566,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     server_up();
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     die("socketpair: %s", strerror(errno));
-  if (conn_open_fd(&g_server, fds[0], &c) != 0)
-    die("conn_open_fd failed");
+  if (net_open_fd(g_server.net, fds[0], &c) != 0)
+    die("net_open_fd failed");
   /* Nothing is read before the loop runs: the peer can still be changed. */
   peer_as(c, who);
   g_who = who;
@@ -599,13 +599,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   shutdown(fds[1], SHUT_WR);
 
-  while (!peer.eof || g_server.n_conns > 0 || g_server.jobs_in_flight > 0) {
+  while (!peer.eof || net_conn_count(g_server.net) > 0 ||
+         g_server.jobs_in_flight > 0) {
     pump(&peer, fds[1], 10);
     if (elapsed_ms(start) > FUZZ_WAIT_MS)
       die("after %d ms: peer eof %d, %zu connections, %zu store jobs in "
           "flight, %zu answers read",
-          FUZZ_WAIT_MS, peer.eof, g_server.n_conns, g_server.jobs_in_flight,
-          peer.responses);
+          FUZZ_WAIT_MS, peer.eof, net_conn_count(g_server.net),
+          g_server.jobs_in_flight, peer.responses);
   }
   if (peer.len != 0)
     die("the connection closed %zu bytes into an answer", peer.len);
