@@ -83,7 +83,19 @@ int rpc_refuse_not_operator(rpc_t *r, sink_t *k, uint64_t call_id,
 int rpc_refuse_not_domain_admin(rpc_t *r, sink_t *k, uint64_t call_id,
                                 const authz_actor_t *actor, const char *method,
                                 const char *domain);
-int rpc_refuse_not_verifier(rpc_t *r, sink_t *k, uint64_t call_id);
+
+/* Refuses a Verify by a peer that is neither a verifier nor an operator. */
+void rpc_refuse_verify(rpc_t *r, sink_t *k, uint64_t call_id);
+
+/* The verifier rule, on the path of every Verify: the check inline, the
+ * refusal (a large frame: a message, an audit record) out of line. */
+static inline int rpc_refuse_not_verifier(rpc_t *r, sink_t *k,
+                                          uint64_t call_id) {
+  if (k->peer.is_verifier || k->peer.is_operator)
+    return 0;
+  rpc_refuse_verify(r, k, call_id);
+  return 1;
+}
 
 /* ---- calls answered by the store (call.c) ---- */
 
