@@ -56,7 +56,9 @@ static void on_flush_timer(uv_timer_t *t) {
 static void on_refusal_timer(uv_timer_t *t) {
   server_t *s = t->data;
 
-  (void)rpc_flush_refusals(s->rpc);
+  /* After the worker stopped (shutdown's end) nothing can be written. */
+  if (s->worker != NULL)
+    (void)rpc_flush_refusals(s->rpc);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {

@@ -1,6 +1,6 @@
 /* The method table: every RPC in one line, in the manner of dqlite's
  * REQUEST__TYPES(X). From it rpc.c generates the dispatch switch,
- * rpc_method_name(), the domain a request names, and the generic part of
+ * method_name(), the domain a request names, and the generic part of
  * the refusal rules. Adding a method is one line here plus its handler (and
  * a store job if it writes).
  *
@@ -16,7 +16,18 @@
  *            domain is known valid), RPC_WHO_ANYONE
  *   handler  void handler(rpc_t *, sink_t *, uint64_t call_id,
  *                         const authz_actor_t *, const Tokend__V1__Request *)
- */
+ *
+ * Adding a method (say Lookup):
+ *   1. proto/tokend.proto: its request and response in the oneofs;
+ *   2. one line here: X(Lookup, lookup, LOOKUP, DOMAIN,
+ *      RPC_WHO_DOMAIN_ADMIN, rpc_lookup);
+ *   3. its handler in the file of its family (rpc/tokens.c): validate, then
+ *      rpc_refuse_not_domain_admin if the table says so, then answer with
+ *      rpc_send, or for a store call: a call_kind_t {apply, ok, ...} and
+ *      call_new + call_submit (call.c runs the one done path);
+ *   4. if it writes: its store job (store/worker.h).
+ * request_token_field() in rpc.c lists the fields that must never hold a
+ * token secret: add the new request's string fields there. */
 #ifndef TOKEND_RPC_METHODS_H
 #define TOKEND_RPC_METHODS_H
 

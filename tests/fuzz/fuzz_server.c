@@ -180,7 +180,8 @@ static void fixture_submit(server_t *s, fixture_job_t *j,
 }
 
 /* Stores the fixtures through the server's own store worker and applies
- * them in memory, as the done callbacks in dispatch.c would. */
+ * them in memory, as the done callbacks in rpc/tokens.c and rpc/admins.c would.
+ */
 static void fixtures_load(server_t *s) {
   fixture_job_t issue[FUZZ_TOKEN_COUNT], revoke[FUZZ_TOKEN_COUNT], grant;
   char tok[TOKEND_TOKEN_BYTES];
