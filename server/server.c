@@ -388,9 +388,7 @@ static int server_audit_chain_start(server_t *s) {
   return 0;
 }
 
-/* The request path, bottom up: rpc on the shared state and the store,
- * then the transport handing its frames to rpc. */
-static int server_layers_new(server_t *s) {
+int server_rpc_new(server_t *s) {
   rpc_env_t env = {
       .cfg = &s->cfg,
       .index = s->index,
@@ -402,6 +400,14 @@ static int server_layers_new(server_t *s) {
       .job_end = on_rpc_job_end,
       .ctx = s,
   };
+  int err;
+
+  if ((err = rpc_new(&env, &s->rpc)) != 0)
+    log_error("out of memory");
+  return err;
+}
+
+int server_net_new(server_t *s) {
   net_handler_t handler = {
       .frame = on_net_frame,
       .status = on_net_status,
@@ -411,9 +417,9 @@ static int server_layers_new(server_t *s) {
   };
   int err;
 
-  if ((err = rpc_new(&env, &s->rpc)) != 0)
-    return err;
-  return net_new(&s->loop, &s->cfg, &handler, &s->net);
+  if ((err = net_new(&s->loop, &s->cfg, &handler, &s->net)) != 0)
+    log_error("out of memory");
+  return err;
 }
 
 int server_init(server_t *s, const config_t *cfg) {
@@ -473,10 +479,6 @@ int server_init(server_t *s, const config_t *cfg) {
     return TOKEND_EINTERNAL;
   }
   s->loop_up = 1;
-  if ((err = server_layers_new(s)) != 0) {
-    log_error("out of memory");
-    return err;
-  }
   uv_timer_init(&s->loop, &s->flush_timer);
   uv_timer_init(&s->loop, &s->flush_retry_timer);
   s->flush_retry_timer.data = s;
@@ -497,6 +499,13 @@ int server_init(server_t *s, const config_t *cfg) {
    * mean a clean shutdown. */
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  return 0;
+}
+
+int server_listen(server_t *s) {
+  const config_t *cfg = &s->cfg;
+  int err;
+
   if ((err = net_listen(s->net)) != 0)
     return err;
   uv_timer_start(&s->flush_timer, on_flush_timer, cfg->flush_interval_ms,

@@ -62,10 +62,27 @@ typedef struct server_s {
   uint64_t busy_poll_until;
 } server_t;
 
-/* Opens the store, loads the index, builds the request path (rpc, then
- * net) and binds the socket. On failure logs one clear line and returns a
- * negative TOKEND_E* code; server_cleanup() must still be called. */
+/* Start-up, in the order main.c (the composition root) calls it: config
+ * -> store (server_init) -> rpc (server_rpc_new) -> net (server_net_new)
+ * -> listening (server_listen) -> loop (server_run). Each step logs one
+ * clear line on failure and returns a negative TOKEND_E* code;
+ * server_cleanup() must still be called, whatever step failed. */
+
+/* Opens the store and the pepper, loads the index and the admins, and sets
+ * up the loop, its timers and signals and the store worker. */
 int server_init(server_t *s, const config_t *cfg) TOKEND_MUST_CHECK;
+
+/* Makes the rpc layer on what server_init loaded, reaching the store
+ * through the worker (s->rpc; freed by server_cleanup). */
+int server_rpc_new(server_t *s) TOKEND_MUST_CHECK;
+
+/* Makes the transport, handing its frames to s->rpc (s->net; freed by
+ * server_cleanup). After server_rpc_new. */
+int server_net_new(server_t *s) TOKEND_MUST_CHECK;
+
+/* Binds and listens on the socket and starts the timers. After
+ * server_net_new. */
+int server_listen(server_t *s) TOKEND_MUST_CHECK;
 
 /* Runs until SIGINT/SIGTERM (or server_stop) and a clean shutdown. */
 int server_run(server_t *s) TOKEND_MUST_CHECK;

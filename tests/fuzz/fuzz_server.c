@@ -299,8 +299,10 @@ static void server_up(void) {
    * the server must not start a graceful shutdown under the fuzzer. */
   sigaction(SIGINT, NULL, &old_int);
   sigaction(SIGTERM, NULL, &old_term);
-  if (server_init(&g_server, &g_cfg) != 0)
-    die("server_init failed (see the line above)");
+  /* As main.c composes it. */
+  if (server_init(&g_server, &g_cfg) != 0 || server_rpc_new(&g_server) != 0 ||
+      server_net_new(&g_server) != 0 || server_listen(&g_server) != 0)
+    die("tokend's start-up failed (see the line above)");
   uv_signal_stop(&g_server.sigint);
   uv_signal_stop(&g_server.sigterm);
   sigaction(SIGINT, &old_int, NULL);
