@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* struct ucred, SO_PEERGROUPS */
 #include "net/conn.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +12,8 @@
 
 #include "frame.h"
 #include "log.h"
-#include "nodump.h"
-#include "rpc/dispatch.h"
 #include "secret_buf.h"
-#include "server.h"
+#include "store/worker.h"
 #include "tokend_error.h"
 
 /* Every connection's read buffer while it holds no request larger than
@@ -33,10 +32,22 @@ typedef struct {
   int secret;
 } conn_write_t;
 
+/* Moves c's lifetime forward: OPEN -> DRAINING -> CLOSING -> CLOSED, with
+ * DRAINING skippable; never back, never twice. */
+static void conn_set_state(conn_t *c, conn_state_t to) {
+  assert(to > c->state);
+  assert(to != CONN_CLOSED || c->state == CONN_CLOSING);
+  c->state = to;
+  if (to >= CONN_CLOSING)
+    c->sink.closed = 1;
+}
+
+static int conn_closing(const conn_t *c) { return c->state >= CONN_CLOSING; }
+
 /* Read and output buffers hold token secrets (Verify requests, Issue
  * answers), so all of them are memory left out of core dumps (nodump.h).
  * Getting such memory costs system calls, so a conn takes its own once
- * (conn_home, from the server's pool of such blocks) and keeps it: a read
+ * (conn_home, from the transport's pool of such blocks) and keeps it: a read
  * buffer of CONN_READ_CHUNK and an output buffer of CONN_WRITE_HOME. Only
  * larger buffers, and output buffers made while both of its own are being
  * written, are mapped on demand. */
@@ -45,11 +56,11 @@ typedef struct {
 
 size_t conn_buffer_block_bytes(void) { return CONN_HOME_BYTES; }
 
-/* The block comes from the server's pool (--conn-buffer-pool), where the
+/* The block comes from the transport's pool (--conn-buffer-pool), where the
  * last connection to close left its own: mapped anew only when none is. */
 static uint8_t *conn_home(conn_t *c) {
   if (c->home == NULL)
-    c->home = nodump_pool_get(&c->server->conn_pool);
+    c->home = nodump_pool_get(&c->net->conn_pool);
   return c->home;
 }
 
@@ -126,8 +137,8 @@ static int conn_rbuf_resize(conn_t *c, size_t cap) {
   if (c->rlen > 0)
     memcpy(nb, c->rbuf, c->rlen);
   rbuf_free(c, c->rbuf, c->rcap);
-  c->server->read_buf_bytes -= rbuf_counted(c->rcap);
-  c->server->read_buf_bytes += rbuf_counted(cap);
+  c->net->read_buf_bytes -= rbuf_counted(c->rcap);
+  c->net->read_buf_bytes += rbuf_counted(cap);
   c->rbuf = nb;
   c->rcap = cap;
   return 0;
@@ -142,12 +153,12 @@ static int conn_rbuf_resize(conn_t *c, size_t cap) {
  * with msg filled (the frame would take read buffers past the limit; the
  * buffer is unchanged) or TOKEND_ENOMEM. */
 static int conn_rbuf_fit(conn_t *c, char *msg, size_t len) {
-  server_t *s = c->server;
+  net_t *n = c->net;
   size_t want = CONN_READ_CHUNK, total, others;
   const uint8_t *body;
   uint32_t body_len;
 
-  if (frame_decode(c->rbuf, c->rlen, s->cfg.max_frame_bytes, &body, &body_len,
+  if (frame_decode(c->rbuf, c->rlen, n->cfg->max_frame_bytes, &body, &body_len,
                    &total) != FRAME_NEED_MORE)
     return 0; /* whole frames still wait (held): handled later */
   if (total > want)
@@ -155,31 +166,33 @@ static int conn_rbuf_fit(conn_t *c, char *msg, size_t len) {
   if (c->rbuf == NULL || want == c->rcap)
     return 0;
   if (want > CONN_READ_CHUNK) {
-    others = s->read_buf_bytes - rbuf_counted(c->rcap);
-    if (others > s->cfg.max_read_memory ||
-        want > s->cfg.max_read_memory - others) {
+    others = n->read_buf_bytes - rbuf_counted(c->rcap);
+    if (others > n->cfg->max_read_memory ||
+        want > n->cfg->max_read_memory - others) {
       snprintf(msg, len,
                "a request of %zu bytes would take read buffers to %zu bytes, "
                "past --max-read-memory %u; try again later",
-               want, others + want, (unsigned)s->cfg.max_read_memory);
+               want, others + want, (unsigned)n->cfg->max_read_memory);
       return TOKEND_EMSGSIZE;
     }
   }
   return conn_rbuf_resize(c, want);
 }
 
+/* Frees c once closed and nothing holds it: no store job owes it an
+ * answer, no Verify for it is queued. */
 static void conn_maybe_free(conn_t *c) {
-  if (!c->closed || c->jobs > 0 || c->deferred > 0)
+  if (c->state != CONN_CLOSED || c->jobs > 0 || c->sink.queued > 0)
     return;
   if (c->wbuf_secret && c->wbuf != NULL)
     sodium_memzero(c->wbuf, c->wcap);
   rbuf_free(c, c->rbuf, c->rcap);
-  c->server->read_buf_bytes -= rbuf_counted(c->rcap);
+  c->net->read_buf_bytes -= rbuf_counted(c->rcap);
   wbuf_release(c, c->wbuf, c->wcap);
   nodump_free(c->wspare, CONN_WRITE_HOME);
   /* No secret is left in it: the read buffer is wiped when let go, an
    * output buffer once it held one. */
-  nodump_pool_put(&c->server->conn_pool, c->home);
+  nodump_pool_put(&c->net->conn_pool, c->home);
   free(c->later);
   free(c);
 }
@@ -187,54 +200,57 @@ static void conn_maybe_free(conn_t *c) {
 static void conn_end_waiting(conn_t *c);
 
 static void on_close(uv_handle_t *handle) {
-  conn_t *c = handle->data;
+  conn_t *c = container_of(handle, conn_t, pipe);
+  net_t *n = c->net;
 
-  server_conn_removed(c->server, c);
-  c->closed = 1;
+  net_conn_removed(n, c);
+  conn_set_state(c, CONN_CLOSED);
   if (c->n_later > 0)
     conn_end_waiting(c); /* may free c */
   else
     conn_maybe_free(c);
+  n->h.closed(n->h.ctx);
 }
 
-int conn_is_open(const conn_t *c) { return !c->closing; }
-
 void conn_close(conn_t *c) {
-  if (c->closing)
+  if (conn_closing(c))
     return;
-  c->closing = 1;
-  log_debug("conn %llu: closed", (unsigned long long)c->id);
+  conn_set_state(c, CONN_CLOSING);
+  log_debug("conn %llu: closed", (unsigned long long)c->sink.id);
   /* Pending writes are cancelled; their callbacks run before on_close. */
   uv_close((uv_handle_t *)&c->pipe, on_close);
 }
 
-void conn_job_submit(conn_t *c, store_job_t *job) {
-  c->jobs++;
-  server_job_begin(c->server);
-  store_worker_submit(c->server->worker, job);
+static void conn_status(conn_t *c, int grpc_code, const char *msg) {
+  c->net->h.status(c->net->h.ctx, &c->sink, grpc_code, msg);
 }
 
 static int conn_process(conn_t *c);
 static void conn_set_reading(conn_t *c, int on);
 static int conn_may_read(const conn_t *c);
+static void conn_flush(conn_t *c);
 
 /* Must c's next request wait? At the pending-calls limit, and while more
  * than --max-queued-bytes of answers are unread. */
 static int conn_must_hold(const conn_t *c) {
-  const config_t *cfg = &c->server->cfg;
+  const config_t *cfg = c->net->cfg;
 
   return c->jobs >= cfg->max_pending_calls ||
          c->out_bytes > cfg->max_queued_bytes;
 }
 
-int conn_answer_later(conn_t *c, store_job_t *job) {
+/* So answers are made as fast as the peer reads them, never many pages in
+ * one burst: what waits is store results (rows, bounded by
+ * --max-list-memory), not encoded bytes. */
+static int sink_answer_later(sink_t *k, store_job_t *job) {
+  conn_t *c = container_of(k, conn_t, sink);
   store_job_t **nl;
   size_t cap;
 
   /* Shutting down: answers go out now, and --shutdown-timeout-ms bounds
    * how long a peer that does not read them is waited for. */
-  if (c->closing || job == c->answering || c->server->state != SERVER_RUNNING ||
-      (c->n_later == 0 && c->out_bytes <= c->server->cfg.max_queued_bytes))
+  if (conn_closing(c) || job == c->answering || c->net->stopping ||
+      (c->n_later == 0 && c->out_bytes <= c->net->cfg->max_queued_bytes))
     return 0;
   if (c->n_later == c->later_cap) {
     cap = c->later_cap ? c->later_cap * 2 : 8;
@@ -257,9 +273,8 @@ static void conn_answer_waiting(conn_t *c) {
 
   if (c->answering != NULL)
     return;
-  while (c->n_later > 0 && !c->closing &&
-         (c->out_bytes <= c->server->cfg.max_queued_bytes ||
-          c->server->state != SERVER_RUNNING)) {
+  while (c->n_later > 0 && !conn_closing(c) &&
+         (c->out_bytes <= c->net->cfg->max_queued_bytes || c->net->stopping)) {
     job = c->later[0];
     memmove(c->later, c->later + 1, --c->n_later * sizeof(*c->later));
     c->answering = job;
@@ -269,7 +284,7 @@ static void conn_answer_waiting(conn_t *c) {
 }
 
 /* At close: every job whose answer waits is ended (its done callback sees
- * the conn closed). The last may free c, so c is not touched after. */
+ * the sink closed). The last may free c, so c is not touched after. */
 static void conn_end_waiting(conn_t *c) {
   store_job_t **later = c->later;
   size_t n = c->n_later, i;
@@ -284,9 +299,9 @@ static void conn_end_waiting(conn_t *c) {
 /* Held: once half the calls are answered and the peer has read most of its
  * answers, go on with the requests already buffered, then read again. */
 static void conn_resume(conn_t *c) {
-  const config_t *cfg = &c->server->cfg;
+  const config_t *cfg = c->net->cfg;
 
-  if (!c->held || c->closing || c->resuming ||
+  if (!c->held || conn_closing(c) || c->resuming ||
       c->jobs > cfg->max_pending_calls / 2 ||
       c->out_bytes > cfg->max_queued_bytes / 2)
     return;
@@ -299,18 +314,26 @@ static void conn_resume(conn_t *c) {
   }
   /* The peer hung up its sending side while held: everything it sent is
    * handled now, so it closes once answered. */
-  if (c->peer_eof && !c->held)
-    c->close_when_sent = 1;
+  if (c->peer_eof && !c->held && c->state == CONN_OPEN)
+    conn_set_state(c, CONN_DRAINING);
   if (conn_may_read(c))
     conn_set_reading(c, 1);
   conn_flush(c);
   c->resuming = 0;
 }
 
-/* conn_job_end() without the server's count. */
-static void conn_job_release(conn_t *c) {
+static void sink_hold(sink_t *k) {
+  conn_t *c = container_of(k, conn_t, sink);
+
+  c->jobs++;
+}
+
+static void sink_release(sink_t *k) {
+  conn_t *c = container_of(k, conn_t, sink);
+
+  assert(c->jobs > 0);
   c->jobs--;
-  if (c->closed) {
+  if (c->state == CONN_CLOSED) {
     conn_maybe_free(c);
     return;
   }
@@ -318,36 +341,28 @@ static void conn_job_release(conn_t *c) {
   conn_flush(c);
 }
 
-void conn_job_end(conn_t *c) {
-  server_t *s = c->server; /* read now: releasing c may free it */
+/* rpc is done answering for now (its last queued Verify for c, too). */
+static void sink_flush(sink_t *k) {
+  conn_t *c = container_of(k, conn_t, sink);
 
-  conn_job_release(c);
-  server_job_end(s);
-}
-
-/* A conn told to close once its answers are out closes when nothing is
- * queued, nothing is being written and no store job owes it an answer. */
-static int conn_done_sending(const conn_t *c) {
-  return c->close_when_sent && c->writes == 0 && c->wlen == 0 && c->jobs == 0 &&
-         c->deferred == 0;
-}
-
-void conn_deferred_begin(conn_t *c) { c->deferred++; }
-
-void conn_deferred_end(conn_t *c) {
-  if (--c->deferred > 0)
-    return;
-  if (c->closed)
+  if (c->state == CONN_CLOSED)
     conn_maybe_free(c);
   else
     conn_flush(c);
+}
+
+/* A conn told to close once its answers are out closes when nothing is
+ * queued, nothing is being written and nothing owes it an answer. */
+static int conn_done_sending(const conn_t *c) {
+  return c->state == CONN_DRAINING && c->writes == 0 && c->wlen == 0 &&
+         c->jobs == 0 && c->sink.queued == 0;
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_set_reading(conn_t *c, int on) {
-  if (c->closing || c->reading == on)
+  if (conn_closing(c) || c->reading == on)
     return;
   if (on) {
     if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0) {
@@ -363,10 +378,11 @@ static void conn_set_reading(conn_t *c, int on) {
   c->reading = on;
 }
 
-/* May c read more requests? Not while closing, draining, paused or held. */
+/* May c read more requests? Only while open, and not paused, held, at the
+ * peer's end of input or stopping. */
 static int conn_may_read(const conn_t *c) {
-  return !c->closing && !c->close_when_sent && !c->paused && !c->held &&
-         !c->peer_eof && c->server->state == SERVER_RUNNING;
+  return c->state == CONN_OPEN && !c->paused && !c->held && !c->peer_eof &&
+         !c->net->stopping;
 }
 
 void conn_stop_reading(conn_t *c) {
@@ -380,7 +396,8 @@ void conn_stop_reading(conn_t *c) {
 }
 
 void conn_close_when_sent(conn_t *c) {
-  c->close_when_sent = 1;
+  if (c->state == CONN_OPEN)
+    conn_set_state(c, CONN_DRAINING);
   conn_stop_reading(c);
   conn_flush(c);
 }
@@ -399,13 +416,15 @@ static int wbuf_reserve(conn_t *c, size_t extra) {
   return 0;
 }
 
-uint8_t *conn_frame_begin(conn_t *c, size_t body_len) {
-  if (c->closing)
+static uint8_t *sink_frame_begin(sink_t *k, size_t body_len) {
+  conn_t *c = container_of(k, conn_t, sink);
+
+  if (conn_closing(c))
     return NULL;
   if (body_len > UINT32_MAX ||
       wbuf_reserve(c, TOKEND_FRAME_HEADER_BYTES + body_len) != 0) {
     log_error("conn %llu: out of memory for a response; closing",
-              (unsigned long long)c->id);
+              (unsigned long long)c->sink.id);
     conn_close(c);
     return NULL;
   }
@@ -413,53 +432,33 @@ uint8_t *conn_frame_begin(conn_t *c, size_t body_len) {
   return c->wbuf + c->wlen + TOKEND_FRAME_HEADER_BYTES;
 }
 
-int conn_frame_end(conn_t *c, size_t body_len, int secret) {
+static int sink_frame_end(sink_t *k, size_t body_len, int secret) {
+  conn_t *c = container_of(k, conn_t, sink);
+
   c->wlen += TOKEND_FRAME_HEADER_BYTES + body_len;
   c->out_bytes += TOKEND_FRAME_HEADER_BYTES + body_len;
   if (secret)
     c->wbuf_secret = 1;
   /* A peer that never reads cannot make us buffer without bound. */
-  if (c->out_bytes > c->server->cfg.max_queued_bytes_hard) {
+  if (c->out_bytes > c->net->cfg->max_queued_bytes_hard) {
     log_warn("conn %llu: %zu bytes of answers unread (hard limit %u); "
              "closing",
-             (unsigned long long)c->id, c->out_bytes,
-             (unsigned)c->server->cfg.max_queued_bytes_hard);
+             (unsigned long long)c->sink.id, c->out_bytes,
+             (unsigned)c->net->cfg->max_queued_bytes_hard);
     conn_close(c);
     return TOKEND_EMSGSIZE;
   }
   return 0;
 }
 
-int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret) {
-  size_t n;
-  uint8_t *body;
-
-  if (c->closing)
-    return 0;
-  /* This conn's queued Verifies are answered first: order is kept. */
-  if (c->deferred > 0) {
-    dispatch_verify_drain(c->server);
-    if (c->closing)
-      return 0;
-  }
-  n = tokend__v1__response__get_packed_size(resp);
-  if ((body = conn_frame_begin(c, n)) == NULL)
-    return TOKEND_ENOMEM;
-  tokend__v1__response__pack(resp, body);
-  return conn_frame_end(c, n, secret);
-}
-
-void conn_send_status(conn_t *c, uint64_t call_id, int grpc_code,
-                      const char *message) {
-  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
-  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
-
-  status.code = grpc_code;
-  status.message = (char *)message;
-  resp.call_id = call_id;
-  resp.status = &status;
-  (void)conn_send(c, &resp, 0);
-}
+static const sink_ops_t conn_sink_ops = {
+    .frame_begin = sink_frame_begin,
+    .frame_end = sink_frame_end,
+    .flush = sink_flush,
+    .hold = sink_hold,
+    .release = sink_release,
+    .answer_later = sink_answer_later,
+};
 
 /* After answers left: close if that was all, resume a paused peer. */
 static void conn_after_write(conn_t *c) {
@@ -469,7 +468,7 @@ static void conn_after_write(conn_t *c) {
     return;
   }
   /* Backpressure: resume once the peer has taken most of its answers. */
-  if (c->paused && c->out_bytes <= c->server->cfg.max_queued_bytes / 2) {
+  if (c->paused && c->out_bytes <= c->net->cfg->max_queued_bytes / 2) {
     c->paused = 0;
     if (conn_may_read(c))
       conn_set_reading(c, 1);
@@ -479,7 +478,7 @@ static void conn_after_write(conn_t *c) {
 }
 
 static void on_write(uv_write_t *req, int status) {
-  conn_write_t *w = (conn_write_t *)req;
+  conn_write_t *w = container_of(req, conn_write_t, req);
   conn_t *c = w->conn;
 
   if (w->secret)
@@ -487,9 +486,10 @@ static void on_write(uv_write_t *req, int status) {
   c->out_bytes -= w->data_len;
   wbuf_release(c, w->buf, w->len);
   free(w);
+  assert(c->writes > 0);
   c->writes--;
   if (status < 0 && status != UV_ECANCELED) {
-    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->sink.id,
               uv_strerror(status));
     conn_close(c);
     return;
@@ -520,12 +520,13 @@ static int conn_try_write(conn_t *c) {
   return 0;
 }
 
-void conn_flush(conn_t *c) {
+/* Hands the output buffer to the socket in one write. */
+static void conn_flush(conn_t *c) {
   conn_write_t *w;
   uv_buf_t buf;
   int err;
 
-  if (c->closing)
+  if (conn_closing(c))
     return;
   if (c->wlen == 0) {
     if (conn_done_sending(c))
@@ -533,7 +534,7 @@ void conn_flush(conn_t *c) {
     return;
   }
   if ((err = conn_try_write(c)) != 0) {
-    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->sink.id,
               uv_strerror(err));
     conn_close(c);
     return;
@@ -565,7 +566,7 @@ void conn_flush(conn_t *c) {
   c->wbuf_secret = 0;
   err = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
   if (err != 0) {
-    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->sink.id,
               uv_strerror(err));
     if (w->secret)
       sodium_memzero(w->buf, w->len);
@@ -578,9 +579,9 @@ void conn_flush(conn_t *c) {
   c->writes++;
   /* Backpressure: a peer that does not read its answers is not read from
    * until it does. */
-  if (c->out_bytes > c->server->cfg.max_queued_bytes && !c->paused) {
+  if (c->out_bytes > c->net->cfg->max_queued_bytes && !c->paused) {
     log_debug("conn %llu: %zu bytes of answers unread; pausing reads",
-              (unsigned long long)c->id, c->out_bytes);
+              (unsigned long long)c->sink.id, c->out_bytes);
     c->paused = 1;
     conn_set_reading(c, 0);
   }
@@ -589,7 +590,7 @@ void conn_flush(conn_t *c) {
 /* conn_process has sized the buffer for the frame being read (or its
  * header), so there is always room here but for the first read. */
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-  conn_t *c = handle->data;
+  conn_t *c = container_of(handle, conn_t, pipe);
 
   (void)suggested;
   if (c->rbuf == NULL) {
@@ -609,7 +610,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
 /* Parses every complete frame in the buffer, then trims once. Returns 0, or
  * non-zero when the connection must close after its answers are sent. */
 static int conn_process(conn_t *c) {
-  const server_t *s = c->server;
+  net_t *n = c->net;
   size_t off = 0, consumed;
   const uint8_t *body;
   uint32_t body_len;
@@ -617,8 +618,8 @@ static int conn_process(conn_t *c) {
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
   int stop = 0;
 
-  server_read_burst(c->server);
-  while (!stop && !c->closing && !c->close_when_sent) {
+  n->h.burst(n->h.ctx);
+  while (!stop && c->state == CONN_OPEN) {
     /* A peer cannot queue unbounded work for the store, nor have answers
      * made faster than it reads them: stop here and read no more until
      * conn_resume. */
@@ -627,30 +628,29 @@ static int conn_process(conn_t *c) {
       conn_set_reading(c, 0);
       break;
     }
-    r = frame_decode(c->rbuf + off, c->rlen - off, s->cfg.max_frame_bytes,
+    r = frame_decode(c->rbuf + off, c->rlen - off, n->cfg->max_frame_bytes,
                      &body, &body_len, &consumed);
     if (r == FRAME_NEED_MORE)
       break;
     if (r == FRAME_ERR_TOO_LARGE) {
       snprintf(msg, sizeof(msg),
                "frame of %u bytes exceeds the maximum of %u bytes",
-               (unsigned)body_len, (unsigned)s->cfg.max_frame_bytes);
-      log_warn("conn %llu: %s; closing", (unsigned long long)c->id, msg);
-      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+               (unsigned)body_len, (unsigned)n->cfg->max_frame_bytes);
+      log_warn("conn %llu: %s; closing", (unsigned long long)c->sink.id, msg);
+      conn_status(c, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
       stop = 1;
       break;
     }
     if (r == FRAME_ERR_BAD_FLAG) {
       log_warn("conn %llu: frame flag byte 0x%02x (compression is not "
                "supported); closing",
-               (unsigned long long)c->id, c->rbuf[off]);
-      conn_send_status(c, 0, TOKEND_GRPC_INVALID_ARGUMENT,
-                       "compressed-flag must be 0: compression is not "
-                       "supported");
+               (unsigned long long)c->sink.id, c->rbuf[off]);
+      conn_status(c, TOKEND_GRPC_INVALID_ARGUMENT,
+                  "compressed-flag must be 0: compression is not supported");
       stop = 1;
       break;
     }
-    if (dispatch_frame(c, body, body_len) != 0)
+    if (n->h.frame(n->h.ctx, &c->sink, body, body_len) != 0)
       stop = 1;
     off += consumed;
   }
@@ -658,17 +658,17 @@ static int conn_process(conn_t *c) {
     secret_buf_consume(c->rbuf, c->rlen, off, 1);
     c->rlen -= off;
   }
-  if (!stop && !c->closing) {
+  if (!stop && !conn_closing(c)) {
     int err = conn_rbuf_fit(c, msg, sizeof(msg));
 
     if (err == TOKEND_EMSGSIZE) {
-      log_warn("conn %llu: %s; closing", (unsigned long long)c->id, msg);
-      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+      log_warn("conn %llu: %s; closing", (unsigned long long)c->sink.id, msg);
+      conn_status(c, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
       stop = 1;
     } else if (err != 0) {
       log_error("conn %llu: out of memory for a request; closing",
-                (unsigned long long)c->id);
-      conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                (unsigned long long)c->sink.id);
+      conn_status(c, TOKEND_GRPC_RESOURCE_EXHAUSTED, "out of memory");
       stop = 1;
     }
   }
@@ -684,11 +684,12 @@ static int conn_process(conn_t *c) {
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = stream->data;
+  conn_t *c = container_of(stream, conn_t, pipe);
 
+  (void)buf;
   if (nread < 0) {
     if (nread != UV_EOF)
-      log_debug("conn %llu: read failed: %s", (unsigned long long)c->id,
+      log_debug("conn %llu: read failed: %s", (unsigned long long)c->sink.id,
                 uv_strerror((int)nread));
     if (nread == UV_EOF) {
       /* The peer is done sending (maybe only half-closed): it still gets
@@ -716,51 +717,52 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 }
 
 void conn_check_timeouts(conn_t *c, uint64_t now) {
-  const config_t *cfg = &c->server->cfg;
+  const config_t *cfg = c->net->cfg;
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
 
-  if (c->closing)
+  if (conn_closing(c))
     return;
   if (c->reading && c->partial_since != 0 &&
       now - c->partial_since >= cfg->read_timeout_ms) {
     snprintf(msg, sizeof(msg),
              "request incomplete after %u ms (%zu bytes received); closing",
              (unsigned)cfg->read_timeout_ms, c->rlen);
-    log_warn("conn %llu: %s", (unsigned long long)c->id, msg);
-    conn_send_status(c, 0, TOKEND_GRPC_DEADLINE_EXCEEDED, msg);
+    log_warn("conn %llu: %s", (unsigned long long)c->sink.id, msg);
+    conn_status(c, TOKEND_GRPC_DEADLINE_EXCEEDED, msg);
     conn_flush(c);
     conn_close(c);
     return;
   }
   if (cfg->idle_timeout_ms > 0 && c->rlen == 0 && c->jobs == 0 &&
-      c->deferred == 0 && c->writes == 0 &&
+      c->sink.queued == 0 && c->writes == 0 &&
       now - c->last_active >= cfg->idle_timeout_ms) {
-    log_debug("conn %llu: idle for %u ms; closing", (unsigned long long)c->id,
-              (unsigned)cfg->idle_timeout_ms);
+    log_debug("conn %llu: idle for %u ms; closing",
+              (unsigned long long)c->sink.id, (unsigned)cfg->idle_timeout_ms);
     conn_close(c);
   }
 }
 
-/* Allocates a conn and links it into the server's list; on_close unlinks
- * it, so once this returns every failure path is conn_close(). */
-static conn_t *conn_new(server_t *s) {
+/* Allocates a conn and links it into n's list; on_close unlinks it, so
+ * once this returns every failure path is conn_close(). */
+static conn_t *conn_new(net_t *n) {
   conn_t *c = calloc(1, sizeof(*c));
 
   if (c == NULL)
     return NULL;
-  c->server = s;
-  c->id = ++s->next_conn_id;
-  if (uv_pipe_init(&s->loop, &c->pipe, 0) != 0) {
+  c->net = n;
+  c->state = CONN_OPEN;
+  c->sink.ops = &conn_sink_ops;
+  c->sink.id = ++n->next_conn_id;
+  if (uv_pipe_init(n->loop, &c->pipe, 0) != 0) {
     free(c);
     return NULL;
   }
-  c->pipe.data = c;
-  c->next = s->conns;
-  if (s->conns != NULL)
-    s->conns->prev = c;
-  s->conns = c;
-  s->n_conns++;
-  c->last_active = uv_now(&s->loop);
+  c->next = n->conns;
+  if (n->conns != NULL)
+    n->conns->prev = c;
+  n->conns = c;
+  n->n_conns++;
+  c->last_active = uv_now(n->loop);
   return c;
 }
 
@@ -782,7 +784,8 @@ static int ids_match(const config_ids_t *ids, uint32_t uid,
  * peer whose credentials cannot be read gets no role beyond the default
  * verifier one. */
 static int conn_identify(conn_t *c) {
-  const config_t *cfg = &c->server->cfg;
+  const config_t *cfg = c->net->cfg;
+  peer_t *peer = &c->sink.peer;
   uint32_t gids[CONFIG_MAX_IDS * 4];
   gid_t groups[CONFIG_MAX_IDS * 4];
   struct ucred cred;
@@ -794,12 +797,12 @@ static int conn_identify(conn_t *c) {
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
       len != sizeof(cred)) {
     log_warn("conn %llu: cannot read peer credentials; closing",
-             (unsigned long long)c->id);
+             (unsigned long long)c->sink.id);
     return TOKEND_EPERM;
   }
-  c->peer.uid = (uint32_t)cred.uid;
-  c->peer.gid = (uint32_t)cred.gid;
-  c->peer.pid = (int32_t)cred.pid;
+  peer->uid = (uint32_t)cred.uid;
+  peer->gid = (uint32_t)cred.gid;
+  peer->pid = (int32_t)cred.pid;
   gids[n_gids++] = (uint32_t)cred.gid;
   /* Supplementary groups, without asking NSS (which may block). A peer in
    * more groups than fit is judged by the ones that do. */
@@ -807,10 +810,10 @@ static int conn_identify(conn_t *c) {
   if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
     for (i = 0; i < len / sizeof(gid_t) && n_gids < CONFIG_MAX_IDS * 4; i++)
       gids[n_gids++] = (uint32_t)groups[i];
-  c->peer.is_operator = ids_match(&cfg->operators, c->peer.uid, gids, n_gids);
-  c->peer.is_verifier = cfg->any_verifier ||
-                        ids_match(&cfg->verifiers, c->peer.uid, gids, n_gids);
-  snprintf(c->peer.user, sizeof(c->peer.user), "uid:%u", (unsigned)c->peer.uid);
+  peer->is_operator = ids_match(&cfg->operators, peer->uid, gids, n_gids);
+  peer->is_verifier =
+      cfg->any_verifier || ids_match(&cfg->verifiers, peer->uid, gids, n_gids);
+  snprintf(peer->user, sizeof(peer->user), "uid:%u", (unsigned)peer->uid);
   return 0;
 }
 
@@ -823,31 +826,31 @@ static int conn_start(conn_t *c) {
     conn_close(c);
     return TOKEND_EPERM;
   }
-  if (server_conn_admit(c->server, c, msg, sizeof(msg)) != 0) {
-    server_log_refusal(c->server, msg);
-    conn_send_status(c, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+  if (net_admit(c->net, c, msg, sizeof(msg)) != 0) {
+    net_log_refusal(c->net, msg);
+    conn_status(c, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
     conn_close_when_sent(c);
     return 0;
   }
   conn_set_reading(c, 1);
-  if (c->closing)
+  if (conn_closing(c))
     return TOKEND_EIO;
-  log_debug("conn %llu: accepted uid=%u pid=%d%s", (unsigned long long)c->id,
-            (unsigned)c->peer.uid, (int)c->peer.pid,
-            c->peer.is_operator ? " operator" : "");
+  log_debug("conn %llu: accepted uid=%u pid=%d%s",
+            (unsigned long long)c->sink.id, (unsigned)c->sink.peer.uid,
+            (int)c->sink.peer.pid, c->sink.peer.is_operator ? " operator" : "");
   return 0;
 }
 
-int conn_open_fd(server_t *s, int fd, conn_t **out) {
+int conn_open_fd(net_t *n, int fd, conn_t **out) {
   conn_t *c;
   int err;
 
   /* Like the listener, a stopping server takes no new peers. */
-  if (s->state != SERVER_RUNNING) {
+  if (n->stopping) {
     close(fd);
     return TOKEND_EUNAVAIL;
   }
-  c = conn_new(s);
+  c = conn_new(n);
   if (c == NULL) {
     close(fd);
     return TOKEND_ENOMEM;

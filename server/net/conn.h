@@ -1,10 +1,12 @@
-/* conn: one client connection. A small state machine in the manner of
- * Redis's client struct: a read buffer, the frame parser, an output buffer
- * that collects every response produced from one read and goes out in one
- * write, and a count of answers still owed by the store worker.
+/* conn: one client connection, private to net/. A small state machine in
+ * the manner of Redis's client struct: a read buffer, the frame parser, an
+ * output buffer that collects every answer produced from one read and goes
+ * out in one write, and the holds of store jobs and queued Verifies that
+ * still owe it answers.
  *
- * Memory: a conn is freed only after uv_close's callback AND once no store
- * job refers to it, whichever comes last. */
+ * Lifetime is a state (conn_state_t), moved forward only, each move
+ * asserted (libuv's UV_HANDLE_CLOSING / UV_HANDLE_CLOSED): a conn is freed
+ * only in CONN_CLOSED (uv_close's callback ran) once nothing holds it. */
 #ifndef TOKEND_CONN_H
 #define TOKEND_CONN_H
 
@@ -12,32 +14,28 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "tokend.pb-c.h"
-#include "tokend_error.h"
-#include "tokend_limits.h"
+#include "config.h"
+#include "core/sink.h"
+#include "log.h"
+#include "net/net.h"
+#include "nodump.h"
 
-typedef struct server_s server_t;
-typedef struct store_job_s store_job_t;
-
-/* Who is at the other end, from the kernel (SO_PEERCRED, SO_PEERGROUPS) at
- * accept time. Nothing in a request can change it. */
-typedef struct {
-  uint32_t uid, gid;
-  int32_t pid;
-  int is_operator;
-  int is_verifier;
-  char user[TOKEND_USER_BYTES]; /* "uid:<uid>": who a non-operator acts as */
-} peer_t;
+typedef enum {
+  CONN_OPEN,     /* reading (unless held or paused) and answering */
+  CONN_DRAINING, /* reads no more; closes once its answers are written */
+  CONN_CLOSING,  /* uv_close called: nothing more is written */
+  CONN_CLOSED    /* its close callback ran: freed once nothing holds it */
+} conn_state_t;
 
 typedef struct conn_s {
-  uv_pipe_t pipe; /* pipe.data points back to the conn */
-  server_t *server;
+  uv_pipe_t pipe;
+  sink_t sink; /* what rpc answers through; sink.peer is the peer */
+  net_t *net;
   struct conn_s *prev, *next;
-  uint64_t id;
-  peer_t peer;
+  conn_state_t state;
   uint8_t *rbuf; /* unparsed input */
   size_t rlen, rcap;
-  uint8_t *wbuf; /* responses not yet handed to uv_write */
+  uint8_t *wbuf; /* answers not yet handed to uv_write */
   size_t wlen, wcap;
   int wbuf_secret; /* wbuf holds a token secret: wipe when done */
   /* The buffers' own memory, left out of core dumps (nodump.h), mapped at
@@ -49,13 +47,11 @@ typedef struct conn_s {
   uint8_t *home;
   uint8_t *wspare;
   int home_wbuf_busy;
-  unsigned jobs;     /* store jobs it started: answers it is owed, and the audit
-                      * records of its refused calls */
-  unsigned deferred; /* queued Verifies (dispatch.c) not yet answered */
-  unsigned writes;   /* uv_write requests in flight */
-  int resuming;      /* conn_resume is running: not again from within */
+  unsigned jobs;   /* store jobs that owe it an answer or an audit record */
+  unsigned writes; /* uv_write requests in flight */
+  int resuming;    /* conn_resume is running: not again from within */
   /* Store jobs done whose answers wait until the peer has read most of
-   * what it was sent (conn_answer_later), oldest first, and the one whose
+   * what it was sent (answer_later), oldest first, and the one whose
    * answer is being made now. */
   store_job_t **later;
   size_t n_later, later_cap;
@@ -69,83 +65,72 @@ typedef struct conn_s {
    * the unread answers to half --max-queued-bytes; reading stopped
    * meanwhile */
   int held;
-  int closing;         /* uv_close called */
-  int closed;          /* close callback ran */
-  int close_when_sent; /* protocol error: close once wbuf is written */
   int peer_eof; /* the peer is done sending; held requests are still served */
-  int admitted; /* counted by server_conn_admit */
+  int admitted; /* counted by net_admit */
 } conn_t;
 
-/* Serves an already connected stream socket fd: one the server's listener
- * accepted, or one end of a socketpair in tests and the fuzzer. Its peer is
- * identified; a peer over a connection limit (server_conn_admit) is told
- * RESOURCE_EXHAUSTED and closed at once. Takes ownership of fd: it is
- * closed with the conn. *out (may be NULL) is valid until the conn
- * closes. */
-int conn_open_fd(server_t *s, int fd, conn_t **out) TOKEND_MUST_CHECK;
+/* What listener.c and conn.c share. */
+struct net_s {
+  uv_loop_t *loop;
+  const config_t *cfg;
+  net_handler_t h;
+  uv_pipe_t listener; /* bound by libuv; accepted from by listen_poll */
+  /* tokend accepts itself (libuv's uv_listen drops connections silently
+   * when out of file descriptors): readiness of the listening socket, and
+   * the pause after an accept failed for want of descriptors or memory */
+  uv_poll_t listen_poll;
+  uv_timer_t accept_retry;
+  int listening; /* the socket file is ours to remove */
+  int stopping;  /* net_stop: no new peers or requests */
+  conn_t *conns; /* doubly linked list of conns not yet closed */
+  size_t n_conns;
+  uint64_t next_conn_id;
+  /* Connections admitted, in all and per uid: the ones --max-connections
+   * and its per-uid and operator shares count. */
+  size_t n_admitted;
+  struct net_uid_conns_s *uid_conns; /* uthash, by uid */
+  /* Refused connections and failed accepts: one line per
+   * --log-repeat-interval-ms, then "(N more like this)" (a flood must not
+   * flood the log). */
+  log_limit_t refuse_log;
+  /* closed connections' buffer blocks, for new ones (--conn-buffer-pool) */
+  nodump_pool_t conn_pool;
+  /* read buffers larger than CONN_READ_CHUNK, all conns (--max-read-memory) */
+  size_t read_buf_bytes;
+};
 
 /* The size of the block holding a connection's own read and output buffers
- * (server_t.conn_pool's blocks). */
+ * (net_t.conn_pool's blocks). */
 size_t conn_buffer_block_bytes(void);
+
+/* Serves fd (owned from here): identifies its peer, admits it or tells it
+ * which limit it met and closes it. *out (may be NULL) as net_open_fd. */
+int conn_open_fd(net_t *n, int fd, conn_t **out) TOKEND_MUST_CHECK;
 
 /* Enforces the read and idle timeouts at loop time now. */
 void conn_check_timeouts(conn_t *c, uint64_t now);
 
-/* Around a Verify queued for answering later in this turn of the loop: the
- * conn is neither closed for being done nor freed until it is answered;
- * the end flushes the conn's answers once none is queued. */
-void conn_deferred_begin(conn_t *c);
-void conn_deferred_end(conn_t *c);
-
-/* Appending a response encoded by hand: conn_frame_begin returns where its
- * body_len bytes go (after the frame header), or NULL if c is closing or
- * out of memory (c is then closed); conn_frame_end counts them in. secret
- * marks a response that carries a token secret. conn_frame_end returns 0 or
- * TOKEND_EMSGSIZE (c is then closed: the peer does not read its answers). */
-uint8_t *conn_frame_begin(conn_t *c, size_t body_len);
-int conn_frame_end(conn_t *c, size_t body_len, int secret);
-
-/* Appends resp, framed, to c's output. secret marks a response that carries
- * a token secret. Returns 0 or TOKEND_ENOMEM (c is then closed). */
-int conn_send(conn_t *c, const Tokend__V1__Response *resp, int secret);
-
-/* Appends a response with only call_id and a status. */
-void conn_send_status(conn_t *c, uint64_t call_id, int grpc_code,
-                      const char *message);
-
-/* Hands the output buffer to the socket in one write. */
-void conn_flush(conn_t *c);
+/* Stops reading new requests (shutdown). Owed answers still go out. */
+void conn_stop_reading(conn_t *c);
 
 /* Stops reading; closes once what is already queued has been written. */
 void conn_close_when_sent(conn_t *c);
 
-/* Stops reading new requests (shutdown). Owed answers still go out. */
-void conn_stop_reading(conn_t *c);
-
 /* Closes now. Idempotent. */
 void conn_close(conn_t *c);
 
-/* Submits job to the store worker on c's behalf: it counts against c's
- * --max-pending-calls, and keeps c and the server's shutdown waiting until
- * conn_job_end(c). */
-void conn_job_submit(conn_t *c, store_job_t *job);
+/* listener.c: decides whether c (its peer identified) may be served: 0, or
+ * TOKEND_EMSGSIZE / TOKEND_ENOMEM with msg (len bytes) saying which limit
+ * it met. An admitted c counts until net_conn_removed. */
+int net_admit(net_t *n, conn_t *c, char *msg, size_t len);
 
-/* From job's done callback, once it no longer needs c: releases c (which
- * may free it) and the server's count (which may finish a shutdown). */
-void conn_job_end(conn_t *c);
+/* listener.c: logs a refused connection or a failed accept at warn, at
+ * most once per --log-repeat-interval-ms, the next line out ending with the
+ * number held back, "(N more like this)". */
+void net_log_refusal(net_t *n, const char *what);
 
-/* Called first by the done callback of a job whose answer may be large (a
- * List page can be megabytes): 1 if the answer must wait because c's peer
- * has more than --max-queued-bytes of answers unread (or older answers
- * already wait); the callback then returns at once, keeping its results,
- * and c calls job->done(job) again once the peer has read most of its
- * answers, or when c closes (conn_is_open then says 0). 0: answer now.
- * So answers are made as fast as the peer reads them, never many pages in
- * one burst: what waits is store results (rows, bounded by
- * --max-list-memory), not encoded bytes. */
-int conn_answer_later(conn_t *c, store_job_t *job);
-
-/* 1 if c can still receive responses. */
-int conn_is_open(const conn_t *c);
+/* listener.c: unlinks c from n's list and admission counts (its close
+ * callback calls it). */
+void net_conn_removed(net_t *n, conn_t *c);
 
 #endif

@@ -1,6 +1,6 @@
 /* fuzz_server: libFuzzer target that sends arbitrary bytes to a real tokend
  * connection: frame decoding (common/frame.c via server/net/conn.c), request
- * decoding and dispatch (server/rpc/dispatch.c), and the store worker on an
+ * decoding and dispatch (server/rpc/), and the store worker on an
  * in-memory SQLite database.
  *
  * An input is one byte that picks the peer, then the bytes that peer sends.
@@ -10,7 +10,7 @@
  *
  * One server_t lives for the whole process (its socket and pepper in a
  * mkdtemp directory). For each input the harness opens one end of a
- * socketpair with conn_open_fd(), writes the bytes into the other end in a
+ * socketpair with net_open_fd(), writes the bytes into the other end in a
  * few pieces whose sizes are drawn from a hash of the input (so frames get
  * split across reads, the same way for the same input), half-closes it and
  * runs the loop until the connection has closed and no store job is in
@@ -57,7 +57,7 @@
 #include "frame.h"
 #include "fuzz_fixtures.h"
 #include "log.h"
-#include "net/conn.h"
+#include "net/net.h"
 #include "server.h"
 #include "store/worker.h"
 #include "token.h"
@@ -180,7 +180,8 @@ static void fixture_submit(server_t *s, fixture_job_t *j,
 }
 
 /* Stores the fixtures through the server's own store worker and applies
- * them in memory, as the done callbacks in dispatch.c would. */
+ * them in memory, as the done callbacks in rpc/tokens.c and rpc/admins.c would.
+ */
 static void fixtures_load(server_t *s) {
   fixture_job_t issue[FUZZ_TOKEN_COUNT], revoke[FUZZ_TOKEN_COUNT], grant;
   char tok[TOKEND_TOKEN_BYTES];
@@ -298,8 +299,10 @@ static void server_up(void) {
    * the server must not start a graceful shutdown under the fuzzer. */
   sigaction(SIGINT, NULL, &old_int);
   sigaction(SIGTERM, NULL, &old_term);
-  if (server_init(&g_server, &g_cfg) != 0)
-    die("server_init failed (see the line above)");
+  /* As main.c composes it. */
+  if (server_init(&g_server, &g_cfg) != 0 || server_rpc_new(&g_server) != 0 ||
+      server_net_new(&g_server) != 0 || server_listen(&g_server) != 0)
+    die("tokend's start-up failed (see the line above)");
   uv_signal_stop(&g_server.sigint);
   uv_signal_stop(&g_server.sigterm);
   sigaction(SIGINT, &old_int, NULL);
@@ -513,7 +516,7 @@ static void pump(fuzz_peer_t *p, int fd, int wait_ms) {
 
 /* Serves c as the operator the harness is (0), as the fixtures' domain
  * admin (1) or as a peer with no role but the default verifier one (2). */
-static void peer_as(conn_t *c, unsigned which) {
+static void peer_as(sink_t *c, unsigned which) {
   uint32_t uid = which == 1 ? FUZZ_ADMIN_UID : FUZZ_NOBODY_UID;
 
   if (which == 0) {
@@ -549,7 +552,7 @@ static uint64_t elapsed_ms(uint64_t start_ns) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_peer_t peer = {0};
-  conn_t *c;
+  sink_t *c;
   uint64_t seed = input_seed(data, size), start = uv_hrtime();
   size_t off = 0, want;
   unsigned pieces = 0, who = 0;
@@ -566,8 +569,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     server_up();
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     die("socketpair: %s", strerror(errno));
-  if (conn_open_fd(&g_server, fds[0], &c) != 0)
-    die("conn_open_fd failed");
+  if (net_open_fd(g_server.net, fds[0], &c) != 0)
+    die("net_open_fd failed");
   /* Nothing is read before the loop runs: the peer can still be changed. */
   peer_as(c, who);
   g_who = who;
@@ -599,13 +602,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   shutdown(fds[1], SHUT_WR);
 
-  while (!peer.eof || g_server.n_conns > 0 || g_server.jobs_in_flight > 0) {
+  while (!peer.eof || net_conn_count(g_server.net) > 0 ||
+         g_server.jobs_in_flight > 0) {
     pump(&peer, fds[1], 10);
     if (elapsed_ms(start) > FUZZ_WAIT_MS)
       die("after %d ms: peer eof %d, %zu connections, %zu store jobs in "
           "flight, %zu answers read",
-          FUZZ_WAIT_MS, peer.eof, g_server.n_conns, g_server.jobs_in_flight,
-          peer.responses);
+          FUZZ_WAIT_MS, peer.eof, net_conn_count(g_server.net),
+          g_server.jobs_in_flight, peer.responses);
   }
   if (peer.len != 0)
     die("the connection closed %zu bytes into an answer", peer.len);

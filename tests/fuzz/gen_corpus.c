@@ -234,7 +234,7 @@ static void req_empty(seed_t *s, uint64_t call_id) {
   seed_add(s, &req);
 }
 
-/* A page token as dispatch.c makes them: base64url("<tag><position>"),
+/* A page token as rpc/tokens.c makes them: base64url("<tag><position>"),
  * tag "p1." for List, "a1." for ListAuditEvents. */
 static const char *page_token(const char *tag, int64_t pos) {
   static char out[TOKEND_PAGE_TOKEN_BYTES];

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "rpc/refusals.h"
+#include "core/refusals.h"
 
 static void refusal(store_audit_t *ev, uint32_t uid, int32_t pid,
                     const char *method, const char *domain) {

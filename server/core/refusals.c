@@ -1,4 +1,4 @@
-#include "rpc/refusals.h"
+#include "core/refusals.h"
 
 #include <stdio.h>
 #include <stdlib.h>

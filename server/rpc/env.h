@@ -1,0 +1,37 @@
+/* env: what the rpc layer works on and how it reaches the store; the
+ * part of rpc.h that rpc's own files share with its callers. */
+#ifndef TOKEND_RPC_ENV_H
+#define TOKEND_RPC_ENV_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "core/domains.h"
+#include "core/index.h"
+#include "core/verify_cache.h"
+#include "store/worker.h"
+
+typedef struct rpc_s rpc_t;
+
+/* What rpc works on, and how it reaches the store. Everything pointed to
+ * is owned by the caller and must outlive the rpc_t. */
+typedef struct {
+  const config_t *cfg;
+  index_t *index;
+  verify_cache_t *vcache;
+  domains_t *domains;
+  const uint8_t *pepper; /* TOKEND_PEPPER_BYTES */
+  /* The loop: the Verify batch is answered after each poll phase (a check
+   * handle), and the write-back's backoff is timed by it. NULL (unit
+   * tests): no handles; rpc_verify_drain is then called by hand. */
+  uv_loop_t *loop;
+  /* Queues job for the store; job->done(job) runs later on the loop thread.
+   * Each submit is matched by one job_end(ctx) after the done callback has
+   * finished with the job (the server counts jobs in flight for its
+   * shutdown). */
+  void (*submit)(void *ctx, store_job_t *job);
+  void (*job_end)(void *ctx);
+  void *ctx;
+} rpc_env_t;
+
+#endif

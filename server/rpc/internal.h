@@ -1,0 +1,176 @@
+/* What the files of rpc/ share: the rpc_t itself, the call lifetime
+ * (call.c), answering through a sink, and the handlers the method table
+ * names. Not for use outside rpc/. Loop thread only. */
+#ifndef TOKEND_RPC_INTERNAL_H
+#define TOKEND_RPC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/authz.h"
+#include "core/refusals.h"
+#include "core/sink.h"
+#include "log.h"
+#include "pb_arena.h"
+#include "rpc/env.h"
+#include "rpc/methods.h"
+#include "tokend.pb-c.h"
+
+typedef struct verify_batch_s verify_batch_t;
+
+struct rpc_s {
+  rpc_env_t env;
+  pb_arena_t arena; /* decodes one request at a time */
+  /* Verifies queued in this turn of the loop (verify.c) */
+  verify_batch_t *vbatch;
+  uv_check_t vbatch_check; /* answers them after each poll phase */
+  uv_idle_t vbatch_idle;   /* while any wait: poll must not block */
+  int handles;             /* the two above were initialised */
+  /* Wall clock (ms) read once per read burst: what "now" means for the
+   * Verifies answered from that burst. */
+  int64_t now_ms;
+  size_t list_bytes;    /* answer rows held by List calls in flight */
+  refusals_t *refusals; /* repeated refusals, counted; NULL: interval 0 */
+  /* last_used write-back (flush.c): one at a time; failed ones in a row,
+   * and the uv_now() before which none is tried again */
+  int flush_in_flight;
+  uint32_t flush_failures;
+  uint64_t flush_not_before;
+  char flush_errmsg[128]; /* why the last write-back failed */
+  log_limit_t flush_log;  /* its failure line, rate-limited */
+};
+
+/* ---- answering (rpc.c) ---- */
+
+/* Appends resp, encoded, to k's output (after k's queued Verifies, so
+ * answers leave in request order). secret marks a response that carries a
+ * token secret. Returns 0 or a TOKEND_E* code (k is then closed). */
+int rpc_send(rpc_t *r, sink_t *k, const Tokend__V1__Response *resp, int secret);
+
+/* Answers call_id with err's status and msg. */
+void rpc_send_error(rpc_t *r, sink_t *k, uint64_t call_id, int err,
+                    const char *msg);
+
+/* 1 if k can still receive answers. */
+static inline int rpc_sink_open(const sink_t *k) { return !k->closed; }
+
+/* How many bytes protobuf-c decoded into s, NULs included (the arena
+ * remembers). */
+size_t rpc_decoded_len(const char *s);
+
+/* Answers INVALID_ARGUMENT and returns 1 if the decoded field s holds a NUL
+ * byte (protobuf-c would silently cut it there). */
+int rpc_reject_nul(rpc_t *r, sink_t *k, uint64_t call_id, const char *s,
+                   const char *field);
+
+/* Submits job to the store on k's behalf: k is held until call_end. */
+void rpc_submit(rpc_t *r, sink_t *k, store_job_t *job);
+
+/* ---- refusals (refuse.c) ---- */
+
+/* Answers a refused call with err's status and why, and records it in the
+ * audit log (asynchronously; nothing waits for it) and in the log, as
+ * authz_refusal decides. */
+void rpc_refuse(rpc_t *r, sink_t *k, uint64_t call_id,
+                const authz_actor_t *actor, const char *method,
+                const char *rule, const char *domain, int err, const char *why);
+
+/* The method table's rules, applied: each answers PERMISSION_DENIED
+ * (audited) and returns 1 if the call may not go on. */
+int rpc_refuse_not_operator(rpc_t *r, sink_t *k, uint64_t call_id,
+                            const authz_actor_t *actor, const char *method,
+                            const char *domain);
+int rpc_refuse_not_domain_admin(rpc_t *r, sink_t *k, uint64_t call_id,
+                                const authz_actor_t *actor, const char *method,
+                                const char *domain);
+
+/* Refuses a Verify by a peer that is neither a verifier nor an operator. */
+void rpc_refuse_verify(rpc_t *r, sink_t *k, uint64_t call_id);
+
+/* The verifier rule, on the path of every Verify: the check inline, the
+ * refusal (a large frame: a message, an audit record) out of line. */
+static inline int rpc_refuse_not_verifier(rpc_t *r, sink_t *k,
+                                          uint64_t call_id) {
+  if (k->peer.is_verifier || k->peer.is_operator)
+    return 0;
+  rpc_refuse_verify(r, k, call_id);
+  return 1;
+}
+
+/* ---- calls answered by the store (call.c) ---- */
+
+typedef struct call_s call_t;
+
+/* What a kind of call does when its store job is done: the one done path
+ * (call_done) runs these. */
+typedef struct {
+  const char *method; /* for the log and refusals */
+  unsigned flags;     /* CALL_* */
+  /* What failed, in "could not <what>: ..." */
+  const char *what;
+  /* Writes only: applies a committed (or found applied) write to memory,
+   * whether or not the caller is still there; returns the code to answer
+   * (job->result, or an error met applying). NULL: job->result. */
+  int (*apply)(call_t *call);
+  /* The message for TOKEND_ENOTFOUND; NULL: as any error. */
+  void (*not_found)(const call_t *call, char *msg, size_t len);
+  /* Succeeded: logs it and answers if the sink is open. */
+  void (*ok)(call_t *call);
+  /* Frees what the job's outputs hold (NULL: nothing). */
+  void (*fini)(call_t *call);
+} call_kind_t;
+
+#define CALL_WRITE 1u /* the message says whether the change is in effect */
+#define CALL_PAGED 2u /* answered when the peer reads (sink answer_later) */
+
+/* One call answered by the store worker. */
+struct call_s {
+  store_job_t job;
+  rpc_t *rpc;
+  sink_t *sink;
+  const call_kind_t *kind;
+  uint64_t call_id;
+  store_audit_t audit;            /* writes: recorded with the write */
+  char token[TOKEND_TOKEN_BYTES]; /* Issue only: the secret, wiped at end */
+  uint32_t page_size;             /* List and ListAuditEvents */
+  size_t list_bytes;              /* their rows, in rpc_t.list_bytes */
+};
+
+/* A new call of kind for store job kind job_kind, or NULL (out of memory:
+ * answered already). */
+call_t *call_new(rpc_t *r, sink_t *k, uint64_t call_id, const call_kind_t *kind,
+                 store_job_kind_t job_kind);
+
+/* Room for the n rows of size bytes a List-like call reads its answer into,
+ * counted against --max-list-memory. On refusal answers (RESOURCE_EXHAUSTED
+ * or out of memory) and returns NULL; the caller then frees the call with
+ * free(), as it holds nothing. */
+void *call_rows(call_t *call, size_t n, size_t size);
+
+/* Hands call's job to the store. */
+void call_submit(call_t *call);
+
+/* ---- handlers (the method table's last column) ---- */
+
+#define RPC_HANDLER_DECL(name, member, CASE, domain, who, handler)             \
+  void handler(rpc_t *r, sink_t *k, uint64_t call_id,                          \
+               const authz_actor_t *actor, const Tokend__V1__Request *req);
+RPC_METHODS(RPC_HANDLER_DECL)
+#undef RPC_HANDLER_DECL
+
+/* Verify by its token bytes tok[0..len) (the hand-decoded fast path and the
+ * protobuf-c one meet here); the caller checked the verifier rule. */
+void rpc_verify_token(rpc_t *r, sink_t *k, uint64_t call_id, const char *tok,
+                      size_t len);
+
+/* verify.c: the batch's memory and loop handles. */
+int rpc_verify_init(rpc_t *r) TOKEND_MUST_CHECK;
+void rpc_verify_fini(rpc_t *r);
+
+/* tokens.c: page tokens ("p1." tokens, "a1." audit events) */
+void rpc_page_token_encode(const char *tag, int64_t pos,
+                           char out[TOKEND_PAGE_TOKEN_BYTES]);
+int rpc_page_token_decode(const char *tag, const char *tok,
+                          int64_t *pos) TOKEND_MUST_CHECK;
+
+#endif

@@ -1,0 +1,321 @@
+#include "rpc/rpc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/internal.h"
+#include "token.h"
+#include "tokend_time.h"
+#include "validate.h"
+#include "verify_wire.h"
+
+int rpc_new(const rpc_env_t *env, rpc_t **out) {
+  rpc_t *r = calloc(1, sizeof(*r));
+  int err;
+
+  if (r == NULL)
+    return TOKEND_ENOMEM;
+  r->env = *env;
+  if ((err = pb_arena_init(&r->arena, 16384, env->cfg->max_request_memory)) !=
+      0)
+    goto err_free_rpc;
+  if (env->cfg->refusal_audit_interval_ms > 0 &&
+      (err = refusals_new(env->cfg->refusal_audit_max_keys, &r->refusals)) != 0)
+    goto err_free_arena;
+  log_limit_init(&r->flush_log, env->cfg->log_repeat_interval_ms);
+  if ((err = rpc_verify_init(r)) != 0)
+    goto err_free_refusals;
+  r->now_ms = tokend_now_ms();
+  *out = r;
+  return 0;
+
+err_free_refusals:
+  refusals_free(r->refusals);
+err_free_arena:
+  pb_arena_free(&r->arena);
+err_free_rpc:
+  free(r);
+  return err;
+}
+
+void rpc_free(rpc_t *r) {
+  if (r == NULL)
+    return;
+  rpc_verify_fini(r);
+  refusals_free(r->refusals);
+  pb_arena_free(&r->arena);
+  free(r);
+}
+
+void rpc_burst(rpc_t *r) { r->now_ms = tokend_now_ms(); }
+
+int rpc_send(rpc_t *r, sink_t *k, const Tokend__V1__Response *resp,
+             int secret) {
+  size_t n;
+  uint8_t *body;
+
+  if (k->closed)
+    return 0;
+  /* This sink's queued Verifies are answered first: order is kept. */
+  if (k->queued > 0) {
+    rpc_verify_drain(r);
+    if (k->closed)
+      return 0;
+  }
+  n = tokend__v1__response__get_packed_size(resp);
+  if ((body = k->ops->frame_begin(k, n)) == NULL)
+    return TOKEND_ENOMEM;
+  tokend__v1__response__pack(resp, body);
+  return k->ops->frame_end(k, n, secret);
+}
+
+static void send_status(rpc_t *r, sink_t *k, uint64_t call_id, int grpc_code,
+                        const char *message) {
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+
+  status.code = grpc_code;
+  status.message = (char *)message;
+  resp.call_id = call_id;
+  resp.status = &status;
+  (void)rpc_send(r, k, &resp, 0);
+}
+
+void rpc_status(rpc_t *r, sink_t *k, int grpc_code, const char *message) {
+  send_status(r, k, 0, grpc_code, message);
+}
+
+void rpc_send_error(rpc_t *r, sink_t *k, uint64_t call_id, int err,
+                    const char *msg) {
+  send_status(r, k, call_id, tokend_err_grpc(err), msg);
+}
+
+/* protobuf-c NUL-terminates each decoded string without keeping its length,
+ * so a string with a NUL inside would silently lose its tail. The arena
+ * remembers how many bytes were decoded; they must all be before the NUL. */
+size_t rpc_decoded_len(const char *s) {
+  return s == protobuf_c_empty_string ? 0 : pb_arena_alloc_size(s) - 1;
+}
+
+static int string_intact(const char *s) {
+  return strlen(s) == rpc_decoded_len(s);
+}
+
+int rpc_reject_nul(rpc_t *r, sink_t *k, uint64_t call_id, const char *s,
+                   const char *field) {
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (string_intact(s))
+    return 0;
+  snprintf(msg, sizeof(msg), "%s contains a NUL byte", field);
+  rpc_send_error(r, k, call_id, TOKEND_EINVAL, msg);
+  return 1;
+}
+
+/* ---- The method table, expanded ---- */
+
+#define RPC_DOMAIN_OF_DOMAIN(member) return req->member->domain;
+#define RPC_DOMAIN_OF_NO_DOMAIN(member) break;
+#define RPC_DOMAIN_CASE(name, member, CASE, domain, who, handler)              \
+  case TOKEND__V1__REQUEST__METHOD_##CASE:                                     \
+    RPC_DOMAIN_OF_##domain(member)
+
+/* The domain a request names, or "" (static: never written to). */
+static char *request_domain(const Tokend__V1__Request *req) {
+  static char none[1];
+
+  switch (req->method_case) {
+    RPC_METHODS(RPC_DOMAIN_CASE)
+  default:
+    break;
+  }
+  return none;
+}
+
+#define RPC_NAME_CASE(name, member, CASE, domain, who, handler)                \
+  case TOKEND__V1__REQUEST__METHOD_##CASE:                                     \
+    return #name;
+
+static const char *method_name(Tokend__V1__Request__MethodCase m) {
+  switch (m) {
+    RPC_METHODS(RPC_NAME_CASE)
+  default:
+    return "Unknown";
+  }
+}
+
+/* 1 if the decoded string s holds a token secret, whole or inside it. */
+static int holds_token(const char *s) {
+  return token_find_embedded(s, rpc_decoded_len(s));
+}
+
+/* The name of the first field of req other than Verify's token that holds a
+ * token secret (pasted into the wrong field: a domain may contain '_', an
+ * identity may be "<token>@x"), or NULL. Such a request is refused before
+ * anything logs or audits its fields. */
+static const char *request_token_field(const Tokend__V1__Request *req) {
+  size_t i;
+
+  if (holds_token(req->actor))
+    return "actor";
+  switch (req->method_case) {
+  case TOKEND__V1__REQUEST__METHOD_ISSUE:
+    if (holds_token(req->issue->domain))
+      return "domain";
+    if (holds_token(req->issue->label))
+      return "label";
+    for (i = 0; i < req->issue->n_scopes; i++)
+      if (holds_token(req->issue->scopes[i]))
+        return "scopes";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE:
+    return holds_token(req->revoke->domain)     ? "domain"
+           : holds_token(req->revoke->token_id) ? "token_id"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+    return holds_token(req->list->domain)       ? "domain"
+           : holds_token(req->list->page_token) ? "page_token"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_GRANT_DOMAIN_ADMIN:
+    return holds_token(req->grant_domain_admin->domain) ? "domain"
+           : holds_token(req->grant_domain_admin->user) ? "user"
+                                                        : NULL;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
+    return holds_token(req->revoke_domain_admin->domain) ? "domain"
+           : holds_token(req->revoke_domain_admin->user) ? "user"
+                                                         : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+    return holds_token(req->list_domain_admins->domain) ? "domain" : NULL;
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+    return holds_token(req->list_audit_events->domain)       ? "domain"
+           : holds_token(req->list_audit_events->page_token) ? "page_token"
+                                                             : NULL;
+  default:
+    return NULL;
+  }
+}
+
+/* The rules the table states that apply before a handler runs: verifiers
+ * and operators (a domain admin's rule needs the domain validated first,
+ * and its handler applies it). */
+static int refused_by_table(rpc_t *r, sink_t *k, uint64_t call_id,
+                            const authz_actor_t *actor, rpc_who_t who,
+                            const char *method, const char *domain) {
+  switch (who) {
+  case RPC_WHO_VERIFIER:
+    return rpc_refuse_not_verifier(r, k, call_id);
+  case RPC_WHO_OPERATOR:
+    return rpc_refuse_not_operator(r, k, call_id, actor, method, domain);
+  case RPC_WHO_DOMAIN_ADMIN:
+  case RPC_WHO_ANYONE:
+    break;
+  }
+  return 0;
+}
+
+#define RPC_DISPATCH_CASE(name, member, CASE, domain, who, handler)            \
+  case TOKEND__V1__REQUEST__METHOD_##CASE:                                     \
+    if (!refused_by_table(r, k, req->call_id, &actor, who, #name,              \
+                          request_domain(req)))                                \
+      handler(r, k, req->call_id, &actor, req);                                \
+    break;
+
+/* The hot path's bound: a Verify of the longest token with the longest
+ * call_id (70 bytes) and some room. Far below the smallest
+ * --max-request-memory, so limits apply as they would through protobuf-c. */
+#define VERIFY_FAST_MAX_BODY (TOKEND_TOKEN_MAX_CHARS + 32)
+
+int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
+  static log_limit_t token_field_log = LOG_LIMIT_DEFAULT;
+  const char *field;
+  pb_arena_t *arena = &r->arena;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES], why[TOKEND_STATUS_MESSAGE_BYTES];
+  Tokend__V1__Request *req;
+  vw_request_t vreq;
+  authz_actor_t actor;
+  int err;
+
+  /* The hot path: a plain Verify is decoded by hand, without protobuf-c.
+   * Anything else, a Verify in any other shape, or one too big to carry a
+   * token (which protobuf-c decodes within --max-request-memory) goes the
+   * general way. */
+  if (len <= VERIFY_FAST_MAX_BODY &&
+      vw_request_decode(body, len, &vreq) == VW_VERIFY) {
+    if (!rpc_refuse_not_verifier(r, k, vreq.call_id))
+      rpc_verify_token(r, k, vreq.call_id, vreq.token, vreq.token_len);
+    return 0;
+  }
+  req = tokend__v1__request__unpack(&arena->allocator, len, body);
+  if (req == NULL) {
+    if (arena->exhausted) {
+      snprintf(msg, sizeof(msg),
+               "request of %zu bytes needs more than %u bytes of memory to "
+               "decode",
+               len, (unsigned)r->env.cfg->max_request_memory);
+      log_warn("conn %llu: %s; closing", (unsigned long long)k->id, msg);
+      send_status(r, k, 0, TOKEND_GRPC_RESOURCE_EXHAUSTED, msg);
+    } else {
+      log_warn("conn %llu: request of %zu bytes does not decode; closing",
+               (unsigned long long)k->id, len);
+      send_status(r, k, 0, TOKEND_GRPC_INVALID_ARGUMENT,
+                  "request is not a valid tokend.v1.Request message");
+    }
+    pb_arena_reset(arena);
+    return TOKEND_EPROTO;
+  }
+  /* Verify, the hot path, needs no actor. */
+  if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
+      req->actor[0] == '\0') {
+    if (!rpc_refuse_not_verifier(r, k, req->call_id))
+      rpc_verify_token(r, k, req->call_id, req->verify->token,
+                       rpc_decoded_len(req->verify->token));
+    goto out;
+  }
+  /* Before anything can log, audit or quote a field: the value is named by
+   * its field only, and the arena wipes it below. */
+  if ((field = request_token_field(req)) != NULL) {
+    snprintf(msg, sizeof(msg),
+             "%s: this looks like a token secret; it was not recorded", field);
+    log_limited(&token_field_log, LOG_WARN,
+                "conn %llu: uid %u sent a token secret in %s of a %s call; "
+                "refused, not recorded",
+                (unsigned long long)k->id, (unsigned)k->peer.uid, field,
+                method_name(req->method_case));
+    rpc_send_error(r, k, req->call_id, TOKEND_EINVAL, msg);
+    goto out;
+  }
+  /* One place where every domain enters: from here on (authorization,
+   * store, log, audit) a domain is in lower case. After the token check:
+   * lower case would break a pasted token's checksum. */
+  validate_domain_normalize(request_domain(req));
+  if (rpc_reject_nul(r, k, req->call_id, req->actor, "actor"))
+    goto out;
+  if ((err = authz_actor(&k->peer, req->actor, &actor, why, sizeof(why))) !=
+      0) {
+    if (err == TOKEND_EPERM) {
+      /* A forgery attempt: recorded under the peer's own identity, in the
+       * domain it targeted, so that domain's admins see it. */
+      snprintf(actor.user, sizeof(actor.user), "%s", k->peer.user);
+      actor.break_glass = 0;
+      rpc_refuse(r, k, req->call_id, &actor, method_name(req->method_case),
+                 "actor-not-allowed", request_domain(req), err, why);
+    } else {
+      rpc_send_error(r, k, req->call_id, err, why);
+    }
+    goto out;
+  }
+  switch (req->method_case) {
+    RPC_METHODS(RPC_DISPATCH_CASE)
+  default:
+    send_status(r, k, req->call_id, TOKEND_GRPC_UNIMPLEMENTED,
+                "request names no method this server implements");
+    break;
+  }
+out:
+  /* Every handler copied what it keeps; the arena wipes the request
+   * (a Verify carries a secret) and takes it back. */
+  tokend__v1__request__free_unpacked(req, &arena->allocator);
+  pb_arena_reset(arena);
+  return 0;
+}
