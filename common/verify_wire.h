@@ -3,7 +3,7 @@
  * server's CPU per Verify).
  *
  * Encoders write exactly the bytes protobuf-c's pack writes for the same
- * message (tests/unit/test_verify_wire.c checks this byte for byte).
+ * message (tests/unit/common/test_verify_wire.c checks this byte for byte).
  * Decoders accept only the canonical shape an encoder writes: each known
  * field at most once, in field-number order, no field holding its default,
  * every varint in its shortest form, nothing else. Anything else,
