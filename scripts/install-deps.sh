@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages tokend needs, if any are missing:
-#   install-deps.sh        to build and test (what `make run`/`make test` need)
+#   install-deps.sh        to build and test (what `make run`/`make test` need;
+#                          python3 runs scripts/check-layers, a test)
 #   install-deps.sh fuzz   also clang 14 with its runtimes (libFuzzer, ASan,
 #                          UBSan: libclang-rt-14-dev) and llvm-symbolizer
 #                          (llvm-14), for `make fuzz`
@@ -8,7 +9,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
-sqlite3 uthash-dev valgrind"
+sqlite3 uthash-dev valgrind python3"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
