@@ -22,7 +22,8 @@
 #define GUARD_BYTES 16
 #define GUARD 0xA5
 
-/* A well-formed token (tests/unit/common/test_token.c builds it independently). */
+/* A well-formed token (tests/unit/common/test_token.c builds it independently).
+ */
 static const char known_token[] = "tkd_0123456789ABCDEFGHIJKLMNOPQRSTUV1QUYSM";
 
 /* What the current case is, for failure messages. */
