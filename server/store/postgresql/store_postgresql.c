@@ -211,7 +211,7 @@ static void pg_set_errmsg(pg_t *s, const char *what, const char *msg) {
   snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
            msg != NULL && msg[0] != '\0' ? msg : "no connection");
   for (p = s->errmsg; *p != '\0'; p++)
-    if (*p == '\n' || *p == '\r')
+    if (*p == '\n' || *p == '\r' || *p == '\t')
       *p = *(p + 1) == '\0' ? '\0' : ' ';
 }
 
@@ -309,7 +309,7 @@ static void pg_notice(void *arg, const char *message) {
   (void)arg;
   snprintf(line, sizeof(line), "%s", message);
   for (p = line; *p != '\0'; p++)
-    if (*p == '\n' || *p == '\r')
+    if (*p == '\n' || *p == '\r' || *p == '\t')
       *p = *(p + 1) == '\0' ? '\0' : ' ';
   log_warn("store: postgresql: %s", line);
 }
@@ -718,7 +718,13 @@ static int pg_begin(store_t *base) {
   }
   if ((err = pg_ready(s, 1)) != 0)
     return err;
-  if ((err = pg_exec(s, "begin", "BEGIN", NULL, NULL)) != 0)
+  /* A connection the server ended while idle (a restart, an idle timeout)
+   * is found out here, before anything of a transaction was sent: make a
+   * new one and try once more. */
+  err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+  if (err == TOKEND_EUNAVAIL && s->conn == NULL && (err = pg_ready(s, 1)) == 0)
+    err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+  if (err != 0)
     return err;
   s->in_tx = 1;
   if ((err = pg_exec(s, "begin",
