@@ -165,6 +165,30 @@ static void test_pg_wrong_pepper_refuses_start(void **state) {
   free(log);
 }
 
+/* --check-db on PostgreSQL: the schema's version and its tables (the data's
+ * integrity is PostgreSQL's own); a missing table fails it. */
+static void test_pg_check_db_finds_a_missing_table(void **state) {
+  fixture_t *f = *state;
+  const char *argv[] = {TOKEND_BIN, "--check-db", "--store", f->url, NULL};
+  th_run_result_t r;
+  char db[32];
+
+  start_ok(f);
+  th_tokend_stop_ok(&f->th->tokend);
+  assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  th_expect_exit(&r, 0, "tokend --check-db");
+  assert_non_null(strstr(r.out, "schema version 1"));
+  assert_null(strstr(r.out, PASSWORD));
+  th_run_result_free(&r);
+
+  snprintf(db, sizeof(db), "it_%d", n_databases);
+  assert_int_equal(pg_cluster_sql(&cluster, db, "DROP TABLE verify_counts"), 0);
+  assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  th_expect_exit(&r, 1, "tokend --check-db without verify_counts");
+  assert_non_null(strstr(r.out, "table verify_counts is missing"));
+  th_run_result_free(&r);
+}
+
 /* The issue's "PostgreSQL stopped" case: writes UNAVAILABLE, Verify from
  * memory; PostgreSQL back: writes work, with the same tokend. */
 static void test_pg_stopped_then_started_under_a_running_tokend(void **state) {
@@ -197,6 +221,15 @@ static void test_pg_stopped_then_started_under_a_running_tokend(void **state) {
   assert_int_equal(tokend_client_revoke(c, DOMAIN, before.info.id, NULL, NULL),
                    0);
   th_expect_verify(c, before.token, 0, TOKEND_VERIFY_REVOKED);
+
+  /* Stopped and started again with no write in between: the first write
+   * finds its idle connection ended, and makes a new one. */
+  assert_int_equal(pg_cluster_pause(&cluster), 0);
+  th_expect_verify(c, after.token, 1, TOKEND_VERIFY_VALID);
+  assert_int_equal(pg_cluster_restart(&cluster), 0);
+  assert_int_equal(tokend_client_revoke(c, DOMAIN, after.info.id, NULL, NULL),
+                   0);
+  th_expect_verify(c, after.token, 0, TOKEND_VERIFY_REVOKED);
   tokend_client_close(c);
   th_tokend_stop_ok(&f->th->tokend);
 }
@@ -207,6 +240,8 @@ int main(void) {
           test_pg_issue_verify_list_revoke_then_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pg_wrong_pepper_refuses_start, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_pg_check_db_finds_a_missing_table,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_pg_stopped_then_started_under_a_running_tokend, setup, teardown),
   };

@@ -577,7 +577,10 @@ static int pg_check(const char *location, FILE *out) {
     }
   }
   if (!bad)
-    fprintf(out, "ok\n");
+    fprintf(out,
+            "schema version %lld, every table present; the integrity of the "
+            "data is PostgreSQL's own (data checksums, amcheck)\n",
+            (long long)version);
   err = bad ? TOKEND_ESTORE : 0;
 out:
   pg_close(&s->base);
