@@ -165,6 +165,39 @@ static void test_pg_wrong_pepper_refuses_start(void **state) {
   free(log);
 }
 
+/* The audit log is append-only in the database itself: even its owner's
+ * UPDATE, DELETE, TRUNCATE and an insert over an existing id are refused
+ * (pg_cluster_sql says why on stderr). */
+static void test_pg_audit_log_is_append_only(void **state) {
+  fixture_t *f = *state;
+  tokend_issued_t is;
+  tokend_client_t *c;
+  char db[32];
+
+  start_ok(f);
+  c = th_client_connect_ok(&f->th->tokend);
+  th_client_issue_ok(c, DOMAIN, "audited", 0, &is);
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->th->tokend);
+
+  snprintf(db, sizeof(db), "it_%d", n_databases);
+  assert_int_equal(
+      pg_cluster_sql(&cluster, db, "UPDATE audit_events SET detail = 'x'"), -1);
+  assert_int_equal(pg_cluster_sql(&cluster, db, "DELETE FROM audit_events"),
+                   -1);
+  assert_int_equal(pg_cluster_sql(&cluster, db, "TRUNCATE audit_events"), -1);
+  assert_int_equal(pg_cluster_sql(&cluster, db,
+                                  "INSERT INTO audit_events SELECT * FROM"
+                                  " audit_events WHERE id = 1"),
+                   -1);
+  /* The chain still verifies: nothing was changed. */
+  start_ok(f);
+  c = th_client_connect_ok(&f->th->tokend);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->th->tokend);
+}
+
 /* --check-db on PostgreSQL: the schema's version and its tables (the data's
  * integrity is PostgreSQL's own); a missing table fails it. */
 static void test_pg_check_db_finds_a_missing_table(void **state) {
@@ -239,6 +272,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_pg_issue_verify_list_revoke_then_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pg_wrong_pepper_refuses_start, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_pg_audit_log_is_append_only, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_pg_check_db_finds_a_missing_table,
                                       setup, teardown),

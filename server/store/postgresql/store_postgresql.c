@@ -368,6 +368,20 @@ static int pg_ready(pg_t *s, int begin) {
   return 0;
 }
 
+/* Ends the transaction in progress, storing nothing of it. A ROLLBACK
+ * that fails leaves a connection nobody can trust: it is dropped. */
+static void pg_abort(pg_t *s) {
+  PGresult *r;
+
+  if (s->conn != NULL && s->in_tx) {
+    r = PQexec(s->conn, "ROLLBACK");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      pg_disconnect(s);
+    PQclear(r);
+  }
+  s->in_tx = 0;
+}
+
 /* The schema version (0: no tokend schema) and whether the database holds
  * tables of its own (a database that is not tokend's). */
 static int pg_schema_version(pg_t *s, int64_t *version, int64_t *n_tables) {
@@ -429,8 +443,10 @@ static int pg_migrate(pg_t *s, int flags, char *why, size_t why_len) {
              (long long)version, PG_SCHEMA_VERSION);
     return TOKEND_ECONFIG;
   }
-  if ((err = pg_exec(s, "migrate", "BEGIN", NULL, NULL)) != 0 ||
-      (err = pg_exec(s, "migrate",
+  if ((err = pg_exec(s, "migrate", "BEGIN", NULL, NULL)) != 0)
+    goto err_why;
+  s->in_tx = 1;
+  if ((err = pg_exec(s, "migrate",
                      "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
                      NULL)) != 0)
     goto err_rollback;
@@ -462,11 +478,11 @@ static int pg_migrate(pg_t *s, int flags, char *why, size_t why_len) {
                      NULL)) != 0 ||
       (err = pg_exec(s, "migrate", "COMMIT", NULL, NULL)) != 0)
     goto err_rollback;
+  s->in_tx = 0;
   return 0;
 
 err_rollback:
-  if (s->conn != NULL)
-    PQclear(PQexec(s->conn, "ROLLBACK"));
+  pg_abort(s);
 err_why:
   snprintf(why, why_len, "migration to schema version %d failed: %s",
            PG_SCHEMA_VERSION, s->errmsg);
@@ -732,27 +748,12 @@ static int pg_begin(store_t *base) {
   s->in_tx = 1;
   if ((err = pg_exec(s, "begin",
                      "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
-                     NULL)) != 0) {
-    if (s->conn != NULL)
-      PQclear(PQexec(s->conn, "ROLLBACK"));
-    s->in_tx = 0;
-  }
+                     NULL)) != 0)
+    pg_abort(s);
   return err;
 }
 
-static void pg_rollback(store_t *base) {
-  pg_t *s = pg_of(base);
-
-  if (s->conn != NULL && s->in_tx) {
-    PGresult *r = PQexec(s->conn, "ROLLBACK");
-
-    /* A ROLLBACK that fails leaves a connection nobody can trust. */
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      pg_disconnect(s);
-    PQclear(r);
-  }
-  s->in_tx = 0;
-}
+static void pg_rollback(store_t *base) { pg_abort(pg_of(base)); }
 
 /* Reads whatever the server sent while the session was idle (a FATAL
  * message, then the end of the stream) without waiting: 0 if the
