@@ -9,7 +9,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
-sqlite3 uthash-dev valgrind python3"
+sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
@@ -29,5 +29,24 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# postgresql-15 is here for its server binaries only: the tests run their
+# own throwaway cluster (tests/lib/pg_cluster.h). Installed as is, Debian's
+# packages would create and start a system cluster ("15 main" on port 5432)
+# that nobody asked for, running for good. postgresql-common's
+# createcluster.conf says whether to: install postgresql-common first (it
+# creates no cluster itself), set create_main_cluster = false, then the
+# server. Only while postgresql-15 is not installed yet: on a machine that
+# has it, its cluster setup is the admin's own.
+case "$missing" in
+*" postgresql-15"*)
+  $SUDO apt-get install -y -qq --no-install-recommends postgresql-common
+  conf=/etc/postgresql-common/createcluster.conf
+  if grep -q '^[#[:space:]]*create_main_cluster' "$conf" 2>/dev/null; then
+    $SUDO sed -i 's/^[#[:space:]]*create_main_cluster.*/create_main_cluster = false/' "$conf"
+  else
+    echo "create_main_cluster = false" | $SUDO tee -a "$conf" >/dev/null
+  fi
+  ;;
+esac
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -30,8 +30,9 @@ static const char usage[] =
     "                           (default: anyone who can open the socket)\n"
     "  --verifier-group GROUP   members of GROUP may call Verify\n"
     "  --store URL              where tokens are stored, by URL: sqlite:PATH\n"
-    "                           (schemes this build has: sqlite; a path\n"
-    "                           without a scheme is sqlite)\n"
+    "                           or postgresql://USER@HOST/DB (a libpq URI;\n"
+    "                           its password from ~/.pgpass or PGPASSFILE;\n"
+    "                           a path without a scheme is sqlite)\n"
     "  --db PATH                SQLite database, the same as --store\n"
     "                           sqlite:PATH (default: " CONFIG_DB_DEFAULT ")\n"
     "  --pepper-file PATH       32-byte hashing key, mode 0600, created with\n"
@@ -304,11 +305,12 @@ static int set_path(char *dst, const char *flag, const char *val, FILE *err) {
 
 /* --store URL: a scheme this build has, checked now so that a wrong one is
  * a one-line start-up error. db_path gets what messages call the database:
- * for sqlite its path, as --db would have set it. */
+ * for sqlite its path, as --db would have set it; for others the URL
+ * without its password (store_url_redact). */
 static int set_store(config_t *cfg, const char *url, FILE *err) {
   const struct store_backend *backend;
   const char *location;
-  char why[512];
+  char why[512], redacted[CONFIG_PATH_BYTES];
   int rc;
 
   if ((rc = set_path(cfg->store_url, "--store", url, err)) != 0)
@@ -317,8 +319,12 @@ static int set_store(config_t *cfg, const char *url, FILE *err) {
     fprintf(err, "tokend: %s\n", why);
     return TOKEND_EINVAL;
   }
+  /* Every message names the store by db_path: never with a password. */
   return set_path(cfg->db_path, "--store",
-                  strcmp(backend->scheme, "sqlite") == 0 ? location : url, err);
+                  strcmp(backend->scheme, "sqlite") == 0
+                      ? location
+                      : store_url_redact(url, redacted, sizeof(redacted)),
+                  err);
 }
 
 const char *config_store_url(const config_t *cfg, char *buf, size_t len) {

@@ -11,7 +11,7 @@
 #ifndef TOKEND_STORE_BACKENDS_H
 #define TOKEND_STORE_BACKENDS_H
 
-#define STORE_BACKENDS(X) X(sqlite)
+#define STORE_BACKENDS(X) X(sqlite) X(postgresql) X(postgres)
 
 struct store_backend;
 

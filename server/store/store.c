@@ -41,9 +41,61 @@ static size_t url_scheme_len(const char *url) {
   return url[n] == ':' ? n : 0;
 }
 
+const char *store_url_redact(const char *url, char *buf, size_t len) {
+  const char *auth = strstr(url, "://"), *end, *at, *colon, *p;
+  size_t o = 0, n;
+
+  if (len == 0)
+    return buf;
+  buf[0] = '\0';
+#define PUT(src, count)                                                        \
+  do {                                                                         \
+    n = (count);                                                               \
+    if (n > len - 1 - o)                                                       \
+      n = len - 1 - o;                                                         \
+    memcpy(buf + o, (src), n);                                                 \
+    o += n;                                                                    \
+  } while (0)
+  p = url;
+  if (auth != NULL) {
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    at = NULL;
+    for (colon = auth; colon < end; colon++)
+      if (*colon == '@')
+        at = colon;
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL) {
+      PUT(url, (size_t)(colon - url));
+      p = at;
+    }
+  }
+  /* The rest, with each password= value hidden. */
+  while (*p != '\0') {
+    const char *q = strstr(p, "password=");
+
+    if (q == NULL || (q != url && q[-1] != '?' && q[-1] != '&')) {
+      if (q == NULL) {
+        PUT(p, strlen(p));
+        break;
+      }
+      PUT(p, (size_t)(q - p) + 9);
+      p = q + 9;
+      continue;
+    }
+    PUT(p, (size_t)(q - p) + 9);
+    PUT("xxx", 3);
+    p = q + 9 + strcspn(q + 9, "&#");
+  }
+#undef PUT
+  buf[o] = '\0';
+  return buf;
+}
+
 int store_url_parse(const char *url, const struct store_backend **backend,
                     const char **location, char *why, size_t why_len) {
   size_t i, n = url_scheme_len(url);
+  char redacted[256];
 
   if (n == 0) {
     *backend = backends[0];
@@ -60,7 +112,8 @@ int store_url_parse(const char *url, const struct store_backend **backend,
   }
   snprintf(why, why_len,
            "unknown store scheme '%.*s' in --store %.200s; this build has: %s",
-           (int)n, url, url, store_schemes());
+           (int)(n < 64 ? n : 64), url,
+           store_url_redact(url, redacted, sizeof(redacted)), store_schemes());
   return TOKEND_ECONFIG;
 }
 

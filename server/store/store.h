@@ -252,6 +252,13 @@ int store_url_parse(const char *url, const struct store_backend **backend,
                     const char **location, char *why,
                     size_t why_len) TOKEND_MUST_CHECK;
 
+/* Writes into buf (len bytes, truncated) url as it may be logged: without
+ * the password of a "scheme://user:password@host/..." URL, and with the
+ * value of any "password=" query parameter replaced by "xxx"
+ * ("postgresql://user@host/db"). Other URLs are copied as they are.
+ * Returns buf. */
+const char *store_url_redact(const char *url, char *buf, size_t len);
+
 /* The schemes this build has, separated by ", " (static). */
 const char *store_schemes(void);
 

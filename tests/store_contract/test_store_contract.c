@@ -8,8 +8,25 @@
  * tests/integration/fault_inject.c (ctest preloads it), which fails the
  * writes or the fsyncs of the files under one directory, so the backend's
  * real error paths run, SQLite's included, rather than a hook that would
- * skip them. A backend whose storage is a server would stop or cut its
- * connection instead. */
+ * skip them.
+ *
+ * PostgreSQL runs against a throwaway cluster the suite starts itself
+ * (tests/lib/pg_cluster.h: initdb in a temporary directory, a Unix socket
+ * only), one new database per test. Its faults are real ones, made from a
+ * second connection as the superuser:
+ *   FAULT_WRITE     the store's session is ended (pg_terminate_backend,
+ *                   which waits for it to exit) while its transaction is
+ *                   open and before COMMIT is sent: the server rolls the
+ *                   transaction back, so the commit fails definitely.
+ *   FAULT_IN_DOUBT  synchronous_standby_names names a standby that never
+ *                   comes, so a COMMIT is flushed locally and then waits
+ *                   for it; a forked helper terminates the store's session
+ *                   while it waits (wait_event SyncRep). The connection is
+ *                   lost during COMMIT: the outcome is unknown to the
+ *                   client (here the transaction did commit locally).
+ *   lose            no case: the store is the database the URI names, not
+ *                   a file that can be replaced under it (skipped, said).
+ */
 /* cmocka.h needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +43,14 @@
 #include <unistd.h>
 
 #include "store/store.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "pg_cluster.h"
 
 typedef enum {
   FAULT_NONE,
@@ -82,8 +107,153 @@ static int sqlite_lose(const char *dir) {
   return unlink(db);
 }
 
+/* ---- postgresql ---- */
+
+static pg_cluster_t cluster;
+static char pg_db[32];      /* the current test's database */
+static int pg_db_n;         /* databases made so far */
+static pid_t pg_killer;     /* FAULT_IN_DOUBT's helper, 0 if none */
+static int pg_sync_standby; /* synchronous_standby_names is set */
+
+static int pg_make(const char *dir, char *url, size_t len) {
+  char sql[64];
+
+  (void)dir;
+  snprintf(pg_db, sizeof(pg_db), "contract_%d", ++pg_db_n);
+  snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pg_db);
+  if (pg_cluster_sql(&cluster, "postgres", sql) != 0 ||
+      pg_cluster_uri(&cluster, pg_db, url + 0, len) != 0)
+    return -1;
+  return 0;
+}
+
+static void count_sync_warning(void *arg, const PGresult *r) {
+  const char *m = PQresultErrorMessage(r);
+
+  if (strstr(m, "synchronous replication") != NULL)
+    (*(int *)arg)++;
+}
+
+/* Whether commits now wait for a synchronous standby (1), do not (0), or
+ * it cannot tell yet (-1): a probe transaction's COMMIT that has not
+ * answered after 100 ms is cancelled, and a cancelled wait for the standby
+ * warns that it was one. A reload takes effect asynchronously (the
+ * checkpointer publishes it), hence the caller's polling. */
+static int pg_commits_wait(PGconn *conn) {
+  struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+  char errbuf[256];
+  PGcancel *cancel;
+  PGresult *r;
+  /* static: the receiver stays set on conn after this returns. */
+  static int warned;
+  int answered;
+
+  warned = 0;
+  PQsetNoticeReceiver(conn, count_sync_warning, &warned);
+  PQclear(PQexec(conn, "BEGIN"));
+  /* A commit waits only if its transaction wrote WAL: a catalog change. */
+  PQclear(PQexec(conn, "CREATE TEMP TABLE probe (x int) ON COMMIT DROP"));
+  if (!PQsendQuery(conn, "COMMIT"))
+    return -1;
+  answered = poll(&pfd, 1, 100) > 0;
+  if (!answered && (cancel = PQgetCancel(conn)) != NULL) {
+    PQcancel(cancel, errbuf, sizeof(errbuf));
+    PQfreeCancel(cancel);
+  }
+  while ((r = PQgetResult(conn)) != NULL)
+    PQclear(r);
+  if (warned)
+    return 1;
+  return answered ? 0 : -1;
+}
+
+static int pg_sync_standby_set(int on) {
+  char uri[256];
+  PGconn *conn;
+  int i, ok = 0;
+
+  if (pg_cluster_sql(&cluster, "postgres",
+                     on ? "ALTER SYSTEM SET synchronous_standby_names ="
+                          " 'tokend_test_never'"
+                        : "ALTER SYSTEM RESET synchronous_standby_names") !=
+          0 ||
+      pg_cluster_sql(&cluster, "postgres", "SELECT pg_reload_conf()") != 0 ||
+      pg_cluster_uri(&cluster, "postgres", uri, sizeof(uri)) != 0)
+    return -1;
+  conn = PQconnectdb(uri);
+  for (i = 0; i < 400 && PQstatus(conn) == CONNECTION_OK && !ok; i++) {
+    ok = pg_commits_wait(conn) == on;
+    if (!ok)
+      usleep(10000);
+  }
+  PQfinish(conn);
+  pg_sync_standby = on;
+  return ok ? 0 : -1;
+}
+
+/* Ends the store's session (application_name tokend in the test's
+ * database); pg_terminate_backend with a timeout waits for it to exit.
+ * wait_event: only a session waiting there, or any if NULL. 1 if one was
+ * ended. */
+static int pg_terminate(const char *wait_event) {
+  char uri[256];
+  const char *vals[2] = {pg_db, wait_event};
+  PGconn *conn;
+  PGresult *r;
+  int n = -1;
+
+  if (pg_cluster_uri(&cluster, "postgres", uri, sizeof(uri)) != 0)
+    return -1;
+  conn = PQconnectdb(uri);
+  r = PQexecParams(conn,
+                   "SELECT pg_terminate_backend(pid, 10000)"
+                   " FROM pg_stat_activity WHERE datname = $1"
+                   " AND application_name = 'tokend'"
+                   " AND ($2::text IS NULL OR wait_event = $2)",
+                   2, NULL, vals, NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK)
+    n = PQntuples(r);
+  PQclear(r);
+  PQfinish(conn);
+  return n;
+}
+
+static int pg_fault(const char *dir, fault_t fault) {
+  int status, err = 0;
+
+  (void)dir;
+  switch (fault) {
+  case FAULT_NONE:
+    if (pg_killer > 0) {
+      kill(pg_killer, SIGKILL);
+      waitpid(pg_killer, &status, 0);
+      pg_killer = 0;
+    }
+    if (pg_sync_standby)
+      err = pg_sync_standby_set(0);
+    return err;
+  case FAULT_WRITE:
+    return pg_terminate(NULL) == 1 ? 0 : -1;
+  case FAULT_IN_DOUBT:
+    if (pg_sync_standby_set(1) != 0)
+      return -1;
+    /* The commit blocks the test's thread: a child ends the session once
+     * its COMMIT waits for the standby. */
+    if ((pg_killer = fork()) < 0)
+      return -1;
+    if (pg_killer == 0) {
+      while (pg_terminate("SyncRep") == 0)
+        usleep(5000);
+      _exit(0);
+    }
+    return 0;
+  }
+  return -1;
+}
+
 static const backend_t backends[] = {
     {"sqlite", sqlite_make, sqlite_fault, sqlite_lose},
+    {"postgresql", pg_make, pg_fault, NULL},
 };
 
 /* ---- fixture ---- */
@@ -699,8 +869,12 @@ static void test_read_only_refuses_writes_and_reads(void **state) {
 static void test_lost_storage_is_reported_for_good(void **state) {
   fixture_t *fx = *state;
 
-  if (backend->lose == NULL)
+  if (backend->lose == NULL) {
+    printf("skipped for %s: its storage is a server, not a file that can "
+           "be deleted or replaced under the store\n",
+           backend->name);
     skip();
+  }
   assert_int_equal(store_file_check(fx->store), 0);
   assert_int_equal(backend->lose(fx->dir), 0);
   assert_int_equal(store_file_check(fx->store), TOKEND_EUNAVAIL);
@@ -830,6 +1004,7 @@ int main(int argc, char **argv) {
       T(test_audit_without_key_is_refused),
   };
   size_t i;
+  int rc;
   const char *preload = getenv("LD_PRELOAD");
 
   for (i = 0; argc == 2 && i < sizeof(backends) / sizeof(backends[0]); i++)
@@ -851,5 +1026,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   cmocka_set_message_output(CM_OUTPUT_STDOUT);
-  return cmocka_run_group_tests_name(backend->name, tests, NULL, NULL);
+  if (strcmp(backend->name, "postgresql") == 0) {
+    if (!pg_cluster_available()) {
+      printf("skipped: no PostgreSQL server binaries in %s "
+             "(scripts/install-deps.sh installs postgresql-15)\n",
+             PG_CLUSTER_BINDIR);
+      return 77;
+    }
+    if (pg_cluster_start(&cluster) != 0)
+      return 1;
+  }
+  rc = cmocka_run_group_tests_name(backend->name, tests, NULL, NULL);
+  pg_cluster_stop(&cluster);
+  return rc;
 }

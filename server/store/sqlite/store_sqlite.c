@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/audit_chain.h"
 #include "store/sqlite/exec.h"
 #include "store/sqlite/migrate.h"
 
@@ -943,59 +944,6 @@ static int sq_admin_load(store_t *base, store_admin_cb cb, void *arg) {
   return err;
 }
 
-/* ---- The audit log's hash chain ----
- *
- * hash(row) = BLAKE2b-256 keyed with the audit key, over a domain-separating
- * tag, the previous row's hash (32 zero bytes for the first row) and the
- * row's fields in a fixed order: integers as 8 bytes little-endian, strings
- * as their 4-byte little-endian length and bytes. Every field is covered,
- * the id too, so a row cannot be changed, moved or replaced, and a removed
- * or inserted row breaks the link of the row after it. */
-#define AUDIT_HASH_TAG "tokend audit v1"
-
-static void hash_int(crypto_generichash_state *st, int64_t v) {
-  uint8_t b[8];
-  uint64_t u = (uint64_t)v;
-  int i;
-
-  for (i = 0; i < 8; i++)
-    b[i] = (uint8_t)(u >> (8 * i));
-  crypto_generichash_update(st, b, sizeof(b));
-}
-
-static void hash_str(crypto_generichash_state *st, const char *str) {
-  size_t n = strlen(str);
-
-  hash_int(st, (int64_t)n); /* 8 bytes: never ambiguous */
-  crypto_generichash_update(st, (const unsigned char *)str, n);
-}
-
-static void audit_hash(const uint8_t key[STORE_AUDIT_KEY_BYTES],
-                       const uint8_t prev[STORE_AUDIT_HASH_BYTES],
-                       const store_audit_t *ev,
-                       uint8_t out[STORE_AUDIT_HASH_BYTES]) {
-  crypto_generichash_state st;
-
-  crypto_generichash_init(&st, key, STORE_AUDIT_KEY_BYTES,
-                          STORE_AUDIT_HASH_BYTES);
-  crypto_generichash_update(&st, (const unsigned char *)AUDIT_HASH_TAG,
-                            sizeof(AUDIT_HASH_TAG));
-  crypto_generichash_update(&st, prev, STORE_AUDIT_HASH_BYTES);
-  hash_int(&st, ev->id);
-  hash_int(&st, ev->at);
-  hash_int(&st, ev->peer_uid);
-  hash_int(&st, ev->peer_pid);
-  hash_str(&st, ev->actor);
-  hash_int(&st, ev->break_glass ? 1 : 0);
-  hash_str(&st, ev->domain);
-  hash_str(&st, ev->token_id);
-  hash_str(&st, ev->method);
-  hash_int(&st, ev->code);
-  hash_str(&st, ev->detail);
-  hash_int(&st, ev->count);
-  crypto_generichash_final(&st, out, STORE_AUDIT_HASH_BYTES);
-}
-
 /* Reads the audit columns of st's current row into ev; *hash_len gets the
  * stored hash's length (0: none) and hash its bytes when it has 32. */
 static void audit_read(sqlite3_stmt *st, store_audit_t *ev,
@@ -1081,7 +1029,7 @@ static int audit_chain_legacy(sq_t *s) {
     audit_read(s->audit_walk, &ev, h, &hash_len);
     if (ev.id > upto)
       break;
-    audit_hash(s->audit_key, prev, &ev, h);
+    store_audit_hash(s->audit_key, prev, &ev, h);
     if (sqlite3_bind_int64(set, 1, ev.id) != SQLITE_OK ||
         sqlite3_bind_blob(set, 2, h, sizeof(h), SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_step(set) != SQLITE_DONE) {
@@ -1153,7 +1101,7 @@ static int sq_audit_append(store_t *base, store_audit_t *ev) {
   ev->id = head_id + 1;
   if (ev->count < 1)
     ev->count = 1;
-  audit_hash(s->audit_key, prev, ev, h);
+  store_audit_hash(s->audit_key, prev, ev, h);
   if (sqlite3_bind_int64(st, 1, ev->at) != SQLITE_OK ||
       sqlite3_bind_int64(st, 2, ev->peer_uid) != SQLITE_OK ||
       sqlite3_bind_int64(st, 3, ev->peer_pid) != SQLITE_OK ||
@@ -1211,7 +1159,7 @@ static int sq_audit_verify(store_t *base, int64_t anchor_id,
                (long long)ev->id);
       break;
     }
-    audit_hash(s->audit_key, prev, ev, want);
+    store_audit_hash(s->audit_key, prev, ev, want);
     if (sodium_memcmp(want, h, sizeof(h)) != 0) {
       out->first_bad_id = ev->id;
       snprintf(out->why, sizeof(out->why),

@@ -463,6 +463,32 @@ static void test_config_store_url_and_db_synonym(void **state) {
   assert_string_equal(fx->cfg.db_path, "/tmp/bare.db");
 }
 
+/* A PostgreSQL URI is kept whole for the store, but what messages call the
+ * database (db_path) never holds its password, in the authority or as a
+ * query parameter; a mistyped scheme's error hides it too. */
+static void test_config_store_password_never_in_messages(void **state) {
+  fixture_t *fx = *state;
+  char url[CONFIG_STORE_URL_BYTES];
+
+  assert_int_equal(
+      PARSE(fx, "--store", "postgresql://tok:s3cret@db.example/tokend"), 0);
+  assert_string_equal(config_store_url(&fx->cfg, url, sizeof(url)),
+                      "postgresql://tok:s3cret@db.example/tokend");
+  assert_string_equal(fx->cfg.db_path, "postgresql://tok@db.example/tokend");
+  assert_int_equal(PARSE(fx, "--store",
+                         "postgres://tok@h/db?sslmode=require&password="
+                         "s3cret&connect_timeout=3"),
+                   0);
+  assert_string_equal(fx->cfg.db_path, "postgres://tok@h/db?sslmode=require&"
+                                       "password=xxx&connect_timeout=3");
+  assert_int_equal(PARSE(fx, "--store", "postgresql:///tokend?host=/run/pg"),
+                   0);
+  assert_string_equal(fx->cfg.db_path, "postgresql:///tokend?host=/run/pg");
+  PARSE(fx, "--store", "postgresq://tok:s3cret@h/db");
+  assert_one_line_error(fx, "postgresq://tok@h/db");
+  assert_null(strstr(fx->err, "s3cret"));
+}
+
 /* An unknown scheme is a one-line start-up error naming the schemes this
  * build has. */
 static void test_config_store_unknown_scheme_rejected(void **state) {
@@ -470,7 +496,7 @@ static void test_config_store_unknown_scheme_rejected(void **state) {
 
   PARSE(fx, "--store", "foo:bar");
   assert_one_line_error(fx, "unknown store scheme 'foo' in --store foo:bar; "
-                            "this build has: sqlite");
+                            "this build has: sqlite, postgresql, postgres");
   PARSE(fx, "--store", "");
   assert_one_line_error(fx, "--store");
   PARSE(fx, "--store", "sqlite:");
@@ -631,6 +657,7 @@ int main(void) {
       CONFIG_TEST(test_config_parse_twice_starts_over),
       CONFIG_TEST(test_config_store_url_and_db_synonym),
       CONFIG_TEST(test_config_store_unknown_scheme_rejected),
+      CONFIG_TEST(test_config_store_password_never_in_messages),
   };
 
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -1,0 +1,1409 @@
+/* store_postgresql.c: the PostgreSQL backend of store.h (schemes
+ * "postgresql://..." and "postgres://...", a libpq connection URI).
+ *
+ * One connection, used by one thread at a time (store.h). Every statement
+ * is parameterised (PQexecParams: values never enter the SQL text), every
+ * PGresult is checked and cleared. Transactions run with synchronous_commit
+ * on: COMMIT returns once the commit record is flushed. begin takes a
+ * transaction-level advisory lock, the store's write lock, so writers from
+ * several tokend hosts on one database take turns (what a later change feed
+ * needs to number its revisions in commit order).
+ *
+ * A lost connection is dropped and made again by the next call. A COMMIT
+ * sent on a connection that is then lost before its answer is
+ * TOKEND_EINDOUBT; a connection already known lost before COMMIT is sent is
+ * a definite failure (the server rolls back the unfinished transaction of a
+ * session that ends). */
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store/audit_chain.h"
+#include "store/backends.h"
+#include "store/store.h"
+
+/* The schema version this build writes (tokend_schema.version). */
+#define PG_SCHEMA_VERSION 1
+/* pg_advisory_xact_lock key of the write lock: "tknd". */
+#define PG_WRITE_LOCK "1953066596"
+#define META_PEPPER_FINGERPRINT "pepper_fingerprint"
+#define PG_MAX_PARAMS 13
+
+#define TOKEN_COLUMNS                                                          \
+  "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
+  " last_used_at, revoked_at, created_by, revoked_by"
+#define AUDIT_COLUMNS                                                          \
+  "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
+  " code, detail, count, hash"
+
+/* Forward migrations: migrations[i] takes schema version i to i + 1. The
+ * same records as the SQLite backend's schema 4. A later version (the
+ * change feed's table) is one more entry. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE tokens ("
+    "  seq bigserial PRIMARY KEY,"
+    "  id text NOT NULL UNIQUE,"
+    "  domain text NOT NULL,"
+    "  label text NOT NULL,"
+    "  hash bytea NOT NULL UNIQUE CHECK (length(hash) = 32),"
+    "  hint text NOT NULL,"
+    "  scopes text NOT NULL DEFAULT '',"
+    "  created_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL DEFAULT 0,"
+    "  last_used_at bigint NOT NULL DEFAULT 0,"
+    "  revoked_at bigint NOT NULL DEFAULT 0,"
+    "  created_by text NOT NULL DEFAULT '',"
+    "  revoked_by text NOT NULL DEFAULT ''"
+    ");"
+    "CREATE INDEX tokens_domain_seq ON tokens (domain, seq);"
+    "CREATE INDEX tokens_domain_creator ON tokens (domain, created_by);"
+    "CREATE TABLE domain_admins ("
+    "  domain text NOT NULL,"
+    "  user_name text NOT NULL,"
+    "  granted_at bigint NOT NULL,"
+    "  granted_by text NOT NULL,"
+    "  PRIMARY KEY (domain, user_name)"
+    ");"
+    "CREATE TABLE audit_events ("
+    "  id bigint PRIMARY KEY,"
+    "  at bigint NOT NULL,"
+    "  peer_uid bigint NOT NULL,"
+    "  peer_pid bigint NOT NULL,"
+    "  actor text NOT NULL,"
+    "  break_glass boolean NOT NULL,"
+    "  domain text NOT NULL,"
+    "  token_id text NOT NULL,"
+    "  method text NOT NULL,"
+    "  code integer NOT NULL,"
+    "  detail text NOT NULL,"
+    "  count bigint NOT NULL DEFAULT 1,"
+    "  hash bytea"
+    ");"
+    "CREATE INDEX audit_domain_id ON audit_events (domain, id);"
+    /* Append-only: no UPDATE, DELETE or TRUNCATE through tokend's schema;
+     * an insert over an existing id is the primary key's violation (there
+     * is no INSERT OR REPLACE here, and ON CONFLICT DO UPDATE would fire
+     * the update trigger). */
+    "CREATE FUNCTION audit_events_append_only() RETURNS trigger"
+    " LANGUAGE plpgsql AS $$ BEGIN"
+    " RAISE EXCEPTION 'the audit log is append-only'; END $$;"
+    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
+    " FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();"
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
+    " FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();"
+    "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events"
+    " FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();"
+    "CREATE TABLE verify_counts ("
+    "  domain text PRIMARY KEY,"
+    "  valid bigint NOT NULL DEFAULT 0,"
+    "  invalid bigint NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL"
+    ");"
+    "CREATE TABLE meta ("
+    "  key text PRIMARY KEY,"
+    "  value bytea NOT NULL"
+    ");",
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* The tables --check-db expects. */
+static const char *const pg_tables[] = {
+    "tokend_schema", "tokens",        "domain_admins",
+    "audit_events",  "verify_counts", "meta",
+};
+
+typedef struct pg_store {
+  store_t base; /* ops and flags; the interface sees only this */
+  char *uri;    /* the libpq URI, password included: never logged */
+  PGconn *conn; /* NULL after a loss, until the next call reconnects */
+  int in_tx;    /* inside begin .. commit/rollback */
+  uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
+  int audit_keyed;
+  char errmsg[256];
+} pg_t;
+
+/* Parameters of one statement: text, or binary for bytea. */
+typedef struct {
+  const char *values[PG_MAX_PARAMS];
+  int lengths[PG_MAX_PARAMS];
+  int formats[PG_MAX_PARAMS];
+  char num[PG_MAX_PARAMS][24];
+  int n;
+} pg_params_t;
+
+static const struct store_ops pg_ops;
+
+static pg_t *pg_of(store_t *base) {
+  return store_container_of(base, pg_t, base);
+}
+
+static const pg_t *pg_cof(const store_t *base) {
+  return store_container_of(base, const pg_t, base);
+}
+
+static void p_text(pg_params_t *p, const char *v) {
+  p->values[p->n] = v;
+  p->lengths[p->n] = 0;
+  p->formats[p->n++] = 0;
+}
+
+static void p_i64(pg_params_t *p, int64_t v) {
+  snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)v);
+  p_text(p, p->num[p->n]);
+}
+
+static void p_blob(pg_params_t *p, const uint8_t *v, size_t len) {
+  p->values[p->n] = (const char *)v;
+  p->lengths[p->n] = (int)len;
+  p->formats[p->n++] = 1;
+}
+
+/* Binary results: int8 and int4 are big-endian, text is its bytes. */
+static int64_t get_i64(const PGresult *r, int row, int col) {
+  const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
+  uint64_t u = 0;
+  int i, n = PQgetlength(r, row, col);
+
+  for (i = 0; i < n && i < 8; i++)
+    u = (u << 8) | v[i];
+  /* Sign-extend an int4 (4 bytes) or a boolean (1 byte). */
+  if (n > 0 && n < 8 && (v[0] & 0x80))
+    u |= ~(uint64_t)0 << (8 * n);
+  return (int64_t)u;
+}
+
+static void get_text(const PGresult *r, int row, int col, char *dst,
+                     size_t cap) {
+  size_t n = (size_t)PQgetlength(r, row, col);
+
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(dst, PQgetvalue(r, row, col), n);
+  dst[n] = '\0';
+}
+
+/* 0 and the bytes if the column holds exactly len bytes, else -1. */
+static int get_blob(const PGresult *r, int row, int col, uint8_t *dst,
+                    size_t len) {
+  if (PQgetisnull(r, row, col) || (size_t)PQgetlength(r, row, col) != len)
+    return -1;
+  memcpy(dst, PQgetvalue(r, row, col), len);
+  return 0;
+}
+
+/* Drops the connection: the next call makes a new one. */
+static void pg_disconnect(pg_t *s) {
+  PQfinish(s->conn);
+  s->conn = NULL;
+  s->in_tx = 0;
+}
+
+/* One line from libpq's (possibly multi-line) message. */
+static void pg_set_errmsg(pg_t *s, const char *what, const char *msg) {
+  char *p;
+
+  snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
+           msg != NULL && msg[0] != '\0' ? msg : "no connection");
+  for (p = s->errmsg; *p != '\0'; p++)
+    if (*p == '\n' || *p == '\r' || *p == '\t')
+      *p = *(p + 1) == '\0' ? '\0' : ' ';
+}
+
+/* Maps a failed result (r may be NULL) to a TOKEND_E* code, records the
+ * message, and drops a connection that is gone. */
+static int pg_fail(pg_t *s, const PGresult *r, const char *what) {
+  const char *state =
+      r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  int err = TOKEND_ESTORE;
+
+  pg_set_errmsg(s, what,
+                r != NULL && PQresultErrorMessage(r)[0] != '\0'
+                    ? PQresultErrorMessage(r)
+                : r != NULL && PQstatus(s->conn) == CONNECTION_OK
+                    ? PQresStatus(PQresultStatus(r))
+                    : PQerrorMessage(s->conn));
+  if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+    pg_disconnect(s);
+    return TOKEND_EUNAVAIL;
+  }
+  if (state == NULL)
+    return TOKEND_ESTORE;
+  if (strcmp(state, "23505") == 0) /* unique_violation */
+    err = TOKEND_EEXIST;
+  else if (strncmp(state, "08", 2) == 0 ||  /* connection exception */
+           strncmp(state, "53", 2) == 0 ||  /* insufficient resources */
+           strncmp(state, "57P", 3) == 0 || /* shutdown, cannot connect now */
+           strcmp(state, "40001") == 0 ||   /* serialization failure */
+           strcmp(state, "40P01") == 0 ||   /* deadlock */
+           strcmp(state, "55P03") == 0)     /* lock not available */
+    err = TOKEND_EUNAVAIL;
+  else if (strcmp(state, "25006") == 0) /* read-only transaction */
+    err = TOKEND_ECONFIG;
+  return err;
+}
+
+/* Runs sql with p (NULL: none), binary results. Returns the result (the
+ * caller clears it) if its status is want, else NULL with *err set. */
+static PGresult *pg_run(pg_t *s, const char *what, const char *sql,
+                        const pg_params_t *p, ExecStatusType want, int *err) {
+  PGresult *r = PQexecParams(
+      s->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->values : NULL,
+      p != NULL ? p->lengths : NULL, p != NULL ? p->formats : NULL, 1);
+
+  /* A statement run for its effect may also return rows (SELECT
+   * pg_advisory_xact_lock); nobody reads them. */
+  if (r != NULL &&
+      (PQresultStatus(r) == want ||
+       (want == PGRES_COMMAND_OK && PQresultStatus(r) == PGRES_TUPLES_OK))) {
+    *err = 0;
+    return r;
+  }
+  *err = pg_fail(s, r, what);
+  PQclear(r);
+  return NULL;
+}
+
+/* A statement whose rows nobody reads. *changed (may be NULL) gets the
+ * number of rows it changed. */
+static int pg_exec(pg_t *s, const char *what, const char *sql,
+                   const pg_params_t *p, int64_t *changed) {
+  int err;
+  PGresult *r = pg_run(s, what, sql, p, PGRES_COMMAND_OK, &err);
+
+  if (r != NULL && changed != NULL)
+    *changed = strtoll(PQcmdTuples(r), NULL, 10);
+  PQclear(r);
+  return err;
+}
+
+/* A query whose one row's first column is an integer. */
+static int pg_query_int(pg_t *s, const char *what, const char *sql,
+                        const pg_params_t *p, int64_t *out) {
+  int err;
+  PGresult *r = pg_run(s, what, sql, p, PGRES_TUPLES_OK, &err);
+
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+    pg_set_errmsg(s, what, "unexpected result");
+    err = TOKEND_ESTORE;
+  } else {
+    *out = get_i64(r, 0, 0);
+  }
+  PQclear(r);
+  return err;
+}
+
+/* The server's notices and asynchronous messages (a session terminated by
+ * an administrator) go to tokend's log as one line, not to stderr. */
+static void pg_notice(void *arg, const char *message) {
+  char line[256];
+  char *p;
+
+  (void)arg;
+  snprintf(line, sizeof(line), "%s", message);
+  for (p = line; *p != '\0'; p++)
+    if (*p == '\n' || *p == '\r' || *p == '\t')
+      *p = *(p + 1) == '\0' ? '\0' : ' ';
+  log_warn("store: postgresql: %s", line);
+}
+
+/* Connects to s->uri: keepalives on unless the URI says otherwise (the
+ * URI, expanded where it stands, overrides the keywords before it), the
+ * session's commits synchronous, and --read-only sessions read-only. */
+static int pg_connect(pg_t *s, char *why, size_t why_len) {
+  const char *const keys[] = {"keepalives", "connect_timeout",
+                              "application_name", "dbname", NULL};
+  const char *vals[] = {"1", "10", "tokend", s->uri, NULL};
+  const char *session = (s->base.flags & STORE_OPEN_READ_ONLY)
+                            ? "SET synchronous_commit = on;"
+                              " SET default_transaction_read_only = on"
+                            : "SET synchronous_commit = on";
+  PGresult *r;
+
+  s->conn = PQconnectdbParams(keys, vals, 1);
+  if (s->conn == NULL) {
+    snprintf(why, why_len, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    pg_set_errmsg(s, "cannot connect to PostgreSQL", PQerrorMessage(s->conn));
+    snprintf(why, why_len, "%s", s->errmsg);
+    pg_disconnect(s);
+    return TOKEND_EUNAVAIL;
+  }
+  PQsetNoticeProcessor(s->conn, pg_notice, NULL);
+  /* Session settings; the only PQexec (no parameters, several statements). */
+  r = PQexec(s->conn, session);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    pg_set_errmsg(s, "session settings", PQresultErrorMessage(r));
+    snprintf(why, why_len, "%s", s->errmsg);
+    PQclear(r);
+    pg_disconnect(s);
+    return TOKEND_EUNAVAIL;
+  }
+  PQclear(r);
+  return 0;
+}
+
+/* Every call that reads or writes comes through here first: a connection
+ * lost earlier is made again. A write's begin returns the reconnection's
+ * own failure; any other call TOKEND_EUNAVAIL. */
+static int pg_ready(pg_t *s, int begin) {
+  char why[sizeof(s->errmsg)];
+  int err;
+
+  if (s->conn != NULL)
+    return 0;
+  if ((err = pg_connect(s, why, sizeof(why))) != 0) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "reconnect: %.200s", why);
+    return err == 0 || begin ? err : TOKEND_EUNAVAIL;
+  }
+  return 0;
+}
+
+/* Ends the transaction in progress, storing nothing of it. A ROLLBACK
+ * that fails leaves a connection nobody can trust: it is dropped. */
+static void pg_abort(pg_t *s) {
+  PGresult *r;
+
+  if (s->conn != NULL && s->in_tx) {
+    r = PQexec(s->conn, "ROLLBACK");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      pg_disconnect(s);
+    PQclear(r);
+  }
+  s->in_tx = 0;
+}
+
+/* The schema version (0: no tokend schema) and whether the database holds
+ * tables of its own (a database that is not tokend's). */
+static int pg_schema_version(pg_t *s, int64_t *version, int64_t *n_tables) {
+  int64_t has;
+  int err;
+
+  *version = 0;
+  if ((err = pg_query_int(s, "schema",
+                          "SELECT count(*) FROM pg_catalog.pg_tables"
+                          " WHERE schemaname = current_schema()",
+                          NULL, n_tables)) != 0 ||
+      (err = pg_query_int(s, "schema",
+                          "SELECT (to_regclass('tokend_schema') IS NOT"
+                          " NULL)::int::int8",
+                          NULL, &has)) != 0 ||
+      !has)
+    return err;
+  return pg_query_int(s, "schema",
+                      "SELECT coalesce(max(version), 0) FROM tokend_schema",
+                      NULL, version);
+}
+
+/* Creates or migrates the schema in one transaction, under the write lock
+ * (two tokend starting together on an empty database migrate once). */
+static int pg_migrate(pg_t *s, int flags, char *why, size_t why_len) {
+  int64_t version, n_tables;
+  pg_params_t p = {.n = 0};
+  size_t v;
+  int err;
+
+  if ((err = pg_schema_version(s, &version, &n_tables)) != 0)
+    goto err_why;
+  if (version == 0 && n_tables > 0) {
+    snprintf(why, why_len,
+             "not a tokend database: it has %lld table(s) but no "
+             "tokend_schema; give tokend a database of its own",
+             (long long)n_tables);
+    return TOKEND_ECONFIG;
+  }
+  if (version == 0 && !(flags & STORE_OPEN_CREATE)) {
+    snprintf(why, why_len,
+             "no tokend schema in this database; pass --create-db to create "
+             "it");
+    return TOKEND_ENOTFOUND;
+  }
+  if (version > PG_SCHEMA_VERSION) {
+    snprintf(why, why_len,
+             "database schema version %lld is from a newer tokend (this build "
+             "knows up to %d); refusing to touch it",
+             (long long)version, PG_SCHEMA_VERSION);
+    return TOKEND_ECONFIG;
+  }
+  if (version == PG_SCHEMA_VERSION)
+    return 0;
+  if (flags & STORE_OPEN_READ_ONLY) {
+    snprintf(why, why_len,
+             "database schema version %lld needs migrating to %d, which "
+             "--read-only forbids; start tokend once without --read-only",
+             (long long)version, PG_SCHEMA_VERSION);
+    return TOKEND_ECONFIG;
+  }
+  if ((err = pg_exec(s, "migrate", "BEGIN", NULL, NULL)) != 0)
+    goto err_why;
+  s->in_tx = 1;
+  if ((err = pg_exec(s, "migrate",
+                     "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
+                     NULL)) != 0)
+    goto err_rollback;
+  /* Another tokend may have migrated while this one waited for the lock. */
+  if ((err = pg_exec(s, "migrate",
+                     "CREATE TABLE IF NOT EXISTS tokend_schema ("
+                     "  version integer NOT NULL)",
+                     NULL, NULL)) != 0 ||
+      (err = pg_query_int(s, "migrate",
+                          "SELECT coalesce(max(version), 0) FROM tokend_schema",
+                          NULL, &version)) != 0)
+    goto err_rollback;
+  for (v = (size_t)version; v < N_MIGRATIONS; v++) {
+    /* PQexec: several statements, no parameters, no values. */
+    PGresult *r = PQexec(s->conn, migrations[v]);
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      err = pg_fail(s, r, "migrate");
+      PQclear(r);
+      goto err_rollback;
+    }
+    PQclear(r);
+  }
+  p_i64(&p, PG_SCHEMA_VERSION);
+  if ((err = pg_exec(s, "migrate", "DELETE FROM tokend_schema", NULL, NULL)) !=
+          0 ||
+      (err = pg_exec(s, "migrate",
+                     "INSERT INTO tokend_schema (version) VALUES ($1)", &p,
+                     NULL)) != 0 ||
+      (err = pg_exec(s, "migrate", "COMMIT", NULL, NULL)) != 0)
+    goto err_rollback;
+  s->in_tx = 0;
+  return 0;
+
+err_rollback:
+  pg_abort(s);
+err_why:
+  snprintf(why, why_len, "migration to schema version %d failed: %s",
+           PG_SCHEMA_VERSION, s->errmsg);
+  return err;
+}
+
+static void pg_close(store_t *base) {
+  pg_t *s = pg_of(base);
+
+  pg_disconnect(s);
+  sodium_memzero(s->audit_key, sizeof(s->audit_key));
+  if (s->uri != NULL)
+    sodium_memzero(s->uri, strlen(s->uri));
+  free(s->uri);
+  free(s);
+}
+
+/* location is the URL after "scheme:" ("//user@host/db?..."); libpq takes
+ * the whole URI. */
+static pg_t *pg_new(const char *location, int flags) {
+  pg_t *s = calloc(1, sizeof(*s));
+  size_t n = strlen("postgresql:") + strlen(location) + 1;
+
+  if (s == NULL || (s->uri = malloc(n)) == NULL) {
+    free(s);
+    return NULL;
+  }
+  snprintf(s->uri, n, "postgresql:%s", location);
+  s->base.ops = &pg_ops;
+  s->base.flags = flags;
+  return s;
+}
+
+static int pg_open(const char *location, int flags, store_t **out, char *why,
+                   size_t why_len) {
+  pg_t *s = pg_new(location, flags);
+  int err;
+
+  *out = NULL;
+  if (s == NULL) {
+    snprintf(why, why_len, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  if ((err = pg_connect(s, why, why_len)) != 0 ||
+      (err = pg_migrate(s, flags, why, why_len)) != 0) {
+    pg_close(&s->base);
+    return err;
+  }
+  s->errmsg[0] = '\0';
+  *out = &s->base;
+  return 0;
+}
+
+static int pg_exists(const char *location) {
+  pg_t *s = pg_new(location, STORE_OPEN_READ_ONLY);
+  int64_t version = 0, n_tables;
+  char why[256];
+  int err;
+
+  if (s == NULL)
+    return TOKEND_ENOMEM;
+  if ((err = pg_connect(s, why, sizeof(why))) == 0)
+    err = pg_schema_version(s, &version, &n_tables);
+  pg_close(&s->base);
+  return err != 0 ? err : version > 0;
+}
+
+/* --check-db: the schema's version and its tables. The integrity of the
+ * pages is PostgreSQL's own (checksums, amcheck), not tokend's. */
+static int pg_check(const char *location, FILE *out) {
+  pg_t *s = pg_new(location, STORE_OPEN_READ_ONLY);
+  int64_t version = 0, n_tables = 0, has;
+  pg_params_t p;
+  char why[256];
+  size_t i;
+  int err, bad = 0;
+
+  if (s == NULL)
+    return TOKEND_ENOMEM;
+  if ((err = pg_connect(s, why, sizeof(why))) != 0) {
+    fprintf(out, "%s\n", why);
+    err = TOKEND_ECONFIG;
+    goto out;
+  }
+  if ((err = pg_schema_version(s, &version, &n_tables)) != 0) {
+    fprintf(out, "%s\n", s->errmsg);
+    err = TOKEND_ESTORE;
+    goto out;
+  }
+  if (version != PG_SCHEMA_VERSION) {
+    fprintf(out, "schema version %lld, this build knows %d\n",
+            (long long)version, PG_SCHEMA_VERSION);
+    bad = 1;
+  }
+  for (i = 0; i < sizeof(pg_tables) / sizeof(pg_tables[0]); i++) {
+    p.n = 0;
+    p_text(&p, pg_tables[i]);
+    if ((err = pg_query_int(s, "check",
+                            "SELECT (to_regclass($1) IS NOT NULL)::int::int8",
+                            &p, &has)) != 0) {
+      fprintf(out, "%s\n", s->errmsg);
+      err = TOKEND_ESTORE;
+      goto out;
+    }
+    if (!has) {
+      fprintf(out, "table %s is missing\n", pg_tables[i]);
+      bad = 1;
+    }
+  }
+  if (!bad)
+    fprintf(out,
+            "schema version %lld, every table present; the integrity of the "
+            "data is PostgreSQL's own (data checksums, amcheck)\n",
+            (long long)version);
+  err = bad ? TOKEND_ESTORE : 0;
+out:
+  pg_close(&s->base);
+  return err;
+}
+
+static const char *pg_errmsg(const store_t *base) {
+  return pg_cof(base)->errmsg;
+}
+
+/* The store is the database the URI names; there is no file to lose. */
+static int pg_file_check(store_t *base) {
+  (void)base;
+  return 0;
+}
+
+static int pg_file_lost(const store_t *base) {
+  (void)base;
+  return 0;
+}
+
+static int pg_fingerprint_get(store_t *base,
+                              uint8_t out[STORE_FINGERPRINT_BYTES],
+                              int *present) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  *present = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, META_PEPPER_FINGERPRINT);
+  r = pg_run(s, "read pepper fingerprint",
+             "SELECT value FROM meta WHERE key = $1", &p, PGRES_TUPLES_OK,
+             &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 1) {
+    if (get_blob(r, 0, 0, out, STORE_FINGERPRINT_BYTES) != 0) {
+      pg_set_errmsg(s, "read pepper fingerprint", "it has the wrong size");
+      err = TOKEND_ESTORE;
+    } else {
+      *present = 1;
+    }
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_fingerprint_set(store_t *base,
+                              const uint8_t fp[STORE_FINGERPRINT_BYTES]) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  p_text(&p, META_PEPPER_FINGERPRINT);
+  p_blob(&p, fp, STORE_FINGERPRINT_BYTES);
+  return pg_exec(s, "record pepper fingerprint",
+                 "INSERT INTO meta (key, value) VALUES ($1, $2)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 &p, NULL);
+}
+
+static int pg_count_rows(store_t *base, int64_t *n) {
+  pg_t *s = pg_of(base);
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  return pg_query_int(s, "count rows",
+                      "SELECT (SELECT count(*) FROM tokens)"
+                      " + (SELECT count(*) FROM domain_admins)"
+                      " + (SELECT count(*) FROM audit_events)",
+                      NULL, n);
+}
+
+/* Fills row from row i of a result whose columns are TOKEN_COLUMNS. */
+static int row_read(const PGresult *r, int i, store_token_t *row) {
+  if (get_blob(r, i, 6, row->hash, TOKEND_HASH_BYTES) != 0)
+    return TOKEND_ESTORE;
+  row->seq = get_i64(r, i, 0);
+  get_text(r, i, 1, row->id, sizeof(row->id));
+  get_text(r, i, 2, row->domain, sizeof(row->domain));
+  get_text(r, i, 3, row->label, sizeof(row->label));
+  get_text(r, i, 4, row->hint, sizeof(row->hint));
+  get_text(r, i, 5, row->scopes, sizeof(row->scopes));
+  row->created_at = get_i64(r, i, 7);
+  row->expires_at = get_i64(r, i, 8);
+  row->last_used_at = get_i64(r, i, 9);
+  row->revoked_at = get_i64(r, i, 10);
+  get_text(r, i, 11, row->created_by, sizeof(row->created_by));
+  get_text(r, i, 12, row->revoked_by, sizeof(row->revoked_by));
+  return 0;
+}
+
+static int pg_load(store_t *base, store_load_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  store_token_t *row;
+  PGresult *r;
+  int i, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "load", "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq",
+             NULL, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if ((row = malloc(sizeof(*row))) == NULL) {
+    PQclear(r);
+    return TOKEND_ENOMEM;
+  }
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    if ((err = row_read(r, i, row)) != 0)
+      pg_set_errmsg(s, "load", "token row with a bad hash");
+    else
+      err = cb(arg, row);
+  }
+  sodium_memzero(row, sizeof(*row));
+  free(row);
+  PQclear(r);
+  return err;
+}
+
+static int pg_begin(store_t *base) {
+  pg_t *s = pg_of(base);
+  int err;
+
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  if ((err = pg_ready(s, 1)) != 0)
+    return err;
+  /* A connection the server ended while idle (a restart, an idle timeout)
+   * is found out here, before anything of a transaction was sent: make a
+   * new one and try once more. */
+  err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+  if (err == TOKEND_EUNAVAIL && s->conn == NULL && (err = pg_ready(s, 1)) == 0)
+    err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+  if (err != 0)
+    return err;
+  s->in_tx = 1;
+  if ((err = pg_exec(s, "begin",
+                     "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
+                     NULL)) != 0)
+    pg_abort(s);
+  return err;
+}
+
+static void pg_rollback(store_t *base) { pg_abort(pg_of(base)); }
+
+/* Reads whatever the server sent while the session was idle (a FATAL
+ * message, then the end of the stream) without waiting: 0 if the
+ * connection turns out lost. */
+static int pg_connection_alive(pg_t *s) {
+  struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
+  int i;
+
+  for (i = 0; i < 16 && pfd.fd >= 0 && poll(&pfd, 1, 0) > 0; i++)
+    if (PQconsumeInput(s->conn) == 0)
+      return 0;
+  return pfd.fd >= 0 && PQstatus(s->conn) == CONNECTION_OK;
+}
+
+static int pg_commit(store_t *base) {
+  pg_t *s = pg_of(base);
+  PGresult *r;
+  int err = 0;
+
+  if (s->conn == NULL) {
+    snprintf(s->errmsg, sizeof(s->errmsg),
+             "commit: the connection was lost during the transaction");
+    s->in_tx = 0;
+    return TOKEND_EUNAVAIL;
+  }
+  /* Read what the server sent while the transaction was idle: a session
+   * ended before COMMIT is sent (terminated, server shut down) is rolled
+   * back by the server, a definite failure. */
+  if (!pg_connection_alive(s)) {
+    pg_set_errmsg(s, "commit: the connection was lost before COMMIT",
+                  PQerrorMessage(s->conn));
+    pg_disconnect(s);
+    return TOKEND_EUNAVAIL;
+  }
+  s->in_tx = 0;
+  r = PQexec(s->conn, "COMMIT");
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    /* COMMIT was sent, then the connection went: the server may have
+     * committed before it did. The next call reconnects. */
+    pg_set_errmsg(s, "commit: the connection was lost during COMMIT",
+                  PQerrorMessage(s->conn));
+    PQclear(r);
+    pg_disconnect(s);
+    return TOKEND_EINDOUBT;
+  }
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    err = pg_fail(s, r, "commit");
+  } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+    /* COMMIT of a transaction that had failed answers ROLLBACK. */
+    pg_set_errmsg(s, "commit",
+                  "the transaction had failed and was rolled "
+                  "back");
+    err = TOKEND_ESTORE;
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_insert(store_t *base, store_token_t *row) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, row->id);
+  p_text(&p, row->domain);
+  p_text(&p, row->label);
+  p_blob(&p, row->hash, TOKEND_HASH_BYTES);
+  p_text(&p, row->hint);
+  p_text(&p, row->scopes);
+  p_i64(&p, row->created_at);
+  p_i64(&p, row->expires_at);
+  p_text(&p, row->created_by);
+  return pg_query_int(s, "insert",
+                      "INSERT INTO tokens (id, domain, label, hash, hint,"
+                      " scopes, created_at, expires_at, created_by)"
+                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                      " RETURNING seq",
+                      &p, &row->seq);
+}
+
+static int pg_revoke(store_t *base, const char *domain, const char *id,
+                     int64_t now, const char *by, int64_t *revoked_at,
+                     int *already, uint8_t hash[TOKEND_HASH_BYTES]) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0}, q = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_text(&p, id);
+  p_i64(&p, now);
+  p_text(&p, by);
+  r = pg_run(s, "revoke",
+             "UPDATE tokens SET revoked_at = $3, revoked_by = $4"
+             " WHERE domain = $1 AND id = $2 AND revoked_at = 0"
+             " RETURNING revoked_at, hash",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  *already = PQntuples(r) == 0;
+  if (*already) {
+    /* Revoked before, or not there: read what is. */
+    PQclear(r);
+    p_text(&q, domain);
+    p_text(&q, id);
+    r = pg_run(s, "revoke read",
+               "SELECT revoked_at, hash FROM tokens"
+               " WHERE domain = $1 AND id = $2",
+               &q, PGRES_TUPLES_OK, &err);
+    if (r == NULL)
+      return err;
+  }
+  if (PQntuples(r) == 0) {
+    err = TOKEND_ENOTFOUND;
+  } else if (get_blob(r, 0, 1, hash, TOKEND_HASH_BYTES) != 0) {
+    pg_set_errmsg(s, "revoke read", "token row with a bad hash");
+    err = TOKEND_ESTORE;
+  } else {
+    *revoked_at = get_i64(r, 0, 0);
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_touch(store_t *base, const store_touch_t *items, size_t n) {
+  pg_t *s = pg_of(base);
+  pg_params_t p;
+  size_t i;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  for (i = 0; i < n && err == 0; i++) {
+    p.n = 0;
+    p_blob(&p, items[i].hash, TOKEND_HASH_BYTES);
+    p_i64(&p, items[i].last_used_at);
+    err = pg_exec(s, "touch",
+                  "UPDATE tokens SET last_used_at = $2"
+                  " WHERE hash = $1 AND last_used_at < $2",
+                  &p, NULL);
+  }
+  return err;
+}
+
+static int pg_list(store_t *base, const char *domain, int include_revoked,
+                   int64_t before_seq, store_token_t *rows, size_t max_rows,
+                   size_t *n_rows) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  size_t n = 0;
+  int err;
+
+  *n_rows = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, before_seq > 0 ? before_seq : INT64_MAX);
+  p_text(&p, include_revoked ? "true" : "false");
+  p_i64(&p, (int64_t)max_rows);
+  r = pg_run(s, "list",
+             "SELECT " TOKEN_COLUMNS " FROM tokens"
+             " WHERE domain = $1 AND seq < $2 AND ($3::boolean OR"
+             " revoked_at = 0) ORDER BY seq DESC LIMIT $4",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++) {
+    if ((err = row_read(r, (int)n, &rows[n])) != 0) {
+      pg_set_errmsg(s, "list", "token row with a bad hash");
+      break;
+    }
+  }
+  *n_rows = err == 0 ? n : 0;
+  PQclear(r);
+  return err;
+}
+
+static int pg_admin_grant(store_t *base, const char *domain, const char *user,
+                          int64_t now, const char *by, int64_t *granted_at,
+                          int *already) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0}, q = {.n = 0};
+  int64_t changed = 0;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_text(&p, user);
+  p_i64(&p, now);
+  p_text(&p, by);
+  if ((err = pg_exec(s, "admin grant",
+                     "INSERT INTO domain_admins (domain, user_name,"
+                     " granted_at, granted_by) VALUES ($1, $2, $3, $4)"
+                     " ON CONFLICT (domain, user_name) DO NOTHING",
+                     &p, &changed)) != 0)
+    return err;
+  *already = changed == 0;
+  p_text(&q, domain);
+  p_text(&q, user);
+  return pg_query_int(s, "admin grant",
+                      "SELECT granted_at FROM domain_admins"
+                      " WHERE domain = $1 AND user_name = $2",
+                      &q, granted_at);
+}
+
+/* The hashes in column 0 of r, malloc'd (NULL when none). */
+static int collect_hashes(pg_t *s, const PGresult *r, const char *what,
+                          uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                          size_t *n_hashes) {
+  size_t i, n = (size_t)PQntuples(r);
+  uint8_t(*h)[TOKEND_HASH_BYTES];
+
+  *hashes = NULL;
+  *n_hashes = 0;
+  if (n == 0)
+    return 0;
+  if ((h = calloc(n, sizeof(*h))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; i < n; i++) {
+    if (get_blob(r, (int)i, 0, h[i], TOKEND_HASH_BYTES) != 0) {
+      free(h);
+      pg_set_errmsg(s, what, "token row with a bad hash");
+      return TOKEND_ESTORE;
+    }
+  }
+  *hashes = h;
+  *n_hashes = n;
+  return 0;
+}
+
+static int pg_admin_remove(store_t *base, const char *domain, const char *user,
+                           int revoke_tokens, int64_t now, const char *by,
+                           uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                           size_t *n_hashes) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0}, q = {.n = 0};
+  int64_t changed = 0;
+  PGresult *r;
+  int err;
+
+  *hashes = NULL;
+  *n_hashes = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_text(&p, user);
+  if ((err = pg_exec(s, "admin remove",
+                     "DELETE FROM domain_admins"
+                     " WHERE domain = $1 AND user_name = $2",
+                     &p, &changed)) != 0)
+    return err;
+  if (changed == 0)
+    return TOKEND_ENOTFOUND;
+  if (!revoke_tokens)
+    return 0;
+  p_text(&q, domain);
+  p_text(&q, user);
+  p_i64(&q, now);
+  p_text(&q, by);
+  r = pg_run(s, "admin remove",
+             "UPDATE tokens SET revoked_at = $3, revoked_by = $4"
+             " WHERE domain = $1 AND created_by = $2 AND revoked_at = 0"
+             " RETURNING hash",
+             &q, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  err = collect_hashes(s, r, "admin remove", hashes, n_hashes);
+  PQclear(r);
+  return err;
+}
+
+static int pg_admin_load(store_t *base, store_admin_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  store_admin_t a;
+  PGresult *r;
+  int i, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "admin load",
+             "SELECT domain, user_name, granted_at, granted_by"
+             " FROM domain_admins",
+             NULL, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    get_text(r, i, 0, a.domain, sizeof(a.domain));
+    get_text(r, i, 1, a.user, sizeof(a.user));
+    a.granted_at = get_i64(r, i, 2);
+    get_text(r, i, 3, a.granted_by, sizeof(a.granted_by));
+    err = cb(arg, &a);
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_token_get(store_t *base, const char *domain, const char *id,
+                        store_token_t *row) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_text(&p, id);
+  r = pg_run(s, "token get",
+             "SELECT " TOKEN_COLUMNS " FROM tokens"
+             " WHERE domain = $1 AND id = $2",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0)
+    err = TOKEND_ENOTFOUND;
+  else if ((err = row_read(r, 0, row)) != 0)
+    pg_set_errmsg(s, "token get", "token row with a bad hash");
+  PQclear(r);
+  return err;
+}
+
+static int pg_admin_get(store_t *base, const char *domain, const char *user,
+                        int64_t *granted_at) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_text(&p, user);
+  r = pg_run(s, "admin get",
+             "SELECT granted_at FROM domain_admins"
+             " WHERE domain = $1 AND user_name = $2",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0)
+    err = TOKEND_ENOTFOUND;
+  else
+    *granted_at = get_i64(r, 0, 0);
+  PQclear(r);
+  return err;
+}
+
+static int pg_revoked_with(store_t *base, const char *domain,
+                           const char *created_by, int64_t revoked_at,
+                           const char *revoked_by,
+                           uint8_t (**hashes)[TOKEND_HASH_BYTES],
+                           size_t *n_hashes) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  *hashes = NULL;
+  *n_hashes = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_text(&p, created_by);
+  p_i64(&p, revoked_at);
+  p_text(&p, revoked_by);
+  r = pg_run(s, "revoked-with",
+             "SELECT hash FROM tokens WHERE domain = $1 AND created_by = $2"
+             " AND revoked_at = $3 AND revoked_by = $4",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  err = collect_hashes(s, r, "revoked-with", hashes, n_hashes);
+  PQclear(r);
+  return err;
+}
+
+/* Reads the audit columns of row i into ev; *has_hash 1 if the row has a
+ * 32-byte hash, copied to hash. */
+static void audit_read(const PGresult *r, int i, store_audit_t *ev,
+                       uint8_t hash[STORE_AUDIT_HASH_BYTES], int *has_hash) {
+  ev->id = get_i64(r, i, 0);
+  ev->at = get_i64(r, i, 1);
+  ev->peer_uid = (uint32_t)get_i64(r, i, 2);
+  ev->peer_pid = (int32_t)get_i64(r, i, 3);
+  get_text(r, i, 4, ev->actor, sizeof(ev->actor));
+  ev->break_glass = get_i64(r, i, 5) != 0;
+  get_text(r, i, 6, ev->domain, sizeof(ev->domain));
+  get_text(r, i, 7, ev->token_id, sizeof(ev->token_id));
+  get_text(r, i, 8, ev->method, sizeof(ev->method));
+  ev->code = (int)get_i64(r, i, 9);
+  get_text(r, i, 10, ev->detail, sizeof(ev->detail));
+  ev->count = get_i64(r, i, 11);
+  *has_hash = get_blob(r, i, 12, hash, STORE_AUDIT_HASH_BYTES) == 0;
+}
+
+static int audit_head(pg_t *s, int64_t *id,
+                      uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
+  PGresult *r;
+  int err;
+
+  *id = 0;
+  memset(hash, 0, STORE_AUDIT_HASH_BYTES);
+  r = pg_run(s, "audit head",
+             "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1", NULL,
+             PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 1) {
+    *id = get_i64(r, 0, 0);
+    if (get_blob(r, 0, 1, hash, STORE_AUDIT_HASH_BYTES) != 0)
+      memset(hash, 0, STORE_AUDIT_HASH_BYTES);
+  }
+  PQclear(r);
+  return 0;
+}
+
+static int pg_audit_head(store_t *base, int64_t *id,
+                         uint8_t hash[STORE_AUDIT_HASH_BYTES]) {
+  pg_t *s = pg_of(base);
+  int err = pg_ready(s, 0);
+
+  return err != 0 ? err : audit_head(s, id, hash);
+}
+
+/* No audit row predates the chain in this backend: nothing to chain. */
+static int pg_audit_key_set(store_t *base,
+                            const uint8_t key[STORE_AUDIT_KEY_BYTES]) {
+  pg_t *s = pg_of(base);
+
+  memcpy(s->audit_key, key, STORE_AUDIT_KEY_BYTES);
+  s->audit_keyed = 1;
+  return pg_ready(s, 0);
+}
+
+static int pg_audit_append(store_t *base, store_audit_t *ev) {
+  pg_t *s = pg_of(base);
+  uint8_t prev[STORE_AUDIT_HASH_BYTES], h[STORE_AUDIT_HASH_BYTES];
+  pg_params_t p = {.n = 0};
+  int64_t head_id;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  /* An unchained row would read as tampering: refuse rather than write. */
+  if (!s->audit_keyed) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
+    return TOKEND_EINTERNAL;
+  }
+  if ((err = audit_head(s, &head_id, prev)) != 0)
+    return err;
+  ev->id = head_id + 1;
+  if (ev->count < 1)
+    ev->count = 1;
+  store_audit_hash(s->audit_key, prev, ev, h);
+  p_i64(&p, ev->at);
+  p_i64(&p, ev->peer_uid);
+  p_i64(&p, ev->peer_pid);
+  p_text(&p, ev->actor);
+  p_text(&p, ev->break_glass ? "true" : "false");
+  p_text(&p, ev->domain);
+  p_text(&p, ev->token_id);
+  p_text(&p, ev->method);
+  p_i64(&p, ev->code);
+  p_text(&p, ev->detail);
+  p_i64(&p, ev->count);
+  p_i64(&p, ev->id);
+  p_blob(&p, h, sizeof(h));
+  return pg_exec(s, "audit",
+                 "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"
+                 " break_glass, domain, token_id, method, code, detail,"
+                 " count, id, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                 " $9, $10, $11, $12, $13)",
+                 &p, NULL);
+}
+
+static int pg_audit_verify(store_t *base, int64_t anchor_id,
+                           const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
+                           store_audit_check_t *out) {
+  pg_t *s = pg_of(base);
+  uint8_t prev[STORE_AUDIT_HASH_BYTES] = {0}, h[STORE_AUDIT_HASH_BYTES],
+          want[STORE_AUDIT_HASH_BYTES];
+  store_audit_t *ev;
+  int64_t last_id = 0;
+  PGresult *r;
+  int i, has_hash, err, anchor_seen = anchor_id <= 0;
+
+  memset(out, 0, sizeof(*out));
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  if (!s->audit_keyed) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
+    return TOKEND_EINTERNAL;
+  }
+  r = pg_run(s, "audit verify",
+             "SELECT " AUDIT_COLUMNS " FROM audit_events ORDER BY id", NULL,
+             PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL) {
+    PQclear(r);
+    return TOKEND_ENOMEM;
+  }
+  for (i = 0; i < PQntuples(r); i++) {
+    audit_read(r, i, ev, h, &has_hash);
+    out->rows_checked++;
+    if (!has_hash) {
+      out->first_bad_id = ev->id;
+      snprintf(out->why, sizeof(out->why),
+               "row %lld has no chain hash: it was not written by tokend",
+               (long long)ev->id);
+      break;
+    }
+    store_audit_hash(s->audit_key, prev, ev, want);
+    if (sodium_memcmp(want, h, sizeof(h)) != 0) {
+      out->first_bad_id = ev->id;
+      snprintf(out->why, sizeof(out->why),
+               "row %lld does not match its hash: it, or the row before it "
+               "(id %lld), was changed, removed, inserted or moved",
+               (long long)ev->id, (long long)last_id);
+      break;
+    }
+    if (ev->id == anchor_id) {
+      anchor_seen = 1;
+      if (sodium_memcmp(anchor_hash, h, sizeof(h)) != 0) {
+        out->first_bad_id = ev->id;
+        out->anchor_mismatch = 1;
+        snprintf(out->why, sizeof(out->why),
+                 "row %lld is not the row anchored: the log was rewritten "
+                 "from there on",
+                 (long long)ev->id);
+        break;
+      }
+    }
+    memcpy(prev, h, sizeof(prev));
+    last_id = ev->id;
+  }
+  out->head_id = last_id;
+  memcpy(out->head_hash, prev, sizeof(prev));
+  if (out->first_bad_id == 0 && !anchor_seen) {
+    out->first_bad_id = anchor_id;
+    out->anchor_mismatch = 1;
+    snprintf(out->why, sizeof(out->why),
+             "the anchored row %lld is gone: the newest rows were removed "
+             "(the log ends at row %lld)",
+             (long long)anchor_id, (long long)last_id);
+  }
+  free(ev);
+  PQclear(r);
+  return 0;
+}
+
+static int pg_audit_list(store_t *base, const char *domain, int64_t since,
+                         int64_t before_id, store_audit_t *rows,
+                         size_t max_rows, size_t *n_rows) {
+  pg_t *s = pg_of(base);
+  uint8_t h[STORE_AUDIT_HASH_BYTES];
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  size_t n;
+  int err, has_hash;
+
+  *n_rows = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, since);
+  p_i64(&p, before_id > 0 ? before_id : INT64_MAX);
+  p_i64(&p, (int64_t)max_rows);
+  r = pg_run(s, "audit list",
+             "SELECT " AUDIT_COLUMNS " FROM audit_events"
+             " WHERE ($1 = '' OR domain = $1) AND at >= $2 AND id < $3"
+             " ORDER BY id DESC LIMIT $4",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++)
+    audit_read(r, (int)n, &rows[n], h, &has_hash);
+  *n_rows = n;
+  PQclear(r);
+  return 0;
+}
+
+static int pg_verify_counts_add(store_t *base, const char *domain,
+                                uint64_t valid, uint64_t invalid, int64_t now) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, (int64_t)valid);
+  p_i64(&p, (int64_t)invalid);
+  p_i64(&p, now);
+  return pg_exec(s, "counts",
+                 "INSERT INTO verify_counts (domain, valid, invalid,"
+                 " updated_at) VALUES ($1, $2, $3, $4)"
+                 " ON CONFLICT (domain) DO UPDATE SET"
+                 " valid = verify_counts.valid + excluded.valid,"
+                 " invalid = verify_counts.invalid + excluded.invalid,"
+                 " updated_at = excluded.updated_at",
+                 &p, NULL);
+}
+
+static const struct store_ops pg_ops = {
+    .close = pg_close,
+    .errmsg = pg_errmsg,
+    .file_check = pg_file_check,
+    .file_lost = pg_file_lost,
+    .fingerprint_get = pg_fingerprint_get,
+    .fingerprint_set = pg_fingerprint_set,
+    .count_rows = pg_count_rows,
+    .load = pg_load,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .insert = pg_insert,
+    .revoke = pg_revoke,
+    .touch = pg_touch,
+    .list = pg_list,
+    .admin_grant = pg_admin_grant,
+    .admin_remove = pg_admin_remove,
+    .admin_load = pg_admin_load,
+    .token_get = pg_token_get,
+    .admin_get = pg_admin_get,
+    .revoked_with = pg_revoked_with,
+    .audit_key_set = pg_audit_key_set,
+    .audit_append = pg_audit_append,
+    .audit_list = pg_audit_list,
+    .audit_head = pg_audit_head,
+    .audit_verify = pg_audit_verify,
+    .verify_counts_add = pg_verify_counts_add,
+};
+
+/* libpq accepts both spellings of the scheme; so does tokend. */
+const struct store_backend store_postgresql_backend = {
+    .scheme = "postgresql",
+    .open = pg_open,
+    .exists = pg_exists,
+    .check = pg_check,
+};
+
+const struct store_backend store_postgres_backend = {
+    .scheme = "postgres",
+    .open = pg_open,
+    .exists = pg_exists,
+    .check = pg_check,
+};
