@@ -406,7 +406,9 @@ static void test_verify_exact_bytes_any_encoding(void **state) {
   th_client_verify_ok(f->client, f->token, &v);
   assert_true(v.valid);
   snprintf(id, sizeof(id), "%s", v.token_id);
-  expect_verify_every_shape(fd, f->token, len, 1, 0, id);
+  expect_verify_every_shape(fd, f->token, len, 1,
+                            TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID,
+                            id);
 
   /* Near misses of the remembered token. */
   memcpy(tok, f->token, len + 1);
@@ -426,7 +428,9 @@ static void test_verify_exact_bytes_any_encoding(void **state) {
   expect_verify_every_shape(fd, never, strlen(never), 0,
                             TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN,
                             "");
-  expect_verify_every_shape(fd, f->token, len, 1, 0, id);
+  expect_verify_every_shape(fd, f->token, len, 1,
+                            TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID,
+                            id);
 
   assert_int_equal(tokend_client_revoke(f->client, DOMAIN, id, NULL, NULL), 0);
   expect_verify_every_shape(fd, f->token, len, 0,
