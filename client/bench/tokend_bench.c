@@ -730,6 +730,8 @@ static const char *reason_name(int reason) {
     return "REVOKED";
   case TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED:
     return "EXPIRED";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID:
+    return "VALID";
   default:
     return "UNSPECIFIED";
   }

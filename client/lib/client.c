@@ -865,6 +865,8 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
     return rc;
   res = resp->verify;
   out->valid = res->valid ? 1 : 0;
+  /* valid decides: tokend sends reason VALID with it, and before issue 14
+   * sent nothing (UNSPECIFIED); both mean VALID. */
   if (res->valid) {
     out->reason = TOKEND_VERIFY_VALID;
   } else {

@@ -226,6 +226,20 @@ static int refused_by_table(rpc_t *r, sink_t *k, uint64_t call_id,
  * --max-request-memory, so limits apply as they would through protobuf-c. */
 #define VERIFY_FAST_MAX_BODY (TOKEND_TOKEN_MAX_CHARS + 32)
 
+/* call_id 0 is reserved: an answer on it is a connection-level error, after
+ * which tokend closes the connection. A request on it could not be told
+ * apart from one, so it is refused the same way: answered on call_id 0 and
+ * closed (docs/PROTOCOL.md). Returns TOKEND_EPROTO for rpc_frame to return
+ * (net closes the connection once the answer is written). */
+static int refuse_call_id_zero(rpc_t *r, sink_t *k) {
+  log_warn("conn %llu: request with call_id 0; closing",
+           (unsigned long long)k->id);
+  send_status(r, k, 0, TOKEND_GRPC_INVALID_ARGUMENT,
+              "call_id 0 is reserved for connection-level errors: number "
+              "calls from 1; closing the connection");
+  return TOKEND_EPROTO;
+}
+
 int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
   static log_limit_t token_field_log = LOG_LIMIT_DEFAULT;
   const char *field;
@@ -234,7 +248,7 @@ int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
   Tokend__V1__Request *req;
   vw_request_t vreq;
   authz_actor_t actor;
-  int err;
+  int err, rc = 0;
 
   /* The hot path: a plain Verify is decoded by hand, without protobuf-c.
    * Anything else, a Verify in any other shape, or one too big to carry a
@@ -242,6 +256,8 @@ int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
    * general way. */
   if (len <= VERIFY_FAST_MAX_BODY &&
       vw_request_decode(body, len, &vreq) == VW_VERIFY) {
+    if (vreq.call_id == 0)
+      return refuse_call_id_zero(r, k);
     if (!rpc_refuse_not_verifier(r, k, vreq.call_id))
       rpc_verify_token(r, k, vreq.call_id, vreq.token, vreq.token_len);
     return 0;
@@ -263,6 +279,10 @@ int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
     }
     pb_arena_reset(arena);
     return TOKEND_EPROTO;
+  }
+  if (req->call_id == 0) {
+    rc = refuse_call_id_zero(r, k);
+    goto out;
   }
   /* Verify, the hot path, needs no actor. */
   if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
@@ -317,5 +337,5 @@ out:
    * (a Verify carries a secret) and takes it back. */
   tokend__v1__request__free_unpacked(req, &arena->allocator);
   pb_arena_reset(arena);
-  return 0;
+  return rc;
 }

@@ -92,6 +92,9 @@ static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
       resp.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
     } else {
       resp.valid = 1;
+      /* One word for the outcome on the wire too, as the client library
+       * and tokenctl name it (2 more bytes than leaving it absent). */
+      resp.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID;
       index_touch(r->env.index, e, r->now_ms,
                   r->env.cfg->last_used_granularity_ms);
     }

@@ -425,10 +425,13 @@ static void peer_check_response(const uint8_t *body, uint32_t len) {
       resp->result_case != TOKEND__V1__RESPONSE__RESULT__NOT_SET)
     die("an answer with status %d also carries a result",
         (int)resp->status->code);
+  /* call_id 0 is a connection-level error, never an answer to a call. */
+  if (resp->call_id == 0 && resp->status->code == 0)
+    die("an OK answer on call_id 0 (result %d)", (int)resp->result_case);
+  /* One word for the outcome: VALID exactly when valid. */
   if (resp->result_case == TOKEND__V1__RESPONSE__RESULT_VERIFY &&
-      resp->verify->valid !=
-          (resp->verify->reason ==
-           TOKEND__V1__INVALID_REASON__INVALID_REASON_UNSPECIFIED))
+      resp->verify->valid != (resp->verify->reason ==
+                              TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID))
     die("a Verify answer says valid=%d with reason %d",
         (int)resp->verify->valid, (int)resp->verify->reason);
   check_authorized(resp);

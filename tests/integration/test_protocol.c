@@ -406,7 +406,9 @@ static void test_verify_exact_bytes_any_encoding(void **state) {
   th_client_verify_ok(f->client, f->token, &v);
   assert_true(v.valid);
   snprintf(id, sizeof(id), "%s", v.token_id);
-  expect_verify_every_shape(fd, f->token, len, 1, 0, id);
+  expect_verify_every_shape(fd, f->token, len, 1,
+                            TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID,
+                            id);
 
   /* Near misses of the remembered token. */
   memcpy(tok, f->token, len + 1);
@@ -426,7 +428,9 @@ static void test_verify_exact_bytes_any_encoding(void **state) {
   expect_verify_every_shape(fd, never, strlen(never), 0,
                             TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN,
                             "");
-  expect_verify_every_shape(fd, f->token, len, 1, 0, id);
+  expect_verify_every_shape(fd, f->token, len, 1,
+                            TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID,
+                            id);
 
   assert_int_equal(tokend_client_revoke(f->client, DOMAIN, id, NULL, NULL), 0);
   expect_verify_every_shape(fd, f->token, len, 0,
@@ -488,7 +492,7 @@ static void test_answers_in_request_order_then_eof(void **state) {
   close(fd);
 }
 
-static void test_empty_request_unimplemented_connection_stays(void **state) {
+static void test_empty_request_unimplemented_zero_length_closes(void **state) {
   th_fixture_t *f = *state;
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
@@ -503,13 +507,6 @@ static void test_empty_request_unimplemented_connection_stays(void **state) {
   assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
   tokend__v1__response__free_unpacked(r, NULL);
 
-  /* A zero-length body is an empty Request too. */
-  assert_int_equal(th_write_all(fd, empty_body, sizeof(empty_body)), 0);
-  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
-  assert_int_equal(r->call_id, 0);
-  assert_int_equal(th_response_code(r), TOKEND_GRPC_UNIMPLEMENTED);
-  tokend__v1__response__free_unpacked(r, NULL);
-
   /* The same connection still answers. */
   vr.token = f->token;
   req.call_id = 8;
@@ -521,6 +518,73 @@ static void test_empty_request_unimplemented_connection_stays(void **state) {
   assert_true(r->verify->valid);
   tokend__v1__response__free_unpacked(r, NULL);
   close(fd);
+
+  /* A zero-length body is an empty Request: call_id 0, refused. */
+  fd = th_connect(f->tokend.socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_write_all(fd, empty_body, sizeof(empty_body)), 0);
+  th_expect_error_then_eof(fd, TOKEND_GRPC_INVALID_ARGUMENT);
+  close(fd);
+}
+
+/* Refuses req (whose call_id is 0) after a Verify pipelined before it:
+ * the Verify is answered, then INVALID_ARGUMENT on call_id 0 naming
+ * call_id, then the connection closes. */
+static void expect_call_id_zero_refused(th_fixture_t *f,
+                                        Tokend__V1__Request *req) {
+  Tokend__V1__Request first = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int fd = th_connect(f->tokend.socket_path);
+
+  assert_true(fd >= 0);
+  vr.token = f->token;
+  first.call_id = 1;
+  first.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  first.verify = &vr;
+  assert_int_equal(th_frame_append(&buf, &len, &first), 0);
+  assert_int_equal(th_frame_append(&buf, &len, req), 0);
+  assert_int_equal(th_write_all(fd, buf, len), 0);
+  free(buf);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 1);
+  assert_true(r->verify != NULL && r->verify->valid);
+  tokend__v1__response__free_unpacked(r, NULL);
+  assert_int_equal(th_recv_response(fd, TH_IO_TIMEOUT_MS, &r), 0);
+  assert_int_equal(r->call_id, 0);
+  assert_int_equal(th_response_code(r), TOKEND_GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(r->status->message, "call_id 0 is reserved"));
+  assert_int_equal(r->result_case, TOKEND__V1__RESPONSE__RESULT__NOT_SET);
+  tokend__v1__response__free_unpacked(r, NULL);
+  if (th_wait_eof(fd, TH_IO_TIMEOUT_MS) != 1)
+    fail_msg("tokend did not close the connection after call_id 0");
+  close(fd);
+}
+
+/* call_id 0 is reserved for connection-level errors: a request on it is
+ * refused, on the hand-decoded Verify path and on protobuf-c's alike. */
+static void test_call_id_zero_refused_then_close(void **state) {
+  th_fixture_t *f = *state;
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__WhoAmIRequest wr = TOKEND__V1__WHO_AM_IREQUEST__INIT;
+
+  /* A plain Verify: the hand-written decoder's path. */
+  vr.token = f->token;
+  req.call_id = 0;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  expect_call_id_zero_refused(f, &req);
+  /* A Verify with an actor: protobuf-c's path. */
+  req.actor = (char *)"someone";
+  expect_call_id_zero_refused(f, &req);
+  req.actor = (char *)"";
+  req.method_case = TOKEND__V1__REQUEST__METHOD_WHO_AM_I;
+  req.who_am_i = &wr;
+  expect_call_id_zero_refused(f, &req);
+  expect_serving(f, f->token);
 }
 
 /* A Verify request whose packed body is exactly body_len bytes. */
@@ -909,8 +973,10 @@ int main(void) {
           test_garbage_protobuf_invalid_argument_then_close, setup,
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
-          test_empty_request_unimplemented_connection_stays, setup,
+          test_empty_request_unimplemented_zero_length_closes, setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_call_id_zero_refused_then_close,
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_max_frame_bytes_edge,
                                       setup_small_frames, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_client_hangup_with_calls_in_flight,

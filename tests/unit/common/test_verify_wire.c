@@ -641,7 +641,10 @@ static void set_scopes(vw_response_t *r, size_t n) {
 
 static void test_response_encode_matches_protobuf_c(void **state) {
   static const uint64_t call_ids[] = {0, 1, 300, UINT64_MAX};
-  static const int reasons[] = {0, 1, 2, 3, 4, -1, INT32_MIN, INT32_MAX};
+  static const int reasons[] = {
+      0,  1,         2,
+      3,  4,         TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID,
+      -1, INT32_MIN, INT32_MAX};
   static const int64_t expires[] = {0,  1,         4102444800000LL,
                                     -1, INT64_MIN, INT64_MAX};
   static const size_t n_scopes[] = {0, 1, TOKEND_MAX_SCOPES};
@@ -670,7 +673,7 @@ static void test_response_encode_matches_protobuf_c(void **state) {
               check_response_case(&r);
               cases++;
             }
-  assert_int_equal(cases, 4 * 2 * 8 * 3 * 3 * 6);
+  assert_int_equal(cases, 4 * 2 * 9 * 3 * 3 * 6);
 }
 
 /* Any nonzero valid is written as true (1), as protobuf-c writes a bool. */
