@@ -9,6 +9,7 @@
 #include "store/audit_chain.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #define AUDIT_HASH_TAG "tokend audit v1"
@@ -54,4 +55,72 @@ void store_audit_hash(const uint8_t key[STORE_AUDIT_KEY_BYTES],
   hash_str(&st, ev->detail);
   hash_int(&st, ev->count);
   crypto_generichash_final(&st, out, STORE_AUDIT_HASH_BYTES);
+}
+
+void store_audit_walk_begin(store_audit_walk_t *w,
+                            const uint8_t key[STORE_AUDIT_KEY_BYTES],
+                            int64_t anchor_id,
+                            const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
+                            store_audit_check_t *out) {
+  memset(w, 0, sizeof(*w));
+  memset(out, 0, sizeof(*out));
+  w->key = key;
+  w->anchor_id = anchor_id;
+  w->anchor_hash = anchor_hash;
+  w->out = out;
+  w->anchor_seen = anchor_id <= 0;
+}
+
+int store_audit_walk_row(store_audit_walk_t *w, const store_audit_t *ev,
+                         const uint8_t *hash) {
+  store_audit_check_t *out = w->out;
+  uint8_t want[STORE_AUDIT_HASH_BYTES];
+
+  out->rows_checked++;
+  if (hash == NULL) {
+    out->first_bad_id = ev->id;
+    snprintf(out->why, sizeof(out->why),
+             "row %lld has no chain hash: it was not written by tokend",
+             (long long)ev->id);
+    return 1;
+  }
+  store_audit_hash(w->key, w->prev, ev, want);
+  if (sodium_memcmp(want, hash, sizeof(want)) != 0) {
+    out->first_bad_id = ev->id;
+    snprintf(out->why, sizeof(out->why),
+             "row %lld does not match its hash: it, or the row before it "
+             "(id %lld), was changed, removed, inserted or moved",
+             (long long)ev->id, (long long)w->last_id);
+    return 1;
+  }
+  if (ev->id == w->anchor_id) {
+    w->anchor_seen = 1;
+    if (sodium_memcmp(w->anchor_hash, hash, STORE_AUDIT_HASH_BYTES) != 0) {
+      out->first_bad_id = ev->id;
+      out->anchor_mismatch = 1;
+      snprintf(out->why, sizeof(out->why),
+               "row %lld is not the row anchored: the log was rewritten "
+               "from there on",
+               (long long)ev->id);
+      return 1;
+    }
+  }
+  memcpy(w->prev, hash, sizeof(w->prev));
+  w->last_id = ev->id;
+  return 0;
+}
+
+void store_audit_walk_end(store_audit_walk_t *w) {
+  store_audit_check_t *out = w->out;
+
+  out->head_id = w->last_id;
+  memcpy(out->head_hash, w->prev, sizeof(w->prev));
+  if (out->first_bad_id == 0 && !w->anchor_seen) {
+    out->first_bad_id = w->anchor_id;
+    out->anchor_mismatch = 1;
+    snprintf(out->why, sizeof(out->why),
+             "the anchored row %lld is gone: the newest rows were removed "
+             "(the log ends at row %lld)",
+             (long long)w->anchor_id, (long long)w->last_id);
+  }
 }

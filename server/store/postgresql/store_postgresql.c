@@ -1238,12 +1238,11 @@ static int pg_audit_verify(store_t *base, int64_t anchor_id,
                            const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
                            store_audit_check_t *out) {
   pg_t *s = pg_of(base);
-  uint8_t prev[STORE_AUDIT_HASH_BYTES] = {0}, h[STORE_AUDIT_HASH_BYTES],
-          want[STORE_AUDIT_HASH_BYTES];
+  uint8_t h[STORE_AUDIT_HASH_BYTES];
+  store_audit_walk_t walk;
   store_audit_t *ev;
-  int64_t last_id = 0;
   PGresult *r;
-  int i, has_hash, err, anchor_seen = anchor_id <= 0;
+  int i, has_hash, err;
 
   memset(out, 0, sizeof(*out));
   if ((err = pg_ready(s, 0)) != 0)
@@ -1261,50 +1260,13 @@ static int pg_audit_verify(store_t *base, int64_t anchor_id,
     PQclear(r);
     return TOKEND_ENOMEM;
   }
+  store_audit_walk_begin(&walk, s->audit_key, anchor_id, anchor_hash, out);
   for (i = 0; i < PQntuples(r); i++) {
     audit_read(r, i, ev, h, &has_hash);
-    out->rows_checked++;
-    if (!has_hash) {
-      out->first_bad_id = ev->id;
-      snprintf(out->why, sizeof(out->why),
-               "row %lld has no chain hash: it was not written by tokend",
-               (long long)ev->id);
+    if (store_audit_walk_row(&walk, ev, has_hash ? h : NULL))
       break;
-    }
-    store_audit_hash(s->audit_key, prev, ev, want);
-    if (sodium_memcmp(want, h, sizeof(h)) != 0) {
-      out->first_bad_id = ev->id;
-      snprintf(out->why, sizeof(out->why),
-               "row %lld does not match its hash: it, or the row before it "
-               "(id %lld), was changed, removed, inserted or moved",
-               (long long)ev->id, (long long)last_id);
-      break;
-    }
-    if (ev->id == anchor_id) {
-      anchor_seen = 1;
-      if (sodium_memcmp(anchor_hash, h, sizeof(h)) != 0) {
-        out->first_bad_id = ev->id;
-        out->anchor_mismatch = 1;
-        snprintf(out->why, sizeof(out->why),
-                 "row %lld is not the row anchored: the log was rewritten "
-                 "from there on",
-                 (long long)ev->id);
-        break;
-      }
-    }
-    memcpy(prev, h, sizeof(prev));
-    last_id = ev->id;
   }
-  out->head_id = last_id;
-  memcpy(out->head_hash, prev, sizeof(prev));
-  if (out->first_bad_id == 0 && !anchor_seen) {
-    out->first_bad_id = anchor_id;
-    out->anchor_mismatch = 1;
-    snprintf(out->why, sizeof(out->why),
-             "the anchored row %lld is gone: the newest rows were removed "
-             "(the log ends at row %lld)",
-             (long long)anchor_id, (long long)last_id);
-  }
+  store_audit_walk_end(&walk);
   free(ev);
   PQclear(r);
   return 0;
