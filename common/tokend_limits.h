@@ -1,7 +1,13 @@
 /* Limits shared by the server, the client library and the CLI. Output
- * buffers are sized with the *_BYTES constants (each includes the NUL). */
+ * buffers are sized with the *_BYTES constants (each includes the NUL).
+ *
+ * The sizes a client sees are public API, so they live in the installed
+ * header client/include/tokend/limits.h, which this includes: one copy.
+ * Here are only the limits the daemon and the tools keep to themselves. */
 #ifndef TOKEND_LIMITS_H
 #define TOKEND_LIMITS_H
+
+#include "tokend/limits.h"
 
 /* Default socket path, relative to the working directory, and the variable
  * that overrides it. tokend, tokenctl and the client library share both. */
@@ -15,49 +21,11 @@
  * header + body never wraps a size_t or uint32 computation. */
 #define TOKEND_MAX_FRAME_BYTES_LIMIT (64u * 1024u * 1024u)
 
-#define TOKEND_DOMAIN_MAX_CHARS 128
-#define TOKEND_DOMAIN_BYTES (TOKEND_DOMAIN_MAX_CHARS + 1)
-#define TOKEND_LABEL_MAX_CHARS 100
-/* A UTF-8 character takes at most 4 bytes. */
-#define TOKEND_LABEL_BYTES (TOKEND_LABEL_MAX_CHARS * 4 + 1)
-#define TOKEND_SCOPE_MAX_CHARS 64
-#define TOKEND_SCOPE_BYTES (TOKEND_SCOPE_MAX_CHARS + 1)
-#define TOKEND_MAX_SCOPES 32
-
-/* Token: <prefix>_<body><checksum>. */
-#define TOKEND_PREFIX_MAX_CHARS 16
+/* The prefix of new tokens unless --token-prefix says otherwise. */
 #define TOKEND_PREFIX_DEFAULT "tkd"
-#define TOKEND_TOKEN_BODY_CHARS 32    /* base62: 32 * log2(62) = 190 bits */
-#define TOKEND_TOKEN_CHECKSUM_CHARS 6 /* CRC32 in base62 (62^6 > 2^32) */
-#define TOKEND_TOKEN_MAX_CHARS                                                 \
-  (TOKEND_PREFIX_MAX_CHARS + 1 + TOKEND_TOKEN_BODY_CHARS +                     \
-   TOKEND_TOKEN_CHECKSUM_CHARS)
-#define TOKEND_TOKEN_BYTES (TOKEND_TOKEN_MAX_CHARS + 1)
-/* Hint: "<prefix>_..." + last 4 characters. */
-#define TOKEND_HINT_BYTES (TOKEND_PREFIX_MAX_CHARS + 4 + 4 + 1)
-/* Token ids: "tok_" + 20 base62 characters (119 random bits, not secret). */
-#define TOKEND_TOKEN_ID_RANDOM_CHARS 20
-#define TOKEND_TOKEN_ID_CHARS (4 + TOKEND_TOKEN_ID_RANDOM_CHARS)
-#define TOKEND_TOKEN_ID_BYTES (TOKEND_TOKEN_ID_CHARS + 1)
+
 /* Keyed BLAKE2b of the token, and the pepper that keys it. */
 #define TOKEND_HASH_BYTES 32
 #define TOKEND_PEPPER_BYTES 32
-
-/* Users (domain admins, actors): "uid:<n>" or a platform identity of 1-128
- * chars of [A-Za-z0-9._@:+-]. */
-#define TOKEND_USER_MAX_CHARS 128
-#define TOKEND_USER_BYTES (TOKEND_USER_MAX_CHARS + 1)
-
-/* Audit log paging, and the longest method name an event carries. */
-#define TOKEND_AUDIT_PAGE_DEFAULT 100
-#define TOKEND_AUDIT_METHOD_BYTES 32
-
-/* List paging. */
-#define TOKEND_LIST_PAGE_DEFAULT 50
-#define TOKEND_LIST_PAGE_MAX 1000
-#define TOKEND_PAGE_TOKEN_BYTES 64
-
-/* Status messages sent to peers are cut to this length. */
-#define TOKEND_STATUS_MESSAGE_BYTES 256
 
 #endif

@@ -2,10 +2,8 @@
  * Output strings are fixed-size arrays sized by the *_BYTES constants (each
  * includes the NUL), so callers can size their own copies the same way.
  *
- * The values are tokend's own (common/tokend_limits.h in the source tree,
- * which also holds limits that only the daemon knows about); each macro here
- * is spelled exactly as there, so a file that includes both compiles, and a
- * unit test (tests/unit/client/test_public_headers.c) proves they agree. */
+ * This is the one copy: tokend itself uses it too (common/tokend_limits.h
+ * includes this header and adds the limits only the daemon knows about). */
 #ifndef TOKEND_PUBLIC_LIMITS_H
 #define TOKEND_PUBLIC_LIMITS_H
 

@@ -1,8 +1,9 @@
 /* The installed headers (client/include/tokend/) against the tables tokend
  * itself is built from (common/): the same error codes, names, messages
  * and gRPC statuses, the same limits, and none of the daemon's internals.
- * The error table is one (common/tokend_error.h includes <tokend/error.h>);
- * the limits are two copies, so this is what keeps them one. */
+ * Both tables are one copy (common/tokend_error.h and tokend_limits.h
+ * include the public headers); this proves the public headers alone, as
+ * an installed program sees them, carry them all and nothing internal. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
