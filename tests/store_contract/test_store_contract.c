@@ -971,6 +971,86 @@ static void test_audit_without_key_is_refused(void **state) {
   assert_int_equal(store_audit_append(fx->store, &ev), 0);
 }
 
+/* ---- the change feed ---- */
+
+/* A backend whose store several hosts share numbers every change; one
+ * without a feed (SQLite) says 0 throughout. */
+static void test_change_rev_numbers_every_change(void **state) {
+  fixture_t *fx = *state;
+  int feed = strcmp(backend->name, "postgresql") == 0;
+  uint8_t(*hashes)[TOKEND_HASH_BYTES] = NULL;
+  int64_t r1, r2, r3, r4, at, granted_at;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  size_t n_hashes = 0;
+  int already;
+
+  assert_int_equal(store_begin(fx->store), 0);
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  r1 = store_change_rev(fx->store);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 5, "bob", &at,
+                                &already, hash),
+                   0);
+  r2 = store_change_rev(fx->store);
+  assert_int_equal(store_admin_grant(fx->store, "example.com", "carol", 6,
+                                     "root", &granted_at, &already),
+                   0);
+  r3 = store_change_rev(fx->store);
+  assert_int_equal(store_commit(fx->store), 0);
+  /* Kept after commit: what the writer hands to the wait. */
+  assert_int_equal(store_change_rev(fx->store), r3);
+  if (!feed) {
+    assert_int_equal(r1 + r2 + r3, 0);
+    return;
+  }
+  assert_true(r1 > 0 && r2 > r1 && r3 > r2);
+  /* A write that changes nothing waits for the head it read, which holds
+   * the earlier change; begin starts counting afresh. */
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_change_rev(fx->store), 0);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 7, "bob", &at,
+                                &already, hash),
+                   0);
+  assert_int_equal(already, 1);
+  assert_int_equal(store_change_rev(fx->store), r3);
+  /* An admin's removal, and each token it revokes, is a change. */
+  insert_token(fx, "example.com", "tok2", 2, NULL);
+  r4 = store_change_rev(fx->store);
+  assert_int_equal(store_admin_remove(fx->store, "example.com", "carol", 1, 8,
+                                      "root", &hashes, &n_hashes),
+                   0);
+  assert_true(store_change_rev(fx->store) > r4);
+  assert_int_equal(store_commit(fx->store), 0);
+  free(hashes);
+}
+
+/* Everything read between snapshot_begin and snapshot_end is one moment:
+ * a write committed meanwhile by another connection is not seen, and the
+ * revision the snapshot gives is the one before it. */
+static void test_snapshot_is_one_moment(void **state) {
+  fixture_t *fx = *state;
+  store_t *other = NULL;
+  load_acc_t acc = {0};
+  char why[512];
+  int64_t rev = -1, after;
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  assert_int_equal(store_open_url(fx->url, 0, &other, why, sizeof(why)), 0);
+  assert_int_equal(store_snapshot_begin(fx->store, &rev), 0);
+  insert_token(&(fixture_t){.store = other}, "example.com", "tok2", 2, NULL);
+  after = store_change_rev(other);
+  assert_int_equal(store_load(fx->store, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 1);
+  store_snapshot_end(fx->store);
+  if (strcmp(backend->name, "postgresql") == 0)
+    assert_true(rev > 0 && after > rev);
+  else
+    assert_int_equal(rev, 0);
+  memset(&acc, 0, sizeof(acc));
+  assert_int_equal(store_load(fx->store, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 2);
+  store_close(other);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown)
 #define T_EMPTY(f) cmocka_unit_test_setup_teardown(f, setup_empty, teardown)
 
@@ -1002,6 +1082,8 @@ int main(int argc, char **argv) {
       T(test_audit_append_chains_and_lists),
       T(test_audit_verify_wrong_anchor_is_reported),
       T(test_audit_without_key_is_refused),
+      T(test_change_rev_numbers_every_change),
+      T(test_snapshot_is_one_moment),
   };
   size_t i;
   int rc;

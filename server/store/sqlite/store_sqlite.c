@@ -1306,8 +1306,8 @@ static int64_t sq_change_rev(const store_t *base) {
   return 0;
 }
 
-/* A deferred transaction: its first read fixes the snapshot (WAL), which
- * the writer thread's commits do not change until it ends. */
+/* A deferred transaction and a first read, which fixes its snapshot
+ * (WAL): the writer thread's commits do not change it until it ends. */
 static int sq_snapshot_begin(store_t *base, int64_t *rev) {
   sq_t *s = sq_of(base);
   int err;
@@ -1315,7 +1315,8 @@ static int sq_snapshot_begin(store_t *base, int64_t *rev) {
   *rev = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
-  if ((err = store_sqlite_exec(s->db, "BEGIN")) != 0)
+  /* The read fixes the snapshot now, not at the caller's first read. */
+  if ((err = store_sqlite_exec(s->db, "BEGIN; SELECT count(*) FROM meta")) != 0)
     snprintf(s->errmsg, sizeof(s->errmsg), "snapshot: %s",
              sqlite3_errmsg(s->db));
   return err;
