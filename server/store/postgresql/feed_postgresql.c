@@ -93,6 +93,7 @@ typedef struct pg_feed {
   PGresult *q_result;
   int q_failed;
   int want_feed, want_report, want_hosts;
+  int turn; /* the last kind sent: 0 feed, 1 report, 2 hosts */
   int reported; /* a report took this host's row this connection */
   int closing;
   int handles; /* open, closed one by one by close */
@@ -287,18 +288,32 @@ static void send_hosts(pg_feed_t *f) {
             0, NULL, NULL, NULL);
 }
 
-/* The next wanted query, if the connection is up and idle. */
+/* The next wanted query, if the connection is up and idle: in turn after
+ * the last one (feed, report, hosts), so that under a stream of writes,
+ * whose notifications keep the feed wanted, the reports and the reads of
+ * hosts that answer waiting writes still get their turn. */
 static void feed_next(pg_feed_t *f) {
+  int i;
+
   if (f->conn == NULL || f->connecting || f->q != Q_NONE || f->closing)
     return;
-  if (f->want_feed)
-    send_feed(f);
-  else if (f->want_report)
-    send_report(f);
-  else if (f->want_hosts && f->wait_head != NULL)
-    send_hosts(f);
-  else
+  if (f->wait_head == NULL)
     f->want_hosts = 0;
+  for (i = 0; i < 3; i++) {
+    f->turn = (f->turn + 1) % 3;
+    if (f->turn == 0 && f->want_feed) {
+      send_feed(f);
+      return;
+    }
+    if (f->turn == 1 && f->want_report) {
+      send_report(f);
+      return;
+    }
+    if (f->turn == 2 && f->want_hosts) {
+      send_hosts(f);
+      return;
+    }
+  }
 }
 
 /* ---- waits ---- */

@@ -196,6 +196,14 @@ typedef struct pg_store {
   int tx_head_known;
   int64_t tx_head_id;
   uint8_t tx_head_hash[STORE_AUDIT_HASH_BYTES];
+  /* Audit rows appended in this transaction, sent as one INSERT before
+   * COMMIT (or before the log is read): one round trip for a whole group
+   * commit's rows. Their ids and hashes are final when queued (the write
+   * lock is held); a failure to store them fails the transaction, as it
+   * would have one by one. */
+  store_audit_t *aq;
+  uint8_t (*aq_hash)[STORE_AUDIT_HASH_BYTES];
+  size_t aq_n, aq_cap;
   uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
   int audit_keyed;
   char errmsg[256];
@@ -211,6 +219,7 @@ typedef struct {
 } pg_params_t;
 
 static const struct store_ops pg_ops;
+static int audit_flush(pg_t *s);
 
 static pg_t *pg_of(store_t *base) {
   return store_container_of(base, pg_t, base);
@@ -248,6 +257,7 @@ static void pg_disconnect(pg_t *s) {
   PQfinish(s->conn);
   s->conn = NULL;
   s->in_tx = 0;
+  s->aq_n = 0;
 }
 
 /* One line from libpq's (possibly multi-line) message. */
@@ -412,6 +422,7 @@ static int pg_ready(pg_t *s, int begin) {
 static void pg_abort(pg_t *s) {
   PGresult *r;
 
+  s->aq_n = 0;
   if (s->conn != NULL && s->in_tx) {
     r = PQexec(s->conn, "ROLLBACK");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -532,6 +543,10 @@ static void pg_close(store_t *base) {
   pg_t *s = pg_of(base);
 
   pg_disconnect(s);
+  if (s->aq != NULL)
+    sodium_memzero(s->aq, s->aq_cap * sizeof(*s->aq));
+  free(s->aq);
+  free(s->aq_hash);
   sodium_memzero(s->audit_key, sizeof(s->audit_key));
   if (s->uri != NULL)
     sodium_memzero(s->uri, strlen(s->uri));
@@ -710,7 +725,7 @@ static int pg_count_rows(store_t *base, int64_t *n) {
   pg_t *s = pg_of(base);
   int err;
 
-  if ((err = pg_ready(s, 0)) != 0)
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
     return err;
   return pg_query_int(s, "count rows",
                       "SELECT (SELECT count(*) FROM tokens)"
@@ -767,6 +782,23 @@ out:
   return err;
 }
 
+/* BEGIN and the write lock in one round trip (two statements, one simple
+ * query; PQexec gives the last one's result). */
+static int pg_begin_locked(pg_t *s) {
+  PGresult *r =
+      PQexec(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")");
+  PGTransactionStatusType ts = PQtransactionStatus(s->conn);
+  int err = 0;
+
+  s->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    err = pg_fail(s, r, "begin");
+    pg_abort(s);
+  }
+  PQclear(r);
+  return err;
+}
+
 static int pg_begin(store_t *base) {
   pg_t *s = pg_of(base);
   int err;
@@ -780,19 +812,15 @@ static int pg_begin(store_t *base) {
   /* A connection the server ended while idle (a restart, an idle timeout)
    * is found out here, before anything of a transaction was sent: make a
    * new one and try once more. */
-  err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+  err = pg_begin_locked(s);
   if (err == TOKEND_EUNAVAIL && s->conn == NULL && (err = pg_ready(s, 1)) == 0)
-    err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+    err = pg_begin_locked(s);
   if (err != 0)
     return err;
-  s->in_tx = 1;
   s->tx_rev = 0;
   s->tx_head_known = 0;
-  if ((err = pg_exec(s, "begin",
-                     "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
-                     NULL)) != 0)
-    pg_abort(s);
-  return err;
+  s->aq_n = 0;
+  return 0;
 }
 
 static void pg_rollback(store_t *base) { pg_abort(pg_of(base)); }
@@ -829,6 +857,11 @@ static int pg_commit(store_t *base) {
                   PQerrorMessage(s->conn));
     pg_disconnect(s);
     return TOKEND_EUNAVAIL;
+  }
+  /* The transaction's audit rows, then its end. */
+  if ((err = audit_flush(s)) != 0) {
+    pg_abort(s);
+    return err;
   }
   s->in_tx = 0;
   r = PQexec(s->conn, "COMMIT");
@@ -1266,6 +1299,8 @@ static int pg_audit_head(store_t *base, int64_t *id,
   pg_t *s = pg_of(base);
   int err = pg_ready(s, 0);
 
+  if (err == 0)
+    err = audit_flush(s);
   return err != 0 ? err : audit_head(s, id, hash);
 }
 
@@ -1277,6 +1312,103 @@ static int pg_audit_key_set(store_t *base,
   memcpy(s->audit_key, key, STORE_AUDIT_KEY_BYTES);
   s->audit_keyed = 1;
   return pg_ready(s, 0);
+}
+
+/* Sends the queued audit rows as one INSERT. */
+static int audit_flush(pg_t *s) {
+  enum { COLS = 13 };
+  size_t n = s->aq_n, i, off = 0, cap = 160 + n * (COLS * 6 + 4);
+  const char **values = NULL;
+  int *lengths = NULL, *formats = NULL, k, err = TOKEND_ENOMEM;
+  char(*num)[24] = NULL, *sql = NULL;
+  PGresult *r;
+
+  if (n == 0)
+    return 0;
+  values = calloc(n * COLS, sizeof(*values));
+  lengths = calloc(n * COLS, sizeof(*lengths));
+  formats = calloc(n * COLS, sizeof(*formats));
+  num = calloc(n * 6, sizeof(*num));
+  sql = malloc(cap);
+  if (values == NULL || lengths == NULL || formats == NULL || num == NULL ||
+      sql == NULL) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "audit: out of memory");
+    goto out;
+  }
+  off = (size_t)snprintf(sql, cap,
+                         "INSERT INTO audit_events (at, peer_uid, peer_pid,"
+                         " actor, break_glass, domain, token_id, method, code,"
+                         " detail, count, id, hash) VALUES ");
+  for (i = 0; i < n; i++) {
+    const store_audit_t *ev = &s->aq[i];
+    const char **v = values + i * COLS;
+    char(*nm)[24] = num + i * 6;
+
+    snprintf(nm[0], sizeof(nm[0]), "%lld", (long long)ev->at);
+    snprintf(nm[1], sizeof(nm[1]), "%lld", (long long)ev->peer_uid);
+    snprintf(nm[2], sizeof(nm[2]), "%lld", (long long)ev->peer_pid);
+    snprintf(nm[3], sizeof(nm[3]), "%lld", (long long)ev->code);
+    snprintf(nm[4], sizeof(nm[4]), "%lld", (long long)ev->count);
+    snprintf(nm[5], sizeof(nm[5]), "%lld", (long long)ev->id);
+    v[0] = nm[0];
+    v[1] = nm[1];
+    v[2] = nm[2];
+    v[3] = ev->actor;
+    v[4] = ev->break_glass ? "true" : "false";
+    v[5] = ev->domain;
+    v[6] = ev->token_id;
+    v[7] = ev->method;
+    v[8] = nm[3];
+    v[9] = ev->detail;
+    v[10] = nm[4];
+    v[11] = nm[5];
+    v[12] = (const char *)s->aq_hash[i];
+    lengths[i * COLS + 12] = STORE_AUDIT_HASH_BYTES;
+    formats[i * COLS + 12] = 1;
+    off += (size_t)snprintf(sql + off, cap - off, "%s(", i > 0 ? ", " : "");
+    for (k = 0; k < COLS; k++)
+      off += (size_t)snprintf(sql + off, cap - off, "%s$%zu", k > 0 ? "," : "",
+                              i * COLS + (size_t)k + 1);
+    off += (size_t)snprintf(sql + off, cap - off, ")");
+  }
+  r = PQexecParams(s->conn, sql, (int)(n * COLS), NULL, values, lengths,
+                   formats, 1);
+  if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+    err = 0;
+    s->aq_n = 0;
+  } else {
+    err = pg_fail(s, r, "audit");
+  }
+  PQclear(r);
+out:
+  free(values);
+  free(lengths);
+  free(formats);
+  free(num);
+  free(sql);
+  return err;
+}
+
+/* Queues ev (with its hash) for audit_flush. */
+static int audit_queue(pg_t *s, const store_audit_t *ev,
+                       const uint8_t h[STORE_AUDIT_HASH_BYTES]) {
+  if (s->aq_n == s->aq_cap) {
+    size_t cap = s->aq_cap == 0 ? 16 : 2 * s->aq_cap;
+    store_audit_t *aq = realloc(s->aq, cap * sizeof(*aq));
+    uint8_t(*hq)[STORE_AUDIT_HASH_BYTES];
+
+    if (aq == NULL)
+      return TOKEND_ENOMEM;
+    s->aq = aq;
+    if ((hq = realloc(s->aq_hash, cap * sizeof(*hq))) == NULL)
+      return TOKEND_ENOMEM;
+    s->aq_hash = hq;
+    s->aq_cap = cap;
+  }
+  s->aq[s->aq_n] = *ev;
+  memcpy(s->aq_hash[s->aq_n], h, STORE_AUDIT_HASH_BYTES);
+  s->aq_n++;
+  return 0;
 }
 
 static int pg_audit_append(store_t *base, store_audit_t *ev) {
@@ -1303,6 +1435,16 @@ static int pg_audit_append(store_t *base, store_audit_t *ev) {
   if (ev->count < 1)
     ev->count = 1;
   store_audit_hash(s->audit_key, prev, ev, h);
+  if (s->in_tx) {
+    if ((err = audit_queue(s, ev, h)) != 0) {
+      snprintf(s->errmsg, sizeof(s->errmsg), "audit: out of memory");
+      return err;
+    }
+    s->tx_head_known = 1;
+    s->tx_head_id = ev->id;
+    memcpy(s->tx_head_hash, h, sizeof(h));
+    return 0;
+  }
   p_i64(&p, ev->at);
   p_i64(&p, ev->peer_uid);
   p_i64(&p, ev->peer_pid);
@@ -1316,21 +1458,12 @@ static int pg_audit_append(store_t *base, store_audit_t *ev) {
   p_i64(&p, ev->count);
   p_i64(&p, ev->id);
   p_blob(&p, h, sizeof(h));
-  /* Known for the next append only once this one is in. */
-  s->tx_head_known = 0;
-  if ((err = pg_exec(s, "audit",
-                     "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"
-                     " break_glass, domain, token_id, method, code, detail,"
-                     " count, id, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                     " $9, $10, $11, $12, $13)",
-                     &p, NULL)) != 0)
-    return err;
-  if (s->in_tx) {
-    s->tx_head_known = 1;
-    s->tx_head_id = ev->id;
-    memcpy(s->tx_head_hash, h, sizeof(h));
-  }
-  return 0;
+  return pg_exec(s, "audit",
+                 "INSERT INTO audit_events (at, peer_uid, peer_pid, actor,"
+                 " break_glass, domain, token_id, method, code, detail,"
+                 " count, id, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                 " $9, $10, $11, $12, $13)",
+                 &p, NULL);
 }
 
 static int pg_audit_verify(store_t *base, int64_t anchor_id,
@@ -1344,7 +1477,7 @@ static int pg_audit_verify(store_t *base, int64_t anchor_id,
   int i, has_hash, err;
 
   memset(out, 0, sizeof(*out));
-  if ((err = pg_ready(s, 0)) != 0)
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
     return err;
   if (!s->audit_keyed) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
@@ -1382,7 +1515,7 @@ static int pg_audit_list(store_t *base, const char *domain, int64_t since,
   int err, has_hash;
 
   *n_rows = 0;
-  if ((err = pg_ready(s, 0)) != 0)
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
     return err;
   p_text(&p, domain);
   p_i64(&p, since);
