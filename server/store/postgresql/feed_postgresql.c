@@ -1,9 +1,11 @@
 /* feed_postgresql.c: the change feed follower of the PostgreSQL store
  * (store/feed.h), driven by the event loop through libpq's asynchronous
  * API: its own connection, whose socket the loop watches (uv_poll_t);
- * PQconnectStart/PQconnectPoll to connect, PQsendQueryParams and
- * PQconsumeInput/PQisBusy/PQgetResult to query, PQnotifies for the
- * notifications. Nothing here blocks the loop.
+ * PQsendQueryParams and PQconsumeInput/PQisBusy/PQgetResult to query,
+ * PQnotifies for the notifications. Connecting is done on libuv's thread
+ * pool (PQconnectdbParams, bounded by connect_timeout): libpq resolves a
+ * host name synchronously even in PQconnectStart, and a DNS outage must
+ * not stall Verify. Nothing here blocks the loop.
  *
  * One query at a time on the connection; what is wanted next is a flag,
  * taken in this order when the connection is idle:
@@ -80,7 +82,7 @@ typedef struct pg_feed {
   store_feed_handler_t h;
 
   PGconn *conn;
-  int connecting;  /* PQconnectPoll not done */
+  int connecting;  /* a connect_work is on the thread pool */
   uv_poll_t *poll; /* watches PQsocket(conn); closing is asynchronous */
   int poll_fd;
   uv_timer_t tick;  /* poll the feed, heartbeat, check the lease */
@@ -93,7 +95,7 @@ typedef struct pg_feed {
   PGresult *q_result;
   int q_failed;
   int want_feed, want_report, want_hosts;
-  int turn; /* the last kind sent: 0 feed, 1 report, 2 hosts */
+  int turn;     /* the last kind sent: 0 feed, 1 report, 2 hosts */
   int reported; /* a report took this host's row this connection */
   int closing;
   int handles; /* open, closed one by one by close */
@@ -133,6 +135,16 @@ static void feed_problem(pg_feed_t *f, const char *what, const char *msg) {
 }
 
 static void on_poll_closed(uv_handle_t *h) { free(h); }
+
+/* The server's notices on this connection go to tokend's log, one line. */
+static void feed_notice(void *arg, const char *message) {
+  char line[256];
+
+  (void)arg;
+  snprintf(line, sizeof(line), "%s", message);
+  pg_one_line(line);
+  log_warn("store: change feed: postgresql: %s", line);
+}
 
 /* Stops watching the socket (before libpq closes it, or when it moved). */
 static void feed_unwatch(pg_feed_t *f) {
@@ -176,7 +188,6 @@ static void feed_drop(pg_feed_t *f) {
   f->q_result = NULL;
   PQfinish(f->conn);
   f->conn = NULL;
-  f->connecting = 0;
   f->q = Q_NONE;
   f->reported = 0;
   f->hosts_known = 0;
@@ -201,36 +212,84 @@ static void feed_lost(pg_feed_t *f, const char *what, const char *msg) {
   feed_drop(f);
 }
 
-/* Starts connecting (PQconnectStartParams; PQconnectPoll goes on from the
- * loop). The URI, expanded where it stands, overrides the keepalive
- * defaults before it; the application name after it is the follower's. */
-static void feed_connect(pg_feed_t *f) {
-  const char *const keys[] = {"keepalives",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "dbname",
-                              "application_name",
-                              NULL};
-  const char *vals[] = {"1", "5", "2", "3", f->uri, f->app_name, NULL};
+/* A connection made on the thread pool. */
+typedef struct {
+  uv_work_t req;
+  pg_feed_t *f;
+  PGconn *conn;
+  char timeout[16];
+} connect_work_t;
 
-  f->conn = PQconnectStartParams(keys, vals, 1);
-  if (f->conn == NULL || PQstatus(f->conn) == CONNECTION_BAD) {
-    feed_lost(f, "cannot connect",
-              f->conn != NULL ? PQerrorMessage(f->conn) : "out of memory");
+static void feed_connected(pg_feed_t *f);
+static void feed_release(pg_feed_t *f);
+
+/* Thread pool: connect, blocking. The URI, expanded where it stands,
+ * overrides the keepalive and timeout defaults before it; the application
+ * name after it is the follower's (what pg_stat_activity shows). */
+static void connect_work(uv_work_t *req) {
+  connect_work_t *w = req->data;
+  const char *const keys[] = {"keepalives",          "keepalives_idle",
+                              "keepalives_interval", "keepalives_count",
+                              "connect_timeout",     "dbname",
+                              "application_name",    NULL};
+  const char *vals[] = {
+      "1", "5", "2", "3", w->timeout, w->f->uri, w->f->app_name, NULL};
+
+  w->conn = PQconnectdbParams(keys, vals, 1);
+}
+
+static void connect_done(uv_work_t *req, int status) {
+  connect_work_t *w = req->data;
+  pg_feed_t *f = w->f;
+  PGconn *conn = w->conn;
+
+  free(w);
+  f->connecting = 0;
+  if (f->closing) {
+    PQfinish(conn);
+    feed_release(f);
     return;
   }
+  f->handles--;
+  if (status != 0 || conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+    feed_lost(f, "cannot connect",
+              status != 0    ? uv_strerror(status)
+              : conn == NULL ? "out of memory"
+                             : PQerrorMessage(conn));
+    PQfinish(conn);
+    return;
+  }
+  f->conn = conn;
+  feed_connected(f);
+}
+
+/* Starts connecting on the thread pool; feed_connected goes on. */
+static void feed_connect(pg_feed_t *f) {
+  connect_work_t *w = calloc(1, sizeof(*w));
+  uint32_t secs = f->lease_ms / 1000;
+
+  if (w == NULL) {
+    feed_lost(f, "cannot connect", "out of memory");
+    return;
+  }
+  w->f = f;
+  w->req.data = w;
+  /* A server that does not answer is given up on within the lease. */
+  snprintf(w->timeout, sizeof(w->timeout), "%u", secs < 2 ? 2u : secs);
+  if (uv_queue_work(f->loop, &w->req, connect_work, connect_done) != 0) {
+    free(w);
+    feed_lost(f, "cannot connect", "cannot queue the connection");
+    return;
+  }
+  /* Counted with the handles: the follower is freed after it returns. */
   f->connecting = 1;
-  f->q_sent = uv_now(f->loop);
-  /* libpq: after PQconnectStart, as if PQconnectPoll said WRITING. */
-  if (feed_watch(f, UV_WRITABLE) != 0)
-    feed_lost(f, "cannot connect", "cannot watch the socket");
+  f->handles++;
 }
 
 static void on_retry(uv_timer_t *t) {
   pg_feed_t *f = t->data;
 
-  if (f->closing || f->conn != NULL)
+  if (f->closing || f->conn != NULL || f->connecting)
     return;
   feed_connect(f);
 }
@@ -590,23 +649,9 @@ static void feed_read(pg_feed_t *f) {
   feed_next(f);
 }
 
-static void feed_connect_poll(pg_feed_t *f) {
-  switch (PQconnectPoll(f->conn)) {
-  case PGRES_POLLING_READING:
-    if (feed_watch(f, UV_READABLE) != 0)
-      feed_lost(f, "connect", "cannot watch the socket");
-    return;
-  case PGRES_POLLING_WRITING:
-    if (feed_watch(f, UV_WRITABLE) != 0)
-      feed_lost(f, "connect", "cannot watch the socket");
-    return;
-  case PGRES_POLLING_OK:
-    break;
-  default:
-    feed_lost(f, "cannot connect", PQerrorMessage(f->conn));
-    return;
-  }
-  f->connecting = 0;
+/* Connected: from now on non-blocking, watched by the loop. */
+static void feed_connected(pg_feed_t *f) {
+  PQsetNoticeProcessor(f->conn, feed_notice, f);
   if (PQsetnonblocking(f->conn, 1) != 0) {
     feed_lost(f, "connect", PQerrorMessage(f->conn));
     return;
@@ -632,10 +677,6 @@ static void on_poll(uv_poll_t *p, int status, int events) {
 
   if (f->conn == NULL)
     return;
-  if (f->connecting) {
-    feed_connect_poll(f);
-    return;
-  }
   if (status < 0) {
     feed_lost(f, "connection", uv_strerror(status));
     return;
@@ -668,10 +709,8 @@ static void on_tick(uv_timer_t *t) {
              (unsigned)f->lease_ms, f->problem[0] != '\0' ? ": " : "",
              f->problem);
   }
-  if (f->conn != NULL && (f->connecting || f->q != Q_NONE) &&
-      now - f->q_sent >= f->lease_ms) {
-    feed_lost(f, f->connecting ? "cannot connect" : "query",
-              "no answer within the lease");
+  if (f->conn != NULL && f->q != Q_NONE && now - f->q_sent >= f->lease_ms) {
+    feed_lost(f, "query", "no answer within the lease");
     return;
   }
   f->want_feed = 1;
@@ -684,13 +723,15 @@ static void pg_feed_status(const store_feed_t *base, store_feed_status_t *out) {
   const pg_feed_t *f = feed_cof(base);
 
   out->applied_rev = f->applied;
-  out->connected = f->conn != NULL && !f->connecting;
+  out->connected = f->conn != NULL;
   snprintf(out->problem, sizeof(out->problem), "%s", f->problem);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  pg_feed_t *f = h->data;
+static void on_handle_closed(uv_handle_t *h) { feed_release(h->data); }
 
+/* One of the follower's handles (or its connection work) is done; the
+ * last frees it. */
+static void feed_release(pg_feed_t *f) {
   if (--f->handles > 0)
     return;
   free(f->host_revs);
@@ -711,7 +752,7 @@ static void pg_feed_close(store_feed_t *base) {
    * after its lease. Sent without waiting for the answer; the server runs
    * it before it sees the connection end. Only on an idle connection: a
    * query in flight would have to be waited for. */
-  if (f->conn != NULL && !f->connecting && f->q == Q_NONE &&
+  if (f->conn != NULL && f->q == Q_NONE &&
       PQsendQueryParams(f->conn,
                         "UPDATE hosts SET heartbeat_at = '-infinity'"
                         " WHERE host_id = $1 AND instance = $2",
