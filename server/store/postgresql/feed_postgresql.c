@@ -17,8 +17,10 @@
  *   hosts   read the live hosts' applied revisions, while writes wait to
  *           have spread: on each tokend_applied notification
  * A read of the feed that comes back with less than a page found nothing
- * left to apply: everything committed before it was sent is in memory, so
- * fresh_until moves to its send time plus the lease.
+ * left to apply: everything committed before it was sent is in memory.
+ * Every write committed after it counts this host (its last report made
+ * it live) while that report is younger than the lease: fresh_until moves
+ * to the report's send time plus the lease (feed_apply).
  *
  * The connection is lost (server gone, terminated, a query that does not
  * come back within the lease): it is dropped and made again, after a
@@ -28,6 +30,7 @@
  * clock, from the moment a read was sent, which is before the heartbeat
  * that follows it: this host stops answering no later than the others
  * stop counting it live. */
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +47,8 @@
  * restarted server), then doubling up to the cap. */
 #define FEED_BACKOFF_FIRST_MS 20
 #define FEED_BACKOFF_MAX_MS 2000
+/* At shutdown, the longest the leave (and the query before it) may take. */
+#define FEED_BYE_MS 500
 
 typedef enum {
   Q_NONE,
@@ -95,8 +100,12 @@ typedef struct pg_feed {
   PGresult *q_result;
   int q_failed;
   int want_feed, want_report, want_hosts;
-  int turn;     /* the last kind sent: 0 feed, 1 report, 2 hosts */
-  int reported; /* a report took this host's row this connection */
+  int turn; /* the last kind sent: 0 feed, 1 report, 2 hosts */
+  /* The send time (uv_now) of the last report that took this host's row:
+   * from its execution, later, the other hosts count this one live for a
+   * lease. 0: none yet. */
+  uint64_t report_sent;
+  int ready_told; /* handler.ready was called */
   int closing;
   int handles; /* open, closed one by one by close */
 
@@ -189,7 +198,6 @@ static void feed_drop(pg_feed_t *f) {
   PQfinish(f->conn);
   f->conn = NULL;
   f->q = Q_NONE;
-  f->reported = 0;
   f->hosts_known = 0;
   /* After every reconnection, the feed from the applied revision. */
   f->want_feed = 1;
@@ -526,8 +534,20 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
     f->want_feed = 1; /* more to catch up on */
     return;
   }
-  /* Current as of when this read was sent. */
-  f->base.fresh_until = f->q_sent + f->lease_ms;
+  /* Current as of when this read was sent, and counted by every write
+   * that commits after it: a report (one query at a time: it completed
+   * before this read was sent) made this host live in hosts. A write
+   * committed after this read waits for this host while the report is
+   * younger than the lease (its read of hosts sees it), so this host may
+   * answer until then, and no longer. Before its first report, never: a
+   * write would not wait for it. */
+  if (f->report_sent == 0)
+    return;
+  f->base.fresh_until = f->report_sent + f->lease_ms;
+  if (!f->ready_told) {
+    f->ready_told = 1;
+    f->h.ready(f->h.ctx);
+  }
   f->problem[0] = '\0';
   if (f->stale_logged) {
     f->stale_logged = 0;
@@ -572,17 +592,25 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
                "another tokend, still live, reports as host id \"%s\": give "
                "each host its own --host-id",
                f->host_id);
+      /* Not counted by writes: never current (report_sent stays), so
+       * this host does not answer (at start it does not even listen)
+       * until the row is free: the same id's previous run, killed without
+       * leaving, is past its lease; or a second tokend really runs with
+       * this id, and the operator must give it its own. Tried again on
+       * every tick. */
       feed_problem(f, "hosts", why);
-      if (!f->reported) {
-        /* At start: the server stops rather than run as a host nobody
-         * waits for. */
-        f->h.fatal(f->h.ctx, why);
-        return;
-      }
-      log_limited(&f->err_log, LOG_ERROR, "store: change feed: %s", why);
+      log_limited(&f->err_log, LOG_ERROR,
+                  "store: change feed: %s (or, if this host's previous run "
+                  "was killed, wait for its lease to run out); not answering "
+                  "until this host's row is free",
+                  why);
+      f->report_sent = 0;
+      f->base.fresh_until = 0;
       break;
     }
-    f->reported = 1;
+    f->report_sent = f->q_sent;
+    /* The next read of the feed makes this host current. */
+    f->want_feed = 1;
     break;
   case Q_HOSTS:
     feed_hosts_read(f, r);
@@ -714,6 +742,7 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   f->want_feed = 1;
+  f->want_report = 1;
   feed_next(f);
 }
 
@@ -740,6 +769,30 @@ static void feed_release(pg_feed_t *f) {
   free(f);
 }
 
+/* Shutdown only: waits, without the loop, up to ms for the query in
+ * flight to end (its results read and dropped). 0 once idle, -1 if not. */
+static int feed_wait_idle(pg_feed_t *f, int ms) {
+  uint64_t deadline = uv_hrtime() + (uint64_t)ms * 1000000u;
+  struct pollfd pfd = {.fd = PQsocket(f->conn), .events = POLLIN};
+  PGresult *r;
+  int left;
+
+  while (pfd.fd >= 0 && PQflush(f->conn) >= 0) {
+    while (!PQisBusy(f->conn)) {
+      if ((r = PQgetResult(f->conn)) == NULL) {
+        f->q = Q_NONE;
+        return 0;
+      }
+      PQclear(r);
+    }
+    left = (int)((deadline - uv_hrtime()) / 1000000u);
+    if (uv_hrtime() >= deadline || poll(&pfd, 1, left) <= 0 ||
+        !PQconsumeInput(f->conn))
+      break;
+  }
+  return -1;
+}
+
 static void pg_feed_close(store_feed_t *base) {
   pg_feed_t *f = feed_of(base);
   const char *values[2] = {f->host_id, (const char *)f->instance};
@@ -749,16 +802,17 @@ static void pg_feed_close(store_feed_t *base) {
   f->closing = 1;
   waits_settle(f, 1);
   /* Leaving: other hosts stop waiting for this one at once rather than
-   * after its lease. Sent without waiting for the answer; the server runs
-   * it before it sees the connection end. Only on an idle connection: a
-   * query in flight would have to be waited for. */
-  if (f->conn != NULL && f->q == Q_NONE &&
+   * after its lease, and a restart under the same id takes its row at once.
+   * At shutdown the loop may wait, briefly: the query in flight, then the
+   * leave, each for at most FEED_BYE_MS. */
+  if (f->conn != NULL &&
+      (f->q == Q_NONE || feed_wait_idle(f, FEED_BYE_MS) == 0) &&
       PQsendQueryParams(f->conn,
                         "UPDATE hosts SET heartbeat_at = '-infinity'"
                         " WHERE host_id = $1 AND instance = $2",
                         2, NULL, values, lengths, formats, 1)) {
-    (void)PQsetnonblocking(f->conn, 0);
-    (void)PQflush(f->conn);
+    f->q = Q_BYE;
+    (void)feed_wait_idle(f, FEED_BYE_MS);
   }
   feed_unwatch(f);
   PQfinish(f->conn);
@@ -800,9 +854,9 @@ int store_pg_feed_open(const char *location,
   f->h = args->handler;
   f->poll_fd = -1;
   log_limit_init(&f->err_log, LOG_LIMIT_USE_DEFAULT);
-  /* The start-up load was current when it was read. */
-  uv_update_time(f->loop);
-  f->base.fresh_until = uv_now(f->loop) + f->lease_ms;
+  /* Not current until its first report and a read of the feed after it
+   * (feed_apply): the server listens only then (handler.ready). */
+  f->base.fresh_until = 0;
   uv_timer_init(f->loop, &f->tick);
   uv_timer_init(f->loop, &f->retry);
   uv_timer_init(f->loop, &f->timer);
