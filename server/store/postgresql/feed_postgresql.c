@@ -84,6 +84,7 @@ typedef struct pg_feed {
   char version[32];
   uint8_t instance[16]; /* this run's, so a second run under one id is seen */
   uint32_t lease_ms;
+  uint32_t tick_ms; /* the heartbeat: a quarter lease */
   store_feed_handler_t h;
 
   PGconn *conn;
@@ -105,7 +106,9 @@ typedef struct pg_feed {
    * from its execution, later, the other hosts count this one live for a
    * lease. 0: none yet. */
   uint64_t report_sent;
-  int ready_told; /* handler.ready was called */
+  int64_t reported_rev;     /* the revision that report said */
+  int64_t reported_try_rev; /* the one the report in flight says */
+  int ready_told;           /* handler.ready was called */
   int closing;
   int handles; /* open, closed one by one by close */
 
@@ -340,6 +343,7 @@ static void send_report(pg_feed_t *f) {
   const int formats[6] = {0, 1, 0, 0, 0, 0};
 
   snprintf(rev, sizeof(rev), "%lld", (long long)f->applied);
+  f->reported_try_rev = f->applied;
   snprintf(lease, sizeof(lease), "%u", (unsigned)f->lease_ms);
   snprintf(pid, sizeof(pid), "%d", (int)getpid());
   f->want_report = 0;
@@ -582,7 +586,11 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
     break;
   case Q_FEED:
     feed_apply(f, r);
-    f->want_report = 1;
+    /* Report what changed at once (writes wait for it), and the
+     * heartbeat once per tick. */
+    if (f->applied != f->reported_rev || f->report_sent == 0 ||
+        f->q_sent - f->report_sent >= f->tick_ms / 2)
+      f->want_report = 1;
     break;
   case Q_REPORT:
     if (PQntuples(r) == 1 && pg_get_i64(r, 0, 0) == 0) {
@@ -609,6 +617,7 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
       break;
     }
     f->report_sent = f->q_sent;
+    f->reported_rev = f->reported_try_rev;
     /* The next read of the feed makes this host current. */
     f->want_feed = 1;
     break;
@@ -742,7 +751,6 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   f->want_feed = 1;
-  f->want_report = 1;
   feed_next(f);
 }
 
@@ -867,6 +875,7 @@ int store_pg_feed_open(const char *location,
   tick = f->lease_ms / 4;
   if (tick < 10)
     tick = 10;
+  f->tick_ms = tick;
   uv_timer_start(&f->tick, on_tick, tick, tick);
   feed_connect(f);
   *out = &f->base;
