@@ -618,6 +618,8 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
     }
     f->report_sent = f->q_sent;
     f->reported_rev = f->reported_try_rev;
+    log_debug("store: change feed: reported revision %lld",
+              (long long)f->reported_rev);
     /* The next read of the feed makes this host current. */
     f->want_feed = 1;
     break;
