@@ -487,7 +487,10 @@ int admin_copy(int argc, char **argv, FILE *out, FILE *err) {
   rc = parse_opts(argc, argv, &o, out, err);
   if (rc != 0) {
     if (rc < 0)
-      fputs(admin_copy_usage, err);
+      fputs("Usage: tokend-admin copy --from URL --to URL [--pepper-file "
+            "PATH] [--check-only]\nRun `tokend-admin copy --help` for the "
+            "manual.\n",
+            err);
     return rc > 0 ? ADMIN_EXIT_OK : ADMIN_EXIT_USAGE;
   }
   if (sodium_init() < 0) {
