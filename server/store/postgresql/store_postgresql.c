@@ -1466,13 +1466,17 @@ static int pg_audit_import(store_t *base, const store_audit_t *ev,
     p_blob(&p, hash, STORE_AUDIT_HASH_BYTES);
   else
     p_text(&p, NULL);
+  /* "After the newest" as max(id), which the planner answers from the end
+   * of the primary key's index: "NOT EXISTS (... id >= $1)" was planned
+   * as a scan of the whole table inside a copy's long transaction (no
+   * statistics yet), one scan per row. */
   if ((err = pg_exec(s, "audit import",
                      "INSERT INTO audit_events (" AUDIT_COLUMNS ")"
                      " SELECT $1::bigint, $2::bigint, $3::bigint,"
                      " $4::bigint, $5::text, $6::boolean, $7::text, $8::text,"
                      " $9::text, $10::integer, $11::text, $12::bigint,"
-                     " $13::bytea WHERE NOT EXISTS (SELECT 1 FROM"
-                     " audit_events WHERE id >= $1::bigint)",
+                     " $13::bytea WHERE $1::bigint > coalesce((SELECT"
+                     " max(id) FROM audit_events), 0)",
                      &p, &changed)) != 0)
     return err;
   if (changed != 1) {
