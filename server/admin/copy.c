@@ -29,7 +29,9 @@ const char admin_copy_usage[] =
     "\n"
     "  The source is opened read-only and read in one snapshot (one read\n"
     "  transaction): it is never written, and tokend may keep running on it\n"
-    "  (what it writes after the snapshot began is not copied). The target\n"
+    "  (what it writes after the snapshot began is not copied). A source\n"
+    "  that needs migrating, or whose audit log has rows from before the\n"
+    "  chain, is refused: start the new tokend on it once first. The target\n"
     "  is written in one transaction under its write lock: all of it or\n"
     "  nothing. A target that holds anything (a token, a domain admin, an\n"
     "  audit row, a Verify counter, or another pepper's fingerprint) is\n"
@@ -97,7 +99,9 @@ typedef struct {
 typedef struct {
   store_t *dst;
   copy_tally_t n;
+  int source;     /* walking the source: refuse what cannot be copied */
   int dst_failed; /* the failure came from dst (its errmsg says why) */
+  char why[256];  /* the reason of such a refusal, "" if none */
 } copy_walk_t;
 
 static int walk_token(void *arg, const store_token_t *row) {
@@ -138,6 +142,17 @@ static int walk_audit(void *arg, const store_audit_t *ev, const uint8_t *hash) {
   copy_walk_t *w = arg;
   int err;
 
+  /* Only a log from before the chain existed has rows without a hash, and
+   * only a tokend that can write chains them (at its start): a copy would
+   * carry them unchained into a store that never chains old rows. */
+  if (w->source && hash == NULL) {
+    snprintf(w->why, sizeof(w->why),
+             "audit row %lld of the source has no chain hash (its log "
+             "predates the chain); start tokend once on the source, which "
+             "chains it, then copy",
+             (long long)ev->id);
+    return TOKEND_ECONFIG;
+  }
   if (w->dst != NULL && (err = store_audit_import(w->dst, ev, hash)) != 0) {
     w->dst_failed = 1;
     return err;
@@ -391,6 +406,7 @@ static int copy_into(store_t *src, store_t *dst, const char *dst_name,
 
   memset(&w, 0, sizeof(w));
   w.dst = dst;
+  w.source = 1;
   if ((rc = store_begin(dst)) != 0) {
     fprintf(err,
             "tokend-admin copy: cannot start the target's transaction: "
@@ -407,7 +423,11 @@ static int copy_into(store_t *src, store_t *dst, const char *dst_name,
             store_errmsg(dst));
     goto err_rollback;
   }
-  if ((rc = walk_store(src, &w, &what)) != 0) {
+  if ((rc = walk_store(src, &w, &what)) != 0 && w.why[0] != '\0') {
+    fprintf(err, "tokend-admin copy: %s. Nothing was changed\n", w.why);
+    goto err_rollback;
+  }
+  if (rc != 0) {
     fprintf(err,
             "tokend-admin copy: cannot %s the %s: %s. Nothing was "
             "changed\n",
@@ -538,9 +558,14 @@ int admin_copy(int argc, char **argv, FILE *out, FILE *err) {
     if (dst != NULL && (rc = target_empty(dst, to_name, fp, err)) != 0)
       goto out;
     memset(&w, 0, sizeof(w));
+    w.source = 1;
     if ((rc = walk_store(src, &w, &what)) != 0) {
-      fprintf(err, "tokend-admin copy: cannot read the %s of the source: %s\n",
-              what, store_errmsg(src));
+      if (w.why[0] != '\0')
+        fprintf(err, "tokend-admin copy: %s\n", w.why);
+      else
+        fprintf(err,
+                "tokend-admin copy: cannot read the %s of the source: %s\n",
+                what, store_errmsg(src));
       goto out;
     }
     tally_print(out, "would copy", &w.n, fp != NULL);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,6 +376,62 @@ static void test_copy_with_another_pepper_is_refused(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* A log from before the chain (schema 3 made its rows; tokend chains them
+ * at its first start with schema 4) is refused, saying what to do; once
+ * tokend has run on the file, the copy goes through. */
+static void test_copy_of_an_unchained_log_is_refused(void **state) {
+  fixture_t *f = *state;
+  tokend_issued_t is;
+  tokend_client_t *c;
+  th_run_result_t r;
+  sqlite3 *db = NULL;
+  char *msg = NULL;
+
+  assert_int_equal(th_tokend_start(&f->src, NULL), 0);
+  c = th_client_connect_ok(&f->src);
+  th_client_issue_ok(c, DOMAIN_A, "one", 0, &is);
+  tokend_client_wipe(&is);
+  th_client_issue_ok(c, DOMAIN_A, "two", 0, &is);
+  tokend_client_wipe(&is);
+  tokend_client_close(c);
+  th_tokend_stop_ok(&f->src);
+  /* Row 1 as schema 3 left it: no hash, not yet chained. */
+  assert_int_equal(
+      sqlite3_open_v2(f->src.db_path, &db, SQLITE_OPEN_READWRITE, NULL),
+      SQLITE_OK);
+  if (sqlite3_exec(db,
+                   "DROP TRIGGER audit_events_no_update;"
+                   "UPDATE audit_events SET hash = NULL WHERE id = 1;"
+                   "UPDATE audit_chain SET legacy_upto = 1, chained = 0;"
+                   "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON"
+                   " audit_events BEGIN SELECT RAISE(ABORT, 'the audit log"
+                   " is append-only'); END;",
+                   NULL, NULL, &msg) != SQLITE_OK)
+    fail_msg("sqlite3: %s", msg);
+  sqlite3_close(db);
+
+  run_copy(f, &r, "--pepper-file", f->src.pepper_path, NULL);
+  th_expect_exit(&r, 1, "tokend-admin copy of an unchained log");
+  expect_in(r.err, "audit row 1 of the source has no chain hash",
+            "tokend-admin copy of an unchained log");
+  expect_in(r.err, "start tokend once on the source",
+            "tokend-admin copy of an unchained log");
+  th_run_result_free(&r);
+  assert_int_equal(pg_number(f, "SELECT count(*) FROM tokens"), 0);
+  assert_int_equal(pg_number(f, "SELECT count(*) FROM audit_events"), 0);
+
+  /* tokend chains it at its start. */
+  assert_int_equal(th_tokend_start(&f->src, NULL), 0);
+  th_tokend_stop_ok(&f->src);
+  run_copy(f, &r, "--pepper-file", f->src.pepper_path, NULL);
+  th_expect_exit(&r, 0, "tokend-admin copy once tokend chained the log");
+  expect_in(r.out, "copied in one transaction: 2 tokens",
+            "tokend-admin copy once tokend chained the log");
+  expect_in(r.out, "checked: the audit chain verifies with the pepper",
+            "tokend-admin copy once tokend chained the log");
+  th_run_result_free(&r);
+}
+
 /* The source is read in one snapshot while tokend goes on writing to it;
  * --check-only first writes nothing. */
 static void test_copy_while_tokend_runs_on_the_source(void **state) {
@@ -417,6 +474,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_copy_with_another_pepper_is_refused,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_copy_while_tokend_runs_on_the_source,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_copy_of_an_unchained_log_is_refused,
                                       setup, teardown),
   };
   int rc;
