@@ -101,7 +101,7 @@ typedef struct {
   copy_tally_t n;
   int source;     /* walking the source: refuse what cannot be copied */
   int dst_failed; /* the failure came from dst (its errmsg says why) */
-  char why[256];  /* the reason of such a refusal, "" if none */
+  char why[512];  /* the reason of such a refusal, "" if none */
 } copy_walk_t;
 
 static int walk_token(void *arg, const store_token_t *row) {
@@ -127,8 +127,12 @@ static int walk_admin(void *arg, const store_admin_t *a) {
   if (w->dst != NULL) {
     err = store_admin_grant(w->dst, a->domain, a->user, a->granted_at,
                             a->granted_by, &at, &already);
-    if (err == 0 && already)
+    if (err == 0 && already) {
+      snprintf(w->why, sizeof(w->why),
+               "domain admin %s of %s is in the target already", a->user,
+               a->domain);
       err = TOKEND_EEXIST;
+    }
     if (err != 0) {
       w->dst_failed = 1;
       return err;
