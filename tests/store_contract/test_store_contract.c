@@ -1211,6 +1211,37 @@ static void test_counts_load_and_import(void **state) {
   assert_int_equal(store_counts_import(fx->store, &c), TOKEND_EEXIST);
 }
 
+/* After a commit the storage refused (for PostgreSQL: the session ended,
+ * so a new connection, without the statements the first one had
+ * prepared), imports work again. */
+static void test_import_works_again_after_a_failed_commit(void **state) {
+  fixture_t *fx = *state;
+  store_token_t row, got;
+  store_audit_t ev;
+
+  make_token(&row, "example.com", "tok1", 1);
+  row.seq = 10;
+  make_event(&ev, "example.com", "Issue", 10);
+  ev.id = 1;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_token_import(fx->store, &row), 0);
+  assert_int_equal(store_audit_import(fx->store, &ev, row.hash), 0);
+  assert_int_equal(backend->fault(fx->dir, FAULT_WRITE), 0);
+  assert_true(store_commit(fx->store) < 0);
+  assert_int_equal(backend->fault(fx->dir, FAULT_NONE), 0);
+  make_token(&row, "example.com", "tok2", 2);
+  row.seq = 20;
+  ev.id = 2;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_token_import(fx->store, &row), 0);
+  assert_int_equal(store_audit_import(fx->store, &ev, row.hash), 0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok2", &got), 0);
+  assert_int_equal(got.seq, 20);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok1", &got),
+                   TOKEND_ENOTFOUND);
+}
+
 /* A copy is one transaction: the fingerprint and every imported record
  * are undone together. */
 static void test_imports_and_fingerprint_roll_back_together(void **state) {
@@ -1283,6 +1314,7 @@ int main(int argc, char **argv) {
       T(test_audit_import_keeps_ids_and_hashes),
       T(test_counts_load_and_import),
       T(test_imports_and_fingerprint_roll_back_together),
+      T(test_import_works_again_after_a_failed_commit),
   };
   size_t i;
   int rc;
