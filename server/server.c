@@ -481,18 +481,15 @@ err_unlink_pepper:
   return err;
 }
 
-/* The audit log's chain key: a keyed hash of a fixed string under the
- * pepper, so the pepper itself is never used for two things, and nothing
- * stored reveals it. Logs the chain's head, so that the log (journald, a
- * log host) anchors it outside the database: cutting off the newest rows
- * is then detectable too (tokenctl audit --verify --anchor). */
+/* The audit log's chain key (pepper_audit_key). Logs the chain's head, so
+ * that the log (journald, a log host) anchors it outside the database:
+ * cutting off the newest rows is then detectable too (tokenctl audit
+ * --verify --anchor). */
 static int server_audit_chain_start(server_t *s) {
-  static const char context[] = "tokend audit-chain key v1";
   uint8_t key[STORE_AUDIT_KEY_BYTES];
   int err;
 
-  crypto_generichash(key, sizeof(key), (const unsigned char *)context,
-                     sizeof(context) - 1, s->pepper, TOKEND_PEPPER_BYTES);
+  pepper_audit_key(s->pepper, key);
   err = store_audit_key_set(s->store, key);
   sodium_memzero(key, sizeof(key));
   if (err != 0) {

@@ -207,6 +207,9 @@ typedef struct pg_store {
   uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
   int audit_keyed;
   char errmsg[256];
+  /* The copy members' statements prepared on conn (a bit each, by
+   * pg_copy_stmt_t); a new connection has none. */
+  unsigned copy_prepared;
 } pg_t;
 
 /* Parameters of one statement: text, or binary for bytea. */
@@ -258,6 +261,7 @@ static void pg_disconnect(pg_t *s) {
   s->conn = NULL;
   s->in_tx = 0;
   s->aq_n = 0;
+  s->copy_prepared = 0;
 }
 
 /* One line from libpq's (possibly multi-line) message. */
@@ -1583,6 +1587,211 @@ static int pg_snapshot_begin(store_t *base, int64_t *rev) {
 
 static void pg_snapshot_end(store_t *base) { pg_abort(pg_of(base)); }
 
+static int pg_audit_load(store_t *base, store_audit_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  uint8_t h[STORE_AUDIT_HASH_BYTES];
+  store_audit_t *ev;
+  PGresult *r;
+  int i, has_hash, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "audit load",
+             "SELECT " AUDIT_COLUMNS " FROM audit_events ORDER BY id", NULL,
+             PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL) {
+    PQclear(r);
+    return TOKEND_ENOMEM;
+  }
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    audit_read(r, i, ev, h, &has_hash);
+    /* A hash of the wrong size is damage, not "no hash". */
+    if (!has_hash && !PQgetisnull(r, i, 12)) {
+      pg_set_errmsg(s, "audit load", "audit row with a hash of a wrong size");
+      err = TOKEND_ESTORE;
+    } else {
+      err = cb(arg, ev, has_hash ? h : NULL);
+    }
+  }
+  free(ev);
+  PQclear(r);
+  return err;
+}
+
+static int pg_counts_load(store_t *base, store_counts_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  store_counts_t c;
+  PGresult *r;
+  int i, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "counts load",
+             "SELECT domain, valid, invalid, updated_at FROM verify_counts"
+             " ORDER BY domain",
+             NULL, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    pg_get_text(r, i, 0, c.domain, sizeof(c.domain));
+    c.valid = (uint64_t)pg_get_i64(r, i, 1);
+    c.invalid = (uint64_t)pg_get_i64(r, i, 2);
+    c.updated_at = pg_get_i64(r, i, 3);
+    err = cb(arg, &c);
+  }
+  PQclear(r);
+  return err;
+}
+
+/* The import statements run once per row of a whole store: prepared once
+ * per connection, so that PostgreSQL parses and plans each once rather
+ * than per row (which took most of a copy's time). */
+typedef enum {
+  PG_COPY_TOKEN,
+  PG_COPY_AUDIT,
+  PG_COPY_COUNTS,
+} pg_copy_stmt_t;
+
+static const char *const pg_copy_names[] = {
+    "tokend_token_import", "tokend_audit_import", "tokend_counts_import"};
+
+/* Runs the copy statement which (sql, prepared first if this connection
+ * has not yet) with p; *changed (may be NULL) gets the rows it changed. */
+static int pg_exec_copy(pg_t *s, pg_copy_stmt_t which, const char *what,
+                        const char *sql, const pg_params_t *p,
+                        int64_t *changed) {
+  PGresult *r;
+  int err;
+
+  if (!(s->copy_prepared & (1u << which))) {
+    r = PQprepare(s->conn, pg_copy_names[which], sql, p->n, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      err = pg_fail(s, r, what);
+      PQclear(r);
+      return err;
+    }
+    PQclear(r);
+    s->copy_prepared |= 1u << which;
+  }
+  r = PQexecPrepared(s->conn, pg_copy_names[which], p->n, p->values, p->lengths,
+                     p->formats, 1);
+  if (r != NULL && (PQresultStatus(r) == PGRES_COMMAND_OK ||
+                    PQresultStatus(r) == PGRES_TUPLES_OK)) {
+    if (changed != NULL)
+      *changed = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+  }
+  err = pg_fail(s, r, what);
+  PQclear(r);
+  return err;
+}
+
+/* The row keeps its seq; the sequence behind tokens.seq is moved past it
+ * in the same statement, so that the next insert's seq is greater (setval
+ * is not undone by a rollback: a rolled-back copy leaves a gap in seq,
+ * nothing worse). */
+static int pg_token_import(store_t *base, const store_token_t *row) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_i64(&p, row->seq);
+  p_text(&p, row->id);
+  p_text(&p, row->domain);
+  p_text(&p, row->label);
+  p_text(&p, row->hint);
+  p_text(&p, row->scopes);
+  p_blob(&p, row->hash, TOKEND_HASH_BYTES);
+  p_i64(&p, row->created_at);
+  p_i64(&p, row->expires_at);
+  p_i64(&p, row->last_used_at);
+  p_i64(&p, row->revoked_at);
+  p_text(&p, row->created_by);
+  p_text(&p, row->revoked_by);
+  return pg_exec_copy(
+      s, PG_COPY_TOKEN, "token import",
+      "WITH ins AS (INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES ($1, $2, $3,"
+      " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq)"
+      " SELECT setval(pg_get_serial_sequence('tokens', 'seq'),"
+      " greatest(ins.seq, coalesce(pg_sequence_last_value("
+      "pg_get_serial_sequence('tokens', 'seq')::regclass), 0))),"
+      /* A change like any write's: a tokend already following this store
+       * learns of the token without a restart. */
+      " tokend_change(ins.seq, NULL, NULL, $8) FROM ins",
+      &p, NULL);
+}
+
+static int pg_audit_import(store_t *base, const store_audit_t *ev,
+                           const uint8_t *hash) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int64_t changed = 0;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_i64(&p, ev->id);
+  p_i64(&p, ev->at);
+  p_i64(&p, ev->peer_uid);
+  p_i64(&p, ev->peer_pid);
+  p_text(&p, ev->actor);
+  p_text(&p, ev->break_glass ? "true" : "false");
+  p_text(&p, ev->domain);
+  p_text(&p, ev->token_id);
+  p_text(&p, ev->method);
+  p_i64(&p, ev->code);
+  p_text(&p, ev->detail);
+  p_i64(&p, ev->count);
+  if (hash != NULL)
+    p_blob(&p, hash, STORE_AUDIT_HASH_BYTES);
+  else
+    p_text(&p, NULL);
+  /* "After the newest" as max(id), which the planner answers from the end
+   * of the primary key's index: "NOT EXISTS (... id >= $1)" was planned
+   * as a scan of the whole table inside a copy's long transaction (no
+   * statistics yet), one scan per row. */
+  if ((err = pg_exec_copy(
+           s, PG_COPY_AUDIT, "audit import",
+           "INSERT INTO audit_events (" AUDIT_COLUMNS ")"
+           " SELECT $1::bigint, $2::bigint, $3::bigint,"
+           " $4::bigint, $5::text, $6::boolean, $7::text, $8::text,"
+           " $9::text, $10::integer, $11::text, $12::bigint,"
+           " $13::bytea WHERE $1::bigint > coalesce((SELECT"
+           " max(id) FROM audit_events), 0)",
+           &p, &changed)) != 0)
+    return err;
+  if (changed != 1) {
+    snprintf(s->errmsg, sizeof(s->errmsg),
+             "audit import: row %lld is not after the newest row; the log is "
+             "append-only",
+             (long long)ev->id);
+    return TOKEND_EEXIST;
+  }
+  return 0;
+}
+
+static int pg_counts_import(store_t *base, const store_counts_t *c) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, c->domain);
+  p_i64(&p, (int64_t)c->valid);
+  p_i64(&p, (int64_t)c->invalid);
+  p_i64(&p, c->updated_at);
+  return pg_exec_copy(s, PG_COPY_COUNTS, "counts import",
+                      "INSERT INTO verify_counts (domain, valid, invalid,"
+                      " updated_at) VALUES ($1, $2, $3, $4)",
+                      &p, NULL);
+}
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -1614,6 +1823,11 @@ static const struct store_ops pg_ops = {
     .change_rev = pg_change_rev,
     .snapshot_begin = pg_snapshot_begin,
     .snapshot_end = pg_snapshot_end,
+    .audit_load = pg_audit_load,
+    .counts_load = pg_counts_load,
+    .token_import = pg_token_import,
+    .audit_import = pg_audit_import,
+    .counts_import = pg_counts_import,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */
