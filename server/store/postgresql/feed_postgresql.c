@@ -741,7 +741,7 @@ static void on_tick(uv_timer_t *t) {
   pg_feed_t *f = t->data;
   uint64_t now = uv_now(f->loop);
 
-  if (now >= f->base.fresh_until && !f->stale_logged) {
+  if (f->ready_told && now >= f->base.fresh_until && !f->stale_logged) {
     f->stale_logged = 1;
     log_warn("store: change feed: not current for %u ms (--lease-ms)%s%s: "
              "answering Verify UNAVAILABLE until caught up",
