@@ -29,6 +29,10 @@ from .types import (
 )
 
 
+# Past this many bytes queued in the socket's transport, callers wait.
+_HIGH_WATER_BYTES = 1 << 20
+
+
 class _Connection:
     """One socket, its reader task and the calls waiting on it. Once closed
     it stays closed: the client opens a new one."""
@@ -39,6 +43,11 @@ class _Connection:
         self._pending: Dict[int, asyncio.Future] = {}
         self._next_id = 0
         self.closed = False
+        # Frames of the calls made since the loop last ran its callbacks:
+        # written together by _flush, one system call (and one wake-up of
+        # tokend) for every call a burst of coroutines makes, instead of
+        # one each.
+        self._out: list = []
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -96,13 +105,17 @@ class _Connection:
         call_id = self._next_id
         fut = asyncio.get_running_loop().create_future()
         self._pending[call_id] = fut
-        try:
-            self._writer.write(_wire.frame(call_id, member, request, actor))
-            await self._writer.drain()
-        except ConnectionError:
-            # The reader task ends too, and fails this call with the reason
-            # tokend gave (call_id 0) or ConnectionClosed.
-            pass
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(_wire.frame(call_id, member, request, actor))
+        # Backpressure: a peer that does not read makes callers wait here.
+        if self._writer.transport.get_write_buffer_size() > _HIGH_WATER_BYTES:
+            try:
+                await self._writer.drain()
+            except ConnectionError:
+                # The reader task ends too, and fails this call with the
+                # reason tokend gave (call_id 0) or ConnectionClosed.
+                pass
         try:
             return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -110,6 +123,11 @@ class _Connection:
             raise errors.Timeout(
                 f"no answer within {timeout} s", errors.DEADLINE_EXCEEDED
             ) from None
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if not self.closed and out:
+            self._writer.write(b"".join(out))
 
     async def aclose(self) -> None:
         self._task.cancel()
