@@ -60,6 +60,23 @@ def test_issue_verify_revoke(server):
         assert not v.valid and v.reason == "REVOKED" and v.token_id == info.id
 
 
+def test_one_client_shared_by_threads(server):
+    with tokend.Client(server.socket) as c:
+        issued = c.issue("threads.example", "shared")
+        results = []
+
+        def work():
+            for _ in range(50):
+                results.append(c.verify(issued.token).token_id)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [issued.info.id] * 200
+
+
 def test_verify_invalid_tokens_are_results(server):
     with tokend.Client(server.socket) as c:
         assert c.verify("tkd_nope").reason == "MALFORMED"
