@@ -33,6 +33,13 @@ from .types import (
 _HIGH_WATER_BYTES = 1 << 20
 
 
+def _expire(fut: asyncio.Future, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(
+            errors.Timeout(f"no answer within {timeout} s", errors.DEADLINE_EXCEEDED)
+        )
+
+
 class _Connection:
     """One socket, its reader task and the calls waiting on it. Once closed
     it stays closed: the client opens a new one."""
@@ -116,13 +123,21 @@ class _Connection:
                 # The reader task ends too, and fails this call with the
                 # reason tokend gave (call_id 0) or ConnectionClosed.
                 pass
+        # A timer per call rather than asyncio.wait_for, which wraps each
+        # call in a task of its own.
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(
+                timeout, _expire, fut, timeout
+            )
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+            return await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            # Answered calls are gone already; a timed-out or cancelled
+            # one is forgotten, and its late answer skipped.
             self._pending.pop(call_id, None)
-            raise errors.Timeout(
-                f"no answer within {timeout} s", errors.DEADLINE_EXCEEDED
-            ) from None
 
     def _flush(self) -> None:
         out, self._out = self._out, []
