@@ -41,24 +41,27 @@ done
 
 echo "# $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')," \
   "load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "client,conns,pipeline,requests,rps"
+echo "client,conns,pipeline,requests,rps,client_cpu_us"
 r=0
 while [ $r -lt "$ROUNDS" ]; do
   r=$((r + 1))
   "$build/tokend-bench" -s "$tmp/s" -c 1 -P 1 -n "$N_SYNC" -t verify \
     --tokens 1000 --invalid-pct 0 --csv | tail -n 1 |
-    awk -F, '{ printf "tokend-bench,%s,%s,%s,%.0f\n", $2, $3, $4, $5 }'
+    awk -F, '{ printf "tokend-bench,%s,%s,%s,%.0f,-\n", $2, $3, $4, $5 }'
   PYTHONPATH="$build/python" $py "$bench_py" -s "$tmp/s" -n "$N_SYNC" \
     --mode blocking
   "$build/tokend-bench" -s "$tmp/s" -c 1 -P 32 --window -n "$N_PIPE" \
     -t verify --tokens 1000 --invalid-pct 0 --csv | tail -n 1 |
-    awk -F, '{ printf "tokend-bench,%s,%s,%s,%.0f\n", $2, $3, $4, $5 }'
+    awk -F, '{ printf "tokend-bench,%s,%s,%s,%.0f,-\n", $2, $3, $4, $5 }'
   PYTHONPATH="$build/python" $py "$bench_py" -s "$tmp/s" -n "$N_PIPE" \
     --mode async -P 32
 done | tee "$tmp/rows"
-echo "# median rps of $ROUNDS rounds"
+echo "# medians of $ROUNDS rounds: rps, client CPU us per Verify"
 for k in "tokend-bench,1,1" "python-blocking,1,1" "tokend-bench,1,32" \
   "python-async,1,32"; do
-  grep "^$k," "$tmp/rows" | cut -d, -f5 | sort -n |
-    awk -v k="$k" '{ v[NR] = $1 } END { printf "%-22s %8d\n", k, v[int((NR + 1) / 2)] }'
+  rps=$(grep "^$k," "$tmp/rows" | cut -d, -f5 | sort -n |
+    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  cpu=$(grep "^$k," "$tmp/rows" | cut -d, -f6 | sort -n |
+    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  printf "%-22s %9s %6s\n" "$k" "$rps" "$cpu"
 done

@@ -8,7 +8,8 @@ chosen at random: --mode blocking with Client, one call at a time; --mode
 async with AsyncClient, -P calls in flight on its one connection (each
 answered slot refilled at once, as tokend-bench --window). Every answer is
 checked (valid, the right token id); any mismatch exits 1. Prints one CSV
-line: client,conns,pipeline,requests,rps. Run by scripts/bench-python.sh
+line: client,conns,pipeline,requests,rps,client_cpu_us (this process's CPU
+time per Verify, user + system). Run by scripts/bench-python.sh
 next to tokend-bench; point it at a throwaway tokend (the tokens stay).
 """
 
@@ -33,12 +34,12 @@ def run_blocking(path, picks):
     bad = 0
     with tokend.Client(path, timeout=60) as c:
         c.whoami()  # connected before the clock starts
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for token, token_id in picks:
             r = c.verify(token)
             bad += not (r.valid and r.token_id == token_id)
-        elapsed = time.perf_counter() - start
-    return elapsed, bad
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return elapsed, cpu, bad
 
 
 async def run_async(path, picks, pipeline):
@@ -53,10 +54,10 @@ async def run_async(path, picks, pipeline):
                 r = await c.verify(token)
                 bad += not (r.valid and r.token_id == token_id)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(slot() for _ in range(pipeline)))
-        elapsed = time.perf_counter() - start
-    return elapsed, bad
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return elapsed, cpu, bad
 
 
 def main():
@@ -77,12 +78,15 @@ def main():
     rng = random.Random(1)
     picks = [tokens[rng.randrange(len(tokens))] for _ in range(a.requests)]
     if a.mode == "blocking":
-        elapsed, bad = run_blocking(a.socket, picks)
+        elapsed, cpu, bad = run_blocking(a.socket, picks)
     else:
-        elapsed, bad = asyncio.run(run_async(a.socket, picks, a.pipeline))
+        elapsed, cpu, bad = asyncio.run(run_async(a.socket, picks, a.pipeline))
     if a.header:
-        print("client,conns,pipeline,requests,rps")
-    print(f"python-{a.mode},1,{a.pipeline},{a.requests},{a.requests / elapsed:.0f}")
+        print("client,conns,pipeline,requests,rps,client_cpu_us")
+    print(
+        f"python-{a.mode},1,{a.pipeline},{a.requests},"
+        f"{a.requests / elapsed:.0f},{cpu / a.requests * 1e6:.1f}"
+    )
     if bad:
         print(f"bench_verify: {bad} answers were not the token's VALID", file=sys.stderr)
         return 1

@@ -145,6 +145,14 @@ class FakeTokend:
             self._threads.append(t)
 
     def close(self):
+        # Wake the accept() first and wait for its thread: a thread still
+        # in accept() on a closed socket's descriptor number could take the
+        # next test's connection when that number is reused.
+        try:
+            self._srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._thread.join(5)
         self._srv.close()
         for c in self._conns:
             try:

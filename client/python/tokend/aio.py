@@ -196,6 +196,9 @@ class AsyncClient:
 
     async def _connection(self):
         """The open connection, and whether this call opened it."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn, False  # the common case, without the lock
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
