@@ -3,9 +3,9 @@
     async with tokend.AsyncClient() as c:
         results = await asyncio.gather(*(c.verify(t) for t in tokens))
 
-Each call gets its own call_id and waits for the answer carrying it; one
-reader task per connection hands answers to their callers, whatever order
-tokend sends them in (docs/PROTOCOL.md, "Pipelining and ordering").
+Each call gets its own call_id and waits for the answer carrying it; the
+connection's protocol hands answers to their callers, whatever order tokend
+sends them in (docs/PROTOCOL.md, "Pipelining and ordering").
 """
 
 from __future__ import annotations
@@ -40,13 +40,15 @@ def _expire(fut: asyncio.Future, timeout: float) -> None:
         )
 
 
-class _Connection:
-    """One socket, its reader task and the calls waiting on it. Once closed
-    it stays closed: the client opens a new one."""
+class _Connection(asyncio.Protocol):
+    """One socket and the calls waiting on it, as an asyncio protocol: each
+    read hands every whole answer frame in it to its caller, no task or
+    await per answer. Once closed it stays closed: the client opens a new
+    one."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self._reader = reader
-        self._writer = writer
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: Optional[asyncio.Transport] = None
         self._pending: Dict[int, asyncio.Future] = {}
         self._next_id = 0
         self.closed = False
@@ -55,14 +57,19 @@ class _Connection:
         # tokend) for every call a burst of coroutines makes, instead of
         # one each.
         self._out: list = []
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._buf = bytearray()
+        # Why the connection ended when it was not a plain close: tokend's
+        # call_id 0 answer, or a protocol error.
+        self._err: Optional[errors.TokendError] = None
+        self._writable: Optional[asyncio.Future] = None
+        self._lost = self._loop.create_future()
 
     @classmethod
     async def open(cls, path: str, timeout: Optional[float]) -> "_Connection":
+        loop = asyncio.get_running_loop()
         try:
-            r, w = await asyncio.wait_for(
-                asyncio.open_unix_connection(path, limit=_wire.HEADER_BYTES + 65536),
-                timeout,
+            _, conn = await asyncio.wait_for(
+                loop.create_unix_connection(cls, path), timeout
             )
         except asyncio.TimeoutError:
             raise errors.Timeout(f"cannot connect to {path} within {timeout} s") from None
@@ -70,38 +77,75 @@ class _Connection:
             raise errors.ConnectionClosed(
                 f"cannot connect to {path}: {e.strerror or e}"
             ) from None
-        return cls(r, w)
+        return conn
 
-    async def _read_loop(self) -> None:
-        err: errors.TokendError = errors.ConnectionClosed("tokend closed the connection")
+    # ---- asyncio.Protocol ----
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        transport.set_write_buffer_limits(high=_HIGH_WATER_BYTES)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
         try:
-            while True:
-                header = await self._reader.readexactly(_wire.HEADER_BYTES)
-                n = _wire.body_length(header)
-                resp = _wire.decode(await self._reader.readexactly(n))
+            while len(buf) - pos >= _wire.HEADER_BYTES:
+                n = _wire.body_length(bytes(buf[pos : pos + _wire.HEADER_BYTES]))
+                end = pos + _wire.HEADER_BYTES + n
+                if len(buf) < end:
+                    break  # the rest of this frame comes with a later read
+                resp = _wire.decode(bytes(buf[pos + _wire.HEADER_BYTES : end]))
+                pos = end
                 if resp.call_id == _wire.CONNECTION_CALL_ID:
-                    err = _wire.connection_error(resp)
-                    break
+                    self._fail(_wire.connection_error(resp))
+                    return
                 fut = self._pending.pop(resp.call_id, None)
                 # None: the answer of a call that timed out.
                 if fut is not None and not fut.done():
                     fut.set_result(resp)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
         except errors.TokendError as e:  # a protocol error
-            err = e
-        except asyncio.CancelledError:
-            err = errors.ConnectionClosed("the client closed the connection")
-        finally:
-            self._shut(err)
+            self._fail(e)
+            return
+        del buf[:pos]
 
-    def _shut(self, err: errors.TokendError) -> None:
+    def connection_lost(self, exc) -> None:
+        self._shut()
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        w, self._writable = self._writable, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # ----
+
+    def _fail(self, err: errors.TokendError) -> None:
+        if self._err is None:
+            self._err = err
+        self._shut()
+        assert self._transport is not None
+        self._transport.close()
+
+    def _shut(self) -> None:
+        """Fails every call in flight: the connection is over."""
         self.closed = True
+        err = self._err or errors.ConnectionClosed("tokend closed the connection")
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(err)
-        self._writer.close()
+        self.resume_writing()
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if not self.closed and out:
+            assert self._transport is not None
+            self._transport.write(b"".join(out))
 
     async def call(
         self, member: str, request, actor: Optional[str], timeout: Optional[float]
@@ -110,26 +154,20 @@ class _Connection:
             raise errors.ConnectionClosed("tokend closed the connection")
         self._next_id += 1
         call_id = self._next_id
-        fut = asyncio.get_running_loop().create_future()
+        fut = self._loop.create_future()
         self._pending[call_id] = fut
         if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._out.append(_wire.frame(call_id, member, request, actor))
-        # Backpressure: a peer that does not read makes callers wait here.
-        if self._writer.transport.get_write_buffer_size() > _HIGH_WATER_BYTES:
-            try:
-                await self._writer.drain()
-            except ConnectionError:
-                # The reader task ends too, and fails this call with the
-                # reason tokend gave (call_id 0) or ConnectionClosed.
-                pass
+        # Backpressure: while tokend does not read (past _HIGH_WATER_BYTES
+        # queued), callers wait here.
+        if self._writable is not None:
+            await self._writable
         # A timer per call rather than asyncio.wait_for, which wraps each
         # call in a task of its own.
         timer = None
         if timeout is not None:
-            timer = asyncio.get_running_loop().call_later(
-                timeout, _expire, fut, timeout
-            )
+            timer = self._loop.call_later(timeout, _expire, fut, timeout)
         try:
             return await fut
         finally:
@@ -139,21 +177,10 @@ class _Connection:
             # one is forgotten, and its late answer skipped.
             self._pending.pop(call_id, None)
 
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if not self.closed and out:
-            self._writer.write(b"".join(out))
-
     async def aclose(self) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        try:
-            await self._writer.wait_closed()
-        except ConnectionError:
-            pass
+        if not self.closed:
+            self._fail(errors.ConnectionClosed("the client closed the connection"))
+        await self._lost
 
 
 class AsyncClient:
