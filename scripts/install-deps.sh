@@ -1,7 +1,11 @@
 #!/bin/sh
 # Installs the Debian 12 packages tokend needs, if any are missing:
 #   install-deps.sh        to build and test (what `make run`/`make test` need;
-#                          python3 runs scripts/check-layers, a test)
+#                          python3 runs scripts/check-layers, a test;
+#                          protobuf-compiler and python3-protobuf, -pytest,
+#                          -setuptools, -venv, -pip build, install and test
+#                          the Python client; nodejs runs the Node client
+#                          written from docs/PROTOCOL.md)
 #   install-deps.sh fuzz   also clang 14 with its runtimes (libFuzzer, ASan,
 #                          UBSan: libclang-rt-14-dev) and llvm-symbolizer
 #                          (llvm-14), for `make fuzz`
@@ -9,7 +13,9 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
-sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3"
+sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3 \
+protobuf-compiler python3-protobuf python3-pytest python3-setuptools python3-venv \
+python3-pip nodejs"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
