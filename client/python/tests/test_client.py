@@ -24,6 +24,21 @@ def test_whoami_as_operator(server):
     assert me.user.startswith("uid:")
 
 
+def test_server_status(server):
+    with tokend.Client(server.socket) as c:
+        before = c.server_status()
+        issued = c.issue("status.example", "s")
+        after = c.server_status()
+    assert isinstance(before, tokend.ServerStatus)
+    assert before.store == "sqlite" and before.host_id == ""
+    assert before.fresh and before.problem == ""
+    assert after.tokens == before.tokens + 1
+    assert len(after.index_digest) == 64
+    assert after.index_digest != before.index_digest
+    # SQLite serves one host: no propagation to report.
+    assert issued.propagation is None
+
+
 def test_socket_from_environment(server, monkeypatch):
     monkeypatch.setenv("TOKEND_SOCKET", server.socket)
     with tokend.Client() as c:

@@ -26,7 +26,9 @@ from .types import (
     DomainAdmin,
     Granted,
     Issued,
+    Propagation,
     Revoked,
+    ServerStatus,
     TokenInfo,
     TokenPage,
     VerifyResult,
@@ -38,6 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "AuditEvent",
+    "Propagation",
+    "ServerStatus",
     "AuditLogCheck",
     "AuditPage",
     "Client",

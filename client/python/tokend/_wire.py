@@ -25,6 +25,8 @@ from .types import (
     TokenPage,
     VerifyResult,
     WhoAmI,
+    Propagation,
+    ServerStatus,
 )
 
 try:
@@ -161,6 +163,14 @@ def token_info(t) -> TokenInfo:
     )
 
 
+def propagation(r) -> Optional[Propagation]:
+    """A write answer's Propagation, or None when tokend did not send one."""
+    if not r.HasField("propagation"):
+        return None
+    p = r.propagation
+    return Propagation(p.revision, p.hosts_applied, p.hosts_pending)
+
+
 def audit_event(e) -> AuditEvent:
     return AuditEvent(
         id=e.id,
@@ -192,7 +202,11 @@ METHODS: Dict[str, Method] = {
         Method(
             "issue",
             False,
-            lambda r: Issued(token=r.token, info=token_info(r.info)),
+            lambda r: Issued(
+                token=r.token,
+                info=token_info(r.info),
+                propagation=propagation(r),
+            ),
         ),
         Method("verify", True, verify_result),
         # Safe to repeat (a repeat answers already_revoked), but a client
@@ -201,7 +215,7 @@ METHODS: Dict[str, Method] = {
         Method(
             "revoke",
             False,
-            lambda r: Revoked(r.revoked_at, r.already_revoked),
+            lambda r: Revoked(r.revoked_at, r.already_revoked, propagation(r)),
         ),
         Method(
             "list",
@@ -213,7 +227,7 @@ METHODS: Dict[str, Method] = {
         Method(
             "grant_domain_admin",
             False,
-            lambda r: Granted(r.granted_at, r.already_admin),
+            lambda r: Granted(r.granted_at, r.already_admin, propagation(r)),
         ),
         Method("revoke_domain_admin", False, lambda r: r.tokens_revoked),
         Method(
@@ -234,6 +248,21 @@ METHODS: Dict[str, Method] = {
             "who_am_i",
             True,
             lambda r: WhoAmI(r.uid, r.gid, r.pid, r.user, r.operator, r.verifier),
+        ),
+        Method(
+            "server_status",
+            True,
+            lambda r: ServerStatus(
+                r.version,
+                r.store,
+                r.host_id,
+                r.applied_revision,
+                r.fresh,
+                r.lease_left_ms,
+                r.tokens,
+                r.index_digest,
+                r.problem,
+            ),
         ),
         Method(
             "verify_audit_log",
@@ -298,3 +327,7 @@ def who_am_i_request():
 
 def verify_audit_log_request(anchor_id, anchor_hash):
     return pb.VerifyAuditLogRequest(anchor_id=anchor_id, anchor_hash=anchor_hash)
+
+
+def server_status_request():
+    return pb.ServerStatusRequest()

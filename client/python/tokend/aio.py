@@ -26,6 +26,7 @@ from .types import (
     TokenPage,
     VerifyResult,
     WhoAmI,
+    ServerStatus,
 )
 
 
@@ -390,3 +391,9 @@ class AsyncClient:
 
     async def whoami(self, *, actor: Optional[str] = None) -> WhoAmI:
         return await self._call("who_am_i", _wire.who_am_i_request(), actor)
+
+    async def server_status(self) -> ServerStatus:
+        """How tokend is doing (verifiers and operators)."""
+        return await self._call(
+            "server_status", _wire.server_status_request(), None
+        )

@@ -29,6 +29,7 @@ from .types import (
     TokenPage,
     VerifyResult,
     WhoAmI,
+    ServerStatus,
 )
 
 _READ_CHUNK = 65536
@@ -359,3 +360,7 @@ class Client:
 
     def whoami(self, *, actor: Optional[str] = None) -> WhoAmI:
         return self._call("who_am_i", _wire.who_am_i_request(), actor)
+
+    def server_status(self) -> ServerStatus:
+        """How tokend is doing (verifiers and operators)."""
+        return self._call("server_status", _wire.server_status_request(), None)

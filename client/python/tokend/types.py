@@ -6,7 +6,7 @@ token's ``status`` is "ACTIVE", "REVOKED" or "EXPIRED"."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,37 @@ class TokenInfo:
     revoked_by: str
 
 
+@dataclass(frozen=True)
+class Propagation:
+    """How far a write had spread when it was answered, with a store several
+    hosts share (PostgreSQL; None with SQLite): tokend answers once every
+    live host has applied it, or after its --propagation-timeout-ms."""
+
+    revision: int
+    hosts_applied: int
+    hosts_pending: int  # 0: in effect on every live host
+
+
 @dataclass(frozen=True, repr=False)
 class Issued:
     # The secret, shown this once: repr() leaves it out so that logging the
     # result does not log the token.
     token: str
     info: TokenInfo
+    propagation: Optional[Propagation] = None
 
     def __repr__(self) -> str:
-        return f"Issued(token=<secret>, info={self.info!r})"
+        return (
+            f"Issued(token=<secret>, info={self.info!r}, "
+            f"propagation={self.propagation!r})"
+        )
 
 
 @dataclass(frozen=True)
 class Revoked:
     revoked_at: int
     already_revoked: bool
+    propagation: Optional[Propagation] = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class TokenPage:
 class Granted:
     granted_at: int
     already_admin: bool
+    propagation: Optional[Propagation] = None
 
 
 @dataclass(frozen=True)
@@ -118,3 +135,18 @@ class WhoAmI:
     verifier: bool
 
 
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """How tokend is doing, from its memory (ServerStatus)."""
+
+    version: str
+    store: str  # "sqlite", "postgresql"
+    host_id: str  # "" with a store of one host
+    applied_revision: int
+    fresh: bool  # False: past its lease, Verify answers UNAVAILABLE
+    lease_left_ms: int
+    tokens: int
+    index_digest: str  # 64 hex digits, equal on hosts that agree
+    problem: str
