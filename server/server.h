@@ -19,6 +19,7 @@
 
 typedef struct rpc_s rpc_t;
 typedef struct net_s net_t;
+typedef struct http_s http_t;
 
 typedef enum {
   SERVER_RUNNING = 0,
@@ -60,6 +61,7 @@ typedef struct server_s {
    * a uv_hrtime() in ns, which each read burst moves on */
   uv_idle_t busy_poll;
   uint64_t busy_poll_until;
+  http_t *http; /* the HTTP face (--http-listen); NULL: none */
 } server_t;
 
 /* Start-up, in the order main.c (the composition root) calls it: config
@@ -93,5 +95,20 @@ void server_stop(server_t *s);
 
 /* Frees everything server_init made; removes the socket file it bound. */
 void server_cleanup(server_t *s);
+
+/* ---- the HTTP face (issue 14) ---- */
+
+/* Makes the HTTP face if --http-listen named any address (s->http; freed
+ * by server_cleanup), answering from s->rpc. After server_rpc_new. */
+int server_http_new(server_t *s) TOKEND_MUST_CHECK;
+
+/* Binds and serves its addresses. After server_listen. */
+int server_http_listen(server_t *s) TOKEND_MUST_CHECK;
+
+/* 1 if tokend is ready to serve: the index is loaded, the store worker
+ * runs and it is not shutting down. 0 otherwise, with a one-line reason in
+ * why (len bytes). /readyz answers from it; the multi-host lease state is
+ * to be judged here too. */
+int server_ready(const server_t *s, char *why, size_t len);
 
 #endif

@@ -13,6 +13,11 @@
 
 typedef struct rpc_s rpc_t;
 
+/* The InvalidReason values (proto/tokend.proto), 0 to 5, that Verify
+ * answers are counted by: rpc's callers name no protobuf type, so they are
+ * plain ints for them. */
+#define RPC_VERIFY_REASONS 6
+
 /* What rpc works on, and how it reaches the store. Everything pointed to
  * is owned by the caller and must outlive the rpc_t. */
 typedef struct {

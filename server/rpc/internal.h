@@ -38,6 +38,8 @@ struct rpc_s {
   uint64_t flush_not_before;
   char flush_errmsg[128]; /* why the last write-back failed */
   log_limit_t flush_log;  /* its failure line, rate-limited */
+  /* Verifies answered, socket and HTTP, by InvalidReason (verify.c) */
+  uint64_t verify_counts[RPC_VERIFY_REASONS];
 };
 
 /* ---- answering (rpc.c) ---- */
