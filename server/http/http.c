@@ -194,7 +194,10 @@ static struct MHD_Response *valid_response(const rpc_verify_result_t *v) {
     return NULL;
   if (MHD_add_response_header(r, "X-Tokend-Token-Id", v->token_id) != MHD_YES ||
       MHD_add_response_header(r, "X-Tokend-Domain", v->domain) != MHD_YES ||
-      MHD_add_response_header(r, "X-Tokend-Scopes", scopes) != MHD_YES ||
+      /* libmicrohttpd refuses an empty header value: a token with no
+       * scopes has no X-Tokend-Scopes (a proxy reads it as empty). */
+      (scopes[0] != '\0' &&
+       MHD_add_response_header(r, "X-Tokend-Scopes", scopes) != MHD_YES) ||
       MHD_add_response_header(r, "X-Tokend-Label", v->label) != MHD_YES ||
       MHD_add_response_header(r, "X-Tokend-Expires-At", expires) != MHD_YES) {
     MHD_destroy_response(r);
