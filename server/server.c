@@ -631,6 +631,14 @@ static void on_http_metrics(void *ctx, prom_t *p) {
              rpc_verify_reason_name(i));
     prom_sample(p, "tokend_verify_total", labels, counts[i]);
   }
+  prom_family(p, "tokend_store_call_duration_seconds", "histogram",
+              "Store calls from request read to answer, the commit "
+              "included, by kind (write: Issue, Revoke, grants; read: "
+              "List, audit).");
+  prom_hist_write(p, "tokend_store_call_duration_seconds", "kind=\"write\"",
+                  rpc_call_latency(s->rpc, 1));
+  prom_hist_write(p, "tokend_store_call_duration_seconds", "kind=\"read\"",
+                  rpc_call_latency(s->rpc, 0));
   prom_family(p, "tokend_index_tokens", "gauge",
               "Tokens in the in-memory index (every status).");
   prom_sample(p, "tokend_index_tokens", "", index_count(s->index));

@@ -27,7 +27,7 @@
 #include <uv.h>
 
 #include "config.h"
-#include "http/prom.h"
+#include "prom.h"
 #include "rpc/rpc.h"
 
 typedef struct http_s http_t;

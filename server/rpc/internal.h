@@ -12,6 +12,7 @@
 #include "core/sink.h"
 #include "log.h"
 #include "pb_arena.h"
+#include "prom.h"
 #include "rpc/env.h"
 #include "rpc/methods.h"
 #include "tokend.pb-c.h"
@@ -40,6 +41,8 @@ struct rpc_s {
   log_limit_t flush_log;  /* its failure line, rate-limited */
   /* Verifies answered, socket and HTTP, by InvalidReason (verify.c) */
   uint64_t verify_counts[RPC_VERIFY_REASONS];
+  /* Store calls from call_new to call_end (call.c): [0] reads, [1] writes */
+  prom_hist_t call_latency[2];
 };
 
 /* ---- answering (rpc.c) ---- */
@@ -136,6 +139,7 @@ struct call_s {
   char token[TOKEND_TOKEN_BYTES]; /* Issue only: the secret, wiped at end */
   uint32_t page_size;             /* List and ListAuditEvents */
   size_t list_bytes;              /* their rows, in rpc_t.list_bytes */
+  uint64_t started_ns;            /* uv_hrtime() at call_new */
 };
 
 /* A new call of kind for store job kind job_kind, or NULL (out of memory:

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "core/sink.h"
+#include "prom.h"
 #include "rpc/env.h"
 #include "tokend_limits.h"
 
@@ -92,6 +93,11 @@ int rpc_verify_now(rpc_t *r, const char *tok, size_t len,
 
 /* Verifies answered so far (socket and HTTP) by reason: counts[reason]. */
 void rpc_verify_counts(const rpc_t *r, uint64_t counts[RPC_VERIFY_REASONS]);
+
+/* How long store calls took, from their request read to their answer (the
+ * store commit included): writes (Issue, Revoke, grants) if writes, else
+ * reads (List, audit). Valid as long as r. */
+const prom_hist_t *rpc_call_latency(const rpc_t *r, int writes);
 
 /* The reason's name for metrics and headers: "valid", "malformed",
  * "unknown", "revoked", "expired" ("unspecified" for any other). */

@@ -487,6 +487,11 @@ static void test_metrics_parse_and_count(void **state) {
       "assert value('tokend_http_requests', 'tokend_http_requests_total', "
       "method='GET', code='401') >= 1\n"
       "assert value('tokend_index_tokens', 'tokend_index_tokens') >= 1\n"
+      "assert value('tokend_store_call_duration_seconds', "
+      "'tokend_store_call_duration_seconds_count', kind='write') >= 1\n"
+      "assert value('tokend_store_call_duration_seconds', "
+      "'tokend_store_call_duration_seconds_bucket', kind='write', "
+      "le='+Inf') >= 1\n"
       "print('metrics ok: %d families' % len(fams))\n";
   const char *argv[] = {PYTHON3_BIN, "-c", script, NULL};
   tokend_verify_result_t v;

@@ -6,7 +6,8 @@
  *
  * Counters and histograms are kept by their owners on the loop thread
  * (plain integers, no locks); prom only writes them out when /metrics is
- * asked for. */
+ * asked for (server/http/). In common/ because it is pure, and so that
+ * rpc/ may keep a histogram without naming the HTTP face. */
 #ifndef TOKEND_PROM_H
 #define TOKEND_PROM_H
 

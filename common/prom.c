@@ -1,5 +1,5 @@
 /* The Prometheus text format (prom.h). */
-#include "http/prom.h"
+#include "prom.h"
 
 #include <stdarg.h>
 #include <stdio.h>
