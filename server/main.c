@@ -68,10 +68,12 @@ int main(int argc, char **argv) {
     rc = server_net_new(s);
   if (rc == 0)
     rc = server_http_new(s);
-  if (rc == 0)
-    rc = server_listen(s);
+  /* The HTTP face first: once the main socket accepts, everything does
+   * (tests and supervisors take that as the sign tokend is up). */
   if (rc == 0)
     rc = server_http_listen(s);
+  if (rc == 0)
+    rc = server_listen(s);
   if (rc == 0)
     rc = server_run(s);
   server_cleanup(s);

@@ -648,6 +648,11 @@ static void on_http_metrics(void *ctx, prom_t *p) {
               net_conn_count(s->net));
   prom_sample(p, "tokend_connections_open", "transport=\"http\"",
               s->http != NULL ? http_conn_count(s->http) : 0);
+  prom_family(p, "tokend_connections_refused_total", "counter",
+              "Connections to the main socket refused for a limit "
+              "(connections, per uid, file descriptors).");
+  prom_sample(p, "tokend_connections_refused_total", "transport=\"socket\"",
+              net_refused_count(s->net));
   prom_family(p, "tokend_store_jobs_in_flight", "gauge",
               "Store jobs submitted and not yet done.");
   prom_sample(p, "tokend_store_jobs_in_flight", "", s->jobs_in_flight);

@@ -102,7 +102,9 @@ void server_cleanup(server_t *s);
  * by server_cleanup), answering from s->rpc. After server_rpc_new. */
 int server_http_new(server_t *s) TOKEND_MUST_CHECK;
 
-/* Binds and serves its addresses. After server_listen. */
+/* Binds and serves its addresses. After server_net_new and before
+ * server_listen, so that all of tokend listens once the main socket
+ * does. */
 int server_http_listen(server_t *s) TOKEND_MUST_CHECK;
 
 /* 1 if tokend is ready to serve: the index is loaded, the store worker

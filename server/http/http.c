@@ -521,14 +521,16 @@ static int listener_start(http_listener_t *l) {
   /* No internal thread: MHD runs only when http_run calls it, on the loop
    * thread. MHD's connection timeout is whole seconds: the read timeout,
    * rounded up. TURBO: no shutdown() before close and fewer checks, as a
-   * server for local proxies wants. */
+   * server for local proxies wants. STRICT_FOR_CLIENT 1: HTTP/1.1's rules
+   * enforced (Host required, no whitespace before a colon), a 400
+   * otherwise. */
   l->d = MHD_start_daemon(
       MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL, NULL, on_request, l,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       timeout_s > 0 ? timeout_s : 1u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)HTTP_CONN_MEMORY_BYTES, MHD_OPTION_NOTIFY_CONNECTION,
-      on_connection, l, MHD_OPTION_END);
+      on_connection, l, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
   if (l->d == NULL) {
     close(fd);
     log_error("http: libmicrohttpd would not start on %s",
