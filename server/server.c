@@ -594,6 +594,13 @@ int server_ready(const server_t *s, char *why, size_t len) {
              s->index == NULL ? "index not loaded" : "store worker stopped");
     return 0;
   }
+  /* The store as far as tokend last knew: its last write-back failed.
+   * Verify still answers from memory; Issue and Revoke would fail. */
+  if (s->rpc != NULL && rpc_flush_failures(s->rpc) > 0) {
+    snprintf(why, len, "store writes failing (%u in a row): %s",
+             (unsigned)rpc_flush_failures(s->rpc), rpc_flush_errmsg(s->rpc));
+    return 0;
+  }
   return 1;
 }
 

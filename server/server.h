@@ -108,9 +108,10 @@ int server_http_new(server_t *s) TOKEND_MUST_CHECK;
 int server_http_listen(server_t *s) TOKEND_MUST_CHECK;
 
 /* 1 if tokend is ready to serve: the index is loaded, the store worker
- * runs and it is not shutting down. 0 otherwise, with a one-line reason in
- * why (len bytes). /readyz answers from it; the multi-host lease state is
- * to be judged here too. */
+ * runs, the last write to the store (the last_used write-back) did not
+ * fail, and it is not shutting down. 0 otherwise, with a one-line reason
+ * in why (len bytes). /readyz answers from it; the multi-host lease state
+ * is to be judged here too. */
 int server_ready(const server_t *s, char *why, size_t len);
 
 #endif
