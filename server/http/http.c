@@ -18,6 +18,7 @@
 #include <libgen.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,21 @@ static enum MHD_Result on_readyz(http_t *h, struct MHD_Connection *c,
   return rc;
 }
 
+/* The token header's value lives in libmicrohttpd's connection memory (the
+ * read buffer, parsed in place) until the connection reuses it, and MHD
+ * does not clear it: wiped here once answered, as the socket's read
+ * buffers are. MHD no longer reads a request's headers once its answer is
+ * queued; the value's length is kept apart, so the string only reads as
+ * zeros. (A request not yet complete, or sent to another path, is not
+ * wiped.) */
+static void wipe_token_header(http_t *h, struct MHD_Connection *c) {
+  const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                              h->cfg->http_token_header);
+
+  if (v != NULL)
+    sodium_memzero((char *)v, strlen(v));
+}
+
 /* MHD's request callback: called once the request line and headers are
  * read, again for each piece of a body (which no route takes), and once
  * more at the request's end, where it is answered. */
@@ -324,6 +340,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   http_t *h = l->h;
   const union MHD_ConnectionInfo *info;
   int method = method_index(method_name);
+  enum MHD_Result rc;
 
   (void)version;
   (void)upload;
@@ -342,7 +359,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     return http_reply(h, c, method, 405, h->bad_method);
   if (strcmp(url, h->cfg->http_verify_path) == 0) {
     info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return on_verify(h, c, method, info != NULL ? info->socket_context : NULL);
+    rc = on_verify(h, c, method, info != NULL ? info->socket_context : NULL);
+    wipe_token_header(h, c);
+    return rc;
   }
   if (strcmp(url, "/metrics") == 0)
     return on_metrics(h, c, method);
