@@ -41,10 +41,9 @@ static int on_feed_token(void *ctx, const store_token_t *row) {
   int err;
 
   if (e != NULL) {
-    if (row->revoked_at != 0 && e->revoked_at == 0)
-      e->revoked_at = row->revoked_at;
-    e->expires_at = row->expires_at;
-    return 0;
+    if (row->revoked_at != 0)
+      index_revoke(s->index, e, row->revoked_at);
+    return index_set_expiry(s->index, e, row->expires_at);
   }
   if ((d = domains_get(&s->domains, row->domain)) == NULL)
     return TOKEND_ENOMEM;
@@ -813,6 +812,28 @@ static void on_http_metrics(void *ctx, prom_t *p) {
                   rpc_call_latency(s->rpc, 1));
   prom_hist_write(p, "tokend_store_call_duration_seconds", "kind=\"read\"",
                   rpc_call_latency(s->rpc, 0));
+  {
+    size_t active, revoked, expired;
+
+    index_status_counts(s->index, tokend_now_ms(), &active, &revoked, &expired);
+    prom_family(p, "tokend_tokens", "gauge",
+                "Tokens in memory by status (what Verify would answer).");
+    prom_sample(p, "tokend_tokens", "status=\"active\"", active);
+    prom_sample(p, "tokend_tokens", "status=\"revoked\"", revoked);
+    prom_sample(p, "tokend_tokens", "status=\"expired\"", expired);
+  }
+  if (s->worker != NULL) {
+    store_worker_stats_t ws;
+
+    store_worker_stats(s->worker, &ws);
+    prom_family(p, "tokend_audit_rows_written_total", "counter",
+                "Audit log rows committed by this tokend.");
+    prom_sample(p, "tokend_audit_rows_written_total", "", ws.audit_rows);
+    prom_family(p, "tokend_store_commit_duration_seconds", "histogram",
+                "Each write group's COMMIT on the writer thread (for "
+                "SQLite the fsync; for PostgreSQL the flush of its WAL).");
+    prom_hist_write(p, "tokend_store_commit_duration_seconds", "", &ws.commit);
+  }
   prom_family(p, "tokend_index_tokens", "gauge",
               "Tokens in the in-memory index (every status).");
   prom_sample(p, "tokend_index_tokens", "", index_count(s->index));
