@@ -106,6 +106,10 @@ void prom_sample(prom_t *p, const char *name, const char *labels,
 }
 
 void prom_hist_observe(prom_hist_t *h, uint64_t ns) {
+  prom_hist_observe_n(h, ns, 1);
+}
+
+void prom_hist_observe_n(prom_hist_t *h, uint64_t ns, uint64_t n) {
   size_t i;
 
   /* The bounds in ns, compared as integers: no floating point per call. */
@@ -115,11 +119,11 @@ void prom_hist_observe(prom_hist_t *h, uint64_t ns) {
 
   for (i = 0; i < PROM_HIST_BUCKETS; i++)
     if (ns <= bound_ns[i]) {
-      h->buckets[i]++;
+      h->buckets[i] += n;
       break;
     }
-  h->count++;
-  h->sum_ns += ns;
+  h->count += n;
+  h->sum_ns += ns * n;
 }
 
 void prom_hist_write(prom_t *p, const char *name, const char *labels,

@@ -70,6 +70,8 @@ void prom_sample(prom_t *p, const char *name, const char *labels,
 
 /* Adds one observation of ns nanoseconds. */
 void prom_hist_observe(prom_hist_t *h, uint64_t ns);
+/* Adds n observations of ns nanoseconds each. */
+void prom_hist_observe_n(prom_hist_t *h, uint64_t ns, uint64_t n);
 
 /* Writes h as the samples of histogram family name (the family line is the
  * caller's): cumulative name_bucket{labels,le="..."} lines ending with

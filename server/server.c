@@ -804,6 +804,11 @@ static void on_http_metrics(void *ctx, prom_t *p) {
              rpc_verify_reason_name(i));
     prom_sample(p, "tokend_verify_total", labels, counts[i]);
   }
+  prom_family(p, "tokend_verify_duration_seconds", "histogram",
+              "Socket Verifies, from the read of their requests to their "
+              "answers (HTTP's: tokend_http_verify_duration_seconds).");
+  prom_hist_write(p, "tokend_verify_duration_seconds", "transport=\"socket\"",
+                  rpc_verify_latency(s->rpc));
   prom_family(p, "tokend_store_call_duration_seconds", "histogram",
               "Store calls from request read to answer, the commit "
               "included, by kind (write: Issue, Revoke, grants; read: "

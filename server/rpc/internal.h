@@ -43,6 +43,10 @@ struct rpc_s {
   uint64_t verify_counts[RPC_VERIFY_REASONS];
   /* Store calls from call_new to call_end (call.c): [0] reads, [1] writes */
   prom_hist_t call_latency[2];
+  /* Socket Verifies, from their read burst to their answers (one clock
+   * read a burst and one a batch, not one a Verify). */
+  uint64_t burst_ns;
+  prom_hist_t verify_latency;
 };
 
 /* ---- answering (rpc.c) ---- */

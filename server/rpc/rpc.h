@@ -99,6 +99,9 @@ void rpc_verify_counts(const rpc_t *r, uint64_t counts[RPC_VERIFY_REASONS]);
  * reads (List, audit). Valid as long as r. */
 const prom_hist_t *rpc_call_latency(const rpc_t *r, int writes);
 
+/* Socket Verifies from the read of their burst to their answers. */
+const prom_hist_t *rpc_verify_latency(const rpc_t *r);
+
 /* The reason's name for metrics and headers: "valid", "malformed",
  * "unknown", "revoked", "expired" ("unspecified" for any other). */
 const char *rpc_verify_reason_name(int reason);

@@ -180,6 +180,8 @@ void rpc_verify_drain(rpc_t *r) {
     sinks[i] = v->k;
   }
 flush:
+  if (r->burst_ns != 0)
+    prom_hist_observe_n(&r->verify_latency, uv_hrtime() - r->burst_ns, n);
   b->n = 0;
   b->draining = 0;
   /* Hashing the batch's tokens here (a full check), and their cache tags
@@ -308,6 +310,10 @@ int rpc_verify_now(rpc_t *r, const char *tok, size_t len,
   /* The hash and tag of the token left copies in dead stack frames. */
   token_stack_wipe();
   return 0;
+}
+
+const prom_hist_t *rpc_verify_latency(const rpc_t *r) {
+  return &r->verify_latency;
 }
 
 void rpc_verify_counts(const rpc_t *r, uint64_t counts[RPC_VERIFY_REASONS]) {

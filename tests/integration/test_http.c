@@ -493,6 +493,8 @@ static void test_metrics_parse_and_count(void **state) {
       "'tokend_audit_rows_written_total') >= 1\n"
       "assert value('tokend_store_commit_duration_seconds', "
       "'tokend_store_commit_duration_seconds_count') >= 1\n"
+      "assert value('tokend_verify_duration_seconds', "
+      "'tokend_verify_duration_seconds_count', transport='socket') >= 1\n"
       "assert value('tokend_store_call_duration_seconds', "
       "'tokend_store_call_duration_seconds_count', kind='write') >= 1\n"
       "assert value('tokend_store_call_duration_seconds', "
