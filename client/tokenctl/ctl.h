@@ -51,7 +51,8 @@ enum {
   OPT_SINCE,
   OPT_IDENTITY,
   OPT_VERIFY,
-  OPT_ANCHOR
+  OPT_ANCHOR,
+  OPT_VERSION
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
