@@ -979,3 +979,80 @@ void config_print(const config_t *cfg, FILE *out) {
 #undef PRINT_U32
 #undef PRINT_BOOL
 }
+
+/* The values text (config_print's) gives key, joined by ", " (a list's),
+ * malloc'd; "" when it has none. NULL if out of memory. */
+static char *config_value_of(const char *text, const char *key) {
+  size_t klen = strlen(key), len = 0;
+  const char *line, *eol, *v;
+  char *out = NULL;
+  FILE *f = open_memstream(&out, &len);
+
+  if (f == NULL)
+    return NULL;
+  for (line = text; *line != '\0'; line = *eol ? eol + 1 : eol) {
+    eol = line + strcspn(line, "\n");
+    if (strncmp(line, key, klen) != 0 || strncmp(line + klen, " = ", 3) != 0)
+      continue;
+    v = line + klen + 3;
+    fprintf(f, "%s%.*s", ftell(f) > 0 ? ", " : "", (int)(eol - v), v);
+  }
+  if (fclose(f) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+int config_diff(const config_t *a, const config_t *b, config_changed_fn changed,
+                void *ctx) {
+  char *ta = NULL, *tb = NULL, *seen = NULL, *va, *vb;
+  size_t la = 0, lb = 0, ls = 0;
+  char key[64], probe[68];
+  const char *texts[2], *line, *eol;
+  FILE *fa, *fb, *fs;
+  int i, rc = TOKEND_ENOMEM;
+
+  fa = open_memstream(&ta, &la);
+  fb = open_memstream(&tb, &lb);
+  fs = open_memstream(&seen, &ls);
+  if (fa == NULL || fb == NULL || fs == NULL)
+    goto out;
+  config_print(a, fa);
+  config_print(b, fb);
+  if (fflush(fa) != 0 || fflush(fb) != 0 || fputc('\n', fs) == EOF)
+    goto out;
+  texts[0] = ta;
+  texts[1] = tb;
+  /* Every key either names, in config_print's order, once. */
+  for (i = 0; i < 2; i++) {
+    for (line = texts[i]; *line != '\0'; line = *eol ? eol + 1 : eol) {
+      eol = line + strcspn(line, "\n");
+      snprintf(key, sizeof(key), "%.*s", (int)strcspn(line, " \n"), line);
+      snprintf(probe, sizeof(probe), "\n%s\n", key);
+      if (fflush(fs) != 0)
+        goto out;
+      if (strstr(seen, probe) != NULL)
+        continue;
+      fprintf(fs, "%s\n", key);
+      va = config_value_of(ta, key);
+      vb = config_value_of(tb, key);
+      if (va != NULL && vb != NULL && strcmp(va, vb) != 0)
+        changed(ctx, key, va, vb);
+      free(va);
+      free(vb);
+    }
+  }
+  rc = 0;
+out:
+  if (fa != NULL)
+    fclose(fa);
+  if (fb != NULL)
+    fclose(fb);
+  if (fs != NULL)
+    fclose(fs);
+  free(ta);
+  free(tb);
+  free(seen);
+  return rc;
+}

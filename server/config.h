@@ -205,4 +205,13 @@ void config_print(const config_t *cfg, FILE *out);
  * file's syntax (--check-config): a store URL without its password. */
 void config_print(const config_t *cfg, FILE *out);
 
+/* Calls changed(ctx, key, was, now) for every setting whose value differs
+ * between a and b, in config_print's order and terms (a list's values
+ * joined by ", "; a store URL without its password). Returns 0 or
+ * TOKEND_ENOMEM. */
+typedef void (*config_changed_fn)(void *ctx, const char *key, const char *was,
+                                  const char *now);
+int config_diff(const config_t *a, const config_t *b, config_changed_fn changed,
+                void *ctx) TOKEND_MUST_CHECK;
+
 #endif

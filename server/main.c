@@ -88,6 +88,9 @@ int main(int argc, char **argv) {
   }
   /* The composition root: config -> store -> rpc -> net -> loop. */
   rc = server_init(s, &cfg);
+  /* SIGHUP reads the file and these flags again (server_reload). */
+  s->argc = argc;
+  s->argv = argv;
   if (rc == 0)
     rc = server_rpc_new(s);
   if (rc == 0)

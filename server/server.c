@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "core/pepper.h"
 #include "log.h"
+#include "net/activation.h"
 #include "net/net.h"
 #include "rpc/rpc.h"
 #include "tokend_time.h"
@@ -154,9 +156,12 @@ static uint64_t sweep_interval(const config_t *cfg) {
   return t < 10 ? 10 : t > 1000 ? 1000 : t;
 }
 
+static void server_notify_status(server_t *s, const char *state);
+
 static void on_flush_timer(uv_timer_t *t) {
   server_t *s = t->data;
 
+  server_notify_status(s, NULL);
   /* After failures, the timer's ticks wait out the backoff. */
   if (uv_now(&s->loop) < rpc_flush_not_before(s->rpc))
     return;
@@ -177,6 +182,138 @@ static void on_signal(uv_signal_t *h, int signum) {
   log_info("received %s: shutting down",
            signum == SIGINT ? "SIGINT" : "SIGTERM");
   server_stop(s);
+}
+
+/* ---- operations (issue 16): systemd's notifications, SIGHUP ---- */
+
+/* systemd's STATUS= line (systemctl status): the token count, when it
+ * changed. sd_notify does nothing without $NOTIFY_SOCKET. */
+static void server_notify_status(server_t *s, const char *state) {
+  size_t n = index_count(s->index);
+
+  if (state == NULL && n == s->status_tokens)
+    return;
+  s->status_tokens = n;
+  (void)sd_notifyf(0, "%s%sSTATUS=serving %zu tokens on %s",
+                   state != NULL ? state : "", state != NULL ? "\n" : "", n,
+                   net_listen_path(s->net));
+}
+
+/* What SIGHUP may change while tokend runs: these keys of config_print.
+ * The operator and verifier lists hold for connections accepted from then
+ * on (a connection's rights are fixed when it is accepted). */
+static const char *const reload_keys[] = {
+    "log-level",
+    "log-repeat-interval-ms",
+    "operator-uid",
+    "operator-group",
+    "verifier-uid",
+    "verifier-group",
+    "max-connections",
+    "max-connections-per-uid",
+    "reserved-operator-connections",
+    "read-timeout-ms",
+    "idle-timeout-ms",
+};
+
+static int reload_key(const char *key) {
+  size_t i;
+
+  for (i = 0; i < sizeof(reload_keys) / sizeof(reload_keys[0]); i++)
+    if (strcmp(reload_keys[i], key) == 0)
+      return 1;
+  return 0;
+}
+
+typedef struct {
+  int applied; /* changes applied */
+  int restart; /* changes that wait for a restart */
+} reload_count_t;
+
+static void on_reload_changed(void *ctx, const char *key, const char *was,
+                              const char *now) {
+  reload_count_t *rc = ctx;
+
+  if (reload_key(key)) {
+    rc->applied++;
+    log_info("SIGHUP: %s: %s -> %s", key, was[0] ? was : "(none)",
+             now[0] ? now : "(none)");
+  } else {
+    rc->restart++;
+    log_warn("SIGHUP: %s changed (%s -> %s) but needs a restart; still %s", key,
+             was[0] ? was : "(none)", now[0] ? now : "(none)",
+             was[0] ? was : "(none)");
+  }
+}
+
+void server_reload(server_t *s) {
+  reload_count_t count = {0, 0};
+  char *msgs = NULL, *line, *save = NULL;
+  size_t len = 0;
+  config_t next;
+  FILE *err;
+  int rc;
+
+  if (s->state != SERVER_RUNNING || s->argv == NULL)
+    return;
+  if (s->cfg.config_path[0] == '\0') {
+    log_info("SIGHUP: no --config file to read again; nothing changed");
+    return;
+  }
+  (void)sd_notify(0, "RELOADING=1");
+  log_info("SIGHUP: reading %s again", s->cfg.config_path);
+  config_defaults(&next);
+  if ((err = open_memstream(&msgs, &len)) == NULL) {
+    log_error("SIGHUP: out of memory; nothing changed");
+    goto out;
+  }
+  rc = config_parse(&next, s->argc, s->argv, err, err);
+  fclose(err);
+  if (rc != 0) {
+    for (line = strtok_r(msgs, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+      log_error("SIGHUP: %s", line);
+    log_error("SIGHUP: the settings are not valid; nothing changed");
+    goto out;
+  }
+  /* More connections need more descriptors: checked before anything is
+   * applied, so a reload that cannot have them changes nothing. */
+  if (next.max_connections > s->cfg.max_connections &&
+      net_fd_limit(&next) != 0) {
+    log_error("SIGHUP: nothing changed");
+    goto out;
+  }
+  /* The new level first: the lines saying what changed are logged at it. */
+  log_set_level(next.log_level);
+  if (config_diff(&s->cfg, &next, on_reload_changed, &count) != 0) {
+    log_set_level(s->cfg.log_level);
+    log_error("SIGHUP: out of memory; nothing changed");
+    goto out;
+  }
+  /* net and rpc read these from s->cfg as they need them. */
+  s->cfg.log_level = next.log_level;
+  s->cfg.log_repeat_interval_ms = next.log_repeat_interval_ms;
+  s->cfg.operators = next.operators;
+  s->cfg.verifiers = next.verifiers;
+  s->cfg.any_verifier = next.any_verifier;
+  s->cfg.max_connections = next.max_connections;
+  s->cfg.max_connections_per_uid = next.max_connections_per_uid;
+  s->cfg.reserved_operator_connections = next.reserved_operator_connections;
+  s->cfg.read_timeout_ms = next.read_timeout_ms;
+  s->cfg.idle_timeout_ms = next.idle_timeout_ms;
+  log_set_repeat_interval(s->cfg.log_repeat_interval_ms);
+  uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(&s->cfg),
+                 sweep_interval(&s->cfg));
+  log_info("SIGHUP: %d settings changed, %d more wait for a restart",
+           count.applied, count.restart);
+out:
+  free(msgs);
+  server_notify_status(s, "READY=1");
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+  (void)signum;
+  server_reload(h->data);
 }
 
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
@@ -233,6 +370,9 @@ static void server_finish(server_t *s) {
   close_if_open((uv_handle_t *)&s->sweep_timer);
   close_if_open((uv_handle_t *)&s->refusal_timer);
   close_if_open((uv_handle_t *)&s->busy_poll);
+  /* Held until here: a SIGHUP while draining must not kill tokend (its
+   * default action), only be ignored. */
+  close_if_open((uv_handle_t *)&s->sighup);
   net_close_when_sent(s->net);
   if (net_conn_count(s->net) == 0)
     close_if_open((uv_handle_t *)&s->shutdown_timer);
@@ -363,6 +503,7 @@ void server_stop(server_t *s) {
   if (s->state != SERVER_RUNNING)
     return;
   s->state = SERVER_DRAINING;
+  (void)sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
   uv_update_time(&s->loop);
   s->drain_deadline = uv_now(&s->loop) + s->cfg.shutdown_timeout_ms;
   close_if_open((uv_handle_t *)&s->sigint);
@@ -566,7 +707,12 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
-  if ((err = net_socket_dir_check(cfg->socket_path)) != 0 ||
+  /* A socket the service manager passed is already bound: its directory
+   * is systemd's business. */
+  if ((err = net_activation_init()) != 0)
+    return err;
+  if ((!net_activated_has(NET_ACTIVATION_MAIN) &&
+       (err = net_socket_dir_check(cfg->socket_path)) != 0) ||
       (err = net_fd_limit(cfg)) != 0)
     return err;
   /* The key of every stored hash: kept where a core dump, an overflow or a
@@ -627,6 +773,8 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_idle_init(&s->loop, &s->busy_poll);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
+  uv_signal_init(&s->loop, &s->sighup);
+  s->sighup.data = s;
   s->flush_timer.data = s->shutdown_timer.data = s->sweep_timer.data = s;
   s->refusal_timer.data = s;
   s->busy_poll.data = s;
@@ -640,6 +788,7 @@ int server_init(server_t *s, const config_t *cfg) {
    * mean a clean shutdown. */
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s->sighup, on_sighup, SIGHUP);
   return 0;
 }
 
@@ -652,8 +801,12 @@ static int server_listen_now(server_t *s) {
     return err;
   server_audit_log_head(s);
   log_info("tokend %s listening on %s (database %s, %zu tokens)",
-           TOKEND_VERSION, cfg->socket_path, cfg->db_path,
+           TOKEND_VERSION, net_listen_path(s->net), cfg->db_path,
            index_count(s->index));
+  /* Every face has taken its passed socket by now. */
+  net_activation_close_unclaimed();
+  /* systemd (Type=notify): the index is loaded and the socket served. */
+  server_notify_status(s, "READY=1");
   return 0;
 }
 
@@ -700,6 +853,8 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 void server_cleanup(server_t *s) {
+  /* Passed sockets a failed start never took. */
+  net_activation_close_unclaimed();
   /* Queued Verifies hold their conns: answer them before closing all. */
   if (s->rpc != NULL)
     rpc_verify_drain(s->rpc);
