@@ -33,6 +33,7 @@ static const char ctl_main_usage[] =
     "  audit    show the audit log\n"
     "  whoami   show how tokend sees you\n"
     "  status   show how tokend is doing (current with its store?)\n"
+    "  backup   write a consistent copy of tokend's database to a file\n"
     "  help     show a command's help\n"
     "\n"
     "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP
@@ -55,6 +56,7 @@ static const ctl_command_t ctl_commands[] = {
     {"audit", ctl_audit, ctl_audit_usage},
     {"whoami", ctl_whoami, ctl_whoami_usage},
     {"status", ctl_status, ctl_status_usage},
+    {"backup", ctl_backup, ctl_backup_usage},
     {"help", ctl_help, ctl_help_usage},
 };
 

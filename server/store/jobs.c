@@ -96,6 +96,24 @@ int store_job_run_audit_list(store_t *store, store_job_t *job) {
                           &job->u.audit_list.n_rows);
 }
 
+/* A backend without a backup of its own answers so, naming the tool. */
+int store_job_run_backup(store_t *store, store_job_t *job) {
+  int err = store_backup(store, job->u.backup.path, &job->u.backup.bytes);
+
+  if (err == TOKEND_EUNIMPL) {
+    store_job_fail(job, TOKEND_ECONFIG,
+                   "this store has no backup through tokend; back up "
+                   "PostgreSQL with its own tools (pg_dump, pg_basebackup)");
+    return 0;
+  }
+  /* The file's problems are the caller's answer, not the store's. */
+  if (err == TOKEND_EEXIST || err == TOKEND_EIO) {
+    store_job_fail(job, err, store_errmsg(store));
+    return 0;
+  }
+  return err;
+}
+
 int store_job_run_audit_verify(store_t *store, store_job_t *job) {
   return store_audit_verify(store, job->u.audit_verify.anchor_id,
                             job->u.audit_verify.anchor_hash,

@@ -38,7 +38,8 @@
   X(AUDIT, audit, 1, store_job_reconcile_none)                                 \
   X(LIST, list, 0, store_job_reconcile_none)                                   \
   X(AUDIT_LIST, audit_list, 0, store_job_reconcile_none)                       \
-  X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)
+  X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)                   \
+  X(BACKUP, backup, 0, store_job_reconcile_none)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -139,6 +140,10 @@ struct store_job_s {
       uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES];
       store_audit_check_t check; /* out */
     } audit_verify;
+    struct {
+      char *path;    /* malloc'd by the submitter, who frees it */
+      int64_t bytes; /* out: the copy's size */
+    } backup;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;

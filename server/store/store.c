@@ -287,3 +287,9 @@ int store_snapshot_begin(store_t *s, int64_t *rev) {
 }
 
 void store_snapshot_end(store_t *s) { s->ops->snapshot_end(s); }
+
+int store_backup(store_t *s, const char *path, int64_t *bytes) {
+  if (s->ops->backup == NULL)
+    return TOKEND_EUNIMPL;
+  return s->ops->backup(s, path, bytes);
+}

@@ -243,6 +243,18 @@ struct store_ops {
   int (*snapshot_begin)(store_t *s, int64_t *rev);
   /* Ends the snapshot's transaction; never fails. */
   void (*snapshot_end)(store_t *s);
+
+  /* ---- operations (issue 16) ---- */
+
+  /* Writes a consistent copy of the whole store, as it is at one moment,
+   * into a new file at path (created with mode 0600; an existing file is
+   * never replaced: TOKEND_EEXIST). Runs on the writer thread, which writes
+   * nothing meanwhile; Verify, answered from memory, is not held up.
+   * *bytes gets the copy's size. Returns 0, TOKEND_EEXIST or TOKEND_EIO
+   * (the file), or TOKEND_ESTORE, with errmsg saying why; a copy that
+   * failed is removed. NULL for a backend copied with its own tools
+   * (PostgreSQL: pg_dump). */
+  int (*backup)(store_t *s, const char *path, int64_t *bytes);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -366,5 +378,9 @@ int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,
 int64_t store_change_rev(const store_t *store);
 int store_snapshot_begin(store_t *store, int64_t *rev) TOKEND_MUST_CHECK;
 void store_snapshot_end(store_t *store);
+
+/* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
+int store_backup(store_t *store, const char *path,
+                 int64_t *bytes) TOKEND_MUST_CHECK;
 
 #endif

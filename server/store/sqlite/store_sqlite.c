@@ -6,6 +6,7 @@
 #include "store/sqlite/store_sqlite.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -1324,6 +1325,58 @@ static int sq_snapshot_begin(store_t *base, int64_t *rev) {
 
 static void sq_snapshot_end(store_t *base) { sq_rollback(base); }
 
+/* Removes a backup file that failed (it was created here, O_EXCL: ours). */
+static int sq_backup_fail(sq_t *s, sqlite3 *dst, const char *path, int err,
+                          const char *what) {
+  snprintf(s->errmsg, sizeof(s->errmsg), "%s %s: %s", what, path,
+           dst != NULL ? sqlite3_errmsg(dst) : strerror(errno));
+  sqlite3_close(dst);
+  unlink(path);
+  return err;
+}
+
+/* SQLite's online backup API: the copy is one consistent snapshot of the
+ * database (a WAL reader's), made in one step while this thread (the
+ * writer) writes nothing. The file is created first, O_EXCL and 0600, so
+ * that no existing file is replaced and no one else may read the copy. */
+static int sq_backup(store_t *base, const char *path, int64_t *bytes) {
+  sq_t *s = sq_of(base);
+  sqlite3 *dst = NULL;
+  sqlite3_backup *b;
+  struct stat st;
+  int fd, rc;
+
+  fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s%s", path, strerror(errno),
+             errno == EEXIST ? " (a backup never replaces a file)" : "");
+    return errno == EEXIST ? TOKEND_EEXIST : TOKEND_EIO;
+  }
+  close(fd);
+  if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    return sq_backup_fail(s, dst, path, TOKEND_EIO, "cannot open");
+  if ((b = sqlite3_backup_init(dst, "main", s->db, "main")) == NULL)
+    return sq_backup_fail(s, dst, path, TOKEND_ESTORE, "cannot back up to");
+  rc = sqlite3_backup_step(b, -1);
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE)
+    return sq_backup_fail(s, dst, path, TOKEND_ESTORE, "backup to");
+  if (sqlite3_close(dst) != SQLITE_OK) {
+    dst = NULL;
+    return sq_backup_fail(s, NULL, path, TOKEND_EIO, "cannot close");
+  }
+  /* Durable before it is reported done. */
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0 || fstat(fd, &st) != 0) {
+    if (fd >= 0)
+      close(fd);
+    return sq_backup_fail(s, NULL, path, TOKEND_EIO, "cannot sync");
+  }
+  close(fd);
+  *bytes = (int64_t)st.st_size;
+  return 0;
+}
+
 static const struct store_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -1355,6 +1408,7 @@ static const struct store_ops sq_ops = {
     .change_rev = sq_change_rev,
     .snapshot_begin = sq_snapshot_begin,
     .snapshot_end = sq_snapshot_end,
+    .backup = sq_backup,
 };
 
 const struct store_backend store_sqlite_backend = {
