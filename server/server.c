@@ -191,7 +191,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void server_notify_status(server_t *s, const char *state) {
   size_t n = index_count(s->index);
 
-  if (state == NULL && n == s->status_tokens)
+  /* Nothing to say before READY=1 (a shared store: not yet listening). */
+  if (state == NULL && (n == s->status_tokens || s->listen_pending))
     return;
   s->status_tokens = n;
   (void)sd_notifyf(0, "%s%sSTATUS=serving %zu tokens on %s",
