@@ -144,6 +144,10 @@ static const char usage[] =
     "                           names (repeat a key for a list; switches\n"
     "                           take yes or no), # comments; flags given\n"
     "                           here override it; SIGHUP reads it again\n"
+    "  --audit-retention-days N  remove audit rows older than N days (checked\n"
+    "                           hourly; the removal is itself audited, and\n"
+    "                           the chain verifies from the newest removed\n"
+    "                           row; SQLite only; default: 0, keep forever)\n"
     "  --check-config           check the settings, print the effective ones\n"
     "                           and exit (0: valid, 2: not)\n"
     "  -h, --help               show this help and exit\n"
@@ -195,7 +199,8 @@ enum {
   OPT_ISSUE_NO_WAIT,
   OPT_CONFIG,
   OPT_CHECK_CONFIG,
-  OPT_LOG_FORMAT
+  OPT_LOG_FORMAT,
+  OPT_AUDIT_RETENTION
 };
 
 static const struct option long_options[] = {
@@ -252,6 +257,7 @@ static const struct option long_options[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"audit-retention-days", required_argument, NULL, OPT_AUDIT_RETENTION},
     {NULL, 0, NULL, 0}};
 
 void config_defaults(config_t *cfg) {
@@ -699,6 +705,10 @@ static int config_apply(config_t *cfg, parse_state_t *st, int c,
     rc = parse_u32(flag, val, 0, CONFIG_CONN_BUFFER_POOL_MAX,
                    &cfg->conn_buffer_pool, err);
     break;
+  case OPT_AUDIT_RETENTION:
+    rc = parse_u32(flag, val, 0, CONFIG_AUDIT_RETENTION_DAYS_MAX,
+                   &cfg->audit_retention_days, err);
+    break;
   case OPT_LOG_FORMAT:
     if (log_format_parse(val, &cfg->log_format) != 0) {
       fprintf(err, "tokend: %s: must be text or json\n", flag);
@@ -974,6 +984,7 @@ void config_print(const config_t *cfg, FILE *out) {
   PRINT_U32("lease-ms", lease_ms);
   PRINT_U32("propagation-timeout-ms", propagation_timeout_ms);
   PRINT_BOOL("no-issue-wait", issue_no_wait);
+  PRINT_U32("audit-retention-days", audit_retention_days);
   fprintf(out, "log-level = %s\n", log_level_name(cfg->log_level));
   fprintf(out, "log-format = %s\n", log_format_name(cfg->log_format));
 #undef PRINT_U32

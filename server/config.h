@@ -87,6 +87,9 @@
 #define CONFIG_HOST_ID_BYTES 128
 #define CONFIG_LEASE_MS_DEFAULT 5000
 #define CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT 2000
+/* --audit-retention-days: at most 100 years; checked hourly. */
+#define CONFIG_AUDIT_RETENTION_DAYS_MAX 36500
+#define CONFIG_AUDIT_RETENTION_CHECK_MS (3600u * 1000u)
 
 typedef struct {
   uint32_t uids[CONFIG_MAX_IDS];
@@ -173,6 +176,9 @@ typedef struct {
   int check_config;
   /* --log-format: text (or journald's, detected) or json lines. */
   log_format_t log_format;
+  /* --audit-retention-days: audit rows older than this are removed (0:
+   * kept forever, the default). */
+  uint32_t audit_retention_days;
 } config_t;
 
 /* Fills cfg with the defaults (honouring $TOKEND_SOCKET). */

@@ -2,11 +2,13 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/pepper.h"
@@ -374,6 +376,7 @@ static void server_finish(server_t *s) {
   /* Held until here: a SIGHUP while draining must not kill tokend (its
    * default action), only be ignored. */
   close_if_open((uv_handle_t *)&s->sighup);
+  close_if_open((uv_handle_t *)&s->retention_timer);
   net_close_when_sent(s->net);
   if (net_conn_count(s->net) == 0)
     close_if_open((uv_handle_t *)&s->shutdown_timer);
@@ -498,6 +501,63 @@ static void on_rpc_job_end(void *ctx) {
 
   s->jobs_in_flight--;
   server_maybe_finish(s);
+}
+
+/* ---- audit retention (issue 16): --audit-retention-days ---- */
+
+/* One retention pass: its job, the audit record that says what it
+ * removed, and the server it reports to. */
+typedef struct {
+  store_job_t job;
+  store_audit_t audit;
+  server_t *s;
+} server_prune_t;
+
+static void on_prune_done(store_job_t *job) {
+  server_prune_t *p =
+      (server_prune_t *)((char *)job - offsetof(server_prune_t, job));
+  server_t *s = p->s;
+
+  if (job->result != 0)
+    log_error("audit retention: could not remove audit rows older than %u "
+              "days: %s (tried again in an hour)",
+              (unsigned)s->cfg.audit_retention_days, job->errmsg);
+  else if (job->u.audit_prune.removed > 0)
+    log_info("audit retention: removed %lld audit rows older than %u days, "
+             "up to row %lld",
+             (long long)job->u.audit_prune.removed,
+             (unsigned)s->cfg.audit_retention_days,
+             (long long)job->u.audit_prune.upto);
+  free(p);
+  on_rpc_job_end(s);
+}
+
+static void on_retention_timer(uv_timer_t *t) {
+  server_t *s = t->data;
+  struct timespec now;
+  server_prune_t *p;
+
+  if (s->state != SERVER_RUNNING || s->worker == NULL)
+    return;
+  if ((p = calloc(1, sizeof(*p))) == NULL) {
+    log_error("audit retention: out of memory (tried again in an hour)");
+    return;
+  }
+  clock_gettime(CLOCK_REALTIME, &now);
+  p->s = s;
+  p->job.kind = STORE_JOB_AUDIT_PRUNE;
+  p->job.done = on_prune_done;
+  p->job.u.audit_prune.keep_ms =
+      (int64_t)s->cfg.audit_retention_days * 86400000;
+  p->job.u.audit_prune.now_ms =
+      (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  p->audit.at = p->job.u.audit_prune.now_ms;
+  p->audit.peer_uid = (uint32_t)geteuid();
+  p->audit.peer_pid = (int32_t)getpid();
+  snprintf(p->audit.actor, sizeof(p->audit.actor), "tokend");
+  snprintf(p->audit.method, sizeof(p->audit.method), "AuditRetention");
+  p->job.audit = &p->audit;
+  on_rpc_submit(s, &p->job);
 }
 
 void server_stop(server_t *s) {
@@ -724,6 +784,15 @@ int server_init(server_t *s, const config_t *cfg) {
   }
   if ((err = server_open_store(s, cfg)) != 0)
     return err;
+  if (cfg->audit_retention_days > 0 &&
+      (!store_has_audit_prune(s->store) || cfg->read_only)) {
+    log_error("--audit-retention-days: %s",
+              cfg->read_only
+                  ? "a --read-only tokend removes nothing"
+                  : "this store has no audit retention in tokend yet "
+                    "(SQLite has)");
+    return TOKEND_ECONFIG;
+  }
   if ((err = server_audit_chain_start(s)) != 0)
     return err;
   (void)sodium_mprotect_readonly(s->pepper);
@@ -776,6 +845,8 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_signal_init(&s->loop, &s->sigterm);
   uv_signal_init(&s->loop, &s->sighup);
   s->sighup.data = s;
+  uv_timer_init(&s->loop, &s->retention_timer);
+  s->retention_timer.data = s;
   s->flush_timer.data = s->shutdown_timer.data = s->sweep_timer.data = s;
   s->refusal_timer.data = s;
   s->busy_poll.data = s;
@@ -818,6 +889,10 @@ int server_listen(server_t *s) {
                  cfg->flush_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(cfg),
                  sweep_interval(cfg));
+  /* The first pass at once, then hourly. */
+  if (cfg->audit_retention_days > 0)
+    uv_timer_start(&s->retention_timer, on_retention_timer, 0,
+                   CONFIG_AUDIT_RETENTION_CHECK_MS);
   if (cfg->refusal_audit_interval_ms > 0)
     uv_timer_start(&s->refusal_timer, on_refusal_timer,
                    cfg->refusal_audit_interval_ms,

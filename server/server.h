@@ -77,7 +77,8 @@ typedef struct server_s {
   int argc;
   char **argv;
   uv_signal_t sighup;
-  size_t status_tokens; /* the token count STATUS= last told systemd */
+  size_t status_tokens;       /* the token count STATUS= last told systemd */
+  uv_timer_t retention_timer; /* --audit-retention-days: hourly */
 } server_t;
 
 /* Start-up, in the order main.c (the composition root) calls it: config

@@ -39,7 +39,9 @@
   X(LIST, list, 0, store_job_reconcile_none)                                   \
   X(AUDIT_LIST, audit_list, 0, store_job_reconcile_none)                       \
   X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)                   \
-  X(BACKUP, backup, 0, store_job_reconcile_none)
+  X(BACKUP, backup, 0, store_job_reconcile_none)                               \
+  /* a write, after the reads: the values above stay as they were */           \
+  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -144,6 +146,12 @@ struct store_job_s {
       char *path;    /* malloc'd by the submitter, who frees it */
       int64_t bytes; /* out: the copy's size */
     } backup;
+    struct {
+      int64_t keep_ms; /* --audit-retention-days, in ms */
+      int64_t now_ms;  /* wall clock when submitted */
+      int64_t removed; /* out: rows removed (0: no audit record is made) */
+      int64_t upto;    /* out: the newest id removed */
+    } audit_prune;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;

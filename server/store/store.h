@@ -255,6 +255,16 @@ struct store_ops {
    * failed is removed. NULL for a backend copied with its own tools
    * (PostgreSQL: pg_dump). */
   int (*backup)(store_t *s, const char *path, int64_t *bytes);
+
+  /* Audit retention (--audit-retention-days), inside a write transaction:
+   * removes the oldest audit rows, those before the first row at or after
+   * now_ms - keep_ms, never the newest row, through the one path the
+   * append-only schema allows (rows older than keep_ms); records the
+   * newest removed row's id and hash, from which the chain is verified on.
+   * *removed gets how many went, *upto the newest removed id (0: none).
+   * NULL for a backend without it (PostgreSQL). */
+  int (*audit_prune)(store_t *s, int64_t keep_ms, int64_t now_ms,
+                     int64_t *removed, int64_t *upto);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -378,6 +388,13 @@ int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,
 int64_t store_change_rev(const store_t *store);
 int store_snapshot_begin(store_t *store, int64_t *rev) TOKEND_MUST_CHECK;
 void store_snapshot_end(store_t *store);
+
+/* The audit_prune op (above), or TOKEND_EUNIMPL for a backend without
+ * one. */
+int store_audit_prune(store_t *store, int64_t keep_ms, int64_t now_ms,
+                      int64_t *removed, int64_t *upto) TOKEND_MUST_CHECK;
+/* 1 if store has audit_prune. */
+int store_has_audit_prune(const store_t *store);
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,
