@@ -261,6 +261,35 @@ static void test_log_format_json_lines(void **state) {
   free(log);
 }
 
+/* tokend --check-config: the effective settings and exit 0; a bad line of
+ * the file: exit 2 naming FILE:LINE. Nothing is created either way. */
+static void test_check_config_exit_codes(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
+  char conf[TH_PATH_BYTES];
+  const char *argv[] = {TOKEND_BIN,          "--config", conf, "--check-config",
+                        "--max-connections", "99",       NULL};
+  static const char good[] = "max-connections = 50\nlog-level = warn\n";
+  static const char bad[] = "log-level = warn\nmax-conections = 50\n";
+  char want[TH_PATH_BYTES + 32];
+  th_run_result_t r;
+
+  snprintf(conf, sizeof(conf), "%s/tokend.conf", t->dir);
+  th_write_file_ok(conf, good, sizeof(good) - 1, 0600);
+  assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  th_expect_exit(&r, 0, "tokend --check-config");
+  assert_non_null(strstr(r.out, "\nmax-connections = 99\n"));
+  assert_non_null(strstr(r.out, "\nlog-level = warn\n"));
+  th_run_result_free(&r);
+  th_write_file_ok(conf, bad, sizeof(bad) - 1, 0600);
+  assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
+  th_expect_exit(&r, 2, "tokend --check-config, bad file");
+  snprintf(want, sizeof(want), "%s:2: max-conections: unknown key", conf);
+  assert_non_null(strstr(r.err, want));
+  th_run_result_free(&r);
+  assert_false(th_path_exists(t->db_path));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -277,6 +306,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_journal_stream_priority_prefixes,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_log_format_json_lines,
+                                      th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_check_config_exit_codes,
                                       th_fixture_setup, th_fixture_teardown),
   };
 
