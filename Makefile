@@ -20,9 +20,15 @@ build: deps
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # Development: the database under var/ is created on the first run (a
-# production start without --create-db refuses a missing database).
+# production start without --create-db refuses a missing database). The
+# var/ paths are passed explicitly, so that `make run` means the same
+# whatever tokend's built-in defaults are (FHS ones with -DTOKEND_FHS=ON).
+RUN_DIR ?= var
 run: build
-	./$(BUILD_DIR)/tokend --create-db $(ARGS)
+	@mkdir -p -m 0700 $(RUN_DIR)
+	./$(BUILD_DIR)/tokend --create-db \
+	  --socket "$${TOKEND_SOCKET:-$(RUN_DIR)/tokend.sock}" \
+	  --db $(RUN_DIR)/tokend.db --pepper-file $(RUN_DIR)/pepper $(ARGS)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)

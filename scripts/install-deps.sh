@@ -18,7 +18,8 @@ PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
 sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3 \
 protobuf-compiler python3-protobuf python3-pytest python3-setuptools python3-venv \
-python3-pip nodejs libmicrohttpd-dev nginx python3-prometheus-client"
+python3-pip nodejs libmicrohttpd-dev nginx python3-prometheus-client \
+libinih-dev libsystemd-dev"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
