@@ -9,7 +9,8 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
-sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3"
+sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3 \
+scdoc systemd"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;

@@ -1,0 +1,58 @@
+#!/bin/sh
+# test_units.sh BUILD_DIR SOURCE_DIR: the systemd units and the default
+# configuration, without a running systemd.
+#   - `systemd-analyze verify` accepts the configured units (ExecStart
+#     pointed at the built tokend, since the installed one may not exist);
+#   - the service and the socket say what the packaging promises
+#     (Type=notify, the user, the directories, the descriptor's name);
+#   - conf/tokend.conf has every option of `tokend --help` as a key (but
+#     the one-shot actions: --check-db, --check-config, --help, --version,
+#     and --config itself), and no key tokend does not know.
+# Exit 77 (skipped) when systemd-analyze is missing.
+set -eu
+BUILD=$1 SRC=$2
+T=$(mktemp -d "${TMPDIR:-/tmp}/tokend-units.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+SVC=$BUILD/systemd/tokend.service
+SOCK=$BUILD/systemd/tokend.socket
+for want in '^Type=notify$' '^User=tokend$' '^StateDirectory=tokend$' \
+  '^StateDirectoryMode=0700$' '^RuntimeDirectory=tokend$' \
+  '^RuntimeDirectoryPreserve=yes$' '^ExecReload=/bin/kill -HUP \$MAINPID$' \
+  '^ProtectSystem=strict$' '^NoNewPrivileges=yes$' '^CapabilityBoundingSet=$' \
+  '^SystemCallFilter=@system-service$' '^UMask=0077$' \
+  '^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6$'; do
+  grep -q "$want" "$SVC" || fail "tokend.service lacks $want"
+done
+grep -q '^ExecStart=/.*/tokend --config /.*/tokend.conf$' "$SVC" ||
+  fail "tokend.service's ExecStart"
+for want in '^ListenStream=/run/tokend/tokend.sock$' \
+  '^FileDescriptorName=tokend$' '^SocketMode=0660$' '^SocketGroup=tokend$'; do
+  grep -q "$want" "$SOCK" || fail "tokend.socket lacks $want"
+done
+
+# --- every tokend option is a key of the default file, and back ---
+"$BUILD/tokend" --help | grep -o -- '^ *--[a-z][a-z-]*' | sed 's/^ *--//' |
+  grep -v -x -e help -e version -e config -e check-config -e check-db | sort -u >"$T/flags"
+sed -n 's/^# \([a-z][a-z-]*\) =.*/\1/p' "$SRC/conf/tokend.conf" | sort -u >"$T/keys"
+[ -s "$T/flags" ] || fail "no option found in tokend --help"
+missing=$(comm -23 "$T/flags" "$T/keys")
+[ -z "$missing" ] || fail "conf/tokend.conf lacks keys for: $missing"
+unknown=$(comm -13 "$T/flags" "$T/keys")
+[ -z "$unknown" ] || fail "conf/tokend.conf has keys tokend does not know: $unknown"
+
+command -v systemd-analyze >/dev/null || {
+  echo "systemd-analyze not found: unit verification skipped"
+  exit 77
+}
+sed "s#^ExecStart=[^ ]*#ExecStart=$(cd "$BUILD" && pwd)/tokend#" "$SVC" >"$T/tokend.service"
+cp "$SOCK" "$T/tokend.socket"
+(cd "$T" && systemd-analyze verify --man=no ./tokend.socket ./tokend.service) \
+  >"$T/verify.log" 2>&1 || { cat "$T/verify.log" >&2; fail "systemd-analyze verify"; }
+# verify exits 0 on some warnings it prints; none is acceptable.
+[ ! -s "$T/verify.log" ] || { cat "$T/verify.log" >&2; fail "systemd-analyze verify warned"; }
+echo "units: directives, tokend.conf keys and systemd-analyze verify ok"
