@@ -2,6 +2,9 @@
 # Installs the Debian 12 packages tokend needs, if any are missing:
 #   install-deps.sh        to build and test (what `make run`/`make test` need;
 #                          python3 runs scripts/check-layers, a test)
+#   install-deps.sh deb    what `make deb` needs: dpkg-dev, debhelper,
+#                          fakeroot, lintian and debian/control's
+#                          Build-Depends (apt-get build-dep)
 #   install-deps.sh fuzz   also clang 14 with its runtimes (libFuzzer, ASan,
 #                          UBSan: libclang-rt-14-dev) and llvm-symbolizer
 #                          (llvm-14), for `make fuzz`
@@ -14,8 +17,13 @@ scdoc systemd"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
+deb)
+  # Then debian/control's Build-Depends (below, once dpkg-dev is there).
+  PKGS="build-essential dpkg-dev debhelper fakeroot lintian"
+  BUILD_DEPS=1
+  ;;
 *)
-  echo "usage: install-deps.sh [fuzz]" >&2
+  echo "usage: install-deps.sh [fuzz|deb]" >&2
   exit 2
   ;;
 esac
@@ -24,11 +32,24 @@ for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
     || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-echo "install-deps: installing:$missing" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# make deb: debian/control's Build-Depends, once dpkg-checkbuilddeps (from
+# dpkg-dev) is there to say whether any is missing.
+build_deps() {
+  [ -n "${BUILD_DEPS:-}" ] || return 0
+  cd "$(dirname "$0")/.."
+  dpkg-checkbuilddeps >/dev/null 2>&1 && return 0
+  echo "install-deps: installing debian/control's Build-Depends" >&2
+  $SUDO apt-get update -qq
+  $SUDO apt-get build-dep -y -qq --no-install-recommends .
+}
+if [ -z "$missing" ]; then
+  build_deps
+  exit 0
+fi
+echo "install-deps: installing:$missing" >&2
 $SUDO apt-get update -qq
 # postgresql-15 is here for its server binaries only: the tests run their
 # own throwaway cluster (tests/lib/pg_cluster.h). Installed as is, Debian's
@@ -51,3 +72,4 @@ case "$missing" in
 esac
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+build_deps
