@@ -81,8 +81,10 @@ for u in tokend.service tokend.socket; do
   state=$(systemctl is-enabled "$u" 2>/dev/null || true)
   [ "$state" = "disabled" ] || fail "$u is '$state' after install, not disabled"
 done
-for c in /proc/[0-9]*/comm; do
-  [ "$(cat "$c" 2>/dev/null)" != "tokend" ] || fail "a tokend runs after install"
+# (/proc may be the host's, showing its processes too: only the installed
+# binary counts)
+for e in /proc/[0-9]*/exe; do
+  [ "$(readlink "$e" 2>/dev/null)" != /usr/sbin/tokend ] || fail "a tokend runs after install"
 done
 [ -z "$(ls -A /var/lib/tokend)" ] || fail "/var/lib/tokend is not empty after install"
 echo "tokend user and group, /var/lib/tokend 700, conffile, units disabled, nothing running"
