@@ -25,8 +25,9 @@
 # project with find_package(tokend-client), verifies the token; SIGTERM
 # stops tokend with exit 0; `apt-get purge tokend` keeps the database and
 # pepper and says so. Exit 0 when every step passed.
-# About 6 minutes on 2 cores with the Debian 12 root cached, most of it
-# installing packages (not run by CI: see docs/OPERATIONS.md).
+# 2 to 3 minutes on 2 cores once the Debian 12 root is cached (the first
+# run on a machine also runs debootstrap), most of it installing packages:
+# CI can afford it (docs/OPERATIONS.md, "The packages").
 set -euo pipefail
 
 if [ "${1:-}" != "--inside" ]; then
