@@ -7,7 +7,9 @@
 #     (Type=notify, the user, the directories, the descriptor's name);
 #   - conf/tokend.conf has every option of `tokend --help` as a key (but
 #     the one-shot actions: --check-db, --check-config, --help, --version,
-#     and --config itself), and no key tokend does not know.
+#     and --config itself), and no key tokend does not know;
+#   - completion/tokenctl completes every command of `tokenctl --help`, and
+#     offers no option a command's --help does not name.
 # Exit 77 (skipped) when systemd-analyze is missing.
 set -eu
 BUILD=$1 SRC=$2
@@ -44,6 +46,31 @@ missing=$(comm -23 "$T/flags" "$T/keys")
 [ -z "$missing" ] || fail "conf/tokend.conf lacks keys for: $missing"
 unknown=$(comm -13 "$T/flags" "$T/keys")
 [ -z "$unknown" ] || fail "conf/tokend.conf has keys tokend does not know: $unknown"
+
+# --- tokenctl's bash completion: every command, and no option that the
+# command's --help does not name ---
+CTL=$BUILD/tokenctl
+COMP=$SRC/completion/tokenctl
+bash -n "$COMP" || fail "completion/tokenctl does not parse"
+"$CTL" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }' >"$T/cmds"
+[ -s "$T/cmds" ] || fail "no command found in tokenctl --help"
+words=$(sed -n 's/^ *local commands="\(.*\)"$/\1/p' "$COMP")
+while read -r cmd; do
+  case " $words " in *" $cmd "*) ;; *) fail "the completion lacks the command $cmd" ;; esac
+done <"$T/cmds"
+# Lines `  CMD) opts="..." ;;`; admins' subcommands are the ones indented
+# deeper (`    grant) opts=...`).
+sed -n -e 's/^  \([a-z]*\)) opts="\([^"]*\)".*/\1 \2/p' \
+  -e 's/^    \([a-z]*\)) opts="\([^"]*\)".*/admins-\1 \2/p' "$COMP" >"$T/opts"
+[ -s "$T/opts" ] || fail "no option list found in completion/tokenctl"
+while read -r cmd opts; do
+  cmd=$(echo "$cmd" | tr - ' ')
+  # shellcheck disable=SC2086
+  help=$("$CTL" $cmd --help 2>&1 || true)
+  for o in $opts; do
+    case $help in *"$o"*) ;; *) fail "the completion offers $o for '$cmd', which its --help does not name" ;; esac
+  done
+done <"$T/opts"
 
 command -v systemd-analyze >/dev/null || {
   echo "systemd-analyze not found: unit verification skipped"
