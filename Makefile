@@ -8,7 +8,7 @@ FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZERS ?= fuzz_server fuzz_frame fuzz_verify_wire
 
-.PHONY: all deps build run test test-asan test-valgrind fuzz bench clean format
+.PHONY: all deps build run test test-asan test-valgrind fuzz bench clean format deb
 
 all: build
 
@@ -74,4 +74,11 @@ format:
 	clang-format -i common/*.[ch] server/*.[ch] server/*/*.[ch] server/*/*/*.[ch] client/*/*.[ch] client/*/*/*.[ch] tests/*/*.[ch] tests/*/*/*.[ch]
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR) build-deb
+
+# The Debian packages (tokend, libtokend-client0, libtokend-client-dev),
+# built with dpkg-buildpackage from a copy of the tree and checked by
+# lintian, into build-deb/ (scripts/build-deb.sh; docs/OPERATIONS.md).
+# scripts/test-deb.sh installs them on a fresh Debian 12 and uses them.
+deb:
+	@./scripts/build-deb.sh build-deb

@@ -627,11 +627,13 @@ typedef struct {
 /* A switch: on the command line it takes no value (val NULL: on); in the
  * file, "yes" or "no". */
 static int parse_bool(const char *flag, const char *val, int *out, FILE *err) {
-  if (val == NULL || strcmp(val, "yes") == 0) {
+  /* yes and no, as the installed file writes them; true and false too,
+   * which a hand-written file may well say. */
+  if (val == NULL || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0) {
     *out = 1;
     return 0;
   }
-  if (strcmp(val, "no") == 0) {
+  if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0) {
     *out = 0;
     return 0;
   }
