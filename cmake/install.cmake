@@ -66,7 +66,7 @@ install(FILES ${CMAKE_SOURCE_DIR}/conf/tokend.conf
 find_program(TOKEND_SCDOC scdoc)
 if(TOKEND_SCDOC)
   set(tokend_man_pages)
-  foreach(page IN ITEMS tokend.8 tokenctl.1 tokend.conf.5)
+  foreach(page IN ITEMS tokend.8 tokend-admin.8 tokenctl.1 tokend.conf.5)
     string(REGEX MATCH "[0-9]$" section ${page})
     add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/man/${page}
       COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
