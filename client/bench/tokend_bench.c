@@ -111,6 +111,15 @@
 
 /* hosts_pending of a write's answer (0 without a multi-host store). Until
  * the change feed lands (the proto's Propagation), always 0. */
+/* Until the ServerStatus method lands, catch-up cannot run. */
+#ifdef TOKEND__V1__SERVER_STATUS_REQUEST__INIT
+#define BENCH_HAVE_STATUS 1
+#else
+#define BENCH_HAVE_STATUS 0
+#endif
+/* A Status poll's pause: short next to the 2 s a catch-up may take, long
+ * enough not to take the CPU from the host catching up. */
+#define BENCH_STATUS_POLL_NS 1000000ull
 #ifdef TOKEND__V1__PROPAGATION__INIT
 #define BENCH_HOSTS_PENDING(result)                                            \
   ((result)->propagation != NULL ? (result)->propagation->hosts_pending : 0u)
@@ -135,6 +144,8 @@ typedef enum {
   TEST_ECHO,    /* no server: what wake-ups allow, see bench_run_echo */
   /* multi-host (issue 13): one Revoke at a time, then every host polled */
   TEST_REVOKE_EVERYWHERE,
+  /* multi-host: how long a resumed host takes to be current again */
+  TEST_CATCH_UP,
   TEST_SETUP /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
@@ -145,6 +156,7 @@ static const char *const bench_test_names[] = {"verify",
                                                "warm-up",
                                                "echo",
                                                "revoke-everywhere",
+                                               "catch-up",
                                                "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
@@ -252,6 +264,7 @@ typedef struct {
   char domain[TOKEND_DOMAIN_BYTES];
   const char *hosts[BENCH_MAX_HOSTS]; /* --host: the other hosts' sockets */
   size_t n_hosts;
+  long resume_pid; /* catch-up: the stopped tokend to SIGCONT; 0: none */
 } bench_opts_t;
 
 typedef struct {
@@ -585,7 +598,8 @@ static bench_op_t pick_op(bench_t *b) {
   case TEST_VERIFY:
   case TEST_WARM_UP:
   case TEST_ECHO:              /* never sends through here */
-  case TEST_REVOKE_EVERYWHERE: /* nor this */
+  case TEST_REVOKE_EVERYWHERE: /* nor these */
+  case TEST_CATCH_UP:
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -1675,6 +1689,126 @@ static int bench_run_revoke_everywhere(bench_t *b, bench_hist_t *everywhere,
   return rc;
 }
 
+/* Asks s for its ServerStatus: 0 with *applied and *fresh, or a negative
+ * TOKEND_E* code (b->fatal is set). */
+static int sync_status(bench_t *b, bench_sync_t *s, int64_t *applied,
+                       int *fresh) {
+#if BENCH_HAVE_STATUS
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ServerStatusRequest sr = TOKEND__V1__SERVER_STATUS_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  uint8_t frame[TOKEND_FRAME_HEADER_BYTES + 64];
+  const uint8_t *body;
+  uint32_t len;
+  size_t n;
+  int rc;
+
+  req.call_id = ++s->seq;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SERVER_STATUS;
+  req.server_status = &sr;
+  n = tokend__v1__request__get_packed_size(&req);
+  frame_encode_header(frame, (uint32_t)n);
+  tokend__v1__request__pack(&req, frame + TOKEND_FRAME_HEADER_BYTES);
+  if ((rc = sync_call(b, s, frame, TOKEND_FRAME_HEADER_BYTES + n, &body,
+                      &len)) != 0)
+    return rc;
+  resp = tokend__v1__response__unpack(&b->arena.allocator, len, body);
+  rc = TOKEND_ESTATUS;
+  if (resp == NULL)
+    bench_fail(b, "%s: an answer that is not a Response", s->path);
+  else if (resp->status != NULL && resp->status->code != 0)
+    bench_fail(b, "%s: status: %s: %s", s->path,
+               tokend_grpc_name(resp->status->code), resp->status->message);
+  else if (resp->result_case != TOKEND__V1__RESPONSE__RESULT_SERVER_STATUS)
+    bench_fail(b, "%s: status answered with result %d", s->path,
+               (int)resp->result_case);
+  else {
+    *applied = resp->server_status->applied_revision;
+    *fresh = resp->server_status->fresh;
+    rc = 0;
+  }
+  if (resp != NULL)
+    tokend__v1__response__free_unpacked(resp, &b->arena.allocator);
+  pb_arena_reset(&b->arena);
+  return rc;
+#else
+  (void)s;
+  (void)applied;
+  (void)fresh;
+  bench_fail(b, "this build has no ServerStatus method: no catch-up");
+  return TOKEND_EUNIMPL;
+#endif
+}
+
+/* catch-up: reads the head revision from the first --host (which must be
+ * fresh), sends SIGCONT to --resume-pid (a host of the same store the
+ * caller stopped, whose socket is -s), then asks -s for its status every
+ * millisecond until it is fresh with applied_revision at least the head.
+ * One sample: the time from the SIGCONT to that answer. */
+static int bench_run_catch_up(bench_t *b) {
+  bench_sync_t host, head_host;
+  bench_test_t *t = &b->t;
+  int64_t head = 0, applied = 0;
+  uint64_t t0, polls = 0;
+  int fresh = 0, rc;
+  struct timespec pause = {0, (long)BENCH_STATUS_POLL_NS};
+
+  memset(t, 0, sizeof(*t));
+  t->kind = TEST_CATCH_UP;
+  t->n = 1;
+  t->pipeline = 1;
+  host.fd = head_host.fd = -1;
+  host.buf = head_host.buf = NULL;
+  if (b->o.n_hosts == 0) {
+    bench_fail(b, "catch-up needs --host: a host to read the head from");
+    return TOKEND_EINVAL;
+  }
+  if ((rc = sync_open(b, &head_host, b->o.hosts[0])) != 0 ||
+      (rc = sync_open(b, &host, b->o.socket_path)) != 0 ||
+      (rc = sync_status(b, &head_host, &head, &fresh)) != 0)
+    goto out_close;
+  if (!fresh) {
+    bench_fail(b, "%s is not fresh: no head to catch up with", b->o.hosts[0]);
+    rc = TOKEND_EUNAVAIL;
+    goto out_close;
+  }
+  t->start_ns = t0 = now_ns();
+  if (b->o.resume_pid != 0 && kill((pid_t)b->o.resume_pid, SIGCONT) != 0) {
+    bench_fail(b, "SIGCONT to %ld: %s", b->o.resume_pid, strerror(errno));
+    rc = TOKEND_EINVAL;
+    goto out_close;
+  }
+  for (;;) {
+    if ((rc = sync_status(b, &host, &applied, &fresh)) != 0)
+      goto out_close;
+    polls++;
+    if (fresh && applied >= head)
+      break;
+    if (bench_interrupted ||
+        now_ns() - t0 > (uint64_t)b->o.timeout_ms * 1000000u) {
+      bench_fail(b,
+                 "%s not current %d ms after SIGCONT: revision %" PRId64
+                 " of %" PRId64 ", fresh %d",
+                 b->o.socket_path, b->o.timeout_ms, applied, head, fresh);
+      rc = TOKEND_ETIMEDOUT;
+      goto out_close;
+    }
+    nanosleep(&pause, NULL);
+  }
+  t->end_ns = now_ns();
+  hist_record(&t->hist, t->end_ns - t0);
+  t->sent = t->done = 1;
+  fprintf(
+      stderr,
+      "tokend-bench: catch-up: %s fresh at revision %" PRId64 " (head %" PRId64
+      ") %.1f ms after SIGCONT, %" PRIu64 " Status polls\n",
+      b->o.socket_path, applied, head, (double)(t->end_ns - t0) / 1e6, polls);
+out_close:
+  sync_close(&head_host);
+  sync_close(&host);
+  return rc;
+}
+
 /* Runs revoke-everywhere and prints its two rows (see the usage). */
 static int bench_report_revoke_everywhere(bench_t *b, uint64_t cpu0) {
   bench_hist_t *everywhere = calloc(1, sizeof(*everywhere));
@@ -1733,6 +1867,11 @@ static const char bench_usage[] =
     "                        said REVOKED), both from the Revoke's write;\n"
     "                        a VALID after the Revoke returned is an\n"
     "                        unexpected answer\n"
+    "                        catch-up (multi-host store): reads the head\n"
+    "                        revision from the first --host, sends\n"
+    "                        SIGCONT to --resume-pid (a host of the store\n"
+    "                        you stopped, at -s), and times until -s's\n"
+    "                        Status says fresh at that revision or later\n"
     "      --tokens N        first issue N tokens (not measured) for verify,\n"
     "                        revoke and mixed to use (default 1000, plus -n\n"
     "                        for each revoke test; 0 if only issue)\n"
@@ -1762,6 +1901,7 @@ static const char bench_usage[] =
     "                        the CPU with\n"
     "      --host SOCKET     another tokend of the same multi-host store,\n"
     "                        for revoke-everywhere (repeat, at most 8)\n"
+    "      --resume-pid PID  catch-up: the stopped tokend to SIGCONT\n"
     "      --server-pid PID  also report PID's CPU time per request (read\n"
     "                        from /proc; on stderr with --csv)\n"
     "      --csv             print one header line, then one line per test:\n"
@@ -1787,6 +1927,7 @@ enum {
   OPT_SETTLE_MS,
   OPT_SERVER_PID,
   OPT_HOST,
+  OPT_RESUME_PID,
   OPT_CSV
 };
 
@@ -1879,6 +2020,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       {"settle-ms", required_argument, NULL, OPT_SETTLE_MS},
       {"server-pid", required_argument, NULL, OPT_SERVER_PID},
       {"host", required_argument, NULL, OPT_HOST},
+      {"resume-pid", required_argument, NULL, OPT_RESUME_PID},
       {"csv", no_argument, NULL, OPT_CSV},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -1926,7 +2068,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       if (parse_tests(optarg, o) != 0)
         return usage_error("-t takes a comma-separated list of verify, "
                            "issue, revoke, mixed, warm-up, echo, "
-                           "revoke-everywhere (at most 8), not '%s'",
+                           "revoke-everywhere, catch-up (at most 8), not "
+                           "'%s'",
                            optarg);
       break;
     case OPT_TOKENS:
@@ -1990,6 +2133,12 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
         return usage_error("%s", "at most 8 --host");
       o->hosts[o->n_hosts++] = optarg;
       break;
+    case OPT_RESUME_PID:
+      if (parse_u64(optarg, 1, INT32_MAX, &v) != 0)
+        return usage_error("--resume-pid must be a process id, not '%s'",
+                           optarg);
+      o->resume_pid = (long)v;
+      break;
     case OPT_CSV:
       o->csv = 1;
       break;
@@ -2019,7 +2168,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       }
     }
     for (i = 0; i < o->n_tests; i++)
-      if (o->tests[i] != TEST_ISSUE && o->tests[i] != TEST_ECHO) {
+      if (o->tests[i] != TEST_ISSUE && o->tests[i] != TEST_ECHO &&
+          o->tests[i] != TEST_CATCH_UP) {
         o->tokens += BENCH_DEFAULT_TOKENS;
         break;
       }
@@ -2166,6 +2316,8 @@ int main(int argc, char **argv) {
       rc = bench_run_echo(b, b->o.requests, b->o.duration_s);
     else if (kind == TEST_REVOKE_EVERYWHERE)
       rc = bench_report_revoke_everywhere(b, cpu0);
+    else if (kind == TEST_CATCH_UP)
+      rc = bench_run_catch_up(b);
     else
       rc = bench_run_test(
           b, kind, kind == TEST_WARM_UP ? b->n_pool : b->o.requests,
