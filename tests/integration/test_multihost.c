@@ -808,15 +808,20 @@ typedef struct {
 
 /* Issues MH_G_ISSUES tokens on one host and revokes every other one, each
  * right after issuing the next, on another host: issues and revokes of
- * every host interleave. Records the first failure in w->error. */
+ * every host interleave. Midway it grants two domain admins on the first
+ * host and later removes one on the other (the digest covers admins too).
+ * Records the first failure in w->error. */
 static void *writer_main(void *arg) {
   mh_writer_t *w = arg;
   tokend_client_t *in = NULL, *out = NULL;
   tokend_issue_params_t p = {DOMAIN, "concurrent", 0, NULL, 0};
   tokend_issued_t is;
   char pending_id[TOKEND_TOKEN_ID_BYTES] = "";
+  char kept[32], removed[32];
   int i;
 
+  snprintf(kept, sizeof(kept), "mh-w%d-kept", w->index);
+  snprintf(removed, sizeof(removed), "mh-w%d-removed", w->index);
   if (tokend_client_connect(w->issue_socket, TH_IO_TIMEOUT_MS, &in) != 0 ||
       tokend_client_connect(w->revoke_socket, TH_IO_TIMEOUT_MS, &out) != 0) {
     snprintf(w->error, sizeof(w->error), "writer %d cannot connect", w->index);
@@ -842,6 +847,19 @@ static void *writer_main(void *arg) {
     if (i % 2 == 0)
       snprintf(pending_id, sizeof(pending_id), "%s", is.info.id);
     tokend_client_wipe(&is);
+    if (i == MH_G_ISSUES / 3 &&
+        (tokend_client_grant_admin(in, DOMAIN, kept, NULL, NULL) != 0 ||
+         tokend_client_grant_admin(in, DOMAIN, removed, NULL, NULL) != 0)) {
+      snprintf(w->error, sizeof(w->error), "writer %d: GrantDomainAdmin: %s",
+               w->index, tokend_client_errmsg(in));
+      goto out_close;
+    }
+    if (i == 2 * MH_G_ISSUES / 3 &&
+        tokend_client_revoke_admin(out, DOMAIN, removed, 0, NULL) != 0) {
+      snprintf(w->error, sizeof(w->error), "writer %d: RevokeDomainAdmin: %s",
+               w->index, tokend_client_errmsg(out));
+      goto out_close;
+    }
   }
 out_close:
   tokend_client_close(in);
@@ -886,6 +904,16 @@ static void test_concurrent_writers_leave_identical_indexes(void **state) {
       }
     }
   assert_int_equal(n_revoked, MH_G_WRITERS * (MH_G_ISSUES / 2));
+  /* Each writer left one admin, and every host lists them all. */
+  for (h = 0; h < N_HOSTS; h++) {
+    tokend_client_t *c = th_client_connect_ok(&f->h[h].t);
+    tokend_admin_list_t *admins = NULL;
+
+    assert_int_equal(tokend_client_list_admins(c, DOMAIN, &admins), 0);
+    assert_int_equal(admins->n_admins, MH_G_WRITERS);
+    tokend_admin_list_free(admins);
+    tokend_client_close(c);
+  }
 }
 
 int main(void) {
