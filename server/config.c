@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -33,6 +34,9 @@ static const char usage[] =
     "                           or postgresql://USER@HOST/DB (a libpq URI;\n"
     "                           its password from ~/.pgpass or PGPASSFILE;\n"
     "                           a path without a scheme is sqlite)\n"
+    "  --store-file FILE        read the --store URL from FILE (its first\n"
+    "                           line), so that no password sits in argv;\n"
+    "                           FILE must not be readable by others\n"
     "  --db PATH                SQLite database, the same as --store\n"
     "                           sqlite:PATH (default: " CONFIG_DB_DEFAULT ")\n"
     "  --pepper-file PATH       32-byte hashing key, mode 0600, created with\n"
@@ -116,6 +120,19 @@ static const char usage[] =
     "  --refusal-audit-max-keys N  kinds of refusal counted at once (about\n"
     "                           1 KiB each); past it the rest share one row\n"
     "                           per interval (default: 4096)\n"
+    "With a store several hosts share (PostgreSQL; docs/DEPLOYMENT.md):\n"
+    "  --host-id ID             this host's stable id among the store's hosts\n"
+    "                           (default: HOSTNAME:SOCKET-PATH)\n"
+    "  --lease-ms N             answer Verify UNAVAILABLE once not caught up\n"
+    "                           with the store for N ms; other hosts stop\n"
+    "                           waiting for this one after as long (default:\n"
+    "                           5000)\n"
+    "  --propagation-timeout-ms N  a write (Revoke, Issue, ...) is answered\n"
+    "                           once every live host has applied it, or\n"
+    "                           after N ms, saying how many had not\n"
+    "                           (default: 2000)\n"
+    "  --no-issue-wait          answer Issue once committed, without waiting\n"
+    "                           for other hosts (Revoke always waits)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";
@@ -158,13 +175,24 @@ enum {
   OPT_ALLOW_CORE_DUMPS,
   OPT_CREATE_DB,
   OPT_READ_ONLY,
-  OPT_CHECK_DB
+  OPT_CHECK_DB,
+  OPT_STORE_FILE,
+  OPT_HOST_ID,
+  OPT_LEASE,
+  OPT_PROPAGATION_TIMEOUT,
+  OPT_ISSUE_NO_WAIT
 };
 
 static const struct option long_options[] = {
     {"socket", required_argument, NULL, OPT_SOCKET},
     {"db", required_argument, NULL, OPT_DB},
     {"store", required_argument, NULL, OPT_STORE},
+    {"store-file", required_argument, NULL, OPT_STORE_FILE},
+    {"host-id", required_argument, NULL, OPT_HOST_ID},
+    {"lease-ms", required_argument, NULL, OPT_LEASE},
+    {"propagation-timeout-ms", required_argument, NULL,
+     OPT_PROPAGATION_TIMEOUT},
+    {"no-issue-wait", no_argument, NULL, OPT_ISSUE_NO_WAIT},
     {"pepper-file", required_argument, NULL, OPT_PEPPER},
     {"token-prefix", required_argument, NULL, OPT_PREFIX},
     {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
@@ -224,6 +252,8 @@ void config_defaults(config_t *cfg) {
   cfg->last_used_granularity_ms = CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT;
   cfg->busy_poll_us = CONFIG_BUSY_POLL_US_DEFAULT;
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
+  cfg->lease_ms = CONFIG_LEASE_MS_DEFAULT;
+  cfg->propagation_timeout_ms = CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT;
   cfg->flush_backoff_max_ms = CONFIG_FLUSH_BACKOFF_MAX_MS_DEFAULT;
   cfg->log_repeat_interval_ms = CONFIG_LOG_REPEAT_INTERVAL_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
@@ -327,6 +357,80 @@ static int set_store(config_t *cfg, const char *url, FILE *err) {
                   err);
 }
 
+/* --store-file FILE: the URL on FILE's first line. A file others can read
+ * would show them the password it may hold: refused, as ssh refuses such a
+ * key. */
+static int set_store_file(config_t *cfg, const char *path, FILE *err) {
+  char line[CONFIG_PATH_BYTES + 2];
+  struct stat st;
+  size_t n;
+  FILE *f;
+  int rc;
+
+  if ((f = fopen(path, "re")) == NULL) {
+    fprintf(err, "tokend: --store-file %s: %s\n", path, strerror(errno));
+    return TOKEND_EINVAL;
+  }
+  if (fstat(fileno(f), &st) != 0 || (st.st_mode & 0077) != 0) {
+    fprintf(err,
+            "tokend: --store-file %s: readable by others (mode %04o); "
+            "chmod 600 it (it may hold a password)\n",
+            path, (unsigned)(st.st_mode & 07777));
+    fclose(f);
+    return TOKEND_EINVAL;
+  }
+  if (fgets(line, sizeof(line), f) == NULL) {
+    fprintf(err, "tokend: --store-file %s: empty\n", path);
+    fclose(f);
+    return TOKEND_EINVAL;
+  }
+  fclose(f);
+  n = strcspn(line, "\r\n");
+  if (line[n] == '\0' && n >= CONFIG_PATH_BYTES) {
+    fprintf(err, "tokend: --store-file %s: first line too long\n", path);
+    return TOKEND_EINVAL;
+  }
+  line[n] = '\0';
+  rc = set_store(cfg, line, err);
+  explicit_bzero(line, sizeof(line));
+  return rc;
+}
+
+/* --host-id: what the hosts table and pg_stat_activity show; printable
+ * ASCII without spaces, so it is one word in a log line. */
+static int set_host_id(config_t *cfg, const char *id, FILE *err) {
+  size_t i, n = strlen(id);
+
+  if (n == 0 || n >= CONFIG_HOST_ID_BYTES - 1) {
+    fprintf(err, "tokend: --host-id: 1 to %d characters\n",
+            CONFIG_HOST_ID_BYTES - 2);
+    return TOKEND_EINVAL;
+  }
+  for (i = 0; i < n; i++) {
+    if (id[i] <= ' ' || id[i] > '~') {
+      fprintf(err, "tokend: --host-id: printable ASCII without spaces\n");
+      return TOKEND_EINVAL;
+    }
+  }
+  memcpy(cfg->host_id, id, n + 1);
+  return 0;
+}
+
+const char *config_host_id(const config_t *cfg, char *buf, size_t len) {
+  char host[64];
+
+  if (cfg->host_id[0] != '\0') {
+    snprintf(buf, len, "%s", cfg->host_id);
+    return buf;
+  }
+  if (gethostname(host, sizeof(host)) != 0)
+    snprintf(host, sizeof(host), "localhost");
+  host[sizeof(host) - 1] = '\0';
+  snprintf(buf, len, "%s:%.*s", host, (int)(len > 66 ? len - 66 : 0),
+           cfg->socket_path);
+  return buf;
+}
+
 const char *config_store_url(const config_t *cfg, char *buf, size_t len) {
   if (cfg->store_url[0] != '\0')
     snprintf(buf, len, "%s", cfg->store_url);
@@ -388,6 +492,23 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_STORE:
       rc = set_store(cfg, optarg, err);
       explicit_paths++;
+      break;
+    case OPT_STORE_FILE:
+      rc = set_store_file(cfg, optarg, err);
+      explicit_paths++;
+      break;
+    case OPT_HOST_ID:
+      rc = set_host_id(cfg, optarg, err);
+      break;
+    case OPT_LEASE:
+      rc = parse_u32("--lease-ms", optarg, 100, 3600000, &cfg->lease_ms, err);
+      break;
+    case OPT_PROPAGATION_TIMEOUT:
+      rc = parse_u32("--propagation-timeout-ms", optarg, 0, 600000,
+                     &cfg->propagation_timeout_ms, err);
+      break;
+    case OPT_ISSUE_NO_WAIT:
+      cfg->issue_no_wait = 1;
       break;
     case OPT_PEPPER:
       rc = set_path(cfg->pepper_path, "--pepper-file", optarg, err);

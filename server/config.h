@@ -75,6 +75,10 @@
 #define CONFIG_MAX_IDS 64
 
 /* A set of peers named by uid and by group (primary or supplementary). */
+#define CONFIG_HOST_ID_BYTES 128
+#define CONFIG_LEASE_MS_DEFAULT 5000
+#define CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT 2000
+
 typedef struct {
   uint32_t uids[CONFIG_MAX_IDS];
   size_t n_uids;
@@ -141,6 +145,19 @@ typedef struct {
   /* 1 when a path is the built-in default under var/, which tokend then
    * creates if missing (an explicit path's directory must exist). */
   int default_dir;
+  /* A store several hosts share (PostgreSQL; docs/DEPLOYMENT.md): */
+  /* --host-id: this host's stable id in the store's hosts table; "" means
+   * the default, "<hostname>:<socket path>" (config_host_id). */
+  char host_id[CONFIG_HOST_ID_BYTES];
+  /* --lease-ms: Verify answers UNAVAILABLE once this host has not caught
+   * up with the store's change feed for this long. */
+  uint32_t lease_ms;
+  /* --propagation-timeout-ms: longest a write waits to have reached every
+   * live host before it is answered (saying how many had not). */
+  uint32_t propagation_timeout_ms;
+  /* --no-issue-wait: Issue is answered once committed, without waiting
+   * for the other hosts (0: it waits, the default). */
+  int issue_no_wait;
 } config_t;
 
 /* Fills cfg with the defaults (honouring $TOKEND_SOCKET). */
@@ -151,6 +168,10 @@ void config_defaults(config_t *cfg);
  * buf. */
 #define CONFIG_STORE_URL_BYTES (CONFIG_PATH_BYTES + 16)
 const char *config_store_url(const config_t *cfg, char *buf, size_t len);
+
+/* This host's id: --host-id, or "<hostname>:<socket path>". Written into
+ * buf (len bytes, CONFIG_HOST_ID_BYTES is enough); returns buf. */
+const char *config_host_id(const config_t *cfg, char *buf, size_t len);
 
 /* Parses argv into cfg (already holding defaults). Returns 0 to run, 1 if
  * --help or --version was printed to out (exit 0), or TOKEND_EINVAL after

@@ -28,6 +28,108 @@ static int load_admin(void *arg, const store_admin_t *a) {
                            a->granted_by);
 }
 
+/* ---- the change feed (a store several hosts share) ---- */
+
+/* A token changed through any host: memory takes its state now. A token
+ * new to this host is indexed; a known one can only lose validity (a
+ * revocation is never undone) or have its expiry moved. */
+static int on_feed_token(void *ctx, const store_token_t *row) {
+  server_t *s = ctx;
+  index_entry_t *e = index_find(s->index, row->hash);
+  domain_t *d;
+  int err;
+
+  if (e != NULL) {
+    if (row->revoked_at != 0 && e->revoked_at == 0)
+      e->revoked_at = row->revoked_at;
+    e->expires_at = row->expires_at;
+    return 0;
+  }
+  if ((d = domains_get(&s->domains, row->domain)) == NULL)
+    return TOKEND_ENOMEM;
+  if ((err = index_insert(s->index, row, d)) != 0)
+    return err;
+  /* A full cache still answers (the index is the truth); it grows later. */
+  if (verify_cache_reserve(s->vcache, index_count(s->index)) != 0)
+    log_warn("out of memory for the verify cache; it grows on demand");
+  return 0;
+}
+
+static int on_feed_admin(void *ctx, const char *domain, const char *user,
+                         const store_admin_t *a) {
+  server_t *s = ctx;
+
+  if (a == NULL) {
+    domains_admin_remove(&s->domains, domain, user);
+    return 0;
+  }
+  return domains_admin_add(&s->domains, domain, user, a->granted_at,
+                           a->granted_by);
+}
+
+static void on_feed_fatal(void *ctx, const char *why) {
+  server_t *s = ctx;
+
+  log_error("store: %s; stopping", why);
+  s->fatal = 1;
+  server_stop(s);
+}
+
+/* Follows the store's change feed, if it has one, from the revision the
+ * load included. */
+static int server_feed_open(server_t *s) {
+  char url[CONFIG_STORE_URL_BYTES];
+  struct store_feed_open_args args = {
+      .loop = &s->loop,
+      .host_id = s->host_id,
+      .lease_ms = s->cfg.lease_ms,
+      .rev = s->load_rev,
+      .version = TOKEND_VERSION,
+      .handler = {.token = on_feed_token,
+                  .admin = on_feed_admin,
+                  .fatal = on_feed_fatal,
+                  .ctx = s},
+  };
+  int err;
+
+  config_store_url(&s->cfg, url, sizeof(url));
+  if ((err = store_feed_open_url(url, &args, &s->feed)) != 0) {
+    log_error("cannot follow the store's change feed: %s",
+              tokend_strerror(err));
+    return err;
+  }
+  if (s->feed != NULL)
+    log_info("following the store's change feed from revision %lld as host "
+             "%s (lease %u ms, writes wait up to %u ms to reach every live "
+             "host)",
+             (long long)s->load_rev, s->host_id, (unsigned)s->cfg.lease_ms,
+             (unsigned)s->cfg.propagation_timeout_ms);
+  return 0;
+}
+
+static void on_rpc_propagate(void *ctx, store_feed_wait_t *w, int64_t rev) {
+  server_t *s = ctx;
+
+  store_feed_wait(s->feed, w, rev, s->cfg.propagation_timeout_ms);
+}
+
+static void on_rpc_status(void *ctx, rpc_server_status_t *out) {
+  server_t *s = ctx;
+  store_feed_status_t fs;
+  uint64_t now = uv_now(&s->loop);
+
+  out->store = s->store_scheme;
+  out->fresh = 1;
+  if (s->feed == NULL)
+    return;
+  store_feed_status(s->feed, &fs);
+  out->host_id = s->host_id;
+  out->applied_revision = fs.applied_rev;
+  out->fresh = now < s->feed->fresh_until;
+  out->lease_left_ms = out->fresh ? (int64_t)(s->feed->fresh_until - now) : 0;
+  snprintf(out->problem, sizeof(out->problem), "%s", fs.problem);
+}
+
 static void on_sweep_timer(uv_timer_t *t) {
   server_t *s = t->data;
 
@@ -113,6 +215,9 @@ static void server_finish(server_t *s) {
   s->state = SERVER_CLOSING;
   store_worker_stop(s->worker);
   s->worker = NULL;
+  /* Every call has ended (none waits to spread): leave the hosts. */
+  store_feed_close(s->feed);
+  s->feed = NULL;
   server_audit_read_head(s);
   server_audit_log_head(s);
   close_if_open((uv_handle_t *)&s->flush_timer);
@@ -400,6 +505,9 @@ int server_rpc_new(server_t *s) {
       .loop = &s->loop,
       .submit = on_rpc_submit,
       .job_end = on_rpc_job_end,
+      .fresh_until = s->feed != NULL ? &s->feed->fresh_until : NULL,
+      .propagate = s->feed != NULL ? on_rpc_propagate : NULL,
+      .status = on_rpc_status,
       .ctx = s,
   };
   int err;
@@ -429,6 +537,18 @@ int server_init(server_t *s, const config_t *cfg) {
 
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
+  config_host_id(cfg, s->host_id, sizeof(s->host_id));
+  {
+    const struct store_backend *backend;
+    const char *location;
+    char url[CONFIG_STORE_URL_BYTES], why[256];
+
+    config_store_url(cfg, url, sizeof(url));
+    s->store_scheme =
+        store_url_parse(url, &backend, &location, why, sizeof(why)) == 0
+            ? backend->scheme
+            : "";
+  }
   if (sodium_init() < 0) {
     log_error("libsodium failed to initialise");
     return TOKEND_EINTERNAL;
@@ -458,17 +578,26 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("out of memory");
     return err;
   }
+  /* Admins and tokens from one snapshot, and the feed's revision it
+   * includes: following the feed from there misses nothing. */
+  if ((err = store_snapshot_begin(s->store, &s->load_rev)) != 0) {
+    log_error("cannot read %s: %s", cfg->db_path, store_errmsg(s->store));
+    return err;
+  }
   if ((err = store_admin_load(s->store, load_admin, s)) != 0) {
     log_error("cannot load domain admins from %s: %s", cfg->db_path,
               store_errmsg(s->store));
+    store_snapshot_end(s->store);
     return err;
   }
   if ((err = store_load(s->store, load_row, s)) != 0) {
     log_error("cannot load tokens from %s: %s", cfg->db_path,
               err == TOKEND_EEXIST ? "duplicate token hash"
                                    : store_errmsg(s->store));
+    store_snapshot_end(s->store);
     return err;
   }
+  store_snapshot_end(s->store);
   /* Room in the verify cache for every token, so it never rehashes while
    * answering (it grows with the index, on Issue). */
   if ((err = verify_cache_reserve(s->vcache, index_count(s->index))) != 0) {
@@ -495,6 +624,8 @@ int server_init(server_t *s, const config_t *cfg) {
   s->busy_poll.data = s;
   s->sigint.data = s->sigterm.data = s;
   server_audit_read_head(s);
+  if ((err = server_feed_open(s)) != 0)
+    return err;
   if ((err = store_worker_start(&s->loop, s->store, &s->worker)) != 0)
     return err;
   /* Signals first: a SIGTERM sent the moment the socket exists must already
@@ -533,6 +664,8 @@ int server_run(server_t *s) {
     return TOKEND_EINTERNAL;
   }
   /* A shutdown that lost last_used_at is not a clean one: exit 1. */
+  if (s->fatal)
+    return TOKEND_ECONFIG;
   return s->last_used_lost > 0 ? TOKEND_EIO : 0;
 }
 
@@ -552,6 +685,8 @@ void server_cleanup(server_t *s) {
       store_worker_stop(s->worker);
       s->worker = NULL;
     }
+    store_feed_close(s->feed);
+    s->feed = NULL;
     /* The listener's watcher before the listener, which closes the fd. */
     if (s->net != NULL)
       net_close_listener(s->net);

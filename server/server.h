@@ -14,6 +14,7 @@
 #include "core/index.h"
 #include "core/verify_cache.h"
 #include "log.h"
+#include "store/feed.h"
 #include "store/store.h"
 #include "store/worker.h"
 
@@ -42,6 +43,14 @@ typedef struct server_s {
   uint8_t audit_head_hash[STORE_AUDIT_HASH_BYTES];
   store_t *store;
   store_worker_t *worker;
+  /* A store several hosts share: its change feed's follower (NULL with
+   * SQLite), this host's id in it, and the revision the start-up load
+   * included. */
+  store_feed_t *feed;
+  char host_id[CONFIG_HOST_ID_BYTES];
+  const char *store_scheme; /* static: the backend's */
+  int64_t load_rev;
+  int fatal; /* stopped because it could not go on: exit 1 */
   index_t *index;
   verify_cache_t *vcache; /* tokens that verified, by a keyed tag */
   domains_t domains;      /* admins and Verify counters, per domain */

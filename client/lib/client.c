@@ -47,6 +47,9 @@ struct tokend_client_s {
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
   char actor[TOKEND_USER_BYTES];
+  /* How far the last write had spread (tokend_client_last_propagation). */
+  tokend_propagation_t propagation;
+  int has_propagation;
   /* The frame being read. It outlives a call that timed out, so the next
    * call finishes reading it (and skips it by call_id) instead of losing
    * its place in the stream. */
@@ -558,6 +561,26 @@ static int client_take_parting_status(tokend_client_t *client, int err) {
 /* Sends req (its call_id is set here) and waits for its answer. On success
  * *out is a Response with status OK and result want, which the caller frees
  * with client_response_free(). */
+/* Remembers how far a write had spread, when its answer says. */
+static void client_note_propagation(tokend_client_t *client,
+                                    const Tokend__V1__Propagation *p) {
+  if (p == NULL)
+    return;
+  client->propagation.revision = p->revision;
+  client->propagation.hosts_applied = p->hosts_applied;
+  client->propagation.hosts_pending = p->hosts_pending;
+  client->has_propagation = 1;
+}
+
+int tokend_client_last_propagation(const tokend_client_t *client,
+                                   tokend_propagation_t *out) {
+  if (client == NULL || !client->has_propagation)
+    return 0;
+  if (out != NULL)
+    *out = client->propagation;
+  return 1;
+}
+
 static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
                        Tokend__V1__Response__ResultCase want,
                        Tokend__V1__Response **out) {
@@ -573,6 +596,7 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
   *out = NULL;
   client->grpc_status = TOKEND_GRPC_OK;
   client->errmsg[0] = '\0';
+  client->has_propagation = 0;
   if (client->fd < 0)
     return client_fail(client, TOKEND_ECLOSED,
                        "the connection to tokend was closed after an earlier "
@@ -834,6 +858,7 @@ int tokend_client_issue(tokend_client_t *client,
     rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
     goto err_wipe_out;
   }
+  client_note_propagation(client, res->propagation);
   client_response_free(resp);
   return 0;
 
@@ -931,6 +956,7 @@ int tokend_client_revoke(tokend_client_t *client, const char *domain,
     *revoked_at = resp->revoke->revoked_at;
   if (already_revoked != NULL)
     *already_revoked = resp->revoke->already_revoked ? 1 : 0;
+  client_note_propagation(client, resp->revoke->propagation);
   client_response_free(resp);
   return 0;
 }
@@ -1074,6 +1100,7 @@ int tokend_client_grant_admin(tokend_client_t *client, const char *domain,
     *granted_at = resp->grant_domain_admin->granted_at;
   if (already != NULL)
     *already = resp->grant_domain_admin->already_admin ? 1 : 0;
+  client_note_propagation(client, resp->grant_domain_admin->propagation);
   client_response_free(resp);
   return 0;
 }
@@ -1103,6 +1130,7 @@ int tokend_client_revoke_admin(tokend_client_t *client, const char *domain,
     return rc;
   if (tokens_revoked != NULL)
     *tokens_revoked = resp->revoke_domain_admin->tokens_revoked;
+  client_note_propagation(client, resp->revoke_domain_admin->propagation);
   client_response_free(resp);
   return 0;
 }
@@ -1345,4 +1373,37 @@ const char *tokend_token_status_name(tokend_token_status_t status) {
     return "EXPIRED";
   }
   return "UNSPECIFIED";
+}
+
+int tokend_client_server_status(tokend_client_t *client,
+                                tokend_server_status_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ServerStatusRequest st = TOKEND__V1__SERVER_STATUS_REQUEST__INIT;
+  Tokend__V1__ServerStatusResponse *res;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SERVER_STATUS;
+  req.server_status = &st;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_SERVER_STATUS,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->server_status;
+  /* Longer strings than the struct holds are cut: they are for reading. */
+  snprintf(out->version, sizeof(out->version), "%s", res->version);
+  snprintf(out->store, sizeof(out->store), "%s", res->store);
+  snprintf(out->host_id, sizeof(out->host_id), "%s", res->host_id);
+  snprintf(out->index_digest, sizeof(out->index_digest), "%s",
+           res->index_digest);
+  snprintf(out->problem, sizeof(out->problem), "%s", res->problem);
+  out->applied_revision = res->applied_revision;
+  out->fresh = res->fresh ? 1 : 0;
+  out->lease_left_ms = res->lease_left_ms;
+  out->tokens = res->tokens;
+  client_response_free(resp);
+  return 0;
 }

@@ -113,8 +113,21 @@ void ctl_report(const char *what, tokend_client_t *client, int rc,
 
 int ctl_end_call(const char *what, tokend_client_t *client, int rc,
                  const char *hint) {
+  tokend_propagation_t p;
+
   if (rc != 0)
     ctl_report(what, client, rc, hint);
+  /* Done and durable, but not yet in effect on every live host: the
+   * stragglers stop answering once their lease runs out. */
+  if (rc == 0 && tokend_client_last_propagation(client, &p) &&
+      p.hosts_pending > 0)
+    fprintf(stderr,
+            "tokenctl: %s: warning: in effect on %lu live host(s), not yet on "
+            "%lu when tokend's --propagation-timeout-ms ran out; those "
+            "answer Verify UNAVAILABLE once their lease runs out unless they "
+            "catch up (`tokenctl status` on each host shows it)\n",
+            what, (unsigned long)p.hosts_applied,
+            (unsigned long)p.hosts_pending);
   tokend_client_close(client);
   return rc != 0 ? CTL_EXIT_ERROR : CTL_EXIT_OK;
 }

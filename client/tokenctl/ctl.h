@@ -14,6 +14,7 @@
  *   cmd_admins.c  admins grant / revoke / list
  *   cmd_audit.c   audit, audit --verify
  *   cmd_whoami.c  whoami
+ *   cmd_status.c  status
  * A new command is a cmd_*.c with its usage and run function, declared
  * below and listed in main.c's table. */
 #ifndef TOKENCTL_CTL_H
@@ -107,6 +108,7 @@ extern const char ctl_list_usage[];
 extern const char ctl_admins_usage[];
 extern const char ctl_audit_usage[];
 extern const char ctl_whoami_usage[];
+extern const char ctl_status_usage[];
 
 int ctl_issue(ctl_opts_t *opts, int argc, char **argv);
 int ctl_verify(ctl_opts_t *opts, int argc, char **argv);
@@ -116,6 +118,7 @@ int ctl_list(ctl_opts_t *opts, int argc, char **argv);
 int ctl_admins(ctl_opts_t *opts, int argc, char **argv);
 int ctl_audit(ctl_opts_t *opts, int argc, char **argv);
 int ctl_whoami(ctl_opts_t *opts, int argc, char **argv);
+int ctl_status(ctl_opts_t *opts, int argc, char **argv);
 
 /* The command called name (main.c's table), or NULL. */
 const ctl_command_t *ctl_find_command(const char *name);

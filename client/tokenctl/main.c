@@ -32,6 +32,7 @@ static const char ctl_main_usage[] =
     "  admins   grant, revoke and list a domain's admins (operators)\n"
     "  audit    show the audit log\n"
     "  whoami   show how tokend sees you\n"
+    "  status   show how tokend is doing (current with its store?)\n"
     "  help     show a command's help\n"
     "\n"
     "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
@@ -51,6 +52,7 @@ static const ctl_command_t ctl_commands[] = {
     {"admins", ctl_admins, ctl_admins_usage},
     {"audit", ctl_audit, ctl_audit_usage},
     {"whoami", ctl_whoami, ctl_whoami_usage},
+    {"status", ctl_status, ctl_status_usage},
     {"help", ctl_help, ctl_help_usage},
 };
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 static domain_t *domain_new(const char *name) {
   size_t n = strlen(name);
   domain_t *dom = calloc(1, sizeof(*dom) + n + 1);
@@ -149,5 +151,30 @@ void domains_put_back_counts(domains_t *d, const domain_counts_t *c, size_t n) {
       continue; /* out of memory: the counts are lost, nothing else */
     dom->valid_verifies += c[i].valid;
     dom->invalid_verifies += c[i].invalid;
+  }
+}
+
+void domains_digest(const domains_t *d, uint64_t acc[4]) {
+  uint8_t item[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 8], h[32];
+  const domain_t *dom, *tmp;
+  const domain_admin_t *a;
+  size_t i, dn, un;
+  uint64_t lane;
+  int l;
+
+  HASH_ITER(hh, d->table, dom, tmp) {
+    dn = strlen(dom->name) + 1;
+    for (i = 0; i < dom->n_admins; i++) {
+      a = &dom->admins[i];
+      un = strlen(a->user) + 1;
+      memcpy(item, dom->name, dn);
+      memcpy(item + dn, a->user, un);
+      memcpy(item + dn + un, &a->granted_at, 8);
+      crypto_generichash(h, sizeof(h), item, dn + un + 8, NULL, 0);
+      for (l = 0; l < 4; l++) {
+        memcpy(&lane, h + 8 * l, sizeof(lane));
+        acc[l] += lane;
+      }
+    }
   }
 }

@@ -67,4 +67,8 @@ int domains_take_counts(domains_t *d, domain_counts_t **out,
 /* Adds back counts that could not be written. */
 void domains_put_back_counts(domains_t *d, const domain_counts_t *c, size_t n);
 
+/* Adds to acc a digest of every domain admin grant (domain, user,
+ * granted_at), as index_digest does for tokens. */
+void domains_digest(const domains_t *d, uint64_t acc[4]);
+
 #endif

@@ -15,6 +15,8 @@
 
 #include "core/bigmem.h"
 
+#include <sodium.h>
+
 struct index_s {
   index_entry_t **slots;
   size_t cap; /* power of two */
@@ -269,5 +271,38 @@ void index_mark_dirty(index_t *ix, const store_touch_t *items, size_t n) {
     index_entry_t *e = index_find(ix, items[i].hash);
     if (e != NULL)
       mark_dirty(ix, e);
+  }
+}
+
+/* Adds item's BLAKE2b to acc, lane by lane: a sum does not depend on the
+ * order the table holds its entries in. */
+static void digest_add(uint64_t acc[4], const uint8_t *item, size_t len) {
+  uint8_t h[32];
+  uint64_t lane;
+  int i;
+
+  crypto_generichash(h, sizeof(h), item, len, NULL, 0);
+  for (i = 0; i < 4; i++) {
+    memcpy(&lane, h + 8 * i, sizeof(lane));
+    acc[i] += lane;
+  }
+}
+
+void index_digest(const index_t *ix, uint64_t acc[4]) {
+  uint8_t item[TOKEND_HASH_BYTES + 16 + TOKEND_DOMAIN_BYTES];
+  const index_entry_t *e;
+  const char *dom;
+  size_t i, n;
+
+  for (i = 0; i < ix->cap; i++) {
+    if ((e = ix->slots[i]) == NULL)
+      continue;
+    dom = index_entry_domain(e);
+    n = strlen(dom);
+    memcpy(item, e->hash, TOKEND_HASH_BYTES);
+    memcpy(item + TOKEND_HASH_BYTES, &e->expires_at, 8);
+    memcpy(item + TOKEND_HASH_BYTES + 8, &e->revoked_at, 8);
+    memcpy(item + TOKEND_HASH_BYTES + 16, dom, n);
+    digest_add(acc, item, TOKEND_HASH_BYTES + 16 + n);
   }
 }

@@ -69,4 +69,10 @@ size_t index_dirty_count(const index_t *index);
 /* Marks the entries of a failed write-back dirty again. */
 void index_mark_dirty(index_t *index, const store_touch_t *items, size_t n);
 
+/* Adds to acc (four lanes, zeroed by the caller for a new digest) a
+ * digest of every entry's hash, domain, expiry and revocation, whatever
+ * order the table holds them in: two hosts whose indexes answer Verify
+ * alike get the same sums (ServerStatus compares them). */
+void index_digest(const index_t *index, uint64_t acc[4]);
+
 #endif

@@ -47,6 +47,7 @@ static void grant_ok(call_t *call) {
   store_job_t *job = &call->job;
   Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
   Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__Propagation prop;
   Tokend__V1__GrantDomainAdminResponse gr =
       TOKEND__V1__GRANT_DOMAIN_ADMIN_RESPONSE__INIT;
 
@@ -59,6 +60,7 @@ static void grant_ok(call_t *call) {
   resp.status = &status;
   resp.result_case = TOKEND__V1__RESPONSE__RESULT_GRANT_DOMAIN_ADMIN;
   resp.grant_domain_admin = &gr;
+  gr.propagation = call_propagation(call, &prop);
   gr.granted_at = job->u.grant.granted_at;
   gr.already_admin = job->u.grant.already != 0;
   (void)rpc_send(call->rpc, call->sink, &resp, 0);
@@ -66,7 +68,7 @@ static void grant_ok(call_t *call) {
 
 static const call_kind_t grant_kind = {
     .method = "GrantDomainAdmin",
-    .flags = CALL_WRITE,
+    .flags = CALL_WRITE | CALL_PROPAGATE,
     .what = "grant",
     .apply = grant_apply,
     .ok = grant_ok,
@@ -125,6 +127,7 @@ static void admin_remove_ok(call_t *call) {
   store_job_t *job = &call->job;
   Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
   Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__Propagation prop;
   Tokend__V1__RevokeDomainAdminResponse rr =
       TOKEND__V1__REVOKE_DOMAIN_ADMIN_RESPONSE__INIT;
 
@@ -137,6 +140,7 @@ static void admin_remove_ok(call_t *call) {
   resp.status = &status;
   resp.result_case = TOKEND__V1__RESPONSE__RESULT_REVOKE_DOMAIN_ADMIN;
   resp.revoke_domain_admin = &rr;
+  rr.propagation = call_propagation(call, &prop);
   rr.tokens_revoked = (uint32_t)job->u.admin_remove.n_hashes;
   (void)rpc_send(call->rpc, call->sink, &resp, 0);
 }
@@ -147,7 +151,7 @@ static void admin_remove_fini(call_t *call) {
 
 static const call_kind_t admin_remove_kind = {
     .method = "RevokeDomainAdmin",
-    .flags = CALL_WRITE,
+    .flags = CALL_WRITE | CALL_PROPAGATE,
     .what = "remove the admin",
     .apply = admin_remove_apply,
     .not_found = admin_remove_not_found,

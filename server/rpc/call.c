@@ -142,6 +142,47 @@ static void error_message(const call_t *call, int err, char *msg, size_t len) {
     snprintf(msg, len, "could not %s: %s", call->kind->what, job->errmsg);
 }
 
+/* 1 if call's committed write must spread to every live host before it
+ * is answered. */
+static int call_waits(const call_t *call) {
+  const rpc_t *r = call->rpc;
+  unsigned flags = call->kind->flags;
+
+  if (r->env.propagate == NULL || call->job.rev <= 0)
+    return 0;
+  return (flags & CALL_PROPAGATE) ||
+         ((flags & CALL_PROPAGATE_GIVES) && !r->env.cfg->issue_no_wait);
+}
+
+/* The write has spread (or the timeout passed): answer, and end. */
+static void call_spread(store_feed_wait_t *w, const store_propagation_t *p) {
+  call_t *call = container_of(w, call_t, wait);
+  const call_kind_t *kind = call->kind;
+
+  call->propagation = *p;
+  call->has_propagation = 1;
+  if (p->pending > 0)
+    log_warn("%s: revision %lld in effect on %u live host(s), not yet on %u "
+             "after --propagation-timeout-ms",
+             kind->method, (long long)p->revision, (unsigned)p->applied,
+             (unsigned)p->pending);
+  kind->ok(call);
+  if (kind->fini != NULL)
+    kind->fini(call);
+  call_end(call);
+}
+
+Tokend__V1__Propagation *call_propagation(const call_t *call,
+                                          Tokend__V1__Propagation *buf) {
+  if (!call->has_propagation)
+    return NULL;
+  tokend__v1__propagation__init(buf);
+  buf->revision = call->propagation.revision;
+  buf->hosts_applied = call->propagation.applied;
+  buf->hosts_pending = call->propagation.pending;
+  return buf;
+}
+
 /* The one done path of every call the store answers. Memory follows the
  * store whether or not the caller is still there; the answer only if it
  * is. */
@@ -168,6 +209,12 @@ static void call_done(store_job_t *job) {
     if (rpc_sink_open(call->sink))
       rpc_send_error(call->rpc, call->sink, call->call_id, err, msg);
     goto out;
+  }
+  /* In effect here (applied above); answered once it is everywhere. */
+  if (call_waits(call)) {
+    call->wait.cb = call_spread;
+    call->rpc->env.propagate(call->rpc->env.ctx, &call->wait, job->rev);
+    return;
   }
   kind->ok(call);
 out:

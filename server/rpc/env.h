@@ -9,9 +9,21 @@
 #include "core/domains.h"
 #include "core/index.h"
 #include "core/verify_cache.h"
+#include "store/feed.h"
 #include "store/worker.h"
 
 typedef struct rpc_s rpc_t;
+
+/* What ServerStatus reports that rpc does not hold itself (the server
+ * fills it). */
+typedef struct {
+  const char *store;   /* the store's scheme */
+  const char *host_id; /* "" with a store of one host */
+  int64_t applied_revision;
+  int fresh;
+  int64_t lease_left_ms;
+  char problem[256];
+} rpc_server_status_t;
 
 /* What rpc works on, and how it reaches the store. Everything pointed to
  * is owned by the caller and must outlive the rpc_t. */
@@ -31,6 +43,15 @@ typedef struct {
    * shutdown). */
   void (*submit)(void *ctx, store_job_t *job);
   void (*job_end)(void *ctx);
+  /* A store several hosts share; both NULL otherwise. fresh_until: the
+   * uv_now() until which this host is current (store_feed_t's): Verify
+   * answers UNAVAILABLE after it. propagate: waits until every live host
+   * has applied revision rev (a committed write's job->rev), then calls
+   * w->cb (store/feed.h); never calls it from within. */
+  const uint64_t *fresh_until;
+  void (*propagate)(void *ctx, store_feed_wait_t *w, int64_t rev);
+  /* Fills out for ServerStatus. */
+  void (*status)(void *ctx, rpc_server_status_t *out);
   void *ctx;
 } rpc_env_t;
 

@@ -122,6 +122,11 @@ typedef struct {
 
 #define CALL_WRITE 1u /* the message says whether the change is in effect */
 #define CALL_PAGED 2u /* answered when the peer reads (sink answer_later) */
+/* Answered once every live host has applied the write (a store several
+ * hosts share: env.propagate), or after --propagation-timeout-ms */
+#define CALL_PROPAGATE 4u
+/* As CALL_PROPAGATE, unless --no-issue-wait: a write that gives validity */
+#define CALL_PROPAGATE_GIVES 8u
 
 /* One call answered by the store worker. */
 struct call_s {
@@ -134,7 +139,15 @@ struct call_s {
   char token[TOKEND_TOKEN_BYTES]; /* Issue only: the secret, wiped at end */
   uint32_t page_size;             /* List and ListAuditEvents */
   size_t list_bytes;              /* their rows, in rpc_t.list_bytes */
+  store_feed_wait_t wait;         /* CALL_PROPAGATE: until it has spread */
+  int has_propagation;            /* the wait ended: propagation is set */
+  store_propagation_t propagation;
 };
+
+/* The answer's Propagation field for call, in *buf: NULL when the write
+ * did not wait to spread (one host; --no-issue-wait). */
+Tokend__V1__Propagation *call_propagation(const call_t *call,
+                                          Tokend__V1__Propagation *buf);
 
 /* A new call of kind for store job kind job_kind, or NULL (out of memory:
  * answered already). */
@@ -157,6 +170,13 @@ void call_submit(call_t *call);
                const authz_actor_t *actor, const Tokend__V1__Request *req);
 RPC_METHODS(RPC_HANDLER_DECL)
 #undef RPC_HANDLER_DECL
+
+/* 1 if this host is past its lease (a store several hosts share): Verify
+ * then answers UNAVAILABLE rather than from memory that may be stale. */
+static inline int rpc_stale(const rpc_t *r) {
+  return r->env.fresh_until != NULL && r->env.loop != NULL &&
+         uv_now(r->env.loop) >= *r->env.fresh_until;
+}
 
 /* Verify by its token bytes tok[0..len) (the hand-decoded fast path and the
  * protobuf-c one meet here); the caller checked the verifier rule. */

@@ -46,7 +46,9 @@
     RPC_WHO_DOMAIN_ADMIN, rpc_list_audit)                                      \
   X(WhoAmI, who_am_i, WHO_AM_I, NO_DOMAIN, RPC_WHO_ANYONE, rpc_whoami)         \
   X(VerifyAuditLog, verify_audit_log, VERIFY_AUDIT_LOG, NO_DOMAIN,             \
-    RPC_WHO_OPERATOR, rpc_verify_audit)
+    RPC_WHO_OPERATOR, rpc_verify_audit)                                        \
+  X(ServerStatus, server_status, SERVER_STATUS, NO_DOMAIN, RPC_WHO_VERIFIER,    \
+    rpc_server_status)
 
 /* Who may call a method. */
 typedef enum {

@@ -68,6 +68,10 @@ static int issue_apply(call_t *call) {
 
   if (err != 0 && !job->applied)
     return err;
+  /* With a store several hosts share, the change feed may have brought
+   * this very token into memory before its own answer came back. */
+  if (index_find(r->env.index, row->hash) != NULL)
+    return err;
   d = domains_get(r->env.domains, row->domain);
   if (d == NULL || index_insert(r->env.index, row, d) != 0) {
     /* Committed but not indexed: it would verify only after a restart. */
@@ -90,6 +94,7 @@ static void issue_ok(call_t *call) {
   Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
   Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
   Tokend__V1__IssueResponse ir = TOKEND__V1__ISSUE_RESPONSE__INIT;
+  Tokend__V1__Propagation prop;
   Tokend__V1__TokenInfo info;
   char *scopes[TOKEND_MAX_SCOPES];
 
@@ -104,12 +109,13 @@ static void issue_ok(call_t *call) {
   ir.token = call->token;
   info_from_row(&info, row, scopes, tokend_now_ms());
   ir.info = &info;
+  ir.propagation = call_propagation(call, &prop);
   (void)rpc_send(call->rpc, call->sink, &resp, 1);
 }
 
 static const call_kind_t issue_kind = {
     .method = "Issue",
-    .flags = CALL_WRITE,
+    .flags = CALL_WRITE | CALL_PROPAGATE_GIVES,
     .what = "store the new token",
     .apply = issue_apply,
     .ok = issue_ok,
@@ -218,6 +224,7 @@ static void revoke_ok(call_t *call) {
   Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
   Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
   Tokend__V1__RevokeResponse rr = TOKEND__V1__REVOKE_RESPONSE__INIT;
+  Tokend__V1__Propagation prop;
 
   if (!job->u.revoke.already)
     log_info("revoke: domain=%s id=%s by=%s", job->u.revoke.domain,
@@ -230,12 +237,13 @@ static void revoke_ok(call_t *call) {
   resp.revoke = &rr;
   rr.revoked_at = job->u.revoke.revoked_at;
   rr.already_revoked = job->u.revoke.already != 0;
+  rr.propagation = call_propagation(call, &prop);
   (void)rpc_send(call->rpc, call->sink, &resp, 0);
 }
 
 static const call_kind_t revoke_kind = {
     .method = "Revoke",
-    .flags = CALL_WRITE,
+    .flags = CALL_WRITE | CALL_PROPAGATE,
     .what = "revoke the token",
     .apply = revoke_apply,
     .not_found = revoke_not_found,

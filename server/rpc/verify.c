@@ -110,6 +110,23 @@ static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
   }
 }
 
+/* Answers the whole batch UNAVAILABLE: this host is past its lease. */
+static void verify_drain_stale(rpc_t *r, verify_batch_t *b, sink_t **sinks) {
+  pending_verify_t *v;
+  size_t i;
+
+  for (i = 0; i < b->n; i++) {
+    v = &b->v[i];
+    sodium_memzero(v->token, v->len);
+    r->env.domains->unknown->invalid_verifies++;
+    rpc_send_error(r, v->k, v->call_id, TOKEND_EUNAVAIL,
+                   "this tokend has not caught up with the store within its "
+                   "lease (--lease-ms): it cannot tell whether the token was "
+                   "revoked; try another host or again shortly");
+    sinks[i] = v->k;
+  }
+}
+
 void rpc_verify_drain(rpc_t *r) {
   verify_batch_t *b = r->vbatch;
   sink_t *sinks[VERIFY_BATCH_MAX];
@@ -120,6 +137,11 @@ void rpc_verify_drain(rpc_t *r) {
   if (n == 0 || b->draining)
     return;
   b->draining = 1;
+  /* Past the lease, memory may miss a revocation: no answer from it. */
+  if (rpc_stale(r)) {
+    verify_drain_stale(r, b, sinks);
+    goto flush;
+  }
   /* Each tag's slot was prefetched when queued; now each entry. */
   for (i = 0; i < n; i++) {
     v = &b->v[i];
@@ -140,6 +162,7 @@ void rpc_verify_drain(rpc_t *r) {
     sodium_memzero(v->token, v->len);
     sinks[i] = v->k;
   }
+flush:
   b->n = 0;
   b->draining = 0;
   /* Hashing the batch's tokens here (a full check), and their cache tags

@@ -68,6 +68,10 @@ struct store_job_s {
    * rest of this run (--read-only, or its file was deleted or replaced):
    * trying again cannot succeed. */
   int refused;
+  /* Writes that committed: the store's change revision after this one ran
+   * (store_change_rev), what every host must have applied for it to be in
+   * effect there; 0 with a store without a change feed. */
+  int64_t rev;
   /* Writes only, may be NULL: appended to the audit log in the same
    * transaction, its code set from the job's outcome if it had none. */
   store_audit_t *audit;

@@ -279,3 +279,11 @@ int store_verify_counts_add(store_t *s, const char *domain, uint64_t valid,
                             uint64_t invalid, int64_t now) {
   return s->ops->verify_counts_add(s, domain, valid, invalid, now);
 }
+
+int64_t store_change_rev(const store_t *s) { return s->ops->change_rev(s); }
+
+int store_snapshot_begin(store_t *s, int64_t *rev) {
+  return s->ops->snapshot_begin(s, rev);
+}
+
+void store_snapshot_end(store_t *s) { s->ops->snapshot_end(s); }

@@ -49,6 +49,13 @@
 
 typedef struct store_s store_t;
 struct store_ops;
+/* store/feed.h: a backend's change feed follower (the type a backend's
+ * feed_open member has; declared there). */
+struct store_feed_open_args;
+typedef struct store_feed_s store_feed_t;
+typedef int (*store_feed_open_fn)(const char *location,
+                                  const struct store_feed_open_args *args,
+                                  store_feed_t **out);
 
 /* The part of every store the interface sees. A backend's own struct
  * starts with (or embeds) it and finds itself back with container_of. */
@@ -217,6 +224,25 @@ struct store_ops {
    * records now as their last update. */
   int (*verify_counts_add)(store_t *s, const char *domain, uint64_t valid,
                            uint64_t invalid, int64_t now);
+
+  /* ---- the change feed (a store several tokend share; store/feed.h) ---- */
+
+  /* The newest change revision the current (or, after commit, the last)
+   * transaction appended or read: what every host must have applied for
+   * the transaction's writes to be in effect there. For a write that
+   * changed nothing (revoking a revoked token) the feed's head as it
+   * read it, which holds the earlier change. 0 for a backend without a
+   * change feed (SQLite), or before any write. Never fails. */
+  int64_t (*change_rev)(const store_t *s);
+
+  /* Starts a read-only transaction over one consistent snapshot, and sets
+   * *rev to the change feed's revision that snapshot includes (0 without
+   * a feed): a host that loads everything inside it, then follows the
+   * feed from *rev, misses nothing and applies nothing twice. Must be
+   * called outside a transaction; ended by snapshot_end. */
+  int (*snapshot_begin)(store_t *s, int64_t *rev);
+  /* Ends the snapshot's transaction; never fails. */
+  void (*snapshot_end)(store_t *s);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -241,6 +267,10 @@ struct store_backend {
    * (damage) or TOKEND_ECONFIG (cannot open). Writes what it finds, one
    * finding a line, to out. */
   int (*check)(const char *location, FILE *out);
+  /* Follows the change feed of the store at location from the loop
+   * (store/feed.h: store_feed_open_url); NULL for a backend whose store
+   * serves one host (SQLite), which has no feed. */
+  store_feed_open_fn feed_open;
 };
 
 /* Finds url's backend: "scheme:location" with a scheme of this build, or
@@ -333,5 +363,8 @@ int store_audit_verify(store_t *store, int64_t anchor_id,
                        store_audit_check_t *out) TOKEND_MUST_CHECK;
 int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,
                             uint64_t invalid, int64_t now) TOKEND_MUST_CHECK;
+int64_t store_change_rev(const store_t *store);
+int store_snapshot_begin(store_t *store, int64_t *rev) TOKEND_MUST_CHECK;
+void store_snapshot_end(store_t *store);
 
 #endif

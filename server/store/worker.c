@@ -67,6 +67,7 @@ static void run_write_group(store_t *store, log_limit_t *fail_log,
       store_rollback(store);
       goto err_fail_all;
     }
+    j->rev = store_change_rev(store);
     if (j == last)
       break;
   }
@@ -90,6 +91,7 @@ err_fail_all:
   refused = store_is_read_only(store) || store_file_lost(store);
   for (j = first;; j = j->next) {
     store_job_fail(j, err, store_errmsg(store));
+    j->rev = 0;
     j->refused = refused;
     store_job_clear_outputs(j);
     if (j == last)
@@ -211,6 +213,7 @@ void store_worker_submit(store_worker_t *w, store_job_t *job) {
   job->result = 0;
   job->errmsg[0] = '\0';
   job->applied = job->unknown = job->refused = 0;
+  job->rev = 0;
   uv_mutex_lock(&w->lock);
   if (w->todo_tail != NULL)
     w->todo_tail->next = job;

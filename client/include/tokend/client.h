@@ -156,6 +156,23 @@ int tokend_client_revoke(tokend_client_t *client, const char *domain,
                          const char *token_id, int64_t *revoked_at,
                          int *already_revoked) TOKEND_MUST_CHECK;
 
+/* How far a write had spread when it was answered, with a store several
+ * hosts share (PostgreSQL): tokend answers Issue, Revoke and the admin
+ * writes once every live host has applied them, or after its
+ * --propagation-timeout-ms. */
+typedef struct {
+  int64_t revision;       /* the write's revision in the store's change feed */
+  uint32_t hosts_applied; /* live hosts that had applied it */
+  uint32_t
+      hosts_pending; /* live hosts that had not (0: in effect everywhere) */
+} tokend_propagation_t;
+
+/* 1, with *out (may be NULL) set, if the last call on client was a write
+ * whose answer said how far it had spread; 0 otherwise (a store of one
+ * host, tokend --no-issue-wait, a failed call). */
+int tokend_client_last_propagation(const tokend_client_t *client,
+                                   tokend_propagation_t *out);
+
 /* Lists one page of domain's tokens, newest first. page_size 0 means the
  * server default; page_token NULL or "" starts at the newest. On success
  * *out is a new list the caller frees with tokend_token_list_free(). */
@@ -278,6 +295,25 @@ void tokend_client_wipe(tokend_issued_t *issued);
 /* Static names: "VALID", "MALFORMED", ...; "ACTIVE", "REVOKED", "EXPIRED". */
 const char *tokend_verify_reason_name(tokend_verify_reason_t reason);
 const char *tokend_token_status_name(tokend_token_status_t status);
+
+/* ---- How tokend is doing ---- */
+
+typedef struct {
+  char version[32];
+  char store[32];    /* the store's scheme: "sqlite", "postgresql" */
+  char host_id[128]; /* "" with a store of one host */
+  int64_t applied_revision;
+  int fresh; /* 1 while it answers Verify (not past its lease) */
+  int64_t lease_left_ms;
+  uint64_t tokens;       /* in memory */
+  char index_digest[65]; /* 64 hex digits: equal on hosts that agree */
+  char problem[256];     /* why not fresh, or "" */
+} tokend_server_status_t;
+
+/* Verifiers and operators: how this tokend is doing (it answers from
+ * memory, never the store). */
+int tokend_client_server_status(tokend_client_t *client,
+                                tokend_server_status_t *out) TOKEND_MUST_CHECK;
 
 #ifdef __cplusplus
 }

@@ -25,25 +25,30 @@
 #include "log.h"
 #include "store/audit_chain.h"
 #include "store/backends.h"
+#include "store/postgresql/pg_util.h"
 #include "store/store.h"
 
 /* The schema version this build writes (tokend_schema.version). */
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 /* pg_advisory_xact_lock key of the write lock: "tknd". */
 #define PG_WRITE_LOCK "1953066596"
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
 #define PG_MAX_PARAMS 13
 
-#define TOKEN_COLUMNS                                                          \
-  "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
-  " last_used_at, revoked_at, created_by, revoked_by"
 #define AUDIT_COLUMNS                                                          \
   "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
   " code, detail, count, hash"
 
-/* Forward migrations: migrations[i] takes schema version i to i + 1. The
- * same records as the SQLite backend's schema 4. A later version (the
- * change feed's table) is one more entry. */
+/* Forward migrations: migrations[i] takes schema version i to i + 1.
+ * Version 1: the same records as the SQLite backend's schema 4. Version 2:
+ * the change feed (docs/STORE.md, "The change feed"): every write that
+ * changes what Verify answers, or who administers a domain, appends a row
+ * to changes through tokend_change(), in its own transaction; feed's one
+ * row numbers them, and since every writer must lock that row to number a
+ * change, revisions are committed in the order they are numbered (a
+ * reader that has applied up to r never later finds a row below r
+ * appearing: what a plain bigserial would not promise). hosts holds each
+ * tokend's applied revision and heartbeat. */
 static const char *const migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE tokens ("
@@ -109,13 +114,71 @@ static const char *const migrations[] = {
     "  key text PRIMARY KEY,"
     "  value bytea NOT NULL"
     ");",
+    /* 1 -> 2 */
+    "CREATE TABLE feed ("
+    "  one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    "  rev bigint NOT NULL"
+    ");"
+    "INSERT INTO feed (one, rev) VALUES (true, 0);"
+    /* A change names what changed; a follower reads its current state:
+     * a token's row (tokens are never deleted), or whether user still
+     * administers domain. */
+    "CREATE TABLE changes ("
+    "  rev bigint PRIMARY KEY,"
+    "  at bigint NOT NULL,"
+    "  token_seq bigint,"
+    "  domain text,"
+    "  user_name text,"
+    "  CHECK ((token_seq IS NULL) <> (domain IS NULL AND user_name IS NULL))"
+    ");"
+    "CREATE FUNCTION tokend_change(p_seq bigint, p_domain text,"
+    " p_user text, p_at bigint) RETURNS bigint LANGUAGE plpgsql AS $$"
+    " DECLARE r bigint; BEGIN"
+    " UPDATE feed SET rev = rev + 1 RETURNING rev INTO r;"
+    " INSERT INTO changes (rev, at, token_seq, domain, user_name)"
+    " VALUES (r, p_at, p_seq, p_domain, p_user);"
+    /* Delivered at commit, once per transaction (same payload). */
+    " PERFORM pg_notify('tokend_changes', '');"
+    " RETURN r; END $$;"
+    "CREATE TABLE hosts ("
+    "  host_id text PRIMARY KEY,"
+    "  instance bytea NOT NULL,"
+    "  applied_rev bigint NOT NULL,"
+    "  heartbeat_at timestamptz NOT NULL,"
+    "  lease_ms bigint NOT NULL,"
+    "  started_at timestamptz NOT NULL,"
+    "  pid integer NOT NULL,"
+    "  version text NOT NULL"
+    ");"
+    /* A host's report: its applied revision and heartbeat (the database's
+     * clock: hosts' clocks may disagree). It takes over its row only from
+     * its own earlier run or from a host gone past its lease: false when
+     * another live tokend reports under the same id. */
+    "CREATE FUNCTION tokend_report(p_host text, p_instance bytea,"
+    " p_rev bigint, p_lease bigint, p_pid integer, p_version text)"
+    " RETURNS boolean LANGUAGE plpgsql AS $$"
+    " DECLARE n integer; BEGIN"
+    " INSERT INTO hosts AS h (host_id, instance, applied_rev, heartbeat_at,"
+    " lease_ms, started_at, pid, version) VALUES (p_host, p_instance, p_rev,"
+    " clock_timestamp(), p_lease, clock_timestamp(), p_pid, p_version)"
+    " ON CONFLICT (host_id) DO UPDATE SET instance = excluded.instance,"
+    " applied_rev = excluded.applied_rev,"
+    " heartbeat_at = excluded.heartbeat_at, lease_ms = excluded.lease_ms,"
+    " started_at = CASE WHEN h.instance = excluded.instance"
+    " THEN h.started_at ELSE excluded.started_at END,"
+    " pid = excluded.pid, version = excluded.version"
+    " WHERE h.instance = excluded.instance OR h.heartbeat_at <"
+    " clock_timestamp() - h.lease_ms * interval '1 millisecond';"
+    " GET DIAGNOSTICS n = ROW_COUNT;"
+    " IF n > 0 THEN PERFORM pg_notify('tokend_applied', ''); END IF;"
+    " RETURN n > 0; END $$;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 /* The tables --check-db expects. */
 static const char *const pg_tables[] = {
-    "tokend_schema", "tokens",        "domain_admins",
-    "audit_events",  "verify_counts", "meta",
+    "tokend_schema", "tokens", "domain_admins", "audit_events", "verify_counts",
+    "meta",          "feed",   "changes",       "hosts",
 };
 
 typedef struct pg_store {
@@ -123,6 +186,10 @@ typedef struct pg_store {
   char *uri;    /* the libpq URI, password included: never logged */
   PGconn *conn; /* NULL after a loss, until the next call reconnects */
   int in_tx;    /* inside begin .. commit/rollback */
+  /* The newest change revision this transaction appended or read (what a
+   * follower must have applied to see everything it did); kept after
+   * commit, until the next begin. */
+  int64_t tx_rev;
   uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
   int audit_keyed;
   char errmsg[256];
@@ -164,37 +231,10 @@ static void p_blob(pg_params_t *p, const uint8_t *v, size_t len) {
   p->formats[p->n++] = 1;
 }
 
-/* Binary results: int8 and int4 are big-endian, text is its bytes. */
-static int64_t get_i64(const PGresult *r, int row, int col) {
-  const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
-  uint64_t u = 0;
-  int i, n = PQgetlength(r, row, col);
-
-  for (i = 0; i < n && i < 8; i++)
-    u = (u << 8) | v[i];
-  /* Sign-extend an int4 (4 bytes) or a boolean (1 byte). */
-  if (n > 0 && n < 8 && (v[0] & 0x80))
-    u |= ~(uint64_t)0 << (8 * n);
-  return (int64_t)u;
-}
-
-static void get_text(const PGresult *r, int row, int col, char *dst,
-                     size_t cap) {
-  size_t n = (size_t)PQgetlength(r, row, col);
-
-  if (n >= cap)
-    n = cap - 1;
-  memcpy(dst, PQgetvalue(r, row, col), n);
-  dst[n] = '\0';
-}
-
-/* 0 and the bytes if the column holds exactly len bytes, else -1. */
-static int get_blob(const PGresult *r, int row, int col, uint8_t *dst,
-                    size_t len) {
-  if (PQgetisnull(r, row, col) || (size_t)PQgetlength(r, row, col) != len)
-    return -1;
-  memcpy(dst, PQgetvalue(r, row, col), len);
-  return 0;
+/* Records that the transaction appended or read change revision rev. */
+static void tx_saw(pg_t *s, int64_t rev) {
+  if (rev > s->tx_rev)
+    s->tx_rev = rev;
 }
 
 /* Drops the connection: the next call makes a new one. */
@@ -206,13 +246,9 @@ static void pg_disconnect(pg_t *s) {
 
 /* One line from libpq's (possibly multi-line) message. */
 static void pg_set_errmsg(pg_t *s, const char *what, const char *msg) {
-  char *p;
-
   snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what,
            msg != NULL && msg[0] != '\0' ? msg : "no connection");
-  for (p = s->errmsg; *p != '\0'; p++)
-    if (*p == '\n' || *p == '\r' || *p == '\t')
-      *p = *(p + 1) == '\0' ? '\0' : ' ';
+  pg_one_line(s->errmsg);
 }
 
 /* Maps a failed result (r may be NULL) to a TOKEND_E* code, records the
@@ -294,7 +330,7 @@ static int pg_query_int(pg_t *s, const char *what, const char *sql,
     pg_set_errmsg(s, what, "unexpected result");
     err = TOKEND_ESTORE;
   } else {
-    *out = get_i64(r, 0, 0);
+    *out = pg_get_i64(r, 0, 0);
   }
   PQclear(r);
   return err;
@@ -304,13 +340,10 @@ static int pg_query_int(pg_t *s, const char *what, const char *sql,
  * an administrator) go to tokend's log as one line, not to stderr. */
 static void pg_notice(void *arg, const char *message) {
   char line[256];
-  char *p;
 
   (void)arg;
   snprintf(line, sizeof(line), "%s", message);
-  for (p = line; *p != '\0'; p++)
-    if (*p == '\n' || *p == '\r' || *p == '\t')
-      *p = *(p + 1) == '\0' ? '\0' : ' ';
+  pg_one_line(line);
   log_warn("store: postgresql: %s", line);
 }
 
@@ -636,7 +669,7 @@ static int pg_fingerprint_get(store_t *base,
   if (r == NULL)
     return err;
   if (PQntuples(r) == 1) {
-    if (get_blob(r, 0, 0, out, STORE_FINGERPRINT_BYTES) != 0) {
+    if (pg_get_blob(r, 0, 0, out, STORE_FINGERPRINT_BYTES) != 0) {
       pg_set_errmsg(s, "read pepper fingerprint", "it has the wrong size");
       err = TOKEND_ESTORE;
     } else {
@@ -680,50 +713,51 @@ static int pg_count_rows(store_t *base, int64_t *n) {
                       NULL, n);
 }
 
-/* Fills row from row i of a result whose columns are TOKEN_COLUMNS. */
-static int row_read(const PGresult *r, int i, store_token_t *row) {
-  if (get_blob(r, i, 6, row->hash, TOKEND_HASH_BYTES) != 0)
-    return TOKEND_ESTORE;
-  row->seq = get_i64(r, i, 0);
-  get_text(r, i, 1, row->id, sizeof(row->id));
-  get_text(r, i, 2, row->domain, sizeof(row->domain));
-  get_text(r, i, 3, row->label, sizeof(row->label));
-  get_text(r, i, 4, row->hint, sizeof(row->hint));
-  get_text(r, i, 5, row->scopes, sizeof(row->scopes));
-  row->created_at = get_i64(r, i, 7);
-  row->expires_at = get_i64(r, i, 8);
-  row->last_used_at = get_i64(r, i, 9);
-  row->revoked_at = get_i64(r, i, 10);
-  get_text(r, i, 11, row->created_by, sizeof(row->created_by));
-  get_text(r, i, 12, row->revoked_by, sizeof(row->revoked_by));
-  return 0;
-}
-
+/* Streams the tokens in single-row mode (libpq hands over one row at a
+ * time): a million tokens never sit in one result in memory. */
 static int pg_load(store_t *base, store_load_cb cb, void *arg) {
   pg_t *s = pg_of(base);
   store_token_t *row;
   PGresult *r;
-  int i, err;
+  int err, cb_err = 0;
 
   if ((err = pg_ready(s, 0)) != 0)
     return err;
-  r = pg_run(s, "load", "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq",
-             NULL, PGRES_TUPLES_OK, &err);
-  if (r == NULL)
-    return err;
-  if ((row = malloc(sizeof(*row))) == NULL) {
-    PQclear(r);
+  if ((row = malloc(sizeof(*row))) == NULL)
     return TOKEND_ENOMEM;
+  if (!PQsendQueryParams(s->conn,
+                         "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq", 0,
+                         NULL, NULL, NULL, NULL, 1)) {
+    err = pg_fail(s, NULL, "load");
+    goto out;
   }
-  for (i = 0; i < PQntuples(r) && err == 0; i++) {
-    if ((err = row_read(r, i, row)) != 0)
-      pg_set_errmsg(s, "load", "token row with a bad hash");
-    else
-      err = cb(arg, row);
+  /* If single-row mode cannot be had, the rows come in one result. */
+  (void)PQsetSingleRowMode(s->conn);
+  /* Every result is read to the end, even after a failure, so that the
+   * connection is ready for the next statement. */
+  while ((r = PQgetResult(s->conn)) != NULL) {
+    ExecStatusType st = PQresultStatus(r);
+    int i;
+
+    if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+      for (i = 0; i < PQntuples(r) && err == 0 && cb_err == 0; i++) {
+        if ((err = pg_token_read(r, i, 0, row)) != 0)
+          pg_set_errmsg(s, "load", "token row with a bad hash");
+        else
+          cb_err = cb(arg, row);
+      }
+    } else if (err == 0) {
+      err = pg_fail(s, r, "load");
+    }
+    PQclear(r);
+    if (s->conn == NULL)
+      break;
   }
+  if (err == 0)
+    err = cb_err;
+out:
   sodium_memzero(row, sizeof(*row));
   free(row);
-  PQclear(r);
   return err;
 }
 
@@ -746,6 +780,7 @@ static int pg_begin(store_t *base) {
   if (err != 0)
     return err;
   s->in_tx = 1;
+  s->tx_rev = 0;
   if ((err = pg_exec(s, "begin",
                      "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
                      NULL)) != 0)
@@ -815,6 +850,7 @@ static int pg_commit(store_t *base) {
 static int pg_insert(store_t *base, store_token_t *row) {
   pg_t *s = pg_of(base);
   pg_params_t p = {.n = 0};
+  PGresult *r;
   int err;
 
   if ((err = pg_ready(s, 0)) != 0)
@@ -828,12 +864,25 @@ static int pg_insert(store_t *base, store_token_t *row) {
   p_i64(&p, row->created_at);
   p_i64(&p, row->expires_at);
   p_text(&p, row->created_by);
-  return pg_query_int(s, "insert",
-                      "INSERT INTO tokens (id, domain, label, hash, hint,"
-                      " scopes, created_at, expires_at, created_by)"
-                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                      " RETURNING seq",
-                      &p, &row->seq);
+  /* The row and its change, in one statement. */
+  r = pg_run(s, "insert",
+             "WITH t AS (INSERT INTO tokens (id, domain, label, hash, hint,"
+             " scopes, created_at, expires_at, created_by)"
+             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             " RETURNING seq, created_at)"
+             " SELECT seq, tokend_change(seq, NULL, NULL, created_at) FROM t",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) != 1) {
+    pg_set_errmsg(s, "insert", "unexpected result");
+    err = TOKEND_ESTORE;
+  } else {
+    row->seq = pg_get_i64(r, 0, 0);
+    tx_saw(s, pg_get_i64(r, 0, 1));
+  }
+  PQclear(r);
+  return err;
 }
 
 static int pg_revoke(store_t *base, const char *domain, const char *id,
@@ -850,21 +899,26 @@ static int pg_revoke(store_t *base, const char *domain, const char *id,
   p_text(&p, id);
   p_i64(&p, now);
   p_text(&p, by);
+  /* The revocation and its change, in one statement. */
   r = pg_run(s, "revoke",
-             "UPDATE tokens SET revoked_at = $3, revoked_by = $4"
+             "WITH u AS (UPDATE tokens SET revoked_at = $3, revoked_by = $4"
              " WHERE domain = $1 AND id = $2 AND revoked_at = 0"
-             " RETURNING revoked_at, hash",
+             " RETURNING seq, revoked_at, hash)"
+             " SELECT revoked_at, hash,"
+             " tokend_change(seq, NULL, NULL, revoked_at) FROM u",
              &p, PGRES_TUPLES_OK, &err);
   if (r == NULL)
     return err;
   *already = PQntuples(r) == 0;
   if (*already) {
-    /* Revoked before, or not there: read what is. */
+    /* Revoked before, or not there: read what is, and the feed's head,
+     * which holds the earlier revocation (another call's, maybe still
+     * spreading: this one is answered once it has spread too). */
     PQclear(r);
     p_text(&q, domain);
     p_text(&q, id);
     r = pg_run(s, "revoke read",
-               "SELECT revoked_at, hash FROM tokens"
+               "SELECT revoked_at, hash, (SELECT rev FROM feed) FROM tokens"
                " WHERE domain = $1 AND id = $2",
                &q, PGRES_TUPLES_OK, &err);
     if (r == NULL)
@@ -872,11 +926,12 @@ static int pg_revoke(store_t *base, const char *domain, const char *id,
   }
   if (PQntuples(r) == 0) {
     err = TOKEND_ENOTFOUND;
-  } else if (get_blob(r, 0, 1, hash, TOKEND_HASH_BYTES) != 0) {
+  } else if (pg_get_blob(r, 0, 1, hash, TOKEND_HASH_BYTES) != 0) {
     pg_set_errmsg(s, "revoke read", "token row with a bad hash");
     err = TOKEND_ESTORE;
   } else {
-    *revoked_at = get_i64(r, 0, 0);
+    *revoked_at = pg_get_i64(r, 0, 0);
+    tx_saw(s, pg_get_i64(r, 0, 2));
   }
   PQclear(r);
   return err;
@@ -926,7 +981,7 @@ static int pg_list(store_t *base, const char *domain, int include_revoked,
   if (r == NULL)
     return err;
   for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++) {
-    if ((err = row_read(r, (int)n, &rows[n])) != 0) {
+    if ((err = pg_token_read(r, (int)n, 0, &rows[n])) != 0) {
       pg_set_errmsg(s, "list", "token row with a bad hash");
       break;
     }
@@ -942,6 +997,7 @@ static int pg_admin_grant(store_t *base, const char *domain, const char *user,
   pg_t *s = pg_of(base);
   pg_params_t p = {.n = 0}, q = {.n = 0};
   int64_t changed = 0;
+  PGresult *r;
   int err;
 
   if ((err = pg_ready(s, 0)) != 0)
@@ -950,19 +1006,33 @@ static int pg_admin_grant(store_t *base, const char *domain, const char *user,
   p_text(&p, user);
   p_i64(&p, now);
   p_text(&p, by);
-  if ((err = pg_exec(s, "admin grant",
-                     "INSERT INTO domain_admins (domain, user_name,"
-                     " granted_at, granted_by) VALUES ($1, $2, $3, $4)"
-                     " ON CONFLICT (domain, user_name) DO NOTHING",
-                     &p, &changed)) != 0)
+  if ((err = pg_query_int(s, "admin grant",
+                          "WITH i AS (INSERT INTO domain_admins (domain,"
+                          " user_name, granted_at, granted_by)"
+                          " VALUES ($1, $2, $3, $4)"
+                          " ON CONFLICT (domain, user_name) DO NOTHING"
+                          " RETURNING domain, user_name, granted_at)"
+                          " SELECT count(tokend_change(NULL, domain,"
+                          " user_name, granted_at)) FROM i",
+                          &p, &changed)) != 0)
     return err;
   *already = changed == 0;
   p_text(&q, domain);
   p_text(&q, user);
-  return pg_query_int(s, "admin grant",
-                      "SELECT granted_at FROM domain_admins"
-                      " WHERE domain = $1 AND user_name = $2",
-                      &q, granted_at);
+  if ((r = pg_run(s, "admin grant",
+                  "SELECT granted_at, (SELECT rev FROM feed) FROM"
+                  " domain_admins WHERE domain = $1 AND user_name = $2",
+                  &q, PGRES_TUPLES_OK, &err)) == NULL)
+    return err;
+  if (PQntuples(r) != 1) {
+    pg_set_errmsg(s, "admin grant", "unexpected result");
+    err = TOKEND_ESTORE;
+  } else {
+    *granted_at = pg_get_i64(r, 0, 0);
+    tx_saw(s, pg_get_i64(r, 0, 1));
+  }
+  PQclear(r);
+  return err;
 }
 
 /* The hashes in column 0 of r, malloc'd (NULL when none). */
@@ -979,7 +1049,7 @@ static int collect_hashes(pg_t *s, const PGresult *r, const char *what,
   if ((h = calloc(n, sizeof(*h))) == NULL)
     return TOKEND_ENOMEM;
   for (i = 0; i < n; i++) {
-    if (get_blob(r, (int)i, 0, h[i], TOKEND_HASH_BYTES) != 0) {
+    if (pg_get_blob(r, (int)i, 0, h[i], TOKEND_HASH_BYTES) != 0) {
       free(h);
       pg_set_errmsg(s, what, "token row with a bad hash");
       return TOKEND_ESTORE;
@@ -998,7 +1068,7 @@ static int pg_admin_remove(store_t *base, const char *domain, const char *user,
   pg_params_t p = {.n = 0}, q = {.n = 0};
   int64_t changed = 0;
   PGresult *r;
-  int err;
+  int i, err;
 
   *hashes = NULL;
   *n_hashes = 0;
@@ -1006,11 +1076,16 @@ static int pg_admin_remove(store_t *base, const char *domain, const char *user,
     return err;
   p_text(&p, domain);
   p_text(&p, user);
-  if ((err = pg_exec(s, "admin remove",
-                     "DELETE FROM domain_admins"
-                     " WHERE domain = $1 AND user_name = $2",
-                     &p, &changed)) != 0)
+  p_i64(&p, now);
+  if ((err = pg_query_int(s, "admin remove",
+                          "WITH d AS (DELETE FROM domain_admins"
+                          " WHERE domain = $1 AND user_name = $2"
+                          " RETURNING domain, user_name)"
+                          " SELECT coalesce(max(tokend_change(NULL, domain,"
+                          " user_name, $3)), 0) FROM d",
+                          &p, &changed)) != 0)
     return err;
+  tx_saw(s, changed);
   if (changed == 0)
     return TOKEND_ENOTFOUND;
   if (!revoke_tokens)
@@ -1020,13 +1095,17 @@ static int pg_admin_remove(store_t *base, const char *domain, const char *user,
   p_i64(&q, now);
   p_text(&q, by);
   r = pg_run(s, "admin remove",
-             "UPDATE tokens SET revoked_at = $3, revoked_by = $4"
+             "WITH u AS (UPDATE tokens SET revoked_at = $3, revoked_by = $4"
              " WHERE domain = $1 AND created_by = $2 AND revoked_at = 0"
-             " RETURNING hash",
+             " RETURNING seq, hash, revoked_at)"
+             " SELECT hash, tokend_change(seq, NULL, NULL, revoked_at)"
+             " FROM u",
              &q, PGRES_TUPLES_OK, &err);
   if (r == NULL)
     return err;
   err = collect_hashes(s, r, "admin remove", hashes, n_hashes);
+  for (i = 0; err == 0 && i < PQntuples(r); i++)
+    tx_saw(s, pg_get_i64(r, i, 1));
   PQclear(r);
   return err;
 }
@@ -1046,10 +1125,10 @@ static int pg_admin_load(store_t *base, store_admin_cb cb, void *arg) {
   if (r == NULL)
     return err;
   for (i = 0; i < PQntuples(r) && err == 0; i++) {
-    get_text(r, i, 0, a.domain, sizeof(a.domain));
-    get_text(r, i, 1, a.user, sizeof(a.user));
-    a.granted_at = get_i64(r, i, 2);
-    get_text(r, i, 3, a.granted_by, sizeof(a.granted_by));
+    pg_get_text(r, i, 0, a.domain, sizeof(a.domain));
+    pg_get_text(r, i, 1, a.user, sizeof(a.user));
+    a.granted_at = pg_get_i64(r, i, 2);
+    pg_get_text(r, i, 3, a.granted_by, sizeof(a.granted_by));
     err = cb(arg, &a);
   }
   PQclear(r);
@@ -1075,7 +1154,7 @@ static int pg_token_get(store_t *base, const char *domain, const char *id,
     return err;
   if (PQntuples(r) == 0)
     err = TOKEND_ENOTFOUND;
-  else if ((err = row_read(r, 0, row)) != 0)
+  else if ((err = pg_token_read(r, 0, 0, row)) != 0)
     pg_set_errmsg(s, "token get", "token row with a bad hash");
   PQclear(r);
   return err;
@@ -1101,7 +1180,7 @@ static int pg_admin_get(store_t *base, const char *domain, const char *user,
   if (PQntuples(r) == 0)
     err = TOKEND_ENOTFOUND;
   else
-    *granted_at = get_i64(r, 0, 0);
+    *granted_at = pg_get_i64(r, 0, 0);
   PQclear(r);
   return err;
 }
@@ -1139,19 +1218,19 @@ static int pg_revoked_with(store_t *base, const char *domain,
  * 32-byte hash, copied to hash. */
 static void audit_read(const PGresult *r, int i, store_audit_t *ev,
                        uint8_t hash[STORE_AUDIT_HASH_BYTES], int *has_hash) {
-  ev->id = get_i64(r, i, 0);
-  ev->at = get_i64(r, i, 1);
-  ev->peer_uid = (uint32_t)get_i64(r, i, 2);
-  ev->peer_pid = (int32_t)get_i64(r, i, 3);
-  get_text(r, i, 4, ev->actor, sizeof(ev->actor));
-  ev->break_glass = get_i64(r, i, 5) != 0;
-  get_text(r, i, 6, ev->domain, sizeof(ev->domain));
-  get_text(r, i, 7, ev->token_id, sizeof(ev->token_id));
-  get_text(r, i, 8, ev->method, sizeof(ev->method));
-  ev->code = (int)get_i64(r, i, 9);
-  get_text(r, i, 10, ev->detail, sizeof(ev->detail));
-  ev->count = get_i64(r, i, 11);
-  *has_hash = get_blob(r, i, 12, hash, STORE_AUDIT_HASH_BYTES) == 0;
+  ev->id = pg_get_i64(r, i, 0);
+  ev->at = pg_get_i64(r, i, 1);
+  ev->peer_uid = (uint32_t)pg_get_i64(r, i, 2);
+  ev->peer_pid = (int32_t)pg_get_i64(r, i, 3);
+  pg_get_text(r, i, 4, ev->actor, sizeof(ev->actor));
+  ev->break_glass = pg_get_i64(r, i, 5) != 0;
+  pg_get_text(r, i, 6, ev->domain, sizeof(ev->domain));
+  pg_get_text(r, i, 7, ev->token_id, sizeof(ev->token_id));
+  pg_get_text(r, i, 8, ev->method, sizeof(ev->method));
+  ev->code = (int)pg_get_i64(r, i, 9);
+  pg_get_text(r, i, 10, ev->detail, sizeof(ev->detail));
+  ev->count = pg_get_i64(r, i, 11);
+  *has_hash = pg_get_blob(r, i, 12, hash, STORE_AUDIT_HASH_BYTES) == 0;
 }
 
 static int audit_head(pg_t *s, int64_t *id,
@@ -1167,8 +1246,8 @@ static int audit_head(pg_t *s, int64_t *id,
   if (r == NULL)
     return err;
   if (PQntuples(r) == 1) {
-    *id = get_i64(r, 0, 0);
-    if (get_blob(r, 0, 1, hash, STORE_AUDIT_HASH_BYTES) != 0)
+    *id = pg_get_i64(r, 0, 0);
+    if (pg_get_blob(r, 0, 1, hash, STORE_AUDIT_HASH_BYTES) != 0)
       memset(hash, 0, STORE_AUDIT_HASH_BYTES);
   }
   PQclear(r);
@@ -1325,6 +1404,32 @@ static int pg_verify_counts_add(store_t *base, const char *domain,
                  &p, NULL);
 }
 
+static int64_t pg_change_rev(const store_t *base) {
+  return pg_cof(base)->tx_rev;
+}
+
+/* REPEATABLE READ: every statement until snapshot_end sees the database as
+ * of the first, and the feed's revision read here is that snapshot's. */
+static int pg_snapshot_begin(store_t *base, int64_t *rev) {
+  pg_t *s = pg_of(base);
+  int err;
+
+  *rev = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  if ((err = pg_exec(s, "snapshot",
+                     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL,
+                     NULL)) != 0)
+    return err;
+  s->in_tx = 1;
+  if ((err = pg_query_int(s, "snapshot", "SELECT rev FROM feed", NULL, rev)) !=
+      0)
+    pg_abort(s);
+  return err;
+}
+
+static void pg_snapshot_end(store_t *base) { pg_abort(pg_of(base)); }
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -1353,6 +1458,9 @@ static const struct store_ops pg_ops = {
     .audit_head = pg_audit_head,
     .audit_verify = pg_audit_verify,
     .verify_counts_add = pg_verify_counts_add,
+    .change_rev = pg_change_rev,
+    .snapshot_begin = pg_snapshot_begin,
+    .snapshot_end = pg_snapshot_end,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */
@@ -1361,6 +1469,7 @@ const struct store_backend store_postgresql_backend = {
     .open = pg_open,
     .exists = pg_exists,
     .check = pg_check,
+    .feed_open = store_pg_feed_open,
 };
 
 const struct store_backend store_postgres_backend = {
@@ -1368,4 +1477,5 @@ const struct store_backend store_postgres_backend = {
     .open = pg_open,
     .exists = pg_exists,
     .check = pg_check,
+    .feed_open = store_pg_feed_open,
 };

@@ -1300,6 +1300,29 @@ static int sq_revoked_with(store_t *base, const char *domain,
   return err;
 }
 
+/* One host, one writer: SQLite has no change feed. */
+static int64_t sq_change_rev(const store_t *base) {
+  (void)base;
+  return 0;
+}
+
+/* A deferred transaction: its first read fixes the snapshot (WAL), which
+ * the writer thread's commits do not change until it ends. */
+static int sq_snapshot_begin(store_t *base, int64_t *rev) {
+  sq_t *s = sq_of(base);
+  int err;
+
+  *rev = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  if ((err = store_sqlite_exec(s->db, "BEGIN")) != 0)
+    snprintf(s->errmsg, sizeof(s->errmsg), "snapshot: %s",
+             sqlite3_errmsg(s->db));
+  return err;
+}
+
+static void sq_snapshot_end(store_t *base) { sq_rollback(base); }
+
 static const struct store_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -1328,6 +1351,9 @@ static const struct store_ops sq_ops = {
     .audit_head = sq_audit_head,
     .audit_verify = sq_audit_verify,
     .verify_counts_add = sq_verify_counts_add,
+    .change_rev = sq_change_rev,
+    .snapshot_begin = sq_snapshot_begin,
+    .snapshot_end = sq_snapshot_end,
 };
 
 const struct store_backend store_sqlite_backend = {
