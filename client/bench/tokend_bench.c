@@ -109,23 +109,12 @@
 /* --host: the other tokends of a multi-host store (issue 13) */
 #define BENCH_MAX_HOSTS 8
 
-/* hosts_pending of a write's answer (0 without a multi-host store). Until
- * the change feed lands (the proto's Propagation), always 0. */
-/* Until the ServerStatus method lands, catch-up cannot run. */
-#ifdef TOKEND__V1__SERVER_STATUS_REQUEST__INIT
-#define BENCH_HAVE_STATUS 1
-#else
-#define BENCH_HAVE_STATUS 0
-#endif
-/* A Status poll's pause: short next to the 2 s a catch-up may take, long
- * enough not to take the CPU from the host catching up. */
+/* catch-up's pause between Status polls: short next to the 2 s a catch-up
+ * may take, long enough not to take the CPU from the host catching up. */
 #define BENCH_STATUS_POLL_NS 1000000ull
-#ifdef TOKEND__V1__PROPAGATION__INIT
+/* hosts_pending of a write's answer (0 without a multi-host store). */
 #define BENCH_HOSTS_PENDING(result)                                            \
   ((result)->propagation != NULL ? (result)->propagation->hosts_pending : 0u)
-#else
-#define BENCH_HOSTS_PENDING(result) ((void)(result), 0u)
-#endif
 
 /* Log-linear histogram: values below HIST_SUB are exact; above, each power
  * of two is split into HIST_SUB buckets (relative error < 1/HIST_SUB). */
@@ -1693,7 +1682,6 @@ static int bench_run_revoke_everywhere(bench_t *b, bench_hist_t *everywhere,
  * TOKEND_E* code (b->fatal is set). */
 static int sync_status(bench_t *b, bench_sync_t *s, int64_t *applied,
                        int *fresh) {
-#if BENCH_HAVE_STATUS
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__ServerStatusRequest sr = TOKEND__V1__SERVER_STATUS_REQUEST__INIT;
   Tokend__V1__Response *resp;
@@ -1731,13 +1719,6 @@ static int sync_status(bench_t *b, bench_sync_t *s, int64_t *applied,
     tokend__v1__response__free_unpacked(resp, &b->arena.allocator);
   pb_arena_reset(&b->arena);
   return rc;
-#else
-  (void)s;
-  (void)applied;
-  (void)fresh;
-  bench_fail(b, "this build has no ServerStatus method: no catch-up");
-  return TOKEND_EUNIMPL;
-#endif
 }
 
 /* catch-up: reads the head revision from the first --host (which must be

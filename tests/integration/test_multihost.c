@@ -55,20 +55,6 @@
 /* Test a's repetitions (the issue says 200). */
 #define MH_REPETITIONS 200
 
-/* Until the change feed lands on this branch (the proto's Propagation), the
- * test compiles against a stand-in and skips. */
-#ifdef TOKEND__V1__PROPAGATION__INIT
-#define MH_HAVE_FEATURE 1
-#define MH_PROPAGATION(result) ((result)->propagation)
-#else
-#define MH_HAVE_FEATURE 0
-#define MH_PROPAGATION(result) ((const Tokend__V1__Propagation *)NULL)
-typedef struct {
-  int64_t revision;
-  uint32_t hosts_applied, hosts_pending;
-} Tokend__V1__Propagation;
-#endif
-
 static pg_cluster_t cluster;
 static int n_databases;
 static uint64_t next_call_id = 1;
@@ -211,8 +197,11 @@ static void host_start(mh_fixture_t *f, int i) {
     fail_msg("cannot connect to host %s", h->id);
 }
 
-/* Sets every host's lease and propagation timeout (0: tokend's default)
- * and starts hosts 0 .. n-1, in order. */
+static void wait_counted(mh_fixture_t *f, int via, int n);
+
+/* Sets every host's lease and propagation timeout (0: tokend's default),
+ * starts hosts 0 .. n-1, in order, and waits until writes count all n
+ * (wait_counted). */
 static void hosts_start(mh_fixture_t *f, int n, int lease_ms, int timeout_ms) {
   int i;
 
@@ -225,6 +214,7 @@ static void hosts_start(mh_fixture_t *f, int n, int lease_ms, int timeout_ms) {
   }
   for (i = 0; i < n; i++)
     host_start(f, i);
+  wait_counted(f, 0, n);
 }
 
 static void host_signal(mh_host_t *h, int sig) {
@@ -304,7 +294,7 @@ static int host_issue(mh_host_t *h, const char *label,
     if (id != NULL)
       strcpy(id, r->issue->info->id);
     if (prop != NULL)
-      prop_from(prop, MH_PROPAGATION(r->issue));
+      prop_from(prop, r->issue->propagation);
   } else if (rc > 0) {
     fprintf(stderr, "host %s: Issue: status %d %s\n", h->id, rc,
             r->status->message);
@@ -343,7 +333,7 @@ static int host_revoke(mh_host_t *h, const char *id, mh_prop_t *prop) {
     rc = -1;
   }
   if (rc == 0 && prop != NULL)
-    prop_from(prop, MH_PROPAGATION(r->revoke));
+    prop_from(prop, r->revoke->propagation);
   else if (rc > 0)
     fprintf(stderr, "host %s: Revoke: status %d %s\n", h->id, rc,
             r->status->message);
@@ -407,44 +397,87 @@ static void expect_prop(const mh_prop_t *p, uint32_t applied, uint32_t pending,
              what, p->revision, p->applied, p->pending, applied, pending);
 }
 
-/* ---- status ---- */
+/* Waits until a write on host via says it was applied by n hosts and
+ * pending on none: every host started has joined the store's hosts (or,
+ * after one died, that it no longer counts as live). The
+ * writes are grants of domain admins in a domain of their own, so that
+ * tests count tokens and admins without them. (test_host_counted_by_
+ * writes_as_soon_as_it_answers is about the time before this.) */
+static void wait_counted(mh_fixture_t *f, int via, int n) {
+  int64_t deadline = th_mono_ms() + MH_CONVERGE_TIMEOUT_MS;
+  tokend_client_t *c = th_client_connect_ok(&f->h[via].t);
+  tokend_propagation_t p = {0, 0, 0};
+  static int n_probes;
+  char user[32];
 
-static int64_t json_int(json_t *o, const char *key) {
-  json_t *v = json_object_get(o, key);
-
-  if (json_is_true(v))
-    return 1;
-  return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+  for (;;) {
+    snprintf(user, sizeof(user), "probe-%d", ++n_probes);
+    if (tokend_client_grant_admin(c, "probe.example", user, NULL, NULL) != 0)
+      fail_msg("host %s: GrantDomainAdmin: %s", f->h[via].id,
+               tokend_client_errmsg(c));
+    if (tokend_client_last_propagation(c, &p) &&
+        p.hosts_applied == (uint32_t)n && p.hosts_pending == 0)
+      break;
+    if (th_mono_ms() >= deadline)
+      fail_msg("writes on %s still count %u hosts (%u pending), want %d",
+               f->h[via].id, p.hosts_applied, p.hosts_pending, n);
+    th_sleep_ms(MH_POLL_MS);
+  }
+  tokend_client_close(c);
 }
 
-/* h's `tokenctl status --json`. Fails the test if tokenctl fails or its
- * output lacks a field. */
+/* ---- status ---- */
+
+/* h's ServerStatus, through the client library. Fails the test if the
+ * call fails. */
 static void host_status(const mh_host_t *h, mh_status_t *out) {
+  tokend_server_status_t st;
+  tokend_client_t *c = th_client_connect_ok(&h->t);
+
+  if (tokend_client_server_status(c, &st) != 0)
+    fail_msg("host %s: ServerStatus: %s", h->id, tokend_client_errmsg(c));
+  tokend_client_close(c);
+  memset(out, 0, sizeof(*out));
+  out->applied_revision = st.applied_revision;
+  out->fresh = st.fresh;
+  out->lease_left_ms = st.lease_left_ms;
+  out->tokens = (int64_t)st.tokens;
+  snprintf(out->digest, sizeof(out->digest), "%s", st.index_digest);
+  if (out->digest[0] == '\0')
+    fail_msg("host %s: ServerStatus without an index digest", h->id);
+}
+
+/* `tokenctl status --json` on h: its exit status (0 current, 1 not) and
+ * its fields. Fails the test unless the output is the JSON object. */
+static int host_status_cli(const mh_host_t *h, mh_status_t *out) {
+  json_int_t applied = 0, lease_left = 0, tokens = 0;
   th_run_result_t r;
   json_error_t err;
-  json_t *o, *digest;
+  json_t *o;
+  int status;
 
   th_tokenctl(&h->t, NULL, &r, "status", "--json", NULL);
-  th_expect_exit(&r, 0, "tokenctl status --json");
   o = json_loads(r.out, 0, &err);
   if (o == NULL)
-    fail_msg("host %s: tokenctl status --json: not JSON (%s):\n%s", h->id,
-             err.text, r.out);
+    fail_msg("host %s: tokenctl status --json (exit %d): not JSON (%s):\n%s%s",
+             h->id, r.status, err.text, r.out, r.err);
   memset(out, 0, sizeof(*out));
-  out->applied_revision = json_int(o, "applied_revision");
-  out->fresh = (int)json_int(o, "fresh");
-  out->lease_left_ms = json_int(o, "lease_left_ms");
-  out->tokens = json_int(o, "tokens");
-  digest = json_object_get(o, "index_digest");
-  if (out->applied_revision < 0 || out->fresh < 0 || out->tokens < 0 ||
-      !json_is_string(digest) ||
-      strlen(json_string_value(digest)) >= sizeof(out->digest) ||
-      json_string_value(digest)[0] == '\0')
+  if (json_unpack(o, "{s:I, s:b, s:I, s:I}", "applied_revision", &applied,
+                  "fresh", &out->fresh, "lease_left_ms", &lease_left, "tokens",
+                  &tokens) != 0 ||
+      !json_is_string(json_object_get(o, "index_digest")) ||
+      strcmp(json_string_value(json_object_get(o, "host_id")), h->id) != 0)
     fail_msg("host %s: tokenctl status --json lacks a field:\n%s", h->id,
              r.out);
-  strcpy(out->digest, json_string_value(digest));
+  out->applied_revision = applied;
+  out->lease_left_ms = lease_left;
+  out->tokens = tokens;
+  snprintf(out->digest, sizeof(out->digest), "%s",
+           json_string_value(json_object_get(o, "index_digest")));
   json_decref(o);
+  status = r.status;
   th_run_result_free(&r);
+  return status;
 }
 
 /* Waits until hosts 0 .. n-1 are all fresh, have applied the same revision
@@ -499,6 +532,51 @@ static void test_issue_and_revoke_in_effect_everywhere_on_return(void **state) {
     expect_answer(&f->h[0], token, MH_REVOKED, what);
     expect_answer(&f->h[2], token, MH_REVOKED, what);
     expect_answer(&f->h[1], token, MH_REVOKED, what);
+  }
+}
+
+/* ---- a2: a host that answers is counted ---- */
+
+/* How often C joins in test_host_counted_by_writes_as_soon_as_it_answers:
+ * the gap it looks for is a race, so it is given several chances. */
+#define MH_JOINS 10
+
+/* A host is bound by the promise from its first VALID: C, started while A
+ * and B run, answers a Verify VALID (after UNAVAILABLE, if it says so
+ * while it joins); a Revoke on A right after must count C and be in effect
+ * there when it returns. A host that served Verify before it joined the
+ * store's hosts would answer VALID after such a Revoke whenever the Revoke
+ * came first, so C joins MH_JOINS times. */
+static void test_host_counted_by_writes_as_soon_as_it_answers(void **state) {
+  mh_fixture_t *f = *state;
+  char token[TOKEND_TOKEN_BYTES], id[TOKEND_TOKEN_ID_BYTES], what[64];
+  mh_host_t *c = &f->h[2];
+  int64_t deadline;
+  mh_answer_t a;
+  mh_prop_t p;
+  int join;
+
+  hosts_start(f, 2, 0, 0);
+  for (join = 0; join < MH_JOINS; join++) {
+    if (join > 0) {
+      close(c->fd);
+      c->fd = -1;
+      th_tokend_stop_ok(&c->t);
+    }
+    host_issue_ok(&f->h[0], "before C joins", token, id, NULL);
+    host_start(f, 2);
+    deadline = th_mono_ms() + MH_CONVERGE_TIMEOUT_MS;
+    while ((a = host_verify(c, token)) == MH_UNAVAILABLE &&
+           th_mono_ms() < deadline)
+      th_sleep_ms(MH_POLL_MS);
+    if (a != MH_VALID)
+      fail_msg("host C, started (join %d): Verify answered %s, want VALID",
+               join, answer_name(a));
+    host_revoke_ok(&f->h[0], id, &p);
+    snprintf(what, sizeof(what), "join %d, right after a Revoke on A returned",
+             join);
+    expect_answer(c, token, MH_REVOKED, what);
+    expect_prop(&p, N_HOSTS, 0, "Revoke on A once C answered");
   }
 }
 
@@ -605,7 +683,8 @@ test_postgresql_down_valid_until_lease_then_unavailable(void **state) {
              answer_name(a));
   for (i = 0; i < 5; i++)
     expect_answer(&f->h[0], token, MH_UNAVAILABLE, "store still down");
-  host_status(&f->h[0], &st);
+  /* tokenctl status says so, and exits 1. */
+  assert_int_equal(host_status_cli(&f->h[0], &st), 1);
   assert_int_equal(st.fresh, 0);
   assert_int_equal(st.lease_left_ms, 0);
 
@@ -636,6 +715,8 @@ test_postgresql_down_valid_until_lease_then_unavailable(void **state) {
   if (a != MH_VALID)
     fail_msg("host B answered %s after PostgreSQL came back; want VALID",
              answer_name(a));
+  assert_int_equal(host_status_cli(&f->h[0], &st), 0);
+  assert_int_equal(st.fresh, 1);
   host_issue_ok(&f->h[0], "after", later, later_id, NULL);
   expect_answer(&f->h[1], later, MH_VALID, "issued on A after the restart");
   host_revoke_ok(&f->h[1], id, NULL);
@@ -717,6 +798,8 @@ test_stopped_host_stops_holding_up_revoke_and_fails_closed(void **state) {
 
 #define MH_E_WINDOW 16
 #define MH_E_ACKED 150
+/* Short, so that the killed host's lease runs out soon (see below). */
+#define MH_E_LEASE_MS 1500
 
 static void test_kill9_during_issues_loses_no_acknowledged_issue(void **state) {
   mh_fixture_t *f = *state;
@@ -727,7 +810,7 @@ static void test_kill9_during_issues_loses_no_acknowledged_issue(void **state) {
   int n = 0, i, k, rc;
   char what[64];
 
-  hosts_start(f, N_HOSTS, 0, 0);
+  hosts_start(f, N_HOSTS, MH_E_LEASE_MS, 0);
   /* MH_E_WINDOW Issues in flight on A, each answered one refilled, until
    * MH_E_ACKED are acknowledged; then A dies with the window still full. */
   for (i = 0; i < MH_E_WINDOW; i++)
@@ -753,7 +836,12 @@ static void test_kill9_during_issues_loses_no_acknowledged_issue(void **state) {
       snprintf(what, sizeof(what), "acknowledged Issue %d, A killed", i);
       expect_answer(&f->h[k], acked[i], MH_VALID, what);
     }
+  /* tokend refuses to join under a host id that a live host holds, and
+   * cannot tell its own killed predecessor from another host: A is
+   * restarted once the others no longer count the killed one live. */
+  wait_counted(f, 1, N_HOSTS - 1);
   host_start(f, 0);
+  wait_counted(f, 0, N_HOSTS);
   for (i = 0; i < n; i++) {
     snprintf(what, sizeof(what), "acknowledged Issue %d, A restarted", i);
     expect_answer(a, acked[i], MH_VALID, what);
@@ -922,6 +1010,8 @@ int main(void) {
           test_issue_and_revoke_in_effect_everywhere_on_return, setup,
           teardown),
       cmocka_unit_test_setup_teardown(
+          test_host_counted_by_writes_as_soon_as_it_answers, setup, teardown),
+      cmocka_unit_test_setup_teardown(
           test_listener_killed_catches_up_losing_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_postgresql_down_valid_until_lease_then_unavailable, setup,
@@ -939,10 +1029,6 @@ int main(void) {
   };
   int rc;
 
-  if (!MH_HAVE_FEATURE) {
-    printf("skipped: this build has no multi-host store yet (issue 13)\n");
-    return 77;
-  }
   if (!pg_cluster_available()) {
     printf("skipped: no PostgreSQL server binaries in %s "
            "(scripts/install-deps.sh installs postgresql-15)\n",
