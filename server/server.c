@@ -67,12 +67,20 @@ static int on_feed_admin(void *ctx, const char *domain, const char *user,
                            a->granted_by);
 }
 
-static void on_feed_fatal(void *ctx, const char *why) {
+static int server_listen_now(server_t *s);
+
+/* Current with the store for the first time: listen now (clients that
+ * connect get answers, not UNAVAILABLE, from the start). */
+static void on_feed_ready(void *ctx) {
   server_t *s = ctx;
 
-  log_error("store: %s; stopping", why);
-  s->fatal = 1;
-  server_stop(s);
+  if (!s->listen_pending || s->state != SERVER_RUNNING)
+    return;
+  s->listen_pending = 0;
+  if (server_listen_now(s) != 0) {
+    s->fatal = 1;
+    server_stop(s);
+  }
 }
 
 /* Follows the store's change feed, if it has one, from the revision the
@@ -87,7 +95,7 @@ static int server_feed_open(server_t *s) {
       .version = TOKEND_VERSION,
       .handler = {.token = on_feed_token,
                   .admin = on_feed_admin,
-                  .fatal = on_feed_fatal,
+                  .ready = on_feed_ready,
                   .ctx = s},
   };
   int err;
@@ -473,18 +481,15 @@ err_unlink_pepper:
   return err;
 }
 
-/* The audit log's chain key: a keyed hash of a fixed string under the
- * pepper, so the pepper itself is never used for two things, and nothing
- * stored reveals it. Logs the chain's head, so that the log (journald, a
- * log host) anchors it outside the database: cutting off the newest rows
- * is then detectable too (tokenctl audit --verify --anchor). */
+/* The audit log's chain key (pepper_audit_key). Logs the chain's head, so
+ * that the log (journald, a log host) anchors it outside the database:
+ * cutting off the newest rows is then detectable too (tokenctl audit
+ * --verify --anchor). */
 static int server_audit_chain_start(server_t *s) {
-  static const char context[] = "tokend audit-chain key v1";
   uint8_t key[STORE_AUDIT_KEY_BYTES];
   int err;
 
-  crypto_generichash(key, sizeof(key), (const unsigned char *)context,
-                     sizeof(context) - 1, s->pepper, TOKEND_PEPPER_BYTES);
+  pepper_audit_key(s->pepper, key);
   err = store_audit_key_set(s->store, key);
   sodium_memzero(key, sizeof(key));
   if (err != 0) {
@@ -635,12 +640,23 @@ int server_init(server_t *s, const config_t *cfg) {
   return 0;
 }
 
-int server_listen(server_t *s) {
+/* Binds the socket: clients may connect from now on. */
+static int server_listen_now(server_t *s) {
   const config_t *cfg = &s->cfg;
   int err;
 
   if ((err = net_listen(s->net)) != 0)
     return err;
+  server_audit_log_head(s);
+  log_info("tokend %s listening on %s (database %s, %zu tokens)",
+           TOKEND_VERSION, cfg->socket_path, cfg->db_path,
+           index_count(s->index));
+  return 0;
+}
+
+int server_listen(server_t *s) {
+  const config_t *cfg = &s->cfg;
+
   uv_timer_start(&s->flush_timer, on_flush_timer, cfg->flush_interval_ms,
                  cfg->flush_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(cfg),
@@ -649,11 +665,17 @@ int server_listen(server_t *s) {
     uv_timer_start(&s->refusal_timer, on_refusal_timer,
                    cfg->refusal_audit_interval_ms,
                    cfg->refusal_audit_interval_ms);
-  server_audit_log_head(s);
-  log_info("tokend %s listening on %s (database %s, %zu tokens)",
-           TOKEND_VERSION, cfg->socket_path, cfg->db_path,
-           index_count(s->index));
-  return 0;
+  /* With a store several hosts share, only once this host is counted by
+   * every write and has caught up (on_feed_ready): a client that connects
+   * never meets the moment it is not. */
+  if (s->feed != NULL) {
+    s->listen_pending = 1;
+    log_info("registering as host %s and catching up with the store before "
+             "listening on %s",
+             s->host_id, cfg->socket_path);
+    return 0;
+  }
+  return server_listen_now(s);
 }
 
 int server_run(server_t *s) {

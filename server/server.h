@@ -51,6 +51,8 @@ typedef struct server_s {
   const char *store_scheme; /* static: the backend's */
   int64_t load_rev;
   int fatal; /* stopped because it could not go on: exit 1 */
+  /* The socket is bound once the feed is current (on_feed_ready). */
+  int listen_pending;
   index_t *index;
   verify_cache_t *vcache; /* tokens that verified, by a keyed tag */
   domains_t domains;      /* admins and Verify counters, per domain */
@@ -89,8 +91,9 @@ int server_rpc_new(server_t *s) TOKEND_MUST_CHECK;
  * server_cleanup). After server_rpc_new. */
 int server_net_new(server_t *s) TOKEND_MUST_CHECK;
 
-/* Binds and listens on the socket and starts the timers. After
- * server_net_new. */
+/* Starts the timers, and binds and listens on the socket: at once, or
+ * with a store several hosts share once this host is registered and
+ * current (from the loop). After server_net_new. */
 int server_listen(server_t *s) TOKEND_MUST_CHECK;
 
 /* Runs until SIGINT/SIGTERM (or server_stop) and a clean shutdown. */

@@ -59,6 +59,14 @@ void pepper_fingerprint(const uint8_t pepper[TOKEND_PEPPER_BYTES],
                      sizeof(what) - 1, pepper, TOKEND_PEPPER_BYTES);
 }
 
+void pepper_audit_key(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                      uint8_t out[PEPPER_AUDIT_KEY_BYTES]) {
+  static const char what[] = PEPPER_AUDIT_KEY_INPUT;
+
+  crypto_generichash(out, PEPPER_AUDIT_KEY_BYTES, (const uint8_t *)what,
+                     sizeof(what) - 1, pepper, TOKEND_PEPPER_BYTES);
+}
+
 int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
                 size_t why_len) {
   struct stat st;

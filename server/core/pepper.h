@@ -17,6 +17,16 @@
 void pepper_fingerprint(const uint8_t pepper[TOKEND_PEPPER_BYTES],
                         uint8_t out[PEPPER_FINGERPRINT_BYTES]);
 
+/* The audit log's chain key: a keyed hash (BLAKE2b) of a fixed string
+ * under the pepper, so that the pepper itself is never used for two things
+ * and nothing stored reveals it. tokend and tokend-admin both derive it
+ * here, so a log copied between stores verifies with the same pepper. out
+ * is the caller's to wipe. */
+#define PEPPER_AUDIT_KEY_BYTES 32
+#define PEPPER_AUDIT_KEY_INPUT "tokend audit-chain key v1"
+void pepper_audit_key(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                      uint8_t out[PEPPER_AUDIT_KEY_BYTES]);
+
 /* Reads the pepper at path into out. TOKEND_ENOTFOUND if there is no file
  * (nothing is created); otherwise as pepper_load(). */
 int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,

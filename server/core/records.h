@@ -74,6 +74,15 @@ typedef struct {
   uint8_t head_hash[STORE_AUDIT_HASH_BYTES];
 } store_audit_check_t;
 
+/* One domain's Verify counters ("" for unknown tokens), as
+ * store_verify_counts_add accumulates them. */
+typedef struct {
+  char domain[TOKEND_DOMAIN_BYTES];
+  uint64_t valid;
+  uint64_t invalid;
+  int64_t updated_at;
+} store_counts_t;
+
 /* A token's new last-use time, by its keyed hash (Verify's write-back). */
 typedef struct {
   uint8_t hash[TOKEND_HASH_BYTES];

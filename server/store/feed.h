@@ -62,9 +62,9 @@ typedef struct {
    * user is no longer an admin of domain. */
   int (*admin)(void *ctx, const char *domain, const char *user,
                const store_admin_t *a);
-  /* The follower cannot go on at all (another live tokend reports under
-   * this host's id): the server should stop. */
-  void (*fatal)(void *ctx, const char *why);
+  /* This host is current for the first time (reported in hosts, then
+   * caught up): every write from now on counts it, so it may answer. */
+  void (*ready)(void *ctx);
   void *ctx;
 } store_feed_handler_t;
 
@@ -100,10 +100,12 @@ struct store_feed_ops {
 
 struct store_feed_s {
   const struct store_feed_ops *ops;
-  /* uv_now() until which this host is known current: the start of the
-   * last read of the feed that found nothing left to apply, plus the
-   * lease. Verify answers UNAVAILABLE from then on (read it; never
-   * written outside the follower). */
+  /* uv_now() until which this host may answer Verify from memory: it has
+   * applied every write committed before its last read of the feed, and
+   * every later write waits for it while its last report (before that
+   * read) is younger than the lease: that report's send time plus the
+   * lease. 0 until the first (handler.ready). Verify answers UNAVAILABLE
+   * from then on (read it; never written outside the follower). */
   uint64_t fresh_until;
 };
 

@@ -287,3 +287,23 @@ int store_snapshot_begin(store_t *s, int64_t *rev) {
 }
 
 void store_snapshot_end(store_t *s) { s->ops->snapshot_end(s); }
+int store_audit_load(store_t *s, store_audit_cb cb, void *arg) {
+  return s->ops->audit_load(s, cb, arg);
+}
+
+int store_counts_load(store_t *s, store_counts_cb cb, void *arg) {
+  return s->ops->counts_load(s, cb, arg);
+}
+
+int store_token_import(store_t *s, const store_token_t *row) {
+  return s->ops->token_import(s, row);
+}
+
+int store_audit_import(store_t *s, const store_audit_t *ev,
+                       const uint8_t *hash) {
+  return s->ops->audit_import(s, ev, hash);
+}
+
+int store_counts_import(store_t *s, const store_counts_t *counts) {
+  return s->ops->counts_import(s, counts);
+}

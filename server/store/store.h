@@ -76,6 +76,15 @@ typedef int (*store_load_cb)(void *arg, const store_token_t *row);
 /* Calls cb for every domain admin; as store_load_cb. */
 typedef int (*store_admin_cb)(void *arg, const store_admin_t *admin);
 
+/* Calls cb for every audit row, oldest first; hash is the row's stored
+ * chain hash (STORE_AUDIT_HASH_BYTES), NULL if it has none. As
+ * store_load_cb. */
+typedef int (*store_audit_cb)(void *arg, const store_audit_t *ev,
+                              const uint8_t *hash);
+
+/* Calls cb for every domain's Verify counters; as store_load_cb. */
+typedef int (*store_counts_cb)(void *arg, const store_counts_t *counts);
+
 /* The operations of one backend. Every member is set (none may be NULL);
  * each takes the store it was opened as. Strings are NUL-terminated and
  * only read during the call; row and output buffers belong to the caller
@@ -104,8 +113,10 @@ struct store_ops {
    * recorded value of the wrong size is TOKEND_ESTORE. */
   int (*fingerprint_get)(store_t *s, uint8_t out[STORE_FINGERPRINT_BYTES],
                          int *present);
-  /* Records (or replaces) the pepper fingerprint, outside any transaction.
-   * TOKEND_ECONFIG on a read-only store. */
+  /* Records (or replaces) the pepper fingerprint: by itself outside a
+   * transaction, or as part of the one in progress (a copy records the
+   * fingerprint with the rows its pepper made). TOKEND_ECONFIG on a
+   * read-only store. */
   int (*fingerprint_set)(store_t *s, const uint8_t fp[STORE_FINGERPRINT_BYTES]);
 
   /* *n gets the number of tokens, domain admins and audit rows together. */
@@ -238,11 +249,45 @@ struct store_ops {
   /* Starts a read-only transaction over one consistent snapshot, and sets
    * *rev to the change feed's revision that snapshot includes (0 without
    * a feed): a host that loads everything inside it, then follows the
-   * feed from *rev, misses nothing and applies nothing twice. Must be
-   * called outside a transaction; ended by snapshot_end. */
+   * feed from *rev, misses nothing and applies nothing twice. Every read
+   * until snapshot_end sees the store as it was at this call, whatever
+   * other processes commit meanwhile. Allowed on a read-only store; takes
+   * no write lock (a running tokend keeps writing). Must be called outside
+   * begin .. commit; ended by snapshot_end. */
   int (*snapshot_begin)(store_t *s, int64_t *rev);
-  /* Ends the snapshot's transaction; never fails. */
+  /* Ends the snapshot's transaction; a no-op outside one; never fails. */
   void (*snapshot_end)(store_t *s);
+  /* ---- Copying a whole store into another (tokend-admin copy) ----
+   * Reads every record of one store as it is, in one snapshot, and writes
+   * each into another as it was: seq, ids, times and chain hashes kept, so
+   * that the copy answers as the original did. The import members write
+   * inside the caller's transaction (begin .. commit) and never need the
+   * audit key. */
+
+  /* (snapshot_begin and snapshot_end, above, give the copy its one
+   * snapshot of the source.) */
+
+  /* Calls cb for every audit row, oldest first (see store_audit_cb). */
+  int (*audit_load)(store_t *s, store_audit_cb cb, void *arg);
+
+  /* Calls cb for every domain's Verify counters (see store_counts_cb). */
+  int (*counts_load)(store_t *s, store_counts_cb cb, void *arg);
+
+  /* Inserts row keeping every field, seq, last_used_at, revoked_at,
+   * created_by and revoked_by included; a later insert gets a seq greater
+   * than row->seq. TOKEND_EEXIST if its seq, id or hash is already stored. */
+  int (*token_import)(store_t *s, const store_token_t *row);
+
+  /* Appends ev keeping its id, its count and its stored chain hash (hash:
+   * STORE_AUDIT_HASH_BYTES, or NULL for a row that has none), not
+   * recomputed. The log stays append-only: TOKEND_EEXIST unless ev->id is
+   * greater than every id stored. */
+  int (*audit_import)(store_t *s, const store_audit_t *ev, const uint8_t *hash);
+
+  /* Stores counts as they are (set, not added); TOKEND_EEXIST if its
+   * domain has counters already. */
+  int (*counts_import)(store_t *s, const store_counts_t *counts);
+  /* ---- end of the copy members ---- */
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -366,5 +411,16 @@ int store_verify_counts_add(store_t *store, const char *domain, uint64_t valid,
 int64_t store_change_rev(const store_t *store);
 int store_snapshot_begin(store_t *store, int64_t *rev) TOKEND_MUST_CHECK;
 void store_snapshot_end(store_t *store);
+/* The copy members' wrappers (tokend-admin copy). */
+int store_audit_load(store_t *store, store_audit_cb cb,
+                     void *arg) TOKEND_MUST_CHECK;
+int store_counts_load(store_t *store, store_counts_cb cb,
+                      void *arg) TOKEND_MUST_CHECK;
+int store_token_import(store_t *store,
+                       const store_token_t *row) TOKEND_MUST_CHECK;
+int store_audit_import(store_t *store, const store_audit_t *ev,
+                       const uint8_t *hash) TOKEND_MUST_CHECK;
+int store_counts_import(store_t *store,
+                        const store_counts_t *counts) TOKEND_MUST_CHECK;
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "pg_cluster.h"
@@ -267,6 +268,47 @@ static void test_pg_stopped_then_started_under_a_running_tokend(void **state) {
   th_tokend_stop_ok(&f->th->tokend);
 }
 
+/* Lines of s holding needle. */
+static int count_lines(const char *s, const char *needle) {
+  int n = 0;
+
+  while ((s = strstr(s, needle)) != NULL) {
+    n++;
+    s += strlen(needle);
+  }
+  return n;
+}
+
+/* An idle host on a shared store reports (its heartbeat) about once per
+ * quarter lease, no more: with a 400 ms lease, about 15 times in 1.5 s.
+ * (A follower whose report and read of the feed called each other
+ * reported thousands of times and kept PostgreSQL busy.) The bound is on
+ * work done, ten times what an idle host needs, not on time. */
+static void test_pg_idle_host_stays_idle(void **state) {
+  fixture_t *f = *state;
+  const char *args[] = {"--store",     f->url,  "--lease-ms", "400",
+                        "--log-level", "debug", NULL};
+  const char *needle = "store: change feed: reported revision";
+  int before, after;
+  char *log;
+
+  assert_int_equal(th_tokend_start(&f->th->tokend, args), 0);
+  log = th_read_file(f->th->tokend.log_path, NULL);
+  assert_non_null(log);
+  before = count_lines(log, needle);
+  free(log);
+  usleep(1500 * 1000);
+  log = th_read_file(f->th->tokend.log_path, NULL);
+  assert_non_null(log);
+  after = count_lines(log, needle);
+  free(log);
+  if (after - before > 150)
+    fail_msg("an idle tokend reported %d times in 1.5 s", after - before);
+  /* And it does report: the heartbeat keeps it live. */
+  assert_true(after - before >= 1);
+  th_tokend_stop_ok(&f->th->tokend);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -279,6 +321,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_pg_stopped_then_started_under_a_running_tokend, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pg_idle_host_stays_idle, setup,
+                                      teardown),
   };
   int rc;
 

@@ -465,6 +465,9 @@ static void test_every_op_is_set(void **state) {
               ops->token_get && ops->admin_get && ops->revoked_with);
   assert_true(ops->audit_key_set && ops->audit_append && ops->audit_list &&
               ops->audit_head && ops->audit_verify && ops->verify_counts_add);
+  assert_true(ops->snapshot_begin && ops->snapshot_end && ops->audit_load &&
+              ops->counts_load && ops->token_import && ops->audit_import &&
+              ops->counts_import);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -971,6 +974,391 @@ static void test_audit_without_key_is_refused(void **state) {
   assert_int_equal(store_audit_append(fx->store, &ev), 0);
 }
 
+/* ---- the change feed ---- */
+
+/* A backend whose store several hosts share numbers every change; one
+ * without a feed (SQLite) says 0 throughout. */
+static void test_change_rev_numbers_every_change(void **state) {
+  fixture_t *fx = *state;
+  int feed = strcmp(backend->name, "postgresql") == 0;
+  uint8_t(*hashes)[TOKEND_HASH_BYTES] = NULL;
+  int64_t r1, r2, r3, r4, at, granted_at;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  size_t n_hashes = 0;
+  int already;
+
+  assert_int_equal(store_begin(fx->store), 0);
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  r1 = store_change_rev(fx->store);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 5, "bob", &at,
+                                &already, hash),
+                   0);
+  r2 = store_change_rev(fx->store);
+  assert_int_equal(store_admin_grant(fx->store, "example.com", "carol", 6,
+                                     "root", &granted_at, &already),
+                   0);
+  r3 = store_change_rev(fx->store);
+  assert_int_equal(store_commit(fx->store), 0);
+  /* Kept after commit: what the writer hands to the wait. */
+  assert_int_equal(store_change_rev(fx->store), r3);
+  if (!feed) {
+    assert_int_equal(r1 + r2 + r3, 0);
+    return;
+  }
+  assert_true(r1 > 0 && r2 > r1 && r3 > r2);
+  /* A write that changes nothing waits for the head it read, which holds
+   * the earlier change; begin starts counting afresh. */
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_change_rev(fx->store), 0);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 7, "bob", &at,
+                                &already, hash),
+                   0);
+  assert_int_equal(already, 1);
+  assert_int_equal(store_change_rev(fx->store), r3);
+  /* An admin's removal, and each token it revokes, is a change. */
+  insert_token(fx, "example.com", "tok2", 2, NULL);
+  r4 = store_change_rev(fx->store);
+  assert_int_equal(store_admin_remove(fx->store, "example.com", "carol", 1, 8,
+                                      "root", &hashes, &n_hashes),
+                   0);
+  assert_true(store_change_rev(fx->store) > r4);
+  assert_int_equal(store_commit(fx->store), 0);
+  free(hashes);
+}
+
+/* Everything read between snapshot_begin and snapshot_end is one moment:
+ * a write committed meanwhile by another connection is not seen, and the
+ * revision the snapshot gives is the one before it. */
+static void test_snapshot_is_one_moment(void **state) {
+  fixture_t *fx = *state;
+  store_t *other = NULL;
+  load_acc_t acc = {0};
+  char why[512];
+  int64_t rev = -1, after;
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  assert_int_equal(store_open_url(fx->url, 0, &other, why, sizeof(why)), 0);
+  assert_int_equal(store_snapshot_begin(fx->store, &rev), 0);
+  insert_token(&(fixture_t){.store = other}, "example.com", "tok2", 2, NULL);
+  after = store_change_rev(other);
+  assert_int_equal(store_load(fx->store, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 1);
+  store_snapshot_end(fx->store);
+  if (strcmp(backend->name, "postgresql") == 0)
+    assert_true(rev > 0 && after > rev);
+  else
+    assert_int_equal(rev, 0);
+  memset(&acc, 0, sizeof(acc));
+  assert_int_equal(store_load(fx->store, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 2);
+  store_close(other);
+}
+
+/* ---- copying a store: snapshot, load and import ---- */
+
+typedef struct {
+  int n;
+  store_audit_t rows[8];
+  uint8_t hashes[8][STORE_AUDIT_HASH_BYTES];
+  int has_hash[8];
+} audit_acc_t;
+
+static int audit_acc_cb(void *arg, const store_audit_t *ev,
+                        const uint8_t *hash) {
+  audit_acc_t *acc = arg;
+
+  if (acc->n < 8) {
+    acc->rows[acc->n] = *ev;
+    acc->has_hash[acc->n] = hash != NULL;
+    if (hash != NULL)
+      memcpy(acc->hashes[acc->n], hash, STORE_AUDIT_HASH_BYTES);
+  }
+  acc->n++;
+  return 0;
+}
+
+typedef struct {
+  int n;
+  store_counts_t rows[4];
+} counts_acc_t;
+
+static int counts_acc_cb(void *arg, const store_counts_t *c) {
+  counts_acc_t *acc = arg;
+
+  if (acc->n < 4)
+    acc->rows[acc->n] = *c;
+  acc->n++;
+  return 0;
+}
+
+/* A second store of the same backend in dir2 (made by the caller), its
+ * audit key set. For PostgreSQL another database of the cluster. */
+static store_t *open_second_store(const char *dir2) {
+  char url[512], why[512];
+  store_t *s = NULL;
+
+  assert_int_equal(backend->make(dir2, url, sizeof(url)), 0);
+  if (store_open_url(url, STORE_OPEN_CREATE, &s, why, sizeof(why)) != 0)
+    fail_msg("store_open_url %s: %s", url, why);
+  assert_int_equal(store_audit_key_set(s, audit_key), 0);
+  return s;
+}
+
+/* What a snapshot reads is the store as it was when it began, whatever the
+ * writer commits meanwhile; and a read-only store may take one. */
+static void test_snapshot_reads_one_state_while_writes_go_on(void **state) {
+  fixture_t *fx = *state;
+  char why[512];
+  store_t *reader = NULL;
+  load_acc_t acc = {0};
+  audit_acc_t audit = {0};
+  uint8_t hash[TOKEND_HASH_BYTES];
+  store_audit_t ev;
+  int64_t at;
+  int already;
+  int64_t rev;
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  make_event(&ev, "example.com", "Issue", 10);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  if (store_open_url(fx->url, STORE_OPEN_READ_ONLY, &reader, why,
+                     sizeof(why)) != 0)
+    fail_msg("read-only open: %s", why);
+  assert_int_equal(store_snapshot_begin(reader, &rev), 0);
+  insert_token(fx, "example.com", "tok2", 2, NULL);
+  make_event(&ev, "example.com", "Issue", 20);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 30, "bob",
+                                &at, &already, hash),
+                   0);
+  assert_int_equal(store_load(reader, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 1);
+  assert_int_equal(store_audit_load(reader, audit_acc_cb, &audit), 0);
+  assert_int_equal(audit.n, 1);
+  store_snapshot_end(reader);
+  /* Ended: reads see the newest state again. */
+  memset(&acc, 0, sizeof(acc));
+  assert_int_equal(store_load(reader, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 2);
+  store_snapshot_end(reader); /* a no-op outside one */
+  store_close(reader);
+}
+
+static void test_token_import_keeps_every_field(void **state) {
+  fixture_t *fx = *state;
+  store_token_t row, got, next;
+
+  make_token(&row, "example.com", "tok1", 7);
+  row.seq = 41;
+  row.expires_at = 9000;
+  row.last_used_at = 5000;
+  row.revoked_at = 6000;
+  snprintf(row.revoked_by, sizeof(row.revoked_by), "carol");
+  snprintf(row.created_by, sizeof(row.created_by), "dave");
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_token_import(fx->store, &row), 0);
+  assert_int_equal(store_commit(fx->store), 0);
+  reopen(fx);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok1", &got), 0);
+  assert_int_equal(got.seq, 41);
+  assert_string_equal(got.label, row.label);
+  assert_string_equal(got.hint, row.hint);
+  assert_string_equal(got.scopes, row.scopes);
+  assert_memory_equal(got.hash, row.hash, TOKEND_HASH_BYTES);
+  assert_int_equal(got.created_at, row.created_at);
+  assert_int_equal(got.expires_at, 9000);
+  assert_int_equal(got.last_used_at, 5000);
+  assert_int_equal(got.revoked_at, 6000);
+  assert_string_equal(got.created_by, "dave");
+  assert_string_equal(got.revoked_by, "carol");
+  /* A later insert is numbered after it. */
+  insert_token(fx, "example.com", "tok2", 8, &next);
+  assert_true(next.seq > 41);
+  /* Its seq, id or hash again is refused. */
+  make_token(&row, "example.com", "tok3", 9);
+  row.seq = 41;
+  assert_int_equal(store_token_import(fx->store, &row), TOKEND_EEXIST);
+  make_token(&row, "example.com", "tok1", 10);
+  row.seq = 100;
+  assert_int_equal(store_token_import(fx->store, &row), TOKEND_EEXIST);
+  make_token(&row, "example.com", "tok4", 7);
+  row.seq = 101;
+  assert_int_equal(store_token_import(fx->store, &row), TOKEND_EEXIST);
+}
+
+/* Rows imported with their ids and stored hashes verify in the copy with
+ * the same key, and the chain carries on there. */
+static void test_audit_import_keeps_ids_and_hashes(void **state) {
+  fixture_t *fx = *state;
+  char dir2[96];
+  uint8_t head[STORE_AUDIT_HASH_BYTES], head2[STORE_AUDIT_HASH_BYTES];
+  store_audit_check_t check;
+  audit_acc_t src = {0}, dst = {0};
+  store_audit_t ev;
+  store_t *copy;
+  int64_t head_id, head2_id;
+  int i;
+
+  for (i = 1; i <= 3; i++) {
+    make_event(&ev, "example.com", "Issue", 10 * i);
+    ev.count = i;
+    assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  }
+  assert_int_equal(store_audit_head(fx->store, &head_id, head), 0);
+  assert_int_equal(store_audit_load(fx->store, audit_acc_cb, &src), 0);
+  assert_int_equal(src.n, 3);
+  assert_int_equal(src.rows[0].id, 1);
+  assert_int_equal(src.rows[2].id, 3);
+  assert_int_equal(src.rows[2].count, 3);
+  assert_true(src.has_hash[0] && src.has_hash[2]);
+  assert_memory_equal(src.hashes[2], head, sizeof(head));
+
+  snprintf(dir2, sizeof(dir2), "%s/copy", fx->dir);
+  assert_int_equal(mkdir(dir2, 0700), 0);
+  copy = open_second_store(dir2);
+  assert_int_equal(store_begin(copy), 0);
+  for (i = 0; i < 3; i++)
+    assert_int_equal(store_audit_import(copy, &src.rows[i], src.hashes[i]), 0);
+  assert_int_equal(store_commit(copy), 0);
+  assert_int_equal(store_audit_head(copy, &head2_id, head2), 0);
+  assert_int_equal(head2_id, head_id);
+  assert_memory_equal(head2, head, sizeof(head));
+  assert_int_equal(store_audit_verify(copy, head_id, head, &check), 0);
+  assert_int_equal(check.first_bad_id, 0);
+  assert_int_equal(check.rows_checked, 3);
+  assert_int_equal(store_audit_load(copy, audit_acc_cb, &dst), 0);
+  assert_int_equal(dst.n, 3);
+  assert_int_equal(dst.rows[1].count, 2);
+  assert_string_equal(dst.rows[1].detail, "detail 20");
+  assert_int_equal(dst.rows[1].peer_uid, 1000);
+  /* Append-only: an id at or below the newest is refused. */
+  assert_int_equal(store_audit_import(copy, &src.rows[2], src.hashes[2]),
+                   TOKEND_EEXIST);
+  assert_int_equal(store_audit_import(copy, &src.rows[0], src.hashes[0]),
+                   TOKEND_EEXIST);
+  /* The chain goes on from the copied head. */
+  make_event(&ev, "example.com", "Revoke", 40);
+  assert_int_equal(store_audit_append(copy, &ev), 0);
+  assert_int_equal(ev.id, 4);
+  assert_int_equal(store_audit_verify(copy, 0, head, &check), 0);
+  assert_int_equal(check.first_bad_id, 0);
+  assert_int_equal(check.rows_checked, 4);
+  /* A row without a hash is copied without one (and then breaks the
+   * chain, as it did in the original). */
+  ev.id = 9;
+  assert_int_equal(store_audit_import(copy, &ev, NULL), 0);
+  memset(&dst, 0, sizeof(dst));
+  assert_int_equal(store_audit_load(copy, audit_acc_cb, &dst), 0);
+  assert_int_equal(dst.n, 5);
+  assert_int_equal(dst.rows[4].id, 9);
+  assert_false(dst.has_hash[4]);
+  assert_int_equal(store_audit_verify(copy, 0, head, &check), 0);
+  assert_int_equal(check.first_bad_id, 9);
+  /* Nor can a row go into a gap before the newest. */
+  ev.id = 7;
+  assert_int_equal(store_audit_import(copy, &ev, NULL), TOKEND_EEXIST);
+  store_close(copy);
+}
+
+static void test_counts_load_and_import(void **state) {
+  fixture_t *fx = *state;
+  store_counts_t c;
+  counts_acc_t acc = {0};
+
+  assert_int_equal(store_verify_counts_add(fx->store, "example.com", 3, 1, 50),
+                   0);
+  assert_int_equal(store_verify_counts_add(fx->store, "example.com", 2, 0, 70),
+                   0);
+  assert_int_equal(store_verify_counts_add(fx->store, "", 0, 2, 60), 0);
+  memset(&c, 0, sizeof(c));
+  snprintf(c.domain, sizeof(c.domain), "other.org");
+  c.valid = 1ULL << 40;
+  c.invalid = 9;
+  c.updated_at = 80;
+  assert_int_equal(store_counts_import(fx->store, &c), 0);
+  assert_int_equal(store_counts_load(fx->store, counts_acc_cb, &acc), 0);
+  assert_int_equal(acc.n, 3);
+  assert_string_equal(acc.rows[0].domain, "");
+  assert_int_equal(acc.rows[0].invalid, 2);
+  assert_string_equal(acc.rows[1].domain, "example.com");
+  assert_int_equal(acc.rows[1].valid, 5);
+  assert_int_equal(acc.rows[1].invalid, 1);
+  assert_int_equal(acc.rows[1].updated_at, 70);
+  assert_string_equal(acc.rows[2].domain, "other.org");
+  assert_true(acc.rows[2].valid == 1ULL << 40);
+  assert_int_equal(acc.rows[2].updated_at, 80);
+  /* Set, not added: a domain with counters already is refused. */
+  snprintf(c.domain, sizeof(c.domain), "example.com");
+  assert_int_equal(store_counts_import(fx->store, &c), TOKEND_EEXIST);
+}
+
+/* After a commit the storage refused (for PostgreSQL: the session ended,
+ * so a new connection, without the statements the first one had
+ * prepared), imports work again. */
+static void test_import_works_again_after_a_failed_commit(void **state) {
+  fixture_t *fx = *state;
+  store_token_t row, got;
+  store_audit_t ev;
+
+  make_token(&row, "example.com", "tok1", 1);
+  row.seq = 10;
+  make_event(&ev, "example.com", "Issue", 10);
+  ev.id = 1;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_token_import(fx->store, &row), 0);
+  assert_int_equal(store_audit_import(fx->store, &ev, row.hash), 0);
+  assert_int_equal(backend->fault(fx->dir, FAULT_WRITE), 0);
+  assert_true(store_commit(fx->store) < 0);
+  assert_int_equal(backend->fault(fx->dir, FAULT_NONE), 0);
+  make_token(&row, "example.com", "tok2", 2);
+  row.seq = 20;
+  ev.id = 2;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_token_import(fx->store, &row), 0);
+  assert_int_equal(store_audit_import(fx->store, &ev, row.hash), 0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok2", &got), 0);
+  assert_int_equal(got.seq, 20);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok1", &got),
+                   TOKEND_ENOTFOUND);
+}
+
+/* A copy is one transaction: the fingerprint and every imported record
+ * are undone together. */
+static void test_imports_and_fingerprint_roll_back_together(void **state) {
+  fixture_t *fx = *state;
+  uint8_t fp[STORE_FINGERPRINT_BYTES], got[STORE_FINGERPRINT_BYTES];
+  counts_acc_t acc = {0};
+  store_counts_t c;
+  store_token_t row;
+  store_audit_t ev;
+  int64_t n = -1, at;
+  int present = -1, already;
+
+  memset(fp, 0x42, sizeof(fp));
+  memset(&c, 0, sizeof(c));
+  make_token(&row, "example.com", "tok1", 1);
+  row.seq = 5;
+  make_event(&ev, "example.com", "Issue", 10);
+  ev.id = 3;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_fingerprint_set(fx->store, fp), 0);
+  assert_int_equal(store_token_import(fx->store, &row), 0);
+  assert_int_equal(store_admin_grant(fx->store, "example.com", "bob", 100,
+                                     "root", &at, &already),
+                   0);
+  assert_int_equal(store_audit_import(fx->store, &ev, fp), 0);
+  assert_int_equal(store_counts_import(fx->store, &c), 0);
+  store_rollback(fx->store);
+  reopen(fx);
+  assert_int_equal(store_count_rows(fx->store, &n), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(store_counts_load(fx->store, counts_acc_cb, &acc), 0);
+  assert_int_equal(acc.n, 0);
+  assert_int_equal(store_fingerprint_get(fx->store, got, &present), 0);
+  assert_int_equal(present, 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown)
 #define T_EMPTY(f) cmocka_unit_test_setup_teardown(f, setup_empty, teardown)
 
@@ -1002,6 +1390,14 @@ int main(int argc, char **argv) {
       T(test_audit_append_chains_and_lists),
       T(test_audit_verify_wrong_anchor_is_reported),
       T(test_audit_without_key_is_refused),
+      T(test_change_rev_numbers_every_change),
+      T(test_snapshot_is_one_moment),
+      T(test_snapshot_reads_one_state_while_writes_go_on),
+      T(test_token_import_keeps_every_field),
+      T(test_audit_import_keeps_ids_and_hashes),
+      T(test_counts_load_and_import),
+      T(test_imports_and_fingerprint_roll_back_together),
+      T(test_import_works_again_after_a_failed_commit),
   };
   size_t i;
   int rc;

@@ -1,9 +1,11 @@
 /* feed_postgresql.c: the change feed follower of the PostgreSQL store
  * (store/feed.h), driven by the event loop through libpq's asynchronous
  * API: its own connection, whose socket the loop watches (uv_poll_t);
- * PQconnectStart/PQconnectPoll to connect, PQsendQueryParams and
- * PQconsumeInput/PQisBusy/PQgetResult to query, PQnotifies for the
- * notifications. Nothing here blocks the loop.
+ * PQsendQueryParams and PQconsumeInput/PQisBusy/PQgetResult to query,
+ * PQnotifies for the notifications. Connecting is done on libuv's thread
+ * pool (PQconnectdbParams, bounded by connect_timeout): libpq resolves a
+ * host name synchronously even in PQconnectStart, and a DNS outage must
+ * not stall Verify. Nothing here blocks the loop.
  *
  * One query at a time on the connection; what is wanted next is a flag,
  * taken in this order when the connection is idle:
@@ -15,8 +17,10 @@
  *   hosts   read the live hosts' applied revisions, while writes wait to
  *           have spread: on each tokend_applied notification
  * A read of the feed that comes back with less than a page found nothing
- * left to apply: everything committed before it was sent is in memory, so
- * fresh_until moves to its send time plus the lease.
+ * left to apply: everything committed before it was sent is in memory.
+ * Every write committed after it counts this host (its last report made
+ * it live) while that report is younger than the lease: fresh_until moves
+ * to the report's send time plus the lease (feed_apply).
  *
  * The connection is lost (server gone, terminated, a query that does not
  * come back within the lease): it is dropped and made again, after a
@@ -26,6 +30,7 @@
  * clock, from the moment a read was sent, which is before the heartbeat
  * that follows it: this host stops answering no later than the others
  * stop counting it live. */
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +47,8 @@
  * restarted server), then doubling up to the cap. */
 #define FEED_BACKOFF_FIRST_MS 20
 #define FEED_BACKOFF_MAX_MS 2000
+/* At shutdown, the longest the leave (and the query before it) may take. */
+#define FEED_BYE_MS 500
 
 typedef enum {
   Q_NONE,
@@ -77,10 +84,11 @@ typedef struct pg_feed {
   char version[32];
   uint8_t instance[16]; /* this run's, so a second run under one id is seen */
   uint32_t lease_ms;
+  uint32_t tick_ms; /* the heartbeat: a quarter lease */
   store_feed_handler_t h;
 
   PGconn *conn;
-  int connecting;  /* PQconnectPoll not done */
+  int connecting;  /* a connect_work is on the thread pool */
   uv_poll_t *poll; /* watches PQsocket(conn); closing is asynchronous */
   int poll_fd;
   uv_timer_t tick;  /* poll the feed, heartbeat, check the lease */
@@ -93,7 +101,14 @@ typedef struct pg_feed {
   PGresult *q_result;
   int q_failed;
   int want_feed, want_report, want_hosts;
-  int reported; /* a report took this host's row this connection */
+  int turn; /* the last kind sent: 0 feed, 1 report, 2 hosts */
+  /* The send time (uv_now) of the last report that took this host's row:
+   * from its execution, later, the other hosts count this one live for a
+   * lease. 0: none yet. */
+  uint64_t report_sent;
+  int64_t reported_rev;     /* the revision that report said */
+  int64_t reported_try_rev; /* the one the report in flight says */
+  int ready_told;           /* handler.ready was called */
   int closing;
   int handles; /* open, closed one by one by close */
 
@@ -132,6 +147,16 @@ static void feed_problem(pg_feed_t *f, const char *what, const char *msg) {
 }
 
 static void on_poll_closed(uv_handle_t *h) { free(h); }
+
+/* The server's notices on this connection go to tokend's log, one line. */
+static void feed_notice(void *arg, const char *message) {
+  char line[256];
+
+  (void)arg;
+  snprintf(line, sizeof(line), "%s", message);
+  pg_one_line(line);
+  log_warn("store: change feed: postgresql: %s", line);
+}
 
 /* Stops watching the socket (before libpq closes it, or when it moved). */
 static void feed_unwatch(pg_feed_t *f) {
@@ -175,9 +200,7 @@ static void feed_drop(pg_feed_t *f) {
   f->q_result = NULL;
   PQfinish(f->conn);
   f->conn = NULL;
-  f->connecting = 0;
   f->q = Q_NONE;
-  f->reported = 0;
   f->hosts_known = 0;
   /* After every reconnection, the feed from the applied revision. */
   f->want_feed = 1;
@@ -200,36 +223,84 @@ static void feed_lost(pg_feed_t *f, const char *what, const char *msg) {
   feed_drop(f);
 }
 
-/* Starts connecting (PQconnectStartParams; PQconnectPoll goes on from the
- * loop). The URI, expanded where it stands, overrides the keepalive
- * defaults before it; the application name after it is the follower's. */
-static void feed_connect(pg_feed_t *f) {
-  const char *const keys[] = {"keepalives",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "dbname",
-                              "application_name",
-                              NULL};
-  const char *vals[] = {"1", "5", "2", "3", f->uri, f->app_name, NULL};
+/* A connection made on the thread pool. */
+typedef struct {
+  uv_work_t req;
+  pg_feed_t *f;
+  PGconn *conn;
+  char timeout[16];
+} connect_work_t;
 
-  f->conn = PQconnectStartParams(keys, vals, 1);
-  if (f->conn == NULL || PQstatus(f->conn) == CONNECTION_BAD) {
-    feed_lost(f, "cannot connect",
-              f->conn != NULL ? PQerrorMessage(f->conn) : "out of memory");
+static void feed_connected(pg_feed_t *f);
+static void feed_release(pg_feed_t *f);
+
+/* Thread pool: connect, blocking. The URI, expanded where it stands,
+ * overrides the keepalive and timeout defaults before it; the application
+ * name after it is the follower's (what pg_stat_activity shows). */
+static void connect_work(uv_work_t *req) {
+  connect_work_t *w = req->data;
+  const char *const keys[] = {"keepalives",          "keepalives_idle",
+                              "keepalives_interval", "keepalives_count",
+                              "connect_timeout",     "dbname",
+                              "application_name",    NULL};
+  const char *vals[] = {
+      "1", "5", "2", "3", w->timeout, w->f->uri, w->f->app_name, NULL};
+
+  w->conn = PQconnectdbParams(keys, vals, 1);
+}
+
+static void connect_done(uv_work_t *req, int status) {
+  connect_work_t *w = req->data;
+  pg_feed_t *f = w->f;
+  PGconn *conn = w->conn;
+
+  free(w);
+  f->connecting = 0;
+  if (f->closing) {
+    PQfinish(conn);
+    feed_release(f);
     return;
   }
+  f->handles--;
+  if (status != 0 || conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+    feed_lost(f, "cannot connect",
+              status != 0    ? uv_strerror(status)
+              : conn == NULL ? "out of memory"
+                             : PQerrorMessage(conn));
+    PQfinish(conn);
+    return;
+  }
+  f->conn = conn;
+  feed_connected(f);
+}
+
+/* Starts connecting on the thread pool; feed_connected goes on. */
+static void feed_connect(pg_feed_t *f) {
+  connect_work_t *w = calloc(1, sizeof(*w));
+  uint32_t secs = f->lease_ms / 1000;
+
+  if (w == NULL) {
+    feed_lost(f, "cannot connect", "out of memory");
+    return;
+  }
+  w->f = f;
+  w->req.data = w;
+  /* A server that does not answer is given up on within the lease. */
+  snprintf(w->timeout, sizeof(w->timeout), "%u", secs < 2 ? 2u : secs);
+  if (uv_queue_work(f->loop, &w->req, connect_work, connect_done) != 0) {
+    free(w);
+    feed_lost(f, "cannot connect", "cannot queue the connection");
+    return;
+  }
+  /* Counted with the handles: the follower is freed after it returns. */
   f->connecting = 1;
-  f->q_sent = uv_now(f->loop);
-  /* libpq: after PQconnectStart, as if PQconnectPoll said WRITING. */
-  if (feed_watch(f, UV_WRITABLE) != 0)
-    feed_lost(f, "cannot connect", "cannot watch the socket");
+  f->handles++;
 }
 
 static void on_retry(uv_timer_t *t) {
   pg_feed_t *f = t->data;
 
-  if (f->closing || f->conn != NULL)
+  if (f->closing || f->conn != NULL || f->connecting)
     return;
   feed_connect(f);
 }
@@ -272,6 +343,7 @@ static void send_report(pg_feed_t *f) {
   const int formats[6] = {0, 1, 0, 0, 0, 0};
 
   snprintf(rev, sizeof(rev), "%lld", (long long)f->applied);
+  f->reported_try_rev = f->applied;
   snprintf(lease, sizeof(lease), "%u", (unsigned)f->lease_ms);
   snprintf(pid, sizeof(pid), "%d", (int)getpid());
   f->want_report = 0;
@@ -287,18 +359,32 @@ static void send_hosts(pg_feed_t *f) {
             0, NULL, NULL, NULL);
 }
 
-/* The next wanted query, if the connection is up and idle. */
+/* The next wanted query, if the connection is up and idle: in turn after
+ * the last one (feed, report, hosts), so that under a stream of writes,
+ * whose notifications keep the feed wanted, the reports and the reads of
+ * hosts that answer waiting writes still get their turn. */
 static void feed_next(pg_feed_t *f) {
+  int i;
+
   if (f->conn == NULL || f->connecting || f->q != Q_NONE || f->closing)
     return;
-  if (f->want_feed)
-    send_feed(f);
-  else if (f->want_report)
-    send_report(f);
-  else if (f->want_hosts && f->wait_head != NULL)
-    send_hosts(f);
-  else
+  if (f->wait_head == NULL)
     f->want_hosts = 0;
+  for (i = 0; i < 3; i++) {
+    f->turn = (f->turn + 1) % 3;
+    if (f->turn == 0 && f->want_feed) {
+      send_feed(f);
+      return;
+    }
+    if (f->turn == 1 && f->want_report) {
+      send_report(f);
+      return;
+    }
+    if (f->turn == 2 && f->want_hosts) {
+      send_hosts(f);
+      return;
+    }
+  }
 }
 
 /* ---- waits ---- */
@@ -452,8 +538,20 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
     f->want_feed = 1; /* more to catch up on */
     return;
   }
-  /* Current as of when this read was sent. */
-  f->base.fresh_until = f->q_sent + f->lease_ms;
+  /* Current as of when this read was sent, and counted by every write
+   * that commits after it: a report (one query at a time: it completed
+   * before this read was sent) made this host live in hosts. A write
+   * committed after this read waits for this host while the report is
+   * younger than the lease (its read of hosts sees it), so this host may
+   * answer until then, and no longer. Before its first report, never: a
+   * write would not wait for it. */
+  if (f->report_sent == 0)
+    return;
+  f->base.fresh_until = f->report_sent + f->lease_ms;
+  if (!f->ready_told) {
+    f->ready_told = 1;
+    f->h.ready(f->h.ctx);
+  }
   f->problem[0] = '\0';
   if (f->stale_logged) {
     f->stale_logged = 0;
@@ -488,7 +586,11 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
     break;
   case Q_FEED:
     feed_apply(f, r);
-    f->want_report = 1;
+    /* Report what changed at once (writes wait for it), and the
+     * heartbeat once per tick. */
+    if (f->applied != f->reported_rev || f->report_sent == 0 ||
+        f->q_sent - f->report_sent >= f->tick_ms / 2)
+      f->want_report = 1;
     break;
   case Q_REPORT:
     if (PQntuples(r) == 1 && pg_get_i64(r, 0, 0) == 0) {
@@ -498,17 +600,28 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
                "another tokend, still live, reports as host id \"%s\": give "
                "each host its own --host-id",
                f->host_id);
+      /* Not counted by writes: never current (report_sent stays), so
+       * this host does not answer (at start it does not even listen)
+       * until the row is free: the same id's previous run, killed without
+       * leaving, is past its lease; or a second tokend really runs with
+       * this id, and the operator must give it its own. Tried again on
+       * every tick. */
       feed_problem(f, "hosts", why);
-      if (!f->reported) {
-        /* At start: the server stops rather than run as a host nobody
-         * waits for. */
-        f->h.fatal(f->h.ctx, why);
-        return;
-      }
-      log_limited(&f->err_log, LOG_ERROR, "store: change feed: %s", why);
+      log_limited(&f->err_log, LOG_ERROR,
+                  "store: change feed: %s (or, if this host's previous run "
+                  "was killed, wait for its lease to run out); not answering "
+                  "until this host's row is free",
+                  why);
+      f->report_sent = 0;
+      f->base.fresh_until = 0;
       break;
     }
-    f->reported = 1;
+    f->report_sent = f->q_sent;
+    f->reported_rev = f->reported_try_rev;
+    log_debug("store: change feed: reported revision %lld",
+              (long long)f->reported_rev);
+    /* The next read of the feed makes this host current. */
+    f->want_feed = 1;
     break;
   case Q_HOSTS:
     feed_hosts_read(f, r);
@@ -575,23 +688,9 @@ static void feed_read(pg_feed_t *f) {
   feed_next(f);
 }
 
-static void feed_connect_poll(pg_feed_t *f) {
-  switch (PQconnectPoll(f->conn)) {
-  case PGRES_POLLING_READING:
-    if (feed_watch(f, UV_READABLE) != 0)
-      feed_lost(f, "connect", "cannot watch the socket");
-    return;
-  case PGRES_POLLING_WRITING:
-    if (feed_watch(f, UV_WRITABLE) != 0)
-      feed_lost(f, "connect", "cannot watch the socket");
-    return;
-  case PGRES_POLLING_OK:
-    break;
-  default:
-    feed_lost(f, "cannot connect", PQerrorMessage(f->conn));
-    return;
-  }
-  f->connecting = 0;
+/* Connected: from now on non-blocking, watched by the loop. */
+static void feed_connected(pg_feed_t *f) {
+  PQsetNoticeProcessor(f->conn, feed_notice, f);
   if (PQsetnonblocking(f->conn, 1) != 0) {
     feed_lost(f, "connect", PQerrorMessage(f->conn));
     return;
@@ -617,10 +716,6 @@ static void on_poll(uv_poll_t *p, int status, int events) {
 
   if (f->conn == NULL)
     return;
-  if (f->connecting) {
-    feed_connect_poll(f);
-    return;
-  }
   if (status < 0) {
     feed_lost(f, "connection", uv_strerror(status));
     return;
@@ -653,10 +748,8 @@ static void on_tick(uv_timer_t *t) {
              (unsigned)f->lease_ms, f->problem[0] != '\0' ? ": " : "",
              f->problem);
   }
-  if (f->conn != NULL && (f->connecting || f->q != Q_NONE) &&
-      now - f->q_sent >= f->lease_ms) {
-    feed_lost(f, f->connecting ? "cannot connect" : "query",
-              "no answer within the lease");
+  if (f->conn != NULL && f->q != Q_NONE && now - f->q_sent >= f->lease_ms) {
+    feed_lost(f, "query", "no answer within the lease");
     return;
   }
   f->want_feed = 1;
@@ -669,19 +762,45 @@ static void pg_feed_status(const store_feed_t *base, store_feed_status_t *out) {
   const pg_feed_t *f = feed_cof(base);
 
   out->applied_rev = f->applied;
-  out->connected = f->conn != NULL && !f->connecting;
+  out->connected = f->conn != NULL;
   snprintf(out->problem, sizeof(out->problem), "%s", f->problem);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  pg_feed_t *f = h->data;
+static void on_handle_closed(uv_handle_t *h) { feed_release(h->data); }
 
+/* One of the follower's handles (or its connection work) is done; the
+ * last frees it. */
+static void feed_release(pg_feed_t *f) {
   if (--f->handles > 0)
     return;
   free(f->host_revs);
   sodium_memzero(f->uri, strlen(f->uri));
   free(f->uri);
   free(f);
+}
+
+/* Shutdown only: waits, without the loop, up to ms for the query in
+ * flight to end (its results read and dropped). 0 once idle, -1 if not. */
+static int feed_wait_idle(pg_feed_t *f, int ms) {
+  uint64_t deadline = uv_hrtime() + (uint64_t)ms * 1000000u;
+  struct pollfd pfd = {.fd = PQsocket(f->conn), .events = POLLIN};
+  PGresult *r;
+  int left;
+
+  while (pfd.fd >= 0 && PQflush(f->conn) >= 0) {
+    while (!PQisBusy(f->conn)) {
+      if ((r = PQgetResult(f->conn)) == NULL) {
+        f->q = Q_NONE;
+        return 0;
+      }
+      PQclear(r);
+    }
+    left = (int)((deadline - uv_hrtime()) / 1000000u);
+    if (uv_hrtime() >= deadline || poll(&pfd, 1, left) <= 0 ||
+        !PQconsumeInput(f->conn))
+      break;
+  }
+  return -1;
 }
 
 static void pg_feed_close(store_feed_t *base) {
@@ -693,16 +812,17 @@ static void pg_feed_close(store_feed_t *base) {
   f->closing = 1;
   waits_settle(f, 1);
   /* Leaving: other hosts stop waiting for this one at once rather than
-   * after its lease. Sent without waiting for the answer; the server runs
-   * it before it sees the connection end. Only on an idle connection: a
-   * query in flight would have to be waited for. */
-  if (f->conn != NULL && !f->connecting && f->q == Q_NONE &&
+   * after its lease, and a restart under the same id takes its row at once.
+   * At shutdown the loop may wait, briefly: the query in flight, then the
+   * leave, each for at most FEED_BYE_MS. */
+  if (f->conn != NULL &&
+      (f->q == Q_NONE || feed_wait_idle(f, FEED_BYE_MS) == 0) &&
       PQsendQueryParams(f->conn,
                         "UPDATE hosts SET heartbeat_at = '-infinity'"
                         " WHERE host_id = $1 AND instance = $2",
                         2, NULL, values, lengths, formats, 1)) {
-    (void)PQsetnonblocking(f->conn, 0);
-    (void)PQflush(f->conn);
+    f->q = Q_BYE;
+    (void)feed_wait_idle(f, FEED_BYE_MS);
   }
   feed_unwatch(f);
   PQfinish(f->conn);
@@ -744,9 +864,9 @@ int store_pg_feed_open(const char *location,
   f->h = args->handler;
   f->poll_fd = -1;
   log_limit_init(&f->err_log, LOG_LIMIT_USE_DEFAULT);
-  /* The start-up load was current when it was read. */
-  uv_update_time(f->loop);
-  f->base.fresh_until = uv_now(f->loop) + f->lease_ms;
+  /* Not current until its first report and a read of the feed after it
+   * (feed_apply): the server listens only then (handler.ready). */
+  f->base.fresh_until = 0;
   uv_timer_init(f->loop, &f->tick);
   uv_timer_init(f->loop, &f->retry);
   uv_timer_init(f->loop, &f->timer);
@@ -757,6 +877,7 @@ int store_pg_feed_open(const char *location,
   tick = f->lease_ms / 4;
   if (tick < 10)
     tick = 10;
+  f->tick_ms = tick;
   uv_timer_start(&f->tick, on_tick, tick, tick);
   feed_connect(f);
   *out = &f->base;

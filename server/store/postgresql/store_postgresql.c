@@ -190,9 +190,26 @@ typedef struct pg_store {
    * follower must have applied to see everything it did); kept after
    * commit, until the next begin. */
   int64_t tx_rev;
+  /* The audit log's head as this transaction left it: under the write
+   * lock nobody else appends, so one read serves every append of a group
+   * commit. Forgotten at begin. */
+  int tx_head_known;
+  int64_t tx_head_id;
+  uint8_t tx_head_hash[STORE_AUDIT_HASH_BYTES];
+  /* Audit rows appended in this transaction, sent as one INSERT before
+   * COMMIT (or before the log is read): one round trip for a whole group
+   * commit's rows. Their ids and hashes are final when queued (the write
+   * lock is held); a failure to store them fails the transaction, as it
+   * would have one by one. */
+  store_audit_t *aq;
+  uint8_t (*aq_hash)[STORE_AUDIT_HASH_BYTES];
+  size_t aq_n, aq_cap;
   uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
   int audit_keyed;
   char errmsg[256];
+  /* The copy members' statements prepared on conn (a bit each, by
+   * pg_copy_stmt_t); a new connection has none. */
+  unsigned copy_prepared;
 } pg_t;
 
 /* Parameters of one statement: text, or binary for bytea. */
@@ -205,6 +222,7 @@ typedef struct {
 } pg_params_t;
 
 static const struct store_ops pg_ops;
+static int audit_flush(pg_t *s);
 
 static pg_t *pg_of(store_t *base) {
   return store_container_of(base, pg_t, base);
@@ -242,6 +260,8 @@ static void pg_disconnect(pg_t *s) {
   PQfinish(s->conn);
   s->conn = NULL;
   s->in_tx = 0;
+  s->aq_n = 0;
+  s->copy_prepared = 0;
 }
 
 /* One line from libpq's (possibly multi-line) message. */
@@ -406,6 +426,7 @@ static int pg_ready(pg_t *s, int begin) {
 static void pg_abort(pg_t *s) {
   PGresult *r;
 
+  s->aq_n = 0;
   if (s->conn != NULL && s->in_tx) {
     r = PQexec(s->conn, "ROLLBACK");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -526,6 +547,10 @@ static void pg_close(store_t *base) {
   pg_t *s = pg_of(base);
 
   pg_disconnect(s);
+  if (s->aq != NULL)
+    sodium_memzero(s->aq, s->aq_cap * sizeof(*s->aq));
+  free(s->aq);
+  free(s->aq_hash);
   sodium_memzero(s->audit_key, sizeof(s->audit_key));
   if (s->uri != NULL)
     sodium_memzero(s->uri, strlen(s->uri));
@@ -704,7 +729,7 @@ static int pg_count_rows(store_t *base, int64_t *n) {
   pg_t *s = pg_of(base);
   int err;
 
-  if ((err = pg_ready(s, 0)) != 0)
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
     return err;
   return pg_query_int(s, "count rows",
                       "SELECT (SELECT count(*) FROM tokens)"
@@ -761,6 +786,23 @@ out:
   return err;
 }
 
+/* BEGIN and the write lock in one round trip (two statements, one simple
+ * query; PQexec gives the last one's result). */
+static int pg_begin_locked(pg_t *s) {
+  PGresult *r =
+      PQexec(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")");
+  PGTransactionStatusType ts = PQtransactionStatus(s->conn);
+  int err = 0;
+
+  s->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    err = pg_fail(s, r, "begin");
+    pg_abort(s);
+  }
+  PQclear(r);
+  return err;
+}
+
 static int pg_begin(store_t *base) {
   pg_t *s = pg_of(base);
   int err;
@@ -774,18 +816,15 @@ static int pg_begin(store_t *base) {
   /* A connection the server ended while idle (a restart, an idle timeout)
    * is found out here, before anything of a transaction was sent: make a
    * new one and try once more. */
-  err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+  err = pg_begin_locked(s);
   if (err == TOKEND_EUNAVAIL && s->conn == NULL && (err = pg_ready(s, 1)) == 0)
-    err = pg_exec(s, "begin", "BEGIN", NULL, NULL);
+    err = pg_begin_locked(s);
   if (err != 0)
     return err;
-  s->in_tx = 1;
   s->tx_rev = 0;
-  if ((err = pg_exec(s, "begin",
-                     "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
-                     NULL)) != 0)
-    pg_abort(s);
-  return err;
+  s->tx_head_known = 0;
+  s->aq_n = 0;
+  return 0;
 }
 
 static void pg_rollback(store_t *base) { pg_abort(pg_of(base)); }
@@ -822,6 +861,11 @@ static int pg_commit(store_t *base) {
                   PQerrorMessage(s->conn));
     pg_disconnect(s);
     return TOKEND_EUNAVAIL;
+  }
+  /* The transaction's audit rows, then its end. */
+  if ((err = audit_flush(s)) != 0) {
+    pg_abort(s);
+    return err;
   }
   s->in_tx = 0;
   r = PQexec(s->conn, "COMMIT");
@@ -1259,6 +1303,8 @@ static int pg_audit_head(store_t *base, int64_t *id,
   pg_t *s = pg_of(base);
   int err = pg_ready(s, 0);
 
+  if (err == 0)
+    err = audit_flush(s);
   return err != 0 ? err : audit_head(s, id, hash);
 }
 
@@ -1270,6 +1316,103 @@ static int pg_audit_key_set(store_t *base,
   memcpy(s->audit_key, key, STORE_AUDIT_KEY_BYTES);
   s->audit_keyed = 1;
   return pg_ready(s, 0);
+}
+
+/* Sends the queued audit rows as one INSERT. */
+static int audit_flush(pg_t *s) {
+  enum { COLS = 13 };
+  size_t n = s->aq_n, i, off = 0, cap = 160 + n * (COLS * 6 + 4);
+  const char **values = NULL;
+  int *lengths = NULL, *formats = NULL, k, err = TOKEND_ENOMEM;
+  char(*num)[24] = NULL, *sql = NULL;
+  PGresult *r;
+
+  if (n == 0)
+    return 0;
+  values = calloc(n * COLS, sizeof(*values));
+  lengths = calloc(n * COLS, sizeof(*lengths));
+  formats = calloc(n * COLS, sizeof(*formats));
+  num = calloc(n * 6, sizeof(*num));
+  sql = malloc(cap);
+  if (values == NULL || lengths == NULL || formats == NULL || num == NULL ||
+      sql == NULL) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "audit: out of memory");
+    goto out;
+  }
+  off = (size_t)snprintf(sql, cap,
+                         "INSERT INTO audit_events (at, peer_uid, peer_pid,"
+                         " actor, break_glass, domain, token_id, method, code,"
+                         " detail, count, id, hash) VALUES ");
+  for (i = 0; i < n; i++) {
+    const store_audit_t *ev = &s->aq[i];
+    const char **v = values + i * COLS;
+    char(*nm)[24] = num + i * 6;
+
+    snprintf(nm[0], sizeof(nm[0]), "%lld", (long long)ev->at);
+    snprintf(nm[1], sizeof(nm[1]), "%lld", (long long)ev->peer_uid);
+    snprintf(nm[2], sizeof(nm[2]), "%lld", (long long)ev->peer_pid);
+    snprintf(nm[3], sizeof(nm[3]), "%lld", (long long)ev->code);
+    snprintf(nm[4], sizeof(nm[4]), "%lld", (long long)ev->count);
+    snprintf(nm[5], sizeof(nm[5]), "%lld", (long long)ev->id);
+    v[0] = nm[0];
+    v[1] = nm[1];
+    v[2] = nm[2];
+    v[3] = ev->actor;
+    v[4] = ev->break_glass ? "true" : "false";
+    v[5] = ev->domain;
+    v[6] = ev->token_id;
+    v[7] = ev->method;
+    v[8] = nm[3];
+    v[9] = ev->detail;
+    v[10] = nm[4];
+    v[11] = nm[5];
+    v[12] = (const char *)s->aq_hash[i];
+    lengths[i * COLS + 12] = STORE_AUDIT_HASH_BYTES;
+    formats[i * COLS + 12] = 1;
+    off += (size_t)snprintf(sql + off, cap - off, "%s(", i > 0 ? ", " : "");
+    for (k = 0; k < COLS; k++)
+      off += (size_t)snprintf(sql + off, cap - off, "%s$%zu", k > 0 ? "," : "",
+                              i * COLS + (size_t)k + 1);
+    off += (size_t)snprintf(sql + off, cap - off, ")");
+  }
+  r = PQexecParams(s->conn, sql, (int)(n * COLS), NULL, values, lengths,
+                   formats, 1);
+  if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+    err = 0;
+    s->aq_n = 0;
+  } else {
+    err = pg_fail(s, r, "audit");
+  }
+  PQclear(r);
+out:
+  free(values);
+  free(lengths);
+  free(formats);
+  free(num);
+  free(sql);
+  return err;
+}
+
+/* Queues ev (with its hash) for audit_flush. */
+static int audit_queue(pg_t *s, const store_audit_t *ev,
+                       const uint8_t h[STORE_AUDIT_HASH_BYTES]) {
+  if (s->aq_n == s->aq_cap) {
+    size_t cap = s->aq_cap == 0 ? 16 : 2 * s->aq_cap;
+    store_audit_t *aq = realloc(s->aq, cap * sizeof(*aq));
+    uint8_t(*hq)[STORE_AUDIT_HASH_BYTES];
+
+    if (aq == NULL)
+      return TOKEND_ENOMEM;
+    s->aq = aq;
+    if ((hq = realloc(s->aq_hash, cap * sizeof(*hq))) == NULL)
+      return TOKEND_ENOMEM;
+    s->aq_hash = hq;
+    s->aq_cap = cap;
+  }
+  s->aq[s->aq_n] = *ev;
+  memcpy(s->aq_hash[s->aq_n], h, STORE_AUDIT_HASH_BYTES);
+  s->aq_n++;
+  return 0;
 }
 
 static int pg_audit_append(store_t *base, store_audit_t *ev) {
@@ -1286,12 +1429,26 @@ static int pg_audit_append(store_t *base, store_audit_t *ev) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
     return TOKEND_EINTERNAL;
   }
-  if ((err = audit_head(s, &head_id, prev)) != 0)
+  if (s->in_tx && s->tx_head_known) {
+    head_id = s->tx_head_id;
+    memcpy(prev, s->tx_head_hash, sizeof(prev));
+  } else if ((err = audit_head(s, &head_id, prev)) != 0) {
     return err;
+  }
   ev->id = head_id + 1;
   if (ev->count < 1)
     ev->count = 1;
   store_audit_hash(s->audit_key, prev, ev, h);
+  if (s->in_tx) {
+    if ((err = audit_queue(s, ev, h)) != 0) {
+      snprintf(s->errmsg, sizeof(s->errmsg), "audit: out of memory");
+      return err;
+    }
+    s->tx_head_known = 1;
+    s->tx_head_id = ev->id;
+    memcpy(s->tx_head_hash, h, sizeof(h));
+    return 0;
+  }
   p_i64(&p, ev->at);
   p_i64(&p, ev->peer_uid);
   p_i64(&p, ev->peer_pid);
@@ -1324,7 +1481,7 @@ static int pg_audit_verify(store_t *base, int64_t anchor_id,
   int i, has_hash, err;
 
   memset(out, 0, sizeof(*out));
-  if ((err = pg_ready(s, 0)) != 0)
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
     return err;
   if (!s->audit_keyed) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: no chain key set");
@@ -1362,7 +1519,7 @@ static int pg_audit_list(store_t *base, const char *domain, int64_t since,
   int err, has_hash;
 
   *n_rows = 0;
-  if ((err = pg_ready(s, 0)) != 0)
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
     return err;
   p_text(&p, domain);
   p_i64(&p, since);
@@ -1430,6 +1587,211 @@ static int pg_snapshot_begin(store_t *base, int64_t *rev) {
 
 static void pg_snapshot_end(store_t *base) { pg_abort(pg_of(base)); }
 
+static int pg_audit_load(store_t *base, store_audit_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  uint8_t h[STORE_AUDIT_HASH_BYTES];
+  store_audit_t *ev;
+  PGresult *r;
+  int i, has_hash, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "audit load",
+             "SELECT " AUDIT_COLUMNS " FROM audit_events ORDER BY id", NULL,
+             PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL) {
+    PQclear(r);
+    return TOKEND_ENOMEM;
+  }
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    audit_read(r, i, ev, h, &has_hash);
+    /* A hash of the wrong size is damage, not "no hash". */
+    if (!has_hash && !PQgetisnull(r, i, 12)) {
+      pg_set_errmsg(s, "audit load", "audit row with a hash of a wrong size");
+      err = TOKEND_ESTORE;
+    } else {
+      err = cb(arg, ev, has_hash ? h : NULL);
+    }
+  }
+  free(ev);
+  PQclear(r);
+  return err;
+}
+
+static int pg_counts_load(store_t *base, store_counts_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  store_counts_t c;
+  PGresult *r;
+  int i, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "counts load",
+             "SELECT domain, valid, invalid, updated_at FROM verify_counts"
+             " ORDER BY domain",
+             NULL, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    pg_get_text(r, i, 0, c.domain, sizeof(c.domain));
+    c.valid = (uint64_t)pg_get_i64(r, i, 1);
+    c.invalid = (uint64_t)pg_get_i64(r, i, 2);
+    c.updated_at = pg_get_i64(r, i, 3);
+    err = cb(arg, &c);
+  }
+  PQclear(r);
+  return err;
+}
+
+/* The import statements run once per row of a whole store: prepared once
+ * per connection, so that PostgreSQL parses and plans each once rather
+ * than per row (which took most of a copy's time). */
+typedef enum {
+  PG_COPY_TOKEN,
+  PG_COPY_AUDIT,
+  PG_COPY_COUNTS,
+} pg_copy_stmt_t;
+
+static const char *const pg_copy_names[] = {
+    "tokend_token_import", "tokend_audit_import", "tokend_counts_import"};
+
+/* Runs the copy statement which (sql, prepared first if this connection
+ * has not yet) with p; *changed (may be NULL) gets the rows it changed. */
+static int pg_exec_copy(pg_t *s, pg_copy_stmt_t which, const char *what,
+                        const char *sql, const pg_params_t *p,
+                        int64_t *changed) {
+  PGresult *r;
+  int err;
+
+  if (!(s->copy_prepared & (1u << which))) {
+    r = PQprepare(s->conn, pg_copy_names[which], sql, p->n, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      err = pg_fail(s, r, what);
+      PQclear(r);
+      return err;
+    }
+    PQclear(r);
+    s->copy_prepared |= 1u << which;
+  }
+  r = PQexecPrepared(s->conn, pg_copy_names[which], p->n, p->values, p->lengths,
+                     p->formats, 1);
+  if (r != NULL && (PQresultStatus(r) == PGRES_COMMAND_OK ||
+                    PQresultStatus(r) == PGRES_TUPLES_OK)) {
+    if (changed != NULL)
+      *changed = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+  }
+  err = pg_fail(s, r, what);
+  PQclear(r);
+  return err;
+}
+
+/* The row keeps its seq; the sequence behind tokens.seq is moved past it
+ * in the same statement, so that the next insert's seq is greater (setval
+ * is not undone by a rollback: a rolled-back copy leaves a gap in seq,
+ * nothing worse). */
+static int pg_token_import(store_t *base, const store_token_t *row) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_i64(&p, row->seq);
+  p_text(&p, row->id);
+  p_text(&p, row->domain);
+  p_text(&p, row->label);
+  p_text(&p, row->hint);
+  p_text(&p, row->scopes);
+  p_blob(&p, row->hash, TOKEND_HASH_BYTES);
+  p_i64(&p, row->created_at);
+  p_i64(&p, row->expires_at);
+  p_i64(&p, row->last_used_at);
+  p_i64(&p, row->revoked_at);
+  p_text(&p, row->created_by);
+  p_text(&p, row->revoked_by);
+  return pg_exec_copy(
+      s, PG_COPY_TOKEN, "token import",
+      "WITH ins AS (INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES ($1, $2, $3,"
+      " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq)"
+      " SELECT setval(pg_get_serial_sequence('tokens', 'seq'),"
+      " greatest(ins.seq, coalesce(pg_sequence_last_value("
+      "pg_get_serial_sequence('tokens', 'seq')::regclass), 0))),"
+      /* A change like any write's: a tokend already following this store
+       * learns of the token without a restart. */
+      " tokend_change(ins.seq, NULL, NULL, $8) FROM ins",
+      &p, NULL);
+}
+
+static int pg_audit_import(store_t *base, const store_audit_t *ev,
+                           const uint8_t *hash) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int64_t changed = 0;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_i64(&p, ev->id);
+  p_i64(&p, ev->at);
+  p_i64(&p, ev->peer_uid);
+  p_i64(&p, ev->peer_pid);
+  p_text(&p, ev->actor);
+  p_text(&p, ev->break_glass ? "true" : "false");
+  p_text(&p, ev->domain);
+  p_text(&p, ev->token_id);
+  p_text(&p, ev->method);
+  p_i64(&p, ev->code);
+  p_text(&p, ev->detail);
+  p_i64(&p, ev->count);
+  if (hash != NULL)
+    p_blob(&p, hash, STORE_AUDIT_HASH_BYTES);
+  else
+    p_text(&p, NULL);
+  /* "After the newest" as max(id), which the planner answers from the end
+   * of the primary key's index: "NOT EXISTS (... id >= $1)" was planned
+   * as a scan of the whole table inside a copy's long transaction (no
+   * statistics yet), one scan per row. */
+  if ((err = pg_exec_copy(
+           s, PG_COPY_AUDIT, "audit import",
+           "INSERT INTO audit_events (" AUDIT_COLUMNS ")"
+           " SELECT $1::bigint, $2::bigint, $3::bigint,"
+           " $4::bigint, $5::text, $6::boolean, $7::text, $8::text,"
+           " $9::text, $10::integer, $11::text, $12::bigint,"
+           " $13::bytea WHERE $1::bigint > coalesce((SELECT"
+           " max(id) FROM audit_events), 0)",
+           &p, &changed)) != 0)
+    return err;
+  if (changed != 1) {
+    snprintf(s->errmsg, sizeof(s->errmsg),
+             "audit import: row %lld is not after the newest row; the log is "
+             "append-only",
+             (long long)ev->id);
+    return TOKEND_EEXIST;
+  }
+  return 0;
+}
+
+static int pg_counts_import(store_t *base, const store_counts_t *c) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, c->domain);
+  p_i64(&p, (int64_t)c->valid);
+  p_i64(&p, (int64_t)c->invalid);
+  p_i64(&p, c->updated_at);
+  return pg_exec_copy(s, PG_COPY_COUNTS, "counts import",
+                      "INSERT INTO verify_counts (domain, valid, invalid,"
+                      " updated_at) VALUES ($1, $2, $3, $4)",
+                      &p, NULL);
+}
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -1461,6 +1823,11 @@ static const struct store_ops pg_ops = {
     .change_rev = pg_change_rev,
     .snapshot_begin = pg_snapshot_begin,
     .snapshot_end = pg_snapshot_end,
+    .audit_load = pg_audit_load,
+    .counts_load = pg_counts_load,
+    .token_import = pg_token_import,
+    .audit_import = pg_audit_import,
+    .counts_import = pg_counts_import,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */

@@ -76,6 +76,16 @@
   XX(revoked_with,                                                             \
      "SELECT hash FROM tokens WHERE domain = ?1"                               \
      " AND created_by = ?2 AND revoked_at = ?3 AND revoked_by = ?4")           \
+  XX(counts_load, "SELECT domain, valid, invalid, updated_at"                  \
+                  " FROM verify_counts ORDER BY domain")                       \
+  XX(token_import, "INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES (?1, ?2,"    \
+                   " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")         \
+  XX(audit_import, "INSERT INTO audit_events (" AUDIT_COLUMNS ") SELECT ?1,"   \
+                   " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13"       \
+                   " WHERE NOT EXISTS (SELECT 1 FROM audit_events"             \
+                   " WHERE id >= ?1)")                                         \
+  XX(counts_import, "INSERT INTO verify_counts (domain, valid, invalid,"       \
+                    " updated_at) VALUES (?1, ?2, ?3, ?4)")                    \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
@@ -1306,22 +1316,190 @@ static int64_t sq_change_rev(const store_t *base) {
   return 0;
 }
 
-/* A deferred transaction: its first read fixes the snapshot (WAL), which
- * the writer thread's commits do not change until it ends. */
+/* ---- copying a store (store.h: the copy members) ---- */
+
+/* A deferred BEGIN takes no lock; the read that follows starts the read
+ * transaction, so the snapshot is the database as of this call (WAL: the
+ * writer goes on appending to the log, unseen here). */
 static int sq_snapshot_begin(store_t *base, int64_t *rev) {
   sq_t *s = sq_of(base);
+  int64_t n;
   int err;
 
+  /* One host, one writer: no change feed. */
   *rev = 0;
   if ((err = sq_ready(s, 0)) != 0)
     return err;
   if ((err = store_sqlite_exec(s->db, "BEGIN")) != 0)
-    snprintf(s->errmsg, sizeof(s->errmsg), "snapshot: %s",
-             sqlite3_errmsg(s->db));
+    return store_fail(s, err, "snapshot");
+  if ((err = store_sqlite_query_int(s->db, "SELECT count(*) FROM sqlite_master",
+                                    &n)) != 0) {
+    store_fail(s, err, "snapshot");
+    sq_rollback(base);
+  }
   return err;
 }
 
 static void sq_snapshot_end(store_t *base) { sq_rollback(base); }
+
+static int sq_audit_load(store_t *base, store_audit_cb cb, void *arg) {
+  sq_t *s = sq_of(base);
+  uint8_t h[STORE_AUDIT_HASH_BYTES];
+  store_audit_t *ev;
+  sqlite3_stmt *st;
+  int rc = SQLITE_DONE, hash_len, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->audit_walk;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return TOKEND_ENOMEM;
+  if (sqlite3_bind_int64(st, 1, 0) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "audit load bind");
+    goto out;
+  }
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    audit_read(st, ev, h, &hash_len);
+    /* A hash of the wrong size is damage, not "no hash": refuse it rather
+     * than copy a row that would then read as never chained. */
+    if (hash_len != 0 && hash_len != STORE_AUDIT_HASH_BYTES) {
+      snprintf(s->errmsg, sizeof(s->errmsg),
+               "audit row %lld has a hash of %d bytes", (long long)ev->id,
+               hash_len);
+      err = TOKEND_ESTORE;
+      break;
+    }
+    if ((err = cb(arg, ev, hash_len != 0 ? h : NULL)) != 0)
+      break;
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), "audit load");
+out:
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  free(ev);
+  return err;
+}
+
+static int sq_counts_load(store_t *base, store_counts_cb cb, void *arg) {
+  sq_t *s = sq_of(base);
+  store_counts_t c;
+  sqlite3_stmt *st;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->counts_load;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    copy_text(c.domain, sizeof(c.domain), st, 0);
+    c.valid = (uint64_t)sqlite3_column_int64(st, 1);
+    c.invalid = (uint64_t)sqlite3_column_int64(st, 2);
+    c.updated_at = sqlite3_column_int64(st, 3);
+    if ((err = cb(arg, &c)) != 0)
+      break;
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), "counts load");
+  sqlite3_reset(st);
+  return err;
+}
+
+static int sq_token_import(store_t *base, const store_token_t *row) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->token_import;
+  /* seq is the rowid: later inserts get max(seq) + 1. */
+  if (sqlite3_bind_int64(st, 1, row->seq) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 3, row->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, row->label, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 5, row->hint, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 6, row->scopes, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_blob(st, 7, row->hash, TOKEND_HASH_BYTES, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int64(st, 8, row->created_at) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 9, row->expires_at) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 10, row->last_used_at) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 11, row->revoked_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 12, row->created_by, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 13, row->revoked_by, -1, SQLITE_STATIC) !=
+          SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "token import bind");
+    goto out;
+  }
+  err = store_step_once(s, st, "token import");
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_audit_import(store_t *base, const store_audit_t *ev,
+                           const uint8_t *hash) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->audit_import;
+  if (sqlite3_bind_int64(st, 1, ev->id) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, ev->at) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, ev->peer_uid) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, ev->peer_pid) != SQLITE_OK ||
+      sqlite3_bind_text(st, 5, ev->actor, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int(st, 6, ev->break_glass ? 1 : 0) != SQLITE_OK ||
+      sqlite3_bind_text(st, 7, ev->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 8, ev->token_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 9, ev->method, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int(st, 10, ev->code) != SQLITE_OK ||
+      sqlite3_bind_text(st, 11, ev->detail, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 12, ev->count) != SQLITE_OK ||
+      (hash != NULL ? sqlite3_bind_blob(st, 13, hash, STORE_AUDIT_HASH_BYTES,
+                                        SQLITE_STATIC)
+                    : sqlite3_bind_null(st, 13)) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "audit import bind");
+    goto out;
+  }
+  if ((err = store_step_once(s, st, "audit import")) != 0)
+    goto out;
+  /* The insert's WHERE kept it out: an id at or below the newest. */
+  if (sqlite3_changes(s->db) != 1) {
+    snprintf(s->errmsg, sizeof(s->errmsg),
+             "audit import: row %lld is not after the newest row; the log is "
+             "append-only",
+             (long long)ev->id);
+    err = TOKEND_EEXIST;
+  }
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_counts_import(store_t *base, const store_counts_t *c) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->counts_import;
+  if (sqlite3_bind_text(st, 1, c->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, (int64_t)c->valid) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, (int64_t)c->invalid) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, c->updated_at) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "counts import bind");
+    goto out;
+  }
+  err = store_step_once(s, st, "counts import");
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
 
 static const struct store_ops sq_ops = {
     .close = sq_close,
@@ -1354,6 +1532,11 @@ static const struct store_ops sq_ops = {
     .change_rev = sq_change_rev,
     .snapshot_begin = sq_snapshot_begin,
     .snapshot_end = sq_snapshot_end,
+    .audit_load = sq_audit_load,
+    .counts_load = sq_counts_load,
+    .token_import = sq_token_import,
+    .audit_import = sq_audit_import,
+    .counts_import = sq_counts_import,
 };
 
 const struct store_backend store_sqlite_backend = {

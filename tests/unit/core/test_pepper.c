@@ -344,6 +344,28 @@ static void test_pepper_fingerprint_identifies_without_revealing(void **state) {
   assert_memory_not_equal(fp1, fp2, sizeof(fp1));
 }
 
+/* The audit chain key is what tokend has always derived (BLAKE2b-256 of
+ * "tokend audit-chain key v1" keyed with the pepper; this vector computed
+ * apart, with Python's hashlib): every stored chain, and every copy of one
+ * made by tokend-admin, is keyed with it. It is not the fingerprint. */
+static void test_pepper_audit_key_is_the_stored_chains_key(void **state) {
+  static const uint8_t want[PEPPER_AUDIT_KEY_BYTES] = {
+      0xb3, 0xea, 0x41, 0x94, 0x3e, 0x91, 0x85, 0x83, 0xfb, 0xb0, 0x8a,
+      0x8f, 0xb0, 0xe2, 0x6e, 0x90, 0xcd, 0xe3, 0xf5, 0x7e, 0x79, 0xa1,
+      0x42, 0x9f, 0x52, 0xac, 0x87, 0x7f, 0xad, 0xfb, 0x4d, 0xff};
+  uint8_t pepper[TOKEND_PEPPER_BYTES], key[PEPPER_AUDIT_KEY_BYTES];
+  uint8_t fp[PEPPER_FINGERPRINT_BYTES];
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(pepper); i++)
+    pepper[i] = (uint8_t)(i * 7 + 1);
+  pepper_audit_key(pepper, key);
+  assert_memory_equal(key, want, sizeof(want));
+  pepper_fingerprint(pepper, fp);
+  assert_memory_not_equal(key, fp, sizeof(key));
+}
+
 #define PEPPER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -352,6 +374,7 @@ int main(void) {
       PEPPER_TEST(test_pepper_read_missing_creates_nothing),
       PEPPER_TEST(test_pepper_create_never_replaces),
       PEPPER_TEST(test_pepper_fingerprint_identifies_without_revealing),
+      PEPPER_TEST(test_pepper_audit_key_is_the_stored_chains_key),
       PEPPER_TEST(test_pepper_loads_same_bytes_back),
       PEPPER_TEST(test_pepper_existing_file_used_as_is),
       PEPPER_TEST(test_pepper_new_files_differ),

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -503,6 +505,57 @@ static void test_config_store_unknown_scheme_rejected(void **state) {
   assert_one_line_error(fx, "--store");
 }
 
+/* --store-file: the URL from a file's first line, so no password sits in
+ * argv (ps, /proc/PID/cmdline); a file others may read is refused, and
+ * what messages call the database still hides the password. */
+static void test_config_store_file(void **state) {
+  fixture_t *fx = *state;
+  char path[] = "/tmp/tokend_store_file_XXXXXX", url[CONFIG_STORE_URL_BYTES];
+  int fd = mkstemp(path);
+  static const char line[] = "postgresql://tok:s3cret@db.example/tokend\n";
+
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, line, sizeof(line) - 1), (int)sizeof(line) - 1);
+  close(fd);
+  assert_int_equal(chmod(path, 0600), 0);
+  assert_int_equal(PARSE(fx, "--store-file", path), 0);
+  assert_string_equal(config_store_url(&fx->cfg, url, sizeof(url)),
+                      "postgresql://tok:s3cret@db.example/tokend");
+  assert_string_equal(fx->cfg.db_path, "postgresql://tok@db.example/tokend");
+  assert_int_equal(chmod(path, 0644), 0);
+  PARSE(fx, "--store-file", path);
+  assert_one_line_error(fx, "readable by others");
+  assert_null(strstr(fx->err, "s3cret"));
+  unlink(path);
+  PARSE(fx, "--store-file", path);
+  assert_one_line_error(fx, "No such file");
+}
+
+/* The multi-host flags: defaults, bounds, and a host id that is one word. */
+static void test_config_multi_host_flags(void **state) {
+  fixture_t *fx = *state;
+  char id[CONFIG_HOST_ID_BYTES];
+
+  assert_int_equal(fx->cfg.lease_ms, CONFIG_LEASE_MS_DEFAULT);
+  assert_int_equal(fx->cfg.propagation_timeout_ms,
+                   CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT);
+  assert_int_equal(fx->cfg.issue_no_wait, 0);
+  assert_non_null(strstr(config_host_id(&fx->cfg, id, sizeof(id)), ":"));
+  assert_int_equal(PARSE(fx, "--host-id", "api-7", "--lease-ms", "1500",
+                         "--propagation-timeout-ms", "0", "--no-issue-wait"),
+                   0);
+  assert_string_equal(config_host_id(&fx->cfg, id, sizeof(id)), "api-7");
+  assert_int_equal(fx->cfg.lease_ms, 1500);
+  assert_int_equal(fx->cfg.propagation_timeout_ms, 0);
+  assert_int_equal(fx->cfg.issue_no_wait, 1);
+  PARSE(fx, "--host-id", "two words");
+  assert_one_line_error(fx, "--host-id");
+  PARSE(fx, "--host-id", "");
+  assert_one_line_error(fx, "--host-id");
+  PARSE(fx, "--lease-ms", "50");
+  assert_one_line_error(fx, "--lease-ms");
+}
+
 #define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static void test_config_limit_flags_parsed(void **state) {
@@ -639,6 +692,8 @@ int main(void) {
       CONFIG_TEST(test_config_policy_defaults_and_flags),
       CONFIG_TEST(test_config_unknown_user_or_group_rejected),
       CONFIG_TEST(test_config_socket_mode_and_group),
+      CONFIG_TEST(test_config_store_file),
+      CONFIG_TEST(test_config_multi_host_flags),
       CONFIG_TEST(test_config_flag_equals_form),
       CONFIG_TEST(test_config_max_frame_bytes_edges),
       CONFIG_TEST(test_config_max_frame_bytes_not_a_number),
