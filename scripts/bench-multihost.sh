@@ -215,7 +215,7 @@ for i in $(seq "$REPS"); do
 done
 
 # ---- 3. Issue throughput at c=16 ----
-ni=$(n_of 50000)
+ni=$(n_of 10000)
 : >"$TMP/res/issue.pg"
 : >"$TMP/res/issue.sqlite"
 log "3. issue c=16: A (PostgreSQL, 3 hosts) vs S (SQLite), $REPS runs each"
