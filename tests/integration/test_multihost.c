@@ -647,7 +647,7 @@ static void test_listener_killed_catches_up_losing_nothing(void **state) {
 
 /* ---- c: PostgreSQL stopped ---- */
 
-#define MH_SHORT_LEASE_MS 1500
+#define MH_SHORT_LEASE_MS (1500 * th_timeout_scale())
 
 static void
 test_postgresql_down_valid_until_lease_then_unavailable(void **state) {
@@ -726,9 +726,11 @@ test_postgresql_down_valid_until_lease_then_unavailable(void **state) {
 /* ---- d: a host stopped past its lease ---- */
 
 /* The lease is long next to the propagation timeout, so that a host
- * stopped just now is surely still live when the first Revoke answers. */
-#define MH_D_LEASE_MS 3000
-#define MH_D_TIMEOUT_MS 500
+ * stopped just now is surely still live when the first Revoke answers; the
+ * timeout is long enough that a running host applies a write within it on
+ * a busy machine (ctest -j). */
+#define MH_D_LEASE_MS (6000 * th_timeout_scale())
+#define MH_D_TIMEOUT_MS (1500 * th_timeout_scale())
 #define MH_D_MAX_REVOKES 64
 
 static void
@@ -800,7 +802,7 @@ test_stopped_host_stops_holding_up_revoke_and_fails_closed(void **state) {
 #define MH_E_ACKED 150
 /* Short, so that the killed run's lease runs out well within the start
  * timeout (see below). */
-#define MH_E_LEASE_MS 1500
+#define MH_E_LEASE_MS (1500 * th_timeout_scale())
 
 static void test_kill9_during_issues_loses_no_acknowledged_issue(void **state) {
   mh_fixture_t *f = *state;
