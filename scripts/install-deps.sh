@@ -1,7 +1,14 @@
 #!/bin/sh
 # Installs the Debian 12 packages tokend needs, if any are missing:
 #   install-deps.sh        to build and test (what `make run`/`make test` need;
-#                          python3 runs scripts/check-layers, a test)
+#                          python3 runs scripts/check-layers, a test;
+#                          protobuf-compiler and python3-protobuf, -pytest,
+#                          -setuptools, -venv, -pip build, install and test
+#                          the Python client; nodejs runs the Node client
+#                          written from docs/PROTOCOL.md;
+#                          libmicrohttpd-dev serves the HTTP face; nginx and
+#                          python3-prometheus-client are what
+#                          tests/integration/test_http.c checks it with)
 #   install-deps.sh fuzz   also clang 14 with its runtimes (libFuzzer, ASan,
 #                          UBSan: libclang-rt-14-dev) and llvm-symbolizer
 #                          (llvm-14), for `make fuzz`
@@ -9,7 +16,9 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
-sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3"
+sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3 \
+protobuf-compiler python3-protobuf python3-pytest python3-setuptools python3-venv \
+python3-pip nodejs libmicrohttpd-dev nginx python3-prometheus-client"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
@@ -48,5 +57,37 @@ case "$missing" in
   fi
   ;;
 esac
+# nginx is here for its binary only: tests/integration/test_http.c runs its
+# own nginx (its config, pid and logs in a temporary directory). Debian's
+# postinst would start the system nginx on port 80 (invoke-rc.d nginx
+# start) and enable it at boot; a policy-rc.d that answers 101 ("action
+# forbidden") stops invoke-rc.d from starting any service during this
+# install, as Debian's own chroot builders do. One is put in place only if
+# the machine has none, and removed after; the boot-time unit is disabled
+# (on a machine with systemd) only when this script installed nginx.
+policy=/usr/sbin/policy-rc.d
+made_policy=""
+case "$missing" in
+*" nginx"*)
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    made_policy=1
+    # Removed however the install ends.
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  ;;
+esac
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+if [ -n "$made_policy" ]; then
+  $SUDO rm -f "$policy"
+  trap - EXIT
+fi
+case "$missing" in
+*" nginx"*)
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+  ;;
+esac

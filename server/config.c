@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -133,6 +134,18 @@ static const char usage[] =
     "                           (default: 2000)\n"
     "  --no-issue-wait          answer Issue once committed, without waiting\n"
     "                           for other hosts (Revoke always waits)\n"
+    "  --http-listen ADDR       also serve HTTP (forward-auth /verify,\n"
+    "                           /metrics, /healthz, /readyz) on ADDR:\n"
+    "                           unix:PATH (mode, group and the verifier\n"
+    "                           policy as --socket's, for the proxy's uid) or\n"
+    "                           IPV4:PORT; repeat for more (default: none)\n"
+    "  --http-verify-path PATH  forward-auth's path (default: /verify)\n"
+    "  --http-token-header NAME the header holding the token: Authorization\n"
+    "                           (\"Bearer <token>\") or another, whose whole\n"
+    "                           value is the token (default: Authorization)\n"
+    "  --http-tcp-verify        serve /verify on TCP addresses too, where the\n"
+    "                           kernel names no peer: anyone who reaches the\n"
+    "                           port may verify (default: 403 there)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";
@@ -180,7 +193,12 @@ enum {
   OPT_HOST_ID,
   OPT_LEASE,
   OPT_PROPAGATION_TIMEOUT,
-  OPT_ISSUE_NO_WAIT
+  OPT_ISSUE_NO_WAIT,
+  /* the HTTP face (issue 14) */
+  OPT_HTTP_LISTEN,
+  OPT_HTTP_VERIFY_PATH,
+  OPT_HTTP_TOKEN_HEADER,
+  OPT_HTTP_TCP_VERIFY
 };
 
 static const struct option long_options[] = {
@@ -232,6 +250,10 @@ static const struct option long_options[] = {
     {"create-db", no_argument, NULL, OPT_CREATE_DB},
     {"read-only", no_argument, NULL, OPT_READ_ONLY},
     {"check-db", no_argument, NULL, OPT_CHECK_DB},
+    {"http-listen", required_argument, NULL, OPT_HTTP_LISTEN},
+    {"http-verify-path", required_argument, NULL, OPT_HTTP_VERIFY_PATH},
+    {"http-token-header", required_argument, NULL, OPT_HTTP_TOKEN_HEADER},
+    {"http-tcp-verify", no_argument, NULL, OPT_HTTP_TCP_VERIFY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -275,6 +297,10 @@ void config_defaults(config_t *cfg) {
   cfg->socket_mode = 0600;
   cfg->socket_gid = -1;
   cfg->any_verifier = 1;
+  snprintf(cfg->http_verify_path, sizeof(cfg->http_verify_path), "%s",
+           CONFIG_HTTP_VERIFY_PATH_DEFAULT);
+  snprintf(cfg->http_token_header, sizeof(cfg->http_token_header), "%s",
+           CONFIG_HTTP_TOKEN_HEADER_DEFAULT);
   /* Default operators: root and the user tokend runs as. */
   cfg->operators.uids[cfg->operators.n_uids++] = 0;
   if (geteuid() != 0)
@@ -456,6 +482,96 @@ static int parse_u32(const char *flag, const char *val, uint32_t min,
     return TOKEND_EINVAL;
   }
   *out = (uint32_t)v;
+  return 0;
+}
+
+int config_http_addr_parse(const char *s, config_http_addr_t *out, char *why,
+                           size_t len) {
+  struct in_addr a;
+  const char *colon;
+  char *end;
+  unsigned long port;
+  size_t n;
+
+  memset(out, 0, sizeof(*out));
+  if (strncmp(s, "unix:", 5) == 0) {
+    n = strlen(s + 5);
+    if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+      snprintf(why, len, "unix: path is empty or longer than %zu bytes",
+               sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+      return TOKEND_EINVAL;
+    }
+    out->is_unix = 1;
+    memcpy(out->path, s + 5, n + 1);
+    return 0;
+  }
+  colon = strrchr(s, ':');
+  n = colon != NULL ? (size_t)(colon - s) : 0;
+  if (colon == NULL || n == 0 || n >= sizeof(out->host)) {
+    snprintf(why, len, "'%.64s' is neither unix:PATH nor IPV4:PORT", s);
+    return TOKEND_EINVAL;
+  }
+  memcpy(out->host, s, n);
+  out->host[n] = '\0';
+  errno = 0;
+  port = strtoul(colon + 1, &end, 10);
+  if (inet_pton(AF_INET, out->host, &a) != 1 || colon[1] < '0' ||
+      colon[1] > '9' || *end != '\0' || errno != 0 || port > 65535) {
+    snprintf(why, len,
+             "'%.64s' is not IPV4:PORT (an IPv4 address, a port "
+             "from 0 to 65535)",
+             s);
+    return TOKEND_EINVAL;
+  }
+  out->port = (uint16_t)port;
+  return 0;
+}
+
+/* The HTTP face's flags. A header name or path with a space, CR or LF
+ * could not be matched against any request: refused here. */
+static int set_http(config_t *cfg, int opt, const char *val, FILE *err) {
+  config_http_addr_t addr;
+  char why[160];
+  const char *p;
+
+  switch (opt) {
+  case OPT_HTTP_LISTEN:
+    if (cfg->n_http_listen == CONFIG_HTTP_LISTEN_MAX) {
+      fprintf(err, "tokend: --http-listen: at most %d addresses\n",
+              CONFIG_HTTP_LISTEN_MAX);
+      return TOKEND_EINVAL;
+    }
+    if (config_http_addr_parse(val, &addr, why, sizeof(why)) != 0) {
+      fprintf(err, "tokend: --http-listen: %s\n", why);
+      return TOKEND_EINVAL;
+    }
+    return set_path(cfg->http_listen[cfg->n_http_listen++], "--http-listen",
+                    val, err);
+  case OPT_HTTP_TCP_VERIFY:
+    cfg->http_tcp_verify = 1;
+    return 0;
+  default:
+    break;
+  }
+  for (p = val; *p != '\0'; p++)
+    if ((unsigned char)*p <= ' ' || *p == 0x7f)
+      break;
+  if (val[0] == '\0' || *p != '\0' || strlen(val) >= CONFIG_HTTP_NAME_BYTES ||
+      (opt == OPT_HTTP_VERIFY_PATH && val[0] != '/')) {
+    fprintf(err,
+            "tokend: %s: '%.64s' must be %s of at most %d printable "
+            "characters\n",
+            opt == OPT_HTTP_VERIFY_PATH ? "--http-verify-path"
+                                        : "--http-token-header",
+            val,
+            opt == OPT_HTTP_VERIFY_PATH ? "a path starting with /"
+                                        : "a header name",
+            CONFIG_HTTP_NAME_BYTES - 1);
+    return TOKEND_EINVAL;
+  }
+  memcpy(opt == OPT_HTTP_VERIFY_PATH ? cfg->http_verify_path
+                                     : cfg->http_token_header,
+         val, strlen(val) + 1);
   return 0;
 }
 
@@ -669,6 +785,12 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     case OPT_CONN_BUFFER_POOL:
       rc = parse_u32("--conn-buffer-pool", optarg, 0,
                      CONFIG_CONN_BUFFER_POOL_MAX, &cfg->conn_buffer_pool, err);
+      break;
+    case OPT_HTTP_LISTEN:
+    case OPT_HTTP_VERIFY_PATH:
+    case OPT_HTTP_TOKEN_HEADER:
+    case OPT_HTTP_TCP_VERIFY:
+      rc = set_http(cfg, c, optarg, err);
       break;
     case 'h':
       fputs(usage, out);

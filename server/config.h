@@ -71,6 +71,14 @@
 #define CONFIG_CONN_BUFFER_POOL_DEFAULT 64
 #define CONFIG_CONN_BUFFER_POOL_MAX 1000000
 
+/* The HTTP face (issue 14, server/http/): --http-listen may be given this
+ * many times; --http-verify-path and --http-token-header are this long at
+ * most. */
+#define CONFIG_HTTP_LISTEN_MAX 4
+#define CONFIG_HTTP_NAME_BYTES 128
+#define CONFIG_HTTP_VERIFY_PATH_DEFAULT "/verify"
+#define CONFIG_HTTP_TOKEN_HEADER_DEFAULT "Authorization"
+
 /* How many uids or groups one policy list may name. */
 #define CONFIG_MAX_IDS 64
 
@@ -158,7 +166,31 @@ typedef struct {
   /* --no-issue-wait: Issue is answered once committed, without waiting
    * for the other hosts (0: it waits, the default). */
   int issue_no_wait;
+  /* --- the HTTP face (server/http/, issue 14) --- */
+  /* --http-listen ADDR, repeatable: "unix:PATH" or "IPV4:PORT"; none: no
+   * HTTP face (the default) */
+  char http_listen[CONFIG_HTTP_LISTEN_MAX][CONFIG_PATH_BYTES];
+  size_t n_http_listen;
+  char http_verify_path[CONFIG_HTTP_NAME_BYTES];  /* forward-auth's path */
+  char http_token_header[CONFIG_HTTP_NAME_BYTES]; /* where the token is */
+  /* --http-tcp-verify: serve /verify on TCP addresses, where no peer
+   * identity exists (anyone who reaches the port is a verifier) */
+  int http_tcp_verify;
 } config_t;
+
+/* One --http-listen address, parsed. */
+typedef struct {
+  int is_unix;
+  char path[CONFIG_PATH_BYTES]; /* is_unix: the socket's path */
+  char host[64];                /* TCP: an IPv4 literal */
+  uint16_t port;                /* TCP: 0 picks a free port */
+} config_http_addr_t;
+
+/* Parses an --http-listen value: "unix:/path" (the path shorter than a Unix
+ * socket path may be) or "A.B.C.D:PORT". Returns 0, or TOKEND_EINVAL with
+ * a one-line reason in why (len bytes). */
+int config_http_addr_parse(const char *s, config_http_addr_t *out, char *why,
+                           size_t len) TOKEND_MUST_CHECK;
 
 /* Fills cfg with the defaults (honouring $TOKEND_SOCKET). */
 void config_defaults(config_t *cfg);

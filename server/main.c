@@ -59,12 +59,19 @@ int main(int argc, char **argv) {
     log_error("out of memory");
     return 1;
   }
-  /* The composition root: config -> store -> rpc -> net -> loop. */
+  /* The composition root: config -> store -> rpc -> net (and http) ->
+   * loop. */
   rc = server_init(s, &cfg);
   if (rc == 0)
     rc = server_rpc_new(s);
   if (rc == 0)
     rc = server_net_new(s);
+  if (rc == 0)
+    rc = server_http_new(s);
+  /* The HTTP face first: once the main socket accepts, everything does
+   * (tests and supervisors take that as the sign tokend is up). */
+  if (rc == 0)
+    rc = server_http_listen(s);
   if (rc == 0)
     rc = server_listen(s);
   if (rc == 0)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/pepper.h"
+#include "http/http.h"
 #include "log.h"
 #include "net/net.h"
 #include "rpc/rpc.h"
@@ -40,10 +41,9 @@ static int on_feed_token(void *ctx, const store_token_t *row) {
   int err;
 
   if (e != NULL) {
-    if (row->revoked_at != 0 && e->revoked_at == 0)
-      e->revoked_at = row->revoked_at;
-    e->expires_at = row->expires_at;
-    return 0;
+    if (row->revoked_at != 0)
+      index_revoke(s->index, e, row->revoked_at);
+    return index_set_expiry(s->index, e, row->expires_at);
   }
   if ((d = domains_get(&s->domains, row->domain)) == NULL)
     return TOKEND_ENOMEM;
@@ -370,6 +370,7 @@ void server_stop(server_t *s) {
   uv_idle_stop(&s->busy_poll);
   /* No new peers; requests already read are answered, no new ones read. */
   net_stop(s->net);
+  http_stop(s->http); /* HTTP answers are never owed: it just closes */
   server_maybe_finish(s);
 }
 
@@ -719,6 +720,8 @@ void server_cleanup(server_t *s) {
   }
   net_free(s->net);
   s->net = NULL;
+  http_free(s->http);
+  s->http = NULL;
   rpc_free(s->rpc);
   s->rpc = NULL;
   /* The cache points into the index: it goes first. */
@@ -733,4 +736,168 @@ void server_cleanup(server_t *s) {
   if (s->pepper != NULL)
     sodium_free(s->pepper);
   s->pepper = NULL;
+}
+
+/* ---- the HTTP face (issue 14): its handler, readiness, metrics ---- */
+
+int server_ready(const server_t *s, char *why, size_t len) {
+  if (s->state != SERVER_RUNNING) {
+    snprintf(why, len, "shutting down");
+    return 0;
+  }
+  if (s->index == NULL || s->worker == NULL) {
+    snprintf(why, len, "%s",
+             s->index == NULL ? "index not loaded" : "store worker stopped");
+    return 0;
+  }
+  /* A store several hosts share: Verify answers only while current. */
+  if (s->feed != NULL &&
+      uv_now((uv_loop_t *)&s->loop) >= s->feed->fresh_until) {
+    store_feed_status_t fs;
+
+    store_feed_status(s->feed, &fs);
+    snprintf(why, len, "not current with the store (past --lease-ms)%s%s",
+             fs.problem[0] != '\0' ? ": " : "", fs.problem);
+    return 0;
+  }
+  /* The store as far as tokend last knew: its last write-back failed.
+   * Verify still answers from memory; Issue and Revoke would fail. */
+  if (s->rpc != NULL && rpc_flush_failures(s->rpc) > 0) {
+    snprintf(why, len, "store writes failing (%u in a row): %s",
+             (unsigned)rpc_flush_failures(s->rpc), rpc_flush_errmsg(s->rpc));
+    return 0;
+  }
+  return 1;
+}
+
+static int on_http_verify(void *ctx, const char *tok, size_t len,
+                          rpc_verify_result_t *out) {
+  server_t *s = ctx;
+
+  return rpc_verify_now(s->rpc, tok, len, out);
+}
+
+static int on_http_ready(void *ctx, char *why, size_t len) {
+  return server_ready(ctx, why, len);
+}
+
+/* The server's metric families; the HTTP face adds its own after. */
+static void on_http_metrics(void *ctx, prom_t *p) {
+  server_t *s = ctx;
+  uint64_t counts[RPC_VERIFY_REASONS];
+  char labels[96], why[64];
+  int i;
+
+  prom_family(p, "tokend_build_info", "gauge",
+              "Always 1; the version of the running tokend as a label.");
+  prom_appendf(p, "tokend_build_info{version=\"");
+  prom_label_value(p, TOKEND_VERSION);
+  prom_appendf(p, "\"} 1\n");
+  prom_family(p, "tokend_verify_total", "counter",
+              "Verify calls answered (socket and HTTP), by result and "
+              "reason.");
+  rpc_verify_counts(s->rpc, counts);
+  for (i = 1; i < RPC_VERIFY_REASONS; i++) {
+    snprintf(labels, sizeof(labels), "result=\"%s\",reason=\"%s\"",
+             strcmp(rpc_verify_reason_name(i), "valid") == 0 ? "valid"
+                                                             : "invalid",
+             rpc_verify_reason_name(i));
+    prom_sample(p, "tokend_verify_total", labels, counts[i]);
+  }
+  prom_family(p, "tokend_verify_duration_seconds", "histogram",
+              "Socket Verifies, from the read of their requests to their "
+              "answers (HTTP's: tokend_http_verify_duration_seconds).");
+  prom_hist_write(p, "tokend_verify_duration_seconds", "transport=\"socket\"",
+                  rpc_verify_latency(s->rpc));
+  prom_family(p, "tokend_store_call_duration_seconds", "histogram",
+              "Store calls from request read to answer, the commit "
+              "included, by kind (write: Issue, Revoke, grants; read: "
+              "List, audit).");
+  prom_hist_write(p, "tokend_store_call_duration_seconds", "kind=\"write\"",
+                  rpc_call_latency(s->rpc, 1));
+  prom_hist_write(p, "tokend_store_call_duration_seconds", "kind=\"read\"",
+                  rpc_call_latency(s->rpc, 0));
+  {
+    size_t active, revoked, expired;
+
+    index_status_counts(s->index, tokend_now_ms(), &active, &revoked, &expired);
+    prom_family(p, "tokend_tokens", "gauge",
+                "Tokens in memory by status (what Verify would answer).");
+    prom_sample(p, "tokend_tokens", "status=\"active\"", active);
+    prom_sample(p, "tokend_tokens", "status=\"revoked\"", revoked);
+    prom_sample(p, "tokend_tokens", "status=\"expired\"", expired);
+  }
+  if (s->worker != NULL) {
+    store_worker_stats_t ws;
+
+    store_worker_stats(s->worker, &ws);
+    prom_family(p, "tokend_audit_rows_written_total", "counter",
+                "Audit log rows committed by this tokend.");
+    prom_sample(p, "tokend_audit_rows_written_total", "", ws.audit_rows);
+    prom_family(p, "tokend_store_commit_duration_seconds", "histogram",
+                "Each write group's COMMIT on the writer thread (for "
+                "SQLite the fsync; for PostgreSQL the flush of its WAL).");
+    prom_hist_write(p, "tokend_store_commit_duration_seconds", "", &ws.commit);
+  }
+  prom_family(p, "tokend_index_tokens", "gauge",
+              "Tokens in the in-memory index (every status).");
+  prom_sample(p, "tokend_index_tokens", "", index_count(s->index));
+  prom_family(p, "tokend_connections_open", "gauge",
+              "Connections open now, by transport.");
+  prom_sample(p, "tokend_connections_open", "transport=\"socket\"",
+              net_conn_count(s->net));
+  prom_sample(p, "tokend_connections_open", "transport=\"http\"",
+              s->http != NULL ? http_conn_count(s->http) : 0);
+  prom_family(p, "tokend_connections_refused_total", "counter",
+              "Connections to the main socket refused for a limit "
+              "(connections, per uid, file descriptors).");
+  prom_sample(p, "tokend_connections_refused_total", "transport=\"socket\"",
+              net_refused_count(s->net));
+  prom_family(p, "tokend_store_jobs_in_flight", "gauge",
+              "Store jobs submitted and not yet done.");
+  prom_sample(p, "tokend_store_jobs_in_flight", "", s->jobs_in_flight);
+  prom_family(p, "tokend_last_used_flush_failures", "gauge",
+              "last_used write-backs failed in a row (0: the last worked).");
+  prom_sample(p, "tokend_last_used_flush_failures", "",
+              rpc_flush_failures(s->rpc));
+  if (s->feed != NULL) {
+    store_feed_status_t fs;
+    uint64_t now = uv_now(&s->loop);
+
+    store_feed_status(s->feed, &fs);
+    prom_family(p, "tokend_feed_applied_revision", "gauge",
+                "The store's change feed revision this host has applied.");
+    prom_sample(p, "tokend_feed_applied_revision", "",
+                (uint64_t)fs.applied_rev);
+    prom_family(p, "tokend_feed_lease_left_seconds", "gauge",
+                "How long this host answers Verify without catching up "
+                "with the store again (0: past its lease, UNAVAILABLE).");
+    prom_appendf(p, "tokend_feed_lease_left_seconds %.3f\n",
+                 now < s->feed->fresh_until
+                     ? (double)(s->feed->fresh_until - now) / 1000.0
+                     : 0.0);
+  }
+  prom_family(p, "tokend_ready", "gauge", "1 when /readyz would answer 200.");
+  prom_sample(p, "tokend_ready", "",
+              (uint64_t)server_ready(s, why, sizeof(why)));
+}
+
+int server_http_new(server_t *s) {
+  http_handler_t handler = {
+      .verify = on_http_verify,
+      .metrics = on_http_metrics,
+      .ready = on_http_ready,
+      .ctx = s,
+  };
+  int err;
+
+  if (s->cfg.n_http_listen == 0)
+    return 0;
+  if ((err = http_new(&s->loop, &s->cfg, &handler, &s->http)) != 0)
+    log_error("out of memory");
+  return err;
+}
+
+int server_http_listen(server_t *s) {
+  return s->http != NULL ? http_listen(s->http) : 0;
 }

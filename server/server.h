@@ -20,6 +20,7 @@
 
 typedef struct rpc_s rpc_t;
 typedef struct net_s net_t;
+typedef struct http_s http_t;
 
 typedef enum {
   SERVER_RUNNING = 0,
@@ -71,6 +72,7 @@ typedef struct server_s {
    * a uv_hrtime() in ns, which each read burst moves on */
   uv_idle_t busy_poll;
   uint64_t busy_poll_until;
+  http_t *http; /* the HTTP face (--http-listen); NULL: none */
 } server_t;
 
 /* Start-up, in the order main.c (the composition root) calls it: config
@@ -105,5 +107,23 @@ void server_stop(server_t *s);
 
 /* Frees everything server_init made; removes the socket file it bound. */
 void server_cleanup(server_t *s);
+
+/* ---- the HTTP face (issue 14) ---- */
+
+/* Makes the HTTP face if --http-listen named any address (s->http; freed
+ * by server_cleanup), answering from s->rpc. After server_rpc_new. */
+int server_http_new(server_t *s) TOKEND_MUST_CHECK;
+
+/* Binds and serves its addresses. After server_net_new and before
+ * server_listen, so that all of tokend listens once the main socket
+ * does. */
+int server_http_listen(server_t *s) TOKEND_MUST_CHECK;
+
+/* 1 if tokend is ready to serve: the index is loaded, the store worker
+ * runs, the last write to the store (the last_used write-back) did not
+ * fail, and it is not shutting down. 0 otherwise, with a one-line reason
+ * in why (len bytes). /readyz answers from it; the multi-host lease state
+ * is to be judged here too. */
+int server_ready(const server_t *s, char *why, size_t len);
 
 #endif

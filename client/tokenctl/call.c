@@ -187,3 +187,9 @@ int ctl_pages_add(ctl_pages_t *pages, const char *what, const void *items,
   memcpy(pages->page_token, next_page_token, sizeof(pages->page_token));
   return CTL_EXIT_OK;
 }
+
+json_t *ctl_json_propagation(const tokend_propagation_t *p) {
+  return json_pack("{s:I, s:I, s:I}", "revision", (json_int_t)p->revision,
+                   "hosts_applied", (json_int_t)p->hosts_applied,
+                   "hosts_pending", (json_int_t)p->hosts_pending);
+}

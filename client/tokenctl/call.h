@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
 #include <tokend/client.h>
 
 #include "ctl.h"
@@ -51,5 +52,9 @@ typedef struct {
 int ctl_pages_add(ctl_pages_t *pages, const char *what, const void *items,
                   size_t n_items,
                   const char next_page_token[TOKEND_PAGE_TOKEN_BYTES]);
+
+/* A write's Propagation as a JSON object (a new reference), for --json:
+ * {"revision", "hosts_applied", "hosts_pending"}. */
+json_t *ctl_json_propagation(const tokend_propagation_t *p);
 
 #endif

@@ -88,7 +88,8 @@ const char ctl_list_usage[] =
 
 /* ---- issue ---- */
 
-static int ctl_issue_print_json(const tokend_issued_t *issued) {
+static int ctl_issue_print_json(const tokend_issued_t *issued,
+                                json_t *propagation) {
   json_t *root, *token = NULL;
   const char *copy;
   char *text = NULL;
@@ -99,7 +100,9 @@ static int ctl_issue_print_json(const tokend_issued_t *issued) {
   /* json_object_set, not _set_new: we keep a reference to wipe it. */
   if (root != NULL && token != NULL &&
       json_object_set(root, "token", token) == 0 &&
-      json_object_update_new(root, ctl_json_info(&issued->info)) == 0)
+      json_object_update_new(root, ctl_json_info(&issued->info)) == 0 &&
+      (propagation == NULL ||
+       json_object_set_new(root, "propagation", propagation) == 0))
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   if (text == NULL)
     fputs("tokenctl: cannot encode the result as JSON\n", stderr);
@@ -138,6 +141,8 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   tokend_issue_params_t params;
   tokend_client_t *client;
   tokend_issued_t issued;
+  tokend_propagation_t prop;
+  int has_prop;
   char created[32], expires[32], creator[TOKEND_USER_BYTES + 64];
   char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160];
   int64_t now, duration;
@@ -184,6 +189,7 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_issue(client, &params, &issued);
+  has_prop = rc == 0 && tokend_client_last_propagation(client, &prop);
   if (ctl_end_call(
           "issue", client, rc,
           rc == TOKEND_EPERM
@@ -192,7 +198,8 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
     return CTL_EXIT_ERROR;
 
   if (opts->json) {
-    rc = ctl_issue_print_json(&issued);
+    rc = ctl_issue_print_json(&issued,
+                              has_prop ? ctl_json_propagation(&prop) : NULL);
   } else if (ctl_write_all(STDOUT_FILENO, issued.token, strlen(issued.token)) !=
                  0 ||
              ctl_write_all(STDOUT_FILENO, "\n", 1) != 0) {
@@ -381,7 +388,8 @@ int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
   char hint[TOKEND_DOMAIN_BYTES + TOKEND_USER_BYTES + 160], when[32];
   tokend_client_t *client;
   int64_t revoked_at = 0;
-  int c, rc, already = 0;
+  int c, rc, already = 0, has_prop;
+  tokend_propagation_t prop;
 
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
     switch (c) {
@@ -403,6 +411,7 @@ int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_revoke(client, domain, token_id, &revoked_at, &already);
+  has_prop = rc == 0 && tokend_client_last_propagation(client, &prop);
   if (rc == TOKEND_EPERM)
     ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
   else if (rc == TOKEND_ENOTFOUND)
@@ -416,8 +425,9 @@ int ctl_revoke(ctl_opts_t *opts, int argc, char **argv) {
 
   if (opts->json)
     return ctl_print_json(json_pack(
-        "{s:s, s:s, s:I, s:b}", "token_id", token_id, "domain", domain,
-        "revoked_at", (json_int_t)revoked_at, "already_revoked", already));
+        "{s:s, s:s, s:I, s:b, s:o?}", "token_id", token_id, "domain", domain,
+        "revoked_at", (json_int_t)revoked_at, "already_revoked", already,
+        "propagation", has_prop ? ctl_json_propagation(&prop) : NULL));
   ctl_fmt_iso(revoked_at, when, sizeof(when));
   if (already)
     printf("%s was already revoked at %s\n", token_id, when);

@@ -24,6 +24,10 @@ struct index_s {
   /* Entries with dirty set, in the order they became dirty. */
   index_entry_t **dirty;
   size_t n_dirty, dirty_cap;
+  size_t n_revoked;
+  /* Entries with an expiry, for index_status_counts. */
+  index_entry_t **expiring;
+  size_t n_expiring, expiring_cap;
   /* Entry slabs: the last one is filled from slab_next on. */
   char **slabs;
   size_t n_slabs, slabs_cap;
@@ -67,6 +71,7 @@ void index_free(index_t *ix) {
   free(ix->slabs);
   bigmem_free(ix->slots, ix->cap, sizeof(*ix->slots));
   free(ix->dirty);
+  free(ix->expiring);
   free(ix);
 }
 
@@ -140,6 +145,22 @@ static int index_grow(index_t *ix) {
   return 0;
 }
 
+static int expiring_add(index_t *ix, index_entry_t *e) {
+  index_entry_t **a;
+  size_t cap;
+
+  if (ix->n_expiring == ix->expiring_cap) {
+    cap = ix->expiring_cap == 0 ? 64 : 2 * ix->expiring_cap;
+    if ((a = realloc(ix->expiring, cap * sizeof(*a))) == NULL)
+      return TOKEND_ENOMEM;
+    ix->expiring = a;
+    ix->expiring_cap = cap;
+  }
+  ix->expiring[ix->n_expiring++] = e;
+  e->listed_expiring = 1;
+  return 0;
+}
+
 int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   size_t llen = strlen(row->label);
   size_t slen = strlen(row->scopes), slot, i;
@@ -162,6 +183,7 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   e->revoked_at = row->revoked_at;
   e->last_used_at = e->saved_last_used_at = row->last_used_at;
   e->dirty = 0;
+  e->listed_expiring = 0;
   memcpy(e->strings, row->label, llen + 1);
   /* Scopes arrive space-separated; store them NUL-separated. */
   memcpy(e->strings + llen + 1, row->scopes, slen + 1);
@@ -176,10 +198,46 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
       }
     }
   }
+  if (e->expires_at != 0 && expiring_add(ix, e) != 0)
+    return TOKEND_ENOMEM;
   ix->slots[slot] = e;
   ix->count++;
+  if (e->revoked_at != 0)
+    ix->n_revoked++;
   domain->n_tokens++;
   return 0;
+}
+
+void index_revoke(index_t *ix, index_entry_t *e, int64_t at) {
+  if (e->revoked_at != 0 || at == 0)
+    return;
+  e->revoked_at = at;
+  ix->n_revoked++;
+}
+
+int index_set_expiry(index_t *ix, index_entry_t *e, int64_t expires_at) {
+  /* Listed once, when it first gets an expiry; never removed (an entry
+   * whose expiry is taken away again is skipped by the count). */
+  if (e->expires_at == 0 && expires_at != 0 && !e->listed_expiring &&
+      expiring_add(ix, e) != 0)
+    return TOKEND_ENOMEM;
+  e->expires_at = expires_at;
+  return 0;
+}
+
+void index_status_counts(const index_t *ix, int64_t now, size_t *active,
+                         size_t *revoked, size_t *expired) {
+  size_t i, n = 0;
+  const index_entry_t *e;
+
+  for (i = 0; i < ix->n_expiring; i++) {
+    e = ix->expiring[i];
+    if (e->revoked_at == 0 && e->expires_at != 0 && now >= e->expires_at)
+      n++;
+  }
+  *revoked = ix->n_revoked;
+  *expired = n;
+  *active = ix->count - ix->n_revoked - n;
 }
 
 index_entry_t *index_find(const index_t *ix,

@@ -23,6 +23,7 @@ typedef struct index_entry_s {
   int64_t last_used_at;       /* 0: never; may be ahead of the store */
   int64_t saved_last_used_at; /* what was last handed to the store */
   uint8_t dirty;              /* last_used_at not yet written to the store */
+  uint8_t listed_expiring;    /* in the index's list of expiring entries */
   uint8_t n_scopes;
   /* NUL-separated: label, then each scope. */
   char strings[];
@@ -39,6 +40,20 @@ void index_free(index_t *index);
  * already present, TOKEND_ENOMEM. */
 int index_insert(index_t *index, const store_token_t *row,
                  domain_t *domain) TOKEND_MUST_CHECK;
+
+/* Marks e revoked at `at` unless it was already (a revocation is never
+ * undone, nor moved). */
+void index_revoke(index_t *index, index_entry_t *e, int64_t at);
+
+/* Sets e's expiry (0: never). */
+int index_set_expiry(index_t *index, index_entry_t *e,
+                     int64_t expires_at) TOKEND_MUST_CHECK;
+
+/* How many tokens are active, revoked and expired (not revoked) at now:
+ * counted as they change, and the expired from the tokens that have an
+ * expiry only. */
+void index_status_counts(const index_t *index, int64_t now, size_t *active,
+                         size_t *revoked, size_t *expired);
 
 /* The entry for hash, or NULL. Valid until index_free. */
 index_entry_t *index_find(const index_t *index,

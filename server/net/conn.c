@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/peer.h"
 #include "frame.h"
 #include "log.h"
 #include "secret_buf.h"
@@ -766,54 +767,17 @@ static conn_t *conn_new(net_t *n) {
   return c;
 }
 
-static int ids_match(const config_ids_t *ids, uint32_t uid,
-                     const uint32_t *gids, size_t n_gids) {
-  size_t i, j;
-
-  for (i = 0; i < ids->n_uids; i++)
-    if (ids->uids[i] == uid)
-      return 1;
-  for (i = 0; i < ids->n_gids; i++)
-    for (j = 0; j < n_gids; j++)
-      if (ids->gids[i] == gids[j])
-        return 1;
-  return 0;
-}
-
-/* Reads the peer's credentials from the kernel and decides its roles. A
- * peer whose credentials cannot be read gets no role beyond the default
- * verifier one. */
+/* Reads the peer's credentials from the kernel and decides its roles
+ * (core/peer.c, shared with the HTTP face's Unix socket). */
 static int conn_identify(conn_t *c) {
-  const config_t *cfg = c->net->cfg;
-  peer_t *peer = &c->sink.peer;
-  uint32_t gids[CONFIG_MAX_IDS * 4];
-  gid_t groups[CONFIG_MAX_IDS * 4];
-  struct ucred cred;
-  socklen_t len = sizeof(cred);
-  size_t n_gids = 0, i;
   uv_os_fd_t fd;
 
   if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
-      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-      len != sizeof(cred)) {
+      peer_identify(fd, c->net->cfg, &c->sink.peer) != 0) {
     log_warn("conn %llu: cannot read peer credentials; closing",
              (unsigned long long)c->sink.id);
     return TOKEND_EPERM;
   }
-  peer->uid = (uint32_t)cred.uid;
-  peer->gid = (uint32_t)cred.gid;
-  peer->pid = (int32_t)cred.pid;
-  gids[n_gids++] = (uint32_t)cred.gid;
-  /* Supplementary groups, without asking NSS (which may block). A peer in
-   * more groups than fit is judged by the ones that do. */
-  len = sizeof(groups);
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
-    for (i = 0; i < len / sizeof(gid_t) && n_gids < CONFIG_MAX_IDS * 4; i++)
-      gids[n_gids++] = (uint32_t)groups[i];
-  peer->is_operator = ids_match(&cfg->operators, peer->uid, gids, n_gids);
-  peer->is_verifier =
-      cfg->any_verifier || ids_match(&cfg->verifiers, peer->uid, gids, n_gids);
-  snprintf(peer->user, sizeof(peer->user), "uid:%u", (unsigned)peer->uid);
   return 0;
 }
 

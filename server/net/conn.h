@@ -93,6 +93,7 @@ struct net_s {
    * --log-repeat-interval-ms, then "(N more like this)" (a flood must not
    * flood the log). */
   log_limit_t refuse_log;
+  uint64_t refused; /* connections refused (limits), for /metrics */
   /* closed connections' buffer blocks, for new ones (--conn-buffer-pool) */
   nodump_pool_t conn_pool;
   /* read buffers larger than CONN_READ_CHUNK, all conns (--max-read-memory) */

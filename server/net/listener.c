@@ -291,6 +291,7 @@ void net_conn_removed(net_t *n, conn_t *c) {
  * lines share one log_limit_t (--log-repeat-interval-ms), as every other
  * repeated failure line does. */
 void net_log_refusal(net_t *n, const char *what) {
+  n->refused++;
   log_limited(&n->refuse_log, LOG_WARN, "refusing a connection: %s", what);
 }
 
@@ -470,6 +471,8 @@ void net_close_all(net_t *n) {
 }
 
 size_t net_conn_count(const net_t *n) { return n->n_conns; }
+
+uint64_t net_refused_count(const net_t *n) { return n->refused; }
 
 void net_free(net_t *n) {
   net_uid_conns_t *u, *tmp;

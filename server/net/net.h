@@ -76,6 +76,10 @@ void net_close_listener(net_t *n);
 /* Conns not yet closed. */
 size_t net_conn_count(const net_t *n);
 
+/* Connections refused so far for a limit (--max-connections, per uid, the
+ * operators' reserve, file descriptors). */
+uint64_t net_refused_count(const net_t *n);
+
 /* Frees n once the loop has closed every handle (NULL is fine); removes the
  * socket file it bound. */
 void net_free(net_t *n);

@@ -111,8 +111,8 @@ static int admin_remove_apply(call_t *call) {
                          job->u.admin_remove.user);
     for (i = 0; i < job->u.admin_remove.n_hashes; i++) {
       e = index_find(call->rpc->env.index, job->u.admin_remove.hashes[i]);
-      if (e != NULL && e->revoked_at == 0)
-        e->revoked_at = job->u.admin_remove.now;
+      if (e != NULL)
+        index_revoke(call->rpc->env.index, e, job->u.admin_remove.now);
     }
   }
   return job->result;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "rpc/internal.h"
+#include "rpc/rpc.h"
 #include "token.h"
 
 void rpc_submit(rpc_t *r, sink_t *k, store_job_t *job) {
@@ -32,6 +33,7 @@ call_t *call_new(rpc_t *r, sink_t *k, uint64_t call_id, const call_kind_t *kind,
   call->sink = k;
   call->kind = kind;
   call->call_id = call_id;
+  call->started_ns = uv_hrtime();
   return call;
 }
 
@@ -76,6 +78,9 @@ static void call_end(call_t *call) {
   sink_t *k = call->sink;
 
   r->list_bytes -= call->list_bytes;
+  /* How long the caller waited, store commit included (for /metrics). */
+  prom_hist_observe(&r->call_latency[(call->kind->flags & CALL_WRITE) != 0],
+                    uv_hrtime() - call->started_ns);
   /* An Issue's answer copied its token: through registers and stack. */
   if (call->token[0] != '\0')
     token_stack_wipe();
@@ -221,4 +226,8 @@ out:
   if (kind->fini != NULL)
     kind->fini(call);
   call_end(call);
+}
+
+const prom_hist_t *rpc_call_latency(const rpc_t *r, int writes) {
+  return &r->call_latency[writes != 0];
 }

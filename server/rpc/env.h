@@ -24,6 +24,10 @@ typedef struct {
   int64_t lease_left_ms;
   char problem[256];
 } rpc_server_status_t;
+/* The InvalidReason values (proto/tokend.proto), 0 to 5, that Verify
+ * answers are counted by: rpc's callers name no protobuf type, so they are
+ * plain ints for them. */
+#define RPC_VERIFY_REASONS 6
 
 /* What rpc works on, and how it reaches the store. Everything pointed to
  * is owned by the caller and must outlive the rpc_t. */

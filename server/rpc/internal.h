@@ -12,6 +12,7 @@
 #include "core/sink.h"
 #include "log.h"
 #include "pb_arena.h"
+#include "prom.h"
 #include "rpc/env.h"
 #include "rpc/methods.h"
 #include "tokend.pb-c.h"
@@ -38,6 +39,14 @@ struct rpc_s {
   uint64_t flush_not_before;
   char flush_errmsg[128]; /* why the last write-back failed */
   log_limit_t flush_log;  /* its failure line, rate-limited */
+  /* Verifies answered, socket and HTTP, by InvalidReason (verify.c) */
+  uint64_t verify_counts[RPC_VERIFY_REASONS];
+  /* Store calls from call_new to call_end (call.c): [0] reads, [1] writes */
+  prom_hist_t call_latency[2];
+  /* Socket Verifies, from their read burst to their answers (one clock
+   * read a burst and one a batch, not one a Verify). */
+  uint64_t burst_ns;
+  prom_hist_t verify_latency;
 };
 
 /* ---- answering (rpc.c) ---- */
@@ -142,6 +151,7 @@ struct call_s {
   store_feed_wait_t wait;         /* CALL_PROPAGATE: until it has spread */
   int has_propagation;            /* the wait ended: propagation is set */
   store_propagation_t propagation;
+  uint64_t started_ns; /* uv_hrtime() at call_new */
 };
 
 /* The answer's Propagation field for call, in *buf: NULL when the write

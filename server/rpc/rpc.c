@@ -48,7 +48,10 @@ void rpc_free(rpc_t *r) {
   free(r);
 }
 
-void rpc_burst(rpc_t *r) { r->now_ms = tokend_now_ms(); }
+void rpc_burst(rpc_t *r) {
+  r->now_ms = tokend_now_ms();
+  r->burst_ns = uv_hrtime();
+}
 
 int rpc_send(rpc_t *r, sink_t *k, const Tokend__V1__Response *resp,
              int secret) {

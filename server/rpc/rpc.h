@@ -18,7 +18,9 @@
 #include <uv.h>
 
 #include "core/sink.h"
+#include "prom.h"
 #include "rpc/env.h"
+#include "tokend_limits.h"
 
 /* A new rpc_t for env (copied). Returns 0 or TOKEND_ENOMEM. */
 int rpc_new(const rpc_env_t *env, rpc_t **out) TOKEND_MUST_CHECK;
@@ -65,5 +67,43 @@ uint64_t rpc_flush_backoff_ms(uint32_t failures, uint32_t max_ms);
  * submitted. Called by the server's timer, and at shutdown until it
  * returns 0. */
 size_t rpc_flush_refusals(rpc_t *r);
+
+/* Verify answered synchronously, for a transport that answers at once
+ * (the HTTP face's forward-auth): the same index, cache and counters as the
+ * socket's Verify, and the same rules. */
+
+typedef struct {
+  int valid;  /* 1: reason is INVALID_REASON_VALID */
+  int reason; /* an InvalidReason value, below RPC_VERIFY_REASONS */
+  /* "" when the index does not know the token. The strings point into the
+   * index: valid until control returns to the loop (an Issue or Revoke
+   * applied may move them). */
+  const char *token_id, *domain, *label;
+  const char *scopes[TOKEND_MAX_SCOPES];
+  size_t n_scopes;
+  int64_t expires_at; /* unix ms; 0: never */
+} rpc_verify_result_t;
+
+/* Verifies tok[0..len) now (reading the clock), into *out. The caller
+ * applies the verifier rule (rpc answers no peer here). tok is only read
+ * during the call, and the copies of it that hashing left on the stack are
+ * wiped. Returns 0 (every token, even malformed, gets a verdict). */
+int rpc_verify_now(rpc_t *r, const char *tok, size_t len,
+                   rpc_verify_result_t *out) TOKEND_MUST_CHECK;
+
+/* Verifies answered so far (socket and HTTP) by reason: counts[reason]. */
+void rpc_verify_counts(const rpc_t *r, uint64_t counts[RPC_VERIFY_REASONS]);
+
+/* How long store calls took, from their request read to their answer (the
+ * store commit included): writes (Issue, Revoke, grants) if writes, else
+ * reads (List, audit). Valid as long as r. */
+const prom_hist_t *rpc_call_latency(const rpc_t *r, int writes);
+
+/* Socket Verifies from the read of their burst to their answers. */
+const prom_hist_t *rpc_verify_latency(const rpc_t *r);
+
+/* The reason's name for metrics and headers: "valid", "malformed",
+ * "unknown", "revoked", "expired" ("unspecified" for any other). */
+const char *rpc_verify_reason_name(int reason);
 
 #endif

@@ -205,8 +205,8 @@ static int revoke_apply(call_t *call) {
 
   if (job->result == 0 || job->applied) {
     e = index_find(call->rpc->env.index, job->u.revoke.hash);
-    if (e != NULL && e->revoked_at == 0)
-      e->revoked_at = job->u.revoke.revoked_at;
+    if (e != NULL)
+      index_revoke(call->rpc->env.index, e, job->u.revoke.revoked_at);
     else if (e == NULL)
       log_error("revoke: token %s is in the store but not in the index",
                 job->u.revoke.id);

@@ -16,9 +16,14 @@
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
 #include "token.h"
+#include "tokend_time.h"
 #include "verify_wire.h"
 
 #define VERIFY_BATCH_MAX 64
+
+_Static_assert(TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID <
+                   RPC_VERIFY_REASONS,
+               "rpc_verify_counts has a slot for every InvalidReason");
 
 typedef struct {
   sink_t *k;
@@ -61,6 +66,34 @@ static index_entry_t *verify_lookup(rpc_t *r, const char *tok, size_t len,
   return e;
 }
 
+/* The verdict on entry e (NULL: invalid for reason), counted where the
+ * socket's and HTTP's Verifies are both counted: the domain's counters and
+ * rpc_verify_counts. A valid one records its use. Returns the reason
+ * (INVALID_REASON_VALID when valid). */
+static int verify_judge(rpc_t *r, index_entry_t *e, int reason) {
+  if (e == NULL) {
+    r->env.domains->unknown->invalid_verifies++;
+  } else if (e->revoked_at != 0) {
+    reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
+  } else if (e->expires_at != 0 && r->now_ms >= e->expires_at) {
+    reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
+  } else {
+    reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID;
+    index_touch(r->env.index, e, r->now_ms,
+                r->env.cfg->last_used_granularity_ms);
+  }
+  if (e != NULL) {
+    if (reason == TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID)
+      e->domain->valid_verifies++;
+    else
+      e->domain->invalid_verifies++;
+  }
+  /* One add on the loop thread: the reasons are the enum's values. */
+  if ((unsigned)reason < RPC_VERIFY_REASONS)
+    r->verify_counts[reason]++;
+  return reason;
+}
+
 /* Answers a Verify with entry e (NULL: invalid for reason), encoded by hand
  * (verify_wire), not by protobuf-c: this is the path of nearly every call. */
 static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
@@ -71,14 +104,14 @@ static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
   size_t i, n;
 
   resp.call_id = call_id;
-  resp.valid = 0;
-  resp.reason = reason;
+  resp.reason = verify_judge(r, e, reason);
+  /* One word for the outcome on the wire too, as the client library and
+   * tokenctl name it (2 more bytes than leaving it absent). */
+  resp.valid = resp.reason == TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID;
   resp.token_id = resp.domain = resp.label = vw_cstr("");
   resp.n_scopes = 0;
   resp.expires_at = 0;
-  if (e == NULL) {
-    r->env.domains->unknown->invalid_verifies++;
-  } else {
+  if (e != NULL) {
     resp.token_id = vw_cstr(e->id);
     resp.domain = vw_cstr(index_entry_domain(e));
     resp.label = vw_cstr(index_entry_label(e));
@@ -86,22 +119,6 @@ static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
     for (i = 0; i < resp.n_scopes; i++)
       resp.scopes[i] = vw_cstr(scopes[i]);
     resp.expires_at = e->expires_at;
-    if (e->revoked_at != 0) {
-      resp.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED;
-    } else if (e->expires_at != 0 && r->now_ms >= e->expires_at) {
-      resp.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED;
-    } else {
-      resp.valid = 1;
-      /* One word for the outcome on the wire too, as the client library
-       * and tokenctl name it (2 more bytes than leaving it absent). */
-      resp.reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID;
-      index_touch(r->env.index, e, r->now_ms,
-                  r->env.cfg->last_used_granularity_ms);
-    }
-    if (resp.valid)
-      e->domain->valid_verifies++;
-    else
-      e->domain->invalid_verifies++;
   }
   n = vw_response_size(&resp);
   if ((body = k->ops->frame_begin(k, n)) != NULL) {
@@ -163,6 +180,8 @@ void rpc_verify_drain(rpc_t *r) {
     sinks[i] = v->k;
   }
 flush:
+  if (r->burst_ns != 0)
+    prom_hist_observe_n(&r->verify_latency, uv_hrtime() - r->burst_ns, n);
   b->n = 0;
   b->draining = 0;
   /* Hashing the batch's tokens here (a full check), and their cache tags
@@ -258,4 +277,62 @@ void rpc_verify(rpc_t *r, sink_t *k, uint64_t call_id,
   (void)actor;
   rpc_verify_token(r, k, call_id, req->verify->token,
                    rpc_decoded_len(req->verify->token));
+}
+
+int rpc_verify_now(rpc_t *r, const char *tok, size_t len,
+                   rpc_verify_result_t *out) {
+  index_entry_t *e = NULL;
+  verify_tag_t tag;
+  int reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
+
+  memset(out, 0, sizeof(*out));
+  out->token_id = out->domain = out->label = "";
+  /* Past the lease (a store several hosts share), as on the socket: no
+   * answer from memory that may miss a revocation. */
+  if (rpc_stale(r))
+    return TOKEND_EUNAVAIL;
+  r->now_ms = tokend_now_ms();
+  /* Bounds first, as for the socket's: nothing longer can be a token. */
+  if (len <= TOKEND_TOKEN_MAX_CHARS) {
+    verify_cache_tag(r->env.vcache, tok, len, &tag);
+    e = verify_lookup(r, tok, len, &tag, &reason);
+    sodium_memzero(&tag, sizeof(tag));
+  }
+  out->reason = verify_judge(r, e, reason);
+  out->valid = out->reason == TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID;
+  if (e != NULL) {
+    out->token_id = e->id;
+    out->domain = index_entry_domain(e);
+    out->label = index_entry_label(e);
+    out->n_scopes = index_entry_scopes(e, out->scopes);
+    out->expires_at = e->expires_at;
+  }
+  /* The hash and tag of the token left copies in dead stack frames. */
+  token_stack_wipe();
+  return 0;
+}
+
+const prom_hist_t *rpc_verify_latency(const rpc_t *r) {
+  return &r->verify_latency;
+}
+
+void rpc_verify_counts(const rpc_t *r, uint64_t counts[RPC_VERIFY_REASONS]) {
+  memcpy(counts, r->verify_counts, sizeof(r->verify_counts));
+}
+
+const char *rpc_verify_reason_name(int reason) {
+  switch (reason) {
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID:
+    return "valid";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED:
+    return "malformed";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN:
+    return "unknown";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED:
+    return "revoked";
+  case TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED:
+    return "expired";
+  default:
+    return "unspecified";
+  }
 }

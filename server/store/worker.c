@@ -17,6 +17,8 @@ struct store_worker_s {
   int stopping;
   /* Writer thread only: a disk that stays full fails every batch. */
   log_limit_t fail_log;
+  store_worker_stats_t stats;     /* writer thread only */
+  store_worker_stats_t stats_pub; /* guarded by lock: as of the last batch */
 };
 
 /* After a commit in doubt: asks the store, for each write of the group,
@@ -45,8 +47,10 @@ static void reconcile_group(store_t *store, store_job_t *first,
  * in a way that dooms the transaction, all are rolled back and every one
  * fails: none was acknowledged, so none is lost. */
 static void run_write_group(store_t *store, log_limit_t *fail_log,
-                            store_job_t *first, store_job_t *last) {
+                            store_worker_stats_t *stats, store_job_t *first,
+                            store_job_t *last) {
   store_job_t *j;
+  uint64_t t0;
   int err, in_doubt = 0, refused, quiet;
 
   /* Once the store refuses writes for good, say why once, not per write. */
@@ -71,7 +75,10 @@ static void run_write_group(store_t *store, log_limit_t *fail_log,
     if (j == last)
       break;
   }
-  if ((err = store_commit(store)) != 0) {
+  t0 = uv_hrtime();
+  err = store_commit(store);
+  prom_hist_observe(&stats->commit, uv_hrtime() - t0);
+  if (err != 0) {
     /* Not acknowledged either way; the jobs fail as the store being
      * unavailable, and the reconcile below says whether they landed. */
     if ((in_doubt = err == TOKEND_EINDOUBT))
@@ -82,6 +89,12 @@ static void run_write_group(store_t *store, log_limit_t *fail_log,
    * it, so it is not acknowledged. */
   if ((err = store_file_check(store)) != 0)
     goto err_fail_all;
+  for (j = first;; j = j->next) {
+    if (j->audit != NULL)
+      stats->audit_rows++;
+    if (j == last)
+      break;
+  }
   return;
 
 err_fail_all:
@@ -104,7 +117,7 @@ err_fail_all:
 }
 
 static void run_batch(store_t *store, log_limit_t *fail_log,
-                      store_job_t *head) {
+                      store_worker_stats_t *stats, store_job_t *head) {
   store_job_t *j = head, *first, *last;
 
   while (j != NULL) {
@@ -118,7 +131,7 @@ static void run_batch(store_t *store, log_limit_t *fail_log,
     first = last = j;
     while (last->next != NULL && store_job_writes(last->next))
       last = last->next;
-    run_write_group(store, fail_log, first, last);
+    run_write_group(store, fail_log, stats, first, last);
     j = last->next;
   }
 }
@@ -140,9 +153,10 @@ static void worker_main(void *arg) {
 
     if (batch == NULL && stopping)
       break;
-    run_batch(w->store, &w->fail_log, batch);
+    run_batch(w->store, &w->fail_log, &w->stats, batch);
 
     uv_mutex_lock(&w->lock);
+    w->stats_pub = w->stats;
     if (w->done_tail != NULL)
       w->done_tail->next = batch;
     else
@@ -206,6 +220,12 @@ err_mutex:
 err_free:
   free(w);
   return TOKEND_EINTERNAL;
+}
+
+void store_worker_stats(store_worker_t *w, store_worker_stats_t *out) {
+  uv_mutex_lock(&w->lock);
+  *out = w->stats_pub;
+  uv_mutex_unlock(&w->lock);
 }
 
 void store_worker_submit(store_worker_t *w, store_job_t *job) {

@@ -15,10 +15,20 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "prom.h"
 #include "store/jobs.h"
 #include "store/store.h"
 
 typedef struct store_worker_s store_worker_t;
+
+/* What the writer thread has done, for /metrics. */
+typedef struct {
+  uint64_t audit_rows; /* audit rows committed */
+  prom_hist_t commit;  /* each write group's COMMIT (the disk's flush) */
+} store_worker_stats_t;
+
+/* A copy of the worker's counts as of its last batch. Loop thread only. */
+void store_worker_stats(store_worker_t *w, store_worker_stats_t *out);
 
 /* Starts the worker thread on store (which it then uses exclusively until
  * store_worker_stop returns). */

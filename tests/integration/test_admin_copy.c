@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "pg_cluster.h"
@@ -337,6 +338,38 @@ static void test_copy_into_postgresql_keeps_every_token(void **state) {
     tokend_client_wipe(&m.issued[i]);
 }
 
+/* A tokend already running on the (empty) target learns of every copied
+ * token through the change feed, without a restart: the import appends
+ * changes as any write does. */
+static void test_copy_reaches_a_tokend_running_on_the_target(void **state) {
+  fixture_t *f = *state;
+  tokend_verify_result_t vr;
+  tokend_client_t *c;
+  th_run_result_t r;
+  made_t m;
+  int i, tries;
+
+  make_records(f, &m); /* and stops the SQLite tokend */
+  assert_int_equal(th_tokend_start(&f->dst, f->dst_args), 0);
+  c = th_client_connect_ok(&f->dst);
+  th_expect_verify(c, m.issued[0].token, 0, TOKEND_VERIFY_UNKNOWN);
+  run_copy(f, &r, NULL);
+  th_expect_exit(&r, 0, "tokend-admin copy");
+  th_run_result_free(&r);
+  /* The copy does not wait for the hosts: its notification wakes them.
+   * Wait for the condition (each try a round trip), at most 10 s. */
+  for (i = 0; i < N_TOKENS; i++) {
+    for (tries = 0; tries < 1000; tries++) {
+      assert_int_equal(tokend_client_verify(c, m.issued[i].token, &vr), 0);
+      if (vr.reason == m.reason[i])
+        break;
+      usleep(10 * 1000);
+    }
+    assert_int_equal(vr.reason, m.reason[i]);
+  }
+  tokend_client_close(c);
+}
+
 static void test_copy_from_a_missing_source_is_a_clear_error(void **state) {
   fixture_t *f = *state;
   th_run_result_t r;
@@ -471,6 +504,8 @@ int main(void) {
           test_copy_into_postgresql_keeps_every_token, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_copy_from_a_missing_source_is_a_clear_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_copy_reaches_a_tokend_running_on_the_target, setup, teardown),
       cmocka_unit_test_setup_teardown(test_copy_with_another_pepper_is_refused,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_copy_while_tokend_runs_on_the_source,

@@ -352,12 +352,71 @@ static void test_allowed_core_holds_no_buffered_token(void **state) {
   th_tokend_destroy(&t);
 }
 
+/* GET /verify with tok as a Bearer credential on tokend's HTTP socket
+ * sock; the answer must be 204 (the token is valid). */
+static void http_verify_valid(const char *sock, const char *tok) {
+  char req[TOKEND_TOKEN_BYTES + 128], ans[1024];
+  size_t len = 0;
+  ssize_t n;
+  int fd = th_connect(sock);
+
+  assert_true(fd >= 0);
+  snprintf(req, sizeof(req),
+           "GET /verify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+           "%s\r\nConnection: close\r\n\r\n",
+           tok);
+  assert_int_equal(th_write_all(fd, req, strlen(req)), 0);
+  explicit_bzero(req, sizeof(req));
+  while (len < sizeof(ans) - 1 &&
+         (n = read(fd, ans + len, sizeof(ans) - 1 - len)) > 0)
+    len += (size_t)n;
+  ans[len] = '\0';
+  close(fd);
+  if (strncmp(ans, "HTTP/1.1 204", 12) != 0)
+    fail_msg("HTTP /verify: %s", ans);
+}
+
+/* The HTTP face (issue 14): a token verified over HTTP, twice (a full
+ * check, then from the cache), leaves no copy in a core: libmicrohttpd's
+ * connection memory held it in the Authorization header, wiped once
+ * answered. */
+static void test_allowed_core_holds_no_http_token(void **state) {
+  char tok[TOKEND_TOKEN_BYTES], core[TH_PATH_BYTES], arg[TH_PATH_BYTES + 16];
+  char sock[TH_PATH_BYTES + 8];
+  const char *args[] = {"--allow-core-dumps", "--http-listen", arg, NULL};
+  tokend_client_t *c;
+  tokend_issued_t is;
+  th_tokend_t t;
+
+  (void)state;
+  skip_unless_cores_land_in_cwd();
+  assert_int_equal(th_tokend_init(&t), 0);
+  snprintf(sock, sizeof(sock), "%s/h.sock", t.dir);
+  snprintf(arg, sizeof(arg), "unix:%s", sock);
+  assert_int_equal(th_tokend_start(&t, args), 0);
+  c = th_client_connect_ok(&t);
+  th_client_issue_ok(c, DOMAIN, "http", 0, &is);
+  snprintf(tok, sizeof(tok), "%s", is.token);
+  tokend_client_wipe(&is);
+  tokend_client_close(c);
+  http_verify_valid(sock, tok);
+  http_verify_valid(sock, tok);
+  assert_int_equal(kill(t.pid, SIGSEGV), 0);
+  assert_int_equal(th_tokend_wait_exit(&t, TH_STOP_TIMEOUT_MS), 128 + SIGSEGV);
+  if (find_core(t.dir, core, sizeof(core)) != 0)
+    fail_msg("no core file in %s after SIGSEGV with --allow-core-dumps", t.dir);
+  expect_core_without_tokens(core, tok);
+  explicit_bzero(tok, sizeof(tok));
+  th_tokend_destroy(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_not_dumpable_unless_allowed),
       cmocka_unit_test(test_crash_leaves_no_core_by_default),
       cmocka_unit_test(test_allowed_core_holds_no_pepper_or_token),
       cmocka_unit_test(test_allowed_core_holds_no_buffered_token),
+      cmocka_unit_test(test_allowed_core_holds_no_http_token),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

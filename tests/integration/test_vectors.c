@@ -10,8 +10,9 @@
  * holds that is not at its default (the same map the generator wrote):
  * the key sets must be equal, and so must the values, except "*" (present,
  * any value), "?" (any value or absent) and "{{name}}" (a value that
- * differs per run: bound by its first occurrence in an answer, then
- * substituted wherever it appears, in answers and in request hex). */
+ * differs per run: bound by its first occurrence in an answer, or by a
+ * case's "let" from the clock, then substituted wherever it appears, in
+ * answers and in request hex). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,9 +180,14 @@ static uint8_t *from_hex(const char *s, size_t *n) {
 
 /* ---- variables ---- */
 
+/* A string bound by an answer (its bytes go into requests), or an integer
+ * bound by "let" (its protobuf varint goes into requests; answers hold it
+ * as a JSON number). */
 typedef struct {
   char name[32];
   char value[128];
+  int is_int;
+  int64_t num;
 } var_t;
 
 typedef struct {
@@ -189,20 +195,81 @@ typedef struct {
   size_t n;
 } vars_t;
 
-static const char *var_get(const vars_t *vs, const char *name) {
+static const var_t *var_find(const vars_t *vs, const char *name) {
   size_t i;
 
   for (i = 0; i < vs->n; i++)
     if (strcmp(vs->v[i].name, name) == 0)
-      return vs->v[i].value;
+      return &vs->v[i];
   return NULL;
+}
+
+static const char *var_get(const vars_t *vs, const char *name) {
+  const var_t *v = var_find(vs, name);
+
+  return v != NULL && !v->is_int ? v->value : NULL;
 }
 
 static void var_set(vars_t *vs, const char *name, const char *value) {
   assert_true(vs->n < MAX_VARS);
   snprintf(vs->v[vs->n].name, sizeof(vs->v[vs->n].name), "%s", name);
   snprintf(vs->v[vs->n].value, sizeof(vs->v[vs->n].value), "%s", value);
+  vs->v[vs->n].is_int = 0;
   vs->n++;
+}
+
+static void var_set_int(vars_t *vs, const char *name, int64_t num) {
+  assert_true(vs->n < MAX_VARS);
+  snprintf(vs->v[vs->n].name, sizeof(vs->v[vs->n].name), "%s", name);
+  vs->v[vs->n].value[0] = '\0';
+  vs->v[vs->n].is_int = 1;
+  vs->v[vs->n].num = num;
+  vs->n++;
+}
+
+/* The protobuf varint of a (non-negative) integer, as lower-case hex. */
+static void varint_hex(int64_t num, char *out, size_t size) {
+  uint64_t u = (uint64_t)num;
+  size_t o = 0;
+
+  do {
+    uint8_t b = (uint8_t)(u & 0x7f);
+
+    u >>= 7;
+    if (u != 0)
+      b |= 0x80;
+    assert_true(o + 3 <= size);
+    snprintf(out + o, size - o, "%02x", b);
+    o += 2;
+  } while (u != 0);
+}
+
+/* A case's "let": {"name": MS} binds each name to the wall clock plus MS
+ * milliseconds, before its request is built (a time in the future, e.g.
+ * an expiry). */
+static void case_let(json_t *c, vars_t *vs) {
+  json_t *let = json_object_get(c, "let"), *ms;
+  const char *name;
+
+  json_object_foreach(let, name, ms) {
+    assert_true(json_is_integer(ms));
+    var_set_int(vs, name, th_now_ms() + json_integer_value(ms));
+  }
+}
+
+/* A case's "after": "name" waits until the wall clock is past the integer
+ * variable name before the request is sent. */
+static void case_after(json_t *c, const vars_t *vs) {
+  const char *name = json_string_value(json_object_get(c, "after"));
+  const var_t *v;
+
+  if (name == NULL)
+    return;
+  v = var_find(vs, name);
+  if (v == NULL || !v->is_int)
+    fail_msg("\"after\": %s is not an integer variable", name);
+  while (th_now_ms() <= v->num)
+    th_sleep_ms(10);
 }
 
 /* The name inside "{{name}}", or NULL if s is not one. */
@@ -220,8 +287,9 @@ static int placeholder(const char *s, char *name, size_t size) {
 /* The request hex with each {{name}} replaced by the hex of its value. */
 static char *request_hex(const char *tmpl, const vars_t *vs, const char *what) {
   char *out = calloc(1, strlen(tmpl) * 4 + 1), *hex;
-  const char *p = tmpl, *open, *close, *val;
-  char name[32];
+  const char *p = tmpl, *open, *close;
+  const var_t *val;
+  char name[32], num[24];
 
   assert_non_null(out);
   while ((open = strstr(p, "{{")) != NULL) {
@@ -231,11 +299,16 @@ static char *request_hex(const char *tmpl, const vars_t *vs, const char *what) {
       fail_msg("%s: bad placeholder in request", what);
     memcpy(name, open + 2, (size_t)(close - open - 2));
     name[close - open - 2] = '\0';
-    if ((val = var_get(vs, name)) == NULL)
+    if ((val = var_find(vs, name)) == NULL)
       fail_msg("%s: request uses {{%s}} before an answer bound it", what, name);
-    hex = to_hex((const uint8_t *)val, strlen(val));
-    strcat(out, hex);
-    free(hex);
+    if (val->is_int) {
+      varint_hex(val->num, num, sizeof(num));
+      strcat(out, num);
+    } else {
+      hex = to_hex((const uint8_t *)val->value, strlen(val->value));
+      strcat(out, hex);
+      free(hex);
+    }
     p = close + 2;
   }
   strcat(out, p);
@@ -247,7 +320,8 @@ static char *request_hex(const char *tmpl, const vars_t *vs, const char *what) {
 /* Checks got (a flattened answer) against want; binds new variables. */
 static void check_answer(const char *what, json_t *want, json_t *got,
                          vars_t *vs) {
-  const char *key, *s, *bound;
+  const char *key, *s;
+  const var_t *bound;
   json_t *w, *g;
   char name[32], *ws, *gs;
 
@@ -261,13 +335,20 @@ static void check_answer(const char *what, json_t *want, json_t *got,
     if (s != NULL && strcmp(s, "*") == 0)
       continue;
     if (s != NULL && placeholder(s, name, sizeof(name))) {
+      bound = var_find(vs, name);
+      if (bound != NULL && bound->is_int) {
+        if (!json_is_integer(g) || json_integer_value(g) != bound->num)
+          fail_msg("%s: %s is not {{%s}} = %lld", what, key, name,
+                   (long long)bound->num);
+        continue;
+      }
       if (!json_is_string(g))
         fail_msg("%s: %s is not a string", what, key);
-      if ((bound = var_get(vs, name)) == NULL)
+      if (bound == NULL)
         var_set(vs, name, json_string_value(g));
-      else if (strcmp(bound, json_string_value(g)) != 0)
+      else if (strcmp(bound->value, json_string_value(g)) != 0)
         fail_msg("%s: %s is \"%s\", want {{%s}} = \"%s\"", what, key,
-                 json_string_value(g), name, bound);
+                 json_string_value(g), name, bound->value);
       continue;
     }
     if (!json_equal(w, g)) {
@@ -301,13 +382,17 @@ static void test_vectors_replay(void **state) {
   json_array_foreach(cases, i, c) {
     const char *name = json_string_value(json_object_get(c, "name"));
     const char *then = json_string_value(json_object_get(c, "then"));
-    char *hex = request_hex(json_string_value(json_object_get(c, "request")),
-                            &vs, name);
-    uint8_t *frame = from_hex(hex, &n);
+    char *hex;
+    uint8_t *frame;
     Tokend__V1__Response *r = NULL;
     json_t *got = json_object();
     int rc;
 
+    case_let(c, &vs);
+    hex = request_hex(json_string_value(json_object_get(c, "request")), &vs,
+                      name);
+    frame = from_hex(hex, &n);
+    case_after(c, &vs);
     assert_int_equal(th_write_all(fd, frame, n), 0);
     rc = th_recv_response(fd, TH_IO_TIMEOUT_MS, &r);
     if (rc != 0)
@@ -339,19 +424,39 @@ typedef struct {
   uint64_t next_id;
   vars_t vars;
   json_t *cases;
+  /* For the next case only: its "let" and "after" (see case_let). */
+  const char *let_name;
+  int64_t let_ms;
+  const char *after;
 } gen_t;
+
+/* Binds name to the clock plus ms for the next case, which records it as
+ * its "let". */
+static void gen_let(gen_t *g, const char *name, int64_t ms) {
+  var_set_int(&g->vars, name, th_now_ms() + ms);
+  g->let_name = name;
+  g->let_ms = ms;
+}
 
 /* A response key whose value differs per run whatever the request: "*"
  * (always present) or "?" (may be absent: 0 when run as root). */
 static const char *volatile_key(const char *key) {
-  static const char *const always[] = {"_at", ".hint", "_by"};
+  static const char *const always[] = {
+      "_at",       ".hint",           "_by", ".time", ".peer_pid",
+      "head_hash", "next_page_token",
+  };
   static const char *const maybe[] = {"who_am_i.uid", "who_am_i.gid",
                                       "who_am_i.pid", "who_am_i.user"};
+  /* The audit log records who ran the test: uid 0 is absent. */
+  static const char *const maybe_suffix = ".peer_uid";
   size_t i, kl = strlen(key), sl;
 
   for (i = 0; i < sizeof(maybe) / sizeof(maybe[0]); i++)
     if (strcmp(key, maybe[i]) == 0)
       return "?";
+  sl = strlen(maybe_suffix);
+  if (kl >= sl && strcmp(key + kl - sl, maybe_suffix) == 0)
+    return "?";
   for (i = 0; i < sizeof(always) / sizeof(always[0]); i++) {
     sl = strlen(always[i]);
     if (kl >= sl && strcmp(key + kl - sl, always[i]) == 0)
@@ -367,7 +472,7 @@ static void gen_case(gen_t *g, const char *name, Tokend__V1__Request *req,
   size_t len, i;
   uint8_t *frame;
   char *hex, *vhex, *pos, *tmpl;
-  json_t *c = json_object(), *flat = json_object(), *v;
+  json_t *c = json_object(), *flat = json_object(), *v, *extra;
   const char *key, *vol;
 
   if (!keep_id)
@@ -377,8 +482,14 @@ static void gen_case(gen_t *g, const char *name, Tokend__V1__Request *req,
   hex = to_hex(frame, len);
   /* Values bound earlier appear in the request as {{name}}. */
   for (i = 0; i < g->vars.n; i++) {
-    vhex =
-        to_hex((const uint8_t *)g->vars.v[i].value, strlen(g->vars.v[i].value));
+    if (g->vars.v[i].is_int) {
+      vhex = malloc(24);
+      assert_non_null(vhex);
+      varint_hex(g->vars.v[i].num, vhex, 24);
+    } else {
+      vhex = to_hex((const uint8_t *)g->vars.v[i].value,
+                    strlen(g->vars.v[i].value));
+    }
     while ((pos = strstr(hex, vhex)) != NULL) {
       tmpl = malloc(strlen(hex) + 64);
       assert_non_null(tmpl);
@@ -389,6 +500,9 @@ static void gen_case(gen_t *g, const char *name, Tokend__V1__Request *req,
     }
     free(vhex);
   }
+  if (g->after != NULL)
+    while (th_now_ms() <= var_find(&g->vars, g->after)->num)
+      th_sleep_ms(10);
   assert_int_equal(th_write_all(g->fd, frame, len), 0);
   assert_int_equal(th_recv_response(g->fd, TH_IO_TIMEOUT_MS, &r), 0);
   flatten_message(&r->base, "", flat);
@@ -400,7 +514,35 @@ static void gen_case(gen_t *g, const char *name, Tokend__V1__Request *req,
                           (const char *[]){"who_am_i.uid", "who_am_i.gid",
                                            "who_am_i.pid", "who_am_i.user"}[i],
                           json_string("?"));
+  /* The audit log records the caller's uid: absent for root, present for
+   * anyone else. */
+  extra = json_object();
   json_object_foreach(flat, key, v) {
+    size_t kl = strlen(key);
+    char upath[256];
+
+    if (json_is_object(v) && kl > 0 && key[kl - 1] == ']' &&
+        strstr(key, ".events[") != NULL) {
+      snprintf(upath, sizeof(upath), "%s.peer_uid", key);
+      json_object_set_new(extra, upath, json_string("?"));
+    }
+  }
+  json_object_update(flat, extra);
+  json_decref(extra);
+  json_object_foreach(flat, key, v) {
+    /* An integer variable (a time the case chose) before the volatile
+     * keys: an expires_at is that value, not any time. */
+    for (i = 0; i < g->vars.n; i++)
+      if (g->vars.v[i].is_int && json_is_integer(v) &&
+          json_integer_value(v) == g->vars.v[i].num)
+        break;
+    if (i < g->vars.n) {
+      char ph[40];
+
+      snprintf(ph, sizeof(ph), "{{%s}}", g->vars.v[i].name);
+      json_object_set_new(flat, key, json_string(ph));
+      continue;
+    }
     if ((vol = volatile_key(key)) != NULL) {
       json_object_set_new(flat, key, json_string(vol));
       continue;
@@ -408,7 +550,8 @@ static void gen_case(gen_t *g, const char *name, Tokend__V1__Request *req,
     if (!json_is_string(v))
       continue;
     for (i = 0; i < g->vars.n; i++)
-      if (strcmp(json_string_value(v), g->vars.v[i].value) == 0) {
+      if (!g->vars.v[i].is_int &&
+          strcmp(json_string_value(v), g->vars.v[i].value) == 0) {
         char ph[40];
 
         snprintf(ph, sizeof(ph), "{{%s}}", g->vars.v[i].name);
@@ -417,6 +560,13 @@ static void gen_case(gen_t *g, const char *name, Tokend__V1__Request *req,
       }
   }
   json_object_set_new(c, "name", json_string(name));
+  if (g->let_name != NULL)
+    json_object_set_new(c, "let",
+                        json_pack("{s:I}", g->let_name, (json_int_t)g->let_ms));
+  if (g->after != NULL)
+    json_object_set_new(c, "after", json_string(g->after));
+  g->let_name = NULL;
+  g->after = NULL;
   json_object_set_new(c, "request", json_string(hex));
   json_object_set_new(c, "response", flat);
   if (then != NULL)
@@ -456,6 +606,13 @@ static void test_vectors_generate(void **state) {
       TOKEND__V1__GRANT_DOMAIN_ADMIN_REQUEST__INIT;
   Tokend__V1__ListDomainAdminsRequest la =
       TOKEND__V1__LIST_DOMAIN_ADMINS_REQUEST__INIT;
+  Tokend__V1__RevokeDomainAdminRequest ra =
+      TOKEND__V1__REVOKE_DOMAIN_ADMIN_REQUEST__INIT;
+  Tokend__V1__ListAuditEventsRequest ae =
+      TOKEND__V1__LIST_AUDIT_EVENTS_REQUEST__INIT;
+  Tokend__V1__VerifyAuditLogRequest va =
+      TOKEND__V1__VERIFY_AUDIT_LOG_REQUEST__INIT;
+  Tokend__V1__IssueRequest xr = TOKEND__V1__ISSUE_REQUEST__INIT;
   char *scopes[] = {"read", "write:deploy"};
   char never[TOKEND_TOKEN_BYTES];
   json_t *root;
@@ -497,6 +654,18 @@ static void test_vectors_generate(void **state) {
   req.list = &lr;
   gen_case(&g, "list", &req, 0, NULL);
 
+  /* A token that expires a second from now; verify_expired, near the end,
+   * waits for that time to pass (its "after"). */
+  gen_let(&g, "expires_at", 1000);
+  xr.domain = DOMAIN;
+  xr.label = "short-lived";
+  xr.expires_at = var_find(&g.vars, "expires_at")->num;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &xr;
+  gen_case(&g, "issue_expiring", &req, 0, NULL);
+  gen_bind(&g, "expiring_token", "issue.token");
+  gen_bind(&g, "expiring_token_id", "issue.info.id");
+
   rr.domain = DOMAIN;
   rr.token_id = (char *)var_get(&g.vars, "token_id");
   req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
@@ -532,6 +701,42 @@ static void test_vectors_generate(void **state) {
   req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS;
   req.list_domain_admins = &la;
   gen_case(&g, "list_domain_admins", &req, 0, NULL);
+
+  /* The operator acting for alice: her token goes with her below. */
+  ir.domain = DOMAIN;
+  ir.label = "alice's";
+  ir.n_scopes = 0;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  req.actor = "alice@example.com";
+  gen_case(&g, "issue_as_domain_admin", &req, 0, NULL);
+  gen_bind(&g, "alice_token", "issue.token");
+  gen_bind(&g, "alice_token_id", "issue.info.id");
+  req.actor = NULL;
+
+  ra.domain = DOMAIN;
+  ra.user = "alice@example.com";
+  ra.revoke_their_tokens = 1;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN;
+  req.revoke_domain_admin = &ra;
+  gen_case(&g, "revoke_domain_admin", &req, 0, NULL);
+  gen_case(&g, "revoke_domain_admin_not_found", &req, 0, NULL);
+
+  ae.domain = DOMAIN;
+  ae.page_size = 3;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS;
+  req.list_audit_events = &ae;
+  gen_case(&g, "list_audit_events", &req, 0, NULL);
+
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG;
+  req.verify_audit_log = &va;
+  gen_case(&g, "verify_audit_log", &req, 0, NULL);
+
+  vr.token = (char *)var_get(&g.vars, "expiring_token");
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &vr;
+  g.after = "expires_at";
+  gen_case(&g, "verify_expired", &req, 0, NULL);
 
   req.method_case = TOKEND__V1__REQUEST__METHOD__NOT_SET;
   gen_case(&g, "no_method", &req, 0, NULL);

@@ -447,6 +447,10 @@ static void waits_check(pg_feed_t *f) {
     if (p.pending == 0 && p.applied > 0) {
       wait_unlink(f, w);
       w->cb(w, &p);
+      /* The last call answered may have ended the server's shutdown,
+       * which closed the follower and ended every other wait. */
+      if (f->closing)
+        return;
     }
   }
   timer_rearm(f);
@@ -461,6 +465,9 @@ static void waits_settle(pg_feed_t *f, int all) {
     wait_unlink(f, w);
     spread(f, w->rev, &p);
     w->cb(w, &p);
+    /* As in waits_check: a close from within ended the rest. */
+    if (f->closing && !all)
+      return;
   }
   if (!f->closing)
     timer_rearm(f);
@@ -632,16 +639,10 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
   }
 }
 
-/* Reads what arrived: notifications, and the query's results. */
-static void feed_read(pg_feed_t *f) {
+/* Takes the notifications libpq has parsed: what they want read. */
+static void feed_notifies(pg_feed_t *f) {
   PGnotify *n;
-  PGresult *r;
-  query_t q;
 
-  if (!PQconsumeInput(f->conn)) {
-    feed_lost(f, "connection", PQerrorMessage(f->conn));
-    return;
-  }
   while ((n = PQnotifies(f->conn)) != NULL) {
     if (strcmp(n->relname, "tokend_changes") == 0)
       f->want_feed = 1;
@@ -649,6 +650,18 @@ static void feed_read(pg_feed_t *f) {
       f->want_hosts = 1;
     PQfreemem(n);
   }
+}
+
+/* Reads what arrived: notifications, and the query's results. */
+static void feed_read(pg_feed_t *f) {
+  PGresult *r;
+  query_t q;
+
+  if (!PQconsumeInput(f->conn)) {
+    feed_lost(f, "connection", PQerrorMessage(f->conn));
+    return;
+  }
+  feed_notifies(f);
   while (f->q != Q_NONE && !PQisBusy(f->conn)) {
     if ((r = PQgetResult(f->conn)) == NULL) {
       /* The query is over: its last result, if it succeeded. */
@@ -685,6 +698,8 @@ static void feed_read(pg_feed_t *f) {
     feed_lost(f, "connection", PQerrorMessage(f->conn));
     return;
   }
+  /* Parsed while reading the results: no event would bring them again. */
+  feed_notifies(f);
   feed_next(f);
 }
 
@@ -741,7 +756,7 @@ static void on_tick(uv_timer_t *t) {
   pg_feed_t *f = t->data;
   uint64_t now = uv_now(f->loop);
 
-  if (now >= f->base.fresh_until && !f->stale_logged) {
+  if (f->ready_told && now >= f->base.fresh_until && !f->stale_logged) {
     f->stale_logged = 1;
     log_warn("store: change feed: not current for %u ms (--lease-ms)%s%s: "
              "answering Verify UNAVAILABLE until caught up",

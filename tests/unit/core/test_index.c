@@ -362,6 +362,49 @@ static void test_index_mark_dirty_requeues_failed_writeback(void **state) {
   assert_int_equal(index_dirty_count(ix), 0);
 }
 
+/* Tokens by status (/metrics): a revocation counted once, whatever
+ * path marks it; expiry judged at the time asked; a revoked token that
+ * also expired counts as revoked; an expiry set later counts too. */
+static void test_index_status_counts(void **state) {
+  index_t *ix = *state;
+  index_entry_t *plain, *revoked, *expiring, *later;
+  store_token_t row;
+  size_t active, nrev, expired;
+
+  plain = insert_n(ix, 1);
+  revoked = insert_n(ix, 2);
+  make_row(&row, 3, "example.com", "ci", "read");
+  row.expires_at = 5000;
+  assert_int_equal(insert(ix, &row), 0);
+  expiring = index_find(ix, row.hash);
+  make_row(&row, 4, "example.com", "ci", "read");
+  row.revoked_at = 900;
+  assert_int_equal(insert(ix, &row), 0);
+  later = insert_n(ix, 5);
+  assert_non_null(plain);
+  assert_non_null(expiring);
+
+  index_revoke(ix, revoked, 2000);
+  index_revoke(ix, revoked, 3000); /* not moved, not counted again */
+  assert_int_equal(revoked->revoked_at, 2000);
+  index_status_counts(ix, 4000, &active, &nrev, &expired);
+  assert_int_equal(active, 3);
+  assert_int_equal(nrev, 2);
+  assert_int_equal(expired, 0);
+  index_status_counts(ix, 6000, &active, &nrev, &expired);
+  assert_int_equal(active, 2);
+  assert_int_equal(expired, 1);
+  assert_int_equal(index_set_expiry(ix, later, 5500), 0);
+  index_status_counts(ix, 6000, &active, &nrev, &expired);
+  assert_int_equal(active, 1);
+  assert_int_equal(expired, 2);
+  index_revoke(ix, expiring, 7000);
+  index_status_counts(ix, 8000, &active, &nrev, &expired);
+  assert_int_equal(nrev, 3);
+  assert_int_equal(expired, 1);
+  assert_int_equal(active, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_index_insert_then_find, setup,
@@ -390,6 +433,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_index_mark_dirty_requeues_failed_writeback, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_status_counts, setup,
+                                      teardown),
   };
 
   return cmocka_run_group_tests_name("index", tests, NULL, NULL);

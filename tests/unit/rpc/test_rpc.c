@@ -649,12 +649,88 @@ static void test_rpc_issue_failed_commit_answers_error(void **state) {
   free(f);
 }
 
+/* rpc_verify_now (the HTTP face's Verify) answers from the same index as
+ * the socket's and counts in the same counters: per reason, and the
+ * domain's. A revoked entry is revoked for both at once. */
+static void test_rpc_verify_now_shares_index_and_counters(void **state) {
+  fixture_t *fx = *state;
+  fake_sink_t *a = calloc(1, sizeof(*a));
+  domain_t *d = domains_get(&fx->domains, DOMAIN);
+  uint64_t counts[RPC_VERIFY_REASONS];
+  rpc_verify_result_t v;
+  request_t q;
+  char unknown[TOKEND_TOKEN_BYTES], huge[TOKEND_TOKEN_MAX_CHARS + 2];
+  index_entry_t *e;
+  uint8_t hash[TOKEND_HASH_BYTES];
+
+  assert_non_null(a);
+  assert_non_null(d);
+  peer_init(a, NOBODY_UID, 0, 1);
+  /* Over the socket, once. */
+  make_req(&q, M(VERIFY), 1, "", "");
+  snprintf(q.token, sizeof(q.token), "%s", fx->token);
+  send_req(fx, a, &q.req);
+  rpc_verify_drain(fx->rpc);
+  /* Synchronously, valid: who it is, from the index. */
+  assert_int_equal(rpc_verify_now(fx->rpc, fx->token, strlen(fx->token), &v),
+                   0);
+  assert_true(v.valid);
+  assert_int_equal(v.reason, TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID);
+  assert_string_equal(v.domain, DOMAIN);
+  assert_string_equal(v.label, "ci");
+  assert_int_equal(strlen(v.token_id), TOKEND_TOKEN_ID_BYTES - 1);
+  /* Unknown, malformed, too long to be a token. */
+  assert_int_equal(token_generate(fx->cfg.token_prefix, unknown), 0);
+  assert_int_equal(rpc_verify_now(fx->rpc, unknown, strlen(unknown), &v), 0);
+  assert_false(v.valid);
+  assert_int_equal(v.reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN);
+  assert_string_equal(v.token_id, "");
+  assert_int_equal(rpc_verify_now(fx->rpc, "nope", 4, &v), 0);
+  assert_int_equal(v.reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED);
+  memset(huge, 'a', sizeof(huge));
+  assert_int_equal(rpc_verify_now(fx->rpc, huge, sizeof(huge), &v), 0);
+  assert_int_equal(v.reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED);
+  /* Revoked in the index (as a committed Revoke applies it). */
+  token_hash(fx->token, strlen(fx->token), fx->pepper, hash);
+  e = index_find(fx->index, hash);
+  assert_non_null(e);
+  e->revoked_at = 2;
+  assert_int_equal(rpc_verify_now(fx->rpc, fx->token, strlen(fx->token), &v),
+                   0);
+  assert_false(v.valid);
+  assert_int_equal(v.reason,
+                   TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED);
+  /* Both paths in one set of counters: 2 valid (socket, HTTP), 1 each. */
+  rpc_verify_counts(fx->rpc, counts);
+  assert_int_equal(counts[TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID], 2);
+  assert_int_equal(counts[TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN],
+                   1);
+  assert_int_equal(counts[TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED],
+                   2);
+  assert_int_equal(counts[TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED],
+                   1);
+  assert_int_equal(d->valid_verifies, 2);
+  assert_int_equal(d->invalid_verifies, 1);
+  assert_string_equal(
+      rpc_verify_reason_name(TOKEND__V1__INVALID_REASON__INVALID_REASON_VALID),
+      "valid");
+  assert_string_equal(rpc_verify_reason_name(
+                          TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED),
+                      "expired");
+  free(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_rpc_every_method_refusal_rules,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_rpc_verify_batch_answers_in_request_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_rpc_verify_now_shares_index_and_counters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rpc_issue_answered_only_after_commit,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(

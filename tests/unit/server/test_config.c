@@ -676,6 +676,75 @@ static void test_config_socket_mode_and_group(void **state) {
   assert_one_line_error(fx, "--socket-mode");
 }
 
+/* The HTTP face's flags (issue 14): off by default; repeatable
+ * --http-listen with unix: and IPv4 addresses; each bad value one line. */
+static void test_config_http_flags(void **state) {
+  fixture_t *fx = *state;
+
+  assert_int_equal(fx->cfg.n_http_listen, 0);
+  assert_string_equal(fx->cfg.http_verify_path, "/verify");
+  assert_string_equal(fx->cfg.http_token_header, "Authorization");
+  assert_int_equal(fx->cfg.http_tcp_verify, 0);
+  assert_int_equal(PARSE(fx, "--http-listen", "unix:/run/t/http.sock",
+                         "--http-listen", "127.0.0.1:8080",
+                         "--http-verify-path", "/auth", "--http-token-header",
+                         "X-Api-Key", "--http-tcp-verify"),
+                   0);
+  assert_int_equal(fx->cfg.n_http_listen, 2);
+  assert_string_equal(fx->cfg.http_listen[0], "unix:/run/t/http.sock");
+  assert_string_equal(fx->cfg.http_listen[1], "127.0.0.1:8080");
+  assert_string_equal(fx->cfg.http_verify_path, "/auth");
+  assert_string_equal(fx->cfg.http_token_header, "X-Api-Key");
+  assert_int_equal(fx->cfg.http_tcp_verify, 1);
+}
+
+static void test_config_http_bad_values_rejected(void **state) {
+  fixture_t *fx = *state;
+
+  PARSE(fx, "--http-listen", "localhost:80");
+  assert_one_line_error(fx, "--http-listen");
+  PARSE(fx, "--http-listen", "127.0.0.1:65536");
+  assert_one_line_error(fx, "--http-listen");
+  PARSE(fx, "--http-listen", "127.0.0.1:");
+  assert_one_line_error(fx, "--http-listen");
+  PARSE(fx, "--http-listen", "unix:");
+  assert_one_line_error(fx, "--http-listen");
+  PARSE(fx, "--http-listen", "/run/http.sock");
+  assert_one_line_error(fx, "--http-listen");
+  PARSE(fx, "--http-listen", "unix:/a", "--http-listen", "unix:/b",
+        "--http-listen", "unix:/c", "--http-listen", "unix:/d", "--http-listen",
+        "unix:/e");
+  assert_one_line_error(fx, "at most 4");
+  PARSE(fx, "--http-verify-path", "verify");
+  assert_one_line_error(fx, "--http-verify-path");
+  PARSE(fx, "--http-token-header", "X Key");
+  assert_one_line_error(fx, "--http-token-header");
+}
+
+/* The parsed form: the port, 0 included, and the path after unix:. */
+static void test_config_http_addr_parse(void **state) {
+  config_http_addr_t a;
+  char why[160];
+
+  (void)state;
+  assert_int_equal(
+      config_http_addr_parse("unix:/x/h.sock", &a, why, sizeof(why)), 0);
+  assert_true(a.is_unix);
+  assert_string_equal(a.path, "/x/h.sock");
+  assert_int_equal(config_http_addr_parse("127.0.0.1:0", &a, why, sizeof(why)),
+                   0);
+  assert_false(a.is_unix);
+  assert_string_equal(a.host, "127.0.0.1");
+  assert_int_equal(a.port, 0);
+  assert_int_equal(
+      config_http_addr_parse("10.1.2.3:65535", &a, why, sizeof(why)), 0);
+  assert_int_equal(a.port, 65535);
+  assert_int_equal(config_http_addr_parse("127.0.0.1:-1", &a, why, sizeof(why)),
+                   TOKEND_EINVAL);
+  assert_int_equal(config_http_addr_parse("1.2.3:80", &a, why, sizeof(why)),
+                   TOKEND_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       CONFIG_TEST(test_config_defaults),
@@ -688,6 +757,9 @@ int main(void) {
       CONFIG_TEST(test_config_socket_path_must_fit_sun_path),
       CONFIG_TEST(test_config_hard_queue_below_soft_rejected),
       CONFIG_TEST(test_config_connection_shares),
+      CONFIG_TEST(test_config_http_flags),
+      CONFIG_TEST(test_config_http_bad_values_rejected),
+      CONFIG_TEST(test_config_http_addr_parse),
       CONFIG_TEST(test_config_conn_buffer_pool),
       CONFIG_TEST(test_config_policy_defaults_and_flags),
       CONFIG_TEST(test_config_unknown_user_or_group_rejected),

@@ -1,0 +1,399 @@
+"""The asyncio client: many calls in flight on one connection.
+
+    async with tokend.AsyncClient() as c:
+        results = await asyncio.gather(*(c.verify(t) for t in tokens))
+
+Each call gets its own call_id and waits for the answer carrying it; the
+connection's protocol hands answers to their callers, whatever order tokend
+sends them in (docs/PROTOCOL.md, "Pipelining and ordering").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Dict, Optional, Sequence
+
+from . import _wire, errors
+from .types import (
+    AuditEvent,
+    AuditLogCheck,
+    AuditPage,
+    DomainAdmin,
+    Granted,
+    Issued,
+    Revoked,
+    TokenInfo,
+    TokenPage,
+    VerifyResult,
+    WhoAmI,
+    ServerStatus,
+)
+
+
+# Past this many bytes queued in the socket's transport, callers wait.
+_HIGH_WATER_BYTES = 1 << 20
+
+
+def _expire(fut: asyncio.Future, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(
+            errors.Timeout(f"no answer within {timeout} s", errors.DEADLINE_EXCEEDED)
+        )
+
+
+class _Connection(asyncio.Protocol):
+    """One socket and the calls waiting on it, as an asyncio protocol: each
+    read hands every whole answer frame in it to its caller, no task or
+    await per answer. Once closed it stays closed: the client opens a new
+    one."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: Optional[asyncio.Transport] = None
+        self._pending: Dict[int, asyncio.Future] = {}
+        self._next_id = 0
+        self.closed = False
+        # Frames of the calls made since the loop last ran its callbacks:
+        # written together by _flush, one system call (and one wake-up of
+        # tokend) for every call a burst of coroutines makes, instead of
+        # one each.
+        self._out: list = []
+        self._buf = bytearray()
+        # Why the connection ended when it was not a plain close: tokend's
+        # call_id 0 answer, or a protocol error.
+        self._err: Optional[errors.TokendError] = None
+        self._writable: Optional[asyncio.Future] = None
+        self._lost = self._loop.create_future()
+
+    @classmethod
+    async def open(cls, path: str, timeout: Optional[float]) -> "_Connection":
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_unix_connection(cls, path), timeout
+            )
+        except asyncio.TimeoutError:
+            raise errors.Timeout(f"cannot connect to {path} within {timeout} s") from None
+        except OSError as e:
+            raise errors.ConnectionClosed(
+                f"cannot connect to {path}: {e.strerror or e}"
+            ) from None
+        return conn
+
+    # ---- asyncio.Protocol ----
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        transport.set_write_buffer_limits(high=_HIGH_WATER_BYTES)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        try:
+            while len(buf) - pos >= _wire.HEADER_BYTES:
+                n = _wire.body_length(bytes(buf[pos : pos + _wire.HEADER_BYTES]))
+                end = pos + _wire.HEADER_BYTES + n
+                if len(buf) < end:
+                    break  # the rest of this frame comes with a later read
+                resp = _wire.decode(bytes(buf[pos + _wire.HEADER_BYTES : end]))
+                pos = end
+                if resp.call_id == _wire.CONNECTION_CALL_ID:
+                    self._fail(_wire.connection_error(resp))
+                    return
+                fut = self._pending.pop(resp.call_id, None)
+                # None: the answer of a call that timed out.
+                if fut is not None and not fut.done():
+                    fut.set_result(resp)
+        except errors.TokendError as e:  # a protocol error
+            self._fail(e)
+            return
+        del buf[:pos]
+
+    def connection_lost(self, exc) -> None:
+        self._shut()
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        w, self._writable = self._writable, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # ----
+
+    def _fail(self, err: errors.TokendError) -> None:
+        if self._err is None:
+            self._err = err
+        self._shut()
+        assert self._transport is not None
+        self._transport.close()
+
+    def _shut(self) -> None:
+        """Fails every call in flight: the connection is over."""
+        self.closed = True
+        err = self._err or errors.ConnectionClosed("tokend closed the connection")
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self.resume_writing()
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if not self.closed and out:
+            assert self._transport is not None
+            self._transport.write(b"".join(out))
+
+    async def call(
+        self, member: str, request, actor: Optional[str], timeout: Optional[float]
+    ):
+        if self.closed:
+            raise errors.ConnectionClosed("tokend closed the connection")
+        self._next_id += 1
+        call_id = self._next_id
+        fut = self._loop.create_future()
+        self._pending[call_id] = fut
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(_wire.frame(call_id, member, request, actor))
+        # Backpressure: while tokend does not read (past _HIGH_WATER_BYTES
+        # queued), callers wait here.
+        if self._writable is not None:
+            await self._writable
+        # A timer per call rather than asyncio.wait_for, which wraps each
+        # call in a task of its own.
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_later(timeout, _expire, fut, timeout)
+        try:
+            return await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            # Answered calls are gone already; a timed-out or cancelled
+            # one is forgotten, and its late answer skipped.
+            self._pending.pop(call_id, None)
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self._fail(errors.ConnectionClosed("the client closed the connection"))
+        await self._lost
+
+
+class AsyncClient:
+    """An asyncio tokend client; the same methods as Client, as coroutines
+    (list and list_audit_events are async iterators).
+
+    Calls made concurrently (asyncio.gather, tasks) are pipelined on one
+    connection. The connection is opened on the first call and reopened
+    after tokend closed it; a call that changes nothing whose connection
+    closed before its answer is sent once more on a new connection, a write
+    never is (``errors.ConnectionClosed``; it may have committed).
+    """
+
+    def __init__(
+        self,
+        socket: Optional[str] = None,
+        *,
+        timeout: Optional[float] = 5.0,
+        actor: Optional[str] = None,
+    ) -> None:
+        self.socket_path = _wire.socket_path(socket)
+        self.timeout = timeout
+        self.actor = actor
+        self._conn: Optional[_Connection] = None
+        self._connecting: Optional[asyncio.Lock] = None
+
+    async def connect(self) -> None:
+        await self._connection()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _connection(self):
+        """The open connection, and whether this call opened it."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn, False  # the common case, without the lock
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is not None and not self._conn.closed:
+                return self._conn, False
+            if self._conn is not None:
+                await self._conn.aclose()
+            self._conn = None
+            self._conn = await _Connection.open(self.socket_path, self.timeout)
+            return self._conn, True
+
+    async def _call(self, member: str, request, actor: Optional[str]):
+        method = _wire.METHODS[member]
+        actor = actor if actor is not None else self.actor
+        for attempt in (0, 1):
+            conn, fresh = await self._connection()
+            try:
+                resp = await conn.call(member, request, actor, self.timeout)
+            except errors.ConnectionClosed:
+                # A connection that was open before this call may have been
+                # closed while idle: one more try, for a call that changes
+                # nothing.
+                if method.idempotent and not fresh and attempt == 0:
+                    continue
+                raise
+            return method.convert(_wire.result(resp, member))
+        raise AssertionError("unreachable")
+
+    # ---- methods: see Client for each one's contract ----
+
+    async def verify(self, token: str) -> VerifyResult:
+        return await self._call("verify", _wire.verify_request(token), None)
+
+    async def issue(
+        self,
+        domain: str,
+        label: str,
+        scopes: Sequence[str] = (),
+        expires_at: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> Issued:
+        return await self._call(
+            "issue", _wire.issue_request(domain, label, scopes, expires_at), actor
+        )
+
+    async def revoke(
+        self, domain: str, token_id: str, *, actor: Optional[str] = None
+    ) -> Revoked:
+        return await self._call(
+            "revoke", _wire.revoke_request(domain, token_id), actor
+        )
+
+    async def list_page(
+        self,
+        domain: str,
+        page_token: str = "",
+        page_size: int = 0,
+        include_revoked: bool = False,
+        *,
+        actor: Optional[str] = None,
+    ) -> TokenPage:
+        return await self._call(
+            "list",
+            _wire.list_request(domain, page_size, page_token, include_revoked),
+            actor,
+        )
+
+    async def list(
+        self,
+        domain: str,
+        page_size: int = 0,
+        include_revoked: bool = False,
+        *,
+        actor: Optional[str] = None,
+    ) -> AsyncIterator[TokenInfo]:
+        page_token = ""
+        while True:
+            page = await self.list_page(
+                domain, page_token, page_size, include_revoked, actor=actor
+            )
+            for t in page.tokens:
+                yield t
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    async def grant_domain_admin(
+        self, domain: str, user: str, *, actor: Optional[str] = None
+    ) -> Granted:
+        return await self._call(
+            "grant_domain_admin", _wire.grant_domain_admin_request(domain, user), actor
+        )
+
+    async def revoke_domain_admin(
+        self,
+        domain: str,
+        user: str,
+        revoke_their_tokens: bool = False,
+        *,
+        actor: Optional[str] = None,
+    ) -> int:
+        return await self._call(
+            "revoke_domain_admin",
+            _wire.revoke_domain_admin_request(domain, user, revoke_their_tokens),
+            actor,
+        )
+
+    async def list_domain_admins(
+        self, domain: str, *, actor: Optional[str] = None
+    ) -> Sequence[DomainAdmin]:
+        return await self._call(
+            "list_domain_admins", _wire.list_domain_admins_request(domain), actor
+        )
+
+    async def list_audit_events_page(
+        self,
+        domain: str = "",
+        since: int = 0,
+        page_token: str = "",
+        page_size: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> AuditPage:
+        return await self._call(
+            "list_audit_events",
+            _wire.list_audit_events_request(domain, since, page_size, page_token),
+            actor,
+        )
+
+    async def list_audit_events(
+        self,
+        domain: str = "",
+        since: int = 0,
+        page_size: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> AsyncIterator[AuditEvent]:
+        page_token = ""
+        while True:
+            page = await self.list_audit_events_page(
+                domain, since, page_token, page_size, actor=actor
+            )
+            for e in page.events:
+                yield e
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    async def verify_audit_log(
+        self,
+        anchor_id: int = 0,
+        anchor_hash: str = "",
+        *,
+        actor: Optional[str] = None,
+    ) -> AuditLogCheck:
+        return await self._call(
+            "verify_audit_log",
+            _wire.verify_audit_log_request(anchor_id, anchor_hash),
+            actor,
+        )
+
+    async def whoami(self, *, actor: Optional[str] = None) -> WhoAmI:
+        return await self._call("who_am_i", _wire.who_am_i_request(), actor)
+
+    async def server_status(self) -> ServerStatus:
+        """How tokend is doing (verifiers and operators)."""
+        return await self._call(
+            "server_status", _wire.server_status_request(), None
+        )

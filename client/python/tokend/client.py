@@ -1,0 +1,366 @@
+"""The blocking client: one Unix socket connection, one call at a time.
+
+    with tokend.Client() as c:          # --socket, $TOKEND_SOCKET, var/tokend.sock
+        r = c.verify(token)
+        if r.valid and "read" in r.scopes: ...
+
+Thread-safe by serializing: a lock holds the connection for one call at a
+time. For many calls in flight on one connection use AsyncClient.
+"""
+
+from __future__ import annotations
+
+import select
+import socket as _socket
+import threading
+import time
+from typing import Iterator, Optional, Sequence
+
+from . import _wire, errors
+from .types import (
+    AuditEvent,
+    AuditLogCheck,
+    AuditPage,
+    DomainAdmin,
+    Granted,
+    Issued,
+    Revoked,
+    TokenInfo,
+    TokenPage,
+    VerifyResult,
+    WhoAmI,
+    ServerStatus,
+)
+
+_READ_CHUNK = 65536
+
+
+class Client:
+    """A blocking tokend client.
+
+    ``socket``: the path of tokend's socket (default: $TOKEND_SOCKET, else
+    var/tokend.sock). ``timeout``: seconds to wait for each call's answer
+    (None: forever); past it the call raises ``errors.Timeout``. ``actor``:
+    for an operator acting for a user (docs/PROTOCOL.md, "actor"); each
+    method also takes ``actor=`` for one call.
+
+    The connection is opened on the first call and reopened after tokend
+    closed it. A call that changes nothing (verify, list, whoami, ...) whose
+    connection closes before its answer is sent once more on a new
+    connection; a write (issue, revoke, grant/revoke_domain_admin) never
+    is: it raises ``errors.ConnectionClosed``, and may have committed.
+    """
+
+    def __init__(
+        self,
+        socket: Optional[str] = None,
+        *,
+        timeout: Optional[float] = 5.0,
+        actor: Optional[str] = None,
+    ) -> None:
+        self.socket_path = _wire.socket_path(socket)
+        self.timeout = timeout
+        self.actor = actor
+        self._sock: Optional[_socket.socket] = None
+        self._buf = bytearray()
+        self._next_id = 0
+        self._lock = threading.Lock()
+
+    # ---- connection ----
+
+    def connect(self) -> None:
+        """Opens the connection now rather than on the first call."""
+        with self._lock:
+            if self._sock is None:
+                self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            s.settimeout(self.timeout)
+            s.connect(self.socket_path)
+        except OSError as e:
+            s.close()
+            raise errors.ConnectionClosed(
+                f"cannot connect to {self.socket_path}: {e.strerror or e}"
+            ) from None
+        self._sock = s
+        self._buf.clear()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf.clear()
+
+    def _read_answer(self, deadline: Optional[float]):
+        """The next whole answer frame's Response. Partial input stays in
+        self._buf, so a timeout mid-frame leaves the stream in step."""
+        assert self._sock is not None
+        while True:
+            if len(self._buf) >= _wire.HEADER_BYTES:
+                n = _wire.body_length(bytes(self._buf[: _wire.HEADER_BYTES]))
+                end = _wire.HEADER_BYTES + n
+                if len(self._buf) >= end:
+                    body = bytes(self._buf[_wire.HEADER_BYTES : end])
+                    del self._buf[:end]
+                    return _wire.decode(body)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _socket.timeout()
+                self._sock.settimeout(left)
+            chunk = self._sock.recv(_READ_CHUNK)
+            if not chunk:
+                raise errors.ConnectionClosed("tokend closed the connection")
+            self._buf += chunk
+
+    def _exchange(self, frame: bytes, call_id: int, deadline: Optional[float]):
+        assert self._sock is not None
+        try:
+            self._sock.settimeout(self.timeout)
+            try:
+                self._sock.sendall(frame)
+            except OSError as e:
+                # tokend may have said why it closed (call_id 0) before
+                # the write failed, e.g. too many connections.
+                err = self._closing_reason(deadline) or errors.ConnectionClosed(
+                    f"connection to tokend lost: {e.strerror or e}"
+                )
+                self._drop()
+                raise err from None
+            while True:
+                resp = self._read_answer(deadline)
+                if resp.call_id == call_id:
+                    return resp
+                if resp.call_id == _wire.CONNECTION_CALL_ID:
+                    self._drop()
+                    raise _wire.connection_error(resp)
+                # The late answer of an earlier call that timed out.
+        except _socket.timeout:
+            raise errors.Timeout(
+                f"no answer within {self.timeout} s", errors.DEADLINE_EXCEEDED
+            ) from None
+        except errors.ProtocolError:
+            self._drop()
+            raise
+        except errors.ConnectionClosed:
+            self._drop()
+            raise
+        except OSError as e:  # EPIPE, ECONNRESET: tokend went away
+            self._drop()
+            raise errors.ConnectionClosed(
+                f"connection to tokend lost: {e.strerror or e}"
+            ) from None
+
+    def _peer_closed(self) -> bool:
+        """True if tokend closed the connection with nothing left to read
+        (one poll, no wait)."""
+        if self._sock is None or self._buf:
+            return False
+        try:
+            r, _, _ = select.select([self._sock], [], [], 0)
+            if not r:
+                return False
+            return self._sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT) == b""
+        except OSError:
+            return True
+
+    def _closing_reason(self, deadline: Optional[float]):
+        """The connection-level error tokend sent before closing, if one is
+        still to be read; None if not."""
+        try:
+            while True:
+                resp = self._read_answer(deadline)
+                if resp.call_id == _wire.CONNECTION_CALL_ID:
+                    return _wire.connection_error(resp)
+        except (OSError, errors.TokendError):
+            return None
+
+    def _call(self, member: str, request, actor: Optional[str]):
+        method = _wire.METHODS[member]
+        actor = actor if actor is not None else self.actor
+        with self._lock:
+            for attempt in (0, 1):
+                # A write is never resent, so it is not sent on a connection
+                # tokend is known to have closed (idle timeout) either.
+                if not method.idempotent and self._peer_closed():
+                    self._drop()
+                fresh = self._sock is None
+                if fresh:
+                    self._open()
+                self._next_id += 1
+                call_id = self._next_id
+                frame = _wire.frame(call_id, member, request, actor)
+                deadline = (
+                    None if self.timeout is None else time.monotonic() + self.timeout
+                )
+                try:
+                    resp = self._exchange(frame, call_id, deadline)
+                except errors.ConnectionClosed:
+                    # A connection that served earlier calls may have been
+                    # closed while idle: one more try on a new one, for a
+                    # call that changes nothing.
+                    if method.idempotent and not fresh and attempt == 0:
+                        continue
+                    raise
+                return method.convert(_wire.result(resp, member))
+        raise AssertionError("unreachable")
+
+    # ---- methods (docs/PROTOCOL.md, "Methods") ----
+
+    def verify(self, token: str) -> VerifyResult:
+        """Checks a token. An invalid token is a result (valid False, and
+        why in ``reason``), not an exception."""
+        return self._call("verify", _wire.verify_request(token), None)
+
+    def issue(
+        self,
+        domain: str,
+        label: str,
+        scopes: Sequence[str] = (),
+        expires_at: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> Issued:
+        """Issues a token; its secret is ``.token``, shown this once. Never
+        resent by the client: on ConnectionClosed, look with list() before
+        issuing again."""
+        return self._call(
+            "issue", _wire.issue_request(domain, label, scopes, expires_at), actor
+        )
+
+    def revoke(
+        self, domain: str, token_id: str, *, actor: Optional[str] = None
+    ) -> Revoked:
+        return self._call("revoke", _wire.revoke_request(domain, token_id), actor)
+
+    def list_page(
+        self,
+        domain: str,
+        page_token: str = "",
+        page_size: int = 0,
+        include_revoked: bool = False,
+        *,
+        actor: Optional[str] = None,
+    ) -> TokenPage:
+        """One page of a domain's tokens, newest first."""
+        return self._call(
+            "list",
+            _wire.list_request(domain, page_size, page_token, include_revoked),
+            actor,
+        )
+
+    def list(
+        self,
+        domain: str,
+        page_size: int = 0,
+        include_revoked: bool = False,
+        *,
+        actor: Optional[str] = None,
+    ) -> Iterator[TokenInfo]:
+        """Every token of a domain, newest first, fetching pages as the
+        iteration reaches them."""
+        page_token = ""
+        while True:
+            page = self.list_page(
+                domain, page_token, page_size, include_revoked, actor=actor
+            )
+            yield from page.tokens
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def grant_domain_admin(
+        self, domain: str, user: str, *, actor: Optional[str] = None
+    ) -> Granted:
+        return self._call(
+            "grant_domain_admin", _wire.grant_domain_admin_request(domain, user), actor
+        )
+
+    def revoke_domain_admin(
+        self,
+        domain: str,
+        user: str,
+        revoke_their_tokens: bool = False,
+        *,
+        actor: Optional[str] = None,
+    ) -> int:
+        """Returns how many of the user's tokens were revoked with them."""
+        return self._call(
+            "revoke_domain_admin",
+            _wire.revoke_domain_admin_request(domain, user, revoke_their_tokens),
+            actor,
+        )
+
+    def list_domain_admins(
+        self, domain: str, *, actor: Optional[str] = None
+    ) -> Sequence[DomainAdmin]:
+        return self._call(
+            "list_domain_admins", _wire.list_domain_admins_request(domain), actor
+        )
+
+    def list_audit_events_page(
+        self,
+        domain: str = "",
+        since: int = 0,
+        page_token: str = "",
+        page_size: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> AuditPage:
+        """One page of audit events, newest first; domain "" is every
+        domain (operators only)."""
+        return self._call(
+            "list_audit_events",
+            _wire.list_audit_events_request(domain, since, page_size, page_token),
+            actor,
+        )
+
+    def list_audit_events(
+        self,
+        domain: str = "",
+        since: int = 0,
+        page_size: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> Iterator[AuditEvent]:
+        page_token = ""
+        while True:
+            page = self.list_audit_events_page(
+                domain, since, page_token, page_size, actor=actor
+            )
+            yield from page.events
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def verify_audit_log(
+        self,
+        anchor_id: int = 0,
+        anchor_hash: str = "",
+        *,
+        actor: Optional[str] = None,
+    ) -> AuditLogCheck:
+        return self._call(
+            "verify_audit_log",
+            _wire.verify_audit_log_request(anchor_id, anchor_hash),
+            actor,
+        )
+
+    def whoami(self, *, actor: Optional[str] = None) -> WhoAmI:
+        return self._call("who_am_i", _wire.who_am_i_request(), actor)
+
+    def server_status(self) -> ServerStatus:
+        """How tokend is doing (verifiers and operators)."""
+        return self._call("server_status", _wire.server_status_request(), None)
