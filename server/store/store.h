@@ -139,7 +139,12 @@ struct store_ops {
   void (*rollback)(store_t *s);
 
   /* Inserts row (its seq is ignored) and sets row->seq, greater than any
-   * seq before. TOKEND_EEXIST if its id or hash is already stored. */
+   * seq before. TOKEND_EEXIST if its id or hash is already stored. Inside
+   * a transaction a backend may send the row with others, before the
+   * transaction's next statement or its commit: row must then stay valid
+   * until commit (or rollback), row->seq is set by then, and a duplicate
+   * fails that statement or the commit (either way the transaction, which
+   * any failed statement dooms). */
   int (*insert)(store_t *s, store_token_t *row);
 
   /* Revokes token id of domain at now, by user by. *revoked_at gets the
@@ -240,8 +245,9 @@ struct store_ops {
 
   /* The newest change revision the current (or, after commit, the last)
    * transaction appended or read: what every host must have applied for
-   * the transaction's writes to be in effect there. For a write that
-   * changed nothing (revoking a revoked token) the feed's head as it
+   * the transaction's writes to be in effect there. Complete after
+   * commit (a backend that sends inserts with others numbers them then). For a
+   * write that changed nothing (revoking a revoked token) the feed's head as it
    * read it, which holds the earlier change. 0 for a backend without a
    * change feed (SQLite), or before any write. Never fails. */
   int64_t (*change_rev)(const store_t *s);

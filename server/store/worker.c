@@ -71,7 +71,6 @@ static void run_write_group(store_t *store, log_limit_t *fail_log,
       store_rollback(store);
       goto err_fail_all;
     }
-    j->rev = store_change_rev(store);
     if (j == last)
       break;
   }
@@ -89,7 +88,11 @@ static void run_write_group(store_t *store, log_limit_t *fail_log,
    * it, so it is not acknowledged. */
   if ((err = store_file_check(store)) != 0)
     goto err_fail_all;
+  /* The group's revision: what every host must have applied for any of
+   * its writes to be in effect there (a backend may number a group's
+   * changes only when it sends them, by commit at the latest). */
   for (j = first;; j = j->next) {
+    j->rev = store_change_rev(store);
     if (j->audit != NULL)
       stats->audit_rows++;
     if (j == last)

@@ -204,6 +204,13 @@ typedef struct pg_store {
   store_audit_t *aq;
   uint8_t (*aq_hash)[STORE_AUDIT_HASH_BYTES];
   size_t aq_n, aq_cap;
+  /* Tokens inserted in this transaction, sent as one INSERT (with their
+   * changes) before the next statement of any other kind, or COMMIT: a
+   * group commit of Issues costs one round trip, not one each. The rows
+   * are the callers' (their seq is set then), alive until commit. */
+  store_token_t **tq;
+  size_t tq_n, tq_cap;
+  int tq_flushing;
   uint8_t audit_key[STORE_AUDIT_KEY_BYTES]; /* chains the audit log */
   int audit_keyed;
   char errmsg[256];
@@ -223,6 +230,7 @@ typedef struct {
 
 static const struct store_ops pg_ops;
 static int audit_flush(pg_t *s);
+static int tokens_flush(pg_t *s);
 
 static pg_t *pg_of(store_t *base) {
   return store_container_of(base, pg_t, base);
@@ -261,6 +269,7 @@ static void pg_disconnect(pg_t *s) {
   s->conn = NULL;
   s->in_tx = 0;
   s->aq_n = 0;
+  s->tq_n = 0;
   s->copy_prepared = 0;
 }
 
@@ -308,9 +317,14 @@ static int pg_fail(pg_t *s, const PGresult *r, const char *what) {
  * caller clears it) if its status is want, else NULL with *err set. */
 static PGresult *pg_run(pg_t *s, const char *what, const char *sql,
                         const pg_params_t *p, ExecStatusType want, int *err) {
-  PGresult *r = PQexecParams(
-      s->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->values : NULL,
-      p != NULL ? p->lengths : NULL, p != NULL ? p->formats : NULL, 1);
+  PGresult *r;
+
+  /* Whatever this statement reads sees the tokens inserted before it. */
+  if (s->tq_n > 0 && !s->tq_flushing && (*err = tokens_flush(s)) != 0)
+    return NULL;
+  r = PQexecParams(s->conn, sql, p != NULL ? p->n : 0, NULL,
+                   p != NULL ? p->values : NULL, p != NULL ? p->lengths : NULL,
+                   p != NULL ? p->formats : NULL, 1);
 
   /* A statement run for its effect may also return rows (SELECT
    * pg_advisory_xact_lock); nobody reads them. */
@@ -427,6 +441,7 @@ static void pg_abort(pg_t *s) {
   PGresult *r;
 
   s->aq_n = 0;
+  s->tq_n = 0;
   if (s->conn != NULL && s->in_tx) {
     r = PQexec(s->conn, "ROLLBACK");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -551,6 +566,7 @@ static void pg_close(store_t *base) {
     sodium_memzero(s->aq, s->aq_cap * sizeof(*s->aq));
   free(s->aq);
   free(s->aq_hash);
+  free(s->tq);
   sodium_memzero(s->audit_key, sizeof(s->audit_key));
   if (s->uri != NULL)
     sodium_memzero(s->uri, strlen(s->uri));
@@ -824,6 +840,7 @@ static int pg_begin(store_t *base) {
   s->tx_rev = 0;
   s->tx_head_known = 0;
   s->aq_n = 0;
+  s->tq_n = 0;
   return 0;
 }
 
@@ -862,8 +879,8 @@ static int pg_commit(store_t *base) {
     pg_disconnect(s);
     return TOKEND_EUNAVAIL;
   }
-  /* The transaction's audit rows, then its end. */
-  if ((err = audit_flush(s)) != 0) {
+  /* The transaction's tokens and audit rows, then its end. */
+  if ((err = tokens_flush(s)) != 0 || (err = audit_flush(s)) != 0) {
     pg_abort(s);
     return err;
   }
@@ -891,6 +908,102 @@ static int pg_commit(store_t *base) {
   return err;
 }
 
+/* Sends the queued tokens as one INSERT per chunk, each row with its
+ * change, and sets each row's seq. */
+static int tokens_flush(pg_t *s) {
+  enum { COLS = 9, CHUNK = 2048 };
+  size_t n = s->tq_n < CHUNK ? s->tq_n : CHUNK, i, k, off, cap;
+  char(*num)[2][24] = NULL, *sql = NULL;
+  const char **values = NULL;
+  int *lengths = NULL, *formats = NULL, err = TOKEND_ENOMEM;
+  PGresult *r = NULL;
+
+  if (s->tq_n == 0)
+    return 0;
+  cap = 400 + n * (COLS * 7 + 4);
+  values = calloc(n * COLS, sizeof(*values));
+  lengths = calloc(n * COLS, sizeof(*lengths));
+  formats = calloc(n * COLS, sizeof(*formats));
+  num = calloc(n, sizeof(*num));
+  sql = malloc(cap);
+  if (values == NULL || lengths == NULL || formats == NULL || num == NULL ||
+      sql == NULL) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "insert: out of memory");
+    goto out;
+  }
+  off = (size_t)snprintf(sql, cap,
+                         "WITH t AS (INSERT INTO tokens (id, domain, label,"
+                         " hash, hint, scopes, created_at, expires_at,"
+                         " created_by) VALUES ");
+  for (i = 0; i < n; i++) {
+    const store_token_t *row = s->tq[i];
+    const char **v = values + i * COLS;
+
+    snprintf(num[i][0], sizeof(num[i][0]), "%lld", (long long)row->created_at);
+    snprintf(num[i][1], sizeof(num[i][1]), "%lld", (long long)row->expires_at);
+    v[0] = row->id;
+    v[1] = row->domain;
+    v[2] = row->label;
+    v[3] = (const char *)row->hash;
+    lengths[i * COLS + 3] = TOKEND_HASH_BYTES;
+    formats[i * COLS + 3] = 1;
+    v[4] = row->hint;
+    v[5] = row->scopes;
+    v[6] = num[i][0];
+    v[7] = num[i][1];
+    v[8] = row->created_by;
+    off += (size_t)snprintf(sql + off, cap - off, "%s(", i > 0 ? ", " : "");
+    for (k = 0; k < COLS; k++)
+      off += (size_t)snprintf(sql + off, cap - off, "%s$%zu", k > 0 ? "," : "",
+                              i * COLS + k + 1);
+    off += (size_t)snprintf(sql + off, cap - off, ")");
+  }
+  snprintf(sql + off, cap - off,
+           " RETURNING id, seq, created_at) SELECT id, seq,"
+           " tokend_change(seq, NULL, NULL, created_at) FROM t");
+  s->tq_flushing = 1;
+  r = PQexecParams(s->conn, sql, (int)(n * COLS), NULL, values, lengths,
+                   formats, 1);
+  s->tq_flushing = 0;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    err = pg_fail(s, r, "insert");
+    goto out;
+  }
+  if ((size_t)PQntuples(r) != n) {
+    pg_set_errmsg(s, "insert", "unexpected result");
+    err = TOKEND_ESTORE;
+    goto out;
+  }
+  /* Each answer row to its token, by id (the order is PostgreSQL's). */
+  for (i = 0; i < n; i++) {
+    char id[TOKEND_TOKEN_ID_BYTES];
+    size_t j = i;
+
+    pg_get_text(r, (int)i, 0, id, sizeof(id));
+    if (strcmp(s->tq[j]->id, id) != 0)
+      for (j = 0; j < n && strcmp(s->tq[j]->id, id) != 0; j++)
+        ;
+    if (j == n) {
+      pg_set_errmsg(s, "insert", "unexpected result");
+      err = TOKEND_ESTORE;
+      goto out;
+    }
+    s->tq[j]->seq = pg_get_i64(r, (int)i, 1);
+    tx_saw(s, pg_get_i64(r, (int)i, 2));
+  }
+  memmove(s->tq, s->tq + n, (s->tq_n - n) * sizeof(*s->tq));
+  s->tq_n -= n;
+  err = s->tq_n > 0 ? tokens_flush(s) : 0;
+out:
+  PQclear(r);
+  free(values);
+  free(lengths);
+  free(formats);
+  free(num);
+  free(sql);
+  return err;
+}
+
 static int pg_insert(store_t *base, store_token_t *row) {
   pg_t *s = pg_of(base);
   pg_params_t p = {.n = 0};
@@ -899,6 +1012,23 @@ static int pg_insert(store_t *base, store_token_t *row) {
 
   if ((err = pg_ready(s, 0)) != 0)
     return err;
+  /* In a transaction: with the group's others, before what follows. */
+  if (s->in_tx) {
+    if (s->tq_n == s->tq_cap) {
+      size_t cap = s->tq_cap == 0 ? 64 : 2 * s->tq_cap;
+      store_token_t **q = realloc(s->tq, cap * sizeof(*q));
+
+      if (q == NULL) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "insert: out of memory");
+        return TOKEND_ENOMEM;
+      }
+      s->tq = q;
+      s->tq_cap = cap;
+    }
+    row->seq = 0;
+    s->tq[s->tq_n++] = row;
+    return 0;
+  }
   p_text(&p, row->id);
   p_text(&p, row->domain);
   p_text(&p, row->label);
