@@ -28,12 +28,17 @@
 #   BENCH_QUICK    1: a tenth of the requests, for a quick look
 #   BENCH_REVOKES  revokes for scenario 1 (default 2000)
 #   BENCH_CHANGES  changes for scenario 4 (default 100000)
+#   BENCH_ANALYZE  1: ANALYZE the database before each scenario and before
+#                  C resumes (a new database has no statistics until
+#                  autovacuum's analyze, and the change feed's read plans
+#                  badly without them: see docs/PERFORMANCE.md)
 set -eu
 
 BUILD_DIR=${BUILD_DIR:-build}
 REPS=${BENCH_REPS:-5}
 QUICK=${BENCH_QUICK:-0}
 REVOKES=${BENCH_REVOKES:-2000}
+ANALYZE=${BENCH_ANALYZE:-0}
 CHANGES=${BENCH_CHANGES:-100000}
 TOKEND=$BUILD_DIR/tokend
 BENCH=$BUILD_DIR/tokend-bench
@@ -107,6 +112,12 @@ as_cluster_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -s -l "$TMP/pg/postgres.log" \
   postgres >/dev/null || die "cannot create the database"
 STORE="postgresql:///tokend?host=$TMP/pg&user=postgres"
 
+analyze() { # with BENCH_ANALYZE=1: fresh planner statistics
+  [ "$ANALYZE" = 1 ] || return 0
+  "$PG_BIN/psql" -h "$TMP/pg" -U postgres -qAt -c ANALYZE tokend >/dev/null ||
+    die "ANALYZE failed"
+}
+
 # wait_ready PID LOG SOCKET: until one Verify is answered there.
 wait_ready() {
   i=0
@@ -166,11 +177,12 @@ med() { # med FILE COLUMN
 rev=$(git -C "$(dirname "$0")/.." describe --always --dirty 2>/dev/null ||
   echo unknown)
 log "tokend $rev, $(nproc) cores, load average" \
-  "$(cut -d' ' -f1-3 /proc/loadavg), $REPS runs per ratio," \
+  "$(cut -d' ' -f1-3 /proc/loadavg), $REPS runs per ratio, ANALYZE $ANALYZE," \
   "$(date -u '+%Y-%m-%d %H:%M UTC')"
 
 # ---- 1. revoke-to-everywhere ----
 n=$(n_of "$REVOKES")
+analyze
 log "1. revoke-everywhere: $n Revokes through B, then Verify on A, B, C"
 run "$TMP/res/everywhere" -s "$SOCK_B" --host "$SOCK_A" --host "$SOCK_C" \
   -t revoke-everywhere -n "$n" --tokens "$n" -c 4
@@ -180,6 +192,7 @@ EVERY=$(awk 'NR == 1 { r50 = $2; r99 = $3 } NR == 2 { e50 = $2; e99 = $3 }
 
 # ---- 2. Verify: PostgreSQL-backed vs SQLite-backed ----
 nv=$(n_of 200000)
+analyze
 : >"$TMP/res/verify.pg"
 : >"$TMP/res/verify.sqlite"
 log "2. verify c=16: B (PostgreSQL) vs S (SQLite), $REPS runs each"
@@ -216,6 +229,7 @@ done
 
 # ---- 3. Issue throughput at c=16 ----
 ni=$(n_of 10000)
+analyze
 : >"$TMP/res/issue.pg"
 : >"$TMP/res/issue.sqlite"
 log "3. issue c=16: A (PostgreSQL, 3 hosts) vs S (SQLite), $REPS runs each"
@@ -229,8 +243,9 @@ nc=$(n_of "$CHANGES")
 log "4. catch-up: C stopped while $nc Issues are made on A"
 kill -STOP "$PID_C"
 run "$TMP/res/changes" -s "$SOCK_A" -c 16 -t issue -n "$nc" --tokens 0
+analyze
 "$BENCH" -s "$SOCK_C" --host "$SOCK_A" -t catch-up --resume-pid "$PID_C" \
-  -c 1 --csv >"$TMP/catchup.csv" 2>"$TMP/catchup.err" || {
+  -c 1 --timeout-ms 300000 --csv >"$TMP/catchup.csv" 2>"$TMP/catchup.err" || {
   kill -CONT "$PID_C" 2>/dev/null || true
   cat "$TMP/catchup.err" >&2
   die "tokend-bench -t catch-up failed"
