@@ -8,7 +8,7 @@ FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZERS ?= fuzz_server fuzz_frame fuzz_verify_wire
 
-.PHONY: all deps build run test test-asan test-valgrind fuzz bench clean format
+.PHONY: all deps build run test test-asan test-valgrind fuzz bench clean format deb
 
 all: build
 
@@ -20,9 +20,15 @@ build: deps
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # Development: the database under var/ is created on the first run (a
-# production start without --create-db refuses a missing database).
+# production start without --create-db refuses a missing database). The
+# var/ paths are passed explicitly, so that `make run` means the same
+# whatever tokend's built-in defaults are (FHS ones with -DTOKEND_FHS=ON).
+RUN_DIR ?= var
 run: build
-	./$(BUILD_DIR)/tokend --create-db $(ARGS)
+	@mkdir -p -m 0700 $(RUN_DIR)
+	./$(BUILD_DIR)/tokend --create-db \
+	  --socket "$${TOKEND_SOCKET:-$(RUN_DIR)/tokend.sock}" \
+	  --db $(RUN_DIR)/tokend.db --pepper-file $(RUN_DIR)/pepper $(ARGS)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
@@ -68,4 +74,11 @@ format:
 	clang-format -i common/*.[ch] server/*.[ch] server/*/*.[ch] server/*/*/*.[ch] client/*/*.[ch] client/*/*/*.[ch] tests/*/*.[ch] tests/*/*/*.[ch]
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR) build-deb
+
+# The Debian packages (tokend, libtokend-client0, libtokend-client-dev),
+# built with dpkg-buildpackage from a copy of the tree and checked by
+# lintian, into build-deb/ (scripts/build-deb.sh; docs/OPERATIONS.md).
+# scripts/test-deb.sh installs them on a fresh Debian 12 and uses them.
+deb:
+	@./scripts/build-deb.sh build-deb

@@ -10,10 +10,41 @@
 static log_level_t current_level = LOG_INFO;
 static uint64_t repeat_interval_ms = LOG_REPEAT_INTERVAL_MS_DEFAULT;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* syslog priorities (LOG_DEBUG 7 ... LOG_ERR 3), journald's "<N>" */
+static const char level_priorities[] = {'7', '6', '4', '3'};
+static const char *const format_names[] = {"text", "json"};
+static int journal;
+static log_writer_t writer;
 
-void log_set_level(log_level_t level) { current_level = level; }
+/* Atomic: SIGHUP changes the level on the loop thread while the store
+ * worker logs. */
+void log_set_level(log_level_t level) {
+  __atomic_store_n(&current_level, level, __ATOMIC_RELAXED);
+}
 
-log_level_t log_get_level(void) { return current_level; }
+log_level_t log_get_level(void) {
+  return __atomic_load_n(&current_level, __ATOMIC_RELAXED);
+}
+
+const char *log_level_name(log_level_t level) { return level_names[level]; }
+
+int log_format_parse(const char *name, log_format_t *out) {
+  int i;
+
+  for (i = LOG_FORMAT_TEXT; i <= LOG_FORMAT_JSON; i++) {
+    if (strcmp(name, format_names[i]) == 0) {
+      *out = (log_format_t)i;
+      return 0;
+    }
+  }
+  return TOKEND_EINVAL;
+}
+
+const char *log_format_name(log_format_t f) { return format_names[f]; }
+
+void log_set_journal(int on) { journal = on; }
+
+void log_set_writer(log_writer_t w) { writer = w; }
 
 int log_level_parse(const char *name, log_level_t *out) {
   int i;
@@ -38,12 +69,20 @@ static void log_vline(log_level_t level, const char *suffix, const char *fmt,
   int r;
 
   clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-  r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ",
-               ts.tv_nsec / 1000000, level_names[level]);
-  if (r > 0)
-    n += (size_t)r;
+  if (writer != NULL) {
+    n = 0;
+  } else if (journal) {
+    r = snprintf(line, sizeof(line), "<%c>%-5s ", level_priorities[level],
+                 level_names[level]);
+    n = r > 0 ? (size_t)r : 0;
+  } else {
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ",
+                 ts.tv_nsec / 1000000, level_names[level]);
+    if (r > 0)
+      n += (size_t)r;
+  }
   r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
   if (r > 0)
     n += (size_t)r;
@@ -57,6 +96,11 @@ static void log_vline(log_level_t level, const char *suffix, const char *fmt,
     memcpy(line + n, suffix, slen);
     n += slen;
   }
+  if (writer != NULL) {
+    line[n] = '\0';
+    writer(level, &ts, line);
+    return;
+  }
   /* One write per line, so concurrent writers never interleave a line. */
   line[n++] = '\n';
   fwrite(line, 1, n, stderr);
@@ -65,7 +109,7 @@ static void log_vline(log_level_t level, const char *suffix, const char *fmt,
 void log_msg(log_level_t level, const char *fmt, ...) {
   va_list ap;
 
-  if (level < current_level)
+  if (level < log_get_level())
     return;
   va_start(ap, fmt);
   log_vline(level, "", fmt, ap);
@@ -77,12 +121,15 @@ void log_limit_init(log_limit_t *l, uint64_t interval_ms) {
   l->interval_ms = interval_ms;
 }
 
-void log_set_repeat_interval(uint64_t ms) { repeat_interval_ms = ms; }
+void log_set_repeat_interval(uint64_t ms) {
+  __atomic_store_n(&repeat_interval_ms, ms, __ATOMIC_RELAXED);
+}
 
 int log_limit_allow(log_limit_t *l, uint64_t now_ms, uint64_t *suppressed) {
-  uint64_t interval = l->interval_ms == LOG_LIMIT_USE_DEFAULT
-                          ? repeat_interval_ms
-                          : l->interval_ms;
+  uint64_t interval =
+      l->interval_ms == LOG_LIMIT_USE_DEFAULT
+          ? __atomic_load_n(&repeat_interval_ms, __ATOMIC_RELAXED)
+          : l->interval_ms;
 
   if (l->started && now_ms < l->next_ms) {
     l->suppressed++;
@@ -101,7 +148,7 @@ int log_limited(log_limit_t *l, log_level_t level, const char *fmt, ...) {
   uint64_t held;
   va_list ap;
 
-  if (level < current_level)
+  if (level < log_get_level())
     return 0;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   if (!log_limit_allow(

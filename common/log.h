@@ -4,6 +4,7 @@
 #define TOKEND_LOG_H
 
 #include <stdint.h>
+#include <time.h>
 
 typedef enum {
   LOG_DEBUG = 0,
@@ -11,6 +12,29 @@ typedef enum {
   LOG_WARN = 2,
   LOG_ERROR = 3
 } log_level_t;
+
+/* How a line looks: text is "<time> <level> <message>"; json is one
+ * object per line, {"time", "level", "message"}, for log shippers. */
+typedef enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 } log_format_t;
+
+/* Parses "text" or "json". Returns 0 or TOKEND_EINVAL. */
+int log_format_parse(const char *name, log_format_t *out);
+const char *log_format_name(log_format_t f);
+const char *log_level_name(log_level_t level);
+
+/* Under journald (the caller checks $JOURNAL_STREAM against stderr, as
+ * sd-daemon(3) says), text lines start with their syslog priority, "<3>"
+ * for error ... "<7>" for debug, and carry no time: journald stamps its
+ * own. 0 (the default): plain text lines. */
+void log_set_journal(int on);
+
+/* Replaces how lines are written: w gets each line's level, wall-clock
+ * time and message (NUL-terminated, no newline), from whichever thread
+ * logs, and must write it in one call. NULL: the built-in text lines.
+ * Set it at start, before any other thread logs. */
+typedef void (*log_writer_t)(log_level_t level, const struct timespec *when,
+                             const char *msg);
+void log_set_writer(log_writer_t w);
 
 /* Lines below level are dropped. Default: LOG_INFO. */
 void log_set_level(log_level_t level);
@@ -42,8 +66,8 @@ typedef struct {
 #define LOG_REPEAT_INTERVAL_MS_DEFAULT 10000
 
 /* The interval of LOG_LIMIT_DEFAULT limits (default
- * LOG_REPEAT_INTERVAL_MS_DEFAULT). Set it once at start, before any thread
- * logs. */
+ * LOG_REPEAT_INTERVAL_MS_DEFAULT). Any thread may change it (SIGHUP does);
+ * limits take the new interval from their next line on. */
 void log_set_repeat_interval(uint64_t ms);
 
 void log_limit_init(log_limit_t *l, uint64_t interval_ms);

@@ -9,9 +9,15 @@
 
 #include "tokend/limits.h"
 
-/* Default socket path, relative to the working directory, and the variable
- * that overrides it. tokend, tokenctl and the client library share both. */
+/* Default socket path, and the variable that overrides it. tokend, tokenctl
+ * and the client library share both. Built with -DTOKEND_FHS=ON (the
+ * packages) it is the FHS one; else relative to the working directory,
+ * for development. */
+#ifdef TOKEND_FHS
+#define TOKEND_SOCKET_DEFAULT "/run/tokend/tokend.sock"
+#else
 #define TOKEND_SOCKET_DEFAULT "var/tokend.sock"
+#endif
 #define TOKEND_SOCKET_ENV "TOKEND_SOCKET"
 
 /* Frames: 1 flag byte + 4-byte big-endian length. */

@@ -9,6 +9,9 @@
 #                          libmicrohttpd-dev serves the HTTP face; nginx and
 #                          python3-prometheus-client are what
 #                          tests/integration/test_http.c checks it with)
+#   install-deps.sh deb    what `make deb` needs: dpkg-dev, debhelper,
+#                          fakeroot, lintian and debian/control's
+#                          Build-Depends (apt-get build-dep)
 #   install-deps.sh fuzz   also clang 14 with its runtimes (libFuzzer, ASan,
 #                          UBSan: libclang-rt-14-dev) and llvm-symbolizer
 #                          (llvm-14), for `make fuzz`
@@ -18,12 +21,18 @@ PKGS="build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev libsodium-dev libcmocka-dev libjansson-dev \
 sqlite3 uthash-dev valgrind libpq-dev postgresql-15 python3 \
 protobuf-compiler python3-protobuf python3-pytest python3-setuptools python3-venv \
-python3-pip nodejs libmicrohttpd-dev nginx python3-prometheus-client"
+python3-pip nodejs libmicrohttpd-dev nginx python3-prometheus-client \
+libinih-dev libsystemd-dev scdoc systemd"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
+deb)
+  # Then debian/control's Build-Depends (below, once dpkg-dev is there).
+  PKGS="build-essential dpkg-dev debhelper fakeroot lintian"
+  BUILD_DEPS=1
+  ;;
 *)
-  echo "usage: install-deps.sh [fuzz]" >&2
+  echo "usage: install-deps.sh [fuzz|deb]" >&2
   exit 2
   ;;
 esac
@@ -32,11 +41,24 @@ for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
     || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-echo "install-deps: installing:$missing" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# make deb: debian/control's Build-Depends, once dpkg-checkbuilddeps (from
+# dpkg-dev) is there to say whether any is missing.
+build_deps() {
+  [ -n "${BUILD_DEPS:-}" ] || return 0
+  cd "$(dirname "$0")/.."
+  dpkg-checkbuilddeps >/dev/null 2>&1 && return 0
+  echo "install-deps: installing debian/control's Build-Depends" >&2
+  $SUDO apt-get update -qq
+  $SUDO apt-get build-dep -y -qq --no-install-recommends .
+}
+if [ -z "$missing" ]; then
+  build_deps
+  exit 0
+fi
+echo "install-deps: installing:$missing" >&2
 $SUDO apt-get update -qq
 # postgresql-15 is here for its server binaries only: the tests run their
 # own throwaway cluster (tests/lib/pg_cluster.h). Installed as is, Debian's
@@ -91,3 +113,4 @@ case "$missing" in
   fi
   ;;
 esac
+build_deps

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <ini.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,21 @@ static const char usage[] =
     "                           kernel names no peer: anyone who reaches the\n"
     "                           port may verify (default: 403 there)\n"
     "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
+    "  --log-format FORMAT      text, or json: one object per line (time,\n"
+    "                           level, message) for log shippers (default:\n"
+    "                           text; under journald, lines carry their\n"
+    "                           syslog priority and no time of their own)\n"
+    "  --config FILE            read settings from FILE first: one\n"
+    "                           `key = value` per line, keys the long flags'\n"
+    "                           names (repeat a key for a list; switches\n"
+    "                           take yes or no), # comments; flags given\n"
+    "                           here override it; SIGHUP reads it again\n"
+    "  --audit-retention-days N  remove audit rows older than N days (checked\n"
+    "                           hourly; the removal is itself audited, and\n"
+    "                           the chain verifies from the newest removed\n"
+    "                           row; SQLite only; default: 0, keep forever)\n"
+    "  --check-config           check the settings, print the effective ones\n"
+    "                           and exit (0: valid, 2: not)\n"
     "  -h, --help               show this help and exit\n"
     "  --version                show the version and exit\n";
 
@@ -198,7 +214,11 @@ enum {
   OPT_HTTP_LISTEN,
   OPT_HTTP_VERIFY_PATH,
   OPT_HTTP_TOKEN_HEADER,
-  OPT_HTTP_TCP_VERIFY
+  OPT_HTTP_TCP_VERIFY,
+  OPT_CONFIG,
+  OPT_CHECK_CONFIG,
+  OPT_LOG_FORMAT,
+  OPT_AUDIT_RETENTION
 };
 
 static const struct option long_options[] = {
@@ -256,6 +276,10 @@ static const struct option long_options[] = {
     {"http-tcp-verify", no_argument, NULL, OPT_HTTP_TCP_VERIFY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"audit-retention-days", required_argument, NULL, OPT_AUDIT_RETENTION},
     {NULL, 0, NULL, 0}};
 
 void config_defaults(config_t *cfg) {
@@ -363,20 +387,21 @@ static int set_path(char *dst, const char *flag, const char *val, FILE *err) {
  * a one-line start-up error. db_path gets what messages call the database:
  * for sqlite its path, as --db would have set it; for others the URL
  * without its password (store_url_redact). */
-static int set_store(config_t *cfg, const char *url, FILE *err) {
+static int set_store(config_t *cfg, const char *flag, const char *url,
+                     FILE *err) {
   const struct store_backend *backend;
   const char *location;
   char why[512], redacted[CONFIG_PATH_BYTES];
   int rc;
 
-  if ((rc = set_path(cfg->store_url, "--store", url, err)) != 0)
+  if ((rc = set_path(cfg->store_url, flag, url, err)) != 0)
     return rc;
   if (store_url_parse(url, &backend, &location, why, sizeof(why)) != 0) {
     fprintf(err, "tokend: %s\n", why);
     return TOKEND_EINVAL;
   }
   /* Every message names the store by db_path: never with a password. */
-  return set_path(cfg->db_path, "--store",
+  return set_path(cfg->db_path, flag,
                   strcmp(backend->scheme, "sqlite") == 0
                       ? location
                       : store_url_redact(url, redacted, sizeof(redacted)),
@@ -386,7 +411,8 @@ static int set_store(config_t *cfg, const char *url, FILE *err) {
 /* --store-file FILE: the URL on FILE's first line. A file others can read
  * would show them the password it may hold: refused, as ssh refuses such a
  * key. */
-static int set_store_file(config_t *cfg, const char *path, FILE *err) {
+static int set_store_file(config_t *cfg, const char *flag, const char *path,
+                          FILE *err) {
   char line[CONFIG_PATH_BYTES + 2];
   struct stat st;
   size_t n;
@@ -394,47 +420,48 @@ static int set_store_file(config_t *cfg, const char *path, FILE *err) {
   int rc;
 
   if ((f = fopen(path, "re")) == NULL) {
-    fprintf(err, "tokend: --store-file %s: %s\n", path, strerror(errno));
+    fprintf(err, "tokend: %s %s: %s\n", flag, path, strerror(errno));
     return TOKEND_EINVAL;
   }
   if (fstat(fileno(f), &st) != 0 || (st.st_mode & 0077) != 0) {
     fprintf(err,
-            "tokend: --store-file %s: readable by others (mode %04o); "
+            "tokend: %s %s: readable by others (mode %04o); "
             "chmod 600 it (it may hold a password)\n",
-            path, (unsigned)(st.st_mode & 07777));
+            flag, path, (unsigned)(st.st_mode & 07777));
     fclose(f);
     return TOKEND_EINVAL;
   }
   if (fgets(line, sizeof(line), f) == NULL) {
-    fprintf(err, "tokend: --store-file %s: empty\n", path);
+    fprintf(err, "tokend: %s %s: empty\n", flag, path);
     fclose(f);
     return TOKEND_EINVAL;
   }
   fclose(f);
   n = strcspn(line, "\r\n");
   if (line[n] == '\0' && n >= CONFIG_PATH_BYTES) {
-    fprintf(err, "tokend: --store-file %s: first line too long\n", path);
+    fprintf(err, "tokend: %s %s: first line too long\n", flag, path);
     return TOKEND_EINVAL;
   }
   line[n] = '\0';
-  rc = set_store(cfg, line, err);
+  rc = set_store(cfg, flag, line, err);
   explicit_bzero(line, sizeof(line));
   return rc;
 }
 
 /* --host-id: what the hosts table and pg_stat_activity show; printable
  * ASCII without spaces, so it is one word in a log line. */
-static int set_host_id(config_t *cfg, const char *id, FILE *err) {
+static int set_host_id(config_t *cfg, const char *flag, const char *id,
+                       FILE *err) {
   size_t i, n = strlen(id);
 
   if (n == 0 || n >= CONFIG_HOST_ID_BYTES - 1) {
-    fprintf(err, "tokend: --host-id: 1 to %d characters\n",
+    fprintf(err, "tokend: %s: 1 to %d characters\n", flag,
             CONFIG_HOST_ID_BYTES - 2);
     return TOKEND_EINVAL;
   }
   for (i = 0; i < n; i++) {
     if (id[i] <= ' ' || id[i] > '~') {
-      fprintf(err, "tokend: --host-id: printable ASCII without spaces\n");
+      fprintf(err, "tokend: %s: printable ASCII without spaces\n", flag);
       return TOKEND_EINVAL;
     }
   }
@@ -586,227 +613,408 @@ static const char *bad_option_name(char **argv, char *buf, size_t len) {
   return argv[optind - 1];
 }
 
-int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
-  int c, rc = 0, explicit_paths = 0, explicit_operators = 0;
-  int explicit_reserved = 0;
-  char name[8];
+/* What the sources read so far (the file, then the command line) have set.
+ * Naming operators or verifiers in a source replaces the list before it
+ * (the default, or the file's): flags override the file, lists included. */
+typedef struct {
+  int explicit_paths;    /* --db, --store, --pepper-file, ... (any source) */
+  int explicit_reserved; /* --reserved-operator-connections (any source) */
+  int source_operators;  /* this source named an operator */
+  int source_verifiers;  /* this source named a verifier */
+  int source_http;       /* this source named an --http-listen address */
+} parse_state_t;
 
-  /* 0, not 1: glibc then also forgets a half-parsed group of flags. */
+/* A switch: on the command line it takes no value (val NULL: on); in the
+ * file, "yes" or "no". */
+static int parse_bool(const char *flag, const char *val, int *out, FILE *err) {
+  /* yes and no, as the installed file writes them; true and false too,
+   * which a hand-written file may well say. */
+  if (val == NULL || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0) {
+    *out = 1;
+    return 0;
+  }
+  if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0) {
+    *out = 0;
+    return 0;
+  }
+  fprintf(err, "tokend: %s: '%s' is not yes or no\n", flag, val);
+  return TOKEND_EINVAL;
+}
+
+/* Applies one setting, option c with value val (NULL for a switch given on
+ * the command line), to cfg. flag names it in messages: "--max-connections"
+ * on the command line, "FILE:LINE: max-connections" from a file. Returns 0
+ * or TOKEND_EINVAL after printing one line to err. */
+static int config_apply(config_t *cfg, parse_state_t *st, int c,
+                        const char *flag, const char *val, FILE *err) {
+  int rc = 0;
+
+  switch (c) {
+  case OPT_SOCKET:
+    rc = set_path(cfg->socket_path, flag, val, err);
+    break;
+  case OPT_DB:
+    rc = set_path(cfg->db_path, flag, val, err);
+    cfg->store_url[0] = '\0';
+    st->explicit_paths++;
+    break;
+  case OPT_STORE:
+    rc = set_store(cfg, flag, val, err);
+    st->explicit_paths++;
+    break;
+  case OPT_STORE_FILE:
+    rc = set_store_file(cfg, flag, val, err);
+    st->explicit_paths++;
+    break;
+  case OPT_HOST_ID:
+    rc = set_host_id(cfg, flag, val, err);
+    break;
+  case OPT_LEASE:
+    rc = parse_u32(flag, val, 100, 3600000, &cfg->lease_ms, err);
+    break;
+  case OPT_PROPAGATION_TIMEOUT:
+    rc = parse_u32(flag, val, 0, 600000, &cfg->propagation_timeout_ms, err);
+    break;
+  case OPT_ISSUE_NO_WAIT:
+    rc = parse_bool(flag, val, &cfg->issue_no_wait, err);
+    break;
+  case OPT_PEPPER:
+    rc = set_path(cfg->pepper_path, flag, val, err);
+    st->explicit_paths++;
+    break;
+  case OPT_PREFIX:
+    if (token_prefix_check(val) != 0) {
+      fprintf(err, "tokend: %s: must be 1-16 chars of [a-z0-9]\n", flag);
+      rc = TOKEND_EINVAL;
+    } else {
+      snprintf(cfg->token_prefix, sizeof(cfg->token_prefix), "%s", val);
+    }
+    break;
+  case OPT_MAX_FRAME:
+    rc = parse_u32(flag, val, 64, TOKEND_MAX_FRAME_BYTES_LIMIT,
+                   &cfg->max_frame_bytes, err);
+    break;
+  case OPT_FLUSH:
+    rc = parse_u32(flag, val, 10, 3600000, &cfg->flush_interval_ms, err);
+    break;
+  case OPT_LAST_USED_GRANULARITY:
+    rc = parse_u32(flag, val, 0, 86400000, &cfg->last_used_granularity_ms, err);
+    break;
+  case OPT_BUSY_POLL:
+    rc = parse_u32(flag, val, 0, CONFIG_BUSY_POLL_US_MAX, &cfg->busy_poll_us,
+                   err);
+    break;
+  case OPT_SHUTDOWN:
+    rc = parse_u32(flag, val, 0, 600000, &cfg->shutdown_timeout_ms, err);
+    break;
+  case OPT_FLUSH_BACKOFF_MAX:
+    rc = parse_u32(flag, val, CONFIG_FLUSH_BACKOFF_MIN_MS, 3600000,
+                   &cfg->flush_backoff_max_ms, err);
+    break;
+  case OPT_LOG_REPEAT_INTERVAL:
+    rc = parse_u32(flag, val, 0, 3600000, &cfg->log_repeat_interval_ms, err);
+    break;
+  case OPT_ALLOW_CORE_DUMPS:
+    rc = parse_bool(flag, val, &cfg->allow_core_dumps, err);
+    break;
+  case OPT_LOG_LEVEL:
+    if (log_level_parse(val, &cfg->log_level) != 0) {
+      fprintf(err, "tokend: %s: must be debug, info, warn or error\n", flag);
+      rc = TOKEND_EINVAL;
+    }
+    break;
+  case OPT_MAX_CONNS:
+    rc = parse_u32(flag, val, 1, 1000000, &cfg->max_connections, err);
+    break;
+  case OPT_MAX_CONNS_PER_UID:
+    rc = parse_u32(flag, val, 1, 1000000, &cfg->max_connections_per_uid, err);
+    break;
+  case OPT_RESERVED_OPERATOR_CONNS:
+    rc = parse_u32(flag, val, 0, 1000000, &cfg->reserved_operator_connections,
+                   err);
+    st->explicit_reserved = 1;
+    break;
+  case OPT_READ_TIMEOUT:
+    rc = parse_u32(flag, val, 10, 3600000, &cfg->read_timeout_ms, err);
+    break;
+  case OPT_IDLE_TIMEOUT:
+    rc = parse_u32(flag, val, 0, UINT32_MAX / 2, &cfg->idle_timeout_ms, err);
+    break;
+  case OPT_MAX_QUEUED:
+    rc = parse_u32(flag, val, 4096, 1u << 30, &cfg->max_queued_bytes, err);
+    break;
+  case OPT_MAX_QUEUED_HARD:
+    rc = parse_u32(flag, val, 4096, 1u << 30, &cfg->max_queued_bytes_hard, err);
+    break;
+  case OPT_MAX_REQUEST_MEMORY:
+    rc = parse_u32(flag, val, 4096, 1u << 30, &cfg->max_request_memory, err);
+    break;
+  case OPT_SOCKET_MODE: {
+    char *end;
+    unsigned long mode;
+    errno = 0;
+    mode = strtoul(val, &end, 8);
+    if (val[0] == '\0' || *end != '\0' || errno != 0 || mode > 0777 ||
+        (mode & 0600) != 0600) {
+      fprintf(err,
+              "tokend: %s: '%s' is not an octal mode from "
+              "0600 to 0777 that lets tokend's user read and write\n",
+              flag, val);
+      rc = TOKEND_EINVAL;
+    } else {
+      cfg->socket_mode = (uint32_t)mode;
+    }
+    break;
+  }
+  case OPT_SOCKET_GROUP: {
+    uint32_t gid;
+    rc = parse_id(flag, val, 1, &gid, err);
+    if (rc == 0)
+      cfg->socket_gid = gid;
+    break;
+  }
+  case OPT_OPERATOR_UID:
+  case OPT_OPERATOR_GROUP:
+    /* Naming any operator replaces the default ones. */
+    if (!st->source_operators) {
+      memset(&cfg->operators, 0, sizeof(cfg->operators));
+      st->source_operators = 1;
+    }
+    rc = add_id(flag, val, c == OPT_OPERATOR_GROUP, &cfg->operators, err);
+    break;
+  case OPT_VERIFIER_UID:
+  case OPT_VERIFIER_GROUP:
+    /* As operators: a source's verifiers replace the earlier ones. */
+    if (!st->source_verifiers) {
+      memset(&cfg->verifiers, 0, sizeof(cfg->verifiers));
+      st->source_verifiers = 1;
+    }
+    rc = add_id(flag, val, c == OPT_VERIFIER_GROUP, &cfg->verifiers, err);
+    cfg->any_verifier = 0;
+    break;
+  case OPT_MAX_PENDING_CALLS:
+    rc = parse_u32(flag, val, 1, 100000, &cfg->max_pending_calls, err);
+    break;
+  case OPT_REFUSAL_AUDIT_INTERVAL:
+    rc = parse_u32(flag, val, 0, CONFIG_REFUSAL_AUDIT_INTERVAL_MS_MAX,
+                   &cfg->refusal_audit_interval_ms, err);
+    break;
+  case OPT_REFUSAL_AUDIT_MAX_KEYS:
+    rc = parse_u32(flag, val, 1, CONFIG_REFUSAL_AUDIT_MAX_KEYS_MAX,
+                   &cfg->refusal_audit_max_keys, err);
+    break;
+  case OPT_MAX_LIST_MEMORY:
+    rc = parse_u32(flag, val, CONFIG_MAX_LIST_MEMORY_MIN, UINT32_MAX,
+                   &cfg->max_list_memory, err);
+    break;
+  case OPT_CREATE_DB:
+    rc = parse_bool(flag, val, &cfg->create_db, err);
+    break;
+  case OPT_READ_ONLY:
+    rc = parse_bool(flag, val, &cfg->read_only, err);
+    break;
+  case OPT_CHECK_DB:
+    rc = parse_bool(flag, val, &cfg->check_db, err);
+    break;
+  case OPT_MAX_READ_MEMORY:
+    rc = parse_u32(flag, val, CONFIG_MAX_READ_MEMORY_MIN, UINT32_MAX,
+                   &cfg->max_read_memory, err);
+    break;
+  case OPT_CONN_BUFFER_POOL:
+    rc = parse_u32(flag, val, 0, CONFIG_CONN_BUFFER_POOL_MAX,
+                   &cfg->conn_buffer_pool, err);
+    break;
+  case OPT_HTTP_LISTEN:
+    /* As operators: a source's addresses replace the earlier ones. */
+    if (!st->source_http) {
+      cfg->n_http_listen = 0;
+      st->source_http = 1;
+    }
+    rc = set_http(cfg, c, val, err);
+    break;
+  case OPT_HTTP_VERIFY_PATH:
+  case OPT_HTTP_TOKEN_HEADER:
+    rc = set_http(cfg, c, val, err);
+    break;
+  case OPT_HTTP_TCP_VERIFY:
+    rc = parse_bool(flag, val, &cfg->http_tcp_verify, err);
+    break;
+  case OPT_AUDIT_RETENTION:
+    rc = parse_u32(flag, val, 0, CONFIG_AUDIT_RETENTION_DAYS_MAX,
+                   &cfg->audit_retention_days, err);
+    break;
+  case OPT_LOG_FORMAT:
+    if (log_format_parse(val, &cfg->log_format) != 0) {
+      fprintf(err, "tokend: %s: must be text or json\n", flag);
+      rc = TOKEND_EINVAL;
+    }
+    break;
+  default:
+    /* Only options config_file_key and config_parse hand over get here. */
+    fprintf(err, "tokend: %s: not a setting\n", flag);
+    rc = TOKEND_EINVAL;
+    break;
+  }
+  return rc;
+}
+
+/* Options that are actions, or name the file itself: not keys of it. */
+static int config_file_key_allowed(int c) {
+  return c != 'h' && c != OPT_VERSION && c != OPT_CONFIG &&
+         c != OPT_CHECK_CONFIG && c != OPT_CHECK_DB;
+}
+
+/* Reading --config FILE with libinih: its line counted here, by the
+ * reader, so that every message names FILE:LINE. */
+typedef struct {
+  config_t *cfg;
+  parse_state_t *st;
+  const char *path;
+  FILE *f;
+  FILE *err;
+  int lineno;
+  int too_long;     /* the first line longer than inih's buffer, or 0 */
+  int error_lineno; /* the first line a setting failed on, or 0 */
+} config_file_t;
+
+/* inih's reader: fgets that counts lines. Debian builds inih with lines of
+ * at most INI_MAX_LINE bytes; a longer one is an error here, not cut into
+ * two settings as inih would. Leading blanks are dropped: to inih an
+ * indented line would continue the previous key's value, silently. */
+static char *config_file_read(char *str, int num, void *stream) {
+  config_file_t *cf = stream;
+  size_t n;
+  int ch;
+
+  if (fgets(str, num, cf->f) == NULL)
+    return NULL;
+  cf->lineno++;
+  n = strlen(str);
+  if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(cf->f)) {
+    while ((ch = fgetc(cf->f)) != EOF && ch != '\n')
+      ;
+    if (cf->too_long == 0)
+      cf->too_long = cf->lineno;
+    str[0] = '\0';
+  }
+  n = strspn(str, " \t");
+  memmove(str, str + n, strlen(str + n) + 1);
+  return str;
+}
+
+/* inih's handler, once per "key = value" line: the key is a long option's
+ * name. Returns 1 (go on) or 0 (an error, already printed). */
+static int config_file_setting(void *user, const char *section,
+                               const char *name, const char *value) {
+  config_file_t *cf = user;
+  const struct option *o;
+  char flag[CONFIG_PATH_BYTES + 160];
+  int rc = TOKEND_EINVAL;
+
+  snprintf(flag, sizeof(flag), "%s:%d: %s", cf->path, cf->lineno, name);
+  if (section[0] != '\0') {
+    fprintf(cf->err, "tokend: %s: sections ([%s]) are not used\n", flag,
+            section);
+    goto out;
+  }
+  for (o = long_options; o->name != NULL; o++)
+    if (strcmp(o->name, name) == 0 && config_file_key_allowed(o->val))
+      break;
+  if (o->name == NULL) {
+    fprintf(cf->err, "tokend: %s: unknown key (see tokend --help)\n", flag);
+    goto out;
+  }
+  if (o->has_arg == no_argument || value[0] != '\0')
+    rc = config_apply(cf->cfg, cf->st, o->val, flag, value, cf->err);
+  else
+    fprintf(cf->err, "tokend: %s: needs a value\n", flag);
+out:
+  if (rc != 0 && cf->error_lineno == 0)
+    cf->error_lineno = cf->lineno;
+  return rc == 0;
+}
+
+/* Reads --config FILE into cfg. Returns 0 or TOKEND_EINVAL after printing
+ * at least one line (the first bad line's) to err. */
+static int config_file_parse(config_t *cfg, parse_state_t *st, const char *path,
+                             FILE *err) {
+  config_file_t cf = {.cfg = cfg, .st = st, .path = path, .err = err};
+  int line;
+
+  if ((cf.f = fopen(path, "re")) == NULL) {
+    fprintf(err, "tokend: --config %s: %s\n", path, strerror(errno));
+    return TOKEND_EINVAL;
+  }
+  line = ini_parse_stream(config_file_read, &cf, config_file_setting, &cf);
+  fclose(cf.f);
+  if (cf.too_long != 0 && (line <= 0 || cf.too_long <= line)) {
+    fprintf(err, "tokend: %s:%d: line longer than %d characters\n", path,
+            cf.too_long, INI_MAX_LINE - 2);
+    return TOKEND_EINVAL;
+  }
+  if (line < 0) {
+    fprintf(err, "tokend: --config %s: cannot read it\n", path);
+    return TOKEND_EINVAL;
+  }
+  /* A line that is no setting at all: inih returns it, unannounced. */
+  if (line > 0 && line != cf.error_lineno)
+    fprintf(err, "tokend: %s:%d: not a `key = value` line\n", path, line);
+  return line == 0 ? 0 : TOKEND_EINVAL;
+}
+
+/* The long option's name for messages: "--max-connections". */
+static const char *flag_name(int longindex, char *buf, size_t len) {
+  snprintf(buf, len, "--%s", long_options[longindex].name);
+  return buf;
+}
+
+int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
+  parse_state_t st = {0};
+  const char *file = NULL;
+  char name[8], flag[64];
+  int c, idx, rc = 0;
+
+  /* First the file named by --config (the last one given), so that the
+   * command line, read next, overrides it. 0, not 1: glibc then also
+   * forgets a half-parsed group of flags. */
   optind = 0;
   opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1)
+    if (c == OPT_CONFIG)
+      file = optarg;
+  if (file != NULL) {
+    if ((rc = set_path(cfg->config_path, "--config", file, err)) == 0)
+      rc = config_file_parse(cfg, &st, file, err);
+  }
+  st.source_operators = st.source_verifiers = st.source_http = 0;
+  optind = 0;
   while (rc == 0 &&
-         (c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+         (c = getopt_long(argc, argv, ":h", long_options, &idx)) != -1) {
     switch (c) {
-    case OPT_SOCKET:
-      rc = set_path(cfg->socket_path, "--socket", optarg, err);
-      break;
-    case OPT_DB:
-      rc = set_path(cfg->db_path, "--db", optarg, err);
-      cfg->store_url[0] = '\0';
-      explicit_paths++;
-      break;
-    case OPT_STORE:
-      rc = set_store(cfg, optarg, err);
-      explicit_paths++;
-      break;
-    case OPT_STORE_FILE:
-      rc = set_store_file(cfg, optarg, err);
-      explicit_paths++;
-      break;
-    case OPT_HOST_ID:
-      rc = set_host_id(cfg, optarg, err);
-      break;
-    case OPT_LEASE:
-      rc = parse_u32("--lease-ms", optarg, 100, 3600000, &cfg->lease_ms, err);
-      break;
-    case OPT_PROPAGATION_TIMEOUT:
-      rc = parse_u32("--propagation-timeout-ms", optarg, 0, 600000,
-                     &cfg->propagation_timeout_ms, err);
-      break;
-    case OPT_ISSUE_NO_WAIT:
-      cfg->issue_no_wait = 1;
-      break;
-    case OPT_PEPPER:
-      rc = set_path(cfg->pepper_path, "--pepper-file", optarg, err);
-      explicit_paths++;
-      break;
-    case OPT_PREFIX:
-      if (token_prefix_check(optarg) != 0) {
-        fprintf(err,
-                "tokend: --token-prefix: must be 1-16 chars of [a-z0-9]\n");
-        rc = TOKEND_EINVAL;
-      } else {
-        snprintf(cfg->token_prefix, sizeof(cfg->token_prefix), "%s", optarg);
-      }
-      break;
-    case OPT_MAX_FRAME:
-      rc = parse_u32("--max-frame-bytes", optarg, 64,
-                     TOKEND_MAX_FRAME_BYTES_LIMIT, &cfg->max_frame_bytes, err);
-      break;
-    case OPT_FLUSH:
-      rc = parse_u32("--flush-interval-ms", optarg, 10, 3600000,
-                     &cfg->flush_interval_ms, err);
-      break;
-    case OPT_LAST_USED_GRANULARITY:
-      rc = parse_u32("--last-used-granularity-ms", optarg, 0, 86400000,
-                     &cfg->last_used_granularity_ms, err);
-      break;
-    case OPT_BUSY_POLL:
-      rc = parse_u32("--busy-poll-us", optarg, 0, CONFIG_BUSY_POLL_US_MAX,
-                     &cfg->busy_poll_us, err);
-      break;
-    case OPT_SHUTDOWN:
-      rc = parse_u32("--shutdown-timeout-ms", optarg, 0, 600000,
-                     &cfg->shutdown_timeout_ms, err);
-      break;
-    case OPT_FLUSH_BACKOFF_MAX:
-      rc = parse_u32("--flush-backoff-max-ms", optarg,
-                     CONFIG_FLUSH_BACKOFF_MIN_MS, 3600000,
-                     &cfg->flush_backoff_max_ms, err);
-      break;
-    case OPT_LOG_REPEAT_INTERVAL:
-      rc = parse_u32("--log-repeat-interval-ms", optarg, 0, 3600000,
-                     &cfg->log_repeat_interval_ms, err);
-      break;
-    case OPT_ALLOW_CORE_DUMPS:
-      cfg->allow_core_dumps = 1;
-      break;
-    case OPT_LOG_LEVEL:
-      if (log_level_parse(optarg, &cfg->log_level) != 0) {
-        fprintf(err,
-                "tokend: --log-level: must be debug, info, warn or error\n");
-        rc = TOKEND_EINVAL;
-      }
-      break;
-    case OPT_MAX_CONNS:
-      rc = parse_u32("--max-connections", optarg, 1, 1000000,
-                     &cfg->max_connections, err);
-      break;
-    case OPT_MAX_CONNS_PER_UID:
-      rc = parse_u32("--max-connections-per-uid", optarg, 1, 1000000,
-                     &cfg->max_connections_per_uid, err);
-      break;
-    case OPT_RESERVED_OPERATOR_CONNS:
-      rc = parse_u32("--reserved-operator-connections", optarg, 0, 1000000,
-                     &cfg->reserved_operator_connections, err);
-      explicit_reserved = 1;
-      break;
-    case OPT_READ_TIMEOUT:
-      rc = parse_u32("--read-timeout-ms", optarg, 10, 3600000,
-                     &cfg->read_timeout_ms, err);
-      break;
-    case OPT_IDLE_TIMEOUT:
-      rc = parse_u32("--idle-timeout-ms", optarg, 0, UINT32_MAX / 2,
-                     &cfg->idle_timeout_ms, err);
-      break;
-    case OPT_MAX_QUEUED:
-      rc = parse_u32("--max-queued-bytes", optarg, 4096, 1u << 30,
-                     &cfg->max_queued_bytes, err);
-      break;
-    case OPT_MAX_QUEUED_HARD:
-      rc = parse_u32("--max-queued-bytes-hard", optarg, 4096, 1u << 30,
-                     &cfg->max_queued_bytes_hard, err);
-      break;
-    case OPT_MAX_REQUEST_MEMORY:
-      rc = parse_u32("--max-request-memory", optarg, 4096, 1u << 30,
-                     &cfg->max_request_memory, err);
-      break;
-    case OPT_SOCKET_MODE: {
-      char *end;
-      unsigned long mode;
-      errno = 0;
-      mode = strtoul(optarg, &end, 8);
-      if (optarg[0] == '\0' || *end != '\0' || errno != 0 || mode > 0777 ||
-          (mode & 0600) != 0600) {
-        fprintf(err,
-                "tokend: --socket-mode: '%s' is not an octal mode from "
-                "0600 to 0777 that lets tokend's user read and write\n",
-                optarg);
-        rc = TOKEND_EINVAL;
-      } else {
-        cfg->socket_mode = (uint32_t)mode;
-      }
-      break;
-    }
-    case OPT_SOCKET_GROUP: {
-      uint32_t gid;
-      rc = parse_id("--socket-group", optarg, 1, &gid, err);
-      if (rc == 0)
-        cfg->socket_gid = gid;
-      break;
-    }
-    case OPT_OPERATOR_UID:
-    case OPT_OPERATOR_GROUP:
-      /* Naming any operator replaces the default ones. */
-      if (!explicit_operators) {
-        memset(&cfg->operators, 0, sizeof(cfg->operators));
-        explicit_operators = 1;
-      }
-      rc = add_id(c == OPT_OPERATOR_UID ? "--operator-uid" : "--operator-group",
-                  optarg, c == OPT_OPERATOR_GROUP, &cfg->operators, err);
-      break;
-    case OPT_VERIFIER_UID:
-    case OPT_VERIFIER_GROUP:
-      rc = add_id(c == OPT_VERIFIER_UID ? "--verifier-uid" : "--verifier-group",
-                  optarg, c == OPT_VERIFIER_GROUP, &cfg->verifiers, err);
-      cfg->any_verifier = 0;
-      break;
-    case OPT_MAX_PENDING_CALLS:
-      rc = parse_u32("--max-pending-calls", optarg, 1, 100000,
-                     &cfg->max_pending_calls, err);
-      break;
-    case OPT_REFUSAL_AUDIT_INTERVAL:
-      rc = parse_u32("--refusal-audit-interval-ms", optarg, 0,
-                     CONFIG_REFUSAL_AUDIT_INTERVAL_MS_MAX,
-                     &cfg->refusal_audit_interval_ms, err);
-      break;
-    case OPT_REFUSAL_AUDIT_MAX_KEYS:
-      rc = parse_u32("--refusal-audit-max-keys", optarg, 1,
-                     CONFIG_REFUSAL_AUDIT_MAX_KEYS_MAX,
-                     &cfg->refusal_audit_max_keys, err);
-      break;
-    case OPT_MAX_LIST_MEMORY:
-      rc = parse_u32("--max-list-memory", optarg, CONFIG_MAX_LIST_MEMORY_MIN,
-                     UINT32_MAX, &cfg->max_list_memory, err);
-      break;
-    case OPT_CREATE_DB:
-      cfg->create_db = 1;
-      break;
-    case OPT_READ_ONLY:
-      cfg->read_only = 1;
-      break;
-    case OPT_CHECK_DB:
-      cfg->check_db = 1;
-      break;
-    case OPT_MAX_READ_MEMORY:
-      rc = parse_u32("--max-read-memory", optarg, CONFIG_MAX_READ_MEMORY_MIN,
-                     UINT32_MAX, &cfg->max_read_memory, err);
-      break;
-    case OPT_CONN_BUFFER_POOL:
-      rc = parse_u32("--conn-buffer-pool", optarg, 0,
-                     CONFIG_CONN_BUFFER_POOL_MAX, &cfg->conn_buffer_pool, err);
-      break;
-    case OPT_HTTP_LISTEN:
-    case OPT_HTTP_VERIFY_PATH:
-    case OPT_HTTP_TOKEN_HEADER:
-    case OPT_HTTP_TCP_VERIFY:
-      rc = set_http(cfg, c, optarg, err);
-      break;
     case 'h':
       fputs(usage, out);
       return 1;
     case OPT_VERSION:
       fprintf(out, "tokend %s\n", TOKEND_VERSION);
       return 1;
+    case OPT_CONFIG:
+      break;
+    case OPT_CHECK_CONFIG:
+      cfg->check_config = 1;
+      break;
     case ':':
       fprintf(err, "tokend: %s needs a value (see --help)\n",
               bad_option_name(argv, name, sizeof(name)));
       rc = TOKEND_EINVAL;
       break;
-    default:
+    case '?':
       fprintf(err, "tokend: unknown option '%s' (see --help)\n",
               bad_option_name(argv, name, sizeof(name)));
       rc = TOKEND_EINVAL;
+      break;
+    default:
+      rc = config_apply(cfg, &st, c, flag_name(idx, flag, sizeof(flag)), optarg,
+                        err);
       break;
     }
   }
@@ -836,7 +1044,7 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
   }
   /* The default reserve must leave non-operators most of a small limit;
    * one given explicitly must leave them at least one slot. */
-  if (rc == 0 && !explicit_reserved &&
+  if (rc == 0 && !st.explicit_reserved &&
       cfg->reserved_operator_connections > cfg->max_connections / 4)
     cfg->reserved_operator_connections = cfg->max_connections / 4;
   if (rc == 0 && cfg->reserved_operator_connections >= cfg->max_connections) {
@@ -845,6 +1053,160 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
     rc = TOKEND_EINVAL;
   }
   /* Only the all-default layout creates var/ by itself. */
-  cfg->default_dir = explicit_paths == 0;
+  cfg->default_dir = st.explicit_paths == 0;
+  return rc;
+}
+
+static void print_ids(FILE *out, const char *uid_key, const char *gid_key,
+                      const config_ids_t *ids) {
+  size_t i;
+
+  for (i = 0; i < ids->n_uids; i++)
+    fprintf(out, "%s = %u\n", uid_key, (unsigned)ids->uids[i]);
+  for (i = 0; i < ids->n_gids; i++)
+    fprintf(out, "%s = %u\n", gid_key, (unsigned)ids->gids[i]);
+}
+
+void config_print(const config_t *cfg, FILE *out) {
+  char redacted[CONFIG_PATH_BYTES];
+
+#define PRINT_U32(key, field) fprintf(out, key " = %u\n", (unsigned)cfg->field)
+#define PRINT_BOOL(key, field)                                                 \
+  fprintf(out, key " = %s\n", cfg->field ? "yes" : "no")
+  fprintf(out, "socket = %s\n", cfg->socket_path);
+  fprintf(out, "socket-mode = %04o\n", (unsigned)cfg->socket_mode);
+  if (cfg->socket_gid >= 0)
+    fprintf(out, "socket-group = %lld\n", (long long)cfg->socket_gid);
+  print_ids(out, "operator-uid", "operator-group", &cfg->operators);
+  if (!cfg->any_verifier)
+    print_ids(out, "verifier-uid", "verifier-group", &cfg->verifiers);
+  /* The URL may carry a password (--store-file keeps it out of argv): the
+   * printout must not show it. */
+  if (cfg->store_url[0] != '\0')
+    fprintf(out, "store = %s\n",
+            store_url_redact(cfg->store_url, redacted, sizeof(redacted)));
+  else
+    fprintf(out, "db = %s\n", cfg->db_path);
+  fprintf(out, "pepper-file = %s\n", cfg->pepper_path);
+  PRINT_BOOL("create-db", create_db);
+  PRINT_BOOL("read-only", read_only);
+  fprintf(out, "token-prefix = %s\n", cfg->token_prefix);
+  PRINT_U32("max-frame-bytes", max_frame_bytes);
+  PRINT_U32("flush-interval-ms", flush_interval_ms);
+  PRINT_U32("last-used-granularity-ms", last_used_granularity_ms);
+  PRINT_U32("busy-poll-us", busy_poll_us);
+  PRINT_U32("shutdown-timeout-ms", shutdown_timeout_ms);
+  PRINT_U32("flush-backoff-max-ms", flush_backoff_max_ms);
+  PRINT_U32("log-repeat-interval-ms", log_repeat_interval_ms);
+  PRINT_BOOL("allow-core-dumps", allow_core_dumps);
+  PRINT_U32("max-connections", max_connections);
+  PRINT_U32("max-connections-per-uid", max_connections_per_uid);
+  PRINT_U32("reserved-operator-connections", reserved_operator_connections);
+  PRINT_U32("read-timeout-ms", read_timeout_ms);
+  PRINT_U32("idle-timeout-ms", idle_timeout_ms);
+  PRINT_U32("max-queued-bytes", max_queued_bytes);
+  PRINT_U32("max-queued-bytes-hard", max_queued_bytes_hard);
+  PRINT_U32("max-request-memory", max_request_memory);
+  PRINT_U32("max-list-memory", max_list_memory);
+  PRINT_U32("max-read-memory", max_read_memory);
+  PRINT_U32("conn-buffer-pool", conn_buffer_pool);
+  PRINT_U32("max-pending-calls", max_pending_calls);
+  PRINT_U32("refusal-audit-interval-ms", refusal_audit_interval_ms);
+  PRINT_U32("refusal-audit-max-keys", refusal_audit_max_keys);
+  if (cfg->host_id[0] != '\0')
+    fprintf(out, "host-id = %s\n", cfg->host_id);
+  PRINT_U32("lease-ms", lease_ms);
+  PRINT_U32("propagation-timeout-ms", propagation_timeout_ms);
+  PRINT_BOOL("no-issue-wait", issue_no_wait);
+  PRINT_U32("audit-retention-days", audit_retention_days);
+  {
+    size_t i;
+
+    for (i = 0; i < cfg->n_http_listen; i++)
+      fprintf(out, "http-listen = %s\n", cfg->http_listen[i]);
+  }
+  fprintf(out, "http-verify-path = %s\n", cfg->http_verify_path);
+  fprintf(out, "http-token-header = %s\n", cfg->http_token_header);
+  PRINT_BOOL("http-tcp-verify", http_tcp_verify);
+  fprintf(out, "log-level = %s\n", log_level_name(cfg->log_level));
+  fprintf(out, "log-format = %s\n", log_format_name(cfg->log_format));
+#undef PRINT_U32
+#undef PRINT_BOOL
+}
+
+/* The values text (config_print's) gives key, joined by ", " (a list's),
+ * malloc'd; "" when it has none. NULL if out of memory. */
+static char *config_value_of(const char *text, const char *key) {
+  size_t klen = strlen(key), len = 0;
+  const char *line, *eol, *v;
+  char *out = NULL;
+  FILE *f = open_memstream(&out, &len);
+
+  if (f == NULL)
+    return NULL;
+  for (line = text; *line != '\0'; line = *eol ? eol + 1 : eol) {
+    eol = line + strcspn(line, "\n");
+    if (strncmp(line, key, klen) != 0 || strncmp(line + klen, " = ", 3) != 0)
+      continue;
+    v = line + klen + 3;
+    fprintf(f, "%s%.*s", ftell(f) > 0 ? ", " : "", (int)(eol - v), v);
+  }
+  if (fclose(f) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+int config_diff(const config_t *a, const config_t *b, config_changed_fn changed,
+                void *ctx) {
+  char *ta = NULL, *tb = NULL, *seen = NULL, *va, *vb;
+  size_t la = 0, lb = 0, ls = 0;
+  char key[64], probe[68];
+  const char *texts[2], *line, *eol;
+  FILE *fa, *fb, *fs;
+  int i, rc = TOKEND_ENOMEM;
+
+  fa = open_memstream(&ta, &la);
+  fb = open_memstream(&tb, &lb);
+  fs = open_memstream(&seen, &ls);
+  if (fa == NULL || fb == NULL || fs == NULL)
+    goto out;
+  config_print(a, fa);
+  config_print(b, fb);
+  if (fflush(fa) != 0 || fflush(fb) != 0 || fputc('\n', fs) == EOF)
+    goto out;
+  texts[0] = ta;
+  texts[1] = tb;
+  /* Every key either names, in config_print's order, once. */
+  for (i = 0; i < 2; i++) {
+    for (line = texts[i]; *line != '\0'; line = *eol ? eol + 1 : eol) {
+      eol = line + strcspn(line, "\n");
+      snprintf(key, sizeof(key), "%.*s", (int)strcspn(line, " \n"), line);
+      snprintf(probe, sizeof(probe), "\n%s\n", key);
+      if (fflush(fs) != 0)
+        goto out;
+      if (strstr(seen, probe) != NULL)
+        continue;
+      fprintf(fs, "%s\n", key);
+      va = config_value_of(ta, key);
+      vb = config_value_of(tb, key);
+      if (va != NULL && vb != NULL && strcmp(va, vb) != 0)
+        changed(ctx, key, va, vb);
+      free(va);
+      free(vb);
+    }
+  }
+  rc = 0;
+out:
+  if (fa != NULL)
+    fclose(fa);
+  if (fb != NULL)
+    fclose(fb);
+  if (fs != NULL)
+    fclose(fs);
+  free(ta);
+  free(tb);
+  free(seen);
   return rc;
 }

@@ -10,9 +10,18 @@
 #include "tokend_limits.h"
 
 #define CONFIG_PATH_BYTES 4096
+/* Where the database and pepper are unless flags say otherwise: with
+ * -DTOKEND_FHS=ON (the packages) the FHS places; else the development
+ * var/ under the working directory (`make run` passes those explicitly). */
+#ifdef TOKEND_FHS
+#define CONFIG_DIR_DEFAULT "/var/lib/tokend"
+#define CONFIG_DB_DEFAULT "/var/lib/tokend/tokend.db"
+#define CONFIG_PEPPER_DEFAULT "/var/lib/tokend/pepper"
+#else
 #define CONFIG_DIR_DEFAULT "var"
 #define CONFIG_DB_DEFAULT "var/tokend.db"
 #define CONFIG_PEPPER_DEFAULT "var/pepper"
+#endif
 #define CONFIG_FLUSH_INTERVAL_MS_DEFAULT 5000
 #define CONFIG_LAST_USED_GRANULARITY_MS_DEFAULT 60000
 #define CONFIG_BUSY_POLL_US_DEFAULT 0 /* off: sleep when there is nothing */
@@ -86,6 +95,9 @@
 #define CONFIG_HOST_ID_BYTES 128
 #define CONFIG_LEASE_MS_DEFAULT 5000
 #define CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT 2000
+/* --audit-retention-days: at most 100 years; checked hourly. */
+#define CONFIG_AUDIT_RETENTION_DAYS_MAX 36500
+#define CONFIG_AUDIT_RETENTION_CHECK_MS (3600u * 1000u)
 
 typedef struct {
   uint32_t uids[CONFIG_MAX_IDS];
@@ -176,6 +188,15 @@ typedef struct {
   /* --http-tcp-verify: serve /verify on TCP addresses, where no peer
    * identity exists (anyone who reaches the port is a verifier) */
   int http_tcp_verify;
+  /* --config FILE ("" if none): read before the flags, again at SIGHUP. */
+  char config_path[CONFIG_PATH_BYTES];
+  /* --check-config: print the effective settings and exit. */
+  int check_config;
+  /* --log-format: text (or journald's, detected) or json lines. */
+  log_format_t log_format;
+  /* --audit-retention-days: audit rows older than this are removed (0:
+   * kept forever, the default). */
+  uint32_t audit_retention_days;
 } config_t;
 
 /* One --http-listen address, parsed. */
@@ -205,10 +226,30 @@ const char *config_store_url(const config_t *cfg, char *buf, size_t len);
  * buf (len bytes, CONFIG_HOST_ID_BYTES is enough); returns buf. */
 const char *config_host_id(const config_t *cfg, char *buf, size_t len);
 
-/* Parses argv into cfg (already holding defaults). Returns 0 to run, 1 if
- * --help or --version was printed to out (exit 0), or TOKEND_EINVAL after
- * printing a one-line reason to err (exit 2). */
+/* Parses argv into cfg (already holding defaults): first the file named by
+ * --config, if any, then the flags, which override it (a list given by a
+ * flag replaces the file's). Returns 0 to run, 1 if --help or --version
+ * was printed to out (exit 0), or TOKEND_EINVAL after printing a reason
+ * to err, naming FILE:LINE for a bad line of the file (exit 2). Not
+ * thread-safe (getopt). */
 int config_parse(config_t *cfg, int argc, char **argv, FILE *out,
                  FILE *err) TOKEND_MUST_CHECK;
+
+/* Prints the settings cfg holds, one "key = value" line each, in the
+ * file's syntax (--check-config): a store URL without its password. */
+void config_print(const config_t *cfg, FILE *out);
+
+/* Prints the settings cfg holds, one "key = value" line each, in the
+ * file's syntax (--check-config): a store URL without its password. */
+void config_print(const config_t *cfg, FILE *out);
+
+/* Calls changed(ctx, key, was, now) for every setting whose value differs
+ * between a and b, in config_print's order and terms (a list's values
+ * joined by ", "; a store URL without its password). Returns 0 or
+ * TOKEND_ENOMEM. */
+typedef void (*config_changed_fn)(void *ctx, const char *key, const char *was,
+                                  const char *now);
+int config_diff(const config_t *a, const config_t *b, config_changed_fn changed,
+                void *ctx) TOKEND_MUST_CHECK;
 
 #endif

@@ -7,11 +7,31 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
+#include "log_json.h"
 #include "server.h"
 #include "store/store.h"
+
+/* Lines for journald or a log shipper: json by --log-format; else, when
+ * stderr is the stream systemd connected to the journal ($JOURNAL_STREAM
+ * names its device and inode, sd-daemon(3)), lines with their priority. */
+static void log_setup(const config_t *cfg) {
+  const char *env = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+
+  if (cfg->log_format == LOG_FORMAT_JSON) {
+    log_set_writer(log_json_write);
+    return;
+  }
+  log_set_journal(env != NULL && sscanf(env, "%llu:%llu", &dev, &ino) == 2 &&
+                  fstat(STDERR_FILENO, &st) == 0 &&
+                  (unsigned long long)st.st_dev == dev &&
+                  (unsigned long long)st.st_ino == ino);
+}
 
 int main(int argc, char **argv) {
   config_t cfg;
@@ -28,6 +48,13 @@ int main(int argc, char **argv) {
     return 0;
   if (rc != 0)
     return 2;
+  /* --check-config: the settings are valid (config_parse said so); show
+   * what they come to, and touch nothing. */
+  if (cfg.check_config) {
+    config_print(&cfg, stdout);
+    return 0;
+  }
+  log_setup(&cfg);
   log_set_level(cfg.log_level);
   /* --check-db reads and reports; it never serves or writes. */
   if (cfg.check_db) {
@@ -62,6 +89,9 @@ int main(int argc, char **argv) {
   /* The composition root: config -> store -> rpc -> net (and http) ->
    * loop. */
   rc = server_init(s, &cfg);
+  /* SIGHUP reads the file and these flags again (server_reload). */
+  s->argc = argc;
+  s->argv = argv;
   if (rc == 0)
     rc = server_rpc_new(s);
   if (rc == 0)

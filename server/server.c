@@ -2,15 +2,19 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/pepper.h"
 #include "http/http.h"
 #include "log.h"
+#include "net/activation.h"
 #include "net/net.h"
 #include "rpc/rpc.h"
 #include "tokend_time.h"
@@ -154,9 +158,12 @@ static uint64_t sweep_interval(const config_t *cfg) {
   return t < 10 ? 10 : t > 1000 ? 1000 : t;
 }
 
+static void server_notify_status(server_t *s, const char *state);
+
 static void on_flush_timer(uv_timer_t *t) {
   server_t *s = t->data;
 
+  server_notify_status(s, NULL);
   /* After failures, the timer's ticks wait out the backoff. */
   if (uv_now(&s->loop) < rpc_flush_not_before(s->rpc))
     return;
@@ -177,6 +184,139 @@ static void on_signal(uv_signal_t *h, int signum) {
   log_info("received %s: shutting down",
            signum == SIGINT ? "SIGINT" : "SIGTERM");
   server_stop(s);
+}
+
+/* ---- operations (issue 16): systemd's notifications, SIGHUP ---- */
+
+/* systemd's STATUS= line (systemctl status): the token count, when it
+ * changed. sd_notify does nothing without $NOTIFY_SOCKET. */
+static void server_notify_status(server_t *s, const char *state) {
+  size_t n = index_count(s->index);
+
+  /* Nothing to say before READY=1 (a shared store: not yet listening). */
+  if (state == NULL && (n == s->status_tokens || s->listen_pending))
+    return;
+  s->status_tokens = n;
+  (void)sd_notifyf(0, "%s%sSTATUS=serving %zu tokens on %s",
+                   state != NULL ? state : "", state != NULL ? "\n" : "", n,
+                   net_listen_path(s->net));
+}
+
+/* What SIGHUP may change while tokend runs: these keys of config_print.
+ * The operator and verifier lists hold for connections accepted from then
+ * on (a connection's rights are fixed when it is accepted). */
+static const char *const reload_keys[] = {
+    "log-level",
+    "log-repeat-interval-ms",
+    "operator-uid",
+    "operator-group",
+    "verifier-uid",
+    "verifier-group",
+    "max-connections",
+    "max-connections-per-uid",
+    "reserved-operator-connections",
+    "read-timeout-ms",
+    "idle-timeout-ms",
+};
+
+static int reload_key(const char *key) {
+  size_t i;
+
+  for (i = 0; i < sizeof(reload_keys) / sizeof(reload_keys[0]); i++)
+    if (strcmp(reload_keys[i], key) == 0)
+      return 1;
+  return 0;
+}
+
+typedef struct {
+  int applied; /* changes applied */
+  int restart; /* changes that wait for a restart */
+} reload_count_t;
+
+static void on_reload_changed(void *ctx, const char *key, const char *was,
+                              const char *now) {
+  reload_count_t *rc = ctx;
+
+  if (reload_key(key)) {
+    rc->applied++;
+    log_info("SIGHUP: %s: %s -> %s", key, was[0] ? was : "(none)",
+             now[0] ? now : "(none)");
+  } else {
+    rc->restart++;
+    log_warn("SIGHUP: %s changed (%s -> %s) but needs a restart; still %s", key,
+             was[0] ? was : "(none)", now[0] ? now : "(none)",
+             was[0] ? was : "(none)");
+  }
+}
+
+void server_reload(server_t *s) {
+  reload_count_t count = {0, 0};
+  char *msgs = NULL, *line, *save = NULL;
+  size_t len = 0;
+  config_t next;
+  FILE *err;
+  int rc;
+
+  if (s->state != SERVER_RUNNING || s->argv == NULL)
+    return;
+  if (s->cfg.config_path[0] == '\0') {
+    log_info("SIGHUP: no --config file to read again; nothing changed");
+    return;
+  }
+  (void)sd_notify(0, "RELOADING=1");
+  log_info("SIGHUP: reading %s again", s->cfg.config_path);
+  config_defaults(&next);
+  if ((err = open_memstream(&msgs, &len)) == NULL) {
+    log_error("SIGHUP: out of memory; nothing changed");
+    goto out;
+  }
+  rc = config_parse(&next, s->argc, s->argv, err, err);
+  fclose(err);
+  if (rc != 0) {
+    for (line = strtok_r(msgs, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+      log_error("SIGHUP: %s", line);
+    log_error("SIGHUP: the settings are not valid; nothing changed");
+    goto out;
+  }
+  /* More connections need more descriptors: checked before anything is
+   * applied, so a reload that cannot have them changes nothing. */
+  if (next.max_connections > s->cfg.max_connections &&
+      net_fd_limit(&next) != 0) {
+    log_error("SIGHUP: nothing changed");
+    goto out;
+  }
+  /* The new level first: the lines saying what changed are logged at it. */
+  log_set_level(next.log_level);
+  if (config_diff(&s->cfg, &next, on_reload_changed, &count) != 0) {
+    log_set_level(s->cfg.log_level);
+    log_error("SIGHUP: out of memory; nothing changed");
+    goto out;
+  }
+  /* net and rpc read these from s->cfg as they need them. */
+  s->cfg.log_level = next.log_level;
+  s->cfg.log_repeat_interval_ms = next.log_repeat_interval_ms;
+  s->cfg.operators = next.operators;
+  s->cfg.verifiers = next.verifiers;
+  s->cfg.any_verifier = next.any_verifier;
+  s->cfg.max_connections = next.max_connections;
+  s->cfg.max_connections_per_uid = next.max_connections_per_uid;
+  s->cfg.reserved_operator_connections = next.reserved_operator_connections;
+  s->cfg.read_timeout_ms = next.read_timeout_ms;
+  s->cfg.idle_timeout_ms = next.idle_timeout_ms;
+  log_set_repeat_interval(s->cfg.log_repeat_interval_ms);
+  uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(&s->cfg),
+                 sweep_interval(&s->cfg));
+  log_info("SIGHUP: %d settings changed, %d more wait for a restart",
+           count.applied, count.restart);
+out:
+  free(msgs);
+  server_notify_status(s, "READY=1");
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+  (void)signum;
+  server_reload(h->data);
 }
 
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
@@ -233,6 +373,10 @@ static void server_finish(server_t *s) {
   close_if_open((uv_handle_t *)&s->sweep_timer);
   close_if_open((uv_handle_t *)&s->refusal_timer);
   close_if_open((uv_handle_t *)&s->busy_poll);
+  /* Held until here: a SIGHUP while draining must not kill tokend (its
+   * default action), only be ignored. */
+  close_if_open((uv_handle_t *)&s->sighup);
+  close_if_open((uv_handle_t *)&s->retention_timer);
   net_close_when_sent(s->net);
   if (net_conn_count(s->net) == 0)
     close_if_open((uv_handle_t *)&s->shutdown_timer);
@@ -359,10 +503,68 @@ static void on_rpc_job_end(void *ctx) {
   server_maybe_finish(s);
 }
 
+/* ---- audit retention (issue 16): --audit-retention-days ---- */
+
+/* One retention pass: its job, the audit record that says what it
+ * removed, and the server it reports to. */
+typedef struct {
+  store_job_t job;
+  store_audit_t audit;
+  server_t *s;
+} server_prune_t;
+
+static void on_prune_done(store_job_t *job) {
+  server_prune_t *p =
+      (server_prune_t *)((char *)job - offsetof(server_prune_t, job));
+  server_t *s = p->s;
+
+  if (job->result != 0)
+    log_error("audit retention: could not remove audit rows older than %u "
+              "days: %s (tried again in an hour)",
+              (unsigned)s->cfg.audit_retention_days, job->errmsg);
+  else if (job->u.audit_prune.removed > 0)
+    log_info("audit retention: removed %lld audit rows older than %u days, "
+             "up to row %lld",
+             (long long)job->u.audit_prune.removed,
+             (unsigned)s->cfg.audit_retention_days,
+             (long long)job->u.audit_prune.upto);
+  free(p);
+  on_rpc_job_end(s);
+}
+
+static void on_retention_timer(uv_timer_t *t) {
+  server_t *s = t->data;
+  struct timespec now;
+  server_prune_t *p;
+
+  if (s->state != SERVER_RUNNING || s->worker == NULL)
+    return;
+  if ((p = calloc(1, sizeof(*p))) == NULL) {
+    log_error("audit retention: out of memory (tried again in an hour)");
+    return;
+  }
+  clock_gettime(CLOCK_REALTIME, &now);
+  p->s = s;
+  p->job.kind = STORE_JOB_AUDIT_PRUNE;
+  p->job.done = on_prune_done;
+  p->job.u.audit_prune.keep_ms =
+      (int64_t)s->cfg.audit_retention_days * 86400000;
+  p->job.u.audit_prune.now_ms =
+      (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  p->audit.at = p->job.u.audit_prune.now_ms;
+  p->audit.peer_uid = (uint32_t)geteuid();
+  p->audit.peer_pid = (int32_t)getpid();
+  snprintf(p->audit.actor, sizeof(p->audit.actor), "tokend");
+  snprintf(p->audit.method, sizeof(p->audit.method), "AuditRetention");
+  p->job.audit = &p->audit;
+  on_rpc_submit(s, &p->job);
+}
+
 void server_stop(server_t *s) {
   if (s->state != SERVER_RUNNING)
     return;
   s->state = SERVER_DRAINING;
+  (void)sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
   uv_update_time(&s->loop);
   s->drain_deadline = uv_now(&s->loop) + s->cfg.shutdown_timeout_ms;
   close_if_open((uv_handle_t *)&s->sigint);
@@ -564,7 +766,12 @@ int server_init(server_t *s, const config_t *cfg) {
     log_error("cannot create %s/: %s", CONFIG_DIR_DEFAULT, strerror(errno));
     return TOKEND_ECONFIG;
   }
-  if ((err = net_socket_dir_check(cfg->socket_path)) != 0 ||
+  /* A socket the service manager passed is already bound: its directory
+   * is systemd's business. */
+  if ((err = net_activation_init()) != 0)
+    return err;
+  if ((!net_activated_has(NET_ACTIVATION_MAIN) &&
+       (err = net_socket_dir_check(cfg->socket_path)) != 0) ||
       (err = net_fd_limit(cfg)) != 0)
     return err;
   /* The key of every stored hash: kept where a core dump, an overflow or a
@@ -575,6 +782,15 @@ int server_init(server_t *s, const config_t *cfg) {
   }
   if ((err = server_open_store(s, cfg)) != 0)
     return err;
+  if (cfg->audit_retention_days > 0 &&
+      (!store_has_audit_prune(s->store) || cfg->read_only)) {
+    log_error("--audit-retention-days: %s",
+              cfg->read_only
+                  ? "a --read-only tokend removes nothing"
+                  : "this store has no audit retention in tokend yet "
+                    "(SQLite has)");
+    return TOKEND_ECONFIG;
+  }
   if ((err = server_audit_chain_start(s)) != 0)
     return err;
   (void)sodium_mprotect_readonly(s->pepper);
@@ -625,6 +841,10 @@ int server_init(server_t *s, const config_t *cfg) {
   uv_idle_init(&s->loop, &s->busy_poll);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
+  uv_signal_init(&s->loop, &s->sighup);
+  s->sighup.data = s;
+  uv_timer_init(&s->loop, &s->retention_timer);
+  s->retention_timer.data = s;
   s->flush_timer.data = s->shutdown_timer.data = s->sweep_timer.data = s;
   s->refusal_timer.data = s;
   s->busy_poll.data = s;
@@ -638,6 +858,7 @@ int server_init(server_t *s, const config_t *cfg) {
    * mean a clean shutdown. */
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s->sighup, on_sighup, SIGHUP);
   return 0;
 }
 
@@ -650,8 +871,12 @@ static int server_listen_now(server_t *s) {
     return err;
   server_audit_log_head(s);
   log_info("tokend %s listening on %s (database %s, %zu tokens)",
-           TOKEND_VERSION, cfg->socket_path, cfg->db_path,
+           TOKEND_VERSION, net_listen_path(s->net), cfg->db_path,
            index_count(s->index));
+  /* Every face has taken its passed socket by now. */
+  net_activation_close_unclaimed();
+  /* systemd (Type=notify): the index is loaded and the socket served. */
+  server_notify_status(s, "READY=1");
   return 0;
 }
 
@@ -662,6 +887,10 @@ int server_listen(server_t *s) {
                  cfg->flush_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(cfg),
                  sweep_interval(cfg));
+  /* The first pass at once, then hourly. */
+  if (cfg->audit_retention_days > 0)
+    uv_timer_start(&s->retention_timer, on_retention_timer, 0,
+                   CONFIG_AUDIT_RETENTION_CHECK_MS);
   if (cfg->refusal_audit_interval_ms > 0)
     uv_timer_start(&s->refusal_timer, on_refusal_timer,
                    cfg->refusal_audit_interval_ms,
@@ -698,6 +927,8 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 void server_cleanup(server_t *s) {
+  /* Passed sockets a failed start never took. */
+  net_activation_close_unclaimed();
   /* Queued Verifies hold their conns: answer them before closing all. */
   if (s->rpc != NULL)
     rpc_verify_drain(s->rpc);

@@ -73,6 +73,14 @@ typedef struct server_s {
   uv_idle_t busy_poll;
   uint64_t busy_poll_until;
   http_t *http; /* the HTTP face (--http-listen); NULL: none */
+  /* ---- operations (issue 16): systemd and SIGHUP ---- */
+  /* The command line, read again with --config's file at SIGHUP (set by
+   * main after server_init; argv NULL: no reload). */
+  int argc;
+  char **argv;
+  uv_signal_t sighup;
+  size_t status_tokens;       /* the token count STATUS= last told systemd */
+  uv_timer_t retention_timer; /* --audit-retention-days: hourly */
 } server_t;
 
 /* Start-up, in the order main.c (the composition root) calls it: config
@@ -100,6 +108,14 @@ int server_listen(server_t *s) TOKEND_MUST_CHECK;
 
 /* Runs until SIGINT/SIGTERM (or server_stop) and a clean shutdown. */
 int server_run(server_t *s) TOKEND_MUST_CHECK;
+
+/* SIGHUP: reads the settings again (--config's file and the command line)
+ * and applies those that can change while running: log level and repeat
+ * interval, operator and verifier lists (for connections from then on),
+ * connection limits and timeouts. Logs each change, and each changed
+ * setting that needs a restart; a file that no longer parses changes
+ * nothing. Never stops tokend. */
+void server_reload(server_t *s);
 
 /* Begins a graceful shutdown: stop accepting and reading, answer what is in
  * flight, write back last_used, then end the loop. Idempotent. */

@@ -1342,6 +1342,36 @@ done:
   return rc;
 }
 
+int tokend_client_backup(tokend_client_t *client, const char *path,
+                         tokend_backup_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__BackupRequest br = TOKEND__V1__BACKUP_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || path == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  br.path = (char *)path;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_BACKUP;
+  req.backup = &br;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_BACKUP, &resp);
+  if (rc != 0)
+    return rc;
+  if (client_copy_str(out->pepper_file, sizeof(out->pepper_file),
+                      resp->backup->pepper_file) != 0) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend sent a pepper file name that is too long");
+    memset(out, 0, sizeof(*out));
+    goto done;
+  }
+  out->bytes = resp->backup->bytes;
+
+done:
+  client_response_free(resp);
+  return rc;
+}
+
 void tokend_client_wipe(tokend_issued_t *issued) {
   if (issued != NULL)
     sodium_memzero(issued->token, sizeof(issued->token));

@@ -51,7 +51,9 @@ enum {
   OPT_SINCE,
   OPT_IDENTITY,
   OPT_VERIFY,
-  OPT_ANCHOR
+  OPT_ANCHOR,
+  OPT_VERSION,
+  OPT_TO
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
@@ -109,6 +111,7 @@ extern const char ctl_admins_usage[];
 extern const char ctl_audit_usage[];
 extern const char ctl_whoami_usage[];
 extern const char ctl_status_usage[];
+extern const char ctl_backup_usage[];
 
 int ctl_issue(ctl_opts_t *opts, int argc, char **argv);
 int ctl_verify(ctl_opts_t *opts, int argc, char **argv);
@@ -119,6 +122,7 @@ int ctl_admins(ctl_opts_t *opts, int argc, char **argv);
 int ctl_audit(ctl_opts_t *opts, int argc, char **argv);
 int ctl_whoami(ctl_opts_t *opts, int argc, char **argv);
 int ctl_status(ctl_opts_t *opts, int argc, char **argv);
+int ctl_backup(ctl_opts_t *opts, int argc, char **argv);
 
 /* The command called name (main.c's table), or NULL. */
 const ctl_command_t *ctl_find_command(const char *name);

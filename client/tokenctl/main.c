@@ -33,9 +33,12 @@ static const char ctl_main_usage[] =
     "  audit    show the audit log\n"
     "  whoami   show how tokend sees you\n"
     "  status   show how tokend is doing (current with its store?)\n"
+    "  backup   write a consistent copy of tokend's database to a file\n"
     "  help     show a command's help\n"
     "\n"
-    "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP "\n"
+    "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP
+    "      --version           show tokenctl's version and exit\n"
+    "\n"
     "Run `tokenctl <command> --help` for a command's options.\n"
     "Exit status: 0 success, 1 `verify` found the token invalid, 2 error.\n";
 
@@ -53,6 +56,7 @@ static const ctl_command_t ctl_commands[] = {
     {"audit", ctl_audit, ctl_audit_usage},
     {"whoami", ctl_whoami, ctl_whoami_usage},
     {"status", ctl_status, ctl_status_usage},
+    {"backup", ctl_backup, ctl_backup_usage},
     {"help", ctl_help, ctl_help_usage},
 };
 
@@ -94,7 +98,10 @@ static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
-      CTL_ACTOR_LONGOPT, CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+      CTL_ACTOR_LONGOPT,
+      CTL_COMMON_LONGOPTS,
+      {"version", no_argument, NULL, OPT_VERSION},
+      {NULL, 0, NULL, 0}};
   ctl_opts_t opts = {NULL, CTL_TIMEOUT_DEFAULT_MS, NULL, 0, 0};
   const ctl_command_t *cmd;
   int c, rc;
@@ -107,8 +114,14 @@ int main(int argc, char **argv) {
   setlocale(LC_CTYPE, "C.UTF-8");
   opterr = 0;
   /* "+": stop at the command name; its options are parsed by the command. */
-  while ((c = ctl_getopt(&ctl_main, &opts, argc, argv, "+:h", longopts)) != -1)
+  while ((c = ctl_getopt(&ctl_main, &opts, argc, argv, "+:h", longopts)) !=
+         -1) {
+    if (c == OPT_VERSION) {
+      printf("tokenctl %s\n", TOKEND_VERSION);
+      return CTL_EXIT_OK;
+    }
     return ctl_getopt_exit(c);
+  }
   if (optind >= argc) {
     fputs("tokenctl: missing command\n", stderr);
     fputs(ctl_main_usage, stderr);

@@ -81,6 +81,9 @@ struct net_s {
   uv_poll_t listen_poll;
   uv_timer_t accept_retry;
   int listening; /* the socket file is ours to remove */
+  /* what clients connect to: --socket's path, or the one of a socket the
+   * service manager passed */
+  char listen_path[CONFIG_PATH_BYTES];
   int stopping;  /* net_stop: no new peers or requests */
   conn_t *conns; /* doubly linked list of conns not yet closed */
   size_t n_conns;

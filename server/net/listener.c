@@ -10,10 +10,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <uthash.h>
 
 #include "log.h"
+#include "net/activation.h"
 #include "net/conn.h"
 #include "net/net.h"
 #include "tokend_error.h"
@@ -356,12 +358,60 @@ static void on_listen_readable(uv_poll_t *h, int status, int events) {
 /* Connections the kernel queues for accept (what libuv's examples use). */
 #define NET_LISTEN_BACKLOG 511
 
+/* Serves fd, a listening socket the service manager bound (and owns: its
+ * file is never removed here), as net_listen's. */
+static int net_listen_activated(net_t *n, int fd) {
+  struct sockaddr_un sa;
+  socklen_t len = sizeof(sa);
+  int err;
+
+  if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+    log_error("the socket the service manager passed (fd %d) is not a "
+              "listening Unix stream socket; check ListenStream= in the "
+              ".socket unit",
+              fd);
+    close(fd);
+    return TOKEND_ECONFIG;
+  }
+  memset(&sa, 0, sizeof(sa));
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 &&
+      sa.sun_path[0] != '\0')
+    snprintf(n->listen_path, sizeof(n->listen_path), "%.*s",
+             (int)sizeof(sa.sun_path), sa.sun_path);
+  else
+    snprintf(n->listen_path, sizeof(n->listen_path), "fd %d", fd);
+  if ((err = uv_pipe_init(n->loop, &n->listener, 0)) != 0 ||
+      (err = uv_pipe_open(&n->listener, fd)) != 0) {
+    log_error("cannot serve the socket the service manager passed: %s",
+              uv_strerror(err));
+    close(fd);
+    return TOKEND_EINTERNAL;
+  }
+  if ((err = uv_poll_init(n->loop, &n->listen_poll, fd)) != 0 ||
+      (err = uv_poll_start(&n->listen_poll, UV_READABLE, on_listen_readable)) !=
+          0) {
+    log_error("cannot watch %s: %s", n->listen_path, uv_strerror(err));
+    return TOKEND_EIO;
+  }
+  if (strcmp(n->listen_path, n->cfg->socket_path) != 0)
+    log_info("serving %s, passed by the service manager, rather than "
+             "--socket %s (clients must be told: tokenctl --socket or "
+             "$TOKEND_SOCKET)",
+             n->listen_path, n->cfg->socket_path);
+  return 0;
+}
+
 int net_listen(net_t *n) {
   const char *path = n->cfg->socket_path;
   struct sockaddr_un sa;
   uv_os_fd_t fd;
-  int err;
+  int err, afd;
 
+  /* Socket activation: systemd bound the socket (with its own mode and
+   * group, SocketMode=, SocketGroup=) before tokend started. */
+  if ((afd = net_take_activated(NET_ACTIVATION_MAIN)) >= 0)
+    return net_listen_activated(n, afd);
+  snprintf(n->listen_path, sizeof(n->listen_path), "%s", path);
   if (strlen(path) >= sizeof(sa.sun_path)) {
     log_error("socket path %s is %zu bytes; a Unix socket path must be "
               "shorter than %zu",
@@ -473,6 +523,7 @@ void net_close_all(net_t *n) {
 size_t net_conn_count(const net_t *n) { return n->n_conns; }
 
 uint64_t net_refused_count(const net_t *n) { return n->refused; }
+const char *net_listen_path(const net_t *n) { return n->listen_path; }
 
 void net_free(net_t *n) {
   net_uid_conns_t *u, *tmp;

@@ -48,7 +48,9 @@ int net_socket_dir_check(const char *path) TOKEND_MUST_CHECK;
 int net_fd_limit(const config_t *cfg) TOKEND_MUST_CHECK;
 
 /* Binds and listens on cfg->socket_path (a stale socket is replaced, a live
- * one refused), and starts accepting. Logs one line on failure. */
+ * one refused), and starts accepting; or, when the service manager passed
+ * a socket for it (net/activation.h), serves that one, whose file tokend
+ * then never removes. Logs one line on failure. */
 int net_listen(net_t *n) TOKEND_MUST_CHECK;
 
 /* Serves an already connected stream socket fd (one end of a socketpair in
@@ -72,6 +74,10 @@ void net_close_all(net_t *n);
 
 /* Closes the listening socket's handles (for a loop that is ending). */
 void net_close_listener(net_t *n);
+
+/* The path clients connect to once net_listen succeeded (or "fd N" for
+ * a passed socket without one). */
+const char *net_listen_path(const net_t *n);
 
 /* Conns not yet closed. */
 size_t net_conn_count(const net_t *n);

@@ -48,7 +48,8 @@
   X(VerifyAuditLog, verify_audit_log, VERIFY_AUDIT_LOG, NO_DOMAIN,             \
     RPC_WHO_OPERATOR, rpc_verify_audit)                                        \
   X(ServerStatus, server_status, SERVER_STATUS, NO_DOMAIN, RPC_WHO_VERIFIER,   \
-    rpc_server_status)
+    rpc_server_status)                                                         \
+  X(Backup, backup, BACKUP, NO_DOMAIN, RPC_WHO_OPERATOR, rpc_backup)
 
 /* Who may call a method. */
 typedef enum {

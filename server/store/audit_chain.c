@@ -71,6 +71,14 @@ void store_audit_walk_begin(store_audit_walk_t *w,
   w->anchor_seen = anchor_id <= 0;
 }
 
+void store_audit_walk_from(store_audit_walk_t *w, int64_t base_id,
+                           const uint8_t base_hash[STORE_AUDIT_HASH_BYTES]) {
+  memcpy(w->prev, base_hash, sizeof(w->prev));
+  w->last_id = base_id;
+  if (w->anchor_id > 0 && w->anchor_id <= base_id)
+    w->anchor_seen = 1;
+}
+
 int store_audit_walk_row(store_audit_walk_t *w, const store_audit_t *ev,
                          const uint8_t *hash) {
   store_audit_check_t *out = w->out;

@@ -39,6 +39,12 @@ void store_audit_walk_begin(store_audit_walk_t *w,
                             int64_t anchor_id,
                             const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
                             store_audit_check_t *out);
+/* After begin, for a log whose oldest rows were removed by retention
+ * (--audit-retention-days): the chain goes on from base_hash, the hash of
+ * row base_id, the newest removed; an anchor at or before it can no longer
+ * be checked and counts as seen. */
+void store_audit_walk_from(store_audit_walk_t *w, int64_t base_id,
+                           const uint8_t base_hash[STORE_AUDIT_HASH_BYTES]);
 int store_audit_walk_row(store_audit_walk_t *w, const store_audit_t *ev,
                          const uint8_t *hash);
 void store_audit_walk_end(store_audit_walk_t *w);

@@ -96,6 +96,42 @@ int store_job_run_audit_list(store_t *store, store_job_t *job) {
                           &job->u.audit_list.n_rows);
 }
 
+/* A backend without a backup of its own answers so, naming the tool. */
+int store_job_run_backup(store_t *store, store_job_t *job) {
+  int err = store_backup(store, job->u.backup.path, &job->u.backup.bytes);
+
+  if (err == TOKEND_EUNIMPL) {
+    store_job_fail(job, TOKEND_ECONFIG,
+                   "this store has no backup through tokend; back up "
+                   "PostgreSQL with its own tools (pg_dump, pg_basebackup)");
+    return 0;
+  }
+  /* The file's problems are the caller's answer, not the store's. */
+  if (err == TOKEND_EEXIST || err == TOKEND_EIO) {
+    store_job_fail(job, err, store_errmsg(store));
+    return 0;
+  }
+  return err;
+}
+
+/* The removal is recorded in the audit log itself (the job's audit record,
+ * whose detail says what went), unless nothing went. */
+int store_job_run_audit_prune(store_t *store, store_job_t *job) {
+  int err = store_audit_prune(
+      store, job->u.audit_prune.keep_ms, job->u.audit_prune.now_ms,
+      &job->u.audit_prune.removed, &job->u.audit_prune.upto);
+
+  if (err == 0 && job->audit != NULL)
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "removed %lld audit rows older than %lld days, up to row %lld "
+             "(--audit-retention-days); the chain goes on from that row's "
+             "hash",
+             (long long)job->u.audit_prune.removed,
+             (long long)(job->u.audit_prune.keep_ms / 86400000),
+             (long long)job->u.audit_prune.upto);
+  return err;
+}
+
 int store_job_run_audit_verify(store_t *store, store_job_t *job) {
   return store_audit_verify(store, job->u.audit_verify.anchor_id,
                             job->u.audit_verify.anchor_hash,
@@ -143,7 +179,10 @@ int store_job_run(store_t *store, store_job_t *job) {
 #undef X
   }
 audit:
-  if (err == 0 && job->audit != NULL && store_job_writes(job)) {
+  /* A retention pass that removed nothing leaves no row. */
+  if (err == 0 && job->audit != NULL && store_job_writes(job) &&
+      !(job->kind == STORE_JOB_AUDIT_PRUNE &&
+        job->u.audit_prune.removed == 0)) {
     if (job->audit->code == 0 && job->result != 0)
       job->audit->code = tokend_err_grpc(job->result);
     err = store_audit_append(store, job->audit);

@@ -38,7 +38,10 @@
   X(AUDIT, audit, 1, store_job_reconcile_none)                                 \
   X(LIST, list, 0, store_job_reconcile_none)                                   \
   X(AUDIT_LIST, audit_list, 0, store_job_reconcile_none)                       \
-  X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)
+  X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)                   \
+  X(BACKUP, backup, 0, store_job_reconcile_none)                               \
+  /* a write, after the reads: the values above stay as they were */           \
+  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -139,6 +142,16 @@ struct store_job_s {
       uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES];
       store_audit_check_t check; /* out */
     } audit_verify;
+    struct {
+      char *path;    /* malloc'd by the submitter, who frees it */
+      int64_t bytes; /* out: the copy's size */
+    } backup;
+    struct {
+      int64_t keep_ms; /* --audit-retention-days, in ms */
+      int64_t now_ms;  /* wall clock when submitted */
+      int64_t removed; /* out: rows removed (0: no audit record is made) */
+      int64_t upto;    /* out: the newest id removed */
+    } audit_prune;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;

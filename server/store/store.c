@@ -307,3 +307,20 @@ int store_audit_import(store_t *s, const store_audit_t *ev,
 int store_counts_import(store_t *s, const store_counts_t *counts) {
   return s->ops->counts_import(s, counts);
 }
+
+int store_backup(store_t *s, const char *path, int64_t *bytes) {
+  if (s->ops->backup == NULL)
+    return TOKEND_EUNIMPL;
+  return s->ops->backup(s, path, bytes);
+}
+
+int store_audit_prune(store_t *s, int64_t keep_ms, int64_t now_ms,
+                      int64_t *removed, int64_t *upto) {
+  if (s->ops->audit_prune == NULL)
+    return TOKEND_EUNIMPL;
+  return s->ops->audit_prune(s, keep_ms, now_ms, removed, upto);
+}
+
+int store_has_audit_prune(const store_t *s) {
+  return s->ops->audit_prune != NULL;
+}

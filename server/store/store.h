@@ -85,7 +85,8 @@ typedef int (*store_audit_cb)(void *arg, const store_audit_t *ev,
 /* Calls cb for every domain's Verify counters; as store_load_cb. */
 typedef int (*store_counts_cb)(void *arg, const store_counts_t *counts);
 
-/* The operations of one backend. Every member is set (none may be NULL);
+/* The operations of one backend. Every member is set (none may be NULL,
+ * but backup and audit_prune, whose contracts say so);
  * each takes the store it was opened as. Strings are NUL-terminated and
  * only read during the call; row and output buffers belong to the caller
  * and are written only during the call. Results as in the header comment,
@@ -294,6 +295,28 @@ struct store_ops {
    * domain has counters already. */
   int (*counts_import)(store_t *s, const store_counts_t *counts);
   /* ---- end of the copy members ---- */
+
+  /* ---- operations (issue 16) ---- */
+
+  /* Writes a consistent copy of the whole store, as it is at one moment,
+   * into a new file at path (created with mode 0600; an existing file is
+   * never replaced: TOKEND_EEXIST). Runs on the writer thread, which writes
+   * nothing meanwhile; Verify, answered from memory, is not held up.
+   * *bytes gets the copy's size. Returns 0, TOKEND_EEXIST or TOKEND_EIO
+   * (the file), or TOKEND_ESTORE, with errmsg saying why; a copy that
+   * failed is removed. NULL for a backend copied with its own tools
+   * (PostgreSQL: pg_dump). */
+  int (*backup)(store_t *s, const char *path, int64_t *bytes);
+
+  /* Audit retention (--audit-retention-days), inside a write transaction:
+   * removes the oldest audit rows, those before the first row at or after
+   * now_ms - keep_ms, never the newest row, through the one path the
+   * append-only schema allows (rows older than keep_ms); records the
+   * newest removed row's id and hash, from which the chain is verified on.
+   * *removed gets how many went, *upto the newest removed id (0: none).
+   * NULL for a backend without it (PostgreSQL). */
+  int (*audit_prune)(store_t *s, int64_t keep_ms, int64_t now_ms,
+                     int64_t *removed, int64_t *upto);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -428,5 +451,16 @@ int store_audit_import(store_t *store, const store_audit_t *ev,
                        const uint8_t *hash) TOKEND_MUST_CHECK;
 int store_counts_import(store_t *store,
                         const store_counts_t *counts) TOKEND_MUST_CHECK;
+
+/* The audit_prune op (above), or TOKEND_EUNIMPL for a backend without
+ * one. */
+int store_audit_prune(store_t *store, int64_t keep_ms, int64_t now_ms,
+                      int64_t *removed, int64_t *upto) TOKEND_MUST_CHECK;
+/* 1 if store has audit_prune. */
+int store_has_audit_prune(const store_t *store);
+
+/* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
+int store_backup(store_t *store, const char *path,
+                 int64_t *bytes) TOKEND_MUST_CHECK;
 
 #endif

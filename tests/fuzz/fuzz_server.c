@@ -58,6 +58,7 @@
 #include "fuzz_fixtures.h"
 #include "log.h"
 #include "net/net.h"
+#include "rpc/internal.h"
 #include "server.h"
 #include "store/worker.h"
 #include "token.h"
@@ -67,6 +68,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 void __wrap_log_msg(log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+void __wrap_rpc_backup(rpc_t *r, sink_t *k, uint64_t call_id,
+                       const authz_actor_t *actor,
+                       const Tokend__V1__Request *req);
+
+/* Backup creates a file wherever an operator names, and the harness is an
+ * operator (root, in CI) sending random paths: the call is answered, never
+ * run (-Wl,--wrap=rpc_backup). */
+void __wrap_rpc_backup(rpc_t *r, sink_t *k, uint64_t call_id,
+                       const authz_actor_t *actor,
+                       const Tokend__V1__Request *req) {
+  (void)actor;
+  (void)req;
+  rpc_send_error(r, k, call_id, TOKEND_EPERM,
+                 "Backup writes files: not run by the fuzzer");
+}
 
 /* How long one input may take before the harness calls it a hang; below
  * the -timeout=10 that `make fuzz` passes, so the harness explains first. */

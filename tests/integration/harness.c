@@ -111,6 +111,24 @@ int th_tokend_init(th_tokend_t *t) {
   return 0;
 }
 
+/* In the child, before exec: t->listen_fd becomes fd 3 (SD_LISTEN_FDS_START)
+ * and the variables say so, naming this process, which exec keeps. */
+static int th_pass_listen_fd(const th_tokend_t *t) {
+  char pid[32];
+
+  if (t->listen_fd != 3 && dup2(t->listen_fd, 3) != 3)
+    return -1;
+  /* dup2 clears FD_CLOEXEC on its copy; fd 3 itself may have it. */
+  if (t->listen_fd == 3 && fcntl(3, F_SETFD, 0) != 0)
+    return -1;
+  snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+  if (setenv("LISTEN_FDS", "1", 1) != 0 || setenv("LISTEN_PID", pid, 1) != 0)
+    return -1;
+  if (t->listen_fdname != NULL)
+    return setenv("LISTEN_FDNAMES", t->listen_fdname, 1);
+  return unsetenv("LISTEN_FDNAMES");
+}
+
 int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
   const char *argv[TH_MAX_ARGS];
   const char *wrapper_env = getenv(TH_WRAPPER_ENV);
@@ -196,6 +214,8 @@ int th_tokend_spawn(th_tokend_t *t, const char *const *extra_args) {
       _exit(126);
     for (i = 0; t->env != NULL && t->env[i] != NULL; i++)
       putenv((char *)t->env[i]);
+    if (t->listen_fd > 0 && th_pass_listen_fd(t) != 0)
+      _exit(126);
     /* execvp: a wrapper is usually named, not given by path. */
     execvp(argv[0], (char *const *)argv);
     fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));

@@ -67,6 +67,12 @@ typedef struct {
   /* 1: start without --create-db (which the harness passes by default, so
    * that a test's first start creates its database). */
   int no_create_db;
+  /* > 0: a listening socket handed to tokend the way systemd's socket
+   * activation does: as fd 3, with LISTEN_FDS=1, LISTEN_PID set to
+   * tokend's own pid (in the child, after fork) and LISTEN_FDNAMES to
+   * listen_fdname (unset when NULL). The test keeps its own copy. */
+  int listen_fd;
+  const char *listen_fdname;
 } th_tokend_t;
 
 /* Creates the temporary directory and fills in the paths. A test may change

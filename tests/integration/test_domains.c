@@ -159,8 +159,9 @@ static void test_v2_mixed_case_domains_migrated(void **state) {
   f->client = NULL;
   th_tokend_stop_ok(&f->tokend);
 
-  /* Migrated to the newest schema (4: the audit chain came after v3). */
-  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 4);
+  /* Migrated to the newest schema (4: the audit chain came after v3; 5:
+   * audit retention). */
+  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 5);
   assert_int_equal(th_db_count(f->tokend.db_path,
                                "SELECT count(*) FROM tokens"
                                " WHERE domain <> lower(domain)"),

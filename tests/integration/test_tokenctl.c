@@ -255,10 +255,15 @@ static void test_issue_json_is_one_object(void **state) {
 
 static void test_help_exits_zero_for_every_command(void **state) {
   th_fixture_t *f = *state;
-  static const char *const commands[] = {"issue", "verify", "revoke", "list"};
+  static const char *const commands[] = {"issue", "verify", "revoke", "list",
+                                         "backup"};
   th_run_result_t r;
   size_t i;
 
+  th_tokenctl(&f->tokend, NULL, &r, "--version", NULL);
+  th_expect_exit(&r, 0, "--version");
+  assert_string_equal(r.out, "tokenctl " TOKEND_VERSION "\n");
+  th_run_result_free(&r);
   th_tokenctl(&f->tokend, NULL, &r, "--help", NULL);
   th_expect_exit(&r, 0, "--help");
   assert_non_null(strstr(r.out, "Usage"));

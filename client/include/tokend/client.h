@@ -289,6 +289,23 @@ int tokend_client_verify_audit(tokend_client_t *client, int64_t anchor_id,
                                const char *anchor_hash,
                                tokend_audit_check_t *out) TOKEND_MUST_CHECK;
 
+/* What tokend_client_backup made. */
+#define TOKEND_BACKUP_PATH_BYTES 4096 /* a path and its NUL */
+typedef struct {
+  int64_t bytes; /* the copy's size */
+  /* The pepper file to keep with the copy (it is not in it, and without
+   * it no token in the copy verifies). */
+  char pepper_file[TOKEND_BACKUP_PATH_BYTES];
+} tokend_backup_t;
+
+/* Operators only. Has tokend write a consistent online copy of its store
+ * into a new file at path: absolute, created by tokend's user with mode
+ * 0600; an existing file is never replaced (TOKEND_EEXIST). Writes wait
+ * for the copy; Verify does not. A store tokend cannot copy (PostgreSQL:
+ * use pg_dump) answers TOKEND_ECONFIG. */
+int tokend_client_backup(tokend_client_t *client, const char *path,
+                         tokend_backup_t *out) TOKEND_MUST_CHECK;
+
 /* Overwrites an issued token's secret with zeros. */
 void tokend_client_wipe(tokend_issued_t *issued);
 

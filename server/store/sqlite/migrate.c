@@ -88,6 +88,26 @@ static const char *const migrations[] = {
     ");"
     "INSERT INTO audit_chain (one, legacy_upto, chained)"
     " SELECT 1, coalesce(max(id), 0), 0 FROM audit_events;",
+    /* 4 -> 5: audit retention (--audit-retention-days). keep_ms: rows
+     * older than this may be deleted, and only those (0: none, the
+     * default); removed_upto and removed_hash: the newest row removed and
+     * its chain hash, which the chain goes on from. Written to run again
+     * over a database a downgrade left with it. */
+    "CREATE TABLE IF NOT EXISTS audit_retention ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  keep_ms INTEGER NOT NULL,"
+    "  removed_upto INTEGER NOT NULL,"
+    "  removed_hash BLOB"
+    ");"
+    "INSERT OR IGNORE INTO audit_retention (one, keep_ms, removed_upto)"
+    " VALUES (1, 0, 0);"
+    "DROP TRIGGER IF EXISTS audit_events_no_delete;"
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
+    " WHEN (SELECT keep_ms FROM audit_retention) = 0"
+    "  OR OLD.at >= CAST(strftime('%s', 'now') AS INTEGER) * 1000"
+    "   - (SELECT keep_ms FROM audit_retention)"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only (rows older "
+    "than --audit-retention-days excepted)'); END;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

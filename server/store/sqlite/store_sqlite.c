@@ -6,6 +6,7 @@
 #include "store/sqlite/store_sqlite.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -1134,6 +1135,111 @@ out:
   return err;
 }
 
+/* Where the chain starts when retention removed its oldest rows: from the
+ * newest removed row's hash (audit_retention). */
+static int sq_audit_walk_base(sq_t *s, store_audit_walk_t *walk) {
+  sqlite3_stmt *st = NULL;
+  uint8_t h[STORE_AUDIT_HASH_BYTES] = {0};
+  int64_t upto = 0;
+  int rc;
+
+  rc = sqlite3_prepare_v2(s->db,
+                          "SELECT removed_upto, removed_hash FROM "
+                          "audit_retention WHERE one = 1",
+                          -1, &st, NULL);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    upto = sqlite3_column_int64(st, 0);
+    /* A missing or short hash leaves zeros: the chain then breaks at the
+     * first row, which is what such an edit deserves. */
+    if (sqlite3_column_bytes(st, 1) == STORE_AUDIT_HASH_BYTES)
+      memcpy(h, sqlite3_column_blob(st, 1), sizeof(h));
+    rc = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return store_fail(s, store_sqlite_map_rc(rc), "audit retention read");
+  if (upto > 0)
+    store_audit_walk_from(walk, upto, h);
+  return 0;
+}
+
+/* One statement of sq_audit_prune: prepared, bound to up to two int64s
+ * (n of them), stepped to its end; *row_id and *hash (may be NULL) get
+ * the first row's columns. */
+static int sq_prune_step(sq_t *s, const char *sql, int n, int64_t a, int64_t b,
+                         int64_t *row_id, uint8_t *hash, const char *what) {
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK && n >= 1)
+    rc = sqlite3_bind_int64(st, 1, a);
+  if (rc == SQLITE_OK && n >= 2)
+    rc = sqlite3_bind_int64(st, 2, b);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && row_id != NULL) {
+    *row_id = sqlite3_column_int64(st, 0);
+    if (hash != NULL && sqlite3_column_bytes(st, 1) == STORE_AUDIT_HASH_BYTES)
+      memcpy(hash, sqlite3_column_blob(st, 1), STORE_AUDIT_HASH_BYTES);
+    rc = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return store_fail(s, store_sqlite_map_rc(rc), what);
+  return 0;
+}
+
+static int sq_audit_prune(store_t *base, int64_t keep_ms, int64_t now_ms,
+                          int64_t *removed, int64_t *upto) {
+  sq_t *s = sq_of(base);
+  uint8_t h[STORE_AUDIT_HASH_BYTES] = {0};
+  int64_t last = 0;
+  int err;
+
+  *removed = 0;
+  *upto = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  /* The bound the delete trigger holds deletes to. */
+  if ((err = sq_prune_step(s, "UPDATE audit_retention SET keep_ms = ?1", 1,
+                           keep_ms, 0, NULL, NULL, "audit retention")) != 0)
+    return err;
+  /* The newest row before the first one young enough to keep, and never
+   * the newest row (the next append chains from it). */
+  err = sq_prune_step(
+      s,
+      "SELECT id, hash FROM audit_events WHERE id = (SELECT max(id) FROM "
+      "audit_events WHERE id < coalesce((SELECT min(id) FROM audit_events "
+      "WHERE at >= ?1), (SELECT max(id) FROM audit_events)))",
+      1, now_ms - keep_ms, 0, &last, h, "audit retention: oldest rows");
+  if (err != 0 || last == 0)
+    return err;
+  if ((err = sq_prune_step(s, "DELETE FROM audit_events WHERE id <= ?1", 1,
+                           last, 0, NULL, NULL, "audit retention: delete")) !=
+      0)
+    return err;
+  *removed = (int64_t)sqlite3_changes(s->db);
+  err = sq_prune_step(s, "UPDATE audit_retention SET removed_upto = ?1", 1,
+                      last, 0, NULL, NULL, "audit retention: base");
+  if (err == 0) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db, "UPDATE audit_retention SET removed_hash = ?1", -1, &st, NULL);
+
+    if (rc == SQLITE_OK)
+      rc = sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+      err = store_fail(s, store_sqlite_map_rc(rc), "audit retention: hash");
+  }
+  if (err == 0)
+    *upto = last;
+  return err;
+}
+
 static int sq_audit_verify(store_t *base, int64_t anchor_id,
                            const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
                            store_audit_check_t *out) {
@@ -1159,6 +1265,8 @@ static int sq_audit_verify(store_t *base, int64_t anchor_id,
     goto out;
   }
   store_audit_walk_begin(&walk, s->audit_key, anchor_id, anchor_hash, out);
+  if ((err = sq_audit_walk_base(s, &walk)) != 0)
+    goto out;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     audit_read(st, ev, h, &hash_len);
     if (store_audit_walk_row(&walk, ev,
@@ -1501,6 +1609,58 @@ out:
   return err;
 }
 
+/* Removes a backup file that failed (it was created here, O_EXCL: ours). */
+static int sq_backup_fail(sq_t *s, sqlite3 *dst, const char *path, int err,
+                          const char *what) {
+  snprintf(s->errmsg, sizeof(s->errmsg), "%s %s: %s", what, path,
+           dst != NULL ? sqlite3_errmsg(dst) : strerror(errno));
+  sqlite3_close(dst);
+  unlink(path);
+  return err;
+}
+
+/* SQLite's online backup API: the copy is one consistent snapshot of the
+ * database (a WAL reader's), made in one step while this thread (the
+ * writer) writes nothing. The file is created first, O_EXCL and 0600, so
+ * that no existing file is replaced and no one else may read the copy. */
+static int sq_backup(store_t *base, const char *path, int64_t *bytes) {
+  sq_t *s = sq_of(base);
+  sqlite3 *dst = NULL;
+  sqlite3_backup *b;
+  struct stat st;
+  int fd, rc;
+
+  fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s%s", path, strerror(errno),
+             errno == EEXIST ? " (a backup never replaces a file)" : "");
+    return errno == EEXIST ? TOKEND_EEXIST : TOKEND_EIO;
+  }
+  close(fd);
+  if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    return sq_backup_fail(s, dst, path, TOKEND_EIO, "cannot open");
+  if ((b = sqlite3_backup_init(dst, "main", s->db, "main")) == NULL)
+    return sq_backup_fail(s, dst, path, TOKEND_ESTORE, "cannot back up to");
+  rc = sqlite3_backup_step(b, -1);
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE)
+    return sq_backup_fail(s, dst, path, TOKEND_ESTORE, "backup to");
+  if (sqlite3_close(dst) != SQLITE_OK) {
+    dst = NULL;
+    return sq_backup_fail(s, NULL, path, TOKEND_EIO, "cannot close");
+  }
+  /* Durable before it is reported done. */
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0 || fstat(fd, &st) != 0) {
+    if (fd >= 0)
+      close(fd);
+    return sq_backup_fail(s, NULL, path, TOKEND_EIO, "cannot sync");
+  }
+  close(fd);
+  *bytes = (int64_t)st.st_size;
+  return 0;
+}
+
 static const struct store_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -1537,6 +1697,8 @@ static const struct store_ops sq_ops = {
     .token_import = sq_token_import,
     .audit_import = sq_audit_import,
     .counts_import = sq_counts_import,
+    .backup = sq_backup,
+    .audit_prune = sq_audit_prune,
 };
 
 const struct store_backend store_sqlite_backend = {

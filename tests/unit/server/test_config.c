@@ -745,6 +745,174 @@ static void test_config_http_addr_parse(void **state) {
                    TOKEND_EINVAL);
 }
 
+/* ---- --config FILE (issue 16) ---- */
+
+/* Writes text to a new temporary file; its path goes into path (freed
+ * with unlink by the caller). */
+static void write_conf(char *path, size_t len, const char *text) {
+  FILE *f;
+  int fd;
+
+  snprintf(path, len, "/tmp/tokend-test-conf-XXXXXX");
+  fd = mkstemp(path);
+  assert_true(fd >= 0);
+  f = fdopen(fd, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+static void test_config_file_then_flags_override_it(void **state) {
+  fixture_t *fx = *state;
+  char path[64];
+
+  write_conf(path, sizeof(path),
+             "# tokend.conf\n"
+             "max-connections = 100\n"
+             "\n"
+             "log-level = debug\n"
+             "  pepper-file = /tmp/p  \n"
+             "create-db = yes\n");
+  assert_int_equal(PARSE(fx, "--max-connections", "50", "--config", path), 0);
+  assert_string_equal(fx->err, "");
+  assert_int_equal(fx->cfg.max_connections, 50);
+  assert_int_equal(fx->cfg.log_level, LOG_DEBUG);
+  assert_string_equal(fx->cfg.pepper_path, "/tmp/p");
+  assert_int_equal(fx->cfg.create_db, 1);
+  assert_string_equal(fx->cfg.config_path, path);
+  /* A path from the file is explicit: var/ is not created by itself. */
+  assert_int_equal(fx->cfg.default_dir, 0);
+  unlink(path);
+}
+
+static void test_config_file_unknown_key_names_file_and_line(void **state) {
+  fixture_t *fx = *state;
+  char path[64], want[128];
+
+  write_conf(path, sizeof(path),
+             "max-connections = 100\n# a comment\nmax-conections = 5\n");
+  assert_int_equal(PARSE(fx, "--config", path), TOKEND_EINVAL);
+  snprintf(want, sizeof(want), "%s:3: max-conections: unknown key", path);
+  assert_one_line_error(fx, want);
+  unlink(path);
+}
+
+static void test_config_file_bad_value_names_file_and_line(void **state) {
+  fixture_t *fx = *state;
+  char path[64], want[128];
+
+  write_conf(path, sizeof(path), "\n\nlease-ms = 5s\n");
+  assert_int_equal(PARSE(fx, "--config", path), TOKEND_EINVAL);
+  snprintf(want, sizeof(want), "%s:3: lease-ms: '5s' is not a number", path);
+  assert_one_line_error(fx, want);
+  unlink(path);
+
+  /* Actions and the file itself are not keys. */
+  write_conf(path, sizeof(path), "check-config = yes\n");
+  assert_int_equal(PARSE(fx, "--config", path), TOKEND_EINVAL);
+  snprintf(want, sizeof(want), "%s:1: check-config: unknown key", path);
+  assert_one_line_error(fx, want);
+  unlink(path);
+
+  write_conf(path, sizeof(path), "read-only = maybe\n");
+  assert_int_equal(PARSE(fx, "--config", path), TOKEND_EINVAL);
+  snprintf(want, sizeof(want), "%s:1: read-only: 'maybe' is not yes or no",
+           path);
+  assert_one_line_error(fx, want);
+  unlink(path);
+
+  write_conf(path, sizeof(path), "socket = /tmp/s\nno equals sign\n");
+  assert_int_equal(PARSE(fx, "--config", path), TOKEND_EINVAL);
+  snprintf(want, sizeof(want), "%s:2: not a `key = value` line", path);
+  assert_one_line_error(fx, want);
+  unlink(path);
+
+  assert_int_equal(PARSE(fx, "--config", "/nonexistent/tokend.conf"),
+                   TOKEND_EINVAL);
+  assert_one_line_error(fx, "/nonexistent/tokend.conf");
+}
+
+static void test_config_file_repeated_keys_make_a_list(void **state) {
+  fixture_t *fx = *state;
+  char path[64];
+
+  write_conf(path, sizeof(path),
+             "operator-uid = 5\noperator-uid = 6\nverifier-uid = 7\n"
+             "verifier-group = 8\nread-only = no\n");
+  assert_int_equal(PARSE(fx, "--config", path), 0);
+  assert_int_equal(fx->cfg.operators.n_uids, 2);
+  assert_int_equal(fx->cfg.operators.uids[0], 5);
+  assert_int_equal(fx->cfg.operators.uids[1], 6);
+  assert_int_equal(fx->cfg.verifiers.n_uids, 1);
+  assert_int_equal(fx->cfg.verifiers.n_gids, 1);
+  assert_int_equal(fx->cfg.any_verifier, 0);
+  assert_int_equal(fx->cfg.read_only, 0);
+
+  /* A list given by flags replaces the file's. */
+  config_defaults(&fx->cfg);
+  assert_int_equal(PARSE(fx, "--config", path, "--operator-uid", "9",
+                         "--verifier-uid", "10"),
+                   0);
+  assert_int_equal(fx->cfg.operators.n_uids, 1);
+  assert_int_equal(fx->cfg.operators.uids[0], 9);
+  assert_int_equal(fx->cfg.verifiers.n_uids, 1);
+  assert_int_equal(fx->cfg.verifiers.uids[0], 10);
+  assert_int_equal(fx->cfg.verifiers.n_gids, 0);
+  unlink(path);
+}
+
+/* What --check-config prints is a valid file that gives the same
+ * settings back. */
+static void test_config_print_reads_back_the_same(void **state) {
+  fixture_t *fx = *state;
+  char path[64], *text = NULL;
+  size_t len = 0;
+  config_t first;
+  FILE *f;
+
+  assert_int_equal(PARSE(fx, "--socket", "/tmp/x.sock", "--operator-uid", "3",
+                         "--verifier-group", "4", "--max-connections", "99",
+                         "--log-format", "json", "--no-issue-wait",
+                         "--check-config"),
+                   0);
+  assert_int_equal(fx->cfg.check_config, 1);
+  first = fx->cfg;
+  f = open_memstream(&text, &len);
+  assert_non_null(f);
+  config_print(&first, f);
+  fclose(f);
+  assert_non_null(strstr(text, "max-connections = 99\n"));
+  assert_non_null(strstr(text, "log-format = json\n"));
+  write_conf(path, sizeof(path), text);
+  free(text);
+  config_defaults(&fx->cfg);
+  assert_int_equal(PARSE(fx, "--config", path), 0);
+  assert_string_equal(fx->err, "");
+  memcpy(fx->cfg.config_path, first.config_path, sizeof(first.config_path));
+  fx->cfg.check_config = first.check_config;
+  /* The printout names every path: read back, none is a default. */
+  assert_int_equal(fx->cfg.default_dir, 0);
+  fx->cfg.default_dir = first.default_dir;
+  assert_memory_equal(&fx->cfg, &first, sizeof(first));
+  unlink(path);
+}
+
+static void test_config_check_config_hides_the_store_password(void **state) {
+  fixture_t *fx = *state;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f;
+
+  assert_int_equal(PARSE(fx, "--store", "postgresql://u:hunter2@h/db"), 0);
+  f = open_memstream(&text, &len);
+  assert_non_null(f);
+  config_print(&fx->cfg, f);
+  fclose(f);
+  assert_null(strstr(text, "hunter2"));
+  assert_non_null(strstr(text, "store = postgresql://u"));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       CONFIG_TEST(test_config_defaults),
@@ -785,6 +953,12 @@ int main(void) {
       CONFIG_TEST(test_config_store_url_and_db_synonym),
       CONFIG_TEST(test_config_store_unknown_scheme_rejected),
       CONFIG_TEST(test_config_store_password_never_in_messages),
+      CONFIG_TEST(test_config_file_then_flags_override_it),
+      CONFIG_TEST(test_config_file_unknown_key_names_file_and_line),
+      CONFIG_TEST(test_config_file_bad_value_names_file_and_line),
+      CONFIG_TEST(test_config_file_repeated_keys_make_a_list),
+      CONFIG_TEST(test_config_print_reads_back_the_same),
+      CONFIG_TEST(test_config_check_config_hides_the_store_password),
   };
 
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/sqlite/store_sqlite.h"
@@ -1133,6 +1134,10 @@ static void test_store_audit_chain_links_rows_from_before(void **state) {
   /* Back to schema 2 with three rows, as an older tokend left it. */
   chain_edit(fx, "DROP TABLE meta;"
                  "DROP TABLE audit_chain;"
+                 "DROP TRIGGER audit_events_no_delete;"
+                 "DROP TABLE audit_retention;"
+                 "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON"
+                 " audit_events BEGIN SELECT RAISE(ABORT, 'append-only'); END;"
                  "DROP TRIGGER audit_events_no_replace;"
                  "ALTER TABLE audit_events DROP COLUMN hash;"
                  "ALTER TABLE audit_events DROP COLUMN count;"
@@ -1166,6 +1171,93 @@ static void test_store_audit_append_needs_key(void **state) {
   assert_int_equal(store_audit_append(fx->store, &ev), TOKEND_EINTERNAL);
 }
 
+/* ---- audit retention (--audit-retention-days, schema 5) ---- */
+
+#define DAY_MS 86400000LL
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Rows older than the retention go, through the schema's one allowed
+ * path; the chain verifies from the newest removed row on; a young row
+ * still cannot be deleted, and removing one more old row by hand shows. */
+static void test_store_audit_retention_prunes_and_chain_holds(void **state) {
+  fixture_t *fx = *state;
+  uint8_t any_hash[STORE_AUDIT_HASH_BYTES] = {1};
+  store_audit_check_t chk;
+  store_audit_t ev;
+  int64_t removed, upto, now = now_ms();
+  sqlite3 *db;
+
+  chain_fill_and_close(fx); /* rows 1..5, from 1970 */
+  chain_check(fx, 0, NULL, &chk);
+  audit_row(&ev, now, "d", "Issue", 0);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(
+      store_audit_prune(fx->store, 30 * DAY_MS, now, &removed, &upto), 0);
+  assert_int_equal(removed, CHAIN_ROWS);
+  assert_int_equal(upto, CHAIN_ROWS);
+  assert_int_equal(store_audit_verify(fx->store, 0, NULL, &chk), 0);
+  assert_int_equal(chk.first_bad_id, 0);
+  assert_int_equal(chk.rows_checked, 1);
+  assert_int_equal(chk.head_id, CHAIN_ROWS + 1);
+  /* An anchor among the removed rows can no longer be checked. */
+  assert_int_equal(store_audit_verify(fx->store, 3, any_hash, &chk), 0);
+  assert_int_equal(chk.first_bad_id, 0);
+  /* Nothing more to remove; appends chain on. */
+  assert_int_equal(
+      store_audit_prune(fx->store, 30 * DAY_MS, now, &removed, &upto), 0);
+  assert_int_equal(removed, 0);
+  audit_row(&ev, now, "d", "Revoke", 0);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  assert_int_equal(chk.rows_checked, 2);
+  store_close(fx->store);
+  fx->store = NULL;
+
+  /* A row younger than the retention cannot be deleted. */
+  db = db_open(fx->path);
+  assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit_events WHERE id = 6",
+                                    NULL, NULL, NULL),
+                       SQLITE_OK);
+  sqlite3_close(db);
+  /* Forced, it breaks the chain. */
+  chain_edit(fx, "DROP TRIGGER audit_events_no_delete;"
+                 "DELETE FROM audit_events WHERE id = 6;");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, CHAIN_ROWS + 2);
+}
+
+/* However old, the newest row stays (the next append chains from it); a
+ * changed base hash breaks the chain at the first row kept. */
+static void test_store_audit_retention_keeps_newest_row(void **state) {
+  fixture_t *fx = *state;
+  store_audit_check_t chk;
+  int64_t removed, upto;
+  char why[256];
+
+  chain_fill_and_close(fx);
+  assert_int_equal(sqlite_open(fx->path, &fx->store, why, sizeof(why)), 0);
+  assert_int_equal(store_audit_key_set(fx->store, test_audit_key), 0);
+  assert_int_equal(
+      store_audit_prune(fx->store, DAY_MS, now_ms(), &removed, &upto), 0);
+  assert_int_equal(removed, CHAIN_ROWS - 1);
+  assert_int_equal(upto, CHAIN_ROWS - 1);
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, 0);
+  assert_int_equal(chk.rows_checked, 1);
+  store_close(fx->store);
+  fx->store = NULL;
+  chain_edit(fx, "UPDATE audit_retention SET removed_hash = zeroblob(32);");
+  chain_check(fx, 0, NULL, &chk);
+  assert_int_equal(chk.first_bad_id, CHAIN_ROWS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       DIR_TEST(test_store_open_without_create_missing_file),
@@ -1193,6 +1285,8 @@ int main(void) {
       STORE_TEST(test_store_audit_chain_changed_row_found),
       STORE_TEST(test_store_audit_chain_changed_count_found),
       STORE_TEST(test_store_audit_chain_deleted_row_found),
+      STORE_TEST(test_store_audit_retention_prunes_and_chain_holds),
+      STORE_TEST(test_store_audit_retention_keeps_newest_row),
       STORE_TEST(test_store_audit_chain_replaced_row_found),
       STORE_TEST(test_store_audit_chain_inserted_row_found),
       STORE_TEST(test_store_audit_chain_truncation_needs_anchor),
