@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -105,6 +106,15 @@
 #define BENCH_DEFAULT_TIMEOUT_MS 10000
 /* echo: the size of each message, about a Verify request's or answer's */
 #define BENCH_ECHO_BYTES 96
+/* --host: the other tokends of a multi-host store (issue 13) */
+#define BENCH_MAX_HOSTS 8
+
+/* catch-up's pause between Status polls: short next to the 2 s a catch-up
+ * may take, long enough not to take the CPU from the host catching up. */
+#define BENCH_STATUS_POLL_NS 1000000ull
+/* hosts_pending of a write's answer (0 without a multi-host store). */
+#define BENCH_HOSTS_PENDING(result)                                            \
+  ((result)->propagation != NULL ? (result)->propagation->hosts_pending : 0u)
 
 /* Log-linear histogram: values below HIST_SUB are exact; above, each power
  * of two is split into HIST_SUB buckets (relative error < 1/HIST_SUB). */
@@ -121,11 +131,22 @@ typedef enum {
   TEST_MIXED,
   TEST_WARM_UP, /* one Verify of each --tokens token, in order */
   TEST_ECHO,    /* no server: what wake-ups allow, see bench_run_echo */
-  TEST_SETUP    /* the --tokens phase: Issues, not reported as a test */
+  /* multi-host (issue 13): one Revoke at a time, then every host polled */
+  TEST_REVOKE_EVERYWHERE,
+  /* multi-host: how long a resumed host takes to be current again */
+  TEST_CATCH_UP,
+  TEST_SETUP /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
-static const char *const bench_test_names[] = {
-    "verify", "issue", "revoke", "mixed", "warm-up", "echo", "setup"};
+static const char *const bench_test_names[] = {"verify",
+                                               "issue",
+                                               "revoke",
+                                               "mixed",
+                                               "warm-up",
+                                               "echo",
+                                               "revoke-everywhere",
+                                               "catch-up",
+                                               "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
 typedef enum {
@@ -207,6 +228,7 @@ typedef struct {
   uint64_t errors;
   char first_error[BENCH_ERRMSG_BYTES];
   bench_hist_t hist;
+  const char *label; /* the name it is reported by; NULL: the kind's */
 } bench_test_t;
 
 typedef struct {
@@ -229,6 +251,9 @@ typedef struct {
   unsigned settle_ms; /* after a warm-up test */
   long server_pid;    /* 0: not measured */
   char domain[TOKEND_DOMAIN_BYTES];
+  const char *hosts[BENCH_MAX_HOSTS]; /* --host: the other hosts' sockets */
+  size_t n_hosts;
+  long resume_pid; /* catch-up: the stopped tokend to SIGCONT; 0: none */
 } bench_opts_t;
 
 typedef struct {
@@ -561,7 +586,9 @@ static bench_op_t pick_op(bench_t *b) {
   switch (b->t.kind) {
   case TEST_VERIFY:
   case TEST_WARM_UP:
-  case TEST_ECHO: /* never sends through here */
+  case TEST_ECHO:              /* never sends through here */
+  case TEST_REVOKE_EVERYWHERE: /* nor these */
+  case TEST_CATCH_UP:
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -1291,6 +1318,7 @@ static void print_csv_header(void) {
 static void print_result(const bench_t *b, uint64_t cpu, uint64_t server_cpu) {
   const bench_test_t *t = &b->t;
   const bench_hist_t *h = &t->hist;
+  const char *name = t->label != NULL ? t->label : bench_test_names[t->kind];
   double secs = (double)(t->end_ns - t->start_ns) / 1e9;
   double rps = secs > 0 ? (double)t->done / secs : 0;
   double p50 = (double)hist_percentile(h, 50) / 1e3,
@@ -1307,15 +1335,14 @@ static void print_result(const bench_t *b, uint64_t cpu, uint64_t server_cpu) {
       fprintf(stderr,
               "tokend-bench: %s: server CPU %.3f us per request (%.0f%% of "
               "one core)\n",
-              bench_test_names[t->kind], server_us,
+              name, server_us,
               secs > 0 ? (double)server_cpu / 1e9 / secs * 100 : 0);
-    printf("%s,%u,%u,%" PRIu64 ",%.2f,%.1f,%.1f,%.1f,%.1f,%.1f\n",
-           bench_test_names[t->kind], b->o.conns, t->pipeline, t->done, rps,
-           p50, p90, p99, p999, max);
+    printf("%s,%u,%u,%" PRIu64 ",%.2f,%.1f,%.1f,%.1f,%.1f,%.1f\n", name,
+           b->o.conns, t->pipeline, t->done, rps, p50, p90, p99, p999, max);
     fflush(stdout);
     return;
   }
-  printf("====== %s ======\n", bench_test_names[t->kind]);
+  printf("====== %s ======\n", name);
   printf("  %" PRIu64 " requests completed in %.3f seconds\n", t->done, secs);
   printf("  %u connections, pipeline %u (%s)%s\n", b->o.conns, t->pipeline,
          t->window ? "window" : "batch", t->rate > 0 ? ", paced" : "");
@@ -1336,6 +1363,458 @@ static void print_result(const bench_t *b, uint64_t cpu, uint64_t server_cpu) {
            server_us, secs > 0 ? (double)server_cpu / 1e9 / secs * 100 : 0);
   printf("  unexpected answers: %" PRIu64 "\n\n", t->errors);
   fflush(stdout);
+}
+
+/* ---- multi-host: one call at a time over several tokends (issue 13) ---- */
+
+/* A blocking connection to one host, for the tests that follow one write
+ * through every host: one call in flight, its answer read in full. */
+typedef struct {
+  int fd;
+  const char *path;
+  uint8_t *buf; /* the last answer's frame (an Issue's holds a token) */
+  size_t cap;
+  uint64_t seq; /* the last call_id */
+} bench_sync_t;
+
+static int sync_open(bench_t *b, bench_sync_t *s, const char *path) {
+  struct sockaddr_un addr;
+
+  memset(s, 0, sizeof(*s));
+  s->path = path;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(addr.sun_path)) {
+    s->fd = -1;
+    bench_fail(b, "socket path too long: %s", path);
+    return TOKEND_EINVAL;
+  }
+  strcpy(addr.sun_path, path);
+  s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s->fd < 0 ||
+      connect(s->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+    bench_fail(b, "connect %s: %s", path, strerror(errno));
+    return TOKEND_ECONNECT;
+  }
+  return 0;
+}
+
+static void sync_close(bench_sync_t *s) {
+  if (s->fd >= 0)
+    close(s->fd);
+  s->fd = -1;
+  if (s->buf != NULL)
+    sodium_memzero(s->buf, s->cap);
+  free(s->buf);
+  s->buf = NULL;
+}
+
+/* Reads exactly len bytes into s->buf + off, waiting at most --timeout-ms
+ * for each piece. */
+static int sync_read(bench_t *b, bench_sync_t *s, size_t off, size_t len) {
+  struct pollfd pfd = {s->fd, POLLIN, 0};
+  ssize_t n;
+  int r;
+
+  while (len > 0) {
+    r = poll(&pfd, 1, b->o.timeout_ms);
+    if (r < 0 && errno == EINTR && !bench_interrupted)
+      continue;
+    if (r <= 0) {
+      bench_fail(b, "%s: no answer within %d ms", s->path, b->o.timeout_ms);
+      return TOKEND_ETIMEDOUT;
+    }
+    n = read(s->fd, s->buf + off, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      bench_fail(b, "%s: connection lost", s->path);
+      return TOKEND_EIO;
+    }
+    off += (size_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Sends the frame req[0..req_len) and reads one answer: *body and *len
+ * point into s->buf until the next call. */
+static int sync_call(bench_t *b, bench_sync_t *s, const uint8_t *req,
+                     size_t req_len, const uint8_t **body, uint32_t *len) {
+  const uint8_t *ignored;
+  size_t consumed, off = 0;
+  uint32_t body_len;
+  ssize_t n;
+  frame_result_t r;
+  uint8_t *nb;
+  int rc;
+
+  while (off < req_len) {
+    n = write(s->fd, req + off, req_len - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      bench_fail(b, "%s: write: %s", s->path, strerror(errno));
+      return TOKEND_EIO;
+    }
+    off += (size_t)n;
+  }
+  if (s->cap < TOKEND_FRAME_HEADER_BYTES) {
+    nb = secret_buf_reserve(s->buf, &s->cap, 0, BENCH_ARENA_BYTES, 1,
+                            BENCH_ARENA_BYTES, 1);
+    if (nb == NULL) {
+      bench_fail(b, "out of memory for reading");
+      return TOKEND_ENOMEM;
+    }
+    s->buf = nb;
+  }
+  if ((rc = sync_read(b, s, 0, TOKEND_FRAME_HEADER_BYTES)) != 0)
+    return rc;
+  /* A whole header gives OK (an empty body) or NEED_MORE, and in both
+   * cases the frame's size in consumed. */
+  r = frame_decode(s->buf, TOKEND_FRAME_HEADER_BYTES, BENCH_MAX_RESPONSE_BYTES,
+                   &ignored, &body_len, &consumed);
+  if (r != FRAME_OK && r != FRAME_NEED_MORE) {
+    bench_fail(b, "%s: bad frame header", s->path);
+    return TOKEND_EPROTO;
+  }
+  body_len = (uint32_t)(consumed - TOKEND_FRAME_HEADER_BYTES);
+  if (s->cap < TOKEND_FRAME_HEADER_BYTES + (size_t)body_len) {
+    nb = secret_buf_reserve(s->buf, &s->cap, 0,
+                            TOKEND_FRAME_HEADER_BYTES + (size_t)body_len, 1,
+                            BENCH_ARENA_BYTES, 1);
+    if (nb == NULL) {
+      bench_fail(b, "out of memory for reading");
+      return TOKEND_ENOMEM;
+    }
+    s->buf = nb;
+  }
+  if ((rc = sync_read(b, s, TOKEND_FRAME_HEADER_BYTES, body_len)) != 0)
+    return rc;
+  *body = s->buf + TOKEND_FRAME_HEADER_BYTES;
+  *len = body_len;
+  return 0;
+}
+
+/* Sends a Verify of tk over s: 1 if the answer says REVOKED, 0 if it says
+ * VALID, -1 for any other answer (counted as unexpected, with why), or a
+ * negative TOKEND_E* code if the call failed (b->fatal is set). */
+static int sync_verify_revoked(bench_t *b, bench_sync_t *s,
+                               const bench_token_t *tk) {
+  uint8_t req[TOKEND_FRAME_HEADER_BYTES + 256];
+  const uint8_t *body;
+  Tokend__V1__Response *resp;
+  vw_response_t vr;
+  uint32_t len;
+  size_t n;
+  int rc;
+
+  n = vw_request_size(++s->seq, tk->token_len);
+  if (n > sizeof(req) - TOKEND_FRAME_HEADER_BYTES) {
+    bench_fail(b, "a Verify of %u bytes does not fit", (unsigned)n);
+    return TOKEND_EINTERNAL;
+  }
+  frame_encode_header(req, (uint32_t)n);
+  (void)vw_request_encode(req + TOKEND_FRAME_HEADER_BYTES, s->seq, tk->token,
+                          tk->token_len);
+  if ((rc = sync_call(b, s, req, TOKEND_FRAME_HEADER_BYTES + n, &body, &len)) !=
+      0)
+    return rc;
+  if (vw_response_decode(body, len, &vr) == VW_VERIFY && vr.call_id == s->seq) {
+    if (vr.valid)
+      return 0;
+    if (vr.reason == TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED)
+      return 1;
+    bench_unexpected(b, "%s: verify of revoked token %s: reason %s", s->path,
+                     tk->id, reason_name(vr.reason));
+    return -1;
+  }
+  resp = tokend__v1__response__unpack(&b->arena.allocator, len, body);
+  if (resp == NULL)
+    bench_unexpected(b, "%s: an answer that is not a Response", s->path);
+  else
+    bench_unexpected(b, "%s: verify of revoked token %s: status %s: %s",
+                     s->path, tk->id,
+                     tokend_grpc_name(resp->status ? resp->status->code : 0),
+                     resp->status ? resp->status->message : "");
+  if (resp != NULL)
+    tokend__v1__response__free_unpacked(resp, &b->arena.allocator);
+  pb_arena_reset(&b->arena);
+  return -1;
+}
+
+/* Revokes pool[victim] over s. 0, or -1 (unexpected, counted) or a
+ * negative TOKEND_E* code (fatal). *pending gets the answer's
+ * hosts_pending (0 without a Propagation). */
+static int sync_revoke(bench_t *b, bench_sync_t *s, int64_t victim,
+                       uint32_t *pending) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeRequest rr = TOKEND__V1__REVOKE_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  uint8_t frame[TOKEND_FRAME_HEADER_BYTES + 512];
+  const uint8_t *body;
+  uint32_t len;
+  size_t n;
+  int rc;
+
+  *pending = 0;
+  req.call_id = ++s->seq;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
+  req.revoke = &rr;
+  rr.domain = b->o.domain;
+  rr.token_id = b->pool[victim].id;
+  n = tokend__v1__request__get_packed_size(&req);
+  if (n > sizeof(frame) - TOKEND_FRAME_HEADER_BYTES) {
+    bench_fail(b, "a Revoke of %u bytes does not fit", (unsigned)n);
+    return TOKEND_EINTERNAL;
+  }
+  frame_encode_header(frame, (uint32_t)n);
+  tokend__v1__request__pack(&req, frame + TOKEND_FRAME_HEADER_BYTES);
+  if ((rc = sync_call(b, s, frame, TOKEND_FRAME_HEADER_BYTES + n, &body,
+                      &len)) != 0)
+    return rc;
+  resp = tokend__v1__response__unpack(&b->arena.allocator, len, body);
+  rc = -1;
+  if (resp == NULL)
+    bench_unexpected(b, "%s: an answer that is not a Response", s->path);
+  else if (resp->status != NULL && resp->status->code != 0)
+    bench_unexpected(b, "%s: revoke: status %s: %s", s->path,
+                     tokend_grpc_name(resp->status->code),
+                     resp->status->message);
+  else if (resp->call_id != s->seq ||
+           resp->result_case != TOKEND__V1__RESPONSE__RESULT_REVOKE)
+    bench_unexpected(b, "%s: revoke answered as call %" PRIu64 ", result %d",
+                     s->path, resp->call_id, (int)resp->result_case);
+  else {
+    rc = 0;
+    *pending = BENCH_HOSTS_PENDING(resp->revoke);
+  }
+  if (resp != NULL)
+    tokend__v1__response__free_unpacked(resp, &b->arena.allocator);
+  pb_arena_reset(&b->arena);
+  return rc;
+}
+
+/* revoke-everywhere: -n Revokes, one at a time, through -s; right after
+ * each returns, a Verify of the token on every host (-s and each --host),
+ * repeated on a host until it answers REVOKED. Two latencies per Revoke,
+ * both from its write: until its answer ("revoke-returned") and until the
+ * last host answered REVOKED ("revoke-everywhere"). A Verify that still
+ * says VALID after the Revoke returned breaks tokend's promise and counts
+ * as unexpected (it is polled again, so the second latency stays true). */
+static int bench_run_revoke_everywhere(bench_t *b, bench_hist_t *everywhere,
+                                       uint64_t *stale, uint64_t *pending_n) {
+  bench_sync_t hosts[1 + BENCH_MAX_HOSTS];
+  bench_test_t *t = &b->t;
+  size_t n_hosts = 1 + b->o.n_hosts, i;
+  uint64_t t0, t1, k, deadline;
+  uint32_t pending;
+  int64_t victim;
+  int rc = 0, r;
+
+  memset(t, 0, sizeof(*t));
+  memset(everywhere, 0, sizeof(*everywhere));
+  *stale = *pending_n = 0;
+  t->kind = TEST_REVOKE_EVERYWHERE;
+  t->n = b->o.requests;
+  t->pipeline = 1;
+  for (i = 0; i < n_hosts; i++)
+    hosts[i].fd = -1, hosts[i].buf = NULL;
+  for (i = 0; i < n_hosts && rc == 0; i++)
+    rc = sync_open(b, &hosts[i], i == 0 ? b->o.socket_path : b->o.hosts[i - 1]);
+  t->start_ns = now_ns();
+  for (k = 0; k < t->n && rc == 0 && !bench_interrupted; k++) {
+    if ((victim = pool_take_for_revoke(b)) < 0) {
+      bench_fail(b, "revoke-everywhere: no active token left; pass --tokens");
+      rc = TOKEND_EINVAL;
+      break;
+    }
+    t0 = now_ns();
+    r = sync_revoke(b, &hosts[0], victim, &pending);
+    t1 = now_ns();
+    if (r < -1) {
+      rc = r;
+      break;
+    }
+    t->sent++;
+    t->by_op[OP_REVOKE]++;
+    if (r != 0)
+      continue;
+    *pending_n += pending > 0;
+    b->pool[victim].state = TOKEN_REVOKED;
+    hist_record(&t->hist, t1 - t0);
+    deadline = t1 + (uint64_t)b->o.timeout_ms * 1000000u;
+    for (i = 0; i < n_hosts && rc == 0; i++) {
+      while ((r = sync_verify_revoked(b, &hosts[i], &b->pool[victim])) != 1) {
+        if (r < -1) {
+          rc = r;
+          break;
+        }
+        t->by_op[OP_VERIFY]++;
+        if (r == 0) {
+          (*stale)++;
+          bench_unexpected(b,
+                           "%s answered VALID for token %s after its Revoke "
+                           "returned",
+                           hosts[i].path, b->pool[victim].id);
+        }
+        if (now_ns() > deadline) {
+          bench_fail(b, "%s: token %s not REVOKED %d ms after its Revoke",
+                     hosts[i].path, b->pool[victim].id, b->o.timeout_ms);
+          rc = TOKEND_ETIMEDOUT;
+          break;
+        }
+      }
+      t->by_op[OP_VERIFY]++;
+    }
+    if (rc == 0) {
+      hist_record(everywhere, now_ns() - t0);
+      t->done++;
+    }
+  }
+  t->end_ns = now_ns();
+  for (i = 0; i < n_hosts; i++)
+    sync_close(&hosts[i]);
+  return rc;
+}
+
+/* Asks s for its ServerStatus: 0 with *applied and *fresh, or a negative
+ * TOKEND_E* code (b->fatal is set). */
+static int sync_status(bench_t *b, bench_sync_t *s, int64_t *applied,
+                       int *fresh) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ServerStatusRequest sr = TOKEND__V1__SERVER_STATUS_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  uint8_t frame[TOKEND_FRAME_HEADER_BYTES + 64];
+  const uint8_t *body;
+  uint32_t len;
+  size_t n;
+  int rc;
+
+  req.call_id = ++s->seq;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SERVER_STATUS;
+  req.server_status = &sr;
+  n = tokend__v1__request__get_packed_size(&req);
+  frame_encode_header(frame, (uint32_t)n);
+  tokend__v1__request__pack(&req, frame + TOKEND_FRAME_HEADER_BYTES);
+  if ((rc = sync_call(b, s, frame, TOKEND_FRAME_HEADER_BYTES + n, &body,
+                      &len)) != 0)
+    return rc;
+  resp = tokend__v1__response__unpack(&b->arena.allocator, len, body);
+  rc = TOKEND_ESTATUS;
+  if (resp == NULL)
+    bench_fail(b, "%s: an answer that is not a Response", s->path);
+  else if (resp->status != NULL && resp->status->code != 0)
+    bench_fail(b, "%s: status: %s: %s", s->path,
+               tokend_grpc_name(resp->status->code), resp->status->message);
+  else if (resp->result_case != TOKEND__V1__RESPONSE__RESULT_SERVER_STATUS)
+    bench_fail(b, "%s: status answered with result %d", s->path,
+               (int)resp->result_case);
+  else {
+    *applied = resp->server_status->applied_revision;
+    *fresh = resp->server_status->fresh;
+    rc = 0;
+  }
+  if (resp != NULL)
+    tokend__v1__response__free_unpacked(resp, &b->arena.allocator);
+  pb_arena_reset(&b->arena);
+  return rc;
+}
+
+/* catch-up: reads the head revision from the first --host (which must be
+ * fresh), sends SIGCONT to --resume-pid (a host of the same store the
+ * caller stopped, whose socket is -s), then asks -s for its status every
+ * millisecond until it is fresh with applied_revision at least the head.
+ * One sample: the time from the SIGCONT to that answer. */
+static int bench_run_catch_up(bench_t *b) {
+  bench_sync_t host, head_host;
+  bench_test_t *t = &b->t;
+  int64_t head = 0, applied = 0;
+  uint64_t t0, polls = 0;
+  int fresh = 0, rc;
+  struct timespec pause = {0, (long)BENCH_STATUS_POLL_NS};
+
+  memset(t, 0, sizeof(*t));
+  t->kind = TEST_CATCH_UP;
+  t->n = 1;
+  t->pipeline = 1;
+  host.fd = head_host.fd = -1;
+  host.buf = head_host.buf = NULL;
+  if (b->o.n_hosts == 0) {
+    bench_fail(b, "catch-up needs --host: a host to read the head from");
+    return TOKEND_EINVAL;
+  }
+  if ((rc = sync_open(b, &head_host, b->o.hosts[0])) != 0 ||
+      (rc = sync_open(b, &host, b->o.socket_path)) != 0 ||
+      (rc = sync_status(b, &head_host, &head, &fresh)) != 0)
+    goto out_close;
+  if (!fresh) {
+    bench_fail(b, "%s is not fresh: no head to catch up with", b->o.hosts[0]);
+    rc = TOKEND_EUNAVAIL;
+    goto out_close;
+  }
+  t->start_ns = t0 = now_ns();
+  if (b->o.resume_pid != 0 && kill((pid_t)b->o.resume_pid, SIGCONT) != 0) {
+    bench_fail(b, "SIGCONT to %ld: %s", b->o.resume_pid, strerror(errno));
+    rc = TOKEND_EINVAL;
+    goto out_close;
+  }
+  for (;;) {
+    if ((rc = sync_status(b, &host, &applied, &fresh)) != 0)
+      goto out_close;
+    polls++;
+    if (fresh && applied >= head)
+      break;
+    if (bench_interrupted ||
+        now_ns() - t0 > (uint64_t)b->o.timeout_ms * 1000000u) {
+      bench_fail(b,
+                 "%s not current %d ms after SIGCONT: revision %" PRId64
+                 " of %" PRId64 ", fresh %d",
+                 b->o.socket_path, b->o.timeout_ms, applied, head, fresh);
+      rc = TOKEND_ETIMEDOUT;
+      goto out_close;
+    }
+    nanosleep(&pause, NULL);
+  }
+  t->end_ns = now_ns();
+  hist_record(&t->hist, t->end_ns - t0);
+  t->sent = t->done = 1;
+  fprintf(
+      stderr,
+      "tokend-bench: catch-up: %s fresh at revision %" PRId64 " (head %" PRId64
+      ") %.1f ms after SIGCONT, %" PRIu64 " Status polls\n",
+      b->o.socket_path, applied, head, (double)(t->end_ns - t0) / 1e6, polls);
+out_close:
+  sync_close(&head_host);
+  sync_close(&host);
+  return rc;
+}
+
+/* Runs revoke-everywhere and prints its two rows (see the usage). */
+static int bench_report_revoke_everywhere(bench_t *b, uint64_t cpu0) {
+  bench_hist_t *everywhere = calloc(1, sizeof(*everywhere));
+  uint64_t stale = 0, pending = 0;
+  int rc;
+
+  if (everywhere == NULL) {
+    bench_fail(b, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  rc = bench_run_revoke_everywhere(b, everywhere, &stale, &pending);
+  if (rc == 0) {
+    b->t.label = "revoke-returned";
+    print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+    b->t.label = "revoke-everywhere";
+    b->t.hist = *everywhere;
+    print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+    fprintf(stderr,
+            "tokend-bench: revoke-everywhere: %" PRIu64 " revokes over %zu "
+            "hosts; %" PRIu64 " answered with hosts pending; %" PRIu64
+            " Verify answers VALID after the Revoke returned\n",
+            b->t.done, 1 + b->o.n_hosts, pending, stale);
+  }
+  free(everywhere);
+  return rc;
 }
 
 /* ---- options ---- */
@@ -1360,6 +1839,20 @@ static const char bench_usage[] =
     "                        trips to a forked process that echoes them:\n"
     "                        the best a server that sleeps between\n"
     "                        requests can do on this machine\n"
+    "                        revoke-everywhere (multi-host store): -n\n"
+    "                        Revokes through -s, one at a time; after\n"
+    "                        each returns, Verify on -s and every --host\n"
+    "                        until each says REVOKED. Reports two rows:\n"
+    "                        revoke-returned (until the Revoke's answer)\n"
+    "                        and revoke-everywhere (until the last host\n"
+    "                        said REVOKED), both from the Revoke's write;\n"
+    "                        a VALID after the Revoke returned is an\n"
+    "                        unexpected answer\n"
+    "                        catch-up (multi-host store): reads the head\n"
+    "                        revision from the first --host, sends\n"
+    "                        SIGCONT to --resume-pid (a host of the store\n"
+    "                        you stopped, at -s), and times until -s's\n"
+    "                        Status says fresh at that revision or later\n"
     "      --tokens N        first issue N tokens (not measured) for verify,\n"
     "                        revoke and mixed to use (default 1000, plus -n\n"
     "                        for each revoke test; 0 if only issue)\n"
@@ -1387,6 +1880,9 @@ static const char bench_usage[] =
     "                        nothing: tokend writes back the first uses'\n"
     "                        last_used_at, which the next test would share\n"
     "                        the CPU with\n"
+    "      --host SOCKET     another tokend of the same multi-host store,\n"
+    "                        for revoke-everywhere (repeat, at most 8)\n"
+    "      --resume-pid PID  catch-up: the stopped tokend to SIGCONT\n"
     "      --server-pid PID  also report PID's CPU time per request (read\n"
     "                        from /proc; on stderr with --csv)\n"
     "      --csv             print one header line, then one line per test:\n"
@@ -1411,6 +1907,8 @@ enum {
   OPT_TIMEOUT_MS,
   OPT_SETTLE_MS,
   OPT_SERVER_PID,
+  OPT_HOST,
+  OPT_RESUME_PID,
   OPT_CSV
 };
 
@@ -1502,6 +2000,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
       {"settle-ms", required_argument, NULL, OPT_SETTLE_MS},
       {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+      {"host", required_argument, NULL, OPT_HOST},
+      {"resume-pid", required_argument, NULL, OPT_RESUME_PID},
       {"csv", no_argument, NULL, OPT_CSV},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -1548,8 +2048,9 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
     case 't':
       if (parse_tests(optarg, o) != 0)
         return usage_error("-t takes a comma-separated list of verify, "
-                           "issue, revoke, mixed, warm-up, echo (at most 8), "
-                           "not '%s'",
+                           "issue, revoke, mixed, warm-up, echo, "
+                           "revoke-everywhere, catch-up (at most 8), not "
+                           "'%s'",
                            optarg);
       break;
     case OPT_TOKENS:
@@ -1608,6 +2109,17 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
                            optarg);
       o->server_pid = (long)v;
       break;
+    case OPT_HOST:
+      if (o->n_hosts == BENCH_MAX_HOSTS)
+        return usage_error("%s", "at most 8 --host");
+      o->hosts[o->n_hosts++] = optarg;
+      break;
+    case OPT_RESUME_PID:
+      if (parse_u64(optarg, 1, INT32_MAX, &v) != 0)
+        return usage_error("--resume-pid must be a process id, not '%s'",
+                           optarg);
+      o->resume_pid = (long)v;
+      break;
     case OPT_CSV:
       o->csv = 1;
       break;
@@ -1629,7 +2141,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
     o->requests = UINT64_MAX >> BENCH_SLOT_BITS;
   if (!o->tokens_set) {
     for (i = 0; i < o->n_tests; i++) {
-      if (o->tests[i] == TEST_REVOKE) {
+      if (o->tests[i] == TEST_REVOKE || o->tests[i] == TEST_REVOKE_EVERYWHERE) {
         if (!o->requests_set)
           return usage_error("%s", "revoke with --duration and no -n needs "
                                    "--tokens");
@@ -1637,7 +2149,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       }
     }
     for (i = 0; i < o->n_tests; i++)
-      if (o->tests[i] != TEST_ISSUE && o->tests[i] != TEST_ECHO) {
+      if (o->tests[i] != TEST_ISSUE && o->tests[i] != TEST_ECHO &&
+          o->tests[i] != TEST_CATCH_UP) {
         o->tokens += BENCH_DEFAULT_TOKENS;
         break;
       }
@@ -1760,8 +2273,8 @@ int main(int argc, char **argv) {
       while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !bench_interrupted)
         ;
     }
-    if (kind == TEST_REVOKE && b->n_active < b->o.requests &&
-        b->o.duration_s == 0) {
+    if ((kind == TEST_REVOKE || kind == TEST_REVOKE_EVERYWHERE) &&
+        b->n_active < b->o.requests && b->o.duration_s == 0) {
       bench_fail(b,
                  "revoke: -n %" PRIu64 " but only %zu active tokens; "
                  "pass --tokens",
@@ -1782,16 +2295,23 @@ int main(int argc, char **argv) {
     }
     if (kind == TEST_ECHO)
       rc = bench_run_echo(b, b->o.requests, b->o.duration_s);
+    else if (kind == TEST_REVOKE_EVERYWHERE)
+      rc = bench_report_revoke_everywhere(b, cpu0);
+    else if (kind == TEST_CATCH_UP)
+      rc = bench_run_catch_up(b);
     else
       rc = bench_run_test(
           b, kind, kind == TEST_WARM_UP ? b->n_pool : b->o.requests,
           b->o.pipeline, b->o.window, b->o.rate, b->o.duration_s);
     if (rc != 0)
       goto out_fatal;
+    if (kind == TEST_REVOKE_EVERYWHERE)
+      server_ok = 0; /* reported with each of its two results */
     if (server_ok && proc_cpu_ns(b->o.server_pid, &server1) == 0 &&
         server1 >= server0)
       server_cpu = server1 - server0;
-    print_result(b, cpu_ns() - cpu0, server_cpu);
+    if (kind != TEST_REVOKE_EVERYWHERE)
+      print_result(b, cpu_ns() - cpu0, server_cpu);
     if (b->t.errors > 0 && errors == 0)
       snprintf(first_error, sizeof(first_error), "%s: %s",
                bench_test_names[kind], b->t.first_error);

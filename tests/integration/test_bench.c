@@ -164,6 +164,48 @@ static void test_issue_and_revoke_counts_match_the_store(void **state) {
   assert_int_equal(revoked, 120);
 }
 
+/* revoke-everywhere (issue 13) against one tokend named again by --host:
+ * two rows, one Revoke per request, each in the store; a --host that is
+ * another tokend (which never heard of the tokens, so never says REVOKED)
+ * makes the run fail, naming that host. */
+static void test_revoke_everywhere_polls_every_host(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t other;
+  th_run_result_t r;
+  csv_row_t rows[2];
+  size_t all, revoked;
+
+  bench(f->tokend.socket_path, &r, "-n", "50", "-t", "revoke-everywhere",
+        "--host", f->tokend.socket_path, "--tokens", "80", "--domain",
+        "bench-everywhere", "--csv", NULL);
+  th_expect_exit(&r, 0, "tokend-bench -t revoke-everywhere");
+  parse_csv(r.out, rows, 2);
+  assert_string_equal(rows[0].test, "revoke-returned");
+  assert_string_equal(rows[1].test, "revoke-everywhere");
+  assert_int_equal(rows[0].requests, 50);
+  assert_int_equal(rows[1].requests, 50);
+  /* The last host answers after the Revoke did. */
+  assert_true(rows[0].p50 <= rows[1].p50);
+  assert_true(rows[0].max <= rows[1].max);
+  assert_non_null(strstr(r.err, "0 Verify answers VALID after the Revoke"));
+  th_run_result_free(&r);
+  list_domain(f, "bench-everywhere", &all, &revoked);
+  assert_int_equal(all, 80);
+  assert_int_equal(revoked, 50);
+
+  assert_int_equal(th_tokend_init(&other), 0);
+  assert_int_equal(th_tokend_start(&other, NULL), 0);
+  bench(f->tokend.socket_path, &r, "-n", "5", "-t", "revoke-everywhere",
+        "--host", other.socket_path, "--tokens", "5", "--timeout-ms", "300",
+        "--csv", NULL);
+  th_expect_exit(&r, 2, "tokend-bench -t revoke-everywhere, a foreign host");
+  assert_non_null(strstr(r.err, other.socket_path));
+  assert_non_null(strstr(r.err, "not REVOKED"));
+  th_run_result_free(&r);
+  assert_int_equal(th_tokend_stop_clean(&other), 0);
+  th_tokend_destroy(&other);
+}
+
 static void test_duration_bounds_a_run_without_n(void **state) {
   th_fixture_t *f = *state;
   th_run_result_t r;
@@ -596,6 +638,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_issue_and_revoke_counts_match_the_store, setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_revoke_everywhere_polls_every_host,
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_duration_bounds_a_run_without_n,
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_no_tokend_exits_2, setup,

@@ -280,3 +280,37 @@ int pg_cluster_sql(const pg_cluster_t *c, const char *db, const char *sql) {
   PQfinish(conn);
   return ok ? 0 : -1;
 }
+
+int pg_cluster_sql_long(const pg_cluster_t *c, const char *db, const char *sql,
+                        long *out) {
+  char uri[256], *end;
+  PGconn *conn;
+  PGresult *r;
+  int rc = -1;
+
+  if (pg_cluster_uri(c, db, uri, sizeof(uri)) != 0)
+    return -1;
+  conn = PQconnectdb(uri);
+  if (PQstatus(conn) != CONNECTION_OK) {
+    fprintf(stderr, "pg_cluster: %s", PQerrorMessage(conn));
+    PQfinish(conn);
+    return -1;
+  }
+  r = PQexec(conn, sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    fprintf(stderr, "pg_cluster: %s: %s", sql, PQresultErrorMessage(r));
+  else if (PQntuples(r) < 1 || PQnfields(r) < 1 || PQgetisnull(r, 0, 0))
+    fprintf(stderr, "pg_cluster: %s: no value\n", sql);
+  else {
+    errno = 0;
+    *out = strtol(PQgetvalue(r, 0, 0), &end, 10);
+    if (errno == 0 && end != PQgetvalue(r, 0, 0) && *end == '\0')
+      rc = 0;
+    else
+      fprintf(stderr, "pg_cluster: %s: '%s' is not a number\n", sql,
+              PQgetvalue(r, 0, 0));
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return rc;
+}

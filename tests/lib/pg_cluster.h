@@ -55,4 +55,11 @@ int pg_cluster_uri(const pg_cluster_t *c, const char *db, char *buf,
  * its superuser. */
 int pg_cluster_sql(const pg_cluster_t *c, const char *db, const char *sql);
 
+/* Runs one query (no parameters) on database db as the superuser; *out gets
+ * its first row's first column as a number (e.g. a count: how many sessions
+ * a pg_terminate_backend() ended). -1 if the query fails, returns no row or
+ * the value is not a number. */
+int pg_cluster_sql_long(const pg_cluster_t *c, const char *db, const char *sql,
+                        long *out);
+
 #endif
