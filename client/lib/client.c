@@ -33,6 +33,14 @@
 /* While the listener's backlog is full, connect() fails with EAGAIN and
  * nothing is queued, so we retry at this interval until the deadline. */
 #define CLIENT_CONNECT_RETRY_MS 10
+/* Reconnect backoff while tokend is away: the first retry after this, each
+ * next one twice as late, never more than the cap apart, so a restarted
+ * tokend is found within a cap of its coming back. */
+#define CLIENT_BACKOFF_MIN_MS 5
+#define CLIENT_BACKOFF_MAX_MS 250
+/* How many times one call sends its request again after connections that
+ * died before tokend could have read it (see client_call). */
+#define CLIENT_UNDELIVERED_RESENDS 3
 /* For token details too long for our structs or malformed; issue, verify
  * and list say the same. */
 #define CLIENT_BAD_DETAILS                                                     \
@@ -41,9 +49,18 @@
 struct tokend_client_s {
   int fd; /* -1 once the stream can no longer be trusted */
   int timeout_ms;
+  /* The path connected to, resolved once at open: a reconnect goes to the
+   * same tokend even if $TOKEND_SOCKET changes meanwhile. */
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  /* How long one call may wait for tokend to come back; 0: never
+   * reconnect (tokend_client_set_reconnect). */
+  int reconnect_wait_ms;
   uint64_t last_call_id;
   int grpc_status;
   int answered; /* a Response was ever decoded: the peer speaks tokend */
+  /* The last read failed with ECONNRESET: tokend's end closed with bytes
+   * of ours unread (see client_call). */
+  int peer_reset;
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
   char actor[TOKEND_USER_BYTES];
@@ -260,7 +277,13 @@ static int connect_explain(const char *path, int sys_err, char *why,
 static int client_check_peer(tokend_client_t *client, const char *path,
                              char *why, size_t why_len) {
   tokend_whoami_t who;
-  int rc = tokend_client_whoami(client, &who);
+  int rc, wait_ms = client->reconnect_wait_ms;
+
+  /* The peer itself is under test: a retry on a new connection would only
+   * blur what it answered. */
+  client->reconnect_wait_ms = 0;
+  rc = tokend_client_whoami(client, &who);
+  client->reconnect_wait_ms = wait_ms;
 
   if (rc == 0)
     return 0;
@@ -287,18 +310,11 @@ static int client_check_peer(tokend_client_t *client, const char *path,
   }
 }
 
-int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
-                       tokend_client_t **out, char *why, size_t why_len) {
-  struct sockaddr_un addr;
-  tokend_client_t *client;
+/* Resolves socket_path (NULL: tokend's default) into addr. */
+static int client_resolve(const char *socket_path, struct sockaddr_un *addr,
+                          char *why, size_t why_len) {
   size_t len;
-  int fd, rc, sys_err;
 
-  if (why_len > 0)
-    why[0] = '\0';
-  if (out == NULL || timeout_ms < 0)
-    return connect_fail(why, why_len, TOKEND_EINVAL, "invalid argument");
-  *out = NULL;
   if (socket_path == NULL) {
     socket_path = getenv(TOKEND_SOCKET_ENV);
     if (socket_path == NULL || socket_path[0] == '\0')
@@ -306,52 +322,84 @@ int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
   }
   len = strlen(socket_path);
   /* sun_path needs room for the NUL; a longer path would be cut silently. */
-  if (len == 0 || len >= sizeof(addr.sun_path))
+  if (len == 0 || len >= sizeof(addr->sun_path))
     return connect_fail(why, why_len, TOKEND_EINVAL,
                         "socket path is empty or longer than %zu bytes",
-                        sizeof(addr.sun_path) - 1);
-  memset(&addr, 0, sizeof(addr));
-  addr.sun_family = AF_UNIX;
-  memcpy(addr.sun_path, socket_path, len);
+                        sizeof(addr->sun_path) - 1);
+  memset(addr, 0, sizeof(*addr));
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path, socket_path, len);
+  return 0;
+}
+
+/* One connect to addr, bounded by deadline. On success *fd_out is the
+ * connected non-blocking socket; on failure why says which of
+ * tokend_client_open()'s reasons it is. */
+static int client_dial(const struct sockaddr_un *addr, int64_t deadline,
+                       int *fd_out, char *why, size_t why_len) {
+  int fd, rc, sys_err;
+
+  *fd_out = -1;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return connect_fail(why, why_len,
+                        errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
+                                                            : TOKEND_ECONNECT,
+                        "socket: %s", strerror(errno));
+  rc = client_connect_fd(fd, addr, deadline, &sys_err);
+  if (rc == TOKEND_ECONNECT && sys_err != 0)
+    rc = connect_explain(addr->sun_path, sys_err, why, why_len);
+  else if (rc == TOKEND_ETIMEDOUT)
+    rc = connect_fail(why, why_len, rc,
+                      "timed out connecting to %s: tokend is too busy to "
+                      "accept",
+                      addr->sun_path);
+  else if (rc != 0)
+    rc = connect_fail(why, why_len, rc, "cannot connect to %s: %s",
+                      addr->sun_path, tokend_strerror(rc));
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
+                       tokend_client_t **out, char *why, size_t why_len) {
+  struct sockaddr_un addr;
+  tokend_client_t *client;
+  int rc;
+
+  if (why_len > 0)
+    why[0] = '\0';
+  if (out == NULL || timeout_ms < 0)
+    return connect_fail(why, why_len, TOKEND_EINVAL, "invalid argument");
+  *out = NULL;
+  rc = client_resolve(socket_path, &addr, why, why_len);
+  if (rc != 0)
+    return rc;
 
   client = calloc(1, sizeof(*client));
   if (client == NULL)
     return connect_fail(why, why_len, TOKEND_ENOMEM, "out of memory");
   client->fd = -1;
   client->timeout_ms = timeout_ms;
+  client->reconnect_wait_ms = TOKEND_RECONNECT_WAIT_MS_DEFAULT;
+  memcpy(client->path, addr.sun_path, sizeof(client->path));
 
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) {
-    rc = connect_fail(why, why_len,
-                      errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
-                                                          : TOKEND_ECONNECT,
-                      "socket: %s", strerror(errno));
-    goto err_free_client;
-  }
-  rc = client_connect_fd(fd, &addr, client_deadline(timeout_ms), &sys_err);
-  if (rc == TOKEND_ECONNECT && sys_err != 0)
-    rc = connect_explain(socket_path, sys_err, why, why_len);
-  else if (rc == TOKEND_ETIMEDOUT)
-    rc = connect_fail(why, why_len, rc,
-                      "timed out connecting to %s: tokend is too busy to "
-                      "accept",
-                      socket_path);
-  else if (rc != 0)
-    rc = connect_fail(why, why_len, rc, "cannot connect to %s: %s", socket_path,
-                      tokend_strerror(rc));
+  rc = client_dial(&addr, client_deadline(timeout_ms), &client->fd, why,
+                   why_len);
   if (rc != 0)
-    goto err_close_fd;
-  client->fd = fd;
+    goto err_free_client;
   if ((flags & TOKEND_CONNECT_CHECK_PEER) &&
-      (rc = client_check_peer(client, socket_path, why, why_len)) != 0) {
+      (rc = client_check_peer(client, client->path, why, why_len)) != 0) {
     tokend_client_close(client);
     return rc;
   }
   *out = client;
   return 0;
 
-err_close_fd:
-  close(fd);
 err_free_client:
   free(client);
   return rc;
@@ -383,14 +431,16 @@ int tokend_client_grpc_status(const tokend_client_t *client) {
   return client == NULL ? TOKEND_GRPC_INVALID_ARGUMENT : client->grpc_status;
 }
 
-/* Writes all of iov, resuming after partial writes. MSG_NOSIGNAL: a peer
- * that went away gives EPIPE here instead of killing the process. */
+/* Writes all of iov, resuming after partial writes; *sent counts the bytes
+ * that left (0 tells a request tokend cannot have seen). MSG_NOSIGNAL: a
+ * peer that went away gives EPIPE here instead of killing the process. */
 static int client_send_all(tokend_client_t *client, struct iovec *iov,
-                           int iovcnt, int64_t deadline) {
+                           int iovcnt, int64_t deadline, size_t *sent) {
   struct msghdr msg;
   ssize_t n;
   int rc;
 
+  *sent = 0;
   while (iovcnt > 0) {
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = iov;
@@ -415,6 +465,7 @@ static int client_send_all(tokend_client_t *client, struct iovec *iov,
                            "tokend closed the connection");
       return client_fail(client, TOKEND_EIO, "send: %s", strerror(errno));
     }
+    *sent += (size_t)n;
     while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
       n -= (ssize_t)iov->iov_len;
       iov++;
@@ -454,9 +505,11 @@ static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
         return client_fail(client, rc, "waiting for tokend's answer failed");
       continue;
     }
-    if (errno == ECONNRESET)
+    if (errno == ECONNRESET) {
+      client->peer_reset = 1;
       return client_fail(client, TOKEND_ECLOSED,
                          "tokend closed the connection");
+    }
     return client_fail(client, TOKEND_EIO, "recv: %s", strerror(errno));
   }
 }
@@ -558,9 +611,6 @@ static int client_take_parting_status(tokend_client_t *client, int err) {
   return err;
 }
 
-/* Sends req (its call_id is set here) and waits for its answer. On success
- * *out is a Response with status OK and result want, which the caller frees
- * with client_response_free(). */
 /* Remembers how far a write had spread, when its answer says. */
 static void client_note_propagation(tokend_client_t *client,
                                     const Tokend__V1__Propagation *p) {
@@ -581,26 +631,148 @@ int tokend_client_last_propagation(const tokend_client_t *client,
   return 1;
 }
 
+/* The methods a second copy of cannot change anything: they are sent again
+ * on a new connection when the first died before its answer. */
+static int client_method_idempotent(Tokend__V1__Request__MethodCase m) {
+  switch (m) {
+  case TOKEND__V1__REQUEST__METHOD_VERIFY:
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+  case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+  case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
+  case TOKEND__V1__REQUEST__METHOD_SERVER_STATUS:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* Waits, bounded by deadline and the client's reconnect wait, for a new
+ * connection to client->path; between attempts the delay doubles from
+ * CLIENT_BACKOFF_MIN_MS up to CLIENT_BACKOFF_MAX_MS. Only "nobody there
+ * yet" is waited out (no socket, nothing listening, a full backlog); a
+ * socket we may not open or that is not a socket fails at once. */
+static int client_reconnect(tokend_client_t *client, int64_t deadline) {
+  struct sockaddr_un addr;
+  int64_t until, now;
+  int rc, backoff = CLIENT_BACKOFF_MIN_MS;
+
+  if (client->reconnect_wait_ms <= 0)
+    return client_fail(client, TOKEND_ECLOSED,
+                       "the connection to tokend was closed after an earlier "
+                       "error; connect again");
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, client->path, sizeof(addr.sun_path));
+  until = client_now_ms() + client->reconnect_wait_ms;
+  if (until > deadline)
+    until = deadline;
+  for (;;) {
+    rc = client_dial(&addr, until, &client->fd, client->errmsg,
+                     sizeof(client->errmsg));
+    if (rc == 0) {
+      client_reset_read(client);
+      return 0;
+    }
+    client->grpc_status = tokend_err_grpc(rc);
+    if (rc != TOKEND_ENOSOCKET && rc != TOKEND_ECONNECT &&
+        rc != TOKEND_ETIMEDOUT)
+      return rc;
+    now = client_now_ms();
+    if (now + backoff >= until)
+      return rc;
+    poll(NULL, 0, backoff);
+    backoff = backoff * 2 > CLIENT_BACKOFF_MAX_MS ? CLIENT_BACKOFF_MAX_MS
+                                                  : backoff * 2;
+  }
+}
+
+/* Reads Responses until the one for call_id. A connection-level status
+ * (call_id 0) or a broken stream returns its error with the connection
+ * broken; TOKEND_ETIMEDOUT leaves the stream intact. */
+static int client_await(tokend_client_t *client, uint64_t call_id,
+                        int64_t deadline, Tokend__V1__Response **out) {
+  Tokend__V1__Response *resp;
+  uint8_t *body = NULL;
+  uint32_t body_len = 0;
+  int rc;
+
+  *out = NULL;
+  for (;;) {
+    rc = client_read_frame(client, deadline, &body, &body_len);
+    if (rc != 0)
+      return rc;
+    resp = tokend__v1__response__unpack(NULL, body_len, body);
+    /* An issue response carries a secret. */
+    sodium_memzero(body, body_len);
+    free(body);
+    if (resp == NULL)
+      return client_fail(client, TOKEND_EPROTO,
+                         "could not decode tokend's response");
+    client->answered = 1;
+    if (resp->call_id == call_id)
+      break;
+    if (resp->call_id == 0 && resp->status != NULL &&
+        resp->status->code != TOKEND_GRPC_OK) {
+      /* A connection-level error: tokend closes after it. */
+      client->grpc_status = resp->status->code;
+      snprintf(client->errmsg, sizeof(client->errmsg),
+               "tokend closed the connection: %s", resp->status->message);
+      rc = tokend_err_from_grpc(resp->status->code);
+      client_response_free(resp);
+      return rc;
+    }
+    if (resp->call_id > call_id) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend answered call %llu, which was never made",
+                       (unsigned long long)resp->call_id);
+      client_response_free(resp);
+      return rc;
+    }
+    /* The late answer to an earlier call that timed out: nobody waits for
+     * it any more. */
+    client_response_free(resp);
+  }
+  *out = resp;
+  return 0;
+}
+
+/* Sends req (its call_id is set here) and waits for its answer, on a new
+ * connection when the last one broke. On success *out is a Response with
+ * status OK and result want, which the caller frees with
+ * client_response_free().
+ *
+ * When a connection dies (tokend restarted, or closed it as idle), whether
+ * the request may be sent again on a new one depends on what tokend can
+ * have seen of it:
+ *   - none of it left (send failed at once), or tokend's end was closed
+ *     with bytes of ours still unread: it cannot have acted on it. The
+ *     kernel tells the second case: closing an AF_UNIX stream socket whose
+ *     receive queue is not empty, or one never accepted, makes the peer's
+ *     next read fail with ECONNRESET, where an emptied queue gives a
+ *     plain end of file. A blocking client has one request in flight, so
+ *     unread bytes can only be this request's. Sent again, whatever the
+ *     method, up to CLIENT_UNDELIVERED_RESENDS times (a SIGKILLed tokend
+ *     can reset a connection made while it was dying, too).
+ *   - tokend read it all and closed without answering: sent again once if
+ *     the method is idempotent, else TOKEND_EINDOUBT. */
 static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
                        Tokend__V1__Response__ResultCase want,
                        Tokend__V1__Response **out) {
   uint8_t hdr[TOKEND_FRAME_HEADER_BYTES];
   Tokend__V1__Response *resp = NULL;
   struct iovec iov[2];
-  uint8_t *packed, *body = NULL;
-  size_t packed_len;
-  uint32_t body_len = 0;
+  uint8_t *packed;
+  size_t packed_len, sent;
   int64_t deadline;
-  int rc, code;
+  int rc, code, undelivered_resends = 0, answerless_resends = 0;
+  int idempotent = client_method_idempotent(req->method_case);
 
   *out = NULL;
   client->grpc_status = TOKEND_GRPC_OK;
   client->errmsg[0] = '\0';
   client->has_propagation = 0;
-  if (client->fd < 0)
-    return client_fail(client, TOKEND_ECLOSED,
-                       "the connection to tokend was closed after an earlier "
-                       "error; connect again");
   deadline = client_deadline(client->timeout_ms);
   req->call_id = ++client->last_call_id;
   if (client->actor[0] != '\0')
@@ -615,59 +787,55 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
     return client_fail(client, TOKEND_ENOMEM, "no memory for the request");
   tokend__v1__request__pack(req, packed);
   frame_encode_header(hdr, (uint32_t)packed_len);
-  /* Header and body go out in one vectored write. */
-  iov[0].iov_base = hdr;
-  iov[0].iov_len = sizeof(hdr);
-  iov[1].iov_base = packed;
-  iov[1].iov_len = packed_len;
-  rc = client_send_all(client, iov, 2, deadline);
-  /* A verify request carries a secret. */
-  sodium_memzero(packed, packed_len);
-  free(packed);
-  if (rc == TOKEND_ECLOSED)
-    rc = client_take_parting_status(client, rc);
-  if (rc != 0)
-    goto err_break;
 
   for (;;) {
-    rc = client_read_frame(client, deadline, &body, &body_len);
-    if (rc == TOKEND_ETIMEDOUT)
-      return rc; /* the stream is intact: a later call skips the answer */
-    if (rc != 0)
-      goto err_break;
-    resp = tokend__v1__response__unpack(NULL, body_len, body);
-    /* An issue response carries a secret. */
-    sodium_memzero(body, body_len);
-    free(body);
-    if (resp == NULL) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "could not decode tokend's response");
-      goto err_break;
+    if (client->fd < 0) {
+      rc = client_reconnect(client, deadline);
+      if (rc != 0)
+        goto done;
     }
-    client->answered = 1;
-    if (resp->call_id == req->call_id)
+    client->peer_reset = 0;
+    /* Header and body go out in one vectored write. */
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = sizeof(hdr);
+    iov[1].iov_base = packed;
+    iov[1].iov_len = packed_len;
+    rc = client_send_all(client, iov, 2, deadline, &sent);
+    /* tokend answers a frame it refuses (too large) with a status, then
+     * closes: that reason is better than "closed". */
+    if (rc == TOKEND_ECLOSED)
+      rc = client_take_parting_status(client, rc);
+    if (rc == 0)
+      rc = client_await(client, req->call_id, deadline, &resp);
+    if (rc == 0)
       break;
-    if (resp->call_id == 0 && resp->status != NULL &&
-        resp->status->code != TOKEND_GRPC_OK) {
-      /* A connection-level error: tokend closes after it. */
-      client->grpc_status = resp->status->code;
-      snprintf(client->errmsg, sizeof(client->errmsg),
-               "tokend closed the connection: %s", resp->status->message);
-      rc = tokend_err_from_grpc(resp->status->code);
-      client_response_free(resp);
-      goto err_break;
+    if (rc == TOKEND_ETIMEDOUT && sent == sizeof(hdr) + packed_len)
+      goto done; /* the stream is intact: a later call skips the answer */
+    /* If tokend closed without a readable status, say what is likely. */
+    if (rc == TOKEND_ECLOSED && packed_len > TOKEND_MAX_FRAME_BYTES_DEFAULT)
+      client_fail(client, rc,
+                  "tokend closed the connection; the %zu-byte request may "
+                  "exceed its --max-frame-bytes",
+                  packed_len);
+    client_break(client);
+    if ((rc != TOKEND_ECLOSED && rc != TOKEND_EIO) ||
+        client->reconnect_wait_ms <= 0)
+      goto done;
+    if (rc == TOKEND_ECLOSED && (sent == 0 || client->peer_reset)) {
+      if (undelivered_resends++ < CLIENT_UNDELIVERED_RESENDS)
+        continue;
+      goto done; /* tokend cannot have seen it: not in doubt */
     }
-    if (resp->call_id > req->call_id) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend answered call %llu, which was never made",
-                       (unsigned long long)resp->call_id);
-      client_response_free(resp);
-      goto err_break;
+    if (!idempotent) {
+      rc = client_fail(client, TOKEND_EINDOUBT,
+                       "the connection to tokend broke after the request "
+                       "was sent and before its answer: it may or may not "
+                       "have taken effect; check before trying again");
+      goto done;
     }
-    /* The late answer to an earlier call that timed out: nobody waits for
-     * it any more. */
-    client_response_free(resp);
-    resp = NULL;
+    if (answerless_resends++ < 1)
+      continue;
+    goto done;
   }
 
   code = resp->status != NULL ? resp->status->code : TOKEND_GRPC_OK;
@@ -684,20 +852,23 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
     goto err_free_resp;
   }
   *out = resp;
-  return 0;
+  rc = 0;
+  goto done;
 
 err_free_resp:
   client_response_free(resp);
+done:
+  /* A verify request carries a secret. */
+  sodium_memzero(packed, packed_len);
+  free(packed);
   return rc;
-err_break:
-  /* If tokend closed without a readable status, say what is likely. */
-  if (rc == TOKEND_ECLOSED && packed_len > TOKEND_MAX_FRAME_BYTES_DEFAULT)
-    client_fail(client, rc,
-                "tokend closed the connection; the %zu-byte request may "
-                "exceed its --max-frame-bytes",
-                packed_len);
-  client_break(client);
-  return rc;
+}
+
+int tokend_client_set_reconnect(tokend_client_t *client, int max_wait_ms) {
+  if (client == NULL || max_wait_ms < 0)
+    return TOKEND_EINVAL;
+  client->reconnect_wait_ms = max_wait_ms;
+  return 0;
 }
 
 /* Copies src into dst[dst_size]. Never truncates: a string that does not fit
