@@ -22,6 +22,7 @@
 
 #include <sodium.h>
 
+#include "clientlib.h"
 #include "frame.h"
 #include "tokend.pb-c.h"
 /* TOKEND_SOCKET_DEFAULT and TOKEND_SOCKET_ENV: the default socket is the
@@ -633,7 +634,7 @@ int tokend_client_last_propagation(const tokend_client_t *client,
 
 /* The methods a second copy of cannot change anything: they are sent again
  * on a new connection when the first died before its answer. */
-static int client_method_idempotent(Tokend__V1__Request__MethodCase m) {
+int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m) {
   switch (m) {
   case TOKEND__V1__REQUEST__METHOD_VERIFY:
   case TOKEND__V1__REQUEST__METHOD_LIST:
@@ -767,7 +768,7 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
   size_t packed_len, sent;
   int64_t deadline;
   int rc, code, undelivered_resends = 0, answerless_resends = 0;
-  int idempotent = client_method_idempotent(req->method_case);
+  int idempotent = clientlib_method_idempotent(req->method_case);
 
   *out = NULL;
   client->grpc_status = TOKEND_GRPC_OK;
@@ -989,77 +990,71 @@ static int client_copy_page_token(tokend_client_t *client, char *dst,
   return 0;
 }
 
+int clientlib_issued(const Tokend__V1__IssueResponse *res, tokend_issued_t *out,
+                     const char **why) {
+  if (res->token == NULL || res->token[0] == '\0' ||
+      client_copy_str(out->token, sizeof(out->token), res->token) != 0) {
+    *why = "tokend sent an empty token or one too long";
+    goto err_wipe_out;
+  }
+  if (client_copy_info(&out->info, res->info) != 0) {
+    *why = CLIENT_BAD_DETAILS;
+    goto err_wipe_out;
+  }
+  return 0;
+
+err_wipe_out:
+  sodium_memzero(out, sizeof(*out));
+  return TOKEND_EPROTO;
+}
+
 int tokend_client_issue(tokend_client_t *client,
                         const tokend_issue_params_t *params,
                         tokend_issued_t *out) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__IssueRequest issue = TOKEND__V1__ISSUE_REQUEST__INIT;
-  Tokend__V1__IssueResponse *res;
   Tokend__V1__Response *resp;
+  const char *why;
   int rc;
 
   if (client == NULL || params == NULL || out == NULL)
     return TOKEND_EINVAL;
   memset(out, 0, sizeof(*out));
-  if (params->domain == NULL || params->label == NULL ||
-      (params->n_scopes > 0 && params->scopes == NULL))
-    return client_fail(client, TOKEND_EINVAL,
-                       "domain, label or scopes is NULL");
-  issue.domain = (char *)params->domain;
-  issue.label = (char *)params->label;
-  issue.expires_at = params->expires_at;
-  issue.n_scopes = params->n_scopes;
-  issue.scopes = (char **)params->scopes;
+  rc = clientlib_issue_request(params, &issue, &why);
+  if (rc != 0)
+    return client_fail(client, rc, "%s", why);
   req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
   req.issue = &issue;
 
   rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_ISSUE, &resp);
   if (rc != 0)
     return rc;
-  res = resp->issue;
-  if (res->token == NULL || res->token[0] == '\0' ||
-      client_copy_str(out->token, sizeof(out->token), res->token) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO,
-                     "tokend sent an empty token or one longer than %d "
-                     "characters",
-                     TOKEND_TOKEN_MAX_CHARS);
-    goto err_wipe_out;
-  }
-  if (client_copy_info(&out->info, res->info) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
-    goto err_wipe_out;
-  }
-  client_note_propagation(client, res->propagation);
-  client_response_free(resp);
-  return 0;
-
-err_wipe_out:
-  sodium_memzero(out, sizeof(*out));
+  rc = clientlib_issued(resp->issue, out, &why);
+  if (rc != 0)
+    client_fail(client, rc, "%s", why);
+  else
+    client_note_propagation(client, resp->issue->propagation);
   client_response_free(resp);
   return rc;
 }
 
-int tokend_client_verify(tokend_client_t *client, const char *token,
-                         tokend_verify_result_t *out) {
-  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
-  Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
-  Tokend__V1__VerifyResponse *res;
-  Tokend__V1__Response *resp;
-  int rc = 0;
-
-  if (client == NULL || out == NULL)
+int clientlib_issue_request(const tokend_issue_params_t *params,
+                            Tokend__V1__IssueRequest *issue, const char **why) {
+  if (params->domain == NULL || params->label == NULL ||
+      (params->n_scopes > 0 && params->scopes == NULL)) {
+    *why = "domain, label or scopes is NULL";
     return TOKEND_EINVAL;
-  memset(out, 0, sizeof(*out));
-  if (token == NULL)
-    return client_fail(client, TOKEND_EINVAL, "token is NULL");
-  verify.token = (char *)token;
-  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
-  req.verify = &verify;
+  }
+  issue->domain = (char *)params->domain;
+  issue->label = (char *)params->label;
+  issue->expires_at = params->expires_at;
+  issue->n_scopes = params->n_scopes;
+  issue->scopes = (char **)params->scopes;
+  return 0;
+}
 
-  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_VERIFY, &resp);
-  if (rc != 0)
-    return rc;
-  res = resp->verify;
+int clientlib_verify_result(const Tokend__V1__VerifyResponse *res,
+                            tokend_verify_result_t *out, const char **why) {
   out->valid = res->valid ? 1 : 0;
   /* valid decides: tokend sends reason VALID with it, and before issue 14
    * sent nothing (UNSPECIFIED); both mean VALID. */
@@ -1080,9 +1075,8 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
       out->reason = TOKEND_VERIFY_EXPIRED;
       break;
     default:
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend said the token is invalid without a reason");
-      goto done;
+      *why = "tokend said the token is invalid without a reason";
+      goto err_clear;
     }
   }
   if (client_copy_str(out->token_id, sizeof(out->token_id), res->token_id) !=
@@ -1091,14 +1085,40 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
       client_copy_str(out->label, sizeof(out->label), res->label) != 0 ||
       client_copy_scopes(out->scopes, &out->n_scopes, res->scopes,
                          res->n_scopes) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
-    goto done;
+    *why = CLIENT_BAD_DETAILS;
+    goto err_clear;
   }
   out->expires_at = res->expires_at;
+  return 0;
 
-done:
+err_clear:
+  memset(out, 0, sizeof(*out));
+  return TOKEND_EPROTO;
+}
+
+int tokend_client_verify(tokend_client_t *client, const char *token,
+                         tokend_verify_result_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  const char *why;
+  int rc = 0;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (token == NULL)
+    return client_fail(client, TOKEND_EINVAL, "token is NULL");
+  verify.token = (char *)token;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &verify;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_VERIFY, &resp);
   if (rc != 0)
-    memset(out, 0, sizeof(*out));
+    return rc;
+  rc = clientlib_verify_result(resp->verify, out, &why);
+  if (rc != 0)
+    client_fail(client, rc, "%s", why);
   client_response_free(resp);
   return rc;
 }
