@@ -4,15 +4,19 @@
  * deadline per call bounds the write and the read alike. A call writes one
  * framed Request and reads framed Responses until the one carrying its
  * call_id arrives. */
+/* F_GET_SEALS, F_SEAL_SHRINK, MSG_CMSG_CLOEXEC */
+#define _GNU_SOURCE
 #include <tokend/client.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -23,11 +27,13 @@
 #include <sodium.h>
 
 #include "clientlib.h"
+#include "epoch_region.h"
 #include "frame.h"
 #include "tokend.pb-c.h"
 /* TOKEND_SOCKET_DEFAULT and TOKEND_SOCKET_ENV: the default socket is the
  * library's business, not its public API. */
 #include "tokend_limits.h"
+#include "vcache.h"
 
 /* A deadline that never passes: timeout_ms 0. */
 #define CLIENT_NO_DEADLINE INT64_MAX
@@ -62,6 +68,16 @@ struct tokend_client_s {
   /* The last read failed with ECONNRESET: tokend's end closed with bytes
    * of ours unread (see client_call). */
   int peer_reset;
+  /* A descriptor tokend passed (SCM_RIGHTS) and no answer claimed yet; -1
+   * none. */
+  int passed_fd;
+  /* The Verify cache (tokend_client_cache_enable); NULL when off. */
+  vcache_t *cache;
+  const epoch_region_t *region; /* mapped read-only; NULL: none yet */
+  int region_wanted;            /* ask for it on this connection (once) */
+  uint64_t region_seq;          /* counts regions mapped and dropped */
+  uint64_t cache_epoch;         /* the epoch the cache last saw */
+  tokend_cache_stats_t cache_stats;
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
   char actor[TOKEND_USER_BYTES];
@@ -133,6 +149,21 @@ static void client_break(tokend_client_t *client) {
     close(client->fd);
   client->fd = -1;
   client_reset_read(client);
+}
+
+/* Unmaps the epoch region and empties the cache: its answers were stored
+ * under that region's epochs. The next Verify asks for the region of the
+ * tokend now connected. */
+static void client_region_drop(tokend_client_t *client) {
+  if (client->region != NULL) {
+    munmap((void *)client->region, EPOCH_REGION_BYTES);
+    client->region = NULL;
+    client->region_seq++;
+  }
+  if (client->cache != NULL) {
+    vcache_clear(client->cache);
+    client->region_wanted = 1;
+  }
 }
 
 /* Waits until fd is ready for events. Returns 0 (also when poll reports an
@@ -385,6 +416,7 @@ int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
   if (client == NULL)
     return connect_fail(why, why_len, TOKEND_ENOMEM, "out of memory");
   client->fd = -1;
+  client->passed_fd = -1;
   client->timeout_ms = timeout_ms;
   client->reconnect_wait_ms = TOKEND_RECONNECT_WAIT_MS_DEFAULT;
   memcpy(client->path, addr.sun_path, sizeof(client->path));
@@ -421,6 +453,10 @@ void tokend_client_close(tokend_client_t *client) {
   if (client == NULL)
     return;
   client_break(client);
+  client_region_drop(client);
+  vcache_free(client->cache);
+  if (client->passed_fd >= 0)
+    close(client->passed_fd);
   free(client);
 }
 
@@ -480,6 +516,42 @@ static int client_send_all(tokend_client_t *client, struct iovec *iov,
   return 0;
 }
 
+/* recv() that also takes a descriptor tokend passed with the bytes (only
+ * GetCacheRegion's answer carries one): it waits in client->passed_fd for
+ * that answer. Any other descriptor, or more than one, is closed: a
+ * recv() without room for them would have the kernel drop them anyway. */
+static ssize_t client_recvmsg(tokend_client_t *client, uint8_t *buf,
+                              size_t len) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * 4)];
+  } ctl;
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  struct cmsghdr *cm;
+  ssize_t n;
+  size_t i, nfd;
+  int fd;
+
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof(ctl.buf);
+  n = recvmsg(client->fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n <= 0 || msg.msg_controllen == 0)
+    return n;
+  for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (i = 0; i < nfd; i++) {
+      memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+      if (client->passed_fd >= 0)
+        close(client->passed_fd);
+      client->passed_fd = fd;
+    }
+  }
+  return n;
+}
+
 /* Reads at most len bytes into buf; *got receives how many (at least 1). */
 static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
                        int64_t deadline, size_t *got) {
@@ -487,7 +559,7 @@ static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
   int rc;
 
   for (;;) {
-    n = recv(client->fd, buf, len, 0);
+    n = client_recvmsg(client, buf, len);
     if (n > 0) {
       *got = (size_t)n;
       return 0;
@@ -643,6 +715,7 @@ int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m) {
   case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
   case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
   case TOKEND__V1__REQUEST__METHOD_SERVER_STATUS:
+  case TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION:
     return 1;
   default:
     return 0;
@@ -674,6 +747,8 @@ static int client_reconnect(tokend_client_t *client, int64_t deadline) {
                      sizeof(client->errmsg));
     if (rc == 0) {
       client_reset_read(client);
+      /* Maybe another tokend: its region, not the old one's. */
+      client_region_drop(client);
       return 0;
     }
     client->grpc_status = tokend_err_grpc(rc);
@@ -1096,19 +1171,178 @@ err_clear:
   return TOKEND_EPROTO;
 }
 
+/* ---- the Verify cache (issue 15, section 2) ---- */
+
+static int64_t client_wall_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Asks tokend for its epoch region and maps it read-only. The descriptor
+ * must be a memfd sealed against shrinking (so the mapping can never fault)
+ * holding a region whose header matches the answer. */
+static int client_region_attach(tokend_client_t *client) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GetCacheRegionRequest gr =
+      TOKEND__V1__GET_CACHE_REGION_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  const epoch_region_t *map;
+  struct stat st;
+  uint64_t generation;
+  void *p;
+  int rc, fd, seals;
+
+  if (client->passed_fd >= 0) {
+    close(client->passed_fd);
+    client->passed_fd = -1;
+  }
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION;
+  req.get_cache_region = &gr;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_GET_CACHE_REGION,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  generation = resp->get_cache_region->generation;
+  client_response_free(resp);
+  fd = client->passed_fd;
+  client->passed_fd = -1;
+  if (fd < 0)
+    return client_fail(client, TOKEND_EUNAVAIL,
+                       "tokend answered without its region's descriptor: "
+                       "not caching");
+  seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(fd, &st) != 0 ||
+      st.st_size < EPOCH_REGION_BYTES) {
+    close(fd);
+    return client_fail(client, TOKEND_EUNAVAIL,
+                       "tokend's region is not a sealed memfd of %d bytes: "
+                       "not caching",
+                       EPOCH_REGION_BYTES);
+  }
+  p = mmap(NULL, EPOCH_REGION_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED)
+    return client_fail(client, TOKEND_ENOMEM, "cannot map tokend's region");
+  map = p;
+  if (map->magic != EPOCH_REGION_MAGIC ||
+      map->version != EPOCH_REGION_VERSION || map->size != EPOCH_REGION_BYTES ||
+      map->generation != generation) {
+    munmap(p, EPOCH_REGION_BYTES);
+    return client_fail(client, TOKEND_EUNAVAIL,
+                       "tokend's region is not one this library reads: not "
+                       "caching");
+  }
+  client_region_drop(client);
+  client->region = map;
+  client->region_wanted = 0;
+  client->cache_epoch = 0;
+  return 0;
+}
+
+/* 1 if the region's heartbeat is young enough to trust the cache. */
+static int client_region_fresh(const epoch_region_t *rg) {
+  int64_t hb = atomic_load_explicit(&rg->heartbeat_ms, memory_order_acquire);
+
+  return client_now_ms() - hb < (int64_t)rg->heartbeat_bound_ms;
+}
+
+/* Answers token from the cache (1) or says how a tokend answer may be
+ * stored (0): *cacheable, under *epoch (read now, before the request is
+ * sent: a revoke answered after this moves it) while region_seq is still
+ * *seq. */
+static int client_cache_lookup(tokend_client_t *client, const char *token,
+                               tokend_verify_result_t *out, uint64_t *epoch,
+                               uint64_t *seq, int *cacheable) {
+  const epoch_region_t *rg;
+  uint64_t e;
+
+  *cacheable = 0;
+  if (client->region == NULL && client->region_wanted) {
+    client->region_wanted = 0; /* once per connection */
+    if (client_region_attach(client) != 0)
+      return 0;
+  }
+  if ((rg = client->region) == NULL)
+    return 0;
+  if (!client_region_fresh(rg)) {
+    client->cache_stats.stale++;
+    return 0;
+  }
+  e = atomic_load_explicit(&rg->epoch, memory_order_acquire);
+  if (e != client->cache_epoch) {
+    if (client->cache_epoch != 0)
+      client->cache_stats.flushes++;
+    client->cache_epoch = e;
+  }
+  if (vcache_get(client->cache, token, e, client_wall_ms(), out)) {
+    client->cache_stats.hits++;
+    return 1;
+  }
+  client->cache_stats.misses++;
+  *epoch = e;
+  *seq = client->region_seq;
+  *cacheable = 1;
+  return 0;
+}
+
+int tokend_client_cache_enable(tokend_client_t *client, size_t max_entries) {
+  vcache_t *v;
+  int rc;
+
+  if (client == NULL || max_entries == 0)
+    return TOKEND_EINVAL;
+  if ((rc = vcache_new(max_entries, &v)) != 0)
+    return client_fail(client, rc, "cannot make a cache of %zu answers",
+                       max_entries);
+  client_region_drop(client);
+  vcache_free(client->cache);
+  client->cache = v;
+  memset(&client->cache_stats, 0, sizeof(client->cache_stats));
+  rc = client_region_attach(client);
+  if (rc != 0) {
+    vcache_free(client->cache);
+    client->cache = NULL;
+    client->region_wanted = 0;
+  }
+  return rc;
+}
+
+void tokend_client_cache_stats(const tokend_client_t *client,
+                               tokend_cache_stats_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (client == NULL || client->cache == NULL)
+    return;
+  *out = client->cache_stats;
+  out->entries = vcache_count(client->cache);
+  out->capacity = vcache_capacity(client->cache);
+  if (client->region != NULL) {
+    out->generation = client->region->generation;
+    out->fresh = client_region_fresh(client->region);
+  }
+}
+
 int tokend_client_verify(tokend_client_t *client, const char *token,
                          tokend_verify_result_t *out) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
   Tokend__V1__Response *resp;
   const char *why;
-  int rc = 0;
+  uint64_t epoch = 0, seq = 0;
+  int rc = 0, cacheable = 0;
 
   if (client == NULL || out == NULL)
     return TOKEND_EINVAL;
   memset(out, 0, sizeof(*out));
   if (token == NULL)
     return client_fail(client, TOKEND_EINVAL, "token is NULL");
+  if (client->cache != NULL &&
+      client_cache_lookup(client, token, out, &epoch, &seq, &cacheable)) {
+    client->grpc_status = TOKEND_GRPC_OK;
+    client->errmsg[0] = '\0';
+    return 0;
+  }
   verify.token = (char *)token;
   req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
   req.verify = &verify;
@@ -1119,6 +1353,10 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
   rc = clientlib_verify_result(resp->verify, out, &why);
   if (rc != 0)
     client_fail(client, rc, "%s", why);
+  /* Only under the region the epoch was read from (a reconnect during the
+   * call dropped it). */
+  else if (cacheable && seq == client->region_seq)
+    vcache_put(client->cache, token, epoch, out);
   client_response_free(resp);
   return rc;
 }

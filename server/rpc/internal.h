@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/authz.h"
+#include "core/epoch.h"
 #include "core/refusals.h"
 #include "core/sink.h"
 #include "log.h"
@@ -38,7 +39,20 @@ struct rpc_s {
   uint64_t flush_not_before;
   char flush_errmsg[128]; /* why the last write-back failed */
   log_limit_t flush_log;  /* its failure line, rate-limited */
+  /* The revocation epoch region handed to caching clients (issue 15):
+   * bumped before the answer of every change that takes validity away;
+   * its heartbeat refreshed by heartbeat while this host is current. */
+  epoch_t epoch;
+  uv_timer_t heartbeat;
 };
+
+/* How old the epoch region's heartbeat may be for a client to use its
+ * cache; refreshed four times as often. */
+#define RPC_HEARTBEAT_BOUND_MS 1000
+
+/* Makes the epoch region and starts its heartbeat; without one (old
+ * kernel) tokend runs on and clients do not cache. */
+void rpc_epoch_init(rpc_t *r);
 
 /* ---- answering (rpc.c) ---- */
 

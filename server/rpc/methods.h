@@ -47,8 +47,10 @@
   X(WhoAmI, who_am_i, WHO_AM_I, NO_DOMAIN, RPC_WHO_ANYONE, rpc_whoami)         \
   X(VerifyAuditLog, verify_audit_log, VERIFY_AUDIT_LOG, NO_DOMAIN,             \
     RPC_WHO_OPERATOR, rpc_verify_audit)                                        \
-  X(ServerStatus, server_status, SERVER_STATUS, NO_DOMAIN, RPC_WHO_VERIFIER,    \
-    rpc_server_status)
+  X(ServerStatus, server_status, SERVER_STATUS, NO_DOMAIN, RPC_WHO_VERIFIER,   \
+    rpc_server_status)                                                         \
+  X(GetCacheRegion, get_cache_region, GET_CACHE_REGION, NO_DOMAIN,             \
+    RPC_WHO_VERIFIER, rpc_get_cache_region)
 
 /* Who may call a method. */
 typedef enum {

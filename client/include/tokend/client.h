@@ -358,6 +358,56 @@ typedef struct {
 int tokend_client_server_status(tokend_client_t *client,
                                 tokend_server_status_t *out) TOKEND_MUST_CHECK;
 
+/* ---- The Verify cache (issue 15, section 2) ----
+ *
+ * Off unless asked. A client with the cache on keeps up to max_entries
+ * valid Verify answers, keyed by a keyed hash of the token (a random key
+ * per client; the token itself is never kept), and answers a Verify from
+ * it without a round trip when all of these hold:
+ *   - tokend gave this client its revocation epoch region (a sealed memfd
+ *     passed over the socket, mapped read-only);
+ *   - the region's heartbeat, which tokend refreshes only while it is
+ *     current (running, and within its lease with a shared store), is
+ *     younger than the bound written in the region (1 s), by this host's
+ *     CLOCK_MONOTONIC: a stopped, hung or partitioned tokend is not
+ *     trusted;
+ *   - the epoch tokend bumps before answering every change that takes
+ *     validity away (a revoke here or on another host, an admin removed
+ *     with their tokens) is the one read before the answer was asked for;
+ *   - the answer has not expired by this host's clock.
+ * Otherwise the Verify goes to tokend as usual. So once Revoke has
+ * returned, no client on the host answers the token from its cache. A
+ * reconnect (a restarted tokend has a new region) drops the cache and asks
+ * for the new region. Invalid answers are never cached.
+ *
+ * Not yet: cached hits are not reported back to tokend, so while a client
+ * caches, tokend's Verify counters and last_used_at count only the Verifies
+ * that reached it. */
+
+typedef struct {
+  uint64_t hits;       /* Verifies answered from the cache */
+  uint64_t misses;     /* Verifies asked of tokend with the cache usable */
+  uint64_t flushes;    /* epoch moves seen: every cached answer dropped */
+  uint64_t stale;      /* Verifies asked of tokend: the heartbeat too old */
+  size_t entries;      /* answers held (some may be of an older epoch) */
+  size_t capacity;     /* the most it holds: <= max_entries */
+  uint64_t generation; /* the region's; 0 when none is mapped */
+  int fresh;           /* 1 if the region's heartbeat is young enough now */
+} tokend_cache_stats_t;
+
+/* Turns the cache on with room for max_entries (>= 1) answers, and asks
+ * tokend for its region (one round trip). Returns 0, TOKEND_EUNAVAIL (this
+ * tokend has no region to give, or it could not be passed: nothing is
+ * cached, ever, on this client until it is enabled again), TOKEND_EINVAL,
+ * TOKEND_ENOMEM, or the call's errors. A second call resizes (and
+ * empties) the cache. Memory: about 150 bytes per answer held. */
+int tokend_client_cache_enable(tokend_client_t *client,
+                               size_t max_entries) TOKEND_MUST_CHECK;
+
+/* The cache's counters (all 0 when it is off). */
+void tokend_client_cache_stats(const tokend_client_t *client,
+                               tokend_cache_stats_t *out);
+
 /* ---- A pool of connections, for multi-threaded services ----
  *
  * n clients to one tokend; a call borrows one for its duration, so up to n

@@ -1,0 +1,41 @@
+/* vcache: the client's bounded table of valid Verify answers (issue 15,
+ * section 2), keyed by a keyed hash of the token: SipHash-128 under a
+ * random key made when the table is, so the token itself is never stored.
+ * Each answer carries the revocation epoch it was stored under and is
+ * returned only under that same epoch and before its expires_at. Set
+ * associative (4 ways): a full set replaces an answer of an older epoch,
+ * else its oldest one. Not thread-safe (one per tokend_client_t). */
+#ifndef TOKEND_VCACHE_H
+#define TOKEND_VCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tokend/client.h>
+
+typedef struct vcache_s vcache_t;
+
+/* A table holding at most max_entries (>= 1) answers. Returns 0,
+ * TOKEND_EINVAL or TOKEND_ENOMEM; *out is freed with vcache_free(). */
+int vcache_new(size_t max_entries, vcache_t **out);
+void vcache_free(vcache_t *v);
+
+/* 1 with *out filled if token's answer is held under epoch and has not
+ * expired at now_ms (Unix ms, the caller's clock); 0 otherwise. */
+int vcache_get(vcache_t *v, const char *token, uint64_t epoch, int64_t now_ms,
+               tokend_verify_result_t *out);
+
+/* Holds res (which must be valid: anything else is ignored) for token,
+ * under epoch. */
+void vcache_put(vcache_t *v, const char *token, uint64_t epoch,
+                const tokend_verify_result_t *res);
+
+/* Drops every answer (the epochs of a new region start again; a moved
+ * epoch needs no clearing: older answers are never returned). */
+void vcache_clear(vcache_t *v);
+
+/* Answers held, and the most it may hold. */
+size_t vcache_count(const vcache_t *v);
+size_t vcache_capacity(const vcache_t *v);
+
+#endif
