@@ -127,8 +127,8 @@ static vcache_entry_t *vcache_set(const vcache_t *v, const char *token,
   return v->entries + (h % v->n_sets) * v->ways;
 }
 
-int vcache_get(vcache_t *v, const char *token, uint64_t epoch, int64_t now_ms,
-               tokend_verify_result_t *out) {
+int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
+               vcache_clock_t now, tokend_verify_result_t *out) {
   uint8_t key[VCACHE_KEY_BYTES];
   vcache_entry_t *set = vcache_set(v, token, key);
   size_t i;
@@ -138,7 +138,7 @@ int vcache_get(vcache_t *v, const char *token, uint64_t epoch, int64_t now_ms,
 
     if (e->blob == NULL || memcmp(e->key, key, sizeof(key)) != 0)
       continue;
-    if (e->epoch != epoch || (e->expires_at != 0 && now_ms >= e->expires_at))
+    if (e->epoch != epoch || (e->expires_at != 0 && now() >= e->expires_at))
       return 0;
     vcache_unpack(e, out);
     return 1;

@@ -20,10 +20,15 @@ typedef struct vcache_s vcache_t;
 int vcache_new(size_t max_entries, vcache_t **out);
 void vcache_free(vcache_t *v);
 
-/* 1 with *out filled if token's answer is held under epoch and has not
- * expired at now_ms (Unix ms, the caller's clock); 0 otherwise. */
-int vcache_get(vcache_t *v, const char *token, uint64_t epoch, int64_t now_ms,
-               tokend_verify_result_t *out);
+/* The caller's wall clock, Unix ms. */
+typedef int64_t (*vcache_clock_t)(void);
+
+/* 1 with *out's fields filled (valid, reason, token_id, domain, label,
+ * n_scopes and those scopes, expires_at; the rest of *out untouched) if
+ * token's answer is held under epoch and has not expired by now() (called
+ * only for an answer that expires); 0 otherwise. */
+int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
+               vcache_clock_t now, tokend_verify_result_t *out);
 
 /* Holds res (which must be valid: anything else is ignored) for token,
  * under epoch. */
