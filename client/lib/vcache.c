@@ -6,7 +6,7 @@
 
 #include <sodium.h>
 
-#define VCACHE_WAYS 4
+#define VCACHE_WAYS 8
 #define VCACHE_KEY_BYTES crypto_shorthash_siphashx24_BYTES /* 16 */
 
 /* An answer, packed: tokend_verify_result_t is 2.6 kB of fixed arrays,
@@ -21,9 +21,14 @@ typedef struct {
   char *blob; /* NULL: the slot is free */
 } vcache_entry_t;
 
+/* Twice the slots the bound allows, in a power of two of sets: a table
+ * sized to exactly the hot set would overflow some sets (balls into bins)
+ * and evict what it was sized to hold. The bound is on answers held. */
+#define VCACHE_SLACK 2
+
 struct vcache_s {
   uint8_t hash_key[crypto_shorthash_siphashx24_KEYBYTES];
-  size_t n_sets, ways, count;
+  size_t n_sets, ways, count, max;
   uint64_t clock;
   vcache_entry_t *entries; /* n_sets * ways */
 };
@@ -39,9 +44,14 @@ int vcache_new(size_t max_entries, vcache_t **out) {
   v = calloc(1, sizeof(*v));
   if (v == NULL)
     return TOKEND_ENOMEM;
-  v->ways = max_entries < VCACHE_WAYS ? max_entries : VCACHE_WAYS;
-  v->n_sets = max_entries / v->ways;
-  /* calloc checks the product; the bound holds: n_sets * ways <= max. */
+  v->ways = VCACHE_WAYS;
+  v->max = max_entries;
+  /* Bounded before the arithmetic: no more sets than the answers allowed. */
+  for (v->n_sets = 1; v->n_sets * v->ways < VCACHE_SLACK * max_entries &&
+                      v->n_sets < max_entries;
+       v->n_sets *= 2)
+    ;
+  /* calloc checks the product. */
   v->entries = calloc(v->n_sets * v->ways, sizeof(*v->entries));
   if (v->entries == NULL) {
     free(v);
@@ -124,7 +134,7 @@ static vcache_entry_t *vcache_set(const vcache_t *v, const char *token,
   crypto_shorthash_siphashx24(key, (const unsigned char *)token, strlen(token),
                               v->hash_key);
   memcpy(&h, key, sizeof(h));
-  return v->entries + (h % v->n_sets) * v->ways;
+  return v->entries + (h & (v->n_sets - 1)) * v->ways;
 }
 
 int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
@@ -172,9 +182,14 @@ void vcache_put(vcache_t *v, const char *token, uint64_t epoch,
       victim = &set[i]; /* the same token: its new answer replaces it */
       break;
     }
+    /* At the bound, only a held answer may make room. */
+    if (v->count >= v->max && set[i].blob == NULL)
+      continue;
     if (victim == NULL || vcache_worse(&set[i], victim, epoch))
       victim = &set[i];
   }
+  if (victim == NULL)
+    return; /* at the bound, and nothing held in this set: not cached */
   /* Out of memory: simply not cached. */
   if ((blob = vcache_pack(res)) == NULL)
     return;
@@ -205,4 +220,4 @@ void vcache_clear(vcache_t *v) {
 
 size_t vcache_count(const vcache_t *v) { return v->count; }
 
-size_t vcache_capacity(const vcache_t *v) { return v->n_sets * v->ways; }
+size_t vcache_capacity(const vcache_t *v) { return v->max; }

@@ -3,7 +3,8 @@
  * random key made when the table is, so the token itself is never stored.
  * Each answer carries the revocation epoch it was stored under and is
  * returned only under that same epoch and before its expires_at. Set
- * associative (4 ways): a full set replaces an answer of an older epoch,
+ * associative (8 ways, twice the slots the bound allows): a full set, or
+ * any set once the bound is reached, replaces an answer of an older epoch,
  * else its oldest one. Not thread-safe (one per tokend_client_t). */
 #ifndef TOKEND_VCACHE_H
 #define TOKEND_VCACHE_H
