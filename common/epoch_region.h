@@ -30,6 +30,9 @@ typedef struct {
   uint64_t generation;
   /* A cached answer is used only while now - heartbeat_ms is below this. */
   uint64_t heartbeat_bound_ms;
+  /* tokend's --last-used-granularity-ms: a client reports a token's
+   * cached hits at most this often (VerifyRequest.cached_hits). */
+  uint64_t last_used_granularity_ms;
   /* Each on its own cache line: written by tokend, read by every client. */
   _Alignas(64) _Atomic uint64_t epoch;
   _Alignas(64) _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC, ms */

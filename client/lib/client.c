@@ -1254,17 +1254,32 @@ static int client_region_fresh(const epoch_region_t *rg) {
          (int64_t)rg->heartbeat_bound_ms;
 }
 
-/* Answers token from the cache (1) or says how a tokend answer may be
- * stored (0): *cacheable, under *epoch (read now, before the request is
- * sent: a revoke answered after this moves it) while region_seq is still
- * *seq. */
+static int64_t client_coarse_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What a Verify that the cache did not answer takes to tokend and back. */
+typedef struct {
+  int cacheable;   /* its answer may be stored, */
+  uint64_t epoch;  /* under this epoch (read before the request is sent:
+                    * a revoke answered after that moves it) */
+  uint64_t seq;    /* while region_seq is still this */
+  uint64_t report; /* cached hits of this token to report */
+} client_cache_ask_t;
+
+/* Answers token from the cache (1) or fills *ask for asking tokend (0). */
 static int client_cache_lookup(tokend_client_t *client, const char *token,
-                               tokend_verify_result_t *out, uint64_t *epoch,
-                               uint64_t *seq, int *cacheable) {
+                               tokend_verify_result_t *out,
+                               client_cache_ask_t *ask) {
   const epoch_region_t *rg;
   uint64_t e;
+  int64_t mono;
+  int got;
 
-  *cacheable = 0;
+  memset(ask, 0, sizeof(*ask));
   if (client->region == NULL && client->region_wanted) {
     client->region_wanted = 0; /* once per connection */
     if (client_region_attach(client) != 0)
@@ -1282,14 +1297,20 @@ static int client_cache_lookup(tokend_client_t *client, const char *token,
       client->cache_stats.flushes++;
     client->cache_epoch = e;
   }
-  if (vcache_get(client->cache, token, e, client_wall_ms, out)) {
+  mono = client_coarse_ms();
+  got = vcache_get(client->cache, token, e, client_wall_ms, mono,
+                   (int64_t)rg->last_used_granularity_ms, out, &ask->report);
+  if (got == VCACHE_HIT) {
     client->cache_stats.hits++;
     return 1;
   }
-  client->cache_stats.misses++;
-  *epoch = e;
-  *seq = client->region_seq;
-  *cacheable = 1;
+  if (got == VCACHE_REPORT)
+    client->cache_stats.reported += ask->report;
+  else
+    client->cache_stats.misses++;
+  ask->epoch = e;
+  ask->seq = client->region_seq;
+  ask->cacheable = 1;
   return 0;
 }
 
@@ -1334,16 +1355,16 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
   Tokend__V1__Response *resp;
+  client_cache_ask_t ask = {0, 0, 0, 0};
   const char *why;
-  uint64_t epoch = 0, seq = 0;
-  int rc = 0, cacheable = 0;
+  int rc = 0;
 
   if (client == NULL || out == NULL)
     return TOKEND_EINVAL;
   /* A hit fills every field; the 2.6 kB clearing is for the other paths
    * (it would be most of a hit's cost). */
   if (token != NULL && client->cache != NULL &&
-      client_cache_lookup(client, token, out, &epoch, &seq, &cacheable)) {
+      client_cache_lookup(client, token, out, &ask)) {
     client->grpc_status = TOKEND_GRPC_OK;
     client->errmsg[0] = '\0';
     client->has_propagation = 0;
@@ -1353,6 +1374,10 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
   if (token == NULL)
     return client_fail(client, TOKEND_EINVAL, "token is NULL");
   verify.token = (char *)token;
+  /* The hits this token's cached answer gave since the last report: tokend
+   * counts them (and this Verify moves last_used_at). Lost if the call
+   * fails. */
+  verify.cached_hits = ask.report;
   req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
   req.verify = &verify;
 
@@ -1364,8 +1389,8 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
     client_fail(client, rc, "%s", why);
   /* Only under the region the epoch was read from (a reconnect during the
    * call dropped it). */
-  else if (cacheable && seq == client->region_seq)
-    vcache_put(client->cache, token, epoch, out);
+  else if (ask.cacheable && ask.seq == client->region_seq)
+    vcache_put(client->cache, token, ask.epoch, client_coarse_ms(), out);
   client_response_free(resp);
   return rc;
 }

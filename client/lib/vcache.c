@@ -17,6 +17,8 @@ typedef struct {
   uint64_t epoch;
   uint64_t stamp; /* when stored: the oldest is replaced first */
   int64_t expires_at;
+  int64_t reported_at; /* monotonic ms: stored, or hits last reported */
+  uint64_t unreported; /* hits answered since */
   uint32_t n_scopes;
   char *blob; /* NULL: the slot is free */
 } vcache_entry_t;
@@ -138,7 +140,8 @@ static vcache_entry_t *vcache_set(const vcache_t *v, const char *token,
 }
 
 int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
-               vcache_clock_t now, tokend_verify_result_t *out) {
+               vcache_clock_t now, int64_t mono_ms, int64_t report_ms,
+               tokend_verify_result_t *out, uint64_t *hits) {
   uint8_t key[VCACHE_KEY_BYTES];
   vcache_entry_t *set = vcache_set(v, token, key);
   size_t i;
@@ -149,11 +152,18 @@ int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
     if (e->blob == NULL || memcmp(e->key, key, sizeof(key)) != 0)
       continue;
     if (e->epoch != epoch || (e->expires_at != 0 && now() >= e->expires_at))
-      return 0;
+      return VCACHE_MISS;
+    if (e->unreported > 0 && mono_ms - e->reported_at >= report_ms) {
+      *hits = e->unreported;
+      e->unreported = 0;
+      e->reported_at = mono_ms;
+      return VCACHE_REPORT;
+    }
+    e->unreported++;
     vcache_unpack(e, out);
-    return 1;
+    return VCACHE_HIT;
   }
-  return 0;
+  return VCACHE_MISS;
 }
 
 /* How much a slot is worth keeping: free < of another epoch < older. */
@@ -166,7 +176,7 @@ static int vcache_worse(const vcache_entry_t *a, const vcache_entry_t *b,
   return a->stamp < b->stamp;
 }
 
-void vcache_put(vcache_t *v, const char *token, uint64_t epoch,
+void vcache_put(vcache_t *v, const char *token, uint64_t epoch, int64_t mono_ms,
                 const tokend_verify_result_t *res) {
   uint8_t key[VCACHE_KEY_BYTES];
   vcache_entry_t *set, *victim = NULL;
@@ -200,6 +210,8 @@ void vcache_put(vcache_t *v, const char *token, uint64_t epoch,
   victim->epoch = epoch;
   victim->stamp = ++v->clock;
   victim->expires_at = res->expires_at;
+  victim->reported_at = mono_ms;
+  victim->unreported = 0;
   victim->n_scopes = (uint32_t)res->n_scopes;
   victim->blob = blob;
 }

@@ -24,16 +24,29 @@ void vcache_free(vcache_t *v);
 /* The caller's wall clock, Unix ms. */
 typedef int64_t (*vcache_clock_t)(void);
 
-/* 1 with *out's fields filled (valid, reason, token_id, domain, label,
- * n_scopes and those scopes, expires_at; the rest of *out untouched) if
- * token's answer is held under epoch and has not expired by now() (called
- * only for an answer that expires); 0 otherwise. */
+/* vcache_get() results. */
+#define VCACHE_MISS 0
+#define VCACHE_HIT 1
+/* Held and good, but the hits it answered are due to be reported to
+ * tokend: *hits gets them (taken out) and the caller asks tokend, with
+ * them, instead of answering from the table. */
+#define VCACHE_REPORT 2
+
+/* Looks token up: VCACHE_HIT with *out's fields filled (valid, reason,
+ * token_id, domain, label, n_scopes and those scopes, expires_at; the rest
+ * of *out untouched) if its answer is held under epoch and has not expired
+ * by now() (called only for an answer that expires), and its hits were
+ * reported less than report_ms ago (mono_ms and the report times are one
+ * monotonic clock's); VCACHE_REPORT as above; VCACHE_MISS otherwise. */
 int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
-               vcache_clock_t now, tokend_verify_result_t *out);
+               vcache_clock_t now, int64_t mono_ms, int64_t report_ms,
+               tokend_verify_result_t *out, uint64_t *hits);
 
 /* Holds res (which must be valid: anything else is ignored) for token,
- * under epoch. */
-void vcache_put(vcache_t *v, const char *token, uint64_t epoch,
+ * under epoch, with no hits to report since mono_ms. Hits not yet reported
+ * of an answer replaced, or of one an epoch move made useless, are lost
+ * (at most report_ms worth per token). */
+void vcache_put(vcache_t *v, const char *token, uint64_t epoch, int64_t mono_ms,
                 const tokend_verify_result_t *res);
 
 /* Drops every answer (the epochs of a new region start again; a moved

@@ -24,7 +24,8 @@ int64_t epoch_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int epoch_open(epoch_t *e, uint32_t heartbeat_bound_ms) {
+int epoch_open(epoch_t *e, uint32_t heartbeat_bound_ms,
+               uint32_t last_used_granularity_ms) {
   void *p;
   int err;
 
@@ -51,6 +52,7 @@ int epoch_open(epoch_t *e, uint32_t heartbeat_bound_ms) {
   e->map->size = EPOCH_REGION_BYTES;
   randombytes_buf(&e->map->generation, sizeof(e->map->generation));
   e->map->heartbeat_bound_ms = heartbeat_bound_ms;
+  e->map->last_used_granularity_ms = last_used_granularity_ms;
   atomic_store(&e->map->epoch, 1);
   atomic_store(&e->map->heartbeat_ms, epoch_now_ms());
   /* Our mapping stays writable; nobody the fd is handed to can map it for

@@ -15,11 +15,12 @@ typedef struct {
 } epoch_t;
 
 /* Makes the region: a memfd of EPOCH_REGION_BYTES, a fresh random
- * generation, epoch 1, heartbeat_bound_ms as given, heartbeat now; sealed
- * against growing, shrinking and new writable mappings. Returns 0, or
+ * generation, epoch 1, the bound and granularity as given, heartbeat now;
+ * sealed against growing, shrinking and new writable mappings. Returns 0, or
  * TOKEND_EUNAVAIL (memfd or sealing not supported: tokend then runs
  * without one, and clients do not cache) or TOKEND_ENOMEM. */
-int epoch_open(epoch_t *e, uint32_t heartbeat_bound_ms)
+int epoch_open(epoch_t *e, uint32_t heartbeat_bound_ms,
+               uint32_t last_used_granularity_ms)
     __attribute__((warn_unused_result));
 
 /* Unmaps and closes; safe on a region that failed to open. */

@@ -54,6 +54,11 @@ struct rpc_s {
  * kernel) tokend runs on and clients do not cache. */
 void rpc_epoch_init(rpc_t *r);
 
+/* A Verify of tok reported hits cached answers (VerifyRequest.cached_hits):
+ * adds them to its domain's valid Verifies (hits.c). */
+void rpc_verify_cached_hits(rpc_t *r, const char *tok, size_t len,
+                            uint64_t hits);
+
 /* ---- answering (rpc.c) ---- */
 
 /* Appends resp, encoded, to k's output (after k's queued Verifies, so

@@ -289,9 +289,13 @@ int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
   /* Verify, the hot path, needs no actor. */
   if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
       req->actor[0] == '\0') {
-    if (!rpc_refuse_not_verifier(r, k, req->call_id))
+    if (!rpc_refuse_not_verifier(r, k, req->call_id)) {
       rpc_verify_token(r, k, req->call_id, req->verify->token,
                        rpc_decoded_len(req->verify->token));
+      rpc_verify_cached_hits(r, req->verify->token,
+                             rpc_decoded_len(req->verify->token),
+                             req->verify->cached_hits);
+    }
     goto out;
   }
   /* Before anything can log, audit or quote a field: the value is named by
@@ -356,7 +360,8 @@ static void on_heartbeat(uv_timer_t *t) {
 }
 
 void rpc_epoch_init(rpc_t *r) {
-  int err = epoch_open(&r->epoch, RPC_HEARTBEAT_BOUND_MS);
+  int err = epoch_open(&r->epoch, RPC_HEARTBEAT_BOUND_MS,
+                       r->env.cfg->last_used_granularity_ms);
 
   if (err != 0) {
     /* Clients then do not cache: never a weaker guarantee. */

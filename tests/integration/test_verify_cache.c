@@ -250,7 +250,54 @@ static void test_restart_retires_region_and_maps_new_one(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* Cached hits are reported back, once per --last-used-granularity-ms per
+ * token, on the next Verify of the token, and tokend counts them: its
+ * per-domain valid Verifies equal every Verify the client answered. */
+static void test_cached_hits_counted_by_tokend(void **state) {
+  th_fixture_t *f = *state;
+  tokend_client_t *c = caching_client(&f->tokend);
+  tokend_cache_stats_t s;
+  tokend_issued_t is;
+  int64_t deadline = th_mono_ms() + TH_START_TIMEOUT_MS;
+  long valid;
+  int i;
+
+  th_client_issue_ok(f->client, DOMAIN, "counted", 0, &is);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID); /* a miss */
+  for (i = 0; i < 5; i++)
+    th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  /* Hits until one of them is due to report (the condition is the clock,
+   * seen through the counters). */
+  do {
+    th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+    tokend_client_cache_stats(c, &s);
+    if (th_mono_ms() > deadline)
+      fail_msg("no hit was reported within %d ms", TH_START_TIMEOUT_MS);
+  } while (s.reported == 0);
+  assert_true(s.reported >= 5);
+  tokend_client_close(c);
+  tokend_client_close(f->client);
+  f->client = NULL;
+  /* The counters reach the database at shutdown. */
+  assert_int_equal(th_tokend_stop_clean(&f->tokend), 0);
+  valid = th_db_count(f->tokend.db_path, "SELECT valid FROM verify_counts "
+                                         "WHERE domain = '" DOMAIN "'");
+  /* The miss, the hits reported, and the Verify that reported them. */
+  if (valid != (long)(1 + s.reported + 1))
+    fail_msg("tokend counted %ld valid Verifies; the client answered %llu "
+             "and reported %llu of them",
+             valid, (unsigned long long)(s.misses + s.hits),
+             (unsigned long long)s.reported);
+  tokend_client_wipe(&is);
+}
+
 static int setup(void **state) { return th_fixture_setup_client(state, NULL); }
+
+static int setup_granular(void **state) {
+  static const char *const args[] = {"--last-used-granularity-ms", "100", NULL};
+
+  return th_fixture_setup_client(state, args);
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -266,6 +313,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_restart_retires_region_and_maps_new_one, setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_cached_hits_counted_by_tokend,
+                                      setup_granular, th_fixture_teardown),
   };
 
   return cmocka_run_group_tests_name("verify_cache", tests, NULL, NULL);

@@ -380,15 +380,20 @@ int tokend_client_server_status(tokend_client_t *client,
  * reconnect (a restarted tokend has a new region) drops the cache and asks
  * for the new region. Invalid answers are never cached.
  *
- * Not yet: cached hits are not reported back to tokend, so while a client
- * caches, tokend's Verify counters and last_used_at count only the Verifies
- * that reached it. */
+ * Hits are reported back: at most once per tokend's
+ * --last-used-granularity-ms (written in the region) per token, the next
+ * Verify of a token whose cached answer was used goes to tokend carrying
+ * how many times it was, so tokend's per-domain Verify counters count them
+ * and last_used_at moves as it would have. Hits not yet reported when an
+ * answer is evicted, invalidated by a moved epoch or dropped at a
+ * reconnect, or when the reporting call fails, are not counted. */
 
 typedef struct {
   uint64_t hits;       /* Verifies answered from the cache */
   uint64_t misses;     /* Verifies asked of tokend with the cache usable */
   uint64_t flushes;    /* epoch moves seen: every cached answer dropped */
   uint64_t stale;      /* Verifies asked of tokend: the heartbeat too old */
+  uint64_t reported;   /* hits reported back to tokend */
   size_t entries;      /* answers held (some may be of an older epoch) */
   size_t capacity;     /* the most it holds: <= max_entries */
   uint64_t generation; /* the region's; 0 when none is mapped */

@@ -20,11 +20,12 @@ static void test_region_header_and_first_epoch(void **state) {
   epoch_t e;
 
   (void)state;
-  assert_int_equal(epoch_open(&e, 1000), 0);
+  assert_int_equal(epoch_open(&e, 1000, 60000), 0);
   assert_true(e.map->magic == EPOCH_REGION_MAGIC);
   assert_int_equal(e.map->version, EPOCH_REGION_VERSION);
   assert_int_equal(e.map->size, EPOCH_REGION_BYTES);
   assert_int_equal(e.map->heartbeat_bound_ms, 1000);
+  assert_int_equal(e.map->last_used_granularity_ms, 60000);
   assert_int_equal(atomic_load(&e.map->epoch), 1);
   assert_true(e.map->generation != 0);
   epoch_bump(&e);
@@ -41,7 +42,7 @@ static void test_clients_cannot_write_or_resize(void **state) {
   int fd;
 
   (void)state;
-  assert_int_equal(epoch_open(&e, 1000), 0);
+  assert_int_equal(epoch_open(&e, 1000, 60000), 0);
   fd = fcntl(e.fd, F_DUPFD_CLOEXEC, 0);
   assert_true(fd >= 0);
   p = mmap(NULL, EPOCH_REGION_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -67,7 +68,7 @@ static void test_retired_heartbeat_stays_zero(void **state) {
   epoch_t e;
 
   (void)state;
-  assert_int_equal(epoch_open(&e, 1000), 0);
+  assert_int_equal(epoch_open(&e, 1000, 60000), 0);
   assert_true(atomic_load(&e.map->heartbeat_ms) > 0);
   epoch_retire(&e);
   assert_int_equal(atomic_load(&e.map->heartbeat_ms), 0);
