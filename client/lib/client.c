@@ -77,6 +77,7 @@ struct tokend_client_s {
   int region_wanted;            /* ask for it on this connection (once) */
   uint64_t region_seq;          /* counts regions mapped and dropped */
   uint64_t cache_epoch;         /* the epoch the cache last saw */
+  int64_t conn_checked_ms;      /* coarse ms of the last look at the socket */
   tokend_cache_stats_t cache_stats;
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
@@ -1261,6 +1262,19 @@ static int64_t client_coarse_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* 0 if the connection to tokend is gone: closed by tokend (it died, was
+ * killed, or closed us as idle) or broken here. One poll() without
+ * waiting: a late answer waiting to be read is no sign of death. */
+static int client_conn_alive(const tokend_client_t *client) {
+  struct pollfd pfd = {.fd = client->fd, .events = POLLIN | POLLRDHUP};
+
+  if (client->fd < 0)
+    return 0;
+  if (poll(&pfd, 1, 0) < 0)
+    return 1; /* EINTR and the like: look again next tick */
+  return (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) == 0;
+}
+
 /* What a Verify that the cache did not answer takes to tokend and back. */
 typedef struct {
   int cacheable;   /* its answer may be stored, */
@@ -1291,13 +1305,26 @@ static int client_cache_lookup(tokend_client_t *client, const char *token,
     client->cache_stats.stale++;
     return 0;
   }
+  /* A killed tokend leaves its page looking alive until the heartbeat
+   * bound; its socket tells at once. Looked at once per coarse tick (1-4
+   * ms), not per hit: a restarted tokend cannot be up and answering a
+   * Revoke within one. The next Verify reconnects and maps its page. */
+  mono = client_coarse_ms();
+  if (mono != client->conn_checked_ms) {
+    client->conn_checked_ms = mono;
+    if (!client_conn_alive(client)) {
+      client_break(client);
+      client_region_drop(client);
+      client->cache_stats.stale++;
+      return 0;
+    }
+  }
   e = atomic_load_explicit(&rg->epoch, memory_order_acquire);
   if (e != client->cache_epoch) {
     if (client->cache_epoch != 0)
       client->cache_stats.flushes++;
     client->cache_epoch = e;
   }
-  mono = client_coarse_ms();
   got = vcache_get(client->cache, token, e, client_wall_ms, mono,
                    (int64_t)rg->last_used_granularity_ms, out, &ask->report);
   if (got == VCACHE_HIT) {

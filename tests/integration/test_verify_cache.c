@@ -250,6 +250,33 @@ static void test_restart_retires_region_and_maps_new_one(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* A killed tokend cannot retire its page, whose heartbeat stays young for
+ * up to the bound; but its socket closes at once, and the client looks at
+ * it every coarse tick. A tokend restarted at once takes a Revoke; the
+ * caching client answers REVOKED, not its old cached VALID. */
+static void test_killed_then_restarted_revoke_seen(void **state) {
+  th_fixture_t *f = *state;
+  tokend_client_t *c = caching_client(&f->tokend), *other;
+  tokend_issued_t is;
+
+  th_client_issue_ok(f->client, DOMAIN, "killed", 0, &is);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  assert_int_equal(stats_of(c).hits, 1);
+  tokend_client_close(f->client);
+  f->client = NULL;
+  assert_int_equal(th_tokend_kill(&f->tokend), 128 + SIGKILL);
+  assert_int_equal(th_tokend_start(&f->tokend, NULL), 0);
+  other = th_client_connect_ok(&f->tokend);
+  assert_int_equal(tokend_client_revoke(other, DOMAIN, is.info.id, NULL, NULL),
+                   0);
+  th_expect_verify(c, is.token, 0, TOKEND_VERIFY_REVOKED);
+  assert_int_equal(stats_of(c).hits, 1);
+  tokend_client_close(other);
+  tokend_client_close(c);
+  tokend_client_wipe(&is);
+}
+
 /* Cached hits are reported back, once per --last-used-granularity-ms per
  * token, on the next Verify of the token, and tokend counts them: its
  * per-domain valid Verifies equal every Verify the client answered. */
@@ -313,6 +340,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_restart_retires_region_and_maps_new_one, setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_killed_then_restarted_revoke_seen,
+                                      setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_cached_hits_counted_by_tokend,
                                       setup_granular, th_fixture_teardown),
   };

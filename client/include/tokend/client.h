@@ -371,6 +371,9 @@ int tokend_client_server_status(tokend_client_t *client,
  *     younger than the bound written in the region (1 s), by this host's
  *     CLOCK_MONOTONIC: a stopped, hung or partitioned tokend is not
  *     trusted;
+ *   - this client's connection to tokend is still open (looked at once per
+ *     clock tick, 1-4 ms: a killed tokend's page looks alive until the
+ *     bound, but its socket closes at once);
  *   - the epoch tokend bumps before answering every change that takes
  *     validity away (a revoke here or on another host, an admin removed
  *     with their tokens) is the one read before the answer was asked for;
