@@ -31,6 +31,7 @@ typedef struct {
 struct vcache_s {
   uint8_t hash_key[crypto_shorthash_siphashx24_KEYBYTES];
   size_t n_sets, ways, count, max;
+  size_t hand; /* where vcache_evict_one looks next */
   uint64_t clock;
   vcache_entry_t *entries; /* n_sets * ways */
 };
@@ -166,6 +167,24 @@ int vcache_get(vcache_t *v, const char *token, uint64_t epoch,
   return VCACHE_MISS;
 }
 
+/* At the bound, with nothing held in the set a new answer goes to: frees
+ * the next held answer a clock hand finds, so the newest is always held. */
+static void vcache_evict_one(vcache_t *v) {
+  size_t n, total = v->n_sets * v->ways;
+  vcache_entry_t *e;
+
+  for (n = 0; n < total; n++) {
+    e = &v->entries[v->hand];
+    v->hand = (v->hand + 1) % total;
+    if (e->blob != NULL) {
+      free(e->blob);
+      memset(e, 0, sizeof(*e));
+      v->count--;
+      return;
+    }
+  }
+}
+
 /* How much a slot is worth keeping: free < of another epoch < older. */
 static int vcache_worse(const vcache_entry_t *a, const vcache_entry_t *b,
                         uint64_t epoch) {
@@ -198,9 +217,13 @@ void vcache_put(vcache_t *v, const char *token, uint64_t epoch, int64_t mono_ms,
     if (victim == NULL || vcache_worse(&set[i], victim, epoch))
       victim = &set[i];
   }
-  if (victim == NULL)
-    return; /* at the bound, and nothing held in this set: not cached */
-  /* Out of memory: simply not cached. */
+  if (victim == NULL) {
+    /* At the bound, and nothing held in this set: room is made elsewhere,
+     * and any slot of this (empty) set takes it. */
+    vcache_evict_one(v);
+    victim = &set[0];
+  }
+  /* Out of memory: simply not cached (room made above stays free). */
   if ((blob = vcache_pack(res)) == NULL)
     return;
   if (victim->blob == NULL)

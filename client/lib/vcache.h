@@ -5,7 +5,9 @@
  * returned only under that same epoch and before its expires_at. Set
  * associative (8 ways, twice the slots the bound allows): a full set, or
  * any set once the bound is reached, replaces an answer of an older epoch,
- * else its oldest one. Not thread-safe (one per tokend_client_t). */
+ * else its oldest one; at the bound, a set holding nothing takes the room
+ * of the next answer a clock hand finds. Not thread-safe (one per
+ * tokend_client_t). */
 #ifndef TOKEND_VCACHE_H
 #define TOKEND_VCACHE_H
 
