@@ -45,6 +45,12 @@ static int on_feed_token(void *ctx, const store_token_t *row) {
   int err;
 
   if (e != NULL) {
+    /* issue 15: a revocation, or an earlier expiry, from another host
+     * takes validity away: clients' caches must see it. */
+    if ((row->revoked_at != 0 && e->revoked_at == 0) ||
+        (row->expires_at != 0 &&
+         (e->expires_at == 0 || row->expires_at < e->expires_at)))
+      rpc_validity_taken(s->rpc);
     if (row->revoked_at != 0)
       index_revoke(s->index, e, row->revoked_at);
     return index_set_expiry(s->index, e, row->expires_at);
@@ -565,6 +571,8 @@ void server_stop(server_t *s) {
     return;
   s->state = SERVER_DRAINING;
   (void)sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
+  /* issue 15: clients stop answering from their caches now. */
+  rpc_epoch_retire(s->rpc);
   uv_update_time(&s->loop);
   s->drain_deadline = uv_now(&s->loop) + s->cfg.shutdown_timeout_ms;
   close_if_open((uv_handle_t *)&s->sigint);

@@ -60,6 +60,8 @@
 
 #include <sodium.h>
 
+#include <tokend/client.h>
+
 #include "frame.h"
 #include "pb_arena.h"
 #include "secret_buf.h"
@@ -135,7 +137,8 @@ typedef enum {
   TEST_REVOKE_EVERYWHERE,
   /* multi-host: how long a resumed host takes to be current again */
   TEST_CATCH_UP,
-  TEST_SETUP /* the --tokens phase: Issues, not reported as a test */
+  TEST_CLIENT_CACHE, /* the C library's Verify cache, bench_run_client_cache */
+  TEST_SETUP         /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
 static const char *const bench_test_names[] = {"verify",
@@ -146,6 +149,7 @@ static const char *const bench_test_names[] = {"verify",
                                                "echo",
                                                "revoke-everywhere",
                                                "catch-up",
+                                               "client-cache",
                                                "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
@@ -589,6 +593,7 @@ static bench_op_t pick_op(bench_t *b) {
   case TEST_ECHO:              /* never sends through here */
   case TEST_REVOKE_EVERYWHERE: /* nor these */
   case TEST_CATCH_UP:
+  case TEST_CLIENT_CACHE: /* the library sends */
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -1817,6 +1822,87 @@ static int bench_report_revoke_everywhere(bench_t *b, uint64_t cpu0) {
   return rc;
 }
 
+/* ---- client-cache: the C library's Verify cache (issue 15) ---- */
+
+/* One Verify through the library, which must say `valid`; counts a wrong
+ * answer or a failure in b->t. */
+static void cache_verify(bench_t *b, tokend_client_t *c, const char *token,
+                         int valid) {
+  tokend_verify_result_t r;
+  int rc = tokend_client_verify(c, token, &r);
+
+  if (rc == 0 && r.valid == valid)
+    return;
+  if (b->t.errors++ == 0)
+    snprintf(b->t.first_error, sizeof(b->t.first_error), "%s",
+             rc != 0 ? tokend_client_errmsg(c)
+                     : tokend_verify_reason_name(r.reason));
+}
+
+/* Uncached and cached Verifies of the --tokens tokens on one thread, in
+ * the same run, then the blend of --invalid-pct unknown tokens (never
+ * cached: each is a round trip). Prints its own report. */
+static int bench_run_client_cache(bench_t *b) {
+  tokend_cache_stats_t st;
+  tokend_client_t *c = NULL;
+  uint64_t n = b->o.requests, n_rt, i, t0;
+  double rt_ns, hit_ns, blend_ns;
+  int rc;
+
+  memset(&b->t, 0, sizeof(b->t));
+  if (b->n_pool == 0) {
+    bench_fail(b, "client-cache: no tokens to verify; pass --tokens");
+    return -1;
+  }
+  if ((rc = tokend_client_connect(b->o.socket_path, b->o.timeout_ms, &c)) !=
+      0) {
+    bench_fail(b, "client-cache: cannot connect: %s", tokend_strerror(rc));
+    return -1;
+  }
+  n_rt = n < 100000 ? n : 100000;
+  t0 = now_ns();
+  for (i = 0; i < n_rt; i++)
+    cache_verify(b, c, b->pool[i % b->n_pool].token, 1);
+  rt_ns = (double)(now_ns() - t0) / (double)n_rt;
+  if ((rc = tokend_client_cache_enable(c, b->n_pool)) != 0) {
+    bench_fail(b, "client-cache: %s", tokend_client_errmsg(c));
+    tokend_client_close(c);
+    return -1;
+  }
+  for (i = 0; i < b->n_pool; i++) /* one miss each: now cached */
+    cache_verify(b, c, b->pool[i].token, 1);
+  t0 = now_ns();
+  for (i = 0; i < n; i++)
+    cache_verify(b, c, b->pool[i % b->n_pool].token, 1);
+  hit_ns = (double)(now_ns() - t0) / (double)n;
+  t0 = now_ns();
+  for (i = 0; i < n; i++) {
+    if (rng_below(b, 100) < b->o.invalid_pct)
+      cache_verify(b, c, b->unknown[rng_below(b, BENCH_UNKNOWN_TOKENS)], 0);
+    else
+      cache_verify(b, c, b->pool[rng_below(b, b->n_pool)].token, 1);
+  }
+  blend_ns = (double)(now_ns() - t0) / (double)n;
+  tokend_client_cache_stats(c, &st);
+  tokend_client_close(c);
+  printf("====== client-cache ======\n");
+  printf("  %zu tokens, one thread, libtokend-client\n", b->n_pool);
+  printf("  uncached Verify: %.2f us a round trip (%.0f/s, %" PRIu64
+         " Verifies)\n",
+         rt_ns / 1e3, 1e9 / rt_ns, n_rt);
+  printf("  cached Verify:   %.1f ns (%.2f million/s, %.0fx the round "
+         "trip)\n",
+         hit_ns, 1e3 / hit_ns, rt_ns / hit_ns);
+  printf("  blended, %u%% unknown tokens: %.1f ns (%.2f million/s)\n",
+         b->o.invalid_pct, blend_ns, 1e3 / blend_ns);
+  printf("  cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+         " flushes, %" PRIu64 " stale; %zu of %zu entries\n",
+         st.hits, st.misses, st.flushes, st.stale, st.entries, st.capacity);
+  printf("  unexpected answers: %" PRIu64 "\n\n", b->t.errors);
+  fflush(stdout);
+  return 0;
+}
+
 /* ---- options ---- */
 
 static const char bench_usage[] =
@@ -1832,7 +1918,13 @@ static const char bench_usage[] =
     "  -n, --requests N      requests per test (default 100000; unlimited\n"
     "                        with --duration and no -n)\n"
     "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed,\n"
-    "                        warm-up, echo (default verify); run in order.\n"
+    "                        warm-up, echo, client-cache (default verify);\n"
+    "                        run in order.\n"
+    "                        client-cache: libtokend-client on one thread\n"
+    "                        (-c and -P do not apply): -n Verifies of the\n"
+    "                        --tokens tokens uncached (at most 100000),\n"
+    "                        then with the Verify cache on, then blended\n"
+    "                        with --invalid-pct never-issued tokens\n"
     "                        warm-up verifies each --tokens token once, in\n"
     "                        order, whatever -n: its first Verify.\n"
     "                        echo needs no tokend (-c 1 -P 1 only): round\n"
@@ -2280,6 +2372,15 @@ int main(int argc, char **argv) {
                  "pass --tokens",
                  b->o.requests, b->n_active);
       goto out_fatal;
+    }
+    if (kind == TEST_CLIENT_CACHE) {
+      if (bench_run_client_cache(b) != 0)
+        goto out_fatal;
+      if (b->t.errors > 0 && errors == 0)
+        snprintf(first_error, sizeof(first_error), "%s: %s",
+                 bench_test_names[kind], b->t.first_error);
+      errors += b->t.errors;
+      continue;
     }
     cpu0 = cpu_ns();
     server_cpu = UINT64_MAX;

@@ -4,15 +4,19 @@
  * deadline per call bounds the write and the read alike. A call writes one
  * framed Request and reads framed Responses until the one carrying its
  * call_id arrives. */
+/* F_GET_SEALS, F_SEAL_SHRINK, MSG_CMSG_CLOEXEC */
+#define _GNU_SOURCE
 #include <tokend/client.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -22,17 +26,28 @@
 
 #include <sodium.h>
 
+#include "clientlib.h"
+#include "epoch_region.h"
 #include "frame.h"
 #include "tokend.pb-c.h"
 /* TOKEND_SOCKET_DEFAULT and TOKEND_SOCKET_ENV: the default socket is the
  * library's business, not its public API. */
 #include "tokend_limits.h"
+#include "vcache.h"
 
 /* A deadline that never passes: timeout_ms 0. */
 #define CLIENT_NO_DEADLINE INT64_MAX
 /* While the listener's backlog is full, connect() fails with EAGAIN and
  * nothing is queued, so we retry at this interval until the deadline. */
 #define CLIENT_CONNECT_RETRY_MS 10
+/* Reconnect backoff while tokend is away: the first retry after this, each
+ * next one twice as late, never more than the cap apart, so a restarted
+ * tokend is found within a cap of its coming back. */
+#define CLIENT_BACKOFF_MIN_MS 5
+#define CLIENT_BACKOFF_MAX_MS 250
+/* How many times one call sends its request again after connections that
+ * died before tokend could have read it (see client_call). */
+#define CLIENT_UNDELIVERED_RESENDS 3
 /* For token details too long for our structs or malformed; issue, verify
  * and list say the same. */
 #define CLIENT_BAD_DETAILS                                                     \
@@ -41,9 +56,29 @@
 struct tokend_client_s {
   int fd; /* -1 once the stream can no longer be trusted */
   int timeout_ms;
+  /* The path connected to, resolved once at open: a reconnect goes to the
+   * same tokend even if $TOKEND_SOCKET changes meanwhile. */
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  /* How long one call may wait for tokend to come back; 0: never
+   * reconnect (tokend_client_set_reconnect). */
+  int reconnect_wait_ms;
   uint64_t last_call_id;
   int grpc_status;
   int answered; /* a Response was ever decoded: the peer speaks tokend */
+  /* The last read failed with ECONNRESET: tokend's end closed with bytes
+   * of ours unread (see client_call). */
+  int peer_reset;
+  /* A descriptor tokend passed (SCM_RIGHTS) and no answer claimed yet; -1
+   * none. */
+  int passed_fd;
+  /* The Verify cache (tokend_client_cache_enable); NULL when off. */
+  vcache_t *cache;
+  const epoch_region_t *region; /* mapped read-only; NULL: none yet */
+  int region_wanted;            /* ask for it on this connection (once) */
+  uint64_t region_seq;          /* counts regions mapped and dropped */
+  uint64_t cache_epoch;         /* the epoch the cache last saw */
+  int64_t conn_checked_ms;      /* coarse ms of the last look at the socket */
+  tokend_cache_stats_t cache_stats;
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
   char actor[TOKEND_USER_BYTES];
@@ -115,6 +150,21 @@ static void client_break(tokend_client_t *client) {
     close(client->fd);
   client->fd = -1;
   client_reset_read(client);
+}
+
+/* Unmaps the epoch region and empties the cache: its answers were stored
+ * under that region's epochs. The next Verify asks for the region of the
+ * tokend now connected. */
+static void client_region_drop(tokend_client_t *client) {
+  if (client->region != NULL) {
+    munmap((void *)client->region, EPOCH_REGION_BYTES);
+    client->region = NULL;
+    client->region_seq++;
+  }
+  if (client->cache != NULL) {
+    vcache_clear(client->cache);
+    client->region_wanted = 1;
+  }
 }
 
 /* Waits until fd is ready for events. Returns 0 (also when poll reports an
@@ -260,7 +310,13 @@ static int connect_explain(const char *path, int sys_err, char *why,
 static int client_check_peer(tokend_client_t *client, const char *path,
                              char *why, size_t why_len) {
   tokend_whoami_t who;
-  int rc = tokend_client_whoami(client, &who);
+  int rc, wait_ms = client->reconnect_wait_ms;
+
+  /* The peer itself is under test: a retry on a new connection would only
+   * blur what it answered. */
+  client->reconnect_wait_ms = 0;
+  rc = tokend_client_whoami(client, &who);
+  client->reconnect_wait_ms = wait_ms;
 
   if (rc == 0)
     return 0;
@@ -287,18 +343,11 @@ static int client_check_peer(tokend_client_t *client, const char *path,
   }
 }
 
-int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
-                       tokend_client_t **out, char *why, size_t why_len) {
-  struct sockaddr_un addr;
-  tokend_client_t *client;
+/* Resolves socket_path (NULL: tokend's default) into addr. */
+static int client_resolve(const char *socket_path, struct sockaddr_un *addr,
+                          char *why, size_t why_len) {
   size_t len;
-  int fd, rc, sys_err;
 
-  if (why_len > 0)
-    why[0] = '\0';
-  if (out == NULL || timeout_ms < 0)
-    return connect_fail(why, why_len, TOKEND_EINVAL, "invalid argument");
-  *out = NULL;
   if (socket_path == NULL) {
     socket_path = getenv(TOKEND_SOCKET_ENV);
     if (socket_path == NULL || socket_path[0] == '\0')
@@ -306,52 +355,85 @@ int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
   }
   len = strlen(socket_path);
   /* sun_path needs room for the NUL; a longer path would be cut silently. */
-  if (len == 0 || len >= sizeof(addr.sun_path))
+  if (len == 0 || len >= sizeof(addr->sun_path))
     return connect_fail(why, why_len, TOKEND_EINVAL,
                         "socket path is empty or longer than %zu bytes",
-                        sizeof(addr.sun_path) - 1);
-  memset(&addr, 0, sizeof(addr));
-  addr.sun_family = AF_UNIX;
-  memcpy(addr.sun_path, socket_path, len);
+                        sizeof(addr->sun_path) - 1);
+  memset(addr, 0, sizeof(*addr));
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path, socket_path, len);
+  return 0;
+}
+
+/* One connect to addr, bounded by deadline. On success *fd_out is the
+ * connected non-blocking socket; on failure why says which of
+ * tokend_client_open()'s reasons it is. */
+static int client_dial(const struct sockaddr_un *addr, int64_t deadline,
+                       int *fd_out, char *why, size_t why_len) {
+  int fd, rc, sys_err;
+
+  *fd_out = -1;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return connect_fail(why, why_len,
+                        errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
+                                                            : TOKEND_ECONNECT,
+                        "socket: %s", strerror(errno));
+  rc = client_connect_fd(fd, addr, deadline, &sys_err);
+  if (rc == TOKEND_ECONNECT && sys_err != 0)
+    rc = connect_explain(addr->sun_path, sys_err, why, why_len);
+  else if (rc == TOKEND_ETIMEDOUT)
+    rc = connect_fail(why, why_len, rc,
+                      "timed out connecting to %s: tokend is too busy to "
+                      "accept",
+                      addr->sun_path);
+  else if (rc != 0)
+    rc = connect_fail(why, why_len, rc, "cannot connect to %s: %s",
+                      addr->sun_path, tokend_strerror(rc));
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
+                       tokend_client_t **out, char *why, size_t why_len) {
+  struct sockaddr_un addr;
+  tokend_client_t *client;
+  int rc;
+
+  if (why_len > 0)
+    why[0] = '\0';
+  if (out == NULL || timeout_ms < 0)
+    return connect_fail(why, why_len, TOKEND_EINVAL, "invalid argument");
+  *out = NULL;
+  rc = client_resolve(socket_path, &addr, why, why_len);
+  if (rc != 0)
+    return rc;
 
   client = calloc(1, sizeof(*client));
   if (client == NULL)
     return connect_fail(why, why_len, TOKEND_ENOMEM, "out of memory");
   client->fd = -1;
+  client->passed_fd = -1;
   client->timeout_ms = timeout_ms;
+  client->reconnect_wait_ms = TOKEND_RECONNECT_WAIT_MS_DEFAULT;
+  memcpy(client->path, addr.sun_path, sizeof(client->path));
 
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) {
-    rc = connect_fail(why, why_len,
-                      errno == ENOMEM || errno == ENOBUFS ? TOKEND_ENOMEM
-                                                          : TOKEND_ECONNECT,
-                      "socket: %s", strerror(errno));
-    goto err_free_client;
-  }
-  rc = client_connect_fd(fd, &addr, client_deadline(timeout_ms), &sys_err);
-  if (rc == TOKEND_ECONNECT && sys_err != 0)
-    rc = connect_explain(socket_path, sys_err, why, why_len);
-  else if (rc == TOKEND_ETIMEDOUT)
-    rc = connect_fail(why, why_len, rc,
-                      "timed out connecting to %s: tokend is too busy to "
-                      "accept",
-                      socket_path);
-  else if (rc != 0)
-    rc = connect_fail(why, why_len, rc, "cannot connect to %s: %s", socket_path,
-                      tokend_strerror(rc));
+  rc = client_dial(&addr, client_deadline(timeout_ms), &client->fd, why,
+                   why_len);
   if (rc != 0)
-    goto err_close_fd;
-  client->fd = fd;
+    goto err_free_client;
   if ((flags & TOKEND_CONNECT_CHECK_PEER) &&
-      (rc = client_check_peer(client, socket_path, why, why_len)) != 0) {
+      (rc = client_check_peer(client, client->path, why, why_len)) != 0) {
     tokend_client_close(client);
     return rc;
   }
   *out = client;
   return 0;
 
-err_close_fd:
-  close(fd);
 err_free_client:
   free(client);
   return rc;
@@ -372,6 +454,10 @@ void tokend_client_close(tokend_client_t *client) {
   if (client == NULL)
     return;
   client_break(client);
+  client_region_drop(client);
+  vcache_free(client->cache);
+  if (client->passed_fd >= 0)
+    close(client->passed_fd);
   free(client);
 }
 
@@ -383,14 +469,16 @@ int tokend_client_grpc_status(const tokend_client_t *client) {
   return client == NULL ? TOKEND_GRPC_INVALID_ARGUMENT : client->grpc_status;
 }
 
-/* Writes all of iov, resuming after partial writes. MSG_NOSIGNAL: a peer
- * that went away gives EPIPE here instead of killing the process. */
+/* Writes all of iov, resuming after partial writes; *sent counts the bytes
+ * that left (0 tells a request tokend cannot have seen). MSG_NOSIGNAL: a
+ * peer that went away gives EPIPE here instead of killing the process. */
 static int client_send_all(tokend_client_t *client, struct iovec *iov,
-                           int iovcnt, int64_t deadline) {
+                           int iovcnt, int64_t deadline, size_t *sent) {
   struct msghdr msg;
   ssize_t n;
   int rc;
 
+  *sent = 0;
   while (iovcnt > 0) {
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = iov;
@@ -415,6 +503,7 @@ static int client_send_all(tokend_client_t *client, struct iovec *iov,
                            "tokend closed the connection");
       return client_fail(client, TOKEND_EIO, "send: %s", strerror(errno));
     }
+    *sent += (size_t)n;
     while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
       n -= (ssize_t)iov->iov_len;
       iov++;
@@ -428,6 +517,42 @@ static int client_send_all(tokend_client_t *client, struct iovec *iov,
   return 0;
 }
 
+/* recv() that also takes a descriptor tokend passed with the bytes (only
+ * GetCacheRegion's answer carries one): it waits in client->passed_fd for
+ * that answer. Any other descriptor, or more than one, is closed: a
+ * recv() without room for them would have the kernel drop them anyway. */
+static ssize_t client_recvmsg(tokend_client_t *client, uint8_t *buf,
+                              size_t len) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * 4)];
+  } ctl;
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  struct cmsghdr *cm;
+  ssize_t n;
+  size_t i, nfd;
+  int fd;
+
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof(ctl.buf);
+  n = recvmsg(client->fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n <= 0 || msg.msg_controllen == 0)
+    return n;
+  for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (i = 0; i < nfd; i++) {
+      memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+      if (client->passed_fd >= 0)
+        close(client->passed_fd);
+      client->passed_fd = fd;
+    }
+  }
+  return n;
+}
+
 /* Reads at most len bytes into buf; *got receives how many (at least 1). */
 static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
                        int64_t deadline, size_t *got) {
@@ -435,7 +560,7 @@ static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
   int rc;
 
   for (;;) {
-    n = recv(client->fd, buf, len, 0);
+    n = client_recvmsg(client, buf, len);
     if (n > 0) {
       *got = (size_t)n;
       return 0;
@@ -454,9 +579,11 @@ static int client_recv(tokend_client_t *client, uint8_t *buf, size_t len,
         return client_fail(client, rc, "waiting for tokend's answer failed");
       continue;
     }
-    if (errno == ECONNRESET)
+    if (errno == ECONNRESET) {
+      client->peer_reset = 1;
       return client_fail(client, TOKEND_ECLOSED,
                          "tokend closed the connection");
+    }
     return client_fail(client, TOKEND_EIO, "recv: %s", strerror(errno));
   }
 }
@@ -558,9 +685,6 @@ static int client_take_parting_status(tokend_client_t *client, int err) {
   return err;
 }
 
-/* Sends req (its call_id is set here) and waits for its answer. On success
- * *out is a Response with status OK and result want, which the caller frees
- * with client_response_free(). */
 /* Remembers how far a write had spread, when its answer says. */
 static void client_note_propagation(tokend_client_t *client,
                                     const Tokend__V1__Propagation *p) {
@@ -581,26 +705,151 @@ int tokend_client_last_propagation(const tokend_client_t *client,
   return 1;
 }
 
+/* The methods a second copy of cannot change anything: they are sent again
+ * on a new connection when the first died before its answer. */
+int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m) {
+  switch (m) {
+  case TOKEND__V1__REQUEST__METHOD_VERIFY:
+  case TOKEND__V1__REQUEST__METHOD_LIST:
+  case TOKEND__V1__REQUEST__METHOD_WHO_AM_I:
+  case TOKEND__V1__REQUEST__METHOD_LIST_DOMAIN_ADMINS:
+  case TOKEND__V1__REQUEST__METHOD_LIST_AUDIT_EVENTS:
+  case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
+  case TOKEND__V1__REQUEST__METHOD_SERVER_STATUS:
+  case TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* Waits, bounded by deadline and the client's reconnect wait, for a new
+ * connection to client->path; between attempts the delay doubles from
+ * CLIENT_BACKOFF_MIN_MS up to CLIENT_BACKOFF_MAX_MS. Only "nobody there
+ * yet" is waited out (no socket, nothing listening, a full backlog); a
+ * socket we may not open or that is not a socket fails at once. */
+static int client_reconnect(tokend_client_t *client, int64_t deadline) {
+  struct sockaddr_un addr;
+  int64_t until, now;
+  int rc, backoff = CLIENT_BACKOFF_MIN_MS;
+
+  if (client->reconnect_wait_ms <= 0)
+    return client_fail(client, TOKEND_ECLOSED,
+                       "the connection to tokend was closed after an earlier "
+                       "error; connect again");
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, client->path, sizeof(addr.sun_path));
+  until = client_now_ms() + client->reconnect_wait_ms;
+  if (until > deadline)
+    until = deadline;
+  for (;;) {
+    rc = client_dial(&addr, until, &client->fd, client->errmsg,
+                     sizeof(client->errmsg));
+    if (rc == 0) {
+      client_reset_read(client);
+      /* Maybe another tokend: its region, not the old one's. */
+      client_region_drop(client);
+      return 0;
+    }
+    client->grpc_status = tokend_err_grpc(rc);
+    if (rc != TOKEND_ENOSOCKET && rc != TOKEND_ECONNECT &&
+        rc != TOKEND_ETIMEDOUT)
+      return rc;
+    now = client_now_ms();
+    if (now + backoff >= until)
+      return rc;
+    poll(NULL, 0, backoff);
+    backoff = backoff * 2 > CLIENT_BACKOFF_MAX_MS ? CLIENT_BACKOFF_MAX_MS
+                                                  : backoff * 2;
+  }
+}
+
+/* Reads Responses until the one for call_id. A connection-level status
+ * (call_id 0) or a broken stream returns its error with the connection
+ * broken; TOKEND_ETIMEDOUT leaves the stream intact. */
+static int client_await(tokend_client_t *client, uint64_t call_id,
+                        int64_t deadline, Tokend__V1__Response **out) {
+  Tokend__V1__Response *resp;
+  uint8_t *body = NULL;
+  uint32_t body_len = 0;
+  int rc;
+
+  *out = NULL;
+  for (;;) {
+    rc = client_read_frame(client, deadline, &body, &body_len);
+    if (rc != 0)
+      return rc;
+    resp = tokend__v1__response__unpack(NULL, body_len, body);
+    /* An issue response carries a secret. */
+    sodium_memzero(body, body_len);
+    free(body);
+    if (resp == NULL)
+      return client_fail(client, TOKEND_EPROTO,
+                         "could not decode tokend's response");
+    client->answered = 1;
+    if (resp->call_id == call_id)
+      break;
+    if (resp->call_id == 0 && resp->status != NULL &&
+        resp->status->code != TOKEND_GRPC_OK) {
+      /* A connection-level error: tokend closes after it. */
+      client->grpc_status = resp->status->code;
+      snprintf(client->errmsg, sizeof(client->errmsg),
+               "tokend closed the connection: %s", resp->status->message);
+      rc = tokend_err_from_grpc(resp->status->code);
+      client_response_free(resp);
+      return rc;
+    }
+    if (resp->call_id > call_id) {
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend answered call %llu, which was never made",
+                       (unsigned long long)resp->call_id);
+      client_response_free(resp);
+      return rc;
+    }
+    /* The late answer to an earlier call that timed out: nobody waits for
+     * it any more. */
+    client_response_free(resp);
+  }
+  *out = resp;
+  return 0;
+}
+
+/* Sends req (its call_id is set here) and waits for its answer, on a new
+ * connection when the last one broke. On success *out is a Response with
+ * status OK and result want, which the caller frees with
+ * client_response_free().
+ *
+ * When a connection dies (tokend restarted, or closed it as idle), whether
+ * the request may be sent again on a new one depends on what tokend can
+ * have seen of it:
+ *   - none of it left (send failed at once), or tokend's end was closed
+ *     with bytes of ours still unread: it cannot have acted on it. The
+ *     kernel tells the second case: closing an AF_UNIX stream socket whose
+ *     receive queue is not empty, or one never accepted, makes the peer's
+ *     next read fail with ECONNRESET, where an emptied queue gives a
+ *     plain end of file. A blocking client has one request in flight, so
+ *     unread bytes can only be this request's. Sent again, whatever the
+ *     method, up to CLIENT_UNDELIVERED_RESENDS times (a SIGKILLed tokend
+ *     can reset a connection made while it was dying, too).
+ *   - tokend read it all and closed without answering: sent again once if
+ *     the method is idempotent, else TOKEND_EINDOUBT. */
 static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
                        Tokend__V1__Response__ResultCase want,
                        Tokend__V1__Response **out) {
   uint8_t hdr[TOKEND_FRAME_HEADER_BYTES];
   Tokend__V1__Response *resp = NULL;
   struct iovec iov[2];
-  uint8_t *packed, *body = NULL;
-  size_t packed_len;
-  uint32_t body_len = 0;
+  uint8_t *packed;
+  size_t packed_len, sent;
   int64_t deadline;
-  int rc, code;
+  int rc, code, undelivered_resends = 0, answerless_resends = 0;
+  int idempotent = clientlib_method_idempotent(req->method_case);
 
   *out = NULL;
   client->grpc_status = TOKEND_GRPC_OK;
   client->errmsg[0] = '\0';
   client->has_propagation = 0;
-  if (client->fd < 0)
-    return client_fail(client, TOKEND_ECLOSED,
-                       "the connection to tokend was closed after an earlier "
-                       "error; connect again");
   deadline = client_deadline(client->timeout_ms);
   req->call_id = ++client->last_call_id;
   if (client->actor[0] != '\0')
@@ -615,59 +864,55 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
     return client_fail(client, TOKEND_ENOMEM, "no memory for the request");
   tokend__v1__request__pack(req, packed);
   frame_encode_header(hdr, (uint32_t)packed_len);
-  /* Header and body go out in one vectored write. */
-  iov[0].iov_base = hdr;
-  iov[0].iov_len = sizeof(hdr);
-  iov[1].iov_base = packed;
-  iov[1].iov_len = packed_len;
-  rc = client_send_all(client, iov, 2, deadline);
-  /* A verify request carries a secret. */
-  sodium_memzero(packed, packed_len);
-  free(packed);
-  if (rc == TOKEND_ECLOSED)
-    rc = client_take_parting_status(client, rc);
-  if (rc != 0)
-    goto err_break;
 
   for (;;) {
-    rc = client_read_frame(client, deadline, &body, &body_len);
-    if (rc == TOKEND_ETIMEDOUT)
-      return rc; /* the stream is intact: a later call skips the answer */
-    if (rc != 0)
-      goto err_break;
-    resp = tokend__v1__response__unpack(NULL, body_len, body);
-    /* An issue response carries a secret. */
-    sodium_memzero(body, body_len);
-    free(body);
-    if (resp == NULL) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "could not decode tokend's response");
-      goto err_break;
+    if (client->fd < 0) {
+      rc = client_reconnect(client, deadline);
+      if (rc != 0)
+        goto done;
     }
-    client->answered = 1;
-    if (resp->call_id == req->call_id)
+    client->peer_reset = 0;
+    /* Header and body go out in one vectored write. */
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = sizeof(hdr);
+    iov[1].iov_base = packed;
+    iov[1].iov_len = packed_len;
+    rc = client_send_all(client, iov, 2, deadline, &sent);
+    /* tokend answers a frame it refuses (too large) with a status, then
+     * closes: that reason is better than "closed". */
+    if (rc == TOKEND_ECLOSED)
+      rc = client_take_parting_status(client, rc);
+    if (rc == 0)
+      rc = client_await(client, req->call_id, deadline, &resp);
+    if (rc == 0)
       break;
-    if (resp->call_id == 0 && resp->status != NULL &&
-        resp->status->code != TOKEND_GRPC_OK) {
-      /* A connection-level error: tokend closes after it. */
-      client->grpc_status = resp->status->code;
-      snprintf(client->errmsg, sizeof(client->errmsg),
-               "tokend closed the connection: %s", resp->status->message);
-      rc = tokend_err_from_grpc(resp->status->code);
-      client_response_free(resp);
-      goto err_break;
+    if (rc == TOKEND_ETIMEDOUT && sent == sizeof(hdr) + packed_len)
+      goto done; /* the stream is intact: a later call skips the answer */
+    /* If tokend closed without a readable status, say what is likely. */
+    if (rc == TOKEND_ECLOSED && packed_len > TOKEND_MAX_FRAME_BYTES_DEFAULT)
+      client_fail(client, rc,
+                  "tokend closed the connection; the %zu-byte request may "
+                  "exceed its --max-frame-bytes",
+                  packed_len);
+    client_break(client);
+    if ((rc != TOKEND_ECLOSED && rc != TOKEND_EIO) ||
+        client->reconnect_wait_ms <= 0)
+      goto done;
+    if (rc == TOKEND_ECLOSED && (sent == 0 || client->peer_reset)) {
+      if (undelivered_resends++ < CLIENT_UNDELIVERED_RESENDS)
+        continue;
+      goto done; /* tokend cannot have seen it: not in doubt */
     }
-    if (resp->call_id > req->call_id) {
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend answered call %llu, which was never made",
-                       (unsigned long long)resp->call_id);
-      client_response_free(resp);
-      goto err_break;
+    if (!idempotent) {
+      rc = client_fail(client, TOKEND_EINDOUBT,
+                       "the connection to tokend broke after the request "
+                       "was sent and before its answer: it may or may not "
+                       "have taken effect; check before trying again");
+      goto done;
     }
-    /* The late answer to an earlier call that timed out: nobody waits for
-     * it any more. */
-    client_response_free(resp);
-    resp = NULL;
+    if (answerless_resends++ < 1)
+      continue;
+    goto done;
   }
 
   code = resp->status != NULL ? resp->status->code : TOKEND_GRPC_OK;
@@ -684,20 +929,23 @@ static int client_call(tokend_client_t *client, Tokend__V1__Request *req,
     goto err_free_resp;
   }
   *out = resp;
-  return 0;
+  rc = 0;
+  goto done;
 
 err_free_resp:
   client_response_free(resp);
+done:
+  /* A verify request carries a secret. */
+  sodium_memzero(packed, packed_len);
+  free(packed);
   return rc;
-err_break:
-  /* If tokend closed without a readable status, say what is likely. */
-  if (rc == TOKEND_ECLOSED && packed_len > TOKEND_MAX_FRAME_BYTES_DEFAULT)
-    client_fail(client, rc,
-                "tokend closed the connection; the %zu-byte request may "
-                "exceed its --max-frame-bytes",
-                packed_len);
-  client_break(client);
-  return rc;
+}
+
+int tokend_client_set_reconnect(tokend_client_t *client, int max_wait_ms) {
+  if (client == NULL || max_wait_ms < 0)
+    return TOKEND_EINVAL;
+  client->reconnect_wait_ms = max_wait_ms;
+  return 0;
 }
 
 /* Copies src into dst[dst_size]. Never truncates: a string that does not fit
@@ -818,77 +1066,71 @@ static int client_copy_page_token(tokend_client_t *client, char *dst,
   return 0;
 }
 
+int clientlib_issued(const Tokend__V1__IssueResponse *res, tokend_issued_t *out,
+                     const char **why) {
+  if (res->token == NULL || res->token[0] == '\0' ||
+      client_copy_str(out->token, sizeof(out->token), res->token) != 0) {
+    *why = "tokend sent an empty token or one too long";
+    goto err_wipe_out;
+  }
+  if (client_copy_info(&out->info, res->info) != 0) {
+    *why = CLIENT_BAD_DETAILS;
+    goto err_wipe_out;
+  }
+  return 0;
+
+err_wipe_out:
+  sodium_memzero(out, sizeof(*out));
+  return TOKEND_EPROTO;
+}
+
 int tokend_client_issue(tokend_client_t *client,
                         const tokend_issue_params_t *params,
                         tokend_issued_t *out) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__IssueRequest issue = TOKEND__V1__ISSUE_REQUEST__INIT;
-  Tokend__V1__IssueResponse *res;
   Tokend__V1__Response *resp;
+  const char *why;
   int rc;
 
   if (client == NULL || params == NULL || out == NULL)
     return TOKEND_EINVAL;
   memset(out, 0, sizeof(*out));
-  if (params->domain == NULL || params->label == NULL ||
-      (params->n_scopes > 0 && params->scopes == NULL))
-    return client_fail(client, TOKEND_EINVAL,
-                       "domain, label or scopes is NULL");
-  issue.domain = (char *)params->domain;
-  issue.label = (char *)params->label;
-  issue.expires_at = params->expires_at;
-  issue.n_scopes = params->n_scopes;
-  issue.scopes = (char **)params->scopes;
+  rc = clientlib_issue_request(params, &issue, &why);
+  if (rc != 0)
+    return client_fail(client, rc, "%s", why);
   req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
   req.issue = &issue;
 
   rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_ISSUE, &resp);
   if (rc != 0)
     return rc;
-  res = resp->issue;
-  if (res->token == NULL || res->token[0] == '\0' ||
-      client_copy_str(out->token, sizeof(out->token), res->token) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO,
-                     "tokend sent an empty token or one longer than %d "
-                     "characters",
-                     TOKEND_TOKEN_MAX_CHARS);
-    goto err_wipe_out;
-  }
-  if (client_copy_info(&out->info, res->info) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
-    goto err_wipe_out;
-  }
-  client_note_propagation(client, res->propagation);
-  client_response_free(resp);
-  return 0;
-
-err_wipe_out:
-  sodium_memzero(out, sizeof(*out));
+  rc = clientlib_issued(resp->issue, out, &why);
+  if (rc != 0)
+    client_fail(client, rc, "%s", why);
+  else
+    client_note_propagation(client, resp->issue->propagation);
   client_response_free(resp);
   return rc;
 }
 
-int tokend_client_verify(tokend_client_t *client, const char *token,
-                         tokend_verify_result_t *out) {
-  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
-  Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
-  Tokend__V1__VerifyResponse *res;
-  Tokend__V1__Response *resp;
-  int rc = 0;
-
-  if (client == NULL || out == NULL)
+int clientlib_issue_request(const tokend_issue_params_t *params,
+                            Tokend__V1__IssueRequest *issue, const char **why) {
+  if (params->domain == NULL || params->label == NULL ||
+      (params->n_scopes > 0 && params->scopes == NULL)) {
+    *why = "domain, label or scopes is NULL";
     return TOKEND_EINVAL;
-  memset(out, 0, sizeof(*out));
-  if (token == NULL)
-    return client_fail(client, TOKEND_EINVAL, "token is NULL");
-  verify.token = (char *)token;
-  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
-  req.verify = &verify;
+  }
+  issue->domain = (char *)params->domain;
+  issue->label = (char *)params->label;
+  issue->expires_at = params->expires_at;
+  issue->n_scopes = params->n_scopes;
+  issue->scopes = (char **)params->scopes;
+  return 0;
+}
 
-  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_VERIFY, &resp);
-  if (rc != 0)
-    return rc;
-  res = resp->verify;
+int clientlib_verify_result(const Tokend__V1__VerifyResponse *res,
+                            tokend_verify_result_t *out, const char **why) {
   out->valid = res->valid ? 1 : 0;
   /* valid decides: tokend sends reason VALID with it, and before issue 14
    * sent nothing (UNSPECIFIED); both mean VALID. */
@@ -909,9 +1151,8 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
       out->reason = TOKEND_VERIFY_EXPIRED;
       break;
     default:
-      rc = client_fail(client, TOKEND_EPROTO,
-                       "tokend said the token is invalid without a reason");
-      goto done;
+      *why = "tokend said the token is invalid without a reason";
+      goto err_clear;
     }
   }
   if (client_copy_str(out->token_id, sizeof(out->token_id), res->token_id) !=
@@ -920,14 +1161,263 @@ int tokend_client_verify(tokend_client_t *client, const char *token,
       client_copy_str(out->label, sizeof(out->label), res->label) != 0 ||
       client_copy_scopes(out->scopes, &out->n_scopes, res->scopes,
                          res->n_scopes) != 0) {
-    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
-    goto done;
+    *why = CLIENT_BAD_DETAILS;
+    goto err_clear;
   }
   out->expires_at = res->expires_at;
+  return 0;
 
-done:
+err_clear:
+  memset(out, 0, sizeof(*out));
+  return TOKEND_EPROTO;
+}
+
+/* ---- the Verify cache (issue 15, section 2) ---- */
+
+static int64_t client_wall_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Asks tokend for its epoch region and maps it read-only. The descriptor
+ * must be a memfd sealed against shrinking (so the mapping can never fault)
+ * holding a region whose header matches the answer. */
+static int client_region_attach(tokend_client_t *client) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GetCacheRegionRequest gr =
+      TOKEND__V1__GET_CACHE_REGION_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  const epoch_region_t *map;
+  struct stat st;
+  uint64_t generation;
+  void *p;
+  int rc, fd, seals;
+
+  if (client->passed_fd >= 0) {
+    close(client->passed_fd);
+    client->passed_fd = -1;
+  }
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION;
+  req.get_cache_region = &gr;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_GET_CACHE_REGION,
+                   &resp);
   if (rc != 0)
-    memset(out, 0, sizeof(*out));
+    return rc;
+  generation = resp->get_cache_region->generation;
+  client_response_free(resp);
+  fd = client->passed_fd;
+  client->passed_fd = -1;
+  if (fd < 0)
+    return client_fail(client, TOKEND_EUNAVAIL,
+                       "tokend answered without its region's descriptor: "
+                       "not caching");
+  seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(fd, &st) != 0 ||
+      st.st_size < EPOCH_REGION_BYTES) {
+    close(fd);
+    return client_fail(client, TOKEND_EUNAVAIL,
+                       "tokend's region is not a sealed memfd of %d bytes: "
+                       "not caching",
+                       EPOCH_REGION_BYTES);
+  }
+  p = mmap(NULL, EPOCH_REGION_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED)
+    return client_fail(client, TOKEND_ENOMEM, "cannot map tokend's region");
+  map = p;
+  if (map->magic != EPOCH_REGION_MAGIC ||
+      map->version != EPOCH_REGION_VERSION || map->size != EPOCH_REGION_BYTES ||
+      map->generation != generation) {
+    munmap(p, EPOCH_REGION_BYTES);
+    return client_fail(client, TOKEND_EUNAVAIL,
+                       "tokend's region is not one this library reads: not "
+                       "caching");
+  }
+  client_region_drop(client);
+  client->region = map;
+  client->region_wanted = 0;
+  client->cache_epoch = 0;
+  return 0;
+}
+
+/* 1 if the region's heartbeat is young enough to trust the cache. The
+ * coarse clock (a vDSO read of the last tick, a few ns) lags by at most a
+ * tick (1-4 ms): a dead tokend's page is trusted at most that much past
+ * the bound. */
+static int client_region_fresh(const epoch_region_t *rg) {
+  int64_t hb = atomic_load_explicit(&rg->heartbeat_ms, memory_order_acquire);
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - hb <
+         (int64_t)rg->heartbeat_bound_ms;
+}
+
+static int64_t client_coarse_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 0 if the connection to tokend is gone: closed by tokend (it died, was
+ * killed, or closed us as idle) or broken here. One poll() without
+ * waiting: a late answer waiting to be read is no sign of death. */
+static int client_conn_alive(const tokend_client_t *client) {
+  struct pollfd pfd = {.fd = client->fd, .events = POLLIN | POLLRDHUP};
+
+  if (client->fd < 0)
+    return 0;
+  if (poll(&pfd, 1, 0) < 0)
+    return 1; /* EINTR and the like: look again next tick */
+  return (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) == 0;
+}
+
+/* What a Verify that the cache did not answer takes to tokend and back. */
+typedef struct {
+  int cacheable;   /* its answer may be stored, */
+  uint64_t epoch;  /* under this epoch (read before the request is sent:
+                    * a revoke answered after that moves it) */
+  uint64_t seq;    /* while region_seq is still this */
+  uint64_t report; /* cached hits of this token to report */
+} client_cache_ask_t;
+
+/* Answers token from the cache (1) or fills *ask for asking tokend (0). */
+static int client_cache_lookup(tokend_client_t *client, const char *token,
+                               tokend_verify_result_t *out,
+                               client_cache_ask_t *ask) {
+  const epoch_region_t *rg;
+  uint64_t e;
+  int64_t mono;
+  int got;
+
+  memset(ask, 0, sizeof(*ask));
+  if (client->region == NULL && client->region_wanted) {
+    client->region_wanted = 0; /* once per connection */
+    if (client_region_attach(client) != 0)
+      return 0;
+  }
+  if ((rg = client->region) == NULL)
+    return 0;
+  if (!client_region_fresh(rg)) {
+    client->cache_stats.stale++;
+    return 0;
+  }
+  /* A killed tokend leaves its page looking alive until the heartbeat
+   * bound; its socket tells at once. Looked at once per coarse tick (1-4
+   * ms), not per hit: a restarted tokend cannot be up and answering a
+   * Revoke within one. The next Verify reconnects and maps its page. */
+  mono = client_coarse_ms();
+  if (mono != client->conn_checked_ms) {
+    client->conn_checked_ms = mono;
+    if (!client_conn_alive(client)) {
+      client_break(client);
+      client_region_drop(client);
+      client->cache_stats.stale++;
+      return 0;
+    }
+  }
+  e = atomic_load_explicit(&rg->epoch, memory_order_acquire);
+  if (e != client->cache_epoch) {
+    if (client->cache_epoch != 0)
+      client->cache_stats.flushes++;
+    client->cache_epoch = e;
+  }
+  got = vcache_get(client->cache, token, e, client_wall_ms, mono,
+                   (int64_t)rg->last_used_granularity_ms, out, &ask->report);
+  if (got == VCACHE_HIT) {
+    client->cache_stats.hits++;
+    return 1;
+  }
+  if (got == VCACHE_REPORT)
+    client->cache_stats.reported += ask->report;
+  else
+    client->cache_stats.misses++;
+  ask->epoch = e;
+  ask->seq = client->region_seq;
+  ask->cacheable = 1;
+  return 0;
+}
+
+int tokend_client_cache_enable(tokend_client_t *client, size_t max_entries) {
+  vcache_t *v;
+  int rc;
+
+  if (client == NULL || max_entries == 0)
+    return TOKEND_EINVAL;
+  if ((rc = vcache_new(max_entries, &v)) != 0)
+    return client_fail(client, rc, "cannot make a cache of %zu answers",
+                       max_entries);
+  client_region_drop(client);
+  vcache_free(client->cache);
+  client->cache = v;
+  memset(&client->cache_stats, 0, sizeof(client->cache_stats));
+  rc = client_region_attach(client);
+  if (rc != 0) {
+    vcache_free(client->cache);
+    client->cache = NULL;
+    client->region_wanted = 0;
+  }
+  return rc;
+}
+
+void tokend_client_cache_stats(const tokend_client_t *client,
+                               tokend_cache_stats_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (client == NULL || client->cache == NULL)
+    return;
+  *out = client->cache_stats;
+  out->entries = vcache_count(client->cache);
+  out->capacity = vcache_capacity(client->cache);
+  if (client->region != NULL) {
+    out->generation = client->region->generation;
+    out->fresh = client_region_fresh(client->region);
+  }
+}
+
+int tokend_client_verify(tokend_client_t *client, const char *token,
+                         tokend_verify_result_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__VerifyRequest verify = TOKEND__V1__VERIFY_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  client_cache_ask_t ask = {0, 0, 0, 0};
+  const char *why;
+  int rc = 0;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  /* A hit fills every field; the 2.6 kB clearing is for the other paths
+   * (it would be most of a hit's cost). */
+  if (token != NULL && client->cache != NULL &&
+      client_cache_lookup(client, token, out, &ask)) {
+    client->grpc_status = TOKEND_GRPC_OK;
+    client->errmsg[0] = '\0';
+    client->has_propagation = 0;
+    return 0;
+  }
+  memset(out, 0, sizeof(*out));
+  if (token == NULL)
+    return client_fail(client, TOKEND_EINVAL, "token is NULL");
+  verify.token = (char *)token;
+  /* The hits this token's cached answer gave since the last report: tokend
+   * counts them (and this Verify moves last_used_at). Lost if the call
+   * fails. */
+  verify.cached_hits = ask.report;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_VERIFY;
+  req.verify = &verify;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_VERIFY, &resp);
+  if (rc != 0)
+    return rc;
+  rc = clientlib_verify_result(resp->verify, out, &why);
+  if (rc != 0)
+    client_fail(client, rc, "%s", why);
+  /* Only under the region the epoch was read from (a reconnect during the
+   * call dropped it). */
+  else if (ask.cacheable && ask.seq == client->region_seq)
+    vcache_put(client->cache, token, ask.epoch, client_coarse_ms(), out);
   client_response_free(resp);
   return rc;
 }

@@ -103,6 +103,9 @@ void ctl_report(const char *what, tokend_client_t *client, int rc,
     case TOKEND_EUNAVAIL:
       hint = "tokend may be shutting down; try again";
       break;
+    case TOKEND_EINDOUBT:
+      hint = "look (tokenctl list) before trying again";
+      break;
     }
   }
   fprintf(stderr, "tokenctl: %s failed: %s: %s%s%s%s\n", what,

@@ -43,6 +43,12 @@ typedef struct {
    * owner then calls job->done(job) again later (or once it is closed, when
    * sink.closed says so). 0: answer now. */
   int (*answer_later)(sink_t *k, store_job_t *job);
+  /* Optional (NULL: the transport cannot pass descriptors). The next
+   * bytes handed to the peer carry a duplicate of fd (SCM_RIGHTS); the
+   * caller keeps fd. If they go out in a way that cannot carry it, the
+   * duplicate is closed and the peer gets the bytes alone. Returns 0 or
+   * TOKEND_EUNAVAIL. */
+  int (*pass_fd)(sink_t *k, int fd);
 } sink_ops_t;
 
 /* Embedded in its owner, which recovers itself with container_of. */

@@ -2,6 +2,8 @@
 #include "net/conn.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +206,10 @@ static void on_close(uv_handle_t *handle) {
   conn_t *c = container_of(handle, conn_t, pipe);
   net_t *n = c->net;
 
+  if (c->pass_fd >= 0) {
+    close(c->pass_fd);
+    c->pass_fd = -1;
+  }
   net_conn_removed(n, c);
   conn_set_state(c, CONN_CLOSED);
   if (c->n_later > 0)
@@ -452,6 +458,18 @@ static int sink_frame_end(sink_t *k, size_t body_len, int secret) {
   return 0;
 }
 
+static int sink_pass_fd(sink_t *k, int fd) {
+  conn_t *c = container_of(k, conn_t, sink);
+  int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+  if (dup_fd < 0)
+    return TOKEND_EUNAVAIL;
+  if (c->pass_fd >= 0)
+    close(c->pass_fd);
+  c->pass_fd = dup_fd;
+  return 0;
+}
+
 static const sink_ops_t conn_sink_ops = {
     .frame_begin = sink_frame_begin,
     .frame_end = sink_frame_end,
@@ -459,6 +477,7 @@ static const sink_ops_t conn_sink_ops = {
     .hold = sink_hold,
     .release = sink_release,
     .answer_later = sink_answer_later,
+    .pass_fd = sink_pass_fd,
 };
 
 /* After answers left: close if that was all, resume a paused peer. */
@@ -498,6 +517,41 @@ static void on_write(uv_write_t *req, int status) {
   conn_after_write(c);
 }
 
+/* uv_try_write() of the whole buffer, with c->pass_fd riding on its first
+ * byte (libuv passes descriptors only on IPC pipes, which tokend's are
+ * not, so this one write goes around it; nothing is queued in libuv, so
+ * order holds). Once sent, our duplicate is closed. */
+static int conn_send_with_fd(conn_t *c) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct iovec iov = {.iov_base = c->wbuf, .iov_len = c->wlen};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  struct cmsghdr *cm;
+  uv_os_fd_t sock;
+  ssize_t n;
+
+  if (uv_fileno((uv_handle_t *)&c->pipe, &sock) != 0)
+    return UV_EBADF;
+  memset(&ctl, 0, sizeof(ctl));
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof(ctl.buf);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &c->pass_fd, sizeof(int));
+  do
+    n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+  close(c->pass_fd);
+  c->pass_fd = -1;
+  return (int)n;
+}
+
 /* Writes what the socket takes at once, without queueing a request (no
  * allocation, no epoll change): the common case of a peer that reads. The
  * rest, if any, stays at the front of wbuf. Returns 0 or a libuv error. */
@@ -508,7 +562,10 @@ static int conn_try_write(conn_t *c) {
   /* Behind queued writes, order demands the queue. */
   if (c->writes > 0)
     return 0;
-  n = uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+  if (c->pass_fd >= 0)
+    n = conn_send_with_fd(c);
+  else
+    n = uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
   if (n == UV_EAGAIN)
     return 0;
   if (n < 0)
@@ -555,7 +612,13 @@ static void conn_flush(conn_t *c) {
     conn_close(c);
     return;
   }
-  /* The write request takes the buffer; the conn starts a new one. */
+  /* The write request takes the buffer; the conn starts a new one. A
+   * descriptor cannot ride on a queued libuv write: the peer gets the
+   * bytes without it (and so does not cache). */
+  if (c->pass_fd >= 0) {
+    close(c->pass_fd);
+    c->pass_fd = -1;
+  }
   w->conn = c;
   w->buf = c->wbuf;
   w->len = c->wcap;
@@ -752,6 +815,7 @@ static conn_t *conn_new(net_t *n) {
     return NULL;
   c->net = n;
   c->state = CONN_OPEN;
+  c->pass_fd = -1;
   c->sink.ops = &conn_sink_ops;
   c->sink.id = ++n->next_conn_id;
   if (uv_pipe_init(n->loop, &c->pipe, 0) != 0) {

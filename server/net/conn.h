@@ -67,6 +67,9 @@ typedef struct conn_s {
   int held;
   int peer_eof; /* the peer is done sending; held requests are still served */
   int admitted; /* counted by net_admit */
+  /* A descriptor to send with the next bytes (sink pass_fd, issue 15);
+   * -1: none */
+  int pass_fd;
 } conn_t;
 
 /* What listener.c and conn.c share. */

@@ -114,6 +114,9 @@ static int admin_remove_apply(call_t *call) {
       if (e != NULL)
         index_revoke(call->rpc->env.index, e, job->u.admin_remove.now);
     }
+    /* Before the answer: caching clients see the revocations first. */
+    if (job->u.admin_remove.n_hashes > 0)
+      epoch_bump(&call->rpc->epoch);
   }
   return job->result;
 }

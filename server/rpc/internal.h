@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/authz.h"
+#include "core/epoch.h"
 #include "core/refusals.h"
 #include "core/sink.h"
 #include "log.h"
@@ -47,7 +48,25 @@ struct rpc_s {
    * read a burst and one a batch, not one a Verify). */
   uint64_t burst_ns;
   prom_hist_t verify_latency;
+  /* The revocation epoch region handed to caching clients (issue 15):
+   * bumped before the answer of every change that takes validity away;
+   * its heartbeat refreshed by heartbeat while this host is current. */
+  epoch_t epoch;
+  uv_timer_t heartbeat;
 };
+
+/* How old the epoch region's heartbeat may be for a client to use its
+ * cache; refreshed four times as often. */
+#define RPC_HEARTBEAT_BOUND_MS 1000
+
+/* Makes the epoch region and starts its heartbeat; without one (old
+ * kernel) tokend runs on and clients do not cache. */
+void rpc_epoch_init(rpc_t *r);
+
+/* A Verify of tok reported hits cached answers (VerifyRequest.cached_hits):
+ * adds them to its domain's valid Verifies (hits.c). */
+void rpc_verify_cached_hits(rpc_t *r, const char *tok, size_t len,
+                            uint64_t hits);
 
 /* ---- answering (rpc.c) ---- */
 

@@ -49,7 +49,9 @@
     RPC_WHO_OPERATOR, rpc_verify_audit)                                        \
   X(ServerStatus, server_status, SERVER_STATUS, NO_DOMAIN, RPC_WHO_VERIFIER,   \
     rpc_server_status)                                                         \
-  X(Backup, backup, BACKUP, NO_DOMAIN, RPC_WHO_OPERATOR, rpc_backup)
+  X(Backup, backup, BACKUP, NO_DOMAIN, RPC_WHO_OPERATOR, rpc_backup)           \
+  X(GetCacheRegion, get_cache_region, GET_CACHE_REGION, NO_DOMAIN,             \
+    RPC_WHO_VERIFIER, rpc_get_cache_region)
 
 /* Who may call a method. */
 typedef enum {

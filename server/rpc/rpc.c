@@ -27,6 +27,7 @@ int rpc_new(const rpc_env_t *env, rpc_t **out) {
   if ((err = rpc_verify_init(r)) != 0)
     goto err_free_refusals;
   r->now_ms = tokend_now_ms();
+  rpc_epoch_init(r);
   *out = r;
   return 0;
 
@@ -43,6 +44,7 @@ void rpc_free(rpc_t *r) {
   if (r == NULL)
     return;
   rpc_verify_fini(r);
+  epoch_close(&r->epoch);
   refusals_free(r->refusals);
   pb_arena_free(&r->arena);
   free(r);
@@ -290,9 +292,13 @@ int rpc_frame(rpc_t *r, sink_t *k, const uint8_t *body, size_t len) {
   /* Verify, the hot path, needs no actor. */
   if (req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
       req->actor[0] == '\0') {
-    if (!rpc_refuse_not_verifier(r, k, req->call_id))
+    if (!rpc_refuse_not_verifier(r, k, req->call_id)) {
       rpc_verify_token(r, k, req->call_id, req->verify->token,
                        rpc_decoded_len(req->verify->token));
+      rpc_verify_cached_hits(r, req->verify->token,
+                             rpc_decoded_len(req->verify->token),
+                             req->verify->cached_hits);
+    }
     goto out;
   }
   /* Before anything can log, audit or quote a field: the value is named by
@@ -341,4 +347,47 @@ out:
   tokend__v1__request__free_unpacked(req, &arena->allocator);
   pb_arena_reset(arena);
   return rc;
+}
+
+/* ---- the revocation epoch region (issue 15) ---- */
+
+/* Refreshes the heartbeat while this host is current: always with a store
+ * of one host, and while within its lease (fresh_until) with a shared one.
+ * A stopped, hung or partitioned tokend stops refreshing it, and its
+ * clients stop trusting their caches within RPC_HEARTBEAT_BOUND_MS. */
+static void on_heartbeat(uv_timer_t *t) {
+  rpc_t *r = container_of(t, rpc_t, heartbeat);
+
+  if (r->env.fresh_until == NULL || uv_now(t->loop) < *r->env.fresh_until)
+    epoch_heartbeat(&r->epoch);
+}
+
+void rpc_epoch_init(rpc_t *r) {
+  int err = epoch_open(&r->epoch, RPC_HEARTBEAT_BOUND_MS,
+                       r->env.cfg->last_used_granularity_ms);
+
+  if (err != 0) {
+    /* Clients then do not cache: never a weaker guarantee. */
+    log_warn("no revocation epoch region (%s): clients will not cache "
+             "Verify answers",
+             tokend_strerror(err));
+    return;
+  }
+  if (r->env.loop == NULL)
+    return;
+  uv_timer_init(r->env.loop, &r->heartbeat);
+  uv_timer_start(&r->heartbeat, on_heartbeat, RPC_HEARTBEAT_BOUND_MS / 4,
+                 RPC_HEARTBEAT_BOUND_MS / 4);
+  /* Keeps no loop alive; the server's shutdown walk closes it. */
+  uv_unref((uv_handle_t *)&r->heartbeat);
+}
+
+void rpc_validity_taken(rpc_t *r) {
+  if (r != NULL)
+    epoch_bump(&r->epoch);
+}
+
+void rpc_epoch_retire(rpc_t *r) {
+  if (r != NULL)
+    epoch_retire(&r->epoch);
 }

@@ -30,6 +30,15 @@ int rpc_new(const rpc_env_t *env, rpc_t **out) TOKEND_MUST_CHECK;
  * rpc_free). Queued Verifies must have been drained. */
 void rpc_free(rpc_t *r);
 
+/* Something outside rpc (a revoke from the store's change feed) took
+ * validity away from tokens the index holds: bumps the revocation epoch,
+ * so that clients drop their cached answers. NULL is a no-op. */
+void rpc_validity_taken(rpc_t *r);
+
+/* tokend is shutting down: caching clients stop trusting their caches now
+ * (epoch_retire). NULL is a no-op. */
+void rpc_epoch_retire(rpc_t *r);
+
 /* Handles one frame body from the peer behind k. Returns 0 to go on
  * reading, or a negative TOKEND_E* code if the frame did not decode (an
  * error answer has then been written and the peer should be closed once it

@@ -43,3 +43,32 @@ void rpc_server_status(rpc_t *r, sink_t *k, uint64_t call_id,
   sr.problem = st.problem;
   (void)rpc_send(r, k, &resp, 0);
 }
+
+/* The revocation epoch region (issue 15), its descriptor riding on the
+ * answer. Without a region, or a transport that can pass descriptors, the
+ * caller is told so and does not cache. */
+void rpc_get_cache_region(rpc_t *r, sink_t *k, uint64_t call_id,
+                          const authz_actor_t *actor,
+                          const Tokend__V1__Request *request) {
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__GetCacheRegionResponse cr =
+      TOKEND__V1__GET_CACHE_REGION_RESPONSE__INIT;
+
+  (void)actor;
+  (void)request;
+  if (r->epoch.map == NULL || k->ops->pass_fd == NULL ||
+      k->ops->pass_fd(k, r->epoch.fd) != 0) {
+    rpc_send_error(r, k, call_id, TOKEND_EUNAVAIL,
+                   "this tokend has no revocation epoch region to share");
+    return;
+  }
+  resp.call_id = call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_GET_CACHE_REGION;
+  resp.get_cache_region = &cr;
+  cr.generation = r->epoch.map->generation;
+  cr.size = r->epoch.map->size;
+  cr.heartbeat_bound_ms = (uint32_t)r->epoch.map->heartbeat_bound_ms;
+  (void)rpc_send(r, k, &resp, 0);
+}

@@ -210,6 +210,8 @@ static int revoke_apply(call_t *call) {
     else if (e == NULL)
       log_error("revoke: token %s is in the store but not in the index",
                 job->u.revoke.id);
+    /* Before the answer: caching clients see the revocation first. */
+    epoch_bump(&call->rpc->epoch);
   }
   return job->result;
 }

@@ -277,6 +277,9 @@ void rpc_verify(rpc_t *r, sink_t *k, uint64_t call_id,
   (void)actor;
   rpc_verify_token(r, k, call_id, req->verify->token,
                    rpc_decoded_len(req->verify->token));
+  rpc_verify_cached_hits(r, req->verify->token,
+                         rpc_decoded_len(req->verify->token),
+                         req->verify->cached_hits);
 }
 
 int rpc_verify_now(rpc_t *r, const char *tok, size_t len,

@@ -115,6 +115,12 @@ static void *client_main(void *p) {
 
   if (tokend_client_connect(a->socket_path, TH_IO_TIMEOUT_MS, &c) != 0)
     return NULL; /* killed before we got in */
+  /* The crash ends this connection's part: a client that reconnected would
+   * write into the restarted tokend while the ledger is being checked. */
+  if (tokend_client_set_reconnect(c, 0) != 0) {
+    tokend_client_close(c);
+    return NULL;
+  }
   for (;;) {
     idx = -1;
     if (rng_next(&a->rng) % 100 < REVOKE_PERCENT)

@@ -3,7 +3,9 @@
  * new database per test. Issue, Verify, List and Revoke, a restart that
  * keeps every token, a wrong pepper refused, and PostgreSQL stopped and
  * started again under a running tokend: writes answer UNAVAILABLE while
- * Verify answers from memory, and writes work again without a restart. */
+ * Verify answers from memory, and writes work again without a restart.
+ * And two hosts: a Revoke on one is seen by a caching client of the other
+ * (issue 15). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -309,6 +311,67 @@ static void test_pg_idle_host_stays_idle(void **state) {
   th_tokend_stop_ok(&f->th->tokend);
 }
 
+/* issue 15: a Revoke on one host is seen by a cached Verify on another
+ * the moment it returns. tokend answers Revoke once every live host has
+ * applied it from the change feed, and applying a revocation bumps that
+ * host's revocation epoch, which the other host's caching client reads. */
+static void test_pg_revoke_on_one_host_seen_by_cache_on_another(void **state) {
+  fixture_t *f = *state;
+  static const char *const ids[2] = {"host-a", "host-b"};
+  const char *args[2][5];
+  th_tokend_t other;
+  tokend_client_t *a, *b;
+  tokend_issued_t is;
+  tokend_propagation_t prop;
+  int i;
+
+  for (i = 0; i < 2; i++) {
+    args[i][0] = "--store";
+    args[i][1] = f->url;
+    args[i][2] = "--host-id";
+    args[i][3] = ids[i];
+    args[i][4] = NULL;
+  }
+  assert_int_equal(th_tokend_start(&f->th->tokend, args[0]), 0);
+  assert_int_equal(th_tokend_init(&other), 0);
+  /* The same tokens need the same pepper. */
+  memcpy(other.pepper_path, f->th->tokend.pepper_path,
+         sizeof(other.pepper_path));
+  other.no_create_db = 1;
+  assert_int_equal(th_tokend_start(&other, args[1]), 0);
+  a = th_client_connect_ok(&f->th->tokend);
+  b = th_client_connect_ok(&other);
+  assert_int_equal(tokend_client_cache_enable(b, 64), 0);
+  th_client_issue_ok(a, DOMAIN, "two-hosts", 0, &is);
+  /* Wait for host b to know the token: each try is a round trip (invalid
+   * answers are not cached), at most about 10 s. */
+  for (i = 0; i < 100000; i++) {
+    tokend_verify_result_t r;
+
+    assert_int_equal(tokend_client_verify(b, is.token, &r), 0);
+    if (r.valid)
+      break;
+  }
+  th_expect_verify(b, is.token, 1, TOKEND_VERIFY_VALID);
+  {
+    tokend_cache_stats_t s;
+
+    tokend_client_cache_stats(b, &s);
+    assert_true(s.hits >= 1);
+  }
+  assert_int_equal(tokend_client_revoke(a, DOMAIN, is.info.id, NULL, NULL), 0);
+  /* Answered once b applied it (nothing pending): b's epoch moved. */
+  assert_int_equal(tokend_client_last_propagation(a, &prop), 1);
+  assert_int_equal(prop.hosts_pending, 0);
+  th_expect_verify(b, is.token, 0, TOKEND_VERIFY_REVOKED);
+  tokend_client_close(b);
+  tokend_client_close(a);
+  th_tokend_stop_ok(&other);
+  th_tokend_destroy(&other);
+  th_tokend_stop_ok(&f->th->tokend);
+  tokend_client_wipe(&is);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -323,6 +386,8 @@ int main(void) {
           test_pg_stopped_then_started_under_a_running_tokend, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pg_idle_host_stays_idle, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_pg_revoke_on_one_host_seen_by_cache_on_another, setup, teardown),
   };
   int rc;
 

@@ -2,8 +2,34 @@
  *
  *   #include <tokend/client.h>      link with -ltokend-client
  *
- * One tokend_client_t is one connection to tokend's Unix socket. It is not
- * thread-safe: use one per thread, or lock around it. Every function returns
+ * One tokend_client_t is one connection to tokend's Unix socket.
+ *
+ * Threads: a tokend_client_t is not thread-safe: one thread at a time may
+ * use it (calls on different clients may run in parallel). A
+ * multi-threaded service uses a tokend_pool_t (below), whose functions any
+ * thread may call at any time; or one client per thread; or a lock around
+ * one client. Nothing in the library is global, except the reading of
+ * $TOKEND_SOCKET at open.
+ *
+ * Reconnects: when tokend closes the connection (it restarted, or closed it
+ * as idle after --idle-timeout-ms), the next call connects again by
+ * itself, waiting for tokend to come back (see tokend_client_set_reconnect)
+ * with a backoff of 5 ms doubling to at most 250 ms between attempts.
+ *   - A request tokend cannot have read is sent on the new connection,
+ *     whatever the method: none of its bytes were written, or tokend's end
+ *     closed with them still unread (it stopped reading to shut down, or
+ *     was killed first; the kernel reports that as a reset).
+ *   - A request tokend read whose answer never came (the connection died
+ *     in between) is sent again once, on a new connection, if its method
+ *     is idempotent: Verify, List, WhoAmI, ListDomainAdmins, ListAuditEvents,
+ *     VerifyAuditLog, ServerStatus. The writes (Issue, Revoke,
+ *     GrantDomainAdmin, RevokeDomainAdmin) are never sent twice: they
+ *     return TOKEND_EINDOUBT ("outcome unknown": tokend may or may not
+ *     have done it; look, e.g. with List, before trying again).
+ *   - TOKEND_ETIMEDOUT (no answer within timeout_ms) is not retried
+ *     either; for a write it too leaves the outcome unknown.
+ *
+ * Every function returns
  * 0 on success or a negative TOKEND_E* code (see tokend_strerror()). When
  * tokend answers a call with a non-OK status, the function returns the code
  * that status maps to and tokend_client_errmsg() gives tokend's message and
@@ -127,6 +153,23 @@ int tokend_client_connect(const char *socket_path, int timeout_ms,
 int tokend_client_open(const char *socket_path, int timeout_ms, unsigned flags,
                        tokend_client_t **out, char *why,
                        size_t why_len) TOKEND_MUST_CHECK;
+
+/* How long, by default, a call waits for tokend to come back when its
+ * connection broke (a restart takes tokend well under this). */
+#define TOKEND_RECONNECT_WAIT_MS_DEFAULT 2000
+
+/* Sets how long one call may wait for a new connection when the last one
+ * broke: max_wait_ms (also bounded by the client's timeout_ms); 0 turns
+ * reconnecting and retrying off, so that after a broken connection every
+ * call returns TOKEND_ECLOSED (the library's behaviour before it
+ * reconnected). While waiting, a
+ * missing socket, nothing listening and a full backlog are waited out; a
+ * socket we may not open (TOKEND_ESOCKPERM) or one that is not a socket
+ * (TOKEND_ENOTTOKEND) fails the call at once. A failed reconnect returns
+ * tokend_client_open()'s code and its sentence in tokend_client_errmsg().
+ * Returns 0 or TOKEND_EINVAL (client NULL, max_wait_ms negative). */
+int tokend_client_set_reconnect(tokend_client_t *client,
+                                int max_wait_ms) TOKEND_MUST_CHECK;
 
 /* Closes the connection and frees the client. NULL is a no-op. */
 void tokend_client_close(tokend_client_t *client);
@@ -331,6 +374,109 @@ typedef struct {
  * memory, never the store). */
 int tokend_client_server_status(tokend_client_t *client,
                                 tokend_server_status_t *out) TOKEND_MUST_CHECK;
+
+/* ---- The Verify cache (issue 15, section 2) ----
+ *
+ * Off unless asked. A client with the cache on keeps up to max_entries
+ * valid Verify answers, keyed by a keyed hash of the token (a random key
+ * per client; the token itself is never kept), and answers a Verify from
+ * it without a round trip when all of these hold:
+ *   - tokend gave this client its revocation epoch region (a sealed memfd
+ *     passed over the socket, mapped read-only);
+ *   - the region's heartbeat, which tokend refreshes only while it is
+ *     current (running, and within its lease with a shared store), is
+ *     younger than the bound written in the region (1 s), by this host's
+ *     CLOCK_MONOTONIC: a stopped, hung or partitioned tokend is not
+ *     trusted;
+ *   - this client's connection to tokend is still open (looked at once per
+ *     clock tick, 1-4 ms: a killed tokend's page looks alive until the
+ *     bound, but its socket closes at once);
+ *   - the epoch tokend bumps before answering every change that takes
+ *     validity away (a revoke here or on another host, an admin removed
+ *     with their tokens) is the one read before the answer was asked for;
+ *   - the answer has not expired by this host's clock.
+ * Otherwise the Verify goes to tokend as usual. So once Revoke has
+ * returned, no client on the host answers the token from its cache. A
+ * reconnect (a restarted tokend has a new region) drops the cache and asks
+ * for the new region. Invalid answers are never cached.
+ *
+ * Hits are reported back: at most once per tokend's
+ * --last-used-granularity-ms (written in the region) per token, the next
+ * Verify of a token whose cached answer was used goes to tokend carrying
+ * how many times it was, so tokend's per-domain Verify counters count them
+ * and last_used_at moves as it would have. Hits not yet reported when an
+ * answer is evicted, invalidated by a moved epoch or dropped at a
+ * reconnect, or when the reporting call fails, are not counted. */
+
+typedef struct {
+  uint64_t hits;       /* Verifies answered from the cache */
+  uint64_t misses;     /* Verifies asked of tokend with the cache usable */
+  uint64_t flushes;    /* epoch moves seen: every cached answer dropped */
+  uint64_t stale;      /* Verifies asked of tokend: the heartbeat too old */
+  uint64_t reported;   /* hits reported back to tokend */
+  size_t entries;      /* answers held (some may be of an older epoch) */
+  size_t capacity;     /* the most it holds: <= max_entries */
+  uint64_t generation; /* the region's; 0 when none is mapped */
+  int fresh;           /* 1 if the region's heartbeat is young enough now */
+} tokend_cache_stats_t;
+
+/* Turns the cache on with room for max_entries (>= 1) answers, and asks
+ * tokend for its region (one round trip). Returns 0, TOKEND_EUNAVAIL (this
+ * tokend has no region to give, or it could not be passed: nothing is
+ * cached, ever, on this client until it is enabled again), TOKEND_EINVAL,
+ * TOKEND_ENOMEM, or the call's errors. A second call resizes (and
+ * empties) the cache. Memory: about 150 bytes per answer held. */
+int tokend_client_cache_enable(tokend_client_t *client,
+                               size_t max_entries) TOKEND_MUST_CHECK;
+
+/* The cache's counters (all 0 when it is off). */
+void tokend_client_cache_stats(const tokend_client_t *client,
+                               tokend_cache_stats_t *out);
+
+/* ---- A pool of connections, for multi-threaded services ----
+ *
+ * n clients to one tokend; a call borrows one for its duration, so up to n
+ * calls run in parallel and more wait for a free one. Every function below
+ * may be called from any thread at any time (except tokend_pool_close,
+ * which ends the pool). Each client reconnects by itself as above. */
+
+typedef struct tokend_pool_s tokend_pool_t;
+
+/* Opens n (>= 1) clients to socket_path as tokend_client_open() would (with
+ * flags), each with timeout_ms. timeout_ms also bounds how long
+ * tokend_pool_acquire() waits for a free client (0: forever). On success
+ * *out is a new pool the caller frees with tokend_pool_close(). On failure
+ * no client stays open, and why (why_len bytes; may be NULL if why_len is
+ * 0) says why, as tokend_client_open() does. Returns 0,
+ * tokend_client_open()'s codes, or TOKEND_EINVAL (n 0). */
+int tokend_pool_open(const char *socket_path, int timeout_ms, unsigned flags,
+                     size_t n, tokend_pool_t **out, char *why,
+                     size_t why_len) TOKEND_MUST_CHECK;
+
+/* Borrows a client, waiting while all n are borrowed. On success *out is
+ * the caller's alone until it hands it back with tokend_pool_release();
+ * tokend_client_errmsg() on it stays readable until then. Returns 0,
+ * TOKEND_ETIMEDOUT (none came free within the pool's timeout_ms) or
+ * TOKEND_EINVAL. */
+int tokend_pool_acquire(tokend_pool_t *pool,
+                        tokend_client_t **out) TOKEND_MUST_CHECK;
+
+/* Hands back a client tokend_pool_acquire() gave. Its actor is cleared
+ * (tokend_client_set_actor), so the next borrower never acts for someone
+ * it did not name; its reconnect setting stays as the borrower left it. */
+void tokend_pool_release(tokend_pool_t *pool, tokend_client_t *client);
+
+/* tokend_client_verify() on a borrowed client. On failure, when why_len >
+ * 0, why receives tokend_client_errmsg() of that call (the client is back in
+ * the pool by the time this returns). */
+int tokend_pool_verify(tokend_pool_t *pool, const char *token,
+                       tokend_verify_result_t *out, char *why,
+                       size_t why_len) TOKEND_MUST_CHECK;
+
+/* Closes every client and frees the pool. Every borrowed client must have
+ * been released, and no other thread may be using the pool. NULL is a
+ * no-op. */
+void tokend_pool_close(tokend_pool_t *pool);
 
 #ifdef __cplusplus
 }

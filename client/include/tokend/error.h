@@ -44,7 +44,15 @@ typedef enum {
 } tokend_grpc_code_t;
 
 /* XX(name, value, grpc status, message). Values are stable: clients may
- * compare against them. */
+ * compare against them.
+ *
+ * TOKEND_EINDOUBT ("outcome unknown") is what the client library returns
+ * for a write (Issue, Revoke, GrantDomainAdmin, RevokeDomainAdmin) whose
+ * connection died after tokend read it and before it answered: it may or
+ * may not have taken effect, and the library never sends it twice. Inside
+ * tokend it says the same of a store commit. TOKEND_ENOSOCKET,
+ * TOKEND_ESOCKPERM and TOKEND_ENOTTOKEND tell connect failures apart
+ * (tokend_client_open). */
 #define TOKEND_ERRNO_MAP(XX)                                                   \
   XX(EINVAL, -1, INVALID_ARGUMENT, "invalid argument")                         \
   XX(ENOTFOUND, -2, NOT_FOUND, "not found")                                    \
