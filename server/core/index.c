@@ -15,8 +15,6 @@
 
 #include "core/bigmem.h"
 
-#include <sodium.h>
-
 struct index_s {
   index_entry_t **slots;
   size_t cap; /* power of two */
@@ -25,6 +23,10 @@ struct index_s {
   index_entry_t **dirty;
   size_t n_dirty, dirty_cap;
   size_t n_revoked;
+  /* The sum, lane by lane, of every entry's digest lanes (entry_lanes),
+   * kept as entries change: index_digest is then a copy, not a walk of
+   * a million entries (ServerStatus may be asked every millisecond). */
+  uint64_t digest[4];
   /* Entries with an expiry, for index_status_counts. */
   index_entry_t **expiring;
   size_t n_expiring, expiring_cap;
@@ -145,6 +147,48 @@ static int index_grow(index_t *ix) {
   return 0;
 }
 
+/* splitmix64's finaliser: a 64-bit value's bits spread over all 64. */
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/* An entry's four digest lanes: its hash (already uniform: a keyed
+ * BLAKE2b), each lane stirred with one of what Verify answers from
+ * (expiry, revocation, domain). Not a security property: two hosts'
+ * indexes agree when their sums do. */
+static void entry_lanes(const index_entry_t *e, uint64_t lanes[4]) {
+  const char *d = index_entry_domain(e);
+  uint64_t dh = 0xcbf29ce484222325ULL; /* FNV-1a of the domain's name */
+
+  for (; *d != '\0'; d++)
+    dh = (dh ^ (unsigned char)*d) * 0x100000001b3ULL;
+  memcpy(lanes, e->hash, 4 * sizeof(uint64_t));
+  lanes[0] = mix64(lanes[0] ^ mix64((uint64_t)e->expires_at));
+  lanes[1] = mix64(lanes[1] ^ mix64((uint64_t)e->revoked_at + 1));
+  lanes[2] = mix64(lanes[2] ^ dh);
+  lanes[3] = mix64(lanes[3] ^ lanes[0] ^ lanes[1] ^ lanes[2]);
+}
+
+static void digest_apply(index_t *ix, const index_entry_t *e, int sign) {
+  uint64_t lanes[4];
+  int i;
+
+  entry_lanes(e, lanes);
+  for (i = 0; i < 4; i++)
+    ix->digest[i] += sign > 0 ? lanes[i] : (uint64_t)0 - lanes[i];
+}
+
+void index_digest(const index_t *ix, uint64_t acc[4]) {
+  int i;
+
+  for (i = 0; i < 4; i++)
+    acc[i] += ix->digest[i];
+}
+
 static int expiring_add(index_t *ix, index_entry_t *e) {
   index_entry_t **a;
   size_t cap;
@@ -204,6 +248,7 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   ix->count++;
   if (e->revoked_at != 0)
     ix->n_revoked++;
+  digest_apply(ix, e, 1);
   domain->n_tokens++;
   return 0;
 }
@@ -211,7 +256,9 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
 void index_revoke(index_t *ix, index_entry_t *e, int64_t at) {
   if (e->revoked_at != 0 || at == 0)
     return;
+  digest_apply(ix, e, -1);
   e->revoked_at = at;
+  digest_apply(ix, e, 1);
   ix->n_revoked++;
 }
 
@@ -221,7 +268,11 @@ int index_set_expiry(index_t *ix, index_entry_t *e, int64_t expires_at) {
   if (e->expires_at == 0 && expires_at != 0 && !e->listed_expiring &&
       expiring_add(ix, e) != 0)
     return TOKEND_ENOMEM;
+  if (e->expires_at == expires_at)
+    return 0;
+  digest_apply(ix, e, -1);
   e->expires_at = expires_at;
+  digest_apply(ix, e, 1);
   return 0;
 }
 
@@ -329,38 +380,5 @@ void index_mark_dirty(index_t *ix, const store_touch_t *items, size_t n) {
     index_entry_t *e = index_find(ix, items[i].hash);
     if (e != NULL)
       mark_dirty(ix, e);
-  }
-}
-
-/* Adds item's BLAKE2b to acc, lane by lane: a sum does not depend on the
- * order the table holds its entries in. */
-static void digest_add(uint64_t acc[4], const uint8_t *item, size_t len) {
-  uint8_t h[32];
-  uint64_t lane;
-  int i;
-
-  crypto_generichash(h, sizeof(h), item, len, NULL, 0);
-  for (i = 0; i < 4; i++) {
-    memcpy(&lane, h + 8 * i, sizeof(lane));
-    acc[i] += lane;
-  }
-}
-
-void index_digest(const index_t *ix, uint64_t acc[4]) {
-  uint8_t item[TOKEND_HASH_BYTES + 16 + TOKEND_DOMAIN_BYTES];
-  const index_entry_t *e;
-  const char *dom;
-  size_t i, n;
-
-  for (i = 0; i < ix->cap; i++) {
-    if ((e = ix->slots[i]) == NULL)
-      continue;
-    dom = index_entry_domain(e);
-    n = strlen(dom);
-    memcpy(item, e->hash, TOKEND_HASH_BYTES);
-    memcpy(item + TOKEND_HASH_BYTES, &e->expires_at, 8);
-    memcpy(item + TOKEND_HASH_BYTES + 8, &e->revoked_at, 8);
-    memcpy(item + TOKEND_HASH_BYTES + 16, dom, n);
-    digest_add(acc, item, TOKEND_HASH_BYTES + 16 + n);
   }
 }

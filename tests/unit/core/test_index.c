@@ -405,6 +405,48 @@ static void test_index_status_counts(void **state) {
   assert_int_equal(active, 1);
 }
 
+/* The index's digest is kept as entries change: two indexes holding the
+ * same tokens, revocations and expiries agree whatever order they were
+ * made in, and differ when one revocation or expiry differs. */
+static void test_index_digest_follows_changes(void **state) {
+  index_t *a = *state, *b = NULL;
+  uint64_t da[4] = {0}, db[4] = {0};
+  index_entry_t *ea, *eb;
+  store_token_t row;
+  uint64_t n;
+
+  assert_int_equal(index_new(&b), 0);
+  for (n = 1; n <= 3; n++)
+    insert_n(a, n);
+  for (n = 3; n >= 1; n--)
+    insert_n(b, n);
+  index_digest(a, da);
+  index_digest(b, db);
+  assert_memory_equal(da, db, sizeof(da));
+
+  make_row(&row, 2, "example.com", "ci", "read");
+  ea = index_find(a, row.hash);
+  eb = index_find(b, row.hash);
+  index_revoke(a, ea, 500);
+  memset(da, 0, sizeof(da));
+  index_digest(a, da);
+  assert_memory_not_equal(da, db, sizeof(da));
+  index_revoke(b, eb, 500);
+  memset(db, 0, sizeof(db));
+  index_digest(b, db);
+  assert_memory_equal(da, db, sizeof(da));
+
+  assert_int_equal(index_set_expiry(a, ea, 9000), 0);
+  memset(da, 0, sizeof(da));
+  index_digest(a, da);
+  assert_memory_not_equal(da, db, sizeof(da));
+  assert_int_equal(index_set_expiry(b, eb, 9000), 0);
+  memset(db, 0, sizeof(db));
+  index_digest(b, db);
+  assert_memory_equal(da, db, sizeof(da));
+  index_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_index_insert_then_find, setup,
@@ -434,6 +476,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_index_mark_dirty_requeues_failed_writeback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_index_status_counts, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_index_digest_follows_changes, setup,
                                       teardown),
   };
 
