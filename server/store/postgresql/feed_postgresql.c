@@ -122,7 +122,13 @@ typedef struct pg_feed {
   int handles; /* open, closed one by one by close */
 
   int64_t applied;
-  int64_t *host_revs; /* the live hosts' applied revisions, as last read */
+  /* The live hosts and their applied revisions: as last read from hosts,
+   * then moved on by their reports' notifications ("<host id> <rev>"; a
+   * host that reports is live, and one new since the read is added).
+   * Notifications arrive in commit order, so a host that registered
+   * before a write's last report was noticed is in here by then. */
+  int64_t *host_revs;
+  char (*host_ids)[128];
   size_t n_hosts, hosts_cap;
   int hosts_known;
 
@@ -363,7 +369,7 @@ static void send_report(pg_feed_t *f) {
 static void send_hosts(pg_feed_t *f) {
   f->want_hosts = 0;
   feed_send(f, Q_HOSTS,
-            "SELECT applied_rev FROM hosts WHERE heartbeat_at >"
+            "SELECT host_id, applied_rev FROM hosts WHERE heartbeat_at >"
             " clock_timestamp() - lease_ms * interval '1 millisecond'",
             0, NULL, NULL, NULL);
 }
@@ -425,7 +431,12 @@ static void spread(const pg_feed_t *f, int64_t rev, store_propagation_t *p) {
     return;
   }
   for (i = 0; i < f->n_hosts; i++) {
-    if (f->host_revs[i] >= rev)
+    int64_t hr = f->host_revs[i];
+
+    /* This host knows what it applied before its report says so. */
+    if (f->applied > hr && strcmp(f->host_ids[i], f->host_id) == 0)
+      hr = f->applied;
+    if (hr >= rev)
       p->applied++;
     else
       p->pending++;
@@ -449,6 +460,13 @@ static void timer_rearm(pg_feed_t *f) {
 static void waits_check(pg_feed_t *f) {
   store_feed_wait_t *w, *next;
   store_propagation_t p;
+
+  /* Only against the live hosts as read: before that, this host alone
+   * would look like all of them. */
+  if (!f->hosts_known) {
+    timer_rearm(f);
+    return;
+  }
 
   for (w = f->wait_head; w != NULL; w = next) {
     next = w->next;
@@ -577,21 +595,71 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
   }
 }
 
+/* Room for n hosts. */
+static int hosts_reserve(pg_feed_t *f, size_t n) {
+  int64_t *revs;
+  char(*ids)[128];
+  size_t cap = f->hosts_cap == 0 ? 8 : f->hosts_cap;
+
+  if (n <= f->hosts_cap)
+    return 0;
+  while (cap < n)
+    cap *= 2;
+  if ((revs = realloc(f->host_revs, cap * sizeof(*revs))) == NULL)
+    return -1;
+  f->host_revs = revs;
+  if ((ids = realloc(f->host_ids, cap * sizeof(*ids))) == NULL)
+    return -1;
+  f->host_ids = ids;
+  f->hosts_cap = cap;
+  return 0;
+}
+
 static void feed_hosts_read(pg_feed_t *f, const PGresult *r) {
   size_t n = (size_t)PQntuples(r), i;
-  int64_t *revs;
 
-  if (n > f->hosts_cap) {
-    if ((revs = realloc(f->host_revs, n * sizeof(*revs))) == NULL)
-      return;
-    f->host_revs = revs;
-    f->hosts_cap = n;
+  if (hosts_reserve(f, n) != 0)
+    return;
+  for (i = 0; i < n; i++) {
+    pg_get_text(r, (int)i, 0, f->host_ids[i], sizeof(f->host_ids[i]));
+    f->host_revs[i] = pg_get_i64(r, (int)i, 1);
   }
-  for (i = 0; i < n; i++)
-    f->host_revs[i] = pg_get_i64(r, (int)i, 0);
   f->n_hosts = n;
   f->hosts_known = 1;
   waits_check(f);
+}
+
+/* A host's report, as its notification says: "<host id> <revision>".
+ * Returns 1 if the hosts known moved on. */
+static int feed_host_reported(pg_feed_t *f, const char *payload) {
+  const char *sp = strrchr(payload, ' ');
+  size_t len, i;
+  int64_t rev;
+
+  if (!f->hosts_known || sp == NULL || (len = (size_t)(sp - payload)) == 0 ||
+      len >= sizeof(f->host_ids[0]))
+    return 0;
+  rev = strtoll(sp + 1, NULL, 10);
+  for (i = 0; i < f->n_hosts; i++)
+    if (strncmp(f->host_ids[i], payload, len) == 0 &&
+        f->host_ids[i][len] == '\0')
+      break;
+  if (i == f->n_hosts) {
+    /* New since the read: it reported, so it is live, and counted. */
+    if (hosts_reserve(f, i + 1) != 0) {
+      f->hosts_known = 0; /* read them again rather than miss one */
+      return 0;
+    }
+    memcpy(f->host_ids[i], payload, len);
+    f->host_ids[i][len] = '\0';
+    f->host_revs[i] = rev;
+    f->n_hosts++;
+    return 1;
+  }
+  if (rev <= f->host_revs[i])
+    return 0;
+  f->host_revs[i] = rev;
+  return 1;
 }
 
 /* One query's results are in: act on them. */
@@ -602,6 +670,12 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
     break;
   case Q_FEED:
     feed_apply(f, r);
+    /* This host's part of a wait may be done now. */
+    if (f->wait_head != NULL) {
+      waits_check(f);
+      if (f->closing)
+        return;
+    }
     /* Report what changed at once (writes wait for it), and the
      * heartbeat once per tick. */
     if (f->applied != f->reported_rev || f->report_sent == 0 ||
@@ -651,14 +725,22 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
 /* Takes the notifications libpq has parsed: what they want read. */
 static void feed_notifies(pg_feed_t *f) {
   PGnotify *n;
+  int moved = 0;
 
   while ((n = PQnotifies(f->conn)) != NULL) {
     if (strcmp(n->relname, "tokend_changes") == 0)
       f->want_feed = 1;
-    else if (strcmp(n->relname, "tokend_applied") == 0 && f->wait_head != NULL)
-      f->want_hosts = 1;
+    else if (strcmp(n->relname, "tokend_applied") == 0 &&
+             feed_host_reported(f, n->extra) && f->wait_head != NULL)
+      moved = 1;
     PQfreemem(n);
   }
+  /* Writes whose every live host has now reported them are answered
+   * without a read of hosts; one stays needed when a wait starts (for
+   * liveness) and on the tick while writes wait (a host that stopped
+   * reporting drops out after its lease). */
+  if (moved)
+    waits_check(f);
 }
 
 /* Reads what arrived: notifications, and the query's results. */
@@ -777,6 +859,10 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   f->want_feed = 1;
+  /* Liveness, while writes wait: a host that stopped reporting drops out
+   * of the read once its lease has run out. */
+  if (f->wait_head != NULL)
+    f->want_hosts = 1;
   feed_next(f);
 }
 
@@ -798,6 +884,7 @@ static void feed_release(pg_feed_t *f) {
   if (--f->handles > 0)
     return;
   free(f->host_revs);
+  free(f->host_ids);
   sodium_memzero(f->uri, strlen(f->uri));
   free(f->uri);
   free(f);

@@ -170,7 +170,10 @@ static const char *const migrations[] = {
     " WHERE h.instance = excluded.instance OR h.heartbeat_at <"
     " clock_timestamp() - h.lease_ms * interval '1 millisecond';"
     " GET DIAGNOSTICS n = ROW_COUNT;"
-    " IF n > 0 THEN PERFORM pg_notify('tokend_applied', ''); END IF;"
+    /* "<host id> <revision>": the hosts waiting for writes learn of it
+     * without a query (notifications arrive in commit order). */
+    " IF n > 0 THEN PERFORM pg_notify('tokend_applied',"
+    " p_host || ' ' || p_rev::text); END IF;"
     " RETURN n > 0; END $$;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
