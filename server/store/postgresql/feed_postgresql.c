@@ -13,9 +13,13 @@
  *           and apply them through the handler: on a notification on
  *           tokend_changes, on the tick (the safety net), after connecting
  *   report  upsert this host's row in hosts (applied revision, heartbeat):
- *           after every read of the feed; it notifies tokend_applied
- *   hosts   read the live hosts' applied revisions, while writes wait to
- *           have spread: on each tokend_applied notification
+ *           when the applied revision moved, and as the heartbeat; it
+ *           notifies tokend_applied with "<host id> <revision>"
+ *   hosts   read the live hosts and their applied revisions, while writes
+ *           wait to have spread: when a wait starts and on the tick (for
+ *           liveness); between reads, the reports' notifications move
+ *           the hosts' revisions on (and add a host new since), so a wait
+ *           ends as the last host's report arrives
  * A read of the feed that comes back with less than a page found nothing
  * left to apply: everything committed before it was sent is in memory.
  * Every write committed after it counts this host (its last report made
