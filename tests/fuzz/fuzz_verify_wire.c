@@ -128,7 +128,10 @@ static void check_request(const uint8_t *body, size_t len) {
   plain = req != NULL &&
           req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY &&
           req->actor[0] == '\0' && req->base.n_unknown_fields == 0 &&
-          req->verify->base.n_unknown_fields == 0;
+          req->verify->base.n_unknown_fields == 0 &&
+          /* Hits a caching client reports (issue 15) take protobuf-c's
+           * path: the hand-written codec knows the token alone. */
+          req->verify->cached_hits == 0;
   if (plain) {
     pc = xmalloc(tokend__v1__request__get_packed_size(req));
     pc_len = tokend__v1__request__pack(req, pc);
