@@ -378,8 +378,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 /* ---- the peer end ---- */
 
 /* Nothing a peer without the right role may see reaches it: a peer with no
- * role gets only Verify and WhoAmI results, the domain admin only its own
- * domain's tokens and events and no operator-only result. */
+ * role gets only what a verifier may (Verify, ServerStatus, the cache
+ * region: every peer is a verifier while none is named) and WhoAmI, the
+ * domain admin only its own domain's tokens and events and no
+ * operator-only result. */
 static void check_authorized(const Tokend__V1__Response *resp) {
   const Tokend__V1__WhoAmIResponse *w;
   size_t i;
@@ -389,6 +391,8 @@ static void check_authorized(const Tokend__V1__Response *resp) {
   switch (resp->result_case) {
   case TOKEND__V1__RESPONSE__RESULT__NOT_SET:
   case TOKEND__V1__RESPONSE__RESULT_VERIFY:
+  case TOKEND__V1__RESPONSE__RESULT_SERVER_STATUS:
+  case TOKEND__V1__RESPONSE__RESULT_GET_CACHE_REGION:
     return;
   case TOKEND__V1__RESPONSE__RESULT_WHO_AM_I:
     w = resp->who_am_i;
