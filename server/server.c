@@ -131,10 +131,17 @@ static void on_rpc_propagate(void *ctx, store_feed_wait_t *w, int64_t rev) {
   store_feed_wait(s->feed, w, rev, s->cfg.propagation_timeout_ms);
 }
 
+/* How long this host still answers Verify from memory (a store several
+ * hosts share): until the feed's fresh_until; 0 once past it. */
+static uint64_t server_lease_left_ms(const server_t *s) {
+  uint64_t now = uv_now((uv_loop_t *)&s->loop);
+
+  return now < s->feed->fresh_until ? s->feed->fresh_until - now : 0;
+}
+
 static void on_rpc_status(void *ctx, rpc_server_status_t *out) {
   server_t *s = ctx;
   store_feed_status_t fs;
-  uint64_t now = uv_now(&s->loop);
 
   out->store = s->store_scheme;
   out->fresh = 1;
@@ -143,8 +150,8 @@ static void on_rpc_status(void *ctx, rpc_server_status_t *out) {
   store_feed_status(s->feed, &fs);
   out->host_id = s->host_id;
   out->applied_revision = fs.applied_rev;
-  out->fresh = now < s->feed->fresh_until;
-  out->lease_left_ms = out->fresh ? (int64_t)(s->feed->fresh_until - now) : 0;
+  out->lease_left_ms = (int64_t)server_lease_left_ms(s);
+  out->fresh = out->lease_left_ms > 0;
   snprintf(out->problem, sizeof(out->problem), "%s", fs.problem);
 }
 
@@ -990,8 +997,7 @@ int server_ready(const server_t *s, char *why, size_t len) {
     return 0;
   }
   /* A store several hosts share: Verify answers only while current. */
-  if (s->feed != NULL &&
-      uv_now((uv_loop_t *)&s->loop) >= s->feed->fresh_until) {
+  if (s->feed != NULL && server_lease_left_ms(s) == 0) {
     store_feed_status_t fs;
 
     store_feed_status(s->feed, &fs);
@@ -1101,7 +1107,6 @@ static void on_http_metrics(void *ctx, prom_t *p) {
               rpc_flush_failures(s->rpc));
   if (s->feed != NULL) {
     store_feed_status_t fs;
-    uint64_t now = uv_now(&s->loop);
 
     store_feed_status(s->feed, &fs);
     prom_family(p, "tokend_feed_applied_revision", "gauge",
@@ -1112,9 +1117,7 @@ static void on_http_metrics(void *ctx, prom_t *p) {
                 "How long this host answers Verify without catching up "
                 "with the store again (0: past its lease, UNAVAILABLE).");
     prom_appendf(p, "tokend_feed_lease_left_seconds %.3f\n",
-                 now < s->feed->fresh_until
-                     ? (double)(s->feed->fresh_until - now) / 1000.0
-                     : 0.0);
+                 (double)server_lease_left_ms(s) / 1000.0);
   }
   prom_family(p, "tokend_ready", "gauge", "1 when /readyz would answer 200.");
   prom_sample(p, "tokend_ready", "",

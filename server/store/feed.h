@@ -81,7 +81,6 @@ struct store_feed_open_args {
 /* What store_feed_status reports. */
 typedef struct {
   int64_t applied_rev;
-  int connected;     /* the follower's connection is up */
   char problem[256]; /* why it is not (or was last not) current */
 } store_feed_status_t;
 

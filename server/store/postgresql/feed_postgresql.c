@@ -876,7 +876,6 @@ static void pg_feed_status(const store_feed_t *base, store_feed_status_t *out) {
   const pg_feed_t *f = feed_cof(base);
 
   out->applied_rev = f->applied;
-  out->connected = f->conn != NULL;
   snprintf(out->problem, sizeof(out->problem), "%s", f->problem);
 }
 

@@ -911,62 +911,110 @@ static int pg_commit(store_t *base) {
   return err;
 }
 
+/* A multi-row statement being built: its SQL, "<head>($1,...,$c), ($c+1,
+ * ...)", and rows x cols parameters (text unless batch_blob says). */
+typedef struct {
+  size_t cols;
+  const char **values;
+  int *lengths, *formats;
+  char *sql;
+  size_t cap, off;
+} pg_batch_t;
+
+static void batch_free(pg_batch_t *b) {
+  free(b->values);
+  free(b->lengths);
+  free(b->formats);
+  free(b->sql);
+}
+
+static int batch_init(pg_batch_t *b, size_t rows, size_t cols,
+                      const char *head) {
+  memset(b, 0, sizeof(*b));
+  b->cols = cols;
+  b->cap = strlen(head) + 200 + rows * (cols * 7 + 4);
+  b->values = calloc(rows * cols, sizeof(*b->values));
+  b->lengths = calloc(rows * cols, sizeof(*b->lengths));
+  b->formats = calloc(rows * cols, sizeof(*b->formats));
+  b->sql = malloc(b->cap);
+  if (b->values == NULL || b->lengths == NULL || b->formats == NULL ||
+      b->sql == NULL) {
+    batch_free(b);
+    return TOKEND_ENOMEM;
+  }
+  b->off = (size_t)snprintf(b->sql, b->cap, "%s", head);
+  return 0;
+}
+
+/* Appends row i's placeholders; returns where its values go. */
+static const char **batch_row(pg_batch_t *b, size_t i) {
+  size_t k;
+
+  b->off +=
+      (size_t)snprintf(b->sql + b->off, b->cap - b->off, "%s(", i ? ", " : "");
+  for (k = 0; k < b->cols; k++)
+    b->off += (size_t)snprintf(b->sql + b->off, b->cap - b->off, "%s$%zu",
+                               k > 0 ? "," : "", i * b->cols + k + 1);
+  b->off += (size_t)snprintf(b->sql + b->off, b->cap - b->off, ")");
+  return b->values + i * b->cols;
+}
+
+/* Row i's value k is len binary bytes at v. */
+static void batch_blob(pg_batch_t *b, size_t i, size_t k, const void *v,
+                       size_t len) {
+  b->values[i * b->cols + k] = v;
+  b->lengths[i * b->cols + k] = (int)len;
+  b->formats[i * b->cols + k] = 1;
+}
+
+static PGresult *batch_exec(pg_t *s, const pg_batch_t *b, size_t rows) {
+  return PQexecParams(s->conn, b->sql, (int)(rows * b->cols), NULL, b->values,
+                      b->lengths, b->formats, 1);
+}
+
 /* Sends the queued tokens as one INSERT per chunk, each row with its
  * change, and sets each row's seq. */
 static int tokens_flush(pg_t *s) {
   enum { COLS = 9, CHUNK = 2048 };
-  size_t n = s->tq_n < CHUNK ? s->tq_n : CHUNK, i, k, off, cap;
-  char(*num)[2][24] = NULL, *sql = NULL;
-  const char **values = NULL;
-  int *lengths = NULL, *formats = NULL, err = TOKEND_ENOMEM;
+  size_t n = s->tq_n < CHUNK ? s->tq_n : CHUNK, i;
+  char(*num)[2][24] = NULL;
+  int err;
+  pg_batch_t b;
   PGresult *r = NULL;
 
   if (s->tq_n == 0)
     return 0;
-  cap = 400 + n * (COLS * 7 + 4);
-  values = calloc(n * COLS, sizeof(*values));
-  lengths = calloc(n * COLS, sizeof(*lengths));
-  formats = calloc(n * COLS, sizeof(*formats));
-  num = calloc(n, sizeof(*num));
-  sql = malloc(cap);
-  if (values == NULL || lengths == NULL || formats == NULL || num == NULL ||
-      sql == NULL) {
+  if ((err = batch_init(&b, n, COLS,
+                        "WITH t AS (INSERT INTO tokens (id, domain, label,"
+                        " hash, hint, scopes, created_at, expires_at,"
+                        " created_by) VALUES ")) != 0 ||
+      (num = calloc(n, sizeof(*num))) == NULL) {
     snprintf(s->errmsg, sizeof(s->errmsg), "insert: out of memory");
-    goto out;
+    if (err == 0)
+      batch_free(&b);
+    return TOKEND_ENOMEM;
   }
-  off = (size_t)snprintf(sql, cap,
-                         "WITH t AS (INSERT INTO tokens (id, domain, label,"
-                         " hash, hint, scopes, created_at, expires_at,"
-                         " created_by) VALUES ");
   for (i = 0; i < n; i++) {
     const store_token_t *row = s->tq[i];
-    const char **v = values + i * COLS;
+    const char **v = batch_row(&b, i);
 
     snprintf(num[i][0], sizeof(num[i][0]), "%lld", (long long)row->created_at);
     snprintf(num[i][1], sizeof(num[i][1]), "%lld", (long long)row->expires_at);
     v[0] = row->id;
     v[1] = row->domain;
     v[2] = row->label;
-    v[3] = (const char *)row->hash;
-    lengths[i * COLS + 3] = TOKEND_HASH_BYTES;
-    formats[i * COLS + 3] = 1;
+    batch_blob(&b, i, 3, row->hash, TOKEND_HASH_BYTES);
     v[4] = row->hint;
     v[5] = row->scopes;
     v[6] = num[i][0];
     v[7] = num[i][1];
     v[8] = row->created_by;
-    off += (size_t)snprintf(sql + off, cap - off, "%s(", i > 0 ? ", " : "");
-    for (k = 0; k < COLS; k++)
-      off += (size_t)snprintf(sql + off, cap - off, "%s$%zu", k > 0 ? "," : "",
-                              i * COLS + k + 1);
-    off += (size_t)snprintf(sql + off, cap - off, ")");
   }
-  snprintf(sql + off, cap - off,
+  snprintf(b.sql + b.off, b.cap - b.off,
            " RETURNING id, seq, created_at) SELECT id, seq,"
            " tokend_change(seq, NULL, NULL, created_at) FROM t");
   s->tq_flushing = 1;
-  r = PQexecParams(s->conn, sql, (int)(n * COLS), NULL, values, lengths,
-                   formats, 1);
+  r = batch_exec(s, &b, n);
   s->tq_flushing = 0;
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     err = pg_fail(s, r, "insert");
@@ -999,11 +1047,8 @@ static int tokens_flush(pg_t *s) {
   err = s->tq_n > 0 ? tokens_flush(s) : 0;
 out:
   PQclear(r);
-  free(values);
-  free(lengths);
-  free(formats);
+  batch_free(&b);
   free(num);
-  free(sql);
   return err;
 }
 
@@ -1454,31 +1499,27 @@ static int pg_audit_key_set(store_t *base,
 /* Sends the queued audit rows as one INSERT. */
 static int audit_flush(pg_t *s) {
   enum { COLS = 13 };
-  size_t n = s->aq_n, i, off = 0, cap = 160 + n * (COLS * 6 + 4);
-  const char **values = NULL;
-  int *lengths = NULL, *formats = NULL, k, err = TOKEND_ENOMEM;
-  char(*num)[24] = NULL, *sql = NULL;
+  size_t n = s->aq_n, i;
+  char(*num)[24] = NULL;
+  int err;
+  pg_batch_t b;
   PGresult *r;
 
   if (n == 0)
     return 0;
-  values = calloc(n * COLS, sizeof(*values));
-  lengths = calloc(n * COLS, sizeof(*lengths));
-  formats = calloc(n * COLS, sizeof(*formats));
-  num = calloc(n * 6, sizeof(*num));
-  sql = malloc(cap);
-  if (values == NULL || lengths == NULL || formats == NULL || num == NULL ||
-      sql == NULL) {
+  if ((err = batch_init(&b, n, COLS,
+                        "INSERT INTO audit_events (at, peer_uid, peer_pid,"
+                        " actor, break_glass, domain, token_id, method, code,"
+                        " detail, count, id, hash) VALUES ")) != 0 ||
+      (num = calloc(n * 6, sizeof(*num))) == NULL) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: out of memory");
-    goto out;
+    if (err == 0)
+      batch_free(&b);
+    return TOKEND_ENOMEM;
   }
-  off = (size_t)snprintf(sql, cap,
-                         "INSERT INTO audit_events (at, peer_uid, peer_pid,"
-                         " actor, break_glass, domain, token_id, method, code,"
-                         " detail, count, id, hash) VALUES ");
   for (i = 0; i < n; i++) {
     const store_audit_t *ev = &s->aq[i];
-    const char **v = values + i * COLS;
+    const char **v = batch_row(&b, i);
     char(*nm)[24] = num + i * 6;
 
     snprintf(nm[0], sizeof(nm[0]), "%lld", (long long)ev->at);
@@ -1499,17 +1540,9 @@ static int audit_flush(pg_t *s) {
     v[9] = ev->detail;
     v[10] = nm[4];
     v[11] = nm[5];
-    v[12] = (const char *)s->aq_hash[i];
-    lengths[i * COLS + 12] = STORE_AUDIT_HASH_BYTES;
-    formats[i * COLS + 12] = 1;
-    off += (size_t)snprintf(sql + off, cap - off, "%s(", i > 0 ? ", " : "");
-    for (k = 0; k < COLS; k++)
-      off += (size_t)snprintf(sql + off, cap - off, "%s$%zu", k > 0 ? "," : "",
-                              i * COLS + (size_t)k + 1);
-    off += (size_t)snprintf(sql + off, cap - off, ")");
+    batch_blob(&b, i, 12, s->aq_hash[i], STORE_AUDIT_HASH_BYTES);
   }
-  r = PQexecParams(s->conn, sql, (int)(n * COLS), NULL, values, lengths,
-                   formats, 1);
+  r = batch_exec(s, &b, n);
   if (PQresultStatus(r) == PGRES_COMMAND_OK) {
     err = 0;
     s->aq_n = 0;
@@ -1517,12 +1550,8 @@ static int audit_flush(pg_t *s) {
     err = pg_fail(s, r, "audit");
   }
   PQclear(r);
-out:
-  free(values);
-  free(lengths);
-  free(formats);
+  batch_free(&b);
   free(num);
-  free(sql);
   return err;
 }
 
