@@ -857,7 +857,7 @@ test_response_decode_unknown_and_misordered_are_other(void **state) {
   free(c.p);
   free(b.p);
   EXPECT_RESPONSE_OTHER("unknown field in verify", PC_ACCEPTS, 0x12, 0x00, 0x22,
-                        0x04, 0x08, 0x01, 0x40, 0x01);
+                        0x04, 0x08, 0x01, 0x78, 0x01);
   EXPECT_RESPONSE_OTHER("domain before token_id", PC_ACCEPTS, 0x12, 0x00, 0x22,
                         0x06, 0x22, 0x01, 'd', 0x1a, 0x01, 't');
   EXPECT_RESPONSE_OTHER("expires_at before a scope", PC_ACCEPTS, 0x12, 0x00,
