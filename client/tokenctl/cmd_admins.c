@@ -100,6 +100,13 @@ const ctl_command_t *ctl_find_admins_command(const char *name) {
   return NULL;
 }
 
+int ctl_unknown_admins_command(const char *given) {
+  static const char *const names[] = {"grant", "revoke", "list"};
+
+  return ctl_unknown_command(ctl_find_command("admins"), "subcommand", given,
+                             names, sizeof(names) / sizeof(names[0]));
+}
+
 static const char ctl_operator_hint[] =
     "only operators manage domain admins: root, tokend's own user, and its "
     "--operator-uid / --operator-group; `tokenctl whoami` says whether you "
@@ -108,23 +115,17 @@ static const char ctl_operator_hint[] =
 int ctl_admins(ctl_opts_t *opts, int argc, char **argv) {
   const ctl_command_t *cmd = ctl_find_command("admins"), *sub;
 
-  if (argc < 2) {
-    fputs("tokenctl admins: missing subcommand (grant, revoke or list)\n",
-          stderr);
-    fputs(cmd->usage, stderr);
-    return CTL_EXIT_ERROR;
-  }
+  if (argc < 2)
+    return ctl_usage_error(cmd, "missing subcommand (grant, revoke or list)",
+                           NULL);
   if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
       strcmp(argv[1], "help") == 0) {
     fputs(cmd->usage, stdout);
     return CTL_EXIT_OK;
   }
   sub = ctl_find_admins_command(argv[1]);
-  if (sub == NULL) {
-    fprintf(stderr, "tokenctl admins: unknown subcommand '%s'\n", argv[1]);
-    fputs(cmd->usage, stderr);
-    return CTL_EXIT_ERROR;
-  }
+  if (sub == NULL)
+    return ctl_unknown_admins_command(argv[1]);
   /* Managing admins is the operator's own act: there is nobody to act
    * for. */
   if (opts->actor != NULL)
@@ -218,6 +219,41 @@ static int ctl_admins_grant(ctl_opts_t *opts, int argc, char **argv) {
   return CTL_EXIT_OK;
 }
 
+/* How many of domain's active tokens user created, counted from List's
+ * pages (List has no creator filter). Returns 0 or a negative code (then
+ * the count is unknown and nothing is said). */
+static int ctl_count_active_by(const ctl_opts_t *opts, const char *domain,
+                               const char *user, uint64_t *count) {
+  char page_token[TOKEND_PAGE_TOKEN_BYTES] = "";
+  tokend_token_list_t *page;
+  tokend_client_t *client;
+  size_t i;
+  int rc;
+
+  *count = 0;
+  rc = tokend_client_connect(opts->socket_path, opts->timeout_ms, &client);
+  if (rc != 0)
+    return rc;
+  do {
+    rc = tokend_client_list(client, domain, TOKEND_LIST_PAGE_MAX, page_token, 0,
+                            &page);
+    if (rc != 0)
+      break;
+    for (i = 0; i < page->n_tokens; i++)
+      if (page->tokens[i].status == TOKEND_TOKEN_ACTIVE &&
+          strcmp(page->tokens[i].created_by, user) == 0)
+        (*count)++;
+    /* A page that does not advance would loop forever. */
+    if (page->next_page_token[0] != '\0' &&
+        strcmp(page->next_page_token, page_token) == 0)
+      rc = TOKEND_EPROTO;
+    memcpy(page_token, page->next_page_token, sizeof(page_token));
+    tokend_token_list_free(page);
+  } while (rc == 0 && page_token[0] != '\0');
+  tokend_client_close(client);
+  return rc;
+}
+
 static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
   const ctl_command_t *cmd = ctl_find_admins_command("revoke");
   char user[TOKEND_USER_BYTES], shown[TOKEND_USER_BYTES + 64];
@@ -225,8 +261,9 @@ static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
   tokend_client_t *client;
   const char *domain = NULL;
   uint32_t revoked = 0;
+  uint64_t left = 0;
   ctl_user_form_t form;
-  int rc, revoke_tokens = 0;
+  int rc, revoke_tokens = 0, counted = 0;
 
   rc = ctl_admins_parse(cmd, opts, argc, argv, &domain, user, &form,
                         &revoke_tokens);
@@ -245,11 +282,35 @@ static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
                                             : NULL) != CTL_EXIT_OK)
     return CTL_EXIT_ERROR;
 
-  if (opts->json)
-    return ctl_print_json(json_pack(
-        "{s:s, s:s, s:s, s:I}", "domain", domain, "user", user, "user_form",
-        ctl_user_form_name(form), "tokens_revoked", (json_int_t)revoked));
   ctl_describe_user(user, form, shown, sizeof(shown));
+  /* Without --revoke-tokens the tokens U issued stay valid: say so, with
+   * how many, since removing an admin is often meant to cut them off. */
+  if (!revoke_tokens && ctl_count_active_by(opts, domain, user, &left) == 0) {
+    counted = 1;
+    if (left > 0)
+      fprintf(stderr,
+              "tokenctl admins revoke: warning: %llu token%s %s issued in %s "
+              "%s still active; `tokenctl list --domain %s` shows them and "
+              "`tokenctl revoke --domain %s ID` revokes each (next time, "
+              "--revoke-tokens does it in the same transaction)\n",
+              (unsigned long long)left, left == 1 ? "" : "s", shown, domain,
+              left == 1 ? "is" : "are", domain, domain);
+  }
+
+  if (opts->json) {
+    json_t *root = json_pack("{s:s, s:s, s:s, s:I}", "domain", domain, "user",
+                             user, "user_form", ctl_user_form_name(form),
+                             "tokens_revoked", (json_int_t)revoked);
+
+    /* Added, not changed: scripts read the keys above. */
+    if (root != NULL && counted &&
+        json_object_set_new(root, "tokens_still_active",
+                            json_integer((json_int_t)left)) != 0) {
+      json_decref(root);
+      root = NULL;
+    }
+    return ctl_print_json(root);
+  }
   printf("removed %s from the admins of %s", shown, domain);
   if (revoke_tokens)
     printf("; revoked %lu of their tokens", (unsigned long)revoked);

@@ -24,9 +24,12 @@ const char ctl_audit_usage[] =
     "  -d, --domain D           only domain D's events (required unless you\n"
     "                           are an operator)\n"
     "      --since WHEN         only events since WHEN: a duration ago (30m,\n"
-    "                           1h, 2d, 1w) or a time in Unix ms\n"
+    "                           1h30m, 2d, 1w), a date (2027-01-31, midnight\n"
+    "                           UTC), a date and time with its zone\n"
+    "                           (2027-01-31T12:00:00Z) or Unix ms\n"
     "      --json               print one JSON object {\"events\": [...]} on\n"
-    "                           standard output (times in Unix ms)\n"
+    "                           standard output (times in Unix ms, each with\n"
+    "                           an RFC 3339 twin: time_rfc3339)\n"
     "      --page-size N        events per request, 1-1000 (default: "
     "tokend's)\n"
     "      --verify             operators: have tokend recompute the log's\n"
@@ -41,25 +44,6 @@ const char ctl_audit_usage[] =
     "Example:\n"
     "  tokenctl audit --domain example.com --since 1h\n"
     "  tokenctl audit --verify --anchor 1234:9f86d0...\n";
-
-/* --since: a duration ago ("30m", "2d") or a time in Unix ms. */
-static int ctl_parse_since(const char *s, int64_t now_ms, int64_t *out,
-                           const char **why) {
-  unsigned long long v;
-  int64_t ago;
-
-  if (s[0] >= '0' && s[0] <= '9' && ctl_parse_uint(s, INT64_MAX, &v) == 0) {
-    *out = (int64_t)v;
-    return 0;
-  }
-  if (ctl_parse_duration_ms(s, now_ms, &ago, why) != 0) {
-    *why = "expected a duration ago (30m, 1h, 2d, 1w) or a time in Unix ms";
-    return TOKEND_EINVAL;
-  }
-  /* Longer ago than 1970 is the same as "all". */
-  *out = ago < now_ms ? now_ms - ago : 0;
-  return 0;
-}
 
 static const char *const ctl_audit_col_names[] = {
     "TIME",   "PEER UID", "PID",     "ACTOR", "DOMAIN",
@@ -189,7 +173,7 @@ int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
   ctl_pages_t pages = {.size = sizeof(tokend_audit_event_t)};
   tokend_audit_list_t *page;
   tokend_client_t *client;
-  const char *domain = NULL, *why;
+  const char *domain = NULL;
   unsigned long long v;
   uint32_t page_size = 0;
   int64_t since = 0;
@@ -201,10 +185,8 @@ int ctl_audit(ctl_opts_t *opts, int argc, char **argv) {
       domain = optarg;
       break;
     case OPT_SINCE:
-      if (ctl_parse_since(optarg, ctl_now_ms(), &since, &why) != 0) {
-        fprintf(stderr, "tokenctl audit: --since '%s': %s\n", optarg, why);
+      if (ctl_opt_when(cmd, "--since", optarg, ctl_now_ms(), &since) != 0)
         return CTL_EXIT_ERROR;
-      }
       break;
     case OPT_PAGE_SIZE:
       if (ctl_parse_uint(optarg, TOKEND_LIST_PAGE_MAX, &v) != 0 || v == 0)

@@ -19,8 +19,9 @@
 #define CTL_VERIFY_INPUT_BYTES 1024
 
 const char ctl_issue_usage[] =
-    "Usage: tokenctl issue --domain D --label L [--expires-in DURATION]\n"
-    "                      [--scope S]... [--json] [--actor U]\n"
+    "Usage: tokenctl issue --domain D --label L [--expires-in DURATION |\n"
+    "                      --expires-at TIME] [--scope S]... [--json]\n"
+    "                      [--actor U]\n"
     "\n"
     "Issues a new token. The token alone goes to standard output, its id and\n"
     "details to standard error. tokend keeps only a hash of it: the secret\n"
@@ -31,13 +32,18 @@ const char ctl_issue_usage[] =
     "  -l, --label L            a name for people, 1-100 characters "
     "(required)\n"
     "  -e, --expires-in DURATION\n"
-    "                           lifetime: a whole number and a unit s, m, h, "
-    "d\n"
-    "                           or w (90s, 15m, 12h, 30d, 2w); default: never\n"
+    "                           lifetime: whole numbers with units ms, s, m,\n"
+    "                           h, d or w (90s, 15m, 1h30m, 30d, 2w), at most\n"
+    "                           10 years; default: never\n"
+    "      --expires-at TIME    expire at TIME instead: a date (2027-01-31,\n"
+    "                           midnight UTC), a date and time with its zone\n"
+    "                           (2027-01-31T12:00:00Z, ...T12:00+02:00) or\n"
+    "                           Unix ms; at most 10 years from now\n"
     "      --scope S            grant scope S; repeat for more (at most 32)\n"
     "      --json               print one JSON object with the token and its\n"
     "                           details on standard output (times in Unix ms,\n"
-    "                           null when not set)\n" CTL_ACTOR_HELP
+    "                           null when not set, each with an RFC 3339\n"
+    "                           twin: expires_at_rfc3339)\n" CTL_ACTOR_HELP
         CTL_COMMON_HELP "\n"
     "Example:\n"
     "  TOKEN=$(tokenctl issue --domain example.com --label 'CI deploy' \\\n"
@@ -74,15 +80,16 @@ const char ctl_list_usage[] =
     "                     [--actor U]\n"
     "\n"
     "Lists a domain's tokens, newest first, as a table (times in UTC), with\n"
-    "who created them (and, with --all, who revoked them). Fetches every\n"
-    "page.\n"
+    "their scopes and who created them (and, with --all, who revoked them).\n"
+    "Fetches every page.\n"
     "\n"
     "Options:\n"
     "  -d, --domain D           the domain to list (required)\n"
     "      --all                include revoked tokens\n"
     "      --json               print one JSON object {\"domain\": ...,\n"
     "                           \"tokens\": [...]} on standard output (times\n"
-    "                           in Unix ms, null when not set)\n"
+    "                           in Unix ms, null when not set, each with an\n"
+    "                           RFC 3339 twin: created_at_rfc3339)\n"
     "      --page-size N        tokens per request, 1-1000 (default: "
     "tokend's)\n" CTL_ACTOR_HELP CTL_COMMON_HELP;
 
@@ -90,7 +97,7 @@ const char ctl_list_usage[] =
 
 static int ctl_issue_print_json(const tokend_issued_t *issued,
                                 json_t *propagation) {
-  json_t *root, *token = NULL;
+  json_t *root, *token = NULL, *out = NULL;
   const char *copy;
   char *text = NULL;
   int rc = CTL_EXIT_ERROR;
@@ -102,8 +109,9 @@ static int ctl_issue_print_json(const tokend_issued_t *issued,
       json_object_set(root, "token", token) == 0 &&
       json_object_update_new(root, ctl_json_info(&issued->info)) == 0 &&
       (propagation == NULL ||
-       json_object_set_new(root, "propagation", propagation) == 0))
-    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+       json_object_set_new(root, "propagation", propagation) == 0) &&
+      (out = ctl_json_with_rfc3339(root)) != NULL)
+    text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   if (text == NULL)
     fputs("tokenctl: cannot encode the result as JSON\n", stderr);
   else if (ctl_write_all(STDOUT_FILENO, text, strlen(text)) != 0 ||
@@ -121,6 +129,7 @@ static int ctl_issue_print_json(const tokend_issued_t *issued,
   if (copy != NULL)
     sodium_memzero((char *)copy, strlen(copy));
   json_decref(token);
+  json_decref(out);
   json_decref(root);
   return rc;
 }
@@ -130,6 +139,7 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       {"domain", required_argument, NULL, 'd'},
       {"label", required_argument, NULL, 'l'},
       {"expires-in", required_argument, NULL, 'e'},
+      {"expires-at", required_argument, NULL, OPT_EXPIRES_AT},
       {"scope", required_argument, NULL, OPT_SCOPE},
       {"json", no_argument, NULL, OPT_JSON},
       CTL_ACTOR_LONGOPT,
@@ -137,7 +147,7 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   const ctl_command_t *cmd = ctl_find_command("issue");
   const char *scopes[TOKEND_MAX_SCOPES];
-  const char *expires_in = NULL, *why;
+  int has_expires_in = 0, has_expires_at = 0;
   tokend_issue_params_t params;
   tokend_client_t *client;
   tokend_issued_t issued;
@@ -149,6 +159,7 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   int c, rc;
 
   memset(&params, 0, sizeof(params));
+  now = ctl_now_ms();
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:l:e:", longopts)) != -1) {
     switch (c) {
     case 'd':
@@ -158,7 +169,22 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       params.label = optarg;
       break;
     case 'e':
-      expires_in = optarg;
+      if (ctl_opt_duration(cmd, "--expires-in", optarg, now, &duration) != 0)
+        return CTL_EXIT_ERROR;
+      params.expires_at = now + duration;
+      has_expires_in = 1;
+      break;
+    case OPT_EXPIRES_AT:
+      if (ctl_opt_time(cmd, "--expires-at", optarg, &params.expires_at) != 0)
+        return CTL_EXIT_ERROR;
+      /* The same bound as --expires-in's; a token born expired is a
+       * mistake. */
+      if (params.expires_at <= now)
+        return ctl_usage_error(cmd, "--expires-at is in the past:", optarg);
+      if ((uint64_t)(params.expires_at - now) > CTL_DURATION_MAX_MS)
+        return ctl_usage_error(
+            cmd, "--expires-at is more than 10 years from now:", optarg);
+      has_expires_at = 1;
       break;
     case OPT_SCOPE:
       if (params.n_scopes == TOKEND_MAX_SCOPES)
@@ -176,15 +202,10 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
   if (params.label == NULL)
     return ctl_usage_error(cmd, "--label is required", NULL);
   params.scopes = scopes;
-  if (expires_in != NULL) {
-    now = ctl_now_ms();
-    if (ctl_parse_duration_ms(expires_in, now, &duration, &why) != 0) {
-      fprintf(stderr, "tokenctl issue: --expires-in '%s': %s\n", expires_in,
-              why);
-      return CTL_EXIT_ERROR;
-    }
-    params.expires_at = now + duration;
-  }
+  if (has_expires_in && has_expires_at)
+    return ctl_usage_error(
+        cmd, "--expires-in and --expires-at exclude each other: give one",
+        NULL);
 
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
@@ -443,6 +464,7 @@ enum {
   COL_LABEL,
   COL_HINT,
   COL_STATUS,
+  COL_SCOPES,
   COL_CREATED,
   COL_CREATED_BY,
   COL_EXPIRES,
@@ -455,8 +477,34 @@ enum {
 _Static_assert(COL_COUNT <= CTL_MAX_COLS, "ctl_print_table() has room");
 
 static const char *const ctl_col_names[COL_COUNT] = {
-    "ID",         "LABEL",   "HINT",      "STATUS",  "CREATED",
+    "ID",         "LABEL",   "HINT",      "STATUS",  "SCOPES",    "CREATED",
     "CREATED BY", "EXPIRES", "LAST USED", "REVOKED", "REVOKED BY"};
+
+/* A token's scopes for its cell: comma-separated, "-" for none, cut
+ * with "..." where the cell is full. */
+static void ctl_fmt_scopes(const tokend_token_info_t *t, char *buf,
+                           size_t len) {
+  size_t i, used = 0;
+  int n;
+
+  buf[0] = '\0';
+  if (t->n_scopes == 0) {
+    snprintf(buf, len, "-");
+    return;
+  }
+  for (i = 0; i < t->n_scopes; i++) {
+    n = snprintf(buf + used, len - used, "%s%s", i > 0 ? "," : "",
+                 t->scopes[i]);
+    if (n < 0 || (size_t)n >= len - used) {
+      /* Room for "..." is kept by cutting back to the last full scope. */
+      buf[used] = '\0';
+      if (used + 4 <= len)
+        memcpy(buf + used, "...", 4);
+      return;
+    }
+    used += (size_t)n;
+  }
+}
 
 static void ctl_token_fill_row(const void *rows, size_t i,
                                char (*cell)[CTL_CELL_BYTES]) {
@@ -467,6 +515,7 @@ static void ctl_token_fill_row(const void *rows, size_t i,
   snprintf(cell[COL_HINT], CTL_CELL_BYTES, "%s", t->hint);
   snprintf(cell[COL_STATUS], CTL_CELL_BYTES, "%s",
            tokend_token_status_name(t->status));
+  ctl_fmt_scopes(t, cell[COL_SCOPES], CTL_CELL_BYTES);
   ctl_fmt_short(t->created_at, cell[COL_CREATED], CTL_CELL_BYTES);
   ctl_fmt_user(t->created_by, cell[COL_CREATED_BY], CTL_CELL_BYTES);
   ctl_fmt_short(t->expires_at, cell[COL_EXPIRES], CTL_CELL_BYTES);

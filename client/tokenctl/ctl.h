@@ -53,7 +53,8 @@ enum {
   OPT_VERIFY,
   OPT_ANCHOR,
   OPT_VERSION,
-  OPT_TO
+  OPT_TO,
+  OPT_EXPIRES_AT
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
@@ -129,6 +130,9 @@ const ctl_command_t *ctl_find_command(const char *name);
 /* An `admins` subcommand by its own name ("grant") or full name ("admins
  * grant"), or NULL. */
 const ctl_command_t *ctl_find_admins_command(const char *name);
+/* "unknown subcommand" for `admins <given>`, with the closest one (see
+ * ctl_unknown_command). Returns CTL_EXIT_ERROR. */
+int ctl_unknown_admins_command(const char *given);
 
 /* ---- option parsing (opts.c) ---- */
 
@@ -137,11 +141,33 @@ const ctl_command_t *ctl_find_admins_command(const char *name);
 int ctl_parse_uint(const char *s, unsigned long long max,
                    unsigned long long *out);
 
-/* "90s", "15m", "12h", "30d", "2w" -> milliseconds, > 0 and small enough
- * that now_ms + it fits an int64. Returns 0, or TOKEND_EINVAL with *why (a
- * static string) saying what is wrong. */
+/* The longest duration any flag takes: 10 years, leap days included.
+ * Longer is a typo (an extra digit) far more often than an intent. */
+#define CTL_DURATION_MAX_MS (3653ULL * 86400 * 1000)
+
+/* A duration -> milliseconds: one or more terms of a whole number and a
+ * unit ms, s, m, h, d or w ("90s", "500ms", "1h30m", "2d12h", "2w"), in
+ * any order, > 0, at most CTL_DURATION_MAX_MS, and small enough that
+ * now_ms (>= 0) + it fits an int64. Returns 0, or TOKEND_EINVAL with
+ * *why (a static string) saying what is wrong. Every duration flag goes
+ * through this (or ctl_opt_duration). */
 int ctl_parse_duration_ms(const char *s, int64_t now_ms, int64_t *out,
                           const char **why);
+
+/* A point in time -> Unix ms: Unix ms digits ("1798675200000"), an ISO
+ * 8601 date ("2027-01-31", meaning midnight UTC) or date and time with
+ * its zone ("2027-01-31T12:00:00Z", "2027-01-31T12:00+02:00", seconds
+ * and a fraction optional, 'T' or a space between). A date and time
+ * without a zone is refused rather than read in $TZ. Not before 1970.
+ * Returns 0, or TOKEND_EINVAL with *why (static) saying what is wrong.
+ * Every time flag goes through this (or ctl_opt_time). */
+int ctl_parse_time_ms(const char *s, int64_t *out, const char **why);
+
+/* A point in the past as a flag like --since takes it: a duration ago
+ * ("30m", "1h30m"; longer ago than 1970 gives 0) or a time as
+ * ctl_parse_time_ms takes it. Returns 0 or TOKEND_EINVAL with *why. */
+int ctl_parse_when(const char *s, int64_t now_ms, int64_t *out,
+                   const char **why);
 
 /* The time now, in Unix ms. */
 int64_t ctl_now_ms(void);
@@ -149,8 +175,9 @@ int64_t ctl_now_ms(void);
 /* Like getopt_long, but handles the options every command shares (and
  * --json, which getopt_long gives only to the commands that list it) and
  * reports bad ones itself. Returns an option, -1 at the end,
- * CTL_GETOPT_HELP (usage printed on stdout) or CTL_GETOPT_BAD (a message
- * and the usage printed on stderr). */
+ * CTL_GETOPT_HELP (usage printed on stdout) or CTL_GETOPT_BAD (one line
+ * on stderr, with the closest long option for an unknown one, and the
+ * --help hint). */
 int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
                char **argv, const char *shortopts,
                const struct option *longopts);
@@ -159,8 +186,44 @@ int ctl_getopt(const ctl_command_t *cmd, ctl_opts_t *opts, int argc,
  * success after --help, an error after a bad option. */
 int ctl_getopt_exit(int c);
 
-/* Says on stderr "tokenctl <cmd>: msg [arg]" and prints cmd's usage there.
+/* A usage error, short: "tokenctl <cmd>: msg [arg]" and the line
+ * "try 'tokenctl <cmd> --help'" on stderr (never the whole help).
  * Returns CTL_EXIT_ERROR. */
 int ctl_usage_error(const ctl_command_t *cmd, const char *msg, const char *arg);
+
+/* The flag helpers a command's option loop calls: each parses arg as
+ * its ctl_parse_* above does, or says on stderr "tokenctl <cmd>: <flag>
+ * '<arg>': <why>" and the --help hint. Return 0, or CTL_EXIT_ERROR to
+ * return from the command:
+ *   case OPT_GRACE:
+ *     if (ctl_opt_duration(cmd, "--grace", optarg, now, &grace) != 0)
+ *       return CTL_EXIT_ERROR; */
+int ctl_opt_duration(const ctl_command_t *cmd, const char *flag,
+                     const char *arg, int64_t now_ms, int64_t *out);
+int ctl_opt_time(const ctl_command_t *cmd, const char *flag, const char *arg,
+                 int64_t *out);
+int ctl_opt_when(const ctl_command_t *cmd, const char *flag, const char *arg,
+                 int64_t now_ms, int64_t *out);
+
+/* ---- did you mean (opts.c) ---- */
+
+/* Names longer than this are never compared (no suggestion). */
+#define CTL_SUGGEST_MAX_LEN 63
+
+/* The Levenshtein distance between a and b; SIZE_MAX when either is
+ * longer than CTL_SUGGEST_MAX_LEN. */
+size_t ctl_edit_distance(const char *a, const char *b);
+
+/* The name among names[0..n) closest to given: the first one edit away;
+ * else the one name given is a prefix of, if just one; else the first two
+ * edits away (fewer edits than the name has characters: "x" suggests no
+ * "ls"). NULL if none. */
+const char *ctl_suggest(const char *given, const char *const *names, size_t n);
+
+/* Says on stderr "tokenctl[ <parent>]: unknown <what> '<given>'", with
+ * "; did you mean '<name>'?" when ctl_suggest finds one among
+ * names[0..n), and the --help hint for parent. Returns CTL_EXIT_ERROR. */
+int ctl_unknown_command(const ctl_command_t *parent, const char *what,
+                        const char *given, const char *const *names, size_t n);
 
 #endif

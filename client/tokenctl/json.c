@@ -2,6 +2,8 @@
 #include "json.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "ctl.h"
 
@@ -47,9 +49,89 @@ json_t *ctl_json_info(const tokend_token_info_t *t) {
       "revoked_by", ctl_json_text(t->revoked_by));
 }
 
+int ctl_json_is_time_key(const char *key) {
+  size_t len = strlen(key);
+
+  return (len > 3 && strcmp(key + len - 3, "_at") == 0) ||
+         strcmp(key, "time") == 0 || strcmp(key, "since") == 0;
+}
+
+int ctl_fmt_rfc3339(int64_t ms, char *buf, size_t len) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  char date[32];
+
+  if (ms < 0 || gmtime_r(&t, &tm) == NULL ||
+      strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+    return TOKEND_EINVAL;
+  if ((size_t)snprintf(buf, len, "%s.%03dZ", date, (int)(ms % 1000)) >= len)
+    return TOKEND_EINVAL;
+  return 0;
+}
+
+/* The RFC 3339 sibling of a time value: a string, or null for null (not
+ * set) and for what cannot be shown. */
+static json_t *ctl_json_rfc3339(const json_t *v) {
+  char buf[48];
+
+  if (!json_is_integer(v) ||
+      ctl_fmt_rfc3339((int64_t)json_integer_value(v), buf, sizeof(buf)) != 0)
+    return json_null();
+  return json_string(buf);
+}
+
+json_t *ctl_json_with_rfc3339(json_t *v) {
+  json_t *out, *item, *sib;
+  const char *key;
+  char name[128];
+  size_t i;
+
+  if (v == NULL)
+    return NULL;
+  if (json_is_array(v)) {
+    out = json_array();
+    json_array_foreach(v, i, item) {
+      if (out != NULL &&
+          json_array_append_new(out, ctl_json_with_rfc3339(item)) != 0) {
+        json_decref(out);
+        out = NULL;
+      }
+    }
+    return out;
+  }
+  if (!json_is_object(v))
+    return json_incref(v);
+  /* A new object, key order kept, each time's sibling right after it.
+   * Values are shared, not copied: a secret gets no second copy. */
+  out = json_object();
+  json_object_foreach(v, key, item) {
+    if (out == NULL)
+      break;
+    if (json_object_set_new(out, key, ctl_json_with_rfc3339(item)) != 0)
+      goto fail;
+    if (!ctl_json_is_time_key(key) ||
+        (!json_is_integer(item) && !json_is_null(item)) ||
+        (size_t)snprintf(name, sizeof(name), "%s_rfc3339", key) >=
+            sizeof(name) ||
+        json_object_get(v, name) != NULL)
+      continue;
+    sib = ctl_json_rfc3339(item);
+    if (json_object_set_new(out, name, sib) != 0)
+      goto fail;
+  }
+  return out;
+
+fail:
+  json_decref(out);
+  return NULL;
+}
+
 int ctl_print_json(json_t *root) {
+  json_t *orig = root;
   int rc = CTL_EXIT_OK;
 
+  root = ctl_json_with_rfc3339(orig);
+  json_decref(orig);
   if (root == NULL ||
       json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
     fputs("tokenctl: cannot encode the result as JSON\n", stderr);

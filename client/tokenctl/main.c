@@ -62,13 +62,26 @@ static const ctl_command_t ctl_commands[] = {
 
 static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};
 
+#define CTL_N_COMMANDS (sizeof(ctl_commands) / sizeof(ctl_commands[0]))
+
 const ctl_command_t *ctl_find_command(const char *name) {
   size_t i;
 
-  for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
+  for (i = 0; i < CTL_N_COMMANDS; i++)
     if (strcmp(ctl_commands[i].name, name) == 0)
       return &ctl_commands[i];
   return NULL;
+}
+
+/* "unknown command", with the closest name in the table. */
+static int ctl_unknown_top_command(const char *given) {
+  const char *names[CTL_N_COMMANDS];
+  size_t i;
+
+  for (i = 0; i < CTL_N_COMMANDS; i++)
+    names[i] = ctl_commands[i].name;
+  return ctl_unknown_command(&ctl_main, "command", given, names,
+                             CTL_N_COMMANDS);
 }
 
 static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
@@ -79,18 +92,12 @@ static int ctl_help(ctl_opts_t *opts, int argc, char **argv) {
     return CTL_EXIT_OK;
   }
   cmd = ctl_find_command(argv[1]);
-  if (cmd == NULL) {
-    fprintf(stderr, "tokenctl: unknown command '%s'\n", argv[1]);
-    fputs(ctl_main_usage, stderr);
-    return CTL_EXIT_ERROR;
-  }
+  if (cmd == NULL)
+    return ctl_unknown_top_command(argv[1]);
   if (argc >= 3 && cmd->run == ctl_admins) {
     cmd = ctl_find_admins_command(argv[2]);
-    if (cmd == NULL) {
-      fprintf(stderr, "tokenctl: unknown command 'admins %s'\n", argv[2]);
-      fputs(ctl_admins_usage, stderr);
-      return CTL_EXIT_ERROR;
-    }
+    if (cmd == NULL)
+      return ctl_unknown_admins_command(argv[2]);
   }
   fputs(cmd->usage, stdout);
   return CTL_EXIT_OK;
@@ -122,17 +129,11 @@ int main(int argc, char **argv) {
     }
     return ctl_getopt_exit(c);
   }
-  if (optind >= argc) {
-    fputs("tokenctl: missing command\n", stderr);
-    fputs(ctl_main_usage, stderr);
-    return CTL_EXIT_ERROR;
-  }
+  if (optind >= argc)
+    return ctl_usage_error(&ctl_main, "missing command", NULL);
   cmd = ctl_find_command(argv[optind]);
-  if (cmd == NULL) {
-    fprintf(stderr, "tokenctl: unknown command '%s'\n", argv[optind]);
-    fputs(ctl_main_usage, stderr);
-    return CTL_EXIT_ERROR;
-  }
+  if (cmd == NULL)
+    return ctl_unknown_top_command(argv[optind]);
   argc -= optind;
   argv += optind;
   /* 0 makes glibc's getopt start over, at argv[1] of the command's argv. */

@@ -13,7 +13,7 @@
 /* Room for one formatted cell: a label (400 bytes of UTF-8), a user with
  * its local name, or a status message. */
 #define CTL_CELL_BYTES 512
-#define CTL_MAX_COLS 10
+#define CTL_MAX_COLS 16
 
 /* Fills the cells of row i of rows (each CTL_CELL_BYTES, NUL-terminated). */
 typedef void (*ctl_fill_row_t)(const void *rows, size_t i,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -277,6 +278,34 @@ static void test_help_exits_zero_for_every_command(void **state) {
   }
 }
 
+/* A usage error: exit 2, nothing on stdout, and on stderr one line saying
+ * what is wrong (containing says_what) then "try 'tokenctl <cmd>
+ * --help'": never the whole help. */
+static void expect_short_usage_error(const th_fixture_t *f, const char *cmd,
+                                     const char *says_what, const char *a,
+                                     const char *b, const char *c) {
+  char what[160], hint[96];
+  const char *nl;
+  th_run_result_t r;
+
+  snprintf(what, sizeof(what), "tokenctl %s %s %s", a ? a : "", b ? b : "",
+           c ? c : "");
+  th_tokenctl(&f->tokend, NULL, &r, a, b, c, NULL);
+  th_expect_exit(&r, 2, what);
+  assert_int_equal(r.out_len, 0);
+  nl = strchr(r.err, '\n');
+  if (nl == NULL)
+    fail_msg("%s: no line on stderr", what);
+  snprintf(hint, sizeof(hint), "try 'tokenctl%s%s --help'\n", cmd[0] ? " " : "",
+           cmd);
+  if (strcmp(nl + 1, hint) != 0 ||
+      memmem(r.err, (size_t)(nl - r.err), says_what, strlen(says_what)) == NULL)
+    fail_msg("%s: expected one line with '%s' and then %sgot:\n%s", what,
+             says_what, hint, r.err);
+  assert_null(strstr(r.err, "Usage"));
+  th_run_result_free(&r);
+}
+
 static void expect_usage_error(const th_fixture_t *f, const char *a,
                                const char *b, const char *c) {
   th_run_result_t r;
@@ -301,6 +330,197 @@ static void test_bad_flags_exit_2(void **state) {
   expect_usage_error(f, "issue", "--label", "no domain");
   expect_usage_error(f, "list", NULL, NULL);
   expect_usage_error(f, "frobnicate", NULL, NULL);
+}
+
+/* Usage errors are one line and a hint, and a near miss names the
+ * command, subcommand or option meant. */
+static void test_usage_errors_are_one_line_with_hint(void **state) {
+  th_fixture_t *f = *state;
+
+  expect_short_usage_error(f, "", "unknown option '--bogus'", "--bogus", NULL,
+                           NULL);
+  expect_short_usage_error(f, "issue", "unknown option '--bogus'", "issue",
+                           "--bogus", NULL);
+  expect_short_usage_error(f, "list", "--domain is required", "list", NULL,
+                           NULL);
+  expect_short_usage_error(f, "", "missing command", NULL, NULL, NULL);
+  expect_short_usage_error(f, "revoke", "needs a value", "revoke", "--domain",
+                           NULL);
+  expect_short_usage_error(f, "",
+                           "unknown command 'revok'; did you mean 'revoke'?",
+                           "revok", NULL, NULL);
+  expect_short_usage_error(f, "", "unknown command 'frobnicate'", "frobnicate",
+                           NULL, NULL);
+  expect_short_usage_error(f, "admins",
+                           "unknown subcommand 'grnat'; did you mean 'grant'?",
+                           "admins", "grnat", NULL);
+  expect_short_usage_error(f, "admins", "missing subcommand", "admins", NULL,
+                           NULL);
+  expect_short_usage_error(f, "", "did you mean 'list'?", "help", "lsit", NULL);
+  expect_short_usage_error(
+      f, "issue", "unknown option '--expire-in'; did you mean '--expires-in'?",
+      "issue", "--expire-in", "1d");
+  /* Durations and times name the flag and say what is wrong. */
+  expect_short_usage_error(f, "issue", "--expires-in '4000d': longer than",
+                           "issue", "--expires-in", "4000d");
+  expect_short_usage_error(f, "issue", "--expires-in '1h30': expected", "issue",
+                           "--expires-in", "1h30");
+  expect_short_usage_error(f, "issue", "--expires-at '2027-02-30': not a valid",
+                           "issue", "--expires-at", "2027-02-30");
+  expect_short_usage_error(f, "audit", "--since 'last week': expected", "audit",
+                           "--since", "last week");
+}
+
+/* --json times: each Unix ms key keeps its value and gains an RFC 3339
+ * twin; --expires-at takes an ISO date; the list shows scopes. */
+static void test_json_times_rfc3339_and_expires_at(void **state) {
+  th_fixture_t *f = *state;
+  char date[16], want[40], header[512], row[512];
+  int64_t midnight, created;
+  json_error_t jerr;
+  json_t *root, *tok;
+  th_run_result_t r;
+  time_t t;
+  struct tm tm;
+
+  /* Midnight UTC 40 days ahead, as a date. */
+  t = (time_t)(th_now_ms() / 1000 + 40 * 86400);
+  assert_non_null(gmtime_r(&t, &tm));
+  strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+  midnight = ((int64_t)t - (int64_t)t % 86400) * 1000;
+
+  th_tokenctl(&f->tokend, NULL, &r, "issue", "--domain", DOMAIN, "--label",
+              "dated", "--expires-at", date, "--scope", "read", "--scope",
+              "write", "--json", NULL);
+  th_expect_exit(&r, 0, "issue --expires-at --json");
+  root = json_loads(r.out, 0, &jerr);
+  assert_non_null(root);
+  assert_int_equal(json_integer_value(json_object_get(root, "expires_at")),
+                   midnight);
+  snprintf(want, sizeof(want), "%sT00:00:00.000Z", date);
+  assert_string_equal(
+      json_string_value(json_object_get(root, "expires_at_rfc3339")), want);
+  created = json_integer_value(json_object_get(root, "created_at"));
+  assert_true(created > 0);
+  assert_non_null(
+      json_string_value(json_object_get(root, "created_at_rfc3339")));
+  /* Not set: null, and its twin null. */
+  assert_true(json_is_null(json_object_get(root, "revoked_at")));
+  assert_true(json_is_null(json_object_get(root, "revoked_at_rfc3339")));
+  json_decref(root);
+  th_run_result_free(&r);
+
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, "--json", NULL);
+  th_expect_exit(&r, 0, "list --json");
+  root = json_loads(r.out, 0, &jerr);
+  assert_non_null(root);
+  tok = json_array_get(json_object_get(root, "tokens"), 0);
+  assert_int_equal(json_integer_value(json_object_get(tok, "expires_at")),
+                   midnight);
+  assert_string_equal(
+      json_string_value(json_object_get(tok, "expires_at_rfc3339")), want);
+  assert_int_equal(json_integer_value(json_object_get(tok, "created_at")),
+                   created);
+  json_decref(root);
+  th_run_result_free(&r);
+
+  th_tokenctl(&f->tokend, NULL, &r, "list", "--domain", DOMAIN, NULL);
+  th_expect_exit(&r, 0, "list");
+  line_with(r.out, "SCOPES", header, sizeof(header));
+  line_with(r.out, "dated", row, sizeof(row));
+  assert_non_null(strstr(row, "read,write"));
+  assert_int_equal(strstr(row, "read,write") - row,
+                   strstr(header, "SCOPES") - header);
+  th_run_result_free(&r);
+
+  /* The past, and beyond 10 years, are refused. */
+  expect_short_usage_error(f, "issue", "--expires-at is in the past", "issue",
+                           "--expires-at", "2001-01-01");
+  expect_short_usage_error(f, "issue", "more than 10 years", "issue",
+                           "--expires-at", "2999-01-01T00:00:00Z");
+
+  /* audit --since takes a date (yesterday's: this test's events). */
+  t = (time_t)(th_now_ms() / 1000 - 86400);
+  assert_non_null(gmtime_r(&t, &tm));
+  strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+  th_tokenctl(&f->tokend, NULL, &r, "audit", "--domain", DOMAIN, "--since",
+              date, "--json", NULL);
+  th_expect_exit(&r, 0, "audit --since DATE --json");
+  root = json_loads(r.out, 0, &jerr);
+  assert_non_null(root);
+  assert_true(json_array_size(json_object_get(root, "events")) > 0);
+  assert_non_null(json_string_value(json_object_get(
+      json_array_get(json_object_get(root, "events"), 0), "time_rfc3339")));
+  assert_non_null(json_string_value(json_object_get(root, "since_rfc3339")));
+  json_decref(root);
+  th_run_result_free(&r);
+}
+
+/* Removing an admin without --revoke-tokens warns that their tokens stay
+ * valid, and how many; with it, or with none left, it does not. */
+static void test_admins_revoke_warns_tokens_stay_active(void **state) {
+  th_fixture_t *f = *state;
+  tokend_issue_params_t p = {0};
+  tokend_issued_t issued;
+  json_error_t jerr;
+  th_run_result_t r;
+  json_t *root;
+  int i;
+
+  assert_int_equal(
+      tokend_client_grant_admin(f->client, DOMAIN, "alice@corp", NULL, NULL),
+      0);
+  assert_int_equal(tokend_client_set_actor(f->client, "alice@corp"), 0);
+  p.domain = DOMAIN;
+  p.label = "alice's";
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(tokend_client_issue(f->client, &p, &issued), 0);
+    tokend_client_wipe(&issued);
+  }
+  /* One of them revoked: it does not count. */
+  assert_int_equal(
+      tokend_client_revoke(f->client, DOMAIN, issued.info.id, NULL, NULL), 0);
+  assert_int_equal(tokend_client_set_actor(f->client, NULL), 0);
+  /* Someone else's token does not count either. */
+  p.label = "break-glass";
+  assert_int_equal(tokend_client_issue(f->client, &p, &issued), 0);
+  tokend_client_wipe(&issued);
+
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "alice@corp", NULL);
+  th_expect_exit(&r, 0, "admins revoke");
+  if (strstr(r.err, "warning: 2 tokens alice@corp") == NULL ||
+      strstr(r.err, "still active") == NULL)
+    fail_msg("no warning about 2 active tokens:\n%s", r.err);
+  th_run_result_free(&r);
+
+  /* --json: the warning on stderr, the count as a new key. */
+  assert_int_equal(
+      tokend_client_grant_admin(f->client, DOMAIN, "alice@corp", NULL, NULL),
+      0);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "alice@corp", "--json", NULL);
+  th_expect_exit(&r, 0, "admins revoke --json");
+  root = json_loads(r.out, 0, &jerr);
+  assert_non_null(root);
+  assert_int_equal(
+      json_integer_value(json_object_get(root, "tokens_still_active")), 2);
+  assert_int_equal(json_integer_value(json_object_get(root, "tokens_revoked")),
+                   0);
+  assert_non_null(strstr(r.err, "warning: 2 tokens"));
+  json_decref(root);
+  th_run_result_free(&r);
+
+  /* With --revoke-tokens nothing is left, and nothing is said. */
+  assert_int_equal(
+      tokend_client_grant_admin(f->client, DOMAIN, "alice@corp", NULL, NULL),
+      0);
+  th_tokenctl(&f->tokend, NULL, &r, "admins", "revoke", "--domain", DOMAIN,
+              "--user", "alice@corp", "--revoke-tokens", NULL);
+  th_expect_exit(&r, 0, "admins revoke --revoke-tokens");
+  assert_null(strstr(r.err, "warning"));
+  assert_non_null(strstr(r.out, "revoked 2 of their tokens"));
+  th_run_result_free(&r);
 }
 
 static void test_errors_name_grpc_code(void **state) {
@@ -492,6 +712,13 @@ int main(void) {
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_flags_exit_2, setup,
                                       th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_usage_errors_are_one_line_with_hint,
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_json_times_rfc3339_and_expires_at,
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_admins_revoke_warns_tokens_stay_active, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_errors_name_grpc_code, setup,
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_socket_from_environment, setup,
