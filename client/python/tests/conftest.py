@@ -53,11 +53,35 @@ class Tokend:
             "--create-db",
             *extra_args,
         ]
+        self.db = os.path.join(self.dir, "tokend.db")
+        self._args = args
         self._log = open(self.log_path, "wb")
+        self._spawn()
+
+    def _spawn(self):
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
+            self._args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
         )
         wait_for(self._accepts, START_TIMEOUT_S, f"tokend on {self.socket}")
+
+    def terminate(self):
+        """SIGTERM and wait (the database stays): tokend must exit 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(STOP_TIMEOUT_S)
+        if rc != 0:
+            pytest.fail(f"tokend exited with {rc}:\n{self.log()}")
+
+    def kill(self):
+        """SIGKILL and wait: no chance to clean up."""
+        self.proc.kill()
+        self.proc.wait(STOP_TIMEOUT_S)
+
+    def start_again(self):
+        """A new tokend process on the same socket, database and pepper,
+        after terminate() or kill()."""
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)  # a killed tokend leaves it behind
+        self._spawn()
 
     def _accepts(self):
         if self.proc.poll() is not None:
@@ -87,7 +111,8 @@ class Tokend:
                 pytest.fail("tokend ignored SIGTERM")
         self._log.close()
         rc = self.proc.returncode
-        if rc != 0:
+        # SIGKILLed by its test: nothing to check.
+        if rc != 0 and rc != -signal.SIGKILL:
             pytest.fail(f"tokend exited with {rc}:\n{self.log()}")
         subprocess.run(["rm", "-rf", self.dir], check=False)
 

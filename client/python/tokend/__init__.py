@@ -2,6 +2,7 @@
 (asyncio, pipelined) over tokend's Unix socket. See client/python/README.md
 and docs/PROTOCOL.md."""
 
+from ._vcache import CacheStats
 from .aio import AsyncClient
 from .client import Client
 from .errors import (
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "CacheStats",
     "AuditEvent",
     "Propagation",
     "ServerStatus",

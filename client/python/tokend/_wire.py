@@ -331,3 +331,20 @@ def verify_audit_log_request(anchor_id, anchor_hash):
 
 def server_status_request():
     return pb.ServerStatusRequest()
+
+
+# ---- the Verify cache (issue 15; tokend._vcache) ----
+
+# GetCacheRegion's answer is used as it comes (generation, size,
+# heartbeat_bound_ms); its descriptor arrives beside the bytes (SCM_RIGHTS).
+METHODS["get_cache_region"] = Method("get_cache_region", True, lambda r: r)
+
+
+def get_cache_region_request():
+    return pb.GetCacheRegionRequest()
+
+
+def verify_request_reporting(token, cached_hits):
+    """A Verify that also reports the token's hits answered from the
+    cache since the last report (0: none)."""
+    return pb.VerifyRequest(token=token, cached_hits=cached_hits)

@@ -10,13 +10,15 @@ time. For many calls in flight on one connection use AsyncClient.
 
 from __future__ import annotations
 
+import array
+import os
 import select
 import socket as _socket
 import threading
 import time
 from typing import Iterator, Optional, Sequence
 
-from . import _wire, errors
+from . import _vcache, _wire, errors
 from .types import (
     AuditEvent,
     AuditLogCheck,
@@ -49,6 +51,11 @@ class Client:
     connection closes before its answer is sent once more on a new
     connection; a write (issue, revoke, grant/revoke_domain_admin) never
     is: it raises ``errors.ConnectionClosed``, and may have committed.
+
+    ``cache_size``: keep up to that many valid Verify answers in this
+    process, trusted only under tokend's revocation epoch region (see
+    tokend._vcache and README.md, "Verify cache"); None (the default): no
+    cache. Without a region from tokend nothing is cached.
     """
 
     def __init__(
@@ -57,6 +64,7 @@ class Client:
         *,
         timeout: Optional[float] = 5.0,
         actor: Optional[str] = None,
+        cache_size: Optional[int] = None,
     ) -> None:
         self.socket_path = _wire.socket_path(socket)
         self.timeout = timeout
@@ -64,7 +72,14 @@ class Client:
         self._sock: Optional[_socket.socket] = None
         self._buf = bytearray()
         self._next_id = 0
-        self._lock = threading.Lock()
+        # Reentrant: a cached verify holds it across its lookup and call.
+        self._lock = threading.RLock()
+        # The Verify cache, and descriptors tokend passed (SCM_RIGHTS) not
+        # yet taken: only a caching client reads with recvmsg().
+        self._cache = (
+            _vcache.VerifyCache(cache_size) if cache_size is not None else None
+        )
+        self._passed_fds: list = []
 
     # ---- connection ----
 
@@ -77,6 +92,8 @@ class Client:
     def close(self) -> None:
         with self._lock:
             self._drop()
+            if self._cache is not None:
+                self._cache.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -96,12 +113,37 @@ class Client:
             ) from None
         self._sock = s
         self._buf.clear()
+        # Maybe another tokend: its region, not the old one's.
+        if self._cache is not None:
+            self._cache.drop_region()
 
     def _drop(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
         self._buf.clear()
+        self._close_passed_fds()
+
+    def _close_passed_fds(self) -> None:
+        for fd in self._passed_fds:
+            os.close(fd)
+        self._passed_fds = []
+
+    def _recv(self) -> bytes:
+        """The next bytes from tokend; a caching client also keeps the
+        descriptors that came with them."""
+        assert self._sock is not None
+        if self._cache is None:
+            return self._sock.recv(_READ_CHUNK)
+        data, anc, _, _ = self._sock.recvmsg(
+            _READ_CHUNK, _socket.CMSG_SPACE(4 * array.array("i").itemsize)
+        )
+        for level, kind, cdata in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(cdata[: len(cdata) - len(cdata) % fds.itemsize])
+                self._passed_fds.extend(fds)
+        return data
 
     def _read_answer(self, deadline: Optional[float]):
         """The next whole answer frame's Response. Partial input stays in
@@ -120,7 +162,7 @@ class Client:
                 if left <= 0:
                     raise _socket.timeout()
                 self._sock.settimeout(left)
-            chunk = self._sock.recv(_READ_CHUNK)
+            chunk = self._recv()
             if not chunk:
                 raise errors.ConnectionClosed("tokend closed the connection")
             self._buf += chunk
@@ -221,8 +263,12 @@ class Client:
 
     def verify(self, token: str) -> VerifyResult:
         """Checks a token. An invalid token is a result (valid False, and
-        why in ``reason``), not an exception."""
-        return self._call("verify", _wire.verify_request(token), None)
+        why in ``reason``), not an exception. A caching client (cache_size)
+        may answer a valid token from its cache (README.md, "Verify
+        cache")."""
+        if self._cache is None:
+            return self._call("verify", _wire.verify_request(token), None)
+        return self._verify_cached(token)
 
     def issue(
         self,
@@ -364,3 +410,81 @@ class Client:
     def server_status(self) -> ServerStatus:
         """How tokend is doing (verifiers and operators)."""
         return self._call("server_status", _wire.server_status_request(), None)
+
+    # ---- the Verify cache (issue 15, section 2; tokend._vcache) ----
+
+    def cache_stats(self) -> Optional[_vcache.CacheStats]:
+        """The cache's counters (hits, misses, flushes, stale, reported),
+        its size and its region's state; None for a client without one."""
+        if self._cache is None:
+            return None
+        with self._lock:
+            return self._cache.stats()
+
+    def _attach_region(self) -> None:
+        """Asks tokend for its epoch region and maps it. Any failure (an
+        old tokend, not a verifier, the descriptor missing or not a sealed
+        region) leaves the client without a region: it does not cache."""
+        cache = self._cache
+        self._close_passed_fds()
+        try:
+            resp = self._call(
+                "get_cache_region", _wire.get_cache_region_request(), None
+            )
+        except errors.TokendError:
+            return
+        fds, self._passed_fds = self._passed_fds, []
+        try:
+            if fds:
+                cache.attach(fds[-1], resp.generation)
+        except (ValueError, OSError):
+            pass
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _cache_lookup(self, token: str, ask: _vcache.Ask):
+        """The cached answer for token, or None with ask filled (the same
+        checks, in the same order, as the C library's
+        client_cache_lookup)."""
+        cache = self._cache
+        if cache.region is None and cache.region_wanted:
+            # Connected first: opening a connection asks for its region.
+            if self._sock is None:
+                self._open()
+            cache.region_wanted = False  # once per connection
+            self._attach_region()
+        rg = cache.region
+        if rg is None:
+            return None
+        mono = _vcache._mono_ms()
+        if not rg.fresh(mono):
+            cache.stale += 1
+            return None
+        # A killed tokend leaves its page looking alive until the bound;
+        # its socket tells at once. Looked at once per millisecond, not per
+        # hit: a restarted tokend cannot be up and answer a Revoke within
+        # one. The next Verify reconnects and maps the new page.
+        if mono != cache.conn_checked_ms:
+            cache.conn_checked_ms = mono
+            if self._sock is None or self._peer_closed():
+                self._drop()
+                cache.drop_region()
+                cache.stale += 1
+                return None
+        return cache.lookup(token, mono, ask)
+
+    def _verify_cached(self, token: str) -> VerifyResult:
+        with self._lock:
+            ask = _vcache.Ask()
+            hit = self._cache_lookup(token, ask)
+            if hit is not None:
+                return hit
+            # The epoch in ask was read before this request is sent: a
+            # Revoke answered after that has moved it, and the answer below
+            # is then never used.
+            result = self._call(
+                "verify", _wire.verify_request_reporting(token, ask.report), None
+            )
+            self._cache.put(token, ask, _vcache._mono_ms(), result)
+            return result
