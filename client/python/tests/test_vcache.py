@@ -5,6 +5,7 @@ No test waits on a fixed time: each waits for the condition it needs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
@@ -324,3 +325,73 @@ def test_cached_hits_reach_tokend_counters_and_last_used_at(one):
     assert valid == 1 + s.reported + 1
     # Moved by the reporting Verify, after the first one.
     assert last_used > first_done
+
+
+# ---- AsyncClient: the same cache ----
+
+
+def test_async_revoke_by_another_process_then_cached_verify_is_revoked(
+    tokend_factory,
+):
+    t = tokend_factory("--last-used-granularity-ms", "0")
+    n = 500
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    revoker = subprocess.Popen(
+        [sys.executable, "-c", _REVOKER, t.socket, DOMAIN],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+
+    async def main():
+        async with tokend.AsyncClient(t.socket) as admin, tokend.AsyncClient(
+            t.socket, cache_size=1000
+        ) as c:
+            issued = await asyncio.gather(
+                *(admin.issue(DOMAIN, f"async race {i}") for i in range(n))
+            )
+            for i, iss in enumerate(issued):
+                assert (await c.verify(iss.token)).valid
+                before = c.cache_stats().hits
+                assert (await c.verify(iss.token)).valid
+                assert c.cache_stats().hits == before + 1
+                revoker.stdin.write(iss.info.id + "\n")
+                revoker.stdin.flush()
+                while not select.select([revoker.stdout], [], [], 0)[0]:
+                    await c.verify(iss.token)
+                assert revoker.stdout.readline() == "ok\n"
+                r = await c.verify(iss.token)
+                assert (r.valid, r.reason) == (False, "REVOKED"), f"repetition {i}"
+            return c.cache_stats()
+
+    try:
+        s = asyncio.run(main())
+    finally:
+        revoker.stdin.close()
+        revoker.wait(30)
+    assert s.hits >= n
+    assert s.flushes >= n
+    assert s.generation != 0
+
+
+def test_async_killed_then_restarted_tokend_revoke_is_seen(one):
+    t, admin, _ = one
+    iss = admin.issue(DOMAIN, "async killed")
+    admin.close()
+
+    async def main():
+        async with tokend.AsyncClient(t.socket, cache_size=10) as c:
+            assert (await c.verify(iss.token)).valid
+            assert (await c.verify(iss.token)).valid
+            n = c.cache_stats().hits
+            assert n == 1
+            t.kill()
+            t.start_again()
+            with tokend.Client(t.socket) as other:
+                other.revoke(DOMAIN, iss.info.id)
+            r = await c.verify(iss.token)
+            assert (r.valid, r.reason) == (False, "REVOKED")
+            assert c.cache_stats().hits == n
+
+    asyncio.run(main())

@@ -10,10 +10,14 @@ sends them in (docs/PROTOCOL.md, "Pipelining and ordering").
 
 from __future__ import annotations
 
+import array
 import asyncio
+import os
+import select
+import socket as _socket
 from typing import AsyncIterator, Dict, Optional, Sequence
 
-from . import _wire, errors
+from . import _vcache, _wire, errors
 from .types import (
     AuditEvent,
     AuditLogCheck,
@@ -32,6 +36,30 @@ from .types import (
 
 # Past this many bytes queued in the socket's transport, callers wait.
 _HIGH_WATER_BYTES = 1 << 20
+
+
+_READ_CHUNK = 65536
+_FD_BYTES = array.array("i").itemsize
+# A caching connection's first call, GetCacheRegion, made before the
+# connection's protocol takes over.
+_REGION_CALL_ID = 1
+
+
+def _passed_fds(ancillary) -> list:
+    fds = array.array("i")
+    for level, kind, cdata in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(cdata[: len(cdata) - len(cdata) % _FD_BYTES])
+    return list(fds)
+
+
+async def _readable(loop, sock) -> None:
+    fut = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 def _expire(fut: asyncio.Future, timeout: float) -> None:
@@ -64,14 +92,26 @@ class _Connection(asyncio.Protocol):
         self._err: Optional[errors.TokendError] = None
         self._writable: Optional[asyncio.Future] = None
         self._lost = self._loop.create_future()
+        # A caching client's connection: tokend's GetCacheRegion answer
+        # (None: refused) and the descriptors that came with it, for the
+        # client to take.
+        self.region_answer = None
+        self.region_fds: list = []
 
     @classmethod
-    async def open(cls, path: str, timeout: Optional[float]) -> "_Connection":
+    async def open(
+        cls, path: str, timeout: Optional[float], want_region: bool = False
+    ) -> "_Connection":
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_unix_connection(cls, path), timeout
-            )
+            if want_region:
+                conn = await asyncio.wait_for(
+                    cls._open_with_region(loop, path), timeout
+                )
+            else:
+                _, conn = await asyncio.wait_for(
+                    loop.create_unix_connection(cls, path), timeout
+                )
         except asyncio.TimeoutError:
             raise errors.Timeout(f"cannot connect to {path} within {timeout} s") from None
         except OSError as e:
@@ -79,6 +119,80 @@ class _Connection(asyncio.Protocol):
                 f"cannot connect to {path}: {e.strerror or e}"
             ) from None
         return conn
+
+    @classmethod
+    async def _open_with_region(cls, loop, path: str) -> "_Connection":
+        """Connects and asks GetCacheRegion first, on the bare socket: its
+        descriptor comes as SCM_RIGHTS, which asyncio's transports do not
+        read. Then hands the socket to a transport."""
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.setblocking(False)
+        fds: list = []
+        try:
+            await loop.sock_connect(sock, path)
+            await loop.sock_sendall(
+                sock,
+                _wire.frame(
+                    _REGION_CALL_ID,
+                    "get_cache_region",
+                    _wire.get_cache_region_request(),
+                    None,
+                ),
+            )
+            buf = bytearray()
+            while True:
+                if len(buf) >= _wire.HEADER_BYTES:
+                    end = _wire.HEADER_BYTES + _wire.body_length(
+                        bytes(buf[: _wire.HEADER_BYTES])
+                    )
+                    if len(buf) >= end:
+                        break
+                await _readable(loop, sock)
+                try:
+                    data, anc, _, _ = sock.recvmsg(
+                        _READ_CHUNK, _socket.CMSG_SPACE(4 * _FD_BYTES)
+                    )
+                except (BlockingIOError, InterruptedError):
+                    continue
+                fds.extend(_passed_fds(anc))
+                if not data:
+                    raise errors.ConnectionClosed("tokend closed the connection")
+                buf += data
+            resp = _wire.decode(bytes(buf[_wire.HEADER_BYTES : end]))
+            if resp.call_id == _wire.CONNECTION_CALL_ID:
+                raise _wire.connection_error(resp)
+            _, conn = await loop.create_unix_connection(cls, sock=sock)
+        except BaseException:
+            sock.close()
+            for fd in fds:
+                os.close(fd)
+            raise
+        conn._next_id = _REGION_CALL_ID
+        if resp.status.code == 0 and resp.WhichOneof("result") == "get_cache_region":
+            conn.region_answer = resp.get_cache_region
+        conn.region_fds = fds
+        # tokend answers only what it was asked: nothing follows, but what
+        # would is handed on.
+        if len(buf) > end:
+            conn.data_received(bytes(buf[end:]))
+        return conn
+
+    def peer_alive(self) -> bool:
+        """False once tokend's end of the socket is closed (one poll, no
+        wait: a late answer waiting to be read is no sign of death)."""
+        if self.closed or self._transport is None:
+            return False
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        p = select.poll()
+        p.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
+        try:
+            events = p.poll(0)
+        except InterruptedError:
+            return True  # look again next tick
+        dead = select.POLLHUP | select.POLLRDHUP | select.POLLERR | select.POLLNVAL
+        return not any(ev & dead for _, ev in events)
 
     # ---- asyncio.Protocol ----
 
@@ -193,6 +307,9 @@ class AsyncClient:
     after tokend closed it; a call that changes nothing whose connection
     closed before its answer is sent once more on a new connection, a write
     never is (``errors.ConnectionClosed``; it may have committed).
+
+    ``cache_size``: the Verify cache, as Client's (README.md, "Verify
+    cache"); each new connection asks for tokend's region first.
     """
 
     def __init__(
@@ -201,18 +318,24 @@ class AsyncClient:
         *,
         timeout: Optional[float] = 5.0,
         actor: Optional[str] = None,
+        cache_size: Optional[int] = None,
     ) -> None:
         self.socket_path = _wire.socket_path(socket)
         self.timeout = timeout
         self.actor = actor
         self._conn: Optional[_Connection] = None
         self._connecting: Optional[asyncio.Lock] = None
+        self._cache = (
+            _vcache.VerifyCache(cache_size) if cache_size is not None else None
+        )
 
     async def connect(self) -> None:
         await self._connection()
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        if self._cache is not None:
+            self._cache.close()
         if conn is not None:
             await conn.aclose()
 
@@ -235,8 +358,29 @@ class AsyncClient:
             if self._conn is not None:
                 await self._conn.aclose()
             self._conn = None
-            self._conn = await _Connection.open(self.socket_path, self.timeout)
+            self._conn = await _Connection.open(
+                self.socket_path, self.timeout, self._cache is not None
+            )
+            if self._cache is not None:
+                self._take_region(self._conn)
             return self._conn, True
+
+    def _take_region(self, conn: _Connection) -> None:
+        """A new connection: maybe another tokend, so its region, not the
+        old one's; none (refused, no descriptor, not a sealed region): no
+        cache on this connection."""
+        cache = self._cache
+        cache.drop_region()
+        cache.region_wanted = False  # asked once per connection, at its start
+        fds, conn.region_fds = conn.region_fds, []
+        try:
+            if conn.region_answer is not None and fds:
+                cache.attach(fds[-1], conn.region_answer.generation)
+        except (ValueError, OSError):
+            pass
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     async def _call(self, member: str, request, actor: Optional[str]):
         method = _wire.METHODS[member]
@@ -258,7 +402,9 @@ class AsyncClient:
     # ---- methods: see Client for each one's contract ----
 
     async def verify(self, token: str) -> VerifyResult:
-        return await self._call("verify", _wire.verify_request(token), None)
+        if self._cache is None:
+            return await self._call("verify", _wire.verify_request(token), None)
+        return await self._verify_cached(token)
 
     async def issue(
         self,
@@ -397,3 +543,43 @@ class AsyncClient:
         return await self._call(
             "server_status", _wire.server_status_request(), None
         )
+
+    # ---- the Verify cache (issue 15, section 2; tokend._vcache) ----
+
+    def cache_stats(self) -> Optional[_vcache.CacheStats]:
+        """As Client.cache_stats()."""
+        return self._cache.stats() if self._cache is not None else None
+
+    async def _verify_cached(self, token: str) -> VerifyResult:
+        cache = self._cache
+        if self._conn is None or self._conn.closed:
+            await self._connection()  # maps the region of the new one
+        ask = _vcache.Ask()
+        rg = cache.region
+        # The lookup runs without an await: no other coroutine interleaves
+        # between its epoch read and its use.
+        if rg is not None:
+            mono = _vcache._mono_ms()
+            alive = True
+            # A killed tokend's page looks alive until the bound; its
+            # socket tells at once (looked at once per millisecond). The
+            # connection's own close follows when the loop reads its end;
+            # the next connection maps a new region.
+            if mono != cache.conn_checked_ms:
+                cache.conn_checked_ms = mono
+                alive = self._conn.peer_alive()
+            if not rg.fresh(mono):
+                cache.stale += 1
+            elif not alive:
+                cache.drop_region()
+                cache.stale += 1
+            else:
+                hit = cache.lookup(token, mono, ask)
+                if hit is not None:
+                    return hit
+        # The epoch in ask was read before this request is sent.
+        result = await self._call(
+            "verify", _wire.verify_request_reporting(token, ask.report), None
+        )
+        cache.put(token, ask, _vcache._mono_ms(), result)
+        return result
