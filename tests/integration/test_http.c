@@ -377,8 +377,8 @@ static int teardown(void **state) {
 static void issue(fixture_t *f, const char *label, int64_t expires_at,
                   const char *const *scopes, size_t n_scopes,
                   tokend_issued_t *out) {
-  tokend_issue_params_t p = {"example.com", label, expires_at, scopes,
-                             n_scopes};
+  tokend_issue_params_t p = {"example.com", label,    expires_at,
+                             scopes,        n_scopes, NULL};
 
   assert_int_equal(tokend_client_issue(f->client, &p, out), 0);
 }

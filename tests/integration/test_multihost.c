@@ -904,7 +904,7 @@ typedef struct {
 static void *writer_main(void *arg) {
   mh_writer_t *w = arg;
   tokend_client_t *in = NULL, *out = NULL;
-  tokend_issue_params_t p = {DOMAIN, "concurrent", 0, NULL, 0};
+  tokend_issue_params_t p = {DOMAIN, "concurrent", 0, NULL, 0, NULL};
   tokend_issued_t is;
   char pending_id[TOKEND_TOKEN_ID_BYTES] = "";
   char kept[32], removed[32];

@@ -1989,6 +1989,113 @@ static int pg_counts_import(store_t *base, const store_counts_t *c) {
                       &p, NULL);
 }
 
+/* ---- the token record (issue 17) ---- */
+
+/* The row's new state and its change, in one statement. */
+static int pg_token_update(store_t *base, const store_token_t *row) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, row->domain);
+  p_text(&p, row->id);
+  p_text(&p, row->label);
+  p_text(&p, row->scopes);
+  p_text(&p, row->metadata);
+  p_i64(&p, row->expires_at);
+  p_text(&p, row->rolled_from);
+  p_text(&p, row->rolled_to);
+  r = pg_run(s, "token update",
+             "WITH u AS (UPDATE tokens SET label = $3, scopes = $4,"
+             " metadata = $5, expires_at = $6, rolled_from = $7,"
+             " rolled_to = $8 WHERE domain = $1 AND id = $2 RETURNING seq)"
+             " SELECT tokend_change(seq, NULL, NULL,"
+             " (extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+             " FROM u",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0)
+    err = TOKEND_ENOTFOUND;
+  else
+    tx_saw(s, pg_get_i64(r, 0, 0));
+  PQclear(r);
+  return err;
+}
+
+static int pg_list_expiring(store_t *base, const char *domain, int64_t now,
+                            int64_t until, int64_t before_seq,
+                            store_token_t *rows, size_t max_rows,
+                            size_t *n_rows) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  size_t n = 0;
+  int err;
+
+  *n_rows = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, before_seq > 0 ? before_seq : INT64_MAX);
+  p_i64(&p, now);
+  p_i64(&p, until);
+  p_i64(&p, (int64_t)max_rows);
+  r = pg_run(s, "list expiring",
+             "SELECT " TOKEN_COLUMNS " FROM tokens"
+             " WHERE domain = $1 AND seq < $2 AND revoked_at = 0"
+             " AND expires_at > $3 AND expires_at <= $4"
+             " ORDER BY seq DESC LIMIT $5",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++) {
+    if ((err = pg_token_read(r, (int)n, 0, &rows[n])) != 0) {
+      pg_set_errmsg(s, "list expiring", "token row with a bad hash");
+      break;
+    }
+  }
+  *n_rows = err == 0 ? n : 0;
+  PQclear(r);
+  return err;
+}
+
+static int pg_policy_get(store_t *base, const char *domain,
+                         store_policy_t *out) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  r = pg_run(s, "policy get",
+             "SELECT max_lifetime_ms, require_expiry::int4, allowed_scopes,"
+             " max_active_tokens, updated_at, updated_by"
+             " FROM domain_policies WHERE domain = $1",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0) {
+    err = TOKEND_ENOTFOUND;
+  } else {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->domain, sizeof(out->domain), "%s", domain);
+    out->max_lifetime_ms = pg_get_i64(r, 0, 0);
+    out->require_expiry = pg_get_i64(r, 0, 1) != 0;
+    pg_get_text(r, 0, 2, out->allowed_scopes, sizeof(out->allowed_scopes));
+    out->max_active_tokens = (int32_t)pg_get_i64(r, 0, 3);
+    out->updated_at = pg_get_i64(r, 0, 4);
+    pg_get_text(r, 0, 5, out->updated_by, sizeof(out->updated_by));
+  }
+  PQclear(r);
+  return err;
+}
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -2025,6 +2132,9 @@ static const struct store_ops pg_ops = {
     .token_import = pg_token_import,
     .audit_import = pg_audit_import,
     .counts_import = pg_counts_import,
+    .token_update = pg_token_update,
+    .list_expiring = pg_list_expiring,
+    .policy_get = pg_policy_get,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */
