@@ -586,6 +586,93 @@ static void test_list_expiring_within(void **state) {
   tokend_client_wipe(&revoked);
 }
 
+/* ---- tokenctl ---- */
+
+/* The id on the "id:" line of tokenctl's details (stderr for issue and
+ * roll), into id. */
+static void detail_id(const char *text, char id[TOKEND_TOKEN_ID_BYTES]) {
+  const char *p = strstr(text, "id:");
+
+  assert_non_null(p);
+  p += 3;
+  while (*p == ' ')
+    p++;
+  snprintf(id, TOKEND_TOKEN_ID_BYTES, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+static void test_tokenctl_show_edit_roll_list(void **state) {
+  th_fixture_t *f = *state;
+  char id[TOKEND_TOKEN_ID_BYTES], new_id[TOKEND_TOKEN_ID_BYTES];
+  char secret[TOKEND_TOKEN_BYTES + 2];
+  th_run_result_t r;
+
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "issue",
+              "--domain", DOMAIN, "--label", "cli", "--scope", "read",
+              "--scope", "write", "--expires-in", "2h", "--metadata",
+              "{\"plan\": \"pro\"}", NULL);
+  th_expect_exit(&r, 0, "tokenctl issue --metadata");
+  snprintf(secret, sizeof(secret), "%s", r.out);
+  detail_id(r.err, id);
+  th_run_result_free(&r);
+
+  /* show by id and by the secret on stdin, which is never on argv. */
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "show",
+              "--domain", DOMAIN, id, NULL);
+  th_expect_exit(&r, 0, "tokenctl show ID");
+  assert_non_null(strstr(r.out, "metadata:  {\"plan\":\"pro\"}"));
+  assert_non_null(strstr(r.out, "last used: never"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, secret, &r, "--actor", ALICE, "--identity", "show",
+              "--domain", DOMAIN, "--stdin", "--json", NULL);
+  th_expect_exit(&r, 0, "tokenctl show --stdin");
+  assert_non_null(strstr(r.out, id));
+  assert_non_null(strstr(r.out, "\"plan\": \"pro\""));
+  th_run_result_free(&r);
+
+  /* edit: narrower scopes, no metadata; a wider one is refused. */
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "edit",
+              "--domain", DOMAIN, "--scopes", "read", "--no-metadata",
+              "--label", "cli2", id, NULL);
+  th_expect_exit(&r, 0, "tokenctl edit");
+  assert_non_null(strstr(r.out, "label:     cli2"));
+  assert_non_null(strstr(r.out, "metadata:  (none)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "edit",
+              "--domain", DOMAIN, "--scopes", "read,admin", id, NULL);
+  th_expect_exit(&r, 2, "tokenctl edit --scopes wider");
+  assert_non_null(strstr(r.err, "admin"));
+  th_run_result_free(&r);
+
+  /* roll: the new secret alone on stdout; list marks the old one. */
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "roll",
+              "--domain", DOMAIN, "--grace", "1h", id, NULL);
+  th_expect_exit(&r, 0, "tokenctl roll");
+  assert_int_equal(strcspn(r.out, "\n"), strlen(secret) - 1);
+  assert_null(strstr(r.out, "id:"));
+  detail_id(r.err, new_id);
+  assert_string_not_equal(new_id, id);
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "list",
+              "--domain", DOMAIN, NULL);
+  th_expect_exit(&r, 0, "tokenctl list");
+  assert_non_null(strstr(r.out, "(rolled)"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", ALICE, "--identity", "list",
+              "--domain", DOMAIN, "--expiring-within", "90m", "--json", NULL);
+  th_expect_exit(&r, 0, "tokenctl list --expiring-within");
+  /* The old token (1 h grace) only: the new one lives 2 h. */
+  {
+    char want[64], unwanted[64];
+
+    snprintf(want, sizeof(want), "\"id\": \"%s\"", id);
+    snprintf(unwanted, sizeof(unwanted), "\"id\": \"%s\"", new_id);
+    assert_non_null(strstr(r.out, want));
+    assert_null(strstr(r.out, unwanted));
+  }
+  th_run_result_free(&r);
+  sodium_memzero(secret, sizeof(secret));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_fixture_teardown)
@@ -600,6 +687,7 @@ int main(void) {
       T(test_roll_without_grace_expires_the_old_now),
       T(test_roll_refusals_change_nothing),
       T(test_list_expiring_within),
+      T(test_tokenctl_show_edit_roll_list),
 #undef T
   };
 
