@@ -195,8 +195,7 @@ static int index_apply_row(rpc_t *r, const store_token_t *row) {
   int err;
 
   if (e == NULL) {
-    log_error("%s: token %s is in the store but not in the index", "edit",
-              row->id);
+    log_error("token %s is in the store but not in the index", row->id);
     return TOKEND_EINTERNAL;
   }
   if ((err = index_set_strings(r->env.index, e, row->label, row->scopes,
