@@ -26,12 +26,42 @@
 
 /* ---- metadata ---- */
 
+/* Copies the JSON text in[0..len) into out without the whitespace between
+ * its tokens: numbers, strings and the keys' order stay byte for byte as
+ * sent (a parser's re-serialization would not: 0.1 may come back as
+ * 0.10000000000000001). in is valid JSON, so outside strings whitespace is
+ * only ever between tokens, and inside them there is no raw control
+ * character. */
+static size_t json_compact(const char *in, size_t len, char *out) {
+  size_t i, n = 0;
+  int in_string = 0, escaped = 0;
+
+  for (i = 0; i < len; i++) {
+    char ch = in[i];
+
+    if (in_string) {
+      if (escaped)
+        escaped = 0;
+      else if (ch == '\\')
+        escaped = 1;
+      else if (ch == '"')
+        in_string = 0;
+    } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+      continue;
+    } else if (ch == '"') {
+      in_string = 1;
+    }
+    out[n++] = ch;
+  }
+  out[n] = '\0';
+  return n;
+}
+
 int rpc_metadata_normalize(const char *in, char out[TOKEND_METADATA_BYTES],
                            char *why, size_t why_len) {
   size_t len = rpc_decoded_len(in);
   json_error_t jerr;
   json_t *v;
-  char *text;
   int err = 0;
 
   out[0] = '\0';
@@ -43,7 +73,10 @@ int rpc_metadata_normalize(const char *in, char out[TOKEND_METADATA_BYTES],
              TOKEND_MAX_METADATA);
     return TOKEND_EINVAL;
   }
-  v = json_loadb(in, len, JSON_REJECT_DUPLICATES, &jerr);
+  /* jansson validates (UTF-8, no NUL, no duplicate keys; integers read as
+   * reals, so that one past 64 bits is still JSON) ... */
+  v = json_loadb(in, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL,
+                 &jerr);
   if (v == NULL) {
     snprintf(why, why_len, "metadata: not JSON (%s at byte %d)", jerr.text,
              jerr.position);
@@ -52,26 +85,13 @@ int rpc_metadata_normalize(const char *in, char out[TOKEND_METADATA_BYTES],
   if (!json_is_object(v)) {
     snprintf(why, why_len, "metadata: must be a JSON object ({...})");
     err = TOKEND_EINVAL;
-    goto out;
   }
-  /* Compact: no whitespace and no raw control characters (an HTTP header
-   * can carry it); jansson keeps the keys' order. */
-  text = json_dumps(v, JSON_COMPACT);
-  if (text == NULL) {
-    err = TOKEND_ENOMEM;
-    snprintf(why, why_len, "metadata: out of memory");
-    goto out;
-  }
-  if (strlen(text) > TOKEND_MAX_METADATA) {
-    snprintf(why, why_len, "metadata: %zu bytes once compacted, at most %d",
-             strlen(text), TOKEND_MAX_METADATA);
-    err = TOKEND_EINVAL;
-  } else {
-    memcpy(out, text, strlen(text) + 1);
-  }
-  free(text);
-out:
   json_decref(v);
+  /* ... and what is kept is the text as sent, compact: no whitespace and
+   * no raw control characters (an HTTP header can carry it). It can only
+   * shrink, so it fits. */
+  if (err == 0)
+    json_compact(in, len, out);
   return err;
 }
 

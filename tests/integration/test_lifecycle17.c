@@ -126,6 +126,16 @@ static void test_metadata_set_at_issue_returned_everywhere(void **state) {
                       "{\"plan\":\"pro\",\"seats\":5}");
   tokend_token_list_free(list);
   tokend_client_wipe(&is);
+
+  /* Compacted, not re-encoded: numbers and escapes stay as sent. */
+  issue(f, DOMAIN, "exact", 0, NULL, 0,
+        "{\"price\": 0.1, \"n\": 123456789012345678901234567890,\n"
+        " \"s\": \"a b\\\" \\u00e9\"}",
+        &is);
+  assert_string_equal(is.info.metadata,
+                      "{\"price\":0.1,\"n\":123456789012345678901234567890,"
+                      "\"s\":\"a b\\\" \\u00e9\"}");
+  tokend_client_wipe(&is);
 }
 
 static void test_metadata_bad_is_invalid_argument_nothing_stored(void **state) {
