@@ -22,10 +22,10 @@
  *   - A request tokend read whose answer never came (the connection died
  *     in between) is sent again once, on a new connection, if its method
  *     is idempotent: Verify, List, WhoAmI, ListDomainAdmins, ListAuditEvents,
- *     VerifyAuditLog, ServerStatus. The writes (Issue, Revoke,
- *     GrantDomainAdmin, RevokeDomainAdmin) are never sent twice: they
- *     return TOKEND_EINDOUBT ("outcome unknown": tokend may or may not
- *     have done it; look, e.g. with List, before trying again).
+ *     VerifyAuditLog, ServerStatus, Lookup. The writes (Issue, Revoke,
+ *     GrantDomainAdmin, RevokeDomainAdmin, Edit, Roll) are never sent
+ *     twice: they return TOKEND_EINDOUBT ("outcome unknown": tokend may
+ *     or may not have done it; look, e.g. with List, before trying again).
  *   - TOKEND_ETIMEDOUT (no answer within timeout_ms) is not retried
  *     either; for a write it too leaves the outcome unknown.
  *
