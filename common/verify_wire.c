@@ -26,6 +26,7 @@ enum {
 #define VRESP_LABEL TAG(5, WT_LEN)
 #define VRESP_SCOPES TAG(6, WT_LEN)
 #define VRESP_EXPIRES_AT TAG(7, WT_VARINT)
+#define VRESP_METADATA TAG(8, WT_LEN)
 
 /* ---- encoding ---- */
 
@@ -113,6 +114,7 @@ static size_t vresp_size(const vw_response_t *r) {
     n += len_field_size(r->scopes[i].len);
   if (r->expires_at != 0)
     n += 1 + varint_size((uint64_t)r->expires_at);
+  n += opt_str_size(r->metadata);
   return n;
 }
 
@@ -152,6 +154,7 @@ size_t vw_response_encode(uint8_t *out, const vw_response_t *r) {
     out[n++] = VRESP_EXPIRES_AT;
     n += varint_put(out + n, (uint64_t)r->expires_at);
   }
+  n += opt_str_put(out + n, VRESP_METADATA, r->metadata);
   return n;
 }
 
@@ -261,6 +264,8 @@ vw_result_t vw_response_decode(const uint8_t *body, size_t len,
   out->token_id.len = out->domain.len = out->label.len = 0;
   out->n_scopes = 0;
   out->expires_at = 0;
+  out->metadata.p = "";
+  out->metadata.len = 0;
   if (next_is(&c, RESP_CALL_ID) && !get_nonzero_varint(&c, &out->call_id))
     return VW_OTHER;
   /* Status present and empty (code 0, no message); else it is an error
@@ -298,5 +303,7 @@ vw_result_t vw_response_decode(const uint8_t *body, size_t len,
       return VW_OTHER;
     out->expires_at = (int64_t)x;
   }
+  if (next_is(&v, VRESP_METADATA) && !get_nonempty_str(&v, &out->metadata))
+    return VW_OTHER;
   return v.p == v.end ? VW_VERIFY : VW_OTHER;
 }

@@ -56,6 +56,7 @@ typedef struct {
   vw_str_t scopes[TOKEND_MAX_SCOPES];
   size_t n_scopes;
   int64_t expires_at;
+  vw_str_t metadata; /* VerifyResponse.metadata (issue 17); len 0: none */
 } vw_response_t;
 
 /* Bytes vw_request_encode writes (the body, without the frame header). */

@@ -33,11 +33,15 @@ static int load_admin(void *arg, const store_admin_t *a) {
                            a->granted_by);
 }
 
+/* /metrics' tokend_tokens_expiring_soon: within 7 days. */
+#define SERVER_EXPIRING_SOON_MS ((int64_t)7 * 24 * 3600 * 1000)
+
 /* ---- the change feed (a store several hosts share) ---- */
 
 /* A token changed through any host: memory takes its state now. A token
  * new to this host is indexed; a known one can only lose validity (a
- * revocation is never undone) or have its expiry moved. */
+ * revocation is never undone), have its expiry moved, or (issue 17's Edit)
+ * get a new label, metadata or narrower scopes. */
 static int on_feed_token(void *ctx, const store_token_t *row) {
   server_t *s = ctx;
   index_entry_t *e = index_find(s->index, row->hash);
@@ -47,12 +51,21 @@ static int on_feed_token(void *ctx, const store_token_t *row) {
   if (e != NULL) {
     /* issue 15: a revocation, or an earlier expiry, from another host
      * takes validity away: clients' caches must see it. */
+    const char *strings_was = e->strings;
+
     if ((row->revoked_at != 0 && e->revoked_at == 0) ||
         (row->expires_at != 0 &&
          (e->expires_at == 0 || row->expires_at < e->expires_at)))
       rpc_validity_taken(s->rpc);
     if (row->revoked_at != 0)
       index_revoke(s->index, e, row->revoked_at);
+    if ((err = index_set_strings(s->index, e, row->label, row->scopes,
+                                 row->metadata)) != 0)
+      return err;
+    /* issue 17: new scopes (only ever narrower), label or metadata:
+     * caching clients must not hand out what they hold. */
+    if (e->strings != strings_was)
+      rpc_validity_taken(s->rpc);
     return index_set_expiry(s->index, e, row->expires_at);
   }
   if ((d = domains_get(&s->domains, row->domain)) == NULL)
@@ -1071,6 +1084,23 @@ static void on_http_metrics(void *ctx, prom_t *p) {
     prom_sample(p, "tokend_tokens", "status=\"active\"", active);
     prom_sample(p, "tokend_tokens", "status=\"revoked\"", revoked);
     prom_sample(p, "tokend_tokens", "status=\"expired\"", expired);
+  }
+  /* issue 17: per domain, from the index's list of tokens that expire. */
+  {
+    domain_t *d, *tmp;
+    char dl[TOKEND_DOMAIN_BYTES + 16];
+
+    HASH_ITER(hh, s->domains.table, d, tmp) { d->expiring_soon = 0; }
+    index_expiring_tally(s->index, tokend_now_ms(), SERVER_EXPIRING_SOON_MS);
+    prom_family(p, "tokend_tokens_expiring_soon", "gauge",
+                "Active tokens that expire within 7 days, by domain (only "
+                "domains that have some).");
+    HASH_ITER(hh, s->domains.table, d, tmp) {
+      if (d->expiring_soon == 0)
+        continue;
+      snprintf(dl, sizeof(dl), "domain=\"%s\"", d->name);
+      prom_sample(p, "tokend_tokens_expiring_soon", dl, d->expiring_soon);
+    }
   }
   if (s->worker != NULL) {
     store_worker_stats_t ws;

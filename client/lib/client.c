@@ -717,6 +717,7 @@ int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m) {
   case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
   case TOKEND__V1__REQUEST__METHOD_SERVER_STATUS:
   case TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION:
+  case TOKEND__V1__REQUEST__METHOD_LOOKUP:
     return 1;
   default:
     return 0;
@@ -1000,6 +1001,12 @@ static int client_copy_info(tokend_token_info_t *dst,
                       src->created_by) != 0 ||
       client_copy_str(dst->revoked_by, sizeof(dst->revoked_by),
                       src->revoked_by) != 0 ||
+      client_copy_str(dst->metadata, sizeof(dst->metadata), src->metadata) !=
+          0 ||
+      client_copy_str(dst->rolled_from, sizeof(dst->rolled_from),
+                      src->rolled_from) != 0 ||
+      client_copy_str(dst->rolled_to, sizeof(dst->rolled_to), src->rolled_to) !=
+          0 ||
       client_copy_scopes(dst->scopes, &dst->n_scopes, src->scopes,
                          src->n_scopes) != 0)
     return TOKEND_EPROTO;
@@ -1126,6 +1133,8 @@ int clientlib_issue_request(const tokend_issue_params_t *params,
   issue->expires_at = params->expires_at;
   issue->n_scopes = params->n_scopes;
   issue->scopes = (char **)params->scopes;
+  if (params->metadata != NULL)
+    issue->metadata = (char *)params->metadata;
   return 0;
 }
 
@@ -1159,6 +1168,8 @@ int clientlib_verify_result(const Tokend__V1__VerifyResponse *res,
           0 ||
       client_copy_str(out->domain, sizeof(out->domain), res->domain) != 0 ||
       client_copy_str(out->label, sizeof(out->label), res->label) != 0 ||
+      client_copy_str(out->metadata, sizeof(out->metadata), res->metadata) !=
+          0 ||
       client_copy_scopes(out->scopes, &out->n_scopes, res->scopes,
                          res->n_scopes) != 0) {
     *why = CLIENT_BAD_DETAILS;
@@ -1451,9 +1462,30 @@ int tokend_client_revoke(tokend_client_t *client, const char *domain,
   return 0;
 }
 
+static int client_list(tokend_client_t *client, const char *domain,
+                       uint32_t page_size, const char *page_token,
+                       int include_revoked, int64_t expiring_within_ms,
+                       tokend_token_list_t **out);
+
 int tokend_client_list(tokend_client_t *client, const char *domain,
                        uint32_t page_size, const char *page_token,
                        int include_revoked, tokend_token_list_t **out) {
+  return client_list(client, domain, page_size, page_token, include_revoked, 0,
+                     out);
+}
+
+int tokend_client_list_expiring(tokend_client_t *client, const char *domain,
+                                uint32_t page_size, const char *page_token,
+                                int64_t within_ms, tokend_token_list_t **out) {
+  if (client != NULL && within_ms <= 0)
+    return client_fail(client, TOKEND_EINVAL, "within_ms must be > 0");
+  return client_list(client, domain, page_size, page_token, 0, within_ms, out);
+}
+
+static int client_list(tokend_client_t *client, const char *domain,
+                       uint32_t page_size, const char *page_token,
+                       int include_revoked, int64_t expiring_within_ms,
+                       tokend_token_list_t **out) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
   Tokend__V1__ListRequest list_req = TOKEND__V1__LIST_REQUEST__INIT;
   Tokend__V1__ListResponse *res;
@@ -1472,6 +1504,7 @@ int tokend_client_list(tokend_client_t *client, const char *domain,
   if (page_token != NULL)
     list_req.page_token = (char *)page_token;
   list_req.include_revoked = include_revoked ? 1 : 0;
+  list_req.expiring_within_ms = expiring_within_ms;
   req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
   req.list = &list_req;
 
@@ -1926,4 +1959,136 @@ int tokend_client_server_status(tokend_client_t *client,
   out->tokens = res->tokens;
   client_response_free(resp);
   return 0;
+}
+
+/* ---- The whole life of a token (issue 17) ---- */
+
+/* Lookup by id or by secret (exactly one non-NULL). */
+static int client_lookup(tokend_client_t *client, const char *domain,
+                         const char *token_id, const char *token,
+                         tokend_token_info_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__LookupRequest lookup = TOKEND__V1__LOOKUP_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (domain == NULL || (token_id == NULL && token == NULL))
+    return client_fail(client, TOKEND_EINVAL, "domain or token is NULL");
+  lookup.domain = (char *)domain;
+  if (token_id != NULL)
+    lookup.token_id = (char *)token_id;
+  else
+    lookup.token = (char *)token;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LOOKUP;
+  req.lookup = &lookup;
+  /* client_call wipes its packed copy of the request (the secret). */
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_LOOKUP, &resp);
+  if (rc != 0)
+    return rc;
+  if (client_copy_info(out, resp->lookup->info) != 0)
+    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
+  client_response_free(resp);
+  return rc;
+}
+
+int tokend_client_lookup(tokend_client_t *client, const char *domain,
+                         const char *token_id, tokend_token_info_t *out) {
+  if (client != NULL && token_id == NULL)
+    return client_fail(client, TOKEND_EINVAL, "token_id is NULL");
+  return client_lookup(client, domain, token_id, NULL, out);
+}
+
+int tokend_client_lookup_secret(tokend_client_t *client, const char *domain,
+                                const char *token, tokend_token_info_t *out) {
+  if (client != NULL && token == NULL)
+    return client_fail(client, TOKEND_EINVAL, "token is NULL");
+  return client_lookup(client, domain, NULL, token, out);
+}
+
+int tokend_client_edit(tokend_client_t *client, const char *domain,
+                       const char *token_id, const tokend_edit_params_t *params,
+                       tokend_token_info_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__EditRequest edit = TOKEND__V1__EDIT_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || params == NULL)
+    return TOKEND_EINVAL;
+  if (out != NULL)
+    memset(out, 0, sizeof(*out));
+  if (domain == NULL || token_id == NULL ||
+      (params->set_scopes && params->n_scopes > 0 && params->scopes == NULL))
+    return client_fail(client, TOKEND_EINVAL,
+                       "domain, token id or scopes is NULL");
+  edit.domain = (char *)domain;
+  edit.token_id = (char *)token_id;
+  if (params->label != NULL) {
+    edit.set_label = 1;
+    edit.label = (char *)params->label;
+  }
+  if (params->metadata != NULL) {
+    edit.set_metadata = 1;
+    edit.metadata = (char *)params->metadata;
+  }
+  edit.set_expires_at = params->set_expires_at ? 1 : 0;
+  edit.expires_at = params->expires_at;
+  if (params->set_scopes) {
+    edit.set_scopes = 1;
+    edit.n_scopes = params->n_scopes;
+    edit.scopes = (char **)params->scopes;
+  }
+  req.method_case = TOKEND__V1__REQUEST__METHOD_EDIT;
+  req.edit = &edit;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_EDIT, &resp);
+  if (rc != 0)
+    return rc;
+  if (out != NULL && client_copy_info(out, resp->edit->info) != 0)
+    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
+  else
+    client_note_propagation(client, resp->edit->propagation);
+  client_response_free(resp);
+  return rc;
+}
+
+int tokend_client_roll(tokend_client_t *client, const char *domain,
+                       const char *token_id, int64_t grace_ms,
+                       tokend_rolled_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RollRequest roll = TOKEND__V1__ROLL_REQUEST__INIT;
+  Tokend__V1__RollResponse *res;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (domain == NULL || token_id == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain or token id is NULL");
+  roll.domain = (char *)domain;
+  roll.token_id = (char *)token_id;
+  roll.grace_ms = grace_ms;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ROLL;
+  req.roll = &roll;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_ROLL, &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->roll;
+  if (res->token == NULL || res->token[0] == '\0' ||
+      client_copy_str(out->token, sizeof(out->token), res->token) != 0 ||
+      client_copy_info(&out->info, res->info) != 0 ||
+      client_copy_info(&out->previous, res->previous) != 0) {
+    sodium_memzero(out, sizeof(*out));
+    rc = client_fail(client, TOKEND_EPROTO, CLIENT_BAD_DETAILS);
+  } else {
+    client_note_propagation(client, res->propagation);
+  }
+  /* The answer held the new secret. */
+  if (res->token != NULL)
+    sodium_memzero(res->token, strlen(res->token));
+  client_response_free(resp);
+  return rc;
 }

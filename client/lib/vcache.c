@@ -10,8 +10,8 @@
 #define VCACHE_KEY_BYTES crypto_shorthash_siphashx24_BYTES /* 16 */
 
 /* An answer, packed: tokend_verify_result_t is 2.6 kB of fixed arrays,
- * most of it unused; blob holds token_id, domain, label and the scopes,
- * each NUL-terminated, in that order. */
+ * most of it unused; blob holds token_id, domain, label, the scopes and
+ * the metadata, each NUL-terminated, in that order. */
 typedef struct {
   uint8_t key[VCACHE_KEY_BYTES];
   uint64_t epoch;
@@ -100,12 +100,13 @@ static void vcache_unpack(const vcache_entry_t *e,
   out->n_scopes = e->n_scopes;
   for (i = 0; i < e->n_scopes; i++)
     vcache_unpack_str(&p, out->scopes[i], sizeof(out->scopes[i]));
+  vcache_unpack_str(&p, out->metadata, sizeof(out->metadata));
 }
 
 /* A new blob of res's strings; NULL when out of memory. */
 static char *vcache_pack(const tokend_verify_result_t *res) {
   size_t n = strlen(res->token_id) + strlen(res->domain) + strlen(res->label) +
-             3,
+             strlen(res->metadata) + 4,
          i, k;
   char *blob, *p;
 
@@ -125,6 +126,7 @@ static char *vcache_pack(const tokend_verify_result_t *res) {
   VCACHE_PACK(res->label);
   for (i = 0; i < res->n_scopes; i++)
     VCACHE_PACK(res->scopes[i]);
+  VCACHE_PACK(res->metadata);
 #undef VCACHE_PACK
   return blob;
 }

@@ -40,6 +40,8 @@ const char ctl_issue_usage[] =
     "                           (2027-01-31T12:00:00Z, ...T12:00+02:00) or\n"
     "                           Unix ms; at most 10 years from now\n"
     "      --scope S            grant scope S; repeat for more (at most 32)\n"
+    "      --metadata JSON      a JSON object of at most 1024 bytes that\n"
+    "                           Verify returns with the token\n"
     "      --json               print one JSON object with the token and its\n"
     "                           details on standard output (times in Unix ms,\n"
     "                           null when not set, each with an RFC 3339\n"
@@ -77,7 +79,7 @@ const char ctl_revoke_usage[] =
 
 const char ctl_list_usage[] =
     "Usage: tokenctl list --domain D [--all] [--json] [--page-size N]\n"
-    "                     [--actor U]\n"
+    "                     [--expiring-within DURATION] [--actor U]\n"
     "\n"
     "Lists a domain's tokens, newest first, as a table (times in UTC), with\n"
     "their scopes and who created them (and, with --all, who revoked them).\n"
@@ -91,7 +93,12 @@ const char ctl_list_usage[] =
     "                           in Unix ms, null when not set, each with an\n"
     "                           RFC 3339 twin: created_at_rfc3339)\n"
     "      --page-size N        tokens per request, 1-1000 (default: "
-    "tokend's)\n" CTL_ACTOR_HELP CTL_COMMON_HELP;
+    "tokend's)\n"
+    "      --expiring-within DURATION\n"
+    "                           only active tokens that expire within\n"
+    "                           DURATION from now (7d, 12h)\n"
+    "A token Roll replaced shows \"(rolled)\" after its status; --json gives\n"
+    "rolled_from and rolled_to.\n" CTL_ACTOR_HELP CTL_COMMON_HELP;
 
 /* ---- issue ---- */
 
@@ -142,6 +149,7 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       {"expires-at", required_argument, NULL, OPT_EXPIRES_AT},
       {"scope", required_argument, NULL, OPT_SCOPE},
       {"json", no_argument, NULL, OPT_JSON},
+      {"metadata", required_argument, NULL, OPT_ISSUE17_METADATA},
       CTL_ACTOR_LONGOPT,
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
@@ -190,6 +198,9 @@ int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {
       if (params.n_scopes == TOKEND_MAX_SCOPES)
         return ctl_usage_error(cmd, "too many --scope options; at most", "32");
       scopes[params.n_scopes++] = optarg;
+      break;
+    case OPT_ISSUE17_METADATA:
+      params.metadata = optarg;
       break;
     default:
       return ctl_getopt_exit(c);
@@ -288,10 +299,13 @@ static int ctl_verify_print_json(const tokend_verify_result_t *r) {
   /* The details exist only when tokend knows the token. */
   if (root != NULL && r->token_id[0] != '\0' &&
       json_object_update_new(
-          root, json_pack("{s:s, s:s, s:s, s:o*, s:o*}", "token_id",
-                          r->token_id, "domain", r->domain, "label", r->label,
-                          "scopes", ctl_json_scopes(r->scopes, r->n_scopes),
-                          "expires_at", ctl_json_time(r->expires_at))) != 0) {
+          root,
+          json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:o*}", "token_id",
+                    r->token_id, "domain", r->domain, "label", r->label,
+                    "scopes", ctl_json_scopes(r->scopes, r->n_scopes),
+                    "expires_at", ctl_json_time(r->expires_at), "metadata",
+                    r->metadata[0] != '\0' ? json_loads(r->metadata, 0, NULL)
+                                           : json_null())) != 0) {
     json_decref(root);
     root = NULL;
   }
@@ -386,6 +400,8 @@ int ctl_verify(ctl_opts_t *opts, int argc, char **argv) {
            "scopes:  ",
            result.token_id, result.domain, result.label, expires);
     ctl_print_scopes(stdout, result.scopes, result.n_scopes);
+    if (result.metadata[0] != '\0')
+      printf("metadata: %s\n", result.metadata);
   }
 
 close_client:
@@ -513,8 +529,9 @@ static void ctl_token_fill_row(const void *rows, size_t i,
   snprintf(cell[COL_ID], CTL_CELL_BYTES, "%s", t->id);
   snprintf(cell[COL_LABEL], CTL_CELL_BYTES, "%s", t->label);
   snprintf(cell[COL_HINT], CTL_CELL_BYTES, "%s", t->hint);
-  snprintf(cell[COL_STATUS], CTL_CELL_BYTES, "%s",
-           tokend_token_status_name(t->status));
+  snprintf(cell[COL_STATUS], CTL_CELL_BYTES, "%s%s",
+           tokend_token_status_name(t->status),
+           t->rolled_to[0] != '\0' ? " (rolled)" : "");
   ctl_fmt_scopes(t, cell[COL_SCOPES], CTL_CELL_BYTES);
   ctl_fmt_short(t->created_at, cell[COL_CREATED], CTL_CELL_BYTES);
   ctl_fmt_user(t->created_by, cell[COL_CREATED_BY], CTL_CELL_BYTES);
@@ -542,6 +559,7 @@ int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
       {"all", no_argument, NULL, OPT_ALL},
       {"json", no_argument, NULL, OPT_JSON},
       {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+      {"expiring-within", required_argument, NULL, OPT_ISSUE17_EXPIRING},
       CTL_ACTOR_LONGOPT,
       CTL_COMMON_LONGOPTS,
       {NULL, 0, NULL, 0}};
@@ -554,6 +572,8 @@ int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
   unsigned long long v;
   uint32_t page_size = 0;
   int c, rc, all = 0;
+  int64_t expiring_within = 0;
+  const char *why;
 
   while ((c = ctl_getopt(cmd, opts, argc, argv, ":hd:", longopts)) != -1) {
     switch (c) {
@@ -569,6 +589,14 @@ int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
                                optarg);
       page_size = (uint32_t)v;
       break;
+    case OPT_ISSUE17_EXPIRING:
+      if (ctl_parse_duration_ms(optarg, ctl_now_ms(), &expiring_within, &why) !=
+          0) {
+        fprintf(stderr, "tokenctl list: --expiring-within '%s': %s\n", optarg,
+                why);
+        return CTL_EXIT_ERROR;
+      }
+      break;
     default:
       return ctl_getopt_exit(c);
     }
@@ -581,8 +609,12 @@ int ctl_list(ctl_opts_t *opts, int argc, char **argv) {
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   do {
-    rc = tokend_client_list(client, domain, page_size, pages.page_token, all,
-                            &page);
+    rc = expiring_within > 0
+             ? tokend_client_list_expiring(client, domain, page_size,
+                                           pages.page_token, expiring_within,
+                                           &page)
+             : tokend_client_list(client, domain, page_size, pages.page_token,
+                                  all, &page);
     if (rc != 0) {
       ctl_report("list", client, rc,
                  rc == TOKEND_EPERM

@@ -15,6 +15,7 @@
  *   cmd_audit.c   audit, audit --verify
  *   cmd_whoami.c  whoami
  *   cmd_status.c  status
+ *   cmd_lifecycle.c  show, edit, roll (issue 17)
  * A new command is a cmd_*.c with its usage and run function, declared
  * below and listed in main.c's table. */
 #ifndef TOKENCTL_CTL_H
@@ -54,7 +55,10 @@ enum {
   OPT_ANCHOR,
   OPT_VERSION,
   OPT_TO,
-  OPT_EXPIRES_AT
+  OPT_EXPIRES_AT,
+  /* issue 17 */
+  OPT_ISSUE17_METADATA,
+  OPT_ISSUE17_EXPIRING
 };
 
 #define CTL_COMMON_LONGOPTS                                                    \
@@ -124,6 +128,14 @@ int ctl_audit(ctl_opts_t *opts, int argc, char **argv);
 int ctl_whoami(ctl_opts_t *opts, int argc, char **argv);
 int ctl_status(ctl_opts_t *opts, int argc, char **argv);
 int ctl_backup(ctl_opts_t *opts, int argc, char **argv);
+
+/* issue 17 (cmd_lifecycle.c): show, edit, roll. */
+extern const char ctl_show_usage[];
+extern const char ctl_edit_usage[];
+extern const char ctl_roll_usage[];
+int ctl_show(ctl_opts_t *opts, int argc, char **argv);
+int ctl_edit(ctl_opts_t *opts, int argc, char **argv);
+int ctl_roll(ctl_opts_t *opts, int argc, char **argv);
 
 /* The command called name (main.c's table), or NULL. */
 const ctl_command_t *ctl_find_command(const char *name);

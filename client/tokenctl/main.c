@@ -35,6 +35,9 @@ static const char ctl_main_usage[] =
     "  status   show how tokend is doing (current with its store?)\n"
     "  backup   write a consistent copy of tokend's database to a file\n"
     "  help     show a command's help\n"
+    "  show     show one token without using it (by id, or secret on stdin)\n"
+    "  edit     change a token's label, metadata, expiry or scopes\n"
+    "  roll     replace a token with a new one; the old one expires later\n"
     "\n"
     "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP
     "      --version           show tokenctl's version and exit\n"
@@ -58,6 +61,9 @@ static const ctl_command_t ctl_commands[] = {
     {"status", ctl_status, ctl_status_usage},
     {"backup", ctl_backup, ctl_backup_usage},
     {"help", ctl_help, ctl_help_usage},
+    {"show", ctl_show, ctl_show_usage},
+    {"edit", ctl_edit, ctl_edit_usage},
+    {"roll", ctl_roll, ctl_roll_usage},
 };
 
 static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};

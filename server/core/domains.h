@@ -26,6 +26,7 @@ typedef struct domain_s {
   size_t n_tokens;           /* tokens of this domain in the index */
   uint64_t valid_verifies;   /* since the last write-back */
   uint64_t invalid_verifies; /* since the last write-back */
+  size_t expiring_soon;      /* scratch of index_expiring_tally (/metrics) */
   char name[];               /* "" for tokens of no known domain */
 } domain_t;
 

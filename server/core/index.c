@@ -30,6 +30,7 @@ struct index_s {
   /* Entries with an expiry, for index_status_counts. */
   index_entry_t **expiring;
   size_t n_expiring, expiring_cap;
+  size_t n_owned; /* entries whose strings an edit malloc'd */
   /* Entry slabs: the last one is filled from slab_next on. */
   char **slabs;
   size_t n_slabs, slabs_cap;
@@ -68,6 +69,10 @@ void index_free(index_t *ix) {
 
   if (ix == NULL)
     return;
+  /* Edited entries' strings are the only blocks outside the slabs. */
+  for (i = 0; ix->n_owned > 0 && i < ix->cap; i++)
+    if (ix->slots[i] != NULL && ix->slots[i]->strings_owned)
+      free(ix->slots[i]->strings);
   for (i = 0; i < ix->n_slabs; i++)
     bigmem_free(ix->slabs[i], 1, INDEX_SLAB_BYTES);
   free(ix->slabs);
@@ -205,9 +210,39 @@ static int expiring_add(index_t *ix, index_entry_t *e) {
   return 0;
 }
 
+/* Bytes an entry's strings take: label, scopes and metadata, each with
+ * its NUL (the scopes' spaces become NULs). */
+static size_t strings_size(const char *label, const char *scopes,
+                           const char *metadata) {
+  return strlen(label) + 1 + strlen(scopes) + 1 + strlen(metadata) + 1;
+}
+
+/* Writes label, the scopes (space-separated in, NUL-separated out) and
+ * metadata into dst (strings_size bytes), and sets e's n_scopes and
+ * metadata_off. */
+static void strings_fill(index_entry_t *e, char *dst, const char *label,
+                         const char *scopes, const char *metadata) {
+  size_t llen = strlen(label), slen = strlen(scopes), i;
+  char *sc = dst + llen + 1;
+
+  memcpy(dst, label, llen + 1);
+  memcpy(sc, scopes, slen + 1);
+  e->n_scopes = 0;
+  if (slen > 0) {
+    e->n_scopes = 1;
+    for (i = 0; i < slen; i++) {
+      if (sc[i] == ' ') {
+        sc[i] = '\0';
+        e->n_scopes++;
+      }
+    }
+  }
+  e->metadata_off = (uint16_t)(llen + 1 + slen + 1);
+  memcpy(dst + e->metadata_off, metadata, strlen(metadata) + 1);
+}
+
 int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
-  size_t llen = strlen(row->label);
-  size_t slen = strlen(row->scopes), slot, i;
+  size_t slot;
   index_entry_t *e;
   int err;
 
@@ -217,7 +252,8 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   if (ix->slots[slot] != NULL)
     return TOKEND_EEXIST;
 
-  e = entry_alloc(ix, sizeof(*e) + llen + 1 + slen + 1);
+  e = entry_alloc(ix, sizeof(*e) +
+                          strings_size(row->label, row->scopes, row->metadata));
   if (e == NULL)
     return TOKEND_ENOMEM;
   memcpy(e->hash, row->hash, TOKEND_HASH_BYTES);
@@ -228,20 +264,9 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   e->last_used_at = e->saved_last_used_at = row->last_used_at;
   e->dirty = 0;
   e->listed_expiring = 0;
-  memcpy(e->strings, row->label, llen + 1);
-  /* Scopes arrive space-separated; store them NUL-separated. */
-  memcpy(e->strings + llen + 1, row->scopes, slen + 1);
-  e->n_scopes = 0;
-  if (slen > 0) {
-    char *sc = e->strings + llen + 1;
-    e->n_scopes = 1;
-    for (i = 0; i < slen; i++) {
-      if (sc[i] == ' ') {
-        sc[i] = '\0';
-        e->n_scopes++;
-      }
-    }
-  }
+  e->strings_owned = 0;
+  e->strings = e->inline_strings;
+  strings_fill(e, e->strings, row->label, row->scopes, row->metadata);
   if (e->expires_at != 0 && expiring_add(ix, e) != 0)
     return TOKEND_ENOMEM;
   ix->slots[slot] = e;
@@ -260,6 +285,60 @@ void index_revoke(index_t *ix, index_entry_t *e, int64_t at) {
   e->revoked_at = at;
   digest_apply(ix, e, 1);
   ix->n_revoked++;
+}
+
+/* 1 if e's strings are label, scopes (space-separated) and metadata. */
+static int strings_equal(const index_entry_t *e, const char *label,
+                         const char *scopes, const char *metadata) {
+  const char *p = e->strings, *q = scopes;
+  size_t i;
+
+  if (strcmp(p, label) != 0 ||
+      strcmp(e->strings + e->metadata_off, metadata) != 0)
+    return 0;
+  p += strlen(p) + 1;
+  for (i = 0; i < e->n_scopes; i++) {
+    size_t n = strlen(p);
+
+    if (strncmp(p, q, n) != 0 || (q[n] != ' ' && q[n] != '\0'))
+      return 0;
+    q += n;
+    if (*q == ' ')
+      q++;
+    p += n + 1;
+  }
+  return *q == '\0';
+}
+
+int index_set_strings(index_t *ix, index_entry_t *e, const char *label,
+                      const char *scopes, const char *metadata) {
+  char *block;
+
+  if (strings_equal(e, label, scopes, metadata))
+    return 0;
+  block = malloc(strings_size(label, scopes, metadata));
+  if (block == NULL)
+    return TOKEND_ENOMEM;
+  strings_fill(e, block, label, scopes, metadata);
+  if (e->strings_owned)
+    free(e->strings);
+  else
+    ix->n_owned++;
+  e->strings = block;
+  e->strings_owned = 1;
+  return 0;
+}
+
+void index_expiring_tally(const index_t *ix, int64_t now, int64_t within_ms) {
+  size_t i;
+  const index_entry_t *e;
+
+  for (i = 0; i < ix->n_expiring; i++) {
+    e = ix->expiring[i];
+    if (e->revoked_at == 0 && e->expires_at > now &&
+        e->expires_at - now <= within_ms)
+      e->domain->expiring_soon++;
+  }
 }
 
 int index_set_expiry(index_t *ix, index_entry_t *e, int64_t expires_at) {
@@ -303,6 +382,10 @@ const char *index_entry_domain(const index_entry_t *e) {
 }
 
 const char *index_entry_label(const index_entry_t *e) { return e->strings; }
+
+const char *index_entry_metadata(const index_entry_t *e) {
+  return e->strings + e->metadata_off;
+}
 
 size_t index_entry_scopes(const index_entry_t *e, const char **scopes) {
   const char *p = index_entry_label(e);

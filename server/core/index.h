@@ -25,8 +25,15 @@ typedef struct index_entry_s {
   uint8_t dirty;              /* last_used_at not yet written to the store */
   uint8_t listed_expiring;    /* in the index's list of expiring entries */
   uint8_t n_scopes;
-  /* NUL-separated: label, then each scope. */
-  char strings[];
+  /* strings points at inline_strings until an edit (index_set_strings)
+   * gives the entry a block of its own (strings_owned), which a later edit
+   * frees: a string read from an entry is valid until the loop's next
+   * apply of a write, not across it. */
+  uint8_t strings_owned;
+  uint16_t metadata_off; /* where the metadata starts in strings */
+  /* NUL-separated: label, then each scope, then the metadata ("" none). */
+  char *strings;
+  char inline_strings[];
 } index_entry_t;
 
 typedef struct index_s index_t;
@@ -44,6 +51,20 @@ int index_insert(index_t *index, const store_token_t *row,
 /* Marks e revoked at `at` unless it was already (a revocation is never
  * undone, nor moved). */
 void index_revoke(index_t *index, index_entry_t *e, int64_t at);
+
+/* Gives e a new label, scopes (space-separated, as in a row) and metadata
+ * (issue 17's Edit; a follower's feed). Nothing moves if they are what e
+ * holds; else a new block replaces e's strings (the old one, if an earlier
+ * edit made it, is freed: pointers into it die). 0 or TOKEND_ENOMEM (e
+ * unchanged). */
+int index_set_strings(index_t *index, index_entry_t *e, const char *label,
+                      const char *scopes,
+                      const char *metadata) TOKEND_MUST_CHECK;
+
+/* Adds to each domain's expiring_soon (domains.h; the caller zeroes them
+ * first) its active tokens that expire within (now, now + within_ms]: a
+ * walk of the entries that have an expiry, not of the whole index. */
+void index_expiring_tally(const index_t *index, int64_t now, int64_t within_ms);
 
 /* Sets e's expiry (0: never). */
 int index_set_expiry(index_t *index, index_entry_t *e,
@@ -64,6 +85,8 @@ size_t index_count(const index_t *index);
 /* Accessors into entry->strings. */
 const char *index_entry_domain(const index_entry_t *e);
 const char *index_entry_label(const index_entry_t *e);
+/* The metadata (a JSON object), "" for none. */
+const char *index_entry_metadata(const index_entry_t *e);
 /* Fills scopes (room for TOKEND_MAX_SCOPES) with pointers into e; returns
  * the count. */
 size_t index_entry_scopes(const index_entry_t *e, const char **scopes);

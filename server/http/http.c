@@ -177,6 +177,18 @@ static struct MHD_Response *auth_response(const char *www, const char *reason) {
   return r;
 }
 
+/* 1 if s can be a header's value: not empty (libmicrohttpd refuses one),
+ * and no control characters. Metadata is stored as compact JSON, which
+ * has none; a header it cannot be is left out rather than mangled. */
+static int header_safe(const char *s) {
+  if (*s == '\0')
+    return 0;
+  for (; *s != '\0'; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+      return 0;
+  return 1;
+}
+
 /* The answer to a token that verified: 204 with who it is. The strings
  * point into the index: copied by MHD here, before the loop moves on. */
 static struct MHD_Response *valid_response(const rpc_verify_result_t *v) {
@@ -200,7 +212,10 @@ static struct MHD_Response *valid_response(const rpc_verify_result_t *v) {
       (scopes[0] != '\0' &&
        MHD_add_response_header(r, "X-Tokend-Scopes", scopes) != MHD_YES) ||
       MHD_add_response_header(r, "X-Tokend-Label", v->label) != MHD_YES ||
-      MHD_add_response_header(r, "X-Tokend-Expires-At", expires) != MHD_YES) {
+      MHD_add_response_header(r, "X-Tokend-Expires-At", expires) != MHD_YES ||
+      (header_safe(v->metadata) &&
+       MHD_add_response_header(r, "X-Tokend-Metadata", v->metadata) !=
+           MHD_YES)) {
     MHD_destroy_response(r);
     return NULL;
   }

@@ -216,6 +216,21 @@ void rpc_verify_token(rpc_t *r, sink_t *k, uint64_t call_id, const char *tok,
 int rpc_verify_init(rpc_t *r) TOKEND_MUST_CHECK;
 void rpc_verify_fini(rpc_t *r);
 
+/* tokens.c: a token's status at now, and its TokenInfo (fields pointing
+ * into row, whose scopes it splits in place into scopes, room for
+ * TOKEND_MAX_SCOPES). */
+Tokend__V1__TokenStatus rpc_token_status(int64_t revoked_at, int64_t expires_at,
+                                         int64_t now);
+void rpc_info_from_row(Tokend__V1__TokenInfo *info, store_token_t *row,
+                       char **scopes, int64_t now);
+
+/* lifecycle.c (issue 17): the decoded field in as a token's metadata: ""
+ * stays "", else a JSON object of at most TOKEND_MAX_METADATA bytes,
+ * written to out compact. 0, or TOKEND_EINVAL (TOKEND_ENOMEM) with why
+ * naming the field. */
+int rpc_metadata_normalize(const char *in, char out[TOKEND_METADATA_BYTES],
+                           char *why, size_t why_len) TOKEND_MUST_CHECK;
+
 /* tokens.c: page tokens ("p1." tokens, "a1." audit events) */
 void rpc_page_token_encode(const char *tag, int64_t pos,
                            char out[TOKEND_PAGE_TOKEN_BYTES]);

@@ -51,7 +51,10 @@
     rpc_server_status)                                                         \
   X(Backup, backup, BACKUP, NO_DOMAIN, RPC_WHO_OPERATOR, rpc_backup)           \
   X(GetCacheRegion, get_cache_region, GET_CACHE_REGION, NO_DOMAIN,             \
-    RPC_WHO_VERIFIER, rpc_get_cache_region)
+    RPC_WHO_VERIFIER, rpc_get_cache_region)                                    \
+  X(Lookup, lookup, LOOKUP, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_lookup)          \
+  X(Edit, edit, EDIT, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_edit)                  \
+  X(Roll, roll, ROLL, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_roll)
 
 /* Who may call a method. */
 typedef enum {

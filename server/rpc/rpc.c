@@ -170,6 +170,8 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
       return "domain";
     if (holds_token(req->issue->label))
       return "label";
+    if (holds_token(req->issue->metadata))
+      return "metadata";
     for (i = 0; i < req->issue->n_scopes; i++)
       if (holds_token(req->issue->scopes[i]))
         return "scopes";
@@ -196,6 +198,29 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
     return holds_token(req->list_audit_events->domain)       ? "domain"
            : holds_token(req->list_audit_events->page_token) ? "page_token"
                                                              : NULL;
+  /* issue 17. Lookup's token is the one field besides Verify's that may
+   * hold a secret (looked up by it, never logged). */
+  case TOKEND__V1__REQUEST__METHOD_LOOKUP:
+    return holds_token(req->lookup->domain)     ? "domain"
+           : holds_token(req->lookup->token_id) ? "token_id"
+                                                : NULL;
+  case TOKEND__V1__REQUEST__METHOD_EDIT:
+    if (holds_token(req->edit->domain))
+      return "domain";
+    if (holds_token(req->edit->token_id))
+      return "token_id";
+    if (holds_token(req->edit->label))
+      return "label";
+    if (holds_token(req->edit->metadata))
+      return "metadata";
+    for (i = 0; i < req->edit->n_scopes; i++)
+      if (holds_token(req->edit->scopes[i]))
+        return "scopes";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_ROLL:
+    return holds_token(req->roll->domain)     ? "domain"
+           : holds_token(req->roll->token_id) ? "token_id"
+                                              : NULL;
   default:
     return NULL;
   }

@@ -90,7 +90,8 @@ typedef struct {
   const char *token_id, *domain, *label;
   const char *scopes[TOKEND_MAX_SCOPES];
   size_t n_scopes;
-  int64_t expires_at; /* unix ms; 0: never */
+  int64_t expires_at;   /* unix ms; 0: never */
+  const char *metadata; /* the token's JSON object (compact); "": none */
 } rpc_verify_result_t;
 
 /* Verifies tok[0..len) now (reading the clock), into *out. The caller

@@ -10,8 +10,8 @@
 #include "tokend_time.h"
 #include "validate.h"
 
-static Tokend__V1__TokenStatus token_status(int64_t revoked_at,
-                                            int64_t expires_at, int64_t now) {
+Tokend__V1__TokenStatus rpc_token_status(int64_t revoked_at, int64_t expires_at,
+                                         int64_t now) {
   if (revoked_at != 0)
     return TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_REVOKED;
   if (expires_at != 0 && now >= expires_at)
@@ -37,8 +37,8 @@ static size_t split_scopes(char *s, char **out, size_t max) {
 }
 
 /* Points info's fields into row (whose scopes it splits in place). */
-static void info_from_row(Tokend__V1__TokenInfo *info, store_token_t *row,
-                          char **scopes, int64_t now) {
+void rpc_info_from_row(Tokend__V1__TokenInfo *info, store_token_t *row,
+                       char **scopes, int64_t now) {
   tokend__v1__token_info__init(info);
   info->id = row->id;
   info->domain = row->domain;
@@ -50,9 +50,12 @@ static void info_from_row(Tokend__V1__TokenInfo *info, store_token_t *row,
   info->expires_at = row->expires_at;
   info->last_used_at = row->last_used_at;
   info->revoked_at = row->revoked_at;
-  info->status = token_status(row->revoked_at, row->expires_at, now);
+  info->status = rpc_token_status(row->revoked_at, row->expires_at, now);
   info->created_by = row->created_by;
   info->revoked_by = row->revoked_by;
+  info->metadata = row->metadata;
+  info->rolled_from = row->rolled_from;
+  info->rolled_to = row->rolled_to;
 }
 
 /* ---- Issue ---- */
@@ -107,7 +110,7 @@ static void issue_ok(call_t *call) {
   resp.result_case = TOKEND__V1__RESPONSE__RESULT_ISSUE;
   resp.issue = &ir;
   ir.token = call->token;
-  info_from_row(&info, row, scopes, tokend_now_ms());
+  rpc_info_from_row(&info, row, scopes, tokend_now_ms());
   ir.info = &info;
   ir.propagation = call_propagation(call, &prop);
   (void)rpc_send(call->rpc, call->sink, &resp, 1);
@@ -124,14 +127,15 @@ static const call_kind_t issue_kind = {
 void rpc_issue(rpc_t *r, sink_t *k, uint64_t call_id,
                const authz_actor_t *actor, const Tokend__V1__Request *request) {
   const Tokend__V1__IssueRequest *req = request->issue;
-  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  char why[TOKEND_STATUS_MESSAGE_BYTES], metadata[TOKEND_METADATA_BYTES];
   store_token_t *row;
   call_t *call;
   size_t i, off = 0, len;
   int64_t now = tokend_now_ms();
 
   if (rpc_reject_nul(r, k, call_id, req->domain, "domain") ||
-      rpc_reject_nul(r, k, call_id, req->label, "label"))
+      rpc_reject_nul(r, k, call_id, req->label, "label") ||
+      rpc_reject_nul(r, k, call_id, req->metadata, "metadata"))
     return;
   for (i = 0; i < req->n_scopes; i++)
     if (rpc_reject_nul(r, k, call_id, req->scopes[i], "scope"))
@@ -147,6 +151,9 @@ void rpc_issue(rpc_t *r, sink_t *k, uint64_t call_id,
   for (i = 0; i < req->n_scopes; i++)
     if (validate_scope(req->scopes[i], why, sizeof(why)) != 0)
       goto err_invalid;
+  /* issue 17: kept as compact JSON (what Verify hands out). */
+  if (rpc_metadata_normalize(req->metadata, metadata, why, sizeof(why)) != 0)
+    goto err_invalid;
   if (rpc_refuse_not_domain_admin(r, k, call_id, actor, "Issue", req->domain))
     return;
   if (req->expires_at < 0 || (req->expires_at != 0 && req->expires_at <= now)) {
@@ -159,6 +166,7 @@ void rpc_issue(rpc_t *r, sink_t *k, uint64_t call_id,
   if ((call = call_new(r, k, call_id, &issue_kind, STORE_JOB_ISSUE)) == NULL)
     return;
   row = &call->job.u.issue.row;
+  memcpy(row->metadata, metadata, sizeof(row->metadata));
   if (token_generate(r->env.cfg->token_prefix, call->token) != 0) {
     free(call);
     rpc_send_error(r, k, call_id, TOKEND_EINTERNAL, "bad token prefix");
@@ -364,7 +372,8 @@ static void list_ok(call_t *call) {
     e = index_find(r->env.index, rows[i].hash);
     if (e != NULL && e->last_used_at > rows[i].last_used_at)
       rows[i].last_used_at = e->last_used_at;
-    info_from_row(&infos[i], &rows[i], scope_ptrs + i * TOKEND_MAX_SCOPES, now);
+    rpc_info_from_row(&infos[i], &rows[i], scope_ptrs + i * TOKEND_MAX_SCOPES,
+                      now);
     info_ptrs[i] = &infos[i];
   }
   resp.call_id = call->call_id;
@@ -410,6 +419,11 @@ void rpc_list(rpc_t *r, sink_t *k, uint64_t call_id, const authz_actor_t *actor,
   }
   if (rpc_refuse_not_domain_admin(r, k, call_id, actor, "List", req->domain))
     return;
+  if (req->expiring_within_ms < 0) {
+    rpc_send_error(r, k, call_id, TOKEND_EINVAL,
+                   "expiring_within_ms: a duration in ms, > 0 (0: no filter)");
+    return;
+  }
   if (req->page_token[0] != '\0' &&
       rpc_page_token_decode("p1.", req->page_token, &before) != 0) {
     rpc_send_error(r, k, call_id, TOKEND_EINVAL,
@@ -442,6 +456,14 @@ void rpc_list(rpc_t *r, sink_t *k, uint64_t call_id, const authz_actor_t *actor,
            req->domain);
   call->job.u.list.include_revoked = req->include_revoked;
   call->job.u.list.before_seq = before;
+  /* issue 17: only active tokens expiring within the window. */
+  if (req->expiring_within_ms > 0) {
+    call->job.u.list.now = tokend_now_ms();
+    call->job.u.list.expiring_until =
+        req->expiring_within_ms > INT64_MAX - call->job.u.list.now
+            ? INT64_MAX
+            : call->job.u.list.now + req->expiring_within_ms;
+  }
   authz_job_require_admin(&call->job, &k->peer, actor, req->domain);
   call_submit(call);
 }

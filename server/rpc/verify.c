@@ -111,6 +111,7 @@ static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
   resp.token_id = resp.domain = resp.label = vw_cstr("");
   resp.n_scopes = 0;
   resp.expires_at = 0;
+  resp.metadata = vw_cstr("");
   if (e != NULL) {
     resp.token_id = vw_cstr(e->id);
     resp.domain = vw_cstr(index_entry_domain(e));
@@ -119,6 +120,7 @@ static void verify_answer(rpc_t *r, sink_t *k, uint64_t call_id,
     for (i = 0; i < resp.n_scopes; i++)
       resp.scopes[i] = vw_cstr(scopes[i]);
     resp.expires_at = e->expires_at;
+    resp.metadata = vw_cstr(index_entry_metadata(e));
   }
   n = vw_response_size(&resp);
   if ((body = k->ops->frame_begin(k, n)) != NULL) {
@@ -289,7 +291,7 @@ int rpc_verify_now(rpc_t *r, const char *tok, size_t len,
   int reason = TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED;
 
   memset(out, 0, sizeof(*out));
-  out->token_id = out->domain = out->label = "";
+  out->token_id = out->domain = out->label = out->metadata = "";
   /* Past the lease (a store several hosts share), as on the socket: no
    * answer from memory that may miss a revocation. */
   if (rpc_stale(r))
@@ -309,6 +311,7 @@ int rpc_verify_now(rpc_t *r, const char *tok, size_t len,
     out->label = index_entry_label(e);
     out->n_scopes = index_entry_scopes(e, out->scopes);
     out->expires_at = e->expires_at;
+    out->metadata = index_entry_metadata(e);
   }
   /* The hash and tag of the token left copies in dead stack frames. */
   token_stack_wipe();

@@ -84,6 +84,11 @@ int store_job_run_audit(store_t *store, store_job_t *job) {
 }
 
 int store_job_run_list(store_t *store, store_job_t *job) {
+  if (job->u.list.expiring_until > 0)
+    return store_list_expiring(store, job->u.list.domain, job->u.list.now,
+                               job->u.list.expiring_until,
+                               job->u.list.before_seq, job->u.list.rows,
+                               job->u.list.max_rows, &job->u.list.n_rows);
   return store_list(store, job->u.list.domain, job->u.list.include_revoked,
                     job->u.list.before_seq, job->u.list.rows,
                     job->u.list.max_rows, &job->u.list.n_rows);
@@ -268,4 +273,286 @@ int store_job_reconcile(store_t *store, store_job_t *job) {
 #undef X
   }
   return 0;
+}
+
+/* ---- the token record (issue 17) ---- */
+
+int store_job_run_lookup(store_t *store, store_job_t *job) {
+  int err = store_token_get(store, job->u.lookup.domain, job->u.lookup.id,
+                            &job->u.lookup.row);
+
+  if (err != TOKEND_ENOTFOUND)
+    return err;
+  store_job_fail(job, err, "no such token in this domain");
+  return 0;
+}
+
+int store_job_policy_expiry(store_t *store, const char *domain, int64_t now,
+                            int64_t expires_at, char *why, size_t why_len) {
+  store_policy_t *pol = malloc(sizeof(*pol));
+  int err;
+
+  if (pol == NULL)
+    return TOKEND_ENOMEM;
+  err = store_policy_get(store, domain, pol);
+  if (err == TOKEND_ENOTFOUND) {
+    err = 0;
+    goto out;
+  }
+  if (err != 0)
+    goto out;
+  if (expires_at == 0 && pol->require_expiry) {
+    snprintf(why, why_len,
+             "expires_at: the domain's policy requires tokens to expire");
+    err = TOKEND_EINVAL;
+  } else if (pol->max_lifetime_ms > 0 &&
+             (expires_at == 0 || expires_at - now > pol->max_lifetime_ms)) {
+    snprintf(why, why_len,
+             "expires_at: the domain's policy allows at most %lld ms from "
+             "now",
+             (long long)pol->max_lifetime_ms);
+    err = TOKEND_EINVAL;
+  }
+out:
+  free(pol);
+  return err;
+}
+
+/* 1 if scope is one of the space-separated scopes. */
+static int scope_held(const char *scopes, const char *scope, size_t len) {
+  const char *p = scopes;
+
+  while (*p != '\0') {
+    size_t n = strcspn(p, " ");
+
+    if (n == len && memcmp(p, scope, len) == 0)
+      return 1;
+    p += n;
+    if (*p == ' ')
+      p++;
+  }
+  return 0;
+}
+
+/* The first of want's space-separated scopes that have does not hold into
+ * missing, or "" when want is a subset. */
+static void scopes_missing(const char *have, const char *want, char *missing,
+                           size_t cap) {
+  const char *p = want;
+
+  missing[0] = '\0';
+  while (*p != '\0') {
+    size_t n = strcspn(p, " ");
+
+    if (!scope_held(have, p, n)) {
+      snprintf(missing, cap, "%.*s", (int)n, p);
+      return;
+    }
+    p += n;
+    if (*p == ' ')
+      p++;
+  }
+}
+
+/* 1 if every scope of have is in want too (want narrows nothing). */
+static int scopes_all_kept(const char *have, const char *want) {
+  char missing[TOKEND_SCOPE_BYTES];
+
+  scopes_missing(want, have, missing, sizeof(missing));
+  return missing[0] == '\0';
+}
+
+/* What an Edit changed, for its audit row: each field's before and after
+ * (metadata by size: it may be a kilobyte). */
+static void edit_detail(const store_job_t *job, char *out, size_t cap) {
+  const store_token_t *b = job->u.edit.before, *a = job->u.edit.after;
+  size_t off = 0;
+
+#define EDIT_APPEND(...)                                                       \
+  do {                                                                         \
+    if (off < cap)                                                             \
+      off += (size_t)snprintf(out + off, cap - off, __VA_ARGS__);              \
+  } while (0)
+  out[0] = '\0';
+  if (job->u.edit.set_expires_at)
+    EDIT_APPEND("expires_at %lld -> %lld; ", (long long)b->expires_at,
+                (long long)a->expires_at);
+  if (job->u.edit.set_scopes)
+    EDIT_APPEND("scopes '%.80s' -> '%.80s'; ", b->scopes, a->scopes);
+  if (job->u.edit.set_metadata)
+    EDIT_APPEND("metadata %zu -> %zu bytes; ", strlen(b->metadata),
+                strlen(a->metadata));
+  if (job->u.edit.set_label)
+    EDIT_APPEND("label '%.60s' -> '%.60s'; ", b->label, a->label);
+#undef EDIT_APPEND
+  /* No trailing separator. */
+  off = strlen(out);
+  if (off >= 2 && strcmp(out + off - 2, "; ") == 0)
+    out[off - 2] = '\0';
+}
+
+int store_job_run_edit(store_t *store, store_job_t *job) {
+  store_token_t *b = job->u.edit.before, *a = job->u.edit.after;
+  const store_token_t *w = job->u.edit.want;
+  char why[sizeof(job->errmsg)], missing[TOKEND_SCOPE_BYTES];
+  int64_t now = job->u.edit.now;
+  int err = store_token_get(store, job->u.edit.domain, job->u.edit.id, b);
+
+  if (err == TOKEND_ENOTFOUND) {
+    store_job_fail(job, err, "no such token in this domain");
+    return 0;
+  }
+  if (err != 0)
+    return err;
+  if (b->revoked_at != 0) {
+    store_job_fail(job, TOKEND_ECONFIG,
+                   "the token is revoked: a revoked token cannot be edited");
+    return 0;
+  }
+  *a = *b;
+  if (job->u.edit.set_label)
+    memcpy(a->label, w->label, sizeof(a->label));
+  if (job->u.edit.set_metadata)
+    memcpy(a->metadata, w->metadata, sizeof(a->metadata));
+  if (job->u.edit.set_scopes) {
+    scopes_missing(b->scopes, w->scopes, missing, sizeof(missing));
+    if (missing[0] != '\0') {
+      snprintf(why, sizeof(why),
+               "scopes can only be narrowed: the token does not hold '%s'",
+               missing);
+      store_job_fail(job, TOKEND_EINVAL, why);
+      return 0;
+    }
+    memcpy(a->scopes, w->scopes, sizeof(a->scopes));
+  }
+  if (job->u.edit.set_expires_at) {
+    a->expires_at = w->expires_at;
+    /* Lengthening (or removing) the expiry gives validity: only within
+     * the domain's policy. Shortening needs no permission. */
+    if (b->expires_at != 0 &&
+        (a->expires_at == 0 || a->expires_at > b->expires_at)) {
+      err = store_job_policy_expiry(store, a->domain, now, a->expires_at, why,
+                                    sizeof(why));
+      if (err == TOKEND_EINVAL) {
+        store_job_fail(job, err, why);
+        return 0;
+      }
+      if (err != 0)
+        return err;
+    }
+  }
+  job->u.edit.taken = (a->expires_at != 0 &&
+                       (b->expires_at == 0 || a->expires_at < b->expires_at)) ||
+                      !scopes_all_kept(b->scopes, a->scopes);
+  if ((err = store_token_update(store, a)) != 0)
+    return err;
+  if (job->audit != NULL)
+    edit_detail(job, job->audit->detail, sizeof(job->audit->detail));
+  return 0;
+}
+
+int store_job_run_roll(store_t *store, store_job_t *job) {
+  store_token_t *old = job->u.roll.old, *fresh = job->u.roll.fresh;
+  int64_t now = job->u.roll.now, until = now + job->u.roll.grace_ms;
+  char why[sizeof(job->errmsg)];
+  int err = store_token_get(store, job->u.roll.domain, job->u.roll.id, old);
+
+  if (err == TOKEND_ENOTFOUND) {
+    store_job_fail(job, err, "no such token in this domain");
+    return 0;
+  }
+  if (err != 0)
+    return err;
+  if (old->revoked_at != 0 ||
+      (old->expires_at != 0 && old->expires_at <= now)) {
+    store_job_fail(job, TOKEND_ECONFIG,
+                   old->revoked_at != 0
+                       ? "the token is revoked: only an active token rolls"
+                       : "the token has expired: only an active token rolls");
+    return 0;
+  }
+  if (old->rolled_to[0] != '\0') {
+    snprintf(why, sizeof(why), "the token was already rolled (to %s)",
+             old->rolled_to);
+    store_job_fail(job, TOKEND_ECONFIG, why);
+    return 0;
+  }
+  /* The new token: the old one's label, scopes and metadata, and a
+   * lifetime as long from now as the old one's from its creation. */
+  memcpy(fresh->domain, old->domain, sizeof(fresh->domain));
+  memcpy(fresh->label, old->label, sizeof(fresh->label));
+  memcpy(fresh->scopes, old->scopes, sizeof(fresh->scopes));
+  memcpy(fresh->metadata, old->metadata, sizeof(fresh->metadata));
+  memcpy(fresh->rolled_from, old->id, sizeof(fresh->rolled_from));
+  fresh->rolled_to[0] = '\0';
+  /* pepper_gen: as the loop set it (the hash is under today's pepper). */
+  fresh->created_at = now;
+  fresh->expires_at =
+      old->expires_at != 0 ? now + (old->expires_at - old->created_at) : 0;
+  err = store_job_policy_expiry(store, fresh->domain, now, fresh->expires_at,
+                                why, sizeof(why));
+  if (err == TOKEND_EINVAL) {
+    store_job_fail(job, err, why);
+    return 0;
+  }
+  if (err != 0)
+    return err;
+  if ((err = store_insert(store, fresh)) != 0)
+    return err;
+  /* The old one: never later than it would have expired anyway. */
+  if (old->expires_at == 0 || until < old->expires_at)
+    old->expires_at = until;
+  memcpy(old->rolled_to, fresh->id, sizeof(old->rolled_to));
+  if ((err = store_token_update(store, old)) != 0)
+    return err;
+  if (job->audit != NULL)
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "rolled to %s; the old token expires at %lld (grace %lld ms)",
+             fresh->id, (long long)old->expires_at,
+             (long long)job->u.roll.grace_ms);
+  return 0;
+}
+
+int store_job_reconcile_edit(store_t *store, store_job_t *job) {
+  store_token_t *row = malloc(sizeof(*row));
+  const store_token_t *w = job->u.edit.want;
+  int err;
+
+  if (row == NULL)
+    return TOKEND_ENOMEM;
+  err = store_token_get(store, job->u.edit.domain, job->u.edit.id, row);
+  /* Applied if the row holds every value asked for (an edit that changed
+   * nothing is as good as applied). before is then unknown: the after
+   * state stands for both. */
+  if (err == 0 &&
+      (!job->u.edit.set_label || strcmp(row->label, w->label) == 0) &&
+      (!job->u.edit.set_metadata || strcmp(row->metadata, w->metadata) == 0) &&
+      (!job->u.edit.set_scopes || strcmp(row->scopes, w->scopes) == 0) &&
+      (!job->u.edit.set_expires_at || row->expires_at == w->expires_at)) {
+    job->applied = 1;
+    *job->u.edit.after = *row;
+    *job->u.edit.before = *row;
+    /* Unknown whether it narrowed anything: assume it did, so caches are
+     * told. */
+    job->u.edit.taken = 1;
+  }
+  free(row);
+  return err == TOKEND_ENOTFOUND ? 0 : err;
+}
+
+int store_job_reconcile_roll(store_t *store, store_job_t *job) {
+  store_token_t *row = malloc(sizeof(*row));
+  int err;
+
+  if (row == NULL)
+    return TOKEND_ENOMEM;
+  err = store_token_get(store, job->u.roll.domain, job->u.roll.fresh->id, row);
+  if (err == 0) {
+    job->applied = 1;
+    *job->u.roll.fresh = *row;
+    err = store_token_get(store, job->u.roll.domain, job->u.roll.id,
+                          job->u.roll.old);
+  }
+  free(row);
+  return err == TOKEND_ENOTFOUND ? 0 : err;
 }

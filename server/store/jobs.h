@@ -41,7 +41,11 @@
   X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)                   \
   X(BACKUP, backup, 0, store_job_reconcile_none)                               \
   /* a write, after the reads: the values above stay as they were */           \
-  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)
+  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)                     \
+  /* issue 17: the token record */                                             \
+  X(LOOKUP, lookup, 0, store_job_reconcile_none)                               \
+  X(EDIT, edit, 1, store_job_reconcile_edit)                                   \
+  X(ROLL, roll, 1, store_job_reconcile_roll)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -152,9 +156,47 @@ struct store_job_s {
       int64_t removed; /* out: rows removed (0: no audit record is made) */
       int64_t upto;    /* out: the newest id removed */
     } audit_prune;
+    /* Lookup (issue 17): token id of domain, as the store has it. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      store_token_t row; /* out */
+    } lookup;
+    /* Edit (issue 17): the members whose set_ flag is set change; the rest
+     * of want is ignored. Refusals that need the stored row (scopes not a
+     * subset, an expiry the domain's policy forbids, a revoked token) fail
+     * the job with TOKEND_EINVAL or TOKEND_ECONFIG and change nothing. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      int set_label, set_metadata, set_expires_at, set_scopes;
+      int64_t now;
+      /* Three rows, owned by the submitter (kept out of every job's
+       * union): want (label, metadata, expires_at, scopes), then out the
+       * row as it was (before) and as it is (after). */
+      store_token_t *want, *before, *after;
+      int taken; /* out: validity taken (expiry, scopes) */
+    } edit;
+    /* Roll (issue 17): fresh holds the new token's id, hash and hint (made
+     * on the loop, which keeps the secret); the run fills the rest from
+     * the old token, inserts it and sets the old one's expiry to
+     * min(its own, now + grace_ms) and its rolled_to. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      int64_t grace_ms;
+      int64_t now;
+      /* Two rows, owned by the submitter: fresh (in: id, hash, hint,
+       * created_by; out: the whole new row) and old (out: the old token as
+       * it is now). */
+      store_token_t *fresh, *old;
+    } roll;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
+      /* issue 17: > 0: only active tokens expiring in (now, until] */
+      int64_t expiring_until;
+      int64_t now;
       int64_t before_seq;
       store_token_t *rows; /* room for max_rows, owned by the submitter */
       size_t max_rows;
@@ -182,6 +224,18 @@ int store_job_reconcile_issue(store_t *store, store_job_t *job);
 int store_job_reconcile_revoke(store_t *store, store_job_t *job);
 int store_job_reconcile_grant(store_t *store, store_job_t *job);
 int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
+int store_job_reconcile_edit(store_t *store, store_job_t *job);
+int store_job_reconcile_roll(store_t *store, store_job_t *job);
+
+/* The domain policy hook of issue 17's writes: 0 if a token of domain
+ * may expire at expires_at (0: never), set now, under the domain's policy
+ * (domain_policies: max_lifetime_ms, require_expiry), read in the
+ * caller's transaction; else TOKEND_EINVAL with why (why_len bytes)
+ * naming the field and the limit; or a store failure. A domain with no
+ * policy allows any expiry. */
+int store_job_policy_expiry(store_t *store, const char *domain, int64_t now,
+                            int64_t expires_at, char *why,
+                            size_t why_len) TOKEND_MUST_CHECK;
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);

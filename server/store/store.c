@@ -324,3 +324,18 @@ int store_audit_prune(store_t *s, int64_t keep_ms, int64_t now_ms,
 int store_has_audit_prune(const store_t *s) {
   return s->ops->audit_prune != NULL;
 }
+
+int store_token_update(store_t *s, const store_token_t *row) {
+  return s->ops->token_update(s, row);
+}
+
+int store_list_expiring(store_t *s, const char *domain, int64_t now,
+                        int64_t until, int64_t before_seq, store_token_t *rows,
+                        size_t max_rows, size_t *n_rows) {
+  return s->ops->list_expiring(s, domain, now, until, before_seq, rows,
+                               max_rows, n_rows);
+}
+
+int store_policy_get(store_t *s, const char *domain, store_policy_t *out) {
+  return s->ops->policy_get(s, domain, out);
+}

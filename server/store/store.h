@@ -317,6 +317,26 @@ struct store_ops {
    * NULL for a backend without it (PostgreSQL). */
   int (*audit_prune)(store_t *s, int64_t keep_ms, int64_t now_ms,
                      int64_t *removed, int64_t *upto);
+
+  /* ---- the token record (issue 17) ---- */
+
+  /* Writes row's label, scopes, metadata, expires_at, rolled_from and
+   * rolled_to over token row->id of row->domain (nothing else of it
+   * changes), inside the caller's transaction, with a change on a store
+   * with a feed (other hosts take the row's new state). TOKEND_ENOTFOUND
+   * if domain has no token with that id. */
+  int (*token_update)(store_t *s, const store_token_t *row);
+
+  /* As list, but only domain's active tokens (not revoked) whose expiry
+   * is in (now, until]: List's expiring_within_ms. */
+  int (*list_expiring)(store_t *s, const char *domain, int64_t now,
+                       int64_t until, int64_t before_seq, store_token_t *rows,
+                       size_t max_rows, size_t *n_rows);
+
+  /* domain's policy (domain_policies) into *out; TOKEND_ENOTFOUND if it
+   * has none. Read inside the caller's transaction by the writes it
+   * limits. */
+  int (*policy_get)(store_t *s, const char *domain, store_policy_t *out);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -458,6 +478,15 @@ int store_audit_prune(store_t *store, int64_t keep_ms, int64_t now_ms,
                       int64_t *removed, int64_t *upto) TOKEND_MUST_CHECK;
 /* 1 if store has audit_prune. */
 int store_has_audit_prune(const store_t *store);
+
+/* The token record's wrappers (issue 17; see their members above). */
+int store_token_update(store_t *store,
+                       const store_token_t *row) TOKEND_MUST_CHECK;
+int store_list_expiring(store_t *store, const char *domain, int64_t now,
+                        int64_t until, int64_t before_seq, store_token_t *rows,
+                        size_t max_rows, size_t *n_rows) TOKEND_MUST_CHECK;
+int store_policy_get(store_t *store, const char *domain,
+                     store_policy_t *out) TOKEND_MUST_CHECK;
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,

@@ -164,6 +164,10 @@ static int secret_outside_verify(const uint8_t *buf, size_t len) {
     if (req != NULL && req->method_case == TOKEND__V1__REQUEST__METHOD_VERIFY)
       in_verify +=
           count_secrets(req->verify->token, strlen(req->verify->token));
+    /* issue 17: Lookup's token is the other field meant for a secret. */
+    if (req != NULL && req->method_case == TOKEND__V1__REQUEST__METHOD_LOOKUP)
+      in_verify +=
+          count_secrets(req->lookup->token, strlen(req->lookup->token));
     tokend__v1__request__free_unpacked(req, NULL);
     off += consumed;
   }
@@ -417,6 +421,22 @@ static void check_authorized(const Tokend__V1__Response *resp) {
         die("the domain admin was shown a token of domain %s",
             resp->list->tokens[i]->domain);
     return;
+  /* issue 17: a domain admin sees only its own domain's tokens. */
+  case TOKEND__V1__RESPONSE__RESULT_LOOKUP:
+    if (g_who == 1 &&
+        strcmp(resp->lookup->info->domain, FUZZ_ADMIN_DOMAIN) == 0)
+      return;
+    break;
+  case TOKEND__V1__RESPONSE__RESULT_EDIT:
+    if (g_who == 1 && strcmp(resp->edit->info->domain, FUZZ_ADMIN_DOMAIN) == 0)
+      return;
+    break;
+  case TOKEND__V1__RESPONSE__RESULT_ROLL:
+    if (g_who == 1 &&
+        strcmp(resp->roll->info->domain, FUZZ_ADMIN_DOMAIN) == 0 &&
+        strcmp(resp->roll->previous->domain, FUZZ_ADMIN_DOMAIN) == 0)
+      return;
+    break;
   case TOKEND__V1__RESPONSE__RESULT_LIST_AUDIT_EVENTS:
     if (g_who != 1)
       break;

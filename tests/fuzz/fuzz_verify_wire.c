@@ -194,6 +194,7 @@ static uint8_t *check_response_encode(const vw_response_t *r, size_t *out_len) {
   vr.n_scopes = r->n_scopes;
   vr.scopes = scopes;
   vr.expires_at = r->expires_at;
+  vr.metadata = r->metadata.len > 0 ? (char *)r->metadata.p : "";
   out.call_id = r->call_id;
   out.status = &st;
   out.result_case = TOKEND__V1__RESPONSE__RESULT_VERIFY;
@@ -237,6 +238,8 @@ static void check_response_fields(const Tokend__V1__Response *resp,
                "scope %zu differs from protobuf-c's", i);
   FUZZ_CHECK(v->expires_at == d->expires_at, "expires_at %lld, protobuf-c %lld",
              (long long)d->expires_at, (long long)v->expires_at);
+  FUZZ_CHECK(pc_str_is(v->metadata, d->metadata.p, d->metadata.len),
+             "metadata differs from protobuf-c's");
 }
 
 /* d's encoding must be exactly body[0..len); d's strings point into body
@@ -313,6 +316,7 @@ static void check_response(const uint8_t *body, size_t len) {
     for (i = 0; i < v->n_scopes; i++)
       e.scopes[i] = pc_str(v->scopes[i]);
     e.expires_at = v->expires_at;
+    e.metadata = pc_str(v->metadata);
     free(check_response_encode(&e, &pc_len));
   }
   if (resp != NULL)
@@ -366,11 +370,11 @@ static void check_values_as_request(const uint8_t *data, size_t size) {
 }
 
 /* The input as a Response: call_id, valid, reason and expires_at from its
- * first 22 bytes, then strings cut at each NUL: token_id, domain, label and
- * up to TOKEND_MAX_SCOPES scopes. */
+ * first 22 bytes, then strings cut at each NUL: token_id, domain, label,
+ * metadata and up to TOKEND_MAX_SCOPES scopes. */
 static void check_values_as_response(const uint8_t *data, size_t size) {
   vw_response_t r, d;
-  vw_str_t *strs[3];
+  vw_str_t *strs[4];
   char *rest;
   size_t rest_len, off, n, i, k = 0;
   uint8_t *body;
@@ -385,7 +389,7 @@ static void check_values_as_response(const uint8_t *data, size_t size) {
     r.reason %= 8; /* small, as the real ones are */
   r.expires_at =
       (int64_t)le64(data + 14) / ((int64_t)1 << ((data[1] >> 2) % 63));
-  r.token_id = r.domain = r.label = pc_str("");
+  r.token_id = r.domain = r.label = r.metadata = pc_str("");
 
   /* A NUL-terminated copy, so that protobuf-c can take the strings. */
   rest_len = size - 22;
@@ -395,9 +399,10 @@ static void check_values_as_response(const uint8_t *data, size_t size) {
   strs[0] = &r.token_id;
   strs[1] = &r.domain;
   strs[2] = &r.label;
-  for (off = 0; off < rest_len && k < 3 + TOKEND_MAX_SCOPES; off += n + 1) {
+  strs[3] = &r.metadata;
+  for (off = 0; off < rest_len && k < 4 + TOKEND_MAX_SCOPES; off += n + 1) {
     n = strlen(rest + off);
-    if (k < 3)
+    if (k < 4)
       *strs[k] = pc_str(rest + off);
     else
       r.scopes[r.n_scopes++] = pc_str(rest + off);
@@ -413,7 +418,8 @@ static void check_values_as_response(const uint8_t *data, size_t size) {
              "a Response does not read back as its values");
   FUZZ_CHECK(vw_str_equal(d.token_id, r.token_id) &&
                  vw_str_equal(d.domain, r.domain) &&
-                 vw_str_equal(d.label, r.label),
+                 vw_str_equal(d.label, r.label) &&
+                 vw_str_equal(d.metadata, r.metadata),
              "a Response's strings do not read back");
   for (i = 0; i < r.n_scopes; i++)
     FUZZ_CHECK(vw_str_equal(d.scopes[i], r.scopes[i]),

@@ -114,6 +114,94 @@ static void req_revoke(seed_t *s, uint64_t call_id, const char *domain,
   seed_add(s, &req);
 }
 
+/* issue 17 */
+static void req_issue_metadata(seed_t *s, uint64_t call_id,
+                               const char *metadata) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__IssueRequest ir = TOKEND__V1__ISSUE_REQUEST__INIT;
+
+  ir.domain = FUZZ_ADMIN_DOMAIN;
+  ir.label = "with metadata";
+  ir.metadata = (char *)metadata;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ISSUE;
+  req.issue = &ir;
+  seed_add(s, &req);
+}
+
+static void req_lookup(seed_t *s, uint64_t call_id, const char *domain,
+                       const char *id, const char *token) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__LookupRequest lr = TOKEND__V1__LOOKUP_REQUEST__INIT;
+
+  lr.domain = (char *)domain;
+  if (id != NULL)
+    lr.token_id = (char *)id;
+  if (token != NULL)
+    lr.token = (char *)token;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LOOKUP;
+  req.lookup = &lr;
+  seed_add(s, &req);
+}
+
+static void req_edit(seed_t *s, uint64_t call_id, const char *domain,
+                     const char *id, const char *label, const char *metadata,
+                     int64_t expires_at, const char **scopes, size_t n_scopes) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__EditRequest er = TOKEND__V1__EDIT_REQUEST__INIT;
+
+  er.domain = (char *)domain;
+  er.token_id = (char *)id;
+  if (label != NULL) {
+    er.set_label = 1;
+    er.label = (char *)label;
+  }
+  if (metadata != NULL) {
+    er.set_metadata = 1;
+    er.metadata = (char *)metadata;
+  }
+  if (expires_at >= 0) {
+    er.set_expires_at = 1;
+    er.expires_at = expires_at;
+  }
+  if (scopes != NULL) {
+    er.set_scopes = 1;
+    er.scopes = (char **)scopes;
+    er.n_scopes = n_scopes;
+  }
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_EDIT;
+  req.edit = &er;
+  seed_add(s, &req);
+}
+
+static void req_roll(seed_t *s, uint64_t call_id, const char *domain,
+                     const char *id, int64_t grace_ms) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RollRequest rr = TOKEND__V1__ROLL_REQUEST__INIT;
+
+  rr.domain = (char *)domain;
+  rr.token_id = (char *)id;
+  rr.grace_ms = grace_ms;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_ROLL;
+  req.roll = &rr;
+  seed_add(s, &req);
+}
+
+static void req_list_expiring(seed_t *s, uint64_t call_id, int64_t within) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ListRequest lr = TOKEND__V1__LIST_REQUEST__INIT;
+
+  lr.domain = FUZZ_ADMIN_DOMAIN;
+  lr.expiring_within_ms = within;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LIST;
+  req.list = &lr;
+  seed_add(s, &req);
+}
+
 static void req_list(seed_t *s, uint64_t call_id, const char *domain,
                      uint32_t page_size, const char *page_token,
                      int include_revoked) {
@@ -330,6 +418,43 @@ int main(int argc, char **argv) {
     req_list_audit(&s, 93, "", 0, 0, "");
   });
   SEED("refused_actor", ADMIN, req_whoami(&s, 94, "root"));
+  /* issue 17: metadata, Lookup, Edit, Roll, List's expiring filter. */
+  {
+    char valid[TOKEND_TOKEN_BYTES];
+    static const char *narrower[] = {"read"};
+    static const char *wider[] = {"read", "admin"};
+
+    fuzz_token_string(fx[FUZZ_TOKEN_VALID].body, valid);
+    SEED("issue_metadata", ADMIN, {
+      req_issue_metadata(&s, 110, "{\"plan\": \"pro\", \"n\": [1, 2.5]}");
+      req_issue_metadata(&s, 111, "[\"not an object\"]");
+      req_issue_metadata(&s, 112, "{\"a\": 1, \"a\": 2}");
+    });
+    SEED("lookup", ADMIN, {
+      req_lookup(&s, 113, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_VALID].id, NULL);
+      req_lookup(&s, 114, FUZZ_ADMIN_DOMAIN, NULL, valid);
+      req_lookup(&s, 115, "other.org", fx[FUZZ_TOKEN_REVOKED].id, NULL);
+      req_lookup(&s, 116, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_VALID].id, valid);
+    });
+    SEED("edit", ADMIN, {
+      req_edit(&s, 117, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_VALID].id, "edited",
+               "{\"k\":\"v\"}", FUTURE_MS, narrower, 1);
+      req_edit(&s, 118, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_VALID].id, NULL, NULL,
+               -1, wider, 2);
+      req_edit(&s, 119, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_VALID].id, NULL, NULL,
+               0, NULL, 0);
+      req_edit(&s, 120, "other.org", fx[FUZZ_TOKEN_REVOKED].id, "x", NULL, -1,
+               NULL, 0);
+    });
+    SEED("roll", ADMIN, {
+      req_roll(&s, 121, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_REVOCABLE].id, 60000);
+      req_roll(&s, 122, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_VALID].id, -1);
+      req_roll(&s, 123, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_EXPIRED].id, 0);
+      req_list_expiring(&s, 124, 7LL * 24 * 3600 * 1000);
+    });
+    SEED("roll_operator", OPERATOR,
+         req_roll(&s, 125, "other.org", fx[FUZZ_TOKEN_REVOKED].id, 0));
+  }
   /* The audit log's chain check (issue 11): plain, anchored, refused. */
   SEED("verify_audit_log", OPERATOR, {
     req_issue(&s, 100, "example.com", "audited", 0, NULL, 0);

@@ -1055,7 +1055,7 @@ tokend_client_t *th_client_connect_ok(const th_tokend_t *t) {
 void th_client_issue_ok(tokend_client_t *c, const char *domain,
                         const char *label, int64_t expires_at,
                         tokend_issued_t *out) {
-  tokend_issue_params_t p = {domain, label, expires_at, NULL, 0};
+  tokend_issue_params_t p = {domain, label, expires_at, NULL, 0, NULL};
   int rc = tokend_client_issue(c, &p, out);
 
   if (rc != 0)

@@ -107,7 +107,7 @@ static void *client_main(void *p) {
   client_arg_t *a = p;
   ledger_t *l = a->ledger;
   tokend_client_t *c = NULL;
-  tokend_issue_params_t params = {DOMAIN, "crash", 0, NULL, 0};
+  tokend_issue_params_t params = {DOMAIN, "crash", 0, NULL, 0, NULL};
   tokend_issued_t is;
   long idx;
   int rc, already;

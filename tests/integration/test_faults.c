@@ -210,7 +210,7 @@ static int in_effect(const tokend_client_t *c) {
 
 /* Issues a token; 0 and recorded, or the client's error. */
 static int issue(fixture_t *f, tokend_client_t *c) {
-  tokend_issue_params_t p = {DOMAIN, "faults", 0, NULL, 0};
+  tokend_issue_params_t p = {DOMAIN, "faults", 0, NULL, 0, NULL};
   tokend_issued_t is;
   int rc;
 

@@ -377,8 +377,8 @@ static int teardown(void **state) {
 static void issue(fixture_t *f, const char *label, int64_t expires_at,
                   const char *const *scopes, size_t n_scopes,
                   tokend_issued_t *out) {
-  tokend_issue_params_t p = {"example.com", label, expires_at, scopes,
-                             n_scopes};
+  tokend_issue_params_t p = {"example.com", label,    expires_at,
+                             scopes,        n_scopes, NULL};
 
   assert_int_equal(tokend_client_issue(f->client, &p, out), 0);
 }
@@ -521,6 +521,47 @@ static void test_metrics_parse_and_count(void **state) {
     fail_msg("the Prometheus parser refused /metrics (%d): %s%s\n%s",
              run.status, run.out, run.err, r.body);
   th_run_result_free(&run);
+}
+
+/* /metrics' tokend_tokens_expiring_soon for example.com (0: no sample). */
+static long expiring_soon(fixture_t *f) {
+  static const char name[] =
+      "tokend_tokens_expiring_soon{domain=\"example.com\"} ";
+  http_response_t r;
+  const char *p;
+
+  assert_int_equal(http_get(f->http_sock, "/metrics", "", &r), 0);
+  assert_int_equal(r.code, 200);
+  p = strstr(r.body, name);
+  return p != NULL ? strtol(p + strlen(name), NULL, 10) : 0;
+}
+
+/* issue 17: /verify says the token's metadata (X-Tokend-Metadata, the
+ * compact JSON), and /metrics counts the tokens expiring within 7 days per
+ * domain. */
+static void test_metadata_header_and_expiring_soon_metric(void **state) {
+  fixture_t *f = *state;
+  tokend_issue_params_t p = {"example.com", "meta", 0,
+                             NULL,          0,      "{ \"plan\": \"pro\" }"};
+  tokend_issued_t is, soon, later;
+  http_response_t r;
+  char hdr[512], v[128];
+  long before;
+
+  assert_int_equal(tokend_client_issue(f->client, &p, &is), 0);
+  snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s\r\n", is.token);
+  assert_int_equal(http_get(f->http_sock, "/verify", hdr, &r), 0);
+  assert_int_equal(r.code, 204);
+  assert_string_equal(header(&r, "X-Tokend-Metadata", v, sizeof(v)),
+                      "{\"plan\":\"pro\"}");
+
+  before = expiring_soon(f);
+  issue(f, "soon", th_now_ms() + 3600 * 1000, NULL, 0, &soon);
+  issue(f, "later", th_now_ms() + 30LL * 24 * 3600 * 1000, NULL, 0, &later);
+  assert_int_equal(expiring_soon(f), before + 1);
+  tokend_client_wipe(&is);
+  tokend_client_wipe(&soon);
+  tokend_client_wipe(&later);
 }
 
 static void test_healthz_readyz(void **state) {
@@ -871,6 +912,7 @@ int main(void) {
       cmocka_unit_test(test_expired_401),
       cmocka_unit_test(test_wrong_scope_403),
       cmocka_unit_test(test_metrics_parse_and_count),
+      cmocka_unit_test(test_metadata_header_and_expiring_soon_metric),
       cmocka_unit_test(test_healthz_readyz),
   };
   /* tokend alone, no nginx */

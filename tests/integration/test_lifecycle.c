@@ -22,8 +22,8 @@ static int setup(void **state) { return th_fixture_setup_client(state, NULL); }
 static void test_issue_verify_revoke_verify_revoked(void **state) {
   th_fixture_t *f = *state;
   const char *scopes[] = {"read", "deploy:prod"};
-  tokend_issue_params_t p = {"example.com", "CI deploy \xc3\xa9t\xc3\xa9", 0,
-                             scopes, 2};
+  tokend_issue_params_t p = {
+      "example.com", "CI deploy \xc3\xa9t\xc3\xa9", 0, scopes, 2, NULL};
   tokend_issued_t is;
   tokend_verify_result_t v;
   int64_t before = th_now_ms(), revoked_at = 0;
@@ -128,8 +128,8 @@ static void test_expired_token_verifies_expired(void **state) {
 
 static void test_issue_past_expiry_invalid_argument(void **state) {
   th_fixture_t *f = *state;
-  tokend_issue_params_t p = {"example.com", "late", th_now_ms() - 60000, NULL,
-                             0};
+  tokend_issue_params_t p = {"example.com", "late", th_now_ms() - 60000,
+                             NULL,          0,      NULL};
   tokend_token_list_t *list = NULL;
   tokend_issued_t is;
 
@@ -146,7 +146,7 @@ static void test_issue_past_expiry_invalid_argument(void **state) {
 static void expect_issue_invalid(tokend_client_t *c, const char *domain,
                                  const char *label, const char *scope,
                                  const char *word) {
-  tokend_issue_params_t p = {domain, label, 0, &scope, scope != NULL};
+  tokend_issue_params_t p = {domain, label, 0, &scope, scope != NULL, NULL};
   tokend_issued_t is;
   int rc = tokend_client_issue(c, &p, &is);
 

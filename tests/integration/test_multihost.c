@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include <sodium.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -904,7 +906,7 @@ typedef struct {
 static void *writer_main(void *arg) {
   mh_writer_t *w = arg;
   tokend_client_t *in = NULL, *out = NULL;
-  tokend_issue_params_t p = {DOMAIN, "concurrent", 0, NULL, 0};
+  tokend_issue_params_t p = {DOMAIN, "concurrent", 0, NULL, 0, NULL};
   tokend_issued_t is;
   char pending_id[TOKEND_TOKEN_ID_BYTES] = "";
   char kept[32], removed[32];
@@ -1006,6 +1008,62 @@ static void test_concurrent_writers_leave_identical_indexes(void **state) {
   }
 }
 
+/* ---- issue 17: Edit and Roll in effect everywhere on return ---- */
+
+static void test_edit_and_roll_in_effect_everywhere_on_return(void **state) {
+  mh_fixture_t *f = *state;
+  static const char *const scopes[] = {"read", "write"};
+  tokend_issue_params_t ip = {DOMAIN, "before", 0,
+                              scopes, 2,        "{\"plan\":\"free\"}"};
+  tokend_client_t *c[N_HOSTS];
+  tokend_edit_params_t ep;
+  tokend_issued_t is;
+  tokend_rolled_t rolled;
+  tokend_verify_result_t v;
+  tokend_token_info_t info;
+  mh_status_t st[N_HOSTS];
+  int i;
+
+  hosts_start(f, N_HOSTS, 0, 0);
+  for (i = 0; i < N_HOSTS; i++)
+    c[i] = th_client_connect_ok(&f->h[i].t);
+  assert_int_equal(tokend_client_issue(c[0], &ip, &is), 0);
+
+  /* Edit on A: B and C answer the new label, metadata and scopes. */
+  memset(&ep, 0, sizeof(ep));
+  ep.label = "after";
+  ep.metadata = "{\"plan\":\"pro\"}";
+  ep.set_scopes = 1;
+  ep.scopes = scopes;
+  ep.n_scopes = 1;
+  assert_int_equal(tokend_client_edit(c[0], DOMAIN, is.info.id, &ep, &info), 0);
+  for (i = 1; i < N_HOSTS; i++) {
+    assert_int_equal(tokend_client_verify(c[i], is.token, &v), 0);
+    assert_true(v.valid);
+    assert_string_equal(v.label, "after");
+    assert_string_equal(v.metadata, "{\"plan\":\"pro\"}");
+    assert_int_equal(v.n_scopes, 1);
+  }
+
+  /* Roll on B without grace: on A and C the new token is valid and the
+   * old one expired, at once. */
+  assert_int_equal(tokend_client_roll(c[1], DOMAIN, is.info.id, 0, &rolled), 0);
+  for (i = 0; i < N_HOSTS; i += 2) {
+    assert_int_equal(tokend_client_verify(c[i], rolled.token, &v), 0);
+    assert_true(v.valid);
+    assert_string_equal(v.metadata, "{\"plan\":\"pro\"}");
+    assert_int_equal(tokend_client_verify(c[i], is.token, &v), 0);
+    assert_false(v.valid);
+    assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  }
+  /* And the hosts' indexes agree. */
+  wait_converged(f, N_HOSTS, st);
+  for (i = 0; i < N_HOSTS; i++)
+    tokend_client_close(c[i]);
+  sodium_memzero(rolled.token, sizeof(rolled.token));
+  tokend_client_wipe(&is);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -1028,6 +1086,8 @@ int main(void) {
           test_host_with_another_pepper_refuses_to_start, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_concurrent_writers_leave_identical_indexes, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_edit_and_roll_in_effect_everywhere_on_return, setup, teardown),
   };
   int rc;
 

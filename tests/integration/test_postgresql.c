@@ -213,7 +213,7 @@ static void test_pg_check_db_finds_a_missing_table(void **state) {
   th_tokend_stop_ok(&f->th->tokend);
   assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
   th_expect_exit(&r, 0, "tokend --check-db");
-  assert_non_null(strstr(r.out, "schema version 2"));
+  assert_non_null(strstr(r.out, "schema version 3"));
   assert_null(strstr(r.out, PASSWORD));
   th_run_result_free(&r);
 
@@ -229,7 +229,7 @@ static void test_pg_check_db_finds_a_missing_table(void **state) {
  * memory; PostgreSQL back: writes work, with the same tokend. */
 static void test_pg_stopped_then_started_under_a_running_tokend(void **state) {
   fixture_t *f = *state;
-  tokend_issue_params_t p = {DOMAIN, "while down", 0, NULL, 0};
+  tokend_issue_params_t p = {DOMAIN, "while down", 0, NULL, 0, NULL};
   tokend_issued_t before, during, after;
   tokend_client_t *c;
   int rc;

@@ -622,7 +622,7 @@ static void expect_no_secret_in_dir(const char *dir, const secrets_t *s) {
 static void test_secret_never_in_db_wal_or_log(void **state) {
   th_fixture_t *f = *state;
   secrets_t s = {{0}, 0};
-  tokend_issue_params_t p = {DOMAIN, "library", 0, NULL, 0};
+  tokend_issue_params_t p = {DOMAIN, "library", 0, NULL, 0, NULL};
   tokend_verify_result_t v;
   tokend_issued_t is;
   th_run_result_t r;

@@ -22,10 +22,10 @@
  *   - A request tokend read whose answer never came (the connection died
  *     in between) is sent again once, on a new connection, if its method
  *     is idempotent: Verify, List, WhoAmI, ListDomainAdmins, ListAuditEvents,
- *     VerifyAuditLog, ServerStatus. The writes (Issue, Revoke,
- *     GrantDomainAdmin, RevokeDomainAdmin) are never sent twice: they
- *     return TOKEND_EINDOUBT ("outcome unknown": tokend may or may not
- *     have done it; look, e.g. with List, before trying again).
+ *     VerifyAuditLog, ServerStatus, Lookup. The writes (Issue, Revoke,
+ *     GrantDomainAdmin, RevokeDomainAdmin, Edit, Roll) are never sent
+ *     twice: they return TOKEND_EINDOUBT ("outcome unknown": tokend may
+ *     or may not have done it; look, e.g. with List, before trying again).
  *   - TOKEND_ETIMEDOUT (no answer within timeout_ms) is not retried
  *     either; for a write it too leaves the outcome unknown.
  *
@@ -80,6 +80,10 @@ typedef struct {
   tokend_token_status_t status;
   char created_by[TOKEND_USER_BYTES]; /* acting user at issue; "" unknown */
   char revoked_by[TOKEND_USER_BYTES]; /* acting user at revoke */
+  /* issue 17 */
+  char metadata[TOKEND_METADATA_BYTES];    /* a JSON object; "" none */
+  char rolled_from[TOKEND_TOKEN_ID_BYTES]; /* the token Roll replaced */
+  char rolled_to[TOKEND_TOKEN_ID_BYTES];   /* the token that replaced it */
 } tokend_token_info_t;
 
 typedef struct {
@@ -88,6 +92,9 @@ typedef struct {
   int64_t expires_at;        /* Unix ms; 0: never expires */
   const char *const *scopes; /* n_scopes strings; may be NULL if n_scopes 0 */
   size_t n_scopes;
+  /* issue 17: a JSON object of at most TOKEND_MAX_METADATA bytes that
+   * Verify returns with the token; NULL or "": none. */
+  const char *metadata;
 } tokend_issue_params_t;
 
 typedef struct {
@@ -107,6 +114,7 @@ typedef struct {
   size_t n_scopes;
   char scopes[TOKEND_MAX_SCOPES][TOKEND_SCOPE_BYTES];
   int64_t expires_at;
+  char metadata[TOKEND_METADATA_BYTES]; /* issue 17: a JSON object; "" */
 } tokend_verify_result_t;
 
 typedef struct {
@@ -477,6 +485,71 @@ int tokend_pool_verify(tokend_pool_t *pool, const char *token,
  * been released, and no other thread may be using the pool. NULL is a
  * no-op. */
 void tokend_pool_close(tokend_pool_t *pool);
+
+/* ---- The whole life of a token (issue 17) ---- */
+
+/* A domain admin (or operator): token_id of domain's info, as List gives
+ * it, without using the token (last_used_at and the Verify counters do
+ * not move). Idempotent (sent again after a reconnect). TOKEND_ENOTFOUND
+ * for a token of another domain or none, TOKEND_EPERM for a caller who
+ * is not an admin of domain, TOKEND_EINVAL for a bad domain or id. */
+int tokend_client_lookup(tokend_client_t *client, const char *domain,
+                         const char *token_id,
+                         tokend_token_info_t *out) TOKEND_MUST_CHECK;
+
+/* As tokend_client_lookup(), by the secret itself (e.g. one a user
+ * pasted): tokend never logs it; the library wipes its copy of the
+ * request. */
+int tokend_client_lookup_secret(tokend_client_t *client, const char *domain,
+                                const char *token,
+                                tokend_token_info_t *out) TOKEND_MUST_CHECK;
+
+/* What tokend_client_edit() changes: each member that says so. */
+typedef struct {
+  const char *label;    /* NULL: unchanged */
+  const char *metadata; /* NULL: unchanged; "": removed; else a JSON object */
+  int set_expires_at;   /* 1: expires_at is the new expiry */
+  int64_t expires_at;   /* Unix ms; 0: never (within the domain's policy) */
+  int set_scopes;       /* 1: scopes become these (a subset of the token's) */
+  const char *const *scopes; /* n_scopes strings */
+  size_t n_scopes;
+} tokend_edit_params_t;
+
+/* A domain admin: changes token_id of domain. The expiry can be shortened
+ * or set; lengthened or removed only within the domain's policy; scopes
+ * only narrowed. *out (may be NULL) gets the token as it is now. Not
+ * idempotent: a broken connection after sending is TOKEND_EINDOUBT (look
+ * with tokend_client_lookup() before trying again). TOKEND_ENOTFOUND,
+ * TOKEND_EPERM, TOKEND_EINVAL (the message names the field: e.g. a scope
+ * the token does not hold), TOKEND_ECONFIG (a revoked token). */
+int tokend_client_edit(tokend_client_t *client, const char *domain,
+                       const char *token_id, const tokend_edit_params_t *params,
+                       tokend_token_info_t *out) TOKEND_MUST_CHECK;
+
+/* What tokend_client_roll() gives: the new token and the old one. */
+typedef struct {
+  /* The new secret, shown this once: wipe it (sodium_memzero) when done. */
+  char token[TOKEND_TOKEN_BYTES];
+  tokend_token_info_t info;     /* the new token (rolled_from set) */
+  tokend_token_info_t previous; /* the old one as it is now (rolled_to set) */
+} tokend_rolled_t;
+
+/* A domain admin: rotates token_id of domain. A new token (new id and
+ * secret; the same label, scopes and metadata; an expiry as long from now
+ * as the old one's lifetime, 0 staying 0) replaces it, and the old one
+ * expires at now + grace_ms (0: now), never later than it would have.
+ * grace_ms from 0 to 30 days. Not idempotent (TOKEND_EINDOUBT as Edit).
+ * TOKEND_ECONFIG for a revoked, expired or already rolled token. */
+int tokend_client_roll(tokend_client_t *client, const char *domain,
+                       const char *token_id, int64_t grace_ms,
+                       tokend_rolled_t *out) TOKEND_MUST_CHECK;
+
+/* tokend_client_list() of only the active tokens that expire within
+ * within_ms from now (> 0). */
+int tokend_client_list_expiring(tokend_client_t *client, const char *domain,
+                                uint32_t page_size, const char *page_token,
+                                int64_t within_ms,
+                                tokend_token_list_t **out) TOKEND_MUST_CHECK;
 
 #ifdef __cplusplus
 }

@@ -49,4 +49,10 @@
  * length. */
 #define TOKEND_STATUS_MESSAGE_BYTES 256
 
+/* A token's metadata (issue 17): a JSON object of at most
+ * TOKEND_MAX_METADATA bytes ("" for none), set at Issue or by Edit and
+ * returned by Verify. */
+#define TOKEND_MAX_METADATA 1024
+#define TOKEND_METADATA_BYTES (TOKEND_MAX_METADATA + 1)
+
 #endif

@@ -18,6 +18,8 @@ from .types import (
     AuditLogCheck,
     AuditPage,
     DomainAdmin,
+    Edited,
+    Rolled,
     Granted,
     Issued,
     Revoked,
@@ -143,6 +145,7 @@ def verify_result(r) -> VerifyResult:
         label=r.label,
         scopes=tuple(r.scopes),
         expires_at=r.expires_at,
+        metadata=r.metadata,
     )
 
 
@@ -160,6 +163,9 @@ def token_info(t) -> TokenInfo:
         status=_enum_name(pb.TokenStatus, "TOKEN_STATUS_", t.status),
         created_by=t.created_by,
         revoked_by=t.revoked_by,
+        metadata=t.metadata,
+        rolled_from=t.rolled_from,
+        rolled_to=t.rolled_to,
     )
 
 
@@ -271,6 +277,19 @@ METHODS: Dict[str, Method] = {
                 r.rows_checked, r.first_bad_id, r.problem, r.head_id, r.head_hash
             ),
         ),
+        # issue 17. Lookup reads; Edit and Roll are writes, never resent.
+        Method("lookup", True, lambda r: token_info(r.info)),
+        Method("edit", False, lambda r: Edited(token_info(r.info), propagation(r))),
+        Method(
+            "roll",
+            False,
+            lambda r: Rolled(
+                token=r.token,
+                info=token_info(r.info),
+                previous=token_info(r.previous),
+                propagation=propagation(r),
+            ),
+        ),
     )
 }
 
@@ -278,9 +297,13 @@ METHODS: Dict[str, Method] = {
 # ---- requests: one builder per method, shared by both clients ----
 
 
-def issue_request(domain, label, scopes, expires_at):
+def issue_request(domain, label, scopes, expires_at, metadata=""):
     return pb.IssueRequest(
-        domain=domain, label=label, scopes=list(scopes), expires_at=expires_at
+        domain=domain,
+        label=label,
+        scopes=list(scopes),
+        expires_at=expires_at,
+        metadata=metadata,
     )
 
 
@@ -292,12 +315,13 @@ def revoke_request(domain, token_id):
     return pb.RevokeRequest(domain=domain, token_id=token_id)
 
 
-def list_request(domain, page_size, page_token, include_revoked):
+def list_request(domain, page_size, page_token, include_revoked, expiring_within_ms=0):
     return pb.ListRequest(
         domain=domain,
         page_size=page_size,
         page_token=page_token,
         include_revoked=include_revoked,
+        expiring_within_ms=expiring_within_ms,
     )
 
 
@@ -348,3 +372,36 @@ def verify_request_reporting(token, cached_hits):
     """A Verify that also reports the token's hits answered from the
     cache since the last report (0: none)."""
     return pb.VerifyRequest(token=token, cached_hits=cached_hits)
+# ---- issue 17 ----
+
+
+def lookup_request(domain, token_id, token):
+    """Exactly one of token_id and token (the secret); ValueError else."""
+    if (token_id is None) == (token is None):
+        raise ValueError("lookup: give exactly one of token_id and token")
+    if token is not None:
+        return pb.LookupRequest(domain=domain, token=token)
+    return pb.LookupRequest(domain=domain, token_id=token_id)
+
+
+def edit_request(domain, token_id, label, metadata, expires_at, scopes):
+    """Each of label, metadata ("" removes it), expires_at (0: never) and
+    scopes that is not None is changed."""
+    req = pb.EditRequest(domain=domain, token_id=token_id)
+    if label is not None:
+        req.set_label = True
+        req.label = label
+    if metadata is not None:
+        req.set_metadata = True
+        req.metadata = metadata
+    if expires_at is not None:
+        req.set_expires_at = True
+        req.expires_at = expires_at
+    if scopes is not None:
+        req.set_scopes = True
+        req.scopes.extend(scopes)
+    return req
+
+
+def roll_request(domain, token_id, grace_ms):
+    return pb.RollRequest(domain=domain, token_id=token_id, grace_ms=grace_ms)

@@ -23,9 +23,11 @@ from .types import (
     AuditLogCheck,
     AuditPage,
     DomainAdmin,
+    Edited,
     Granted,
     Issued,
     Revoked,
+    Rolled,
     TokenInfo,
     TokenPage,
     VerifyResult,
@@ -414,9 +416,12 @@ class AsyncClient:
         expires_at: int = 0,
         *,
         actor: Optional[str] = None,
+        metadata: str = "",
     ) -> Issued:
         return await self._call(
-            "issue", _wire.issue_request(domain, label, scopes, expires_at), actor
+            "issue",
+            _wire.issue_request(domain, label, scopes, expires_at, metadata),
+            actor,
         )
 
     async def revoke(
@@ -434,10 +439,13 @@ class AsyncClient:
         include_revoked: bool = False,
         *,
         actor: Optional[str] = None,
+        expiring_within_ms: int = 0,
     ) -> TokenPage:
         return await self._call(
             "list",
-            _wire.list_request(domain, page_size, page_token, include_revoked),
+            _wire.list_request(
+                domain, page_size, page_token, include_revoked, expiring_within_ms
+            ),
             actor,
         )
 
@@ -448,11 +456,17 @@ class AsyncClient:
         include_revoked: bool = False,
         *,
         actor: Optional[str] = None,
+        expiring_within_ms: int = 0,
     ) -> AsyncIterator[TokenInfo]:
         page_token = ""
         while True:
             page = await self.list_page(
-                domain, page_token, page_size, include_revoked, actor=actor
+                domain,
+                page_token,
+                page_size,
+                include_revoked,
+                actor=actor,
+                expiring_within_ms=expiring_within_ms,
             )
             for t in page.tokens:
                 yield t
@@ -583,3 +597,54 @@ class AsyncClient:
         )
         cache.put(token, ask, _vcache._mono_ms(), result)
         return result
+    # ---- the whole life of a token (issue 17) ----
+
+    async def lookup(
+        self,
+        domain: str,
+        token_id: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        actor: Optional[str] = None,
+    ) -> TokenInfo:
+        """A token's info without using it (last_used_at and the counters do
+        not move): by ``token_id``, or by the secret ``token`` (never
+        logged). Another domain's token is NotFound, as none is."""
+        return await self._call(
+            "lookup", _wire.lookup_request(domain, token_id, token), actor
+        )
+
+    async def edit(
+        self,
+        domain: str,
+        token_id: str,
+        *,
+        label: Optional[str] = None,
+        metadata: Optional[str] = None,
+        expires_at: Optional[int] = None,
+        scopes: Optional[Sequence[str]] = None,
+        actor: Optional[str] = None,
+    ) -> Edited:
+        """Changes what is not None: ``metadata`` "" removes it,
+        ``expires_at`` 0 removes the expiry (within the domain's policy),
+        ``scopes`` only narrows. Never resent by the client."""
+        return await self._call(
+            "edit",
+            _wire.edit_request(domain, token_id, label, metadata, expires_at, scopes),
+            actor,
+        )
+
+    async def roll(
+        self,
+        domain: str,
+        token_id: str,
+        grace_ms: int = 0,
+        *,
+        actor: Optional[str] = None,
+    ) -> Rolled:
+        """Replaces a token: the new secret is ``.token``, shown this once;
+        the old one expires after ``grace_ms`` (0: now). Never resent by the
+        client."""
+        return await self._call(
+            "roll", _wire.roll_request(domain, token_id, grace_ms), actor
+        )

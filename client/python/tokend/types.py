@@ -19,6 +19,7 @@ class VerifyResult:
     label: str = ""
     scopes: Tuple[str, ...] = ()
     expires_at: int = 0
+    metadata: str = ""  # issue 17: the token's JSON object, "" for none
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class TokenInfo:
     status: str
     created_by: str
     revoked_by: str
+    # issue 17
+    metadata: str = ""  # a JSON object (compact), "" for none
+    rolled_from: str = ""  # the token Roll replaced with this one
+    rolled_to: str = ""  # the token Roll replaced this one with
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,31 @@ class Issued:
         return (
             f"Issued(token=<secret>, info={self.info!r}, "
             f"propagation={self.propagation!r})"
+        )
+
+
+@dataclass(frozen=True)
+class Edited:
+    """An Edit's answer (issue 17): the token as it is now."""
+
+    info: TokenInfo
+    propagation: Optional[Propagation] = None
+
+
+@dataclass(frozen=True, repr=False)
+class Rolled:
+    """A Roll's answer (issue 17). The new secret, shown this once, is left
+    out of repr() so that logging the result does not log it."""
+
+    token: str
+    info: TokenInfo  # the new token (rolled_from set)
+    previous: TokenInfo  # the old one as it is now (rolled_to set)
+    propagation: Optional[Propagation] = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Rolled(token=<secret>, info={self.info!r}, "
+            f"previous={self.previous!r}, propagation={self.propagation!r})"
         )
 
 

@@ -24,16 +24,19 @@
 
 #define TOKEN_COLUMNS                                                          \
   "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
-  " last_used_at, revoked_at, created_by, revoked_by"
+  " last_used_at, revoked_at, created_by, revoked_by, metadata, rolled_from,"  \
+  " rolled_to, pepper_gen"
 #define AUDIT_COLUMNS                                                          \
   "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
   " code, detail, count, hash"
 
 #define STMT_MAP(XX)                                                           \
   XX(load, "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq")                \
-  XX(insert, "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"      \
-             " created_at, expires_at, created_by)"                            \
-             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                   \
+  XX(insert,                                                                   \
+     "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"              \
+     " created_at, expires_at, created_by, metadata, rolled_from,"             \
+     " rolled_to, pepper_gen)"                                                 \
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")       \
   XX(revoke_set, "UPDATE tokens SET revoked_at = ?3, revoked_by = ?4"          \
                  " WHERE domain = ?1 AND id = ?2 AND revoked_at = 0")          \
   XX(revoke_get, "SELECT revoked_at, hash FROM tokens"                         \
@@ -79,14 +82,27 @@
      " AND created_by = ?2 AND revoked_at = ?3 AND revoked_by = ?4")           \
   XX(counts_load, "SELECT domain, valid, invalid, updated_at"                  \
                   " FROM verify_counts ORDER BY domain")                       \
-  XX(token_import, "INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES (?1, ?2,"    \
-                   " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")         \
+  XX(token_import,                                                             \
+     "INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES (?1, ?2,"                  \
+     " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"              \
+     " ?16, ?17)")                                                             \
   XX(audit_import, "INSERT INTO audit_events (" AUDIT_COLUMNS ") SELECT ?1,"   \
                    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13"       \
                    " WHERE NOT EXISTS (SELECT 1 FROM audit_events"             \
                    " WHERE id >= ?1)")                                         \
   XX(counts_import, "INSERT INTO verify_counts (domain, valid, invalid,"       \
                     " updated_at) VALUES (?1, ?2, ?3, ?4)")                    \
+  /* issue 17: the token record */                                             \
+  XX(token_update, "UPDATE tokens SET label = ?3, scopes = ?4, metadata = ?5," \
+                   " expires_at = ?6, rolled_from = ?7, rolled_to = ?8"        \
+                   " WHERE domain = ?1 AND id = ?2")                           \
+  XX(list_expiring, "SELECT " TOKEN_COLUMNS " FROM tokens"                     \
+                    " WHERE domain = ?1 AND seq < ?2 AND revoked_at = 0"       \
+                    " AND expires_at > ?3 AND expires_at <= ?4"                \
+                    " ORDER BY seq DESC LIMIT ?5")                             \
+  XX(policy_get, "SELECT max_lifetime_ms, require_expiry, allowed_scopes,"     \
+                 " max_active_tokens, updated_at, updated_by"                  \
+                 " FROM domain_policies WHERE domain = ?1")                    \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
@@ -597,6 +613,10 @@ static int row_read(sqlite3_stmt *st, store_token_t *row) {
   row->revoked_at = sqlite3_column_int64(st, 10);
   copy_text(row->created_by, sizeof(row->created_by), st, 11);
   copy_text(row->revoked_by, sizeof(row->revoked_by), st, 12);
+  copy_text(row->metadata, sizeof(row->metadata), st, 13);
+  copy_text(row->rolled_from, sizeof(row->rolled_from), st, 14);
+  copy_text(row->rolled_to, sizeof(row->rolled_to), st, 15);
+  row->pepper_gen = sqlite3_column_int(st, 16);
   return 0;
 }
 
@@ -696,7 +716,14 @@ static int sq_insert(store_t *base, store_token_t *row) {
       sqlite3_bind_int64(st, 7, row->created_at) != SQLITE_OK ||
       sqlite3_bind_int64(st, 8, row->expires_at) != SQLITE_OK ||
       sqlite3_bind_text(st, 9, row->created_by, -1, SQLITE_STATIC) !=
-          SQLITE_OK) {
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 10, row->metadata, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 11, row->rolled_from, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 12, row->rolled_to, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int(st, 13, row->pepper_gen) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "insert bind");
     goto out;
   }
@@ -1536,7 +1563,14 @@ static int sq_token_import(store_t *base, const store_token_t *row) {
       sqlite3_bind_text(st, 12, row->created_by, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(st, 13, row->revoked_by, -1, SQLITE_STATIC) !=
-          SQLITE_OK) {
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 14, row->metadata, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 15, row->rolled_from, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 16, row->rolled_to, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int(st, 17, row->pepper_gen) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "token import bind");
     goto out;
   }
@@ -1661,6 +1695,110 @@ static int sq_backup(store_t *base, const char *path, int64_t *bytes) {
   return 0;
 }
 
+/* ---- the token record (issue 17) ---- */
+
+static int sq_token_update(store_t *base, const store_token_t *row) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->token_update;
+  if (sqlite3_bind_text(st, 1, row->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 3, row->label, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, row->scopes, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 5, row->metadata, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 6, row->expires_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 7, row->rolled_from, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 8, row->rolled_to, -1, SQLITE_STATIC) !=
+          SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "token update bind");
+    goto out;
+  }
+  err = store_step_once(s, st, "token update");
+  if (err == 0 && sqlite3_changes(s->db) == 0)
+    err = TOKEND_ENOTFOUND;
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_list_expiring(store_t *base, const char *domain, int64_t now,
+                            int64_t until, int64_t before_seq,
+                            store_token_t *rows, size_t max_rows,
+                            size_t *n_rows) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  size_t n = 0;
+  int rc = SQLITE_DONE, err = 0;
+
+  *n_rows = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->list_expiring;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, before_seq > 0 ? before_seq : INT64_MAX) !=
+          SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, now) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, until) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 5, (int64_t)max_rows) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "list expiring bind");
+    goto out;
+  }
+  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if ((err = row_read(st, &rows[n])) != 0) {
+      store_fail(s, err, "list expiring read");
+      goto out_reset;
+    }
+    n++;
+  }
+  if (n < max_rows && rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), "list expiring");
+  *n_rows = n;
+out_reset:
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_policy_get(store_t *base, const char *domain,
+                         store_policy_t *out) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->policy_get;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "policy get bind");
+    goto out;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->domain, sizeof(out->domain), "%s", domain);
+    out->max_lifetime_ms = sqlite3_column_int64(st, 0);
+    out->require_expiry = sqlite3_column_int(st, 1) != 0;
+    copy_text(out->allowed_scopes, sizeof(out->allowed_scopes), st, 2);
+    out->max_active_tokens = sqlite3_column_int(st, 3);
+    out->updated_at = sqlite3_column_int64(st, 4);
+    copy_text(out->updated_by, sizeof(out->updated_by), st, 5);
+  } else if (rc == SQLITE_DONE) {
+    err = TOKEND_ENOTFOUND;
+  } else {
+    err = store_fail(s, store_sqlite_map_rc(rc), "policy get");
+  }
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
 static const struct store_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -1699,6 +1837,9 @@ static const struct store_ops sq_ops = {
     .counts_import = sq_counts_import,
     .backup = sq_backup,
     .audit_prune = sq_audit_prune,
+    .token_update = sq_token_update,
+    .list_expiring = sq_list_expiring,
+    .policy_get = sq_policy_get,
 };
 
 const struct store_backend store_sqlite_backend = {

@@ -101,6 +101,8 @@ static int fake_answer(int fd, const Tokend__V1__Request *req) {
   Tokend__V1__VerifyResponse verify = TOKEND__V1__VERIFY_RESPONSE__INIT;
   Tokend__V1__WhoAmIResponse who = TOKEND__V1__WHO_AM_IRESPONSE__INIT;
   Tokend__V1__RevokeResponse revoke = TOKEND__V1__REVOKE_RESPONSE__INIT;
+  Tokend__V1__LookupResponse lookup = TOKEND__V1__LOOKUP_RESPONSE__INIT;
+  Tokend__V1__TokenInfo info = TOKEND__V1__TOKEN_INFO__INIT;
   uint8_t hdr[TOKEND_FRAME_HEADER_BYTES], *buf;
   size_t len;
   int rc = 0;
@@ -123,6 +125,14 @@ static int fake_answer(int fd, const Tokend__V1__Request *req) {
     revoke.revoked_at = 1234;
     resp.result_case = TOKEND__V1__RESPONSE__RESULT_REVOKE;
     resp.revoke = &revoke;
+    break;
+  case TOKEND__V1__REQUEST__METHOD_LOOKUP: /* issue 17 */
+    info.id = "tok_1";
+    info.domain = "fake.example";
+    info.status = TOKEND__V1__TOKEN_STATUS__TOKEN_STATUS_ACTIVE;
+    lookup.info = &info;
+    resp.result_case = TOKEND__V1__RESPONSE__RESULT_LOOKUP;
+    resp.lookup = &lookup;
     break;
   default:
     return -1; /* the tests answer nothing else */
@@ -288,6 +298,8 @@ static void test_verify_sent_again_only_once(void **state) {
 static void expect_write_in_doubt(fake_t *f, int method) {
   static const fake_step_t steps[] = {STEP_CLOSE_AFTER_READ, STEP_ANSWER};
   tokend_issue_params_t params = {.domain = "fake.example", .label = "l"};
+  tokend_edit_params_t edit = {.label = "l"};
+  tokend_rolled_t rolled;
   tokend_issued_t issued;
   tokend_whoami_t who;
   tokend_client_t *c;
@@ -308,6 +320,12 @@ static void expect_write_in_doubt(fake_t *f, int method) {
     break;
   case TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN:
     rc = tokend_client_revoke_admin(c, "fake.example", "uid:1", 1, &n_revoked);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_EDIT: /* issue 17 */
+    rc = tokend_client_edit(c, "fake.example", "tok_1", &edit, NULL);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_ROLL:
+    rc = tokend_client_roll(c, "fake.example", "tok_1", 0, &rolled);
     break;
   default:
     fail_msg("not a write: %d", method);
@@ -340,6 +358,31 @@ static void test_grant_admin_in_doubt_never_sent_twice(void **state) {
 static void test_revoke_admin_in_doubt_never_sent_twice(void **state) {
   expect_write_in_doubt(*state,
                         TOKEND__V1__REQUEST__METHOD_REVOKE_DOMAIN_ADMIN);
+}
+
+/* issue 17: Edit and Roll are writes; Lookup reads, and is sent again. */
+static void test_edit_in_doubt_never_sent_twice(void **state) {
+  expect_write_in_doubt(*state, TOKEND__V1__REQUEST__METHOD_EDIT);
+}
+
+static void test_roll_in_doubt_never_sent_twice(void **state) {
+  expect_write_in_doubt(*state, TOKEND__V1__REQUEST__METHOD_ROLL);
+}
+
+static void test_lookup_sent_again_after_connection_died(void **state) {
+  static const fake_step_t steps[] = {STEP_CLOSE_AFTER_READ, STEP_ANSWER};
+  fake_t *f = *state;
+  tokend_token_info_t info;
+  tokend_client_t *c;
+
+  fake_start(f, 2, steps);
+  c = client_open(f);
+  assert_int_equal(tokend_client_lookup(c, "fake.example", "tok_1", &info), 0);
+  assert_string_equal(info.id, "tok_1");
+  tokend_client_close(c);
+  fake_join(f);
+  assert_int_equal(f->n_requests, 2);
+  assert_int_equal(f->methods[1], TOKEND__V1__REQUEST__METHOD_LOOKUP);
 }
 
 /* A connection tokend closed while it was idle: nothing of the next
@@ -473,6 +516,12 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_issue_in_doubt_never_sent_twice,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_edit_in_doubt_never_sent_twice,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_roll_in_doubt_never_sent_twice,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_lookup_sent_again_after_connection_died, setup, teardown),
       cmocka_unit_test_setup_teardown(test_revoke_in_doubt_never_sent_twice,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(

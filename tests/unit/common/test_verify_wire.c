@@ -561,6 +561,7 @@ static bytes_t pc_verify_response(const vw_response_t *r, const char *message) {
   vr.scopes = scopes;
   vr.n_scopes = r->n_scopes;
   vr.expires_at = r->expires_at;
+  vr.metadata = r->metadata.len > 0 ? (char *)r->metadata.p : "";
   st.message = (char *)message;
   resp.call_id = r->call_id;
   resp.status = &st;
@@ -616,6 +617,7 @@ static void check_response_case(const vw_response_t *r) {
   for (i = 0; i < r->n_scopes; i++)
     expect_str_equal("scope", d.scopes[i], r->scopes[i], out, n);
   assert_true(d.expires_at == r->expires_at);
+  expect_str_equal("metadata", d.metadata, r->metadata, out, n);
   free(out);
   free(want.p);
   free(want2.p);
@@ -625,6 +627,11 @@ static const char long_label[] =
     "A label of more than 127 bytes, so that its length prefix takes two "
     "bytes on the wire: d\xc3\xa9ploiement \xe2\x9c\x93, and then a few more "
     "words.";
+
+static const char long_metadata[] =
+    "{\"customer\":\"cus_0123456789\",\"plan\":\"enterprise\",\"seats\":"
+    "250,\"region\":\"eu-west-1\",\"features\":[\"sso\",\"audit\","
+    "\"scim\",\"webhooks\"],\"owner\":\"platform-team@example.com\"}";
 
 /* scopes[] for n: 0, 1, or TOKEND_MAX_SCOPES of which one is empty. */
 static void set_scopes(vw_response_t *r, size_t n) {
@@ -658,6 +665,7 @@ static void test_response_encode_matches_protobuf_c(void **state) {
   size_t a, b, c, e, f, g, cases = 0;
 
   assert_true(strlen(long_label) > 127);
+  assert_true(strlen(long_metadata) > 127);
   for (a = 0; a < sizeof(call_ids) / sizeof(call_ids[0]); a++)
     for (b = 0; b < 2; b++)
       for (c = 0; c < sizeof(reasons) / sizeof(reasons[0]); c++)
@@ -674,6 +682,11 @@ static void test_response_encode_matches_protobuf_c(void **state) {
               r.label = vw_cstr(e == 0   ? ""
                                 : e == 1 ? "CI deploy"
                                          : long_label);
+              /* issue 17's metadata: none, short, or with a 2-byte
+               * length prefix. */
+              r.metadata = vw_cstr(e == 0   ? ""
+                                   : e == 1 ? "{\"plan\":\"pro\"}"
+                                            : long_metadata);
               set_scopes(&r, n_scopes[f]);
               r.expires_at = expires[g];
               check_response_case(&r);

@@ -447,10 +447,85 @@ static void test_index_digest_follows_changes(void **state) {
   index_free(b);
 }
 
+/* issue 17: an edit gives an entry new strings; nothing else moves, and
+ * the same strings again change nothing. */
+static void
+test_index_set_strings_replaces_label_scopes_metadata(void **state) {
+  index_t *ix = *state;
+  store_token_t row;
+  index_entry_t *e;
+  const char *scopes[TOKEND_MAX_SCOPES];
+  const char *before;
+
+  make_row(&row, 5, "example.com", "old", "read write admin");
+  snprintf(row.metadata, sizeof(row.metadata), "{\"a\":1}");
+  assert_int_equal(insert(ix, &row), 0);
+  e = index_find(ix, row.hash);
+  assert_string_equal(index_entry_metadata(e), "{\"a\":1}");
+  assert_int_equal(index_entry_scopes(e, scopes), 3);
+
+  before = e->strings;
+  assert_int_equal(
+      index_set_strings(ix, e, "old", "read write admin", "{\"a\":1}"), 0);
+  assert_ptr_equal(e->strings, before);
+
+  assert_int_equal(index_set_strings(ix, e, "new label", "read", ""), 0);
+  assert_ptr_not_equal(e->strings, before);
+  assert_ptr_equal(index_find(ix, row.hash), e);
+  assert_string_equal(index_entry_label(e), "new label");
+  assert_string_equal(index_entry_metadata(e), "");
+  assert_int_equal(index_entry_scopes(e, scopes), 1);
+  assert_string_equal(scopes[0], "read");
+  /* A second edit frees the first's block (ASan would see a leak). */
+  assert_int_equal(index_set_strings(ix, e, "again", "", "{\"b\":2}"), 0);
+  assert_int_equal(index_entry_scopes(e, scopes), 0);
+  assert_string_equal(index_entry_metadata(e), "{\"b\":2}");
+  assert_string_equal(index_entry_label(e), "again");
+}
+
+/* issue 17: /metrics' tokens expiring soon, per domain, from the list of
+ * entries with an expiry. */
+static void test_index_expiring_tally_counts_active_within(void **state) {
+  index_t *ix = *state;
+  store_token_t row;
+  domain_t *a, *b;
+  index_entry_t *e;
+
+  make_row(&row, 1, "a.example", "soon", "");
+  row.expires_at = 10000 + 500;
+  assert_int_equal(insert(ix, &row), 0);
+  make_row(&row, 2, "a.example", "later", "");
+  row.expires_at = 10000 + 5000;
+  assert_int_equal(insert(ix, &row), 0);
+  make_row(&row, 3, "a.example", "expired", "");
+  row.expires_at = 9000;
+  assert_int_equal(insert(ix, &row), 0);
+  make_row(&row, 4, "b.example", "revoked", "");
+  row.expires_at = 10000 + 100;
+  row.revoked_at = 1;
+  assert_int_equal(insert(ix, &row), 0);
+  make_row(&row, 5, "b.example", "never, then soon", "");
+  assert_int_equal(insert(ix, &row), 0);
+  e = index_find(ix, row.hash);
+  assert_int_equal(index_set_expiry(ix, e, 10000 + 1000), 0);
+
+  a = domains_get(&doms, "a.example");
+  b = domains_get(&doms, "b.example");
+  a->expiring_soon = b->expiring_soon = 0;
+  index_expiring_tally(ix, 10000, 1000);
+  assert_int_equal(a->expiring_soon, 1);
+  assert_int_equal(b->expiring_soon, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_index_insert_then_find, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_index_set_strings_replaces_label_scopes_metadata, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          test_index_expiring_tally_counts_active_within, setup, teardown),
       cmocka_unit_test_setup_teardown(test_index_find_absent_hash_null, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_index_duplicate_hash_eexist, setup,
