@@ -387,14 +387,18 @@ int tokend_client_server_status(tokend_client_t *client,
  *     current (running, and within its lease with a shared store), is
  *     younger than the bound written in the region (1 s), by this host's
  *     CLOCK_MONOTONIC: a stopped, hung or partitioned tokend is not
- *     trusted;
+ *     trusted. The library reads the coarse clock (the last tick's time)
+ *     and adds its resolution, so the heartbeat is trusted only while the
+ *     precise clock is below heartbeat + bound, never a tick past it;
  *   - this client's connection to tokend is still open (looked at once per
  *     clock tick, 1-4 ms: a killed tokend's page looks alive until the
  *     bound, but its socket closes at once);
  *   - the epoch tokend bumps before answering every change that takes
  *     validity away (a revoke here or on another host, an admin removed
  *     with their tokens) is the one read before the answer was asked for;
- *   - the answer has not expired by this host's clock.
+ *   - the answer has not expired by this host's clock (the coarse wall
+ *     clock plus its resolution: an answer stops being used up to a tick,
+ *     1-4 ms, before its expires_at, never after).
  * Otherwise the Verify goes to tokend as usual. So once Revoke has
  * returned, no client on the host answers the token from its cache. A
  * reconnect (a restarted tokend has a new region) drops the cache and asks
@@ -425,7 +429,11 @@ typedef struct {
  * tokend has no region to give, or it could not be passed: nothing is
  * cached, ever, on this client until it is enabled again), TOKEND_EINVAL,
  * TOKEND_ENOMEM, or the call's errors. A second call resizes (and
- * empties) the cache. Memory: about 150 bytes per answer held. */
+ * empties) the cache. Memory: about 150 bytes per answer allowed, taken
+ * at once, plus the strings of an answer whose id, domain, label and
+ * scopes take more than 72 bytes. A cached Verify takes no lock and
+ * allocates nothing; its only system call is the look at the socket, once
+ * per clock tick. */
 int tokend_client_cache_enable(tokend_client_t *client,
                                size_t max_entries) TOKEND_MUST_CHECK;
 
