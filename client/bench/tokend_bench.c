@@ -1839,14 +1839,29 @@ static void cache_verify(bench_t *b, tokend_client_t *c, const char *token,
                      : tokend_verify_reason_name(r.reason));
 }
 
+/* The calling thread's CPU time, ns: what a phase cost this thread,
+ * whatever else ran on the machine meanwhile. */
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* client-cache's cached phase runs in this many equal batches: the best
+ * one is what a hit costs when nothing else takes the CPU (this project's
+ * machine is shared), the mean is what this run saw. */
+#define BENCH_CACHE_BATCHES 10
+
 /* Uncached and cached Verifies of the --tokens tokens on one thread, in
  * the same run, then the blend of --invalid-pct unknown tokens (never
  * cached: each is a round trip). Prints its own report. */
 static int bench_run_client_cache(bench_t *b) {
   tokend_cache_stats_t st;
   tokend_client_t *c = NULL;
-  uint64_t n = b->o.requests, n_rt, i, t0;
-  double rt_ns, hit_ns, blend_ns;
+  uint64_t n = b->o.requests, n_rt, i, t0, cpu0, hit_cpu, batch, k;
+  double rt_ns, hit_ns, best_ns = 0, blend_ns, batch_ns;
+  size_t j;
   int rc;
 
   memset(&b->t, 0, sizeof(b->t));
@@ -1871,10 +1886,26 @@ static int bench_run_client_cache(bench_t *b) {
   }
   for (i = 0; i < b->n_pool; i++) /* one miss each: now cached */
     cache_verify(b, c, b->pool[i].token, 1);
+  /* The tokens in turn, as the uncached phase: a running index, not a
+   * division per Verify. */
+  batch = n / BENCH_CACHE_BATCHES > 0 ? n / BENCH_CACHE_BATCHES : 1;
+  j = 0;
+  cpu0 = thread_cpu_ns();
   t0 = now_ns();
-  for (i = 0; i < n; i++)
-    cache_verify(b, c, b->pool[i % b->n_pool].token, 1);
+  for (i = 0; i < n; i += batch) {
+    uint64_t b0 = now_ns(), m = n - i < batch ? n - i : batch;
+
+    for (k = 0; k < m; k++) {
+      cache_verify(b, c, b->pool[j].token, 1);
+      if (++j == b->n_pool)
+        j = 0;
+    }
+    batch_ns = (double)(now_ns() - b0) / (double)m;
+    if (best_ns == 0 || batch_ns < best_ns)
+      best_ns = batch_ns;
+  }
   hit_ns = (double)(now_ns() - t0) / (double)n;
+  hit_cpu = thread_cpu_ns() - cpu0;
   t0 = now_ns();
   for (i = 0; i < n; i++) {
     if (rng_below(b, 100) < b->o.invalid_pct)
@@ -1893,8 +1924,13 @@ static int bench_run_client_cache(bench_t *b) {
   printf("  cached Verify:   %.1f ns (%.2f million/s, %.0fx the round "
          "trip)\n",
          hit_ns, 1e3 / hit_ns, rt_ns / hit_ns);
-  printf("  blended, %u%% unknown tokens: %.1f ns (%.2f million/s)\n",
-         b->o.invalid_pct, blend_ns, 1e3 / blend_ns);
+  printf("    best of %d batches: %.1f ns (%.2f million/s, %.0fx); CPU "
+         "%.1f ns a Verify\n",
+         BENCH_CACHE_BATCHES, best_ns, 1e3 / best_ns, rt_ns / best_ns,
+         (double)hit_cpu / (double)n);
+  printf("  blended, %u%% unknown tokens: %.1f ns (%.2f million/s, %.0fx "
+         "the round trip)\n",
+         b->o.invalid_pct, blend_ns, 1e3 / blend_ns, rt_ns / blend_ns);
   printf("  cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
          " flushes, %" PRIu64 " stale; %zu of %zu entries\n",
          st.hits, st.misses, st.flushes, st.stale, st.entries, st.capacity);
