@@ -29,6 +29,7 @@
 #include "frame.h"
 #include "tokend.pb-c.h"
 #include "tokend_limits.h"
+#include "verify_wire.h"
 
 #define UV_CONTAINER_OF(ptr, type, member)                                     \
   ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -442,14 +443,126 @@ static void uvc_complete(tokend_uv_t *c, uvc_call_t *call,
   uvc_call_free(call);
 }
 
+/* Copies s (up to its first NUL, as protobuf-c's unpack and strlen would
+ * read it) into dst[size]; -1 if it does not fit. */
+static int uvc_copy_vw(char *dst, size_t size, vw_str_t s) {
+  const char *nul = memchr(s.p, '\0', s.len);
+  size_t n = nul != NULL ? (size_t)(nul - s.p) : s.len;
+
+  if (n >= size)
+    return -1;
+  memcpy(dst, s.p, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+/* An OK Verify answer decoded by verify_wire, into *out (zeroed) as
+ * clientlib_verify_result() would fill it from protobuf-c's: 0, or
+ * TOKEND_EPROTO with *why. */
+static int uvc_verify_result_vw(const vw_response_t *r,
+                                tokend_verify_result_t *out, const char **why) {
+  size_t i;
+
+  out->valid = r->valid ? 1 : 0;
+  if (r->valid)
+    out->reason = TOKEND_VERIFY_VALID;
+  else {
+    switch (r->reason) {
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED:
+      out->reason = TOKEND_VERIFY_MALFORMED;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN:
+      out->reason = TOKEND_VERIFY_UNKNOWN;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED:
+      out->reason = TOKEND_VERIFY_REVOKED;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED:
+      out->reason = TOKEND_VERIFY_EXPIRED;
+      break;
+    default:
+      *why = "tokend said the token is invalid without a reason";
+      goto err_clear;
+    }
+  }
+  if (uvc_copy_vw(out->token_id, sizeof(out->token_id), r->token_id) != 0 ||
+      uvc_copy_vw(out->domain, sizeof(out->domain), r->domain) != 0 ||
+      uvc_copy_vw(out->label, sizeof(out->label), r->label) != 0)
+    goto err_details;
+  for (i = 0; i < r->n_scopes; i++)
+    if (uvc_copy_vw(out->scopes[i], sizeof(out->scopes[i]), r->scopes[i]) != 0)
+      goto err_details;
+  out->n_scopes = r->n_scopes;
+  out->expires_at = r->expires_at;
+  return 0;
+
+err_details:
+  *why = "tokend sent token details that are too long or malformed";
+err_clear:
+  memset(out, 0, sizeof(*out));
+  return TOKEND_EPROTO;
+}
+
+/* An answer to call_id that no waiting call claims: a forgotten call's is
+ * dropped (0); anything else breaks the connection (-1). */
+static int uvc_unclaimed(tokend_uv_t *c, uvc_conn_t *conn, uint64_t call_id) {
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (uvc_forgotten_answer(c, conn->gen, call_id))
+    return 0;
+  snprintf(msg, sizeof(msg), "tokend answered call %llu, which is not waiting",
+           (unsigned long long)call_id);
+  uvc_conn_died(c, TOKEND_EPROTO, msg, 1);
+  return -1;
+}
+
+/* The Verify answers' short road (most of what a pipelining service
+ * reads): decoded by verify_wire with no allocation. Returns 1 if it took
+ * body (then *rc is 0, or -1 once the connection was let go of), 0 if body
+ * is anything else, for protobuf-c. */
+static int uvc_dispatch_verify(tokend_uv_t *c, uvc_conn_t *conn,
+                               const uint8_t *body, uint32_t len, int *rc) {
+  vw_response_t r;
+  tokend_verify_result_t vr;
+  uvc_call_t *call;
+  const char *why = "";
+
+  if (vw_response_decode(body, len, &r) != VW_VERIFY)
+    return 0;
+  conn->answered = 1;
+  *rc = 0;
+  if ((call = uvc_find(c, conn->gen, r.call_id)) == NULL) {
+    *rc = uvc_unclaimed(c, conn, r.call_id);
+    return 1;
+  }
+  uvc_detach(c, call);
+  if (call->kind != UVC_VERIFY)
+    uvc_fail(c, call, TOKEND_EPROTO,
+             "tokend answered with the wrong kind of result");
+  else {
+    memset(&vr, 0, sizeof(vr));
+    if (uvc_verify_result_vw(&r, &vr, &why) != 0)
+      uvc_fail(c, call, TOKEND_EPROTO, why);
+    else {
+      c->msg[0] = '\0';
+      call->cb.verify(c, 0, c->msg, &vr, call->data);
+      uvc_call_free(call);
+    }
+  }
+  *rc = conn->owner == c ? 0 : -1;
+  return 1;
+}
+
 /* Handles one Response; 0, or -1 once the connection was let go of. */
 static int uvc_dispatch(tokend_uv_t *c, uvc_conn_t *conn, const uint8_t *body,
                         uint32_t len) {
   Tokend__V1__Response *resp;
   uvc_call_t *call;
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
-  int code;
+  int code, rc;
 
+  if (uvc_dispatch_verify(c, conn, body, len, &rc))
+    return rc;
   resp = tokend__v1__response__unpack(NULL, len, body);
   if (resp == NULL) {
     uvc_conn_died(c, TOKEND_EPROTO, "could not decode tokend's response", 1);
@@ -466,18 +579,11 @@ static int uvc_dispatch(tokend_uv_t *c, uvc_conn_t *conn, const uint8_t *body,
   }
   conn->answered = 1;
   call = uvc_find(c, conn->gen, resp->call_id);
-  if (call == NULL && uvc_forgotten_answer(c, conn->gen, resp->call_id)) {
-    tokend__v1__response__free_unpacked(resp, NULL);
-    return 0;
-  }
   if (call == NULL) {
-    snprintf(msg, sizeof(msg),
-             "tokend answered call %llu, which is not "
-             "waiting",
-             (unsigned long long)resp->call_id);
+    uint64_t call_id = resp->call_id;
+
     tokend__v1__response__free_unpacked(resp, NULL);
-    uvc_conn_died(c, TOKEND_EPROTO, msg, 1);
-    return -1;
+    return uvc_unclaimed(c, conn, call_id);
   }
   uvc_detach(c, call);
   uvc_complete(c, call, resp);
@@ -763,7 +869,12 @@ static int uvc_submit(tokend_uv_t *c, Tokend__V1__Request *req, uvc_kind_t kind,
   if (c->closing || c->broken)
     return TOKEND_ECLOSED;
   req->call_id = ++c->last_call_id;
-  len = tokend__v1__request__get_packed_size(req);
+  /* A Verify (no actor, no cached hits) by common/verify_wire's encoder:
+   * the bytes protobuf-c would write, without its reflection. */
+  if (kind == UVC_VERIFY)
+    len = vw_request_size(req->call_id, strlen(req->verify->token));
+  else
+    len = tokend__v1__request__get_packed_size(req);
   if (len > TOKEND_MAX_FRAME_BYTES_LIMIT)
     return TOKEND_EMSGSIZE;
   call = calloc(1, sizeof(*call));
@@ -776,7 +887,11 @@ static int uvc_submit(tokend_uv_t *c, Tokend__V1__Request *req, uvc_kind_t kind,
   }
   call->frame_len = TOKEND_FRAME_HEADER_BYTES + len;
   frame_encode_header(call->frame, (uint32_t)len);
-  tokend__v1__request__pack(req, call->frame + TOKEND_FRAME_HEADER_BYTES);
+  if (kind == UVC_VERIFY)
+    vw_request_encode(call->frame + TOKEND_FRAME_HEADER_BYTES, req->call_id,
+                      req->verify->token, strlen(req->verify->token));
+  else
+    tokend__v1__request__pack(req, call->frame + TOKEND_FRAME_HEADER_BYTES);
   call->call_id = req->call_id;
   call->kind = kind;
   call->idempotent = clientlib_method_idempotent(req->method_case);
