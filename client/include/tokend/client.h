@@ -481,6 +481,19 @@ int tokend_pool_verify(tokend_pool_t *pool, const char *token,
                        tokend_verify_result_t *out, char *why,
                        size_t why_len) TOKEND_MUST_CHECK;
 
+/* Turns the Verify cache on for every client of the pool, each with its
+ * own table of max_entries answers (so tokend_pool_verify answers from
+ * the cache of whichever client it borrows; memory: n times
+ * tokend_client_cache_enable's). Waits until every client is free (within
+ * the pool's timeout_ms). Returns 0, TOKEND_EINVAL, TOKEND_ENOMEM,
+ * TOKEND_ETIMEDOUT, or tokend_client_cache_enable()'s error of the first
+ * client that failed (then the clients before it cache and the rest do
+ * not; each keeps the cache's rules on its own); why (why_len bytes, may
+ * be NULL if 0) says why. A borrowed client's counters are
+ * tokend_client_cache_stats() on it. */
+int tokend_pool_cache_enable(tokend_pool_t *pool, size_t max_entries, char *why,
+                             size_t why_len) TOKEND_MUST_CHECK;
+
 /* Closes every client and frees the pool. Every borrowed client must have
  * been released, and no other thread may be using the pool. NULL is a
  * no-op. */
