@@ -72,8 +72,9 @@ struct vcache_s {
   size_t count, max;
   size_t hand; /* the entry the clock hand looks at next */
   vcache_slot_t *index;
-  vcache_entry_t *entries; /* max of them */
-  uint32_t *free_ents;     /* the numbers of the entries not held */
+  vcache_entry_t *entries; /* max of them, 128-aligned in entries_mem */
+  void *entries_mem;
+  uint32_t *free_ents; /* the numbers of the entries not held */
   size_t n_free;
 };
 
@@ -87,7 +88,7 @@ int vcache_new(size_t max_entries, vcache_t **out) {
   /* Bounded before the arithmetic: entry numbers fit 32 bits, and so do
    * the index's slots. */
   if (max_entries > VCACHE_MAX_ENTRIES ||
-      max_entries > SIZE_MAX / sizeof(vcache_entry_t))
+      max_entries > SIZE_MAX / sizeof(vcache_entry_t) - 1)
     return TOKEND_ENOMEM;
   if (sodium_init() < 0)
     return TOKEND_EINTERNAL;
@@ -96,17 +97,21 @@ int vcache_new(size_t max_entries, vcache_t **out) {
   if ((v = calloc(1, sizeof(*v))) == NULL)
     return TOKEND_ENOMEM;
   v->index = calloc(n, sizeof(*v->index));
-  v->entries =
-      aligned_alloc(VCACHE_ENTRY_ALIGN, max_entries * sizeof(*v->entries));
+  /* calloc, aligned by hand: a large table comes zeroed from mmap and its
+   * pages are only taken as answers fill them (entries are handed out in
+   * order), where aligned_alloc and a memset would take them all now. */
+  v->entries_mem = calloc(max_entries + 1, sizeof(*v->entries));
   v->free_ents = calloc(max_entries, sizeof(*v->free_ents));
-  if (v->index == NULL || v->entries == NULL || v->free_ents == NULL) {
+  if (v->index == NULL || v->entries_mem == NULL || v->free_ents == NULL) {
     free(v->index);
-    free(v->entries);
+    free(v->entries_mem);
     free(v->free_ents);
     free(v);
     return TOKEND_ENOMEM;
   }
-  memset(v->entries, 0, max_entries * sizeof(*v->entries));
+  v->entries =
+      (vcache_entry_t *)(((uintptr_t)v->entries_mem + VCACHE_ENTRY_ALIGN - 1) &
+                         ~(uintptr_t)(VCACHE_ENTRY_ALIGN - 1));
   v->mask = n - 1;
   v->max = max_entries;
   /* Handed out from the top, so the first answers take the first
@@ -125,7 +130,7 @@ void vcache_free(vcache_t *v) {
   vcache_clear(v);
   sodium_memzero(v->key, sizeof(v->key));
   free(v->index);
-  free(v->entries);
+  free(v->entries_mem);
   free(v->free_ents);
   free(v);
 }

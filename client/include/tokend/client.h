@@ -429,9 +429,10 @@ typedef struct {
  * tokend has no region to give, or it could not be passed: nothing is
  * cached, ever, on this client until it is enabled again), TOKEND_EINVAL,
  * TOKEND_ENOMEM, or the call's errors. A second call resizes (and
- * empties) the cache. Memory: about 150 bytes per answer allowed, taken
- * at once, plus the strings of an answer whose id, domain, label and
- * scopes take more than 72 bytes. A cached Verify takes no lock and
+ * empties) the cache. Memory: 16-25 bytes per answer allowed, taken at
+ * once, and 128 bytes per answer held (the most ever held at once), plus
+ * the strings of an answer whose id, domain, label and scopes take more
+ * than 72 bytes. A cached Verify takes no lock and
  * allocates nothing; its only system call is the look at the socket, once
  * per clock tick. */
 int tokend_client_cache_enable(tokend_client_t *client,
