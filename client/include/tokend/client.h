@@ -429,7 +429,7 @@ typedef struct {
  * tokend has no region to give, or it could not be passed: nothing is
  * cached, ever, on this client until it is enabled again), TOKEND_EINVAL,
  * TOKEND_ENOMEM, or the call's errors. A second call resizes (and
- * empties) the cache. Memory: 16-25 bytes per answer allowed, taken at
+ * empties) the cache. Memory: 15-25 bytes per answer allowed, taken at
  * once, and 128 bytes per answer held (the most ever held at once), plus
  * the strings of an answer whose id, domain, label and scopes take more
  * than 72 bytes. A cached Verify takes no lock and
