@@ -28,6 +28,11 @@
  * dispositions behind its back), or a write to a connection tokend just
  * closed kills it instead of being retried.
  *
+ * The calls here are the ones a service makes per request: Verify, and
+ * Issue and Revoke. List and the admin calls are not (operator calls, made
+ * rarely); a libuv program makes them with the blocking client of
+ * <tokend/client.h> from uv_queue_work().
+ *
  * By default no call has a deadline of its own: a call waits while tokend
  * is connected and has not answered (tokend_uv_set_timeout gives each call
  * one). The loop is kept alive by calls waiting for an answer, not by an
