@@ -61,6 +61,7 @@
 #include <sodium.h>
 
 #include <tokend/client.h>
+#include <tokend/uv.h>
 
 #include "frame.h"
 #include "pb_arena.h"
@@ -110,6 +111,8 @@
 #define BENCH_ECHO_BYTES 96
 /* --host: the other tokends of a multi-host store (issue 13) */
 #define BENCH_MAX_HOSTS 8
+/* cache-revoke: the clients attached in its "with" blocks (issue 15) */
+#define BENCH_DEFAULT_CACHING_CLIENTS 100
 
 /* catch-up's pause between Status polls: short next to the 2 s a catch-up
  * may take, long enough not to take the CPU from the host catching up. */
@@ -138,7 +141,10 @@ typedef enum {
   /* multi-host: how long a resumed host takes to be current again */
   TEST_CATCH_UP,
   TEST_CLIENT_CACHE, /* the C library's Verify cache, bench_run_client_cache */
-  TEST_SETUP         /* the --tokens phase: Issues, not reported as a test */
+  /* Revokes, paired: with --caching-clients clients attached, and none */
+  TEST_CACHE_REVOKE,
+  TEST_UV_VERIFY, /* Verifies through tokend_uv_*, -c clients, -P in flight */
+  TEST_SETUP      /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
 static const char *const bench_test_names[] = {"verify",
@@ -150,6 +156,8 @@ static const char *const bench_test_names[] = {"verify",
                                                "revoke-everywhere",
                                                "catch-up",
                                                "client-cache",
+                                               "cache-revoke",
+                                               "uv-verify",
                                                "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
@@ -258,6 +266,7 @@ typedef struct {
   const char *hosts[BENCH_MAX_HOSTS]; /* --host: the other hosts' sockets */
   size_t n_hosts;
   long resume_pid; /* catch-up: the stopped tokend to SIGCONT; 0: none */
+  unsigned caching_clients; /* cache-revoke: clients attached */
 } bench_opts_t;
 
 typedef struct {
@@ -594,6 +603,8 @@ static bench_op_t pick_op(bench_t *b) {
   case TEST_REVOKE_EVERYWHERE: /* nor these */
   case TEST_CATCH_UP:
   case TEST_CLIENT_CACHE: /* the library sends */
+  case TEST_CACHE_REVOKE:
+  case TEST_UV_VERIFY:
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -1839,14 +1850,31 @@ static void cache_verify(bench_t *b, tokend_client_t *c, const char *token,
                      : tokend_verify_reason_name(r.reason));
 }
 
+/* The calling thread's CPU time, ns: what a phase cost this thread,
+ * whatever else ran on the machine meanwhile. */
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* client-cache's cached phase runs in this many equal batches: the best
+ * one is what a hit costs when nothing else takes the CPU (this project's
+ * machine is shared), the mean is what this run saw. */
+#define BENCH_CACHE_BATCHES 10
+
 /* Uncached and cached Verifies of the --tokens tokens on one thread, in
  * the same run, then the blend of --invalid-pct unknown tokens (never
- * cached: each is a round trip). Prints its own report. */
+ * cached: each is a round trip). Prints its own report. Tokens an earlier
+ * test revoked must answer REVOKED (and are round trips): run it before
+ * the revoke tests, or alone, to measure hits only. */
 static int bench_run_client_cache(bench_t *b) {
   tokend_cache_stats_t st;
   tokend_client_t *c = NULL;
-  uint64_t n = b->o.requests, n_rt, i, t0;
-  double rt_ns, hit_ns, blend_ns;
+  uint64_t n = b->o.requests, n_rt, i, t0, cpu0, hit_cpu, batch, k;
+  double rt_ns, hit_ns, best_ns = 0, blend_ns, batch_ns;
+  size_t j;
   int rc;
 
   memset(&b->t, 0, sizeof(b->t));
@@ -1862,7 +1890,8 @@ static int bench_run_client_cache(bench_t *b) {
   n_rt = n < 100000 ? n : 100000;
   t0 = now_ns();
   for (i = 0; i < n_rt; i++)
-    cache_verify(b, c, b->pool[i % b->n_pool].token, 1);
+    cache_verify(b, c, b->pool[i % b->n_pool].token,
+                 b->pool[i % b->n_pool].state == TOKEN_ACTIVE);
   rt_ns = (double)(now_ns() - t0) / (double)n_rt;
   if ((rc = tokend_client_cache_enable(c, b->n_pool)) != 0) {
     bench_fail(b, "client-cache: %s", tokend_client_errmsg(c));
@@ -1870,17 +1899,37 @@ static int bench_run_client_cache(bench_t *b) {
     return -1;
   }
   for (i = 0; i < b->n_pool; i++) /* one miss each: now cached */
-    cache_verify(b, c, b->pool[i].token, 1);
+    cache_verify(b, c, b->pool[i].token, b->pool[i].state == TOKEN_ACTIVE);
+  /* The tokens in turn, as the uncached phase: a running index, not a
+   * division per Verify. */
+  batch = n / BENCH_CACHE_BATCHES > 0 ? n / BENCH_CACHE_BATCHES : 1;
+  j = 0;
+  cpu0 = thread_cpu_ns();
   t0 = now_ns();
-  for (i = 0; i < n; i++)
-    cache_verify(b, c, b->pool[i % b->n_pool].token, 1);
+  for (i = 0; i < n; i += batch) {
+    uint64_t b0 = now_ns(), m = n - i < batch ? n - i : batch;
+
+    for (k = 0; k < m; k++) {
+      cache_verify(b, c, b->pool[j].token, b->pool[j].state == TOKEN_ACTIVE);
+      if (++j == b->n_pool)
+        j = 0;
+    }
+    batch_ns = (double)(now_ns() - b0) / (double)m;
+    if (best_ns == 0 || batch_ns < best_ns)
+      best_ns = batch_ns;
+  }
   hit_ns = (double)(now_ns() - t0) / (double)n;
+  hit_cpu = thread_cpu_ns() - cpu0;
   t0 = now_ns();
   for (i = 0; i < n; i++) {
     if (rng_below(b, 100) < b->o.invalid_pct)
       cache_verify(b, c, b->unknown[rng_below(b, BENCH_UNKNOWN_TOKENS)], 0);
-    else
-      cache_verify(b, c, b->pool[rng_below(b, b->n_pool)].token, 1);
+    else {
+      size_t pick = rng_below(b, b->n_pool);
+
+      cache_verify(b, c, b->pool[pick].token,
+                   b->pool[pick].state == TOKEN_ACTIVE);
+    }
   }
   blend_ns = (double)(now_ns() - t0) / (double)n;
   tokend_client_cache_stats(c, &st);
@@ -1893,14 +1942,315 @@ static int bench_run_client_cache(bench_t *b) {
   printf("  cached Verify:   %.1f ns (%.2f million/s, %.0fx the round "
          "trip)\n",
          hit_ns, 1e3 / hit_ns, rt_ns / hit_ns);
-  printf("  blended, %u%% unknown tokens: %.1f ns (%.2f million/s)\n",
-         b->o.invalid_pct, blend_ns, 1e3 / blend_ns);
+  printf("    best of %d batches: %.1f ns (%.2f million/s, %.0fx); CPU "
+         "%.1f ns a Verify\n",
+         BENCH_CACHE_BATCHES, best_ns, 1e3 / best_ns, rt_ns / best_ns,
+         (double)hit_cpu / (double)n);
+  printf("  blended, %u%% unknown tokens: %.1f ns (%.2f million/s, %.0fx "
+         "the round trip)\n",
+         b->o.invalid_pct, blend_ns, 1e3 / blend_ns, rt_ns / blend_ns);
   printf("  cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
          " flushes, %" PRIu64 " stale; %zu of %zu entries\n",
          st.hits, st.misses, st.flushes, st.stale, st.entries, st.capacity);
   printf("  unexpected answers: %" PRIu64 "\n\n", b->t.errors);
   fflush(stdout);
   return 0;
+}
+
+/* ---- cache-revoke: Revoke with caching clients attached (issue 15) ---- */
+
+/* Revokes per block: blocks alternate A B B A (none attached, then
+ * --caching-clients attached, ...), so a drift of the machine's load over
+ * the run falls on both alike. */
+#define BENCH_CACHE_REVOKE_BLOCK 50
+
+/* Opens n clients with the Verify cache on (each maps tokend's epoch
+ * region) and has each answer one Verify of token, from tokend then from
+ * its cache. Returns 0 or -1 (b->fatal set). */
+static int cache_clients_open(bench_t *b, tokend_client_t **cl, unsigned n,
+                              const char *token) {
+  unsigned i;
+  int rc;
+
+  for (i = 0; i < n; i++) {
+    if ((rc = tokend_client_connect(b->o.socket_path, b->o.timeout_ms,
+                                    &cl[i])) != 0) {
+      bench_fail(b, "cache-revoke: cannot connect client %u: %s", i,
+                 tokend_strerror(rc));
+      return -1;
+    }
+    if ((rc = tokend_client_cache_enable(cl[i], 16)) != 0) {
+      bench_fail(b, "cache-revoke: %s", tokend_client_errmsg(cl[i]));
+      return -1;
+    }
+    cache_verify(b, cl[i], token, 1);
+    cache_verify(b, cl[i], token, 1);
+  }
+  return 0;
+}
+
+static void cache_clients_close(tokend_client_t **cl, unsigned n) {
+  unsigned i;
+
+  for (i = 0; i < n; i++) {
+    tokend_client_close(cl[i]);
+    cl[i] = NULL;
+  }
+}
+
+/* cache-revoke: -n Revokes through -s, one at a time, in blocks of
+ * BENCH_CACHE_REVOKE_BLOCK: half of them while --caching-clients clients
+ * (this process's, each on its own connection, each having mapped the
+ * epoch region and answered from its cache) are attached, half with none.
+ * Between two Revokes (not timed) one Verify of a token still active,
+ * from an attached client in turn (whose cache the last Revoke just
+ * flushed), or from a plain client when none is attached. t->hist gets
+ * the Revokes with none attached, *with those with the clients. */
+static int bench_run_cache_revoke(bench_t *b, bench_hist_t *with) {
+  bench_test_t *t = &b->t;
+  tokend_client_t **cl = NULL, *plain = NULL;
+  unsigned n_cl = b->o.caching_clients, next = 0;
+  bench_sync_t s = {.fd = -1, .buf = NULL};
+  uint64_t k = 0, blk, m, t0, t1;
+  uint32_t pending;
+  int64_t victim;
+  int rc = 0, r, attached;
+
+  memset(t, 0, sizeof(*t));
+  memset(with, 0, sizeof(*with));
+  t->kind = TEST_CACHE_REVOKE;
+  t->n = b->o.requests;
+  t->pipeline = 1;
+  if ((cl = calloc(n_cl > 0 ? n_cl : 1, sizeof(*cl))) == NULL) {
+    bench_fail(b, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  if ((rc = sync_open(b, &s, b->o.socket_path)) != 0)
+    goto out;
+  if ((r = tokend_client_connect(b->o.socket_path, b->o.timeout_ms, &plain)) !=
+      0) {
+    bench_fail(b, "cache-revoke: cannot connect: %s", tokend_strerror(r));
+    rc = r;
+    goto out;
+  }
+  t->start_ns = now_ns();
+  for (blk = 0; k < t->n && rc == 0 && !bench_interrupted; blk++) {
+    attached = blk % 4 == 1 || blk % 4 == 2;
+    if (attached && n_cl > 0 &&
+        cache_clients_open(b, cl, n_cl, b->pool[b->n_pool - 1].token) != 0) {
+      rc = TOKEND_ECONNECT;
+      break;
+    }
+    for (m = 0; m < BENCH_CACHE_REVOKE_BLOCK && k < t->n && rc == 0; m++) {
+      /* The last token is the clients' own: never revoked here. */
+      if (b->revoke_cursor + 1 >= b->n_pool ||
+          (victim = pool_take_for_revoke(b)) < 0 ||
+          (size_t)victim == b->n_pool - 1) {
+        bench_fail(b, "cache-revoke: no active token left; pass --tokens");
+        rc = TOKEND_EINVAL;
+        break;
+      }
+      t0 = now_ns();
+      r = sync_revoke(b, &s, victim, &pending);
+      t1 = now_ns();
+      if (r < -1) {
+        rc = r;
+        break;
+      }
+      k++;
+      t->sent++;
+      t->by_op[OP_REVOKE]++;
+      if (r != 0)
+        continue;
+      b->pool[victim].state = TOKEN_REVOKED;
+      hist_record(attached ? with : &t->hist, t1 - t0);
+      t->done++;
+      cache_verify(b, attached && n_cl > 0 ? cl[next++ % n_cl] : plain,
+                   b->pool[b->n_pool - 1].token, 1);
+      t->by_op[OP_VERIFY]++;
+    }
+    if (attached)
+      cache_clients_close(cl, n_cl);
+  }
+  t->end_ns = now_ns();
+out:
+  if (cl != NULL)
+    cache_clients_close(cl, n_cl);
+  free(cl);
+  tokend_client_close(plain);
+  sync_close(&s);
+  return rc;
+}
+
+/* Runs cache-revoke and prints its two rows, and their ratio. */
+static int bench_report_cache_revoke(bench_t *b, uint64_t cpu0) {
+  bench_hist_t *with = calloc(1, sizeof(*with)), none;
+  char label[64];
+  double p50_0, p50_n, p99_0, p99_n;
+  int rc;
+
+  if (with == NULL) {
+    bench_fail(b, "out of memory");
+    return TOKEND_ENOMEM;
+  }
+  rc = bench_run_cache_revoke(b, with);
+  if (rc == 0) {
+    none = b->t.hist;
+    p50_0 = (double)hist_percentile(&none, 50);
+    p99_0 = (double)hist_percentile(&none, 99);
+    p50_n = (double)hist_percentile(with, 50);
+    p99_n = (double)hist_percentile(with, 99);
+    b->t.label = "revoke-0-caching";
+    b->t.done = none.total;
+    print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+    snprintf(label, sizeof(label), "revoke-%u-caching", b->o.caching_clients);
+    b->t.label = label;
+    b->t.hist = *with;
+    b->t.done = with->total;
+    print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+    fprintf(stderr,
+            "tokend-bench: cache-revoke: with %u caching clients / with "
+            "none: p50 %.3f, p99 %.3f (%" PRIu64 " and %" PRIu64
+            " revokes, paired blocks of %d)\n",
+            b->o.caching_clients, p50_0 > 0 ? p50_n / p50_0 : 0,
+            p99_0 > 0 ? p99_n / p99_0 : 0, with->total, none.total,
+            BENCH_CACHE_REVOKE_BLOCK);
+  }
+  b->t.label = NULL;
+  free(with);
+  return rc;
+}
+
+/* ---- uv-verify: the async client (tokend_uv_*), pipelined ---- */
+
+typedef struct bench_uv_s bench_uv_t;
+
+/* One call in flight: which client, when sent, what it must answer. */
+typedef struct {
+  bench_uv_t *run;
+  tokend_uv_t *client;
+  uint64_t sent_ns;
+  int valid;
+} bench_uv_call_t;
+
+struct bench_uv_s {
+  bench_t *b;
+  uint64_t to_send; /* Verifies not sent yet */
+  int failed;
+};
+
+static void uv_verify_send(bench_uv_call_t *call);
+
+static void uv_verify_done(tokend_uv_t *client, int status, const char *msg,
+                           const tokend_verify_result_t *result, void *data) {
+  bench_uv_call_t *call = data;
+  bench_t *b = call->run->b;
+
+  (void)client;
+  hist_record(&b->t.hist, now_ns() - call->sent_ns);
+  b->t.done++;
+  if (status != 0) {
+    bench_unexpected(b, "uv-verify: %s: %s", tokend_strerror(status), msg);
+    call->run->failed = 1;
+  } else if (result->valid != call->valid)
+    bench_unexpected(b, "uv-verify: %s for a token that is %s",
+                     tokend_verify_reason_name(result->reason),
+                     call->valid ? "active" : "not");
+  if (!call->run->failed && call->run->to_send > 0 && !bench_interrupted)
+    uv_verify_send(call);
+}
+
+/* Sends the next Verify in call's slot: a token chosen as the verify test
+ * chooses them (--invalid-pct never-issued ones). */
+static void uv_verify_send(bench_uv_call_t *call) {
+  bench_uv_t *run = call->run;
+  bench_t *b = run->b;
+  const char *token;
+  uint64_t i;
+  int rc;
+
+  if (rng_below(b, 100) < b->o.invalid_pct) {
+    token = b->unknown[rng_below(b, BENCH_UNKNOWN_TOKENS)];
+    call->valid = 0;
+    b->t.unknown_sent++;
+  } else {
+    i = rng_below(b, b->n_pool);
+    token = b->pool[i].token;
+    call->valid = b->pool[i].state == TOKEN_ACTIVE;
+  }
+  run->to_send--;
+  call->sent_ns = now_ns();
+  if ((rc = tokend_uv_verify(call->client, token, uv_verify_done, call)) != 0) {
+    bench_fail(b, "uv-verify: %s", tokend_strerror(rc));
+    run->failed = 1;
+    return;
+  }
+  b->t.sent++;
+  b->t.by_op[OP_VERIFY]++;
+}
+
+/* uv-verify: -n Verifies through tokend_uv_* on a libuv loop of this
+ * thread: -c clients (connections), each keeping -P calls in flight (a
+ * call answered is replaced at once, as --window does); every call made
+ * in one turn of the loop goes out in one write, as the library does. */
+static int bench_run_uv_verify(bench_t *b) {
+  bench_uv_call_t *calls = NULL;
+  tokend_uv_t **clients = NULL;
+  bench_uv_t run = {b, b->o.requests, 0};
+  uv_loop_t loop;
+  char why[256];
+  uint32_t c, p;
+  int rc;
+
+  memset(&b->t, 0, sizeof(b->t));
+  b->t.kind = TEST_UV_VERIFY;
+  b->t.n = b->o.requests;
+  b->t.pipeline = b->o.pipeline;
+  b->t.window = 1;
+  if (b->n_pool == 0) {
+    bench_fail(b, "uv-verify: no tokens to verify; pass --tokens");
+    return TOKEND_EINVAL;
+  }
+  if ((rc = uv_loop_init(&loop)) != 0) {
+    bench_fail(b, "uv-verify: %s", uv_strerror(rc));
+    return TOKEND_EINTERNAL;
+  }
+  clients = calloc(b->o.conns, sizeof(*clients));
+  calls = calloc((size_t)b->o.conns * b->o.pipeline, sizeof(*calls));
+  if (clients == NULL || calls == NULL) {
+    bench_fail(b, "out of memory");
+    rc = TOKEND_ENOMEM;
+    goto out;
+  }
+  for (c = 0; c < b->o.conns; c++)
+    if ((rc = tokend_uv_open(&loop, b->o.socket_path, &clients[c], why,
+                             sizeof(why))) != 0) {
+      bench_fail(b, "uv-verify: %s", why);
+      goto out;
+    }
+  b->t.start_ns = now_ns();
+  for (c = 0; c < b->o.conns; c++)
+    for (p = 0; p < b->o.pipeline && run.to_send > 0 && !run.failed; p++) {
+      bench_uv_call_t *call = &calls[(size_t)c * b->o.pipeline + p];
+
+      call->run = &run;
+      call->client = clients[c];
+      uv_verify_send(call);
+    }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  b->t.end_ns = now_ns();
+  rc = b->fatal ? TOKEND_ECLOSED : 0;
+out:
+  for (c = 0; clients != NULL && c < b->o.conns; c++)
+    tokend_uv_close(clients[c], NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the closes' callbacks */
+  if (uv_loop_close(&loop) != 0 && rc == 0) {
+    bench_fail(b, "uv-verify: the loop still had handles");
+    rc = TOKEND_EINTERNAL;
+  }
+  free(calls);
+  free(clients);
+  return rc;
 }
 
 /* ---- options ---- */
@@ -1918,13 +2268,26 @@ static const char bench_usage[] =
     "  -n, --requests N      requests per test (default 100000; unlimited\n"
     "                        with --duration and no -n)\n"
     "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed,\n"
-    "                        warm-up, echo, client-cache (default verify);\n"
+    "                        warm-up, echo, client-cache, cache-revoke,\n"
+    "                        uv-verify (default verify);\n"
     "                        run in order.\n"
     "                        client-cache: libtokend-client on one thread\n"
     "                        (-c and -P do not apply): -n Verifies of the\n"
     "                        --tokens tokens uncached (at most 100000),\n"
     "                        then with the Verify cache on, then blended\n"
     "                        with --invalid-pct never-issued tokens\n"
+    "                        cache-revoke: -n Revokes through -s, one at\n"
+    "                        a time, in blocks of 50 alternating A B B A:\n"
+    "                        none attached, and --caching-clients clients\n"
+    "                        with the Verify cache on (each has mapped the\n"
+    "                        epoch region); one Verify between Revokes (not\n"
+    "                        timed), from an attached client in turn.\n"
+    "                        Reports revoke-0-caching and revoke-N-caching,\n"
+    "                        and their ratio on stderr\n"
+    "                        uv-verify: -n Verifies through tokend_uv_* on\n"
+    "                        a libuv loop: -c clients, -P calls in flight\n"
+    "                        on each, refilled at once (compare verify\n"
+    "                        --window with the same -c and -P)\n"
     "                        warm-up verifies each --tokens token once, in\n"
     "                        order, whatever -n: its first Verify.\n"
     "                        echo needs no tokend (-c 1 -P 1 only): round\n"
@@ -1975,6 +2338,8 @@ static const char bench_usage[] =
     "      --host SOCKET     another tokend of the same multi-host store,\n"
     "                        for revoke-everywhere (repeat, at most 8)\n"
     "      --resume-pid PID  catch-up: the stopped tokend to SIGCONT\n"
+    "      --caching-clients N  cache-revoke: clients attached (default\n"
+    "                        100)\n"
     "      --server-pid PID  also report PID's CPU time per request (read\n"
     "                        from /proc; on stderr with --csv)\n"
     "      --csv             print one header line, then one line per test:\n"
@@ -2001,7 +2366,8 @@ enum {
   OPT_SERVER_PID,
   OPT_HOST,
   OPT_RESUME_PID,
-  OPT_CSV
+  OPT_CSV,
+  OPT_CACHING_CLIENTS
 };
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
@@ -2095,6 +2461,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
       {"host", required_argument, NULL, OPT_HOST},
       {"resume-pid", required_argument, NULL, OPT_RESUME_PID},
       {"csv", no_argument, NULL, OPT_CSV},
+      {"caching-clients", required_argument, NULL, OPT_CACHING_CLIENTS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   uint64_t v;
@@ -2114,6 +2481,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
   o->mix[OP_ISSUE] = 5;
   o->mix[OP_REVOKE] = 5;
   o->timeout_ms = BENCH_DEFAULT_TIMEOUT_MS;
+  o->caching_clients = BENCH_DEFAULT_CACHING_CLIENTS;
   snprintf(o->domain, sizeof(o->domain), "bench-%ld", (long)getpid());
 
   while ((ch = getopt_long(argc, argv, "s:c:P:n:t:h", longopts, NULL)) != -1) {
@@ -2215,6 +2583,12 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
     case OPT_CSV:
       o->csv = 1;
       break;
+    case OPT_CACHING_CLIENTS:
+      if (parse_u64(optarg, 0, 1000, &v) != 0)
+        return usage_error("--caching-clients must be 0 to 1000, not '%s'",
+                           optarg);
+      o->caching_clients = (unsigned)v;
+      break;
     case 'h':
       fputs(bench_usage, stdout);
       return BENCH_EXIT_OK;
@@ -2233,7 +2607,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o) {
     o->requests = UINT64_MAX >> BENCH_SLOT_BITS;
   if (!o->tokens_set) {
     for (i = 0; i < o->n_tests; i++) {
-      if (o->tests[i] == TEST_REVOKE || o->tests[i] == TEST_REVOKE_EVERYWHERE) {
+      if (o->tests[i] == TEST_REVOKE || o->tests[i] == TEST_REVOKE_EVERYWHERE ||
+          o->tests[i] == TEST_CACHE_REVOKE) {
         if (!o->requests_set)
           return usage_error("%s", "revoke with --duration and no -n needs "
                                    "--tokens");
@@ -2365,7 +2740,8 @@ int main(int argc, char **argv) {
       while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !bench_interrupted)
         ;
     }
-    if ((kind == TEST_REVOKE || kind == TEST_REVOKE_EVERYWHERE) &&
+    if ((kind == TEST_REVOKE || kind == TEST_REVOKE_EVERYWHERE ||
+         kind == TEST_CACHE_REVOKE) &&
         b->n_active < b->o.requests && b->o.duration_s == 0) {
       bench_fail(b,
                  "revoke: -n %" PRIu64 " but only %zu active tokens; "
@@ -2398,6 +2774,10 @@ int main(int argc, char **argv) {
       rc = bench_run_echo(b, b->o.requests, b->o.duration_s);
     else if (kind == TEST_REVOKE_EVERYWHERE)
       rc = bench_report_revoke_everywhere(b, cpu0);
+    else if (kind == TEST_CACHE_REVOKE)
+      rc = bench_report_cache_revoke(b, cpu0);
+    else if (kind == TEST_UV_VERIFY)
+      rc = bench_run_uv_verify(b);
     else if (kind == TEST_CATCH_UP)
       rc = bench_run_catch_up(b);
     else
@@ -2406,12 +2786,12 @@ int main(int argc, char **argv) {
           b->o.pipeline, b->o.window, b->o.rate, b->o.duration_s);
     if (rc != 0)
       goto out_fatal;
-    if (kind == TEST_REVOKE_EVERYWHERE)
+    if (kind == TEST_REVOKE_EVERYWHERE || kind == TEST_CACHE_REVOKE)
       server_ok = 0; /* reported with each of its two results */
     if (server_ok && proc_cpu_ns(b->o.server_pid, &server1) == 0 &&
         server1 >= server0)
       server_cpu = server1 - server0;
-    if (kind != TEST_REVOKE_EVERYWHERE)
+    if (kind != TEST_REVOKE_EVERYWHERE && kind != TEST_CACHE_REVOKE)
       print_result(b, cpu_ns() - cpu0, server_cpu);
     if (b->t.errors > 0 && errors == 0)
       snprintf(first_error, sizeof(first_error), "%s: %s",

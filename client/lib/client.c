@@ -78,6 +78,7 @@ struct tokend_client_s {
   uint64_t region_seq;          /* counts regions mapped and dropped */
   uint64_t cache_epoch;         /* the epoch the cache last saw */
   int64_t conn_checked_ms;      /* coarse ms of the last look at the socket */
+  int64_t mono_slack_ms; /* CLOCK_MONOTONIC_COARSE's (client_coarse_slack_ms) */
   tokend_cache_stats_t cache_stats;
   char errmsg[TOKEND_STATUS_MESSAGE_BYTES];
   /* The user every call acts for (tokend_client_set_actor); "" for none. */
@@ -1185,11 +1186,39 @@ err_clear:
 
 /* ---- the Verify cache (issue 15, section 2) ---- */
 
-static int64_t client_wall_ms(void) {
+/* The coarse clocks (a vDSO read of the last tick's time, ~5 ns, where
+ * the precise ones take ~20 ns) lag the precise ones by less than their
+ * resolution (one tick, 1-4 ms). Every cache rule compares the latest the
+ * precise time can be, coarse + resolution + 1 (the ms truncated): a rule
+ * that says "before T" by that holds by the precise clock too, at the
+ * price of ending up to a tick early. */
+static int64_t client_coarse_slack_ms(clockid_t id) {
+  struct timespec res;
+
+  if (clock_getres(id, &res) != 0)
+    return 1000; /* unknown: a generous tick */
+  return (int64_t)res.tv_sec * 1000 + res.tv_nsec / 1000000 + 1;
+}
+
+static int64_t client_clock_ms(clockid_t id) {
   struct timespec ts;
 
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(id, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The latest the wall clock (Unix ms) can read now: a cached answer is
+ * used only while this is before its expires_at. Called only for an answer
+ * that expires. */
+static int64_t client_wall_latest_ms(void) {
+  static _Atomic int64_t slack; /* the same for every client: set once */
+  int64_t s = atomic_load_explicit(&slack, memory_order_relaxed);
+
+  if (s == 0) {
+    s = client_coarse_slack_ms(CLOCK_REALTIME_COARSE);
+    atomic_store_explicit(&slack, s, memory_order_relaxed);
+  }
+  return client_clock_ms(CLOCK_REALTIME_COARSE) + s;
 }
 
 /* Asks tokend for its epoch region and maps it read-only. The descriptor
@@ -1253,24 +1282,19 @@ static int client_region_attach(tokend_client_t *client) {
   return 0;
 }
 
-/* 1 if the region's heartbeat is young enough to trust the cache. The
- * coarse clock (a vDSO read of the last tick, a few ns) lags by at most a
- * tick (1-4 ms): a dead tokend's page is trusted at most that much past
- * the bound. */
-static int client_region_fresh(const epoch_region_t *rg) {
+/* 1 if the region's heartbeat is young enough to trust the cache now, by
+ * vcache_heartbeat_fresh's rule. tokend writes heartbeat_ms from
+ * CLOCK_MONOTONIC, the same clock on one host. */
+static int client_region_fresh(const tokend_client_t *client,
+                               const epoch_region_t *rg, int64_t coarse_ms) {
   int64_t hb = atomic_load_explicit(&rg->heartbeat_ms, memory_order_acquire);
-  struct timespec ts;
 
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - hb <
-         (int64_t)rg->heartbeat_bound_ms;
+  return vcache_heartbeat_fresh(coarse_ms, client->mono_slack_ms, hb,
+                                rg->heartbeat_bound_ms);
 }
 
 static int64_t client_coarse_ms(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return client_clock_ms(CLOCK_MONOTONIC_COARSE);
 }
 
 /* 0 if the connection to tokend is gone: closed by tokend (it died, was
@@ -1312,7 +1336,9 @@ static int client_cache_lookup(tokend_client_t *client, const char *token,
   }
   if ((rg = client->region) == NULL)
     return 0;
-  if (!client_region_fresh(rg)) {
+  /* The one clock read of a hit. */
+  mono = client_coarse_ms();
+  if (!client_region_fresh(client, rg, mono)) {
     client->cache_stats.stale++;
     return 0;
   }
@@ -1320,7 +1346,6 @@ static int client_cache_lookup(tokend_client_t *client, const char *token,
    * bound; its socket tells at once. Looked at once per coarse tick (1-4
    * ms), not per hit: a restarted tokend cannot be up and answering a
    * Revoke within one. The next Verify reconnects and maps its page. */
-  mono = client_coarse_ms();
   if (mono != client->conn_checked_ms) {
     client->conn_checked_ms = mono;
     if (!client_conn_alive(client)) {
@@ -1336,7 +1361,7 @@ static int client_cache_lookup(tokend_client_t *client, const char *token,
       client->cache_stats.flushes++;
     client->cache_epoch = e;
   }
-  got = vcache_get(client->cache, token, e, client_wall_ms, mono,
+  got = vcache_get(client->cache, token, e, client_wall_latest_ms, mono,
                    (int64_t)rg->last_used_granularity_ms, out, &ask->report);
   if (got == VCACHE_HIT) {
     client->cache_stats.hits++;
@@ -1364,6 +1389,7 @@ int tokend_client_cache_enable(tokend_client_t *client, size_t max_entries) {
   client_region_drop(client);
   vcache_free(client->cache);
   client->cache = v;
+  client->mono_slack_ms = client_coarse_slack_ms(CLOCK_MONOTONIC_COARSE);
   memset(&client->cache_stats, 0, sizeof(client->cache_stats));
   rc = client_region_attach(client);
   if (rc != 0) {
@@ -1384,7 +1410,8 @@ void tokend_client_cache_stats(const tokend_client_t *client,
   out->capacity = vcache_capacity(client->cache);
   if (client->region != NULL) {
     out->generation = client->region->generation;
-    out->fresh = client_region_fresh(client->region);
+    out->fresh =
+        client_region_fresh(client, client->region, client_coarse_ms());
   }
 }
 

@@ -162,6 +162,40 @@ int tokend_pool_verify(tokend_pool_t *pool, const char *token,
   return rc;
 }
 
+int tokend_pool_cache_enable(tokend_pool_t *pool, size_t max_entries, char *why,
+                             size_t why_len) {
+  tokend_client_t **held;
+  size_t n = 0, i;
+  int rc = 0;
+
+  if (why_len > 0)
+    why[0] = '\0';
+  if (pool == NULL || max_entries == 0)
+    return TOKEND_EINVAL;
+  if ((held = calloc(pool->n, sizeof(*held))) == NULL)
+    return TOKEND_ENOMEM;
+  /* Every client borrowed first: none is in use while its cache is made. */
+  for (n = 0; n < pool->n; n++)
+    if ((rc = tokend_pool_acquire(pool, &held[n])) != 0) {
+      if (why_len > 0)
+        snprintf(why, why_len, "%s",
+                 rc == TOKEND_ETIMEDOUT ? "not every connection of the pool "
+                                          "came free in time"
+                                        : tokend_strerror(rc));
+      goto release;
+    }
+  for (i = 0; i < n && rc == 0; i++)
+    if ((rc = tokend_client_cache_enable(held[i], max_entries)) != 0 &&
+        why_len > 0)
+      snprintf(why, why_len, "%s", tokend_client_errmsg(held[i]));
+
+release:
+  for (i = 0; i < n; i++)
+    tokend_pool_release(pool, held[i]);
+  free(held);
+  return rc;
+}
+
 void tokend_pool_close(tokend_pool_t *pool) {
   if (pool == NULL)
     return;

@@ -7,7 +7,14 @@
  * writes every unwritten call in one write just before the loop waits, so
  * the calls of one turn are pipelined. A connection is its own allocation
  * (uv_conn_t), freed in its close callback: a new one can be made while
- * the old one is still closing. */
+ * the old one is still closing.
+ *
+ * Deadlines (tokend_uv_set_timeout): each call made while a timeout is set
+ * carries uv_now() + timeout; one timer, due at the earliest deadline,
+ * fails the calls past theirs. A call that was written leaves a record of
+ * itself (its call_id on that connection) in `forgotten`, so that its late
+ * answer is read and dropped instead of looking like an answer to a call
+ * never made (which would break the connection). */
 #include <tokend/uv.h>
 
 #include <stdio.h>
@@ -22,6 +29,7 @@
 #include "frame.h"
 #include "tokend.pb-c.h"
 #include "tokend_limits.h"
+#include "verify_wire.h"
 
 #define UV_CONTAINER_OF(ptr, type, member)                                     \
   ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -41,9 +49,10 @@ typedef struct uvc_call_s {
   uint64_t call_id;
   uvc_kind_t kind;
   int idempotent;
-  int resent;       /* times sent again after a connection died */
-  uint64_t sent_on; /* generation of the connection written on; 0: not */
-  uint8_t *frame;   /* header + body; wiped when freed (it may hold a token) */
+  int resent;        /* times sent again after a connection died */
+  uint64_t sent_on;  /* generation of the connection written on; 0: not */
+  uint64_t deadline; /* uv_now() ms past which it fails; 0: none */
+  uint8_t *frame;    /* header + body; wiped when freed (it may hold a token) */
   size_t frame_len;
   union {
     tokend_uv_verify_cb verify;
@@ -81,7 +90,9 @@ struct tokend_uv_s {
   int reconnect_wait_ms;
   uv_prepare_t flush;
   uv_timer_t backoff;
-  int handles_open; /* flush and backoff, until their close callbacks */
+  uv_timer_t deadline; /* due at the earliest call's deadline */
+  int handles_open;    /* flush, backoff, deadline: until their close cbs */
+  int timeout_ms;      /* a new call's deadline; 0: none */
   int closing;
   int broken; /* a connection died with reconnecting off */
   tokend_uv_close_cb close_cb;
@@ -92,6 +103,9 @@ struct tokend_uv_s {
   int backoff_ms;
   uint64_t reconnect_until; /* uv_now() bound while waiting; 0: none */
   uvc_list_t calls;
+  /* Calls that timed out after being written: call_id and sent_on only,
+   * until their answers come or their connection dies. */
+  uvc_list_t forgotten;
   size_t n_calls, n_unsent;
   char msg[TOKEND_STATUS_MESSAGE_BYTES]; /* for the callback being run */
 };
@@ -123,9 +137,21 @@ static void uvc_list_remove(uvc_list_t *l, uvc_call_t *call) {
 }
 
 static void uvc_call_free(uvc_call_t *call) {
-  sodium_memzero(call->frame, call->frame_len);
-  free(call->frame);
+  if (call->frame != NULL) {
+    sodium_memzero(call->frame, call->frame_len);
+    free(call->frame);
+  }
   free(call);
+}
+
+/* Frees the records of calls forgotten (their connection is gone). */
+static void uvc_forget_all(tokend_uv_t *c) {
+  uvc_call_t *call;
+
+  while ((call = c->forgotten.head) != NULL) {
+    uvc_list_remove(&c->forgotten, call);
+    uvc_call_free(call);
+  }
 }
 
 /* Takes call out of the client's list. */
@@ -230,6 +256,7 @@ static void uvc_conn_died_as(tokend_uv_t *c, int err, const char *msg,
   uint64_t gen = c->conn != NULL ? c->conn->gen : 0;
 
   uvc_drop_conn(c);
+  uvc_forget_all(c);
   for (call = c->calls.head; call != NULL; call = next) {
     next = call->next;
     if (call->sent_on != gen)
@@ -349,6 +376,21 @@ static uvc_call_t *uvc_find(tokend_uv_t *c, uint64_t gen, uint64_t call_id) {
   return NULL;
 }
 
+/* 1 if call_id on connection gen is a call that timed out after it was
+ * written: its record is dropped, as is the answer. */
+static int uvc_forgotten_answer(tokend_uv_t *c, uint64_t gen,
+                                uint64_t call_id) {
+  uvc_call_t *call;
+
+  for (call = c->forgotten.head; call != NULL; call = call->next)
+    if (call->call_id == call_id && call->sent_on == gen) {
+      uvc_list_remove(&c->forgotten, call);
+      uvc_call_free(call);
+      return 1;
+    }
+  return 0;
+}
+
 /* Runs a detached call's callback with its answer, then frees it. */
 static void uvc_complete(tokend_uv_t *c, uvc_call_t *call,
                          const Tokend__V1__Response *resp) {
@@ -401,14 +443,126 @@ static void uvc_complete(tokend_uv_t *c, uvc_call_t *call,
   uvc_call_free(call);
 }
 
+/* Copies s (up to its first NUL, as protobuf-c's unpack and strlen would
+ * read it) into dst[size]; -1 if it does not fit. */
+static int uvc_copy_vw(char *dst, size_t size, vw_str_t s) {
+  const char *nul = memchr(s.p, '\0', s.len);
+  size_t n = nul != NULL ? (size_t)(nul - s.p) : s.len;
+
+  if (n >= size)
+    return -1;
+  memcpy(dst, s.p, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+/* An OK Verify answer decoded by verify_wire, into *out (zeroed) as
+ * clientlib_verify_result() would fill it from protobuf-c's: 0, or
+ * TOKEND_EPROTO with *why. */
+static int uvc_verify_result_vw(const vw_response_t *r,
+                                tokend_verify_result_t *out, const char **why) {
+  size_t i;
+
+  out->valid = r->valid ? 1 : 0;
+  if (r->valid)
+    out->reason = TOKEND_VERIFY_VALID;
+  else {
+    switch (r->reason) {
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_MALFORMED:
+      out->reason = TOKEND_VERIFY_MALFORMED;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_UNKNOWN:
+      out->reason = TOKEND_VERIFY_UNKNOWN;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_REVOKED:
+      out->reason = TOKEND_VERIFY_REVOKED;
+      break;
+    case TOKEND__V1__INVALID_REASON__INVALID_REASON_EXPIRED:
+      out->reason = TOKEND_VERIFY_EXPIRED;
+      break;
+    default:
+      *why = "tokend said the token is invalid without a reason";
+      goto err_clear;
+    }
+  }
+  if (uvc_copy_vw(out->token_id, sizeof(out->token_id), r->token_id) != 0 ||
+      uvc_copy_vw(out->domain, sizeof(out->domain), r->domain) != 0 ||
+      uvc_copy_vw(out->label, sizeof(out->label), r->label) != 0)
+    goto err_details;
+  for (i = 0; i < r->n_scopes; i++)
+    if (uvc_copy_vw(out->scopes[i], sizeof(out->scopes[i]), r->scopes[i]) != 0)
+      goto err_details;
+  out->n_scopes = r->n_scopes;
+  out->expires_at = r->expires_at;
+  return 0;
+
+err_details:
+  *why = "tokend sent token details that are too long or malformed";
+err_clear:
+  memset(out, 0, sizeof(*out));
+  return TOKEND_EPROTO;
+}
+
+/* An answer to call_id that no waiting call claims: a forgotten call's is
+ * dropped (0); anything else breaks the connection (-1). */
+static int uvc_unclaimed(tokend_uv_t *c, uvc_conn_t *conn, uint64_t call_id) {
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (uvc_forgotten_answer(c, conn->gen, call_id))
+    return 0;
+  snprintf(msg, sizeof(msg), "tokend answered call %llu, which is not waiting",
+           (unsigned long long)call_id);
+  uvc_conn_died(c, TOKEND_EPROTO, msg, 1);
+  return -1;
+}
+
+/* The Verify answers' short road (most of what a pipelining service
+ * reads): decoded by verify_wire with no allocation. Returns 1 if it took
+ * body (then *rc is 0, or -1 once the connection was let go of), 0 if body
+ * is anything else, for protobuf-c. */
+static int uvc_dispatch_verify(tokend_uv_t *c, uvc_conn_t *conn,
+                               const uint8_t *body, uint32_t len, int *rc) {
+  vw_response_t r;
+  tokend_verify_result_t vr;
+  uvc_call_t *call;
+  const char *why = "";
+
+  if (vw_response_decode(body, len, &r) != VW_VERIFY)
+    return 0;
+  conn->answered = 1;
+  *rc = 0;
+  if ((call = uvc_find(c, conn->gen, r.call_id)) == NULL) {
+    *rc = uvc_unclaimed(c, conn, r.call_id);
+    return 1;
+  }
+  uvc_detach(c, call);
+  if (call->kind != UVC_VERIFY)
+    uvc_fail(c, call, TOKEND_EPROTO,
+             "tokend answered with the wrong kind of result");
+  else {
+    memset(&vr, 0, sizeof(vr));
+    if (uvc_verify_result_vw(&r, &vr, &why) != 0)
+      uvc_fail(c, call, TOKEND_EPROTO, why);
+    else {
+      c->msg[0] = '\0';
+      call->cb.verify(c, 0, c->msg, &vr, call->data);
+      uvc_call_free(call);
+    }
+  }
+  *rc = conn->owner == c ? 0 : -1;
+  return 1;
+}
+
 /* Handles one Response; 0, or -1 once the connection was let go of. */
 static int uvc_dispatch(tokend_uv_t *c, uvc_conn_t *conn, const uint8_t *body,
                         uint32_t len) {
   Tokend__V1__Response *resp;
   uvc_call_t *call;
   char msg[TOKEND_STATUS_MESSAGE_BYTES];
-  int code;
+  int code, rc;
 
+  if (uvc_dispatch_verify(c, conn, body, len, &rc))
+    return rc;
   resp = tokend__v1__response__unpack(NULL, len, body);
   if (resp == NULL) {
     uvc_conn_died(c, TOKEND_EPROTO, "could not decode tokend's response", 1);
@@ -426,13 +580,10 @@ static int uvc_dispatch(tokend_uv_t *c, uvc_conn_t *conn, const uint8_t *body,
   conn->answered = 1;
   call = uvc_find(c, conn->gen, resp->call_id);
   if (call == NULL) {
-    snprintf(msg, sizeof(msg),
-             "tokend answered call %llu, which is not "
-             "waiting",
-             (unsigned long long)resp->call_id);
+    uint64_t call_id = resp->call_id;
+
     tokend__v1__response__free_unpacked(resp, NULL);
-    uvc_conn_died(c, TOKEND_EPROTO, msg, 1);
-    return -1;
+    return uvc_unclaimed(c, conn, call_id);
   }
   uvc_detach(c, call);
   uvc_complete(c, call, resp);
@@ -588,6 +739,61 @@ static void uvc_start_connect(tokend_uv_t *c) {
   uv_pipe_connect(&conn->connect_req, &conn->pipe, c->path, uvc_on_connect);
 }
 
+/* ---- deadlines ---- */
+
+static void uvc_on_deadline(uv_timer_t *t);
+
+/* Sets the timer for the earliest deadline of a waiting call, or stops it
+ * when none has one. */
+static void uvc_arm_deadline(tokend_uv_t *c) {
+  uint64_t first = 0, now = uv_now(c->loop);
+  uvc_call_t *call;
+
+  for (call = c->calls.head; call != NULL; call = call->next)
+    if (call->deadline != 0 && (first == 0 || call->deadline < first))
+      first = call->deadline;
+  if (first == 0)
+    uv_timer_stop(&c->deadline);
+  else
+    uv_timer_start(&c->deadline, uvc_on_deadline, first > now ? first - now : 0,
+                   0);
+}
+
+/* Fails every call past its deadline with TOKEND_ETIMEDOUT. One not yet
+ * written is simply never sent; one written is remembered in `forgotten`
+ * (see the top of this file). */
+static void uvc_on_deadline(uv_timer_t *t) {
+  tokend_uv_t *c = UV_CONTAINER_OF(t, tokend_uv_t, deadline);
+  uvc_list_t expired = {NULL, NULL};
+  uvc_call_t *call, *next, *ghost;
+  uint64_t now = uv_now(c->loop);
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+
+  for (call = c->calls.head; call != NULL; call = next) {
+    next = call->next;
+    if (call->deadline == 0 || call->deadline > now)
+      continue;
+    if (call->sent_on != 0 && c->conn != NULL &&
+        call->sent_on == c->conn->gen) {
+      /* Out of memory for the record: its late answer breaks the
+       * connection, and what was on it is retried or in doubt as after
+       * any broken connection. */
+      if ((ghost = calloc(1, sizeof(*ghost))) != NULL) {
+        ghost->call_id = call->call_id;
+        ghost->sent_on = call->sent_on;
+        uvc_list_append(&c->forgotten, ghost);
+      }
+    }
+    uvc_detach(c, call);
+    uvc_list_append(&expired, call);
+  }
+  uvc_arm_deadline(c);
+  uvc_update_ref(c);
+  snprintf(msg, sizeof(msg), "no answer from tokend within %d ms",
+           c->timeout_ms);
+  uvc_fail_list(c, &expired, TOKEND_ETIMEDOUT, msg);
+}
+
 /* ---- the API ---- */
 
 int tokend_uv_open(uv_loop_t *loop, const char *socket_path, tokend_uv_t **out,
@@ -628,7 +834,9 @@ int tokend_uv_open(uv_loop_t *loop, const char *socket_path, tokend_uv_t **out,
   uv_prepare_init(loop, &c->flush);
   uv_unref((uv_handle_t *)&c->flush);
   uv_timer_init(loop, &c->backoff);
-  c->handles_open = 2;
+  uv_timer_init(loop, &c->deadline);
+  uv_unref((uv_handle_t *)&c->deadline);
+  c->handles_open = 3;
   *out = c;
   return 0;
 }
@@ -637,6 +845,13 @@ int tokend_uv_set_reconnect(tokend_uv_t *client, int max_wait_ms) {
   if (client == NULL || max_wait_ms < 0)
     return TOKEND_EINVAL;
   client->reconnect_wait_ms = max_wait_ms;
+  return 0;
+}
+
+int tokend_uv_set_timeout(tokend_uv_t *client, int timeout_ms) {
+  if (client == NULL || timeout_ms < 0)
+    return TOKEND_EINVAL;
+  client->timeout_ms = timeout_ms;
   return 0;
 }
 
@@ -654,7 +869,12 @@ static int uvc_submit(tokend_uv_t *c, Tokend__V1__Request *req, uvc_kind_t kind,
   if (c->closing || c->broken)
     return TOKEND_ECLOSED;
   req->call_id = ++c->last_call_id;
-  len = tokend__v1__request__get_packed_size(req);
+  /* A Verify (no actor, no cached hits) by common/verify_wire's encoder:
+   * the bytes protobuf-c would write, without its reflection. */
+  if (kind == UVC_VERIFY)
+    len = vw_request_size(req->call_id, strlen(req->verify->token));
+  else
+    len = tokend__v1__request__get_packed_size(req);
   if (len > TOKEND_MAX_FRAME_BYTES_LIMIT)
     return TOKEND_EMSGSIZE;
   call = calloc(1, sizeof(*call));
@@ -667,7 +887,11 @@ static int uvc_submit(tokend_uv_t *c, Tokend__V1__Request *req, uvc_kind_t kind,
   }
   call->frame_len = TOKEND_FRAME_HEADER_BYTES + len;
   frame_encode_header(call->frame, (uint32_t)len);
-  tokend__v1__request__pack(req, call->frame + TOKEND_FRAME_HEADER_BYTES);
+  if (kind == UVC_VERIFY)
+    vw_request_encode(call->frame + TOKEND_FRAME_HEADER_BYTES, req->call_id,
+                      req->verify->token, strlen(req->verify->token));
+  else
+    tokend__v1__request__pack(req, call->frame + TOKEND_FRAME_HEADER_BYTES);
   call->call_id = req->call_id;
   call->kind = kind;
   call->idempotent = clientlib_method_idempotent(req->method_case);
@@ -686,6 +910,14 @@ static int uvc_submit(tokend_uv_t *c, Tokend__V1__Request *req, uvc_kind_t kind,
   uvc_list_append(&c->calls, call);
   c->n_calls++;
   c->n_unsent++;
+  if (c->timeout_ms > 0) {
+    call->deadline = uv_now(c->loop) + (uint64_t)c->timeout_ms;
+    /* Deadlines come in the order calls are made, unless the timeout was
+     * made shorter meanwhile. */
+    if (!uv_is_active((uv_handle_t *)&c->deadline) ||
+        uv_timer_get_due_in(&c->deadline) > (uint64_t)c->timeout_ms)
+      uv_timer_start(&c->deadline, uvc_on_deadline, (uint64_t)c->timeout_ms, 0);
+  }
   if (c->state == UVC_OPEN)
     uv_prepare_start(&c->flush, uvc_on_flush);
   else if (c->state == UVC_IDLE)
@@ -755,12 +987,15 @@ void tokend_uv_close(tokend_uv_t *client, tokend_uv_close_cb cb, void *data) {
   client->close_cb = cb;
   client->close_data = data;
   uvc_drop_conn(client);
+  uvc_forget_all(client);
   all = client->calls;
   client->calls.head = client->calls.tail = NULL;
   client->n_calls = client->n_unsent = 0;
   uvc_fail_list(client, &all, TOKEND_ECLOSED, "the client was closed");
   client->flush.data = client;
   client->backoff.data = client;
+  client->deadline.data = client;
   uv_close((uv_handle_t *)&client->flush, uvc_on_handle_closed);
   uv_close((uv_handle_t *)&client->backoff, uvc_on_handle_closed);
+  uv_close((uv_handle_t *)&client->deadline, uvc_on_handle_closed);
 }

@@ -283,6 +283,135 @@ static void test_uv_no_socket_fails_with_reason(void **state) {
   close_uv(&loop, c, &r);
 }
 
+static void on_verify_copy(tokend_uv_t *c, int status, const char *msg,
+                           const tokend_verify_result_t *res, void *data) {
+  tokend_verify_result_t *out = data;
+
+  (void)c;
+  if (status != 0)
+    fail_msg("uv verify: %s: %s", tokend_err_name(status), msg);
+  *out = *res;
+}
+
+/* Every kind of Verify answer (valid with scopes and an expiry, revoked,
+ * unknown, malformed) comes back from tokend_uv_verify as the blocking
+ * client gives it: the async client reads Verify answers with its own
+ * decoder (common/verify_wire), the blocking one with protobuf-c. */
+static void test_uv_verify_answers_match_blocking_client(void **state) {
+  th_fixture_t *f = *state;
+  const char *const scopes[] = {"read", "write:all", "x"};
+  tokend_issue_params_t params = {.domain = DOMAIN,
+                                  .label = "uv-answers",
+                                  .expires_at = th_now_ms() + 3600000,
+                                  .scopes = scopes,
+                                  .n_scopes = 3};
+  tokend_verify_result_t want, got;
+  tokend_issued_t valid_one, revoked_one;
+  const char *tokens[4];
+  uv_loop_t loop;
+  tokend_uv_t *c;
+  run_t r = {.f = f};
+  size_t i, k;
+
+  assert_int_equal(tokend_client_issue(f->client, &params, &valid_one), 0);
+  assert_int_equal(tokend_client_issue(f->client, &params, &revoked_one), 0);
+  assert_int_equal(
+      tokend_client_revoke(f->client, DOMAIN, revoked_one.info.id, NULL, NULL),
+      0);
+  tokens[0] = valid_one.token;
+  tokens[1] = revoked_one.token;
+  tokens[2] = "tkd_00000000000000000000000000000000aaaaaa"; /* bad sum */
+  tokens[3] = "not a token";
+  assert_int_equal(uv_loop_init(&loop), 0);
+  c = open_uv(&loop, f);
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(tokend_client_verify(f->client, tokens[i], &want), 0);
+    memset(&got, 0x5a, sizeof(got));
+    assert_int_equal(tokend_uv_verify(c, tokens[i], on_verify_copy, &got), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(got.valid, want.valid);
+    assert_int_equal(got.reason, want.reason);
+    assert_string_equal(got.token_id, want.token_id);
+    assert_string_equal(got.domain, want.domain);
+    assert_string_equal(got.label, want.label);
+    assert_int_equal(got.n_scopes, want.n_scopes);
+    for (k = 0; k < want.n_scopes; k++)
+      assert_string_equal(got.scopes[k], want.scopes[k]);
+    assert_int_equal(got.expires_at, want.expires_at);
+  }
+  assert_int_equal(want.valid, 0);
+  close_uv(&loop, c, &r);
+  tokend_client_wipe(&valid_one);
+  tokend_client_wipe(&revoked_one);
+}
+
+/* A call written to a tokend that does not answer (stopped) fails with
+ * TOKEND_ETIMEDOUT at its deadline; once tokend runs again its late
+ * answer is dropped, and the connection and the next call on it go on (a
+ * late answer taken for one to a call never made would break the
+ * connection and fail the call written after it). */
+static void test_uv_written_call_times_out_late_answer_dropped(void **state) {
+  th_fixture_t *f = *state;
+  tokend_issued_t is;
+  uv_loop_t loop;
+  tokend_uv_t *c;
+  run_t r = {.f = f};
+
+  issue_token(f, &is);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  c = open_uv(&loop, f);
+  /* Connected first, so that the next call is written, not waiting. */
+  assert_int_equal(tokend_uv_verify(c, is.token, on_verify, &r), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(r.valid, 1);
+  assert_int_equal(tokend_uv_set_timeout(c, 200), 0);
+  assert_int_equal(tokend_uv_set_timeout(c, -1), TOKEND_EINVAL);
+
+  assert_int_equal(kill(f->tokend.pid, SIGSTOP), 0);
+  assert_int_equal(tokend_uv_verify(c, is.token, on_verify, &r), 0);
+  /* Runs until the deadline fails it: nothing else is waiting. */
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(r.answered, 2);
+  assert_int_equal(r.failed, 1);
+  assert_int_equal(r.first_err, TOKEND_ETIMEDOUT);
+  assert_non_null(strstr(r.first_msg, "within 200 ms"));
+  assert_int_equal(tokend_uv_pending(c), 0);
+
+  assert_int_equal(kill(f->tokend.pid, SIGCONT), 0);
+  /* Written on the same connection, behind the forgotten one. */
+  assert_int_equal(tokend_uv_verify(c, is.token, on_verify, &r), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(r.answered, 3);
+  if (r.failed != 1)
+    fail_msg("the call after the forgotten one failed too (%ld failures)",
+             r.failed);
+  assert_int_equal(r.valid, 2);
+  close_uv(&loop, c, &r);
+}
+
+/* A call still waiting for a connection fails at its deadline, not at the
+ * (much later) reconnect bound, and is never sent. */
+static void
+test_uv_waiting_call_times_out_before_reconnect_bound(void **state) {
+  th_fixture_t *f = *state;
+  char path[TH_PATH_BYTES + 16];
+  char why[TOKEND_CONNECT_ERRMSG_BYTES];
+  uv_loop_t loop;
+  tokend_uv_t *c;
+  run_t r = {.f = f};
+
+  snprintf(path, sizeof(path), "%s/none", f->tokend.dir);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(tokend_uv_open(&loop, path, &c, why, sizeof(why)), 0);
+  assert_int_equal(tokend_uv_set_reconnect(c, RECONNECT_WAIT_MS), 0);
+  assert_int_equal(tokend_uv_set_timeout(c, 100), 0);
+  assert_int_equal(tokend_uv_verify(c, "tkn_x", on_verify, &r), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(r.answered, 1);
+  assert_int_equal(r.first_err, TOKEND_ETIMEDOUT);
+  close_uv(&loop, c, &r);
+}
+
 /* Closing fails every pending call at once with TOKEND_ECLOSED, and later
  * calls are refused. */
 static void test_uv_close_fails_pending_calls(void **state) {
@@ -323,6 +452,15 @@ int main(void) {
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_uv_no_socket_fails_with_reason,
                                       setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_uv_verify_answers_match_blocking_client, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_uv_written_call_times_out_late_answer_dropped, setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_uv_waiting_call_times_out_before_reconnect_bound, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_uv_close_fails_pending_calls, setup,
                                       th_fixture_teardown),
   };

@@ -327,6 +327,47 @@ static int setup_granular(void **state) {
   return th_fixture_setup_client(state, args);
 }
 
+/* A pool with the cache on: every client caches (each with its own
+ * table), and a Revoke is seen by the next pooled Verify, whichever client
+ * it borrows. */
+static void test_pool_clients_cache_and_see_revoke(void **state) {
+  th_fixture_t *f = *state;
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  tokend_client_t *held[3];
+  tokend_verify_result_t r;
+  tokend_pool_t *pool;
+  tokend_issued_t is;
+  size_t i;
+  int k;
+
+  th_client_issue_ok(f->client, DOMAIN, "pooled", 0, &is);
+  assert_int_equal(tokend_pool_open(f->tokend.socket_path, 5000, 0, 3, &pool,
+                                    why, sizeof(why)),
+                   0);
+  assert_int_equal(tokend_pool_cache_enable(pool, 0, NULL, 0), TOKEND_EINVAL);
+  if (tokend_pool_cache_enable(pool, CACHE_ENTRIES, why, sizeof(why)) != 0)
+    fail_msg("pool cache_enable: %s", why);
+  /* Each client answers twice: once from tokend, then from its cache. */
+  for (i = 0; i < 3; i++)
+    assert_int_equal(tokend_pool_acquire(pool, &held[i]), 0);
+  for (i = 0; i < 3; i++) {
+    th_expect_verify(held[i], is.token, 1, TOKEND_VERIFY_VALID);
+    th_expect_verify(held[i], is.token, 1, TOKEND_VERIFY_VALID);
+    assert_int_equal(stats_of(held[i]).hits, 1);
+    tokend_pool_release(pool, held[i]);
+  }
+  assert_int_equal(
+      tokend_client_revoke(f->client, DOMAIN, is.info.id, NULL, NULL), 0);
+  for (k = 0; k < 9; k++) {
+    assert_int_equal(tokend_pool_verify(pool, is.token, &r, why, sizeof(why)),
+                     0);
+    assert_int_equal(r.valid, 0);
+    assert_int_equal(r.reason, TOKEND_VERIFY_REVOKED);
+  }
+  tokend_pool_close(pool);
+  tokend_client_wipe(&is);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_revoke_seen_by_next_cached_verify,
@@ -342,6 +383,8 @@ int main(void) {
           test_restart_retires_region_and_maps_new_one, setup,
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_killed_then_restarted_revoke_seen,
+                                      setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_pool_clients_cache_and_see_revoke,
                                       setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_cached_hits_counted_by_tokend,
                                       setup_granular, th_fixture_teardown),

@@ -395,14 +395,18 @@ int tokend_client_server_status(tokend_client_t *client,
  *     current (running, and within its lease with a shared store), is
  *     younger than the bound written in the region (1 s), by this host's
  *     CLOCK_MONOTONIC: a stopped, hung or partitioned tokend is not
- *     trusted;
+ *     trusted. The library reads the coarse clock (the last tick's time)
+ *     and adds its resolution, so the heartbeat is trusted only while the
+ *     precise clock is below heartbeat + bound, never a tick past it;
  *   - this client's connection to tokend is still open (looked at once per
  *     clock tick, 1-4 ms: a killed tokend's page looks alive until the
  *     bound, but its socket closes at once);
  *   - the epoch tokend bumps before answering every change that takes
  *     validity away (a revoke here or on another host, an admin removed
  *     with their tokens) is the one read before the answer was asked for;
- *   - the answer has not expired by this host's clock.
+ *   - the answer has not expired by this host's clock (the coarse wall
+ *     clock plus its resolution: an answer stops being used up to a tick,
+ *     1-4 ms, before its expires_at, never after).
  * Otherwise the Verify goes to tokend as usual. So once Revoke has
  * returned, no client on the host answers the token from its cache. A
  * reconnect (a restarted tokend has a new region) drops the cache and asks
@@ -433,7 +437,12 @@ typedef struct {
  * tokend has no region to give, or it could not be passed: nothing is
  * cached, ever, on this client until it is enabled again), TOKEND_EINVAL,
  * TOKEND_ENOMEM, or the call's errors. A second call resizes (and
- * empties) the cache. Memory: about 150 bytes per answer held. */
+ * empties) the cache. Memory: 15-25 bytes per answer allowed, taken at
+ * once, and 128 bytes per answer held (the most ever held at once), plus
+ * the strings of an answer whose id, domain, label and scopes take more
+ * than 72 bytes. A cached Verify takes no lock and
+ * allocates nothing; its only system call is the look at the socket, once
+ * per clock tick. */
 int tokend_client_cache_enable(tokend_client_t *client,
                                size_t max_entries) TOKEND_MUST_CHECK;
 
@@ -480,6 +489,19 @@ void tokend_pool_release(tokend_pool_t *pool, tokend_client_t *client);
 int tokend_pool_verify(tokend_pool_t *pool, const char *token,
                        tokend_verify_result_t *out, char *why,
                        size_t why_len) TOKEND_MUST_CHECK;
+
+/* Turns the Verify cache on for every client of the pool, each with its
+ * own table of max_entries answers (so tokend_pool_verify answers from
+ * the cache of whichever client it borrows; memory: n times
+ * tokend_client_cache_enable's). Waits until every client is free (within
+ * the pool's timeout_ms). Returns 0, TOKEND_EINVAL, TOKEND_ENOMEM,
+ * TOKEND_ETIMEDOUT, or tokend_client_cache_enable()'s error of the first
+ * client that failed (then the clients before it cache and the rest do
+ * not; each keeps the cache's rules on its own); why (why_len bytes, may
+ * be NULL if 0) says why. A borrowed client's counters are
+ * tokend_client_cache_stats() on it. */
+int tokend_pool_cache_enable(tokend_pool_t *pool, size_t max_entries, char *why,
+                             size_t why_len) TOKEND_MUST_CHECK;
 
 /* Closes every client and frees the pool. Every borrowed client must have
  * been released, and no other thread may be using the pool. NULL is a

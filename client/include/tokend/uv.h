@@ -28,9 +28,15 @@
  * dispositions behind its back), or a write to a connection tokend just
  * closed kills it instead of being retried.
  *
- * No call has a deadline of its own: a call waits while tokend is
- * connected and has not answered. The loop is kept alive by calls waiting
- * for an answer, not by an idle connection. */
+ * The calls here are the ones a service makes per request: Verify, and
+ * Issue and Revoke. List and the admin calls are not (operator calls, made
+ * rarely); a libuv program makes them with the blocking client of
+ * <tokend/client.h> from uv_queue_work().
+ *
+ * By default no call has a deadline of its own: a call waits while tokend
+ * is connected and has not answered (tokend_uv_set_timeout gives each call
+ * one). The loop is kept alive by calls waiting for an answer, not by an
+ * idle connection. */
 #ifndef TOKEND_UV_H
 #define TOKEND_UV_H
 
@@ -100,6 +106,18 @@ int tokend_uv_issue(tokend_uv_t *client, const tokend_issue_params_t *params,
 int tokend_uv_revoke(tokend_uv_t *client, const char *domain,
                      const char *token_id, tokend_uv_revoke_cb cb,
                      void *data) TOKEND_MUST_CHECK;
+
+/* Gives every call made from now on a deadline: timeout_ms after it is
+ * made (by the loop's clock, uv_now()), wherever it is then (waiting for a
+ * connection, written, resent). Past it, the call's callback runs with
+ * TOKEND_ETIMEDOUT: a call not yet written is never sent; one written is
+ * forgotten (its late answer is read and dropped; the connection and the
+ * other calls on it go on), so a write (Issue, Revoke) that timed out may
+ * or may not have taken effect, as with TOKEND_EINDOUBT. 0 (the default):
+ * no deadline. Returns 0 or TOKEND_EINVAL (client NULL, timeout_ms
+ * negative). */
+int tokend_uv_set_timeout(tokend_uv_t *client,
+                          int timeout_ms) TOKEND_MUST_CHECK;
 
 /* Calls made whose callbacks have not run yet. */
 size_t tokend_uv_pending(const tokend_uv_t *client);
