@@ -1927,3 +1927,44 @@ int tokend_client_server_status(tokend_client_t *client,
   client_response_free(resp);
   return 0;
 }
+
+/* ---- issue 17: revocation in bulk ---- */
+
+int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
+                              const tokend_bulk_select_t *sel,
+                              uint32_t *revoked, uint32_t *already_revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__BulkRevokeRequest bulk = TOKEND__V1__BULK_REVOKE_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || sel == NULL ||
+      (sel->n_token_ids > 0 && sel->token_ids == NULL))
+    return client_fail(client, TOKEND_EINVAL,
+                       "domain, selection or token ids is NULL");
+  bulk.domain = (char *)domain;
+  /* tokend checks the selection (exactly one, each valid) and names the
+   * field it refuses. */
+  bulk.n_token_ids = sel->n_token_ids;
+  bulk.token_ids = (char **)sel->token_ids;
+  if (sel->created_by != NULL)
+    bulk.created_by = (char *)sel->created_by;
+  bulk.all = sel->all ? 1 : 0;
+  bulk.created_before = sel->created_before;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_BULK_REVOKE;
+  req.bulk_revoke = &bulk;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_BULK_REVOKE,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  if (revoked != NULL)
+    *revoked = resp->bulk_revoke->revoked;
+  if (already_revoked != NULL)
+    *already_revoked = resp->bulk_revoke->already_revoked;
+  client_note_propagation(client, resp->bulk_revoke->propagation);
+  client_response_free(resp);
+  return 0;
+}

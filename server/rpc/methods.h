@@ -51,7 +51,9 @@
     rpc_server_status)                                                         \
   X(Backup, backup, BACKUP, NO_DOMAIN, RPC_WHO_OPERATOR, rpc_backup)           \
   X(GetCacheRegion, get_cache_region, GET_CACHE_REGION, NO_DOMAIN,             \
-    RPC_WHO_VERIFIER, rpc_get_cache_region)
+    RPC_WHO_VERIFIER, rpc_get_cache_region)                                    \
+  X(BulkRevoke, bulk_revoke, BULK_REVOKE, DOMAIN, RPC_WHO_DOMAIN_ADMIN,        \
+    rpc_bulk_revoke)
 
 /* Who may call a method. */
 typedef enum {

@@ -196,6 +196,15 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
     return holds_token(req->list_audit_events->domain)       ? "domain"
            : holds_token(req->list_audit_events->page_token) ? "page_token"
                                                              : NULL;
+  case TOKEND__V1__REQUEST__METHOD_BULK_REVOKE:
+    if (holds_token(req->bulk_revoke->domain))
+      return "domain";
+    if (holds_token(req->bulk_revoke->created_by))
+      return "created_by";
+    for (i = 0; i < req->bulk_revoke->n_token_ids; i++)
+      if (holds_token(req->bulk_revoke->token_ids[i]))
+        return "token_ids";
+    return NULL;
   default:
     return NULL;
   }

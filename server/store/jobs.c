@@ -23,6 +23,13 @@ int store_job_writes(const store_job_t *job) {
 }
 
 void store_job_clear_outputs(store_job_t *job) {
+  if (job->kind == STORE_JOB_BULK_REVOKE) {
+    free(job->u.bulk_revoke.revoked);
+    job->u.bulk_revoke.revoked = NULL;
+    job->u.bulk_revoke.n_revoked = 0;
+    job->u.bulk_revoke.n_already = 0;
+    return;
+  }
   if (job->kind != STORE_JOB_ADMIN_REMOVE)
     return;
   free(job->u.admin_remove.hashes);
@@ -74,6 +81,47 @@ int store_job_run_admin_remove(store_t *store, store_job_t *job) {
     return err;
   store_job_fail(job, err, "this user is not an admin of this domain");
   return 0;
+}
+
+/* Every token revoked gets its own audit row, in the same transaction;
+ * the job's own record (appended by store_job_run) sums the call up. */
+int store_job_run_bulk_revoke(store_t *store, store_job_t *job) {
+  store_audit_t *ev;
+  size_t i;
+  int err = store_bulk_revoke(
+      store, job->u.bulk_revoke.domain, &job->u.bulk_revoke.sel,
+      job->u.bulk_revoke.now, job->u.bulk_revoke.by,
+      &job->u.bulk_revoke.revoked, &job->u.bulk_revoke.n_revoked,
+      &job->u.bulk_revoke.n_already, job->u.bulk_revoke.missing);
+
+  if (err == TOKEND_ENOTFOUND) {
+    store_job_fail(job, err, "no such token in this domain");
+    if (job->audit != NULL)
+      snprintf(job->audit->detail, sizeof(job->audit->detail),
+               "token_ids: no token %s in this domain; nothing revoked",
+               job->u.bulk_revoke.missing);
+    return 0;
+  }
+  if (err != 0 || job->audit == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; err == 0 && i < job->u.bulk_revoke.n_revoked; i++) {
+    *ev = *job->audit;
+    snprintf(ev->token_id, sizeof(ev->token_id), "%s",
+             job->u.bulk_revoke.revoked[i].id);
+    err = store_audit_append(store, ev);
+  }
+  free(ev);
+  if (err == 0) {
+    char what[sizeof(job->audit->detail)];
+
+    memcpy(what, job->audit->detail, sizeof(what));
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "%.180s: %zu revoked, %zu already revoked", what,
+             job->u.bulk_revoke.n_revoked, job->u.bulk_revoke.n_already);
+  }
+  return err;
 }
 
 /* The audit record alone: store_job_run appends it. */
@@ -268,4 +316,17 @@ int store_job_reconcile(store_t *store, store_job_t *job) {
 #undef X
   }
   return 0;
+}
+
+int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job) {
+  int err = store_revoked_at_by(store, job->u.bulk_revoke.domain,
+                                job->u.bulk_revoke.now, job->u.bulk_revoke.by,
+                                &job->u.bulk_revoke.revoked,
+                                &job->u.bulk_revoke.n_revoked);
+
+  /* A revocation that took nothing cannot be told from one that did not
+   * run: it changed nothing either way, so it is not applied. */
+  if (err == 0 && job->u.bulk_revoke.n_revoked > 0)
+    job->applied = 1;
+  return err;
 }

@@ -41,7 +41,9 @@
   X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)                   \
   X(BACKUP, backup, 0, store_job_reconcile_none)                               \
   /* a write, after the reads: the values above stay as they were */           \
-  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)
+  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)                     \
+  /* issue 17 */                                                               \
+  X(BULK_REVOKE, bulk_revoke, 1, store_job_reconcile_bulk_revoke)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -152,6 +154,20 @@ struct store_job_s {
       int64_t removed; /* out: rows removed (0: no audit record is made) */
       int64_t upto;    /* out: the newest id removed */
     } audit_prune;
+    /* BulkRevoke: the selection, and what it took. Each token revoked
+     * gets an audit row of its own (the job's audit record as a template,
+     * its token_id set); the job's own record sums the call up. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int64_t now;
+      store_bulk_select_t sel;             /* sel.ids owned by the submitter */
+      char created_by[TOKEND_USER_BYTES];  /* sel.created_by points here */
+      store_revoked_t *revoked;            /* out: malloc'd, submitter frees */
+      size_t n_revoked;                    /* out */
+      size_t n_already;                    /* out */
+      char missing[TOKEND_TOKEN_ID_BYTES]; /* out: the id not found */
+    } bulk_revoke;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
@@ -182,6 +198,7 @@ int store_job_reconcile_issue(store_t *store, store_job_t *job);
 int store_job_reconcile_revoke(store_t *store, store_job_t *job);
 int store_job_reconcile_grant(store_t *store, store_job_t *job);
 int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
+int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job);
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);
@@ -190,7 +207,8 @@ int store_job_writes(const store_job_t *job);
 void store_job_fail(store_job_t *job, int err, const char *msg);
 
 /* Frees and clears what a run allocated into job's outputs (an
- * admin_remove's hashes), for a job whose transaction was rolled back:
+ * admin_remove's hashes, a bulk_revoke's tokens), for a job whose
+ * transaction was rolled back:
  * outputs of a write that did not happen must not reach the loop. */
 void store_job_clear_outputs(store_job_t *job);
 

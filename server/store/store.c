@@ -324,3 +324,18 @@ int store_audit_prune(store_t *s, int64_t keep_ms, int64_t now_ms,
 int store_has_audit_prune(const store_t *s) {
   return s->ops->audit_prune != NULL;
 }
+
+int store_bulk_revoke(store_t *s, const char *domain,
+                      const store_bulk_select_t *sel, int64_t now,
+                      const char *by, store_revoked_t **revoked,
+                      size_t *n_revoked, size_t *n_already, char *missing) {
+  return s->ops->bulk_revoke(s, domain, sel, now, by, revoked, n_revoked,
+                             n_already, missing);
+}
+
+int store_revoked_at_by(store_t *s, const char *domain, int64_t revoked_at,
+                        const char *revoked_by, store_revoked_t **revoked,
+                        size_t *n_revoked) {
+  return s->ops->revoked_at_by(s, domain, revoked_at, revoked_by, revoked,
+                               n_revoked);
+}

@@ -85,6 +85,30 @@ typedef int (*store_audit_cb)(void *arg, const store_audit_t *ev,
 /* Calls cb for every domain's Verify counters; as store_load_cb. */
 typedef int (*store_counts_cb)(void *arg, const store_counts_t *counts);
 
+/* ---- issue 17: revocation in bulk ---- */
+
+/* Which of a domain's tokens a bulk revocation takes: one selector. */
+typedef enum {
+  STORE_BULK_IDS,     /* ids[0..n_ids): each must be a token of the domain */
+  STORE_BULK_CREATOR, /* every token created_by made */
+  STORE_BULK_ALL,     /* every token of the domain */
+  STORE_BULK_BEFORE   /* every token created before created_before (ms) */
+} store_bulk_by_t;
+
+typedef struct {
+  store_bulk_by_t by;
+  const char (*ids)[TOKEND_TOKEN_ID_BYTES]; /* STORE_BULK_IDS; distinct */
+  size_t n_ids;
+  const char *created_by; /* STORE_BULK_CREATOR */
+  int64_t created_before; /* STORE_BULK_BEFORE */
+} store_bulk_select_t;
+
+/* One token a bulk revocation took. */
+typedef struct {
+  char id[TOKEND_TOKEN_ID_BYTES];
+  uint8_t hash[TOKEND_HASH_BYTES];
+} store_revoked_t;
+
 /* The operations of one backend. Every member is set (none may be NULL,
  * but backup and audit_prune, whose contracts say so);
  * each takes the store it was opened as. Strings are NUL-terminated and
@@ -317,6 +341,28 @@ struct store_ops {
    * NULL for a backend without it (PostgreSQL). */
   int (*audit_prune)(store_t *s, int64_t keep_ms, int64_t now_ms,
                      int64_t *removed, int64_t *upto);
+
+  /* ---- revocation in bulk (issue 17) ---- */
+
+  /* Revokes, at now by by, every unrevoked token of domain that sel
+   * selects, inside the caller's transaction, with a change for each on
+   * a store with a feed. *revoked (malloc'd, NULL when none; the caller
+   * frees it) gets the *n_revoked tokens it revoked; *n_already how many
+   * selected tokens were revoked before (unchanged). With STORE_BULK_IDS
+   * an id that is no token of domain is TOKEND_ENOTFOUND, missing
+   * (TOKEND_TOKEN_ID_BYTES) gets it and nothing is changed. On failure
+   * *revoked is NULL and *n_revoked 0. */
+  int (*bulk_revoke)(store_t *s, const char *domain,
+                     const store_bulk_select_t *sel, int64_t now,
+                     const char *by, store_revoked_t **revoked,
+                     size_t *n_revoked, size_t *n_already, char *missing);
+
+  /* The tokens of domain revoked at revoked_at by revoked_by (what one
+   * bulk_revoke took), as bulk_revoke returns them: after a commit in
+   * doubt. */
+  int (*revoked_at_by)(store_t *s, const char *domain, int64_t revoked_at,
+                       const char *revoked_by, store_revoked_t **revoked,
+                       size_t *n_revoked);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -458,6 +504,16 @@ int store_audit_prune(store_t *store, int64_t keep_ms, int64_t now_ms,
                       int64_t *removed, int64_t *upto) TOKEND_MUST_CHECK;
 /* 1 if store has audit_prune. */
 int store_has_audit_prune(const store_t *store);
+
+/* Issue 17's wrappers (see their members above). */
+int store_bulk_revoke(store_t *store, const char *domain,
+                      const store_bulk_select_t *sel, int64_t now,
+                      const char *by, store_revoked_t **revoked,
+                      size_t *n_revoked, size_t *n_already,
+                      char *missing) TOKEND_MUST_CHECK;
+int store_revoked_at_by(store_t *store, const char *domain, int64_t revoked_at,
+                        const char *revoked_by, store_revoked_t **revoked,
+                        size_t *n_revoked) TOKEND_MUST_CHECK;
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,

@@ -328,6 +328,12 @@ static void check_request(const Tokend__V1__Request *req) {
     check_string(req->list_audit_events->domain);
     check_string(req->list_audit_events->page_token);
     break;
+  case TOKEND__V1__REQUEST__METHOD_BULK_REVOKE:
+    check_string(req->bulk_revoke->domain);
+    check_string(req->bulk_revoke->created_by);
+    for (i = 0; i < req->bulk_revoke->n_token_ids && i < FUZZ_MAX_STRINGS; i++)
+      check_string(req->bulk_revoke->token_ids[i]);
+    break;
   default:
     break;
   }

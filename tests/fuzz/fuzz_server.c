@@ -409,6 +409,11 @@ static void check_authorized(const Tokend__V1__Response *resp) {
     if (g_who == 1)
       return;
     break;
+  /* The admin's domain only: another's is refused before the store. */
+  case TOKEND__V1__RESPONSE__RESULT_BULK_REVOKE:
+    if (g_who == 1)
+      return;
+    break;
   case TOKEND__V1__RESPONSE__RESULT_LIST:
     if (g_who != 1)
       break;

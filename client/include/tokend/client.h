@@ -478,6 +478,33 @@ int tokend_pool_verify(tokend_pool_t *pool, const char *token,
  * no-op. */
 void tokend_pool_close(tokend_pool_t *pool);
 
+/* ---- issue 17: revocation in bulk ---- */
+
+/* Which tokens of a domain tokend_client_bulk_revoke() revokes: set exactly
+ * one of the four (a non-NULL, non-empty token_ids; a non-NULL created_by;
+ * all; a created_before > 0). */
+typedef struct {
+  const char *const *token_ids; /* these (at most TOKEND_BULK_IDS_MAX) */
+  size_t n_token_ids;
+  const char *created_by; /* every token this user created */
+  int all;                /* every token of the domain */
+  int64_t created_before; /* every token created before (Unix ms) */
+} tokend_bulk_select_t;
+
+/* Revokes the tokens of domain that sel selects, in one transaction, each
+ * audited; in effect (here and, with a shared store, on every live host)
+ * when it returns. *revoked (may be NULL) gets how many it revoked,
+ * *already_revoked (may be NULL) how many selected tokens were revoked
+ * before. TOKEND_EINVAL for a selector that is not exactly one, or a bad
+ * one (the message names the field); TOKEND_ENOTFOUND (nothing revoked)
+ * when a token id is no token of domain. Not idempotent as a call: a lost
+ * answer is TOKEND_EINDOUBT (sending it again revokes nothing new and
+ * answers already_revoked). Domain admins and operators. */
+int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
+                              const tokend_bulk_select_t *sel,
+                              uint32_t *revoked,
+                              uint32_t *already_revoked) TOKEND_MUST_CHECK;
+
 #ifdef __cplusplus
 }
 #endif

@@ -49,4 +49,9 @@
  * length. */
 #define TOKEND_STATUS_MESSAGE_BYTES 256
 
+/* BulkRevoke by a list of ids, and RevokeLeaked: the most one call takes
+ * (issue 17). */
+#define TOKEND_BULK_IDS_MAX 1000
+#define TOKEND_LEAKED_MAX 100
+
 #endif
