@@ -717,6 +717,7 @@ int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m) {
   case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
   case TOKEND__V1__REQUEST__METHOD_SERVER_STATUS:
   case TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION:
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
     return 1;
   default:
     return 0;
@@ -1967,4 +1968,101 @@ int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
   client_note_propagation(client, resp->bulk_revoke->propagation);
   client_response_free(resp);
   return 0;
+}
+
+/* ---- issue 17: domain policies ---- */
+
+int tokend_client_set_domain_policy(tokend_client_t *client, const char *domain,
+                                    const tokend_domain_policy_t *policy) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__SetDomainPolicyRequest set =
+      TOKEND__V1__SET_DOMAIN_POLICY_REQUEST__INIT;
+  Tokend__V1__DomainPolicy pb = TOKEND__V1__DOMAIN_POLICY__INIT;
+  char *scopes[TOKEND_MAX_SCOPES];
+  Tokend__V1__Response *resp;
+  size_t i;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || policy == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain or policy is NULL");
+  if (policy->n_allowed_scopes > TOKEND_MAX_SCOPES)
+    return client_fail(client, TOKEND_EINVAL,
+                       "policy.allowed_scopes: at most %d scopes",
+                       TOKEND_MAX_SCOPES);
+  for (i = 0; i < policy->n_allowed_scopes; i++)
+    scopes[i] = (char *)policy->allowed_scopes[i];
+  pb.max_lifetime_ms = policy->max_lifetime_ms;
+  pb.require_expiry = policy->require_expiry ? 1 : 0;
+  pb.n_allowed_scopes = policy->n_allowed_scopes;
+  pb.allowed_scopes = scopes;
+  pb.max_active_tokens = policy->max_active_tokens;
+  set.domain = (char *)domain;
+  set.policy = &pb;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY;
+  req.set_domain_policy = &set;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_SET_DOMAIN_POLICY,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  client_note_propagation(client, resp->set_domain_policy->propagation);
+  client_response_free(resp);
+  return 0;
+}
+
+int tokend_client_get_domain_policy(tokend_client_t *client, const char *domain,
+                                    tokend_domain_policy_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GetDomainPolicyRequest get =
+      TOKEND__V1__GET_DOMAIN_POLICY_REQUEST__INIT;
+  const Tokend__V1__DomainPolicy *pb;
+  Tokend__V1__Response *resp;
+  size_t i;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (domain == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain is NULL");
+  get.domain = (char *)domain;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY;
+  req.get_domain_policy = &get;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_GET_DOMAIN_POLICY,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  pb = resp->get_domain_policy->policy;
+  if (pb != NULL) {
+    if (pb->n_allowed_scopes > TOKEND_MAX_SCOPES)
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent more than %d allowed scopes",
+                       TOKEND_MAX_SCOPES);
+    for (i = 0; rc == 0 && i < pb->n_allowed_scopes; i++)
+      if (client_copy_str(out->allowed_scopes[i],
+                          sizeof(out->allowed_scopes[i]),
+                          pb->allowed_scopes[i]) != 0)
+        rc = client_fail(client, TOKEND_EPROTO,
+                         "tokend sent a scope longer than %d characters",
+                         TOKEND_SCOPE_MAX_CHARS);
+    if (rc == 0 && client_copy_str(out->updated_by, sizeof(out->updated_by),
+                                   pb->updated_by) != 0)
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent a user name longer than %d characters",
+                       TOKEND_USER_MAX_CHARS);
+    if (rc == 0) {
+      out->n_allowed_scopes = pb->n_allowed_scopes;
+      out->max_lifetime_ms = pb->max_lifetime_ms;
+      out->require_expiry = pb->require_expiry != 0;
+      out->max_active_tokens = pb->max_active_tokens;
+      out->updated_at = pb->updated_at;
+    }
+  }
+  client_response_free(resp);
+  if (rc != 0)
+    memset(out, 0, sizeof(*out));
+  return rc;
 }

@@ -128,7 +128,15 @@ int ctl_backup(ctl_opts_t *opts, int argc, char **argv);
 
 /* Long-only options of the bulk forms of `revoke` (numbered apart from
  * the enum above, which other commands extend). */
-enum { OPT_CREATED_BY = 400, OPT_CREATED_BEFORE, OPT_YES };
+enum {
+  OPT_CREATED_BY = 400,
+  OPT_CREATED_BEFORE,
+  OPT_YES,
+  OPT_MAX_LIFETIME,
+  OPT_REQUIRE_EXPIRY,
+  OPT_ALLOWED_SCOPES,
+  OPT_MAX_ACTIVE
+};
 
 /* The bulk selectors `revoke` parsed (NULL / 0: not given). */
 typedef struct {
@@ -145,6 +153,10 @@ typedef struct {
 int ctl_bulk_revoke(const ctl_command_t *cmd, ctl_opts_t *opts,
                     const char *domain, const ctl_bulk_args_t *args, int n_ids,
                     char **ids);
+
+/* tokenctl policy show / set (cmd_policy.c). */
+extern const char ctl_policy_usage[];
+int ctl_policy(ctl_opts_t *opts, int argc, char **argv);
 
 /* "2026-01-31", "2026-01-31T12:00:00Z" (UTC) or Unix ms (> 0) -> Unix ms.
  * Returns 0 or TOKEND_EINVAL. */

@@ -34,6 +34,7 @@ static const char ctl_main_usage[] =
     "  whoami   show how tokend sees you\n"
     "  status   show how tokend is doing (current with its store?)\n"
     "  backup   write a consistent copy of tokend's database to a file\n"
+    "  policy   show or set a domain's policy (lifetime, scopes, count)\n"
     "  help     show a command's help\n"
     "\n"
     "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP
@@ -58,6 +59,8 @@ static const ctl_command_t ctl_commands[] = {
     {"status", ctl_status, ctl_status_usage},
     {"backup", ctl_backup, ctl_backup_usage},
     {"help", ctl_help, ctl_help_usage},
+    /* issue 17 */
+    {"policy", ctl_policy, ctl_policy_usage},
 };
 
 static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};

@@ -53,7 +53,11 @@
   X(GetCacheRegion, get_cache_region, GET_CACHE_REGION, NO_DOMAIN,             \
     RPC_WHO_VERIFIER, rpc_get_cache_region)                                    \
   X(BulkRevoke, bulk_revoke, BULK_REVOKE, DOMAIN, RPC_WHO_DOMAIN_ADMIN,        \
-    rpc_bulk_revoke)
+    rpc_bulk_revoke)                                                           \
+  X(SetDomainPolicy, set_domain_policy, SET_DOMAIN_POLICY, DOMAIN,             \
+    RPC_WHO_OPERATOR, rpc_set_domain_policy)                                   \
+  X(GetDomainPolicy, get_domain_policy, GET_DOMAIN_POLICY, DOMAIN,             \
+    RPC_WHO_DOMAIN_ADMIN, rpc_get_domain_policy)
 
 /* Who may call a method. */
 typedef enum {

@@ -205,6 +205,19 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
       if (holds_token(req->bulk_revoke->token_ids[i]))
         return "token_ids";
     return NULL;
+  case TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY:
+    if (holds_token(req->set_domain_policy->domain))
+      return "domain";
+    if (req->set_domain_policy->policy == NULL)
+      return NULL;
+    if (holds_token(req->set_domain_policy->policy->updated_by))
+      return "policy.updated_by";
+    for (i = 0; i < req->set_domain_policy->policy->n_allowed_scopes; i++)
+      if (holds_token(req->set_domain_policy->policy->allowed_scopes[i]))
+        return "policy.allowed_scopes";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
+    return holds_token(req->get_domain_policy->domain) ? "domain" : NULL;
   default:
     return NULL;
   }

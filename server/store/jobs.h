@@ -43,7 +43,9 @@
   /* a write, after the reads: the values above stay as they were */           \
   X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)                     \
   /* issue 17 */                                                               \
-  X(BULK_REVOKE, bulk_revoke, 1, store_job_reconcile_bulk_revoke)
+  X(BULK_REVOKE, bulk_revoke, 1, store_job_reconcile_bulk_revoke)              \
+  X(POLICY_SET, policy_set, 1, store_job_reconcile_policy_set)                 \
+  X(POLICY_GET, policy_get, 0, store_job_reconcile_none)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -168,6 +170,18 @@ struct store_job_s {
       size_t n_already;                    /* out */
       char missing[TOKEND_TOKEN_ID_BYTES]; /* out: the id not found */
     } bulk_revoke;
+    /* SetDomainPolicy: policy in; before out (found: it had one). */
+    struct {
+      store_policy_t policy;
+      store_policy_t before; /* out */
+      int had;               /* out */
+    } policy_set;
+    /* GetDomainPolicy. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      store_policy_t policy; /* out */
+      int found;             /* out */
+    } policy_get;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
@@ -199,6 +213,7 @@ int store_job_reconcile_revoke(store_t *store, store_job_t *job);
 int store_job_reconcile_grant(store_t *store, store_job_t *job);
 int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
 int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job);
+int store_job_reconcile_policy_set(store_t *store, store_job_t *job);
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);

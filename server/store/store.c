@@ -339,3 +339,16 @@ int store_revoked_at_by(store_t *s, const char *domain, int64_t revoked_at,
   return s->ops->revoked_at_by(s, domain, revoked_at, revoked_by, revoked,
                                n_revoked);
 }
+
+int store_policy_get(store_t *s, const char *domain, store_policy_t *out) {
+  return s->ops->policy_get(s, domain, out);
+}
+
+int store_policy_set(store_t *s, const store_policy_t *p) {
+  return s->ops->policy_set(s, p);
+}
+
+int store_active_count(store_t *s, const char *domain, int64_t now,
+                       int64_t limit, int64_t *n) {
+  return s->ops->active_count(s, domain, now, limit, n);
+}

@@ -363,6 +363,18 @@ struct store_ops {
   int (*revoked_at_by)(store_t *s, const char *domain, int64_t revoked_at,
                        const char *revoked_by, store_revoked_t **revoked,
                        size_t *n_revoked);
+
+  /* ---- domain policies (issue 17) ---- */
+
+  /* Reads domain's policy into out; TOKEND_ENOTFOUND if it has none. */
+  int (*policy_get)(store_t *s, const char *domain, store_policy_t *out);
+  /* Sets (inserts or replaces) p->domain's policy. */
+  int (*policy_set)(store_t *s, const store_policy_t *p);
+  /* *n gets how many tokens of domain are active at now (not revoked,
+   * no expiry or one after now), counting no further than limit (> 0): a
+   * range of an index, so the cost is at most limit entries. */
+  int (*active_count)(store_t *s, const char *domain, int64_t now,
+                      int64_t limit, int64_t *n);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -514,6 +526,11 @@ int store_bulk_revoke(store_t *store, const char *domain,
 int store_revoked_at_by(store_t *store, const char *domain, int64_t revoked_at,
                         const char *revoked_by, store_revoked_t **revoked,
                         size_t *n_revoked) TOKEND_MUST_CHECK;
+int store_policy_get(store_t *store, const char *domain,
+                     store_policy_t *out) TOKEND_MUST_CHECK;
+int store_policy_set(store_t *store, const store_policy_t *p) TOKEND_MUST_CHECK;
+int store_active_count(store_t *store, const char *domain, int64_t now,
+                       int64_t limit, int64_t *n) TOKEND_MUST_CHECK;
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,

@@ -334,6 +334,17 @@ static void check_request(const Tokend__V1__Request *req) {
     for (i = 0; i < req->bulk_revoke->n_token_ids && i < FUZZ_MAX_STRINGS; i++)
       check_string(req->bulk_revoke->token_ids[i]);
     break;
+  case TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY:
+    check_string(req->set_domain_policy->domain);
+    if (req->set_domain_policy->policy != NULL)
+      for (i = 0; i < req->set_domain_policy->policy->n_allowed_scopes &&
+                  i < FUZZ_MAX_STRINGS;
+           i++)
+        check_string(req->set_domain_policy->policy->allowed_scopes[i]);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
+    check_string(req->get_domain_policy->domain);
+    break;
   default:
     break;
   }

@@ -502,7 +502,8 @@ static void test_every_op_is_set(void **state) {
   assert_true(ops->snapshot_begin && ops->snapshot_end && ops->audit_load &&
               ops->counts_load && ops->token_import && ops->audit_import &&
               ops->counts_import);
-  assert_true(ops->bulk_revoke && ops->revoked_at_by);
+  assert_true(ops->bulk_revoke && ops->revoked_at_by && ops->policy_get &&
+              ops->policy_set && ops->active_count);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -876,6 +877,64 @@ test_bulk_revoke_selects_and_unknown_id_changes_nothing(void **state) {
       store_revoked_at_by(fx->store, "example.com", 81, "bob", &v, &n), 0);
   assert_int_equal(n, 0);
   free(v);
+}
+
+/* issue 17: a domain's policy set, replaced and read back; the active
+ * count skips revoked and expired tokens and stops at its limit. */
+static void test_policy_set_get_and_active_count(void **state) {
+  fixture_t *fx = *state;
+  store_policy_t p, got;
+  store_token_t *row;
+  int64_t n = -1, at;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int already;
+
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got),
+                   TOKEND_ENOTFOUND);
+  memset(&p, 0, sizeof(p));
+  snprintf(p.domain, sizeof(p.domain), "example.com");
+  p.max_lifetime_ms = 7776000000LL;
+  p.require_expiry = 1;
+  snprintf(p.allowed_scopes, sizeof(p.allowed_scopes), "read write");
+  p.max_active_tokens = 3;
+  p.updated_at = 42;
+  snprintf(p.updated_by, sizeof(p.updated_by), "root");
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got), 0);
+  assert_int_equal(got.max_lifetime_ms, 7776000000LL);
+  assert_int_equal(got.require_expiry, 1);
+  assert_string_equal(got.allowed_scopes, "read write");
+  assert_int_equal(got.max_active_tokens, 3);
+  assert_int_equal(got.updated_at, 42);
+  assert_string_equal(got.updated_by, "root");
+  p.require_expiry = 0;
+  p.updated_at = 43;
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got), 0);
+  assert_int_equal(got.require_expiry, 0);
+  assert_int_equal(got.updated_at, 43);
+  assert_int_equal(store_policy_get(fx->store, "other.org", &got),
+                   TOKEND_ENOTFOUND);
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  insert_token(fx, "example.com", "tok2", 2, NULL);
+  row = &fx->rows[fx->n_rows++ % 64];
+  make_token(row, "example.com", "tok3", 3);
+  row->expires_at = 50; /* expired at 100 */
+  assert_int_equal(store_insert(fx->store, row), 0);
+  insert_token(fx, "other.org", "tok9", 9, NULL);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 5, "bob", &at,
+                                &already, hash),
+                   0);
+  assert_int_equal(store_active_count(fx->store, "example.com", 100, 10, &n),
+                   0);
+  assert_int_equal(n, 1);
+  assert_int_equal(store_active_count(fx->store, "example.com", 40, 10, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(store_active_count(fx->store, "example.com", 40, 1, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(store_active_count(fx->store, "nobody.org", 100, 10, &n), 0);
+  assert_int_equal(n, 0);
 }
 
 static void test_admin_remove_not_an_admin_is_not_found(void **state) {
@@ -1538,6 +1597,7 @@ int main(int argc, char **argv) {
       T(test_admin_remove_revokes_their_tokens),
       T(test_admin_remove_not_an_admin_is_not_found),
       T(test_bulk_revoke_selects_and_unknown_id_changes_nothing),
+      T(test_policy_set_get_and_active_count),
       T(test_fingerprint_set_replace_and_survive_reopen),
       T(test_count_rows_counts_tokens_admins_and_audit),
       T(test_commit_is_durable_rollback_is_not),

@@ -22,8 +22,9 @@
  *   - A request tokend read whose answer never came (the connection died
  *     in between) is sent again once, on a new connection, if its method
  *     is idempotent: Verify, List, WhoAmI, ListDomainAdmins, ListAuditEvents,
- *     VerifyAuditLog, ServerStatus. The writes (Issue, Revoke,
- *     GrantDomainAdmin, RevokeDomainAdmin) are never sent twice: they
+ *     VerifyAuditLog, ServerStatus, GetDomainPolicy. The writes (Issue,
+ *     Revoke, GrantDomainAdmin, RevokeDomainAdmin, BulkRevoke,
+ *     SetDomainPolicy) are never sent twice: they
  *     return TOKEND_EINDOUBT ("outcome unknown": tokend may or may not
  *     have done it; look, e.g. with List, before trying again).
  *   - TOKEND_ETIMEDOUT (no answer within timeout_ms) is not retried
@@ -504,6 +505,33 @@ int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
                               const tokend_bulk_select_t *sel,
                               uint32_t *revoked,
                               uint32_t *already_revoked) TOKEND_MUST_CHECK;
+
+/* ---- issue 17: domain policies ---- */
+
+/* What a domain's tokens may be; every limit 0 (or no scopes): none. */
+typedef struct {
+  int64_t max_lifetime_ms; /* Issue refuses an expiry later than now + it */
+  int require_expiry;      /* Issue refuses a token that never expires */
+  size_t n_allowed_scopes; /* 0: any scope */
+  char allowed_scopes[TOKEND_MAX_SCOPES][TOKEND_SCOPE_BYTES];
+  uint32_t max_active_tokens; /* Issue refuses past it (TOKEND_EQUOTA) */
+  int64_t updated_at;         /* out only: Unix ms of the last Set */
+  char updated_by[TOKEND_USER_BYTES]; /* out only */
+} tokend_domain_policy_t;
+
+/* Operators only. Sets domain's policy (updated_at and updated_by are
+ * ignored); later Issues are held to it, tokens already issued are not
+ * changed. Audited with the policy before and after. TOKEND_EINVAL names
+ * the field it refuses. A write: a lost answer is TOKEND_EINDOUBT. */
+int tokend_client_set_domain_policy(tokend_client_t *client, const char *domain,
+                                    const tokend_domain_policy_t *policy)
+    TOKEND_MUST_CHECK;
+
+/* A domain's admins and operators. *out gets domain's policy (all zero:
+ * none set). */
+int tokend_client_get_domain_policy(tokend_client_t *client, const char *domain,
+                                    tokend_domain_policy_t *out)
+    TOKEND_MUST_CHECK;
 
 #ifdef __cplusplus
 }

@@ -29,7 +29,7 @@
 #include "store/store.h"
 
 /* The schema version this build writes (tokend_schema.version). */
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 /* pg_advisory_xact_lock key of the write lock: "tknd". */
 #define PG_WRITE_LOCK "1953066596"
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
@@ -193,6 +193,11 @@ static const char *const migrations[] = {
     "  updated_at bigint NOT NULL,"
     "  updated_by text NOT NULL"
     ");",
+    /* 3 -> 4 (h17b), as the SQLite backend's schema 7: a domain's active
+     * tokens, counted when its policy caps them, are a range of this
+     * index. */
+    "CREATE INDEX IF NOT EXISTS tokens_domain_active ON tokens (domain,"
+    " revoked_at, expires_at);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -1678,6 +1683,87 @@ static int pg_revoked_at_by(store_t *base, const char *domain,
   return err;
 }
 
+/* ---- domain policies (issue 17) ---- */
+
+static int pg_policy_get(store_t *base, const char *domain,
+                         store_policy_t *out) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  r = pg_run(s, "policy get",
+             "SELECT max_lifetime_ms, require_expiry::int4, allowed_scopes,"
+             " max_active_tokens::int8, updated_at, updated_by"
+             " FROM domain_policies WHERE domain = $1",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0) {
+    err = TOKEND_ENOTFOUND;
+  } else {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->domain, sizeof(out->domain), "%s", domain);
+    out->max_lifetime_ms = pg_get_i64(r, 0, 0);
+    out->require_expiry = pg_get_i64(r, 0, 1) != 0;
+    pg_get_text(r, 0, 2, out->allowed_scopes, sizeof(out->allowed_scopes));
+    out->max_active_tokens = (int32_t)pg_get_i64(r, 0, 3);
+    out->updated_at = pg_get_i64(r, 0, 4);
+    pg_get_text(r, 0, 5, out->updated_by, sizeof(out->updated_by));
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_policy_set(store_t *base, const store_policy_t *pol) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, pol->domain);
+  p_i64(&p, pol->max_lifetime_ms);
+  p_text(&p, pol->require_expiry ? "true" : "false");
+  p_text(&p, pol->allowed_scopes);
+  p_i64(&p, pol->max_active_tokens);
+  p_i64(&p, pol->updated_at);
+  p_text(&p, pol->updated_by);
+  return pg_exec(s, "policy set",
+                 "INSERT INTO domain_policies (domain, max_lifetime_ms,"
+                 " require_expiry, allowed_scopes, max_active_tokens,"
+                 " updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                 " ON CONFLICT (domain) DO UPDATE SET"
+                 " max_lifetime_ms = excluded.max_lifetime_ms,"
+                 " require_expiry = excluded.require_expiry,"
+                 " allowed_scopes = excluded.allowed_scopes,"
+                 " max_active_tokens = excluded.max_active_tokens,"
+                 " updated_at = excluded.updated_at,"
+                 " updated_by = excluded.updated_by",
+                 &p, NULL);
+}
+
+static int pg_active_count(store_t *base, const char *domain, int64_t now,
+                           int64_t limit, int64_t *n) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, now);
+  p_i64(&p, limit);
+  return pg_query_int(s, "active count",
+                      "SELECT count(*) FROM (SELECT 1 FROM tokens"
+                      " WHERE domain = $1 AND revoked_at = 0"
+                      " AND (expires_at = 0 OR expires_at > $2) LIMIT $3) a",
+                      &p, n);
+}
+
 /* Reads the audit columns of row i into ev; *has_hash 1 if the row has a
  * 32-byte hash, copied to hash. */
 static void audit_read(const PGresult *r, int i, store_audit_t *ev,
@@ -2244,6 +2330,9 @@ static const struct store_ops pg_ops = {
     .counts_import = pg_counts_import,
     .bulk_revoke = pg_bulk_revoke,
     .revoked_at_by = pg_revoked_at_by,
+    .policy_get = pg_policy_get,
+    .policy_set = pg_policy_set,
+    .active_count = pg_active_count,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */

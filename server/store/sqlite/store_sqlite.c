@@ -103,6 +103,24 @@
                    " OR (?2 = 3 AND created_at < ?4))")                        \
   XX(revoked_at_by, "SELECT id, hash FROM tokens WHERE domain = ?1"            \
                     " AND revoked_at = ?2 AND revoked_by = ?3")                \
+  /* issue 17: domain policies */                                              \
+  XX(policy_get, "SELECT max_lifetime_ms, require_expiry, allowed_scopes,"     \
+                 " max_active_tokens, updated_at, updated_by"                  \
+                 " FROM domain_policies WHERE domain = ?1")                    \
+  XX(policy_set,                                                               \
+     "INSERT INTO domain_policies (domain, max_lifetime_ms,"                   \
+     " require_expiry, allowed_scopes, max_active_tokens,"                     \
+     " updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"            \
+     " ON CONFLICT (domain) DO UPDATE SET"                                     \
+     " max_lifetime_ms = excluded.max_lifetime_ms,"                            \
+     " require_expiry = excluded.require_expiry,"                              \
+     " allowed_scopes = excluded.allowed_scopes,"                              \
+     " max_active_tokens = excluded.max_active_tokens,"                        \
+     " updated_at = excluded.updated_at,"                                      \
+     " updated_by = excluded.updated_by")                                      \
+  XX(active_count, "SELECT count(*) FROM (SELECT 1 FROM tokens"                \
+                   " WHERE domain = ?1 AND revoked_at = 0"                     \
+                   " AND (expires_at = 0 OR expires_at > ?2) LIMIT ?3)")       \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
@@ -1632,6 +1650,96 @@ static int sq_revoked_at_by(store_t *base, const char *domain,
   return 0;
 }
 
+/* ---- domain policies (issue 17) ---- */
+
+static int sq_policy_get(store_t *base, const char *domain,
+                         store_policy_t *out) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  const unsigned char *t;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->policy_get;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "policy get bind");
+    goto out;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->domain, sizeof(out->domain), "%s", domain);
+    out->max_lifetime_ms = sqlite3_column_int64(st, 0);
+    out->require_expiry = sqlite3_column_int(st, 1) != 0;
+    t = sqlite3_column_text(st, 2);
+    snprintf(out->allowed_scopes, sizeof(out->allowed_scopes), "%s",
+             t != NULL ? (const char *)t : "");
+    out->max_active_tokens = (int32_t)sqlite3_column_int64(st, 3);
+    out->updated_at = sqlite3_column_int64(st, 4);
+    t = sqlite3_column_text(st, 5);
+    snprintf(out->updated_by, sizeof(out->updated_by), "%s",
+             t != NULL ? (const char *)t : "");
+  } else if (rc == SQLITE_DONE) {
+    err = TOKEND_ENOTFOUND;
+  } else {
+    err = store_fail(s, store_sqlite_map_rc(rc), "policy get");
+  }
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_policy_set(store_t *base, const store_policy_t *p) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->policy_set;
+  if (sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, p->max_lifetime_ms) != SQLITE_OK ||
+      sqlite3_bind_int(st, 3, p->require_expiry ? 1 : 0) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, p->allowed_scopes, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int64(st, 5, p->max_active_tokens) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 6, p->updated_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 7, p->updated_by, -1, SQLITE_STATIC) != SQLITE_OK)
+    err = store_fail(s, TOKEND_ESTORE, "policy set bind");
+  else
+    err = store_step_once(s, st, "policy set");
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_active_count(store_t *base, const char *domain, int64_t now,
+                           int64_t limit, int64_t *n) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->active_count;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, now) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, limit) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "active count bind");
+    goto out;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    *n = sqlite3_column_int64(st, 0);
+  else
+    err = store_fail(s, store_sqlite_map_rc(rc), "active count");
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
 /* One host, one writer: SQLite has no change feed. */
 static int64_t sq_change_rev(const store_t *base) {
   (void)base;
@@ -1922,6 +2030,9 @@ static const struct store_ops sq_ops = {
     .audit_prune = sq_audit_prune,
     .bulk_revoke = sq_bulk_revoke,
     .revoked_at_by = sq_revoked_at_by,
+    .policy_get = sq_policy_get,
+    .policy_set = sq_policy_set,
+    .active_count = sq_active_count,
 };
 
 const struct store_backend store_sqlite_backend = {
