@@ -2066,3 +2066,54 @@ int tokend_client_get_domain_policy(tokend_client_t *client, const char *domain,
     memset(out, 0, sizeof(*out));
   return rc;
 }
+
+/* ---- issue 17: leaked tokens ---- */
+
+int tokend_client_revoke_leaked(tokend_client_t *client,
+                                const char *const *tokens, size_t n,
+                                const char *source, int *found,
+                                uint32_t *revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeLeakedRequest leaked =
+      TOKEND__V1__REVOKE_LEAKED_REQUEST__INIT;
+  const Tokend__V1__RevokeLeakedResponse *res;
+  Tokend__V1__Response *resp;
+  size_t i;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (tokens == NULL || n == 0 || n > TOKEND_LEAKED_MAX)
+    return client_fail(client, TOKEND_EINVAL, "tokens: give 1 to %d secrets",
+                       TOKEND_LEAKED_MAX);
+  for (i = 0; i < n; i++)
+    if (tokens[i] == NULL)
+      return client_fail(client, TOKEND_EINVAL, "tokens[%zu] is NULL", i);
+  /* client_call packs the request into the client's buffer, which it
+   * wipes: the secrets leave no copy behind here. */
+  leaked.n_tokens = n;
+  leaked.tokens = (char **)tokens;
+  if (source != NULL)
+    leaked.source = (char *)source;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED;
+  req.revoke_leaked = &leaked;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_REVOKE_LEAKED,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->revoke_leaked;
+  if (res->n_found != n) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend answered for %zu secrets, not %zu", res->n_found,
+                     n);
+  } else {
+    for (i = 0; found != NULL && i < n; i++)
+      found[i] = res->found[i] ? 1 : 0;
+    if (revoked != NULL)
+      *revoked = res->revoked;
+    client_note_propagation(client, res->propagation);
+  }
+  client_response_free(resp);
+  return rc;
+}

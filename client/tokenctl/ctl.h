@@ -135,7 +135,8 @@ enum {
   OPT_MAX_LIFETIME,
   OPT_REQUIRE_EXPIRY,
   OPT_ALLOWED_SCOPES,
-  OPT_MAX_ACTIVE
+  OPT_MAX_ACTIVE,
+  OPT_SOURCE
 };
 
 /* The bulk selectors `revoke` parsed (NULL / 0: not given). */
@@ -153,6 +154,10 @@ typedef struct {
 int ctl_bulk_revoke(const ctl_command_t *cmd, ctl_opts_t *opts,
                     const char *domain, const ctl_bulk_args_t *args, int n_ids,
                     char **ids);
+
+/* tokenctl revoke-leaked (cmd_bulk.c): secrets on stdin, RevokeLeaked. */
+extern const char ctl_revoke_leaked_usage[];
+int ctl_revoke_leaked(ctl_opts_t *opts, int argc, char **argv);
 
 /* tokenctl policy show / set (cmd_policy.c). */
 extern const char ctl_policy_usage[];

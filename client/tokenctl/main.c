@@ -35,6 +35,7 @@ static const char ctl_main_usage[] =
     "  status   show how tokend is doing (current with its store?)\n"
     "  backup   write a consistent copy of tokend's database to a file\n"
     "  policy   show or set a domain's policy (lifetime, scopes, count)\n"
+    "  revoke-leaked  revoke secrets found in public, read from stdin\n"
     "  help     show a command's help\n"
     "\n"
     "Options:\n" CTL_ACTOR_HELP CTL_COMMON_HELP
@@ -61,6 +62,7 @@ static const ctl_command_t ctl_commands[] = {
     {"help", ctl_help, ctl_help_usage},
     /* issue 17 */
     {"policy", ctl_policy, ctl_policy_usage},
+    {"revoke-leaked", ctl_revoke_leaked, ctl_revoke_leaked_usage},
 };
 
 static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};

@@ -112,6 +112,12 @@ int rpc_refuse_not_domain_admin(rpc_t *r, sink_t *k, uint64_t call_id,
                                 const authz_actor_t *actor, const char *method,
                                 const char *domain);
 
+/* RevokeLeaked's rule (issue 17): a --leak-reporter or an operator;
+ * otherwise PERMISSION_DENIED (audited) and 1. */
+int rpc_refuse_not_leak_reporter(rpc_t *r, sink_t *k, uint64_t call_id,
+                                 const authz_actor_t *actor,
+                                 const char *method);
+
 /* Refuses a Verify by a peer that is neither a verifier nor an operator. */
 void rpc_refuse_verify(rpc_t *r, sink_t *k, uint64_t call_id);
 

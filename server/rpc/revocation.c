@@ -1,10 +1,12 @@
-/* Revocation of many tokens at once (issue 17): BulkRevoke, a domain
+/* Revocation of many tokens at once (issue 17): RevokeLeaked (below), and
+ * BulkRevoke, a domain
  * admin's revocation by a list of ids, by creator, of every token, or of
  * every token created before a time. One store job, one transaction: an
  * unknown id revokes nothing. Like Revoke (tokens.c), validity is taken
  * away in memory and the revocation epoch bumped before the answer, which
  * waits for the other hosts (call_propagation). */
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,5 +262,169 @@ void rpc_bulk_revoke(rpc_t *r, sink_t *k, uint64_t call_id,
                    0, what);
   call->job.audit = &call->audit;
   authz_job_require_admin(&call->job, &k->peer, actor, req->domain);
+  call_submit(call);
+}
+
+/* ---- RevokeLeaked ---- */
+
+/* The longest source (a URL) recorded in the audit log. */
+#define LEAKED_SOURCE_MAX 200
+
+/* A call's secrets as the store job sees them (items: the well-formed
+ * ones, by hash) and, for the answer, where each of the request's tokens
+ * went (slot[i]: its item, or -1 for a malformed one). Never a secret. */
+typedef struct {
+  size_t n_tokens;
+  int slot[TOKEND_LEAKED_MAX];
+  store_hash_token_t items[TOKEND_LEAKED_MAX];
+} leaked_block_t;
+
+static leaked_block_t *leaked_block(call_t *call) {
+  return container_of(call->job.u.leaked.items, leaked_block_t, items);
+}
+
+/* Committed (or found committed): the tokens it revoked verify REVOKED
+ * here; at most TOKEND_LEAKED_MAX, so in one go. */
+static int leaked_apply(call_t *call) {
+  store_job_t *job = &call->job;
+  index_entry_t *e;
+  size_t i;
+
+  if (job->result != 0 && !job->applied)
+    return job->result;
+  for (i = 0; i < job->u.leaked.n; i++) {
+    if (!job->u.leaked.items[i].revoked_now)
+      continue;
+    e = index_find(call->rpc->env.index, job->u.leaked.items[i].hash);
+    if (e != NULL)
+      index_revoke(call->rpc->env.index, e, job->u.leaked.now);
+  }
+  /* Before the answer: caching clients see the revocations first. */
+  if (job->u.leaked.n_revoked > 0)
+    epoch_bump(&call->rpc->epoch);
+  return job->result;
+}
+
+static void leaked_ok(call_t *call) {
+  store_job_t *job = &call->job;
+  leaked_block_t *b = leaked_block(call);
+  Tokend__V1__Response resp = TOKEND__V1__RESPONSE__INIT;
+  Tokend__V1__Status status = TOKEND__V1__STATUS__INIT;
+  Tokend__V1__RevokeLeakedResponse lr =
+      TOKEND__V1__REVOKE_LEAKED_RESPONSE__INIT;
+  Tokend__V1__Propagation prop;
+  protobuf_c_boolean found[TOKEND_LEAKED_MAX];
+  size_t i, n_found = 0;
+
+  for (i = 0; i < b->n_tokens; i++) {
+    found[i] = b->slot[i] >= 0 && b->items[b->slot[i]].found;
+    n_found += found[i] != 0;
+  }
+  /* The source, never a secret; which domains is in the audit log. */
+  log_info("revoke leaked: %zu given, %zu known, %zu revoked, by %s, source "
+           "%s",
+           b->n_tokens, n_found, job->u.leaked.n_revoked, job->u.leaked.by,
+           job->u.leaked.source[0] != '\0' ? job->u.leaked.source : "-");
+  if (!rpc_sink_open(call->sink))
+    return;
+  resp.call_id = call->call_id;
+  resp.status = &status;
+  resp.result_case = TOKEND__V1__RESPONSE__RESULT_REVOKE_LEAKED;
+  resp.revoke_leaked = &lr;
+  lr.n_found = b->n_tokens;
+  lr.found = found;
+  lr.revoked = (uint32_t)job->u.leaked.n_revoked;
+  lr.propagation = call_propagation(call, &prop);
+  (void)rpc_send(call->rpc, call->sink, &resp, 0);
+}
+
+static void leaked_fini(call_t *call) {
+  leaked_block_t *b = leaked_block(call);
+
+  /* Hashes only, but keyed hashes of secrets: wiped all the same. */
+  sodium_memzero(b, sizeof(*b));
+  free(b);
+}
+
+static const call_kind_t leaked_kind = {
+    .method = "RevokeLeaked",
+    .flags = CALL_WRITE | CALL_PROPAGATE,
+    .what = "revoke the leaked tokens",
+    .apply = leaked_apply,
+    .ok = leaked_ok,
+    .fini = leaked_fini,
+};
+
+/* 0 if source is a printable one-line string of at most LEAKED_SOURCE_MAX
+ * bytes (a URL), else TOKEND_EINVAL with why. */
+static int leaked_source_check(const char *source, char *why, size_t why_len) {
+  const unsigned char *p;
+
+  if (strlen(source) > LEAKED_SOURCE_MAX) {
+    snprintf(why, why_len, "source: at most %d bytes (a URL)",
+             LEAKED_SOURCE_MAX);
+    return TOKEND_EINVAL;
+  }
+  for (p = (const unsigned char *)source; *p != '\0'; p++)
+    if (*p < 0x20 || *p == 0x7f) {
+      snprintf(why, why_len, "source: no control characters (a URL)");
+      return TOKEND_EINVAL;
+    }
+  return 0;
+}
+
+void rpc_revoke_leaked(rpc_t *r, sink_t *k, uint64_t call_id,
+                       const authz_actor_t *actor,
+                       const Tokend__V1__Request *request) {
+  const Tokend__V1__RevokeLeakedRequest *req = request->revoke_leaked;
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+  leaked_block_t *b;
+  call_t *call;
+  size_t i, len, n = 0;
+
+  if (rpc_reject_nul(r, k, call_id, req->source, "source"))
+    return;
+  if (req->n_tokens == 0 || req->n_tokens > TOKEND_LEAKED_MAX) {
+    snprintf(why, sizeof(why), "tokens: give 1 to %d secrets (%zu given)",
+             TOKEND_LEAKED_MAX, req->n_tokens);
+    rpc_send_error(r, k, call_id, TOKEND_EINVAL, why);
+    return;
+  }
+  if (leaked_source_check(req->source, why, sizeof(why)) != 0) {
+    rpc_send_error(r, k, call_id, TOKEND_EINVAL, why);
+    return;
+  }
+  if ((b = calloc(1, sizeof(*b))) == NULL) {
+    rpc_send_error(r, k, call_id, TOKEND_ENOMEM, "out of memory");
+    return;
+  }
+  /* A malformed secret (or one with a NUL) is nobody's token: not found,
+   * and never looked up. */
+  b->n_tokens = req->n_tokens;
+  for (i = 0; i < req->n_tokens; i++) {
+    len = rpc_decoded_len(req->tokens[i]);
+    b->slot[i] = -1;
+    if (len != strlen(req->tokens[i]) || token_check(req->tokens[i], len) != 0)
+      continue;
+    token_hash(req->tokens[i], len, r->env.pepper, b->items[n].hash);
+    b->slot[i] = (int)n++;
+  }
+  token_stack_wipe();
+  if ((call = call_new(r, k, call_id, &leaked_kind, STORE_JOB_LEAKED)) ==
+      NULL) {
+    sodium_memzero(b, sizeof(*b));
+    free(b);
+    return;
+  }
+  call->job.u.leaked.items = b->items;
+  call->job.u.leaked.n = n;
+  call->job.u.leaked.now = tokend_now_ms();
+  snprintf(call->job.u.leaked.by, sizeof(call->job.u.leaked.by), "leaked:%s",
+           authz_doer(&k->peer, actor));
+  snprintf(call->job.u.leaked.source, sizeof(call->job.u.leaked.source), "%s",
+           req->source);
+  authz_audit_fill(&call->audit, &k->peer, actor, "RevokeLeaked", "", "", 0,
+                   "");
+  call->job.audit = &call->audit;
   call_submit(call);
 }

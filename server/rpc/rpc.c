@@ -218,6 +218,10 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
     return NULL;
   case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
     return holds_token(req->get_domain_policy->domain) ? "domain" : NULL;
+  /* Its tokens are secrets by design (wiped with the arena, never logged
+   * nor stored); only its source must not hold one. */
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED:
+    return holds_token(req->revoke_leaked->source) ? "source" : NULL;
   default:
     return NULL;
   }
@@ -234,6 +238,8 @@ static int refused_by_table(rpc_t *r, sink_t *k, uint64_t call_id,
     return rpc_refuse_not_verifier(r, k, call_id);
   case RPC_WHO_OPERATOR:
     return rpc_refuse_not_operator(r, k, call_id, actor, method, domain);
+  case RPC_WHO_LEAK_REPORTER:
+    return rpc_refuse_not_leak_reporter(r, k, call_id, actor, method);
   case RPC_WHO_DOMAIN_ADMIN:
   case RPC_WHO_ANYONE:
     break;

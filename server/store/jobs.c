@@ -171,6 +171,42 @@ int store_job_run_policy_get(store_t *store, store_job_t *job) {
   return err == TOKEND_ENOTFOUND ? 0 : err;
 }
 
+/* Each token revoked is audited as leaked, in its own domain, with where it
+ * was found (never the secret); the job's own record sums the call up. */
+int store_job_run_leaked(store_t *store, store_job_t *job) {
+  store_hash_token_t *it;
+  store_audit_t *ev;
+  size_t i;
+  int err = store_revoke_by_hash(store, job->u.leaked.items, job->u.leaked.n,
+                                 job->u.leaked.now, job->u.leaked.by, 1);
+
+  job->u.leaked.n_revoked = 0;
+  if (err != 0 || job->audit == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; err == 0 && i < job->u.leaked.n; i++) {
+    it = &job->u.leaked.items[i];
+    if (!it->revoked_now)
+      continue;
+    job->u.leaked.n_revoked++;
+    *ev = *job->audit;
+    snprintf(ev->domain, sizeof(ev->domain), "%s", it->domain);
+    snprintf(ev->token_id, sizeof(ev->token_id), "%s", it->id);
+    snprintf(ev->detail, sizeof(ev->detail), "leaked: found at %.200s",
+             job->u.leaked.source[0] != '\0' ? job->u.leaked.source
+                                             : "(no source given)");
+    err = store_audit_append(store, ev);
+  }
+  free(ev);
+  if (err == 0)
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "%zu given, %zu revoked as leaked; source %.160s", job->u.leaked.n,
+             job->u.leaked.n_revoked,
+             job->u.leaked.source[0] != '\0' ? job->u.leaked.source : "-");
+  return err;
+}
+
 /* The audit record alone: store_job_run appends it. */
 int store_job_run_audit(store_t *store, store_job_t *job) {
   (void)store;
@@ -387,4 +423,26 @@ int store_job_reconcile_policy_set(store_t *store, store_job_t *job) {
       strcmp(now.updated_by, job->u.policy_set.policy.updated_by) == 0)
     job->applied = 1;
   return err == TOKEND_ENOTFOUND ? 0 : err;
+}
+
+/* Read back: each token this call would have revoked carries its time and
+ * author if the write is there. */
+int store_job_reconcile_leaked(store_t *store, store_job_t *job) {
+  store_hash_token_t *it;
+  size_t i;
+  int err = store_revoke_by_hash(store, job->u.leaked.items, job->u.leaked.n,
+                                 job->u.leaked.now, job->u.leaked.by, 0);
+
+  if (err != 0)
+    return err;
+  job->u.leaked.n_revoked = 0;
+  for (i = 0; i < job->u.leaked.n; i++) {
+    it = &job->u.leaked.items[i];
+    it->revoked_now = it->found && it->revoked_at == job->u.leaked.now &&
+                      strcmp(it->revoked_by, job->u.leaked.by) == 0;
+    job->u.leaked.n_revoked += it->revoked_now != 0;
+  }
+  if (job->u.leaked.n_revoked > 0)
+    job->applied = 1;
+  return 0;
 }

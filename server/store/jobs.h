@@ -45,7 +45,8 @@
   /* issue 17 */                                                               \
   X(BULK_REVOKE, bulk_revoke, 1, store_job_reconcile_bulk_revoke)              \
   X(POLICY_SET, policy_set, 1, store_job_reconcile_policy_set)                 \
-  X(POLICY_GET, policy_get, 0, store_job_reconcile_none)
+  X(POLICY_GET, policy_get, 0, store_job_reconcile_none)                       \
+  X(LEAKED, leaked, 1, store_job_reconcile_leaked)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -176,6 +177,17 @@ struct store_job_s {
       store_policy_t before; /* out */
       int had;               /* out */
     } policy_set;
+    /* RevokeLeaked: the secrets' hashes in, what the store holds out. Each
+     * token revoked gets an audit row of its own (the job's record as a
+     * template: its domain, token_id and detail set). */
+    struct {
+      store_hash_token_t *items; /* n, owned by the submitter */
+      size_t n;
+      char by[TOKEND_USER_BYTES];
+      char source[TOKEND_STATUS_MESSAGE_BYTES]; /* where they were found */
+      int64_t now;
+      size_t n_revoked; /* out */
+    } leaked;
     /* GetDomainPolicy. */
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
@@ -214,6 +226,7 @@ int store_job_reconcile_grant(store_t *store, store_job_t *job);
 int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
 int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job);
 int store_job_reconcile_policy_set(store_t *store, store_job_t *job);
+int store_job_reconcile_leaked(store_t *store, store_job_t *job);
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);

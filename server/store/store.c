@@ -352,3 +352,8 @@ int store_active_count(store_t *s, const char *domain, int64_t now,
                        int64_t limit, int64_t *n) {
   return s->ops->active_count(s, domain, now, limit, n);
 }
+
+int store_revoke_by_hash(store_t *s, store_hash_token_t *items, size_t n,
+                         int64_t now, const char *by, int revoke) {
+  return s->ops->revoke_by_hash(s, items, n, now, by, revoke);
+}

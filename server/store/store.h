@@ -109,6 +109,20 @@ typedef struct {
   uint8_t hash[TOKEND_HASH_BYTES];
 } store_revoked_t;
 
+/* ---- issue 17: leaked tokens, by their keyed hash ---- */
+
+/* One secret RevokeLeaked was given, by its hash (in), and what the store
+ * holds of it (out). */
+typedef struct {
+  uint8_t hash[TOKEND_HASH_BYTES]; /* in */
+  int found;                       /* a token has this hash */
+  int revoked_now;                 /* this call revoked it */
+  char id[TOKEND_TOKEN_ID_BYTES];
+  char domain[TOKEND_DOMAIN_BYTES];
+  int64_t revoked_at; /* after the call; 0: active */
+  char revoked_by[TOKEND_USER_BYTES];
+} store_hash_token_t;
+
 /* The operations of one backend. Every member is set (none may be NULL,
  * but backup and audit_prune, whose contracts say so);
  * each takes the store it was opened as. Strings are NUL-terminated and
@@ -375,6 +389,16 @@ struct store_ops {
    * range of an index, so the cost is at most limit entries. */
   int (*active_count)(store_t *s, const char *domain, int64_t now,
                       int64_t limit, int64_t *n);
+
+  /* ---- leaked tokens (issue 17) ---- */
+
+  /* For each of the n items, by its hash: fills found, id, domain,
+   * revoked_at and revoked_by from the token that has it; with revoke,
+   * first revokes (at now, by by) each found one that is active, setting
+   * revoked_now, with a change for each on a store with a feed. Without
+   * revoke it only reads (a commit in doubt's look). */
+  int (*revoke_by_hash)(store_t *s, store_hash_token_t *items, size_t n,
+                        int64_t now, const char *by, int revoke);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -531,6 +555,9 @@ int store_policy_get(store_t *store, const char *domain,
 int store_policy_set(store_t *store, const store_policy_t *p) TOKEND_MUST_CHECK;
 int store_active_count(store_t *store, const char *domain, int64_t now,
                        int64_t limit, int64_t *n) TOKEND_MUST_CHECK;
+int store_revoke_by_hash(store_t *store, store_hash_token_t *items, size_t n,
+                         int64_t now, const char *by,
+                         int revoke) TOKEND_MUST_CHECK;
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,

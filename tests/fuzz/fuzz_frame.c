@@ -345,6 +345,11 @@ static void check_request(const Tokend__V1__Request *req) {
   case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
     check_string(req->get_domain_policy->domain);
     break;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED:
+    check_string(req->revoke_leaked->source);
+    for (i = 0; i < req->revoke_leaked->n_tokens && i < FUZZ_MAX_STRINGS; i++)
+      check_string(req->revoke_leaked->tokens[i]);
+    break;
   default:
     break;
   }

@@ -420,6 +420,10 @@ static void check_authorized(const Tokend__V1__Response *resp) {
     if (g_who == 1)
       return;
     break;
+  /* --leak-reporter identities and operators only: the fuzzed peers are
+   * neither. */
+  case TOKEND__V1__RESPONSE__RESULT_REVOKE_LEAKED:
+    break;
   case TOKEND__V1__RESPONSE__RESULT_LIST:
     if (g_who != 1)
       break;

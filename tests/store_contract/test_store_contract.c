@@ -503,7 +503,7 @@ static void test_every_op_is_set(void **state) {
               ops->counts_load && ops->token_import && ops->audit_import &&
               ops->counts_import);
   assert_true(ops->bulk_revoke && ops->revoked_at_by && ops->policy_get &&
-              ops->policy_set && ops->active_count);
+              ops->policy_set && ops->active_count && ops->revoke_by_hash);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -935,6 +935,48 @@ static void test_policy_set_get_and_active_count(void **state) {
   assert_int_equal(n, 1);
   assert_int_equal(store_active_count(fx->store, "nobody.org", 100, 10, &n), 0);
   assert_int_equal(n, 0);
+}
+
+/* issue 17: revoke_by_hash finds tokens by hash in any domain, revokes the
+ * active ones, and without revoke only reads. */
+static void test_revoke_by_hash_finds_and_revokes(void **state) {
+  fixture_t *fx = *state;
+  store_hash_token_t it[3];
+  int64_t at, r0, r1;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int feed = strcmp(backend->name, "postgresql") == 0, already;
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  insert_token(fx, "other.org", "tok2", 2, NULL);
+  assert_int_equal(store_revoke(fx->store, "other.org", "tok2", 5, "bob", &at,
+                                &already, hash),
+                   0);
+  memset(it, 0, sizeof(it));
+  memset(it[0].hash, 1, TOKEND_HASH_BYTES);
+  memset(it[1].hash, 2, TOKEND_HASH_BYTES);
+  memset(it[2].hash, 7, TOKEND_HASH_BYTES); /* nobody's */
+  assert_int_equal(store_revoke_by_hash(fx->store, it, 3, 9, "leaked:x", 0), 0);
+  assert_int_equal(it[0].found, 1);
+  assert_int_equal(it[0].revoked_at, 0);
+  assert_int_equal(it[0].revoked_now, 0);
+  assert_int_equal(store_begin(fx->store), 0);
+  r0 = store_change_rev(fx->store);
+  assert_int_equal(store_revoke_by_hash(fx->store, it, 3, 9, "leaked:x", 1), 0);
+  r1 = store_change_rev(fx->store);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_true(feed ? r1 > r0 : r1 == 0);
+  assert_int_equal(it[0].found, 1);
+  assert_int_equal(it[0].revoked_now, 1);
+  assert_int_equal(it[0].revoked_at, 9);
+  assert_string_equal(it[0].id, "tok1");
+  assert_string_equal(it[0].domain, "example.com");
+  assert_string_equal(it[0].revoked_by, "leaked:x");
+  assert_int_equal(it[1].found, 1);
+  assert_int_equal(it[1].revoked_now, 0);
+  assert_int_equal(it[1].revoked_at, 5);
+  assert_string_equal(it[1].domain, "other.org");
+  assert_int_equal(it[2].found, 0);
+  assert_int_equal(it[2].revoked_now, 0);
 }
 
 static void test_admin_remove_not_an_admin_is_not_found(void **state) {
@@ -1598,6 +1640,7 @@ int main(int argc, char **argv) {
       T(test_admin_remove_not_an_admin_is_not_found),
       T(test_bulk_revoke_selects_and_unknown_id_changes_nothing),
       T(test_policy_set_get_and_active_count),
+      T(test_revoke_by_hash_finds_and_revokes),
       T(test_fingerprint_set_replace_and_survive_reopen),
       T(test_count_rows_counts_tokens_admins_and_audit),
       T(test_commit_is_durable_rollback_is_not),

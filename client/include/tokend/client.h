@@ -506,6 +506,24 @@ int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
                               uint32_t *revoked,
                               uint32_t *already_revoked) TOKEND_MUST_CHECK;
 
+/* ---- issue 17: leaked tokens ---- */
+
+/* For a --leak-reporter identity (a secret-scanning webhook receiver) or
+ * an operator: tokens[0..n) (n 1 to TOKEND_LEAKED_MAX, NUL-terminated
+ * strings) are secrets found in public at source (a URL, may be NULL).
+ * Each that is an active token of this tokend is revoked and audited as
+ * leaked (in its own domain, with source; never the secret). found (room
+ * for n; may be NULL) gets 1 for each that is one of this tokend's
+ * tokens, active or not, 0 otherwise (malformed ones included); *revoked
+ * (may be NULL) how many this call revoked. Nothing else is told. A
+ * write: a lost answer is TOKEND_EINDOUBT (sending it again is safe: what
+ * is revoked stays revoked). The secrets are wiped from the library's
+ * buffers; the caller wipes its own. */
+int tokend_client_revoke_leaked(tokend_client_t *client,
+                                const char *const *tokens, size_t n,
+                                const char *source, int *found,
+                                uint32_t *revoked) TOKEND_MUST_CHECK;
+
 /* ---- issue 17: domain policies ---- */
 
 /* What a domain's tokens may be; every limit 0 (or no scopes): none. */

@@ -1764,6 +1764,64 @@ static int pg_active_count(store_t *base, const char *domain, int64_t now,
                       &p, n);
 }
 
+/* ---- leaked tokens (issue 17) ---- */
+
+/* At most TOKEND_LEAKED_MAX items: a statement or two each. */
+static int pg_revoke_by_hash(store_t *base, store_hash_token_t *items, size_t n,
+                             int64_t now, const char *by, int revoke) {
+  pg_t *s = pg_of(base);
+  store_hash_token_t *it;
+  PGresult *r;
+  size_t i;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  for (i = 0; i < n; i++) {
+    pg_params_t p = {.n = 0}, q = {.n = 0};
+
+    it = &items[i];
+    it->found = it->revoked_now = 0;
+    if (revoke) {
+      p_blob(&p, it->hash, TOKEND_HASH_BYTES);
+      p_i64(&p, now);
+      p_text(&p, by);
+      /* The revocation and its change, in one statement. */
+      r = pg_run(s, "leaked revoke",
+                 "WITH u AS (UPDATE tokens SET revoked_at = $2,"
+                 " revoked_by = $3 WHERE hash = $1 AND revoked_at = 0"
+                 " RETURNING seq, revoked_at)"
+                 " SELECT tokend_change(seq, NULL, NULL, revoked_at) FROM u",
+                 &p, PGRES_TUPLES_OK, &err);
+      if (r == NULL)
+        return err;
+      if (PQntuples(r) == 1) {
+        it->revoked_now = 1;
+        tx_saw(s, pg_get_i64(r, 0, 0));
+      }
+      PQclear(r);
+    }
+    p_blob(&q, it->hash, TOKEND_HASH_BYTES);
+    r = pg_run(s, "leaked read",
+               "SELECT id, domain, revoked_at, revoked_by,"
+               " (SELECT rev FROM feed) FROM tokens WHERE hash = $1",
+               &q, PGRES_TUPLES_OK, &err);
+    if (r == NULL)
+      return err;
+    if (PQntuples(r) == 1) {
+      it->found = 1;
+      pg_get_text(r, 0, 0, it->id, sizeof(it->id));
+      pg_get_text(r, 0, 1, it->domain, sizeof(it->domain));
+      it->revoked_at = pg_get_i64(r, 0, 2);
+      pg_get_text(r, 0, 3, it->revoked_by, sizeof(it->revoked_by));
+      /* Revoked before: the head holds that change (as Revoke does). */
+      tx_saw(s, pg_get_i64(r, 0, 4));
+    }
+    PQclear(r);
+  }
+  return 0;
+}
+
 /* Reads the audit columns of row i into ev; *has_hash 1 if the row has a
  * 32-byte hash, copied to hash. */
 static void audit_read(const PGresult *r, int i, store_audit_t *ev,
@@ -2333,6 +2391,7 @@ static const struct store_ops pg_ops = {
     .policy_get = pg_policy_get,
     .policy_set = pg_policy_set,
     .active_count = pg_active_count,
+    .revoke_by_hash = pg_revoke_by_hash,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */

@@ -121,6 +121,11 @@
   XX(active_count, "SELECT count(*) FROM (SELECT 1 FROM tokens"                \
                    " WHERE domain = ?1 AND revoked_at = 0"                     \
                    " AND (expires_at = 0 OR expires_at > ?2) LIMIT ?3)")       \
+  /* issue 17: leaked tokens */                                                \
+  XX(by_hash, "SELECT id, domain, revoked_at, revoked_by FROM tokens"          \
+              " WHERE hash = ?1")                                              \
+  XX(revoke_hash, "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3"         \
+                  " WHERE hash = ?1 AND revoked_at = 0")                       \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
@@ -1740,6 +1745,62 @@ out:
   return err;
 }
 
+/* ---- leaked tokens (issue 17) ---- */
+
+static int sq_revoke_by_hash(store_t *base, store_hash_token_t *items, size_t n,
+                             int64_t now, const char *by, int revoke) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *get, *set;
+  const unsigned char *t;
+  store_hash_token_t *it;
+  size_t i;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  get = s->by_hash;
+  set = s->revoke_hash;
+  for (i = 0; err == 0 && i < n; i++) {
+    it = &items[i];
+    it->found = it->revoked_now = 0;
+    if (revoke) {
+      if (sqlite3_bind_blob(set, 1, it->hash, TOKEND_HASH_BYTES,
+                            SQLITE_STATIC) != SQLITE_OK ||
+          sqlite3_bind_int64(set, 2, now) != SQLITE_OK ||
+          sqlite3_bind_text(set, 3, by, -1, SQLITE_STATIC) != SQLITE_OK) {
+        err = store_fail(s, TOKEND_ESTORE, "leaked bind");
+        break;
+      }
+      if ((err = store_step_once(s, set, "leaked revoke")) != 0)
+        break;
+      it->revoked_now = sqlite3_changes(s->db) > 0;
+    }
+    if (sqlite3_bind_blob(get, 1, it->hash, TOKEND_HASH_BYTES, SQLITE_STATIC) !=
+        SQLITE_OK) {
+      err = store_fail(s, TOKEND_ESTORE, "leaked bind");
+      break;
+    }
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW) {
+      it->found = 1;
+      t = sqlite3_column_text(get, 0);
+      snprintf(it->id, sizeof(it->id), "%s", t ? (const char *)t : "");
+      t = sqlite3_column_text(get, 1);
+      snprintf(it->domain, sizeof(it->domain), "%s", t ? (const char *)t : "");
+      it->revoked_at = sqlite3_column_int64(get, 2);
+      t = sqlite3_column_text(get, 3);
+      snprintf(it->revoked_by, sizeof(it->revoked_by), "%s",
+               t ? (const char *)t : "");
+    } else if (rc != SQLITE_DONE) {
+      err = store_fail(s, store_sqlite_map_rc(rc), "leaked read");
+    }
+    sqlite3_reset(get);
+  }
+  sqlite3_clear_bindings(get);
+  sqlite3_clear_bindings(set);
+  return err;
+}
+
 /* One host, one writer: SQLite has no change feed. */
 static int64_t sq_change_rev(const store_t *base) {
   (void)base;
@@ -2033,6 +2094,7 @@ static const struct store_ops sq_ops = {
     .policy_get = sq_policy_get,
     .policy_set = sq_policy_set,
     .active_count = sq_active_count,
+    .revoke_by_hash = sq_revoke_by_hash,
 };
 
 const struct store_backend store_sqlite_backend = {
