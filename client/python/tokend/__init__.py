@@ -20,6 +20,9 @@ from .errors import (
     Unimplemented,
 )
 from .types import (
+    BulkRevoked,
+    DomainPolicy,
+    LeaksReported,
     AuditEvent,
     AuditLogCheck,
     AuditPage,
@@ -38,6 +41,9 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BulkRevoked",
+    "DomainPolicy",
+    "LeaksReported",
     "AsyncClient",
     "AuditEvent",
     "Propagation",

@@ -27,6 +27,9 @@ from .types import (
     VerifyResult,
     WhoAmI,
     ServerStatus,
+    BulkRevoked,
+    DomainPolicy,
+    LeaksReported,
 )
 
 
@@ -396,4 +399,51 @@ class AsyncClient:
         """How tokend is doing (verifiers and operators)."""
         return await self._call(
             "server_status", _wire.server_status_request(), None
+        )
+
+    # ---- issue 17: revocation in bulk, leaked tokens, domain policies ----
+
+    async def bulk_revoke(
+        self,
+        domain: str,
+        *,
+        token_ids: Sequence[str] = (),
+        created_by: str = "",
+        all: bool = False,
+        created_before: int = 0,
+        actor: Optional[str] = None,
+    ) -> BulkRevoked:
+        """As Client.bulk_revoke."""
+        return await self._call(
+            "bulk_revoke",
+            _wire.bulk_revoke_request(
+                domain, token_ids, created_by, all, created_before
+            ),
+            actor,
+        )
+
+    async def revoke_leaked(
+        self, tokens: Sequence[str], source: str = ""
+    ) -> LeaksReported:
+        """As Client.revoke_leaked."""
+        return await self._call(
+            "revoke_leaked", _wire.revoke_leaked_request(tokens, source), None
+        )
+
+    async def set_domain_policy(
+        self, domain: str, policy: DomainPolicy, *, actor: Optional[str] = None
+    ) -> DomainPolicy:
+        """As Client.set_domain_policy."""
+        return await self._call(
+            "set_domain_policy",
+            _wire.set_domain_policy_request(domain, policy),
+            actor,
+        )
+
+    async def get_domain_policy(
+        self, domain: str, *, actor: Optional[str] = None
+    ) -> DomainPolicy:
+        """As Client.get_domain_policy."""
+        return await self._call(
+            "get_domain_policy", _wire.get_domain_policy_request(domain), actor
         )
