@@ -385,8 +385,10 @@ struct store_ops {
   /* Sets (inserts or replaces) p->domain's policy. */
   int (*policy_set)(store_t *s, const store_policy_t *p);
   /* *n gets how many tokens of domain are active at now (not revoked,
-   * no expiry or one after now), counting no further than limit (> 0): a
-   * range of an index, so the cost is at most limit entries. */
+   * no expiry or one after now), counting no further than limit (> 0) in
+   * each of two index ranges (no expiry; expiry after now): *n may reach
+   * 2 * limit, and the cost is at most that many index entries, never the
+   * domain's revoked or expired tokens. */
   int (*active_count)(store_t *s, const char *domain, int64_t now,
                       int64_t limit, int64_t *n);
 
