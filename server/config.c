@@ -32,6 +32,10 @@ static const char usage[] =
     "                           is named, only those (and operators) may\n"
     "                           (default: anyone who can open the socket)\n"
     "  --verifier-group GROUP   members of GROUP may call Verify\n"
+    "  --leak-reporter USER     a user (name or uid) who may call\n"
+    "                           RevokeLeaked: a secret-scanning webhook\n"
+    "                           receiver; repeat for more (default: none;\n"
+    "                           operators may)\n"
     "  --store URL              where tokens are stored, by URL: sqlite:PATH\n"
     "                           or postgresql://USER@HOST/DB (a libpq URI;\n"
     "                           its password from ~/.pgpass or PGPASSFILE;\n"
@@ -218,7 +222,8 @@ enum {
   OPT_CONFIG,
   OPT_CHECK_CONFIG,
   OPT_LOG_FORMAT,
-  OPT_AUDIT_RETENTION
+  OPT_AUDIT_RETENTION,
+  OPT_LEAK_REPORTER /* issue 17 */
 };
 
 static const struct option long_options[] = {
@@ -280,6 +285,7 @@ static const struct option long_options[] = {
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"audit-retention-days", required_argument, NULL, OPT_AUDIT_RETENTION},
+    {"leak-reporter", required_argument, NULL, OPT_LEAK_REPORTER},
     {NULL, 0, NULL, 0}};
 
 void config_defaults(config_t *cfg) {
@@ -621,6 +627,7 @@ typedef struct {
   int explicit_reserved; /* --reserved-operator-connections (any source) */
   int source_operators;  /* this source named an operator */
   int source_verifiers;  /* this source named a verifier */
+  int source_leak;       /* this source named a --leak-reporter */
   int source_http;       /* this source named an --http-listen address */
 } parse_state_t;
 
@@ -791,6 +798,17 @@ static int config_apply(config_t *cfg, parse_state_t *st, int c,
     }
     rc = add_id(flag, val, c == OPT_VERIFIER_GROUP, &cfg->verifiers, err);
     cfg->any_verifier = 0;
+    break;
+  case OPT_LEAK_REPORTER:
+    /* As operators: a source's leak reporters replace the earlier ones. */
+    if (!st->source_leak) {
+      memset(&cfg->leak_reporters, 0, sizeof(cfg->leak_reporters));
+      st->source_leak = 1;
+    }
+    /* "uid:N" as tokend names users (the audit log's actor), a uid, or
+     * a user name. */
+    rc = add_id(flag, strncmp(val, "uid:", 4) == 0 ? val + 4 : val, 0,
+                &cfg->leak_reporters, err);
     break;
   case OPT_MAX_PENDING_CALLS:
     rc = parse_u32(flag, val, 1, 100000, &cfg->max_pending_calls, err);
@@ -987,6 +1005,7 @@ int config_parse(config_t *cfg, int argc, char **argv, FILE *out, FILE *err) {
       rc = config_file_parse(cfg, &st, file, err);
   }
   st.source_operators = st.source_verifiers = st.source_http = 0;
+  st.source_leak = 0;
   optind = 0;
   while (rc == 0 &&
          (c = getopt_long(argc, argv, ":h", long_options, &idx)) != -1) {
@@ -1080,6 +1099,7 @@ void config_print(const config_t *cfg, FILE *out) {
   print_ids(out, "operator-uid", "operator-group", &cfg->operators);
   if (!cfg->any_verifier)
     print_ids(out, "verifier-uid", "verifier-group", &cfg->verifiers);
+  print_ids(out, "leak-reporter", "leak-reporter", &cfg->leak_reporters);
   /* The URL may carry a password (--store-file keeps it out of argv): the
    * printout must not show it. */
   if (cfg->store_url[0] != '\0')

@@ -115,6 +115,9 @@ typedef struct {
   /* verifiers may call Verify; any_verifier: everyone (the default) */
   config_ids_t verifiers;
   int any_verifier;
+  /* --leak-reporter: who may call RevokeLeaked (issue 17), besides
+   * operators; none by default */
+  config_ids_t leak_reporters;
   /* The database's location as messages name it: for --db PATH (or a
    * --store sqlite:PATH), the path; for another backend, its URL. */
   char db_path[CONFIG_PATH_BYTES];

@@ -238,6 +238,7 @@ static const char *const reload_keys[] = {
     "operator-group",
     "verifier-uid",
     "verifier-group",
+    "leak-reporter",
     "max-connections",
     "max-connections-per-uid",
     "reserved-operator-connections",
@@ -325,6 +326,7 @@ void server_reload(server_t *s) {
   s->cfg.operators = next.operators;
   s->cfg.verifiers = next.verifiers;
   s->cfg.any_verifier = next.any_verifier;
+  s->cfg.leak_reporters = next.leak_reporters;
   s->cfg.max_connections = next.max_connections;
   s->cfg.max_connections_per_uid = next.max_connections_per_uid;
   s->cfg.reserved_operator_connections = next.reserved_operator_connections;

@@ -3,6 +3,8 @@
  *
  *   tokend-bench -s SOCKET -c CONNS -P PIPELINE -n REQUESTS
  *                -t verify|issue|revoke|mixed[,...] [--tokens N] [--csv]
+ *   tokend-bench -t bulk-revoke --tokens N -c 4 ...  (issue 17: Verify
+ *                before and while one BulkRevoke of every token runs)
  *
  * Model: CONNS connections, each with up to PIPELINE requests in flight. By
  * default a connection works like redis-benchmark's: it writes PIPELINE
@@ -44,8 +46,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,7 +148,9 @@ typedef enum {
   /* Revokes, paired: with --caching-clients clients attached, and none */
   TEST_CACHE_REVOKE,
   TEST_UV_VERIFY, /* Verifies through tokend_uv_*, -c clients, -P in flight */
-  TEST_SETUP      /* the --tokens phase: Issues, not reported as a test */
+  /* issue 17: Verify while one BulkRevoke --all runs (bench_run_bulk) */
+  TEST_BULK_REVOKE,
+  TEST_SETUP /* the --tokens phase: Issues, not reported as a test */
 } bench_test_kind_t;
 
 static const char *const bench_test_names[] = {"verify",
@@ -158,6 +164,7 @@ static const char *const bench_test_names[] = {"verify",
                                                "client-cache",
                                                "cache-revoke",
                                                "uv-verify",
+                                               "bulk-revoke",
                                                "setup"};
 
 /* What the answer to a request must be, decided when it is sent. */
@@ -289,6 +296,9 @@ typedef struct {
   pb_arena_t arena;
   int fatal; /* the run cannot go on: fatal_msg says why */
   char fatal_msg[BENCH_ERRMSG_BYTES];
+  /* bulk-revoke: set by the thread whose BulkRevoke returned; the Verify
+   * test running meanwhile stops sending then. NULL: no such test. */
+  atomic_int *stop_flag;
 } bench_t;
 
 static volatile sig_atomic_t bench_interrupted;
@@ -605,6 +615,7 @@ static bench_op_t pick_op(bench_t *b) {
   case TEST_CLIENT_CACHE: /* the library sends */
   case TEST_CACHE_REVOKE:
   case TEST_UV_VERIFY:
+  case TEST_BULK_REVOKE: /* runs verify tests */
     return OP_VERIFY;
   case TEST_ISSUE:
   case TEST_SETUP:
@@ -727,7 +738,8 @@ static void conn_queue_request(bench_t *b, bench_conn_t *c, uint64_t now) {
 
 static int test_stopping(const bench_t *b, uint64_t now) {
   return bench_interrupted ||
-         (b->t.deadline_ns != 0 && now >= b->t.deadline_ns);
+         (b->t.deadline_ns != 0 && now >= b->t.deadline_ns) ||
+         (b->stop_flag != NULL && atomic_load(b->stop_flag));
 }
 
 /* Sends what c may send now: in batch mode only once all of its previous
@@ -2255,6 +2267,116 @@ out:
 
 /* ---- options ---- */
 
+/* ---- bulk-revoke: Verify while one BulkRevoke takes every token ---- */
+
+/* The BulkRevoke's own thread: a blocking client call, timed. */
+typedef struct {
+  const char *socket_path;
+  const char *domain;
+  atomic_int done;
+  int rc;
+  uint32_t revoked;
+  uint64_t ns;
+  char errmsg[BENCH_ERRMSG_BYTES];
+} bench_bulk_t;
+
+static void *bulk_thread(void *arg) {
+  bench_bulk_t *k = arg;
+  tokend_bulk_select_t sel = {.all = 1};
+  tokend_client_t *c = NULL;
+  uint64_t t0;
+
+  /* No deadline: a revocation of millions may take minutes. */
+  k->rc = tokend_client_connect(k->socket_path, 0, &c);
+  if (k->rc == 0) {
+    t0 = now_ns();
+    k->rc = tokend_client_bulk_revoke(c, k->domain, &sel, &k->revoked, NULL);
+    k->ns = now_ns() - t0;
+    if (k->rc != 0)
+      snprintf(k->errmsg, sizeof(k->errmsg), "%s", tokend_client_errmsg(c));
+    tokend_client_close(c);
+  } else {
+    snprintf(k->errmsg, sizeof(k->errmsg), "cannot connect: %s",
+             tokend_strerror(k->rc));
+  }
+  atomic_store(&k->done, 1);
+  return NULL;
+}
+
+/* Three rows: Verify for -n requests before (every token active), Verify
+ * for as long as one BulkRevoke --all of the --tokens tokens runs (each
+ * answer VALID or REVOKED), then -n Verifies after it returned (each must
+ * say REVOKED: in effect before the answer); and the BulkRevoke's time.
+ * Verify's p99 and max during it against before is what shows whether the
+ * loop stalled. */
+static int bench_run_bulk(bench_t *b, uint64_t cpu0) {
+  bench_bulk_t k = {.socket_path = b->o.socket_path, .domain = b->o.domain};
+  pthread_t th;
+  uint64_t errors = 0;
+  size_t i;
+
+  if (b->n_pool == 0) {
+    bench_fail(b, "bulk-revoke: no tokens to revoke; pass --tokens");
+    return -1;
+  }
+  if (bench_run_test(b, TEST_VERIFY, b->o.requests, b->o.pipeline, b->o.window,
+                     b->o.rate, b->o.duration_s) != 0)
+    return -1;
+  b->t.label = "bulk-revoke: verify before";
+  print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+  errors += b->t.errors;
+
+  for (i = 0; i < b->n_pool; i++)
+    b->pool[i].state = TOKEN_REVOKING;
+  b->n_active = 0;
+  atomic_init(&k.done, 0);
+  if (pthread_create(&th, NULL, bulk_thread, &k) != 0) {
+    bench_fail(b, "bulk-revoke: cannot start a thread");
+    return -1;
+  }
+  b->stop_flag = &k.done;
+  cpu0 = cpu_ns();
+  if (bench_run_test(b, TEST_VERIFY, UINT64_MAX >> BENCH_SLOT_BITS,
+                     b->o.pipeline, b->o.window, b->o.rate, 0) != 0) {
+    pthread_join(th, NULL);
+    b->stop_flag = NULL;
+    return -1;
+  }
+  pthread_join(th, NULL);
+  b->stop_flag = NULL;
+  b->t.label = "bulk-revoke: verify during";
+  print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+  if (k.rc != 0) {
+    bench_fail(b, "bulk-revoke: BulkRevoke failed: %s", k.errmsg);
+    return -1;
+  }
+  if (b->o.csv)
+    fprintf(stderr, "tokend-bench: bulk-revoke: %u tokens in %.3f s\n",
+            (unsigned)k.revoked, (double)k.ns / 1e9);
+  else
+    printf("====== bulk-revoke: BulkRevoke --all ======\n"
+           "  %u tokens revoked in one call: %.3f seconds (%.0f per "
+           "second)\n\n",
+           (unsigned)k.revoked, (double)k.ns / 1e9,
+           k.ns > 0 ? (double)k.revoked / ((double)k.ns / 1e9) : 0);
+  if (k.revoked != b->n_pool)
+    bench_unexpected(b, "bulk-revoke: revoked %u of %zu tokens",
+                     (unsigned)k.revoked, b->n_pool);
+  errors += b->t.errors;
+
+  for (i = 0; i < b->n_pool; i++)
+    b->pool[i].state = TOKEN_REVOKED;
+  cpu0 = cpu_ns();
+  if (bench_run_test(b, TEST_VERIFY, b->o.requests, b->o.pipeline, b->o.window,
+                     b->o.rate, b->o.duration_s) != 0)
+    return -1;
+  b->t.label = "bulk-revoke: verify after";
+  print_result(b, cpu_ns() - cpu0, UINT64_MAX);
+  /* What main adds up: every row's unexpected answers. */
+  b->t.errors += errors;
+  return 0;
+}
+
 static const char bench_usage[] =
     "Usage: tokend-bench [options]\n"
     "\n"
@@ -2269,8 +2391,13 @@ static const char bench_usage[] =
     "                        with --duration and no -n)\n"
     "  -t, --tests LIST      comma-separated: verify, issue, revoke, mixed,\n"
     "                        warm-up, echo, client-cache, cache-revoke,\n"
-    "                        uv-verify (default verify);\n"
+    "                        uv-verify, bulk-revoke (default verify);\n"
     "                        run in order.\n"
+    "                        bulk-revoke: -n Verifies, then Verifies while\n"
+    "                        one BulkRevoke --all of the --tokens tokens\n"
+    "                        runs (each VALID or REVOKED), then -n more\n"
+    "                        (each REVOKED); reports the three and the\n"
+    "                        BulkRevoke's time\n"
     "                        client-cache: libtokend-client on one thread\n"
     "                        (-c and -P do not apply): -n Verifies of the\n"
     "                        --tokens tokens uncached (at most 100000),\n"
@@ -2780,6 +2907,8 @@ int main(int argc, char **argv) {
       rc = bench_run_uv_verify(b);
     else if (kind == TEST_CATCH_UP)
       rc = bench_run_catch_up(b);
+    else if (kind == TEST_BULK_REVOKE)
+      rc = bench_run_bulk(b, cpu0);
     else
       rc = bench_run_test(
           b, kind, kind == TEST_WARM_UP ? b->n_pool : b->o.requests,
@@ -2791,7 +2920,8 @@ int main(int argc, char **argv) {
     if (server_ok && proc_cpu_ns(b->o.server_pid, &server1) == 0 &&
         server1 >= server0)
       server_cpu = server1 - server0;
-    if (kind != TEST_REVOKE_EVERYWHERE && kind != TEST_CACHE_REVOKE)
+    if (kind != TEST_REVOKE_EVERYWHERE && kind != TEST_CACHE_REVOKE &&
+        kind != TEST_BULK_REVOKE)
       print_result(b, cpu_ns() - cpu0, server_cpu);
     if (b->t.errors > 0 && errors == 0)
       snprintf(first_error, sizeof(first_error), "%s: %s",

@@ -719,6 +719,7 @@ int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m) {
   case TOKEND__V1__REQUEST__METHOD_SERVER_STATUS:
   case TOKEND__V1__REQUEST__METHOD_GET_CACHE_REGION:
   case TOKEND__V1__REQUEST__METHOD_LOOKUP:
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
     return 1;
   default:
     return 0;
@@ -2116,6 +2117,195 @@ int tokend_client_roll(tokend_client_t *client, const char *domain,
   /* The answer held the new secret. */
   if (res->token != NULL)
     sodium_memzero(res->token, strlen(res->token));
+  client_response_free(resp);
+  return rc;
+}
+
+/* ---- issue 17: revocation in bulk ---- */
+
+int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
+                              const tokend_bulk_select_t *sel,
+                              uint32_t *revoked, uint32_t *already_revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__BulkRevokeRequest bulk = TOKEND__V1__BULK_REVOKE_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || sel == NULL ||
+      (sel->n_token_ids > 0 && sel->token_ids == NULL))
+    return client_fail(client, TOKEND_EINVAL,
+                       "domain, selection or token ids is NULL");
+  bulk.domain = (char *)domain;
+  /* tokend checks the selection (exactly one, each valid) and names the
+   * field it refuses. */
+  bulk.n_token_ids = sel->n_token_ids;
+  bulk.token_ids = (char **)sel->token_ids;
+  if (sel->created_by != NULL)
+    bulk.created_by = (char *)sel->created_by;
+  bulk.all = sel->all ? 1 : 0;
+  bulk.created_before = sel->created_before;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_BULK_REVOKE;
+  req.bulk_revoke = &bulk;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_BULK_REVOKE,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  if (revoked != NULL)
+    *revoked = resp->bulk_revoke->revoked;
+  if (already_revoked != NULL)
+    *already_revoked = resp->bulk_revoke->already_revoked;
+  client_note_propagation(client, resp->bulk_revoke->propagation);
+  client_response_free(resp);
+  return 0;
+}
+
+/* ---- issue 17: domain policies ---- */
+
+int tokend_client_set_domain_policy(tokend_client_t *client, const char *domain,
+                                    const tokend_domain_policy_t *policy) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__SetDomainPolicyRequest set =
+      TOKEND__V1__SET_DOMAIN_POLICY_REQUEST__INIT;
+  Tokend__V1__DomainPolicy pb = TOKEND__V1__DOMAIN_POLICY__INIT;
+  char *scopes[TOKEND_MAX_SCOPES];
+  Tokend__V1__Response *resp;
+  size_t i;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (domain == NULL || policy == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain or policy is NULL");
+  if (policy->n_allowed_scopes > TOKEND_MAX_SCOPES)
+    return client_fail(client, TOKEND_EINVAL,
+                       "policy.allowed_scopes: at most %d scopes",
+                       TOKEND_MAX_SCOPES);
+  for (i = 0; i < policy->n_allowed_scopes; i++)
+    scopes[i] = (char *)policy->allowed_scopes[i];
+  pb.max_lifetime_ms = policy->max_lifetime_ms;
+  pb.require_expiry = policy->require_expiry ? 1 : 0;
+  pb.n_allowed_scopes = policy->n_allowed_scopes;
+  pb.allowed_scopes = scopes;
+  pb.max_active_tokens = policy->max_active_tokens;
+  set.domain = (char *)domain;
+  set.policy = &pb;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY;
+  req.set_domain_policy = &set;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_SET_DOMAIN_POLICY,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  client_note_propagation(client, resp->set_domain_policy->propagation);
+  client_response_free(resp);
+  return 0;
+}
+
+int tokend_client_get_domain_policy(tokend_client_t *client, const char *domain,
+                                    tokend_domain_policy_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GetDomainPolicyRequest get =
+      TOKEND__V1__GET_DOMAIN_POLICY_REQUEST__INIT;
+  const Tokend__V1__DomainPolicy *pb;
+  Tokend__V1__Response *resp;
+  size_t i;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (domain == NULL)
+    return client_fail(client, TOKEND_EINVAL, "domain is NULL");
+  get.domain = (char *)domain;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY;
+  req.get_domain_policy = &get;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_GET_DOMAIN_POLICY,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  pb = resp->get_domain_policy->policy;
+  if (pb != NULL) {
+    if (pb->n_allowed_scopes > TOKEND_MAX_SCOPES)
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent more than %d allowed scopes",
+                       TOKEND_MAX_SCOPES);
+    for (i = 0; rc == 0 && i < pb->n_allowed_scopes; i++)
+      if (client_copy_str(out->allowed_scopes[i],
+                          sizeof(out->allowed_scopes[i]),
+                          pb->allowed_scopes[i]) != 0)
+        rc = client_fail(client, TOKEND_EPROTO,
+                         "tokend sent a scope longer than %d characters",
+                         TOKEND_SCOPE_MAX_CHARS);
+    if (rc == 0 && client_copy_str(out->updated_by, sizeof(out->updated_by),
+                                   pb->updated_by) != 0)
+      rc = client_fail(client, TOKEND_EPROTO,
+                       "tokend sent a user name longer than %d characters",
+                       TOKEND_USER_MAX_CHARS);
+    if (rc == 0) {
+      out->n_allowed_scopes = pb->n_allowed_scopes;
+      out->max_lifetime_ms = pb->max_lifetime_ms;
+      out->require_expiry = pb->require_expiry != 0;
+      out->max_active_tokens = pb->max_active_tokens;
+      out->updated_at = pb->updated_at;
+    }
+  }
+  client_response_free(resp);
+  if (rc != 0)
+    memset(out, 0, sizeof(*out));
+  return rc;
+}
+
+/* ---- issue 17: leaked tokens ---- */
+
+int tokend_client_revoke_leaked(tokend_client_t *client,
+                                const char *const *tokens, size_t n,
+                                const char *source, int *found,
+                                uint32_t *revoked) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeLeakedRequest leaked =
+      TOKEND__V1__REVOKE_LEAKED_REQUEST__INIT;
+  const Tokend__V1__RevokeLeakedResponse *res;
+  Tokend__V1__Response *resp;
+  size_t i;
+  int rc;
+
+  if (client == NULL)
+    return TOKEND_EINVAL;
+  if (tokens == NULL || n == 0 || n > TOKEND_LEAKED_MAX)
+    return client_fail(client, TOKEND_EINVAL, "tokens: give 1 to %d secrets",
+                       TOKEND_LEAKED_MAX);
+  for (i = 0; i < n; i++)
+    if (tokens[i] == NULL)
+      return client_fail(client, TOKEND_EINVAL, "tokens[%zu] is NULL", i);
+  /* client_call packs the request into the client's buffer, which it
+   * wipes: the secrets leave no copy behind here. */
+  leaked.n_tokens = n;
+  leaked.tokens = (char **)tokens;
+  if (source != NULL)
+    leaked.source = (char *)source;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED;
+  req.revoke_leaked = &leaked;
+
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_REVOKE_LEAKED,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  res = resp->revoke_leaked;
+  if (res->n_found != n) {
+    rc = client_fail(client, TOKEND_EPROTO,
+                     "tokend answered for %zu secrets, not %zu", res->n_found,
+                     n);
+  } else {
+    for (i = 0; found != NULL && i < n; i++)
+      found[i] = res->found[i] ? 1 : 0;
+    if (revoked != NULL)
+      *revoked = res->revoked;
+    client_note_propagation(client, res->propagation);
+  }
   client_response_free(resp);
   return rc;
 }

@@ -290,11 +290,11 @@ static int ctl_admins_revoke(ctl_opts_t *opts, int argc, char **argv) {
     if (left > 0)
       fprintf(stderr,
               "tokenctl admins revoke: warning: %llu token%s %s issued in %s "
-              "%s still active; `tokenctl list --domain %s` shows them and "
-              "`tokenctl revoke --domain %s ID` revokes each (next time, "
-              "--revoke-tokens does it in the same transaction)\n",
+              "%s still active; `tokenctl revoke --domain %s --created-by "
+              "%s` revokes them (next time, --revoke-tokens does it in the "
+              "same transaction)\n",
               (unsigned long long)left, left == 1 ? "" : "s", shown, domain,
-              left == 1 ? "is" : "are", domain, domain);
+              left == 1 ? "is" : "are", domain, user);
   }
 
   if (opts->json) {

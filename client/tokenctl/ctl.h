@@ -137,6 +137,45 @@ int ctl_show(ctl_opts_t *opts, int argc, char **argv);
 int ctl_edit(ctl_opts_t *opts, int argc, char **argv);
 int ctl_roll(ctl_opts_t *opts, int argc, char **argv);
 
+/* ---- issue 17: revocation in bulk (cmd_bulk.c) ---- */
+
+/* Long-only options of the bulk forms of `revoke` (numbered apart from
+ * the enum above, which other commands extend). */
+enum {
+  OPT_CREATED_BY = 400,
+  OPT_CREATED_BEFORE,
+  OPT_YES,
+  OPT_MAX_LIFETIME,
+  OPT_REQUIRE_EXPIRY,
+  OPT_ALLOWED_SCOPES,
+  OPT_MAX_ACTIVE,
+  OPT_SOURCE
+};
+
+/* The bulk selectors `revoke` parsed (NULL / 0: not given). */
+typedef struct {
+  const char *created_by;
+  const char *created_before; /* as given: a date or Unix ms */
+  int all;
+  int yes; /* --yes: do not ask */
+} ctl_bulk_args_t;
+
+/* `revoke` with several TOKEN_IDs (ids[0..n_ids)) or one of args'
+ * selectors: checks there is one selection, asks on a terminal unless
+ * args->yes (refusing anywhere else), calls BulkRevoke and prints how many
+ * were revoked. Returns the exit status. */
+int ctl_bulk_revoke(const ctl_command_t *cmd, ctl_opts_t *opts,
+                    const char *domain, const ctl_bulk_args_t *args, int n_ids,
+                    char **ids);
+
+/* tokenctl revoke-leaked (cmd_bulk.c): secrets on stdin, RevokeLeaked. */
+extern const char ctl_revoke_leaked_usage[];
+int ctl_revoke_leaked(ctl_opts_t *opts, int argc, char **argv);
+
+/* tokenctl policy show / set (cmd_policy.c). */
+extern const char ctl_policy_usage[];
+int ctl_policy(ctl_opts_t *opts, int argc, char **argv);
+
 /* The command called name (main.c's table), or NULL. */
 const ctl_command_t *ctl_find_command(const char *name);
 /* An `admins` subcommand by its own name ("grant") or full name ("admins

@@ -34,6 +34,8 @@ static const char ctl_main_usage[] =
     "  whoami   show how tokend sees you\n"
     "  status   show how tokend is doing (current with its store?)\n"
     "  backup   write a consistent copy of tokend's database to a file\n"
+    "  policy   show or set a domain's policy (lifetime, scopes, count)\n"
+    "  revoke-leaked  revoke secrets found in public, read from stdin\n"
     "  help     show a command's help\n"
     "  show     show one token without using it (by id, or secret on stdin)\n"
     "  edit     change a token's label, metadata, expiry or scopes\n"
@@ -64,6 +66,9 @@ static const ctl_command_t ctl_commands[] = {
     {"show", ctl_show, ctl_show_usage},
     {"edit", ctl_edit, ctl_edit_usage},
     {"roll", ctl_roll, ctl_roll_usage},
+    /* issue 17 */
+    {"policy", ctl_policy, ctl_policy_usage},
+    {"revoke-leaked", ctl_revoke_leaked, ctl_revoke_leaked_usage},
 };
 
 static const ctl_command_t ctl_main = {"", NULL, ctl_main_usage};

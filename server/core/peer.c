@@ -44,6 +44,8 @@ int peer_identify(int fd, const config_t *cfg, peer_t *peer) {
   peer->is_operator = ids_match(&cfg->operators, peer->uid, gids, n_gids);
   peer->is_verifier =
       cfg->any_verifier || ids_match(&cfg->verifiers, peer->uid, gids, n_gids);
+  peer->is_leak_reporter =
+      ids_match(&cfg->leak_reporters, peer->uid, gids, n_gids);
   snprintf(peer->user, sizeof(peer->user), "uid:%u", (unsigned)peer->uid);
   return 0;
 }

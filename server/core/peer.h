@@ -15,6 +15,7 @@ typedef struct {
   int32_t pid;
   int is_operator;
   int is_verifier;
+  int is_leak_reporter;         /* --leak-reporter: may call RevokeLeaked */
   char user[TOKEND_USER_BYTES]; /* "uid:<uid>": who a non-operator acts as */
 } peer_t;
 

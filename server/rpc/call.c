@@ -188,27 +188,73 @@ Tokend__V1__Propagation *call_propagation(const call_t *call,
   return buf;
 }
 
+static void call_applied(call_t *call, int err);
+
+/* apply_more's handle is closed: the call goes on. */
+static void call_slicer_closed(uv_handle_t *h) {
+  call_t *call = container_of((uv_idle_t *)h, call_t, slicer);
+
+  call_applied(call, 0);
+}
+
+/* Once a loop turn: the next part of a large write's memory change. */
+static void call_slice(uv_idle_t *h) {
+  call_t *call = container_of(h, call_t, slicer);
+
+  if (call->kind->apply_more(call))
+    return;
+  uv_idle_stop(h);
+  uv_close((uv_handle_t *)h, call_slicer_closed);
+}
+
 /* The one done path of every call the store answers. Memory follows the
  * store whether or not the caller is still there; the answer only if it
  * is. */
 static void call_done(store_job_t *job) {
   call_t *call = container_of(job, call_t, job);
   const call_kind_t *kind = call->kind;
-  char msg[TOKEND_USER_BYTES + TOKEND_DOMAIN_BYTES +
-           TOKEND_STATUS_MESSAGE_BYTES];
   int err;
 
   if (kind->flags & CALL_PAGED) {
     /* A page may be megabytes: made when the peer is ready to read it. */
     if (call->sink->ops->answer_later(call->sink, job))
       return;
-    if (!rpc_sink_open(call->sink))
-      goto out;
+    if (!rpc_sink_open(call->sink)) {
+      if (kind->fini != NULL)
+        kind->fini(call);
+      call_end(call);
+      return;
+    }
   }
   exit_if_outcome_unknown(job);
-  if (refused_by_worker(call))
-    goto out;
+  if (refused_by_worker(call)) {
+    if (kind->fini != NULL)
+      kind->fini(call);
+    call_end(call);
+    return;
+  }
   err = kind->apply != NULL ? kind->apply(call) : job->result;
+  /* The first part now; the others on later turns, Verifies between. */
+  if (err == 0 && kind->apply_more != NULL && kind->apply_more(call)) {
+    if (call->rpc->env.loop != NULL &&
+        uv_idle_init(call->rpc->env.loop, &call->slicer) == 0 &&
+        uv_idle_start(&call->slicer, call_slice) == 0)
+      return;
+    /* No loop (unit tests) or no handle: the rest at once. */
+    while (kind->apply_more(call))
+      ;
+  }
+  call_applied(call, err);
+}
+
+/* After apply (and every part of apply_more): answers, at once or once
+ * the write has spread, and ends the call. */
+static void call_applied(call_t *call, int err) {
+  const call_kind_t *kind = call->kind;
+  store_job_t *job = &call->job;
+  char msg[TOKEND_USER_BYTES + TOKEND_DOMAIN_BYTES +
+           TOKEND_STATUS_MESSAGE_BYTES];
+
   if (err != 0) {
     error_message(call, err, msg, sizeof(msg));
     if (rpc_sink_open(call->sink))

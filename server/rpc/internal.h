@@ -112,6 +112,12 @@ int rpc_refuse_not_domain_admin(rpc_t *r, sink_t *k, uint64_t call_id,
                                 const authz_actor_t *actor, const char *method,
                                 const char *domain);
 
+/* RevokeLeaked's rule (issue 17): a --leak-reporter or an operator;
+ * otherwise PERMISSION_DENIED (audited) and 1. */
+int rpc_refuse_not_leak_reporter(rpc_t *r, sink_t *k, uint64_t call_id,
+                                 const authz_actor_t *actor,
+                                 const char *method);
+
 /* Refuses a Verify by a peer that is neither a verifier nor an operator. */
 void rpc_refuse_verify(rpc_t *r, sink_t *k, uint64_t call_id);
 
@@ -146,6 +152,13 @@ typedef struct {
   void (*ok)(call_t *call);
   /* Frees what the job's outputs hold (NULL: nothing). */
   void (*fini)(call_t *call);
+  /* Writes whose memory change is too large for one turn of the loop
+   * (a BulkRevoke of 100,000 tokens), NULL otherwise: after apply
+   * succeeded, applies the next part (call->applied counts what is done)
+   * and returns 1 while parts remain, 0 after the last. call.c calls it
+   * once a loop turn (an idle handle), so Verifies are answered between
+   * parts; the call goes on (propagation wait, answer) after the last. */
+  int (*apply_more)(call_t *call);
 } call_kind_t;
 
 #define CALL_WRITE 1u /* the message says whether the change is in effect */
@@ -171,6 +184,12 @@ struct call_s {
   int has_propagation;            /* the wait ended: propagation is set */
   store_propagation_t propagation;
   uint64_t started_ns; /* uv_hrtime() at call_new */
+  /* kind->apply_more: its progress, and the handle that calls it once a
+   * loop turn (closed after the last part; the call goes on from its
+   * close callback). */
+  size_t applied;
+  uint64_t applied_max_ns; /* the longest part (for the log) */
+  uv_idle_t slicer;
 };
 
 /* The answer's Propagation field for call, in *buf: NULL when the write

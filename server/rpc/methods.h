@@ -54,14 +54,23 @@
     RPC_WHO_VERIFIER, rpc_get_cache_region)                                    \
   X(Lookup, lookup, LOOKUP, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_lookup)          \
   X(Edit, edit, EDIT, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_edit)                  \
-  X(Roll, roll, ROLL, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_roll)
+  X(Roll, roll, ROLL, DOMAIN, RPC_WHO_DOMAIN_ADMIN, rpc_roll)                  \
+  X(BulkRevoke, bulk_revoke, BULK_REVOKE, DOMAIN, RPC_WHO_DOMAIN_ADMIN,        \
+    rpc_bulk_revoke)                                                           \
+  X(SetDomainPolicy, set_domain_policy, SET_DOMAIN_POLICY, DOMAIN,             \
+    RPC_WHO_OPERATOR, rpc_set_domain_policy)                                   \
+  X(GetDomainPolicy, get_domain_policy, GET_DOMAIN_POLICY, DOMAIN,             \
+    RPC_WHO_DOMAIN_ADMIN, rpc_get_domain_policy)                               \
+  X(RevokeLeaked, revoke_leaked, REVOKE_LEAKED, NO_DOMAIN,                     \
+    RPC_WHO_LEAK_REPORTER, rpc_revoke_leaked)
 
 /* Who may call a method. */
 typedef enum {
   RPC_WHO_ANYONE,
   RPC_WHO_VERIFIER,     /* a verifier or an operator */
   RPC_WHO_DOMAIN_ADMIN, /* an admin of the domain, or break-glass */
-  RPC_WHO_OPERATOR
+  RPC_WHO_OPERATOR,
+  RPC_WHO_LEAK_REPORTER /* --leak-reporter, or an operator (issue 17) */
 } rpc_who_t;
 
 #endif

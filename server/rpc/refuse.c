@@ -145,3 +145,19 @@ void rpc_refuse_verify(rpc_t *r, sink_t *k, uint64_t call_id) {
   rpc_refuse(r, k, call_id, &self, "Verify", "not-verifier", "", TOKEND_EPERM,
              why);
 }
+
+int rpc_refuse_not_leak_reporter(rpc_t *r, sink_t *k, uint64_t call_id,
+                                 const authz_actor_t *actor,
+                                 const char *method) {
+  char why[TOKEND_STATUS_MESSAGE_BYTES];
+
+  if (k->peer.is_leak_reporter || k->peer.is_operator)
+    return 0;
+  snprintf(why, sizeof(why),
+           "%s may not call %s: --leak-reporter identities and operators "
+           "only",
+           k->peer.user, method);
+  rpc_refuse(r, k, call_id, actor, method, "leak-reporters-only", "",
+             TOKEND_EPERM, why);
+  return 1;
+}

@@ -221,6 +221,32 @@ static const char *request_token_field(const Tokend__V1__Request *req) {
     return holds_token(req->roll->domain)     ? "domain"
            : holds_token(req->roll->token_id) ? "token_id"
                                               : NULL;
+  case TOKEND__V1__REQUEST__METHOD_BULK_REVOKE:
+    if (holds_token(req->bulk_revoke->domain))
+      return "domain";
+    if (holds_token(req->bulk_revoke->created_by))
+      return "created_by";
+    for (i = 0; i < req->bulk_revoke->n_token_ids; i++)
+      if (holds_token(req->bulk_revoke->token_ids[i]))
+        return "token_ids";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY:
+    if (holds_token(req->set_domain_policy->domain))
+      return "domain";
+    if (req->set_domain_policy->policy == NULL)
+      return NULL;
+    if (holds_token(req->set_domain_policy->policy->updated_by))
+      return "policy.updated_by";
+    for (i = 0; i < req->set_domain_policy->policy->n_allowed_scopes; i++)
+      if (holds_token(req->set_domain_policy->policy->allowed_scopes[i]))
+        return "policy.allowed_scopes";
+    return NULL;
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
+    return holds_token(req->get_domain_policy->domain) ? "domain" : NULL;
+  /* Its tokens are secrets by design (wiped with the arena, never logged
+   * nor stored); only its source must not hold one. */
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED:
+    return holds_token(req->revoke_leaked->source) ? "source" : NULL;
   default:
     return NULL;
   }
@@ -237,6 +263,8 @@ static int refused_by_table(rpc_t *r, sink_t *k, uint64_t call_id,
     return rpc_refuse_not_verifier(r, k, call_id);
   case RPC_WHO_OPERATOR:
     return rpc_refuse_not_operator(r, k, call_id, actor, method, domain);
+  case RPC_WHO_LEAK_REPORTER:
+    return rpc_refuse_not_leak_reporter(r, k, call_id, actor, method);
   case RPC_WHO_DOMAIN_ADMIN:
   case RPC_WHO_ANYONE:
     break;

@@ -2,6 +2,8 @@
  * found again (store/jobs.h). Backend-neutral: only store.h calls. */
 #include "store/jobs.h"
 
+#include "store/policy.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,13 @@ int store_job_writes(const store_job_t *job) {
 }
 
 void store_job_clear_outputs(store_job_t *job) {
+  if (job->kind == STORE_JOB_BULK_REVOKE) {
+    free(job->u.bulk_revoke.revoked);
+    job->u.bulk_revoke.revoked = NULL;
+    job->u.bulk_revoke.n_revoked = 0;
+    job->u.bulk_revoke.n_already = 0;
+    return;
+  }
   if (job->kind != STORE_JOB_ADMIN_REMOVE)
     return;
   free(job->u.admin_remove.hashes);
@@ -31,7 +40,23 @@ void store_job_clear_outputs(store_job_t *job) {
 }
 
 int store_job_run_issue(store_t *store, store_job_t *job) {
-  return store_insert(store, &job->u.issue.row);
+  store_token_t *row = &job->u.issue.row;
+  char why[sizeof(job->errmsg)]; /* the answer's message */
+  /* The domain's policy (issue 17), in this transaction: every host
+   * agrees on it, and Issues of one group commit count each other. */
+  int err =
+      store_policy_enforce(store, row->domain, row->created_at, row->expires_at,
+                           row->scopes, 1, why, sizeof(why));
+
+  if (err == TOKEND_EINVAL || err == TOKEND_EQUOTA) {
+    store_job_fail(job, err, why);
+    if (job->audit != NULL)
+      snprintf(job->audit->detail, sizeof(job->audit->detail), "%s", why);
+    return 0;
+  }
+  if (err != 0)
+    return err;
+  return store_insert(store, row);
 }
 
 int store_job_run_revoke(store_t *store, store_job_t *job) {
@@ -74,6 +99,112 @@ int store_job_run_admin_remove(store_t *store, store_job_t *job) {
     return err;
   store_job_fail(job, err, "this user is not an admin of this domain");
   return 0;
+}
+
+/* Every token revoked gets its own audit row, in the same transaction;
+ * the job's own record (appended by store_job_run) sums the call up. */
+int store_job_run_bulk_revoke(store_t *store, store_job_t *job) {
+  store_audit_t *ev;
+  size_t i;
+  int err = store_bulk_revoke(
+      store, job->u.bulk_revoke.domain, &job->u.bulk_revoke.sel,
+      job->u.bulk_revoke.now, job->u.bulk_revoke.by,
+      &job->u.bulk_revoke.revoked, &job->u.bulk_revoke.n_revoked,
+      &job->u.bulk_revoke.n_already, job->u.bulk_revoke.missing);
+
+  if (err == TOKEND_ENOTFOUND) {
+    store_job_fail(job, err, "no such token in this domain");
+    if (job->audit != NULL)
+      snprintf(job->audit->detail, sizeof(job->audit->detail),
+               "token_ids: no token %s in this domain; nothing revoked",
+               job->u.bulk_revoke.missing);
+    return 0;
+  }
+  if (err != 0 || job->audit == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; err == 0 && i < job->u.bulk_revoke.n_revoked; i++) {
+    *ev = *job->audit;
+    snprintf(ev->token_id, sizeof(ev->token_id), "%s",
+             job->u.bulk_revoke.revoked[i].id);
+    err = store_audit_append(store, ev);
+  }
+  free(ev);
+  if (err == 0) {
+    char what[sizeof(job->audit->detail)];
+
+    memcpy(what, job->audit->detail, sizeof(what));
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "%.180s: %zu revoked, %zu already revoked", what,
+             job->u.bulk_revoke.n_revoked, job->u.bulk_revoke.n_already);
+  }
+  return err;
+}
+
+/* The policy before (for the audit row's before/after) and after. */
+int store_job_run_policy_set(store_t *store, store_job_t *job) {
+  int err = store_policy_get(store, job->u.policy_set.policy.domain,
+                             &job->u.policy_set.before);
+
+  if (err != 0 && err != TOKEND_ENOTFOUND)
+    return err;
+  job->u.policy_set.had = err == 0;
+  if (job->audit != NULL) {
+    char before[120], after[120];
+
+    store_policy_describe(job->u.policy_set.had ? &job->u.policy_set.before
+                                                : NULL,
+                          before, sizeof(before));
+    store_policy_describe(&job->u.policy_set.policy, after, sizeof(after));
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "before: %s; after: %s", before, after);
+  }
+  return store_policy_set(store, &job->u.policy_set.policy);
+}
+
+int store_job_run_policy_get(store_t *store, store_job_t *job) {
+  int err = store_policy_get(store, job->u.policy_get.domain,
+                             &job->u.policy_get.policy);
+
+  job->u.policy_get.found = err == 0;
+  return err == TOKEND_ENOTFOUND ? 0 : err;
+}
+
+/* Each token revoked is audited as leaked, in its own domain, with where it
+ * was found (never the secret); the job's own record sums the call up. */
+int store_job_run_leaked(store_t *store, store_job_t *job) {
+  store_hash_token_t *it;
+  store_audit_t *ev;
+  size_t i;
+  int err = store_revoke_by_hash(store, job->u.leaked.items, job->u.leaked.n,
+                                 job->u.leaked.now, job->u.leaked.by, 1);
+
+  job->u.leaked.n_revoked = 0;
+  if (err != 0 || job->audit == NULL)
+    return err;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; err == 0 && i < job->u.leaked.n; i++) {
+    it = &job->u.leaked.items[i];
+    if (!it->revoked_now)
+      continue;
+    job->u.leaked.n_revoked++;
+    *ev = *job->audit;
+    snprintf(ev->domain, sizeof(ev->domain), "%s", it->domain);
+    snprintf(ev->token_id, sizeof(ev->token_id), "%s", it->id);
+    snprintf(ev->detail, sizeof(ev->detail), "leaked: found at %.200s",
+             job->u.leaked.source[0] != '\0' ? job->u.leaked.source
+                                             : "(no source given)");
+    err = store_audit_append(store, ev);
+  }
+  free(ev);
+  if (err == 0)
+    snprintf(job->audit->detail, sizeof(job->audit->detail),
+             "%zu given, %zu revoked as leaked; source %.160s", job->u.leaked.n,
+             job->u.leaked.n_revoked,
+             job->u.leaked.source[0] != '\0' ? job->u.leaked.source : "-");
+  return err;
 }
 
 /* The audit record alone: store_job_run appends it. */
@@ -287,37 +418,6 @@ int store_job_run_lookup(store_t *store, store_job_t *job) {
   return 0;
 }
 
-int store_job_policy_expiry(store_t *store, const char *domain, int64_t now,
-                            int64_t expires_at, char *why, size_t why_len) {
-  store_policy_t *pol = malloc(sizeof(*pol));
-  int err;
-
-  if (pol == NULL)
-    return TOKEND_ENOMEM;
-  err = store_policy_get(store, domain, pol);
-  if (err == TOKEND_ENOTFOUND) {
-    err = 0;
-    goto out;
-  }
-  if (err != 0)
-    goto out;
-  if (expires_at == 0 && pol->require_expiry) {
-    snprintf(why, why_len,
-             "expires_at: the domain's policy requires tokens to expire");
-    err = TOKEND_EINVAL;
-  } else if (pol->max_lifetime_ms > 0 &&
-             (expires_at == 0 || expires_at - now > pol->max_lifetime_ms)) {
-    snprintf(why, why_len,
-             "expires_at: the domain's policy allows at most %lld ms from "
-             "now",
-             (long long)pol->max_lifetime_ms);
-    err = TOKEND_EINVAL;
-  }
-out:
-  free(pol);
-  return err;
-}
-
 /* 1 if scope is one of the space-separated scopes. */
 static int scope_held(const char *scopes, const char *scope, size_t len) {
   const char *p = scopes;
@@ -431,8 +531,11 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
      * the domain's policy. Shortening needs no permission. */
     if (b->expires_at != 0 &&
         (a->expires_at == 0 || a->expires_at > b->expires_at)) {
-      err = store_job_policy_expiry(store, a->domain, now, a->expires_at, why,
-                                    sizeof(why));
+      /* The expiry only: scopes only narrow, and narrowing a token
+       * that holds a scope the policy no longer allows must stay
+       * possible. */
+      err = store_policy_enforce(store, a->domain, now, a->expires_at, "", 0,
+                                 why, sizeof(why));
       if (err == TOKEND_EINVAL) {
         store_job_fail(job, err, why);
         return 0;
@@ -455,6 +558,7 @@ int store_job_run_roll(store_t *store, store_job_t *job) {
   store_token_t *old = job->u.roll.old, *fresh = job->u.roll.fresh;
   int64_t now = job->u.roll.now, until = now + job->u.roll.grace_ms;
   char why[sizeof(job->errmsg)];
+  store_policy_t pol;
   int err = store_token_get(store, job->u.roll.domain, job->u.roll.id, old);
 
   if (err == TOKEND_ENOTFOUND) {
@@ -489,8 +593,21 @@ int store_job_run_roll(store_t *store, store_job_t *job) {
   fresh->created_at = now;
   fresh->expires_at =
       old->expires_at != 0 ? now + (old->expires_at - old->created_at) : 0;
-  err = store_job_policy_expiry(store, fresh->domain, now, fresh->expires_at,
-                                why, sizeof(why));
+  /* Under the domain's policy as an Issue is, with two differences: a
+   * lifetime longer than the policy allows is cut to it (a Roll, often of
+   * a leaked token, is not refused for what the policy came to forbid
+   * after the old one was issued), and the active-token cap is not
+   * counted (the new token replaces the old one). */
+  if ((err = store_policy_get(store, fresh->domain, &pol)) == 0) {
+    if (pol.max_lifetime_ms > 0 &&
+        (fresh->expires_at == 0 ||
+         fresh->expires_at - now > pol.max_lifetime_ms))
+      fresh->expires_at = now + pol.max_lifetime_ms;
+  } else if (err != TOKEND_ENOTFOUND) {
+    return err;
+  }
+  err = store_policy_enforce(store, fresh->domain, now, fresh->expires_at,
+                             fresh->scopes, 0, why, sizeof(why));
   if (err == TOKEND_EINVAL) {
     store_job_fail(job, err, why);
     return 0;
@@ -555,4 +672,50 @@ int store_job_reconcile_roll(store_t *store, store_job_t *job) {
   }
   free(row);
   return err == TOKEND_ENOTFOUND ? 0 : err;
+}
+
+int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job) {
+  int err = store_revoked_at_by(store, job->u.bulk_revoke.domain,
+                                job->u.bulk_revoke.now, job->u.bulk_revoke.by,
+                                &job->u.bulk_revoke.revoked,
+                                &job->u.bulk_revoke.n_revoked);
+
+  /* A revocation that took nothing cannot be told from one that did not
+   * run: it changed nothing either way, so it is not applied. */
+  if (err == 0 && job->u.bulk_revoke.n_revoked > 0)
+    job->applied = 1;
+  return err;
+}
+
+int store_job_reconcile_policy_set(store_t *store, store_job_t *job) {
+  store_policy_t now;
+  int err = store_policy_get(store, job->u.policy_set.policy.domain, &now);
+
+  /* This call's write is there if the row carries its time and author. */
+  if (err == 0 && now.updated_at == job->u.policy_set.policy.updated_at &&
+      strcmp(now.updated_by, job->u.policy_set.policy.updated_by) == 0)
+    job->applied = 1;
+  return err == TOKEND_ENOTFOUND ? 0 : err;
+}
+
+/* Read back: each token this call would have revoked carries its time and
+ * author if the write is there. */
+int store_job_reconcile_leaked(store_t *store, store_job_t *job) {
+  store_hash_token_t *it;
+  size_t i;
+  int err = store_revoke_by_hash(store, job->u.leaked.items, job->u.leaked.n,
+                                 job->u.leaked.now, job->u.leaked.by, 0);
+
+  if (err != 0)
+    return err;
+  job->u.leaked.n_revoked = 0;
+  for (i = 0; i < job->u.leaked.n; i++) {
+    it = &job->u.leaked.items[i];
+    it->revoked_now = it->found && it->revoked_at == job->u.leaked.now &&
+                      strcmp(it->revoked_by, job->u.leaked.by) == 0;
+    job->u.leaked.n_revoked += it->revoked_now != 0;
+  }
+  if (job->u.leaked.n_revoked > 0)
+    job->applied = 1;
+  return 0;
 }

@@ -45,7 +45,12 @@
   /* issue 17: the token record */                                             \
   X(LOOKUP, lookup, 0, store_job_reconcile_none)                               \
   X(EDIT, edit, 1, store_job_reconcile_edit)                                   \
-  X(ROLL, roll, 1, store_job_reconcile_roll)
+  X(ROLL, roll, 1, store_job_reconcile_roll)                                   \
+  /* issue 17 */                                                               \
+  X(BULK_REVOKE, bulk_revoke, 1, store_job_reconcile_bulk_revoke)              \
+  X(POLICY_SET, policy_set, 1, store_job_reconcile_policy_set)                 \
+  X(POLICY_GET, policy_get, 0, store_job_reconcile_none)                       \
+  X(LEAKED, leaked, 1, store_job_reconcile_leaked)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -191,6 +196,43 @@ struct store_job_s {
        * it is now). */
       store_token_t *fresh, *old;
     } roll;
+    /* BulkRevoke: the selection, and what it took. Each token revoked
+     * gets an audit row of its own (the job's audit record as a template,
+     * its token_id set); the job's own record sums the call up. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      char by[TOKEND_USER_BYTES];
+      int64_t now;
+      store_bulk_select_t sel;             /* sel.ids owned by the submitter */
+      char created_by[TOKEND_USER_BYTES];  /* sel.created_by points here */
+      store_revoked_t *revoked;            /* out: malloc'd, submitter frees */
+      size_t n_revoked;                    /* out */
+      size_t n_already;                    /* out */
+      char missing[TOKEND_TOKEN_ID_BYTES]; /* out: the id not found */
+    } bulk_revoke;
+    /* SetDomainPolicy: policy in; before out (found: it had one). */
+    struct {
+      store_policy_t policy;
+      store_policy_t before; /* out */
+      int had;               /* out */
+    } policy_set;
+    /* RevokeLeaked: the secrets' hashes in, what the store holds out. Each
+     * token revoked gets an audit row of its own (the job's record as a
+     * template: its domain, token_id and detail set). */
+    struct {
+      store_hash_token_t *items; /* n, owned by the submitter */
+      size_t n;
+      char by[TOKEND_USER_BYTES];
+      char source[TOKEND_STATUS_MESSAGE_BYTES]; /* where they were found */
+      int64_t now;
+      size_t n_revoked; /* out */
+    } leaked;
+    /* GetDomainPolicy. */
+    struct {
+      char domain[TOKEND_DOMAIN_BYTES];
+      store_policy_t policy; /* out */
+      int found;             /* out */
+    } policy_get;
     struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
@@ -227,15 +269,9 @@ int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
 int store_job_reconcile_edit(store_t *store, store_job_t *job);
 int store_job_reconcile_roll(store_t *store, store_job_t *job);
 
-/* The domain policy hook of issue 17's writes: 0 if a token of domain
- * may expire at expires_at (0: never), set now, under the domain's policy
- * (domain_policies: max_lifetime_ms, require_expiry), read in the
- * caller's transaction; else TOKEND_EINVAL with why (why_len bytes)
- * naming the field and the limit; or a store failure. A domain with no
- * policy allows any expiry. */
-int store_job_policy_expiry(store_t *store, const char *domain, int64_t now,
-                            int64_t expires_at, char *why,
-                            size_t why_len) TOKEND_MUST_CHECK;
+int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job);
+int store_job_reconcile_policy_set(store_t *store, store_job_t *job);
+int store_job_reconcile_leaked(store_t *store, store_job_t *job);
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);
@@ -244,7 +280,8 @@ int store_job_writes(const store_job_t *job);
 void store_job_fail(store_job_t *job, int err, const char *msg);
 
 /* Frees and clears what a run allocated into job's outputs (an
- * admin_remove's hashes), for a job whose transaction was rolled back:
+ * admin_remove's hashes, a bulk_revoke's tokens), for a job whose
+ * transaction was rolled back:
  * outputs of a write that did not happen must not reach the loop. */
 void store_job_clear_outputs(store_job_t *job);
 

@@ -336,6 +336,35 @@ int store_list_expiring(store_t *s, const char *domain, int64_t now,
                                max_rows, n_rows);
 }
 
+int store_bulk_revoke(store_t *s, const char *domain,
+                      const store_bulk_select_t *sel, int64_t now,
+                      const char *by, store_revoked_t **revoked,
+                      size_t *n_revoked, size_t *n_already, char *missing) {
+  return s->ops->bulk_revoke(s, domain, sel, now, by, revoked, n_revoked,
+                             n_already, missing);
+}
+
+int store_revoked_at_by(store_t *s, const char *domain, int64_t revoked_at,
+                        const char *revoked_by, store_revoked_t **revoked,
+                        size_t *n_revoked) {
+  return s->ops->revoked_at_by(s, domain, revoked_at, revoked_by, revoked,
+                               n_revoked);
+}
+
 int store_policy_get(store_t *s, const char *domain, store_policy_t *out) {
   return s->ops->policy_get(s, domain, out);
+}
+
+int store_policy_set(store_t *s, const store_policy_t *p) {
+  return s->ops->policy_set(s, p);
+}
+
+int store_active_count(store_t *s, const char *domain, int64_t now,
+                       int64_t limit, int64_t *n) {
+  return s->ops->active_count(s, domain, now, limit, n);
+}
+
+int store_revoke_by_hash(store_t *s, store_hash_token_t *items, size_t n,
+                         int64_t now, const char *by, int revoke) {
+  return s->ops->revoke_by_hash(s, items, n, now, by, revoke);
 }

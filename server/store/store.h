@@ -85,6 +85,44 @@ typedef int (*store_audit_cb)(void *arg, const store_audit_t *ev,
 /* Calls cb for every domain's Verify counters; as store_load_cb. */
 typedef int (*store_counts_cb)(void *arg, const store_counts_t *counts);
 
+/* ---- issue 17: revocation in bulk ---- */
+
+/* Which of a domain's tokens a bulk revocation takes: one selector. */
+typedef enum {
+  STORE_BULK_IDS,     /* ids[0..n_ids): each must be a token of the domain */
+  STORE_BULK_CREATOR, /* every token created_by made */
+  STORE_BULK_ALL,     /* every token of the domain */
+  STORE_BULK_BEFORE   /* every token created before created_before (ms) */
+} store_bulk_by_t;
+
+typedef struct {
+  store_bulk_by_t by;
+  const char (*ids)[TOKEND_TOKEN_ID_BYTES]; /* STORE_BULK_IDS; distinct */
+  size_t n_ids;
+  const char *created_by; /* STORE_BULK_CREATOR */
+  int64_t created_before; /* STORE_BULK_BEFORE */
+} store_bulk_select_t;
+
+/* One token a bulk revocation took. */
+typedef struct {
+  char id[TOKEND_TOKEN_ID_BYTES];
+  uint8_t hash[TOKEND_HASH_BYTES];
+} store_revoked_t;
+
+/* ---- issue 17: leaked tokens, by their keyed hash ---- */
+
+/* One secret RevokeLeaked was given, by its hash (in), and what the store
+ * holds of it (out). */
+typedef struct {
+  uint8_t hash[TOKEND_HASH_BYTES]; /* in */
+  int found;                       /* a token has this hash */
+  int revoked_now;                 /* this call revoked it */
+  char id[TOKEND_TOKEN_ID_BYTES];
+  char domain[TOKEND_DOMAIN_BYTES];
+  int64_t revoked_at; /* after the call; 0: active */
+  char revoked_by[TOKEND_USER_BYTES];
+} store_hash_token_t;
+
 /* The operations of one backend. Every member is set (none may be NULL,
  * but backup and audit_prune, whose contracts say so);
  * each takes the store it was opened as. Strings are NUL-terminated and
@@ -333,10 +371,52 @@ struct store_ops {
                        int64_t until, int64_t before_seq, store_token_t *rows,
                        size_t max_rows, size_t *n_rows);
 
-  /* domain's policy (domain_policies) into *out; TOKEND_ENOTFOUND if it
-   * has none. Read inside the caller's transaction by the writes it
-   * limits. */
+  /* ---- revocation in bulk (issue 17) ---- */
+
+  /* Revokes, at now by by, every unrevoked token of domain that sel
+   * selects, inside the caller's transaction, with a change for each on
+   * a store with a feed. *revoked (malloc'd, NULL when none; the caller
+   * frees it) gets the *n_revoked tokens it revoked; *n_already how many
+   * selected tokens were revoked before (unchanged). With STORE_BULK_IDS
+   * an id that is no token of domain is TOKEND_ENOTFOUND, missing
+   * (TOKEND_TOKEN_ID_BYTES) gets it and nothing is changed. On failure
+   * *revoked is NULL and *n_revoked 0. */
+  int (*bulk_revoke)(store_t *s, const char *domain,
+                     const store_bulk_select_t *sel, int64_t now,
+                     const char *by, store_revoked_t **revoked,
+                     size_t *n_revoked, size_t *n_already, char *missing);
+
+  /* The tokens of domain revoked at revoked_at by revoked_by (what one
+   * bulk_revoke took), as bulk_revoke returns them: after a commit in
+   * doubt. */
+  int (*revoked_at_by)(store_t *s, const char *domain, int64_t revoked_at,
+                       const char *revoked_by, store_revoked_t **revoked,
+                       size_t *n_revoked);
+
+  /* ---- domain policies (issue 17) ---- */
+
+  /* Reads domain's policy into out; TOKEND_ENOTFOUND if it has none.
+   * Read inside the caller's transaction by the writes it limits. */
   int (*policy_get)(store_t *s, const char *domain, store_policy_t *out);
+  /* Sets (inserts or replaces) p->domain's policy. */
+  int (*policy_set)(store_t *s, const store_policy_t *p);
+  /* *n gets how many tokens of domain are active at now (not revoked,
+   * no expiry or one after now), counting no further than limit (> 0) in
+   * each of two index ranges (no expiry; expiry after now): *n may reach
+   * 2 * limit, and the cost is at most that many index entries, never the
+   * domain's revoked or expired tokens. */
+  int (*active_count)(store_t *s, const char *domain, int64_t now,
+                      int64_t limit, int64_t *n);
+
+  /* ---- leaked tokens (issue 17) ---- */
+
+  /* For each of the n items, by its hash: fills found, id, domain,
+   * revoked_at and revoked_by from the token that has it; with revoke,
+   * first revokes (at now, by by) each found one that is active, setting
+   * revoked_now, with a change for each on a store with a feed. Without
+   * revoke it only reads (a commit in doubt's look). */
+  int (*revoke_by_hash)(store_t *s, store_hash_token_t *items, size_t n,
+                        int64_t now, const char *by, int revoke);
 };
 
 /* One backend: its URL scheme and how to open and check a store of it.
@@ -485,8 +565,23 @@ int store_token_update(store_t *store,
 int store_list_expiring(store_t *store, const char *domain, int64_t now,
                         int64_t until, int64_t before_seq, store_token_t *rows,
                         size_t max_rows, size_t *n_rows) TOKEND_MUST_CHECK;
+/* Issue 17's wrappers (see their members above). */
+int store_bulk_revoke(store_t *store, const char *domain,
+                      const store_bulk_select_t *sel, int64_t now,
+                      const char *by, store_revoked_t **revoked,
+                      size_t *n_revoked, size_t *n_already,
+                      char *missing) TOKEND_MUST_CHECK;
+int store_revoked_at_by(store_t *store, const char *domain, int64_t revoked_at,
+                        const char *revoked_by, store_revoked_t **revoked,
+                        size_t *n_revoked) TOKEND_MUST_CHECK;
 int store_policy_get(store_t *store, const char *domain,
                      store_policy_t *out) TOKEND_MUST_CHECK;
+int store_policy_set(store_t *store, const store_policy_t *p) TOKEND_MUST_CHECK;
+int store_active_count(store_t *store, const char *domain, int64_t now,
+                       int64_t limit, int64_t *n) TOKEND_MUST_CHECK;
+int store_revoke_by_hash(store_t *store, store_hash_token_t *items, size_t n,
+                         int64_t now, const char *by,
+                         int revoke) TOKEND_MUST_CHECK;
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,

@@ -328,6 +328,28 @@ static void check_request(const Tokend__V1__Request *req) {
     check_string(req->list_audit_events->domain);
     check_string(req->list_audit_events->page_token);
     break;
+  case TOKEND__V1__REQUEST__METHOD_BULK_REVOKE:
+    check_string(req->bulk_revoke->domain);
+    check_string(req->bulk_revoke->created_by);
+    for (i = 0; i < req->bulk_revoke->n_token_ids && i < FUZZ_MAX_STRINGS; i++)
+      check_string(req->bulk_revoke->token_ids[i]);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY:
+    check_string(req->set_domain_policy->domain);
+    if (req->set_domain_policy->policy != NULL)
+      for (i = 0; i < req->set_domain_policy->policy->n_allowed_scopes &&
+                  i < FUZZ_MAX_STRINGS;
+           i++)
+        check_string(req->set_domain_policy->policy->allowed_scopes[i]);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
+    check_string(req->get_domain_policy->domain);
+    break;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED:
+    check_string(req->revoke_leaked->source);
+    for (i = 0; i < req->revoke_leaked->n_tokens && i < FUZZ_MAX_STRINGS; i++)
+      check_string(req->revoke_leaked->tokens[i]);
+    break;
   default:
     break;
   }

@@ -413,6 +413,21 @@ static void check_authorized(const Tokend__V1__Response *resp) {
     if (g_who == 1)
       return;
     break;
+  /* The admin's domain only: another's is refused before the store. */
+  case TOKEND__V1__RESPONSE__RESULT_BULK_REVOKE:
+    if (g_who == 1)
+      return;
+    break;
+  /* A domain's policy to its admins; setting one is for operators only
+   * (the default below). */
+  case TOKEND__V1__RESPONSE__RESULT_GET_DOMAIN_POLICY:
+    if (g_who == 1)
+      return;
+    break;
+  /* --leak-reporter identities and operators only: the fuzzed peers are
+   * neither. */
+  case TOKEND__V1__RESPONSE__RESULT_REVOKE_LEAKED:
+    break;
   case TOKEND__V1__RESPONSE__RESULT_LIST:
     if (g_who != 1)
       break;

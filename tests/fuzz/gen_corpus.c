@@ -287,6 +287,78 @@ static void req_whoami(seed_t *s, uint64_t call_id, const char *actor) {
   seed_add(s, &req);
 }
 
+/* ---- issue 17 ---- */
+
+static void req_bulk_revoke(seed_t *s, uint64_t call_id, const char *domain,
+                            const char *id, const char *created_by, int all,
+                            int64_t created_before) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__BulkRevokeRequest br = TOKEND__V1__BULK_REVOKE_REQUEST__INIT;
+  char *ids[1] = {(char *)id};
+
+  br.domain = (char *)domain;
+  br.n_token_ids = id != NULL ? 1 : 0;
+  br.token_ids = ids;
+  br.created_by = (char *)created_by;
+  br.all = all;
+  br.created_before = created_before;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_BULK_REVOKE;
+  req.bulk_revoke = &br;
+  seed_add(s, &req);
+}
+
+static void req_set_policy(seed_t *s, uint64_t call_id, const char *domain,
+                           int64_t max_lifetime_ms, const char *scope,
+                           uint32_t max_active) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__SetDomainPolicyRequest sr =
+      TOKEND__V1__SET_DOMAIN_POLICY_REQUEST__INIT;
+  Tokend__V1__DomainPolicy p = TOKEND__V1__DOMAIN_POLICY__INIT;
+  char *scopes[1] = {(char *)scope};
+
+  p.max_lifetime_ms = max_lifetime_ms;
+  p.require_expiry = max_lifetime_ms > 0;
+  p.n_allowed_scopes = scope != NULL ? 1 : 0;
+  p.allowed_scopes = scopes;
+  p.max_active_tokens = max_active;
+  sr.domain = (char *)domain;
+  sr.policy = &p;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY;
+  req.set_domain_policy = &sr;
+  seed_add(s, &req);
+}
+
+static void req_get_policy(seed_t *s, uint64_t call_id, const char *domain) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__GetDomainPolicyRequest gr =
+      TOKEND__V1__GET_DOMAIN_POLICY_REQUEST__INIT;
+
+  gr.domain = (char *)domain;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY;
+  req.get_domain_policy = &gr;
+  seed_add(s, &req);
+}
+
+/* A fixture's secret and a malformed one, found at source. */
+static void req_leaked(seed_t *s, uint64_t call_id, const char *body,
+                       const char *source) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__RevokeLeakedRequest lr = TOKEND__V1__REVOKE_LEAKED_REQUEST__INIT;
+  char tok[TOKEND_TOKEN_BYTES], *tokens[2] = {tok, (char *)"tkd_nope"};
+
+  fuzz_token_string(body, tok);
+  lr.n_tokens = 2;
+  lr.tokens = tokens;
+  lr.source = (char *)source;
+  req.call_id = call_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED;
+  req.revoke_leaked = &lr;
+  seed_add(s, &req);
+}
+
 static void req_verify_audit(seed_t *s, uint64_t call_id, int64_t anchor_id,
                              const char *anchor_hash) {
   Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
@@ -465,6 +537,36 @@ int main(int argc, char **argv) {
     req_verify_audit(&s, 103, 1, "not hex");
   });
   SEED("verify_audit_log_refused", ADMIN, req_verify_audit(&s, 104, 0, ""));
+  /* Issue 17: bulk revocation, domain policies, leaked tokens. */
+  SEED("bulk_revoke", ADMIN, {
+    req_bulk_revoke(&s, 110, FUZZ_ADMIN_DOMAIN, fx[FUZZ_TOKEN_REVOCABLE].id, "",
+                    0, 0);
+    req_bulk_revoke(&s, 111, FUZZ_ADMIN_DOMAIN, NULL, FUZZ_ADMIN_USER, 0, 0);
+    req_bulk_revoke(&s, 112, FUZZ_ADMIN_DOMAIN, NULL, "", 0, 1000);
+    req_bulk_revoke(&s, 113, FUZZ_ADMIN_DOMAIN, NULL, "", 1, 0);
+  });
+  SEED("bulk_revoke_refused", ADMIN, {
+    req_bulk_revoke(&s, 114, FUZZ_ADMIN_DOMAIN, "tok_short", "", 1, 0);
+    req_bulk_revoke(&s, 115, "other.org", NULL, "", 1, 0);
+    req_bulk_revoke(&s, 116, FUZZ_ADMIN_DOMAIN, "tok_aaaaaaaaaaaaaaaaaaaa", "",
+                    0, 0);
+  });
+  SEED("domain_policy", OPERATOR, {
+    req_set_policy(&s, 120, FUZZ_ADMIN_DOMAIN, 86400000, "read", 2);
+    req_get_policy(&s, 121, FUZZ_ADMIN_DOMAIN);
+    req_issue(&s, 122, FUZZ_ADMIN_DOMAIN, "too long", FUTURE_MS, NULL, 0);
+    req_issue(&s, 123, FUZZ_ADMIN_DOMAIN, "never", 0, scopes, 1);
+    req_set_policy(&s, 124, FUZZ_ADMIN_DOMAIN, -1, "a b", 0);
+  });
+  SEED("domain_policy_admin", ADMIN, {
+    req_get_policy(&s, 125, FUZZ_ADMIN_DOMAIN);
+    req_set_policy(&s, 126, FUZZ_ADMIN_DOMAIN, 0, NULL, 1);
+  });
+  SEED("revoke_leaked", OPERATOR,
+       req_leaked(&s, 130, fx[FUZZ_TOKEN_VALID].body,
+                  "https://example.org/leak"));
+  SEED("revoke_leaked_refused", ADMIN,
+       req_leaked(&s, 131, fx[FUZZ_TOKEN_VALID].body, ""));
   SEED("empty_method", NOBODY, req_empty(&s, 40));
   SEED("empty_frame", ADMIN, seed_raw(&s, "\0\0\0\0\0", 5));
   SEED("pipeline", OPERATOR, {

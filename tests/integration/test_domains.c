@@ -166,7 +166,7 @@ static void test_v2_mixed_case_domains_migrated(void **state) {
 
   /* Migrated to the newest schema (4: the audit chain came after v3; 5:
    * audit retention). */
-  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 6);
+  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 7);
   assert_int_equal(th_db_count(f->tokend.db_path,
                                "SELECT count(*) FROM tokens"
                                " WHERE domain <> lower(domain)"),

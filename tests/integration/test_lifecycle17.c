@@ -517,6 +517,44 @@ static void test_roll_without_grace_expires_the_old_now(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* A Roll under a domain policy (merged with h17b's SetDomainPolicy): a
+ * lifetime the policy came to forbid is cut to its bound, not refused; a
+ * scope it no longer allows is refused, changing nothing; the
+ * active-token cap is not counted (the new token replaces the old). */
+static void test_roll_under_a_policy(void **state) {
+  th_fixture_t *f = *state;
+  tokend_issued_t is, other;
+  tokend_rolled_t rolled;
+  tokend_token_info_t info;
+  int64_t before;
+
+  issue(f, DOMAIN, "long-lived", th_now_ms() + 30 * DAY_MS, SCOPES_AB, 2, NULL,
+        &is);
+  issue(f, DOMAIN, "second", 0, NULL, 0, NULL, &other);
+  db_exec(f->tokend.db_path,
+          "INSERT INTO domain_policies (domain, max_lifetime_ms,"
+          " require_expiry, allowed_scopes, max_active_tokens, updated_at,"
+          " updated_by) VALUES ('" DOMAIN
+          "', 7200000, 1, 'read', 1, 1, 'root')");
+  /* write is no longer allowed: refused, and nothing changed. */
+  expect_error(f->client,
+               tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled),
+               TOKEND_EINVAL, "scopes");
+  lookup_ok(f, is.info.id, &info);
+  assert_string_equal(info.rolled_to, "");
+  assert_int_equal(info.expires_at, is.info.expires_at);
+
+  db_exec(f->tokend.db_path,
+          "UPDATE domain_policies SET allowed_scopes = 'read write'");
+  before = th_now_ms();
+  /* Two active tokens against a cap of 1: a Roll is not refused. */
+  assert_int_equal(
+      tokend_client_roll(f->client, DOMAIN, is.info.id, HOUR_MS, &rolled), 0);
+  /* 30 days cut to the policy's 2 hours. */
+  assert_true(rolled.info.expires_at >= before + 2 * HOUR_MS);
+  assert_true(rolled.info.expires_at <= th_now_ms() + 2 * HOUR_MS);
+}
+
 static void test_roll_refusals_change_nothing(void **state) {
   th_fixture_t *f = *state;
   tokend_issued_t is, theirs;
@@ -693,6 +731,7 @@ int main(void) {
       T(test_edit_changes_what_verify_answers_and_audits),
       T(test_edit_refusals_change_nothing),
       T(test_edit_lengthens_only_within_the_policy),
+      T(test_roll_under_a_policy),
       T(test_roll_replaces_the_token_with_a_grace),
       T(test_roll_without_grace_expires_the_old_now),
       T(test_roll_refusals_change_nothing),

@@ -537,6 +537,76 @@ static void test_issue_and_revoke_in_effect_everywhere_on_return(void **state) {
   }
 }
 
+/* ---- issue 17: BulkRevoke in effect everywhere on return ---- */
+
+/* BulkRevoke on h: every token of DOMAIN, or the n ids given. Returns
+ * the gRPC status (0: OK, then *revoked and *prop are set) or -1. */
+static int host_bulk_revoke(mh_host_t *h, char **ids, size_t n,
+                            uint32_t *revoked, mh_prop_t *prop) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__BulkRevokeRequest br = TOKEND__V1__BULK_REVOKE_REQUEST__INIT;
+  Tokend__V1__Response *r = NULL;
+  int rc;
+
+  br.domain = DOMAIN;
+  br.token_ids = ids;
+  br.n_token_ids = n;
+  br.all = n == 0;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_BULK_REVOKE;
+  req.bulk_revoke = &br;
+  if (host_call(h, &req, &r) != 0)
+    return -1;
+  rc = th_response_code(r);
+  if (rc == 0 && r->result_case != TOKEND__V1__RESPONSE__RESULT_BULK_REVOKE) {
+    fprintf(stderr, "host %s: BulkRevoke answered without a result\n", h->id);
+    rc = -1;
+  }
+  if (rc == 0) {
+    *revoked = r->bulk_revoke->revoked;
+    prop_from(prop, r->bulk_revoke->propagation);
+  } else if (rc > 0) {
+    fprintf(stderr, "host %s: BulkRevoke: status %d %s\n", h->id, rc,
+            r->status->message);
+  }
+  tokend__v1__response__free_unpacked(r, NULL);
+  return rc;
+}
+
+#define MH_BULK_TOKENS 12
+
+/* A BulkRevoke by ids on B, then of all on A: when each returns, every
+ * host answers REVOKED for each of its tokens (the feed carried one change
+ * per token), and tokens it did not select stay VALID. */
+static void test_bulk_revoke_in_effect_everywhere_on_return(void **state) {
+  mh_fixture_t *f = *state;
+  char tokens[MH_BULK_TOKENS][TOKEND_TOKEN_BYTES];
+  char ids[MH_BULK_TOKENS][TOKEND_TOKEN_ID_BYTES], *some[3];
+  uint32_t revoked = 0;
+  mh_prop_t p;
+  int i, k;
+
+  hosts_start(f, N_HOSTS, 0, 0);
+  for (i = 0; i < MH_BULK_TOKENS; i++)
+    host_issue_ok(&f->h[i % N_HOSTS], "bulk", tokens[i], ids[i], &p);
+  for (i = 0; i < 3; i++)
+    some[i] = ids[i];
+  assert_int_equal(host_bulk_revoke(&f->h[1], some, 3, &revoked, &p), 0);
+  assert_int_equal(revoked, 3);
+  expect_prop(&p, N_HOSTS, 0, "BulkRevoke by ids on B");
+  for (k = 0; k < N_HOSTS; k++)
+    for (i = 0; i < MH_BULK_TOKENS; i++)
+      expect_answer(&f->h[k], tokens[i], i < 3 ? MH_REVOKED : MH_VALID,
+                    "after BulkRevoke by ids");
+
+  assert_int_equal(host_bulk_revoke(&f->h[0], NULL, 0, &revoked, &p), 0);
+  assert_int_equal(revoked, MH_BULK_TOKENS - 3);
+  expect_prop(&p, N_HOSTS, 0, "BulkRevoke of all on A");
+  /* No sleep: it returned, so C and B must already say REVOKED. */
+  for (k = N_HOSTS - 1; k >= 0; k--)
+    for (i = 0; i < MH_BULK_TOKENS; i++)
+      expect_answer(&f->h[k], tokens[i], MH_REVOKED, "after BulkRevoke all");
+}
+
 /* ---- a2: a host that answers is counted ---- */
 
 /* How often C joins in test_host_counted_by_writes_as_soon_as_it_answers:
@@ -1069,6 +1139,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_issue_and_revoke_in_effect_everywhere_on_return, setup,
           teardown),
+      cmocka_unit_test_setup_teardown(
+          test_bulk_revoke_in_effect_everywhere_on_return, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_host_counted_by_writes_as_soon_as_it_answers, setup, teardown),
       cmocka_unit_test_setup_teardown(

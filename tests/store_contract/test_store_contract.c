@@ -503,6 +503,8 @@ static void test_every_op_is_set(void **state) {
   assert_true(ops->snapshot_begin && ops->snapshot_end && ops->audit_load &&
               ops->counts_load && ops->token_import && ops->audit_import &&
               ops->counts_import);
+  assert_true(ops->bulk_revoke && ops->revoked_at_by && ops->policy_get &&
+              ops->policy_set && ops->active_count && ops->revoke_by_hash);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -864,6 +866,202 @@ static void test_admin_remove_revokes_their_tokens(void **state) {
                    0);
   assert_int_equal(n, 0);
   free(hashes);
+}
+
+/* issue 17: bulk_revoke by ids (all or nothing), by creator, of all, of
+ * those created before; revoked_at_by finds what one took. */
+static void
+test_bulk_revoke_selects_and_unknown_id_changes_nothing(void **state) {
+  fixture_t *fx = *state;
+  int feed = strcmp(backend->name, "postgresql") == 0;
+  const char ids[2][TOKEND_TOKEN_ID_BYTES] = {"tok1", "tok9"};
+  store_bulk_select_t sel = {.by = STORE_BULK_IDS, .ids = ids, .n_ids = 2};
+  store_revoked_t *v = NULL;
+  char missing[TOKEND_TOKEN_ID_BYTES] = "";
+  size_t n = 99, already = 99;
+  store_token_t got, *row;
+  int64_t r0, r1;
+
+  insert_token(fx, "example.com", "tok1", 1, NULL); /* created_at 1001 */
+  row = insert_token(fx, "example.com", "tok2", 2, NULL);
+  insert_token(fx, "example.com", "tok3", 3, NULL);
+  insert_token(fx, "other.org", "tok9", 9, NULL);
+  (void)row;
+  /* tok9 is another domain's: nothing happens, and it is named. */
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_bulk_revoke(fx->store, "example.com", &sel, 50, "root",
+                                     &v, &n, &already, missing),
+                   TOKEND_ENOTFOUND);
+  assert_string_equal(missing, "tok9");
+  assert_null(v);
+  assert_int_equal(n, 0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok1", &got), 0);
+  assert_int_equal(got.revoked_at, 0);
+
+  /* By id: one revoked, in a transaction numbered as one change each. */
+  sel.n_ids = 1;
+  assert_int_equal(store_begin(fx->store), 0);
+  r0 = store_change_rev(fx->store);
+  assert_int_equal(store_bulk_revoke(fx->store, "example.com", &sel, 50, "root",
+                                     &v, &n, &already, missing),
+                   0);
+  assert_int_equal(n, 1);
+  assert_int_equal(already, 0);
+  assert_string_equal(v[0].id, "tok1");
+  assert_int_equal(v[0].hash[0], 1);
+  free(v);
+  r1 = store_change_rev(fx->store);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_true(feed ? r1 > r0 : r1 == 0);
+
+  /* Created before 1003: tok1 (already) and tok2. */
+  sel.by = STORE_BULK_BEFORE;
+  sel.created_before = 1003;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_bulk_revoke(fx->store, "example.com", &sel, 60, "root",
+                                     &v, &n, &already, missing),
+                   0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(already, 1);
+  assert_string_equal(v[0].id, "tok2");
+  free(v);
+  /* By a creator nobody is: nothing. */
+  sel.by = STORE_BULK_CREATOR;
+  sel.created_by = "mallory";
+  assert_int_equal(store_bulk_revoke(fx->store, "example.com", &sel, 70, "root",
+                                     &v, &n, &already, missing),
+                   0);
+  assert_int_equal(n, 0);
+  assert_null(v);
+  /* All: tok3 is left; other.org's tok9 stays. */
+  sel.by = STORE_BULK_ALL;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_bulk_revoke(fx->store, "example.com", &sel, 80, "bob",
+                                     &v, &n, &already, missing),
+                   0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(already, 2);
+  assert_string_equal(v[0].id, "tok3");
+  free(v);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok3", &got), 0);
+  assert_int_equal(got.revoked_at, 80);
+  assert_string_equal(got.revoked_by, "bob");
+  assert_int_equal(store_token_get(fx->store, "other.org", "tok9", &got), 0);
+  assert_int_equal(got.revoked_at, 0);
+  /* What that call took, found again (a commit in doubt's look). */
+  assert_int_equal(
+      store_revoked_at_by(fx->store, "example.com", 80, "bob", &v, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(v[0].id, "tok3");
+  free(v);
+  assert_int_equal(
+      store_revoked_at_by(fx->store, "example.com", 81, "bob", &v, &n), 0);
+  assert_int_equal(n, 0);
+  free(v);
+}
+
+/* issue 17: a domain's policy set, replaced and read back; the active
+ * count skips revoked and expired tokens and stops at its limit. */
+static void test_policy_set_get_and_active_count(void **state) {
+  fixture_t *fx = *state;
+  store_policy_t p, got;
+  store_token_t *row;
+  int64_t n = -1, at;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int already;
+
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got),
+                   TOKEND_ENOTFOUND);
+  memset(&p, 0, sizeof(p));
+  snprintf(p.domain, sizeof(p.domain), "example.com");
+  p.max_lifetime_ms = 7776000000LL;
+  p.require_expiry = 1;
+  snprintf(p.allowed_scopes, sizeof(p.allowed_scopes), "read write");
+  p.max_active_tokens = 3;
+  p.updated_at = 42;
+  snprintf(p.updated_by, sizeof(p.updated_by), "root");
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got), 0);
+  assert_int_equal(got.max_lifetime_ms, 7776000000LL);
+  assert_int_equal(got.require_expiry, 1);
+  assert_string_equal(got.allowed_scopes, "read write");
+  assert_int_equal(got.max_active_tokens, 3);
+  assert_int_equal(got.updated_at, 42);
+  assert_string_equal(got.updated_by, "root");
+  p.require_expiry = 0;
+  p.updated_at = 43;
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got), 0);
+  assert_int_equal(got.require_expiry, 0);
+  assert_int_equal(got.updated_at, 43);
+  assert_int_equal(store_policy_get(fx->store, "other.org", &got),
+                   TOKEND_ENOTFOUND);
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  insert_token(fx, "example.com", "tok2", 2, NULL);
+  row = &fx->rows[fx->n_rows++ % 64];
+  make_token(row, "example.com", "tok3", 3);
+  row->expires_at = 50; /* expired at 100 */
+  assert_int_equal(store_insert(fx->store, row), 0);
+  insert_token(fx, "other.org", "tok9", 9, NULL);
+  assert_int_equal(store_revoke(fx->store, "example.com", "tok1", 5, "bob", &at,
+                                &already, hash),
+                   0);
+  assert_int_equal(store_active_count(fx->store, "example.com", 100, 10, &n),
+                   0);
+  assert_int_equal(n, 1);
+  assert_int_equal(store_active_count(fx->store, "example.com", 40, 10, &n), 0);
+  assert_int_equal(n, 2);
+  /* Counting stops at the limit in each of its two ranges. */
+  assert_int_equal(store_active_count(fx->store, "example.com", 40, 1, &n), 0);
+  assert_true(n >= 1 && n <= 2);
+  assert_int_equal(store_active_count(fx->store, "nobody.org", 100, 10, &n), 0);
+  assert_int_equal(n, 0);
+}
+
+/* issue 17: revoke_by_hash finds tokens by hash in any domain, revokes the
+ * active ones, and without revoke only reads. */
+static void test_revoke_by_hash_finds_and_revokes(void **state) {
+  fixture_t *fx = *state;
+  store_hash_token_t it[3];
+  int64_t at, r0, r1;
+  uint8_t hash[TOKEND_HASH_BYTES];
+  int feed = strcmp(backend->name, "postgresql") == 0, already;
+
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  insert_token(fx, "other.org", "tok2", 2, NULL);
+  assert_int_equal(store_revoke(fx->store, "other.org", "tok2", 5, "bob", &at,
+                                &already, hash),
+                   0);
+  memset(it, 0, sizeof(it));
+  memset(it[0].hash, 1, TOKEND_HASH_BYTES);
+  memset(it[1].hash, 2, TOKEND_HASH_BYTES);
+  memset(it[2].hash, 7, TOKEND_HASH_BYTES); /* nobody's */
+  assert_int_equal(store_revoke_by_hash(fx->store, it, 3, 9, "leaked:x", 0), 0);
+  assert_int_equal(it[0].found, 1);
+  assert_int_equal(it[0].revoked_at, 0);
+  assert_int_equal(it[0].revoked_now, 0);
+  assert_int_equal(store_begin(fx->store), 0);
+  r0 = store_change_rev(fx->store);
+  assert_int_equal(store_revoke_by_hash(fx->store, it, 3, 9, "leaked:x", 1), 0);
+  r1 = store_change_rev(fx->store);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_true(feed ? r1 > r0 : r1 == 0);
+  assert_int_equal(it[0].found, 1);
+  assert_int_equal(it[0].revoked_now, 1);
+  assert_int_equal(it[0].revoked_at, 9);
+  assert_string_equal(it[0].id, "tok1");
+  assert_string_equal(it[0].domain, "example.com");
+  assert_string_equal(it[0].revoked_by, "leaked:x");
+  assert_int_equal(it[1].found, 1);
+  assert_int_equal(it[1].revoked_now, 0);
+  assert_int_equal(it[1].revoked_at, 5);
+  assert_string_equal(it[1].domain, "other.org");
+  assert_int_equal(it[2].found, 0);
+  assert_int_equal(it[2].revoked_now, 0);
 }
 
 static void test_admin_remove_not_an_admin_is_not_found(void **state) {
@@ -1528,6 +1726,9 @@ int main(int argc, char **argv) {
       T(test_admin_grant_get_load_and_already),
       T(test_admin_remove_revokes_their_tokens),
       T(test_admin_remove_not_an_admin_is_not_found),
+      T(test_bulk_revoke_selects_and_unknown_id_changes_nothing),
+      T(test_policy_set_get_and_active_count),
+      T(test_revoke_by_hash_finds_and_revokes),
       T(test_fingerprint_set_replace_and_survive_reopen),
       T(test_count_rows_counts_tokens_admins_and_audit),
       T(test_commit_is_durable_rollback_is_not),

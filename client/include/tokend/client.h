@@ -22,10 +22,11 @@
  *   - A request tokend read whose answer never came (the connection died
  *     in between) is sent again once, on a new connection, if its method
  *     is idempotent: Verify, List, WhoAmI, ListDomainAdmins, ListAuditEvents,
- *     VerifyAuditLog, ServerStatus, Lookup. The writes (Issue, Revoke,
- *     GrantDomainAdmin, RevokeDomainAdmin, Edit, Roll) are never sent
- *     twice: they return TOKEND_EINDOUBT ("outcome unknown": tokend may
- *     or may not have done it; look, e.g. with List, before trying again).
+ *     VerifyAuditLog, ServerStatus, Lookup, GetDomainPolicy. The writes
+ *     (Issue, Revoke, GrantDomainAdmin, RevokeDomainAdmin, Edit, Roll,
+ *     BulkRevoke, SetDomainPolicy, RevokeLeaked) are never sent twice:
+ *     they return TOKEND_EINDOUBT ("outcome unknown": tokend may or may
+ *     not have done it; look, e.g. with List, before trying again).
  *   - TOKEND_ETIMEDOUT (no answer within timeout_ms) is not retried
  *     either; for a write it too leaves the outcome unknown.
  *
@@ -572,6 +573,77 @@ int tokend_client_list_expiring(tokend_client_t *client, const char *domain,
                                 uint32_t page_size, const char *page_token,
                                 int64_t within_ms,
                                 tokend_token_list_t **out) TOKEND_MUST_CHECK;
+/* ---- issue 17: revocation in bulk ---- */
+
+/* Which tokens of a domain tokend_client_bulk_revoke() revokes: set exactly
+ * one of the four (a non-NULL, non-empty token_ids; a non-NULL created_by;
+ * all; a created_before > 0). */
+typedef struct {
+  const char *const *token_ids; /* these (at most TOKEND_BULK_IDS_MAX) */
+  size_t n_token_ids;
+  const char *created_by; /* every token this user created */
+  int all;                /* every token of the domain */
+  int64_t created_before; /* every token created before (Unix ms) */
+} tokend_bulk_select_t;
+
+/* Revokes the tokens of domain that sel selects, in one transaction, each
+ * audited; in effect (here and, with a shared store, on every live host)
+ * when it returns. *revoked (may be NULL) gets how many it revoked,
+ * *already_revoked (may be NULL) how many selected tokens were revoked
+ * before. TOKEND_EINVAL for a selector that is not exactly one, or a bad
+ * one (the message names the field); TOKEND_ENOTFOUND (nothing revoked)
+ * when a token id is no token of domain. Not idempotent as a call: a lost
+ * answer is TOKEND_EINDOUBT (sending it again revokes nothing new and
+ * answers already_revoked). Domain admins and operators. */
+int tokend_client_bulk_revoke(tokend_client_t *client, const char *domain,
+                              const tokend_bulk_select_t *sel,
+                              uint32_t *revoked,
+                              uint32_t *already_revoked) TOKEND_MUST_CHECK;
+
+/* ---- issue 17: leaked tokens ---- */
+
+/* For a --leak-reporter identity (a secret-scanning webhook receiver) or
+ * an operator: tokens[0..n) (n 1 to TOKEND_LEAKED_MAX, NUL-terminated
+ * strings) are secrets found in public at source (a URL, may be NULL).
+ * Each that is an active token of this tokend is revoked and audited as
+ * leaked (in its own domain, with source; never the secret). found (room
+ * for n; may be NULL) gets 1 for each that is one of this tokend's
+ * tokens, active or not, 0 otherwise (malformed ones included); *revoked
+ * (may be NULL) how many this call revoked. Nothing else is told. A
+ * write: a lost answer is TOKEND_EINDOUBT (sending it again is safe: what
+ * is revoked stays revoked). The secrets are wiped from the library's
+ * buffers; the caller wipes its own. */
+int tokend_client_revoke_leaked(tokend_client_t *client,
+                                const char *const *tokens, size_t n,
+                                const char *source, int *found,
+                                uint32_t *revoked) TOKEND_MUST_CHECK;
+
+/* ---- issue 17: domain policies ---- */
+
+/* What a domain's tokens may be; every limit 0 (or no scopes): none. */
+typedef struct {
+  int64_t max_lifetime_ms; /* Issue refuses an expiry later than now + it */
+  int require_expiry;      /* Issue refuses a token that never expires */
+  size_t n_allowed_scopes; /* 0: any scope */
+  char allowed_scopes[TOKEND_MAX_SCOPES][TOKEND_SCOPE_BYTES];
+  uint32_t max_active_tokens; /* Issue refuses past it (TOKEND_EQUOTA) */
+  int64_t updated_at;         /* out only: Unix ms of the last Set */
+  char updated_by[TOKEND_USER_BYTES]; /* out only */
+} tokend_domain_policy_t;
+
+/* Operators only. Sets domain's policy (updated_at and updated_by are
+ * ignored); later Issues are held to it, tokens already issued are not
+ * changed. Audited with the policy before and after. TOKEND_EINVAL names
+ * the field it refuses. A write: a lost answer is TOKEND_EINDOUBT. */
+int tokend_client_set_domain_policy(tokend_client_t *client, const char *domain,
+                                    const tokend_domain_policy_t *policy)
+    TOKEND_MUST_CHECK;
+
+/* A domain's admins and operators. *out gets domain's policy (all zero:
+ * none set). */
+int tokend_client_get_domain_policy(tokend_client_t *client, const char *domain,
+                                    tokend_domain_policy_t *out)
+    TOKEND_MUST_CHECK;
 
 #ifdef __cplusplus
 }

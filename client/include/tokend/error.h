@@ -52,7 +52,8 @@ typedef enum {
  * may not have taken effect, and the library never sends it twice. Inside
  * tokend it says the same of a store commit. TOKEND_ENOSOCKET,
  * TOKEND_ESOCKPERM and TOKEND_ENOTTOKEND tell connect failures apart
- * (tokend_client_open). */
+ * (tokend_client_open). TOKEND_EQUOTA: a domain policy's limit (its
+ * max_active_tokens) is reached. */
 #define TOKEND_ERRNO_MAP(XX)                                                   \
   XX(EINVAL, -1, INVALID_ARGUMENT, "invalid argument")                         \
   XX(ENOTFOUND, -2, NOT_FOUND, "not found")                                    \
@@ -73,6 +74,7 @@ typedef enum {
   XX(EUNAUTH, -17, UNAUTHENTICATED, "unauthenticated")                         \
   XX(ESTATUS, -18, UNKNOWN, "unexpected status from tokend")                   \
   XX(EINDOUBT, -19, UNAVAILABLE, "outcome unknown")                            \
+  XX(EQUOTA, -20, RESOURCE_EXHAUSTED, "limit reached")                         \
   XX(ENOSOCKET, -30, UNAVAILABLE, "no tokend socket at that path")             \
   XX(ESOCKPERM, -31, PERMISSION_DENIED, "permission denied on the socket")     \
   XX(ENOTTOKEND, -32, UNAVAILABLE, "not a tokend")

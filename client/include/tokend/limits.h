@@ -54,5 +54,9 @@
  * returned by Verify. */
 #define TOKEND_MAX_METADATA 1024
 #define TOKEND_METADATA_BYTES (TOKEND_MAX_METADATA + 1)
+/* BulkRevoke by a list of ids, and RevokeLeaked: the most one call takes
+ * (issue 17). */
+#define TOKEND_BULK_IDS_MAX 1000
+#define TOKEND_LEAKED_MAX 100
 
 #endif

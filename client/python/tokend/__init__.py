@@ -21,6 +21,9 @@ from .errors import (
     Unimplemented,
 )
 from .types import (
+    BulkRevoked,
+    DomainPolicy,
+    LeaksReported,
     AuditEvent,
     AuditLogCheck,
     AuditPage,
@@ -41,6 +44,9 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BulkRevoked",
+    "DomainPolicy",
+    "LeaksReported",
     "AsyncClient",
     "CacheStats",
     "AuditEvent",

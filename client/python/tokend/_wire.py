@@ -29,6 +29,9 @@ from .types import (
     WhoAmI,
     Propagation,
     ServerStatus,
+    BulkRevoked,
+    DomainPolicy,
+    LeaksReported,
 )
 
 try:
@@ -405,3 +408,68 @@ def edit_request(domain, token_id, label, metadata, expires_at, scopes):
 
 def roll_request(domain, token_id, grace_ms):
     return pb.RollRequest(domain=domain, token_id=token_id, grace_ms=grace_ms)
+
+
+# ---- issue 17: BulkRevoke, RevokeLeaked, Set/GetDomainPolicy ----
+
+
+def domain_policy(p) -> DomainPolicy:
+    return DomainPolicy(
+        p.max_lifetime_ms,
+        p.require_expiry,
+        tuple(p.allowed_scopes),
+        p.max_active_tokens,
+        p.updated_at,
+        p.updated_by,
+    )
+
+
+METHODS.update(
+    {
+        m.member: m
+        for m in (
+            Method(
+                "bulk_revoke",
+                False,
+                lambda r: BulkRevoked(r.revoked, r.already_revoked, propagation(r)),
+            ),
+            Method(
+                "revoke_leaked",
+                False,
+                lambda r: LeaksReported(tuple(r.found), r.revoked, propagation(r)),
+            ),
+            Method("set_domain_policy", False, lambda r: domain_policy(r.policy)),
+            Method("get_domain_policy", True, lambda r: domain_policy(r.policy)),
+        )
+    }
+)
+
+
+def bulk_revoke_request(domain, token_ids, created_by, all_, created_before):
+    return pb.BulkRevokeRequest(
+        domain=domain,
+        token_ids=list(token_ids),
+        created_by=created_by,
+        all=all_,
+        created_before=created_before,
+    )
+
+
+def revoke_leaked_request(tokens, source):
+    return pb.RevokeLeakedRequest(tokens=list(tokens), source=source)
+
+
+def set_domain_policy_request(domain, policy: DomainPolicy):
+    return pb.SetDomainPolicyRequest(
+        domain=domain,
+        policy=pb.DomainPolicy(
+            max_lifetime_ms=policy.max_lifetime_ms,
+            require_expiry=policy.require_expiry,
+            allowed_scopes=list(policy.allowed_scopes),
+            max_active_tokens=policy.max_active_tokens,
+        ),
+    )
+
+
+def get_domain_policy_request(domain):
+    return pb.GetDomainPolicyRequest(domain=domain)

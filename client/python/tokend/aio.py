@@ -33,6 +33,9 @@ from .types import (
     VerifyResult,
     WhoAmI,
     ServerStatus,
+    BulkRevoked,
+    DomainPolicy,
+    LeaksReported,
 )
 
 
@@ -647,4 +650,51 @@ class AsyncClient:
         client."""
         return await self._call(
             "roll", _wire.roll_request(domain, token_id, grace_ms), actor
+        )
+
+    # ---- issue 17: revocation in bulk, leaked tokens, domain policies ----
+
+    async def bulk_revoke(
+        self,
+        domain: str,
+        *,
+        token_ids: Sequence[str] = (),
+        created_by: str = "",
+        all: bool = False,
+        created_before: int = 0,
+        actor: Optional[str] = None,
+    ) -> BulkRevoked:
+        """As Client.bulk_revoke."""
+        return await self._call(
+            "bulk_revoke",
+            _wire.bulk_revoke_request(
+                domain, token_ids, created_by, all, created_before
+            ),
+            actor,
+        )
+
+    async def revoke_leaked(
+        self, tokens: Sequence[str], source: str = ""
+    ) -> LeaksReported:
+        """As Client.revoke_leaked."""
+        return await self._call(
+            "revoke_leaked", _wire.revoke_leaked_request(tokens, source), None
+        )
+
+    async def set_domain_policy(
+        self, domain: str, policy: DomainPolicy, *, actor: Optional[str] = None
+    ) -> DomainPolicy:
+        """As Client.set_domain_policy."""
+        return await self._call(
+            "set_domain_policy",
+            _wire.set_domain_policy_request(domain, policy),
+            actor,
+        )
+
+    async def get_domain_policy(
+        self, domain: str, *, actor: Optional[str] = None
+    ) -> DomainPolicy:
+        """As Client.get_domain_policy."""
+        return await self._call(
+            "get_domain_policy", _wire.get_domain_policy_request(domain), actor
         )

@@ -34,6 +34,9 @@ from .types import (
     VerifyResult,
     WhoAmI,
     ServerStatus,
+    BulkRevoked,
+    DomainPolicy,
+    LeaksReported,
 )
 
 _READ_CHUNK = 65536
@@ -552,4 +555,55 @@ class Client:
         client."""
         return self._call(
             "roll", _wire.roll_request(domain, token_id, grace_ms), actor
+        )
+
+    # ---- issue 17: revocation in bulk, leaked tokens, domain policies ----
+
+    def bulk_revoke(
+        self,
+        domain: str,
+        *,
+        token_ids: Sequence[str] = (),
+        created_by: str = "",
+        all: bool = False,
+        created_before: int = 0,
+        actor: Optional[str] = None,
+    ) -> BulkRevoked:
+        """Revokes, in one transaction, the tokens one selector names: these
+        ids (at most 1000; an unknown one revokes nothing and raises
+        NotFound), every token created_by made, all of the domain's, or every
+        token created before created_before (Unix ms). A write: not resent
+        after a lost answer."""
+        return self._call(
+            "bulk_revoke",
+            _wire.bulk_revoke_request(
+                domain, token_ids, created_by, all, created_before
+            ),
+            actor,
+        )
+
+    def revoke_leaked(self, tokens: Sequence[str], source: str = "") -> LeaksReported:
+        """For a --leak-reporter identity or an operator: secrets found in
+        public at source (a URL). Active ones are revoked and audited as
+        leaked; found says, for each, whether it is one of tokend's tokens."""
+        return self._call(
+            "revoke_leaked", _wire.revoke_leaked_request(tokens, source), None
+        )
+
+    def set_domain_policy(
+        self, domain: str, policy: DomainPolicy, *, actor: Optional[str] = None
+    ) -> DomainPolicy:
+        """Operators only: replaces domain's policy (updated_* ignored)."""
+        return self._call(
+            "set_domain_policy",
+            _wire.set_domain_policy_request(domain, policy),
+            actor,
+        )
+
+    def get_domain_policy(
+        self, domain: str, *, actor: Optional[str] = None
+    ) -> DomainPolicy:
+        """A domain's policy (all zero: none set)."""
+        return self._call(
+            "get_domain_policy", _wire.get_domain_policy_request(domain), actor
         )

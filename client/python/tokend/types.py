@@ -180,3 +180,38 @@ class ServerStatus:
     tokens: int
     index_digest: str  # 64 hex digits, equal on hosts that agree
     problem: str
+
+
+# ---- issue 17 ----
+
+
+@dataclass(frozen=True)
+class BulkRevoked:
+    """BulkRevoke's answer: revoked by this call, and selected tokens that
+    were revoked before."""
+
+    revoked: int
+    already_revoked: int
+    propagation: Optional[Propagation] = None
+
+
+@dataclass(frozen=True)
+class LeaksReported:
+    """RevokeLeaked's answer: for each secret, whether it is one of this
+    tokend's tokens (active or not), and how many this call revoked."""
+
+    found: Tuple[bool, ...]
+    revoked: int
+    propagation: Optional[Propagation] = None
+
+
+@dataclass(frozen=True)
+class DomainPolicy:
+    """A domain's policy; every limit 0 (or no scopes): none."""
+
+    max_lifetime_ms: int = 0
+    require_expiry: bool = False
+    allowed_scopes: Tuple[str, ...] = ()
+    max_active_tokens: int = 0
+    updated_at: int = 0  # answers only
+    updated_by: str = ""  # answers only

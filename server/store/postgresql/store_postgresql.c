@@ -29,7 +29,7 @@
 #include "store/store.h"
 
 /* The schema version this build writes (tokend_schema.version). */
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 /* pg_advisory_xact_lock key of the write lock: "tknd". */
 #define PG_WRITE_LOCK "1953066596"
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
@@ -193,6 +193,11 @@ static const char *const migrations[] = {
     "  updated_at bigint NOT NULL,"
     "  updated_by text NOT NULL"
     ");",
+    /* 3 -> 4 (h17b), as the SQLite backend's schema 7: a domain's active
+     * tokens, counted when its policy caps them, are a range of this
+     * index. */
+    "CREATE INDEX IF NOT EXISTS tokens_domain_active ON tokens (domain,"
+    " revoked_at, expires_at);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -1469,6 +1474,361 @@ static int pg_revoked_with(store_t *base, const char *domain,
   return err;
 }
 
+/* ---- revocation in bulk (issue 17) ---- */
+
+/* The rows of r (id in column 0, hash in column 1) as store_revoked_t,
+ * malloc'd (NULL when none). */
+static int collect_revoked(pg_t *s, const PGresult *r, const char *what,
+                           store_revoked_t **out, size_t *n_out) {
+  size_t i, n = (size_t)PQntuples(r);
+  store_revoked_t *v;
+
+  *out = NULL;
+  *n_out = 0;
+  if (n == 0)
+    return 0;
+  if ((v = calloc(n, sizeof(*v))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; i < n; i++) {
+    pg_get_text(r, (int)i, 0, v[i].id, sizeof(v[i].id));
+    if (pg_get_blob(r, (int)i, 1, v[i].hash, TOKEND_HASH_BYTES) != 0) {
+      free(v);
+      pg_set_errmsg(s, what, "token row with a bad hash");
+      return TOKEND_ESTORE;
+    }
+  }
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
+/* The WHERE condition of sel on parameter $k, and its parameter appended
+ * to p (none for STORE_BULK_ALL). ids_buf holds the ids as a text array
+ * literal: ids are "tok_" and letters and digits (the caller checked), so
+ * they need no quoting. */
+static const char *bulk_cond(const store_bulk_select_t *sel, int k,
+                             pg_params_t *p, char *ids_buf, char *cond,
+                             size_t cond_len) {
+  switch (sel->by) {
+  case STORE_BULK_IDS:
+    p_text(p, ids_buf);
+    snprintf(cond, cond_len, "id = ANY($%d::text[])", k);
+    break;
+  case STORE_BULK_CREATOR:
+    p_text(p, sel->created_by);
+    snprintf(cond, cond_len, "created_by = $%d", k);
+    break;
+  case STORE_BULK_BEFORE:
+    p_i64(p, sel->created_before);
+    snprintf(cond, cond_len, "created_at < $%d::bigint", k);
+    break;
+  case STORE_BULK_ALL:
+  default:
+    snprintf(cond, cond_len, "true");
+    break;
+  }
+  return cond;
+}
+
+/* "{id,id,...}", malloc'd. */
+static char *ids_literal(const store_bulk_select_t *sel) {
+  size_t i, off = 0, cap = 3 + sel->n_ids * TOKEND_TOKEN_ID_BYTES;
+  char *buf = malloc(cap);
+
+  if (buf == NULL)
+    return NULL;
+  buf[off++] = '{';
+  for (i = 0; i < sel->n_ids; i++)
+    off += (size_t)snprintf(buf + off, cap - off, "%s%s", i ? "," : "",
+                            sel->ids[i]);
+  buf[off++] = '}';
+  buf[off] = '\0';
+  return buf;
+}
+
+/* The first of sel's ids that r (one id a row, column 0) lacks. */
+static const char *first_missing(const store_bulk_select_t *sel,
+                                 const PGresult *r) {
+  char id[TOKEND_TOKEN_ID_BYTES];
+  size_t i;
+  int j, n = PQntuples(r);
+
+  for (i = 0; i < sel->n_ids; i++) {
+    for (j = 0; j < n; j++) {
+      pg_get_text(r, j, 0, id, sizeof(id));
+      if (strcmp(id, sel->ids[i]) == 0)
+        break;
+    }
+    if (j == n)
+      return sel->ids[i];
+  }
+  return NULL;
+}
+
+/* One statement revokes and numbers a change for each token: the feed's
+ * row is moved once by the count (under the write lock, as tokend_change
+ * does it one at a time) and the changes are inserted together, so a
+ * revocation of 100,000 tokens is neither 100,000 round trips nor 100,000
+ * updates of the feed row; followers read each token's row, as for any
+ * token change. */
+static int pg_bulk_revoke(store_t *base, const char *domain,
+                          const store_bulk_select_t *sel, int64_t now,
+                          const char *by, store_revoked_t **revoked,
+                          size_t *n_revoked, size_t *n_already, char *missing) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0}, q = {.n = 0};
+  char cond[64], sql[1024], *ids = NULL;
+  const char *gone;
+  int64_t already = 0, head = 0;
+  PGresult *r = NULL;
+  int err;
+
+  *revoked = NULL;
+  *n_revoked = 0;
+  *n_already = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  if (sel->by == STORE_BULK_IDS && (ids = ids_literal(sel)) == NULL)
+    return TOKEND_ENOMEM;
+  p_text(&p, domain);
+  bulk_cond(sel, 2, &p, ids, cond, sizeof(cond));
+  if (sel->by == STORE_BULK_IDS) {
+    r = pg_run(s, "bulk revoke",
+               "SELECT id FROM tokens WHERE domain = $1"
+               " AND id = ANY($2::text[])",
+               &p, PGRES_TUPLES_OK, &err);
+    if (r == NULL)
+      goto out;
+    if ((gone = first_missing(sel, r)) != NULL) {
+      snprintf(missing, TOKEND_TOKEN_ID_BYTES, "%s", gone);
+      err = TOKEND_ENOTFOUND;
+      goto out;
+    }
+    PQclear(r);
+    r = NULL;
+  }
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) FROM tokens WHERE domain = $1"
+           " AND revoked_at <> 0 AND %s",
+           cond);
+  if ((err = pg_query_int(s, "bulk revoke", sql, &p, &already)) != 0)
+    goto out;
+  p_text(&q, domain);
+  p_i64(&q, now);
+  p_text(&q, by);
+  bulk_cond(sel, 4, &q, ids, cond, sizeof(cond));
+  snprintf(sql, sizeof(sql),
+           "WITH u AS (UPDATE tokens SET revoked_at = $2, revoked_by = $3"
+           " WHERE domain = $1 AND revoked_at = 0 AND %s"
+           " RETURNING seq, id, hash),"
+           " n AS (SELECT count(*) AS c FROM u),"
+           " f AS (UPDATE feed SET rev = rev + n.c FROM n WHERE n.c > 0"
+           " RETURNING rev, n.c),"
+           " c AS (INSERT INTO changes (rev, at, token_seq)"
+           " SELECT f.rev - f.c + row_number() OVER (ORDER BY u.seq), $2,"
+           " u.seq FROM u, f)"
+           " SELECT u.id, u.hash, f.rev FROM u, f",
+           cond);
+  r = pg_run(s, "bulk revoke", sql, &q, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    goto out;
+  if ((err = collect_revoked(s, r, "bulk revoke", revoked, n_revoked)) != 0)
+    goto out;
+  if (*n_revoked > 0) {
+    tx_saw(s, pg_get_i64(r, 0, 2));
+    /* What tokend_change does for each change: followers wake at commit. */
+    err = pg_exec(s, "bulk revoke", "SELECT pg_notify('tokend_changes', '')",
+                  NULL, NULL);
+  } else {
+    /* Nothing changed: the feed's head holds any earlier revocation. */
+    err = pg_query_int(s, "bulk revoke", "SELECT rev FROM feed", NULL, &head);
+    if (err == 0)
+      tx_saw(s, head);
+  }
+  if (err == 0)
+    *n_already = (size_t)already;
+out:
+  if (err != 0) {
+    free(*revoked);
+    *revoked = NULL;
+    *n_revoked = 0;
+  }
+  PQclear(r);
+  free(ids);
+  return err;
+}
+
+static int pg_revoked_at_by(store_t *base, const char *domain,
+                            int64_t revoked_at, const char *revoked_by,
+                            store_revoked_t **revoked, size_t *n_revoked) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  *revoked = NULL;
+  *n_revoked = 0;
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, revoked_at);
+  p_text(&p, revoked_by);
+  r = pg_run(s, "revoked-at-by",
+             "SELECT id, hash, (SELECT rev FROM feed) FROM tokens"
+             " WHERE domain = $1 AND revoked_at = $2 AND revoked_by = $3",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  err = collect_revoked(s, r, "revoked-at-by", revoked, n_revoked);
+  if (err == 0 && *n_revoked > 0)
+    tx_saw(s, pg_get_i64(r, 0, 2));
+  PQclear(r);
+  return err;
+}
+
+/* ---- domain policies (issue 17) ---- */
+
+static int pg_policy_get(store_t *base, const char *domain,
+                         store_policy_t *out) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  r = pg_run(s, "policy get",
+             "SELECT max_lifetime_ms, require_expiry::int4, allowed_scopes,"
+             " max_active_tokens::int8, updated_at, updated_by"
+             " FROM domain_policies WHERE domain = $1",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0) {
+    err = TOKEND_ENOTFOUND;
+  } else {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->domain, sizeof(out->domain), "%s", domain);
+    out->max_lifetime_ms = pg_get_i64(r, 0, 0);
+    out->require_expiry = pg_get_i64(r, 0, 1) != 0;
+    pg_get_text(r, 0, 2, out->allowed_scopes, sizeof(out->allowed_scopes));
+    out->max_active_tokens = (int32_t)pg_get_i64(r, 0, 3);
+    out->updated_at = pg_get_i64(r, 0, 4);
+    pg_get_text(r, 0, 5, out->updated_by, sizeof(out->updated_by));
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_policy_set(store_t *base, const store_policy_t *pol) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, pol->domain);
+  p_i64(&p, pol->max_lifetime_ms);
+  p_text(&p, pol->require_expiry ? "true" : "false");
+  p_text(&p, pol->allowed_scopes);
+  p_i64(&p, pol->max_active_tokens);
+  p_i64(&p, pol->updated_at);
+  p_text(&p, pol->updated_by);
+  return pg_exec(s, "policy set",
+                 "INSERT INTO domain_policies (domain, max_lifetime_ms,"
+                 " require_expiry, allowed_scopes, max_active_tokens,"
+                 " updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                 " ON CONFLICT (domain) DO UPDATE SET"
+                 " max_lifetime_ms = excluded.max_lifetime_ms,"
+                 " require_expiry = excluded.require_expiry,"
+                 " allowed_scopes = excluded.allowed_scopes,"
+                 " max_active_tokens = excluded.max_active_tokens,"
+                 " updated_at = excluded.updated_at,"
+                 " updated_by = excluded.updated_by",
+                 &p, NULL);
+}
+
+static int pg_active_count(store_t *base, const char *domain, int64_t now,
+                           int64_t limit, int64_t *n) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, domain);
+  p_i64(&p, now);
+  p_i64(&p, limit);
+  return pg_query_int(s, "active count",
+                      /* As SQLite's: two ranges of tokens_domain_active. */
+                      "SELECT (SELECT count(*) FROM (SELECT 1 FROM tokens"
+                      " WHERE domain = $1 AND revoked_at = 0"
+                      " AND expires_at = 0 LIMIT $3) a)"
+                      " + (SELECT count(*) FROM (SELECT 1 FROM tokens"
+                      " WHERE domain = $1 AND revoked_at = 0"
+                      " AND expires_at > $2 LIMIT $3) b)",
+                      &p, n);
+}
+
+/* ---- leaked tokens (issue 17) ---- */
+
+/* At most TOKEND_LEAKED_MAX items: a statement or two each. */
+static int pg_revoke_by_hash(store_t *base, store_hash_token_t *items, size_t n,
+                             int64_t now, const char *by, int revoke) {
+  pg_t *s = pg_of(base);
+  store_hash_token_t *it;
+  PGresult *r;
+  size_t i;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  for (i = 0; i < n; i++) {
+    pg_params_t p = {.n = 0}, q = {.n = 0};
+
+    it = &items[i];
+    it->found = it->revoked_now = 0;
+    if (revoke) {
+      p_blob(&p, it->hash, TOKEND_HASH_BYTES);
+      p_i64(&p, now);
+      p_text(&p, by);
+      /* The revocation and its change, in one statement. */
+      r = pg_run(s, "leaked revoke",
+                 "WITH u AS (UPDATE tokens SET revoked_at = $2,"
+                 " revoked_by = $3 WHERE hash = $1 AND revoked_at = 0"
+                 " RETURNING seq, revoked_at)"
+                 " SELECT tokend_change(seq, NULL, NULL, revoked_at) FROM u",
+                 &p, PGRES_TUPLES_OK, &err);
+      if (r == NULL)
+        return err;
+      if (PQntuples(r) == 1) {
+        it->revoked_now = 1;
+        tx_saw(s, pg_get_i64(r, 0, 0));
+      }
+      PQclear(r);
+    }
+    p_blob(&q, it->hash, TOKEND_HASH_BYTES);
+    r = pg_run(s, "leaked read",
+               "SELECT id, domain, revoked_at, revoked_by,"
+               " (SELECT rev FROM feed) FROM tokens WHERE hash = $1",
+               &q, PGRES_TUPLES_OK, &err);
+    if (r == NULL)
+      return err;
+    if (PQntuples(r) == 1) {
+      it->found = 1;
+      pg_get_text(r, 0, 0, it->id, sizeof(it->id));
+      pg_get_text(r, 0, 1, it->domain, sizeof(it->domain));
+      it->revoked_at = pg_get_i64(r, 0, 2);
+      pg_get_text(r, 0, 3, it->revoked_by, sizeof(it->revoked_by));
+      /* Revoked before: the head holds that change (as Revoke does). */
+      tx_saw(s, pg_get_i64(r, 0, 4));
+    }
+    PQclear(r);
+  }
+  return 0;
+}
+
 /* Reads the audit columns of row i into ev; *has_hash 1 if the row has a
  * 32-byte hash, copied to hash. */
 static void audit_read(const PGresult *r, int i, store_audit_t *ev,
@@ -1529,7 +1889,10 @@ static int pg_audit_key_set(store_t *base,
   return pg_ready(s, 0);
 }
 
-/* Sends the queued audit rows as one INSERT. */
+/* Sends the queued audit rows as one INSERT. At most AUDIT_CHUNK rows
+ * are queued (pg_audit_append flushes at that many): 13 parameters a row
+ * stay under the protocol's 65,535 a statement. */
+#define AUDIT_CHUNK 4096
 static int audit_flush(pg_t *s) {
   enum { COLS = 13 };
   size_t n = s->aq_n, i;
@@ -1642,7 +2005,9 @@ static int pg_audit_append(store_t *base, store_audit_t *ev) {
     s->tx_head_known = 1;
     s->tx_head_id = ev->id;
     memcpy(s->tx_head_hash, h, sizeof(h));
-    return 0;
+    /* A bulk revocation audits each token: bounded memory, and a statement
+     * within the protocol's parameter limit. */
+    return s->aq_n >= AUDIT_CHUNK ? audit_flush(s) : 0;
   }
   p_i64(&p, ev->at);
   p_i64(&p, ev->peer_uid);
@@ -2066,39 +2431,6 @@ static int pg_list_expiring(store_t *base, const char *domain, int64_t now,
   return err;
 }
 
-static int pg_policy_get(store_t *base, const char *domain,
-                         store_policy_t *out) {
-  pg_t *s = pg_of(base);
-  pg_params_t p = {.n = 0};
-  PGresult *r;
-  int err;
-
-  if ((err = pg_ready(s, 0)) != 0)
-    return err;
-  p_text(&p, domain);
-  r = pg_run(s, "policy get",
-             "SELECT max_lifetime_ms, require_expiry::int4, allowed_scopes,"
-             " max_active_tokens, updated_at, updated_by"
-             " FROM domain_policies WHERE domain = $1",
-             &p, PGRES_TUPLES_OK, &err);
-  if (r == NULL)
-    return err;
-  if (PQntuples(r) == 0) {
-    err = TOKEND_ENOTFOUND;
-  } else {
-    memset(out, 0, sizeof(*out));
-    snprintf(out->domain, sizeof(out->domain), "%s", domain);
-    out->max_lifetime_ms = pg_get_i64(r, 0, 0);
-    out->require_expiry = pg_get_i64(r, 0, 1) != 0;
-    pg_get_text(r, 0, 2, out->allowed_scopes, sizeof(out->allowed_scopes));
-    out->max_active_tokens = (int32_t)pg_get_i64(r, 0, 3);
-    out->updated_at = pg_get_i64(r, 0, 4);
-    pg_get_text(r, 0, 5, out->updated_by, sizeof(out->updated_by));
-  }
-  PQclear(r);
-  return err;
-}
-
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -2137,7 +2469,12 @@ static const struct store_ops pg_ops = {
     .counts_import = pg_counts_import,
     .token_update = pg_token_update,
     .list_expiring = pg_list_expiring,
+    .bulk_revoke = pg_bulk_revoke,
+    .revoked_at_by = pg_revoked_at_by,
     .policy_get = pg_policy_get,
+    .policy_set = pg_policy_set,
+    .active_count = pg_active_count,
+    .revoke_by_hash = pg_revoke_by_hash,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */

@@ -128,6 +128,12 @@ static const char *const migrations[] = {
     "  updated_at INTEGER NOT NULL,"
     "  updated_by TEXT NOT NULL"
     ") WITHOUT ROWID;",
+    /* 6 -> 7 (h17b, issue 17's domain policy): a domain's active tokens,
+     * counted in the Issue's transaction when its policy caps them, are a
+     * range of this index (revoked_at = 0, expires_at 0 or later than
+     * now): 100,000 revoked tokens in a domain are not walked. */
+    "CREATE INDEX IF NOT EXISTS tokens_domain_active ON tokens (domain,"
+    " revoked_at, expires_at);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

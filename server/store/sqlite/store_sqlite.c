@@ -100,9 +100,44 @@
                     " WHERE domain = ?1 AND seq < ?2 AND revoked_at = 0"       \
                     " AND expires_at > ?3 AND expires_at <= ?4"                \
                     " ORDER BY seq DESC LIMIT ?5")                             \
+  /* issue 17: revocation in bulk; ?2 is the store_bulk_by_t (not IDS) */      \
+  XX(bulk_revoke, "UPDATE tokens SET revoked_at = ?5, revoked_by = ?6"         \
+                  " WHERE domain = ?1 AND revoked_at = 0 AND (?2 = 2"          \
+                  " OR (?2 = 1 AND created_by = ?3)"                           \
+                  " OR (?2 = 3 AND created_at < ?4)) RETURNING id, hash")      \
+  XX(bulk_already, "SELECT count(*) FROM tokens"                               \
+                   " WHERE domain = ?1 AND revoked_at <> 0 AND (?2 = 2"        \
+                   " OR (?2 = 1 AND created_by = ?3)"                          \
+                   " OR (?2 = 3 AND created_at < ?4))")                        \
+  XX(revoked_at_by, "SELECT id, hash FROM tokens WHERE domain = ?1"            \
+                    " AND revoked_at = ?2 AND revoked_by = ?3")                \
+  /* issue 17: domain policies */                                              \
   XX(policy_get, "SELECT max_lifetime_ms, require_expiry, allowed_scopes,"     \
                  " max_active_tokens, updated_at, updated_by"                  \
                  " FROM domain_policies WHERE domain = ?1")                    \
+  XX(policy_set,                                                               \
+     "INSERT INTO domain_policies (domain, max_lifetime_ms,"                   \
+     " require_expiry, allowed_scopes, max_active_tokens,"                     \
+     " updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"            \
+     " ON CONFLICT (domain) DO UPDATE SET"                                     \
+     " max_lifetime_ms = excluded.max_lifetime_ms,"                            \
+     " require_expiry = excluded.require_expiry,"                              \
+     " allowed_scopes = excluded.allowed_scopes,"                              \
+     " max_active_tokens = excluded.max_active_tokens,"                        \
+     " updated_at = excluded.updated_at,"                                      \
+     " updated_by = excluded.updated_by")                                      \
+  /* Two ranges of tokens_domain_active (never expiring; expiring after    \
+   * ?2), so revoked and expired tokens are never walked */                   \
+  XX(active_count, "SELECT (SELECT count(*) FROM (SELECT 1 FROM tokens"        \
+                   " WHERE domain = ?1 AND revoked_at = 0 AND expires_at = 0"  \
+                   " LIMIT ?3)) + (SELECT count(*) FROM (SELECT 1 FROM tokens" \
+                   " WHERE domain = ?1 AND revoked_at = 0 AND expires_at > ?2" \
+                   " LIMIT ?3))")                                              \
+  /* issue 17: leaked tokens */                                                \
+  XX(by_hash, "SELECT id, domain, revoked_at, revoked_by FROM tokens"          \
+              " WHERE hash = ?1")                                              \
+  XX(revoke_hash, "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3"         \
+                  " WHERE hash = ?1 AND revoked_at = 0")                       \
   XX(begin, "BEGIN IMMEDIATE")                                                 \
   XX(commit, "COMMIT")                                                         \
   XX(rollback, "ROLLBACK")
@@ -1445,6 +1480,339 @@ static int sq_revoked_with(store_t *base, const char *domain,
   return err;
 }
 
+/* ---- revocation in bulk (issue 17) ---- */
+
+/* Steps st (bound, returning id and hash columns) to the end and appends
+ * each row to *out (malloc'd, grown as needed; *cap its room). */
+static int collect_revoked(sq_t *s, sqlite3_stmt *st, const char *what,
+                           store_revoked_t **out, size_t *n, size_t *cap) {
+  store_revoked_t *grown;
+  const unsigned char *id;
+  const void *blob;
+  int rc, err = 0;
+
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    id = sqlite3_column_text(st, 0);
+    blob = sqlite3_column_blob(st, 1);
+    if (id == NULL || blob == NULL ||
+        sqlite3_column_bytes(st, 0) >= TOKEND_TOKEN_ID_BYTES ||
+        sqlite3_column_bytes(st, 1) != TOKEND_HASH_BYTES) {
+      err = store_fail(s, TOKEND_ESTORE, what);
+      break;
+    }
+    if (*n == *cap) {
+      size_t c = *cap ? *cap * 2 : 64;
+
+      if ((grown = realloc(*out, c * sizeof(**out))) == NULL) {
+        err = TOKEND_ENOMEM;
+        break;
+      }
+      *out = grown;
+      *cap = c;
+    }
+    snprintf((*out)[*n].id, sizeof((*out)[*n].id), "%s", (const char *)id);
+    memcpy((*out)[*n].hash, blob, TOKEND_HASH_BYTES);
+    (*n)++;
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), what);
+  sqlite3_reset(st);
+  return err;
+}
+
+/* STORE_BULK_IDS: every id is looked up first, so that an unknown one
+ * changes nothing; then the unrevoked ones are revoked one by one (at most
+ * TOKEND_BULK_IDS_MAX statements, prepared once). */
+static int sq_bulk_ids(sq_t *s, const char *domain,
+                       const store_bulk_select_t *sel, int64_t now,
+                       const char *by, store_revoked_t *out, size_t *n_revoked,
+                       size_t *n_already, char *missing) {
+  sqlite3_stmt *get = s->revoke_get, *set = s->revoke_set;
+  const void *h;
+  size_t i;
+  int rc, err = 0;
+
+  for (i = 0; i < sel->n_ids; i++) {
+    if (sqlite3_bind_text(get, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(get, 2, sel->ids[i], -1, SQLITE_STATIC) !=
+            SQLITE_OK) {
+      err = store_fail(s, TOKEND_ESTORE, "bulk revoke bind");
+      break;
+    }
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_DONE) {
+      snprintf(missing, TOKEND_TOKEN_ID_BYTES, "%s", sel->ids[i]);
+      err = TOKEND_ENOTFOUND;
+    } else if (rc != SQLITE_ROW) {
+      err = store_fail(s, store_sqlite_map_rc(rc), "bulk revoke read");
+    } else if ((h = sqlite3_column_blob(get, 1)) == NULL ||
+               sqlite3_column_bytes(get, 1) != TOKEND_HASH_BYTES) {
+      err = store_fail(s, TOKEND_ESTORE, "bulk revoke read");
+    } else if (sqlite3_column_int64(get, 0) != 0) {
+      (*n_already)++;
+    } else {
+      snprintf(out[*n_revoked].id, sizeof(out[*n_revoked].id), "%s",
+               sel->ids[i]);
+      memcpy(out[*n_revoked].hash, h, TOKEND_HASH_BYTES);
+      (*n_revoked)++;
+    }
+    sqlite3_reset(get);
+    if (err != 0)
+      break;
+  }
+  sqlite3_clear_bindings(get);
+  for (i = 0; err == 0 && i < *n_revoked; i++) {
+    if (sqlite3_bind_text(set, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(set, 2, out[i].id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(set, 3, now) != SQLITE_OK ||
+        sqlite3_bind_text(set, 4, by, -1, SQLITE_STATIC) != SQLITE_OK)
+      err = store_fail(s, TOKEND_ESTORE, "bulk revoke bind");
+    else
+      err = store_step_once(s, set, "bulk revoke");
+  }
+  sqlite3_clear_bindings(set);
+  return err;
+}
+
+static int sq_bulk_revoke(store_t *base, const char *domain,
+                          const store_bulk_select_t *sel, int64_t now,
+                          const char *by, store_revoked_t **revoked,
+                          size_t *n_revoked, size_t *n_already, char *missing) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *up = s->bulk_revoke, *cnt = s->bulk_already;
+  store_revoked_t *out = NULL;
+  size_t n = 0, cap = 0, already = 0;
+  int rc, err;
+
+  *revoked = NULL;
+  *n_revoked = 0;
+  *n_already = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  if (sel->by == STORE_BULK_IDS) {
+    if (sel->n_ids > 0 && (out = calloc(sel->n_ids, sizeof(*out))) == NULL)
+      return TOKEND_ENOMEM;
+    err = sq_bulk_ids(s, domain, sel, now, by, out, &n, &already, missing);
+    goto out;
+  }
+  if (sqlite3_bind_text(cnt, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int(cnt, 2, (int)sel->by) != SQLITE_OK ||
+      sqlite3_bind_text(cnt, 3, sel->created_by ? sel->created_by : "", -1,
+                        SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(cnt, 4, sel->created_before) != SQLITE_OK ||
+      sqlite3_bind_text(up, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int(up, 2, (int)sel->by) != SQLITE_OK ||
+      sqlite3_bind_text(up, 3, sel->created_by ? sel->created_by : "", -1,
+                        SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(up, 4, sel->created_before) != SQLITE_OK ||
+      sqlite3_bind_int64(up, 5, now) != SQLITE_OK ||
+      sqlite3_bind_text(up, 6, by, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "bulk revoke bind");
+    goto out_clear;
+  }
+  /* Counted before the update, which would add its own rows. */
+  rc = sqlite3_step(cnt);
+  if (rc == SQLITE_ROW)
+    already = (size_t)sqlite3_column_int64(cnt, 0);
+  else
+    err = store_fail(s, store_sqlite_map_rc(rc), "bulk revoke count");
+  sqlite3_reset(cnt);
+  if (err == 0)
+    err = collect_revoked(s, up, "bulk revoke", &out, &n, &cap);
+out_clear:
+  sqlite3_clear_bindings(cnt);
+  sqlite3_clear_bindings(up);
+out:
+  if (err != 0) {
+    free(out);
+    return err;
+  }
+  if (n == 0) {
+    free(out);
+    out = NULL;
+  }
+  *revoked = out;
+  *n_revoked = n;
+  *n_already = already;
+  return 0;
+}
+
+static int sq_revoked_at_by(store_t *base, const char *domain,
+                            int64_t revoked_at, const char *revoked_by,
+                            store_revoked_t **revoked, size_t *n_revoked) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  store_revoked_t *out = NULL;
+  size_t n = 0, cap = 0;
+  int err;
+
+  *revoked = NULL;
+  *n_revoked = 0;
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->revoked_at_by;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, revoked_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 3, revoked_by, -1, SQLITE_STATIC) != SQLITE_OK)
+    err = store_fail(s, TOKEND_ESTORE, "revoked-at-by bind");
+  else
+    err = collect_revoked(s, st, "revoked-at-by", &out, &n, &cap);
+  sqlite3_clear_bindings(st);
+  if (err != 0) {
+    free(out);
+    return err;
+  }
+  *revoked = out;
+  *n_revoked = n;
+  return 0;
+}
+
+/* ---- domain policies (issue 17) ---- */
+
+static int sq_policy_get(store_t *base, const char *domain,
+                         store_policy_t *out) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  const unsigned char *t;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->policy_get;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "policy get bind");
+    goto out;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->domain, sizeof(out->domain), "%s", domain);
+    out->max_lifetime_ms = sqlite3_column_int64(st, 0);
+    out->require_expiry = sqlite3_column_int(st, 1) != 0;
+    t = sqlite3_column_text(st, 2);
+    snprintf(out->allowed_scopes, sizeof(out->allowed_scopes), "%s",
+             t != NULL ? (const char *)t : "");
+    out->max_active_tokens = (int32_t)sqlite3_column_int64(st, 3);
+    out->updated_at = sqlite3_column_int64(st, 4);
+    t = sqlite3_column_text(st, 5);
+    snprintf(out->updated_by, sizeof(out->updated_by), "%s",
+             t != NULL ? (const char *)t : "");
+  } else if (rc == SQLITE_DONE) {
+    err = TOKEND_ENOTFOUND;
+  } else {
+    err = store_fail(s, store_sqlite_map_rc(rc), "policy get");
+  }
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_policy_set(store_t *base, const store_policy_t *p) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->policy_set;
+  if (sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, p->max_lifetime_ms) != SQLITE_OK ||
+      sqlite3_bind_int(st, 3, p->require_expiry ? 1 : 0) != SQLITE_OK ||
+      sqlite3_bind_text(st, 4, p->allowed_scopes, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int64(st, 5, p->max_active_tokens) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 6, p->updated_at) != SQLITE_OK ||
+      sqlite3_bind_text(st, 7, p->updated_by, -1, SQLITE_STATIC) != SQLITE_OK)
+    err = store_fail(s, TOKEND_ESTORE, "policy set bind");
+  else
+    err = store_step_once(s, st, "policy set");
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_active_count(store_t *base, const char *domain, int64_t now,
+                           int64_t limit, int64_t *n) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->active_count;
+  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, now) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 3, limit) != SQLITE_OK) {
+    err = store_fail(s, TOKEND_ESTORE, "active count bind");
+    goto out;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    *n = sqlite3_column_int64(st, 0);
+  else
+    err = store_fail(s, store_sqlite_map_rc(rc), "active count");
+  sqlite3_reset(st);
+out:
+  sqlite3_clear_bindings(st);
+  return err;
+}
+
+/* ---- leaked tokens (issue 17) ---- */
+
+static int sq_revoke_by_hash(store_t *base, store_hash_token_t *items, size_t n,
+                             int64_t now, const char *by, int revoke) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *get, *set;
+  const unsigned char *t;
+  store_hash_token_t *it;
+  size_t i;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  get = s->by_hash;
+  set = s->revoke_hash;
+  for (i = 0; err == 0 && i < n; i++) {
+    it = &items[i];
+    it->found = it->revoked_now = 0;
+    if (revoke) {
+      if (sqlite3_bind_blob(set, 1, it->hash, TOKEND_HASH_BYTES,
+                            SQLITE_STATIC) != SQLITE_OK ||
+          sqlite3_bind_int64(set, 2, now) != SQLITE_OK ||
+          sqlite3_bind_text(set, 3, by, -1, SQLITE_STATIC) != SQLITE_OK) {
+        err = store_fail(s, TOKEND_ESTORE, "leaked bind");
+        break;
+      }
+      if ((err = store_step_once(s, set, "leaked revoke")) != 0)
+        break;
+      it->revoked_now = sqlite3_changes(s->db) > 0;
+    }
+    if (sqlite3_bind_blob(get, 1, it->hash, TOKEND_HASH_BYTES, SQLITE_STATIC) !=
+        SQLITE_OK) {
+      err = store_fail(s, TOKEND_ESTORE, "leaked bind");
+      break;
+    }
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW) {
+      it->found = 1;
+      t = sqlite3_column_text(get, 0);
+      snprintf(it->id, sizeof(it->id), "%s", t ? (const char *)t : "");
+      t = sqlite3_column_text(get, 1);
+      snprintf(it->domain, sizeof(it->domain), "%s", t ? (const char *)t : "");
+      it->revoked_at = sqlite3_column_int64(get, 2);
+      t = sqlite3_column_text(get, 3);
+      snprintf(it->revoked_by, sizeof(it->revoked_by), "%s",
+               t ? (const char *)t : "");
+    } else if (rc != SQLITE_DONE) {
+      err = store_fail(s, store_sqlite_map_rc(rc), "leaked read");
+    }
+    sqlite3_reset(get);
+  }
+  sqlite3_clear_bindings(get);
+  sqlite3_clear_bindings(set);
+  return err;
+}
+
 /* One host, one writer: SQLite has no change feed. */
 static int64_t sq_change_rev(const store_t *base) {
   (void)base;
@@ -1765,40 +2133,6 @@ out:
   return err;
 }
 
-static int sq_policy_get(store_t *base, const char *domain,
-                         store_policy_t *out) {
-  sq_t *s = sq_of(base);
-  sqlite3_stmt *st;
-  int rc, err;
-
-  if ((err = sq_ready(s, 0)) != 0)
-    return err;
-  st = s->policy_get;
-  if (sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK) {
-    err = store_fail(s, TOKEND_ESTORE, "policy get bind");
-    goto out;
-  }
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    memset(out, 0, sizeof(*out));
-    snprintf(out->domain, sizeof(out->domain), "%s", domain);
-    out->max_lifetime_ms = sqlite3_column_int64(st, 0);
-    out->require_expiry = sqlite3_column_int(st, 1) != 0;
-    copy_text(out->allowed_scopes, sizeof(out->allowed_scopes), st, 2);
-    out->max_active_tokens = sqlite3_column_int(st, 3);
-    out->updated_at = sqlite3_column_int64(st, 4);
-    copy_text(out->updated_by, sizeof(out->updated_by), st, 5);
-  } else if (rc == SQLITE_DONE) {
-    err = TOKEND_ENOTFOUND;
-  } else {
-    err = store_fail(s, store_sqlite_map_rc(rc), "policy get");
-  }
-  sqlite3_reset(st);
-out:
-  sqlite3_clear_bindings(st);
-  return err;
-}
-
 static const struct store_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -1839,7 +2173,12 @@ static const struct store_ops sq_ops = {
     .audit_prune = sq_audit_prune,
     .token_update = sq_token_update,
     .list_expiring = sq_list_expiring,
+    .bulk_revoke = sq_bulk_revoke,
+    .revoked_at_by = sq_revoked_at_by,
     .policy_get = sq_policy_get,
+    .policy_set = sq_policy_set,
+    .active_count = sq_active_count,
+    .revoke_by_hash = sq_revoke_by_hash,
 };
 
 const struct store_backend store_sqlite_backend = {

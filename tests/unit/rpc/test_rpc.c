@@ -275,6 +275,12 @@ typedef struct {
   Tokend__V1__ListAuditEventsRequest audit;
   Tokend__V1__WhoAmIRequest whoami;
   Tokend__V1__VerifyAuditLogRequest verify_audit;
+  /* issue 17 */
+  Tokend__V1__BulkRevokeRequest bulk;
+  Tokend__V1__SetDomainPolicyRequest set_policy;
+  Tokend__V1__GetDomainPolicyRequest get_policy;
+  Tokend__V1__RevokeLeakedRequest leaked;
+  char *leaked_tokens[1];
   char domain[TOKEND_DOMAIN_BYTES];
   char actor[TOKEND_USER_BYTES];
   char token[TOKEND_TOKEN_BYTES];
@@ -346,6 +352,29 @@ static const Tokend__V1__Request *make_req(request_t *q,
   case TOKEND__V1__REQUEST__METHOD_VERIFY_AUDIT_LOG:
     tokend__v1__verify_audit_log_request__init(&q->verify_audit);
     q->req.verify_audit_log = &q->verify_audit;
+    break;
+  case TOKEND__V1__REQUEST__METHOD_BULK_REVOKE:
+    tokend__v1__bulk_revoke_request__init(&q->bulk);
+    q->bulk.domain = q->domain;
+    q->bulk.all = 1;
+    q->req.bulk_revoke = &q->bulk;
+    break;
+  case TOKEND__V1__REQUEST__METHOD_SET_DOMAIN_POLICY:
+    tokend__v1__set_domain_policy_request__init(&q->set_policy);
+    q->set_policy.domain = q->domain;
+    q->req.set_domain_policy = &q->set_policy;
+    break;
+  case TOKEND__V1__REQUEST__METHOD_GET_DOMAIN_POLICY:
+    tokend__v1__get_domain_policy_request__init(&q->get_policy);
+    q->get_policy.domain = q->domain;
+    q->req.get_domain_policy = &q->get_policy;
+    break;
+  case TOKEND__V1__REQUEST__METHOD_REVOKE_LEAKED:
+    tokend__v1__revoke_leaked_request__init(&q->leaked);
+    q->leaked_tokens[0] = q->token;
+    q->leaked.tokens = q->leaked_tokens;
+    q->leaked.n_tokens = 1;
+    q->req.revoke_leaked = &q->leaked;
     break;
   default:
     fail_msg("no such method %d", (int)m);
@@ -445,6 +474,28 @@ static const rule_case_t rule_cases[] = {
      DOMAIN, "uid:1000", SUBMITTED, STORE_JOB_ISSUE},
     {"an operator acting for nobody (break-glass)", M(ISSUE), "Issue", 0, 1, 0,
      OTHER_DOMAIN, "", SUBMITTED, STORE_JOB_ISSUE},
+    /* issue 17 */
+    {"BulkRevoke by a non-admin", M(BULK_REVOKE), "BulkRevoke", NOBODY_UID, 0,
+     1, DOMAIN, "", REFUSED, 0},
+    {"BulkRevoke in another domain", M(BULK_REVOKE), "BulkRevoke", ADMIN_UID, 0,
+     1, OTHER_DOMAIN, "", REFUSED, 0},
+    {"BulkRevoke by its domain's admin", M(BULK_REVOKE), "BulkRevoke",
+     ADMIN_UID, 0, 1, DOMAIN, "", SUBMITTED, STORE_JOB_BULK_REVOKE},
+    {"SetDomainPolicy by an admin", M(SET_DOMAIN_POLICY), "SetDomainPolicy",
+     ADMIN_UID, 0, 1, DOMAIN, "", REFUSED, 0},
+    {"SetDomainPolicy by an operator", M(SET_DOMAIN_POLICY), "SetDomainPolicy",
+     0, 1, 0, DOMAIN, "", SUBMITTED, STORE_JOB_POLICY_SET},
+    {"GetDomainPolicy by a non-admin", M(GET_DOMAIN_POLICY), "GetDomainPolicy",
+     NOBODY_UID, 0, 1, DOMAIN, "", REFUSED, 0},
+    {"GetDomainPolicy in another domain", M(GET_DOMAIN_POLICY),
+     "GetDomainPolicy", ADMIN_UID, 0, 1, OTHER_DOMAIN, "", REFUSED, 0},
+    {"GetDomainPolicy by its domain's admin", M(GET_DOMAIN_POLICY),
+     "GetDomainPolicy", ADMIN_UID, 0, 1, DOMAIN, "", SUBMITTED,
+     STORE_JOB_POLICY_GET},
+    {"RevokeLeaked by an admin (no --leak-reporter)", M(REVOKE_LEAKED),
+     "RevokeLeaked", ADMIN_UID, 0, 1, "", "", REFUSED, 0},
+    {"RevokeLeaked by an operator", M(REVOKE_LEAKED), "RevokeLeaked", 0, 1, 0,
+     "", "", SUBMITTED, STORE_JOB_LEAKED},
 };
 
 static void test_rpc_every_method_refusal_rules(void **state) {
