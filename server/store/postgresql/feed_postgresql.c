@@ -1,30 +1,37 @@
 /* feed_postgresql.c: the change feed follower of the PostgreSQL store
  * (store/feed.h), driven by the event loop through libpq's asynchronous
- * API: its own connection, whose socket the loop watches (uv_poll_t);
- * PQsendQueryParams and PQconsumeInput/PQisBusy/PQgetResult to query,
- * PQnotifies for the notifications. Connecting is done on libuv's thread
- * pool (PQconnectdbParams, bounded by connect_timeout): libpq resolves a
- * host name synchronously even in PQconnectStart, and a DNS outage must
- * not stall Verify. Nothing here blocks the loop.
+ * API: its own connection, whose socket the loop watches (uv_poll_t),
+ * in pipeline mode; statements prepared once per connection and sent with
+ * PQsendQueryPrepared, PQconsumeInput/PQisBusy/PQgetResult to read their
+ * results, PQnotifies for the notifications. Connecting is done on
+ * libuv's thread pool (PQconnectdbParams, bounded by connect_timeout):
+ * libpq resolves a host name synchronously even in PQconnectStart, and a
+ * DNS outage must not stall Verify. Nothing here blocks the loop.
  *
- * One query at a time on the connection; what is wanted next is a flag,
- * taken in this order when the connection is idle:
- *   feed    read the changes after the applied revision (a page at a time)
- *           and apply them through the handler: on a notification on
- *           tokend_changes, on the tick (the safety net), after connecting
+ * One batch at a time on the connection, one round trip: what is wanted
+ * is a flag each, and once the last batch is done, every wanted query goes
+ * in the next, each with its own sync point (its own implicit
+ * transaction), in this order:
  *   report  upsert this host's row in hosts (applied revision, heartbeat):
  *           when the applied revision moved, and as the heartbeat; it
  *           notifies tokend_applied with "<host id> <revision>"
+ *   feed    read the changes after the applied revision (a page at a time)
+ *           and apply them through the handler: on a notification on
+ *           tokend_changes, on the tick (the safety net), after connecting
  *   hosts   read the live hosts and their applied revisions, while writes
- *           wait to have spread: when a wait starts and on the tick (for
- *           liveness); between reads, the reports' notifications move
- *           the hosts' revisions on (and add a host new since), so a wait
- *           ends as the last host's report arrives
+ *           wait to have spread: when a wait starts (at most a few times a
+ *           tick) and on the tick (for liveness); between reads, the
+ *           reports' notifications move the hosts' revisions on (and add a
+ *           host new since, or take off one that left), so a wait ends as
+ *           the last host's report arrives
+ * So under a stream of writes a host reports what it applied and reads
+ * what came since in one round trip.
  * A read of the feed that comes back with less than a page found nothing
  * left to apply: everything committed before it was sent is in memory.
- * Every write committed after it counts this host (its last report made
- * it live) while that report is younger than the lease: fresh_until moves
- * to the report's send time plus the lease (feed_apply).
+ * Every write committed after it counts this host (its last report, which
+ * committed before the read began, earlier in its batch or in an earlier
+ * one, made it live) while that report is younger than the lease:
+ * fresh_until moves to the report's send time plus the lease (feed_apply).
  *
  * The connection is lost (server gone, terminated, a query that does not
  * come back within the lease): it is dropped and made again, after a
@@ -60,8 +67,23 @@ typedef enum {
   Q_FEED,   /* the changes after applied */
   Q_REPORT, /* this host's row */
   Q_HOSTS,  /* the live hosts' applied revisions */
-  Q_BYE     /* this host leaves (close) */
+  Q_BYE,    /* this host leaves (close) */
+  Q_SYNC    /* the pipeline's sync point after each query */
 } query_t;
+
+/* The statements prepared on every connection (feed_connected), run by
+ * name: each is parsed and planned once per connection, not per call (the
+ * feed's read cost more to plan than to run). */
+#define STMT_FEED "tokend_feed"
+#define STMT_REPORT "tokend_report"
+#define STMT_HOSTS "tokend_hosts"
+/* Queries and sync points in flight at most: a batch is at most a report,
+ * a read of the feed and a read of hosts, each with its sync; the set-up
+ * is larger. */
+#define FEED_PIPE_MAX 16
+/* While writes wait, the live hosts are read at most this many times a
+ * tick (pg_feed_wait). */
+#define HOSTS_READ_EVERY 4
 
 /* The changes after $1, with what each names as it is now. Written so
  * that its plan does not depend on the planner's statistics (a new
@@ -109,12 +131,19 @@ typedef struct pg_feed {
   uv_timer_t timer; /* the first wait's deadline */
   uint32_t backoff_ms;
 
-  query_t q;       /* in flight */
-  uint64_t q_sent; /* uv_now() when it was sent */
+  /* In flight, in the order sent (libpq's pipeline mode): each query is
+   * followed by its own sync point, so each runs in its own implicit
+   * transaction (a report commits before the read sent after it starts)
+   * and one failing does not abort the next. The front query's last
+   * result is kept until its end. */
+  struct {
+    query_t q;
+    uint64_t sent; /* uv_now() */
+  } pipe[FEED_PIPE_MAX];
+  int pipe_n;
   PGresult *q_result;
   int q_failed;
   int want_feed, want_report, want_hosts;
-  int turn; /* the last kind sent: 0 feed, 1 report, 2 hosts */
   /* The send time (uv_now) of the last report that took this host's row:
    * from its execution, later, the other hosts count this one live for a
    * lease. 0: none yet. */
@@ -135,6 +164,7 @@ typedef struct pg_feed {
   char (*host_ids)[128];
   size_t n_hosts, hosts_cap;
   int hosts_known;
+  uint64_t hosts_sent; /* uv_now() when the last read of hosts was sent */
 
   store_feed_wait_t *wait_head, *wait_tail; /* by deadline */
 
@@ -219,7 +249,7 @@ static void feed_drop(pg_feed_t *f) {
   f->q_result = NULL;
   PQfinish(f->conn);
   f->conn = NULL;
-  f->q = Q_NONE;
+  f->pipe_n = 0;
   f->hosts_known = 0;
   /* After every reconnection, the feed from the applied revision. */
   f->want_feed = 1;
@@ -324,37 +354,53 @@ static void on_retry(uv_timer_t *t) {
   feed_connect(f);
 }
 
-/* Sends one statement; binary results. */
-static void feed_send(pg_feed_t *f, query_t q, const char *sql, int n,
-                      const char *const *values, const int *lengths,
-                      const int *formats) {
-  int rc;
-
-  if (!PQsendQueryParams(f->conn, sql, n, NULL, values, lengths, formats, 1)) {
+/* Records q as handed to libpq (ok: whether that worked); with sync, a
+ * sync point after it. 0, or -1 with the connection dropped. */
+static int feed_queued(pg_feed_t *f, query_t q, int ok, int sync) {
+  if (!ok || f->pipe_n + 2 > FEED_PIPE_MAX ||
+      (sync && !PQpipelineSync(f->conn))) {
     feed_lost(f, "send", PQerrorMessage(f->conn));
-    return;
+    return -1;
   }
-  f->q = q;
-  f->q_sent = uv_now(f->loop);
-  f->q_failed = 0;
-  /* Non-blocking: what did not fit in the socket goes when writable. */
-  rc = PQflush(f->conn);
+  f->pipe[f->pipe_n].q = q;
+  f->pipe[f->pipe_n++].sent = uv_now(f->loop);
+  if (sync) {
+    f->pipe[f->pipe_n].q = Q_SYNC;
+    f->pipe[f->pipe_n++].sent = uv_now(f->loop);
+  }
+  return 0;
+}
+
+/* Sends prepared statement name with its parameters; binary results. */
+static int feed_send(pg_feed_t *f, query_t q, const char *name, int n,
+                     const char *const *values, const int *lengths,
+                     const int *formats) {
+  return feed_queued(
+      f, q, PQsendQueryPrepared(f->conn, name, n, values, lengths, formats, 1),
+      1);
+}
+
+/* Sends what was queued; what did not fit in the socket goes when it is
+ * writable (non-blocking). */
+static void feed_flush(pg_feed_t *f) {
+  int rc = PQflush(f->conn);
+
   if (rc < 0 ||
       feed_watch(f, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) != 0)
     feed_lost(f, "send", PQerrorMessage(f->conn));
 }
 
-static void send_feed(pg_feed_t *f) {
+static int send_feed(pg_feed_t *f) {
   char rev[24], page[24];
   const char *values[2] = {rev, page};
 
   snprintf(rev, sizeof(rev), "%lld", (long long)f->applied);
   snprintf(page, sizeof(page), "%d", FEED_PAGE);
   f->want_feed = 0;
-  feed_send(f, Q_FEED, FEED_SQL, 2, values, NULL, NULL);
+  return feed_send(f, Q_FEED, STMT_FEED, 2, values, NULL, NULL);
 }
 
-static void send_report(pg_feed_t *f) {
+static int send_report(pg_feed_t *f) {
   char rev[24], lease[24], pid[24];
   const char *values[6] = {
       f->host_id, (const char *)f->instance, rev, lease, pid, f->version};
@@ -366,44 +412,30 @@ static void send_report(pg_feed_t *f) {
   snprintf(lease, sizeof(lease), "%u", (unsigned)f->lease_ms);
   snprintf(pid, sizeof(pid), "%d", (int)getpid());
   f->want_report = 0;
-  feed_send(f, Q_REPORT, "SELECT tokend_report($1, $2, $3, $4, $5, $6)::int4",
-            6, values, lengths, formats);
+  return feed_send(f, Q_REPORT, STMT_REPORT, 6, values, lengths, formats);
 }
 
-static void send_hosts(pg_feed_t *f) {
+static int send_hosts(pg_feed_t *f) {
   f->want_hosts = 0;
-  feed_send(f, Q_HOSTS,
-            "SELECT host_id, applied_rev FROM hosts WHERE heartbeat_at >"
-            " clock_timestamp() - lease_ms * interval '1 millisecond'",
-            0, NULL, NULL, NULL);
+  return feed_send(f, Q_HOSTS, STMT_HOSTS, 0, NULL, NULL, NULL);
 }
 
-/* The next wanted query, if the connection is up and idle: in turn after
- * the last one (feed, report, hosts), so that under a stream of writes,
- * whose notifications keep the feed wanted, the reports and the reads of
- * hosts that answer waiting writes still get their turn. */
+/* What is wanted, once the connection is up and the last batch is done,
+ * as one batch (one round trip): this host's report first, then the read
+ * of the feed, which thus sees the hosts as of after the report (what
+ * makes it count for freshness: feed_apply), then the live hosts. */
 static void feed_next(pg_feed_t *f) {
-  int i;
-
-  if (f->conn == NULL || f->connecting || f->q != Q_NONE || f->closing)
+  if (f->conn == NULL || f->connecting || f->pipe_n > 0 || f->closing)
     return;
   if (f->wait_head == NULL)
     f->want_hosts = 0;
-  for (i = 0; i < 3; i++) {
-    f->turn = (f->turn + 1) % 3;
-    if (f->turn == 0 && f->want_feed) {
-      send_feed(f);
-      return;
-    }
-    if (f->turn == 1 && f->want_report) {
-      send_report(f);
-      return;
-    }
-    if (f->turn == 2 && f->want_hosts) {
-      send_hosts(f);
-      return;
-    }
-  }
+  if (!f->want_report && !f->want_feed && !f->want_hosts)
+    return;
+  if ((f->want_report && send_report(f) != 0) ||
+      (f->want_feed && send_feed(f) != 0) ||
+      (f->want_hosts && send_hosts(f) != 0))
+    return;
+  feed_flush(f);
 }
 
 /* ---- waits ---- */
@@ -504,7 +536,15 @@ static void waits_settle(pg_feed_t *f, int all) {
     timer_rearm(f);
 }
 
-static void on_timer(uv_timer_t *t) { waits_settle(t->data, 0); }
+/* A wait's deadline, or a wait just begun (which the hosts as known may
+ * already satisfy). */
+static void on_timer(uv_timer_t *t) {
+  pg_feed_t *f = t->data;
+
+  waits_check(f);
+  if (!f->closing)
+    waits_settle(f, 0);
+}
 
 static void pg_feed_wait(store_feed_t *base, store_feed_wait_t *w, int64_t rev,
                          uint32_t timeout_ms) {
@@ -520,9 +560,19 @@ static void pg_feed_wait(store_feed_t *base, store_feed_wait_t *w, int64_t rev,
   else
     f->wait_head = w;
   f->wait_tail = w;
-  timer_rearm(f);
-  f->want_hosts = 1;
-  feed_next(f);
+  /* The hosts as known may be enough already (every live one reported
+   * rev): checked from the loop, since w->cb never runs from here. */
+  uv_timer_start(&f->timer, on_timer, 0, 0);
+  /* A host that died is dropped by a read of hosts once its lease has run
+   * out: read them when a wait begins, unless a read was sent a moment
+   * ago (under a stream of writes, one per HOSTS_READ_EVERY of a tick
+   * rather than one per write: new hosts are added, and every host's
+   * revision moved on, by their reports' notifications in between). */
+  if (!f->hosts_known ||
+      uv_now(f->loop) - f->hosts_sent >= f->tick_ms / HOSTS_READ_EVERY) {
+    f->want_hosts = 1;
+    feed_next(f);
+  }
 }
 
 /* ---- results ---- */
@@ -577,12 +627,13 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
     return;
   }
   /* Current as of when this read was sent, and counted by every write
-   * that commits after it: a report (one query at a time: it completed
-   * before this read was sent) made this host live in hosts. A write
-   * committed after this read waits for this host while the report is
-   * younger than the lease (its read of hosts sees it), so this host may
-   * answer until then, and no longer. Before its first report, never: a
-   * write would not wait for it. */
+   * that commits after it: a report (its results are taken before this
+   * read's, and it committed before this read began: earlier in the same
+   * batch, each query its own transaction, or in an earlier batch) made
+   * this host live in hosts. A write committed after this read waits for
+   * this host while the report is younger than the lease (its read of
+   * hosts sees it), so this host may answer until then, and no longer.
+   * Before its first report, never: a write would not wait for it. */
   if (f->report_sent == 0)
     return;
   f->base.fresh_until = f->report_sent + f->lease_ms;
@@ -619,7 +670,7 @@ static int hosts_reserve(pg_feed_t *f, size_t n) {
   return 0;
 }
 
-static void feed_hosts_read(pg_feed_t *f, const PGresult *r) {
+static void feed_hosts_read(pg_feed_t *f, const PGresult *r, uint64_t sent) {
   size_t n = (size_t)PQntuples(r), i;
 
   if (hosts_reserve(f, n) != 0)
@@ -630,6 +681,7 @@ static void feed_hosts_read(pg_feed_t *f, const PGresult *r) {
   }
   f->n_hosts = n;
   f->hosts_known = 1;
+  f->hosts_sent = sent;
   waits_check(f);
 }
 
@@ -648,6 +700,15 @@ static int feed_host_reported(pg_feed_t *f, const char *payload) {
     if (strncmp(f->host_ids[i], payload, len) == 0 &&
         f->host_ids[i][len] == '\0')
       break;
+  /* Left (pg_feed_close): off the list, so no wait holds on for it. */
+  if (rev < 0) {
+    if (i == f->n_hosts)
+      return 0;
+    f->n_hosts--;
+    memmove(f->host_ids[i], f->host_ids[f->n_hosts], sizeof(f->host_ids[i]));
+    f->host_revs[i] = f->host_revs[f->n_hosts];
+    return 1;
+  }
   if (i == f->n_hosts) {
     /* New since the read: it reported, so it is live, and counted. */
     if (hosts_reserve(f, i + 1) != 0) {
@@ -667,7 +728,7 @@ static int feed_host_reported(pg_feed_t *f, const char *payload) {
 }
 
 /* One query's results are in: act on them. */
-static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
+static void feed_done(pg_feed_t *f, query_t q, uint64_t sent, PGresult *r) {
   switch (q) {
   case Q_SETUP:
     f->backoff_ms = 0;
@@ -683,7 +744,7 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
     /* Report what changed at once (writes wait for it), and the
      * heartbeat once per tick. */
     if (f->applied != f->reported_rev || f->report_sent == 0 ||
-        f->q_sent - f->report_sent >= f->tick_ms / 2)
+        sent - f->report_sent >= f->tick_ms / 2)
       f->want_report = 1;
     break;
   case Q_REPORT:
@@ -710,18 +771,25 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
       f->base.fresh_until = 0;
       break;
     }
-    f->report_sent = f->q_sent;
+    f->report_sent = sent;
     f->reported_rev = f->reported_try_rev;
     log_debug("store: change feed: reported revision %lld",
               (long long)f->reported_rev);
-    /* The next read of the feed makes this host current. */
-    f->want_feed = 1;
+    /* The next read of the feed makes this host current (or keeps it so,
+     * from this report on). Under writes, notifications bring that read
+     * soon enough; otherwise it is sent now once the freshness rests on a
+     * report half a tick old: a read after every report would double the
+     * reads while writes stream in. */
+    if (!f->ready_told || f->base.fresh_until < f->lease_ms ||
+        sent - (f->base.fresh_until - f->lease_ms) >= f->tick_ms / 2)
+      f->want_feed = 1;
     break;
   case Q_HOSTS:
-    feed_hosts_read(f, r);
+    feed_hosts_read(f, r, sent);
     break;
   case Q_NONE:
   case Q_BYE:
+  case Q_SYNC:
     break;
   }
 }
@@ -747,38 +815,66 @@ static void feed_notifies(pg_feed_t *f) {
     waits_check(f);
 }
 
-/* Reads what arrived: notifications, and the query's results. */
+/* Takes the front query off the pipeline, its results all in: acts on
+ * them. */
+static void feed_pop(pg_feed_t *f) {
+  query_t q = f->pipe[0].q;
+  uint64_t sent = f->pipe[0].sent;
+  PGresult *r = f->q_result;
+  int failed = f->q_failed;
+
+  f->pipe_n--;
+  memmove(f->pipe, f->pipe + 1, (size_t)f->pipe_n * sizeof(f->pipe[0]));
+  f->q_result = NULL;
+  f->q_failed = 0;
+  if (q == Q_SYNC) {
+    PQclear(r);
+    return;
+  }
+  if (!failed && r != NULL)
+    feed_done(f, q, sent, r);
+  PQclear(r);
+  /* Without its LISTEN or its statements, the follower would only fail:
+   * start over. */
+  if (q == Q_SETUP && failed && f->conn != NULL)
+    feed_drop(f);
+}
+
+/* Reads what arrived: notifications, and the queries' results, in the
+ * order they were sent (a query's end is a NULL result; its sync point's
+ * is PGRES_PIPELINE_SYNC). */
 static void feed_read(pg_feed_t *f) {
   PGresult *r;
-  query_t q;
+  ExecStatusType st;
 
   if (!PQconsumeInput(f->conn)) {
     feed_lost(f, "connection", PQerrorMessage(f->conn));
     return;
   }
   feed_notifies(f);
-  while (f->q != Q_NONE && !PQisBusy(f->conn)) {
-    if ((r = PQgetResult(f->conn)) == NULL) {
-      /* The query is over: its last result, if it succeeded. */
-      q = f->q;
-      f->q = Q_NONE;
-      r = f->q_result;
-      f->q_result = NULL;
-      if (!f->q_failed && r != NULL)
-        feed_done(f, q, r);
-      PQclear(r);
-      /* Without its LISTEN, the follower would only poll: start over. */
-      if (q == Q_SETUP && f->q_failed && f->conn != NULL) {
-        feed_drop(f);
+  while (f->pipe_n > 0 && !PQisBusy(f->conn)) {
+    r = PQgetResult(f->conn);
+    if (f->pipe[0].q == Q_SYNC) {
+      if (r == NULL)
+        break; /* not yet */
+      if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        feed_lost(f, "query", "results out of order");
         return;
       }
+      PQclear(r);
+      feed_pop(f);
+      continue;
+    }
+    if (r == NULL) {
+      feed_pop(f);
       if (f->conn == NULL || f->closing)
         return;
       continue;
     }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK &&
-        PQresultStatus(r) != PGRES_COMMAND_OK) {
-      if (!f->q_failed) {
+    st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+      if (!f->q_failed && st != PGRES_PIPELINE_ABORTED) {
         feed_problem(f, "query", PQresultErrorMessage(r));
         log_limited(&f->err_log, LOG_WARN, "store: change feed: %s",
                     f->problem);
@@ -798,26 +894,45 @@ static void feed_read(pg_feed_t *f) {
   feed_next(f);
 }
 
-/* Connected: from now on non-blocking, watched by the loop. */
+/* Connected: from now on non-blocking and in pipeline mode, watched by
+ * the loop. The session's settings, its LISTENs and its statements go as
+ * one batch. */
 static void feed_connected(pg_feed_t *f) {
+  static const struct {
+    const char *name, *sql; /* name NULL: run, not prepared */
+  } setup[] = {
+      /* The heartbeats need not wait for a disk flush: a lost one is only
+       * a late one. */
+      {NULL, "SET synchronous_commit = off"},
+      /* One plan per statement, made without statistics: the feed's read
+       * by primary keys whatever the tables hold (FEED_SQL). */
+      {NULL, "SET plan_cache_mode = force_generic_plan"},
+      {NULL, "LISTEN tokend_changes"},
+      {NULL, "LISTEN tokend_applied"},
+      {STMT_FEED, FEED_SQL},
+      {STMT_REPORT, "SELECT tokend_report($1, $2, $3, $4, $5, $6)::int4"},
+      {STMT_HOSTS, "SELECT host_id, applied_rev FROM hosts WHERE"
+                   " heartbeat_at > clock_timestamp() - lease_ms *"
+                   " interval '1 millisecond'"},
+  };
+  size_t i, n = sizeof(setup) / sizeof(setup[0]);
+  int ok;
+
   PQsetNoticeProcessor(f->conn, feed_notice, f);
-  if (PQsetnonblocking(f->conn, 1) != 0) {
+  if (PQsetnonblocking(f->conn, 1) != 0 || !PQenterPipelineMode(f->conn)) {
     feed_lost(f, "connect", PQerrorMessage(f->conn));
     return;
   }
-  /* The heartbeats need not wait for a disk flush: a lost one is only a
-   * late one. */
-  if (!PQsendQuery(f->conn, "SET synchronous_commit = off;"
-                            " LISTEN tokend_changes; LISTEN tokend_applied")) {
-    feed_lost(f, "connect", PQerrorMessage(f->conn));
-    return;
+  for (i = 0; i < n; i++) {
+    ok = setup[i].name == NULL
+             ? PQsendQueryParams(f->conn, setup[i].sql, 0, NULL, NULL, NULL,
+                                 NULL, 1)
+             : PQsendPrepare(f->conn, setup[i].name, setup[i].sql, 0, NULL);
+    if (feed_queued(f, Q_SETUP, ok, i + 1 == n) != 0)
+      return;
   }
-  f->q = Q_SETUP;
-  f->q_sent = uv_now(f->loop);
-  f->q_failed = 0;
   f->want_feed = f->want_report = 1;
-  if (PQflush(f->conn) < 0 || feed_watch(f, UV_READABLE | UV_WRITABLE) != 0)
-    feed_lost(f, "connect", PQerrorMessage(f->conn));
+  feed_flush(f);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
@@ -858,7 +973,8 @@ static void on_tick(uv_timer_t *t) {
              (unsigned)f->lease_ms, f->problem[0] != '\0' ? ": " : "",
              f->problem);
   }
-  if (f->conn != NULL && f->q != Q_NONE && now - f->q_sent >= f->lease_ms) {
+  if (f->conn != NULL && f->pipe_n > 0 &&
+      now - f->pipe[0].sent >= f->lease_ms) {
     feed_lost(f, "query", "no answer within the lease");
     return;
   }
@@ -893,22 +1009,30 @@ static void feed_release(pg_feed_t *f) {
   free(f);
 }
 
-/* Shutdown only: waits, without the loop, up to ms for the query in
- * flight to end (its results read and dropped). 0 once idle, -1 if not. */
+/* Shutdown only: waits, without the loop, up to ms for the queries in
+ * flight to end (their results read and dropped). 0 once idle, -1 if
+ * not. */
 static int feed_wait_idle(pg_feed_t *f, int ms) {
   uint64_t deadline = uv_hrtime() + (uint64_t)ms * 1000000u;
   struct pollfd pfd = {.fd = PQsocket(f->conn), .events = POLLIN};
   PGresult *r;
-  int left;
+  int left, end;
 
   while (pfd.fd >= 0 && PQflush(f->conn) >= 0) {
-    while (!PQisBusy(f->conn)) {
-      if ((r = PQgetResult(f->conn)) == NULL) {
-        f->q = Q_NONE;
-        return 0;
-      }
+    while (f->pipe_n > 0 && !PQisBusy(f->conn)) {
+      r = PQgetResult(f->conn);
+      /* A query ends with NULL, a sync point with its result. */
+      end = f->pipe[0].q == Q_SYNC
+                ? r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC
+                : r == NULL;
       PQclear(r);
+      if (!end && r == NULL)
+        break;
+      if (end && --f->pipe_n > 0)
+        memmove(f->pipe, f->pipe + 1, (size_t)f->pipe_n * sizeof(f->pipe[0]));
     }
+    if (f->pipe_n == 0)
+      return 0;
     left = (int)((deadline - uv_hrtime()) / 1000000u);
     if (uv_hrtime() >= deadline || poll(&pfd, 1, left) <= 0 ||
         !PQconsumeInput(f->conn))
@@ -926,16 +1050,22 @@ static void pg_feed_close(store_feed_t *base) {
   f->closing = 1;
   waits_settle(f, 1);
   /* Leaving: other hosts stop waiting for this one at once rather than
-   * after its lease, and a restart under the same id takes its row at once.
-   * At shutdown the loop may wait, briefly: the query in flight, then the
+   * after its lease (its notification, revision -1, takes it off their
+   * lists), and a restart under the same id takes its row at once. At
+   * shutdown the loop may wait, briefly: the queries in flight, then the
    * leave, each for at most FEED_BYE_MS. */
   if (f->conn != NULL &&
-      (f->q == Q_NONE || feed_wait_idle(f, FEED_BYE_MS) == 0) &&
+      (f->pipe_n == 0 || feed_wait_idle(f, FEED_BYE_MS) == 0) &&
       PQsendQueryParams(f->conn,
-                        "UPDATE hosts SET heartbeat_at = '-infinity'"
-                        " WHERE host_id = $1 AND instance = $2",
-                        2, NULL, values, lengths, formats, 1)) {
-    f->q = Q_BYE;
+                        "WITH u AS (UPDATE hosts SET heartbeat_at ="
+                        " '-infinity' WHERE host_id = $1 AND instance = $2"
+                        " RETURNING host_id) SELECT pg_notify("
+                        "'tokend_applied', host_id || ' -1') FROM u",
+                        2, NULL, values, lengths, formats, 1) &&
+      PQpipelineSync(f->conn)) {
+    f->pipe[0].q = Q_BYE;
+    f->pipe[1].q = Q_SYNC;
+    f->pipe_n = 2;
     (void)feed_wait_idle(f, FEED_BYE_MS);
   }
   feed_unwatch(f);
