@@ -51,6 +51,7 @@
 #include "log.h"
 #include "store/feed.h"
 #include "store/postgresql/pg_util.h"
+#include "tokend_time.h"
 
 /* Changes read and applied per query while catching up. */
 #define FEED_PAGE 5000
@@ -63,12 +64,16 @@
 
 typedef enum {
   Q_NONE,
-  Q_SETUP,  /* session settings and LISTEN */
-  Q_FEED,   /* the changes after applied */
-  Q_REPORT, /* this host's row */
-  Q_HOSTS,  /* the live hosts' applied revisions */
-  Q_BYE,    /* this host leaves (close) */
-  Q_SYNC    /* the pipeline's sync point after each query */
+  Q_SETUP,         /* session settings and LISTEN */
+  Q_FEED,          /* the changes after applied */
+  Q_REPORT,        /* this host's row */
+  Q_HOSTS,         /* the live hosts' applied revisions */
+  Q_BYE,           /* this host leaves (close) */
+  Q_PRUNE,         /* old changes and hosts rows deleted */
+  Q_RELOAD_HEAD,   /* the feed's head, before a reload's pages */
+  Q_RELOAD_TOKENS, /* a page of every token */
+  Q_RELOAD_ADMINS, /* a page of admin changes */
+  Q_SYNC           /* the pipeline's sync point after each query */
 } query_t;
 
 /* The statements prepared on every connection (feed_connected), run by
@@ -77,6 +82,10 @@ typedef enum {
 #define STMT_FEED "tokend_feed"
 #define STMT_REPORT "tokend_report"
 #define STMT_HOSTS "tokend_hosts"
+#define STMT_PRUNE "tokend_prune"
+#define STMT_RELOAD_TOKENS "tokend_reload_tokens"
+#define STMT_RELOAD_ADMINS "tokend_reload_admins"
+#define STMT_RELOAD_HEAD "tokend_reload_head"
 /* Queries and sync points in flight at most: a batch is at most a report,
  * a read of the feed and a read of hosts, each with its sync; the set-up
  * is larger. */
@@ -92,7 +101,7 @@ typedef enum {
  * at 200,000): a page of changes by the primary key's order, then each
  * one's token and grant by their primary keys (LIMIT 1 keeps each LATERAL
  * subquery from being pulled up into a join the planner may hash). */
-#define FEED_SQL                                                               \
+#define FEED_SELECT(cond)                                                      \
   "SELECT c.rev, (c.token_seq IS NOT NULL)::int4,"                             \
   " coalesce(c.domain, ''), coalesce(c.user_name, ''),"                        \
   " (a.user_name IS NOT NULL)::int4, coalesce(a.granted_at, 0),"               \
@@ -100,14 +109,47 @@ typedef enum {
   " t.seq, t.id, t.domain, t.label, t.hint, t.scopes, t.hash, t.created_at,"   \
   " t.expires_at, t.last_used_at, t.revoked_at, t.created_by, t.revoked_by"    \
   " FROM (SELECT rev, token_seq, domain, user_name FROM changes"               \
-  " WHERE rev > $1 ORDER BY rev LIMIT $2) c"                                   \
+  " WHERE rev > $1" cond " ORDER BY rev LIMIT $2) c"                           \
   " LEFT JOIN LATERAL (SELECT * FROM tokens"                                   \
   " WHERE tokens.seq = c.token_seq LIMIT 1) t ON true"                         \
   " LEFT JOIN LATERAL (SELECT user_name, granted_at, granted_by"               \
   " FROM domain_admins d WHERE c.token_seq IS NULL AND d.domain = c.domain"    \
   " AND d.user_name = c.user_name LIMIT 1) a ON true"                          \
   " ORDER BY c.rev"
+#define FEED_SQL FEED_SELECT("")
 #define FEED_TOKEN_COL 7
+
+/* Pruning (docs/STORE.md, "Pruning the feed"): token changes at or below
+ * every live host's applied revision, the newest $1 revisions kept
+ * whatever their age, and none younger than $2 (ms since the epoch, this
+ * host's clock, as changes.at); hosts rows without a heartbeat for
+ * HOSTS_GONE (for a host that left, whose heartbeat is -infinity: whose
+ * run started that long ago). One host at a time: the others' try-lock fails
+ * and they skip. Grants and removals of domain admins are never pruned (few,
+ * and a host that reloads applies them all again). */
+#define PRUNE_LOCK "1953066597" /* "tknd" + 1 */
+#define HOSTS_GONE "interval '7 days'"
+#define PRUNE_SQL                                                              \
+  "WITH l AS (SELECT pg_try_advisory_xact_lock(" PRUNE_LOCK ") AS got),"       \
+  " b AS (SELECT least(f.rev - $1, coalesce((SELECT min(applied_rev)"          \
+  " FROM hosts WHERE heartbeat_at > clock_timestamp() - lease_ms *"            \
+  " interval '1 millisecond'), f.rev)) AS upto FROM feed f, l WHERE l.got),"   \
+  " c AS (DELETE FROM changes USING b WHERE changes.rev <= b.upto AND"         \
+  " changes.token_seq IS NOT NULL AND changes.at < $2 RETURNING 1),"           \
+  " h AS (DELETE FROM hosts USING l WHERE l.got AND ((heartbeat_at >"          \
+  " '-infinity' AND heartbeat_at < clock_timestamp() - " HOSTS_GONE ")"        \
+  " OR (heartbeat_at = '-infinity' AND started_at < clock_timestamp() "        \
+  "- " HOSTS_GONE ")) RETURNING 1)"                                            \
+  " SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM h)"
+/* A host whose next revisions were pruned reloads: the feed's head, then
+ * every token as it is now (by seq, a page at a time, each page read after
+ * the head), then every admin change after the revision it had applied
+ * (never pruned), as it is now; then it goes on from the head. */
+#define RELOAD_TOKENS_SQL                                                      \
+  "SELECT " TOKEN_COLUMNS " FROM tokens WHERE seq > $1 ORDER BY seq LIMIT $2"
+#define RELOAD_ADMINS_SQL FEED_SELECT(" AND token_seq IS NULL")
+/* A host tries to prune once every this many ticks (a lease). */
+#define PRUNE_EVERY_TICKS 4
 
 typedef struct pg_feed {
   store_feed_t base;
@@ -143,7 +185,16 @@ typedef struct pg_feed {
   int pipe_n;
   PGresult *q_result;
   int q_failed;
-  int want_feed, want_report, want_hosts;
+  int want_feed, want_report, want_hosts, want_prune, want_reload;
+  /* Pruning: --feed-keep (0: never), --feed-keep-minutes in ms. */
+  uint32_t keep_revisions;
+  uint64_t keep_ms;
+  uint32_t ticks;
+  /* A reload (the revisions after applied were pruned): its phase, the
+   * head it goes on from (-1 until read), the last token seq and admin
+   * change read. */
+  enum { RELOAD_NONE, RELOAD_TOKENS, RELOAD_ADMINS } reload;
+  int64_t reload_rev, reload_seq, reload_after;
   /* The send time (uv_now) of the last report that took this host's row:
    * from its execution, later, the other hosts count this one live for a
    * lease. 0: none yet. */
@@ -251,9 +302,11 @@ static void feed_drop(pg_feed_t *f) {
   f->conn = NULL;
   f->pipe_n = 0;
   f->hosts_known = 0;
-  /* After every reconnection, the feed from the applied revision. */
+  /* After every reconnection, the feed from the applied revision (or the
+   * reload from where it was). */
   f->want_feed = 1;
   f->want_report = 1;
+  f->want_reload = f->reload != RELOAD_NONE;
   if (f->closing)
     return;
   f->backoff_ms = f->backoff_ms == 0 ? FEED_BACKOFF_FIRST_MS
@@ -420,6 +473,40 @@ static int send_hosts(pg_feed_t *f) {
   return feed_send(f, Q_HOSTS, STMT_HOSTS, 0, NULL, NULL, NULL);
 }
 
+static int send_prune(pg_feed_t *f) {
+  char keep[24], before[24];
+  const char *values[2] = {keep, before};
+  int64_t now = tokend_now_ms();
+
+  snprintf(keep, sizeof(keep), "%u", (unsigned)f->keep_revisions);
+  snprintf(before, sizeof(before), "%lld",
+           (long long)(now - (int64_t)f->keep_ms));
+  f->want_prune = 0;
+  return feed_send(f, Q_PRUNE, STMT_PRUNE, 2, values, NULL, NULL);
+}
+
+/* The reload's next step: the head and the first page of tokens, a page
+ * of tokens, or a page of admin changes. */
+static int send_reload(pg_feed_t *f) {
+  char after[24], page[24];
+  const char *values[2] = {after, page};
+
+  f->want_reload = 0;
+  snprintf(page, sizeof(page), "%d", FEED_PAGE);
+  if (f->reload == RELOAD_ADMINS) {
+    snprintf(after, sizeof(after), "%lld", (long long)f->reload_after);
+    return feed_send(f, Q_RELOAD_ADMINS, STMT_RELOAD_ADMINS, 2, values, NULL,
+                     NULL);
+  }
+  /* The head first, then the tokens, each page read after it. */
+  if (f->reload_rev < 0 &&
+      feed_send(f, Q_RELOAD_HEAD, STMT_RELOAD_HEAD, 0, NULL, NULL, NULL) != 0)
+    return -1;
+  snprintf(after, sizeof(after), "%lld", (long long)f->reload_seq);
+  return feed_send(f, Q_RELOAD_TOKENS, STMT_RELOAD_TOKENS, 2, values, NULL,
+                   NULL);
+}
+
 /* What is wanted, once the connection is up and the last batch is done,
  * as one batch (one round trip): this host's report first, then the read
  * of the feed, which thus sees the hosts as of after the report (what
@@ -429,13 +516,18 @@ static void feed_next(pg_feed_t *f) {
     return;
   if (f->wait_head == NULL)
     f->want_hosts = 0;
-  if (!f->want_report && !f->want_feed && !f->want_hosts)
+  if (!f->want_report && !f->want_feed && !f->want_hosts && !f->want_prune &&
+      !f->want_reload)
     return;
+  /* While reloading, the feed waits (it would find the same gap). */
   if ((f->want_report && send_report(f) != 0) ||
-      (f->want_feed && send_feed(f) != 0) ||
-      (f->want_hosts && send_hosts(f) != 0))
+      (f->reload != RELOAD_NONE && f->want_reload && send_reload(f) != 0) ||
+      (f->reload == RELOAD_NONE && f->want_feed && send_feed(f) != 0) ||
+      (f->want_hosts && send_hosts(f) != 0) ||
+      (f->want_prune && send_prune(f) != 0))
     return;
-  feed_flush(f);
+  if (f->pipe_n > 0)
+    feed_flush(f);
 }
 
 /* ---- waits ---- */
@@ -577,49 +669,86 @@ static void pg_feed_wait(store_feed_t *base, store_feed_wait_t *w, int64_t rev,
 
 /* ---- results ---- */
 
-static void feed_apply(pg_feed_t *f, const PGresult *r) {
-  store_token_t *row = NULL;
+/* Applies row i of a FEED_SELECT result through the handler (*row is
+ * scratch, allocated on first use). -1 if it could not be (out of
+ * memory): not applied, not counted. */
+static int feed_apply_row(pg_feed_t *f, const PGresult *r, int i,
+                          store_token_t **row) {
   store_admin_t a;
-  int i, n = PQntuples(r), err;
   char domain[TOKEND_DOMAIN_BYTES], user[TOKEND_USER_BYTES];
+  int err = 0;
 
-  for (i = 0; i < n; i++) {
-    int64_t rev = pg_get_i64(r, i, 0);
-
-    err = 0;
-    if (pg_get_i64(r, i, 1)) {
-      if (row == NULL && (row = malloc(sizeof(*row))) == NULL) {
-        /* Not applied, not counted: read again on the next tick. */
-        log_limited(&f->err_log, LOG_ERROR,
-                    "store: change feed: out of memory");
-        break;
-      }
-      if (PQgetisnull(r, i, FEED_TOKEN_COL))
-        err = TOKEND_ESTORE; /* a change of a token that is not there */
-      else if ((err = pg_token_read(r, i, FEED_TOKEN_COL, row)) == 0)
-        err = f->h.token(f->h.ctx, row);
-    } else {
-      pg_get_text(r, i, 2, domain, sizeof(domain));
-      pg_get_text(r, i, 3, user, sizeof(user));
-      if (pg_get_i64(r, i, 4)) {
-        memcpy(a.domain, domain, sizeof(a.domain));
-        memcpy(a.user, user, sizeof(a.user));
-        a.granted_at = pg_get_i64(r, i, 5);
-        pg_get_text(r, i, 6, a.granted_by, sizeof(a.granted_by));
-        err = f->h.admin(f->h.ctx, domain, user, &a);
-      } else {
-        err = f->h.admin(f->h.ctx, domain, user, NULL);
-      }
+  if (pg_get_i64(r, i, 1)) {
+    if (*row == NULL && (*row = malloc(sizeof(**row))) == NULL) {
+      /* Read again on the next tick. */
+      log_limited(&f->err_log, LOG_ERROR, "store: change feed: out of memory");
+      return -1;
     }
-    if (err != 0)
-      log_error("store: change feed: revision %lld could not be applied: %s",
-                (long long)rev, tokend_strerror(err));
-    f->applied = rev;
+    if (PQgetisnull(r, i, FEED_TOKEN_COL))
+      err = TOKEND_ESTORE; /* a change of a token that is not there */
+    else if ((err = pg_token_read(r, i, FEED_TOKEN_COL, *row)) == 0)
+      err = f->h.token(f->h.ctx, *row);
+  } else {
+    pg_get_text(r, i, 2, domain, sizeof(domain));
+    pg_get_text(r, i, 3, user, sizeof(user));
+    if (pg_get_i64(r, i, 4)) {
+      memcpy(a.domain, domain, sizeof(a.domain));
+      memcpy(a.user, user, sizeof(a.user));
+      a.granted_at = pg_get_i64(r, i, 5);
+      pg_get_text(r, i, 6, a.granted_by, sizeof(a.granted_by));
+      err = f->h.admin(f->h.ctx, domain, user, &a);
+    } else {
+      err = f->h.admin(f->h.ctx, domain, user, NULL);
+    }
   }
+  /* Counted as applied: reading it again would fail the same way. */
+  if (err != 0)
+    log_error("store: change feed: revision %lld could not be applied: %s",
+              (long long)pg_get_i64(r, i, 0), tokend_strerror(err));
+  return 0;
+}
+
+static void scratch_free(store_token_t *row) {
   if (row != NULL) {
     sodium_memzero(row, sizeof(*row));
     free(row);
   }
+}
+
+/* The revisions after applied, up to found - 1, are gone (pruned while
+ * this host was away): reload every token, then go on from the head. */
+static void feed_reload_start(pg_feed_t *f, int64_t found) {
+  log_warn("store: change feed: revisions %lld to %lld were pruned before "
+           "this host applied them (it was away longer than --feed-keep "
+           "and --feed-keep-minutes); reloading every token",
+           (long long)(f->applied + 1), (long long)(found - 1));
+  feed_problem(f, "feed", "reloading: revisions this host missed were pruned");
+  f->reload = RELOAD_TOKENS;
+  f->reload_rev = -1;
+  f->reload_seq = 0;
+  f->reload_after = f->applied;
+  f->want_reload = 1;
+}
+
+static void feed_apply(pg_feed_t *f, const PGresult *r) {
+  store_token_t *row = NULL;
+  int i, n = PQntuples(r);
+
+  for (i = 0; i < n; i++) {
+    int64_t rev = pg_get_i64(r, i, 0);
+
+    /* Revisions are numbered without a gap (a rolled back number is taken
+     * again), so a gap is revisions pruned: reload rather than miss
+     * them. */
+    if (rev != f->applied + 1) {
+      feed_reload_start(f, rev);
+      break;
+    }
+    if (feed_apply_row(f, r, i, &row) != 0)
+      break;
+    f->applied = rev;
+  }
+  scratch_free(row);
   if (i < n)
     return;
   if (n == FEED_PAGE) {
@@ -648,6 +777,63 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
              "Verify again",
              (long long)f->applied);
   }
+}
+
+/* A page of every token, read after the head: each as it is now. */
+static void feed_reload_tokens(pg_feed_t *f, const PGresult *r) {
+  store_token_t *row;
+  int i, n = PQntuples(r), err;
+
+  /* The head's read failed: start over from it. */
+  if (f->reload != RELOAD_TOKENS || f->reload_rev < 0) {
+    f->want_reload = 1;
+    return;
+  }
+  if ((row = malloc(sizeof(*row))) == NULL) {
+    log_limited(&f->err_log, LOG_ERROR, "store: change feed: out of memory");
+    f->want_reload = 1;
+    return;
+  }
+  for (i = 0; i < n; i++) {
+    if ((err = pg_token_read(r, i, 0, row)) == 0)
+      err = f->h.token(f->h.ctx, row);
+    if (err != 0)
+      log_error("store: change feed: token %lld could not be reloaded: %s",
+                (long long)pg_get_i64(r, i, 0), tokend_strerror(err));
+    f->reload_seq = pg_get_i64(r, i, 0);
+  }
+  scratch_free(row);
+  if (n < FEED_PAGE)
+    f->reload = RELOAD_ADMINS;
+  f->want_reload = 1;
+}
+
+/* A page of the admin changes after the revision this host had applied,
+ * each grant as it is now; the last page ends the reload. */
+static void feed_reload_admins(pg_feed_t *f, const PGresult *r) {
+  store_token_t *row = NULL;
+  int i, n = PQntuples(r);
+
+  if (f->reload != RELOAD_ADMINS)
+    return;
+  for (i = 0; i < n; i++) {
+    if (feed_apply_row(f, r, i, &row) != 0)
+      break;
+    f->reload_after = pg_get_i64(r, i, 0);
+  }
+  scratch_free(row);
+  if (i < n || n == FEED_PAGE) {
+    f->want_reload = 1;
+    return;
+  }
+  /* Everything up to the head is in memory: go on from it. */
+  log_info("store: change feed: reloaded every token; going on from "
+           "revision %lld",
+           (long long)f->reload_rev);
+  if (f->reload_rev > f->applied)
+    f->applied = f->reload_rev;
+  f->reload = RELOAD_NONE;
+  f->want_feed = f->want_report = 1;
 }
 
 /* Room for n hosts. */
@@ -787,6 +973,23 @@ static void feed_done(pg_feed_t *f, query_t q, uint64_t sent, PGresult *r) {
   case Q_HOSTS:
     feed_hosts_read(f, r, sent);
     break;
+  case Q_PRUNE:
+    if (PQntuples(r) == 1 &&
+        (pg_get_i64(r, 0, 0) > 0 || pg_get_i64(r, 0, 1) > 0))
+      log_debug("store: change feed: pruned %lld changes and %lld hosts "
+                "rows",
+                (long long)pg_get_i64(r, 0, 0), (long long)pg_get_i64(r, 0, 1));
+    break;
+  case Q_RELOAD_HEAD:
+    if (PQntuples(r) == 1)
+      f->reload_rev = pg_get_i64(r, 0, 0);
+    break;
+  case Q_RELOAD_TOKENS:
+    feed_reload_tokens(f, r);
+    break;
+  case Q_RELOAD_ADMINS:
+    feed_reload_admins(f, r);
+    break;
   case Q_NONE:
   case Q_BYE:
   case Q_SYNC:
@@ -914,6 +1117,10 @@ static void feed_connected(pg_feed_t *f) {
       {STMT_HOSTS, "SELECT host_id, applied_rev FROM hosts WHERE"
                    " heartbeat_at > clock_timestamp() - lease_ms *"
                    " interval '1 millisecond'"},
+      {STMT_PRUNE, PRUNE_SQL},
+      {STMT_RELOAD_HEAD, "SELECT rev FROM feed"},
+      {STMT_RELOAD_TOKENS, RELOAD_TOKENS_SQL},
+      {STMT_RELOAD_ADMINS, RELOAD_ADMINS_SQL},
   };
   size_t i, n = sizeof(setup) / sizeof(setup[0]);
   int ok;
@@ -979,6 +1186,13 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   f->want_feed = 1;
+  /* A reload step that failed is tried again. */
+  if (f->reload != RELOAD_NONE)
+    f->want_reload = 1;
+  /* Old changes go once a lease, by whichever host takes the lock. */
+  if (++f->ticks % PRUNE_EVERY_TICKS == 0 && f->keep_revisions > 0 &&
+      f->ready_told && f->reload == RELOAD_NONE)
+    f->want_prune = 1;
   /* Liveness, while writes wait: a host that stopped reporting drops out
    * of the read once its lease has run out. */
   if (f->wait_head != NULL)
@@ -1104,6 +1318,8 @@ int store_pg_feed_open(const char *location,
   snprintf(f->version, sizeof(f->version), "%s", args->version);
   randombytes_buf(f->instance, sizeof(f->instance));
   f->lease_ms = args->lease_ms;
+  f->keep_revisions = args->keep_revisions;
+  f->keep_ms = args->keep_ms;
   f->applied = args->rev;
   f->h = args->handler;
   f->poll_fd = -1;
