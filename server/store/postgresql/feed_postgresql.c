@@ -87,8 +87,8 @@ typedef enum {
 #define STMT_RELOAD_ADMINS "tokend_reload_admins"
 #define STMT_RELOAD_HEAD "tokend_reload_head"
 /* Queries and sync points in flight at most: a batch is at most a report,
- * a read of the feed and a read of hosts, each with its sync; the set-up
- * is larger. */
+ * a read of the feed (or a reload's two), a read of hosts and a prune,
+ * each with its sync (10); the set-up is 11 statements and one sync. */
 #define FEED_PIPE_MAX 16
 /* While writes wait, the live hosts are read at most this many times a
  * tick (pg_feed_wait). */

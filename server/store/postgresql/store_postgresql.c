@@ -1939,6 +1939,8 @@ static int pg_snapshot_begin(store_t *base, int64_t *rev) {
                      NULL)) != 0)
     return err;
   s->in_tx = 1;
+  /* The head a write transaction read is not this one's. */
+  s->tx_head_known = 0;
   if ((err = pg_query_int(s, "snapshot", "SELECT rev FROM feed", NULL, rev)) !=
       0)
     pg_abort(s);
