@@ -139,6 +139,12 @@ static const char usage[] =
     "                           (default: 2000)\n"
     "  --no-issue-wait          answer Issue once committed, without waiting\n"
     "                           for other hosts (Revoke always waits)\n"
+    "  --feed-keep N            the change feed keeps the newest N changes\n"
+    "                           (and every change a live host has not\n"
+    "                           applied); 0: never pruned (default: 100000)\n"
+    "  --feed-keep-minutes M    and every change younger than M minutes;\n"
+    "                           a host away longer reloads every token\n"
+    "                           (default: 10)\n"
     "  --http-listen ADDR       also serve HTTP (forward-auth /verify,\n"
     "                           /metrics, /healthz, /readyz) on ADDR:\n"
     "                           unix:PATH (mode, group and the verifier\n"
@@ -223,7 +229,10 @@ enum {
   OPT_CHECK_CONFIG,
   OPT_LOG_FORMAT,
   OPT_AUDIT_RETENTION,
-  OPT_LEAK_REPORTER /* issue 17 */
+  OPT_LEAK_REPORTER, /* issue 17 */
+  /* pruning the change feed (issue 13) */
+  OPT_FEED_KEEP,
+  OPT_FEED_KEEP_MINUTES
 };
 
 static const struct option long_options[] = {
@@ -286,6 +295,8 @@ static const struct option long_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"audit-retention-days", required_argument, NULL, OPT_AUDIT_RETENTION},
     {"leak-reporter", required_argument, NULL, OPT_LEAK_REPORTER},
+    {"feed-keep", required_argument, NULL, OPT_FEED_KEEP},
+    {"feed-keep-minutes", required_argument, NULL, OPT_FEED_KEEP_MINUTES},
     {NULL, 0, NULL, 0}};
 
 void config_defaults(config_t *cfg) {
@@ -306,6 +317,8 @@ void config_defaults(config_t *cfg) {
   cfg->shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT;
   cfg->lease_ms = CONFIG_LEASE_MS_DEFAULT;
   cfg->propagation_timeout_ms = CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT;
+  cfg->feed_keep = CONFIG_FEED_KEEP_DEFAULT;
+  cfg->feed_keep_minutes = CONFIG_FEED_KEEP_MINUTES_DEFAULT;
   cfg->flush_backoff_max_ms = CONFIG_FLUSH_BACKOFF_MAX_MS_DEFAULT;
   cfg->log_repeat_interval_ms = CONFIG_LOG_REPEAT_INTERVAL_MS_DEFAULT;
   cfg->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
@@ -861,6 +874,13 @@ static int config_apply(config_t *cfg, parse_state_t *st, int c,
     rc = parse_u32(flag, val, 0, CONFIG_AUDIT_RETENTION_DAYS_MAX,
                    &cfg->audit_retention_days, err);
     break;
+  case OPT_FEED_KEEP:
+    rc = parse_u32(flag, val, 0, CONFIG_FEED_KEEP_MAX, &cfg->feed_keep, err);
+    break;
+  case OPT_FEED_KEEP_MINUTES:
+    rc = parse_u32(flag, val, 0, CONFIG_FEED_KEEP_MINUTES_MAX,
+                   &cfg->feed_keep_minutes, err);
+    break;
   case OPT_LOG_FORMAT:
     if (log_format_parse(val, &cfg->log_format) != 0) {
       fprintf(err, "tokend: %s: must be text or json\n", flag);
@@ -1138,6 +1158,8 @@ void config_print(const config_t *cfg, FILE *out) {
   PRINT_U32("lease-ms", lease_ms);
   PRINT_U32("propagation-timeout-ms", propagation_timeout_ms);
   PRINT_BOOL("no-issue-wait", issue_no_wait);
+  PRINT_U32("feed-keep", feed_keep);
+  PRINT_U32("feed-keep-minutes", feed_keep_minutes);
   PRINT_U32("audit-retention-days", audit_retention_days);
   {
     size_t i;

@@ -95,6 +95,11 @@
 #define CONFIG_HOST_ID_BYTES 128
 #define CONFIG_LEASE_MS_DEFAULT 5000
 #define CONFIG_PROPAGATION_TIMEOUT_MS_DEFAULT 2000
+/* Pruning the change feed: the newest revisions and minutes kept. */
+#define CONFIG_FEED_KEEP_DEFAULT 100000
+#define CONFIG_FEED_KEEP_MINUTES_DEFAULT 10
+#define CONFIG_FEED_KEEP_MAX 1000000000
+#define CONFIG_FEED_KEEP_MINUTES_MAX 5256000 /* ten years */
 /* --audit-retention-days: at most 100 years; checked hourly. */
 #define CONFIG_AUDIT_RETENTION_DAYS_MAX 36500
 #define CONFIG_AUDIT_RETENTION_CHECK_MS (3600u * 1000u)
@@ -200,6 +205,12 @@ typedef struct {
   /* --audit-retention-days: audit rows older than this are removed (0:
    * kept forever, the default). */
   uint32_t audit_retention_days;
+  /* --- pruning the change feed (issue 13) --- */
+  /* --feed-keep: changes kept behind the newest, whatever their age (0:
+   * the feed is never pruned). */
+  uint32_t feed_keep;
+  /* --feed-keep-minutes: changes younger than this are kept. */
+  uint32_t feed_keep_minutes;
 } config_t;
 
 /* One --http-listen address, parsed. */

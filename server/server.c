@@ -115,6 +115,8 @@ static int server_feed_open(server_t *s) {
       .host_id = s->host_id,
       .lease_ms = s->cfg.lease_ms,
       .rev = s->load_rev,
+      .keep_revisions = s->cfg.feed_keep,
+      .keep_ms = (uint64_t)s->cfg.feed_keep_minutes * 60000u,
       .version = TOKEND_VERSION,
       .handler = {.token = on_feed_token,
                   .admin = on_feed_admin,

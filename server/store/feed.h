@@ -74,7 +74,14 @@ struct store_feed_open_args {
   const char *host_id; /* this host's stable id (--host-id) */
   uint32_t lease_ms;   /* --lease-ms */
   int64_t rev;         /* the revision the start-up load included */
-  const char *version; /* reported with the heartbeat */
+  /* Pruning the feed (docs/STORE.md): changes below every live host are
+   * deleted once older than both the newest keep_revisions revisions and
+   * keep_ms (0 keep_revisions: never). A host that finds the revisions it
+   * needs pruned reloads every token (handler.token for each) and goes
+   * on. */
+  uint32_t keep_revisions; /* --feed-keep */
+  uint64_t keep_ms;        /* --feed-keep-minutes, in ms */
+  const char *version;     /* reported with the heartbeat */
   store_feed_handler_t handler;
 };
 

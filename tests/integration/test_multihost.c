@@ -14,6 +14,8 @@
  *     the same tokend processes;
  *   - C stopped (SIGSTOP) past its lease: Revoke stops waiting for it, and
  *     C resumed never answers VALID for what was revoked meanwhile;
+ *   - the feed pruned past a host stopped beyond its lease: resumed, it
+ *     reloads every token and answers each as the others do;
  *   - kill -9 of a host during a stream of Issues loses no acknowledged one;
  *   - a host with another pepper refuses to start, naming the pepper;
  *   - concurrent writers on every host leave the three indexes identical.
@@ -73,6 +75,7 @@ typedef struct {
 typedef struct {
   char db[32];
   char url[512];
+  int prune; /* hosts run --feed-keep 1 --feed-keep-minutes 0 */
   mh_host_t h[N_HOSTS];
 } mh_fixture_t;
 
@@ -165,7 +168,7 @@ static int teardown(void **state) {
  * A's first start creates the pepper file, the others get a copy. */
 static void host_start(mh_fixture_t *f, int i) {
   mh_host_t *h = &f->h[i];
-  const char *args[12];
+  const char *args[16];
   size_t n = 0, len;
   char *pepper;
 
@@ -188,6 +191,12 @@ static void host_start(mh_fixture_t *f, int i) {
   if (h->timeout[0] != '\0') {
     args[n++] = "--propagation-timeout-ms";
     args[n++] = h->timeout;
+  }
+  if (f->prune) {
+    args[n++] = "--feed-keep";
+    args[n++] = "1";
+    args[n++] = "--feed-keep-minutes";
+    args[n++] = "0";
   }
   args[n] = NULL;
   if (th_tokend_start(&h->t, args) != 0)
@@ -868,6 +877,96 @@ test_stopped_host_stops_holding_up_revoke_and_fails_closed(void **state) {
     expect_answer(c, later[i], MH_REVOKED, "resumed and caught up");
 }
 
+/* ---- h: the feed pruned past a stopped host ---- */
+
+#define MH_H_LEASE_MS (1500 * th_timeout_scale())
+#define MH_H_TIMEOUT_MS (1000 * th_timeout_scale())
+#define MH_H_MAX_WAITS 64
+#define MH_H_WRITES 40
+
+/* C is stopped (SIGSTOP) until its lease runs out; meanwhile A issues and
+ * revokes, and the feed is pruned (every host runs --feed-keep 1
+ * --feed-keep-minutes 0) past the revision C had applied. Resumed, C must
+ * notice that the revisions it needs are gone, reload every token, and
+ * then answer every one of them as A does (the same index digest, and each
+ * token's answer). */
+static void
+test_host_behind_pruned_feed_reloads_and_misses_nothing(void **state) {
+  mh_fixture_t *f = *state;
+  static char tokens[MH_H_MAX_WAITS + MH_H_WRITES][TOKEND_TOKEN_BYTES];
+  static int revoked[MH_H_MAX_WAITS + MH_H_WRITES];
+  char id[TOKEND_TOKEN_ID_BYTES], what[64], *log;
+  mh_host_t *a = &f->h[0], *c = &f->h[2];
+  mh_status_t st[N_HOSTS];
+  mh_prop_t p;
+  int64_t deadline;
+  long c_rev, gone;
+  size_t len;
+  int n = 0, i, k;
+
+  f->prune = 1;
+  hosts_start(f, N_HOSTS, MH_H_LEASE_MS, MH_H_TIMEOUT_MS);
+  host_issue_ok(a, "before", tokens[n++], id, NULL);
+  host_revoke_ok(a, id, &p);
+  revoked[0] = 1;
+  expect_answer(c, tokens[0], MH_REVOKED, "before SIGSTOP");
+  assert_int_equal(pg_cluster_sql_long(&cluster, f->db,
+                                       "SELECT applied_rev FROM hosts"
+                                       " WHERE host_id = 'C'",
+                                       &c_rev),
+                   0);
+
+  host_signal(c, SIGSTOP);
+  /* Until C's lease has run out, writes wait for it (and pruning keeps
+   * what it has not applied). */
+  deadline = th_mono_ms() + MH_CONVERGE_TIMEOUT_MS;
+  do {
+    if (n == MH_H_MAX_WAITS || th_mono_ms() >= deadline)
+      fail_msg("C stopped still counts as live after %d Issues", n);
+    host_issue_ok(a, "while C is stopped", tokens[n++], id, &p);
+  } while (!p.present || p.pending != 0);
+  for (i = 0; i < MH_H_WRITES; i++) {
+    host_issue_ok(a, "after C's lease", tokens[n], id, NULL);
+    if (i % 2 == 0) {
+      host_revoke_ok(a, id, NULL);
+      revoked[n] = 1;
+    }
+    n++;
+  }
+  /* Pruned past C: no token change left at or just after the revision
+   * C applied (A or B prunes once a lease). */
+  deadline = th_mono_ms() + MH_CONVERGE_TIMEOUT_MS;
+  for (;;) {
+    char sql[160];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM changes WHERE token_seq IS NOT NULL"
+             " AND rev <= %ld",
+             c_rev + 2);
+    assert_int_equal(pg_cluster_sql_long(&cluster, f->db, sql, &gone), 0);
+    if (gone == 0)
+      break;
+    if (th_mono_ms() >= deadline)
+      fail_msg("the feed was not pruned within %d ms", MH_CONVERGE_TIMEOUT_MS);
+    th_sleep_ms(MH_POLL_MS);
+  }
+
+  host_signal(c, SIGCONT);
+  wait_converged(f, N_HOSTS, st);
+  for (i = 0; i < n; i++)
+    for (k = 0; k < N_HOSTS; k++) {
+      snprintf(what, sizeof(what), "token %d after C reloaded", i);
+      expect_answer(&f->h[k], tokens[i], revoked[i] ? MH_REVOKED : MH_VALID,
+                    what);
+    }
+  /* It got there by reloading, not by a feed it could still read. */
+  log = th_read_file(c->t.log_path, &len);
+  assert_non_null(log);
+  if (strstr(log, "reloading every token") == NULL)
+    fail_msg("host C's log does not say it reloaded: %s", log);
+  free(log);
+}
+
 /* ---- e: kill -9 during Issues ---- */
 
 #define MH_E_WINDOW 16
@@ -1150,6 +1249,9 @@ int main(void) {
           teardown),
       cmocka_unit_test_setup_teardown(
           test_stopped_host_stops_holding_up_revoke_and_fails_closed, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          test_host_behind_pruned_feed_reloads_and_misses_nothing, setup,
           teardown),
       cmocka_unit_test_setup_teardown(
           test_kill9_during_issues_loses_no_acknowledged_issue, setup,

@@ -1,30 +1,37 @@
 /* feed_postgresql.c: the change feed follower of the PostgreSQL store
  * (store/feed.h), driven by the event loop through libpq's asynchronous
- * API: its own connection, whose socket the loop watches (uv_poll_t);
- * PQsendQueryParams and PQconsumeInput/PQisBusy/PQgetResult to query,
- * PQnotifies for the notifications. Connecting is done on libuv's thread
- * pool (PQconnectdbParams, bounded by connect_timeout): libpq resolves a
- * host name synchronously even in PQconnectStart, and a DNS outage must
- * not stall Verify. Nothing here blocks the loop.
+ * API: its own connection, whose socket the loop watches (uv_poll_t),
+ * in pipeline mode; statements prepared once per connection and sent with
+ * PQsendQueryPrepared, PQconsumeInput/PQisBusy/PQgetResult to read their
+ * results, PQnotifies for the notifications. Connecting is done on
+ * libuv's thread pool (PQconnectdbParams, bounded by connect_timeout):
+ * libpq resolves a host name synchronously even in PQconnectStart, and a
+ * DNS outage must not stall Verify. Nothing here blocks the loop.
  *
- * One query at a time on the connection; what is wanted next is a flag,
- * taken in this order when the connection is idle:
- *   feed    read the changes after the applied revision (a page at a time)
- *           and apply them through the handler: on a notification on
- *           tokend_changes, on the tick (the safety net), after connecting
+ * One batch at a time on the connection, one round trip: what is wanted
+ * is a flag each, and once the last batch is done, every wanted query goes
+ * in the next, each with its own sync point (its own implicit
+ * transaction), in this order:
  *   report  upsert this host's row in hosts (applied revision, heartbeat):
  *           when the applied revision moved, and as the heartbeat; it
  *           notifies tokend_applied with "<host id> <revision>"
+ *   feed    read the changes after the applied revision (a page at a time)
+ *           and apply them through the handler: on a notification on
+ *           tokend_changes, on the tick (the safety net), after connecting
  *   hosts   read the live hosts and their applied revisions, while writes
- *           wait to have spread: when a wait starts and on the tick (for
- *           liveness); between reads, the reports' notifications move
- *           the hosts' revisions on (and add a host new since), so a wait
- *           ends as the last host's report arrives
+ *           wait to have spread: when a wait starts (at most a few times a
+ *           tick) and on the tick (for liveness); between reads, the
+ *           reports' notifications move the hosts' revisions on (and add a
+ *           host new since, or take off one that left), so a wait ends as
+ *           the last host's report arrives
+ * So under a stream of writes a host reports what it applied and reads
+ * what came since in one round trip.
  * A read of the feed that comes back with less than a page found nothing
  * left to apply: everything committed before it was sent is in memory.
- * Every write committed after it counts this host (its last report made
- * it live) while that report is younger than the lease: fresh_until moves
- * to the report's send time plus the lease (feed_apply).
+ * Every write committed after it counts this host (its last report, which
+ * committed before the read began, earlier in its batch or in an earlier
+ * one, made it live) while that report is younger than the lease:
+ * fresh_until moves to the report's send time plus the lease (feed_apply).
  *
  * The connection is lost (server gone, terminated, a query that does not
  * come back within the lease): it is dropped and made again, after a
@@ -44,6 +51,7 @@
 #include "log.h"
 #include "store/feed.h"
 #include "store/postgresql/pg_util.h"
+#include "tokend_time.h"
 
 /* Changes read and applied per query while catching up. */
 #define FEED_PAGE 5000
@@ -56,12 +64,35 @@
 
 typedef enum {
   Q_NONE,
-  Q_SETUP,  /* session settings and LISTEN */
-  Q_FEED,   /* the changes after applied */
-  Q_REPORT, /* this host's row */
-  Q_HOSTS,  /* the live hosts' applied revisions */
-  Q_BYE     /* this host leaves (close) */
+  Q_SETUP,         /* session settings and LISTEN */
+  Q_FEED,          /* the changes after applied */
+  Q_REPORT,        /* this host's row */
+  Q_HOSTS,         /* the live hosts' applied revisions */
+  Q_BYE,           /* this host leaves (close) */
+  Q_PRUNE,         /* old changes and hosts rows deleted */
+  Q_RELOAD_HEAD,   /* the feed's head, before a reload's pages */
+  Q_RELOAD_TOKENS, /* a page of every token */
+  Q_RELOAD_ADMINS, /* a page of admin changes */
+  Q_SYNC           /* the pipeline's sync point after each query */
 } query_t;
+
+/* The statements prepared on every connection (feed_connected), run by
+ * name: each is parsed and planned once per connection, not per call (the
+ * feed's read cost more to plan than to run). */
+#define STMT_FEED "tokend_feed"
+#define STMT_REPORT "tokend_report"
+#define STMT_HOSTS "tokend_hosts"
+#define STMT_PRUNE "tokend_prune"
+#define STMT_RELOAD_TOKENS "tokend_reload_tokens"
+#define STMT_RELOAD_ADMINS "tokend_reload_admins"
+#define STMT_RELOAD_HEAD "tokend_reload_head"
+/* Queries and sync points in flight at most: a batch is at most a report,
+ * a read of the feed (or a reload's two), a read of hosts and a prune,
+ * each with its sync (10); the set-up is 11 statements and one sync. */
+#define FEED_PIPE_MAX 16
+/* While writes wait, the live hosts are read at most this many times a
+ * tick (pg_feed_wait). */
+#define HOSTS_READ_EVERY 4
 
 /* The changes after $1, with what each names as it is now. Written so
  * that its plan does not depend on the planner's statistics (a new
@@ -70,7 +101,7 @@ typedef enum {
  * at 200,000): a page of changes by the primary key's order, then each
  * one's token and grant by their primary keys (LIMIT 1 keeps each LATERAL
  * subquery from being pulled up into a join the planner may hash). */
-#define FEED_SQL                                                               \
+#define FEED_SELECT(cond)                                                      \
   "SELECT c.rev, (c.token_seq IS NOT NULL)::int4,"                             \
   " coalesce(c.domain, ''), coalesce(c.user_name, ''),"                        \
   " (a.user_name IS NOT NULL)::int4, coalesce(a.granted_at, 0),"               \
@@ -79,14 +110,56 @@ typedef enum {
   " t.expires_at, t.last_used_at, t.revoked_at, t.created_by, t.revoked_by,"   \
   " t.metadata, t.rolled_from, t.rolled_to, t.pepper_gen"                      \
   " FROM (SELECT rev, token_seq, domain, user_name FROM changes"               \
-  " WHERE rev > $1 ORDER BY rev LIMIT $2) c"                                   \
+  " WHERE rev > $1" cond " ORDER BY rev LIMIT $2) c"                           \
   " LEFT JOIN LATERAL (SELECT * FROM tokens"                                   \
   " WHERE tokens.seq = c.token_seq LIMIT 1) t ON true"                         \
   " LEFT JOIN LATERAL (SELECT user_name, granted_at, granted_by"               \
   " FROM domain_admins d WHERE c.token_seq IS NULL AND d.domain = c.domain"    \
   " AND d.user_name = c.user_name LIMIT 1) a ON true"                          \
   " ORDER BY c.rev"
+#define FEED_SQL FEED_SELECT("")
 #define FEED_TOKEN_COL 7
+
+/* Pruning (docs/STORE.md, "Pruning the feed"): token changes at or below
+ * every live host's applied revision, the newest $1 revisions kept
+ * whatever their age, and none younger than $2 (ms since the epoch, this
+ * host's clock, as changes.at), at most $3 (the oldest) per statement, so
+ * that a backlog is pruned a bit per round trip and never holds up the
+ * feed's reads and reports for long. Written so that the generic plan is
+ * a range scan of the primary key (the bound a scalar subquery, the rows
+ * by revision, deleted by their keys), however many rows there are;
+ * hosts rows without a heartbeat for HOSTS_GONE (for a host that left,
+ * whose heartbeat is -infinity: whose run started that long ago). One
+ * host at a time: the others' try-lock fails and they skip. Grants and
+ * removals of domain admins are never pruned (few, and a host that
+ * reloads applies them all again). */
+#define PRUNE_LOCK "1953066597" /* "tknd" + 1 */
+#define HOSTS_GONE "interval '7 days'"
+#define PRUNE_SQL                                                              \
+  "WITH l AS (SELECT pg_try_advisory_xact_lock(" PRUNE_LOCK ") AS got),"       \
+  " b AS (SELECT least(f.rev - $1, coalesce((SELECT min(applied_rev)"          \
+  " FROM hosts WHERE heartbeat_at > clock_timestamp() - lease_ms *"            \
+  " interval '1 millisecond'), f.rev)) AS upto FROM feed f, l WHERE l.got),"   \
+  " c AS (DELETE FROM changes WHERE rev = ANY (ARRAY(SELECT rev FROM changes"  \
+  " WHERE rev <= (SELECT upto FROM b) AND token_seq IS NOT NULL AND at < $2"   \
+  " ORDER BY rev LIMIT $3)) RETURNING 1),"                                     \
+  " h AS (DELETE FROM hosts USING l WHERE l.got AND ((heartbeat_at >"          \
+  " '-infinity' AND heartbeat_at < clock_timestamp() - " HOSTS_GONE ")"        \
+  " OR (heartbeat_at = '-infinity' AND started_at < clock_timestamp() "        \
+  "- " HOSTS_GONE ")) RETURNING 1)"                                            \
+  " SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM h)"
+/* A host whose next revisions were pruned reloads: the feed's head, then
+ * every token as it is now (by seq, a page at a time, each page read after
+ * the head), then every admin change after the revision it had applied
+ * (never pruned), as it is now; then it goes on from the head. */
+#define RELOAD_TOKENS_SQL                                                      \
+  "SELECT " TOKEN_COLUMNS " FROM tokens WHERE seq > $1 ORDER BY seq LIMIT $2"
+#define RELOAD_ADMINS_SQL FEED_SELECT(" AND token_seq IS NULL")
+/* A host tries to prune once every this many ticks (a lease). */
+#define PRUNE_EVERY_TICKS 4
+/* Changes deleted per statement at most (about 8 ms of the server's time
+ * on the development VM); a full one is followed by another. */
+#define PRUNE_CHUNK 2000
 
 typedef struct pg_feed {
   store_feed_t base;
@@ -110,12 +183,28 @@ typedef struct pg_feed {
   uv_timer_t timer; /* the first wait's deadline */
   uint32_t backoff_ms;
 
-  query_t q;       /* in flight */
-  uint64_t q_sent; /* uv_now() when it was sent */
+  /* In flight, in the order sent (libpq's pipeline mode): each query is
+   * followed by its own sync point, so each runs in its own implicit
+   * transaction (a report commits before the read sent after it starts)
+   * and one failing does not abort the next. The front query's last
+   * result is kept until its end. */
+  struct {
+    query_t q;
+    uint64_t sent; /* uv_now() */
+  } pipe[FEED_PIPE_MAX];
+  int pipe_n;
   PGresult *q_result;
   int q_failed;
-  int want_feed, want_report, want_hosts;
-  int turn; /* the last kind sent: 0 feed, 1 report, 2 hosts */
+  int want_feed, want_report, want_hosts, want_prune, want_reload;
+  /* Pruning: --feed-keep (0: never), --feed-keep-minutes in ms. */
+  uint32_t keep_revisions;
+  uint64_t keep_ms;
+  uint32_t ticks;
+  /* A reload (the revisions after applied were pruned): its phase, the
+   * head it goes on from (-1 until read), the last token seq and admin
+   * change read. */
+  enum { RELOAD_NONE, RELOAD_TOKENS, RELOAD_ADMINS } reload;
+  int64_t reload_rev, reload_seq, reload_after;
   /* The send time (uv_now) of the last report that took this host's row:
    * from its execution, later, the other hosts count this one live for a
    * lease. 0: none yet. */
@@ -136,6 +225,7 @@ typedef struct pg_feed {
   char (*host_ids)[128];
   size_t n_hosts, hosts_cap;
   int hosts_known;
+  uint64_t hosts_sent; /* uv_now() when the last read of hosts was sent */
 
   store_feed_wait_t *wait_head, *wait_tail; /* by deadline */
 
@@ -220,11 +310,13 @@ static void feed_drop(pg_feed_t *f) {
   f->q_result = NULL;
   PQfinish(f->conn);
   f->conn = NULL;
-  f->q = Q_NONE;
+  f->pipe_n = 0;
   f->hosts_known = 0;
-  /* After every reconnection, the feed from the applied revision. */
+  /* After every reconnection, the feed from the applied revision (or the
+   * reload from where it was). */
   f->want_feed = 1;
   f->want_report = 1;
+  f->want_reload = f->reload != RELOAD_NONE;
   if (f->closing)
     return;
   f->backoff_ms = f->backoff_ms == 0 ? FEED_BACKOFF_FIRST_MS
@@ -325,37 +417,53 @@ static void on_retry(uv_timer_t *t) {
   feed_connect(f);
 }
 
-/* Sends one statement; binary results. */
-static void feed_send(pg_feed_t *f, query_t q, const char *sql, int n,
-                      const char *const *values, const int *lengths,
-                      const int *formats) {
-  int rc;
-
-  if (!PQsendQueryParams(f->conn, sql, n, NULL, values, lengths, formats, 1)) {
+/* Records q as handed to libpq (ok: whether that worked); with sync, a
+ * sync point after it. 0, or -1 with the connection dropped. */
+static int feed_queued(pg_feed_t *f, query_t q, int ok, int sync) {
+  if (!ok || f->pipe_n + 2 > FEED_PIPE_MAX ||
+      (sync && !PQpipelineSync(f->conn))) {
     feed_lost(f, "send", PQerrorMessage(f->conn));
-    return;
+    return -1;
   }
-  f->q = q;
-  f->q_sent = uv_now(f->loop);
-  f->q_failed = 0;
-  /* Non-blocking: what did not fit in the socket goes when writable. */
-  rc = PQflush(f->conn);
+  f->pipe[f->pipe_n].q = q;
+  f->pipe[f->pipe_n++].sent = uv_now(f->loop);
+  if (sync) {
+    f->pipe[f->pipe_n].q = Q_SYNC;
+    f->pipe[f->pipe_n++].sent = uv_now(f->loop);
+  }
+  return 0;
+}
+
+/* Sends prepared statement name with its parameters; binary results. */
+static int feed_send(pg_feed_t *f, query_t q, const char *name, int n,
+                     const char *const *values, const int *lengths,
+                     const int *formats) {
+  return feed_queued(
+      f, q, PQsendQueryPrepared(f->conn, name, n, values, lengths, formats, 1),
+      1);
+}
+
+/* Sends what was queued; what did not fit in the socket goes when it is
+ * writable (non-blocking). */
+static void feed_flush(pg_feed_t *f) {
+  int rc = PQflush(f->conn);
+
   if (rc < 0 ||
       feed_watch(f, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) != 0)
     feed_lost(f, "send", PQerrorMessage(f->conn));
 }
 
-static void send_feed(pg_feed_t *f) {
+static int send_feed(pg_feed_t *f) {
   char rev[24], page[24];
   const char *values[2] = {rev, page};
 
   snprintf(rev, sizeof(rev), "%lld", (long long)f->applied);
   snprintf(page, sizeof(page), "%d", FEED_PAGE);
   f->want_feed = 0;
-  feed_send(f, Q_FEED, FEED_SQL, 2, values, NULL, NULL);
+  return feed_send(f, Q_FEED, STMT_FEED, 2, values, NULL, NULL);
 }
 
-static void send_report(pg_feed_t *f) {
+static int send_report(pg_feed_t *f) {
   char rev[24], lease[24], pid[24];
   const char *values[6] = {
       f->host_id, (const char *)f->instance, rev, lease, pid, f->version};
@@ -367,44 +475,70 @@ static void send_report(pg_feed_t *f) {
   snprintf(lease, sizeof(lease), "%u", (unsigned)f->lease_ms);
   snprintf(pid, sizeof(pid), "%d", (int)getpid());
   f->want_report = 0;
-  feed_send(f, Q_REPORT, "SELECT tokend_report($1, $2, $3, $4, $5, $6)::int4",
-            6, values, lengths, formats);
+  return feed_send(f, Q_REPORT, STMT_REPORT, 6, values, lengths, formats);
 }
 
-static void send_hosts(pg_feed_t *f) {
+static int send_hosts(pg_feed_t *f) {
   f->want_hosts = 0;
-  feed_send(f, Q_HOSTS,
-            "SELECT host_id, applied_rev FROM hosts WHERE heartbeat_at >"
-            " clock_timestamp() - lease_ms * interval '1 millisecond'",
-            0, NULL, NULL, NULL);
+  return feed_send(f, Q_HOSTS, STMT_HOSTS, 0, NULL, NULL, NULL);
 }
 
-/* The next wanted query, if the connection is up and idle: in turn after
- * the last one (feed, report, hosts), so that under a stream of writes,
- * whose notifications keep the feed wanted, the reports and the reads of
- * hosts that answer waiting writes still get their turn. */
-static void feed_next(pg_feed_t *f) {
-  int i;
+static int send_prune(pg_feed_t *f) {
+  char keep[24], before[24], chunk[24];
+  const char *values[3] = {keep, before, chunk};
+  int64_t now = tokend_now_ms();
 
-  if (f->conn == NULL || f->connecting || f->q != Q_NONE || f->closing)
+  snprintf(keep, sizeof(keep), "%u", (unsigned)f->keep_revisions);
+  snprintf(before, sizeof(before), "%lld",
+           (long long)(now - (int64_t)f->keep_ms));
+  snprintf(chunk, sizeof(chunk), "%d", PRUNE_CHUNK);
+  f->want_prune = 0;
+  return feed_send(f, Q_PRUNE, STMT_PRUNE, 3, values, NULL, NULL);
+}
+
+/* The reload's next step: the head and the first page of tokens, a page
+ * of tokens, or a page of admin changes. */
+static int send_reload(pg_feed_t *f) {
+  char after[24], page[24];
+  const char *values[2] = {after, page};
+
+  f->want_reload = 0;
+  snprintf(page, sizeof(page), "%d", FEED_PAGE);
+  if (f->reload == RELOAD_ADMINS) {
+    snprintf(after, sizeof(after), "%lld", (long long)f->reload_after);
+    return feed_send(f, Q_RELOAD_ADMINS, STMT_RELOAD_ADMINS, 2, values, NULL,
+                     NULL);
+  }
+  /* The head first, then the tokens, each page read after it. */
+  if (f->reload_rev < 0 &&
+      feed_send(f, Q_RELOAD_HEAD, STMT_RELOAD_HEAD, 0, NULL, NULL, NULL) != 0)
+    return -1;
+  snprintf(after, sizeof(after), "%lld", (long long)f->reload_seq);
+  return feed_send(f, Q_RELOAD_TOKENS, STMT_RELOAD_TOKENS, 2, values, NULL,
+                   NULL);
+}
+
+/* What is wanted, once the connection is up and the last batch is done,
+ * as one batch (one round trip): this host's report first, then the read
+ * of the feed, which thus sees the hosts as of after the report (what
+ * makes it count for freshness: feed_apply), then the live hosts. */
+static void feed_next(pg_feed_t *f) {
+  if (f->conn == NULL || f->connecting || f->pipe_n > 0 || f->closing)
     return;
   if (f->wait_head == NULL)
     f->want_hosts = 0;
-  for (i = 0; i < 3; i++) {
-    f->turn = (f->turn + 1) % 3;
-    if (f->turn == 0 && f->want_feed) {
-      send_feed(f);
-      return;
-    }
-    if (f->turn == 1 && f->want_report) {
-      send_report(f);
-      return;
-    }
-    if (f->turn == 2 && f->want_hosts) {
-      send_hosts(f);
-      return;
-    }
-  }
+  if (!f->want_report && !f->want_feed && !f->want_hosts && !f->want_prune &&
+      !f->want_reload)
+    return;
+  /* While reloading, the feed waits (it would find the same gap). */
+  if ((f->want_report && send_report(f) != 0) ||
+      (f->reload != RELOAD_NONE && f->want_reload && send_reload(f) != 0) ||
+      (f->reload == RELOAD_NONE && f->want_feed && send_feed(f) != 0) ||
+      (f->want_hosts && send_hosts(f) != 0) ||
+      (f->want_prune && send_prune(f) != 0))
+    return;
+  if (f->pipe_n > 0)
+    feed_flush(f);
 }
 
 /* ---- waits ---- */
@@ -505,7 +639,15 @@ static void waits_settle(pg_feed_t *f, int all) {
     timer_rearm(f);
 }
 
-static void on_timer(uv_timer_t *t) { waits_settle(t->data, 0); }
+/* A wait's deadline, or a wait just begun (which the hosts as known may
+ * already satisfy). */
+static void on_timer(uv_timer_t *t) {
+  pg_feed_t *f = t->data;
+
+  waits_check(f);
+  if (!f->closing)
+    waits_settle(f, 0);
+}
 
 static void pg_feed_wait(store_feed_t *base, store_feed_wait_t *w, int64_t rev,
                          uint32_t timeout_ms) {
@@ -521,56 +663,103 @@ static void pg_feed_wait(store_feed_t *base, store_feed_wait_t *w, int64_t rev,
   else
     f->wait_head = w;
   f->wait_tail = w;
-  timer_rearm(f);
-  f->want_hosts = 1;
-  feed_next(f);
+  /* The hosts as known may be enough already (every live one reported
+   * rev): checked from the loop, since w->cb never runs from here. */
+  uv_timer_start(&f->timer, on_timer, 0, 0);
+  /* A host that died is dropped by a read of hosts once its lease has run
+   * out: read them when a wait begins, unless a read was sent a moment
+   * ago (under a stream of writes, one per HOSTS_READ_EVERY of a tick
+   * rather than one per write: new hosts are added, and every host's
+   * revision moved on, by their reports' notifications in between). */
+  if (!f->hosts_known ||
+      uv_now(f->loop) - f->hosts_sent >= f->tick_ms / HOSTS_READ_EVERY) {
+    f->want_hosts = 1;
+    feed_next(f);
+  }
 }
 
 /* ---- results ---- */
 
-static void feed_apply(pg_feed_t *f, const PGresult *r) {
-  store_token_t *row = NULL;
+/* Applies row i of a FEED_SELECT result through the handler (*row is
+ * scratch, allocated on first use). -1 if it could not be (out of
+ * memory): not applied, not counted. */
+static int feed_apply_row(pg_feed_t *f, const PGresult *r, int i,
+                          store_token_t **row) {
   store_admin_t a;
-  int i, n = PQntuples(r), err;
   char domain[TOKEND_DOMAIN_BYTES], user[TOKEND_USER_BYTES];
+  int err = 0;
 
-  for (i = 0; i < n; i++) {
-    int64_t rev = pg_get_i64(r, i, 0);
-
-    err = 0;
-    if (pg_get_i64(r, i, 1)) {
-      if (row == NULL && (row = malloc(sizeof(*row))) == NULL) {
-        /* Not applied, not counted: read again on the next tick. */
-        log_limited(&f->err_log, LOG_ERROR,
-                    "store: change feed: out of memory");
-        break;
-      }
-      if (PQgetisnull(r, i, FEED_TOKEN_COL))
-        err = TOKEND_ESTORE; /* a change of a token that is not there */
-      else if ((err = pg_token_read(r, i, FEED_TOKEN_COL, row)) == 0)
-        err = f->h.token(f->h.ctx, row);
-    } else {
-      pg_get_text(r, i, 2, domain, sizeof(domain));
-      pg_get_text(r, i, 3, user, sizeof(user));
-      if (pg_get_i64(r, i, 4)) {
-        memcpy(a.domain, domain, sizeof(a.domain));
-        memcpy(a.user, user, sizeof(a.user));
-        a.granted_at = pg_get_i64(r, i, 5);
-        pg_get_text(r, i, 6, a.granted_by, sizeof(a.granted_by));
-        err = f->h.admin(f->h.ctx, domain, user, &a);
-      } else {
-        err = f->h.admin(f->h.ctx, domain, user, NULL);
-      }
+  if (pg_get_i64(r, i, 1)) {
+    if (*row == NULL && (*row = malloc(sizeof(**row))) == NULL) {
+      /* Read again on the next tick. */
+      log_limited(&f->err_log, LOG_ERROR, "store: change feed: out of memory");
+      return -1;
     }
-    if (err != 0)
-      log_error("store: change feed: revision %lld could not be applied: %s",
-                (long long)rev, tokend_strerror(err));
-    f->applied = rev;
+    if (PQgetisnull(r, i, FEED_TOKEN_COL))
+      err = TOKEND_ESTORE; /* a change of a token that is not there */
+    else if ((err = pg_token_read(r, i, FEED_TOKEN_COL, *row)) == 0)
+      err = f->h.token(f->h.ctx, *row);
+  } else {
+    pg_get_text(r, i, 2, domain, sizeof(domain));
+    pg_get_text(r, i, 3, user, sizeof(user));
+    if (pg_get_i64(r, i, 4)) {
+      memcpy(a.domain, domain, sizeof(a.domain));
+      memcpy(a.user, user, sizeof(a.user));
+      a.granted_at = pg_get_i64(r, i, 5);
+      pg_get_text(r, i, 6, a.granted_by, sizeof(a.granted_by));
+      err = f->h.admin(f->h.ctx, domain, user, &a);
+    } else {
+      err = f->h.admin(f->h.ctx, domain, user, NULL);
+    }
   }
+  /* Counted as applied: reading it again would fail the same way. */
+  if (err != 0)
+    log_error("store: change feed: revision %lld could not be applied: %s",
+              (long long)pg_get_i64(r, i, 0), tokend_strerror(err));
+  return 0;
+}
+
+static void scratch_free(store_token_t *row) {
   if (row != NULL) {
     sodium_memzero(row, sizeof(*row));
     free(row);
   }
+}
+
+/* The revisions after applied, up to found - 1, are gone (pruned while
+ * this host was away): reload every token, then go on from the head. */
+static void feed_reload_start(pg_feed_t *f, int64_t found) {
+  log_warn("store: change feed: revisions %lld to %lld were pruned before "
+           "this host applied them (it was away longer than --feed-keep "
+           "and --feed-keep-minutes); reloading every token",
+           (long long)(f->applied + 1), (long long)(found - 1));
+  feed_problem(f, "feed", "reloading: revisions this host missed were pruned");
+  f->reload = RELOAD_TOKENS;
+  f->reload_rev = -1;
+  f->reload_seq = 0;
+  f->reload_after = f->applied;
+  f->want_reload = 1;
+}
+
+static void feed_apply(pg_feed_t *f, const PGresult *r) {
+  store_token_t *row = NULL;
+  int i, n = PQntuples(r);
+
+  for (i = 0; i < n; i++) {
+    int64_t rev = pg_get_i64(r, i, 0);
+
+    /* Revisions are numbered without a gap (a rolled back number is taken
+     * again), so a gap is revisions pruned: reload rather than miss
+     * them. */
+    if (rev != f->applied + 1) {
+      feed_reload_start(f, rev);
+      break;
+    }
+    if (feed_apply_row(f, r, i, &row) != 0)
+      break;
+    f->applied = rev;
+  }
+  scratch_free(row);
   if (i < n)
     return;
   if (n == FEED_PAGE) {
@@ -578,12 +767,13 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
     return;
   }
   /* Current as of when this read was sent, and counted by every write
-   * that commits after it: a report (one query at a time: it completed
-   * before this read was sent) made this host live in hosts. A write
-   * committed after this read waits for this host while the report is
-   * younger than the lease (its read of hosts sees it), so this host may
-   * answer until then, and no longer. Before its first report, never: a
-   * write would not wait for it. */
+   * that commits after it: a report (its results are taken before this
+   * read's, and it committed before this read began: earlier in the same
+   * batch, each query its own transaction, or in an earlier batch) made
+   * this host live in hosts. A write committed after this read waits for
+   * this host while the report is younger than the lease (its read of
+   * hosts sees it), so this host may answer until then, and no longer.
+   * Before its first report, never: a write would not wait for it. */
   if (f->report_sent == 0)
     return;
   f->base.fresh_until = f->report_sent + f->lease_ms;
@@ -598,6 +788,63 @@ static void feed_apply(pg_feed_t *f, const PGresult *r) {
              "Verify again",
              (long long)f->applied);
   }
+}
+
+/* A page of every token, read after the head: each as it is now. */
+static void feed_reload_tokens(pg_feed_t *f, const PGresult *r) {
+  store_token_t *row;
+  int i, n = PQntuples(r), err;
+
+  /* The head's read failed: start over from it. */
+  if (f->reload != RELOAD_TOKENS || f->reload_rev < 0) {
+    f->want_reload = 1;
+    return;
+  }
+  if ((row = malloc(sizeof(*row))) == NULL) {
+    log_limited(&f->err_log, LOG_ERROR, "store: change feed: out of memory");
+    f->want_reload = 1;
+    return;
+  }
+  for (i = 0; i < n; i++) {
+    if ((err = pg_token_read(r, i, 0, row)) == 0)
+      err = f->h.token(f->h.ctx, row);
+    if (err != 0)
+      log_error("store: change feed: token %lld could not be reloaded: %s",
+                (long long)pg_get_i64(r, i, 0), tokend_strerror(err));
+    f->reload_seq = pg_get_i64(r, i, 0);
+  }
+  scratch_free(row);
+  if (n < FEED_PAGE)
+    f->reload = RELOAD_ADMINS;
+  f->want_reload = 1;
+}
+
+/* A page of the admin changes after the revision this host had applied,
+ * each grant as it is now; the last page ends the reload. */
+static void feed_reload_admins(pg_feed_t *f, const PGresult *r) {
+  store_token_t *row = NULL;
+  int i, n = PQntuples(r);
+
+  if (f->reload != RELOAD_ADMINS)
+    return;
+  for (i = 0; i < n; i++) {
+    if (feed_apply_row(f, r, i, &row) != 0)
+      break;
+    f->reload_after = pg_get_i64(r, i, 0);
+  }
+  scratch_free(row);
+  if (i < n || n == FEED_PAGE) {
+    f->want_reload = 1;
+    return;
+  }
+  /* Everything up to the head is in memory: go on from it. */
+  log_info("store: change feed: reloaded every token; going on from "
+           "revision %lld",
+           (long long)f->reload_rev);
+  if (f->reload_rev > f->applied)
+    f->applied = f->reload_rev;
+  f->reload = RELOAD_NONE;
+  f->want_feed = f->want_report = 1;
 }
 
 /* Room for n hosts. */
@@ -620,7 +867,7 @@ static int hosts_reserve(pg_feed_t *f, size_t n) {
   return 0;
 }
 
-static void feed_hosts_read(pg_feed_t *f, const PGresult *r) {
+static void feed_hosts_read(pg_feed_t *f, const PGresult *r, uint64_t sent) {
   size_t n = (size_t)PQntuples(r), i;
 
   if (hosts_reserve(f, n) != 0)
@@ -631,6 +878,7 @@ static void feed_hosts_read(pg_feed_t *f, const PGresult *r) {
   }
   f->n_hosts = n;
   f->hosts_known = 1;
+  f->hosts_sent = sent;
   waits_check(f);
 }
 
@@ -649,6 +897,15 @@ static int feed_host_reported(pg_feed_t *f, const char *payload) {
     if (strncmp(f->host_ids[i], payload, len) == 0 &&
         f->host_ids[i][len] == '\0')
       break;
+  /* Left (pg_feed_close): off the list, so no wait holds on for it. */
+  if (rev < 0) {
+    if (i == f->n_hosts)
+      return 0;
+    f->n_hosts--;
+    memmove(f->host_ids[i], f->host_ids[f->n_hosts], sizeof(f->host_ids[i]));
+    f->host_revs[i] = f->host_revs[f->n_hosts];
+    return 1;
+  }
   if (i == f->n_hosts) {
     /* New since the read: it reported, so it is live, and counted. */
     if (hosts_reserve(f, i + 1) != 0) {
@@ -668,7 +925,7 @@ static int feed_host_reported(pg_feed_t *f, const char *payload) {
 }
 
 /* One query's results are in: act on them. */
-static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
+static void feed_done(pg_feed_t *f, query_t q, uint64_t sent, PGresult *r) {
   switch (q) {
   case Q_SETUP:
     f->backoff_ms = 0;
@@ -684,7 +941,7 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
     /* Report what changed at once (writes wait for it), and the
      * heartbeat once per tick. */
     if (f->applied != f->reported_rev || f->report_sent == 0 ||
-        f->q_sent - f->report_sent >= f->tick_ms / 2)
+        sent - f->report_sent >= f->tick_ms / 2)
       f->want_report = 1;
     break;
   case Q_REPORT:
@@ -711,18 +968,46 @@ static void feed_done(pg_feed_t *f, query_t q, PGresult *r) {
       f->base.fresh_until = 0;
       break;
     }
-    f->report_sent = f->q_sent;
+    f->report_sent = sent;
     f->reported_rev = f->reported_try_rev;
     log_debug("store: change feed: reported revision %lld",
               (long long)f->reported_rev);
-    /* The next read of the feed makes this host current. */
-    f->want_feed = 1;
+    /* The next read of the feed makes this host current (or keeps it so,
+     * from this report on). Under writes, notifications bring that read
+     * soon enough; otherwise it is sent now once the freshness rests on a
+     * report half a tick old: a read after every report would double the
+     * reads while writes stream in. */
+    if (!f->ready_told || f->base.fresh_until < f->lease_ms ||
+        sent - (f->base.fresh_until - f->lease_ms) >= f->tick_ms / 2)
+      f->want_feed = 1;
     break;
   case Q_HOSTS:
-    feed_hosts_read(f, r);
+    feed_hosts_read(f, r, sent);
+    break;
+  case Q_PRUNE:
+    if (PQntuples(r) != 1)
+      break;
+    /* A backlog: the next chunk with the next batch. */
+    if (pg_get_i64(r, 0, 0) >= PRUNE_CHUNK)
+      f->want_prune = 1;
+    if (pg_get_i64(r, 0, 0) > 0 || pg_get_i64(r, 0, 1) > 0)
+      log_debug("store: change feed: pruned %lld changes and %lld hosts "
+                "rows",
+                (long long)pg_get_i64(r, 0, 0), (long long)pg_get_i64(r, 0, 1));
+    break;
+  case Q_RELOAD_HEAD:
+    if (PQntuples(r) == 1)
+      f->reload_rev = pg_get_i64(r, 0, 0);
+    break;
+  case Q_RELOAD_TOKENS:
+    feed_reload_tokens(f, r);
+    break;
+  case Q_RELOAD_ADMINS:
+    feed_reload_admins(f, r);
     break;
   case Q_NONE:
   case Q_BYE:
+  case Q_SYNC:
     break;
   }
 }
@@ -748,38 +1033,66 @@ static void feed_notifies(pg_feed_t *f) {
     waits_check(f);
 }
 
-/* Reads what arrived: notifications, and the query's results. */
+/* Takes the front query off the pipeline, its results all in: acts on
+ * them. */
+static void feed_pop(pg_feed_t *f) {
+  query_t q = f->pipe[0].q;
+  uint64_t sent = f->pipe[0].sent;
+  PGresult *r = f->q_result;
+  int failed = f->q_failed;
+
+  f->pipe_n--;
+  memmove(f->pipe, f->pipe + 1, (size_t)f->pipe_n * sizeof(f->pipe[0]));
+  f->q_result = NULL;
+  f->q_failed = 0;
+  if (q == Q_SYNC) {
+    PQclear(r);
+    return;
+  }
+  if (!failed && r != NULL)
+    feed_done(f, q, sent, r);
+  PQclear(r);
+  /* Without its LISTEN or its statements, the follower would only fail:
+   * start over. */
+  if (q == Q_SETUP && failed && f->conn != NULL)
+    feed_drop(f);
+}
+
+/* Reads what arrived: notifications, and the queries' results, in the
+ * order they were sent (a query's end is a NULL result; its sync point's
+ * is PGRES_PIPELINE_SYNC). */
 static void feed_read(pg_feed_t *f) {
   PGresult *r;
-  query_t q;
+  ExecStatusType st;
 
   if (!PQconsumeInput(f->conn)) {
     feed_lost(f, "connection", PQerrorMessage(f->conn));
     return;
   }
   feed_notifies(f);
-  while (f->q != Q_NONE && !PQisBusy(f->conn)) {
-    if ((r = PQgetResult(f->conn)) == NULL) {
-      /* The query is over: its last result, if it succeeded. */
-      q = f->q;
-      f->q = Q_NONE;
-      r = f->q_result;
-      f->q_result = NULL;
-      if (!f->q_failed && r != NULL)
-        feed_done(f, q, r);
-      PQclear(r);
-      /* Without its LISTEN, the follower would only poll: start over. */
-      if (q == Q_SETUP && f->q_failed && f->conn != NULL) {
-        feed_drop(f);
+  while (f->pipe_n > 0 && !PQisBusy(f->conn)) {
+    r = PQgetResult(f->conn);
+    if (f->pipe[0].q == Q_SYNC) {
+      if (r == NULL)
+        break; /* not yet */
+      if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        feed_lost(f, "query", "results out of order");
         return;
       }
+      PQclear(r);
+      feed_pop(f);
+      continue;
+    }
+    if (r == NULL) {
+      feed_pop(f);
       if (f->conn == NULL || f->closing)
         return;
       continue;
     }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK &&
-        PQresultStatus(r) != PGRES_COMMAND_OK) {
-      if (!f->q_failed) {
+    st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+      if (!f->q_failed && st != PGRES_PIPELINE_ABORTED) {
         feed_problem(f, "query", PQresultErrorMessage(r));
         log_limited(&f->err_log, LOG_WARN, "store: change feed: %s",
                     f->problem);
@@ -799,26 +1112,49 @@ static void feed_read(pg_feed_t *f) {
   feed_next(f);
 }
 
-/* Connected: from now on non-blocking, watched by the loop. */
+/* Connected: from now on non-blocking and in pipeline mode, watched by
+ * the loop. The session's settings, its LISTENs and its statements go as
+ * one batch. */
 static void feed_connected(pg_feed_t *f) {
+  static const struct {
+    const char *name, *sql; /* name NULL: run, not prepared */
+  } setup[] = {
+      /* The heartbeats need not wait for a disk flush: a lost one is only
+       * a late one. */
+      {NULL, "SET synchronous_commit = off"},
+      /* One plan per statement, made without statistics: the feed's read
+       * by primary keys whatever the tables hold (FEED_SQL). */
+      {NULL, "SET plan_cache_mode = force_generic_plan"},
+      {NULL, "LISTEN tokend_changes"},
+      {NULL, "LISTEN tokend_applied"},
+      {STMT_FEED, FEED_SQL},
+      {STMT_REPORT, "SELECT tokend_report($1, $2, $3, $4, $5, $6)::int4"},
+      {STMT_HOSTS, "SELECT host_id, applied_rev FROM hosts WHERE"
+                   " heartbeat_at > clock_timestamp() - lease_ms *"
+                   " interval '1 millisecond'"},
+      {STMT_PRUNE, PRUNE_SQL},
+      {STMT_RELOAD_HEAD, "SELECT rev FROM feed"},
+      {STMT_RELOAD_TOKENS, RELOAD_TOKENS_SQL},
+      {STMT_RELOAD_ADMINS, RELOAD_ADMINS_SQL},
+  };
+  size_t i, n = sizeof(setup) / sizeof(setup[0]);
+  int ok;
+
   PQsetNoticeProcessor(f->conn, feed_notice, f);
-  if (PQsetnonblocking(f->conn, 1) != 0) {
+  if (PQsetnonblocking(f->conn, 1) != 0 || !PQenterPipelineMode(f->conn)) {
     feed_lost(f, "connect", PQerrorMessage(f->conn));
     return;
   }
-  /* The heartbeats need not wait for a disk flush: a lost one is only a
-   * late one. */
-  if (!PQsendQuery(f->conn, "SET synchronous_commit = off;"
-                            " LISTEN tokend_changes; LISTEN tokend_applied")) {
-    feed_lost(f, "connect", PQerrorMessage(f->conn));
-    return;
+  for (i = 0; i < n; i++) {
+    ok = setup[i].name == NULL
+             ? PQsendQueryParams(f->conn, setup[i].sql, 0, NULL, NULL, NULL,
+                                 NULL, 1)
+             : PQsendPrepare(f->conn, setup[i].name, setup[i].sql, 0, NULL);
+    if (feed_queued(f, Q_SETUP, ok, i + 1 == n) != 0)
+      return;
   }
-  f->q = Q_SETUP;
-  f->q_sent = uv_now(f->loop);
-  f->q_failed = 0;
   f->want_feed = f->want_report = 1;
-  if (PQflush(f->conn) < 0 || feed_watch(f, UV_READABLE | UV_WRITABLE) != 0)
-    feed_lost(f, "connect", PQerrorMessage(f->conn));
+  feed_flush(f);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
@@ -859,11 +1195,19 @@ static void on_tick(uv_timer_t *t) {
              (unsigned)f->lease_ms, f->problem[0] != '\0' ? ": " : "",
              f->problem);
   }
-  if (f->conn != NULL && f->q != Q_NONE && now - f->q_sent >= f->lease_ms) {
+  if (f->conn != NULL && f->pipe_n > 0 &&
+      now - f->pipe[0].sent >= f->lease_ms) {
     feed_lost(f, "query", "no answer within the lease");
     return;
   }
   f->want_feed = 1;
+  /* A reload step that failed is tried again. */
+  if (f->reload != RELOAD_NONE)
+    f->want_reload = 1;
+  /* Old changes go once a lease, by whichever host takes the lock. */
+  if (++f->ticks % PRUNE_EVERY_TICKS == 0 && f->keep_revisions > 0 &&
+      f->ready_told && f->reload == RELOAD_NONE)
+    f->want_prune = 1;
   /* Liveness, while writes wait: a host that stopped reporting drops out
    * of the read once its lease has run out. */
   if (f->wait_head != NULL)
@@ -894,22 +1238,30 @@ static void feed_release(pg_feed_t *f) {
   free(f);
 }
 
-/* Shutdown only: waits, without the loop, up to ms for the query in
- * flight to end (its results read and dropped). 0 once idle, -1 if not. */
+/* Shutdown only: waits, without the loop, up to ms for the queries in
+ * flight to end (their results read and dropped). 0 once idle, -1 if
+ * not. */
 static int feed_wait_idle(pg_feed_t *f, int ms) {
   uint64_t deadline = uv_hrtime() + (uint64_t)ms * 1000000u;
   struct pollfd pfd = {.fd = PQsocket(f->conn), .events = POLLIN};
   PGresult *r;
-  int left;
+  int left, end;
 
   while (pfd.fd >= 0 && PQflush(f->conn) >= 0) {
-    while (!PQisBusy(f->conn)) {
-      if ((r = PQgetResult(f->conn)) == NULL) {
-        f->q = Q_NONE;
-        return 0;
-      }
+    while (f->pipe_n > 0 && !PQisBusy(f->conn)) {
+      r = PQgetResult(f->conn);
+      /* A query ends with NULL, a sync point with its result. */
+      end = f->pipe[0].q == Q_SYNC
+                ? r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC
+                : r == NULL;
       PQclear(r);
+      if (!end && r == NULL)
+        break;
+      if (end && --f->pipe_n > 0)
+        memmove(f->pipe, f->pipe + 1, (size_t)f->pipe_n * sizeof(f->pipe[0]));
     }
+    if (f->pipe_n == 0)
+      return 0;
     left = (int)((deadline - uv_hrtime()) / 1000000u);
     if (uv_hrtime() >= deadline || poll(&pfd, 1, left) <= 0 ||
         !PQconsumeInput(f->conn))
@@ -927,16 +1279,22 @@ static void pg_feed_close(store_feed_t *base) {
   f->closing = 1;
   waits_settle(f, 1);
   /* Leaving: other hosts stop waiting for this one at once rather than
-   * after its lease, and a restart under the same id takes its row at once.
-   * At shutdown the loop may wait, briefly: the query in flight, then the
+   * after its lease (its notification, revision -1, takes it off their
+   * lists), and a restart under the same id takes its row at once. At
+   * shutdown the loop may wait, briefly: the queries in flight, then the
    * leave, each for at most FEED_BYE_MS. */
   if (f->conn != NULL &&
-      (f->q == Q_NONE || feed_wait_idle(f, FEED_BYE_MS) == 0) &&
+      (f->pipe_n == 0 || feed_wait_idle(f, FEED_BYE_MS) == 0) &&
       PQsendQueryParams(f->conn,
-                        "UPDATE hosts SET heartbeat_at = '-infinity'"
-                        " WHERE host_id = $1 AND instance = $2",
-                        2, NULL, values, lengths, formats, 1)) {
-    f->q = Q_BYE;
+                        "WITH u AS (UPDATE hosts SET heartbeat_at ="
+                        " '-infinity' WHERE host_id = $1 AND instance = $2"
+                        " RETURNING host_id) SELECT pg_notify("
+                        "'tokend_applied', host_id || ' -1') FROM u",
+                        2, NULL, values, lengths, formats, 1) &&
+      PQpipelineSync(f->conn)) {
+    f->pipe[0].q = Q_BYE;
+    f->pipe[1].q = Q_SYNC;
+    f->pipe_n = 2;
     (void)feed_wait_idle(f, FEED_BYE_MS);
   }
   feed_unwatch(f);
@@ -975,6 +1333,8 @@ int store_pg_feed_open(const char *location,
   snprintf(f->version, sizeof(f->version), "%s", args->version);
   randombytes_buf(f->instance, sizeof(f->instance));
   f->lease_ms = args->lease_ms;
+  f->keep_revisions = args->keep_revisions;
+  f->keep_ms = args->keep_ms;
   f->applied = args->rev;
   f->h = args->handler;
   f->poll_fd = -1;

@@ -34,6 +34,11 @@
 #define PG_WRITE_LOCK "1953066596"
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
 #define PG_MAX_PARAMS 17
+/* Tokens per INSERT. */
+#define TOKENS_CHUNK 2048
+/* Groups of up to this many rows run prepared INSERTs (commit_pipelined). */
+#define PG_NAMED_ROWS 64
+#define PG_NAMED_BIT(n) ((uint64_t)1 << ((n)-1))
 
 #define AUDIT_COLUMNS                                                          \
   "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
@@ -246,6 +251,9 @@ typedef struct pg_store {
   /* The copy members' statements prepared on conn (a bit each, by
    * pg_copy_stmt_t); a new connection has none. */
   unsigned copy_prepared;
+  /* The group commit's INSERTs prepared on conn, a bit per row count
+   * (PG_NAMED_BIT): "tokend_audit_<n>", "tokend_insert_<n>". */
+  uint64_t audit_named, insert_named;
 } pg_t;
 
 /* Parameters of one statement: text, or binary for bytea. */
@@ -260,6 +268,8 @@ typedef struct {
 static const struct store_ops pg_ops;
 static int audit_flush(pg_t *s);
 static int tokens_flush(pg_t *s);
+static int tokens_flush_chunk(pg_t *s);
+static int commit_pipelined(pg_t *s);
 
 static pg_t *pg_of(store_t *base) {
   return store_container_of(base, pg_t, base);
@@ -300,6 +310,7 @@ static void pg_disconnect(pg_t *s) {
   s->aq_n = 0;
   s->tq_n = 0;
   s->copy_prepared = 0;
+  s->audit_named = s->insert_named = 0;
 }
 
 /* One line from libpq's (possibly multi-line) message. */
@@ -831,19 +842,38 @@ out:
   return err;
 }
 
-/* BEGIN and the write lock in one round trip (two statements, one simple
- * query; PQexec gives the last one's result). */
+/* BEGIN, the write lock and the audit log's head, which the
+ * transaction's audit rows chain from, in one round trip (three
+ * statements, one simple query; PQexec gives the last one's result, in
+ * text). */
 static int pg_begin_locked(pg_t *s) {
-  PGresult *r =
-      PQexec(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")");
+  PGresult *r = PQexec(
+      s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ");"
+               " SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1");
   PGTransactionStatusType ts = PQtransactionStatus(s->conn);
+  const char *hex;
   int err = 0;
 
   s->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     err = pg_fail(s, r, "begin");
     pg_abort(s);
+    goto out;
   }
+  s->tx_head_known = 1;
+  s->tx_head_id = 0;
+  memset(s->tx_head_hash, 0, sizeof(s->tx_head_hash));
+  if (PQntuples(r) == 1) {
+    s->tx_head_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    /* bytea as text: "\x" and the hex digits; a row without its hash (none
+     * in this backend) chains from zeros, as audit_head reads it. */
+    hex = PQgetvalue(r, 0, 1);
+    if (PQgetisnull(r, 0, 1) || strncmp(hex, "\\x", 2) != 0 ||
+        sodium_hex2bin(s->tx_head_hash, sizeof(s->tx_head_hash), hex + 2,
+                       strlen(hex + 2), NULL, NULL, NULL) != 0)
+      memset(s->tx_head_hash, 0, sizeof(s->tx_head_hash));
+  }
+out:
   PQclear(r);
   return err;
 }
@@ -867,7 +897,6 @@ static int pg_begin(store_t *base) {
   if (err != 0)
     return err;
   s->tx_rev = 0;
-  s->tx_head_known = 0;
   s->aq_n = 0;
   s->tq_n = 0;
   return 0;
@@ -908,11 +937,16 @@ static int pg_commit(store_t *base) {
     pg_disconnect(s);
     return TOKEND_EUNAVAIL;
   }
-  /* The transaction's tokens and audit rows, then its end. */
-  if ((err = tokens_flush(s)) != 0 || (err = audit_flush(s)) != 0) {
-    pg_abort(s);
-    return err;
-  }
+  /* The transaction's tokens and audit rows, then its end: every chunk of
+   * tokens but the last alone (their answers are large), then the rest
+   * and COMMIT in one round trip. */
+  while (s->tq_n > TOKENS_CHUNK)
+    if ((err = tokens_flush_chunk(s)) != 0) {
+      pg_abort(s);
+      return err;
+    }
+  if (s->tq_n > 0 || s->aq_n > 0)
+    return commit_pipelined(s);
   s->in_tx = 0;
   r = PQexec(s->conn, "COMMIT");
   if (PQstatus(s->conn) != CONNECTION_OK) {
@@ -958,7 +992,8 @@ static int batch_init(pg_batch_t *b, size_t rows, size_t cols,
                       const char *head) {
   memset(b, 0, sizeof(*b));
   b->cols = cols;
-  b->cap = strlen(head) + 200 + rows * (cols * 7 + 4);
+  /* The head, each row's placeholders, and room for the statement's tail. */
+  b->cap = strlen(head) + 640 + rows * (cols * 7 + 4);
   b->values = calloc(rows * cols, sizeof(*b->values));
   b->lengths = calloc(rows * cols, sizeof(*b->lengths));
   b->formats = calloc(rows * cols, sizeof(*b->formats));
@@ -998,64 +1033,84 @@ static PGresult *batch_exec(pg_t *s, const pg_batch_t *b, size_t rows) {
                       b->lengths, b->formats, 1);
 }
 
-/* Sends the queued tokens as one INSERT per chunk, each row with its
- * change, and sets each row's seq. */
-static int tokens_flush(pg_t *s) {
-  enum { COLS = 13, CHUNK = 2048 };
-  size_t n = s->tq_n < CHUNK ? s->tq_n : CHUNK, i;
-  char(*num)[3][24] = NULL;
-  int err;
-  pg_batch_t b;
-  PGresult *r = NULL;
+/* Builds the INSERT of the first n queued tokens, each row with its
+ * change (the caller frees b and *num). */
+static int tokens_build(pg_t *s, size_t n, pg_batch_t *b, char (**num)[3][24]) {
+  enum { COLS = 13 };
+  size_t i;
+  int err, tail;
 
-  if (s->tq_n == 0)
-    return 0;
-  if ((err = batch_init(&b, n, COLS,
+  *num = NULL;
+  if ((err = batch_init(b, n, COLS,
                         "WITH t AS (INSERT INTO tokens (id, domain, label,"
                         " hash, hint, scopes, created_at, expires_at,"
                         " created_by, metadata, rolled_from, rolled_to,"
                         " pepper_gen) VALUES ")) != 0 ||
-      (num = calloc(n, sizeof(*num))) == NULL) {
+      (*num = calloc(n, sizeof(**num))) == NULL) {
     snprintf(s->errmsg, sizeof(s->errmsg), "insert: out of memory");
     if (err == 0)
-      batch_free(&b);
+      batch_free(b);
     return TOKEND_ENOMEM;
   }
   for (i = 0; i < n; i++) {
     const store_token_t *row = s->tq[i];
-    const char **v = batch_row(&b, i);
+    const char **v = batch_row(b, i);
+    char(*nm)[24] = (*num)[i];
 
-    snprintf(num[i][0], sizeof(num[i][0]), "%lld", (long long)row->created_at);
-    snprintf(num[i][1], sizeof(num[i][1]), "%lld", (long long)row->expires_at);
-    snprintf(num[i][2], sizeof(num[i][2]), "%ld", (long)row->pepper_gen);
+    snprintf(nm[0], sizeof(nm[0]), "%lld", (long long)row->created_at);
+    snprintf(nm[1], sizeof(nm[1]), "%lld", (long long)row->expires_at);
+    snprintf(nm[2], sizeof(nm[2]), "%ld", (long)row->pepper_gen);
     v[0] = row->id;
     v[1] = row->domain;
     v[2] = row->label;
-    batch_blob(&b, i, 3, row->hash, TOKEND_HASH_BYTES);
+    batch_blob(b, i, 3, row->hash, TOKEND_HASH_BYTES);
     v[4] = row->hint;
     v[5] = row->scopes;
-    v[6] = num[i][0];
-    v[7] = num[i][1];
+    v[6] = nm[0];
+    v[7] = nm[1];
     v[8] = row->created_by;
     v[9] = row->metadata;
     v[10] = row->rolled_from;
     v[11] = row->rolled_to;
-    v[12] = num[i][2];
+    v[12] = nm[2];
   }
-  snprintf(b.sql + b.off, b.cap - b.off,
-           " RETURNING id, seq, created_at) SELECT id, seq,"
-           " tokend_change(seq, NULL, NULL, created_at) FROM t");
-  s->tq_flushing = 1;
-  r = batch_exec(s, &b, n);
-  s->tq_flushing = 0;
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    err = pg_fail(s, r, "insert");
-    goto out;
+  /* The rows' changes numbered as one: a single UPDATE of feed (the same
+   * row lock as tokend_change's, held to commit) moves the head by n and
+   * the rows take the n revisions below it, in seq order; tokend_change
+   * per row ran three statements each, the most of a group commit's time
+   * in the server. */
+  tail = snprintf(
+      b->sql + b->off, b->cap - b->off,
+      " RETURNING id, seq, created_at),"
+      " f AS (UPDATE feed SET rev = rev + (SELECT count(*) FROM t)"
+      " RETURNING rev),"
+      " n AS (SELECT t.id, t.seq, t.created_at, f.rev - count(*) OVER ()"
+      " + row_number() OVER (ORDER BY t.seq) AS rev FROM t, f),"
+      " c AS (INSERT INTO changes (rev, at, token_seq)"
+      " SELECT rev, created_at, seq FROM n)"
+      " SELECT n.id, n.seq, n.rev FROM n,"
+      " (SELECT pg_notify('tokend_changes', '')) w");
+  /* Sized by batch_init: a tail cut short would be a broken statement. */
+  if (tail < 0 || (size_t)tail >= b->cap - b->off) {
+    batch_free(b);
+    free(*num);
+    *num = NULL;
+    snprintf(s->errmsg, sizeof(s->errmsg), "insert: statement too long");
+    return TOKEND_EINTERNAL;
   }
+  return 0;
+}
+
+/* Takes the answer r (any status) to the INSERT of the first n queued
+ * tokens: sets each row's seq and takes them off the queue. */
+static int tokens_take(pg_t *s, const PGresult *r, size_t n) {
+  size_t i;
+
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    return pg_fail(s, r, "insert");
   if ((size_t)PQntuples(r) != n) {
     pg_set_errmsg(s, "insert", "unexpected result");
-    err = TOKEND_ESTORE;
-    goto out;
+    return TOKEND_ESTORE;
   }
   /* Each answer row to its token, by id (the order is PostgreSQL's). */
   for (i = 0; i < n; i++) {
@@ -1068,19 +1123,182 @@ static int tokens_flush(pg_t *s) {
         ;
     if (j == n) {
       pg_set_errmsg(s, "insert", "unexpected result");
-      err = TOKEND_ESTORE;
-      goto out;
+      return TOKEND_ESTORE;
     }
     s->tq[j]->seq = pg_get_i64(r, (int)i, 1);
     tx_saw(s, pg_get_i64(r, (int)i, 2));
   }
   memmove(s->tq, s->tq + n, (s->tq_n - n) * sizeof(*s->tq));
   s->tq_n -= n;
-  err = s->tq_n > 0 ? tokens_flush(s) : 0;
-out:
+  return 0;
+}
+
+/* Sends the first chunk of the queued tokens as one INSERT. */
+static int tokens_flush_chunk(pg_t *s) {
+  size_t n = s->tq_n < TOKENS_CHUNK ? s->tq_n : TOKENS_CHUNK;
+  char(*num)[3][24];
+  pg_batch_t b;
+  PGresult *r;
+  int err;
+
+  if ((err = tokens_build(s, n, &b, &num)) != 0)
+    return err;
+  s->tq_flushing = 1;
+  r = batch_exec(s, &b, n);
+  s->tq_flushing = 0;
+  err = tokens_take(s, r, n);
   PQclear(r);
   batch_free(&b);
   free(num);
+  return err;
+}
+
+/* Sends the queued tokens as one INSERT per chunk. */
+static int tokens_flush(pg_t *s) {
+  int err = 0;
+
+  while (err == 0 && s->tq_n > 0)
+    err = tokens_flush_chunk(s);
+  return err;
+}
+
+static int audit_build(pg_t *s, pg_batch_t *b, char (**num)[24]);
+
+/* The queued audit rows, the queued tokens (one chunk at most) and COMMIT
+ * in one round trip (libpq's pipeline mode): the audit INSERT first, whose
+ * answer is small, so the server never waits to send an answer while the
+ * rest is still being sent. The transaction is under way (in_tx). Returns
+ * as pg_commit. */
+static int commit_pipelined(pg_t *s) {
+  enum { PREP_AUDIT, AUDIT, PREP_TOKENS, TOKENS, END, N_STEPS };
+  static const char *const what[N_STEPS] = {"audit", "audit", "insert",
+                                            "insert", "commit"};
+  size_t nt = s->tq_n, na = s->aq_n;
+  char(*tnum)[3][24] = NULL, (*anum)[24] = NULL, aname[32], tname[32];
+  pg_batch_t tb, ab;
+  PGresult *res[N_STEPS] = {NULL}, *x;
+  int sent[N_STEPS] = {0}, err, i, commit_sent = 0, fail = -1, ok;
+  /* A group of up to PG_NAMED_ROWS rows runs a statement prepared once
+   * per size and connection: its parse and plan, done for every group
+   * otherwise (the text changes with the size), were a third of the
+   * server's time for a group of Issues. */
+  int named_a = na > 0 && na <= PG_NAMED_ROWS;
+  int named_t = nt > 0 && nt <= PG_NAMED_ROWS;
+
+  if (s->aq_n > 0 && (err = audit_build(s, &ab, &anum)) != 0)
+    goto err_abort;
+  if (nt > 0 && (err = tokens_build(s, nt, &tb, &tnum)) != 0)
+    goto err_free_audit;
+  if (!PQenterPipelineMode(s->conn)) {
+    pg_set_errmsg(s, "commit", PQerrorMessage(s->conn));
+    err = TOKEND_ESTORE;
+    goto err_free_tokens;
+  }
+  snprintf(aname, sizeof(aname), "tokend_audit_%zu", na);
+  snprintf(tname, sizeof(tname), "tokend_insert_%zu", nt);
+  sent[PREP_AUDIT] = named_a && !(s->audit_named & PG_NAMED_BIT(na));
+  sent[AUDIT] = anum != NULL;
+  sent[PREP_TOKENS] = named_t && !(s->insert_named & PG_NAMED_BIT(nt));
+  sent[TOKENS] = tnum != NULL;
+  sent[END] = 1;
+  ok = (!sent[PREP_AUDIT] ||
+        PQsendPrepare(s->conn, aname, ab.sql, (int)(na * ab.cols), NULL)) &&
+       (!sent[AUDIT] ||
+        (named_a ? PQsendQueryPrepared(s->conn, aname, (int)(na * ab.cols),
+                                       ab.values, ab.lengths, ab.formats, 1)
+                 : PQsendQueryParams(s->conn, ab.sql, (int)(na * ab.cols), NULL,
+                                     ab.values, ab.lengths, ab.formats, 1))) &&
+       (!sent[PREP_TOKENS] ||
+        PQsendPrepare(s->conn, tname, tb.sql, (int)(nt * tb.cols), NULL)) &&
+       (!sent[TOKENS] ||
+        (named_t ? PQsendQueryPrepared(s->conn, tname, (int)(nt * tb.cols),
+                                       tb.values, tb.lengths, tb.formats, 1)
+                 : PQsendQueryParams(s->conn, tb.sql, (int)(nt * tb.cols), NULL,
+                                     tb.values, tb.lengths, tb.formats, 1)));
+  if (ok)
+    commit_sent =
+        PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 1);
+  if (!commit_sent || !PQpipelineSync(s->conn))
+    goto lost;
+  /* Each query's results end with NULL; the sync point's is its own. */
+  for (i = 0; i < N_STEPS; i++) {
+    if (!sent[i])
+      continue;
+    if ((res[i] = PQgetResult(s->conn)) == NULL)
+      goto lost;
+    while ((x = PQgetResult(s->conn)) != NULL) {
+      PQclear(res[i]);
+      res[i] = x;
+    }
+  }
+  x = PQgetResult(s->conn);
+  if (x == NULL || PQresultStatus(x) != PGRES_PIPELINE_SYNC ||
+      PQstatus(s->conn) != CONNECTION_OK) {
+    PQclear(x);
+    goto lost;
+  }
+  PQclear(x);
+  if (!PQexitPipelineMode(s->conn))
+    goto lost;
+  /* A statement prepared stays, whatever became of the transaction. */
+  if (sent[PREP_AUDIT] && PQresultStatus(res[PREP_AUDIT]) == PGRES_COMMAND_OK)
+    s->audit_named |= PG_NAMED_BIT(na);
+  if (sent[PREP_TOKENS] && PQresultStatus(res[PREP_TOKENS]) == PGRES_COMMAND_OK)
+    s->insert_named |= PG_NAMED_BIT(nt);
+  for (i = 0; i < N_STEPS && fail < 0; i++)
+    if (sent[i] && PQresultStatus(res[i]) !=
+                       (i == TOKENS ? PGRES_TUPLES_OK : PGRES_COMMAND_OK))
+      fail = i;
+  if (fail >= 0) {
+    /* A statement failed: the ones after it, COMMIT included, were not
+     * run, and the transaction is left failed: roll it back. */
+    err = pg_fail(s, res[fail], what[fail]);
+    if (fail != END)
+      pg_abort(s);
+    s->in_tx = 0;
+    goto out;
+  }
+  s->in_tx = 0;
+  if (strcmp(PQcmdStatus(res[END]), "COMMIT") != 0) {
+    /* COMMIT of a transaction that had failed answers ROLLBACK. */
+    pg_set_errmsg(s, "commit",
+                  "the transaction had failed and was rolled back");
+    err = TOKEND_ESTORE;
+    goto out;
+  }
+  s->aq_n = 0;
+  /* Committed: an answer that does not match the rows sent leaves memory
+   * unsure of them, which the writer's reconcile settles. */
+  err = 0;
+  if (sent[TOKENS] && tokens_take(s, res[TOKENS], nt) != 0)
+    err = TOKEND_EINDOUBT;
+  goto out;
+
+lost:
+  /* The connection went once COMMIT may have been sent: the server may
+   * have committed. Before that, it rolls the transaction back. */
+  pg_set_errmsg(s,
+                commit_sent ? "commit: the connection was lost during COMMIT"
+                            : "commit: the connection was lost before COMMIT",
+                PQerrorMessage(s->conn));
+  err = commit_sent ? TOKEND_EINDOUBT : TOKEND_EUNAVAIL;
+  pg_disconnect(s);
+out:
+  for (i = 0; i < N_STEPS; i++)
+    PQclear(res[i]);
+err_free_tokens:
+  if (tnum != NULL) {
+    batch_free(&tb);
+    free(tnum);
+  }
+err_free_audit:
+  if (anum != NULL) {
+    batch_free(&ab);
+    free(anum);
+  }
+err_abort:
+  if (err != 0 && s->in_tx)
+    pg_abort(s);
   return err;
 }
 
@@ -1889,34 +2107,33 @@ static int pg_audit_key_set(store_t *base,
   return pg_ready(s, 0);
 }
 
-/* Sends the queued audit rows as one INSERT. At most AUDIT_CHUNK rows
- * are queued (pg_audit_append flushes at that many): 13 parameters a row
- * stay under the protocol's 65,535 a statement. */
+/* At most AUDIT_CHUNK audit rows are queued (pg_audit_append flushes at
+ * that many): 13 parameters a row stay under the protocol's 65,535 a
+ * statement. */
 #define AUDIT_CHUNK 4096
-static int audit_flush(pg_t *s) {
+
+/* Builds the INSERT of the queued audit rows (the caller frees b and
+ * *num). */
+static int audit_build(pg_t *s, pg_batch_t *b, char (**num)[24]) {
   enum { COLS = 13 };
   size_t n = s->aq_n, i;
-  char(*num)[24] = NULL;
   int err;
-  pg_batch_t b;
-  PGresult *r;
 
-  if (n == 0)
-    return 0;
-  if ((err = batch_init(&b, n, COLS,
+  *num = NULL;
+  if ((err = batch_init(b, n, COLS,
                         "INSERT INTO audit_events (at, peer_uid, peer_pid,"
                         " actor, break_glass, domain, token_id, method, code,"
                         " detail, count, id, hash) VALUES ")) != 0 ||
-      (num = calloc(n * 6, sizeof(*num))) == NULL) {
+      (*num = calloc(n * 6, sizeof(**num))) == NULL) {
     snprintf(s->errmsg, sizeof(s->errmsg), "audit: out of memory");
     if (err == 0)
-      batch_free(&b);
+      batch_free(b);
     return TOKEND_ENOMEM;
   }
   for (i = 0; i < n; i++) {
     const store_audit_t *ev = &s->aq[i];
-    const char **v = batch_row(&b, i);
-    char(*nm)[24] = num + i * 6;
+    const char **v = batch_row(b, i);
+    char(*nm)[24] = *num + i * 6;
 
     snprintf(nm[0], sizeof(nm[0]), "%lld", (long long)ev->at);
     snprintf(nm[1], sizeof(nm[1]), "%lld", (long long)ev->peer_uid);
@@ -1936,8 +2153,23 @@ static int audit_flush(pg_t *s) {
     v[9] = ev->detail;
     v[10] = nm[4];
     v[11] = nm[5];
-    batch_blob(&b, i, 12, s->aq_hash[i], STORE_AUDIT_HASH_BYTES);
+    batch_blob(b, i, 12, s->aq_hash[i], STORE_AUDIT_HASH_BYTES);
   }
+  return 0;
+}
+
+/* Sends the queued audit rows as one INSERT. */
+static int audit_flush(pg_t *s) {
+  size_t n = s->aq_n;
+  char(*num)[24];
+  int err;
+  pg_batch_t b;
+  PGresult *r;
+
+  if (n == 0)
+    return 0;
+  if ((err = audit_build(s, &b, &num)) != 0)
+    return err;
   r = batch_exec(s, &b, n);
   if (PQresultStatus(r) == PGRES_COMMAND_OK) {
     err = 0;
@@ -2139,6 +2371,8 @@ static int pg_snapshot_begin(store_t *base, int64_t *rev) {
                      NULL)) != 0)
     return err;
   s->in_tx = 1;
+  /* The head a write transaction read is not this one's. */
+  s->tx_head_known = 0;
   if ((err = pg_query_int(s, "snapshot", "SELECT rev FROM feed", NULL, rev)) !=
       0)
     pg_abort(s);

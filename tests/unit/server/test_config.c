@@ -556,6 +556,31 @@ static void test_config_multi_host_flags(void **state) {
   assert_one_line_error(fx, "--lease-ms");
 }
 
+static void test_config_feed_keep_edges(void **state) {
+  fixture_t *fx = *state;
+  char over[24];
+
+  assert_int_equal(fx->cfg.feed_keep, CONFIG_FEED_KEEP_DEFAULT);
+  assert_int_equal(fx->cfg.feed_keep_minutes, CONFIG_FEED_KEEP_MINUTES_DEFAULT);
+  /* 0 and 0: never pruned; and the largest of each. */
+  assert_int_equal(PARSE(fx, "--feed-keep", "0", "--feed-keep-minutes", "0"),
+                   0);
+  assert_int_equal(fx->cfg.feed_keep, 0);
+  assert_int_equal(fx->cfg.feed_keep_minutes, 0);
+  snprintf(over, sizeof(over), "%u", (unsigned)CONFIG_FEED_KEEP_MAX);
+  assert_int_equal(PARSE(fx, "--feed-keep", over), 0);
+  assert_int_equal(fx->cfg.feed_keep, CONFIG_FEED_KEEP_MAX);
+  snprintf(over, sizeof(over), "%u", (unsigned)CONFIG_FEED_KEEP_MAX + 1);
+  PARSE(fx, "--feed-keep", over);
+  assert_one_line_error(fx, "--feed-keep");
+  snprintf(over, sizeof(over), "%u", (unsigned)CONFIG_FEED_KEEP_MINUTES_MAX);
+  assert_int_equal(PARSE(fx, "--feed-keep-minutes", over), 0);
+  snprintf(over, sizeof(over), "%u",
+           (unsigned)CONFIG_FEED_KEEP_MINUTES_MAX + 1);
+  PARSE(fx, "--feed-keep-minutes", over);
+  assert_one_line_error(fx, "--feed-keep-minutes");
+}
+
 #define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static void test_config_limit_flags_parsed(void **state) {
@@ -934,6 +959,7 @@ int main(void) {
       CONFIG_TEST(test_config_socket_mode_and_group),
       CONFIG_TEST(test_config_store_file),
       CONFIG_TEST(test_config_multi_host_flags),
+      CONFIG_TEST(test_config_feed_keep_edges),
       CONFIG_TEST(test_config_flag_equals_form),
       CONFIG_TEST(test_config_max_frame_bytes_edges),
       CONFIG_TEST(test_config_max_frame_bytes_not_a_number),
