@@ -509,6 +509,15 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
                    "the token is revoked: a revoked token cannot be edited");
     return 0;
   }
+  /* Moving an expired token's expiry would bring it back to life, past
+   * the domain's active-token cap, which counts only active tokens. */
+  if (job->u.edit.set_expires_at && b->expires_at != 0 &&
+      b->expires_at <= now) {
+    store_job_fail(job, TOKEND_ECONFIG,
+                   "the token has expired: its expiry cannot be moved "
+                   "(issue a new token)");
+    return 0;
+  }
   *a = *b;
   if (job->u.edit.set_label)
     memcpy(a->label, w->label, sizeof(a->label));

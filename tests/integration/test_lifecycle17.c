@@ -434,6 +434,54 @@ static void test_edit_lengthens_only_within_the_policy(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* An expired token stays expired: moving its expiry would bring it back
+ * to life (and past the domain's max_active_tokens, which counts active
+ * tokens only), as no Revoke can be undone. Its label may still change. */
+static void test_edit_does_not_revive_an_expired_token(void **state) {
+  th_fixture_t *f = *state;
+  tokend_edit_params_t e;
+  tokend_issued_t is;
+  tokend_token_info_t info;
+  tokend_verify_result_t v;
+  int64_t exp1 = th_now_ms() + 200;
+  int tries;
+
+  issue(f, DOMAIN, "short-lived", exp1, NULL, 0, NULL, &is);
+  /* Wait for the condition, at most 10 s. */
+  for (tries = 0; tries < 1000; tries++) {
+    th_client_verify_ok(f->client, is.token, &v);
+    if (v.reason == TOKEND_VERIFY_EXPIRED)
+      break;
+    usleep(10 * 1000);
+  }
+  assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  memset(&e, 0, sizeof(e));
+  e.set_expires_at = 1;
+  e.expires_at = th_now_ms() + DAY_MS;
+  e.label = "revived?";
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_ECONFIG, "expired");
+  e.expires_at = 0;
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_ECONFIG, "expired");
+  lookup_ok(f, is.info.id, &info);
+  assert_int_equal(info.expires_at, exp1);
+  assert_string_equal(info.label, "short-lived");
+  th_client_verify_ok(f->client, is.token, &v);
+  assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  /* The label alone: a record kept for people, allowed. */
+  e.set_expires_at = 0;
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                   0);
+  assert_string_equal(info.label, "revived?");
+  assert_int_equal(info.expires_at, exp1);
+  th_client_verify_ok(f->client, is.token, &v);
+  assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  tokend_client_wipe(&is);
+}
+
 /* ---- Roll ---- */
 
 static void test_roll_replaces_the_token_with_a_grace(void **state) {
@@ -731,6 +779,7 @@ int main(void) {
       T(test_edit_changes_what_verify_answers_and_audits),
       T(test_edit_refusals_change_nothing),
       T(test_edit_lengthens_only_within_the_policy),
+      T(test_edit_does_not_revive_an_expired_token),
       T(test_roll_under_a_policy),
       T(test_roll_replaces_the_token_with_a_grace),
       T(test_roll_without_grace_expires_the_old_now),

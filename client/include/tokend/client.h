@@ -544,7 +544,8 @@ typedef struct {
  * idempotent: a broken connection after sending is TOKEND_EINDOUBT (look
  * with tokend_client_lookup() before trying again). TOKEND_ENOTFOUND,
  * TOKEND_EPERM, TOKEND_EINVAL (the message names the field: e.g. a scope
- * the token does not hold), TOKEND_ECONFIG (a revoked token). */
+ * the token does not hold), TOKEND_ECONFIG (a revoked token; a new expiry
+ * for an expired token). */
 int tokend_client_edit(tokend_client_t *client, const char *domain,
                        const char *token_id, const tokend_edit_params_t *params,
                        tokend_token_info_t *out) TOKEND_MUST_CHECK;
