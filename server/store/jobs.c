@@ -4,6 +4,7 @@
 
 #include "store/policy.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,7 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
   store_token_t *b = job->u.edit.before, *a = job->u.edit.after;
   const store_token_t *w = job->u.edit.want;
   char why[sizeof(job->errmsg)], missing[TOKEND_SCOPE_BYTES];
+  store_policy_t pol;
   int64_t now = job->u.edit.now;
   int err = store_token_get(store, job->u.edit.domain, job->u.edit.id, b);
 
@@ -540,6 +542,21 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
      * the domain's policy. Shortening needs no permission. */
     if (b->expires_at != 0 &&
         (a->expires_at == 0 || a->expires_at > b->expires_at)) {
+      /* The lifetime counts from the token's creation, not from this
+       * Edit: else Edits one after another, each within max_lifetime_ms
+       * of its own time, keep a token alive past the policy for ever. */
+      err = store_policy_get(store, a->domain, &pol);
+      if (err == 0 && pol.max_lifetime_ms > 0 && a->expires_at != 0 &&
+          a->expires_at - b->created_at > pol.max_lifetime_ms) {
+        snprintf(why, sizeof(why),
+                 "expires_at is beyond the domain's policy: at most "
+                 "max_lifetime_ms %" PRId64 " after the token's creation",
+                 pol.max_lifetime_ms);
+        store_job_fail(job, TOKEND_EINVAL, why);
+        return 0;
+      }
+      if (err != 0 && err != TOKEND_ENOTFOUND)
+        return err;
       /* The expiry only: scopes only narrow, and narrowing a token
        * that holds a scope the policy no longer allows must stay
        * possible. */

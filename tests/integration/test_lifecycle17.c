@@ -434,6 +434,45 @@ static void test_edit_lengthens_only_within_the_policy(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* The policy's max_lifetime_ms bounds a token's life from its creation:
+ * Edits made one after another cannot keep it alive past that, each
+ * within max_lifetime_ms of its own time. */
+static void
+test_edit_lengthens_within_the_lifetime_since_creation(void **state) {
+  th_fixture_t *f = *state;
+  tokend_edit_params_t e;
+  tokend_issued_t is;
+  tokend_token_info_t info;
+  char sql[256];
+  int64_t now = th_now_ms(), created = now - DAY_MS;
+
+  issue(f, DOMAIN, "old", now + HOUR_MS / 2, NULL, 0, NULL, &is);
+  /* Issued a day ago (as if), under a policy of at most 2 hours. */
+  snprintf(sql, sizeof(sql),
+           "UPDATE tokens SET created_at = %lld WHERE id = '%s'",
+           (long long)created, is.info.id);
+  db_exec(f->tokend.db_path, sql);
+  db_exec(f->tokend.db_path,
+          "INSERT INTO domain_policies (domain, max_lifetime_ms,"
+          " require_expiry, updated_at, updated_by) VALUES"
+          " ('" DOMAIN "', 7200000, 0, 1, 'root')");
+  memset(&e, 0, sizeof(e));
+  e.set_expires_at = 1;
+  e.expires_at = now + HOUR_MS;
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_EINVAL, "expires_at");
+  assert_non_null(strstr(tokend_client_errmsg(f->client), "creation"));
+  lookup_ok(f, is.info.id, &info);
+  assert_int_equal(info.expires_at, now + HOUR_MS / 2);
+  /* Shortening is still free. */
+  e.expires_at = now + HOUR_MS / 4;
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                   0);
+  assert_int_equal(info.expires_at, now + HOUR_MS / 4);
+  tokend_client_wipe(&is);
+}
+
 /* An expired token stays expired: moving its expiry would bring it back
  * to life (and past the domain's max_active_tokens, which counts active
  * tokens only), as no Revoke can be undone. Its label may still change. */
@@ -780,6 +819,7 @@ int main(void) {
       T(test_edit_refusals_change_nothing),
       T(test_edit_lengthens_only_within_the_policy),
       T(test_edit_does_not_revive_an_expired_token),
+      T(test_edit_lengthens_within_the_lifetime_since_creation),
       T(test_roll_under_a_policy),
       T(test_roll_replaces_the_token_with_a_grace),
       T(test_roll_without_grace_expires_the_old_now),
