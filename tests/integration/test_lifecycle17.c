@@ -521,6 +521,41 @@ static void test_edit_does_not_revive_an_expired_token(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* tokend's log names who edited and rolled, break-glass operators too (the
+ * audit row holds only their uid; the log said "by=" with nothing). */
+static void test_edit_and_roll_logged_with_their_doer(void **state) {
+  th_fixture_t *f = *state;
+  char want[TOKEND_TOKEN_ID_BYTES + 64];
+  tokend_edit_params_t e;
+  tokend_issued_t is;
+  tokend_rolled_t rolled;
+  tokend_token_info_t info;
+  size_t len;
+  char *log;
+
+  issue(f, DOMAIN, "logged", 0, NULL, 0, NULL, &is);
+  assert_int_equal(tokend_client_set_actor(f->client, ""), 0);
+  memset(&e, 0, sizeof(e));
+  e.label = "logged again";
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                   0);
+  assert_int_equal(
+      tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled), 0);
+  log = th_read_file(f->tokend.log_path, &len);
+  assert_non_null(log);
+  snprintf(want, sizeof(want), "id=%s by=uid:%u: label", is.info.id,
+           (unsigned)getuid());
+  if (strstr(log, want) == NULL)
+    fail_msg("no \"%s\" in tokend's log:\n%s", want, log);
+  snprintf(want, sizeof(want), "-> %s by=uid:%u", rolled.info.id,
+           (unsigned)getuid());
+  if (strstr(log, want) == NULL)
+    fail_msg("no \"%s\" in tokend's log:\n%s", want, log);
+  free(log);
+  sodium_memzero(rolled.token, sizeof(rolled.token));
+  tokend_client_wipe(&is);
+}
+
 /* ---- Roll ---- */
 
 static void test_roll_replaces_the_token_with_a_grace(void **state) {
@@ -819,6 +854,7 @@ int main(void) {
       T(test_edit_refusals_change_nothing),
       T(test_edit_lengthens_only_within_the_policy),
       T(test_edit_does_not_revive_an_expired_token),
+      T(test_edit_and_roll_logged_with_their_doer),
       T(test_edit_lengthens_within_the_lifetime_since_creation),
       T(test_roll_under_a_policy),
       T(test_roll_replaces_the_token_with_a_grace),
