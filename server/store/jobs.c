@@ -582,7 +582,7 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
 
 int store_job_run_roll(store_t *store, store_job_t *job) {
   store_token_t *old = job->u.roll.old, *fresh = job->u.roll.fresh;
-  int64_t now = job->u.roll.now, until = now + job->u.roll.grace_ms;
+  int64_t now = job->u.roll.now, until = now + job->u.roll.grace_ms, lifetime;
   char why[sizeof(job->errmsg)];
   store_policy_t pol;
   int err = store_token_get(store, job->u.roll.domain, job->u.roll.id, old);
@@ -617,8 +617,13 @@ int store_job_run_roll(store_t *store, store_job_t *job) {
   fresh->rolled_to[0] = '\0';
   /* pepper_gen: as the loop set it (the hash is under today's pepper). */
   fresh->created_at = now;
-  fresh->expires_at =
-      old->expires_at != 0 ? now + (old->expires_at - old->created_at) : 0;
+  fresh->expires_at = 0;
+  if (old->expires_at != 0) {
+    /* Bounds before the sum: an expiry near INT64_MAX (Issue takes any
+     * future one) would overflow it into the past; the farthest instead. */
+    lifetime = old->expires_at - old->created_at;
+    fresh->expires_at = lifetime > INT64_MAX - now ? INT64_MAX : now + lifetime;
+  }
   /* Under the domain's policy as an Issue is, with two differences: a
    * lifetime longer than the policy allows is cut to it (a Roll, often of
    * a leaked token, is not refused for what the policy came to forbid

@@ -639,6 +639,33 @@ static void test_roll_without_grace_expires_the_old_now(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* A token whose expiry is as far as an int64 goes rolls into a valid one
+ * (its lifetime from now cannot be added without overflow: the new one
+ * gets the farthest expiry there is), never one born expired. */
+static void test_roll_of_the_farthest_expiry_does_not_overflow(void **state) {
+  th_fixture_t *f = *state;
+  tokend_issued_t is;
+  tokend_rolled_t rolled;
+  tokend_verify_result_t v;
+  char sql[160];
+
+  issue(f, DOMAIN, "far", INT64_MAX, NULL, 0, NULL, &is);
+  /* Made a second ago (as if): the old lifetime plus now passes INT64_MAX
+   * by about that second. */
+  snprintf(sql, sizeof(sql),
+           "UPDATE tokens SET created_at = created_at - 1000 WHERE id = '%s'",
+           is.info.id);
+  db_exec(f->tokend.db_path, sql);
+  assert_int_equal(
+      tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled), 0);
+  assert_int_equal(rolled.info.expires_at, INT64_MAX);
+  assert_int_equal(rolled.info.status, TOKEND_TOKEN_ACTIVE);
+  th_client_verify_ok(f->client, rolled.token, &v);
+  assert_true(v.valid);
+  sodium_memzero(rolled.token, sizeof(rolled.token));
+  tokend_client_wipe(&is);
+}
+
 /* A Roll under a domain policy (merged with h17b's SetDomainPolicy): a
  * lifetime the policy came to forbid is cut to its bound, not refused; a
  * scope it no longer allows is refused, changing nothing; the
@@ -859,6 +886,7 @@ int main(void) {
       T(test_roll_under_a_policy),
       T(test_roll_replaces_the_token_with_a_grace),
       T(test_roll_without_grace_expires_the_old_now),
+      T(test_roll_of_the_farthest_expiry_does_not_overflow),
       T(test_roll_refusals_change_nothing),
       T(test_list_expiring_within),
       T(test_tokenctl_show_edit_roll_list),
