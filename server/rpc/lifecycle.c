@@ -296,7 +296,7 @@ static const call_kind_t edit_kind = {
 /* Validates an Edit's fields into want; 0, or TOKEND_EINVAL with why. */
 static int edit_want(const Tokend__V1__EditRequest *req, store_token_t *want,
                      int64_t now, char *why, size_t why_len) {
-  size_t i, off = 0, len;
+  size_t i, j, off = 0, len;
 
   if (!req->set_label && !req->set_metadata && !req->set_expires_at &&
       !req->set_scopes) {
@@ -332,6 +332,11 @@ static int edit_want(const Tokend__V1__EditRequest *req, store_token_t *want,
     for (i = 0; i < req->n_scopes; i++) {
       if (validate_scope(req->scopes[i], why, why_len) != 0)
         return TOKEND_EINVAL;
+      for (j = 0; j < i; j++)
+        if (strcmp(req->scopes[i], req->scopes[j]) == 0) {
+          snprintf(why, why_len, "scopes: %s is given twice", req->scopes[i]);
+          return TOKEND_EINVAL;
+        }
       len = strlen(req->scopes[i]);
       if (i > 0)
         want->scopes[off++] = ' ';

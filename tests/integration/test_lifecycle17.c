@@ -305,6 +305,7 @@ static void test_edit_changes_what_verify_answers_and_audits(void **state) {
 static void test_edit_refusals_change_nothing(void **state) {
   th_fixture_t *f = *state;
   const char *const wider[] = {"read", "admin"};
+  const char *const twice[] = {"read", "read"};
   tokend_edit_params_t e;
   tokend_issued_t is, theirs;
   tokend_token_info_t info;
@@ -323,6 +324,11 @@ static void test_edit_refusals_change_nothing(void **state) {
                TOKEND_EINVAL, "admin");
   assert_non_null(strstr(tokend_client_errmsg(f->client), "scopes"));
   audit_row(f, "Edit", is.info.id, TOKEND_GRPC_INVALID_ARGUMENT, &ev);
+  /* A scope given twice (the token would list it twice). */
+  e.scopes = twice;
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_EINVAL, "scopes: read is given twice");
   memset(&e, 0, sizeof(e));
 
   /* Nothing to change; a past expiry; bad metadata; a bad label. */
