@@ -175,6 +175,9 @@ static void test_policy_refusals(void **state) {
   strcpy(p.allowed_scopes[0], "no spaces");
   assert_int_equal(tokend_client_set_domain_policy(f->client, DOMAIN, &p),
                    TOKEND_EINVAL);
+  /* The message names the field. */
+  assert_non_null(
+      strstr(tokend_client_errmsg(f->client), "policy.allowed_scopes"));
   assert_int_equal(
       tokend_client_set_domain_policy(f->client, "bad domain!", &p),
       TOKEND_EINVAL);
