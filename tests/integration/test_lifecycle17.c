@@ -488,12 +488,13 @@ static void test_edit_does_not_revive_an_expired_token(void **state) {
   tokend_issued_t is;
   tokend_token_info_t info;
   tokend_verify_result_t v;
-  int64_t exp1 = th_now_ms() + 200;
+  /* Far enough ahead that a slow (valgrind) tokend still takes it. */
+  int64_t exp1 = th_now_ms() + 200 * th_timeout_scale();
   int tries;
 
   issue(f, DOMAIN, "short-lived", exp1, NULL, 0, NULL, &is);
-  /* Wait for the condition, at most 10 s. */
-  for (tries = 0; tries < 1000; tries++) {
+  /* Wait for the condition, at most 10 s (scaled). */
+  for (tries = 0; tries < 1000 * th_timeout_scale(); tries++) {
     th_client_verify_ok(f->client, is.token, &v);
     if (v.reason == TOKEND_VERIFY_EXPIRED)
       break;
