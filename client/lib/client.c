@@ -1140,6 +1140,17 @@ int clientlib_issue_request(const tokend_issue_params_t *params,
   return 0;
 }
 
+int clientlib_token_info(const Tokend__V1__TokenInfo *src,
+                         tokend_token_info_t *out, const char **why) {
+  memset(out, 0, sizeof(*out));
+  if (client_copy_info(out, src) != 0) {
+    memset(out, 0, sizeof(*out));
+    *why = CLIENT_BAD_DETAILS;
+    return TOKEND_EPROTO;
+  }
+  return 0;
+}
+
 int clientlib_verify_result(const Tokend__V1__VerifyResponse *res,
                             tokend_verify_result_t *out, const char **why) {
   out->valid = res->valid ? 1 : 0;

@@ -24,6 +24,12 @@ int clientlib_issued(const Tokend__V1__IssueResponse *res, tokend_issued_t *out,
 int clientlib_verify_result(const Tokend__V1__VerifyResponse *res,
                             tokend_verify_result_t *out, const char **why);
 
+/* Copies a TokenInfo (Lookup's, Edit's, ...) into *out. Returns 0, or
+ * TOKEND_EPROTO with *why a static sentence (src missing, too long or
+ * malformed). */
+int clientlib_token_info(const Tokend__V1__TokenInfo *src,
+                         tokend_token_info_t *out, const char **why);
+
 /* 1 if a second copy of a request of method m cannot change anything. */
 int clientlib_method_idempotent(Tokend__V1__Request__MethodCase m);
 

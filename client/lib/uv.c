@@ -42,7 +42,7 @@
 
 typedef enum { UVC_IDLE, UVC_CONNECTING, UVC_OPEN } uvc_state_t;
 
-typedef enum { UVC_VERIFY, UVC_ISSUE, UVC_REVOKE } uvc_kind_t;
+typedef enum { UVC_VERIFY, UVC_ISSUE, UVC_REVOKE, UVC_LOOKUP } uvc_kind_t;
 
 typedef struct uvc_call_s {
   struct uvc_call_s *prev, *next;
@@ -58,6 +58,7 @@ typedef struct uvc_call_s {
     tokend_uv_verify_cb verify;
     tokend_uv_issue_cb issue;
     tokend_uv_revoke_cb revoke;
+    tokend_uv_lookup_cb lookup;
   } cb;
   void *data;
 } uvc_call_t;
@@ -175,6 +176,9 @@ static void uvc_fail(tokend_uv_t *c, uvc_call_t *call, int err,
     break;
   case UVC_REVOKE:
     call->cb.revoke(c, err, c->msg, 0, 0, call->data);
+    break;
+  case UVC_LOOKUP:
+    call->cb.lookup(c, err, c->msg, NULL, call->data);
     break;
   }
   uvc_call_free(call);
@@ -397,8 +401,10 @@ static void uvc_complete(tokend_uv_t *c, uvc_call_t *call,
   static const Tokend__V1__Response__ResultCase want[] = {
       [UVC_VERIFY] = TOKEND__V1__RESPONSE__RESULT_VERIFY,
       [UVC_ISSUE] = TOKEND__V1__RESPONSE__RESULT_ISSUE,
-      [UVC_REVOKE] = TOKEND__V1__RESPONSE__RESULT_REVOKE};
+      [UVC_REVOKE] = TOKEND__V1__RESPONSE__RESULT_REVOKE,
+      [UVC_LOOKUP] = TOKEND__V1__RESPONSE__RESULT_LOOKUP};
   tokend_verify_result_t vr;
+  tokend_token_info_t info;
   tokend_issued_t issued;
   const char *why = "";
   int code, rc;
@@ -438,6 +444,14 @@ static void uvc_complete(tokend_uv_t *c, uvc_call_t *call,
   case UVC_REVOKE:
     call->cb.revoke(c, 0, c->msg, resp->revoke->revoked_at,
                     resp->revoke->already_revoked ? 1 : 0, call->data);
+    break;
+  case UVC_LOOKUP:
+    rc = clientlib_token_info(resp->lookup->info, &info, &why);
+    if (rc != 0) {
+      uvc_fail(c, call, rc, why);
+      return;
+    }
+    call->cb.lookup(c, 0, c->msg, &info, call->data);
     break;
   }
   uvc_call_free(call);
@@ -905,6 +919,9 @@ static int uvc_submit(tokend_uv_t *c, Tokend__V1__Request *req, uvc_kind_t kind,
   case UVC_REVOKE:
     call->cb.revoke = (tokend_uv_revoke_cb)cb;
     break;
+  case UVC_LOOKUP:
+    call->cb.lookup = (tokend_uv_lookup_cb)cb;
+    break;
   }
   call->data = data;
   uvc_list_append(&c->calls, call);
@@ -966,6 +983,20 @@ int tokend_uv_revoke(tokend_uv_t *client, const char *domain,
   req.method_case = TOKEND__V1__REQUEST__METHOD_REVOKE;
   req.revoke = &revoke;
   return uvc_submit(client, &req, UVC_REVOKE, (void *)cb, data);
+}
+
+int tokend_uv_lookup(tokend_uv_t *client, const char *domain,
+                     const char *token_id, tokend_uv_lookup_cb cb, void *data) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__LookupRequest lookup = TOKEND__V1__LOOKUP_REQUEST__INIT;
+
+  if (client == NULL || domain == NULL || token_id == NULL || cb == NULL)
+    return TOKEND_EINVAL;
+  lookup.domain = (char *)domain;
+  lookup.token_id = (char *)token_id;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_LOOKUP;
+  req.lookup = &lookup;
+  return uvc_submit(client, &req, UVC_LOOKUP, (void *)cb, data);
 }
 
 static void uvc_on_handle_closed(uv_handle_t *h) {

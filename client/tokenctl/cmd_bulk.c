@@ -90,10 +90,9 @@ int ctl_bulk_revoke(const ctl_command_t *cmd, ctl_opts_t *opts,
   if (rc == TOKEND_EPERM)
     ctl_domain_perm_hint(opts, domain, hint, sizeof(hint));
   else if (rc == TOKEND_ENOTFOUND)
+    /* tokend's message already says that nothing was revoked. */
     snprintf(hint, sizeof(hint),
-             "nothing was revoked; `tokenctl list --domain %s --all` shows "
-             "its tokens",
-             domain);
+             "`tokenctl list --domain %s --all` shows its tokens", domain);
   if (ctl_end_call("revoke", client, rc,
                    rc == TOKEND_ENOTFOUND || rc == TOKEND_EPERM
                        ? hint

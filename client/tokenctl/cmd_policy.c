@@ -188,6 +188,13 @@ static int ctl_policy_set(ctl_opts_t *opts, int argc, char **argv) {
     return ctl_usage_error(cmd, "--domain is required", NULL);
   if (optind < argc)
     return ctl_usage_error(cmd, "unexpected argument", argv[optind]);
+  /* The operator's own act, as managing admins is: acting for a domain
+   * admin would record that admin as its author, which no admin may be. */
+  if (opts->actor != NULL)
+    return ctl_usage_error(cmd,
+                           "--actor does not apply: operators set a "
+                           "domain's policy as themselves",
+                           NULL);
   if (ctl_connect(opts, &client) != 0)
     return CTL_EXIT_ERROR;
   rc = tokend_client_set_domain_policy(client, domain, &p);

@@ -23,9 +23,9 @@ const char admin_copy_usage[] =
     "  token (its keyed hash as it is, so every token keeps working with the\n"
     "  same pepper), every domain admin, every audit row with its id, count\n"
     "  and chain hash (so `tokenctl audit --verify` still checks out), every\n"
-    "  domain's Verify counters, and the pepper fingerprint. It is the way\n"
-    "  from one host (SQLite) to many (PostgreSQL): see \"Moving from one\n"
-    "  host to many\" in docs/STORE.md.\n"
+    "  domain's Verify counters, every domain policy, and the pepper\n"
+    "  fingerprint. It is the way from one host (SQLite) to many\n"
+    "  (PostgreSQL): see \"Moving from one host to many\" in docs/STORE.md.\n"
     "\n"
     "  The source is opened read-only and read in one snapshot (one read\n"
     "  transaction): it is never written, and tokend may keep running on it\n"
@@ -34,11 +34,11 @@ const char admin_copy_usage[] =
     "  chain, is refused: start the new tokend on it once first. The target\n"
     "  is written in one transaction under its write lock: all of it or\n"
     "  nothing. A target that holds anything (a token, a domain admin, an\n"
-    "  audit row, a Verify counter, or another pepper's fingerprint) is\n"
-    "  refused and left as it was. The target's database must exist; its\n"
-    "  tokend schema is created if it has none. A tokend already running\n"
-    "  on the (empty) target learns of the copied tokens through the change\n"
-    "  feed, as of any write.\n"
+    "  audit row, a Verify counter, a domain policy, or another pepper's\n"
+    "  fingerprint) is refused and left as it was. The target's database\n"
+    "  must exist; its tokend schema is created if it has none. A tokend\n"
+    "  already running on the (empty) target learns of the copied tokens\n"
+    "  through the change feed, as of any write.\n"
     "\n"
     "OPTIONS\n"
     "  --from URL          the source store: sqlite:PATH (or a bare path),\n"
@@ -59,11 +59,12 @@ const char admin_copy_usage[] =
     "WHAT IS CHECKED\n"
     "  Before: the pepper file's fingerprint against the source's, and that\n"
     "  the target is empty. After the commit, reading the target back: as\n"
-    "  many tokens, domain admins, audit rows and Verify counters as were\n"
-    "  copied, the newest audit row's id and hash as in the source, the\n"
-    "  pepper fingerprint as copied; and with --pepper-file, the whole audit\n"
-    "  chain, recomputed row by row with the key derived from the pepper, up\n"
-    "  to the source's newest row (what `tokenctl audit --verify` does).\n"
+    "  many tokens, domain admins, audit rows, Verify counters and domain\n"
+    "  policies as were copied, the newest audit row's id and hash as in\n"
+    "  the source, the pepper fingerprint as copied; and with --pepper-file,\n"
+    "  the whole audit chain, recomputed row by row with the key derived\n"
+    "  from the pepper, up to the source's newest row (what `tokenctl audit\n"
+    "  --verify` does).\n"
     "  Without --pepper-file the chain is not recomputed.\n"
     "\n"
     "EXIT STATUS\n"
@@ -90,6 +91,7 @@ typedef struct {
   int64_t admins;
   int64_t audit_rows;
   int64_t counters;
+  int64_t policies;
   int64_t audit_head_id; /* the newest audit row (0: none) */
   int audit_head_hashed; /* it has a chain hash: audit_head */
   uint8_t audit_head[STORE_AUDIT_HASH_BYTES];
@@ -182,6 +184,19 @@ static int walk_counts(void *arg, const store_counts_t *c) {
   return 0;
 }
 
+static int walk_policy(void *arg, const store_policy_t *p) {
+  copy_walk_t *w = arg;
+  int err;
+
+  /* As set: its updated_at and updated_by are the operator's Set's. */
+  if (w->dst != NULL && (err = store_policy_set(w->dst, p)) != 0) {
+    w->dst_failed = 1;
+    return err;
+  }
+  w->n.policies++;
+  return 0;
+}
+
 /* Walks every record of src, importing each into w->dst when it is set.
  * On failure *what names the step and w->dst_failed says which store's
  * errmsg explains it. */
@@ -198,17 +213,22 @@ static int walk_store(store_t *src, copy_walk_t *w, const char **what) {
   if ((err = store_audit_load(src, walk_audit, w)) != 0)
     return err;
   *what = "Verify counters";
-  return store_counts_load(src, walk_counts, w);
+  if ((err = store_counts_load(src, walk_counts, w)) != 0)
+    return err;
+  *what = "domain policies";
+  return store_policy_load(src, walk_policy, w);
 }
 
 static void tally_print(FILE *out, const char *verb, const copy_tally_t *n,
                         int fingerprint) {
   fprintf(out,
           "%s %lld tokens (%lld revoked), %lld domain admins, %lld audit "
-          "rows (newest id %lld), %lld Verify counters%s\n",
+          "rows (newest id %lld), %lld Verify counters, %lld domain "
+          "policies%s\n",
           verb, (long long)n->tokens, (long long)n->revoked,
           (long long)n->admins, (long long)n->audit_rows,
           (long long)n->audit_head_id, (long long)n->counters,
+          (long long)n->policies,
           fingerprint ? ", the pepper fingerprint" : ", no pepper fingerprint");
 }
 
@@ -305,17 +325,20 @@ static int target_empty(store_t *dst, const char *name, const uint8_t *want_fp,
   memset(&w, 0, sizeof(w));
   if ((rc = store_count_rows(dst, &rows)) != 0 ||
       (rc = store_counts_load(dst, walk_counts, &w)) != 0 ||
+      (rc = store_policy_load(dst, walk_policy, &w)) != 0 ||
       (rc = store_fingerprint_get(dst, fp, &present)) != 0) {
     fprintf(err, "tokend-admin copy: cannot read the target %s: %s\n", name,
             store_errmsg(dst));
     return rc;
   }
-  if (rows > 0 || w.n.counters > 0) {
+  if (rows > 0 || w.n.counters > 0 || w.n.policies > 0) {
     fprintf(err,
             "tokend-admin copy: the target %s is not empty: it holds %lld "
-            "tokens, domain admins and audit rows and %lld Verify counters; "
-            "a copy goes only into an empty store. Nothing was changed\n",
-            name, (long long)rows, (long long)w.n.counters);
+            "tokens, domain admins and audit rows, %lld Verify counters and "
+            "%lld domain policies; a copy goes only into an empty store. "
+            "Nothing was changed\n",
+            name, (long long)rows, (long long)w.n.counters,
+            (long long)w.n.policies);
     return TOKEND_EEXIST;
   }
   if (present && (want_fp == NULL ||
@@ -352,7 +375,8 @@ static int target_check(store_t *dst, const char *name, const copy_tally_t *n,
   }
   if (w.n.tokens != n->tokens || w.n.revoked != n->revoked ||
       w.n.admins != n->admins || w.n.audit_rows != n->audit_rows ||
-      w.n.counters != n->counters || w.n.audit_head_id != n->audit_head_id ||
+      w.n.counters != n->counters || w.n.policies != n->policies ||
+      w.n.audit_head_id != n->audit_head_id ||
       w.n.audit_head_hashed != n->audit_head_hashed ||
       (n->audit_head_hashed &&
        memcmp(w.n.audit_head, n->audit_head, STORE_AUDIT_HASH_BYTES) != 0)) {

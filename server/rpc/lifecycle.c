@@ -245,6 +245,15 @@ static void edit_not_found(const call_t *call, char *msg, size_t len) {
   snprintf(msg, len, "no token with this id in this domain");
 }
 
+/* Who made call, for its log line: the acting user, or a break-glass
+ * operator's uid (whose audit row has no actor), as authz_doer says. */
+static const char *call_doer(const call_t *call, char *buf, size_t len) {
+  if (call->audit.actor[0] != '\0')
+    return call->audit.actor;
+  snprintf(buf, len, "uid:%u", (unsigned)call->audit.peer_uid);
+  return buf;
+}
+
 static void edit_ok(call_t *call) {
   store_job_t *job = &call->job;
   store_token_t *row = job->u.edit.after;
@@ -253,10 +262,10 @@ static void edit_ok(call_t *call) {
   Tokend__V1__EditResponse er = TOKEND__V1__EDIT_RESPONSE__INIT;
   Tokend__V1__Propagation prop;
   Tokend__V1__TokenInfo info;
-  char *scopes[TOKEND_MAX_SCOPES];
+  char *scopes[TOKEND_MAX_SCOPES], by[TOKEND_USER_BYTES];
 
   log_info("edit: domain=%s id=%s by=%s: %s", row->domain, row->id,
-           call->audit.actor, call->audit.detail);
+           call_doer(call, by, sizeof(by)), call->audit.detail);
   if (!rpc_sink_open(call->sink))
     return;
   row_last_used(call->rpc, row);
@@ -287,7 +296,7 @@ static const call_kind_t edit_kind = {
 /* Validates an Edit's fields into want; 0, or TOKEND_EINVAL with why. */
 static int edit_want(const Tokend__V1__EditRequest *req, store_token_t *want,
                      int64_t now, char *why, size_t why_len) {
-  size_t i, off = 0, len;
+  size_t i, j, off = 0, len;
 
   if (!req->set_label && !req->set_metadata && !req->set_expires_at &&
       !req->set_scopes) {
@@ -323,6 +332,11 @@ static int edit_want(const Tokend__V1__EditRequest *req, store_token_t *want,
     for (i = 0; i < req->n_scopes; i++) {
       if (validate_scope(req->scopes[i], why, why_len) != 0)
         return TOKEND_EINVAL;
+      for (j = 0; j < i; j++)
+        if (strcmp(req->scopes[i], req->scopes[j]) == 0) {
+          snprintf(why, why_len, "scopes: %s is given twice", req->scopes[i]);
+          return TOKEND_EINVAL;
+        }
       len = strlen(req->scopes[i]);
       if (i > 0)
         want->scopes[off++] = ' ';
@@ -435,10 +449,12 @@ static void roll_ok(call_t *call) {
   Tokend__V1__Propagation prop;
   Tokend__V1__TokenInfo info, prev;
   char *scopes[TOKEND_MAX_SCOPES], *prev_scopes[TOKEND_MAX_SCOPES];
+  char by[TOKEND_USER_BYTES];
   int64_t now = tokend_now_ms();
 
   log_info("roll: domain=%s id=%s -> %s by=%s", job->u.roll.domain,
-           job->u.roll.id, job->u.roll.fresh->id, call->audit.actor);
+           job->u.roll.id, job->u.roll.fresh->id,
+           call_doer(call, by, sizeof(by)));
   if (!rpc_sink_open(call->sink))
     return;
   row_last_used(call->rpc, job->u.roll.old);

@@ -83,6 +83,7 @@ static const call_kind_t policy_set_kind = {
  * naming the field. */
 static int policy_from_pb(const Tokend__V1__DomainPolicy *pb, store_policy_t *p,
                           char *why, size_t why_len) {
+  char bad[TOKEND_STATUS_MESSAGE_BYTES / 2];
   size_t i, j, off = 0, len;
 
   if (pb == NULL)
@@ -104,8 +105,11 @@ static int policy_from_pb(const Tokend__V1__DomainPolicy *pb, store_policy_t *p,
     return TOKEND_EINVAL;
   }
   for (i = 0; i < pb->n_allowed_scopes; i++) {
-    if (validate_scope(pb->allowed_scopes[i], why, why_len) != 0)
+    /* validate_scope says "scope ...": which field, said first. */
+    if (validate_scope(pb->allowed_scopes[i], bad, sizeof(bad)) != 0) {
+      snprintf(why, why_len, "policy.allowed_scopes: %s", bad);
       return TOKEND_EINVAL;
+    }
     for (j = 0; j < i; j++)
       if (strcmp(pb->allowed_scopes[i], pb->allowed_scopes[j]) == 0) {
         snprintf(why, why_len, "policy.allowed_scopes: %s is given twice",

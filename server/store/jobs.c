@@ -4,6 +4,7 @@
 
 #include "store/policy.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,7 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
   store_token_t *b = job->u.edit.before, *a = job->u.edit.after;
   const store_token_t *w = job->u.edit.want;
   char why[sizeof(job->errmsg)], missing[TOKEND_SCOPE_BYTES];
+  store_policy_t pol;
   int64_t now = job->u.edit.now;
   int err = store_token_get(store, job->u.edit.domain, job->u.edit.id, b);
 
@@ -507,6 +509,15 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
   if (b->revoked_at != 0) {
     store_job_fail(job, TOKEND_ECONFIG,
                    "the token is revoked: a revoked token cannot be edited");
+    return 0;
+  }
+  /* Moving an expired token's expiry would bring it back to life, past
+   * the domain's active-token cap, which counts only active tokens. */
+  if (job->u.edit.set_expires_at && b->expires_at != 0 &&
+      b->expires_at <= now) {
+    store_job_fail(job, TOKEND_ECONFIG,
+                   "the token has expired: its expiry cannot be moved "
+                   "(issue a new token)");
     return 0;
   }
   *a = *b;
@@ -531,6 +542,21 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
      * the domain's policy. Shortening needs no permission. */
     if (b->expires_at != 0 &&
         (a->expires_at == 0 || a->expires_at > b->expires_at)) {
+      /* The lifetime counts from the token's creation, not from this
+       * Edit: else Edits one after another, each within max_lifetime_ms
+       * of its own time, keep a token alive past the policy for ever. */
+      err = store_policy_get(store, a->domain, &pol);
+      if (err == 0 && pol.max_lifetime_ms > 0 && a->expires_at != 0 &&
+          a->expires_at - b->created_at > pol.max_lifetime_ms) {
+        snprintf(why, sizeof(why),
+                 "expires_at is beyond the domain's policy: at most "
+                 "max_lifetime_ms %" PRId64 " after the token's creation",
+                 pol.max_lifetime_ms);
+        store_job_fail(job, TOKEND_EINVAL, why);
+        return 0;
+      }
+      if (err != 0 && err != TOKEND_ENOTFOUND)
+        return err;
       /* The expiry only: scopes only narrow, and narrowing a token
        * that holds a scope the policy no longer allows must stay
        * possible. */
@@ -556,7 +582,7 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
 
 int store_job_run_roll(store_t *store, store_job_t *job) {
   store_token_t *old = job->u.roll.old, *fresh = job->u.roll.fresh;
-  int64_t now = job->u.roll.now, until = now + job->u.roll.grace_ms;
+  int64_t now = job->u.roll.now, until = now + job->u.roll.grace_ms, lifetime;
   char why[sizeof(job->errmsg)];
   store_policy_t pol;
   int err = store_token_get(store, job->u.roll.domain, job->u.roll.id, old);
@@ -591,8 +617,13 @@ int store_job_run_roll(store_t *store, store_job_t *job) {
   fresh->rolled_to[0] = '\0';
   /* pepper_gen: as the loop set it (the hash is under today's pepper). */
   fresh->created_at = now;
-  fresh->expires_at =
-      old->expires_at != 0 ? now + (old->expires_at - old->created_at) : 0;
+  fresh->expires_at = 0;
+  if (old->expires_at != 0) {
+    /* Bounds before the sum: an expiry near INT64_MAX (Issue takes any
+     * future one) would overflow it into the past; the farthest instead. */
+    lifetime = old->expires_at - old->created_at;
+    fresh->expires_at = lifetime > INT64_MAX - now ? INT64_MAX : now + lifetime;
+  }
   /* Under the domain's policy as an Issue is, with two differences: a
    * lifetime longer than the policy allows is cut to it (a Roll, often of
    * a leaked token, is not refused for what the policy came to forbid

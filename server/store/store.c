@@ -359,6 +359,10 @@ int store_policy_set(store_t *s, const store_policy_t *p) {
   return s->ops->policy_set(s, p);
 }
 
+int store_policy_load(store_t *s, store_policy_cb cb, void *arg) {
+  return s->ops->policy_load(s, cb, arg);
+}
+
 int store_active_count(store_t *s, const char *domain, int64_t now,
                        int64_t limit, int64_t *n) {
   return s->ops->active_count(s, domain, now, limit, n);

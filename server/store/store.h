@@ -85,6 +85,9 @@ typedef int (*store_audit_cb)(void *arg, const store_audit_t *ev,
 /* Calls cb for every domain's Verify counters; as store_load_cb. */
 typedef int (*store_counts_cb)(void *arg, const store_counts_t *counts);
 
+/* Calls cb for every domain's policy; as store_load_cb (issue 17). */
+typedef int (*store_policy_cb)(void *arg, const store_policy_t *policy);
+
 /* ---- issue 17: revocation in bulk ---- */
 
 /* Which of a domain's tokens a bulk revocation takes: one selector. */
@@ -400,6 +403,9 @@ struct store_ops {
   int (*policy_get)(store_t *s, const char *domain, store_policy_t *out);
   /* Sets (inserts or replaces) p->domain's policy. */
   int (*policy_set)(store_t *s, const store_policy_t *p);
+  /* Calls cb for every domain's policy, in no given order (what
+   * `tokend-admin copy` walks); as store_load_cb. */
+  int (*policy_load)(store_t *s, store_policy_cb cb, void *arg);
   /* *n gets how many tokens of domain are active at now (not revoked,
    * no expiry or one after now), counting no further than limit (> 0) in
    * each of two index ranges (no expiry; expiry after now): *n may reach
@@ -577,6 +583,8 @@ int store_revoked_at_by(store_t *store, const char *domain, int64_t revoked_at,
 int store_policy_get(store_t *store, const char *domain,
                      store_policy_t *out) TOKEND_MUST_CHECK;
 int store_policy_set(store_t *store, const store_policy_t *p) TOKEND_MUST_CHECK;
+int store_policy_load(store_t *store, store_policy_cb cb,
+                      void *arg) TOKEND_MUST_CHECK;
 int store_active_count(store_t *store, const char *domain, int64_t now,
                        int64_t limit, int64_t *n) TOKEND_MUST_CHECK;
 int store_revoke_by_hash(store_t *store, store_hash_token_t *items, size_t n,

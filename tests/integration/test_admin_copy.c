@@ -165,6 +165,45 @@ static void expect_same_lists(const tokend_token_list_t *a,
   }
 }
 
+/* DOMAIN_B's policy (set after its tokens, which it would not allow). */
+static void policy_b(tokend_domain_policy_t *p) {
+  memset(p, 0, sizeof(*p));
+  p->max_lifetime_ms = 3600 * 1000;
+  p->require_expiry = 1;
+  p->n_allowed_scopes = 1;
+  snprintf(p->allowed_scopes[0], sizeof(p->allowed_scopes[0]), "read");
+  p->max_active_tokens = 7;
+}
+
+static void set_policy_ok(tokend_client_t *c) {
+  tokend_domain_policy_t p;
+
+  policy_b(&p);
+  assert_int_equal(tokend_client_set_domain_policy(c, DOMAIN_B, &p), 0);
+}
+
+/* t answers DOMAIN_B's policy as set_policy_ok set it, and DOMAIN_A none. */
+static void expect_policy(const th_tokend_t *t) {
+  tokend_domain_policy_t want, got;
+  tokend_client_t *c = th_client_connect_ok(t);
+
+  policy_b(&want);
+  assert_int_equal(tokend_client_get_domain_policy(c, DOMAIN_B, &got), 0);
+  assert_int_equal(got.max_lifetime_ms, want.max_lifetime_ms);
+  assert_int_equal(got.require_expiry, want.require_expiry);
+  assert_int_equal(got.n_allowed_scopes, 1);
+  assert_string_equal(got.allowed_scopes[0], "read");
+  assert_int_equal(got.max_active_tokens, want.max_active_tokens);
+  assert_true(got.updated_at > 0);
+  assert_true(got.updated_by[0] != '\0');
+  assert_int_equal(tokend_client_get_domain_policy(c, DOMAIN_A, &got), 0);
+  assert_int_equal(got.max_lifetime_ms, 0);
+  assert_int_equal(got.require_expiry, 0);
+  assert_int_equal(got.n_allowed_scopes, 0);
+  assert_int_equal(got.max_active_tokens, 0);
+  tokend_client_close(c);
+}
+
 typedef struct {
   tokend_issued_t issued[N_TOKENS];
   tokend_verify_reason_t reason[N_TOKENS];
@@ -201,6 +240,7 @@ static void make_records(fixture_t *f, made_t *m) {
   for (i = 0; i < N_TOKENS; i++)
     th_expect_verify(c, m->issued[i].token, m->reason[i] == TOKEND_VERIFY_VALID,
                      m->reason[i]);
+  set_policy_ok(c);
   th_expect_verify(c, "tk_thisisnotatokenatall0000000000000000000", 0,
                    TOKEND_VERIFY_MALFORMED);
   tokend_client_close(c);
@@ -236,9 +276,11 @@ static void test_copy_into_postgresql_keeps_every_token(void **state) {
             "tokend-admin copy");
   expect_in(r.out, "checked: the target holds 6 tokens (2 revoked)",
             "tokend-admin copy");
+  expect_in(r.out, "1 domain policies", "tokend-admin copy");
   expect_in(r.out, "checked: the audit chain verifies with the pepper",
             "tokend-admin copy");
   th_run_result_free(&r);
+  assert_int_equal(pg_number(f, "SELECT count(*) FROM domain_policies"), 1);
 
   /* The source was read, never written. */
   after = th_read_file(f->src.db_path, &after_len);
@@ -267,6 +309,7 @@ static void test_copy_into_postgresql_keeps_every_token(void **state) {
   dst_b = list_all(&f->dst, DOMAIN_B);
   expect_same_lists(src_a, dst_a);
   expect_same_lists(src_b, dst_b);
+  expect_policy(&f->dst);
   tokend_token_list_free(dst_a);
   c = th_client_connect_ok(&f->dst);
   for (i = 0; i < N_TOKENS; i++)
@@ -382,6 +425,41 @@ static void test_copy_from_a_missing_source_is_a_clear_error(void **state) {
   th_run_result_free(&r);
   assert_int_equal(th_path_exists(f->src.db_path), 0);
   assert_int_equal(pg_tables(f), 0);
+}
+
+/* A target whose only record is a domain policy is not empty: the copy
+ * would replace the policy found there. (SetDomainPolicy is audited, so
+ * the policy is put there by hand: an audit row alone refuses the copy.) */
+static void test_copy_into_a_target_with_a_policy_is_refused(void **state) {
+  fixture_t *f = *state;
+  th_run_result_t r;
+  made_t m;
+  int i;
+
+  make_records(f, &m); /* and stops the SQLite tokend */
+  /* tokend makes the target's schema. */
+  assert_int_equal(th_tokend_start(&f->dst, f->dst_args), 0);
+  th_tokend_stop_ok(&f->dst);
+  assert_int_equal(
+      pg_cluster_sql(&cluster, f->db,
+                     "INSERT INTO domain_policies (domain, max_lifetime_ms,"
+                     " require_expiry, allowed_scopes, max_active_tokens,"
+                     " updated_at, updated_by) VALUES ('" DOMAIN_B "', 0,"
+                     " false, '', 3, 1, 'root')"),
+      0);
+  assert_int_equal(pg_number(f, "SELECT count(*) FROM audit_events"), 0);
+  assert_int_equal(pg_number(f, "SELECT count(*) FROM tokens"), 0);
+  run_copy(f, &r, NULL);
+  th_expect_exit(&r, 1, "tokend-admin copy into a target with a policy");
+  expect_in(r.err, "1 domain policies", "tokend-admin copy");
+  expect_in(r.err, "Nothing was changed", "tokend-admin copy");
+  th_run_result_free(&r);
+  assert_int_equal(pg_number(f, "SELECT count(*) FROM tokens"), 0);
+  assert_int_equal(pg_number(f, "SELECT max_active_tokens::int8 FROM"
+                                " domain_policies"),
+                   3);
+  for (i = 0; i < N_TOKENS; i++)
+    tokend_client_wipe(&m.issued[i]);
 }
 
 static void test_copy_with_another_pepper_is_refused(void **state) {
@@ -506,6 +584,8 @@ int main(void) {
           test_copy_from_a_missing_source_is_a_clear_error, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_copy_reaches_a_tokend_running_on_the_target, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_copy_into_a_target_with_a_policy_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_copy_with_another_pepper_is_refused,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_copy_while_tokend_runs_on_the_source,

@@ -251,6 +251,18 @@ static void test_tokenctl_revoke_several_ids(void **state) {
   th_expect_verify(f->client, t[0].token, 0, TOKEND_VERIFY_REVOKED);
   th_expect_verify(f->client, t[1].token, 0, TOKEND_VERIFY_REVOKED);
 
+  /* An id that is no token of the domain: one short message that says so
+   * once, and where to look. */
+  th_tokenctl(&f->tokend, NULL, &r, "revoke", "--domain", DOMAIN, "--yes",
+              t[0].info.id, "tok_AAAAAAAAAAAAAAAAAAAA", NULL);
+  th_expect_exit(&r, 2, "tokenctl revoke --yes ID UNKNOWN");
+  assert_non_null(strstr(r.err, "tok_AAAAAAAAAAAAAAAAAAAA"));
+  assert_non_null(strstr(r.err, "nothing was revoked"));
+  if (strstr(strstr(r.err, "nothing was revoked") + 1, "nothing was revoked"))
+    fail_msg("said twice that nothing was revoked: %s", r.err);
+  assert_non_null(strstr(r.err, "tokenctl list --domain " DOMAIN " --all"));
+  th_run_result_free(&r);
+
   /* Two selections at once: a usage error. */
   th_tokenctl(&f->tokend, NULL, &r, "revoke", "--domain", DOMAIN, "--yes",
               "--all", "--created-by", ALICE, NULL);

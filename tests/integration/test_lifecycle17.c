@@ -305,6 +305,7 @@ static void test_edit_changes_what_verify_answers_and_audits(void **state) {
 static void test_edit_refusals_change_nothing(void **state) {
   th_fixture_t *f = *state;
   const char *const wider[] = {"read", "admin"};
+  const char *const twice[] = {"read", "read"};
   tokend_edit_params_t e;
   tokend_issued_t is, theirs;
   tokend_token_info_t info;
@@ -323,6 +324,11 @@ static void test_edit_refusals_change_nothing(void **state) {
                TOKEND_EINVAL, "admin");
   assert_non_null(strstr(tokend_client_errmsg(f->client), "scopes"));
   audit_row(f, "Edit", is.info.id, TOKEND_GRPC_INVALID_ARGUMENT, &ev);
+  /* A scope given twice (the token would list it twice). */
+  e.scopes = twice;
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_EINVAL, "scopes: read is given twice");
   memset(&e, 0, sizeof(e));
 
   /* Nothing to change; a past expiry; bad metadata; a bad label. */
@@ -434,6 +440,129 @@ static void test_edit_lengthens_only_within_the_policy(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* The policy's max_lifetime_ms bounds a token's life from its creation:
+ * Edits made one after another cannot keep it alive past that, each
+ * within max_lifetime_ms of its own time. */
+static void
+test_edit_lengthens_within_the_lifetime_since_creation(void **state) {
+  th_fixture_t *f = *state;
+  tokend_edit_params_t e;
+  tokend_issued_t is;
+  tokend_token_info_t info;
+  char sql[256];
+  int64_t now = th_now_ms(), created = now - DAY_MS;
+
+  issue(f, DOMAIN, "old", now + HOUR_MS / 2, NULL, 0, NULL, &is);
+  /* Issued a day ago (as if), under a policy of at most 2 hours. */
+  snprintf(sql, sizeof(sql),
+           "UPDATE tokens SET created_at = %lld WHERE id = '%s'",
+           (long long)created, is.info.id);
+  db_exec(f->tokend.db_path, sql);
+  db_exec(f->tokend.db_path,
+          "INSERT INTO domain_policies (domain, max_lifetime_ms,"
+          " require_expiry, updated_at, updated_by) VALUES"
+          " ('" DOMAIN "', 7200000, 0, 1, 'root')");
+  memset(&e, 0, sizeof(e));
+  e.set_expires_at = 1;
+  e.expires_at = now + HOUR_MS;
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_EINVAL, "expires_at");
+  assert_non_null(strstr(tokend_client_errmsg(f->client), "creation"));
+  lookup_ok(f, is.info.id, &info);
+  assert_int_equal(info.expires_at, now + HOUR_MS / 2);
+  /* Shortening is still free. */
+  e.expires_at = now + HOUR_MS / 4;
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                   0);
+  assert_int_equal(info.expires_at, now + HOUR_MS / 4);
+  tokend_client_wipe(&is);
+}
+
+/* An expired token stays expired: moving its expiry would bring it back
+ * to life (and past the domain's max_active_tokens, which counts active
+ * tokens only), as no Revoke can be undone. Its label may still change. */
+static void test_edit_does_not_revive_an_expired_token(void **state) {
+  th_fixture_t *f = *state;
+  tokend_edit_params_t e;
+  tokend_issued_t is;
+  tokend_token_info_t info;
+  tokend_verify_result_t v;
+  /* Far enough ahead that a slow (valgrind) tokend still takes it. */
+  int64_t exp1 = th_now_ms() + 200 * th_timeout_scale();
+  int tries;
+
+  issue(f, DOMAIN, "short-lived", exp1, NULL, 0, NULL, &is);
+  /* Wait for the condition, at most 10 s (scaled). */
+  for (tries = 0; tries < 1000 * th_timeout_scale(); tries++) {
+    th_client_verify_ok(f->client, is.token, &v);
+    if (v.reason == TOKEND_VERIFY_EXPIRED)
+      break;
+    usleep(10 * 1000);
+  }
+  assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  memset(&e, 0, sizeof(e));
+  e.set_expires_at = 1;
+  e.expires_at = th_now_ms() + DAY_MS;
+  e.label = "revived?";
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_ECONFIG, "expired");
+  e.expires_at = 0;
+  expect_error(f->client,
+               tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+               TOKEND_ECONFIG, "expired");
+  lookup_ok(f, is.info.id, &info);
+  assert_int_equal(info.expires_at, exp1);
+  assert_string_equal(info.label, "short-lived");
+  th_client_verify_ok(f->client, is.token, &v);
+  assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  /* The label alone: a record kept for people, allowed. */
+  e.set_expires_at = 0;
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                   0);
+  assert_string_equal(info.label, "revived?");
+  assert_int_equal(info.expires_at, exp1);
+  th_client_verify_ok(f->client, is.token, &v);
+  assert_int_equal(v.reason, TOKEND_VERIFY_EXPIRED);
+  tokend_client_wipe(&is);
+}
+
+/* tokend's log names who edited and rolled, break-glass operators too (the
+ * audit row holds only their uid; the log said "by=" with nothing). */
+static void test_edit_and_roll_logged_with_their_doer(void **state) {
+  th_fixture_t *f = *state;
+  char want[TOKEND_TOKEN_ID_BYTES + 64];
+  tokend_edit_params_t e;
+  tokend_issued_t is;
+  tokend_rolled_t rolled;
+  tokend_token_info_t info;
+  size_t len;
+  char *log;
+
+  issue(f, DOMAIN, "logged", 0, NULL, 0, NULL, &is);
+  assert_int_equal(tokend_client_set_actor(f->client, ""), 0);
+  memset(&e, 0, sizeof(e));
+  e.label = "logged again";
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                   0);
+  assert_int_equal(
+      tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled), 0);
+  log = th_read_file(f->tokend.log_path, &len);
+  assert_non_null(log);
+  snprintf(want, sizeof(want), "id=%s by=uid:%u: label", is.info.id,
+           (unsigned)getuid());
+  if (strstr(log, want) == NULL)
+    fail_msg("no \"%s\" in tokend's log:\n%s", want, log);
+  snprintf(want, sizeof(want), "-> %s by=uid:%u", rolled.info.id,
+           (unsigned)getuid());
+  if (strstr(log, want) == NULL)
+    fail_msg("no \"%s\" in tokend's log:\n%s", want, log);
+  free(log);
+  sodium_memzero(rolled.token, sizeof(rolled.token));
+  tokend_client_wipe(&is);
+}
+
 /* ---- Roll ---- */
 
 static void test_roll_replaces_the_token_with_a_grace(void **state) {
@@ -513,6 +642,33 @@ static void test_roll_without_grace_expires_the_old_now(void **state) {
   expect_error(f->client,
                tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled),
                TOKEND_ECONFIG, "expired");
+  sodium_memzero(rolled.token, sizeof(rolled.token));
+  tokend_client_wipe(&is);
+}
+
+/* A token whose expiry is as far as an int64 goes rolls into a valid one
+ * (its lifetime from now cannot be added without overflow: the new one
+ * gets the farthest expiry there is), never one born expired. */
+static void test_roll_of_the_farthest_expiry_does_not_overflow(void **state) {
+  th_fixture_t *f = *state;
+  tokend_issued_t is;
+  tokend_rolled_t rolled;
+  tokend_verify_result_t v;
+  char sql[160];
+
+  issue(f, DOMAIN, "far", INT64_MAX, NULL, 0, NULL, &is);
+  /* Made a second ago (as if): the old lifetime plus now passes INT64_MAX
+   * by about that second. */
+  snprintf(sql, sizeof(sql),
+           "UPDATE tokens SET created_at = created_at - 1000 WHERE id = '%s'",
+           is.info.id);
+  db_exec(f->tokend.db_path, sql);
+  assert_int_equal(
+      tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled), 0);
+  assert_int_equal(rolled.info.expires_at, INT64_MAX);
+  assert_int_equal(rolled.info.status, TOKEND_TOKEN_ACTIVE);
+  th_client_verify_ok(f->client, rolled.token, &v);
+  assert_true(v.valid);
   sodium_memzero(rolled.token, sizeof(rolled.token));
   tokend_client_wipe(&is);
 }
@@ -731,9 +887,13 @@ int main(void) {
       T(test_edit_changes_what_verify_answers_and_audits),
       T(test_edit_refusals_change_nothing),
       T(test_edit_lengthens_only_within_the_policy),
+      T(test_edit_does_not_revive_an_expired_token),
+      T(test_edit_and_roll_logged_with_their_doer),
+      T(test_edit_lengthens_within_the_lifetime_since_creation),
       T(test_roll_under_a_policy),
       T(test_roll_replaces_the_token_with_a_grace),
       T(test_roll_without_grace_expires_the_old_now),
+      T(test_roll_of_the_farthest_expiry_does_not_overflow),
       T(test_roll_refusals_change_nothing),
       T(test_list_expiring_within),
       T(test_tokenctl_show_edit_roll_list),

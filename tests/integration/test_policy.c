@@ -175,6 +175,9 @@ static void test_policy_refusals(void **state) {
   strcpy(p.allowed_scopes[0], "no spaces");
   assert_int_equal(tokend_client_set_domain_policy(f->client, DOMAIN, &p),
                    TOKEND_EINVAL);
+  /* The message names the field. */
+  assert_non_null(
+      strstr(tokend_client_errmsg(f->client), "policy.allowed_scopes"));
   assert_int_equal(
       tokend_client_set_domain_policy(f->client, "bad domain!", &p),
       TOKEND_EINVAL);
@@ -211,6 +214,22 @@ static void test_tokenctl_policy_set_and_show(void **state) {
   th_tokenctl(&f->tokend, NULL, &r, "policy", "set", "--domain", DOMAIN,
               "--max-active", "0", NULL);
   th_expect_exit(&r, 2, "tokenctl policy set --max-active 0");
+  th_run_result_free(&r);
+
+  /* Setting a policy is the operator's own act: acting for a domain admin
+   * would record that admin as having set it (updated_by, the audit
+   * row's actor), which no admin may do. Refused, nothing changed. */
+  assert_int_equal(
+      tokend_client_grant_admin(f->client, DOMAIN, BOB, NULL, NULL), 0);
+  th_tokenctl(&f->tokend, NULL, &r, "--actor", BOB, "policy", "set", "--domain",
+              DOMAIN, "--max-active", "5", NULL);
+  th_expect_exit(&r, 2, "tokenctl --actor U policy set");
+  assert_non_null(strstr(r.err, "--actor does not apply"));
+  th_run_result_free(&r);
+  th_tokenctl(&f->tokend, NULL, &r, "policy", "show", "--domain", DOMAIN,
+              "--json", NULL);
+  th_expect_exit(&r, 0, "tokenctl policy show --json");
+  assert_non_null(strstr(r.out, "\"max_active_tokens\": 100"));
   th_run_result_free(&r);
 }
 

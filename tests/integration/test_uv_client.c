@@ -167,6 +167,77 @@ static void test_uv_issue_then_revoke(void **state) {
   close_uv(&loop, c, &r);
 }
 
+typedef struct {
+  int answered, status;
+  char msg[TOKEND_STATUS_MESSAGE_BYTES];
+  tokend_token_info_t info;
+} lookup_t;
+
+static void on_lookup(tokend_uv_t *c, int status, const char *msg,
+                      const tokend_token_info_t *info, void *data) {
+  lookup_t *l = data;
+
+  (void)c;
+  l->answered++;
+  l->status = status;
+  snprintf(l->msg, sizeof(l->msg), "%s", msg);
+  if (status == 0)
+    l->info = *info;
+  else
+    assert_null(info);
+}
+
+/* Lookup on the loop answers what the blocking client's does, without
+ * using the token; another domain's token is NOT_FOUND and a malformed id
+ * INVALID_ARGUMENT, each to its own callback. */
+static void test_uv_lookup_answers_as_the_blocking_client(void **state) {
+  th_fixture_t *f = *state;
+  tokend_issue_params_t params = {
+      .domain = DOMAIN, .label = "uv-lookup", .metadata = "{\"plan\":\"pro\"}"};
+  tokend_token_info_t want;
+  tokend_issued_t is, other;
+  lookup_t l[3];
+  uv_loop_t loop;
+  tokend_uv_t *c;
+  run_t r = {.f = f};
+
+  assert_int_equal(tokend_client_issue(f->client, &params, &is), 0);
+  th_client_issue_ok(f->client, "other.example", "theirs", 0, &other);
+  memset(l, 0, sizeof(l));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  c = open_uv(&loop, f);
+  assert_int_equal(tokend_uv_lookup(c, DOMAIN, is.info.id, on_lookup, &l[0]),
+                   0);
+  assert_int_equal(tokend_uv_lookup(c, DOMAIN, other.info.id, on_lookup, &l[1]),
+                   0);
+  assert_int_equal(tokend_uv_lookup(c, DOMAIN, "tok_nope", on_lookup, &l[2]),
+                   0);
+  assert_int_equal(tokend_uv_lookup(c, DOMAIN, NULL, on_lookup, &l[2]),
+                   TOKEND_EINVAL);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(l[0].answered, 1);
+  if (l[0].status != 0)
+    fail_msg("lookup: %s: %s", tokend_err_name(l[0].status), l[0].msg);
+  assert_int_equal(tokend_client_lookup(f->client, DOMAIN, is.info.id, &want),
+                   0);
+  assert_string_equal(l[0].info.id, want.id);
+  assert_string_equal(l[0].info.domain, DOMAIN);
+  assert_string_equal(l[0].info.label, "uv-lookup");
+  assert_string_equal(l[0].info.metadata, "{\"plan\":\"pro\"}");
+  assert_string_equal(l[0].info.hint, want.hint);
+  assert_int_equal(l[0].info.created_at, want.created_at);
+  assert_int_equal(l[0].info.status, TOKEND_TOKEN_ACTIVE);
+  assert_int_equal(l[0].info.last_used_at, 0);
+  assert_int_equal(l[1].answered, 1);
+  assert_int_equal(l[1].status, TOKEND_ENOTFOUND);
+  assert_int_equal(l[2].answered, 1);
+  assert_int_equal(l[2].status, TOKEND_EINVAL);
+  assert_non_null(strstr(l[2].msg, "token_id"));
+  close_uv(&loop, c, &r);
+  tokend_client_wipe(&is);
+  tokend_client_wipe(&other);
+}
+
 /* A chain of Verifies (each callback makes the next) with tokend restarted
  * under it, cleanly and killed, while a pipelined batch is in flight:
  * every Verify is answered. */
@@ -442,6 +513,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_uv_pipelined_verifies_all_answered,
                                       setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_uv_lookup_answers_as_the_blocking_client, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_uv_issue_then_revoke, setup,
                                       th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_uv_verifies_survive_sigterm_restart,

@@ -13,6 +13,7 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,57 @@ static void test_revoke_seen_by_next_cached_verify(void **state) {
   th_expect_verify(c, is.token, 0, TOKEND_VERIFY_REVOKED);
   assert_int_equal(stats_of(c).hits, 1);
   tokend_client_close(c);
+  tokend_client_wipe(&is);
+}
+
+/* issue 17: the next cached Verify after an Edit returns answers the new
+ * label, metadata and scopes (an Edit moves the epoch whatever it
+ * changed), and after a Roll without grace, EXPIRED for the old token. */
+static void test_edit_and_roll_seen_by_next_cached_verify(void **state) {
+  th_fixture_t *f = *state;
+  static const char *const scopes[] = {"read", "write"};
+  tokend_issue_params_t ip = {DOMAIN, "before", 0, scopes, 2, "{\"v\":1}"};
+  tokend_client_t *c = caching_client(&f->tokend);
+  tokend_verify_result_t v;
+  tokend_edit_params_t e;
+  tokend_rolled_t rolled;
+  tokend_issued_t is;
+
+  assert_int_equal(tokend_client_issue(f->client, &ip, &is), 0);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  th_expect_verify(c, is.token, 1, TOKEND_VERIFY_VALID);
+  assert_int_equal(stats_of(c).hits, 1);
+  /* The label and metadata alone: no validity taken, still seen. */
+  memset(&e, 0, sizeof(e));
+  e.label = "after";
+  e.metadata = "{\"v\":2}";
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, NULL),
+                   0);
+  assert_int_equal(tokend_client_verify(c, is.token, &v), 0);
+  assert_true(v.valid);
+  assert_string_equal(v.label, "after");
+  assert_string_equal(v.metadata, "{\"v\":2}");
+  assert_int_equal(v.n_scopes, 2);
+  /* Scopes narrowed. */
+  memset(&e, 0, sizeof(e));
+  e.set_scopes = 1;
+  e.scopes = scopes;
+  e.n_scopes = 1;
+  assert_int_equal(tokend_client_verify(c, is.token, &v), 0);
+  assert_int_equal(tokend_client_edit(f->client, DOMAIN, is.info.id, &e, NULL),
+                   0);
+  assert_int_equal(tokend_client_verify(c, is.token, &v), 0);
+  assert_true(v.valid);
+  assert_int_equal(v.n_scopes, 1);
+  assert_string_equal(v.scopes[0], "read");
+  /* Rolled without grace: the old token expired at once. */
+  assert_int_equal(tokend_client_verify(c, is.token, &v), 0);
+  assert_int_equal(
+      tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled), 0);
+  th_expect_verify(c, is.token, 0, TOKEND_VERIFY_EXPIRED);
+  th_expect_verify(c, rolled.token, 1, TOKEND_VERIFY_VALID);
+  tokend_client_close(c);
+  sodium_memzero(rolled.token, sizeof(rolled.token));
   tokend_client_wipe(&is);
 }
 
@@ -372,6 +424,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_revoke_seen_by_next_cached_verify,
                                       setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_edit_and_roll_seen_by_next_cached_verify, setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_revoke_by_other_process_races_cached_verify, setup,
           th_fixture_teardown),

@@ -505,6 +505,7 @@ static void test_every_op_is_set(void **state) {
               ops->counts_import);
   assert_true(ops->bulk_revoke && ops->revoked_at_by && ops->policy_get &&
               ops->policy_set && ops->active_count && ops->revoke_by_hash);
+  assert_true(ops->policy_load);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -1020,6 +1021,78 @@ static void test_policy_set_get_and_active_count(void **state) {
   assert_true(n >= 1 && n <= 2);
   assert_int_equal(store_active_count(fx->store, "nobody.org", 100, 10, &n), 0);
   assert_int_equal(n, 0);
+}
+
+/* Records every policy policy_load calls back with (up to 4). */
+typedef struct {
+  store_policy_t seen[4];
+  int n;
+} policy_walk_t;
+
+static int policy_walk(void *arg, const store_policy_t *p) {
+  policy_walk_t *w = arg;
+
+  if (w->n >= 4)
+    return TOKEND_EINTERNAL;
+  w->seen[w->n++] = *p;
+  return 0;
+}
+
+static int policy_walk_stop(void *arg, const store_policy_t *p) {
+  (void)arg;
+  (void)p;
+  return TOKEND_EEXIST;
+}
+
+/* issue 17: policy_load walks every domain's policy as policy_set wrote it
+ * (what `tokend-admin copy` copies), and a callback's error stops it. */
+static void test_policy_load_walks_every_policy(void **state) {
+  fixture_t *fx = *state;
+  store_policy_t p;
+  policy_walk_t w;
+  int i, a = -1, b = -1;
+
+  memset(&w, 0, sizeof(w));
+  assert_int_equal(store_policy_load(fx->store, policy_walk, &w), 0);
+  assert_int_equal(w.n, 0);
+  memset(&p, 0, sizeof(p));
+  snprintf(p.domain, sizeof(p.domain), "a.example");
+  p.max_lifetime_ms = 3600000;
+  p.require_expiry = 1;
+  snprintf(p.allowed_scopes, sizeof(p.allowed_scopes), "read write");
+  p.max_active_tokens = 5;
+  p.updated_at = 77;
+  snprintf(p.updated_by, sizeof(p.updated_by), "root");
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  memset(&p, 0, sizeof(p));
+  snprintf(p.domain, sizeof(p.domain), "b.example");
+  p.max_active_tokens = 9;
+  p.updated_at = 78;
+  snprintf(p.updated_by, sizeof(p.updated_by), "ops");
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  assert_int_equal(store_policy_load(fx->store, policy_walk, &w), 0);
+  assert_int_equal(w.n, 2);
+  for (i = 0; i < w.n; i++) {
+    if (strcmp(w.seen[i].domain, "a.example") == 0)
+      a = i;
+    else if (strcmp(w.seen[i].domain, "b.example") == 0)
+      b = i;
+  }
+  assert_true(a >= 0 && b >= 0);
+  assert_int_equal(w.seen[a].max_lifetime_ms, 3600000);
+  assert_int_equal(w.seen[a].require_expiry, 1);
+  assert_string_equal(w.seen[a].allowed_scopes, "read write");
+  assert_int_equal(w.seen[a].max_active_tokens, 5);
+  assert_int_equal(w.seen[a].updated_at, 77);
+  assert_string_equal(w.seen[a].updated_by, "root");
+  assert_int_equal(w.seen[b].max_lifetime_ms, 0);
+  assert_int_equal(w.seen[b].require_expiry, 0);
+  assert_string_equal(w.seen[b].allowed_scopes, "");
+  assert_int_equal(w.seen[b].max_active_tokens, 9);
+  assert_int_equal(w.seen[b].updated_at, 78);
+  assert_string_equal(w.seen[b].updated_by, "ops");
+  assert_int_equal(store_policy_load(fx->store, policy_walk_stop, NULL),
+                   TOKEND_EEXIST);
 }
 
 /* issue 17: revoke_by_hash finds tokens by hash in any domain, revokes the
@@ -1728,6 +1801,7 @@ int main(int argc, char **argv) {
       T(test_admin_remove_not_an_admin_is_not_found),
       T(test_bulk_revoke_selects_and_unknown_id_changes_nothing),
       T(test_policy_set_get_and_active_count),
+      T(test_policy_load_walks_every_policy),
       T(test_revoke_by_hash_finds_and_revokes),
       T(test_fingerprint_set_replace_and_survive_reopen),
       T(test_count_rows_counts_tokens_admins_and_audit),

@@ -539,12 +539,14 @@ typedef struct {
 } tokend_edit_params_t;
 
 /* A domain admin: changes token_id of domain. The expiry can be shortened
- * or set; lengthened or removed only within the domain's policy; scopes
- * only narrowed. *out (may be NULL) gets the token as it is now. Not
+ * or set; lengthened or removed only within the domain's policy (its
+ * max_lifetime_ms counts from the token's creation); scopes only
+ * narrowed. *out (may be NULL) gets the token as it is now. Not
  * idempotent: a broken connection after sending is TOKEND_EINDOUBT (look
  * with tokend_client_lookup() before trying again). TOKEND_ENOTFOUND,
  * TOKEND_EPERM, TOKEND_EINVAL (the message names the field: e.g. a scope
- * the token does not hold), TOKEND_ECONFIG (a revoked token). */
+ * the token does not hold), TOKEND_ECONFIG (a revoked token; a new expiry
+ * for an expired token). */
 int tokend_client_edit(tokend_client_t *client, const char *domain,
                        const char *token_id, const tokend_edit_params_t *params,
                        tokend_token_info_t *out) TOKEND_MUST_CHECK;

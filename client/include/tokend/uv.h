@@ -29,9 +29,10 @@
  * closed kills it instead of being retried.
  *
  * The calls here are the ones a service makes per request: Verify, and
- * Issue and Revoke. List and the admin calls are not (operator calls, made
- * rarely); a libuv program makes them with the blocking client of
- * <tokend/client.h> from uv_queue_work().
+ * Issue, Revoke and Lookup (by id: a read that changes nothing, sent again
+ * after a reconnect as Verify is). List and the admin calls are not
+ * (operator calls, made rarely); a libuv program makes them with the
+ * blocking client of <tokend/client.h> from uv_queue_work().
  *
  * By default no call has a deadline of its own: a call waits while tokend
  * is connected and has not answered (tokend_uv_set_timeout gives each call
@@ -71,6 +72,11 @@ typedef void (*tokend_uv_issue_cb)(tokend_uv_t *client, int status,
 typedef void (*tokend_uv_revoke_cb)(tokend_uv_t *client, int status,
                                     const char *msg, int64_t revoked_at,
                                     int already_revoked, void *data);
+/* info as tokend_client_lookup() gives it; NULL unless status is 0. */
+typedef void (*tokend_uv_lookup_cb)(tokend_uv_t *client, int status,
+                                    const char *msg,
+                                    const tokend_token_info_t *info,
+                                    void *data);
 typedef void (*tokend_uv_close_cb)(void *data);
 
 /* Makes a client of loop for tokend at socket_path (NULL: the default, as
@@ -105,6 +111,15 @@ int tokend_uv_issue(tokend_uv_t *client, const tokend_issue_params_t *params,
 /* Revokes token_id of domain (copied). Returns as tokend_uv_verify(). */
 int tokend_uv_revoke(tokend_uv_t *client, const char *domain,
                      const char *token_id, tokend_uv_revoke_cb cb,
+                     void *data) TOKEND_MUST_CHECK;
+
+/* As tokend_client_lookup(): token_id of domain's info without using it
+ * (last_used_at and the counters do not move); domain and token_id are
+ * copied. The caller must be the domain's admin or an operator: another
+ * domain's token is TOKEND_ENOTFOUND, as none is. Returns as
+ * tokend_uv_verify(). */
+int tokend_uv_lookup(tokend_uv_t *client, const char *domain,
+                     const char *token_id, tokend_uv_lookup_cb cb,
                      void *data) TOKEND_MUST_CHECK;
 
 /* Gives every call made from now on a deadline: timeout_ms after it is

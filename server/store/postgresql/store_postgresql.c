@@ -1939,6 +1939,36 @@ static int pg_policy_get(store_t *base, const char *domain,
   return err;
 }
 
+static int pg_policy_load(store_t *base, store_policy_cb cb, void *arg) {
+  pg_t *s = pg_of(base);
+  store_policy_t pol;
+  PGresult *r;
+  int i, err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  r = pg_run(s, "policy load",
+             "SELECT domain, max_lifetime_ms, require_expiry::int4,"
+             " allowed_scopes, max_active_tokens::int8, updated_at,"
+             " updated_by FROM domain_policies",
+             NULL, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  for (i = 0; i < PQntuples(r) && err == 0; i++) {
+    memset(&pol, 0, sizeof(pol));
+    pg_get_text(r, i, 0, pol.domain, sizeof(pol.domain));
+    pol.max_lifetime_ms = pg_get_i64(r, i, 1);
+    pol.require_expiry = pg_get_i64(r, i, 2) != 0;
+    pg_get_text(r, i, 3, pol.allowed_scopes, sizeof(pol.allowed_scopes));
+    pol.max_active_tokens = (int32_t)pg_get_i64(r, i, 4);
+    pol.updated_at = pg_get_i64(r, i, 5);
+    pg_get_text(r, i, 6, pol.updated_by, sizeof(pol.updated_by));
+    err = cb(arg, &pol);
+  }
+  PQclear(r);
+  return err;
+}
+
 static int pg_policy_set(store_t *base, const store_policy_t *pol) {
   pg_t *s = pg_of(base);
   pg_params_t p = {.n = 0};
@@ -2707,6 +2737,7 @@ static const struct store_ops pg_ops = {
     .revoked_at_by = pg_revoked_at_by,
     .policy_get = pg_policy_get,
     .policy_set = pg_policy_set,
+    .policy_load = pg_policy_load,
     .active_count = pg_active_count,
     .revoke_by_hash = pg_revoke_by_hash,
 };

@@ -126,6 +126,9 @@
      " max_active_tokens = excluded.max_active_tokens,"                        \
      " updated_at = excluded.updated_at,"                                      \
      " updated_by = excluded.updated_by")                                      \
+  XX(policy_load, "SELECT max_lifetime_ms, require_expiry, allowed_scopes,"    \
+                  " max_active_tokens, updated_at, updated_by, domain"         \
+                  " FROM domain_policies")                                     \
   /* Two ranges of tokens_domain_active (never expiring; expiring after    \
    * ?2), so revoked and expired tokens are never walked */                   \
   XX(active_count, "SELECT (SELECT count(*) FROM (SELECT 1 FROM tokens"        \
@@ -1669,11 +1672,27 @@ static int sq_revoked_at_by(store_t *base, const char *domain,
 
 /* ---- domain policies (issue 17) ---- */
 
+/* Reads the policy columns of st's current row (policy_get's, which
+ * policy_load's begin with) into out, whose domain the caller sets. */
+static void policy_read(sqlite3_stmt *st, store_policy_t *out) {
+  const unsigned char *t;
+
+  out->max_lifetime_ms = sqlite3_column_int64(st, 0);
+  out->require_expiry = sqlite3_column_int(st, 1) != 0;
+  t = sqlite3_column_text(st, 2);
+  snprintf(out->allowed_scopes, sizeof(out->allowed_scopes), "%s",
+           t != NULL ? (const char *)t : "");
+  out->max_active_tokens = (int32_t)sqlite3_column_int64(st, 3);
+  out->updated_at = sqlite3_column_int64(st, 4);
+  t = sqlite3_column_text(st, 5);
+  snprintf(out->updated_by, sizeof(out->updated_by), "%s",
+           t != NULL ? (const char *)t : "");
+}
+
 static int sq_policy_get(store_t *base, const char *domain,
                          store_policy_t *out) {
   sq_t *s = sq_of(base);
   sqlite3_stmt *st;
-  const unsigned char *t;
   int rc, err;
 
   if ((err = sq_ready(s, 0)) != 0)
@@ -1687,16 +1706,7 @@ static int sq_policy_get(store_t *base, const char *domain,
   if (rc == SQLITE_ROW) {
     memset(out, 0, sizeof(*out));
     snprintf(out->domain, sizeof(out->domain), "%s", domain);
-    out->max_lifetime_ms = sqlite3_column_int64(st, 0);
-    out->require_expiry = sqlite3_column_int(st, 1) != 0;
-    t = sqlite3_column_text(st, 2);
-    snprintf(out->allowed_scopes, sizeof(out->allowed_scopes), "%s",
-             t != NULL ? (const char *)t : "");
-    out->max_active_tokens = (int32_t)sqlite3_column_int64(st, 3);
-    out->updated_at = sqlite3_column_int64(st, 4);
-    t = sqlite3_column_text(st, 5);
-    snprintf(out->updated_by, sizeof(out->updated_by), "%s",
-             t != NULL ? (const char *)t : "");
+    policy_read(st, out);
   } else if (rc == SQLITE_DONE) {
     err = TOKEND_ENOTFOUND;
   } else {
@@ -1728,6 +1738,28 @@ static int sq_policy_set(store_t *base, const store_policy_t *p) {
   else
     err = store_step_once(s, st, "policy set");
   sqlite3_clear_bindings(st);
+  return err;
+}
+
+static int sq_policy_load(store_t *base, store_policy_cb cb, void *arg) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st;
+  store_policy_t p;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  st = s->policy_load;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    memset(&p, 0, sizeof(p));
+    copy_text(p.domain, sizeof(p.domain), st, 6);
+    policy_read(st, &p);
+    if ((err = cb(arg, &p)) != 0)
+      break;
+  }
+  if (err == 0 && rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), "policy load");
+  sqlite3_reset(st);
   return err;
 }
 
@@ -2177,6 +2209,7 @@ static const struct store_ops sq_ops = {
     .revoked_at_by = sq_revoked_at_by,
     .policy_get = sq_policy_get,
     .policy_set = sq_policy_set,
+    .policy_load = sq_policy_load,
     .active_count = sq_active_count,
     .revoke_by_hash = sq_revoke_by_hash,
 };
