@@ -44,6 +44,10 @@ static const char usage[] =
     "  --pepper-file PATH       32-byte hashing key, mode 0600, created with\n"
     "                           a new database (default: " CONFIG_PEPPER_DEFAULT
     ")\n"
+    "  --previous-pepper-file PATH  the pepper rotated away from: tokens\n"
+    "                           hashed with it keep verifying and are moved\n"
+    "                           to --pepper-file's as they are verified\n"
+    "                           (docs/OPERATIONS.md, \"Rotating the pepper\")\n"
     "  --create-db              create the database if it does not exist\n"
     "                           (first start); without it a missing database\n"
     "                           is an error (`make run` passes it)\n"
@@ -218,7 +222,8 @@ enum {
   OPT_CONFIG,
   OPT_CHECK_CONFIG,
   OPT_LOG_FORMAT,
-  OPT_AUDIT_RETENTION
+  OPT_AUDIT_RETENTION,
+  OPT_PREVIOUS_PEPPER
 };
 
 static const struct option long_options[] = {
@@ -232,6 +237,7 @@ static const struct option long_options[] = {
      OPT_PROPAGATION_TIMEOUT},
     {"no-issue-wait", no_argument, NULL, OPT_ISSUE_NO_WAIT},
     {"pepper-file", required_argument, NULL, OPT_PEPPER},
+    {"previous-pepper-file", required_argument, NULL, OPT_PREVIOUS_PEPPER},
     {"token-prefix", required_argument, NULL, OPT_PREFIX},
     {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
     {"flush-interval-ms", required_argument, NULL, OPT_FLUSH},
@@ -682,6 +688,11 @@ static int config_apply(config_t *cfg, parse_state_t *st, int c,
     rc = set_path(cfg->pepper_path, flag, val, err);
     st->explicit_paths++;
     break;
+  case OPT_PREVIOUS_PEPPER:
+    /* "" (from the file: `previous-pepper-file =`) means none. */
+    rc = val[0] == '\0' ? (cfg->previous_pepper_path[0] = '\0', 0)
+                        : set_path(cfg->previous_pepper_path, flag, val, err);
+    break;
   case OPT_PREFIX:
     if (token_prefix_check(val) != 0) {
       fprintf(err, "tokend: %s: must be 1-16 chars of [a-z0-9]\n", flag);
@@ -1088,6 +1099,8 @@ void config_print(const config_t *cfg, FILE *out) {
   else
     fprintf(out, "db = %s\n", cfg->db_path);
   fprintf(out, "pepper-file = %s\n", cfg->pepper_path);
+  if (cfg->previous_pepper_path[0] != '\0')
+    fprintf(out, "previous-pepper-file = %s\n", cfg->previous_pepper_path);
   PRINT_BOOL("create-db", create_db);
   PRINT_BOOL("read-only", read_only);
   fprintf(out, "token-prefix = %s\n", cfg->token_prefix);
