@@ -30,6 +30,11 @@
 /* The prefix of new tokens unless --token-prefix says otherwise. */
 #define TOKEND_PREFIX_DEFAULT "tkd"
 
+/* A token's metadata: a JSON object of at most TOKEND_MAX_METADATA bytes
+ * ('' for none), set at Issue or by Edit and returned by Verify. */
+#define TOKEND_MAX_METADATA 1024
+#define TOKEND_METADATA_BYTES (TOKEND_MAX_METADATA + 1)
+
 /* Keyed BLAKE2b of the token, and the pepper that keys it. */
 #define TOKEND_HASH_BYTES 32
 #define TOKEND_PEPPER_BYTES 32

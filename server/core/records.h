@@ -38,7 +38,23 @@ typedef struct {
   int64_t revoked_at;   /* 0: not revoked */
   char created_by[TOKEND_USER_BYTES];
   char revoked_by[TOKEND_USER_BYTES];
+  char metadata[TOKEND_METADATA_BYTES];    /* a JSON object; "": none */
+  char rolled_from[TOKEND_TOKEN_ID_BYTES]; /* the token Roll replaced; "" */
+  char rolled_to[TOKEND_TOKEN_ID_BYTES];   /* the token that replaced it; "" */
+  int32_t pepper_gen; /* the pepper generation that keyed hash */
 } store_token_t;
+
+/* One domain's policy (domain_policies), set by operators. A limit of 0
+ * (or "" for allowed_scopes) is no limit. */
+typedef struct {
+  char domain[TOKEND_DOMAIN_BYTES];
+  int64_t max_lifetime_ms; /* longest expires_at - now a token may get */
+  int require_expiry;      /* tokens without an expiry are refused */
+  char allowed_scopes[STORE_SCOPES_BYTES]; /* space-separated */
+  int32_t max_active_tokens;
+  int64_t updated_at;
+  char updated_by[TOKEND_USER_BYTES];
+} store_policy_t;
 
 /* One domain admin grant. */
 typedef struct {

@@ -103,6 +103,11 @@ static void make_v2(const th_tokend_t *t, const char *sql) {
                      "DROP TRIGGER IF EXISTS audit_events_no_replace;"
                      "ALTER TABLE audit_events DROP COLUMN hash;"
                      "ALTER TABLE audit_events DROP COLUMN count;"
+                     "DROP TABLE IF EXISTS domain_policies;"
+                     "ALTER TABLE tokens DROP COLUMN metadata;"
+                     "ALTER TABLE tokens DROP COLUMN rolled_from;"
+                     "ALTER TABLE tokens DROP COLUMN rolled_to;"
+                     "ALTER TABLE tokens DROP COLUMN pepper_gen;"
                      "PRAGMA user_version = 2;");
 }
 
@@ -161,7 +166,7 @@ static void test_v2_mixed_case_domains_migrated(void **state) {
 
   /* Migrated to the newest schema (4: the audit chain came after v3; 5:
    * audit retention). */
-  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 5);
+  assert_int_equal(th_db_count(f->tokend.db_path, "PRAGMA user_version"), 6);
   assert_int_equal(th_db_count(f->tokend.db_path,
                                "SELECT count(*) FROM tokens"
                                " WHERE domain <> lower(domain)"),

@@ -504,7 +504,7 @@ static void test_store_url_selects_database(void **state) {
   assert_int_equal(th_tokend_stop(&f->tokend), 0);
   assert_true(th_path_exists(path));
   assert_false(th_path_exists(f->tokend.db_path));
-  assert_int_equal(th_db_count(path, "PRAGMA user_version"), 5);
+  assert_int_equal(th_db_count(path, "PRAGMA user_version"), 6);
 
   assert_int_equal(th_run(check, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
   assert_int_equal(r.status, 0);

@@ -359,6 +359,25 @@ static void make_token(store_token_t *row, const char *domain, const char *id,
   row->created_at = 1000 + hash_byte;
   row->expires_at = 0;
   snprintf(row->created_by, sizeof(row->created_by), "alice");
+  snprintf(row->metadata, sizeof(row->metadata), "{\"of\":\"%s\"}", id);
+  snprintf(row->rolled_from, sizeof(row->rolled_from), "from_%s", id);
+  snprintf(row->rolled_to, sizeof(row->rolled_to), "to_%s", id);
+  row->pepper_gen = hash_byte;
+}
+
+/* The columns of schema 6 (metadata, rolled_from/to, pepper_gen) read back
+ * as make_token wrote them. */
+static void assert_v6_fields(const store_token_t *got, const char *id,
+                             uint8_t hash_byte) {
+  char want[TOKEND_METADATA_BYTES];
+
+  snprintf(want, sizeof(want), "{\"of\":\"%s\"}", id);
+  assert_string_equal(got->metadata, want);
+  snprintf(want, sizeof(want), "from_%s", id);
+  assert_string_equal(got->rolled_from, want);
+  snprintf(want, sizeof(want), "to_%s", id);
+  assert_string_equal(got->rolled_to, want);
+  assert_int_equal(got->pepper_gen, hash_byte);
 }
 
 /* Inserts a token; *out (may be NULL) gets its row as the store left it,
@@ -390,6 +409,7 @@ static void make_event(store_audit_t *ev, const char *domain,
 
 typedef struct {
   int n;
+  int v6_ok; /* rows whose schema 6 columns read back as written */
   char ids[8][TOKEND_TOKEN_ID_BYTES];
   int64_t seqs[8];
   int stop_after; /* 0: never */
@@ -402,6 +422,11 @@ static int load_cb(void *arg, const store_token_t *row) {
     snprintf(acc->ids[acc->n], sizeof(acc->ids[0]), "%s", row->id);
     acc->seqs[acc->n] = row->seq;
   }
+  if (row->pepper_gen == row->hash[0] &&
+      strncmp(row->rolled_to, "to_", 3) == 0 &&
+      strcmp(row->rolled_to + 3, row->id) == 0 &&
+      strncmp(row->metadata, "{\"of\":", 6) == 0)
+    acc->v6_ok++;
   acc->n++;
   return acc->stop_after != 0 && acc->n == acc->stop_after ? 77 : 0;
 }
@@ -525,6 +550,25 @@ static void test_insert_sets_growing_seq_and_reads_back(void **state) {
   assert_int_equal(got.created_at, b.created_at);
   assert_int_equal(got.revoked_at, 0);
   assert_int_equal(got.last_used_at, 0);
+  assert_v6_fields(&got, "tok2", 2);
+}
+
+/* The batched insert of a transaction (PostgreSQL queues a group's rows
+ * into one statement) writes the schema 6 columns too, and a list reads
+ * them. */
+static void test_insert_in_transaction_keeps_v6_fields(void **state) {
+  fixture_t *fx = *state;
+  store_token_t rows[4];
+  size_t n = 0;
+
+  assert_int_equal(store_begin(fx->store), 0);
+  insert_token(fx, "example.com", "tok1", 1, NULL);
+  insert_token(fx, "example.com", "tok2", 2, NULL);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(store_list(fx->store, "example.com", 0, 0, rows, 4, &n), 0);
+  assert_int_equal(n, 2);
+  assert_v6_fields(&rows[0], "tok2", 2);
+  assert_v6_fields(&rows[1], "tok1", 1);
 }
 
 static void test_insert_duplicate_id_or_hash_is_eexist(void **state) {
@@ -562,6 +606,7 @@ static void test_load_walks_oldest_first_and_stops_on_request(void **state) {
   insert_token(fx, "a.com", "tok3", 3, NULL);
   assert_int_equal(store_load(fx->store, load_cb, &acc), 0);
   assert_int_equal(acc.n, 3);
+  assert_int_equal(acc.v6_ok, 3);
   assert_string_equal(acc.ids[0], "tok1");
   assert_string_equal(acc.ids[2], "tok3");
   assert_true(acc.seqs[0] < acc.seqs[1] && acc.seqs[1] < acc.seqs[2]);
@@ -1185,6 +1230,7 @@ static void test_token_import_keeps_every_field(void **state) {
   assert_int_equal(got.revoked_at, 6000);
   assert_string_equal(got.created_by, "dave");
   assert_string_equal(got.revoked_by, "carol");
+  assert_v6_fields(&got, "tok1", 7);
   /* A later insert is numbered after it. */
   insert_token(fx, "example.com", "tok2", 8, &next);
   assert_true(next.seq > 41);
@@ -1385,6 +1431,7 @@ int main(int argc, char **argv) {
       T(test_fresh_store_is_empty),
       T(test_insert_sets_growing_seq_and_reads_back),
       T(test_insert_duplicate_id_or_hash_is_eexist),
+      T(test_insert_in_transaction_keeps_v6_fields),
       T(test_token_get_other_domain_is_not_found),
       T(test_load_walks_oldest_first_and_stops_on_request),
       T(test_revoke_once_then_already),

@@ -76,7 +76,8 @@ typedef enum {
   " (a.user_name IS NOT NULL)::int4, coalesce(a.granted_at, 0),"               \
   " coalesce(a.granted_by, ''),"                                               \
   " t.seq, t.id, t.domain, t.label, t.hint, t.scopes, t.hash, t.created_at,"   \
-  " t.expires_at, t.last_used_at, t.revoked_at, t.created_by, t.revoked_by"    \
+  " t.expires_at, t.last_used_at, t.revoked_at, t.created_by, t.revoked_by,"   \
+  " t.metadata, t.rolled_from, t.rolled_to, t.pepper_gen"                      \
   " FROM (SELECT rev, token_seq, domain, user_name FROM changes"               \
   " WHERE rev > $1 ORDER BY rev LIMIT $2) c"                                   \
   " LEFT JOIN LATERAL (SELECT * FROM tokens"                                   \

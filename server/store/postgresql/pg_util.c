@@ -49,6 +49,10 @@ int pg_token_read(const PGresult *r, int i, int col, store_token_t *row) {
   row->revoked_at = pg_get_i64(r, i, col + 10);
   pg_get_text(r, i, col + 11, row->created_by, sizeof(row->created_by));
   pg_get_text(r, i, col + 12, row->revoked_by, sizeof(row->revoked_by));
+  pg_get_text(r, i, col + 13, row->metadata, sizeof(row->metadata));
+  pg_get_text(r, i, col + 14, row->rolled_from, sizeof(row->rolled_from));
+  pg_get_text(r, i, col + 15, row->rolled_to, sizeof(row->rolled_to));
+  row->pepper_gen = (int32_t)pg_get_i64(r, i, col + 16);
   return 0;
 }
 

@@ -13,8 +13,9 @@
 /* The columns pg_token_read reads, in its order. */
 #define TOKEN_COLUMNS                                                          \
   "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
-  " last_used_at, revoked_at, created_by, revoked_by"
-#define TOKEN_N_COLUMNS 13
+  " last_used_at, revoked_at, created_by, revoked_by, metadata, rolled_from,"  \
+  " rolled_to, pepper_gen"
+#define TOKEN_N_COLUMNS 17
 
 /* Binary results: int8, int4 and boolean are big-endian integers; NULL
  * reads as 0. */
@@ -26,7 +27,7 @@ void pg_get_text(const PGresult *r, int row, int col, char *dst, size_t cap);
 /* 0 and the bytes if the column holds exactly len bytes, else -1. */
 int pg_get_blob(const PGresult *r, int row, int col, uint8_t *dst, size_t len);
 
-/* Fills row from row i of r, whose columns col .. col + 12 are
+/* Fills row from row i of r, whose columns col .. col + 16 are
  * TOKEN_COLUMNS. TOKEND_ESTORE if its hash is not 32 bytes. */
 int pg_token_read(const PGresult *r, int i, int col, store_token_t *row);
 

@@ -29,11 +29,11 @@
 #include "store/store.h"
 
 /* The schema version this build writes (tokend_schema.version). */
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 /* pg_advisory_xact_lock key of the write lock: "tknd". */
 #define PG_WRITE_LOCK "1953066596"
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
-#define PG_MAX_PARAMS 13
+#define PG_MAX_PARAMS 17
 
 #define AUDIT_COLUMNS                                                          \
   "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
@@ -175,6 +175,24 @@ static const char *const migrations[] = {
     " IF n > 0 THEN PERFORM pg_notify('tokend_applied',"
     " p_host || ' ' || p_rev::text); END IF;"
     " RETURN n > 0; END $$;",
+    /* 2 -> 3: issue 17's token record, as the SQLite backend's schema 6:
+     * metadata (a JSON object, '' for none), rolled_from/rolled_to (Roll),
+     * pepper_gen (pepper rotation), and operators' domain policies. A
+     * policy is read in the write transaction that enforces it, never from
+     * memory, so it needs no change in the feed. */
+    "ALTER TABLE tokens ADD COLUMN metadata text NOT NULL DEFAULT '',"
+    " ADD COLUMN rolled_from text NOT NULL DEFAULT '',"
+    " ADD COLUMN rolled_to text NOT NULL DEFAULT '',"
+    " ADD COLUMN pepper_gen integer NOT NULL DEFAULT 0;"
+    "CREATE TABLE domain_policies ("
+    "  domain text PRIMARY KEY,"
+    "  max_lifetime_ms bigint NOT NULL DEFAULT 0,"
+    "  require_expiry boolean NOT NULL DEFAULT false,"
+    "  allowed_scopes text NOT NULL DEFAULT '',"
+    "  max_active_tokens integer NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL,"
+    "  updated_by text NOT NULL"
+    ");",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -975,9 +993,9 @@ static PGresult *batch_exec(pg_t *s, const pg_batch_t *b, size_t rows) {
 /* Sends the queued tokens as one INSERT per chunk, each row with its
  * change, and sets each row's seq. */
 static int tokens_flush(pg_t *s) {
-  enum { COLS = 9, CHUNK = 2048 };
+  enum { COLS = 13, CHUNK = 2048 };
   size_t n = s->tq_n < CHUNK ? s->tq_n : CHUNK, i;
-  char(*num)[2][24] = NULL;
+  char(*num)[3][24] = NULL;
   int err;
   pg_batch_t b;
   PGresult *r = NULL;
@@ -987,7 +1005,8 @@ static int tokens_flush(pg_t *s) {
   if ((err = batch_init(&b, n, COLS,
                         "WITH t AS (INSERT INTO tokens (id, domain, label,"
                         " hash, hint, scopes, created_at, expires_at,"
-                        " created_by) VALUES ")) != 0 ||
+                        " created_by, metadata, rolled_from, rolled_to,"
+                        " pepper_gen) VALUES ")) != 0 ||
       (num = calloc(n, sizeof(*num))) == NULL) {
     snprintf(s->errmsg, sizeof(s->errmsg), "insert: out of memory");
     if (err == 0)
@@ -1000,6 +1019,7 @@ static int tokens_flush(pg_t *s) {
 
     snprintf(num[i][0], sizeof(num[i][0]), "%lld", (long long)row->created_at);
     snprintf(num[i][1], sizeof(num[i][1]), "%lld", (long long)row->expires_at);
+    snprintf(num[i][2], sizeof(num[i][2]), "%ld", (long)row->pepper_gen);
     v[0] = row->id;
     v[1] = row->domain;
     v[2] = row->label;
@@ -1009,6 +1029,10 @@ static int tokens_flush(pg_t *s) {
     v[6] = num[i][0];
     v[7] = num[i][1];
     v[8] = row->created_by;
+    v[9] = row->metadata;
+    v[10] = row->rolled_from;
+    v[11] = row->rolled_to;
+    v[12] = num[i][2];
   }
   snprintf(b.sql + b.off, b.cap - b.off,
            " RETURNING id, seq, created_at) SELECT id, seq,"
@@ -1086,11 +1110,17 @@ static int pg_insert(store_t *base, store_token_t *row) {
   p_i64(&p, row->created_at);
   p_i64(&p, row->expires_at);
   p_text(&p, row->created_by);
+  p_text(&p, row->metadata);
+  p_text(&p, row->rolled_from);
+  p_text(&p, row->rolled_to);
+  p_i64(&p, row->pepper_gen);
   /* The row and its change, in one statement. */
   r = pg_run(s, "insert",
              "WITH t AS (INSERT INTO tokens (id, domain, label, hash, hint,"
-             " scopes, created_at, expires_at, created_by)"
-             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             " scopes, created_at, expires_at, created_by, metadata,"
+             " rolled_from, rolled_to, pepper_gen)"
+             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+             " $13)"
              " RETURNING seq, created_at)"
              " SELECT seq, tokend_change(seq, NULL, NULL, created_at) FROM t",
              &p, PGRES_TUPLES_OK, &err);
@@ -1875,10 +1905,15 @@ static int pg_token_import(store_t *base, const store_token_t *row) {
   p_i64(&p, row->revoked_at);
   p_text(&p, row->created_by);
   p_text(&p, row->revoked_by);
+  p_text(&p, row->metadata);
+  p_text(&p, row->rolled_from);
+  p_text(&p, row->rolled_to);
+  p_i64(&p, row->pepper_gen);
   return pg_exec_copy(
       s, PG_COPY_TOKEN, "token import",
       "WITH ins AS (INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES ($1, $2, $3,"
-      " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq)"
+      " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+      " RETURNING seq)"
       " SELECT setval(pg_get_serial_sequence('tokens', 'seq'),"
       " greatest(ins.seq, coalesce(pg_sequence_last_value("
       "pg_get_serial_sequence('tokens', 'seq')::regclass), 0))),"

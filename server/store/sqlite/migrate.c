@@ -108,6 +108,26 @@ static const char *const migrations[] = {
     "   - (SELECT keep_ms FROM audit_retention)"
     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only (rows older "
     "than --audit-retention-days excepted)'); END;",
+    /* 5 -> 6: issue 17's token record. metadata: the token's JSON object
+     * ('' for none), returned by Verify; rolled_from/rolled_to: the ids of
+     * the token a Roll replaced and of the one that replaced it;
+     * pepper_gen: which pepper generation keyed the hash (pepper
+     * rotation). domain_policies: an operator's limits on a domain's
+     * tokens (allowed_scopes space-separated like tokens.scopes, '' for
+     * any; 0 for no limit). */
+    "ALTER TABLE tokens ADD COLUMN metadata TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tokens ADD COLUMN rolled_from TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tokens ADD COLUMN rolled_to TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tokens ADD COLUMN pepper_gen INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE domain_policies ("
+    "  domain TEXT PRIMARY KEY,"
+    "  max_lifetime_ms INTEGER NOT NULL DEFAULT 0,"
+    "  require_expiry INTEGER NOT NULL DEFAULT 0,"
+    "  allowed_scopes TEXT NOT NULL DEFAULT '',"
+    "  max_active_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  updated_by TEXT NOT NULL"
+    ") WITHOUT ROWID;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

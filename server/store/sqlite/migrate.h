@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 /* Checks that db (just opened) is empty or a tokend database of a version
  * this build knows, and migrates it to STORE_SCHEMA_VERSION. read_only:

@@ -24,16 +24,19 @@
 
 #define TOKEN_COLUMNS                                                          \
   "seq, id, domain, label, hint, scopes, hash, created_at, expires_at,"        \
-  " last_used_at, revoked_at, created_by, revoked_by"
+  " last_used_at, revoked_at, created_by, revoked_by, metadata, rolled_from,"  \
+  " rolled_to, pepper_gen"
 #define AUDIT_COLUMNS                                                          \
   "id, at, peer_uid, peer_pid, actor, break_glass, domain, token_id, method,"  \
   " code, detail, count, hash"
 
 #define STMT_MAP(XX)                                                           \
   XX(load, "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY seq")                \
-  XX(insert, "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"      \
-             " created_at, expires_at, created_by)"                            \
-             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                   \
+  XX(insert,                                                                   \
+     "INSERT INTO tokens (id, domain, label, hash, hint, scopes,"              \
+     " created_at, expires_at, created_by, metadata, rolled_from,"             \
+     " rolled_to, pepper_gen)"                                                 \
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")       \
   XX(revoke_set, "UPDATE tokens SET revoked_at = ?3, revoked_by = ?4"          \
                  " WHERE domain = ?1 AND id = ?2 AND revoked_at = 0")          \
   XX(revoke_get, "SELECT revoked_at, hash FROM tokens"                         \
@@ -79,8 +82,10 @@
      " AND created_by = ?2 AND revoked_at = ?3 AND revoked_by = ?4")           \
   XX(counts_load, "SELECT domain, valid, invalid, updated_at"                  \
                   " FROM verify_counts ORDER BY domain")                       \
-  XX(token_import, "INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES (?1, ?2,"    \
-                   " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")         \
+  XX(token_import,                                                             \
+     "INSERT INTO tokens (" TOKEN_COLUMNS ") VALUES (?1, ?2,"                  \
+     " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"              \
+     " ?16, ?17)")                                                             \
   XX(audit_import, "INSERT INTO audit_events (" AUDIT_COLUMNS ") SELECT ?1,"   \
                    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13"       \
                    " WHERE NOT EXISTS (SELECT 1 FROM audit_events"             \
@@ -597,6 +602,10 @@ static int row_read(sqlite3_stmt *st, store_token_t *row) {
   row->revoked_at = sqlite3_column_int64(st, 10);
   copy_text(row->created_by, sizeof(row->created_by), st, 11);
   copy_text(row->revoked_by, sizeof(row->revoked_by), st, 12);
+  copy_text(row->metadata, sizeof(row->metadata), st, 13);
+  copy_text(row->rolled_from, sizeof(row->rolled_from), st, 14);
+  copy_text(row->rolled_to, sizeof(row->rolled_to), st, 15);
+  row->pepper_gen = sqlite3_column_int(st, 16);
   return 0;
 }
 
@@ -696,7 +705,14 @@ static int sq_insert(store_t *base, store_token_t *row) {
       sqlite3_bind_int64(st, 7, row->created_at) != SQLITE_OK ||
       sqlite3_bind_int64(st, 8, row->expires_at) != SQLITE_OK ||
       sqlite3_bind_text(st, 9, row->created_by, -1, SQLITE_STATIC) !=
-          SQLITE_OK) {
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 10, row->metadata, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 11, row->rolled_from, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 12, row->rolled_to, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int(st, 13, row->pepper_gen) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "insert bind");
     goto out;
   }
@@ -1536,7 +1552,14 @@ static int sq_token_import(store_t *base, const store_token_t *row) {
       sqlite3_bind_text(st, 12, row->created_by, -1, SQLITE_STATIC) !=
           SQLITE_OK ||
       sqlite3_bind_text(st, 13, row->revoked_by, -1, SQLITE_STATIC) !=
-          SQLITE_OK) {
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 14, row->metadata, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 15, row->rolled_from, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_text(st, 16, row->rolled_to, -1, SQLITE_STATIC) !=
+          SQLITE_OK ||
+      sqlite3_bind_int(st, 17, row->pepper_gen) != SQLITE_OK) {
     err = store_fail(s, TOKEND_ESTORE, "token import bind");
     goto out;
   }

@@ -1146,6 +1146,11 @@ static void test_store_audit_chain_links_rows_from_before(void **state) {
                  " VALUES (1, 0, 1, 'a', 0, 'd', '', 'Issue', 0, 'x'),"
                  " (2, 0, 1, 'a', 0, 'd', '', 'Revoke', 0, 'y'),"
                  " (3, 0, 1, 'a', 0, 'd', '', 'Issue', 7, 'z');"
+                 "DROP TABLE domain_policies;"
+                 "ALTER TABLE tokens DROP COLUMN metadata;"
+                 "ALTER TABLE tokens DROP COLUMN rolled_from;"
+                 "ALTER TABLE tokens DROP COLUMN rolled_to;"
+                 "ALTER TABLE tokens DROP COLUMN pepper_gen;"
                  "PRAGMA user_version = 2;");
   chain_check(fx, 0, NULL, &chk);
   assert_int_equal(chk.first_bad_id, 0);
