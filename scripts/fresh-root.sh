@@ -52,6 +52,8 @@ if [ ! -f "$TAR" ]; then
   [ -n "$mirror" ] || cannot "no Debian mirror in /etc/apt/sources*"
   say "building a minimal Debian 12 root from $mirror (once; cached in $TAR)"
   B=$(mktemp -d "$CACHE/build.XXXXXX") || exit 2
+  # mktemp's 0700 would become the root's /: no other user could use it.
+  chmod 0755 "$B"
   if ! debootstrap --variant=minbase --include=git,make,ca-certificates \
     bookworm "$B" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
     rm -rf --one-file-system "$B"
@@ -98,6 +100,8 @@ cleanup() {
 trap cleanup EXIT
 
 tar -C "$ROOT" -xf "$TAR" || exit 2
+# The root's /, as any Debian's: users other than root (tokend's) use it.
+chmod 0755 "$ROOT"
 mount -t proc proc "$ROOT/proc" && mount --rbind /dev "$ROOT/dev" &&
   mount --make-rslave "$ROOT/dev" || exit 2
 git clone -q "$SRC" "$ROOT/root/tokend" || exit 2
