@@ -24,6 +24,7 @@ int rpc_new(const rpc_env_t *env, rpc_t **out) {
       (err = refusals_new(env->cfg->refusal_audit_max_keys, &r->refusals)) != 0)
     goto err_free_arena;
   log_limit_init(&r->flush_log, env->cfg->log_repeat_interval_ms);
+  log_limit_init(&r->rekey_log, env->cfg->log_repeat_interval_ms);
   if ((err = rpc_verify_init(r)) != 0)
     goto err_free_refusals;
   r->now_ms = tokend_now_ms();

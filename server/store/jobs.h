@@ -41,7 +41,9 @@
   X(AUDIT_VERIFY, audit_verify, 0, store_job_reconcile_none)                   \
   X(BACKUP, backup, 0, store_job_reconcile_none)                               \
   /* a write, after the reads: the values above stay as they were */           \
-  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)
+  X(AUDIT_PRUNE, audit_prune, 1, store_job_reconcile_none)                     \
+  /* a pepper rotation's re-key of one token (issue 16) */                     \
+  X(REKEY, rekey, 1, store_job_reconcile_rekey)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -153,6 +155,16 @@ struct store_job_s {
       int64_t upto;    /* out: the newest id removed */
     } audit_prune;
     struct {
+      /* the token (for the reconcile), its hash under the previous
+       * pepper and under the current one (generation gen) */
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      uint8_t old_hash[TOKEND_HASH_BYTES];
+      uint8_t new_hash[TOKEND_HASH_BYTES];
+      int32_t gen;
+      int64_t now;
+    } rekey;
+    struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
       int64_t before_seq;
@@ -182,6 +194,7 @@ int store_job_reconcile_issue(store_t *store, store_job_t *job);
 int store_job_reconcile_revoke(store_t *store, store_job_t *job);
 int store_job_reconcile_grant(store_t *store, store_job_t *job);
 int store_job_reconcile_admin_remove(store_t *store, store_job_t *job);
+int store_job_reconcile_rekey(store_t *store, store_job_t *job);
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);

@@ -1989,6 +1989,88 @@ static int pg_counts_import(store_t *base, const store_counts_t *c) {
                       &p, NULL);
 }
 
+/* ---- a pepper rotation (issue 16) ---- */
+
+static int pg_meta_get(store_t *base, const char *key, uint8_t *buf, size_t cap,
+                       size_t *len) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, key);
+  r = pg_run(s, "read meta", "SELECT value FROM meta WHERE key = $1", &p,
+             PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) != 1) {
+    err = TOKEND_ENOTFOUND;
+  } else if ((size_t)PQgetlength(r, 0, 0) > cap) {
+    pg_set_errmsg(s, "read meta", "value too long");
+    err = TOKEND_ESTORE;
+  } else {
+    *len = (size_t)PQgetlength(r, 0, 0);
+    if (*len > 0)
+      memcpy(buf, PQgetvalue(r, 0, 0), *len);
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_meta_set(store_t *base, const char *key, const uint8_t *val,
+                       size_t len) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  p_text(&p, key);
+  p_blob(&p, len > 0 ? val : (const uint8_t *)"", len);
+  return pg_exec(s, "record meta",
+                 "INSERT INTO meta (key, value) VALUES ($1, $2)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 &p, NULL);
+}
+
+/* The new hash and its change in one statement: every host's follower
+ * reads the row as it is now and re-keys its entry (found by id). */
+static int pg_token_rekey(store_t *base,
+                          const uint8_t old_hash[TOKEND_HASH_BYTES],
+                          const uint8_t new_hash[TOKEND_HASH_BYTES],
+                          int32_t gen, int64_t now) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_blob(&p, old_hash, TOKEND_HASH_BYTES);
+  p_blob(&p, new_hash, TOKEND_HASH_BYTES);
+  p_i64(&p, gen);
+  p_i64(&p, now);
+  r = pg_run(s, "re-key token",
+             "WITH u AS (UPDATE tokens SET hash = $2, pepper_gen = $3"
+             " WHERE hash = $1 AND pepper_gen < $3 RETURNING seq)"
+             " SELECT tokend_change(seq, NULL, NULL, $4) FROM u",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0)
+    err = TOKEND_ENOTFOUND;
+  else
+    tx_saw(s, pg_get_i64(r, 0, 0));
+  PQclear(r);
+  return err;
+}
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -2025,6 +2107,9 @@ static const struct store_ops pg_ops = {
     .token_import = pg_token_import,
     .audit_import = pg_audit_import,
     .counts_import = pg_counts_import,
+    .meta_get = pg_meta_get,
+    .meta_set = pg_meta_set,
+    .token_rekey = pg_token_rekey,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */
