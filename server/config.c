@@ -689,9 +689,7 @@ static int config_apply(config_t *cfg, parse_state_t *st, int c,
     st->explicit_paths++;
     break;
   case OPT_PREVIOUS_PEPPER:
-    /* "" (from the file: `previous-pepper-file =`) means none. */
-    rc = val[0] == '\0' ? (cfg->previous_pepper_path[0] = '\0', 0)
-                        : set_path(cfg->previous_pepper_path, flag, val, err);
+    rc = set_path(cfg->previous_pepper_path, flag, val, err);
     break;
   case OPT_PREFIX:
     if (token_prefix_check(val) != 0) {
