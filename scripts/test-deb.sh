@@ -76,7 +76,7 @@ getent group tokend >/dev/null || fail "no tokend group"
 [ -f /etc/tokend/tokend.conf ] || fail "no /etc/tokend/tokend.conf"
 dpkg-query -W -f='${Conffiles}\n' tokend | grep -q /etc/tokend/tokend.conf ||
   fail "tokend.conf is not a conffile"
-for u in tokend.service tokend.socket; do
+for u in tokend.service tokend.socket tokend-http.socket; do
   state=$(systemctl is-enabled "$u" 2>/dev/null || true)
   [ "$state" = "disabled" ] || fail "$u is '$state' after install, not disabled"
 done

@@ -1442,13 +1442,20 @@ int server_http_new(server_t *s) {
       .ready = on_http_ready,
       .ctx = s,
   };
-  int err;
+  int err, fd;
 
-  if (s->cfg.n_http_listen == 0)
+  /* issue 16: sockets passed under the name "http" are HTTP faces too,
+   * --http-listen or not (the .socket unit then names the addresses). */
+  if (s->cfg.n_http_listen == 0 && !net_activated_has(NET_ACTIVATION_HTTP))
     return 0;
-  if ((err = http_new(&s->loop, &s->cfg, &handler, &s->http)) != 0)
+  if ((err = http_new(&s->loop, &s->cfg, &handler, &s->http)) != 0) {
     log_error("out of memory");
-  return err;
+    return err;
+  }
+  while ((fd = net_take_activated(NET_ACTIVATION_HTTP)) >= 0)
+    if ((err = http_adopt(s->http, fd)) != 0)
+      return err;
+  return 0;
 }
 
 int server_http_listen(server_t *s) {
