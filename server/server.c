@@ -276,6 +276,12 @@ static const char *const reload_keys[] = {
     "reserved-operator-connections",
     "read-timeout-ms",
     "idle-timeout-ms",
+    /* the HTTP face (issue 16): read per request (the path, the header)
+     * or per connection accepted (tcp-verify); its addresses need a
+     * restart */
+    "http-verify-path",
+    "http-token-header",
+    "http-tcp-verify",
 };
 
 static int reload_key(const char *key) {
@@ -352,6 +358,15 @@ void server_reload(server_t *s) {
     log_error("SIGHUP: out of memory; nothing changed");
     goto out;
   }
+  /* The HTTP face's connection limit and timeout are libmicrohttpd's,
+   * fixed when it started: the new ones hold for the socket at once, for
+   * HTTP after a restart. */
+  if (s->http != NULL && (next.max_connections != s->cfg.max_connections ||
+                          next.read_timeout_ms != s->cfg.read_timeout_ms))
+    log_warn("SIGHUP: the HTTP face keeps max-connections %u and "
+             "read-timeout-ms %u until a restart",
+             (unsigned)s->cfg.max_connections,
+             (unsigned)s->cfg.read_timeout_ms);
   /* net and rpc read these from s->cfg as they need them. */
   s->cfg.log_level = next.log_level;
   s->cfg.log_repeat_interval_ms = next.log_repeat_interval_ms;
@@ -363,6 +378,12 @@ void server_reload(server_t *s) {
   s->cfg.reserved_operator_connections = next.reserved_operator_connections;
   s->cfg.read_timeout_ms = next.read_timeout_ms;
   s->cfg.idle_timeout_ms = next.idle_timeout_ms;
+  /* http reads these from s->cfg at each request (or connection). */
+  memcpy(s->cfg.http_verify_path, next.http_verify_path,
+         sizeof(s->cfg.http_verify_path));
+  memcpy(s->cfg.http_token_header, next.http_token_header,
+         sizeof(s->cfg.http_token_header));
+  s->cfg.http_tcp_verify = next.http_tcp_verify;
   log_set_repeat_interval(s->cfg.log_repeat_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(&s->cfg),
                  sweep_interval(&s->cfg));

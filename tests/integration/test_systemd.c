@@ -308,6 +308,77 @@ static void test_sighup_reloads_config_and_keeps_serving(void **state) {
   th_tokend_stop_ok(t);
 }
 
+/* GET path with header "name: value" on the Unix socket sock: the status
+ * code, or -1. */
+static int http_status_with(const char *sock, const char *path,
+                            const char *name, const char *value) {
+  char req[512], buf[512];
+  size_t len = 0;
+  ssize_t n;
+  int fd = th_connect(sock), code = -1;
+
+  if (fd < 0)
+    return -1;
+  snprintf(req, sizeof(req),
+           "GET %s HTTP/1.1\r\nHost: x\r\n%s: %s\r\n"
+           "Connection: close\r\n\r\n",
+           path, name, value);
+  if (th_write_all(fd, req, strlen(req)) == 0)
+    while (len < sizeof(buf) - 1 &&
+           (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+      len += (size_t)n;
+  buf[len] = '\0';
+  close(fd);
+  if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1)
+    return -1;
+  return code;
+}
+
+/* issue 16: SIGHUP applies the HTTP face's verify path and token header
+ * at once, and says an HTTP address needs a restart (the old one goes on
+ * serving). */
+static void test_sighup_reloads_http_settings(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
+  char conf[TH_PATH_BYTES], http[TH_PATH_BYTES], other[TH_PATH_BYTES];
+  char text[3 * TH_PATH_BYTES], bearer[TOKEND_TOKEN_BYTES + 16];
+  char token[TOKEND_TOKEN_BYTES];
+  const char *args[] = {"--config", conf, NULL};
+  int fd;
+
+  snprintf(conf, sizeof(conf), "%s/tokend.conf", t->dir);
+  snprintf(http, sizeof(http), "%s/http.sock", t->dir);
+  snprintf(other, sizeof(other), "%s/other.sock", t->dir);
+  snprintf(text, sizeof(text), "http-listen = unix:%s\n", http);
+  th_write_file_ok(conf, text, strlen(text), 0600);
+  assert_int_equal(th_tokend_start(t, args), 0);
+  fd = th_connect(t->socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_raw_issue(fd, 1, "acme", "http", token), 0);
+  close(fd);
+  snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+  assert_int_equal(http_status_with(http, "/verify", "Authorization", bearer),
+                   204);
+
+  snprintf(text, sizeof(text),
+           "http-listen = unix:%s\nhttp-verify-path = /auth\n"
+           "http-token-header = X-Api-Token\nmax-connections = 99\n",
+           other);
+  th_write_file_ok(conf, text, strlen(text), 0600);
+  assert_int_equal(kill(t->pid, SIGHUP), 0);
+  wait_for_log(t, "SIGHUP: http-verify-path: /verify -> /auth");
+  wait_for_log(t, "SIGHUP: http-token-header: Authorization -> X-Api-Token");
+  wait_for_log(t, "SIGHUP: http-listen changed");
+  wait_for_log(t, "SIGHUP: the HTTP face keeps max-connections");
+  wait_for_log(t, "settings changed");
+  /* The new path and header at once, on the address it had. */
+  assert_int_equal(http_status_with(http, "/auth", "X-Api-Token", token), 204);
+  assert_int_equal(http_status_with(http, "/verify", "Authorization", bearer),
+                   404);
+  assert_false(th_path_exists(other));
+  th_tokend_stop_ok(t);
+}
+
 /* Under journald (JOURNAL_STREAM names stderr's device and inode) each
  * line starts with its syslog priority and carries no time; with a
  * JOURNAL_STREAM that is not stderr (inherited by a child whose stderr
@@ -419,6 +490,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_sighup_reloads_config_and_keeps_serving, th_fixture_setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_sighup_reloads_http_settings,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_journal_stream_priority_prefixes,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_log_format_json_lines,
