@@ -164,7 +164,7 @@ static const char usage[] =
     "  --audit-retention-days N  remove audit rows older than N days (checked\n"
     "                           hourly; the removal is itself audited, and\n"
     "                           the chain verifies from the newest removed\n"
-    "                           row; SQLite only; default: 0, keep forever)\n"
+    "                           row; default: 0, keep forever)\n"
     "  --check-config           check the settings, print the effective ones\n"
     "                           and exit (0: valid, 2: not)\n"
     "  -h, --help               show this help and exit\n"

@@ -1119,10 +1119,8 @@ int server_init(server_t *s, const config_t *cfg) {
   if (cfg->audit_retention_days > 0 &&
       (!store_has_audit_prune(s->store) || cfg->read_only)) {
     log_error("--audit-retention-days: %s",
-              cfg->read_only
-                  ? "a --read-only tokend removes nothing"
-                  : "this store has no audit retention in tokend yet "
-                    "(SQLite has)");
+              cfg->read_only ? "a --read-only tokend removes nothing"
+                             : "this store has no audit retention in tokend");
     return TOKEND_ECONFIG;
   }
   if ((err = server_pepper_state(s, cfg)) != 0 ||

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -502,7 +503,8 @@ static void test_every_op_is_set(void **state) {
   assert_true(ops->snapshot_begin && ops->snapshot_end && ops->audit_load &&
               ops->counts_load && ops->token_import && ops->audit_import &&
               ops->counts_import);
-  assert_true(ops->meta_get && ops->meta_set && ops->token_rekey);
+  assert_true(ops->meta_get && ops->meta_set && ops->token_rekey &&
+              ops->audit_prune);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -1420,6 +1422,57 @@ static void test_imports_and_fingerprint_roll_back_together(void **state) {
   assert_int_equal(present, 0);
 }
 
+/* ---- audit retention (issue 16: --audit-retention-days) ---- */
+
+/* The rows older than the retention go (never the newest), the chain
+ * verifies from the newest removed row on and goes on with new appends;
+ * a second pass removes nothing. With PostgreSQL, a young row still
+ * cannot be deleted behind tokend's back (the trigger holds). */
+static void test_audit_prune_removes_old_rows_and_chain_holds(void **state) {
+  fixture_t *fx = *state;
+  const int64_t day = 86400000;
+  store_audit_check_t check;
+  int64_t removed = -1, upto = -1, now;
+  struct timespec ts;
+  store_audit_t ev;
+  int i;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  for (i = 1; i <= 4; i++) {
+    make_event(&ev, "example.com", "Issue", 1000 * i); /* 1970: old */
+    assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  }
+  make_event(&ev, "example.com", "Revoke", now);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_audit_prune(fx->store, 30 * day, now, &removed, &upto),
+                   0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(removed, 4);
+  assert_int_equal(upto, 4);
+  assert_int_equal(store_audit_verify(fx->store, 0, NULL, &check), 0);
+  assert_int_equal(check.first_bad_id, 0);
+  assert_int_equal(check.rows_checked, 1);
+  assert_int_equal(check.head_id, 5);
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_audit_prune(fx->store, 30 * day, now, &removed, &upto),
+                   0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(removed, 0);
+  reopen(fx);
+  make_event(&ev, "example.com", "Issue", now);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(store_audit_verify(fx->store, 0, NULL, &check), 0);
+  assert_int_equal(check.first_bad_id, 0);
+  assert_int_equal(check.rows_checked, 2);
+  if (strcmp(backend->name, "postgresql") == 0)
+    assert_int_not_equal(
+        pg_cluster_sql(&cluster, pg_db,
+                       "DELETE FROM audit_events WHERE id = 5"),
+        0);
+}
+
 /* ---- a pepper rotation (issue 16): meta and re-keys ---- */
 
 static void test_meta_set_get_replace_and_survive_reopen(void **state) {
@@ -1531,6 +1584,7 @@ int main(int argc, char **argv) {
       T(test_counts_load_and_import),
       T(test_imports_and_fingerprint_roll_back_together),
       T(test_import_works_again_after_a_failed_commit),
+      T(test_audit_prune_removes_old_rows_and_chain_holds),
       T(test_meta_set_get_replace_and_survive_reopen),
       T(test_token_rekey_moves_hash_and_generation),
   };
