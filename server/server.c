@@ -443,7 +443,10 @@ static void server_finish(server_t *s) {
   s->state = SERVER_CLOSING;
   store_worker_stop(s->worker);
   s->worker = NULL;
-  /* Every call has ended (none waits to spread): leave the hosts. */
+  /* Every call has ended (none waits to spread): leave the hosts. The
+   * epoch's heartbeat timer and a Verify still queued read the feed's
+   * fresh_until until then: not after (it is freed once closed). */
+  rpc_feed_closed(s->rpc);
   store_feed_close(s->feed);
   s->feed = NULL;
   server_audit_read_head(s);
@@ -1276,6 +1279,7 @@ void server_cleanup(server_t *s) {
       store_worker_stop(s->worker);
       s->worker = NULL;
     }
+    rpc_feed_closed(s->rpc);
     store_feed_close(s->feed);
     s->feed = NULL;
     /* The listener's watcher before the listener, which closes the fd. */

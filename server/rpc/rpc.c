@@ -392,3 +392,11 @@ void rpc_epoch_retire(rpc_t *r) {
   if (r != NULL)
     epoch_retire(&r->epoch);
 }
+
+void rpc_feed_closed(rpc_t *r) {
+  /* Past it from the start of time: never current again. */
+  static const uint64_t never = 0;
+
+  if (r != NULL && r->env.fresh_until != NULL)
+    r->env.fresh_until = &never;
+}
