@@ -299,6 +299,66 @@ static void test_rotation_revoke_before_rekey_stays_revoked(void **state) {
   tokend_client_close(c);
 }
 
+/* A second rotation (P1 -> P2) begun before the first (P0 -> P1) was
+ * done: tokens re-keyed to P1 move on to P2; one never verified is on P0,
+ * which neither pepper file is, and answers UNKNOWN (counted in the log,
+ * not in the count of tokens left to move); the audit key sealed under P1
+ * is opened and sealed again under P2, so the log still verifies whole. */
+static void test_rotation_twice(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
+  char p0[TH_PATH_BYTES], p1[TH_PATH_BYTES], p2[TH_PATH_BYTES];
+  tokend_issued_t moved, left;
+  tokend_client_t *c;
+
+  assert_int_equal(th_tokend_start(t, NULL), 0);
+  c = th_client_connect_ok(t);
+  th_client_issue_ok(c, ROTATION_DOMAIN, "moved", 0, &moved);
+  th_client_issue_ok(c, ROTATION_DOMAIN, "left", 0, &left);
+  tokend_client_close(c);
+  th_tokend_stop_ok(t);
+  snprintf(p0, sizeof(p0), "%s", t->pepper_path);
+  snprintf(p1, sizeof(p1), "%s/pepper.1", t->dir);
+  snprintf(p2, sizeof(p2), "%s/pepper.2", t->dir);
+  make_pepper(p1);
+  make_pepper(p2);
+
+  snprintf(t->pepper_path, sizeof(t->pepper_path), "%s", p1);
+  {
+    const char *args[] = {"--previous-pepper-file", p0, NULL};
+    restart(t, args);
+  }
+  c = th_client_connect_ok(t);
+  th_expect_verify(c, moved.token, 1, TOKEND_VERIFY_VALID);
+  wait_previous_count(c, 1);
+  tokend_client_close(c);
+  th_tokend_stop_ok(t);
+
+  snprintf(t->pepper_path, sizeof(t->pepper_path), "%s", p2);
+  th_write_file_ok(t->log_path, "", 0, 0600);
+  {
+    const char *args[] = {"--previous-pepper-file", p1, NULL};
+    restart(t, args);
+  }
+  assert_true(th_file_contains(t->log_path,
+                               "1 tokens were hashed with a "
+                               "pepper older than both",
+                               44));
+  assert_int_equal(th_db_count(t->db_path, "SELECT count(*) FROM audit_events"
+                                           " WHERE method = 'PepperRotation'"),
+                   2);
+  c = th_client_connect_ok(t);
+  assert_int_equal(previous_count(c), 1);
+  th_expect_verify(c, moved.token, 1, TOKEND_VERIFY_VALID);
+  wait_previous_count(c, 0);
+  th_expect_verify(c, left.token, 0, TOKEND_VERIFY_UNKNOWN);
+  tokend_client_close(c);
+  expect_audit_chain_holds(t);
+  th_tokend_stop_ok(t);
+  assert_int_equal(
+      th_db_count(t->db_path, "SELECT max(pepper_gen) FROM tokens"), 2);
+}
+
 /* Starts t with args and expects it to refuse, naming why in its log. */
 static void expect_refused(th_tokend_t *t, const char *const *args,
                            const char *why) {
@@ -385,6 +445,8 @@ int main(void) {
           th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_rotation_mismatched_peppers_refused,
                                       th_fixture_setup, th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_rotation_twice, th_fixture_setup,
+                                      th_fixture_teardown),
   };
 
   return cmocka_run_group_tests_name("pepper_rotation", tests, NULL, NULL);
