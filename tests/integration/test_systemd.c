@@ -362,7 +362,8 @@ static void test_sighup_reloads_http_settings(void **state) {
 
   snprintf(text, sizeof(text),
            "http-listen = unix:%s\nhttp-verify-path = /auth\n"
-           "http-token-header = X-Api-Token\nmax-connections = 99\n",
+           "http-token-header = X-Api-Token\nmax-connections = 99\n"
+           "previous-pepper-file = /nonexistent/pepper.old\n",
            other);
   th_write_file_ok(conf, text, strlen(text), 0600);
   assert_int_equal(kill(t->pid, SIGHUP), 0);
@@ -370,6 +371,9 @@ static void test_sighup_reloads_http_settings(void **state) {
   wait_for_log(t, "SIGHUP: http-token-header: Authorization -> X-Api-Token");
   wait_for_log(t, "SIGHUP: http-listen changed");
   wait_for_log(t, "SIGHUP: the HTTP face keeps max-connections");
+  /* A key only the new file names is a change too (restart). */
+  wait_for_log(t, "SIGHUP: previous-pepper-file changed ((none) -> "
+                  "/nonexistent/pepper.old) but needs a restart");
   wait_for_log(t, "settings changed");
   /* The new path and header at once, on the address it had. */
   assert_int_equal(http_status_with(http, "/auth", "X-Api-Token", token), 204);
