@@ -53,7 +53,7 @@ install(FILES ${CMAKE_BINARY_DIR}/pkg/tokend-client-config.cmake
 # configured for this prefix (the Debian package: /usr/sbin/tokend and
 # /etc/tokend/tokend.conf).
 set(TOKEND_SBIN "${CMAKE_INSTALL_FULL_SBINDIR}/tokend")
-foreach(unit IN ITEMS tokend.service tokend.socket)
+foreach(unit IN ITEMS tokend.service tokend.socket tokend-http.socket)
   configure_file(${CMAKE_SOURCE_DIR}/systemd/${unit}.in
     ${CMAKE_BINARY_DIR}/systemd/${unit} @ONLY)
   install(FILES ${CMAKE_BINARY_DIR}/systemd/${unit}

@@ -12,6 +12,10 @@
 #   install-deps.sh deb    what `make deb` needs: dpkg-dev, debhelper,
 #                          fakeroot, lintian and debian/control's
 #                          Build-Depends (apt-get build-dep)
+#   install-deps.sh root   debootstrap, with which scripts/fresh-root.sh
+#                          makes the throwaway Debian 12 root that
+#                          scripts/test-deb.sh (run by CI) installs the
+#                          packages in
 #   install-deps.sh fuzz   also clang 14 with its runtimes (libFuzzer, ASan,
 #                          UBSan: libclang-rt-14-dev) and llvm-symbolizer
 #                          (llvm-14), for `make fuzz`
@@ -26,13 +30,14 @@ libinih-dev libsystemd-dev scdoc systemd"
 case "${1:-}" in
 "") ;;
 fuzz) PKGS="clang-14 libclang-rt-14-dev llvm-14" ;;
+root) PKGS="debootstrap" ;;
 deb)
   # Then debian/control's Build-Depends (below, once dpkg-dev is there).
   PKGS="build-essential dpkg-dev debhelper fakeroot lintian"
   BUILD_DEPS=1
   ;;
 *)
-  echo "usage: install-deps.sh [fuzz|deb]" >&2
+  echo "usage: install-deps.sh [fuzz|deb|root]" >&2
   exit 2
   ;;
 esac

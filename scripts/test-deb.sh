@@ -3,10 +3,14 @@
 # would use them (docs/OPERATIONS.md).
 #
 #   scripts/test-deb.sh            (as root) on a brand-new Debian 12 root
-#                                  made by ../shared/tools/fresh-debian-check
-#                                  from the committed HEAD: runs the steps
-#                                  below there. Log:
-#                                  /var/tmp/fresh-debian/<sha>/cmd.log
+#                                  made by scripts/fresh-root.sh from the
+#                                  committed HEAD: runs the steps below
+#                                  there, never on this machine. CI runs it
+#                                  (.ci/run). Exit 77 (skipped) where this
+#                                  machine cannot make such a root (not
+#                                  root, no debootstrap), unless
+#                                  TOKEND_FRESH_ROOT=required. Log:
+#                                  /var/tmp/tokend-fresh-root/<sha>.log
 #   scripts/test-deb.sh --inside   the steps themselves, in this tree, on
 #                                  this machine (which it changes: it
 #                                  installs the packages, starts tokend as
@@ -31,13 +35,7 @@
 set -euo pipefail
 
 if [ "${1:-}" != "--inside" ]; then
-  cd "$(dirname "$0")/.."
-  CHECK=${FRESH_DEBIAN_CHECK:-$(pwd)/../shared/tools/fresh-debian-check}
-  [ -x "$CHECK" ] || {
-    echo "test-deb: $CHECK not found (set FRESH_DEBIAN_CHECK)" >&2
-    exit 2
-  }
-  exec "$CHECK" -- "scripts/test-deb.sh --inside"
+  exec "$(dirname "$0")/fresh-root.sh" scripts/test-deb.sh --inside
 fi
 
 cd "$(dirname "$0")/.."
@@ -78,7 +76,7 @@ getent group tokend >/dev/null || fail "no tokend group"
 [ -f /etc/tokend/tokend.conf ] || fail "no /etc/tokend/tokend.conf"
 dpkg-query -W -f='${Conffiles}\n' tokend | grep -q /etc/tokend/tokend.conf ||
   fail "tokend.conf is not a conffile"
-for u in tokend.service tokend.socket; do
+for u in tokend.service tokend.socket tokend-http.socket; do
   state=$(systemctl is-enabled "$u" 2>/dev/null || true)
   [ "$state" = "disabled" ] || fail "$u is '$state' after install, not disabled"
 done

@@ -48,6 +48,10 @@ static const char usage[] =
     "  --pepper-file PATH       32-byte hashing key, mode 0600, created with\n"
     "                           a new database (default: " CONFIG_PEPPER_DEFAULT
     ")\n"
+    "  --previous-pepper-file PATH  the pepper rotated away from: tokens\n"
+    "                           hashed with it keep verifying and are moved\n"
+    "                           to --pepper-file's as they are verified\n"
+    "                           (docs/OPERATIONS.md, \"Rotating the pepper\")\n"
     "  --create-db              create the database if it does not exist\n"
     "                           (first start); without it a missing database\n"
     "                           is an error (`make run` passes it)\n"
@@ -170,7 +174,7 @@ static const char usage[] =
     "  --audit-retention-days N  remove audit rows older than N days (checked\n"
     "                           hourly; the removal is itself audited, and\n"
     "                           the chain verifies from the newest removed\n"
-    "                           row; SQLite only; default: 0, keep forever)\n"
+    "                           row; default: 0, keep forever)\n"
     "  --check-config           check the settings, print the effective ones\n"
     "                           and exit (0: valid, 2: not)\n"
     "  -h, --help               show this help and exit\n"
@@ -232,7 +236,8 @@ enum {
   OPT_LEAK_REPORTER, /* issue 17 */
   /* pruning the change feed (issue 13) */
   OPT_FEED_KEEP,
-  OPT_FEED_KEEP_MINUTES
+  OPT_FEED_KEEP_MINUTES,
+  OPT_PREVIOUS_PEPPER
 };
 
 static const struct option long_options[] = {
@@ -246,6 +251,7 @@ static const struct option long_options[] = {
      OPT_PROPAGATION_TIMEOUT},
     {"no-issue-wait", no_argument, NULL, OPT_ISSUE_NO_WAIT},
     {"pepper-file", required_argument, NULL, OPT_PEPPER},
+    {"previous-pepper-file", required_argument, NULL, OPT_PREVIOUS_PEPPER},
     {"token-prefix", required_argument, NULL, OPT_PREFIX},
     {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
     {"flush-interval-ms", required_argument, NULL, OPT_FLUSH},
@@ -702,6 +708,9 @@ static int config_apply(config_t *cfg, parse_state_t *st, int c,
     rc = set_path(cfg->pepper_path, flag, val, err);
     st->explicit_paths++;
     break;
+  case OPT_PREVIOUS_PEPPER:
+    rc = set_path(cfg->previous_pepper_path, flag, val, err);
+    break;
   case OPT_PREFIX:
     if (token_prefix_check(val) != 0) {
       fprintf(err, "tokend: %s: must be 1-16 chars of [a-z0-9]\n", flag);
@@ -1128,6 +1137,8 @@ void config_print(const config_t *cfg, FILE *out) {
   else
     fprintf(out, "db = %s\n", cfg->db_path);
   fprintf(out, "pepper-file = %s\n", cfg->pepper_path);
+  if (cfg->previous_pepper_path[0] != '\0')
+    fprintf(out, "previous-pepper-file = %s\n", cfg->previous_pepper_path);
   PRINT_BOOL("create-db", create_db);
   PRINT_BOOL("read-only", read_only);
   fprintf(out, "token-prefix = %s\n", cfg->token_prefix);

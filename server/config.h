@@ -129,6 +129,10 @@ typedef struct {
   /* --store URL; "" means sqlite:<db_path> (--db, or the default). */
   char store_url[CONFIG_PATH_BYTES];
   char pepper_path[CONFIG_PATH_BYTES];
+  /* --previous-pepper-file: the pepper a rotation moves away from ("":
+   * none); tokens still hashed with it verify, and are re-keyed to
+   * pepper_path's as they are (docs/OPERATIONS.md). */
+  char previous_pepper_path[CONFIG_PATH_BYTES];
   char token_prefix[TOKEND_PREFIX_MAX_CHARS + 1];
   uint32_t max_frame_bytes;
   uint32_t flush_interval_ms; /* last_used_at write-back period */

@@ -19,11 +19,32 @@
 #include "rpc/rpc.h"
 #include "tokend_time.h"
 
+/* A row whose hash an older pepper made (issue 16): one generation back,
+ * with the previous pepper configured, is marked to be re-keyed as it
+ * verifies; older than that, it can no longer verify (counted). e is
+ * row's entry. */
+static int server_classify_pepper(server_t *s, const store_token_t *row,
+                                  index_entry_t *e) {
+  if (row->pepper_gen >= s->pepper_gen || e == NULL)
+    return 0;
+  if (s->previous_pepper != NULL && row->pepper_gen == s->pepper_gen - 1)
+    return index_pepper_old_add(s->index, e);
+  s->tokens_lost_pepper++;
+  return 0;
+}
+
 static int load_row(void *arg, const store_token_t *row) {
   server_t *s = arg;
   domain_t *d = domains_get(&s->domains, row->domain);
+  int err;
 
-  return d != NULL ? index_insert(s->index, row, d) : TOKEND_ENOMEM;
+  if (d == NULL)
+    return TOKEND_ENOMEM;
+  if ((err = index_insert(s->index, row, d)) != 0)
+    return err;
+  return row->pepper_gen < s->pepper_gen
+             ? server_classify_pepper(s, row, index_find(s->index, row->hash))
+             : 0;
 }
 
 static int load_admin(void *arg, const store_admin_t *a) {
@@ -48,6 +69,26 @@ static int on_feed_token(void *ctx, const store_token_t *row) {
   domain_t *d;
   int err;
 
+  /* issue 16: another host began a pepper rotation this host cannot
+   * follow (it has not the new pepper): answering on would miss every
+   * token re-keyed there. */
+  if (row->pepper_gen > s->pepper_gen) {
+    log_error("another host re-keyed token %s to a new pepper (generation "
+              "%d; this host has generation %d): stopping; start this host "
+              "with that pepper as --pepper-file and its own as "
+              "--previous-pepper-file (docs/OPERATIONS.md, \"Rotating the "
+              "pepper\")",
+              row->id, (int)row->pepper_gen, (int)s->pepper_gen);
+    s->fatal = 1;
+    server_stop(s);
+    return TOKEND_ECONFIG;
+  }
+  /* A re-key (on any host) names the token by its new hash only: the
+   * entry is found by its id and moved. */
+  if (e == NULL && row->pepper_gen == s->pepper_gen &&
+      (e = index_pepper_old_find(s->index, row->id)) != NULL &&
+      (err = index_rekey(s->index, e, row->hash)) != 0)
+    return err;
   if (e != NULL) {
     /* issue 15: a revocation, or an earlier expiry, from another host
      * takes validity away: clients' caches must see it. */
@@ -71,6 +112,11 @@ static int on_feed_token(void *ctx, const store_token_t *row) {
   if ((d = domains_get(&s->domains, row->domain)) == NULL)
     return TOKEND_ENOMEM;
   if ((err = index_insert(s->index, row, d)) != 0)
+    return err;
+  /* Issued by a host still on the previous pepper. */
+  if (row->pepper_gen < s->pepper_gen &&
+      (err = server_classify_pepper(s, row, index_find(s->index, row->hash))) !=
+          0)
     return err;
   /* A full cache still answers (the index is the truth); it grows later. */
   if (verify_cache_reserve(s->vcache, index_count(s->index)) != 0)
@@ -246,6 +292,12 @@ static const char *const reload_keys[] = {
     "reserved-operator-connections",
     "read-timeout-ms",
     "idle-timeout-ms",
+    /* the HTTP face (issue 16): read per request (the path, the header)
+     * or per connection accepted (tcp-verify); its addresses need a
+     * restart */
+    "http-verify-path",
+    "http-token-header",
+    "http-tcp-verify",
 };
 
 static int reload_key(const char *key) {
@@ -322,6 +374,15 @@ void server_reload(server_t *s) {
     log_error("SIGHUP: out of memory; nothing changed");
     goto out;
   }
+  /* The HTTP face's connection limit and timeout are libmicrohttpd's,
+   * fixed when it started: the new ones hold for the socket at once, for
+   * HTTP after a restart. */
+  if (s->http != NULL && (next.max_connections != s->cfg.max_connections ||
+                          next.read_timeout_ms != s->cfg.read_timeout_ms))
+    log_warn("SIGHUP: the HTTP face keeps max-connections %u and "
+             "read-timeout-ms %u until a restart",
+             (unsigned)s->cfg.max_connections,
+             (unsigned)s->cfg.read_timeout_ms);
   /* net and rpc read these from s->cfg as they need them. */
   s->cfg.log_level = next.log_level;
   s->cfg.log_repeat_interval_ms = next.log_repeat_interval_ms;
@@ -334,6 +395,12 @@ void server_reload(server_t *s) {
   s->cfg.reserved_operator_connections = next.reserved_operator_connections;
   s->cfg.read_timeout_ms = next.read_timeout_ms;
   s->cfg.idle_timeout_ms = next.idle_timeout_ms;
+  /* http reads these from s->cfg at each request (or connection). */
+  memcpy(s->cfg.http_verify_path, next.http_verify_path,
+         sizeof(s->cfg.http_verify_path));
+  memcpy(s->cfg.http_token_header, next.http_token_header,
+         sizeof(s->cfg.http_token_header));
+  s->cfg.http_tcp_verify = next.http_tcp_verify;
   log_set_repeat_interval(s->cfg.log_repeat_interval_ms);
   uv_timer_start(&s->sweep_timer, on_sweep_timer, sweep_interval(&s->cfg),
                  sweep_interval(&s->cfg));
@@ -393,7 +460,10 @@ static void server_finish(server_t *s) {
   s->state = SERVER_CLOSING;
   store_worker_stop(s->worker);
   s->worker = NULL;
-  /* Every call has ended (none waits to spread): leave the hosts. */
+  /* Every call has ended (none waits to spread): leave the hosts. The
+   * epoch's heartbeat timer and a Verify still queued read the feed's
+   * fresh_until until then: not after (it is freed once closed). */
+  rpc_feed_closed(s->rpc);
   store_feed_close(s->feed);
   s->feed = NULL;
   server_audit_read_head(s);
@@ -608,6 +678,228 @@ void server_stop(server_t *s) {
   server_maybe_finish(s);
 }
 
+/* ---- a pepper rotation (issue 16; docs/OPERATIONS.md) ---- */
+
+/* Reads --previous-pepper-file into s->previous_pepper: only for a
+ * database that exists, with its new pepper already made by the operator
+ * (a rotation never creates one), and never the same pepper twice. */
+static int server_previous_pepper_read(server_t *s, const config_t *cfg,
+                                       int db_new, int pepper_missing) {
+  char why[1024];
+  int err;
+
+  if (db_new || pepper_missing) {
+    log_error("--previous-pepper-file %s: %s", cfg->previous_pepper_path,
+              db_new ? "a new database has no previous pepper; drop the "
+                       "flag"
+                     : "the new pepper (--pepper-file) is missing: make it "
+                       "first, 32 random bytes, mode 0600, owned by "
+                       "tokend's user (docs/OPERATIONS.md, \"Rotating the "
+                       "pepper\")");
+    return TOKEND_ECONFIG;
+  }
+  if ((s->previous_pepper = sodium_malloc(TOKEND_PEPPER_BYTES)) == NULL) {
+    log_error("out of memory for the previous pepper");
+    return TOKEND_ENOMEM;
+  }
+  err = pepper_read(cfg->previous_pepper_path, s->previous_pepper, why,
+                    sizeof(why));
+  if (err != 0) {
+    log_error("--previous-pepper-file: %s", why);
+    return err == TOKEND_ENOTFOUND ? TOKEND_ECONFIG : err;
+  }
+  if (sodium_memcmp(s->previous_pepper, s->pepper, TOKEND_PEPPER_BYTES) == 0) {
+    log_error("--previous-pepper-file %s holds the same pepper as "
+              "--pepper-file %s: a rotation needs a new one",
+              cfg->previous_pepper_path, cfg->pepper_path);
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
+/* The store's pepper generation (0 before any rotation): into *gen. */
+static int server_pepper_gen_read(server_t *s, int32_t *gen) {
+  uint8_t buf[STORE_META_VALUE_MAX];
+  char text[24];
+  size_t len = 0;
+  long v;
+  char *end;
+  int err;
+
+  *gen = 0;
+  err = store_meta_get(s->store, STORE_META_PEPPER_GEN, buf, sizeof(buf) - 1,
+                       &len);
+  if (err == TOKEND_ENOTFOUND)
+    return 0;
+  if (err != 0 || len == 0 || len >= sizeof(text)) {
+    log_error("database %s: cannot read its pepper generation: %s",
+              s->cfg.db_path,
+              err != 0 ? store_errmsg(s->store) : "a bad value");
+    return err != 0 ? err : TOKEND_ESTORE;
+  }
+  memcpy(text, buf, len);
+  text[len] = '\0';
+  v = strtol(text, &end, 10);
+  if (*end != '\0' || v < 0 || v > INT32_MAX - 1) {
+    log_error("database %s: its pepper generation '%s' is not a number",
+              s->cfg.db_path, text);
+    return TOKEND_ESTORE;
+  }
+  *gen = (int32_t)v;
+  return 0;
+}
+
+/* Before the load: the generation tokens of the current pepper carry
+ * (one more than the store's when this start begins a rotation), and,
+ * while a previous pepper is configured without beginning one, that it is
+ * the pepper the store was rotated from. */
+static int server_pepper_state(server_t *s, const config_t *cfg) {
+  uint8_t prev[STORE_FINGERPRINT_BYTES], fp[PEPPER_FINGERPRINT_BYTES];
+  size_t len = 0;
+  int err;
+
+  if ((err = server_pepper_gen_read(s, &s->pepper_gen)) != 0)
+    return err;
+  if (s->previous_pepper == NULL)
+    return 0;
+  if (s->pepper_rotation_begins) {
+    if (cfg->read_only) {
+      log_error("--previous-pepper-file: a --read-only tokend cannot begin "
+                "a pepper rotation (it records the new pepper)");
+      return TOKEND_ECONFIG;
+    }
+    s->pepper_gen++;
+    return 0;
+  }
+  /* Continuing a rotation: the store names the pepper it came from. */
+  err = store_meta_get(s->store, STORE_META_PEPPER_PREVIOUS, prev, sizeof(prev),
+                       &len);
+  if (err != 0 && err != TOKEND_ENOTFOUND) {
+    log_error("database %s: %s", cfg->db_path, store_errmsg(s->store));
+    return err;
+  }
+  pepper_fingerprint(s->previous_pepper, fp);
+  if (err == TOKEND_ENOTFOUND || len != sizeof(prev) ||
+      sodium_memcmp(prev, fp, sizeof(prev)) != 0) {
+    log_error("--previous-pepper-file %s is not the pepper database %s was "
+              "rotated from%s; point it at that pepper, or drop the flag",
+              cfg->previous_pepper_path, cfg->db_path,
+              err == TOKEND_ENOTFOUND ? " (it never was)" : "");
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
+/* The audit log's chain key. It outlives pepper rotations: once sealed
+ * in the store (at the first rotation), it is opened with the current
+ * pepper; before, it is derived from the database's pepper (the previous
+ * one, for a start that begins the first rotation). out is the caller's
+ * to wipe. */
+static int server_audit_key(server_t *s, uint8_t out[PEPPER_AUDIT_KEY_BYTES]) {
+  uint8_t sealed[PEPPER_AUDIT_KEY_SEALED_BYTES];
+  const uint8_t *pepper =
+      s->pepper_rotation_begins ? s->previous_pepper : s->pepper;
+  size_t len = 0;
+  int err;
+
+  err = store_meta_get(s->store, STORE_META_AUDIT_KEY_SEALED, sealed,
+                       sizeof(sealed), &len);
+  if (err == TOKEND_ENOTFOUND) {
+    pepper_audit_key(pepper, out);
+    return 0;
+  }
+  if (err != 0) {
+    log_error("database %s: %s", s->cfg.db_path, store_errmsg(s->store));
+    return err;
+  }
+  if (len != sizeof(sealed) ||
+      pepper_audit_key_open(pepper, sealed, out) != 0) {
+    log_error("database %s: its sealed audit chain key does not open with "
+              "the pepper %s; the audit log cannot be chained",
+              s->cfg.db_path,
+              s->pepper_rotation_begins ? s->cfg.previous_pepper_path
+                                        : s->cfg.pepper_path);
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
+/* After the load, when this start begins a rotation: records the new
+ * pepper's fingerprint, the generation, the previous pepper's
+ * fingerprint and the audit key sealed under the new pepper, with an
+ * audit row saying so, in one transaction: a start cut short leaves the
+ * store on the previous pepper, and the same command begins again. Then
+ * logs where the rotation stands. */
+static int server_pepper_rotation(server_t *s) {
+  uint8_t fp[PEPPER_FINGERPRINT_BYTES], prev[PEPPER_FINGERPRINT_BYTES];
+  uint8_t key[PEPPER_AUDIT_KEY_BYTES], sealed[PEPPER_AUDIT_KEY_SEALED_BYTES];
+  char gen[24];
+  size_t old = index_pepper_old_count(s->index);
+  store_audit_t ev;
+  struct timespec now;
+  int err;
+
+  if (s->tokens_lost_pepper > 0)
+    log_warn("%zu tokens were hashed with a pepper older than %s: they "
+             "answer UNKNOWN (a rotation away from their pepper ended "
+             "before they were verified)",
+             s->tokens_lost_pepper,
+             s->previous_pepper != NULL ? "both pepper files"
+                                        : "--pepper-file's");
+  if (!s->pepper_rotation_begins) {
+    if (s->previous_pepper != NULL)
+      log_info("pepper rotation: %zu tokens still hashed with the previous "
+               "pepper %s; they move to %s as they are verified",
+               old, s->cfg.previous_pepper_path, s->cfg.pepper_path);
+    return 0;
+  }
+  if ((err = server_audit_key(s, key)) != 0)
+    return err;
+  pepper_audit_key_seal(s->pepper, key, sealed);
+  sodium_memzero(key, sizeof(key));
+  pepper_fingerprint(s->pepper, fp);
+  pepper_fingerprint(s->previous_pepper, prev);
+  snprintf(gen, sizeof(gen), "%d", (int)s->pepper_gen);
+  memset(&ev, 0, sizeof(ev));
+  clock_gettime(CLOCK_REALTIME, &now);
+  ev.at = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  ev.peer_uid = (uint32_t)geteuid();
+  ev.peer_pid = (int32_t)getpid();
+  snprintf(ev.actor, sizeof(ev.actor), "tokend");
+  snprintf(ev.method, sizeof(ev.method), "PepperRotation");
+  snprintf(ev.detail, sizeof(ev.detail),
+           "pepper rotation begins: generation %d; %zu tokens hashed with "
+           "the previous pepper move to the new one as they are verified",
+           (int)s->pepper_gen, old);
+  if ((err = store_begin(s->store)) != 0)
+    goto fail;
+  if ((err = store_fingerprint_set(s->store, fp)) != 0 ||
+      (err = store_meta_set(s->store, STORE_META_PEPPER_GEN,
+                            (const uint8_t *)gen, strlen(gen))) != 0 ||
+      (err = store_meta_set(s->store, STORE_META_PEPPER_PREVIOUS, prev,
+                            sizeof(prev))) != 0 ||
+      (err = store_meta_set(s->store, STORE_META_AUDIT_KEY_SEALED, sealed,
+                            sizeof(sealed))) != 0 ||
+      (err = store_audit_append(s->store, &ev)) != 0) {
+    store_rollback(s->store);
+    goto fail;
+  }
+  if ((err = store_commit(s->store)) != 0)
+    goto fail;
+  log_warn("pepper rotation begins: %s is the pepper now (generation %d); "
+           "%zu tokens hashed with %s move to it as they are verified; keep "
+           "--previous-pepper-file until `tokenctl status` shows none left",
+           s->cfg.pepper_path, (int)s->pepper_gen, old,
+           s->cfg.previous_pepper_path);
+  s->pepper_rotation_begins = 0;
+  return 0;
+
+fail:
+  log_error("cannot record the pepper rotation in %s: %s", s->cfg.db_path,
+            store_errmsg(s->store));
+  return err;
+}
+
 /* Opens the database and the pepper together, so that neither is ever
  * silently replaced: a missing database is created only with --create-db; a
  * new pepper only with a new (or empty) database, and that is logged at
@@ -636,6 +928,9 @@ static int server_open_store(server_t *s, const config_t *cfg) {
     log_error("%s", why);
     return err;
   }
+  if (cfg->previous_pepper_path[0] != '\0' &&
+      (err = server_previous_pepper_read(s, cfg, db_new, pepper_missing)) != 0)
+    return err;
   /* A new database gets a new pepper before the database file exists, so a
    * pepper that cannot be made leaves nothing behind. */
   if (pepper_missing && db_new) {
@@ -686,12 +981,34 @@ static int server_open_store(server_t *s, const config_t *cfg) {
     log_error("database %s: %s", cfg->db_path, store_errmsg(s->store));
     return err;
   }
+  if (!present && s->previous_pepper != NULL) {
+    log_error("database %s records no pepper fingerprint yet: start it once "
+              "with its own pepper before rotating (--previous-pepper-file)",
+              cfg->db_path);
+    return TOKEND_ECONFIG;
+  }
   if (present && !pepper_new &&
       sodium_memcmp(stored, fp, STORE_FINGERPRINT_BYTES) != 0) {
+    /* issue 16: the database's is the previous pepper's: a rotation
+     * begins (server_pepper_rotation, once the tokens are loaded). */
+    if (s->previous_pepper != NULL) {
+      pepper_fingerprint(s->previous_pepper, fp);
+      if (sodium_memcmp(stored, fp, STORE_FINGERPRINT_BYTES) == 0) {
+        s->pepper_rotation_begins = 1;
+        return 0;
+      }
+      log_error("database %s was made with neither pepper file %s "
+                "(--pepper-file) nor %s (--previous-pepper-file), so no "
+                "token would verify; point them at the database's pepper "
+                "and the new one",
+                cfg->db_path, cfg->pepper_path, cfg->previous_pepper_path);
+      return TOKEND_ECONFIG;
+    }
     log_error("pepper file %s is not the pepper of database %s (their "
               "fingerprints differ), so no token would verify; restore the "
               "pepper file that made this database, or point --pepper-file "
-              "at it",
+              "at it (to rotate to a new pepper, name the old one with "
+              "--previous-pepper-file)",
               cfg->pepper_path, cfg->db_path);
     return TOKEND_ECONFIG;
   }
@@ -724,7 +1041,10 @@ static int server_audit_chain_start(server_t *s) {
   uint8_t key[STORE_AUDIT_KEY_BYTES];
   int err;
 
-  pepper_audit_key(s->pepper, key);
+  _Static_assert(STORE_AUDIT_KEY_BYTES == PEPPER_AUDIT_KEY_BYTES,
+                 "the store chains with the pepper's audit key");
+  if ((err = server_audit_key(s, key)) != 0)
+    return err;
   err = store_audit_key_set(s->store, key);
   sodium_memzero(key, sizeof(key));
   if (err != 0) {
@@ -742,6 +1062,8 @@ int server_rpc_new(server_t *s) {
       .vcache = s->vcache,
       .domains = &s->domains,
       .pepper = s->pepper,
+      .previous_pepper = s->previous_pepper,
+      .pepper_gen = s->pepper_gen,
       .loop = &s->loop,
       .submit = on_rpc_submit,
       .job_end = on_rpc_job_end,
@@ -817,15 +1139,16 @@ int server_init(server_t *s, const config_t *cfg) {
   if (cfg->audit_retention_days > 0 &&
       (!store_has_audit_prune(s->store) || cfg->read_only)) {
     log_error("--audit-retention-days: %s",
-              cfg->read_only
-                  ? "a --read-only tokend removes nothing"
-                  : "this store has no audit retention in tokend yet "
-                    "(SQLite has)");
+              cfg->read_only ? "a --read-only tokend removes nothing"
+                             : "this store has no audit retention in tokend");
     return TOKEND_ECONFIG;
   }
-  if ((err = server_audit_chain_start(s)) != 0)
+  if ((err = server_pepper_state(s, cfg)) != 0 ||
+      (err = server_audit_chain_start(s)) != 0)
     return err;
   (void)sodium_mprotect_readonly(s->pepper);
+  if (s->previous_pepper != NULL)
+    (void)sodium_mprotect_readonly(s->previous_pepper);
   if ((err = index_new(&s->index)) != 0 ||
       (err = verify_cache_new(&s->vcache)) != 0 ||
       (err = domains_init(&s->domains)) != 0) {
@@ -852,6 +1175,8 @@ int server_init(server_t *s, const config_t *cfg) {
     return err;
   }
   store_snapshot_end(s->store);
+  if ((err = server_pepper_rotation(s)) != 0)
+    return err;
   /* Room in the verify cache for every token, so it never rehashes while
    * answering (it grows with the index, on Issue). */
   if ((err = verify_cache_reserve(s->vcache, index_count(s->index))) != 0) {
@@ -971,6 +1296,7 @@ void server_cleanup(server_t *s) {
       store_worker_stop(s->worker);
       s->worker = NULL;
     }
+    rpc_feed_closed(s->rpc);
     store_feed_close(s->feed);
     s->feed = NULL;
     /* The listener's watcher before the listener, which closes the fd. */
@@ -999,6 +1325,9 @@ void server_cleanup(server_t *s) {
   if (s->pepper != NULL)
     sodium_free(s->pepper);
   s->pepper = NULL;
+  if (s->previous_pepper != NULL)
+    sodium_free(s->previous_pepper);
+  s->previous_pepper = NULL;
 }
 
 /* ---- the HTTP face (issue 14): its handler, readiness, metrics ---- */
@@ -1118,6 +1447,11 @@ static void on_http_metrics(void *ctx, prom_t *p) {
                 "SQLite the fsync; for PostgreSQL the flush of its WAL).");
     prom_hist_write(p, "tokend_store_commit_duration_seconds", "", &ws.commit);
   }
+  prom_family(p, "tokend_tokens_previous_pepper", "gauge",
+              "Tokens still hashed with the previous pepper (a rotation "
+              "moves them as they are verified; 0: the old pepper may go).");
+  prom_sample(p, "tokend_tokens_previous_pepper", "",
+              index_pepper_old_count(s->index));
   prom_family(p, "tokend_index_tokens", "gauge",
               "Tokens in the in-memory index (every status).");
   prom_sample(p, "tokend_index_tokens", "", index_count(s->index));
@@ -1165,13 +1499,20 @@ int server_http_new(server_t *s) {
       .ready = on_http_ready,
       .ctx = s,
   };
-  int err;
+  int err, fd;
 
-  if (s->cfg.n_http_listen == 0)
+  /* issue 16: sockets passed under the name "http" are HTTP faces too,
+   * --http-listen or not (the .socket unit then names the addresses). */
+  if (s->cfg.n_http_listen == 0 && !net_activated_has(NET_ACTIVATION_HTTP))
     return 0;
-  if ((err = http_new(&s->loop, &s->cfg, &handler, &s->http)) != 0)
+  if ((err = http_new(&s->loop, &s->cfg, &handler, &s->http)) != 0) {
     log_error("out of memory");
-  return err;
+    return err;
+  }
+  while ((fd = net_take_activated(NET_ACTIVATION_HTTP)) >= 0)
+    if ((err = http_adopt(s->http, fd)) != 0)
+      return err;
+  return 0;
 }
 
 int server_http_listen(server_t *s) {

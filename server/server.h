@@ -81,6 +81,16 @@ typedef struct server_s {
   uv_signal_t sighup;
   size_t status_tokens;       /* the token count STATUS= last told systemd */
   uv_timer_t retention_timer; /* --audit-retention-days: hourly */
+  /* A pepper rotation (docs/OPERATIONS.md, "Rotating the pepper"): the
+   * previous pepper (--previous-pepper-file; sodium_malloc'd like pepper;
+   * NULL: none), the current pepper's generation (the store's meta), and
+   * whether this start begins the rotation (the store's fingerprint was
+   * the previous pepper's). tokens_lost_pepper: tokens hashed with a
+   * pepper older than both, which can no longer verify. */
+  uint8_t *previous_pepper;
+  int32_t pepper_gen;
+  int pepper_rotation_begins;
+  size_t tokens_lost_pepper;
 } server_t;
 
 /* Start-up, in the order main.c (the composition root) calls it: config

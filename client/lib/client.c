@@ -2320,3 +2320,24 @@ int tokend_client_revoke_leaked(tokend_client_t *client,
   client_response_free(resp);
   return rc;
 }
+
+int tokend_client_tokens_previous_pepper(tokend_client_t *client,
+                                         uint64_t *out) {
+  Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+  Tokend__V1__ServerStatusRequest st = TOKEND__V1__SERVER_STATUS_REQUEST__INIT;
+  Tokend__V1__Response *resp;
+  int rc;
+
+  if (client == NULL || out == NULL)
+    return TOKEND_EINVAL;
+  *out = 0;
+  req.method_case = TOKEND__V1__REQUEST__METHOD_SERVER_STATUS;
+  req.server_status = &st;
+  rc = client_call(client, &req, TOKEND__V1__RESPONSE__RESULT_SERVER_STATUS,
+                   &resp);
+  if (rc != 0)
+    return rc;
+  *out = resp->server_status->tokens_previous_pepper;
+  client_response_free(resp);
+  return 0;
+}

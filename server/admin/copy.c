@@ -313,6 +313,74 @@ static int pepper_derive(const char *path, uint8_t fp[STORE_FINGERPRINT_BYTES],
   return rc;
 }
 
+/* issue 16: a store that went through a pepper rotation chains its audit
+ * log with a key sealed under the current pepper (core/pepper.h), not one
+ * derived from it: with the source's sealed key, *key becomes that key,
+ * opened with the pepper at path. 0 also when the source has none (key
+ * unchanged). */
+static int pepper_open_sealed(store_t *src, const char *path,
+                              uint8_t key[STORE_AUDIT_KEY_BYTES], FILE *err) {
+  uint8_t sealed[PEPPER_AUDIT_KEY_SEALED_BYTES];
+  uint8_t *pepper;
+  char why[512];
+  size_t len = 0;
+  int rc = store_meta_get(src, STORE_META_AUDIT_KEY_SEALED, sealed,
+                          sizeof(sealed), &len);
+
+  if (rc == TOKEND_ENOTFOUND)
+    return 0;
+  if (rc != 0 || len != sizeof(sealed)) {
+    fprintf(err,
+            "tokend-admin copy: cannot read the source's sealed audit "
+            "key: %s\n",
+            rc != 0 ? store_errmsg(src) : "a bad size");
+    return rc != 0 ? rc : TOKEND_ESTORE;
+  }
+  if ((pepper = sodium_malloc(TOKEND_PEPPER_BYTES)) == NULL) {
+    fprintf(err, "tokend-admin copy: out of memory for the pepper\n");
+    return TOKEND_ENOMEM;
+  }
+  if ((rc = pepper_read(path, pepper, why, sizeof(why))) != 0)
+    fprintf(err, "tokend-admin copy: %s\n", why);
+  else if ((rc = pepper_audit_key_open(pepper, sealed, key)) != 0)
+    fprintf(err,
+            "tokend-admin copy: the source's sealed audit key does not "
+            "open with the pepper %s\n",
+            path);
+  sodium_free(pepper);
+  return rc;
+}
+
+/* issue 16: the pepper rotation's facts (meta), copied as they are, so
+ * the target is on the same pepper generation, knows the pepper it may
+ * still be rotating from, and chains its log with the same key. */
+static int copy_rotation_meta(store_t *src, store_t *dst, FILE *err) {
+  static const char *const keys[] = {STORE_META_PEPPER_GEN,
+                                     STORE_META_PEPPER_PREVIOUS,
+                                     STORE_META_AUDIT_KEY_SEALED};
+  uint8_t buf[STORE_META_VALUE_MAX];
+  size_t i, len;
+  int rc;
+
+  for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    len = 0;
+    rc = store_meta_get(src, keys[i], buf, sizeof(buf), &len);
+    if (rc == TOKEND_ENOTFOUND)
+      continue;
+    if (rc != 0) {
+      fprintf(err, "tokend-admin copy: cannot read the source's %s: %s\n",
+              keys[i], store_errmsg(src));
+      return rc;
+    }
+    if ((rc = store_meta_set(dst, keys[i], buf, len)) != 0) {
+      fprintf(err, "tokend-admin copy: cannot record %s: %s\n", keys[i],
+              store_errmsg(dst));
+      return rc;
+    }
+  }
+  return 0;
+}
+
 /* Nothing in dst: no row, no counter, and no fingerprint but want's
  * (NULL: none wanted). Says what it found on err otherwise. */
 static int target_empty(store_t *dst, const char *name, const uint8_t *want_fp,
@@ -452,6 +520,8 @@ static int copy_into(store_t *src, store_t *dst, const char *dst_name,
             store_errmsg(dst));
     goto err_rollback;
   }
+  if ((rc = copy_rotation_meta(src, dst, err)) != 0)
+    goto err_rollback;
   if ((rc = walk_store(src, &w, &what)) != 0 && w.why[0] != '\0') {
     fprintf(err, "tokend-admin copy: %s. Nothing was changed\n", w.why);
     goto err_rollback;
@@ -578,6 +648,9 @@ int admin_copy(int argc, char **argv, FILE *out, FILE *err) {
     rc = TOKEND_ECONFIG;
     goto out;
   }
+  if (have_pepper &&
+      (rc = pepper_open_sealed(src, o.pepper_path, key, err)) != 0)
+    goto out;
   /* The source's own fingerprint; else the pepper the operator named. */
   fp = present ? fp_src : have_pepper ? fp_given : NULL;
   if ((rc = open_target(o.to, to_name, !o.check_only, &dst, err)) != 0)

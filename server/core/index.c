@@ -36,6 +36,11 @@ struct index_s {
   size_t n_slabs, slabs_cap;
   char *slab_next;
   size_t slab_left;
+  /* Entries on the previous pepper, by id (open addressing, linear
+   * probing): insert only; an entry re-keyed since is skipped by its
+   * cleared mark, and the table is freed when none is left. */
+  index_entry_t **old_slots;
+  size_t old_cap, old_used, n_old;
 };
 
 #define INDEX_SLAB_BYTES ((size_t)2 << 20)
@@ -79,6 +84,7 @@ void index_free(index_t *ix) {
   bigmem_free(ix->slots, ix->cap, sizeof(*ix->slots));
   free(ix->dirty);
   free(ix->expiring);
+  free(ix->old_slots);
   free(ix);
 }
 
@@ -264,6 +270,7 @@ int index_insert(index_t *ix, const store_token_t *row, domain_t *domain) {
   e->last_used_at = e->saved_last_used_at = row->last_used_at;
   e->dirty = 0;
   e->listed_expiring = 0;
+  e->pepper_old = e->rekey_pending = 0;
   e->strings_owned = 0;
   e->strings = e->inline_strings;
   strings_fill(e, e->strings, row->label, row->scopes, row->metadata);
@@ -464,4 +471,127 @@ void index_mark_dirty(index_t *ix, const store_touch_t *items, size_t n) {
     if (e != NULL)
       mark_dirty(ix, e);
   }
+}
+
+/* ---- a pepper rotation ---- */
+
+/* FNV-1a of a token id, mixed: ids are random, but not uniform bytes. */
+static uint64_t id_bucket(const char *id) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+
+  for (; *id != '\0'; id++)
+    h = (h ^ (unsigned char)*id) * 0x100000001b3ULL;
+  return mix64(h);
+}
+
+static size_t old_probe(index_entry_t *const *slots, size_t cap,
+                        const char *id) {
+  size_t mask = cap - 1, i = (size_t)id_bucket(id) & mask;
+
+  while (slots[i] != NULL && strcmp(slots[i]->id, id) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* Room for one more id at a load of at most 1/2; re-keyed entries are
+ * dropped when the table is rebuilt. */
+static int old_reserve(index_t *ix) {
+  size_t cap = ix->old_cap ? ix->old_cap : 64, i, used = 0;
+  index_entry_t **slots;
+
+  if ((ix->old_used + 1) * 2 <= ix->old_cap)
+    return 0;
+  while ((ix->n_old + 1) * 2 > cap)
+    cap *= 2;
+  if ((slots = calloc(cap, sizeof(*slots))) == NULL)
+    return TOKEND_ENOMEM;
+  for (i = 0; i < ix->old_cap; i++)
+    if (ix->old_slots[i] != NULL && ix->old_slots[i]->pepper_old) {
+      slots[old_probe(slots, cap, ix->old_slots[i]->id)] = ix->old_slots[i];
+      used++;
+    }
+  free(ix->old_slots);
+  ix->old_slots = slots;
+  ix->old_cap = cap;
+  ix->old_used = used;
+  return 0;
+}
+
+int index_pepper_old_add(index_t *ix, index_entry_t *e) {
+  size_t i;
+  int err;
+
+  if (e->pepper_old)
+    return 0;
+  if ((err = old_reserve(ix)) != 0)
+    return err;
+  i = old_probe(ix->old_slots, ix->old_cap, e->id);
+  /* An id whose entry was re-keyed keeps its slot: reuse it. */
+  if (ix->old_slots[i] == NULL)
+    ix->old_used++;
+  ix->old_slots[i] = e;
+  e->pepper_old = 1;
+  ix->n_old++;
+  return 0;
+}
+
+index_entry_t *index_pepper_old_find(const index_t *ix, const char *id) {
+  index_entry_t *e;
+
+  if (ix->n_old == 0)
+    return NULL;
+  e = ix->old_slots[old_probe(ix->old_slots, ix->old_cap, id)];
+  return e != NULL && e->pepper_old ? e : NULL;
+}
+
+size_t index_pepper_old_count(const index_t *ix) { return ix->n_old; }
+
+/* Removes the entry in slot i, shifting back the entries after it that
+ * probed past it (linear probing's deletion without tombstones), so every
+ * remaining entry is still found from its home slot. */
+static void slot_remove(index_t *ix, size_t i) {
+  size_t mask = ix->cap - 1, j = i, home;
+
+  for (;;) {
+    ix->slots[i] = NULL;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (ix->slots[j] == NULL)
+        return;
+      home = (size_t)bucket_of(ix->slots[j]->hash) & mask;
+      /* Moves back unless its home lies cyclically in (i, j]. */
+      if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+        break;
+    }
+    ix->slots[i] = ix->slots[j];
+    i = j;
+  }
+}
+
+int index_rekey(index_t *ix, index_entry_t *e,
+                const uint8_t hash[TOKEND_HASH_BYTES]) {
+  size_t slot = probe(ix->slots, ix->cap, hash);
+
+  if (ix->slots[slot] != NULL)
+    return ix->slots[slot] == e ? 0 : TOKEND_EEXIST;
+  slot_remove(ix, probe(ix->slots, ix->cap, e->hash));
+  digest_apply(ix, e, -1);
+  memcpy(e->hash, hash, TOKEND_HASH_BYTES);
+  digest_apply(ix, e, 1);
+  /* Probed again: the removal may have moved entries. */
+  ix->slots[probe(ix->slots, ix->cap, hash)] = e;
+  if (e->pepper_old) {
+    e->pepper_old = 0;
+    if (--ix->n_old == 0) {
+      free(ix->old_slots);
+      ix->old_slots = NULL;
+      ix->old_cap = ix->old_used = 0;
+    }
+  }
+  /* A write-back taken under the old hash updates no row. */
+  if (e->last_used_at != 0) {
+    e->saved_last_used_at = 0;
+    mark_dirty(ix, e);
+  }
+  return 0;
 }

@@ -30,6 +30,10 @@ typedef struct index_entry_s {
    * frees: a string read from an entry is valid until the loop's next
    * apply of a write, not across it. */
   uint8_t strings_owned;
+  /* A pepper rotation (docs/OPERATIONS.md): hash is still the previous
+   * pepper's (index_pepper_old_add), and a job to re-key it is queued. */
+  uint8_t pepper_old;
+  uint8_t rekey_pending;
   uint16_t metadata_off; /* where the metadata starts in strings */
   /* NUL-separated: label, then each scope, then the metadata ("" none). */
   char *strings;
@@ -112,5 +116,29 @@ void index_mark_dirty(index_t *index, const store_touch_t *items, size_t n);
  * order the table holds them in: two hosts whose indexes answer Verify
  * alike get the same sums (ServerStatus compares them). */
 void index_digest(const index_t *index, uint64_t acc[4]);
+
+/* ---- a pepper rotation (issue 16) ----
+ * Entries whose hash the previous pepper made are marked and findable by
+ * id: another host's re-key reaches this one as the row's new hash, which
+ * no entry here has yet, so the entry is found by its id instead. */
+
+/* Marks e as hashed with the previous pepper and makes it findable by id.
+ * TOKEND_ENOMEM (e is then unmarked). */
+int index_pepper_old_add(index_t *index, index_entry_t *e) TOKEND_MUST_CHECK;
+
+/* The entry with token id still on the previous pepper, or NULL. */
+index_entry_t *index_pepper_old_find(const index_t *index, const char *id);
+
+/* How many entries are still on the previous pepper. */
+size_t index_pepper_old_count(const index_t *index);
+
+/* Moves e (on the previous pepper) to hash, the current pepper's: the
+ * entry stays where it is (the verify cache keeps pointing at it), is
+ * found by its new hash from now on and not by its old one, and is no
+ * longer on the previous pepper. Its last use, if any, is written back
+ * again under the new hash (a write-back queued under the old one may
+ * miss). TOKEND_EEXIST if another entry has hash (e unchanged). */
+int index_rekey(index_t *index, index_entry_t *e,
+                const uint8_t hash[TOKEND_HASH_BYTES]) TOKEND_MUST_CHECK;
 
 #endif

@@ -67,6 +67,50 @@ void pepper_audit_key(const uint8_t pepper[TOKEND_PEPPER_BYTES],
                      sizeof(what) - 1, pepper, TOKEND_PEPPER_BYTES);
 }
 
+_Static_assert(PEPPER_AUDIT_KEY_SEALED_BYTES == crypto_secretbox_NONCEBYTES +
+                                                    crypto_secretbox_MACBYTES +
+                                                    PEPPER_AUDIT_KEY_BYTES,
+               "the sealed audit key is nonce, MAC and key");
+
+/* The sealing key: its own derivation, so the pepper is never a key twice. */
+static void seal_key(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                     uint8_t out[crypto_secretbox_KEYBYTES]) {
+  static const char what[] = PEPPER_SEAL_KEY_INPUT;
+
+  crypto_generichash(out, crypto_secretbox_KEYBYTES, (const uint8_t *)what,
+                     sizeof(what) - 1, pepper, TOKEND_PEPPER_BYTES);
+}
+
+void pepper_audit_key_seal(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                           const uint8_t key[PEPPER_AUDIT_KEY_BYTES],
+                           uint8_t out[PEPPER_AUDIT_KEY_SEALED_BYTES]) {
+  uint8_t k[crypto_secretbox_KEYBYTES];
+
+  seal_key(pepper, k);
+  randombytes_buf(out, crypto_secretbox_NONCEBYTES);
+  crypto_secretbox_easy(out + crypto_secretbox_NONCEBYTES, key,
+                        PEPPER_AUDIT_KEY_BYTES, out, k);
+  sodium_memzero(k, sizeof(k));
+}
+
+int pepper_audit_key_open(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                          const uint8_t sealed[PEPPER_AUDIT_KEY_SEALED_BYTES],
+                          uint8_t key[PEPPER_AUDIT_KEY_BYTES]) {
+  uint8_t k[crypto_secretbox_KEYBYTES];
+  int rc;
+
+  seal_key(pepper, k);
+  rc = crypto_secretbox_open_easy(
+      key, sealed + crypto_secretbox_NONCEBYTES,
+      PEPPER_AUDIT_KEY_SEALED_BYTES - crypto_secretbox_NONCEBYTES, sealed, k);
+  sodium_memzero(k, sizeof(k));
+  if (rc != 0) {
+    sodium_memzero(key, PEPPER_AUDIT_KEY_BYTES);
+    return TOKEND_ECONFIG;
+  }
+  return 0;
+}
+
 int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,
                 size_t why_len) {
   struct stat st;

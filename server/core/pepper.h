@@ -27,6 +27,25 @@ void pepper_fingerprint(const uint8_t pepper[TOKEND_PEPPER_BYTES],
 void pepper_audit_key(const uint8_t pepper[TOKEND_PEPPER_BYTES],
                       uint8_t out[PEPPER_AUDIT_KEY_BYTES]);
 
+/* The audit chain key outlives a pepper rotation: the log was chained
+ * with the key of the pepper the database started with, and must verify
+ * whole after that pepper is destroyed. So at a rotation the key is
+ * stored sealed (XSalsa20-Poly1305, crypto_secretbox) under a key derived
+ * from the new pepper, and read back with it from then on. */
+#define PEPPER_AUDIT_KEY_SEALED_BYTES                                          \
+  (24 + 16 + PEPPER_AUDIT_KEY_BYTES) /* nonce, MAC, key */
+#define PEPPER_SEAL_KEY_INPUT "tokend audit-key seal v1"
+/* Seals key under pepper into out (a fresh random nonce each time). */
+void pepper_audit_key_seal(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                           const uint8_t key[PEPPER_AUDIT_KEY_BYTES],
+                           uint8_t out[PEPPER_AUDIT_KEY_SEALED_BYTES]);
+/* Opens sealed with pepper into key: 0, or TOKEND_ECONFIG if it was not
+ * sealed under this pepper (or was changed). key is the caller's to wipe. */
+int pepper_audit_key_open(const uint8_t pepper[TOKEND_PEPPER_BYTES],
+                          const uint8_t sealed[PEPPER_AUDIT_KEY_SEALED_BYTES],
+                          uint8_t key[PEPPER_AUDIT_KEY_BYTES])
+    TOKEND_MUST_CHECK;
+
 /* Reads the pepper at path into out. TOKEND_ENOTFOUND if there is no file
  * (nothing is created); otherwise as pepper_load(). */
 int pepper_read(const char *path, uint8_t out[TOKEND_PEPPER_BYTES], char *why,

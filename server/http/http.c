@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -53,6 +54,11 @@ typedef struct http_listener_s {
   uv_timer_t timer; /* MHD_get_timeout */
   int handles;      /* poll and timer initialised */
   int bound_unix;   /* addr.path is ours to remove */
+  /* A listening socket the service manager passed (http_adopt), served
+   * instead of binding addr; -1: none. Its file is systemd's, never
+   * removed here. */
+  int passed_fd;
+  int passed; /* serving a passed socket */
 } http_listener_t;
 
 /* One connection: who is at the other end, read once when it opened. */
@@ -549,9 +555,15 @@ static int listener_start(http_listener_t *l) {
   unsigned timeout_s = (cfg->read_timeout_ms + 999) / 1000;
   int fd, err;
 
-  err = l->addr.is_unix ? bind_unix(l, &fd) : bind_tcp(l, &fd);
-  if (err != 0)
-    return err;
+  if (l->passed_fd >= 0) {
+    fd = l->passed_fd;
+    l->passed_fd = -1; /* MHD's from here (it closes it at stop) */
+    l->passed = 1;
+  } else {
+    err = l->addr.is_unix ? bind_unix(l, &fd) : bind_tcp(l, &fd);
+    if (err != 0)
+      return err;
+  }
   /* No internal thread: MHD runs only when http_run calls it, on the loop
    * thread. MHD's connection timeout is whole seconds: the read timeout,
    * rounded up. TURBO: no shutdown() before close and fewer checks, as a
@@ -580,13 +592,115 @@ static int listener_start(http_listener_t *l) {
   l->handles = 1;
   uv_poll_start(&l->poll, UV_READABLE, on_poll);
   if (l->addr.is_unix)
-    log_info("http: listening on unix:%s", l->addr.path);
+    log_info("http: listening on unix:%s%s", l->addr.path,
+             l->passed ? " (passed by the service manager)" : "");
   else
-    log_info("http: listening on %s:%u%s", l->addr.host, (unsigned)l->addr.port,
+    log_info("http: listening on %s:%u%s%s", l->addr.host,
+             (unsigned)l->addr.port,
              cfg->http_tcp_verify ? " (verify open to anyone who connects)"
-                                  : " (no verify: --http-tcp-verify is off)");
+                                  : " (no verify: --http-tcp-verify is off)",
+             l->passed ? " (passed by the service manager)" : "");
   http_run(l);
   return 0;
+}
+
+/* ---- sockets passed by the service manager (issue 16) ---- */
+
+/* The address fd is bound to, as an --http-listen address would say it.
+ * TOKEND_ECONFIG (logged) for what is not a listening stream socket of a
+ * family this face serves. */
+static int passed_addr(int fd, config_http_addr_t *out) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  int type = 0, listening = 0;
+  socklen_t ol = sizeof(type);
+
+  memset(out, 0, sizeof(*out));
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) != 0 ||
+      type != SOCK_STREAM ||
+      (ol = sizeof(listening),
+       getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol)) != 0 ||
+      !listening || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+    goto refuse;
+  if (ss.ss_family == AF_UNIX) {
+    const struct sockaddr_un *sa = (const struct sockaddr_un *)&ss;
+
+    out->is_unix = 1;
+    snprintf(out->path, sizeof(out->path), "%.*s",
+             (int)(len - offsetof(struct sockaddr_un, sun_path)), sa->sun_path);
+    return 0;
+  }
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *sa = (const struct sockaddr_in *)&ss;
+
+    inet_ntop(AF_INET, &sa->sin_addr, out->host, sizeof(out->host));
+    out->port = ntohs(sa->sin_port);
+    return 0;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *)&ss;
+
+    inet_ntop(AF_INET6, &sa->sin6_addr, out->host, sizeof(out->host));
+    out->port = ntohs(sa->sin6_port);
+    return 0;
+  }
+refuse:
+  log_error("http: the socket passed as \"http\" (fd %d) is not a "
+            "listening stream socket on a Unix, IPv4 or IPv6 address",
+            fd);
+  return TOKEND_ECONFIG;
+}
+
+/* 1 if the configured address a names the passed socket's b (a TCP
+ * address on port 0 names none: it means "pick one"). */
+static int addr_same(const config_http_addr_t *a, const config_http_addr_t *b) {
+  struct in_addr x, y;
+
+  if (a->is_unix != b->is_unix)
+    return 0;
+  if (a->is_unix)
+    return strcmp(a->path, b->path) == 0;
+  return a->port != 0 && a->port == b->port &&
+         inet_pton(AF_INET, a->host, &x) == 1 &&
+         inet_pton(AF_INET, b->host, &y) == 1 && x.s_addr == y.s_addr;
+}
+
+int http_adopt(http_t *h, int fd) {
+  config_http_addr_t addr;
+  http_listener_t *l = NULL;
+  size_t i;
+  int err, fl;
+
+  if ((err = passed_addr(fd, &addr)) != 0)
+    goto err_close;
+  /* The --http-listen address it is, if one names it; else one more. */
+  for (i = 0; i < h->n && l == NULL; i++)
+    if (h->l[i].passed_fd < 0 && addr_same(&h->l[i].addr, &addr))
+      l = &h->l[i];
+  if (l == NULL) {
+    if (h->n == CONFIG_HTTP_LISTEN_MAX) {
+      log_error("http: more than %d HTTP sockets", CONFIG_HTTP_LISTEN_MAX);
+      err = TOKEND_ECONFIG;
+      goto err_close;
+    }
+    l = &h->l[h->n++];
+    l->h = h;
+    l->addr = addr;
+  }
+  /* MHD runs it from the loop: accept must never block. */
+  if ((fl = fcntl(fd, F_GETFL)) < 0 ||
+      fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    log_error("http: passed socket (fd %d): %s", fd, strerror(errno));
+    err = TOKEND_EIO;
+    goto err_close;
+  }
+  l->passed_fd = fd;
+  return 0;
+
+err_close:
+  close(fd);
+  return err;
 }
 
 int http_listen(http_t *h) {
@@ -634,6 +748,8 @@ int http_new(uv_loop_t *loop, const config_t *cfg,
   h->cfg = cfg;
   h->handler = *handler;
   log_limit_init(&h->refuse_log, cfg->log_repeat_interval_ms);
+  for (i = 0; i < CONFIG_HTTP_LISTEN_MAX; i++)
+    h->l[i].passed_fd = -1;
   for (i = 0; i < cfg->n_http_listen; i++) {
     h->l[i].h = h;
     /* config_parse checked it: this cannot fail. */
@@ -692,6 +808,11 @@ void http_stop(http_t *h) {
     if (l->bound_unix) {
       (void)unlink(l->addr.path);
       l->bound_unix = 0;
+    }
+    /* Passed and never started (a failed start). */
+    if (l->passed_fd >= 0) {
+      close(l->passed_fd);
+      l->passed_fd = -1;
     }
   }
 }

@@ -50,6 +50,16 @@ typedef struct {
 int http_new(uv_loop_t *loop, const config_t *cfg,
              const http_handler_t *handler, http_t **out) TOKEND_MUST_CHECK;
 
+/* Takes fd, a listening socket the service manager passed under the name
+ * "http" (systemd's socket activation), which h owns from now on (closed
+ * on failure too): the --http-listen address it is bound to is served
+ * from it instead of being bound (its file is never removed here); a
+ * socket no --http-listen names is served as one more address. Before
+ * http_listen. TOKEND_ECONFIG (logged) for a socket that is not a
+ * listening stream socket on a Unix, IPv4 or IPv6 address, or one too
+ * many. */
+int http_adopt(http_t *h, int fd) TOKEND_MUST_CHECK;
+
 /* Binds and listens on every address (a stale Unix socket is replaced, a
  * live one refused; mode and group as --socket-mode and --socket-group)
  * and starts serving. Logs one line per address, or on failure one line

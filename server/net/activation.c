@@ -50,9 +50,11 @@ static int find(const char *name) {
     untaken++;
     last = i;
   }
-  /* One socket, however named: the API socket (a .socket unit without
-   * FileDescriptorName= names it after the unit). */
-  if (n_fds == 1 && untaken == 1 && strcmp(name, NET_ACTIVATION_MAIN) == 0)
+  /* One socket, however named (a .socket unit without
+   * FileDescriptorName= names it after the unit): the API socket, unless
+   * it is named as the HTTP face's. */
+  if (n_fds == 1 && untaken == 1 && strcmp(name, NET_ACTIVATION_MAIN) == 0 &&
+      strcmp(names[last], NET_ACTIVATION_HTTP) != 0)
     return last;
   return -1;
 }

@@ -14,6 +14,10 @@
  * When exactly one socket is passed, it is the API socket whatever its
  * name. */
 #define NET_ACTIVATION_MAIN "tokend"
+/* The name of the HTTP face's sockets (FileDescriptorName=http), any
+ * number of them: each serves the --http-listen address it is bound to,
+ * or one more address (issue 16). */
+#define NET_ACTIVATION_HTTP "http"
 
 /* Reads the passed sockets once, and unsets the variables (children do not
  * inherit them). Without $LISTEN_FDS, or with $LISTEN_PID naming another

@@ -37,6 +37,11 @@ typedef struct {
   verify_cache_t *vcache;
   domains_t *domains;
   const uint8_t *pepper; /* TOKEND_PEPPER_BYTES */
+  /* A pepper rotation (docs/OPERATIONS.md): the previous pepper (NULL:
+   * none), tried only when a token is not found under pepper's hash, and
+   * the current pepper's generation, which a re-keyed row gets. */
+  const uint8_t *previous_pepper;
+  int32_t pepper_gen;
   /* The loop: the Verify batch is answered after each poll phase (a check
    * handle), and the write-back's backoff is timed by it. NULL (unit
    * tests): no handles; rpc_verify_drain is then called by hand. */

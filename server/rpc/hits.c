@@ -16,6 +16,11 @@ void rpc_verify_cached_hits(rpc_t *r, const char *tok, size_t len,
     return;
   token_hash(tok, len, r->env.pepper, hash);
   e = index_find(r->env.index, hash);
+  /* A token still on the previous pepper (its Verify re-keys it). */
+  if (e == NULL && r->env.previous_pepper != NULL) {
+    token_hash(tok, len, r->env.previous_pepper, hash);
+    e = index_find(r->env.index, hash);
+  }
   sodium_memzero(hash, sizeof(hash));
   /* A token tokend does not know was never answered valid: nothing to
    * count. */

@@ -53,6 +53,8 @@ struct rpc_s {
    * its heartbeat refreshed by heartbeat while this host is current. */
   epoch_t epoch;
   uv_timer_t heartbeat;
+  /* A pepper rotation's re-keys (rekey.c): failures, rate-limited. */
+  log_limit_t rekey_log;
 };
 
 /* How old the epoch region's heartbeat may be for a client to use its
@@ -67,6 +69,23 @@ void rpc_epoch_init(rpc_t *r);
  * adds them to its domain's valid Verifies (hits.c). */
 void rpc_verify_cached_hits(rpc_t *r, const char *tok, size_t len,
                             uint64_t hits);
+
+/* A pepper rotation (rekey.c): tok, a well-formed token not found under
+ * the current pepper's hash (new_hash), hashed with the previous pepper.
+ * Returns its entry if the index has it under that hash, and then queues
+ * (once per entry at a time) the store job that moves it to new_hash: the
+ * entry is moved in memory when that commits, so a write queued before
+ * it (a Revoke) still finds the entry under the hash it reads back.
+ * NULL if no previous pepper is configured or the token is not there. */
+index_entry_t *
+rpc_verify_previous_pepper(rpc_t *r, const char *tok, size_t len,
+                           const uint8_t new_hash[TOKEND_HASH_BYTES]);
+
+/* As rpc_verify_previous_pepper, for the calls that look a token up by
+ * its secret without using it (Lookup, RevokeLeaked): the entry still on
+ * the previous pepper under tok's hash with it, or NULL; queues no
+ * re-key. */
+index_entry_t *rpc_previous_pepper_find(rpc_t *r, const char *tok, size_t len);
 
 /* ---- answering (rpc.c) ---- */
 

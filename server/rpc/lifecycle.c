@@ -188,6 +188,10 @@ void rpc_lookup(rpc_t *r, sink_t *k, uint64_t call_id,
     token_hash(req->token, tok_len, r->env.pepper, hash);
     e = index_find(r->env.index, hash);
     sodium_memzero(hash, sizeof(hash));
+    /* During a pepper rotation, a token not yet re-keyed (and not
+     * re-keyed by this: a Lookup is not a use). */
+    if (e == NULL)
+      e = rpc_previous_pepper_find(r, req->token, tok_len);
     token_stack_wipe();
     if (e == NULL || strcmp(index_entry_domain(e), req->domain) != 0) {
       rpc_send_error(r, k, call_id, TOKEND_ENOTFOUND,
@@ -528,6 +532,7 @@ void rpc_roll(rpc_t *r, sink_t *k, uint64_t call_id, const authz_actor_t *actor,
   call->job.u.roll.old = &rows[1];
   len = strlen(call->token);
   token_hash(call->token, len, r->env.pepper, rows[0].hash);
+  rows[0].pepper_gen = r->env.pepper_gen; /* issue 16: as Issue's */
   token_stack_wipe();
   token_hint(call->token, len, rows[0].hint);
   token_id_generate(rows[0].id);

@@ -378,6 +378,7 @@ void rpc_revoke_leaked(rpc_t *r, sink_t *k, uint64_t call_id,
                        const Tokend__V1__Request *request) {
   const Tokend__V1__RevokeLeakedRequest *req = request->revoke_leaked;
   char why[TOKEND_STATUS_MESSAGE_BYTES];
+  const index_entry_t *e;
   leaked_block_t *b;
   call_t *call;
   size_t i, len, n = 0;
@@ -407,6 +408,11 @@ void rpc_revoke_leaked(rpc_t *r, sink_t *k, uint64_t call_id,
     if (len != strlen(req->tokens[i]) || token_check(req->tokens[i], len) != 0)
       continue;
     token_hash(req->tokens[i], len, r->env.pepper, b->items[n].hash);
+    /* During a pepper rotation, a token not yet re-keyed is in the store
+     * under its previous pepper's hash. */
+    if (index_find(r->env.index, b->items[n].hash) == NULL &&
+        (e = rpc_previous_pepper_find(r, req->tokens[i], len)) != NULL)
+      memcpy(b->items[n].hash, e->hash, sizeof(b->items[n].hash));
     b->slot[i] = (int)n++;
   }
   token_stack_wipe();

@@ -24,6 +24,7 @@ int rpc_new(const rpc_env_t *env, rpc_t **out) {
       (err = refusals_new(env->cfg->refusal_audit_max_keys, &r->refusals)) != 0)
     goto err_free_arena;
   log_limit_init(&r->flush_log, env->cfg->log_repeat_interval_ms);
+  log_limit_init(&r->rekey_log, env->cfg->log_repeat_interval_ms);
   if ((err = rpc_verify_init(r)) != 0)
     goto err_free_refusals;
   r->now_ms = tokend_now_ms();
@@ -443,4 +444,12 @@ void rpc_validity_taken(rpc_t *r) {
 void rpc_epoch_retire(rpc_t *r) {
   if (r != NULL)
     epoch_retire(&r->epoch);
+}
+
+void rpc_feed_closed(rpc_t *r) {
+  /* Past it from the start of time: never current again. */
+  static const uint64_t never = 0;
+
+  if (r != NULL && r->env.fresh_until != NULL)
+    r->env.fresh_until = &never;
 }

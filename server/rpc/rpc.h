@@ -39,6 +39,12 @@ void rpc_validity_taken(rpc_t *r);
  * (epoch_retire). NULL is a no-op. */
 void rpc_epoch_retire(rpc_t *r);
 
+/* The store's change feed is about to be closed (env.fresh_until points
+ * into it, and it is freed once its handles close): from now on this host
+ * counts as not current (Verify answers UNAVAILABLE, the epoch heartbeat
+ * stops). NULL or a store without a feed: nothing. */
+void rpc_feed_closed(rpc_t *r);
+
 /* Handles one frame body from the peer behind k. Returns 0 to go on
  * reading, or a negative TOKEND_E* code if the frame did not decode (an
  * error answer has then been written and the peer should be closed once it

@@ -41,6 +41,7 @@ void rpc_server_status(rpc_t *r, sink_t *k, uint64_t call_id,
   sr.tokens = index_count(r->env.index);
   sr.index_digest = hex;
   sr.problem = st.problem;
+  sr.tokens_previous_pepper = index_pepper_old_count(r->env.index);
   (void)rpc_send(r, k, &resp, 0);
 }
 

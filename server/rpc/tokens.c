@@ -174,6 +174,7 @@ void rpc_issue(rpc_t *r, sink_t *k, uint64_t call_id,
   }
   len = strlen(call->token);
   token_hash(call->token, len, r->env.pepper, row->hash);
+  row->pepper_gen = r->env.pepper_gen; /* issue 16: the pepper that keyed it */
   token_stack_wipe();
   token_hint(call->token, len, row->hint);
   token_id_generate(row->id);

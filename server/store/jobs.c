@@ -5,6 +5,7 @@
 #include "store/policy.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,19 @@ int store_job_run_audit_prune(store_t *store, store_job_t *job) {
   return err;
 }
 
+/* Re-keyed already (by another host, or an earlier job) is the job's
+ * answer, not the store's failure. */
+int store_job_run_rekey(store_t *store, store_job_t *job) {
+  int err =
+      store_token_rekey(store, job->u.rekey.old_hash, job->u.rekey.new_hash,
+                        job->u.rekey.gen, job->u.rekey.now);
+
+  if (err != TOKEND_ENOTFOUND)
+    return err;
+  store_job_fail(job, err, "no token on the previous pepper with this hash");
+  return 0;
+}
+
 int store_job_run_audit_verify(store_t *store, store_job_t *job) {
   return store_audit_verify(store, job->u.audit_verify.anchor_id,
                             job->u.audit_verify.anchor_hash,
@@ -366,6 +380,20 @@ int store_job_reconcile_revoke(store_t *store, store_job_t *job) {
     job->u.revoke.already = row->revoked_at != job->u.revoke.now;
     memcpy(job->u.revoke.hash, row->hash, TOKEND_HASH_BYTES);
   }
+  free(row);
+  return err == TOKEND_ENOTFOUND ? 0 : err;
+}
+
+int store_job_reconcile_rekey(store_t *store, store_job_t *job) {
+  store_token_t *row = malloc(sizeof(*row));
+  int err;
+
+  if (row == NULL)
+    return TOKEND_ENOMEM;
+  err = store_token_get(store, job->u.rekey.domain, job->u.rekey.id, row);
+  if (err == 0 &&
+      sodium_memcmp(row->hash, job->u.rekey.new_hash, TOKEND_HASH_BYTES) == 0)
+    job->applied = 1;
   free(row);
   return err == TOKEND_ENOTFOUND ? 0 : err;
 }

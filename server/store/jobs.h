@@ -50,7 +50,9 @@
   X(BULK_REVOKE, bulk_revoke, 1, store_job_reconcile_bulk_revoke)              \
   X(POLICY_SET, policy_set, 1, store_job_reconcile_policy_set)                 \
   X(POLICY_GET, policy_get, 0, store_job_reconcile_none)                       \
-  X(LEAKED, leaked, 1, store_job_reconcile_leaked)
+  X(LEAKED, leaked, 1, store_job_reconcile_leaked)                             \
+  /* a pepper rotation's re-key of one token (issue 16) */                     \
+  X(REKEY, rekey, 1, store_job_reconcile_rekey)
 
 typedef enum {
 #define X(KIND, name, writes, reconcile) STORE_JOB_##KIND,
@@ -234,6 +236,16 @@ struct store_job_s {
       int found;             /* out */
     } policy_get;
     struct {
+      /* the token (for the reconcile), its hash under the previous
+       * pepper and under the current one (generation gen) */
+      char domain[TOKEND_DOMAIN_BYTES];
+      char id[TOKEND_TOKEN_ID_BYTES];
+      uint8_t old_hash[TOKEND_HASH_BYTES];
+      uint8_t new_hash[TOKEND_HASH_BYTES];
+      int32_t gen;
+      int64_t now;
+    } rekey;
+    struct {
       char domain[TOKEND_DOMAIN_BYTES];
       int include_revoked;
       /* issue 17: > 0: only active tokens expiring in (now, until] */
@@ -272,6 +284,7 @@ int store_job_reconcile_roll(store_t *store, store_job_t *job);
 int store_job_reconcile_bulk_revoke(store_t *store, store_job_t *job);
 int store_job_reconcile_policy_set(store_t *store, store_job_t *job);
 int store_job_reconcile_leaked(store_t *store, store_job_t *job);
+int store_job_reconcile_rekey(store_t *store, store_job_t *job);
 
 /* 1 if job's kind writes (STORE_JOBS' writes column). */
 int store_job_writes(const store_job_t *job);

@@ -372,3 +372,19 @@ int store_revoke_by_hash(store_t *s, store_hash_token_t *items, size_t n,
                          int64_t now, const char *by, int revoke) {
   return s->ops->revoke_by_hash(s, items, n, now, by, revoke);
 }
+
+int store_meta_get(store_t *s, const char *key, uint8_t *buf, size_t cap,
+                   size_t *len) {
+  return s->ops->meta_get(s, key, buf, cap, len);
+}
+
+int store_meta_set(store_t *s, const char *key, const uint8_t *val,
+                   size_t len) {
+  return s->ops->meta_set(s, key, val, len);
+}
+
+int store_token_rekey(store_t *s, const uint8_t old_hash[TOKEND_HASH_BYTES],
+                      const uint8_t new_hash[TOKEND_HASH_BYTES], int32_t gen,
+                      int64_t now) {
+  return s->ops->token_rekey(s, old_hash, new_hash, gen, now);
+}

@@ -423,7 +423,36 @@ struct store_ops {
    * revoke it only reads (a commit in doubt's look). */
   int (*revoke_by_hash)(store_t *s, store_hash_token_t *items, size_t n,
                         int64_t now, const char *by, int revoke);
+
+  /* ---- a pepper rotation (issue 16) ---- */
+
+  /* The store's facts about itself (its meta table: the pepper
+   * generation, the previous pepper's fingerprint, the sealed audit key;
+   * STORE_META_*), by key. meta_get reads key's value into buf (room for
+   * cap bytes) and its size into *len; TOKEND_ENOTFOUND if key has none,
+   * TOKEND_ESTORE if it is longer than cap. */
+  int (*meta_get)(store_t *s, const char *key, uint8_t *buf, size_t cap,
+                  size_t *len);
+  /* Records key = val (len bytes), replacing any value: by itself outside
+   * a transaction, or inside one. TOKEND_ECONFIG on a read-only store. */
+  int (*meta_set)(store_t *s, const char *key, const uint8_t *val, size_t len);
+  /* Inside a write transaction: the token whose hash is old_hash and whose
+   * pepper_gen is below gen gets new_hash and gen (re-keyed to the current
+   * pepper). With a change feed, appends the token's change at now, so
+   * every host re-keys it too. TOKEND_ENOTFOUND if there is no such token
+   * (re-keyed already, or never there). */
+  int (*token_rekey)(store_t *s, const uint8_t old_hash[TOKEND_HASH_BYTES],
+                     const uint8_t new_hash[TOKEND_HASH_BYTES], int32_t gen,
+                     int64_t now);
 };
+
+/* The meta keys of a pepper rotation (docs/OPERATIONS.md). Values: the
+ * generation as decimal text; a fingerprint's STORE_FINGERPRINT_BYTES; the
+ * audit chain key sealed under the current pepper (core/pepper.h). */
+#define STORE_META_PEPPER_GEN "pepper_gen"
+#define STORE_META_PEPPER_PREVIOUS "pepper_previous_fingerprint"
+#define STORE_META_AUDIT_KEY_SEALED "audit_key_sealed"
+#define STORE_META_VALUE_MAX 128
 
 /* One backend: its URL scheme and how to open and check a store of it.
  * location is the URL after "scheme:" (for sqlite:PATH, the path). */
@@ -590,6 +619,15 @@ int store_active_count(store_t *store, const char *domain, int64_t now,
 int store_revoke_by_hash(store_t *store, store_hash_token_t *items, size_t n,
                          int64_t now, const char *by,
                          int revoke) TOKEND_MUST_CHECK;
+
+/* The pepper rotation members' wrappers. */
+int store_meta_get(store_t *store, const char *key, uint8_t *buf, size_t cap,
+                   size_t *len) TOKEND_MUST_CHECK;
+int store_meta_set(store_t *store, const char *key, const uint8_t *val,
+                   size_t len) TOKEND_MUST_CHECK;
+int store_token_rekey(store_t *store, const uint8_t old_hash[TOKEND_HASH_BYTES],
+                      const uint8_t new_hash[TOKEND_HASH_BYTES], int32_t gen,
+                      int64_t now) TOKEND_MUST_CHECK;
 
 /* The backup op (above), or TOKEND_EUNIMPL for a backend without one. */
 int store_backup(store_t *store, const char *path,

@@ -38,6 +38,11 @@ for want in '^ListenStream=/run/tokend/tokend.sock$' \
   '^FileDescriptorName=tokend$' '^SocketMode=0660$' '^SocketGroup=tokend$'; do
   grep -q "$want" "$SOCK" || fail "tokend.socket lacks $want"
 done
+# The HTTP face's socket unit: passed to tokend.service by name (issue 16).
+for want in '^FileDescriptorName=http$' '^Service=tokend.service$'; do
+  grep -q "$want" "$BUILD/systemd/tokend-http.socket" ||
+    fail "tokend-http.socket lacks $want"
+done
 
 # --- every tokend option is a key of the default file, and back ---
 "$BUILD/tokend" --help | grep -o -- '^ *--[a-z][a-z-]*' | sed 's/^ *--//' |
@@ -80,7 +85,9 @@ command -v systemd-analyze >/dev/null || {
 }
 sed "s#^ExecStart=[^ ]*#ExecStart=$(cd "$BUILD" && pwd)/tokend#" "$SVC" >"$T/tokend.service"
 cp "$SOCK" "$T/tokend.socket"
-(cd "$T" && systemd-analyze verify --man=no ./tokend.socket ./tokend.service) \
+cp "$BUILD/systemd/tokend-http.socket" "$T/tokend-http.socket"
+(cd "$T" && systemd-analyze verify --man=no ./tokend.socket \
+  ./tokend-http.socket ./tokend.service) \
   >"$T/verify.log" 2>&1 || { cat "$T/verify.log" >&2; fail "systemd-analyze verify"; }
 # verify exits 0 on some warnings it prints; none is acceptable.
 [ ! -s "$T/verify.log" ] || { cat "$T/verify.log" >&2; fail "systemd-analyze verify warned"; }

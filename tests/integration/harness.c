@@ -114,16 +114,31 @@ int th_tokend_init(th_tokend_t *t) {
 /* In the child, before exec: t->listen_fd becomes fd 3 (SD_LISTEN_FDS_START)
  * and the variables say so, naming this process, which exec keeps. */
 static int th_pass_listen_fd(const th_tokend_t *t) {
-  char pid[32];
+  char pid[32], names[256];
+  int second = t->listen_fd2 > 0, fd2 = t->listen_fd2;
 
+  /* The second out of the way of fd 3 first. */
+  if (second && fd2 == 3 && (fd2 = dup(fd2)) < 0)
+    return -1;
   if (t->listen_fd != 3 && dup2(t->listen_fd, 3) != 3)
     return -1;
   /* dup2 clears FD_CLOEXEC on its copy; fd 3 itself may have it. */
   if (t->listen_fd == 3 && fcntl(3, F_SETFD, 0) != 0)
     return -1;
-  snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-  if (setenv("LISTEN_FDS", "1", 1) != 0 || setenv("LISTEN_PID", pid, 1) != 0)
+  if (second && fd2 != 4 && dup2(fd2, 4) != 4)
     return -1;
+  if (second && fd2 == 4 && fcntl(4, F_SETFD, 0) != 0)
+    return -1;
+  snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+  if (setenv("LISTEN_FDS", second ? "2" : "1", 1) != 0 ||
+      setenv("LISTEN_PID", pid, 1) != 0)
+    return -1;
+  if (second) {
+    snprintf(names, sizeof(names), "%s:%s",
+             t->listen_fdname != NULL ? t->listen_fdname : "unknown",
+             t->listen_fdname2 != NULL ? t->listen_fdname2 : "unknown");
+    return setenv("LISTEN_FDNAMES", names, 1);
+  }
   if (t->listen_fdname != NULL)
     return setenv("LISTEN_FDNAMES", t->listen_fdname, 1);
   return unsetenv("LISTEN_FDNAMES");

@@ -73,6 +73,12 @@ typedef struct {
    * listen_fdname (unset when NULL). The test keeps its own copy. */
   int listen_fd;
   const char *listen_fdname;
+  /* > 0 (with listen_fd): a second socket, passed as fd 4 under
+   * listen_fdname2 (LISTEN_FDS=2, LISTEN_FDNAMES "name:name2"), as
+   * systemd passes the sockets of two .socket units (issue 16: an HTTP
+   * face's, "http"). */
+  int listen_fd2;
+  const char *listen_fdname2;
 } th_tokend_t;
 
 /* Creates the temporary directory and fills in the paths. A test may change

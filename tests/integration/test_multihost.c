@@ -1233,6 +1233,110 @@ static void test_edit_and_roll_in_effect_everywhere_on_return(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* ---- h: a pepper rotation across hosts (issue 16) ---- */
+
+/* Host i's count of tokens on the previous pepper (ServerStatus). */
+static uint64_t host_previous_pepper(const mh_host_t *h) {
+  tokend_client_t *c = th_client_connect_ok(&h->t);
+  uint64_t n = 0;
+
+  if (tokend_client_tokens_previous_pepper(c, &n) != 0)
+    fail_msg("host %s: ServerStatus: %s", h->id, tokend_client_errmsg(c));
+  tokend_client_close(c);
+  return n;
+}
+
+static void wait_previous_pepper(const mh_host_t *h, uint64_t want) {
+  int64_t deadline = th_mono_ms() + MH_CONVERGE_TIMEOUT_MS;
+  uint64_t n;
+
+  while ((n = host_previous_pepper(h)) != want && th_mono_ms() < deadline)
+    th_sleep_ms(MH_POLL_MS);
+  if (n != want)
+    fail_msg("host %s: %llu tokens on the previous pepper, want %llu", h->id,
+             (unsigned long long)n, (unsigned long long)want);
+}
+
+/* Restarts host i with pepper (its --pepper-file) and previous (its
+ * --previous-pepper-file). */
+static void host_start_rotating(mh_fixture_t *f, int i, const char *pepper,
+                                const char *previous) {
+  mh_host_t *h = &f->h[i];
+  const char *args[] = {
+      "--store", f->url, "--host-id", h->id, "--previous-pepper-file",
+      previous,  NULL};
+
+  snprintf(h->t.pepper_path, sizeof(h->t.pepper_path), "%s", pepper);
+  h->t.no_create_db = 1;
+  if (th_tokend_start(&h->t, args) != 0)
+    fail_msg("host %s did not start rotating (its log is above)", h->id);
+  if (h->fd >= 0)
+    close(h->fd);
+  h->fd = th_connect(h->t.socket_path);
+  if (h->fd < 0)
+    fail_msg("cannot connect to host %s", h->id);
+}
+
+/* A begins a rotation while B still runs on the old pepper alone: B stops
+ * at the first token re-keyed (it could not verify it any more), saying
+ * how to restart. Restarted with both peppers, B learns each re-key of A
+ * through the feed (found by id: the row names only the new hash) and A
+ * each of B's; the indexes stay identical, and a revocation of a re-keyed
+ * token reaches the other host. */
+static void test_pepper_rotation_reaches_every_host(void **state) {
+  mh_fixture_t *f = *state;
+  char token[3][TOKEND_TOKEN_BYTES], id[3][TOKEND_TOKEN_ID_BYTES];
+  char old_pepper[TH_PATH_BYTES], new_pepper[TH_PATH_BYTES];
+  uint8_t fresh[TOKEND_PEPPER_BYTES];
+  mh_status_t st[2];
+  mh_prop_t p;
+  char *log;
+  int i, status;
+
+  hosts_start(f, 2, 0, 0);
+  for (i = 0; i < 3; i++)
+    host_issue_ok(&f->h[0], "before the rotation", token[i], id[i], NULL);
+  snprintf(old_pepper, sizeof(old_pepper), "%s", f->h[0].t.pepper_path);
+  snprintf(new_pepper, sizeof(new_pepper), "%s/pepper.new", f->h[0].t.dir);
+  memset(fresh, 0x3c, sizeof(fresh));
+  th_write_file_ok(new_pepper, fresh, sizeof(fresh), 0600);
+
+  /* A restarts rotating; B runs on, with the old pepper only. */
+  assert_int_equal(th_tokend_stop_clean(&f->h[0].t), 0);
+  host_start_rotating(f, 0, new_pepper, old_pepper);
+  assert_int_equal(host_previous_pepper(&f->h[0]), 3);
+  expect_answer(&f->h[0], token[0], MH_VALID, "A, rotating, old token");
+  wait_previous_pepper(&f->h[0], 2);
+  status = th_tokend_wait_exit(&f->h[1].t, MH_CONVERGE_TIMEOUT_MS);
+  log = th_read_file(f->h[1].t.log_path, NULL);
+  assert_non_null(log);
+  if (status != 1 || strstr(log, "another host re-keyed token") == NULL)
+    fail_msg("host B on the old pepper: exit status %d, want 1 naming the "
+             "re-key; log:\n%s",
+             status, log);
+  free(log);
+
+  /* B restarts with both: it loads token 0 re-keyed, 1 and 2 not yet. */
+  host_start_rotating(f, 1, new_pepper, old_pepper);
+  wait_counted(f, 0, 2);
+  assert_int_equal(host_previous_pepper(&f->h[1]), 2);
+  expect_answer(&f->h[1], token[0], MH_VALID, "B, token re-keyed by A");
+  /* A re-key on A moves B's entry, and one on B moves A's. */
+  expect_answer(&f->h[0], token[1], MH_VALID, "A, old token 1");
+  wait_previous_pepper(&f->h[1], 1);
+  expect_answer(&f->h[1], token[2], MH_VALID, "B, old token 2");
+  wait_previous_pepper(&f->h[0], 0);
+  wait_previous_pepper(&f->h[1], 0);
+  wait_converged(f, 2, st);
+  /* A revocation on B of a token A re-keyed is in effect on A. */
+  host_revoke_ok(&f->h[1], id[1], &p);
+  expect_prop(&p, 2, 0, "Revoke on B of a re-keyed token");
+  expect_answer(&f->h[0], token[1], MH_REVOKED, "A, after B revoked it");
+  for (i = 0; i < 3; i++)
+    if (i != 1)
+      expect_answer(&f->h[1], token[i], MH_VALID, "B, after the rotation");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(
@@ -1262,6 +1366,8 @@ int main(void) {
           test_concurrent_writers_leave_identical_indexes, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_edit_and_roll_in_effect_everywhere_on_return, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pepper_rotation_reaches_every_host,
+                                      setup, teardown),
   };
   int rc;
 

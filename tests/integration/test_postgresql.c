@@ -213,7 +213,7 @@ static void test_pg_check_db_finds_a_missing_table(void **state) {
   th_tokend_stop_ok(&f->th->tokend);
   assert_int_equal(th_run(argv, NULL, NULL, TH_START_TIMEOUT_MS, &r), 0);
   th_expect_exit(&r, 0, "tokend --check-db");
-  assert_non_null(strstr(r.out, "schema version 4"));
+  assert_non_null(strstr(r.out, "schema version 5"));
   assert_null(strstr(r.out, PASSWORD));
   th_run_result_free(&r);
 

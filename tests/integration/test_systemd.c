@@ -10,7 +10,9 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -118,6 +120,114 @@ static void test_socket_activation_single_socket_any_name(void **state) {
   th_tokend_stop_ok(t);
 }
 
+/* An HTTP GET of path on the Unix socket sock (or, with sock NULL, on
+ * 127.0.0.1:port): the status code of the answer, or -1. */
+static int http_status(const char *sock, int port, const char *path) {
+  char req[256], buf[512];
+  struct sockaddr_in sa;
+  ssize_t n;
+  size_t len = 0;
+  int fd, code = -1;
+
+  if (sock != NULL) {
+    fd = th_connect(sock);
+  } else {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  if (fd < 0)
+    return -1;
+  snprintf(req, sizeof(req),
+           "GET %s HTTP/1.1\r\nHost: x\r\n"
+           "Connection: close\r\n\r\n",
+           path);
+  if (th_write_all(fd, req, strlen(req)) == 0)
+    while (len < sizeof(buf) - 1 &&
+           (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+      len += (size_t)n;
+  buf[len] = '\0';
+  close(fd);
+  if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1)
+    return -1;
+  return code;
+}
+
+/* issue 16: the HTTP face's socket passed by name ("http", a second
+ * .socket unit's) beside the API socket: tokend serves the --http-listen
+ * address from it instead of binding it, and leaves its file (systemd's)
+ * when it stops. */
+static void test_socket_activation_http_socket_by_name(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
+  char api[TH_PATH_BYTES], http[TH_PATH_BYTES], listen[TH_PATH_BYTES + 8];
+  const char *args[] = {"--http-listen", listen, NULL};
+  int lfd, hfd;
+
+  snprintf(api, sizeof(api), "%s/act.sock", t->dir);
+  snprintf(http, sizeof(http), "%s/http.sock", t->dir);
+  snprintf(listen, sizeof(listen), "unix:%s", http);
+  lfd = bind_unix(api, SOCK_STREAM);
+  hfd = bind_unix(http, SOCK_STREAM);
+  t->listen_fd = lfd;
+  t->listen_fdname = "tokend";
+  t->listen_fd2 = hfd;
+  t->listen_fdname2 = "http";
+  assert_int_equal(th_tokend_spawn(t, args), 0);
+  close(lfd);
+  close(hfd);
+  wait_for_log(t, "http: listening on unix:");
+  assert_true(
+      th_file_contains(t->log_path, "(passed by the service manager)\n", 31));
+  expect_served(api, 1);
+  assert_int_equal(http_status(http, 0, "/healthz"), 200);
+  th_tokend_stop_ok(t);
+  /* systemd's file: tokend removes neither. */
+  assert_true(th_path_exists(api));
+  assert_true(th_path_exists(http));
+}
+
+/* A passed "http" socket no --http-listen names (a TCP one, here) is
+ * served too: the .socket unit is where its address is configured. */
+static void test_socket_activation_http_socket_without_flag(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
+  char api[TH_PATH_BYTES];
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  int lfd, hfd;
+
+  snprintf(api, sizeof(api), "%s/act.sock", t->dir);
+  lfd = bind_unix(api, SOCK_STREAM);
+  hfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(hfd >= 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(hfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(hfd, 16), 0);
+  assert_int_equal(getsockname(hfd, (struct sockaddr *)&sa, &len), 0);
+  t->listen_fd = lfd;
+  t->listen_fdname = "tokend";
+  t->listen_fd2 = hfd;
+  t->listen_fdname2 = "http";
+  assert_int_equal(th_tokend_spawn(t, NULL), 0);
+  close(lfd);
+  close(hfd);
+  wait_for_log(t, "http: listening on 127.0.0.1:");
+  expect_served(api, 1);
+  assert_int_equal(http_status(NULL, ntohs(sa.sin_port), "/healthz"), 200);
+  /* No peer identity over TCP: /verify is off without --http-tcp-verify. */
+  assert_int_equal(http_status(NULL, ntohs(sa.sin_port), "/verify"), 403);
+  th_tokend_stop_ok(t);
+}
+
 /* READY=1 once the index is loaded (the STATUS= line counts its tokens)
  * and the socket is served; STOPPING=1 at SIGTERM. */
 static void test_notify_ready_after_load_and_stopping(void **state) {
@@ -195,6 +305,81 @@ static void test_sighup_reloads_config_and_keeps_serving(void **state) {
   th_expect_valid_raw(fd, 5, token);
   close(fd);
   assert_int_equal(th_tokend_wait_exit(t, 0), -1);
+  th_tokend_stop_ok(t);
+}
+
+/* GET path with header "name: value" on the Unix socket sock: the status
+ * code, or -1. */
+static int http_status_with(const char *sock, const char *path,
+                            const char *name, const char *value) {
+  char req[512], buf[512];
+  size_t len = 0;
+  ssize_t n;
+  int fd = th_connect(sock), code = -1;
+
+  if (fd < 0)
+    return -1;
+  snprintf(req, sizeof(req),
+           "GET %s HTTP/1.1\r\nHost: x\r\n%s: %s\r\n"
+           "Connection: close\r\n\r\n",
+           path, name, value);
+  if (th_write_all(fd, req, strlen(req)) == 0)
+    while (len < sizeof(buf) - 1 &&
+           (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+      len += (size_t)n;
+  buf[len] = '\0';
+  close(fd);
+  if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1)
+    return -1;
+  return code;
+}
+
+/* issue 16: SIGHUP applies the HTTP face's verify path and token header
+ * at once, and says an HTTP address needs a restart (the old one goes on
+ * serving). */
+static void test_sighup_reloads_http_settings(void **state) {
+  th_fixture_t *f = *state;
+  th_tokend_t *t = &f->tokend;
+  char conf[TH_PATH_BYTES], http[TH_PATH_BYTES], other[TH_PATH_BYTES];
+  char text[3 * TH_PATH_BYTES], bearer[TOKEND_TOKEN_BYTES + 16];
+  char token[TOKEND_TOKEN_BYTES];
+  const char *args[] = {"--config", conf, NULL};
+  int fd;
+
+  snprintf(conf, sizeof(conf), "%s/tokend.conf", t->dir);
+  snprintf(http, sizeof(http), "%s/http.sock", t->dir);
+  snprintf(other, sizeof(other), "%s/other.sock", t->dir);
+  snprintf(text, sizeof(text), "http-listen = unix:%s\n", http);
+  th_write_file_ok(conf, text, strlen(text), 0600);
+  assert_int_equal(th_tokend_start(t, args), 0);
+  fd = th_connect(t->socket_path);
+  assert_true(fd >= 0);
+  assert_int_equal(th_raw_issue(fd, 1, "acme", "http", token), 0);
+  close(fd);
+  snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+  assert_int_equal(http_status_with(http, "/verify", "Authorization", bearer),
+                   204);
+
+  snprintf(text, sizeof(text),
+           "http-listen = unix:%s\nhttp-verify-path = /auth\n"
+           "http-token-header = X-Api-Token\nmax-connections = 99\n"
+           "previous-pepper-file = /nonexistent/pepper.old\n",
+           other);
+  th_write_file_ok(conf, text, strlen(text), 0600);
+  assert_int_equal(kill(t->pid, SIGHUP), 0);
+  wait_for_log(t, "SIGHUP: http-verify-path: /verify -> /auth");
+  wait_for_log(t, "SIGHUP: http-token-header: Authorization -> X-Api-Token");
+  wait_for_log(t, "SIGHUP: http-listen changed");
+  wait_for_log(t, "SIGHUP: the HTTP face keeps max-connections");
+  /* A key only the new file names is a change too (restart). */
+  wait_for_log(t, "SIGHUP: previous-pepper-file changed ((none) -> "
+                  "/nonexistent/pepper.old) but needs a restart");
+  wait_for_log(t, "settings changed");
+  /* The new path and header at once, on the address it had. */
+  assert_int_equal(http_status_with(http, "/auth", "X-Api-Token", token), 204);
+  assert_int_equal(http_status_with(http, "/verify", "Authorization", bearer),
+                   404);
+  assert_false(th_path_exists(other));
   th_tokend_stop_ok(t);
 }
 
@@ -298,11 +483,19 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_socket_activation_single_socket_any_name, th_fixture_setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_socket_activation_http_socket_by_name, th_fixture_setup,
+          th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_socket_activation_http_socket_without_flag, th_fixture_setup,
+          th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_notify_ready_after_load_and_stopping,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(
           test_sighup_reloads_config_and_keeps_serving, th_fixture_setup,
           th_fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_sighup_reloads_http_settings,
+                                      th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_journal_stream_priority_prefixes,
                                       th_fixture_setup, th_fixture_teardown),
       cmocka_unit_test_setup_teardown(test_log_format_json_lines,

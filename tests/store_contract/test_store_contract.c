@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -506,6 +507,8 @@ static void test_every_op_is_set(void **state) {
   assert_true(ops->bulk_revoke && ops->revoked_at_by && ops->policy_get &&
               ops->policy_set && ops->active_count && ops->revoke_by_hash);
   assert_true(ops->policy_load);
+  assert_true(ops->meta_get && ops->meta_set && ops->token_rekey &&
+              ops->audit_prune);
   assert_int_equal(store_url_parse(fx->url, &be, &location, why, sizeof(why)),
                    0);
   assert_string_equal(be->scheme, backend->name);
@@ -1774,6 +1777,128 @@ static void test_imports_and_fingerprint_roll_back_together(void **state) {
   assert_int_equal(present, 0);
 }
 
+/* ---- audit retention (issue 16: --audit-retention-days) ---- */
+
+/* The rows older than the retention go (never the newest), the chain
+ * verifies from the newest removed row on and goes on with new appends;
+ * a second pass removes nothing. With PostgreSQL, a young row still
+ * cannot be deleted behind tokend's back (the trigger holds). */
+static void test_audit_prune_removes_old_rows_and_chain_holds(void **state) {
+  fixture_t *fx = *state;
+  const int64_t day = 86400000;
+  store_audit_check_t check;
+  int64_t removed = -1, upto = -1, now;
+  struct timespec ts;
+  store_audit_t ev;
+  int i;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  for (i = 1; i <= 4; i++) {
+    make_event(&ev, "example.com", "Issue", 1000 * i); /* 1970: old */
+    assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  }
+  make_event(&ev, "example.com", "Revoke", now);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_audit_prune(fx->store, 30 * day, now, &removed, &upto),
+                   0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(removed, 4);
+  assert_int_equal(upto, 4);
+  assert_int_equal(store_audit_verify(fx->store, 0, NULL, &check), 0);
+  assert_int_equal(check.first_bad_id, 0);
+  assert_int_equal(check.rows_checked, 1);
+  assert_int_equal(check.head_id, 5);
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_audit_prune(fx->store, 30 * day, now, &removed, &upto),
+                   0);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(removed, 0);
+  reopen(fx);
+  make_event(&ev, "example.com", "Issue", now);
+  assert_int_equal(store_audit_append(fx->store, &ev), 0);
+  assert_int_equal(store_audit_verify(fx->store, 0, NULL, &check), 0);
+  assert_int_equal(check.first_bad_id, 0);
+  assert_int_equal(check.rows_checked, 2);
+  if (strcmp(backend->name, "postgresql") == 0)
+    assert_int_not_equal(
+        pg_cluster_sql(&cluster, pg_db,
+                       "DELETE FROM audit_events WHERE id = 5"),
+        0);
+}
+
+/* ---- a pepper rotation (issue 16): meta and re-keys ---- */
+
+static void test_meta_set_get_replace_and_survive_reopen(void **state) {
+  fixture_t *fx = *state;
+  uint8_t buf[16];
+  size_t len = 0;
+
+  assert_int_equal(
+      store_meta_get(fx->store, "test_key", buf, sizeof(buf), &len),
+      TOKEND_ENOTFOUND);
+  assert_int_equal(
+      store_meta_set(fx->store, "test_key", (const uint8_t *)"abc", 3), 0);
+  assert_int_equal(store_meta_set(fx->store, "test_key",
+                                  (const uint8_t *)"\x00\x01\x02\x03\x04", 5),
+                   0);
+  reopen(fx);
+  assert_int_equal(
+      store_meta_get(fx->store, "test_key", buf, sizeof(buf), &len), 0);
+  assert_int_equal(len, 5);
+  assert_memory_equal(buf, "\x00\x01\x02\x03\x04", 5);
+  /* Too long for the caller's buffer: said, not cut. */
+  assert_int_equal(store_meta_get(fx->store, "test_key", buf, 4, &len),
+                   TOKEND_ESTORE);
+  /* Inside a transaction, rolled back with it. */
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(
+      store_meta_set(fx->store, "test_other", (const uint8_t *)"x", 1), 0);
+  store_rollback(fx->store);
+  assert_int_equal(
+      store_meta_get(fx->store, "test_other", buf, sizeof(buf), &len),
+      TOKEND_ENOTFOUND);
+}
+
+/* A re-key gives the row the new hash and generation (and, with a change
+ * feed, a change); a second one of the same hash, or one to a generation
+ * the row already has, finds nothing. */
+static void test_token_rekey_moves_hash_and_generation(void **state) {
+  fixture_t *fx = *state;
+  int feed = strcmp(backend->name, "postgresql") == 0;
+  uint8_t fresh[TOKEND_HASH_BYTES], other[TOKEND_HASH_BYTES];
+  store_token_t row, got;
+  load_acc_t acc = {0};
+  int64_t before;
+
+  insert_token(fx, "example.com", "tok1", 1, &row); /* pepper_gen 1 */
+  memset(fresh, 0x77, sizeof(fresh));
+  memset(other, 0x78, sizeof(other));
+  assert_int_equal(store_begin(fx->store), 0);
+  before = store_change_rev(fx->store);
+  assert_int_equal(store_token_rekey(fx->store, row.hash, fresh, 2, 5000), 0);
+  if (feed)
+    assert_true(store_change_rev(fx->store) > before);
+  assert_int_equal(store_commit(fx->store), 0);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok1", &got), 0);
+  assert_memory_equal(got.hash, fresh, TOKEND_HASH_BYTES);
+  assert_int_equal(got.pepper_gen, 2);
+  assert_string_equal(got.id, "tok1");
+  assert_int_equal(got.created_at, row.created_at);
+  assert_int_equal(store_load(fx->store, load_cb, &acc), 0);
+  assert_int_equal(acc.n, 1);
+
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_token_rekey(fx->store, row.hash, other, 2, 5001),
+                   TOKEND_ENOTFOUND);
+  assert_int_equal(store_token_rekey(fx->store, fresh, other, 2, 5001),
+                   TOKEND_ENOTFOUND);
+  store_rollback(fx->store);
+  assert_int_equal(store_token_get(fx->store, "example.com", "tok1", &got), 0);
+  assert_memory_equal(got.hash, fresh, TOKEND_HASH_BYTES);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown)
 #define T_EMPTY(f) cmocka_unit_test_setup_teardown(f, setup_empty, teardown)
 
@@ -1821,6 +1946,9 @@ int main(int argc, char **argv) {
       T(test_counts_load_and_import),
       T(test_imports_and_fingerprint_roll_back_together),
       T(test_import_works_again_after_a_failed_commit),
+      T(test_audit_prune_removes_old_rows_and_chain_holds),
+      T(test_meta_set_get_replace_and_survive_reopen),
+      T(test_token_rekey_moves_hash_and_generation),
   };
   size_t i;
   int rc;

@@ -384,6 +384,13 @@ typedef struct {
 int tokend_client_server_status(tokend_client_t *client,
                                 tokend_server_status_t *out) TOKEND_MUST_CHECK;
 
+/* Verifiers and operators (issue 16): *out gets how many tokens are still
+ * hashed with the previous pepper during a pepper rotation (0 when none
+ * is: the old pepper may then go). Its own call, from ServerStatus, so
+ * that tokend_server_status_t, which callers allocate, keeps its size. */
+int tokend_client_tokens_previous_pepper(tokend_client_t *client,
+                                         uint64_t *out) TOKEND_MUST_CHECK;
+
 /* ---- The Verify cache (issue 15, section 2) ----
  *
  * Off unless asked. A client with the cache on keeps up to max_entries

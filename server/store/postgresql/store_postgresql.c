@@ -29,7 +29,7 @@
 #include "store/store.h"
 
 /* The schema version this build writes (tokend_schema.version). */
-#define PG_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 /* pg_advisory_xact_lock key of the write lock: "tknd". */
 #define PG_WRITE_LOCK "1953066596"
 #define META_PEPPER_FINGERPRINT "pepper_fingerprint"
@@ -203,6 +203,30 @@ static const char *const migrations[] = {
      * index. */
     "CREATE INDEX IF NOT EXISTS tokens_domain_active ON tokens (domain,"
     " revoked_at, expires_at);",
+    /* 4 -> 5 (issue 16): --audit-retention-days, as SQLite's schema 5.
+     * audit_retention holds the retention (keep_ms, which the delete
+     * trigger checks: only rows older than it, by the database's clock,
+     * may go; 0: none may) and the newest removed row's id and chain hash,
+     * from which the chain is verified on. UPDATE and TRUNCATE stay
+     * refused. */
+    "CREATE TABLE audit_retention ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  keep_ms bigint NOT NULL DEFAULT 0,"
+    "  removed_upto bigint NOT NULL DEFAULT 0,"
+    "  removed_hash bytea"
+    ");"
+    "INSERT INTO audit_retention (one) VALUES (1);"
+    "CREATE FUNCTION audit_events_retention_only() RETURNS trigger"
+    " LANGUAGE plpgsql AS $$ DECLARE k bigint; BEGIN"
+    " SELECT keep_ms INTO k FROM audit_retention WHERE one = 1;"
+    " IF k IS NULL OR k <= 0 OR OLD.at >="
+    "  (extract(epoch FROM clock_timestamp()) * 1000)::bigint - k THEN"
+    " RAISE EXCEPTION 'the audit log is append-only (rows older than"
+    " --audit-retention-days excepted)'; END IF;"
+    " RETURN OLD; END $$;"
+    "DROP TRIGGER audit_events_no_delete ON audit_events;"
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
+    " FOR EACH ROW EXECUTE FUNCTION audit_events_retention_only();",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -213,6 +237,7 @@ static const char *const pg_tables[] = {
     "verify_counts", "meta",
     "feed",          "changes",
     "hosts",         "domain_policies", /* schema 3 (issue 17) */
+    "audit_retention", /* schema 5 (issue 16) */
 };
 
 typedef struct pg_store {
@@ -2292,6 +2317,90 @@ static int pg_audit_append(store_t *base, store_audit_t *ev) {
                  &p, NULL);
 }
 
+/* issue 16: after --audit-retention-days removed the oldest rows, the
+ * chain is verified from the newest removed row's id and hash. */
+static int pg_audit_walk_base(pg_t *s, store_audit_walk_t *walk) {
+  uint8_t h[STORE_AUDIT_HASH_BYTES] = {0};
+  PGresult *r;
+  int64_t upto = 0;
+  int err;
+
+  r = pg_run(s, "audit retention read",
+             "SELECT removed_upto, removed_hash FROM audit_retention"
+             " WHERE one = 1",
+             NULL, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 1) {
+    upto = pg_get_i64(r, 0, 0);
+    /* A missing or short hash leaves zeros: the chain then breaks at the
+     * first row kept, which is what such an edit deserves. */
+    (void)pg_get_blob(r, 0, 1, h, sizeof(h));
+  }
+  PQclear(r);
+  if (upto > 0)
+    store_audit_walk_from(walk, upto, h);
+  return 0;
+}
+
+/* --audit-retention-days: as SQLite's (store_sqlite.c), in the write
+ * transaction: the bound the delete trigger holds deletes to, then the
+ * rows before the first one young enough to keep (never the newest: the
+ * next append chains from it), then the newest removed row's id and hash.
+ * Queued audit rows are sent first, so the newest is known. */
+static int pg_audit_prune(store_t *base, int64_t keep_ms, int64_t now_ms,
+                          int64_t *removed, int64_t *upto) {
+  pg_t *s = pg_of(base);
+  uint8_t h[STORE_AUDIT_HASH_BYTES] = {0};
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int64_t last = 0, n = 0;
+  int err;
+
+  *removed = 0;
+  *upto = 0;
+  if ((err = pg_ready(s, 0)) != 0 || (err = audit_flush(s)) != 0)
+    return err;
+  p_i64(&p, keep_ms);
+  if ((err = pg_exec(s, "audit retention",
+                     "UPDATE audit_retention SET keep_ms = $1 WHERE one = 1",
+                     &p, NULL)) != 0)
+    return err;
+  p.n = 0;
+  p_i64(&p, now_ms - keep_ms);
+  r = pg_run(s, "audit retention: oldest rows",
+             "SELECT id, hash FROM audit_events WHERE id = (SELECT max(id)"
+             " FROM audit_events WHERE id < coalesce((SELECT min(id) FROM"
+             " audit_events WHERE at >= $1), (SELECT max(id) FROM"
+             " audit_events)))",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 1) {
+    last = pg_get_i64(r, 0, 0);
+    (void)pg_get_blob(r, 0, 1, h, sizeof(h));
+  }
+  PQclear(r);
+  if (last == 0)
+    return 0;
+  p.n = 0;
+  p_i64(&p, last);
+  if ((err = pg_exec(s, "audit retention: delete",
+                     "DELETE FROM audit_events WHERE id <= $1", &p, &n)) != 0)
+    return err;
+  p.n = 0;
+  p_i64(&p, last);
+  p_blob(&p, h, sizeof(h));
+  if ((err = pg_exec(s, "audit retention: base",
+                     "UPDATE audit_retention SET removed_upto = $1,"
+                     " removed_hash = $2 WHERE one = 1",
+                     &p, NULL)) != 0)
+    return err;
+  *removed = n;
+  *upto = last;
+  return 0;
+}
+
 static int pg_audit_verify(store_t *base, int64_t anchor_id,
                            const uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES],
                            store_audit_check_t *out) {
@@ -2319,6 +2428,11 @@ static int pg_audit_verify(store_t *base, int64_t anchor_id,
     return TOKEND_ENOMEM;
   }
   store_audit_walk_begin(&walk, s->audit_key, anchor_id, anchor_hash, out);
+  if ((err = pg_audit_walk_base(s, &walk)) != 0) {
+    free(ev);
+    PQclear(r);
+    return err;
+  }
   for (i = 0; i < PQntuples(r); i++) {
     audit_read(r, i, ev, h, &has_hash);
     if (store_audit_walk_row(&walk, ev, has_hash ? h : NULL))
@@ -2695,6 +2809,88 @@ static int pg_list_expiring(store_t *base, const char *domain, int64_t now,
   return err;
 }
 
+/* ---- a pepper rotation (issue 16) ---- */
+
+static int pg_meta_get(store_t *base, const char *key, uint8_t *buf, size_t cap,
+                       size_t *len) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_text(&p, key);
+  r = pg_run(s, "read meta", "SELECT value FROM meta WHERE key = $1", &p,
+             PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) != 1) {
+    err = TOKEND_ENOTFOUND;
+  } else if ((size_t)PQgetlength(r, 0, 0) > cap) {
+    pg_set_errmsg(s, "read meta", "value too long");
+    err = TOKEND_ESTORE;
+  } else {
+    *len = (size_t)PQgetlength(r, 0, 0);
+    if (*len > 0)
+      memcpy(buf, PQgetvalue(r, 0, 0), *len);
+  }
+  PQclear(r);
+  return err;
+}
+
+static int pg_meta_set(store_t *base, const char *key, const uint8_t *val,
+                       size_t len) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  p_text(&p, key);
+  p_blob(&p, len > 0 ? val : (const uint8_t *)"", len);
+  return pg_exec(s, "record meta",
+                 "INSERT INTO meta (key, value) VALUES ($1, $2)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 &p, NULL);
+}
+
+/* The new hash and its change in one statement: every host's follower
+ * reads the row as it is now and re-keys its entry (found by id). */
+static int pg_token_rekey(store_t *base,
+                          const uint8_t old_hash[TOKEND_HASH_BYTES],
+                          const uint8_t new_hash[TOKEND_HASH_BYTES],
+                          int32_t gen, int64_t now) {
+  pg_t *s = pg_of(base);
+  pg_params_t p = {.n = 0};
+  PGresult *r;
+  int err;
+
+  if ((err = pg_ready(s, 0)) != 0)
+    return err;
+  p_blob(&p, old_hash, TOKEND_HASH_BYTES);
+  p_blob(&p, new_hash, TOKEND_HASH_BYTES);
+  p_i64(&p, gen);
+  p_i64(&p, now);
+  r = pg_run(s, "re-key token",
+             "WITH u AS (UPDATE tokens SET hash = $2, pepper_gen = $3"
+             " WHERE hash = $1 AND pepper_gen < $3 RETURNING seq)"
+             " SELECT tokend_change(seq, NULL, NULL, $4) FROM u",
+             &p, PGRES_TUPLES_OK, &err);
+  if (r == NULL)
+    return err;
+  if (PQntuples(r) == 0)
+    err = TOKEND_ENOTFOUND;
+  else
+    tx_saw(s, pg_get_i64(r, 0, 0));
+  PQclear(r);
+  return err;
+}
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .errmsg = pg_errmsg,
@@ -2740,6 +2936,10 @@ static const struct store_ops pg_ops = {
     .policy_load = pg_policy_load,
     .active_count = pg_active_count,
     .revoke_by_hash = pg_revoke_by_hash,
+    .audit_prune = pg_audit_prune,
+    .meta_get = pg_meta_get,
+    .meta_set = pg_meta_set,
+    .token_rekey = pg_token_rekey,
 };
 
 /* libpq accepts both spellings of the scheme; so does tokend. */

@@ -2165,6 +2165,102 @@ out:
   return err;
 }
 
+/* ---- a pepper rotation (issue 16) ---- */
+
+static int sq_meta_get(store_t *base, const char *key, uint8_t *buf, size_t cap,
+                       size_t *len) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st = NULL;
+  const void *v;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1,
+                          &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    err = TOKEND_ENOTFOUND;
+  } else if (rc != SQLITE_ROW) {
+    err = store_fail(s, store_sqlite_map_rc(rc), "read meta");
+  } else if ((size_t)sqlite3_column_bytes(st, 0) > cap) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "meta %s: value too long", key);
+    err = TOKEND_ESTORE;
+  } else {
+    v = sqlite3_column_blob(st, 0);
+    *len = (size_t)sqlite3_column_bytes(st, 0);
+    if (*len > 0)
+      memcpy(buf, v, *len);
+  }
+  sqlite3_finalize(st);
+  return err;
+}
+
+static int sq_meta_set(store_t *base, const char *key, const uint8_t *val,
+                       size_t len) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st = NULL;
+  int rc, err;
+
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  if (s->base.flags & STORE_OPEN_READ_ONLY) {
+    snprintf(s->errmsg, sizeof(s->errmsg), "tokend runs --read-only");
+    return TOKEND_ECONFIG;
+  }
+  rc = sqlite3_prepare_v2(s->db,
+                          "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+                          " ON CONFLICT (key) DO UPDATE SET value = ?2",
+                          -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  /* A zero-length blob, not NULL: the column is NOT NULL. */
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_blob(st, 2, len > 0 ? (const void *)val : "", (int)len,
+                           SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), "record meta");
+  sqlite3_finalize(st);
+  return err;
+}
+
+/* Prepared per call: a token is re-keyed once in its life. */
+static int sq_token_rekey(store_t *base,
+                          const uint8_t old_hash[TOKEND_HASH_BYTES],
+                          const uint8_t new_hash[TOKEND_HASH_BYTES],
+                          int32_t gen, int64_t now) {
+  sq_t *s = sq_of(base);
+  sqlite3_stmt *st = NULL;
+  int rc, err;
+
+  (void)now; /* no change feed */
+  if ((err = sq_ready(s, 0)) != 0)
+    return err;
+  rc = sqlite3_prepare_v2(s->db,
+                          "UPDATE tokens SET hash = ?2, pepper_gen = ?3"
+                          " WHERE hash = ?1 AND pepper_gen < ?3",
+                          -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_blob(st, 1, old_hash, TOKEND_HASH_BYTES, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_blob(st, 2, new_hash, TOKEND_HASH_BYTES, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_int(st, 3, gen);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), "re-key token");
+  else if (sqlite3_changes(s->db) == 0)
+    err = TOKEND_ENOTFOUND;
+  sqlite3_finalize(st);
+  return err;
+}
+
 static const struct store_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -2212,6 +2308,9 @@ static const struct store_ops sq_ops = {
     .policy_load = sq_policy_load,
     .active_count = sq_active_count,
     .revoke_by_hash = sq_revoke_by_hash,
+    .meta_get = sq_meta_get,
+    .meta_set = sq_meta_set,
+    .token_rekey = sq_token_rekey,
 };
 
 const struct store_backend store_sqlite_backend = {

@@ -517,6 +517,123 @@ static void test_index_expiring_tally_counts_active_within(void **state) {
   assert_int_equal(b->expiring_soon, 1);
 }
 
+/* ---- a pepper rotation: entries re-keyed in place ---- */
+
+/* Re-keying entries in the middle of a probe cluster (hashes sharing their
+ * first 8 bytes, and so their home slot) leaves every other entry
+ * findable: the removal shifts the cluster back instead of cutting it. */
+static void test_index_rekey_in_cluster_keeps_others(void **state) {
+  index_t *ix = *state;
+  store_token_t rows[8];
+  uint8_t fresh[TOKEND_HASH_BYTES];
+  index_entry_t *e;
+  int i, j;
+
+  for (i = 0; i < 8; i++) {
+    make_row(&rows[i], (uint64_t)i + 1, "d", "x", "");
+    if (i > 0)
+      memcpy(rows[i].hash, rows[0].hash, 8);
+    rows[i].hash[TOKEND_HASH_BYTES - 1] = (uint8_t)i;
+    assert_int_equal(insert(ix, &rows[i]), 0);
+  }
+  for (i = 1; i < 8; i += 2) {
+    e = index_find(ix, rows[i].hash);
+    assert_non_null(e);
+    hash_of(1000 + (uint64_t)i, fresh);
+    assert_int_equal(index_rekey(ix, e, fresh), 0);
+    assert_ptr_equal(index_find(ix, fresh), e);
+    assert_null(index_find(ix, rows[i].hash));
+    memcpy(rows[i].hash, fresh, TOKEND_HASH_BYTES);
+    for (j = 0; j < 8; j++)
+      assert_non_null(index_find(ix, rows[j].hash));
+  }
+  assert_int_equal(index_count(ix), 8);
+}
+
+/* Many random entries, half re-keyed: each found by its new hash, never
+ * by its old one, and the digest is that of an index built with the new
+ * hashes from the start. */
+static void test_index_rekey_many_and_digest(void **state) {
+  index_t *ix = *state, *other = NULL;
+  store_token_t row;
+  uint8_t fresh[TOKEND_HASH_BYTES];
+  uint64_t da[4] = {0}, db[4] = {0};
+  index_entry_t *e;
+  uint64_t n;
+
+  assert_int_equal(index_new(&other), 0);
+  for (n = 0; n < 5000; n++) {
+    make_row(&row, n, "example.com", "l", "read");
+    assert_int_equal(insert(ix, &row), 0);
+    if (n % 2 == 1)
+      hash_of(n + 1000000, row.hash);
+    assert_int_equal(index_insert(other, &row, domains_get(&doms, row.domain)),
+                     0);
+  }
+  for (n = 1; n < 5000; n += 2) {
+    hash_of(n, row.hash);
+    assert_non_null(e = index_find(ix, row.hash));
+    hash_of(n + 1000000, fresh);
+    assert_int_equal(index_rekey(ix, e, fresh), 0);
+  }
+  for (n = 0; n < 5000; n++) {
+    hash_of(n, row.hash);
+    hash_of(n + 1000000, fresh);
+    if (n % 2 == 1) {
+      assert_null(index_find(ix, row.hash));
+      assert_non_null(e = index_find(ix, fresh));
+    } else {
+      assert_non_null(e = index_find(ix, row.hash));
+      assert_null(index_find(ix, fresh));
+    }
+    snprintf(row.id, sizeof(row.id), "tok_%020llu", (unsigned long long)n);
+    assert_string_equal(e->id, row.id);
+  }
+  index_digest(ix, da);
+  index_digest(other, db);
+  assert_memory_equal(da, db, sizeof(da));
+  index_free(other);
+}
+
+/* Entries on the previous pepper are counted and found by id until they
+ * are re-keyed; a re-key onto another entry's hash is refused. */
+static void test_index_pepper_old_find_count_rekey(void **state) {
+  index_t *ix = *state;
+  index_entry_t *a = insert_n(ix, 1), *b = insert_n(ix, 2),
+                *c = insert_n(ix, 3);
+  uint8_t fresh[TOKEND_HASH_BYTES];
+
+  assert_int_equal(index_pepper_old_count(ix), 0);
+  assert_null(index_pepper_old_find(ix, a->id));
+  assert_int_equal(index_pepper_old_add(ix, a), 0);
+  assert_int_equal(index_pepper_old_add(ix, b), 0);
+  assert_int_equal(index_pepper_old_add(ix, b), 0); /* once */
+  assert_int_equal(index_pepper_old_count(ix), 2);
+  assert_ptr_equal(index_pepper_old_find(ix, a->id), a);
+  assert_ptr_equal(index_pepper_old_find(ix, b->id), b);
+  assert_null(index_pepper_old_find(ix, c->id));
+  assert_null(index_pepper_old_find(ix, "tok_nope"));
+
+  assert_int_equal(index_rekey(ix, a, c->hash), TOKEND_EEXIST);
+  assert_int_equal(a->pepper_old, 1);
+  a->last_used_at = 77;
+  hash_of(500, fresh);
+  assert_int_equal(index_rekey(ix, a, fresh), 0);
+  assert_int_equal(a->pepper_old, 0);
+  assert_int_equal(index_pepper_old_count(ix), 1);
+  assert_null(index_pepper_old_find(ix, a->id));
+  assert_ptr_equal(index_pepper_old_find(ix, b->id), b);
+  /* Its last use is written back again, under the new hash. */
+  assert_int_equal(a->dirty, 1);
+  hash_of(501, fresh);
+  assert_int_equal(index_rekey(ix, b, fresh), 0);
+  assert_int_equal(index_pepper_old_count(ix), 0);
+  assert_null(index_pepper_old_find(ix, b->id));
+  /* Marked again after the table was freed: found again. */
+  assert_int_equal(index_pepper_old_add(ix, c), 0);
+  assert_ptr_equal(index_pepper_old_find(ix, c->id), c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_index_insert_then_find, setup,
@@ -554,6 +671,12 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_index_digest_follows_changes, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_index_rekey_in_cluster_keeps_others,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_rekey_many_and_digest, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_index_pepper_old_find_count_rekey,
+                                      setup, teardown),
   };
 
   return cmocka_run_group_tests_name("index", tests, NULL, NULL);

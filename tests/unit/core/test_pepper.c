@@ -368,6 +368,30 @@ static void test_pepper_audit_key_is_the_stored_chains_key(void **state) {
 
 #define PEPPER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* The audit key sealed under one pepper opens with that pepper only, to
+ * the same key; a changed byte does not open; two seals differ (a fresh
+ * nonce each time). */
+static void
+test_pepper_audit_key_seal_opens_with_its_pepper_only(void **state) {
+  uint8_t a[TOKEND_PEPPER_BYTES], b[TOKEND_PEPPER_BYTES];
+  uint8_t key[PEPPER_AUDIT_KEY_BYTES], out[PEPPER_AUDIT_KEY_BYTES];
+  uint8_t s1[PEPPER_AUDIT_KEY_SEALED_BYTES], s2[PEPPER_AUDIT_KEY_SEALED_BYTES];
+
+  (void)state;
+  randombytes_buf(a, sizeof(a));
+  memcpy(b, a, sizeof(b));
+  b[0] ^= 1;
+  pepper_audit_key(a, key);
+  pepper_audit_key_seal(a, key, s1);
+  pepper_audit_key_seal(a, key, s2);
+  assert_memory_not_equal(s1, s2, sizeof(s1));
+  assert_int_equal(pepper_audit_key_open(a, s1, out), 0);
+  assert_memory_equal(out, key, sizeof(key));
+  assert_int_equal(pepper_audit_key_open(b, s1, out), TOKEND_ECONFIG);
+  s2[sizeof(s2) - 1] ^= 1;
+  assert_int_equal(pepper_audit_key_open(a, s2, out), TOKEND_ECONFIG);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       PEPPER_TEST(test_pepper_created_when_missing),
@@ -375,6 +399,7 @@ int main(void) {
       PEPPER_TEST(test_pepper_create_never_replaces),
       PEPPER_TEST(test_pepper_fingerprint_identifies_without_revealing),
       PEPPER_TEST(test_pepper_audit_key_is_the_stored_chains_key),
+      PEPPER_TEST(test_pepper_audit_key_seal_opens_with_its_pepper_only),
       PEPPER_TEST(test_pepper_loads_same_bytes_back),
       PEPPER_TEST(test_pepper_existing_file_used_as_is),
       PEPPER_TEST(test_pepper_new_files_differ),
