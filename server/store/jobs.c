@@ -548,6 +548,19 @@ int store_job_run_edit(store_t *store, store_job_t *job) {
                    "(issue a new token)");
     return 0;
   }
+  /* A token Roll replaced expires at the end of its grace: lengthening
+   * (or removing) that expiry would keep the replaced secret working,
+   * which is what the Roll was for. Shortening stays allowed. */
+  if (job->u.edit.set_expires_at && b->rolled_to[0] != '\0' &&
+      (w->expires_at == 0 ||
+       (b->expires_at != 0 && w->expires_at > b->expires_at))) {
+    snprintf(why, sizeof(why),
+             "the token was rolled (to %s): its expiry can only be "
+             "shortened",
+             b->rolled_to);
+    store_job_fail(job, TOKEND_ECONFIG, why);
+    return 0;
+  }
   *a = *b;
   if (job->u.edit.set_label)
     memcpy(a->label, w->label, sizeof(a->label));

@@ -572,7 +572,7 @@ static void test_roll_replaces_the_token_with_a_grace(void **state) {
   tokend_verify_result_t v;
   tokend_token_list_t *list = NULL;
   tokend_audit_event_t ev;
-  int64_t created, lifetime = 10 * DAY_MS, before;
+  int64_t created, lifetime = 10 * DAY_MS, before, grace_end;
 
   issue(f, DOMAIN, "rotating", th_now_ms() + lifetime, SCOPES_AB, 2,
         "{\"team\":\"ops\"}", &is);
@@ -614,10 +614,32 @@ static void test_roll_replaces_the_token_with_a_grace(void **state) {
   audit_row(f, "Roll", is.info.id, TOKEND_GRPC_OK, &ev);
   assert_non_null(strstr(ev.detail, rolled.info.id));
 
+  grace_end = rolled.previous.expires_at;
   /* Rolled once: not again. */
   expect_error(f->client,
                tokend_client_roll(f->client, DOMAIN, is.info.id, 0, &rolled),
                TOKEND_ECONFIG, "already rolled");
+  /* Its grace cannot be lengthened (nor the expiry removed) by an Edit;
+   * it can be cut short. */
+  {
+    tokend_edit_params_t e;
+    tokend_token_info_t info;
+
+    memset(&e, 0, sizeof(e));
+    e.set_expires_at = 1;
+    e.expires_at = grace_end + DAY_MS;
+    expect_error(f->client,
+                 tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                 TOKEND_ECONFIG, "only be shortened");
+    e.expires_at = 0;
+    expect_error(f->client,
+                 tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info),
+                 TOKEND_ECONFIG, "only be shortened");
+    e.expires_at = grace_end - 1000;
+    assert_int_equal(
+        tokend_client_edit(f->client, DOMAIN, is.info.id, &e, &info), 0);
+    assert_int_equal(info.expires_at, grace_end - 1000);
+  }
   sodium_memzero(rolled.token, sizeof(rolled.token));
   tokend_client_wipe(&is);
 }
