@@ -186,11 +186,29 @@ int store_load(store_t *s, store_load_cb cb, void *arg) {
   return s->ops->load(s, cb, arg);
 }
 
-int store_begin(store_t *s) { return s->ops->begin(s); }
+/* Ends the policy memo's transaction (store_s.policy_memo). */
+static void policy_memo_end(store_t *s) {
+  s->policy_memo.in_tx = 0;
+  s->policy_memo.valid = 0;
+}
 
-int store_commit(store_t *s) { return s->ops->commit(s); }
+int store_begin(store_t *s) {
+  int err = s->ops->begin(s);
 
-void store_rollback(store_t *s) { s->ops->rollback(s); }
+  policy_memo_end(s);
+  s->policy_memo.in_tx = err == 0;
+  return err;
+}
+
+int store_commit(store_t *s) {
+  policy_memo_end(s);
+  return s->ops->commit(s);
+}
+
+void store_rollback(store_t *s) {
+  policy_memo_end(s);
+  s->ops->rollback(s);
+}
 
 int store_insert(store_t *s, store_token_t *row) {
   return s->ops->insert(s, row);
@@ -352,10 +370,30 @@ int store_revoked_at_by(store_t *s, const char *domain, int64_t revoked_at,
 }
 
 int store_policy_get(store_t *s, const char *domain, store_policy_t *out) {
-  return s->ops->policy_get(s, domain, out);
+  int err;
+
+  if (s->policy_memo.valid && strcmp(s->policy_memo.domain, domain) == 0) {
+    if (!s->policy_memo.found)
+      return TOKEND_ENOTFOUND;
+    *out = s->policy_memo.policy;
+    return 0;
+  }
+  err = s->ops->policy_get(s, domain, out);
+  if (s->policy_memo.in_tx && (err == 0 || err == TOKEND_ENOTFOUND) &&
+      strlen(domain) < sizeof(s->policy_memo.domain)) {
+    s->policy_memo.valid = 1;
+    s->policy_memo.found = err == 0;
+    snprintf(s->policy_memo.domain, sizeof(s->policy_memo.domain), "%s",
+             domain);
+    if (err == 0)
+      s->policy_memo.policy = *out;
+  }
+  return err;
 }
 
 int store_policy_set(store_t *s, const store_policy_t *p) {
+  /* Read again after: the row as stored (updated_at, ...). */
+  s->policy_memo.valid = 0;
   return s->ops->policy_set(s, p);
 }
 

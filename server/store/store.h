@@ -62,6 +62,20 @@ typedef int (*store_feed_open_fn)(const char *location,
 struct store_s {
   const struct store_ops *ops; /* never NULL; static, owned by the backend */
   int flags;                   /* the STORE_OPEN_* it was opened with */
+  /* store.c's own (backends leave it zeroed): the last policy_get inside
+   * the current write transaction, from store_begin to its commit or
+   * rollback. A group commit's Issues of one domain read its policy once:
+   * with PostgreSQL each read is a round trip, and sends the group's
+   * queued INSERTs ahead of it, one token at a time. Nothing else changes
+   * a policy inside the transaction but store_policy_set, which updates
+   * it. */
+  struct {
+    int in_tx; /* between store_begin and its end */
+    int valid; /* domain's answer is below */
+    int found; /* domain has a policy (else: TOKEND_ENOTFOUND) */
+    char domain[TOKEND_DOMAIN_BYTES];
+    store_policy_t policy;
+  } policy_memo;
 };
 
 /* Recovers a struct from a pointer to one of its members (libuv's idiom:

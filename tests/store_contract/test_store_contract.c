@@ -799,6 +799,42 @@ static void test_policy_get_without_a_policy_is_not_found(void **state) {
                    TOKEND_ENOTFOUND);
 }
 
+/* store.c keeps a policy read inside a write transaction until it ends
+ * (store_s.policy_memo): within it, a policy_set is seen at once; after
+ * it, another connection's change is (nothing read in an earlier
+ * transaction is answered again). */
+static void test_policy_read_in_a_transaction_is_never_stale(void **state) {
+  fixture_t *fx = *state;
+  store_policy_t p, got;
+  store_t *other = NULL;
+  char why[256];
+
+  memset(&p, 0, sizeof(p));
+  snprintf(p.domain, sizeof(p.domain), "example.com");
+  snprintf(p.updated_by, sizeof(p.updated_by), "root");
+  p.updated_at = 1;
+  p.max_lifetime_ms = 1000;
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got),
+                   TOKEND_ENOTFOUND);
+  assert_int_equal(store_policy_set(fx->store, &p), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got), 0);
+  assert_int_equal(got.max_lifetime_ms, 1000);
+  assert_int_equal(store_commit(fx->store), 0);
+
+  assert_int_equal(store_open_url(fx->url, 0, &other, why, sizeof(why)), 0);
+  p.max_lifetime_ms = 2000;
+  assert_int_equal(store_begin(other), 0);
+  assert_int_equal(store_policy_set(other, &p), 0);
+  assert_int_equal(store_commit(other), 0);
+  store_close(other);
+
+  assert_int_equal(store_begin(fx->store), 0);
+  assert_int_equal(store_policy_get(fx->store, "example.com", &got), 0);
+  assert_int_equal(got.max_lifetime_ms, 2000);
+  store_rollback(fx->store);
+}
+
 /* ---- admins ---- */
 
 static void test_admin_grant_get_load_and_already(void **state) {
@@ -1915,6 +1951,7 @@ int main(int argc, char **argv) {
       T(test_token_update_writes_the_mutable_fields),
       T(test_list_expiring_selects_the_window),
       T(test_policy_get_without_a_policy_is_not_found),
+      T(test_policy_read_in_a_transaction_is_never_stale),
       T(test_token_get_other_domain_is_not_found),
       T(test_load_walks_oldest_first_and_stops_on_request),
       T(test_revoke_once_then_already),
