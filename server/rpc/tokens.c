@@ -130,7 +130,7 @@ void rpc_issue(rpc_t *r, sink_t *k, uint64_t call_id,
   char why[TOKEND_STATUS_MESSAGE_BYTES], metadata[TOKEND_METADATA_BYTES];
   store_token_t *row;
   call_t *call;
-  size_t i, off = 0, len;
+  size_t i, j, off = 0, len;
   int64_t now = tokend_now_ms();
 
   if (rpc_reject_nul(r, k, call_id, req->domain, "domain") ||
@@ -148,9 +148,18 @@ void rpc_issue(rpc_t *r, sink_t *k, uint64_t call_id,
              TOKEND_MAX_SCOPES);
     goto err_invalid;
   }
-  for (i = 0; i < req->n_scopes; i++)
+  for (i = 0; i < req->n_scopes; i++) {
     if (validate_scope(req->scopes[i], why, sizeof(why)) != 0)
       goto err_invalid;
+    /* As Edit and SetDomainPolicy: a scope held twice is a caller's
+     * mistake, and Verify would hand it out twice. */
+    for (j = 0; j < i; j++)
+      if (strcmp(req->scopes[i], req->scopes[j]) == 0) {
+        snprintf(why, sizeof(why), "scopes: %.64s is given twice",
+                 req->scopes[i]);
+        goto err_invalid;
+      }
+  }
   /* issue 17: kept as compact JSON (what Verify hands out). */
   if (rpc_metadata_normalize(req->metadata, metadata, why, sizeof(why)) != 0)
     goto err_invalid;

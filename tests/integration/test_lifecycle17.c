@@ -302,6 +302,23 @@ static void test_edit_changes_what_verify_answers_and_audits(void **state) {
   tokend_client_wipe(&is);
 }
 
+/* Issue refuses a scope given twice, as Edit and SetDomainPolicy do, and
+ * stores nothing. */
+static void test_issue_scope_twice_is_refused(void **state) {
+  th_fixture_t *f = *state;
+  const char *const twice[] = {"read", "read"};
+  tokend_issue_params_t p = {DOMAIN, "twice", 0, twice, 2, NULL};
+  tokend_issued_t is;
+  tokend_token_list_t *list = NULL;
+
+  expect_error(f->client, tokend_client_issue(f->client, &p, &is),
+               TOKEND_EINVAL, "given twice");
+  assert_non_null(strstr(tokend_client_errmsg(f->client), "scopes"));
+  assert_int_equal(tokend_client_list(f->client, DOMAIN, 0, NULL, 1, &list), 0);
+  assert_int_equal(list->n_tokens, 0);
+  tokend_token_list_free(list);
+}
+
 static void test_edit_refusals_change_nothing(void **state) {
   th_fixture_t *f = *state;
   const char *const wider[] = {"read", "admin"};
@@ -908,6 +925,7 @@ int main(void) {
       T(test_lookup_refusals),
       T(test_edit_changes_what_verify_answers_and_audits),
       T(test_edit_refusals_change_nothing),
+      T(test_issue_scope_twice_is_refused),
       T(test_edit_lengthens_only_within_the_policy),
       T(test_edit_does_not_revive_an_expired_token),
       T(test_edit_and_roll_logged_with_their_doer),
