@@ -232,11 +232,16 @@ static const char *const migrations[] = {
 
 /* The tables --check-db expects. */
 static const char *const pg_tables[] = {
-    "tokend_schema", "tokens",
-    "domain_admins", "audit_events",
-    "verify_counts", "meta",
-    "feed",          "changes",
-    "hosts",         "domain_policies", /* schema 3 (issue 17) */
+    "tokend_schema",
+    "tokens",
+    "domain_admins",
+    "audit_events",
+    "verify_counts",
+    "meta",
+    "feed",
+    "changes",
+    "hosts",
+    "domain_policies", /* schema 3 (issue 17) */
     "audit_retention", /* schema 5 (issue 16) */
 };
 

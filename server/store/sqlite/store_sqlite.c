@@ -129,8 +129,8 @@
   XX(policy_load, "SELECT max_lifetime_ms, require_expiry, allowed_scopes,"    \
                   " max_active_tokens, updated_at, updated_by, domain"         \
                   " FROM domain_policies")                                     \
-  /* Two ranges of tokens_domain_active (never expiring; expiring after    \
-   * ?2), so revoked and expired tokens are never walked */                   \
+  /* Two ranges of tokens_domain_active (never expiring; expiring after        \
+   * ?2), so revoked and expired tokens are never walked */                    \
   XX(active_count, "SELECT (SELECT count(*) FROM (SELECT 1 FROM tokens"        \
                    " WHERE domain = ?1 AND revoked_at = 0 AND expires_at = 0"  \
                    " LIMIT ?3)) + (SELECT count(*) FROM (SELECT 1 FROM tokens" \
