@@ -1936,6 +1936,23 @@ static int pg_revoked_at_by(store_t *base, const char *domain,
 
 /* ---- domain policies (issue 17) ---- */
 
+/* The columns of a domain_policies row that pg_policy_row reads. */
+#define POLICY_COLUMNS                                                         \
+  "max_lifetime_ms, require_expiry::int4, allowed_scopes,"                     \
+  " max_active_tokens::int8, updated_at, updated_by"
+
+/* Reads POLICY_COLUMNS of row i of r into out (zeroed first), whose domain
+ * the caller sets. */
+static void pg_policy_row(const PGresult *r, int i, store_policy_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->max_lifetime_ms = pg_get_i64(r, i, 0);
+  out->require_expiry = pg_get_i64(r, i, 1) != 0;
+  pg_get_text(r, i, 2, out->allowed_scopes, sizeof(out->allowed_scopes));
+  out->max_active_tokens = (int32_t)pg_get_i64(r, i, 3);
+  out->updated_at = pg_get_i64(r, i, 4);
+  pg_get_text(r, i, 5, out->updated_by, sizeof(out->updated_by));
+}
+
 static int pg_policy_get(store_t *base, const char *domain,
                          store_policy_t *out) {
   pg_t *s = pg_of(base);
@@ -1947,23 +1964,15 @@ static int pg_policy_get(store_t *base, const char *domain,
     return err;
   p_text(&p, domain);
   r = pg_run(s, "policy get",
-             "SELECT max_lifetime_ms, require_expiry::int4, allowed_scopes,"
-             " max_active_tokens::int8, updated_at, updated_by"
-             " FROM domain_policies WHERE domain = $1",
+             "SELECT " POLICY_COLUMNS " FROM domain_policies WHERE domain = $1",
              &p, PGRES_TUPLES_OK, &err);
   if (r == NULL)
     return err;
   if (PQntuples(r) == 0) {
     err = TOKEND_ENOTFOUND;
   } else {
-    memset(out, 0, sizeof(*out));
+    pg_policy_row(r, 0, out);
     snprintf(out->domain, sizeof(out->domain), "%s", domain);
-    out->max_lifetime_ms = pg_get_i64(r, 0, 0);
-    out->require_expiry = pg_get_i64(r, 0, 1) != 0;
-    pg_get_text(r, 0, 2, out->allowed_scopes, sizeof(out->allowed_scopes));
-    out->max_active_tokens = (int32_t)pg_get_i64(r, 0, 3);
-    out->updated_at = pg_get_i64(r, 0, 4);
-    pg_get_text(r, 0, 5, out->updated_by, sizeof(out->updated_by));
   }
   PQclear(r);
   return err;
@@ -1978,21 +1987,13 @@ static int pg_policy_load(store_t *base, store_policy_cb cb, void *arg) {
   if ((err = pg_ready(s, 0)) != 0)
     return err;
   r = pg_run(s, "policy load",
-             "SELECT domain, max_lifetime_ms, require_expiry::int4,"
-             " allowed_scopes, max_active_tokens::int8, updated_at,"
-             " updated_by FROM domain_policies",
-             NULL, PGRES_TUPLES_OK, &err);
+             "SELECT " POLICY_COLUMNS ", domain FROM domain_policies", NULL,
+             PGRES_TUPLES_OK, &err);
   if (r == NULL)
     return err;
   for (i = 0; i < PQntuples(r) && err == 0; i++) {
-    memset(&pol, 0, sizeof(pol));
-    pg_get_text(r, i, 0, pol.domain, sizeof(pol.domain));
-    pol.max_lifetime_ms = pg_get_i64(r, i, 1);
-    pol.require_expiry = pg_get_i64(r, i, 2) != 0;
-    pg_get_text(r, i, 3, pol.allowed_scopes, sizeof(pol.allowed_scopes));
-    pol.max_active_tokens = (int32_t)pg_get_i64(r, i, 4);
-    pol.updated_at = pg_get_i64(r, i, 5);
-    pg_get_text(r, i, 6, pol.updated_by, sizeof(pol.updated_by));
+    pg_policy_row(r, i, &pol);
+    pg_get_text(r, i, 6, pol.domain, sizeof(pol.domain));
     err = cb(arg, &pol);
   }
   PQclear(r);
