@@ -1465,13 +1465,30 @@ static int pg_touch(store_t *base, const store_touch_t *items, size_t n) {
   return err;
 }
 
+/* Reads up to max_rows token rows of r (TOKEN_COLUMNS) into rows; *n_rows
+ * gets how many, 0 on failure (a row with a bad hash; what names the
+ * call in the message). */
+static int pg_token_rows(pg_t *s, const PGresult *r, const char *what,
+                         store_token_t *rows, size_t max_rows, size_t *n_rows) {
+  size_t n;
+  int err = 0;
+
+  for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++) {
+    if ((err = pg_token_read(r, (int)n, 0, &rows[n])) != 0) {
+      pg_set_errmsg(s, what, "token row with a bad hash");
+      break;
+    }
+  }
+  *n_rows = err == 0 ? n : 0;
+  return err;
+}
+
 static int pg_list(store_t *base, const char *domain, int include_revoked,
                    int64_t before_seq, store_token_t *rows, size_t max_rows,
                    size_t *n_rows) {
   pg_t *s = pg_of(base);
   pg_params_t p = {.n = 0};
   PGresult *r;
-  size_t n = 0;
   int err;
 
   *n_rows = 0;
@@ -1488,13 +1505,7 @@ static int pg_list(store_t *base, const char *domain, int include_revoked,
              &p, PGRES_TUPLES_OK, &err);
   if (r == NULL)
     return err;
-  for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++) {
-    if ((err = pg_token_read(r, (int)n, 0, &rows[n])) != 0) {
-      pg_set_errmsg(s, "list", "token row with a bad hash");
-      break;
-    }
-  }
-  *n_rows = err == 0 ? n : 0;
+  err = pg_token_rows(s, r, "list", rows, max_rows, n_rows);
   PQclear(r);
   return err;
 }
@@ -2785,7 +2796,6 @@ static int pg_list_expiring(store_t *base, const char *domain, int64_t now,
   pg_t *s = pg_of(base);
   pg_params_t p = {.n = 0};
   PGresult *r;
-  size_t n = 0;
   int err;
 
   *n_rows = 0;
@@ -2804,13 +2814,7 @@ static int pg_list_expiring(store_t *base, const char *domain, int64_t now,
              &p, PGRES_TUPLES_OK, &err);
   if (r == NULL)
     return err;
-  for (n = 0; n < (size_t)PQntuples(r) && n < max_rows; n++) {
-    if ((err = pg_token_read(r, (int)n, 0, &rows[n])) != 0) {
-      pg_set_errmsg(s, "list expiring", "token row with a bad hash");
-      break;
-    }
-  }
-  *n_rows = err == 0 ? n : 0;
+  err = pg_token_rows(s, r, "list expiring", rows, max_rows, n_rows);
   PQclear(r);
   return err;
 }

@@ -842,13 +842,34 @@ static int sq_touch(store_t *base, const store_touch_t *items, size_t n) {
   return err;
 }
 
+/* Steps st (bound, returning TOKEN_COLUMNS) into rows, at most max_rows;
+ * *n_rows gets how many were read, left as it is on a row that does not
+ * read. what names the call in the message. The caller resets st. */
+static int rows_step(sq_t *s, sqlite3_stmt *st, const char *what,
+                     store_token_t *rows, size_t max_rows, size_t *n_rows) {
+  char msg[64];
+  size_t n = 0;
+  int rc = SQLITE_DONE, err = 0;
+
+  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if ((err = row_read(st, &rows[n])) != 0) {
+      snprintf(msg, sizeof(msg), "%s read", what);
+      return store_fail(s, err, msg);
+    }
+    n++;
+  }
+  if (n < max_rows && rc != SQLITE_DONE)
+    err = store_fail(s, store_sqlite_map_rc(rc), what);
+  *n_rows = n;
+  return err;
+}
+
 static int sq_list(store_t *base, const char *domain, int include_revoked,
                    int64_t before_seq, store_token_t *rows, size_t max_rows,
                    size_t *n_rows) {
   sq_t *s = sq_of(base);
   sqlite3_stmt *st;
-  size_t n = 0;
-  int rc = SQLITE_DONE, err = 0;
+  int err = 0;
 
   *n_rows = 0;
   if ((err = sq_ready(s, 0)) != 0)
@@ -862,17 +883,7 @@ static int sq_list(store_t *base, const char *domain, int include_revoked,
     err = store_fail(s, TOKEND_ESTORE, "list bind");
     goto out;
   }
-  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if ((err = row_read(st, &rows[n])) != 0) {
-      store_fail(s, err, "list read");
-      goto out_reset;
-    }
-    n++;
-  }
-  if (n < max_rows && rc != SQLITE_DONE)
-    err = store_fail(s, store_sqlite_map_rc(rc), "list");
-  *n_rows = n;
-out_reset:
+  err = rows_step(s, st, "list", rows, max_rows, n_rows);
   sqlite3_reset(st);
 out:
   sqlite3_clear_bindings(st);
@@ -2132,8 +2143,7 @@ static int sq_list_expiring(store_t *base, const char *domain, int64_t now,
                             size_t *n_rows) {
   sq_t *s = sq_of(base);
   sqlite3_stmt *st;
-  size_t n = 0;
-  int rc = SQLITE_DONE, err = 0;
+  int err = 0;
 
   *n_rows = 0;
   if ((err = sq_ready(s, 0)) != 0)
@@ -2148,17 +2158,7 @@ static int sq_list_expiring(store_t *base, const char *domain, int64_t now,
     err = store_fail(s, TOKEND_ESTORE, "list expiring bind");
     goto out;
   }
-  while (n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if ((err = row_read(st, &rows[n])) != 0) {
-      store_fail(s, err, "list expiring read");
-      goto out_reset;
-    }
-    n++;
-  }
-  if (n < max_rows && rc != SQLITE_DONE)
-    err = store_fail(s, store_sqlite_map_rc(rc), "list expiring");
-  *n_rows = n;
-out_reset:
+  err = rows_step(s, st, "list expiring", rows, max_rows, n_rows);
   sqlite3_reset(st);
 out:
   sqlite3_clear_bindings(st);
