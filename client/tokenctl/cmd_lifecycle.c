@@ -363,34 +363,16 @@ int ctl_edit(ctl_opts_t *opts, int argc, char **argv) {
 
 static int ctl_roll_print_json(const tokend_rolled_t *r) {
   json_t *root = json_object(), *token = json_string(r->token);
-  const char *copy;
-  char *text = NULL;
-  int rc = CTL_EXIT_ERROR;
 
-  /* json_object_set, not _set_new: we keep a reference to wipe it. */
-  if (root != NULL && token != NULL &&
-      json_object_set(root, "token", token) == 0 &&
-      json_object_update_new(root, ctl_json_info(&r->info)) == 0 &&
-      json_object_set_new(root, "previous", ctl_json_info(&r->previous)) == 0)
-    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  if (text == NULL)
-    fputs("tokenctl: cannot encode the result as JSON\n", stderr);
-  else if (ctl_write_all(STDOUT_FILENO, text, strlen(text)) != 0 ||
-           ctl_write_all(STDOUT_FILENO, "\n", 1) != 0)
-    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
-            strerror(errno));
-  else
-    rc = CTL_EXIT_OK;
-  if (text != NULL) {
-    sodium_memzero(text, strlen(text));
-    free(text);
+  /* json_object_set, not _set_new: ctl_print_secret_json wipes token. */
+  if (root == NULL || token == NULL ||
+      json_object_set(root, "token", token) != 0 ||
+      json_object_update_new(root, ctl_json_info(&r->info)) != 0 ||
+      json_object_set_new(root, "previous", ctl_json_info(&r->previous)) != 0) {
+    json_decref(root);
+    root = NULL;
   }
-  copy = json_string_value(token);
-  if (copy != NULL)
-    sodium_memzero((char *)copy, strlen(copy));
-  json_decref(token);
-  json_decref(root);
-  return rc;
+  return ctl_print_secret_json(root, token);
 }
 
 int ctl_roll(ctl_opts_t *opts, int argc, char **argv) {

@@ -116,41 +116,18 @@ const char ctl_list_usage[] =
 
 static int ctl_issue_print_json(const tokend_issued_t *issued,
                                 json_t *propagation) {
-  json_t *root, *token = NULL, *out = NULL;
-  const char *copy;
-  char *text = NULL;
-  int rc = CTL_EXIT_ERROR;
+  json_t *root = json_object(), *token = json_string(issued->token);
 
-  root = json_object();
-  token = json_string(issued->token);
-  /* json_object_set, not _set_new: we keep a reference to wipe it. */
-  if (root != NULL && token != NULL &&
-      json_object_set(root, "token", token) == 0 &&
-      json_object_update_new(root, ctl_json_info(&issued->info)) == 0 &&
-      (propagation == NULL ||
-       json_object_set_new(root, "propagation", propagation) == 0) &&
-      (out = ctl_json_with_rfc3339(root)) != NULL)
-    text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  if (text == NULL)
-    fputs("tokenctl: cannot encode the result as JSON\n", stderr);
-  else if (ctl_write_all(STDOUT_FILENO, text, strlen(text)) != 0 ||
-           ctl_write_all(STDOUT_FILENO, "\n", 1) != 0)
-    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
-            strerror(errno));
-  else
-    rc = CTL_EXIT_OK;
-  if (text != NULL) {
-    sodium_memzero(text, strlen(text));
-    free(text);
+  /* json_object_set, not _set_new: ctl_print_secret_json wipes token. */
+  if (root == NULL || token == NULL ||
+      json_object_set(root, "token", token) != 0 ||
+      json_object_update_new(root, ctl_json_info(&issued->info)) != 0 ||
+      (propagation != NULL &&
+       json_object_set_new(root, "propagation", propagation) != 0)) {
+    json_decref(root);
+    root = NULL;
   }
-  /* jansson holds its own copy of the secret. */
-  copy = json_string_value(token);
-  if (copy != NULL)
-    sodium_memzero((char *)copy, strlen(copy));
-  json_decref(token);
-  json_decref(out);
-  json_decref(root);
-  return rc;
+  return ctl_print_secret_json(root, token);
 }
 
 int ctl_issue(ctl_opts_t *opts, int argc, char **argv) {

@@ -1,11 +1,17 @@
 /* --json output (json.h). */
 #include "json.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "ctl.h"
+#include "tty.h"
 
 json_t *ctl_json_time(int64_t ms) {
   return ms != 0 ? json_integer((json_int_t)ms) : json_null();
@@ -152,6 +158,36 @@ int ctl_print_json(json_t *root) {
   } else {
     fputc('\n', stdout);
   }
+  json_decref(root);
+  return rc;
+}
+
+int ctl_print_secret_json(json_t *root, json_t *token) {
+  json_t *out = root != NULL ? ctl_json_with_rfc3339(root) : NULL;
+  const char *copy;
+  char *text = NULL;
+  int rc = CTL_EXIT_ERROR;
+
+  if (out != NULL)
+    text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  if (text == NULL)
+    fputs("tokenctl: cannot encode the result as JSON\n", stderr);
+  else if (ctl_write_all(STDOUT_FILENO, text, strlen(text)) != 0 ||
+           ctl_write_all(STDOUT_FILENO, "\n", 1) != 0)
+    fprintf(stderr, "tokenctl: cannot write to standard output: %s\n",
+            strerror(errno));
+  else
+    rc = CTL_EXIT_OK;
+  if (text != NULL) {
+    sodium_memzero(text, strlen(text));
+    free(text);
+  }
+  /* jansson holds its own copy of the secret. */
+  copy = json_string_value(token);
+  if (copy != NULL)
+    sodium_memzero((char *)copy, strlen(copy));
+  json_decref(token);
+  json_decref(out);
   json_decref(root);
   return rc;
 }

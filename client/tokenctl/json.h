@@ -54,4 +54,11 @@ json_t *ctl_json_with_rfc3339(json_t *v);
  * failed) is reported. Returns CTL_EXIT_OK or CTL_EXIT_ERROR. */
 int ctl_print_json(json_t *root);
 
+/* As ctl_print_json, for an answer that holds a token's secret: root (may
+ * be NULL: building it failed) must hold token (a string, set with
+ * json_object_set so the caller's reference stays). The text is written
+ * with write(2), never through stdio's buffer, and wiped, and so is
+ * jansson's copy of the secret. Takes both references. */
+int ctl_print_secret_json(json_t *root, json_t *token);
+
 #endif
